@@ -1,0 +1,56 @@
+import { parseArgs } from "node:util";
+import { EnvReader, LOG_LEVELS, type LogLevel } from "../lib/config.ts";
+
+/** How the agent is configured: flags first, then environment variables. */
+export interface AgentConfig {
+  /** Fleet's HTTP/2 base URL (--server, DROVER_SERVER). Required. */
+  server: string;
+  /** Registration token or agent credential (--token, DROVER_TOKEN). Required. */
+  token: string;
+  /** Labels this agent reports, k=v,k=v (--labels, DROVER_LABELS). */
+  labels: Record<string, string>;
+  /** Where the agent keeps its credential and execution bundles (--state-dir, DROVER_STATE_DIR), default ./.drover-agent. */
+  stateDir: string;
+  /** pino level (DROVER_LOG_LEVEL), default info. */
+  logLevel: LogLevel;
+  /** Longest wait between reconnection attempts (DROVER_RECONNECT_MAX_MS), default 30000. */
+  reconnectMaxMs: number;
+}
+
+export function readAgentConfig(argv: string[], env: Record<string, string | undefined>): AgentConfig {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      server: { type: "string" },
+      token: { type: "string" },
+      labels: { type: "string" },
+      "state-dir": { type: "string" },
+    },
+    strict: true,
+  });
+  const r = new EnvReader({
+    ...env,
+    ...(values.server ? { DROVER_SERVER: values.server } : {}),
+    ...(values.token ? { DROVER_TOKEN: values.token } : {}),
+    ...(values.labels ? { DROVER_LABELS: values.labels } : {}),
+    ...(values["state-dir"] ? { DROVER_STATE_DIR: values["state-dir"] } : {}),
+  });
+  const server = r.url("DROVER_SERVER", ["http", "https"]) ?? (r.required("DROVER_SERVER", "(--server): Fleet's address"), "");
+  const token = r.required("DROVER_TOKEN", "(--token)");
+  const labels: Record<string, string> = {};
+  for (const pair of (r.string("DROVER_LABELS") ?? "").split(",").filter(Boolean)) {
+    const [key, value, ...rest] = pair.split("=");
+    if (!key || value === undefined || rest.length) r.problem("DROVER_LABELS", `expected k=v pairs separated by commas, got ${JSON.stringify(pair)}`);
+    else labels[key.trim()] = value.trim();
+  }
+  const config: AgentConfig = {
+    server,
+    token,
+    labels,
+    stateDir: r.string("DROVER_STATE_DIR", ".drover-agent"),
+    logLevel: r.oneOf("DROVER_LOG_LEVEL", "info", LOG_LEVELS),
+    reconnectMaxMs: r.integer("DROVER_RECONNECT_MAX_MS", 30_000, 100, 3_600_000),
+  };
+  r.done();
+  return config;
+}

@@ -1,0 +1,72 @@
+import { createHash, randomBytes } from "node:crypto";
+import { Role } from "../../gen/ts/drover/fleet/v1/fleet_service_pb.ts";
+
+/** Who made a call: the token it presented, resolved. */
+export interface Principal {
+  tokenId: string;
+  role: Role;
+  name: string;
+}
+
+/** Resolves a bearer secret to its principal, or null when unknown, revoked or expired. */
+export interface Authenticator {
+  authenticate(secret: string): Promise<Principal | null>;
+}
+
+/**
+ * A new bearer secret: 32 random bytes, base64url, behind a prefix that makes
+ * leaked Drover tokens easy to recognise in logs and secret scanners.
+ */
+export function newSecret(): string {
+  return `drv_${randomBytes(32).toString("base64url")}`;
+}
+
+/** The only form in which secrets are stored. SHA-256 suffices: secrets are random, not passwords. */
+export function hashSecret(secret: string): string {
+  return createHash("sha256").update(secret).digest("hex");
+}
+
+const roleNames: Record<string, Role> = {
+  admin: Role.ADMIN,
+  operator: Role.OPERATOR,
+  agent: Role.AGENT,
+};
+
+/** Role as stored in the database ("admin", ...) to the proto enum. */
+export function roleFromName(name: string): Role {
+  return roleNames[name] ?? Role.UNSPECIFIED;
+}
+
+/** The proto enum to the stored name. */
+export function roleName(role: Role): string {
+  const found = Object.entries(roleNames).find(([, r]) => r === role);
+  if (!found) throw new Error(`role ${role} has no name`);
+  return found[0];
+}
+
+/**
+ * Remembers answers of a slower authenticator (a call to Fleet) for a short
+ * time. Revocation therefore takes effect within `ttlMs`; unknown secrets are
+ * remembered for less time so a freshly created token works at once.
+ */
+export class CachingAuthenticator implements Authenticator {
+  private readonly cache = new Map<string, { principal: Principal | null; until: number }>();
+
+  constructor(
+    private readonly inner: Authenticator,
+    private readonly ttlMs = 5000,
+    private readonly negativeTtlMs = 500,
+    private readonly maxEntries = 10_000,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  async authenticate(secret: string): Promise<Principal | null> {
+    const key = hashSecret(secret);
+    const hit = this.cache.get(key);
+    if (hit && hit.until > this.now()) return hit.principal;
+    const principal = await this.inner.authenticate(secret);
+    if (this.cache.size >= this.maxEntries) this.cache.clear();
+    this.cache.set(key, { principal, until: this.now() + (principal ? this.ttlMs : this.negativeTtlMs) });
+    return principal;
+  }
+}

@@ -1,0 +1,4 @@
+import { busContract } from "./bus.contract.ts";
+import { createMemoryBus } from "./memory.ts";
+
+busContract("the memory bus", async () => createMemoryBus());

@@ -1,0 +1,196 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+
+import { ConfigError, EnvReader, readDevConfig, readSplitConfig } from "./config.ts";
+
+// The smallest environment split mode accepts for a service other than fleet.
+const splitEnv = {
+  DATABASE_URL: "postgres://drover@db:5432/drover",
+  REDIS_URL: "redis://redis:6379",
+  DROVER_ADMIN_TOKEN: "0123456789abcdef-admin",
+  DROVER_FLEET_URL: "http://fleet:7070",
+};
+
+/** Runs read, expects a ConfigError naming `variable`, and returns it. */
+function configError(read: () => unknown, variable: string): ConfigError {
+  let caught: unknown;
+  try {
+    read();
+  } catch (err) {
+    caught = err;
+  }
+  assert.ok(caught instanceof ConfigError, `expected a ConfigError, got ${String(caught)}`);
+  assert.match(caught.message, new RegExp(`\\b${variable}\\b`), `message ${JSON.stringify(caught.message)} should name ${variable}`);
+  return caught;
+}
+
+describe("readDevConfig", () => {
+  it("uses the documented defaults when nothing is set", () => {
+    assert.deepEqual(readDevConfig({}), {
+      logLevel: "info",
+      shutdownGraceMs: 5000,
+      listen: { host: "127.0.0.1", grpcPort: 7070, httpPort: 7080 },
+      dataDir: ".drover",
+    });
+  });
+
+  it("reads every variable it knows", () => {
+    const config = readDevConfig({
+      DROVER_LOG_LEVEL: "debug",
+      DROVER_SHUTDOWN_GRACE_MS: "250",
+      DROVER_HOST: "0.0.0.0",
+      DROVER_GRPC_PORT: "0",
+      DROVER_HTTP_PORT: "9090",
+      DROVER_DATA_DIR: "/var/lib/drover",
+    });
+    assert.deepEqual(config, {
+      logLevel: "debug",
+      shutdownGraceMs: 250,
+      listen: { host: "0.0.0.0", grpcPort: 0, httpPort: 9090 },
+      dataDir: "/var/lib/drover",
+    });
+  });
+
+  it("treats an empty variable as unset", () => {
+    assert.equal(readDevConfig({ DROVER_GRPC_PORT: "", DROVER_LOG_LEVEL: "" }).listen.grpcPort, 7070);
+  });
+
+  it("lets the dataDir override win over DROVER_DATA_DIR", () => {
+    assert.equal(readDevConfig({ DROVER_DATA_DIR: "/from/env" }, { dataDir: "/from/flag" }).dataDir, "/from/flag");
+  });
+
+  it("rejects DROVER_GRPC_PORT=abc naming the variable", () => {
+    const err = configError(() => readDevConfig({ DROVER_GRPC_PORT: "abc" }), "DROVER_GRPC_PORT");
+    assert.equal(err.variable, "DROVER_GRPC_PORT");
+    assert.match(err.message, /"abc"/);
+  });
+
+  it("rejects ports outside 0..65535 and non-integers", () => {
+    for (const bad of ["65536", "-1", "80.5", "1e3", "0x50"]) {
+      configError(() => readDevConfig({ DROVER_HTTP_PORT: bad }), "DROVER_HTTP_PORT");
+    }
+  });
+
+  it("rejects DROVER_LOG_LEVEL=loud naming the variable and the allowed levels", () => {
+    const err = configError(() => readDevConfig({ DROVER_LOG_LEVEL: "loud" }), "DROVER_LOG_LEVEL");
+    assert.match(err.message, /info/);
+  });
+
+  it("rejects a DROVER_SHUTDOWN_GRACE_MS that is not a number of milliseconds", () => {
+    configError(() => readDevConfig({ DROVER_SHUTDOWN_GRACE_MS: "5s" }), "DROVER_SHUTDOWN_GRACE_MS");
+  });
+
+  it("reports several bad values in one message", () => {
+    const err = configError(
+      () => readDevConfig({ DROVER_GRPC_PORT: "abc", DROVER_LOG_LEVEL: "loud", DROVER_HTTP_PORT: "99999" }),
+      "DROVER_GRPC_PORT",
+    );
+    assert.match(err.message, /DROVER_LOG_LEVEL/);
+    assert.match(err.message, /DROVER_HTTP_PORT/);
+  });
+});
+
+describe("readSplitConfig", () => {
+  it("reads a complete environment, with defaults for the rest", () => {
+    assert.deepEqual(readSplitConfig("scheduler", splitEnv), {
+      logLevel: "info",
+      shutdownGraceMs: 5000,
+      listen: { host: "127.0.0.1", grpcPort: 7070, httpPort: 7080 },
+      service: "scheduler",
+      databaseUrl: splitEnv.DATABASE_URL,
+      redisUrl: splitEnv.REDIS_URL,
+      redisPrefix: "drover:",
+      adminToken: splitEnv.DROVER_ADMIN_TOKEN,
+      serviceUrls: { fleet: splitEnv.DROVER_FLEET_URL },
+    });
+  });
+
+  it("collects the other services' URLs", () => {
+    const config = readSplitConfig("deploy", { ...splitEnv, DROVER_SCHEDULER_URL: "https://scheduler:7070" });
+    assert.deepEqual(config.serviceUrls, { fleet: "http://fleet:7070", scheduler: "https://scheduler:7070" });
+  });
+
+  it("does not need DROVER_FLEET_URL in fleet itself", () => {
+    const { DROVER_FLEET_URL: _, ...env } = splitEnv;
+    assert.deepEqual(readSplitConfig("fleet", env).serviceUrls, {});
+  });
+
+  it("rejects DATABASE_URL=mysql://... naming the variable", () => {
+    const err = configError(
+      () => readSplitConfig("scheduler", { ...splitEnv, DATABASE_URL: "mysql://root@db:3306/drover" }),
+      "DATABASE_URL",
+    );
+    assert.match(err.message, /postgres/);
+  });
+
+  it("rejects a DATABASE_URL that is not a URL", () => {
+    configError(() => readSplitConfig("scheduler", { ...splitEnv, DATABASE_URL: "db:5432" }), "DATABASE_URL");
+  });
+
+  it("requires DATABASE_URL and REDIS_URL", () => {
+    const { DATABASE_URL: _d, REDIS_URL: _r, ...env } = splitEnv;
+    const err = configError(() => readSplitConfig("scheduler", env), "DATABASE_URL");
+    assert.match(err.message, /REDIS_URL/);
+  });
+
+  it("rejects a REDIS_URL with another scheme", () => {
+    configError(() => readSplitConfig("scheduler", { ...splitEnv, REDIS_URL: "http://redis:6379" }), "REDIS_URL");
+  });
+
+  it("requires DROVER_ADMIN_TOKEN in split mode", () => {
+    const { DROVER_ADMIN_TOKEN: _, ...env } = splitEnv;
+    const err = configError(() => readSplitConfig("fleet", env), "DROVER_ADMIN_TOKEN");
+    assert.match(err.message, /required/);
+  });
+
+  it("rejects a DROVER_ADMIN_TOKEN shorter than 16 characters", () => {
+    const err = configError(() => readSplitConfig("fleet", { ...splitEnv, DROVER_ADMIN_TOKEN: "short" }), "DROVER_ADMIN_TOKEN");
+    assert.match(err.message, /16/);
+    // The message names the variable but never echoes the secret.
+    assert.doesNotMatch(err.message, /short"/);
+  });
+
+  it("requires DROVER_FLEET_URL for every service but fleet", () => {
+    const { DROVER_FLEET_URL: _, ...env } = splitEnv;
+    for (const service of ["scheduler", "bid", "deploy", "log"] as const) {
+      configError(() => readSplitConfig(service, env), "DROVER_FLEET_URL");
+    }
+  });
+
+  it("rejects a service URL that is not http or https", () => {
+    configError(() => readSplitConfig("bid", { ...splitEnv, DROVER_LOG_URL: "ftp://log:21" }), "DROVER_LOG_URL");
+  });
+
+  it("reports every bad value in one message, the first as its variable", () => {
+    const err = configError(
+      () =>
+        readSplitConfig("scheduler", {
+          DATABASE_URL: "mysql://db/drover",
+          REDIS_URL: "redis://redis:6379",
+          DROVER_ADMIN_TOKEN: "short",
+          DROVER_LOG_LEVEL: "loud",
+          DROVER_GRPC_PORT: "abc",
+        }),
+      "DROVER_FLEET_URL",
+    );
+    assert.equal(err.variable, "DROVER_FLEET_URL");
+    for (const variable of ["DROVER_ADMIN_TOKEN", "DROVER_LOG_LEVEL", "DROVER_GRPC_PORT", "DATABASE_URL"]) {
+      assert.match(err.message, new RegExp(variable));
+    }
+    assert.doesNotMatch(err.message, /REDIS_URL/);
+  });
+});
+
+describe("EnvReader", () => {
+  it("does nothing on done() when every value was good", () => {
+    const r = new EnvReader({ N: "7" });
+    assert.equal(r.integer("N", 1, 0, 10), 7);
+    r.done();
+  });
+
+  it("returns the fallback for a bad value and still fails on done()", () => {
+    const r = new EnvReader({ N: "70" });
+    assert.equal(r.integer("N", 1, 0, 10), 1);
+    configError(() => r.done(), "N");
+  });
+});

@@ -1,0 +1,196 @@
+// Configuration is read from environment variables once, at start-up, into a
+// typed object. A bad value stops the process with a message that names the
+// variable; nothing else in Drover reads process.env.
+
+/** ConfigError names the variable that holds a bad value. */
+export class ConfigError extends Error {
+  constructor(
+    readonly variable: string,
+    problem: string,
+  ) {
+    super(`${variable}: ${problem}`);
+    this.name = "ConfigError";
+  }
+}
+
+type Env = Record<string, string | undefined>;
+
+/** Reads one variable at a time, collecting every problem before failing. */
+export class EnvReader {
+  private readonly problems: ConfigError[] = [];
+
+  constructor(private readonly env: Env) {}
+
+  string(name: string, fallback: string): string;
+  string(name: string, fallback?: undefined): string | undefined;
+  string(name: string, fallback?: string): string | undefined {
+    const raw = this.env[name];
+    return raw === undefined || raw === "" ? fallback : raw;
+  }
+
+  /** A variable that must be present. */
+  required(name: string, why: string): string {
+    const value = this.string(name);
+    if (value === undefined) {
+      this.problems.push(new ConfigError(name, `is required ${why}`));
+      return "";
+    }
+    return value;
+  }
+
+  integer(name: string, fallback: number, min: number, max: number): number {
+    const raw = this.string(name);
+    if (raw === undefined) return fallback;
+    const value = Number(raw);
+    if (!/^-?\d+$/.test(raw.trim()) || !Number.isSafeInteger(value) || value < min || value > max) {
+      this.problems.push(new ConfigError(name, `must be an integer from ${min} to ${max}, got ${JSON.stringify(raw)}`));
+      return fallback;
+    }
+    return value;
+  }
+
+  port(name: string, fallback: number): number {
+    return this.integer(name, fallback, 0, 65535);
+  }
+
+  oneOf<T extends string>(name: string, fallback: T, allowed: readonly T[]): T {
+    const raw = this.string(name);
+    if (raw === undefined) return fallback;
+    if (!(allowed as readonly string[]).includes(raw)) {
+      this.problems.push(new ConfigError(name, `must be one of ${allowed.join(", ")}, got ${JSON.stringify(raw)}`));
+      return fallback;
+    }
+    return raw as T;
+  }
+
+  /** A URL whose scheme is one of `schemes`. */
+  url(name: string, schemes: readonly string[], fallback?: string): string | undefined {
+    const raw = this.string(name) ?? fallback;
+    if (raw === undefined) return undefined;
+    let parsed: URL;
+    try {
+      parsed = new URL(raw);
+    } catch {
+      this.problems.push(new ConfigError(name, `must be a URL, got ${JSON.stringify(raw)}`));
+      return undefined;
+    }
+    if (!schemes.includes(parsed.protocol.replace(/:$/, ""))) {
+      this.problems.push(new ConfigError(name, `must use ${schemes.join(" or ")}, got ${parsed.protocol}`));
+      return undefined;
+    }
+    return raw;
+  }
+
+  /** Records a problem found by a check the reader does not know. */
+  problem(name: string, problem: string): void {
+    this.problems.push(new ConfigError(name, problem));
+  }
+
+  /** Throws the first problem (its message lists them all), or returns. */
+  done(): void {
+    const [first] = this.problems;
+    if (first === undefined) return;
+    first.message = this.problems.map((p) => p.message).join("; ");
+    throw first;
+  }
+}
+
+/** The names of Drover's five services, as used in schemas, URLs and logs. */
+export const SERVICE_NAMES = ["fleet", "scheduler", "bid", "deploy", "log"] as const;
+export type ServiceName = (typeof SERVICE_NAMES)[number];
+
+export const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "silent"] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** Where a server listens. */
+export interface ListenConfig {
+  /** Interface to bind (DROVER_HOST). Default 127.0.0.1; containers use 0.0.0.0. */
+  host: string;
+  /** Port for HTTP/2 cleartext: gRPC, and Connect/gRPC-Web over h2c (DROVER_GRPC_PORT). 0 picks a free port. */
+  grpcPort: number;
+  /** Port for HTTP/1.1: Connect JSON for curl and browsers, gRPC-Web (DROVER_HTTP_PORT). 0 picks a free port. */
+  httpPort: number;
+}
+
+/** Settings every service process shares, in both wirings. */
+export interface CommonConfig {
+  /** pino level (DROVER_LOG_LEVEL), default info. */
+  logLevel: LogLevel;
+  /** How long SIGTERM waits for in-flight unary calls before closing streams (DROVER_SHUTDOWN_GRACE_MS), default 5000. */
+  shutdownGraceMs: number;
+  listen: ListenConfig;
+}
+
+function readCommon(r: EnvReader, defaults: { grpcPort: number; httpPort: number }): CommonConfig {
+  return {
+    logLevel: r.oneOf("DROVER_LOG_LEVEL", "info", LOG_LEVELS),
+    shutdownGraceMs: r.integer("DROVER_SHUTDOWN_GRACE_MS", 5000, 0, 600_000),
+    listen: {
+      host: r.string("DROVER_HOST", "127.0.0.1"),
+      grpcPort: r.port("DROVER_GRPC_PORT", defaults.grpcPort),
+      httpPort: r.port("DROVER_HTTP_PORT", defaults.httpPort),
+    },
+  };
+}
+
+/** Dev mode: every service in one process on an embedded database. */
+export interface DevConfig extends CommonConfig {
+  /** Where the embedded database and the admin token live (DROVER_DATA_DIR), default ./.drover. */
+  dataDir: string;
+}
+
+export function readDevConfig(env: Env = process.env, overrides: Partial<Pick<DevConfig, "dataDir">> = {}): DevConfig {
+  const r = new EnvReader(env);
+  const config: DevConfig = {
+    ...readCommon(r, { grpcPort: 7070, httpPort: 7080 }),
+    dataDir: overrides.dataDir ?? r.string("DROVER_DATA_DIR", ".drover"),
+  };
+  r.done();
+  return config;
+}
+
+/** Split mode: one service per process on PostgreSQL and Redis. */
+export interface SplitConfig extends CommonConfig {
+  /** Which service this process runs. */
+  service: ServiceName;
+  /** PostgreSQL connection URL (DATABASE_URL). Required. */
+  databaseUrl: string;
+  /** Redis connection URL (REDIS_URL). Required. */
+  redisUrl: string;
+  /** Prefix of every Redis key, so deployments can share a Redis (DROVER_REDIS_PREFIX), default "drover:". */
+  redisPrefix: string;
+  /**
+   * An admin token secret (DROVER_ADMIN_TOKEN). Fleet makes sure it exists;
+   * the other services present it when they call Fleet. Required.
+   */
+  adminToken: string;
+  /** Base URLs (h2c) of the services this one calls (DROVER_<NAME>_URL). */
+  serviceUrls: Partial<Record<ServiceName, string>>;
+}
+
+export function readSplitConfig(service: ServiceName, env: Env = process.env): SplitConfig {
+  const r = new EnvReader(env);
+  const serviceUrls: Partial<Record<ServiceName, string>> = {};
+  for (const name of SERVICE_NAMES) {
+    const url = r.url(`DROVER_${name.toUpperCase()}_URL`, ["http", "https"]);
+    if (url !== undefined) serviceUrls[name] = url;
+  }
+  if (service !== "fleet" && serviceUrls.fleet === undefined) {
+    r.required("DROVER_FLEET_URL", "for every service but fleet (it checks callers' tokens with Fleet)");
+  }
+  const adminToken = r.required("DROVER_ADMIN_TOKEN", "in split mode");
+  if (adminToken !== "" && adminToken.length < 16) {
+    r.problem("DROVER_ADMIN_TOKEN", "must be at least 16 characters");
+  }
+  const config: SplitConfig = {
+    ...readCommon(r, { grpcPort: 7070, httpPort: 7080 }),
+    service,
+    databaseUrl: r.url("DATABASE_URL", ["postgres", "postgresql"]) ?? (r.required("DATABASE_URL", "in split mode"), ""),
+    redisUrl: r.url("REDIS_URL", ["redis", "rediss"]) ?? (r.required("REDIS_URL", "in split mode"), ""),
+    redisPrefix: r.string("DROVER_REDIS_PREFIX", "drover:"),
+    adminToken,
+    serviceUrls,
+  };
+  r.done();
+  return config;
+}

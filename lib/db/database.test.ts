@@ -1,0 +1,127 @@
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { after, before, describe, it } from "node:test";
+
+import { SERVICE_NAMES } from "../config.ts";
+import { requirePostgres } from "../testing/services.ts";
+import { openPglite, openPostgres, type Database } from "./database.ts";
+import { migrate } from "./migrate.ts";
+import { createTestDatabase, openTempPglite, type TestDatabase } from "./testing.ts";
+
+const adminUrl = await requirePostgres();
+
+const sha256 = (text: string) => createHash("sha256").update(text).digest("hex");
+
+// The same script on either wiring: the generated client must behave alike.
+function crudCases(open: () => Promise<Database>) {
+  let db: Database;
+  before(async () => {
+    db = await open();
+    for (const service of SERVICE_NAMES) await migrate(db.executor, service);
+  });
+  after(async () => {
+    await db?.close();
+  });
+
+  it("the fleet client creates an ApiToken and finds it by its hash, with the database's defaults filled in", async () => {
+    const fleet = db.prismaFor("fleet");
+    const created = await fleet.apiToken.create({ data: { name: "laptop", role: "operator", tokenHash: sha256("secret") } });
+    const found = await fleet.apiToken.findUnique({ where: { tokenHash: sha256("secret") } });
+    assert.deepEqual(found, created);
+    assert.match(created.id, /^[0-9a-f-]{36}$/);
+    assert.ok(created.createdAt instanceof Date);
+    assert.equal(created.revokedAt, null);
+
+    await fleet.apiToken.update({ where: { id: created.id }, data: { revokedAt: new Date() } });
+    assert.equal(await fleet.apiToken.count({ where: { revokedAt: null } }), 0);
+    await fleet.apiToken.delete({ where: { id: created.id } });
+    assert.equal(await fleet.apiToken.findUnique({ where: { id: created.id } }), null);
+  });
+
+  it("the migrations' CHECK constraints reject a role the API does not know", async () => {
+    await assert.rejects(
+      db.prismaFor("fleet").apiToken.create({ data: { name: "x", role: "root", tokenHash: sha256("x") } }),
+      /api_tokens_role_check/,
+    );
+  });
+
+  it("each service's client writes and reads its own table (Json, BigInt, Bytes, a relation)", async () => {
+    const job = await db.prismaFor("scheduler").job.create({ data: { state: "pending", spec: { image: "busybox" } } });
+    assert.deepEqual(job.spec, { image: "busybox" });
+    assert.equal(job.priority, 0);
+
+    const auction = await db.prismaFor("bid").auction.create({ data: { jobId: job.id, state: "open" } });
+    assert.deepEqual(auction.explanation, {});
+
+    const deployment = await db.prismaFor("deploy").deployment.create({
+      data: { name: "web", currentRevision: 1, revisions: { create: { number: 1, spec: {}, specHash: sha256("{}") } } },
+      include: { revisions: true },
+    });
+    assert.equal(deployment.revisions[0].number, 1);
+    await db.prismaFor("deploy").deployment.delete({ where: { id: deployment.id } });
+    assert.equal(await db.prismaFor("deploy").revision.count(), 0, "revisions go with their deployment");
+
+    const chunk = await db.prismaFor("log").logChunk.create({
+      data: { attemptId: "a1", stream: "stdout", startOffset: 2n ** 40n, data: Buffer.from("hello\n") },
+    });
+    assert.equal(chunk.startOffset, 2n ** 40n);
+    assert.equal(Buffer.from(chunk.data).toString(), "hello\n");
+  });
+
+  it("an interactive transaction commits, and rolls back when its body throws", async () => {
+    const scheduler = db.prismaFor("scheduler");
+    await scheduler.$transaction(async (tx) => {
+      await tx.job.create({ data: { state: "pending", spec: {}, idempotencyKey: "committed" } });
+    });
+    await assert.rejects(
+      scheduler.$transaction(async (tx) => {
+        await tx.job.create({ data: { state: "pending", spec: {}, idempotencyKey: "rolled-back" } });
+        throw new Error("changed my mind");
+      }),
+      /changed my mind/,
+    );
+    const keys = (await scheduler.job.findMany({ where: { idempotencyKey: { not: null } } })).map((j) => j.idempotencyKey);
+    assert.deepEqual(keys, ["committed"]);
+  });
+
+  it("prismaFor hands out one client per service", () => {
+    assert.equal(db.prismaFor("bid"), db.prismaFor("bid"));
+    assert.notEqual(db.prismaFor("bid") as unknown, db.prismaFor("log") as unknown);
+  });
+}
+
+describe("a Prisma client on the embedded database (PGlite)", () => {
+  crudCases(openTempPglite);
+});
+
+describe("a Prisma client on PostgreSQL", () => {
+  if (adminUrl === null) {
+    it("needs PostgreSQL", async (t) => {
+      await requirePostgres(t);
+    });
+    return;
+  }
+  let testDb: TestDatabase | undefined;
+  crudCases(async () => {
+    testDb = await createTestDatabase(adminUrl);
+    const db = openPostgres(testDb.url, { max: 4 });
+    return { ...db, close: () => db.close().finally(() => testDb!.drop()) };
+  });
+});
+
+describe("openPglite", () => {
+  it("refuses to open a directory that is already open in this process", async () => {
+    const db = await openTempPglite();
+    try {
+      await assert.rejects(openPglite(db.dataDir), /already open in this process/);
+    } finally {
+      await db.close();
+    }
+  });
+
+  it("closes once however often close() is called, and no client is handed out afterwards", async () => {
+    const db = await openPglite("memory://");
+    await Promise.all([db.close(), db.close()]);
+    assert.throws(() => db.prismaFor("fleet"), /closed/);
+  });
+});

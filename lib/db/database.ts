@@ -1,0 +1,136 @@
+// Opens the database for one of Drover's two wirings and hands each service
+// its own Prisma client:
+//
+//   dev mode    openPglite(dir)    one embedded PGlite for the whole process;
+//                                  all five services share it, each through
+//                                  its own client and its own schema.
+//   split mode  openPostgres(url)  a pg Pool on PostgreSQL; a service process
+//                                  normally asks only for its own client.
+//
+// A client only ever touches its service's schema: every model carries
+// @@schema, so its queries name the schema and do not depend on search_path.
+
+import { mkdirSync } from "node:fs";
+import { resolve } from "node:path";
+
+import { PGlite } from "@electric-sql/pglite";
+import { PrismaPg } from "@prisma/adapter-pg";
+import pg from "pg";
+import { PrismaPGlite } from "pglite-prisma-adapter";
+
+import type { ServiceName } from "../config.ts";
+import { PrismaClient as BidClient } from "../../gen/prisma/bid/client.ts";
+import { PrismaClient as DeployClient } from "../../gen/prisma/deploy/client.ts";
+import { PrismaClient as FleetClient } from "../../gen/prisma/fleet/client.ts";
+import { PrismaClient as LogClient } from "../../gen/prisma/log/client.ts";
+import { PrismaClient as SchedulerClient } from "../../gen/prisma/scheduler/client.ts";
+import { pgExecutor, pgliteExecutor, type SqlExecutor } from "./executor.ts";
+
+/** Each service's generated Prisma client type. */
+export interface PrismaClients {
+  fleet: FleetClient;
+  scheduler: SchedulerClient;
+  bid: BidClient;
+  deploy: DeployClient;
+  log: LogClient;
+}
+
+type Adapter = PrismaPg | PrismaPGlite;
+
+const clientClasses: { [S in ServiceName]: new (options: { adapter: Adapter }) => PrismaClients[S] } = {
+  fleet: FleetClient,
+  scheduler: SchedulerClient,
+  bid: BidClient,
+  deploy: DeployClient,
+  log: LogClient,
+};
+
+/** An open database; promises one Prisma client per service and a close() that releases everything. */
+export interface Database {
+  /** "pglite": dev mode's embedded database; "postgres": a PostgreSQL server. */
+  readonly kind: "pglite" | "postgres";
+  /** Raw SQL access, for the migrator and tests. */
+  readonly executor: SqlExecutor;
+  /** The service's Prisma client, created on first use and shared afterwards. */
+  prismaFor<S extends ServiceName>(service: S): PrismaClients[S];
+  /** Disconnects the Prisma clients, then closes the connections. Safe to call twice. */
+  close(): Promise<void>;
+}
+
+/** Options for openPostgres; anything pg.Pool accepts except the URL. */
+export type PostgresOptions = Omit<pg.PoolConfig, "connectionString">;
+
+/** Connects to PostgreSQL at url (split mode) through one pool shared by the process's clients. */
+export function openPostgres(url: string, options: PostgresOptions = {}): Database {
+  const pool = new pg.Pool({ ...options, connectionString: url });
+  // An idle connection that the server drops emits "error" on the pool, and
+  // an unhandled "error" event would end the process. The pool discards that
+  // connection; the next query opens a new one or fails where it is awaited.
+  pool.on("error", () => {});
+  return database("postgres", pgExecutor(pool), () => new PrismaPg(pool), () => pool.end());
+}
+
+// Resolved data directories of the PGlite instances open in this process.
+const openPgliteDirs = new Set<string>();
+
+/**
+ * Opens (creating on first use) the embedded database persisted in dataDir,
+ * for dev mode. One instance serves the whole process: opening the same
+ * directory twice would corrupt it, so that throws. "memory://" gives an
+ * in-memory database.
+ */
+export async function openPglite(dataDir: string): Promise<Database> {
+  const inMemory = dataDir.startsWith("memory://");
+  const key = inMemory ? undefined : resolve(dataDir);
+  if (key !== undefined) {
+    if (openPgliteDirs.has(key)) throw new Error(`the embedded database in ${key} is already open in this process`);
+    mkdirSync(key, { recursive: true });
+    openPgliteDirs.add(key);
+  }
+  let pglite: PGlite;
+  try {
+    pglite = await PGlite.create(key ?? dataDir);
+  } catch (error) {
+    if (key !== undefined) openPgliteDirs.delete(key);
+    throw error;
+  }
+  return database("pglite", pgliteExecutor(pglite), () => new PrismaPGlite(pglite), async () => {
+    try {
+      await pglite.close();
+    } finally {
+      if (key !== undefined) openPgliteDirs.delete(key);
+    }
+  });
+}
+
+function database(
+  kind: Database["kind"],
+  executor: SqlExecutor,
+  adapter: () => Adapter,
+  closeConnections: () => Promise<void>,
+): Database {
+  const clients = new Map<ServiceName, PrismaClients[ServiceName]>();
+  let closing: Promise<void> | undefined;
+  return {
+    kind,
+    executor,
+    prismaFor<S extends ServiceName>(service: S): PrismaClients[S] {
+      if (closing) throw new Error(`prismaFor(${service}): the database is closed`);
+      let client = clients.get(service) as PrismaClients[S] | undefined;
+      if (!client) {
+        const Client = clientClasses[service];
+        if (!Client) throw new Error(`prismaFor: unknown service ${JSON.stringify(service)}`);
+        client = new Client({ adapter: adapter() });
+        clients.set(service, client);
+      }
+      return client;
+    },
+    close() {
+      // Clients first: they must finish with the connections before those go.
+      closing ??= Promise.allSettled([...clients.values()].map((client) => client.$disconnect())).then(
+        closeConnections,
+      );
+      return closing;
+    },
+  };
+}

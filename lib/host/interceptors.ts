@@ -1,0 +1,166 @@
+// The interceptors every Drover service runs, outermost first:
+//
+//   logging (request id, one line per call) → errors (unexpected → INTERNAL)
+//   → auth (bearer token, role) → validation (protovalidate) → handler
+//
+// Order matters: validation runs after auth so that unauthenticated callers
+// learn nothing about a method's rules, and the error interceptor sits
+// outside auth and validation so their ConnectErrors pass through untouched.
+
+import { randomUUID } from "node:crypto";
+import { Code, ConnectError, type Interceptor, type StreamRequest, type UnaryRequest } from "@connectrpc/connect";
+import type { DescMessage, DescMethod } from "@bufbuild/protobuf";
+import { createValidator, type Validator } from "@bufbuild/protovalidate";
+import type { Logger } from "../logger.ts";
+import type { Authenticator } from "../auth/tokens.ts";
+import { Role } from "../../gen/ts/drover/fleet/v1/fleet_service_pb.ts";
+import { kLogger, kPrincipal } from "./context.ts";
+
+/** The header carrying a caller-chosen request id; generated when absent. */
+export const REQUEST_ID_HEADER = "x-request-id";
+
+/** Gives each call a request id and a child logger, and logs its outcome once. */
+export function loggingInterceptor(logger: Logger): Interceptor {
+  return (next) => async (req) => {
+    const requestId = sanitizeRequestId(req.header.get(REQUEST_ID_HEADER)) ?? randomUUID();
+    const log = logger.child({ requestId, service: req.service.typeName, method: req.method.name });
+    req.contextValues.set(kLogger, log);
+    const started = performance.now();
+    try {
+      const res = await next(req);
+      res.header.set(REQUEST_ID_HEADER, requestId);
+      if (!res.stream) log.debug({ ms: elapsed(started) }, "call ok");
+      return res;
+    } catch (err) {
+      const code = ConnectError.from(err).code;
+      log.info({ ms: elapsed(started), code: Code[code] }, "call failed");
+      if (err instanceof ConnectError) err.metadata.set(REQUEST_ID_HEADER, requestId);
+      throw err;
+    }
+  };
+}
+
+function sanitizeRequestId(value: string | null): string | undefined {
+  return value && /^[A-Za-z0-9._:-]{1,128}$/.test(value) ? value : undefined;
+}
+
+function elapsed(started: number): number {
+  return Math.round((performance.now() - started) * 100) / 100;
+}
+
+/**
+ * Lets ConnectErrors (which carry a deliberate code) through, and turns every
+ * other error into INTERNAL without its message, after logging it with the
+ * service and method. Streams are covered too: an error thrown while the
+ * handler yields responses is translated the same way.
+ */
+export function errorInterceptor(logger: Logger): Interceptor {
+  const translate = (err: unknown, req: UnaryRequest | StreamRequest): ConnectError => {
+    if (err instanceof ConnectError) return err;
+    const log = req.contextValues.get(kLogger) ?? logger;
+    log.error({ err, service: req.service.typeName, method: req.method.name }, "unexpected error");
+    return new ConnectError("internal error", Code.Internal);
+  };
+  return (next) => async (req) => {
+    try {
+      const res = await next(req);
+      if (!res.stream) return res;
+      return { ...res, message: translateStream(res.message, (err) => translate(err, req)) };
+    } catch (err) {
+      throw translate(err, req);
+    }
+  };
+}
+
+async function* translateStream<T>(source: AsyncIterable<T>, translate: (err: unknown) => ConnectError): AsyncIterable<T> {
+  try {
+    yield* source;
+  } catch (err) {
+    throw translate(err);
+  }
+}
+
+/** Which roles may call a method; "open" needs no token at all. */
+export type AccessRule = readonly Role[] | "open";
+
+/** Decides the AccessRule of each method. */
+export type AccessPolicy = (method: DescMethod) => AccessRule;
+
+/** Operators and admins: the default for Drover's own methods. */
+export const STAFF: readonly Role[] = [Role.ADMIN, Role.OPERATOR];
+
+/** Services that answer without a token: health checks and reflection. */
+const OPEN_SERVICES = new Set([
+  "grpc.health.v1.Health",
+  "grpc.reflection.v1.ServerReflection",
+  "grpc.reflection.v1alpha.ServerReflection",
+]);
+
+/**
+ * Builds a policy from per-service tables of method name → roles. Methods not
+ * listed get `fallback`; health and reflection are always open.
+ */
+export function accessPolicy(tables: Record<string, Record<string, AccessRule>>, fallback: AccessRule = STAFF): AccessPolicy {
+  return (method) => {
+    if (OPEN_SERVICES.has(method.parent.typeName)) return "open";
+    return tables[method.parent.typeName]?.[method.name] ?? fallback;
+  };
+}
+
+/**
+ * Rejects calls without a valid bearer token (UNAUTHENTICATED) and calls
+ * whose token's role the method does not allow (PERMISSION_DENIED).
+ */
+export function authInterceptor(authenticator: Authenticator, policy: AccessPolicy): Interceptor {
+  return (next) => async (req) => {
+    const rule = policy(req.method);
+    if (rule === "open") return next(req);
+    const header = req.header.get("authorization");
+    const match = header ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
+    if (!match) {
+      throw new ConnectError("missing bearer token: send the header \"authorization: Bearer <token>\"", Code.Unauthenticated);
+    }
+    const principal = await authenticator.authenticate(match[1]!);
+    if (!principal) throw new ConnectError("token is unknown, revoked or expired", Code.Unauthenticated);
+    if (!rule.includes(principal.role)) {
+      throw new ConnectError(
+        `role ${Role[principal.role].toLowerCase()} may not call ${req.method.parent.typeName}/${req.method.name}`,
+        Code.PermissionDenied,
+      );
+    }
+    req.contextValues.set(kPrincipal, principal);
+    return next(req);
+  };
+}
+
+/**
+ * Checks every request message against its protovalidate rules and answers
+ * INVALID_ARGUMENT naming the field. For client and bidi streams each message
+ * is checked as it arrives; a bad one ends the call.
+ */
+export function validationInterceptor(validator: Validator = createValidator()): Interceptor {
+  const check = (schema: DescMessage, message: unknown) => {
+    // The message was decoded from `schema` by the router, so the cast holds.
+    const result = validator.validate(schema, message as Parameters<Validator["validate"]>[1]);
+    if (result.kind === "valid") return;
+    if (result.kind === "error") throw new ConnectError(`cannot validate request: ${result.error.message}`, Code.Internal);
+    // Violation.toString() reads "spec.exec.commands[0].argv: value must ... [rule.id]".
+    const detail = result.violations.map((v) => v.toString()).join("; ");
+    throw new ConnectError(`invalid ${schema.name}: ${detail}`, Code.InvalidArgument);
+  };
+  return (next) => async (req) => {
+    if (!req.stream) {
+      check(req.method.input, req.message);
+      return next(req);
+    }
+    const input = req.method.input;
+    return next({ ...req, message: checkEach(req.message, (m) => check(input, m)) });
+  };
+}
+
+async function* checkEach<T>(source: AsyncIterable<T>, check: (message: T) => void): AsyncIterable<T> {
+  for await (const message of source) {
+    check(message);
+    yield message;
+  }
+}

@@ -1,0 +1,612 @@
+// One test per protovalidate rule declared in proto/drover, named after the
+// field it sits on. Each breaks the rule in one place, expects exactly that
+// violation (field path and rule id), and checks that a message next to it
+// passes, so a rule that is too strict fails here as well as one that is
+// missing. The last test makes sure no rule was left without a test.
+
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+
+import { create, hasOption, type DescFile, type DescMessage, type MessageInitShape } from "@bufbuild/protobuf";
+import { pathToString } from "@bufbuild/protobuf/reflect";
+import { createValidator } from "@bufbuild/protovalidate";
+import * as buf from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
+
+import { ListAuctionsRequestSchema, file_drover_bid_v1_bid_service } from "../gen/ts/drover/bid/v1/bid_service_pb.ts";
+import { CommandSchema, ExecSpecSchema, file_drover_common_v1_exec } from "../gen/ts/drover/common/v1/exec_pb.ts";
+import {
+  ConstraintsSchema,
+  ResourcesSchema,
+  file_drover_common_v1_resources,
+} from "../gen/ts/drover/common/v1/resources_pb.ts";
+import {
+  ApplyDeploymentRequestSchema,
+  GetDeploymentRequestSchema,
+  ServiceSpecSchema,
+  file_drover_deploy_v1_deploy_service,
+} from "../gen/ts/drover/deploy/v1/deploy_service_pb.ts";
+import {
+  AckSchema,
+  AttemptState,
+  BidSchema,
+  ConnectRequestSchema,
+  DeclineSchema,
+  HelloSchema,
+  JobEventSchema,
+  LogFrameSchema,
+  LogStream,
+  file_drover_fleet_v1_agent_stream,
+} from "../gen/ts/drover/fleet/v1/agent_stream_pb.ts";
+import {
+  AuthenticateTokenRequestSchema,
+  CreateApiTokenRequestSchema,
+  ListApiTokensRequestSchema,
+  RevokeApiTokenRequestSchema,
+  Role,
+  file_drover_fleet_v1_fleet_service,
+} from "../gen/ts/drover/fleet/v1/fleet_service_pb.ts";
+import { ReadLogsRequestSchema, Stream, file_drover_log_v1_log_service } from "../gen/ts/drover/log/v1/log_service_pb.ts";
+import {
+  GetJobRequestSchema,
+  JobSpecSchema,
+  RetryPolicySchema,
+  SubmitJobRequestSchema,
+  file_drover_scheduler_v1_scheduler_service,
+} from "../gen/ts/drover/scheduler/v1/scheduler_service_pb.ts";
+
+const droverFiles: DescFile[] = [
+  file_drover_common_v1_exec,
+  file_drover_common_v1_resources,
+  file_drover_fleet_v1_agent_stream,
+  file_drover_fleet_v1_fleet_service,
+  file_drover_scheduler_v1_scheduler_service,
+  file_drover_bid_v1_bid_service,
+  file_drover_deploy_v1_deploy_service,
+  file_drover_log_v1_log_service,
+];
+
+const validator = createValidator();
+
+/** A violation as the tests name it; forKey only for map keys. */
+interface Found {
+  path: string;
+  ruleId: string;
+  forKey?: true;
+}
+
+function violationsOf<Desc extends DescMessage>(schema: Desc, init: MessageInitShape<Desc>): Found[] {
+  const result = validator.validate(schema, create(schema, init));
+  if (result.kind === "error") throw result.error;
+  if (result.kind === "valid") return [];
+  return result.violations.map((v) => ({ path: pathToString(v.field), ruleId: v.ruleId, ...(v.forKey ? { forKey: true } : {}) }));
+}
+
+/** One broken message, the violation it must cause (alone), and a passing neighbour. */
+interface RuleCase<Desc extends DescMessage> {
+  invalid: MessageInitShape<Desc>;
+  expect: Found;
+  valid: MessageInitShape<Desc>;
+}
+
+// "<message type>.<field or oneof>" of every rule a test below covers.
+const covered = new Set<string>();
+
+function rule<Desc extends DescMessage>(name: string, schema: Desc, field: string, ...cases: RuleCase<Desc>[]): void {
+  covered.add(`${schema.typeName}.${field}`);
+  it(name, () => {
+    for (const c of cases) {
+      assert.deepEqual(violationsOf(schema, c.invalid), [c.expect], `invalid: ${JSON.stringify(c.invalid, replacer)}`);
+      assert.deepEqual(violationsOf(schema, c.valid), [], `valid: ${JSON.stringify(c.valid, replacer)}`);
+    }
+  });
+}
+
+function replacer(_key: string, value: unknown) {
+  if (typeof value === "bigint") return `${value}n`;
+  if (value instanceof Uint8Array) return `<${value.length} bytes>`;
+  if (typeof value === "string" && value.length > 80) return `<${value.length} characters>`;
+  if (Array.isArray(value) && value.length > 20) return `<${value.length} items>`;
+  return value;
+}
+
+// Helpers for the "too many" and "too long" cases.
+const chars = (n: number, c = "a") => c.repeat(n);
+const items = (n: number, item = "x") => Array.from({ length: n }, () => item);
+const pairs = (n: number, prefix = "K") => Object.fromEntries(Array.from({ length: n }, (_, i) => [`${prefix}${i}`, "v"]));
+
+const exec = { commands: [{ argv: ["true"] }] };
+const jobSpec = { exec };
+const serviceSpec = { exec };
+const uuid = "0b6c6f1e-3a4b-4c5d-8e9f-0a1b2c3d4e5f";
+
+describe("drover.common.v1 rules", () => {
+  rule("Command.argv needs at least one item", CommandSchema, "argv", {
+    invalid: { argv: [] },
+    expect: { path: "argv", ruleId: "repeated.min_items" },
+    valid: { argv: ["true"] },
+  });
+  rule(
+    "Command.argv holds at most 4096 items, each 1 to 65536 characters",
+    CommandSchema,
+    "argv",
+    { invalid: { argv: items(4097) }, expect: { path: "argv", ruleId: "repeated.max_items" }, valid: { argv: items(4096) } },
+    { invalid: { argv: ["echo", ""] }, expect: { path: "argv[1]", ruleId: "string.min_len" }, valid: { argv: ["echo", " "] } },
+    {
+      invalid: { argv: ["echo", chars(65537)] },
+      expect: { path: "argv[1]", ruleId: "string.max_len" },
+      valid: { argv: ["echo", chars(65536)] },
+    },
+  );
+  rule("Command.cwd is at most 4096 characters", CommandSchema, "cwd", {
+    invalid: { argv: ["true"], cwd: chars(4097) },
+    expect: { path: "cwd", ruleId: "string.max_len" },
+    valid: { argv: ["true"], cwd: chars(4096) },
+  });
+  rule(
+    "Command.env keys must be POSIX names, at most 1024 of them",
+    CommandSchema,
+    "env",
+    {
+      invalid: { argv: ["true"], env: { "1ST": "v" } },
+      expect: { path: 'env["1ST"]', ruleId: "string.pattern", forKey: true },
+      valid: { argv: ["true"], env: { _1ST: "v" } },
+    },
+    {
+      invalid: { argv: ["true"], env: { "MY-VAR": "v" } },
+      expect: { path: 'env["MY-VAR"]', ruleId: "string.pattern", forKey: true },
+      valid: { argv: ["true"], env: { MY_VAR: "" } },
+    },
+    {
+      invalid: { argv: ["true"], env: pairs(1025) },
+      expect: { path: "env", ruleId: "map.max_pairs" },
+      valid: { argv: ["true"], env: pairs(1024) },
+    },
+  );
+  rule("Command.timeout is at least one second when set", CommandSchema, "timeout", {
+    invalid: { argv: ["true"], timeout: { nanos: 999_999_999 } },
+    expect: { path: "timeout", ruleId: "duration.gte" },
+    valid: { argv: ["true"], timeout: { seconds: 1n } },
+  });
+
+  rule(
+    "ExecSpec.commands holds 1 to 64 commands",
+    ExecSpecSchema,
+    "commands",
+    { invalid: { commands: [] }, expect: { path: "commands", ruleId: "repeated.min_items" }, valid: exec },
+    {
+      invalid: { commands: Array.from({ length: 65 }, () => ({ argv: ["true"] })) },
+      expect: { path: "commands", ruleId: "repeated.max_items" },
+      valid: { commands: Array.from({ length: 64 }, () => ({ argv: ["true"] })) },
+    },
+  );
+  rule(
+    "ExecSpec.env keys must be POSIX names, at most 1024 of them",
+    ExecSpecSchema,
+    "env",
+    {
+      invalid: { ...exec, env: { "A=B": "v" } },
+      expect: { path: 'env["A=B"]', ruleId: "string.pattern", forKey: true },
+      valid: { ...exec, env: { A_B: "v" } },
+    },
+    {
+      invalid: { ...exec, env: pairs(1025) },
+      expect: { path: "env", ruleId: "map.max_pairs" },
+      valid: { ...exec, env: pairs(1024) },
+    },
+  );
+  rule("ExecSpec.secret_env names must be POSIX names", ExecSpecSchema, "secret_env", {
+    invalid: { ...exec, secretEnv: ["TOKEN", "api key"] },
+    expect: { path: "secret_env[1]", ruleId: "string.pattern" },
+    valid: { ...exec, secretEnv: ["TOKEN", "API_KEY"] },
+  });
+
+  rule("Resources.cpu_millis is at most 4096000", ResourcesSchema, "cpu_millis", {
+    invalid: { cpuMillis: 4_096_001 },
+    expect: { path: "cpu_millis", ruleId: "uint32.lte" },
+    valid: { cpuMillis: 4_096_000 },
+  });
+
+  rule(
+    "Constraints.labels has at most 64 pairs with label-shaped keys and values of at most 256 characters",
+    ConstraintsSchema,
+    "labels",
+    {
+      invalid: { labels: { "-zone": "a" } },
+      expect: { path: 'labels["-zone"]', ruleId: "string.pattern", forKey: true },
+      valid: { labels: { "topology.kubernetes.io/zone": "a" } },
+    },
+    {
+      invalid: { labels: { [chars(64, "k")]: "a" } },
+      expect: { path: `labels["${chars(64, "k")}"]`, ruleId: "string.pattern", forKey: true },
+      valid: { labels: { [chars(63, "k")]: "a" } },
+    },
+    {
+      invalid: { labels: { zone: chars(257) } },
+      expect: { path: 'labels["zone"]', ruleId: "string.max_len" },
+      valid: { labels: { zone: chars(256) } },
+    },
+    { invalid: { labels: pairs(65) }, expect: { path: "labels", ruleId: "map.max_pairs" }, valid: { labels: pairs(64) } },
+  );
+  rule(
+    "Constraints.drivers holds at most 8 driver names",
+    ConstraintsSchema,
+    "drivers",
+    {
+      invalid: { drivers: ["process", "Docker"] },
+      expect: { path: "drivers[1]", ruleId: "string.pattern" },
+      valid: { drivers: ["process", "docker"] },
+    },
+    {
+      invalid: { drivers: items(9, "process") },
+      expect: { path: "drivers", ruleId: "repeated.max_items" },
+      valid: { drivers: items(8, "process") },
+    },
+  );
+});
+
+describe("drover.scheduler.v1 rules", () => {
+  rule("SubmitJobRequest.spec is required", SubmitJobRequestSchema, "spec", {
+    invalid: {},
+    expect: { path: "spec", ruleId: "required" },
+    valid: { spec: jobSpec },
+  });
+  rule("SubmitJobRequest.idempotency_key is at most 128 characters", SubmitJobRequestSchema, "idempotency_key", {
+    invalid: { spec: jobSpec, idempotencyKey: chars(129) },
+    expect: { path: "idempotency_key", ruleId: "string.max_len" },
+    valid: { spec: jobSpec, idempotencyKey: chars(128) },
+  });
+  rule("JobSpec.exec is required", JobSpecSchema, "exec", {
+    invalid: { name: "build" },
+    expect: { path: "exec", ruleId: "required" },
+    valid: { name: "build", exec },
+  });
+  rule("JobSpec.name is at most 128 characters", JobSpecSchema, "name", {
+    invalid: { ...jobSpec, name: chars(129) },
+    expect: { path: "name", ruleId: "string.max_len" },
+    valid: { ...jobSpec, name: chars(128) },
+  });
+  rule("JobSpec.driver is empty, process or docker", JobSpecSchema, "driver", {
+    invalid: { ...jobSpec, driver: "podman" },
+    expect: { path: "driver", ruleId: "string.in" },
+    valid: { ...jobSpec, driver: "docker" },
+  });
+  rule(
+    "JobSpec.priority is within -1000..1000",
+    JobSpecSchema,
+    "priority",
+    { invalid: { ...jobSpec, priority: 1001 }, expect: { path: "priority", ruleId: "int32.gte_lte" }, valid: { ...jobSpec, priority: 1000 } },
+    { invalid: { ...jobSpec, priority: -1001 }, expect: { path: "priority", ruleId: "int32.gte_lte" }, valid: { ...jobSpec, priority: -1000 } },
+  );
+  rule("JobSpec.timeout is at least one second when set", JobSpecSchema, "timeout", {
+    invalid: { ...jobSpec, timeout: { seconds: 0n } },
+    expect: { path: "timeout", ruleId: "duration.gte" },
+    valid: { ...jobSpec, timeout: { seconds: 1n } },
+  });
+  rule("JobSpec.concurrency_key is at most 128 characters", JobSpecSchema, "concurrency_key", {
+    invalid: { ...jobSpec, concurrencyKey: chars(129) },
+    expect: { path: "concurrency_key", ruleId: "string.max_len" },
+    valid: { ...jobSpec, concurrencyKey: chars(128) },
+  });
+  rule("JobSpec.concurrency_limit is at most 10000", JobSpecSchema, "concurrency_limit", {
+    invalid: { ...jobSpec, concurrencyLimit: 10_001 },
+    expect: { path: "concurrency_limit", ruleId: "uint32.lte" },
+    valid: { ...jobSpec, concurrencyLimit: 10_000 },
+  });
+  rule("RetryPolicy.max_retries is at most 100", RetryPolicySchema, "max_retries", {
+    invalid: { maxRetries: 101 },
+    expect: { path: "max_retries", ruleId: "uint32.lte" },
+    valid: { maxRetries: 100 },
+  });
+  rule("RetryPolicy.initial_backoff is not negative", RetryPolicySchema, "initial_backoff", {
+    invalid: { initialBackoff: { nanos: -1 } },
+    expect: { path: "initial_backoff", ruleId: "duration.gte" },
+    valid: { initialBackoff: {} },
+  });
+  rule("RetryPolicy.max_backoff is not negative", RetryPolicySchema, "max_backoff", {
+    invalid: { maxBackoff: { seconds: -1n } },
+    expect: { path: "max_backoff", ruleId: "duration.gte" },
+    valid: { maxBackoff: { seconds: 300n } },
+  });
+  rule(
+    "GetJobRequest.id must be a UUID",
+    GetJobRequestSchema,
+    "id",
+    { invalid: { id: "job-1" }, expect: { path: "id", ruleId: "string.uuid" }, valid: { id: uuid } },
+    { invalid: { id: "" }, expect: { path: "id", ruleId: "string.uuid_empty" }, valid: { id: uuid.toUpperCase() } },
+  );
+
+  it("reports a rule broken deep inside a request with the whole field path", () => {
+    assert.deepEqual(violationsOf(SubmitJobRequestSchema, { spec: { exec: { commands: [{ argv: [] }] } } }), [
+      { path: "spec.exec.commands[0].argv", ruleId: "repeated.min_items" },
+    ]);
+    assert.deepEqual(violationsOf(SubmitJobRequestSchema, { spec: { retry: { maxRetries: 1 } } }), [
+      { path: "spec.exec", ruleId: "required" },
+    ]);
+  });
+});
+
+describe("drover.deploy.v1 rules", () => {
+  rule(
+    "ApplyDeploymentRequest.name must be a DNS label",
+    ApplyDeploymentRequestSchema,
+    "name",
+    { invalid: { name: "Web", spec: serviceSpec }, expect: { path: "name", ruleId: "string.pattern" }, valid: { name: "web", spec: serviceSpec } },
+    { invalid: { name: "1web", spec: serviceSpec }, expect: { path: "name", ruleId: "string.pattern" }, valid: { name: "w1", spec: serviceSpec } },
+    { invalid: { name: "web-", spec: serviceSpec }, expect: { path: "name", ruleId: "string.pattern" }, valid: { name: "web-2", spec: serviceSpec } },
+    { invalid: { name: "", spec: serviceSpec }, expect: { path: "name", ruleId: "string.min_len" }, valid: { name: "w", spec: serviceSpec } },
+    {
+      invalid: { name: chars(64), spec: serviceSpec },
+      expect: { path: "name", ruleId: "string.max_len" },
+      valid: { name: chars(63), spec: serviceSpec },
+    },
+  );
+  rule("ApplyDeploymentRequest.spec is required", ApplyDeploymentRequestSchema, "spec", {
+    invalid: { name: "web" },
+    expect: { path: "spec", ruleId: "required" },
+    valid: { name: "web", spec: serviceSpec },
+  });
+  rule(
+    "GetDeploymentRequest.name must be a DNS label",
+    GetDeploymentRequestSchema,
+    "name",
+    { invalid: { name: "web_api" }, expect: { path: "name", ruleId: "string.pattern" }, valid: { name: "web-api" } },
+    { invalid: { name: "" }, expect: { path: "name", ruleId: "string.min_len" }, valid: { name: "a" } },
+  );
+  rule("ServiceSpec.exec is required", ServiceSpecSchema, "exec", {
+    invalid: { replicas: 2 },
+    expect: { path: "exec", ruleId: "required" },
+    valid: { replicas: 2, exec },
+  });
+  rule("ServiceSpec.driver is empty, process or docker", ServiceSpecSchema, "driver", {
+    invalid: { ...serviceSpec, driver: "Process" },
+    expect: { path: "driver", ruleId: "string.in" },
+    valid: { ...serviceSpec, driver: "process" },
+  });
+  rule("ServiceSpec.replicas is at most 10000", ServiceSpecSchema, "replicas", {
+    invalid: { ...serviceSpec, replicas: 10_001 },
+    expect: { path: "replicas", ruleId: "uint32.lte" },
+    valid: { ...serviceSpec, replicas: 10_000 },
+  });
+});
+
+describe("drover.bid.v1 rules", () => {
+  rule("ListAuctionsRequest.job_id must be a UUID when set", ListAuctionsRequestSchema, "job_id", {
+    invalid: { jobId: "job-1" },
+    expect: { path: "job_id", ruleId: "string.uuid" },
+    // Unset means "all jobs", so the empty string passes too.
+    valid: { jobId: "" },
+  });
+  rule("ListAuctionsRequest.page_size is at most 1000", ListAuctionsRequestSchema, "page_size", {
+    invalid: { jobId: uuid, pageSize: 1001 },
+    expect: { path: "page_size", ruleId: "uint32.lte" },
+    valid: { jobId: uuid, pageSize: 1000 },
+  });
+  rule("ListAuctionsRequest.page_token is at most 256 characters", ListAuctionsRequestSchema, "page_token", {
+    invalid: { pageToken: chars(257) },
+    expect: { path: "page_token", ruleId: "string.max_len" },
+    valid: { pageToken: chars(256) },
+  });
+});
+
+describe("drover.log.v1 rules", () => {
+  rule(
+    "ReadLogsRequest.attempt_id is 1 to 128 characters",
+    ReadLogsRequestSchema,
+    "attempt_id",
+    { invalid: { attemptId: "" }, expect: { path: "attempt_id", ruleId: "string.min_len" }, valid: { attemptId: "a" } },
+    { invalid: { attemptId: chars(129) }, expect: { path: "attempt_id", ruleId: "string.max_len" }, valid: { attemptId: chars(128) } },
+  );
+  rule("ReadLogsRequest.stream must be a defined stream", ReadLogsRequestSchema, "stream", {
+    invalid: { attemptId: "a", stream: 7 as Stream },
+    expect: { path: "stream", ruleId: "enum.defined_only" },
+    // STREAM_UNSPECIFIED is defined: it means every stream.
+    valid: { attemptId: "a", stream: Stream.UNSPECIFIED },
+  });
+  rule("ReadLogsRequest.limit_bytes is at most 16 MiB", ReadLogsRequestSchema, "limit_bytes", {
+    invalid: { attemptId: "a", limitBytes: 16 * 1024 * 1024 + 1 },
+    expect: { path: "limit_bytes", ruleId: "uint32.lte" },
+    valid: { attemptId: "a", limitBytes: 16 * 1024 * 1024 },
+  });
+});
+
+describe("drover.fleet.v1 token rules", () => {
+  rule(
+    "CreateApiTokenRequest.name is 1 to 128 characters",
+    CreateApiTokenRequestSchema,
+    "name",
+    { invalid: { name: "", role: Role.OPERATOR }, expect: { path: "name", ruleId: "string.min_len" }, valid: { name: "ci", role: Role.OPERATOR } },
+    {
+      invalid: { name: chars(129), role: Role.OPERATOR },
+      expect: { path: "name", ruleId: "string.max_len" },
+      valid: { name: chars(128), role: Role.OPERATOR },
+    },
+  );
+  rule(
+    "CreateApiTokenRequest.role must not be ROLE_UNSPECIFIED",
+    CreateApiTokenRequestSchema,
+    "role",
+    { invalid: { name: "ci", role: Role.UNSPECIFIED }, expect: { path: "role", ruleId: "enum.not_in" }, valid: { name: "ci", role: Role.AGENT } },
+    { invalid: { name: "ci", role: 9 as Role }, expect: { path: "role", ruleId: "enum.defined_only" }, valid: { name: "ci", role: Role.ADMIN } },
+  );
+  rule("CreateApiTokenRequest.ttl is at least one minute when set", CreateApiTokenRequestSchema, "ttl", {
+    invalid: { name: "ci", role: Role.OPERATOR, ttl: { seconds: 59n } },
+    expect: { path: "ttl", ruleId: "duration.gte" },
+    valid: { name: "ci", role: Role.OPERATOR, ttl: { seconds: 60n } },
+  });
+  rule("ListApiTokensRequest.page_size is at most 1000", ListApiTokensRequestSchema, "page_size", {
+    invalid: { pageSize: 1001 },
+    expect: { path: "page_size", ruleId: "uint32.lte" },
+    valid: { pageSize: 1000 },
+  });
+  rule("ListApiTokensRequest.page_token is at most 256 characters", ListApiTokensRequestSchema, "page_token", {
+    invalid: { pageToken: chars(257) },
+    expect: { path: "page_token", ruleId: "string.max_len" },
+    valid: { pageToken: chars(256) },
+  });
+  rule("RevokeApiTokenRequest.id must be a UUID", RevokeApiTokenRequestSchema, "id", {
+    invalid: { id: `${uuid}0` },
+    expect: { path: "id", ruleId: "string.uuid" },
+    valid: { id: uuid },
+  });
+  rule(
+    "AuthenticateTokenRequest.secret is 1 to 512 characters",
+    AuthenticateTokenRequestSchema,
+    "secret",
+    { invalid: { secret: "" }, expect: { path: "secret", ruleId: "string.min_len" }, valid: { secret: "s" } },
+    { invalid: { secret: chars(513) }, expect: { path: "secret", ruleId: "string.max_len" }, valid: { secret: chars(512) } },
+  );
+});
+
+describe("drover.fleet.v1 agent stream rules", () => {
+  const hello = { hostname: "node-1" };
+
+  rule("ConnectRequest.message must be set", ConnectRequestSchema, "message", {
+    invalid: {},
+    expect: { path: "message", ruleId: "required" },
+    valid: { message: { case: "hello", value: hello } },
+  });
+  rule(
+    "Hello.hostname is required and at most 253 characters",
+    HelloSchema,
+    "hostname",
+    { invalid: { hostname: "" }, expect: { path: "hostname", ruleId: "string.min_len" }, valid: hello },
+    { invalid: { hostname: chars(254) }, expect: { path: "hostname", ruleId: "string.max_len" }, valid: { hostname: chars(253) } },
+  );
+  rule("Hello.agent_id is at most 64 characters", HelloSchema, "agent_id", {
+    invalid: { ...hello, agentId: chars(65) },
+    expect: { path: "agent_id", ruleId: "string.max_len" },
+    valid: { ...hello, agentId: chars(64) },
+  });
+  rule("Hello.registration_token is at most 512 characters", HelloSchema, "registration_token", {
+    invalid: { ...hello, registrationToken: chars(513) },
+    expect: { path: "registration_token", ruleId: "string.max_len" },
+    valid: { ...hello, registrationToken: chars(512) },
+  });
+  rule("Hello.version is at most 64 characters", HelloSchema, "version", {
+    invalid: { ...hello, version: chars(65) },
+    expect: { path: "version", ruleId: "string.max_len" },
+    valid: { ...hello, version: "1.2.3" },
+  });
+  rule("Hello.labels has at most 64 pairs", HelloSchema, "labels", {
+    invalid: { ...hello, labels: pairs(65) },
+    expect: { path: "labels", ruleId: "map.max_pairs" },
+    valid: { ...hello, labels: pairs(64) },
+  });
+  rule("Hello.drivers holds at most 16 drivers", HelloSchema, "drivers", {
+    invalid: { ...hello, drivers: items(17, "process") },
+    expect: { path: "drivers", ruleId: "repeated.max_items" },
+    valid: { ...hello, drivers: items(16, "process") },
+  });
+
+  // Inside the stream the path starts at the oneof field that carries the message.
+  it("reports a Hello rule inside ConnectRequest under the hello field", () => {
+    assert.deepEqual(violationsOf(ConnectRequestSchema, { message: { case: "hello", value: { hostname: "" } } }), [
+      { path: "hello.hostname", ruleId: "string.min_len" },
+    ]);
+  });
+
+  rule("Bid.offer_id is required", BidSchema, "offer_id", {
+    invalid: { score: 0.5 },
+    expect: { path: "offer_id", ruleId: "string.min_len" },
+    valid: { offerId: "o1", score: 0.5 },
+  });
+  rule(
+    "Bid.score is within 0..1",
+    BidSchema,
+    "score",
+    { invalid: { offerId: "o1", score: 1.01 }, expect: { path: "score", ruleId: "double.gte_lte" }, valid: { offerId: "o1", score: 1 } },
+    { invalid: { offerId: "o1", score: -0.01 }, expect: { path: "score", ruleId: "double.gte_lte" }, valid: { offerId: "o1", score: 0 } },
+    { invalid: { offerId: "o1", score: Number.NaN }, expect: { path: "score", ruleId: "double.gte_lte" }, valid: { offerId: "o1", score: 0.5 } },
+  );
+  rule("Decline.offer_id is required", DeclineSchema, "offer_id", {
+    invalid: { reason: "busy" },
+    expect: { path: "offer_id", ruleId: "string.min_len" },
+    valid: { offerId: "o1", reason: "busy" },
+  });
+  rule("Decline.reason is at most 1024 characters", DeclineSchema, "reason", {
+    invalid: { offerId: "o1", reason: chars(1025) },
+    expect: { path: "reason", ruleId: "string.max_len" },
+    valid: { offerId: "o1", reason: chars(1024) },
+  });
+
+  const event = { eventId: "e1", attemptId: "a1", state: AttemptState.RUNNING };
+  rule("JobEvent.event_id is required", JobEventSchema, "event_id", {
+    invalid: { ...event, eventId: "" },
+    expect: { path: "event_id", ruleId: "string.min_len" },
+    valid: event,
+  });
+  rule("JobEvent.attempt_id is required", JobEventSchema, "attempt_id", {
+    invalid: { ...event, attemptId: "" },
+    expect: { path: "attempt_id", ruleId: "string.min_len" },
+    valid: event,
+  });
+  rule(
+    "JobEvent.state must be a defined state other than ATTEMPT_STATE_UNSPECIFIED",
+    JobEventSchema,
+    "state",
+    { invalid: { ...event, state: AttemptState.UNSPECIFIED }, expect: { path: "state", ruleId: "enum.not_in" }, valid: event },
+    { invalid: { ...event, state: 42 as AttemptState }, expect: { path: "state", ruleId: "enum.defined_only" }, valid: { ...event, state: AttemptState.TIMED_OUT } },
+  );
+  rule("JobEvent.message is at most 4096 characters", JobEventSchema, "message", {
+    invalid: { ...event, message: chars(4097) },
+    expect: { path: "message", ruleId: "string.max_len" },
+    valid: { ...event, message: chars(4096) },
+  });
+
+  const frame = { attemptId: "a1", stream: LogStream.STDOUT, data: new Uint8Array(16) };
+  rule("LogFrame.attempt_id is required", LogFrameSchema, "attempt_id", {
+    invalid: { ...frame, attemptId: "" },
+    expect: { path: "attempt_id", ruleId: "string.min_len" },
+    valid: frame,
+  });
+  rule(
+    "LogFrame.stream must be a defined stream other than LOG_STREAM_UNSPECIFIED",
+    LogFrameSchema,
+    "stream",
+    { invalid: { ...frame, stream: LogStream.UNSPECIFIED }, expect: { path: "stream", ruleId: "enum.not_in" }, valid: frame },
+    { invalid: { ...frame, stream: 4 as LogStream }, expect: { path: "stream", ruleId: "enum.defined_only" }, valid: { ...frame, stream: LogStream.SYSTEM } },
+  );
+  rule("LogFrame.data is at most 1 MiB", LogFrameSchema, "data", {
+    invalid: { ...frame, data: new Uint8Array(1024 * 1024 + 1) },
+    expect: { path: "data", ruleId: "bytes.max_len" },
+    valid: { ...frame, data: new Uint8Array(1024 * 1024) },
+  });
+  rule(
+    "Ack.message_ids holds 1 to 1024 ids",
+    AckSchema,
+    "message_ids",
+    { invalid: { messageIds: [] }, expect: { path: "message_ids", ruleId: "repeated.min_items" }, valid: { messageIds: ["m1"] } },
+    { invalid: { messageIds: items(1025) }, expect: { path: "message_ids", ruleId: "repeated.max_items" }, valid: { messageIds: items(1024) } },
+  );
+});
+
+/** Every "<message>.<field or oneof>" in proto/drover that declares a protovalidate rule. */
+function declaredRules(): string[] {
+  const out: string[] = [];
+  const visit = (message: DescMessage) => {
+    if (hasOption(message, buf.message)) out.push(`${message.typeName} (message rules)`);
+    for (const field of message.fields) if (hasOption(field, buf.field)) out.push(`${message.typeName}.${field.name}`);
+    for (const oneof of message.oneofs) if (hasOption(oneof, buf.oneof)) out.push(`${message.typeName}.${oneof.name}`);
+    for (const nested of message.nestedMessages) visit(nested);
+  };
+  for (const file of droverFiles) for (const message of file.messages) visit(message);
+  return out.sort();
+}
+
+describe("coverage", () => {
+  it("every field with a protovalidate rule in proto/drover has a test above", () => {
+    const declared = declaredRules();
+    // A sanity check that the walk found the rules at all.
+    assert.ok(declared.length > 50, `found only ${declared.length} rules`);
+    assert.deepEqual(
+      declared.filter((name) => !covered.has(name)),
+      [],
+      "rules without a test",
+    );
+    assert.deepEqual(
+      [...covered].filter((name) => !declared.includes(name)),
+      [],
+      "tests naming a field without a rule",
+    );
+  });
+});

@@ -1,0 +1,4 @@
+// The deploy service as its own process (split mode). See services/split.ts.
+import { runSplitService } from "../split.ts";
+
+await runSplitService("deploy");

@@ -1,0 +1,86 @@
+// Dev mode: all five services in one process, one port pair, an embedded
+// PGlite database under the data directory, the in-process bus, and services
+// calling each other through their generated clients over in-memory
+// transports. The same service code runs in split mode (services/split.ts).
+
+import { mkdirSync } from "node:fs";
+import { join, resolve } from "node:path";
+import type { ConnectRouter } from "@connectrpc/connect";
+import { createRouterTransport } from "@connectrpc/connect";
+import { Role } from "../../gen/ts/drover/fleet/v1/fleet_service_pb.ts";
+import { loadOrCreateAdminSecret } from "../../lib/admin_token.ts";
+import { createMemoryBus } from "../../lib/bus/memory.ts";
+import { bearer, createClients } from "../../lib/clients.ts";
+import { SERVICE_NAMES, type DevConfig, type ServiceName } from "../../lib/config.ts";
+import { openPglite } from "../../lib/db/database.ts";
+import { migrate } from "../../lib/db/migrate.ts";
+import { accessPolicy } from "../../lib/host/interceptors.ts";
+import { standardInterceptors, startServer, type RunningServer } from "../../lib/host/server.ts";
+import type { Logger } from "../../lib/logger.ts";
+import { TokenStore } from "../fleet/token_store.ts";
+import { accessTables, services } from "../registry.ts";
+
+/** A running dev-mode control plane. */
+export interface DevPlane {
+  server: RunningServer;
+  /** The admin token's secret, and the file it is kept in. */
+  adminToken: string;
+  adminTokenFile: string;
+  /** Stops serving, then closes the bus and the database. Idempotent. */
+  close(): Promise<void>;
+}
+
+export async function startDev(config: DevConfig, logger: Logger): Promise<DevPlane> {
+  const dataDir = resolve(config.dataDir);
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const db = await openPglite(join(dataDir, "pgdata"));
+  const bus = createMemoryBus();
+  try {
+    for (const name of SERVICE_NAMES) await migrate(db.executor, name);
+
+    const tokens = new TokenStore(db.prismaFor("fleet"));
+    const adminTokenFile = join(dataDir, "admin-token");
+    const { secret: adminToken, created } = loadOrCreateAdminSecret(adminTokenFile);
+    await tokens.ensure(adminToken, Role.ADMIN, "dev admin");
+
+    // Fleet is in this process, so tokens are checked against its store directly.
+    const authenticator = tokens;
+    const policy = accessPolicy(accessTables(SERVICE_NAMES));
+    const interceptors = standardInterceptors(logger, authenticator, policy);
+
+    // Each service is built once; the router and the in-memory transports
+    // share the instances, so state held in memory (agent streams) is one.
+    const registrars: ((router: ConnectRouter) => void)[] = [];
+    const routes = (router: ConnectRouter) => registrars.forEach((register) => register(router));
+    const clients = createClients(() =>
+      createRouterTransport(routes, { router: { interceptors }, transport: { interceptors: [bearer(adminToken)] } }),
+    );
+    const build = <N extends ServiceName>(name: N) =>
+      services[name].routes({ db: db.prismaFor(name), bus, clients, logger: logger.child({ service: name }) });
+    for (const name of SERVICE_NAMES) registrars.push(build(name));
+
+    const server = await startServer({
+      services: SERVICE_NAMES.map((n) => services[n].desc),
+      routes,
+      listen: config.listen,
+      logger,
+      authenticator,
+      policy,
+      shutdownGraceMs: config.shutdownGraceMs,
+    });
+    if (created) logger.info({ adminTokenFile }, "created the dev admin token");
+
+    let closing: Promise<void> | undefined;
+    const close = () =>
+      (closing ??= (async () => {
+        await server.close();
+        await bus.close();
+        await db.close();
+      })());
+    return { server, adminToken, adminTokenFile, close };
+  } catch (err) {
+    await bus.close();
+    await db.close();
+    throw err;
+  }
+}

@@ -1,0 +1,98 @@
+// Split mode: one service per process, PostgreSQL for state, Redis for
+// signals, and the other services reached over HTTP/2 at configured
+// addresses. services/<name>/main.ts calls runSplitService(name).
+
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { Role } from "../gen/ts/drover/fleet/v1/fleet_service_pb.ts";
+import { CachingAuthenticator, type Authenticator } from "../lib/auth/tokens.ts";
+import { createRedisBus } from "../lib/bus/redis.ts";
+import { bearer, createClients, FleetAuthenticator } from "../lib/clients.ts";
+import { ConfigError, readSplitConfig, type ServiceName, type SplitConfig } from "../lib/config.ts";
+import { openPostgres } from "../lib/db/database.ts";
+import { migrate } from "../lib/db/migrate.ts";
+import { accessPolicy } from "../lib/host/interceptors.ts";
+import { closeOnSignals, startServer, type RunningServer } from "../lib/host/server.ts";
+import { createLogger, type Logger } from "../lib/logger.ts";
+import { TokenStore } from "./fleet/token_store.ts";
+import { accessTables, services } from "./registry.ts";
+
+/** A running split-mode service process. */
+export interface SplitService {
+  server: RunningServer;
+  /** Stops serving, then closes Redis and PostgreSQL. Idempotent. */
+  close(): Promise<void>;
+}
+
+export async function startSplitService<N extends ServiceName>(name: N, config: SplitConfig, logger: Logger): Promise<SplitService> {
+  const db = await openPostgres(config.databaseUrl);
+  const bus = createRedisBus({ url: config.redisUrl, keyPrefix: config.redisPrefix, logger });
+  try {
+    // Concurrent replicas serialise on an advisory lock inside migrate().
+    await migrate(db.executor, name);
+
+    const clients = createClients((target) => {
+      const baseUrl = config.serviceUrls[target];
+      if (!baseUrl) throw new Error(`no address for the ${target} service: set DROVER_${target.toUpperCase()}_URL`);
+      return createGrpcTransport({ baseUrl, interceptors: [bearer(config.adminToken)] });
+    });
+
+    let authenticator: Authenticator;
+    if (name === "fleet") {
+      const tokens = new TokenStore(db.prismaFor("fleet"));
+      await tokens.ensure(config.adminToken, Role.ADMIN, "bootstrap admin");
+      authenticator = tokens;
+    } else {
+      authenticator = new CachingAuthenticator(new FleetAuthenticator(clients.fleet));
+    }
+
+    const definition = services[name];
+    const routes = definition.routes({
+      db: db.prismaFor(name),
+      bus,
+      clients,
+      logger: logger.child({ service: name }),
+    });
+    const server = await startServer({
+      services: [definition.desc],
+      routes,
+      listen: config.listen,
+      logger,
+      authenticator,
+      policy: accessPolicy(accessTables([name])),
+      shutdownGraceMs: config.shutdownGraceMs,
+    });
+
+    let closing: Promise<void> | undefined;
+    const close = () =>
+      (closing ??= (async () => {
+        await server.close();
+        await bus.close();
+        await db.close();
+      })());
+    return { server, close };
+  } catch (err) {
+    await bus.close();
+    await db.close();
+    throw err;
+  }
+}
+
+/** The entry point of a split-mode service process. */
+export async function runSplitService(name: ServiceName): Promise<void> {
+  const started = performance.now();
+  let config: SplitConfig;
+  try {
+    config = readSplitConfig(name);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    console.error(`drover ${name}: bad configuration: ${err.message}`);
+    process.exit(2);
+  }
+  const logger = createLogger(config.logLevel, { service: name });
+  const service = await startSplitService(name, config, logger);
+  closeOnSignals(service.close, logger);
+  logger.info(
+    { ms: Math.round(performance.now() - started), grpcUrl: service.server.grpcUrl, httpUrl: service.server.httpUrl },
+    "ready",
+  );
+}
