@@ -187,6 +187,15 @@ describe("dev mode", () => {
     );
   });
 
+  it("a second dev process on the same data directory refuses to start and names the holder", async () => {
+    await assert.rejects(startDev({ dataDir: dev.dataDir }), (err: Error) => {
+      assert.match(err.message, new RegExp(`in use by another Drover process \\(pid ${dev.child.pid}\\)`));
+      return true;
+    });
+    const health = createClient(Health, createGrpcTransport({ baseUrl: dev.grpcUrl }));
+    assert.equal((await health.check({})).status, ServingStatus.SERVING);
+  });
+
   it("SIGTERM ends an open stream with UNAVAILABLE, stops within seconds, and a restart keeps the data", async () => {
     const scheduler = createClient(SchedulerService, createGrpcTransport({ baseUrl: dev.grpcUrl, interceptors: [bearer(dev.adminToken)] }));
     const kept = await scheduler.submitJob(create(SubmitJobRequestSchema, { ...echoJob, idempotencyKey: "kept-across-restart" }));

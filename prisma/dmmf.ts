@@ -64,12 +64,28 @@ export interface Dmmf {
   datamodel: { models: DmmfModel[]; indexes: DmmfIndex[] };
 }
 
+// The project's TypeScript libs (ES2023 + @types/node 20) declare no
+// WebAssembly global; these are the few parts of it used here.
+interface WasmTable {
+  grow(delta: number): number;
+  get(index: number): unknown;
+  set(index: number, value: unknown): void;
+}
+interface WasmApi {
+  Module: {
+    new (bytes: Uint8Array): object;
+    imports(module: object): Array<{ module: string; name: string }>;
+  };
+  Instance: new (module: object, imports: object) => { exports: unknown };
+}
+const webAssembly = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly;
+
 interface SchemaWasm {
-  memory: WebAssembly.Memory;
+  memory: { buffer: ArrayBuffer };
   get_dmmf(ptr: number, len: number): [number, number, number, number];
   __wbindgen_malloc(size: number, align: number): number;
   __wbindgen_free(ptr: number, len: number, align: number): void;
-  __wbindgen_externrefs: WebAssembly.Table;
+  __wbindgen_externrefs: WasmTable;
   __externref_table_dealloc(index: number): void;
   __wbindgen_start(): void;
 }
@@ -82,7 +98,7 @@ function load(): SchemaWasm {
   if (wasm) return wasm;
   const require = createRequire(import.meta.url);
   const file = join(dirname(require.resolve("prisma/package.json")), "build", "prisma_schema_build_bg.wasm");
-  const module = new WebAssembly.Module(readFileSync(file));
+  const module = new webAssembly.Module(readFileSync(file));
   const decoder = new TextDecoder("utf-8", { fatal: true });
   // A fresh view each time: the memory's buffer is replaced when it grows.
   const text = (ptr: number, len: number) =>
@@ -103,14 +119,17 @@ function load(): SchemaWasm {
     }],
   ];
   const imports: Record<string, Record<string, (...args: number[]) => unknown>> = {};
-  for (const imp of WebAssembly.Module.imports(module)) {
+  for (const imp of webAssembly.Module.imports(module)) {
     const match = known.find(([prefix]) => imp.name.startsWith(prefix));
     if (!match) {
-      throw new Error(`prisma/dmmf.ts: the schema wasm of this prisma version imports ${imp.module}.${imp.name}, which this loader does not provide; update the loader (see the glue in node_modules/prisma/build/cli.js)`);
+      throw new Error(
+        `prisma/dmmf.ts: the schema wasm of this prisma version imports ${imp.module}.${imp.name}, ` +
+          `which this loader does not provide; update the loader (compare the glue in prisma/build/cli.js)`,
+      );
     }
     (imports[imp.module] ??= {})[imp.name] = match[1];
   }
-  const instance = new WebAssembly.Instance(module, imports);
+  const instance = new webAssembly.Instance(module, imports);
   const exports = instance.exports as unknown as SchemaWasm;
   exports.__wbindgen_start();
   wasm = exports;
@@ -128,6 +147,8 @@ export function loadDmmf(schemaText: string): Dmmf {
   try {
     result = w.get_dmmf(ptr, input.length);
   } catch (error) {
+    // A trapped instance is in no state to be used again.
+    wasm = undefined;
     if (!panicMessage) throw error;
     throw new Error(`prisma schema wasm panicked: ${panicMessage}`, { cause: error });
   }
@@ -146,8 +167,8 @@ export function loadDmmf(schemaText: string): Dmmf {
     throw new Error(`Prisma rejected the schema: ${message}`);
   }
   try {
-    const json = new TextDecoder().decode(new Uint8Array(w.memory.buffer).subarray(outPtr >>> 0, (outPtr >>> 0) + outLen));
-    return JSON.parse(json) as Dmmf;
+    const bytes = new Uint8Array(w.memory.buffer).subarray(outPtr >>> 0, (outPtr >>> 0) + outLen);
+    return JSON.parse(new TextDecoder().decode(bytes)) as Dmmf;
   } finally {
     w.__wbindgen_free(outPtr, outLen, 1);
   }

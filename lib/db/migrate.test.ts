@@ -278,6 +278,20 @@ describe("migrate on the embedded database (PGlite)", () => {
     }
   });
 
+  it("refuses to go on past a migration that Prisma started and never finished, naming it", async () => {
+    await db!.executor.query(
+      `INSERT INTO "bid"."_prisma_migrations" (id, checksum, migration_name) VALUES ('x', 'x', '29990101000000_half_done')`,
+    );
+    try {
+      await assert.rejects(
+        migrate(db!.executor, "bid"),
+        /migration 29990101000000_half_done of schema "bid" was started and never finished/,
+      );
+    } finally {
+      await db!.executor.query(`DELETE FROM "bid"."_prisma_migrations" WHERE id = 'x'`);
+    }
+  });
+
   it("refuses a migration whose file changed after it was applied, naming it", async () => {
     const [first] = onDisk.deploy;
     const dir = tempMigrations({ [first.name]: first.sql.replace("TEXT", "VARCHAR(10)") });

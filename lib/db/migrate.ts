@@ -102,10 +102,20 @@ export async function migrate(
     try {
       await ensureBookkeeping(session, service);
 
-      const rows = await session.query<{ migration_name: string; checksum: string }>(
-        `SELECT migration_name, checksum FROM ${schema}."_prisma_migrations"
-          WHERE finished_at IS NOT NULL AND rolled_back_at IS NULL`,
+      const rows = await session.query<{ migration_name: string; checksum: string; finished: boolean }>(
+        `SELECT migration_name, checksum, finished_at IS NOT NULL AS finished
+           FROM ${schema}."_prisma_migrations" WHERE rolled_back_at IS NULL`,
       );
+      // Only `prisma migrate deploy` leaves a started, unfinished row (this
+      // migrator records a migration in the transaction that applies it).
+      // Like Prisma, refuse until someone has looked at it.
+      const unfinished = rows.find((row) => !row.finished);
+      if (unfinished) {
+        throw new Error(
+          `migration ${unfinished.migration_name} of schema "${service}" was started and never finished; ` +
+            `repair the schema, then mark it with \`prisma migrate resolve\` or delete its row in ${service}._prisma_migrations`,
+        );
+      }
       const applied = new Map(rows.map((row) => [row.migration_name, row.checksum]));
       // Every check before the first change, so a bad tree applies nothing.
       for (const migration of migrations) {

@@ -12,7 +12,8 @@ import { loadOrCreateAdminSecret } from "../../lib/admin_token.ts";
 import { createMemoryBus } from "../../lib/bus/memory.ts";
 import { bearer, createClients } from "../../lib/clients.ts";
 import { SERVICE_NAMES, type DevConfig, type ServiceName } from "../../lib/config.ts";
-import { openPglite } from "../../lib/db/database.ts";
+import { openPglite, type Database } from "../../lib/db/database.ts";
+import { lockDataDir } from "../../lib/data_dir_lock.ts";
 import { migrate } from "../../lib/db/migrate.ts";
 import { accessPolicy } from "../../lib/host/interceptors.ts";
 import { standardInterceptors, startServer, type RunningServer } from "../../lib/host/server.ts";
@@ -33,7 +34,14 @@ export interface DevPlane {
 export async function startDev(config: DevConfig, logger: Logger): Promise<DevPlane> {
   const dataDir = resolve(config.dataDir);
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-  const db = await openPglite(join(dataDir, "pgdata"));
+  const unlock = lockDataDir(dataDir);
+  let db: Database;
+  try {
+    db = await openPglite(join(dataDir, "pgdata"));
+  } catch (err) {
+    unlock();
+    throw err;
+  }
   const bus = createMemoryBus();
   try {
     for (const name of SERVICE_NAMES) await migrate(db.executor, name);
@@ -76,11 +84,13 @@ export async function startDev(config: DevConfig, logger: Logger): Promise<DevPl
         await server.close();
         await bus.close();
         await db.close();
+        unlock();
       })());
     return { server, adminToken, adminTokenFile, close };
   } catch (err) {
     await bus.close();
     await db.close();
+    unlock();
     throw err;
   }
 }

@@ -20,7 +20,14 @@ try {
 }
 
 const logger = createLogger(config.logLevel, { mode: "dev" });
-const plane = await startDev(config, logger);
+let plane;
+try {
+  plane = await startDev(config, logger);
+} catch (err) {
+  logger.fatal({ err }, "dev mode failed to start");
+  console.error(`drover: ${err instanceof Error ? err.message : String(err)}`);
+  process.exit(1);
+}
 closeOnSignals(plane.close, logger);
 const ms = Math.round(performance.now() - started);
 logger.info({ ms, grpcUrl: plane.server.grpcUrl, httpUrl: plane.server.httpUrl }, "drover dev mode ready");
