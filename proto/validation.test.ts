@@ -81,10 +81,10 @@ function violationsOf<Desc extends DescMessage>(schema: Desc, init: MessageInitS
   return result.violations.map((v) => ({ path: pathToString(v.field), ruleId: v.ruleId, ...(v.forKey ? { forKey: true } : {}) }));
 }
 
-/** One broken message, the violation it must cause (alone), and a passing neighbour. */
+/** One broken message, the violation it must cause (alone, or all of them), and a passing neighbour. */
 interface RuleCase<Desc extends DescMessage> {
   invalid: MessageInitShape<Desc>;
-  expect: Found;
+  expect: Found | Found[];
   valid: MessageInitShape<Desc>;
 }
 
@@ -95,7 +95,7 @@ function rule<Desc extends DescMessage>(name: string, schema: Desc, field: strin
   covered.add(`${schema.typeName}.${field}`);
   it(name, () => {
     for (const c of cases) {
-      assert.deepEqual(violationsOf(schema, c.invalid), [c.expect], `invalid: ${JSON.stringify(c.invalid, replacer)}`);
+      assert.deepEqual(violationsOf(schema, c.invalid), [c.expect].flat(), `invalid: ${JSON.stringify(c.invalid, replacer)}`);
       assert.deepEqual(violationsOf(schema, c.valid), [], `valid: ${JSON.stringify(c.valid, replacer)}`);
     }
   });
@@ -333,7 +333,15 @@ describe("drover.deploy.v1 rules", () => {
     { invalid: { name: "Web", spec: serviceSpec }, expect: { path: "name", ruleId: "string.pattern" }, valid: { name: "web", spec: serviceSpec } },
     { invalid: { name: "1web", spec: serviceSpec }, expect: { path: "name", ruleId: "string.pattern" }, valid: { name: "w1", spec: serviceSpec } },
     { invalid: { name: "web-", spec: serviceSpec }, expect: { path: "name", ruleId: "string.pattern" }, valid: { name: "web-2", spec: serviceSpec } },
-    { invalid: { name: "", spec: serviceSpec }, expect: { path: "name", ruleId: "string.min_len" }, valid: { name: "w", spec: serviceSpec } },
+    {
+      // Empty breaks the pattern as well as the length.
+      invalid: { name: "", spec: serviceSpec },
+      expect: [
+        { path: "name", ruleId: "string.min_len" },
+        { path: "name", ruleId: "string.pattern" },
+      ],
+      valid: { name: "w", spec: serviceSpec },
+    },
     {
       invalid: { name: chars(64), spec: serviceSpec },
       expect: { path: "name", ruleId: "string.max_len" },
@@ -350,7 +358,14 @@ describe("drover.deploy.v1 rules", () => {
     GetDeploymentRequestSchema,
     "name",
     { invalid: { name: "web_api" }, expect: { path: "name", ruleId: "string.pattern" }, valid: { name: "web-api" } },
-    { invalid: { name: "" }, expect: { path: "name", ruleId: "string.min_len" }, valid: { name: "a" } },
+    {
+      invalid: { name: "" },
+      expect: [
+        { path: "name", ruleId: "string.min_len" },
+        { path: "name", ruleId: "string.pattern" },
+      ],
+      valid: { name: "a" },
+    },
   );
   rule("ServiceSpec.exec is required", ServiceSpecSchema, "exec", {
     invalid: { replicas: 2 },

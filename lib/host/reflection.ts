@@ -46,15 +46,27 @@ const INVALID_ARGUMENT = 3;
 /** Answers reflection requests about `services` (and the host's own services). */
 export class Reflector {
   private readonly registry: Registry;
+  /** Files by their path as in descriptors and imports ("drover/.../x.proto"); DescFile.name lacks ".proto". */
   private readonly files: Map<string, DescFile>;
+  /** Files by the full names of enum values, which the registry does not index. */
+  private readonly enumValues = new Map<string, DescFile>();
   private readonly serviceNames: string[];
 
   constructor(services: readonly DescService[]) {
     const all = [...services, ...hostServices];
     const files = filesOf(all);
-    this.files = new Map(files.map((f) => [f.name, f]));
+    this.files = new Map(files.map((f) => [f.proto.name, f]));
     this.registry = createRegistry(...files);
     this.serviceNames = [...new Set(all.map((s) => s.typeName))].sort();
+    // Enum values are siblings of their enum (C++ scoping): ROLE_ADMIN of
+    // drover.fleet.v1.Role is drover.fleet.v1.ROLE_ADMIN, and SERVING of
+    // grpc.health.v1.HealthCheckResponse.ServingStatus is
+    // grpc.health.v1.HealthCheckResponse.SERVING.
+    for (const desc of this.registry) {
+      if (desc.kind !== "enum") continue;
+      const scope = desc.typeName.slice(0, desc.typeName.lastIndexOf(".") + 1);
+      for (const value of desc.values) this.enumValues.set(scope + value.name, desc.file);
+    }
   }
 
   /** Answers one request; `sent` holds the names of files this stream already received. */
@@ -111,11 +123,13 @@ export class Reflector {
     return response;
   }
 
-  /** A symbol may be a type, a service, a method, a field or an enum value: look up its nearest declared parent. */
+  /** A symbol may be a type, a service, a method, a field, a oneof or an enum value: look up its nearest declared parent. */
   private fileOfSymbol(symbol: string): DescFile | undefined {
     const name = symbol.replace(/^\./, "");
     const direct = this.registry.get(name);
     if (direct) return direct.file;
+    const enumValue = this.enumValues.get(name);
+    if (enumValue) return enumValue;
     const dot = name.lastIndexOf(".");
     if (dot < 0) return undefined;
     const parent = this.registry.get(name.slice(0, dot));
@@ -123,7 +137,7 @@ export class Reflector {
     const member = name.slice(dot + 1);
     const has =
       (parent.kind === "service" && parent.methods.some((m) => m.name === member)) ||
-      (parent.kind === "message" && parent.fields.some((f) => f.name === member)) ||
+      (parent.kind === "message" && (parent.fields.some((f) => f.name === member) || parent.oneofs.some((o) => o.name === member))) ||
       (parent.kind === "enum" && parent.values.some((v) => v.name === member));
     return has ? parent.file : undefined;
   }

@@ -1,0 +1,336 @@
+// The services' implementations against a real (embedded) PostgreSQL: one
+// in-memory PGlite for the file, migrated for all five services, with the
+// impl methods called directly.
+
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import { after, before, describe, it } from "node:test";
+
+import { create, equals, type MessageInitShape } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+
+import { ApplyDeploymentRequestSchema, GetDeploymentRequestSchema, ServiceSpecSchema } from "../gen/ts/drover/deploy/v1/deploy_service_pb.ts";
+import { ListApiTokensRequestSchema, Role } from "../gen/ts/drover/fleet/v1/fleet_service_pb.ts";
+import { ReadLogsRequestSchema, Stream } from "../gen/ts/drover/log/v1/log_service_pb.ts";
+import { GetJobRequestSchema, JobSpecSchema, JobState, SubmitJobRequestSchema } from "../gen/ts/drover/scheduler/v1/scheduler_service_pb.ts";
+import { SERVICE_NAMES } from "../lib/config.ts";
+import { openPglite, type Database } from "../lib/db/database.ts";
+import { migrate } from "../lib/db/migrate.ts";
+import { encodePageToken } from "../lib/host/paging.ts";
+import { DeployServiceImpl } from "./deploy/service.ts";
+import { FleetServiceImpl } from "./fleet/service.ts";
+import { TokenStore } from "./fleet/token_store.ts";
+import { LogServiceImpl } from "./log/service.ts";
+import { SchedulerServiceImpl } from "./scheduler/service.ts";
+
+let db: Database;
+
+before(async () => {
+  db = await openPglite("memory://");
+  for (const service of SERVICE_NAMES) await migrate(db.executor, service);
+});
+
+after(async () => {
+  await db?.close();
+});
+
+/** Awaits a call that must fail and returns its ConnectError. */
+async function failure(call: Promise<unknown>): Promise<ConnectError> {
+  try {
+    await call;
+  } catch (err) {
+    assert.ok(err instanceof ConnectError, `expected a ConnectError, got ${String(err)}`);
+    return err;
+  }
+  assert.fail("the call succeeded");
+}
+
+const exec = { commands: [{ argv: ["make", "test"], env: { CI: "1" } }] };
+
+describe("SchedulerService", () => {
+  const scheduler = () => new SchedulerServiceImpl(db.prismaFor("scheduler"));
+
+  it("stores a submitted job as pending and GetJob returns it", async () => {
+    const spec = create(JobSpecSchema, { name: "build", exec, priority: 7, driver: "process" });
+    const submitted = await scheduler().submitJob(create(SubmitJobRequestSchema, { spec }));
+    assert.equal(submitted.created, true);
+    const job = submitted.job;
+    assert.match(job.id, /^[0-9a-f-]{36}$/);
+    assert.equal(job.state, JobState.PENDING);
+    assert.equal(job.idempotencyKey, "");
+    assert.ok(job.createTime && job.updateTime);
+
+    const got = await scheduler().getJob(create(GetJobRequestSchema, { id: job.id }));
+    assert.equal(got.job.id, job.id);
+    assert.equal(got.job.state, JobState.PENDING);
+    assert.ok(got.job.spec && equals(JobSpecSchema, got.job.spec, spec), "the stored spec reads back unchanged");
+    // Priority is also a column, for ordering.
+    const row = await db.prismaFor("scheduler").job.findUniqueOrThrow({ where: { id: job.id } });
+    assert.equal(row.priority, 7);
+  });
+
+  it("returns the first job with created=false for a repeated idempotency key", async () => {
+    const key = `key-${randomUUID()}`;
+    const first = await scheduler().submitJob(create(SubmitJobRequestSchema, { spec: { name: "first", exec }, idempotencyKey: key }));
+    const again = await scheduler().submitJob(create(SubmitJobRequestSchema, { spec: { name: "second", exec }, idempotencyKey: key }));
+    assert.equal(first.created, true);
+    assert.equal(again.created, false);
+    assert.equal(again.job.id, first.job.id);
+    assert.equal(again.job.spec?.name, "first");
+    assert.equal(again.job.idempotencyKey, key);
+  });
+
+  it("creates one job when two submissions with one key race", async () => {
+    const key = `race-${randomUUID()}`;
+    const submit = () => scheduler().submitJob(create(SubmitJobRequestSchema, { spec: { exec }, idempotencyKey: key }));
+    const results = await Promise.all([submit(), submit(), submit()]);
+    assert.equal(new Set(results.map((r) => r.job.id)).size, 1);
+    assert.deepEqual(results.map((r) => r.created).sort(), [false, false, true]);
+    assert.equal(await db.prismaFor("scheduler").job.count({ where: { idempotencyKey: key } }), 1);
+  });
+
+  it("creates separate jobs for submissions without a key", async () => {
+    const a = await scheduler().submitJob(create(SubmitJobRequestSchema, { spec: { exec } }));
+    const b = await scheduler().submitJob(create(SubmitJobRequestSchema, { spec: { exec } }));
+    assert.notEqual(a.job.id, b.job.id);
+    assert.equal(b.created, true);
+  });
+
+  it("answers GetJob of an unknown id with NOT_FOUND", async () => {
+    const id = randomUUID();
+    const err = await failure(scheduler().getJob(create(GetJobRequestSchema, { id })));
+    assert.equal(err.code, Code.NotFound);
+    assert.match(err.rawMessage, new RegExp(id));
+  });
+});
+
+describe("DeployService", () => {
+  const deploy = () => new DeployServiceImpl(db.prismaFor("deploy"));
+  const apply = (name: string, spec: MessageInitShape<typeof ServiceSpecSchema>) =>
+    deploy().applyDeployment(create(ApplyDeploymentRequestSchema, { name, spec }));
+
+  it("creates revision 1 on the first apply", async () => {
+    const res = await apply("web", { exec, replicas: 2 });
+    assert.equal(res.changed, true);
+    assert.equal(res.deployment.name, "web");
+    assert.equal(res.deployment.currentRevision?.number, 1);
+    assert.equal(res.deployment.currentRevision?.spec?.replicas, 2);
+    assert.match(res.deployment.currentRevision?.specHash ?? "", /^[0-9a-f]{64}$/);
+  });
+
+  it("changes nothing when the same spec is applied again", async () => {
+    const first = await apply("api", { exec, replicas: 3 });
+    const again = await apply("api", { exec, replicas: 3 });
+    assert.equal(again.changed, false);
+    assert.equal(again.deployment.id, first.deployment.id);
+    assert.equal(again.deployment.currentRevision?.number, 1);
+    assert.equal(again.deployment.currentRevision?.specHash, first.deployment.currentRevision?.specHash);
+  });
+
+  it("makes revision 2 from a changed spec, and GetDeployment returns it", async () => {
+    await apply("worker", { exec, replicas: 1 });
+    const changed = await apply("worker", { exec, replicas: 4 });
+    assert.equal(changed.changed, true);
+    assert.equal(changed.deployment.currentRevision?.number, 2);
+
+    const got = await deploy().getDeployment(create(GetDeploymentRequestSchema, { name: "worker" }));
+    assert.equal(got.deployment.id, changed.deployment.id);
+    assert.equal(got.deployment.currentRevision?.number, 2);
+    assert.equal(got.deployment.currentRevision?.spec?.replicas, 4);
+    assert.equal(await db.prismaFor("deploy").revision.count({ where: { deploymentId: got.deployment.id } }), 2);
+  });
+
+  it("does not count a different order of env entries as a change", async () => {
+    const withEnv = (env: Record<string, string>) => ({ exec: { commands: [{ argv: ["serve"] }], env }, constraints: { labels: { zone: "a", disk: "ssd" } } });
+    await apply("cache", withEnv({ A: "1", B: "2", C: "3" }));
+    const reordered = await apply("cache", {
+      ...withEnv({ C: "3", A: "1", B: "2" }),
+      constraints: { labels: { disk: "ssd", zone: "a" } },
+    });
+    assert.equal(reordered.changed, false);
+    assert.equal(reordered.deployment.currentRevision?.number, 1);
+    // A different value is a change.
+    const changed = await apply("cache", withEnv({ A: "1", B: "2", C: "4" }));
+    assert.equal(changed.changed, true);
+    assert.equal(changed.deployment.currentRevision?.number, 2);
+  });
+
+  it("keeps revisions of different deployments apart", async () => {
+    const a = await apply("alpha", { exec });
+    const b = await apply("beta", { exec });
+    assert.notEqual(a.deployment.id, b.deployment.id);
+    assert.equal(b.deployment.currentRevision?.number, 1);
+  });
+
+  it("answers GetDeployment of an unknown name with NOT_FOUND", async () => {
+    const err = await failure(deploy().getDeployment(create(GetDeploymentRequestSchema, { name: "nope" })));
+    assert.equal(err.code, Code.NotFound);
+    assert.match(err.rawMessage, /nope/);
+  });
+});
+
+describe("TokenStore", () => {
+  it("authenticates a token it created, as its role and name", async () => {
+    const store = new TokenStore(db.prismaFor("fleet"));
+    const { token, secret } = await store.create("ci", Role.OPERATOR);
+    assert.match(secret, /^drv_/);
+    assert.equal(token.role, Role.OPERATOR);
+    assert.equal(token.expiresAt, null);
+    assert.deepEqual(await store.authenticate(secret), { tokenId: token.id, role: Role.OPERATOR, name: "ci" });
+    assert.equal(await store.authenticate(`${secret}x`), null);
+  });
+
+  it("stores only the hash of the secret", async () => {
+    const store = new TokenStore(db.prismaFor("fleet"));
+    const { token, secret } = await store.create("hashed", Role.AGENT);
+    const row = await db.prismaFor("fleet").apiToken.findUniqueOrThrow({ where: { id: token.id } });
+    assert.notEqual(row.tokenHash, secret);
+    assert.doesNotMatch(JSON.stringify(row), new RegExp(secret));
+  });
+
+  it("does not authenticate a revoked token, and revoking again keeps the first time", async () => {
+    let now = new Date("2030-01-01T00:00:00Z");
+    const store = new TokenStore(db.prismaFor("fleet"), () => now);
+    const { token, secret } = await store.create("leaver", Role.ADMIN);
+    const revoked = await store.revoke(token.id);
+    assert.deepEqual(revoked?.revokedAt, new Date("2030-01-01T00:00:00Z"));
+    assert.equal(await store.authenticate(secret), null);
+    now = new Date("2030-01-02T00:00:00Z");
+    assert.deepEqual((await store.revoke(token.id))?.revokedAt, new Date("2030-01-01T00:00:00Z"));
+    assert.equal(await store.revoke(randomUUID()), null);
+  });
+
+  it("does not authenticate an expired token", async () => {
+    let now = new Date("2030-01-01T00:00:00Z");
+    const store = new TokenStore(db.prismaFor("fleet"), () => now);
+    const { token, secret } = await store.create("short-lived", Role.OPERATOR, 60_000);
+    assert.deepEqual(token.expiresAt, new Date("2030-01-01T00:01:00Z"));
+    now = new Date("2030-01-01T00:00:59.999Z");
+    assert.equal((await store.authenticate(secret))?.tokenId, token.id);
+    now = new Date("2030-01-01T00:01:00Z");
+    assert.equal(await store.authenticate(secret), null);
+  });
+
+  it("ensures a bootstrap token exactly once", async () => {
+    const store = new TokenStore(db.prismaFor("fleet"));
+    const secret = "bootstrap-admin-token-0123456789";
+    const first = await store.ensure(secret, Role.ADMIN, "bootstrap");
+    const second = await store.ensure(secret, Role.ADMIN, "bootstrap");
+    assert.equal(second.id, first.id);
+    assert.equal((await store.authenticate(secret))?.role, Role.ADMIN);
+  });
+});
+
+describe("FleetService.listApiTokens", () => {
+  it("pages through tokens newest first with page tokens", async () => {
+    const fleetDb = db.prismaFor("fleet");
+    await fleetDb.apiToken.deleteMany();
+    const store = new TokenStore(fleetDb);
+    const fleet = new FleetServiceImpl(store);
+    for (const name of ["t1", "t2", "t3", "t4", "t5"]) await store.create(name, Role.OPERATOR);
+
+    const pages: string[][] = [];
+    let pageToken = "";
+    do {
+      const res = await fleet.listApiTokens(create(ListApiTokensRequestSchema, { pageSize: 2, pageToken }));
+      pages.push(res.tokens.map((t) => t.name));
+      pageToken = res.nextPageToken;
+    } while (pageToken !== "" && pages.length < 10);
+    assert.deepEqual(pages, [["t5", "t4"], ["t3", "t2"], ["t1"]]);
+
+    // Page size 0 means the default, which holds them all.
+    const all = await fleet.listApiTokens(create(ListApiTokensRequestSchema, {}));
+    assert.deepEqual(all.tokens.map((t) => t.name), ["t5", "t4", "t3", "t2", "t1"]);
+    assert.equal(all.nextPageToken, "");
+  });
+
+  it("answers a page token it did not issue, or one naming a deleted token, with INVALID_ARGUMENT", async () => {
+    const fleet = new FleetServiceImpl(new TokenStore(db.prismaFor("fleet")));
+    for (const pageToken of ["garbage", encodePageToken(randomUUID())]) {
+      const err = await failure(fleet.listApiTokens(create(ListApiTokensRequestSchema, { pageToken })));
+      assert.equal(err.code, Code.InvalidArgument, pageToken);
+    }
+  });
+});
+
+describe("LogService.readLogs", () => {
+  const attemptId = `attempt-${randomUUID()}`;
+  const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+  const read = (init: { stream?: Stream; offset?: bigint; limitBytes?: number }) =>
+    new LogServiceImpl(db.prismaFor("log")).readLogs(create(ReadLogsRequestSchema, { attemptId, ...init }));
+
+  before(async () => {
+    const logDb = db.prismaFor("log");
+    const chunks: [string, bigint, string][] = [
+      ["stdout", 0n, "hello "],
+      ["stdout", 6n, "world\n"],
+      ["stderr", 0n, "oops\n"],
+    ];
+    for (const [stream, startOffset, data] of chunks) {
+      await logDb.logChunk.create({ data: { attemptId, stream, startOffset, data: new TextEncoder().encode(data) } });
+    }
+    // Another attempt's output must never show up.
+    await logDb.logChunk.create({ data: { attemptId: "other", stream: "stdout", startOffset: 0n, data: new TextEncoder().encode("nope") } });
+  });
+
+  it("returns one stream's chunks in offset order", async () => {
+    const res = await read({ stream: Stream.STDOUT });
+    assert.deepEqual(
+      res.chunks.map((c) => [c.stream, c.offset, text(c.data)]),
+      [
+        [Stream.STDOUT, 0n, "hello "],
+        [Stream.STDOUT, 6n, "world\n"],
+      ],
+    );
+    assert.equal(res.truncated, false);
+    assert.ok(res.chunks[0]?.time);
+  });
+
+  it("starts inside a chunk at the requested offset", async () => {
+    const res = await read({ stream: Stream.STDOUT, offset: 3n });
+    assert.deepEqual(
+      res.chunks.map((c) => [c.offset, text(c.data)]),
+      [
+        [3n, "lo "],
+        [6n, "world\n"],
+      ],
+    );
+    assert.equal(res.truncated, false);
+  });
+
+  it("stops at limit_bytes and says the output was truncated", async () => {
+    const res = await read({ stream: Stream.STDOUT, limitBytes: 8 });
+    assert.deepEqual(
+      res.chunks.map((c) => [c.offset, text(c.data)]),
+      [
+        [0n, "hello "],
+        [6n, "wo"],
+      ],
+    );
+    assert.equal(res.truncated, true);
+  });
+
+  it("says truncated when the limit ends exactly at a chunk boundary with more stored", async () => {
+    const res = await read({ stream: Stream.STDOUT, limitBytes: 6 });
+    assert.deepEqual(res.chunks.map((c) => text(c.data)), ["hello "]);
+    assert.equal(res.truncated, true);
+  });
+
+  it("returns nothing past the end, not truncated", async () => {
+    const res = await read({ stream: Stream.STDOUT, offset: 12n });
+    assert.deepEqual(res.chunks, []);
+    assert.equal(res.truncated, false);
+  });
+
+  it("returns every stream of the attempt, ordered by stream then offset, when no stream is given", async () => {
+    const res = await read({});
+    assert.deepEqual(
+      res.chunks.map((c) => [c.stream, text(c.data)]),
+      [
+        [Stream.STDERR, "oops\n"],
+        [Stream.STDOUT, "hello "],
+        [Stream.STDOUT, "world\n"],
+      ],
+    );
+  });
+});
