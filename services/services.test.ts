@@ -22,6 +22,7 @@ import { FleetServiceImpl } from "./fleet/service.ts";
 import { TokenStore } from "./fleet/token_store.ts";
 import { LogServiceImpl } from "./log/service.ts";
 import { SchedulerServiceImpl } from "./scheduler/service.ts";
+import { failure } from "../lib/testing/connect.ts";
 
 let db: Database;
 
@@ -34,16 +35,6 @@ after(async () => {
   await db?.close();
 });
 
-/** Awaits a call that must fail and returns its ConnectError. */
-async function failure(call: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await call;
-  } catch (err) {
-    assert.ok(err instanceof ConnectError, `expected a ConnectError, got ${String(err)}`);
-    return err;
-  }
-  assert.fail("the call succeeded");
-}
 
 const exec = { commands: [{ argv: ["make", "test"], env: { CI: "1" } }] };
 

@@ -28,6 +28,7 @@ import { kPrincipal } from "./context.ts";
 import { HealthState, healthRoutes } from "./health.ts";
 import { REQUEST_ID_HEADER, accessPolicy } from "./interceptors.ts";
 import { standardInterceptors } from "./server.ts";
+import { failure } from "../testing/connect.ts";
 
 const ADMIN = "admin-secret";
 const OPERATOR = "operator-secret";
@@ -108,16 +109,6 @@ const bearer = (secret: string) => ({ headers: { authorization: `Bearer ${secret
 
 const validJob = { spec: { exec: { commands: [{ argv: ["echo", "hi"] }] } } };
 
-/** Awaits a call that must fail and returns its ConnectError. */
-async function failure(call: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await call;
-  } catch (err) {
-    assert.ok(err instanceof ConnectError, `expected a ConnectError, got ${String(err)}`);
-    return err;
-  }
-  assert.fail("the call succeeded");
-}
 
 /** A pino logger that keeps its lines, to check what was logged. */
 function capturingLogger(): { logger: Logger; lines: Record<string, unknown>[] } {

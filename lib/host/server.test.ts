@@ -14,6 +14,7 @@ import type { Authenticator, Principal } from "../auth/tokens.ts";
 import { createLogger } from "../logger.ts";
 import { REQUEST_ID_HEADER, accessPolicy } from "./interceptors.ts";
 import { startServer, type RunningServer } from "./server.ts";
+import { failure } from "../testing/connect.ts";
 
 const OPERATOR = "operator-secret";
 const SLOW_JOB = "00000000-0000-4000-8000-000000000001";
@@ -62,16 +63,6 @@ async function withServer(fn: (server: RunningServer, started: Promise<void>) =>
   }
 }
 
-/** Awaits a call that must fail and returns its ConnectError. */
-async function failure(call: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await call;
-  } catch (err) {
-    assert.ok(err instanceof ConnectError, `expected a ConnectError, got ${String(err)}`);
-    return err;
-  }
-  assert.fail("the call succeeded");
-}
 
 describe("startServer", () => {
   it("listens on free ports for HTTP/2 and HTTP/1.1", async () => {
