@@ -118,6 +118,8 @@ export interface CommonConfig {
   logLevel: LogLevel;
   /** How long SIGTERM waits for in-flight unary calls before closing streams (DROVER_SHUTDOWN_GRACE_MS), default 5000. */
   shutdownGraceMs: number;
+  /** HTTP/2 keepalive PING interval and timeout towards clients (DROVER_KEEPALIVE_MS), default 30000; 0 disables. */
+  keepaliveMs: number;
   listen: ListenConfig;
 }
 
@@ -125,6 +127,7 @@ function readCommon(r: EnvReader, defaults: { grpcPort: number; httpPort: number
   return {
     logLevel: r.oneOf("DROVER_LOG_LEVEL", "info", LOG_LEVELS),
     shutdownGraceMs: r.integer("DROVER_SHUTDOWN_GRACE_MS", 5000, 0, 600_000),
+    keepaliveMs: r.integer("DROVER_KEEPALIVE_MS", 30_000, 0, 3_600_000),
     listen: {
       host: r.string("DROVER_HOST", "127.0.0.1"),
       grpcPort: r.port("DROVER_GRPC_PORT", defaults.grpcPort),

@@ -60,6 +60,7 @@ export async function startSplitService<N extends ServiceName>(name: N, config: 
       authenticator,
       policy: accessPolicy(accessTables([name])),
       shutdownGraceMs: config.shutdownGraceMs,
+      keepaliveMs: config.keepaliveMs,
     });
 
     let closing: Promise<void> | undefined;

@@ -13,10 +13,10 @@
 import { mkdirSync } from "node:fs";
 import { resolve } from "node:path";
 
-import { PGlite } from "@electric-sql/pglite";
+import type { PGlite } from "@electric-sql/pglite";
 import { PrismaPg } from "@prisma/adapter-pg";
 import pg from "pg";
-import { PrismaPGlite } from "pglite-prisma-adapter";
+import type { PrismaPGlite } from "pglite-prisma-adapter";
 
 import type { ServiceName } from "../config.ts";
 import { PrismaClient as BidClient } from "../../gen/prisma/bid/client.ts";
@@ -87,6 +87,9 @@ export async function openPglite(dataDir: string): Promise<Database> {
     mkdirSync(key, { recursive: true });
     openPgliteDirs.add(key);
   }
+  // Loaded here, not at the top: split mode never uses PGlite, and importing
+  // it (and its Prisma adapter) costs ~200 ms of every service's start-up.
+  const [{ PGlite }, { PrismaPGlite }] = await Promise.all([import("@electric-sql/pglite"), import("pglite-prisma-adapter")]);
   let pglite: PGlite;
   try {
     pglite = await PGlite.create(key ?? dataDir);

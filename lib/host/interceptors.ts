@@ -19,25 +19,50 @@ import { kLogger, kPrincipal } from "./context.ts";
 /** The header carrying a caller-chosen request id; generated when absent. */
 export const REQUEST_ID_HEADER = "x-request-id";
 
-/** Gives each call a request id and a child logger, and logs its outcome once. */
+/**
+ * Gives each call a request id and a child logger, and logs its outcome once:
+ * for a stream, when the stream ends.
+ */
 export function loggingInterceptor(logger: Logger): Interceptor {
   return (next) => async (req) => {
     const requestId = sanitizeRequestId(req.header.get(REQUEST_ID_HEADER)) ?? randomUUID();
     const log = logger.child({ requestId, service: req.service.typeName, method: req.method.name });
     req.contextValues.set(kLogger, log);
     const started = performance.now();
-    try {
-      const res = await next(req);
-      res.header.set(REQUEST_ID_HEADER, requestId);
-      if (!res.stream) log.debug({ ms: elapsed(started) }, "call ok");
-      return res;
-    } catch (err) {
+    const failed = (err: unknown) => {
       const code = ConnectError.from(err).code;
       log.info({ ms: elapsed(started), code: Code[code] }, "call failed");
       if (err instanceof ConnectError) err.metadata.set(REQUEST_ID_HEADER, requestId);
+    };
+    try {
+      const res = await next(req);
+      res.header.set(REQUEST_ID_HEADER, requestId);
+      if (!res.stream) {
+        log.debug({ ms: elapsed(started) }, "call ok");
+        return res;
+      }
+      return {
+        ...res,
+        message: observeStream(res.message, {
+          ok: () => log.debug({ ms: elapsed(started) }, "stream ok"),
+          failed,
+        }),
+      };
+    } catch (err) {
+      failed(err);
       throw err;
     }
   };
+}
+
+async function* observeStream<T>(source: AsyncIterable<T>, on: { ok(): void; failed(err: unknown): void }): AsyncIterable<T> {
+  try {
+    yield* source;
+  } catch (err) {
+    on.failed(err);
+    throw err;
+  }
+  on.ok();
 }
 
 function sanitizeRequestId(value: string | null): string | undefined {

@@ -2,6 +2,7 @@
 // HTTP/1.1 (Connect JSON), and shut down while calls are open.
 
 import assert from "node:assert/strict";
+import * as net from "node:net";
 import { describe, it } from "node:test";
 
 import { Code, ConnectError, createClient, type ServiceImpl } from "@connectrpc/connect";
@@ -44,7 +45,7 @@ function slowScheduler(started: () => void): Partial<ServiceImpl<typeof Schedule
 }
 
 /** Starts a server on free ports, runs fn, and always closes it. */
-async function withServer(fn: (server: RunningServer, started: Promise<void>) => Promise<void>): Promise<void> {
+async function withServer(fn: (server: RunningServer, started: Promise<void>) => Promise<void>, keepaliveMs?: number): Promise<void> {
   let markStarted!: () => void;
   const started = new Promise<void>((resolve) => (markStarted = resolve));
   const server = await startServer({
@@ -55,6 +56,7 @@ async function withServer(fn: (server: RunningServer, started: Promise<void>) =>
     authenticator,
     policy: accessPolicy({}),
     shutdownGraceMs: 5_000,
+    keepaliveMs,
   });
   try {
     await fn(server, started);
@@ -169,5 +171,29 @@ describe("startServer", () => {
         }),
       );
     });
+  });
+
+  it("keepalive drops a connection whose peer stops answering PINGs, and keeps one that answers", async () => {
+    await withServer(async (server) => {
+      // A live HTTP/2 client answers PINGs by itself: its connection survives several rounds.
+      const health = createClient(Health, createGrpcTransport({ baseUrl: server.grpcUrl }));
+      assert.equal((await health.check({})).status, ServingStatus.SERVING);
+
+      // A peer that says hello in HTTP/2 and then goes silent, like a machine that vanished.
+      const { port } = new URL(server.grpcUrl);
+      const silent = net.connect(Number(port), "127.0.0.1");
+      const closed = new Promise<number>((resolve) => {
+        const opened = performance.now();
+        silent.once("close", () => resolve(performance.now() - opened));
+      });
+      silent.on("error", () => {});
+      silent.on("data", () => {}); // read, but never answer
+      silent.write(Buffer.concat([Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0])]));
+      const ms = await closed;
+      assert.ok(ms < 2_000, `silent peer dropped after ${Math.round(ms)} ms`);
+
+      await new Promise((resolve) => setTimeout(resolve, 700));
+      assert.equal((await health.check({})).status, ServingStatus.SERVING, "the answering client's connection still works");
+    }, 200);
   });
 });

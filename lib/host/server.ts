@@ -36,6 +36,13 @@ export interface ServerOptions {
   policy: AccessPolicy;
   /** How long close() waits for in-flight unary calls. */
   shutdownGraceMs: number;
+  /**
+   * How often to PING each HTTP/2 connection; a connection that does not
+   * answer within the same time is destroyed, ending its streams. 0: never.
+   * Without it, the stream of an agent whose machine vanished stays open
+   * until TCP gives up, minutes later.
+   */
+  keepaliveMs?: number;
 }
 
 /** A listening server. */
@@ -110,6 +117,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     session.on("close", () => sessions.delete(session));
     // A client that vanishes mid-stream must not take the process with it.
     session.on("error", (err) => log.debug({ err }, "http2 session error"));
+    if (opts.keepaliveMs) keepAlive(session, opts.keepaliveMs);
   });
   const h1 = http.createServer(handler);
 
@@ -140,6 +148,22 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
 
   log.info({ grpcUrl, httpUrl }, "listening");
   return { grpcUrl, httpUrl, health, shutdownSignal: shutdown.signal, close };
+}
+
+/** PINGs the session every `ms`; no answer within `ms` destroys it. */
+function keepAlive(session: http2.ServerHttp2Session, ms: number): void {
+  const timer = setInterval(() => {
+    if (session.closed || session.destroyed) return;
+    const deadline = setTimeout(() => session.destroy(new Error("keepalive PING not answered")), ms);
+    deadline.unref();
+    const sent = session.ping((err) => {
+      clearTimeout(deadline);
+      if (err && !session.destroyed) session.destroy(err);
+    });
+    if (!sent) clearTimeout(deadline);
+  }, ms);
+  timer.unref();
+  session.once("close", () => clearInterval(timer));
 }
 
 function listen(server: http.Server | http2.Http2Server, host: string, port: number): Promise<void> {

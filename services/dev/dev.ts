@@ -75,6 +75,7 @@ export async function startDev(config: DevConfig, logger: Logger): Promise<DevPl
       authenticator,
       policy,
       shutdownGraceMs: config.shutdownGraceMs,
+      keepaliveMs: config.keepaliveMs,
     });
     if (created) logger.info({ adminTokenFile }, "created the dev admin token");
 

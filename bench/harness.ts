@@ -1,0 +1,349 @@
+// What every benchmark shares: spawning processes that are always stopped,
+// a cleanup stack that runs on success, failure and SIGTERM alike, a health
+// probe over HTTP/2, small statistics, and writing results.
+//
+// Benchmarks are scripts, not tests: each bounds its own time (every wait has
+// a deadline) and undoes everything it made (processes, databases, Redis
+// keys, temporary directories) through a Cleanup, whichever way it ends.
+
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { readFile } from "node:fs/promises";
+import { createServer } from "node:net";
+import { cpus, totalmem } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import { createClient } from "@connectrpc/connect";
+import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../gen/ts/grpc/health/v1/health_pb.ts";
+
+/** The repository root. */
+export const ROOT = fileURLToPath(new URL("..", import.meta.url));
+export const RESULTS_DIR = join(ROOT, "bench", "results");
+
+/** A progress line on stderr, so that a long run shows where it is. */
+export function progress(message: string): void {
+  console.error(`[bench] ${message}`);
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Rejects with a message naming `what` if `promise` has not settled after `ms`. */
+export function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * Things to undo, run last-registered first. run() is idempotent and never
+ * throws: a failing step is reported and the others still run.
+ */
+export class Cleanup {
+  private readonly steps: { label: string; fn: () => unknown }[] = [];
+  private running: Promise<void> | undefined;
+
+  /** Registers fn; once run() has begun (a signal arrived mid-step), runs it at once instead. */
+  defer(label: string, fn: () => unknown): void {
+    if (this.running) {
+      void Promise.resolve()
+        .then(fn)
+        .catch((err) => console.error(`bench cleanup: ${label} failed: ${(err as Error).message}`));
+      return;
+    }
+    this.steps.push({ label, fn });
+  }
+
+  run(): Promise<void> {
+    return (this.running ??= (async () => {
+      for (const { label, fn } of this.steps.splice(0).reverse()) {
+        try {
+          await fn();
+        } catch (err) {
+          console.error(`bench cleanup: ${label} failed: ${(err as Error).message}`);
+        }
+      }
+    })());
+  }
+}
+
+/**
+ * Runs a benchmark's body with a Cleanup that runs when the body ends, and
+ * also on SIGTERM/SIGINT (the runner sends SIGTERM when a benchmark overruns).
+ */
+export async function runBenchmark(name: string, body: (cleanup: Cleanup) => Promise<void>): Promise<void> {
+  const cleanup = new Cleanup();
+  const onSignal = (signal: NodeJS.Signals) => {
+    console.error(`bench ${name}: ${signal}, cleaning up`);
+    void cleanup.run().finally(() => process.exit(130));
+  };
+  process.once("SIGTERM", onSignal);
+  process.once("SIGINT", onSignal);
+  try {
+    await body(cleanup);
+  } catch (err) {
+    console.error(`bench ${name} failed:`, err);
+    process.exitCode = 1;
+  } finally {
+    await cleanup.run();
+  }
+}
+
+/** A free TCP port on 127.0.0.1 (free when asked; the caller binds it soon after). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** A child process whose stdout is read as JSON log lines, and which stop() ends. */
+export class ManagedProcess {
+  readonly child: ChildProcess;
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** Parsed stdout lines (JSON objects), in order; non-JSON lines are kept as { text }. */
+  readonly lines: Record<string, unknown>[] = [];
+  private stderrTail = "";
+  private readonly waiters = new Set<() => void>();
+
+  constructor(
+    readonly label: string,
+    command: string,
+    args: string[],
+    env: NodeJS.ProcessEnv,
+  ) {
+    this.child = spawn(command, args, { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
+    // Always drain both pipes: a child blocked on a full pipe would look like a slow server.
+    createInterface({ input: this.child.stdout! }).on("line", (line) => {
+      let parsed: Record<string, unknown>;
+      try {
+        parsed = JSON.parse(line) as Record<string, unknown>;
+      } catch {
+        parsed = { text: line };
+      }
+      this.lines.push(parsed);
+      if (this.lines.length > 5000) this.lines.splice(0, 1000);
+      for (const wake of this.waiters) wake();
+    });
+    this.child.stderr!.on("data", (chunk: Buffer) => {
+      this.stderrTail = (this.stderrTail + chunk.toString()).slice(-4000);
+    });
+    this.exited = new Promise((resolve) => {
+      this.child.once("exit", (code, signal) => {
+        for (const wake of this.waiters) wake();
+        resolve({ code, signal });
+      });
+    });
+  }
+
+  get pid(): number {
+    return this.child.pid!;
+  }
+
+  get running(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  /** The last lines the process wrote to stderr, for error messages. */
+  get stderr(): string {
+    return this.stderrTail;
+  }
+
+  /** Resolves with the first stdout line matching `match`; rejects if the process exits first or after `ms`. */
+  waitForLine(match: (line: Record<string, unknown>) => boolean, ms: number): Promise<Record<string, unknown>> {
+    return within(
+      ms,
+      `${this.label}: waiting for a log line`,
+      new Promise((resolve, reject) => {
+        const check = () => {
+          const found = this.lines.find(match);
+          if (found) {
+            this.waiters.delete(check);
+            resolve(found);
+          } else if (!this.running) {
+            this.waiters.delete(check);
+            reject(new Error(`${this.label} exited before the expected log line; stderr: ${this.stderr}`));
+          }
+        };
+        this.waiters.add(check);
+        check();
+      }),
+    );
+  }
+
+  /**
+   * Sends SIGTERM and waits for the exit; SIGKILL after `graceMs`. Resolves
+   * with how long the process took to exit after SIGTERM. Idempotent.
+   */
+  async stop(graceMs = 10_000): Promise<{ ms: number; code: number | null; signal: NodeJS.Signals | null; killed: boolean }> {
+    const started = performance.now();
+    let killed = false;
+    if (this.running) {
+      this.child.kill("SIGTERM");
+      const timer = setTimeout(() => {
+        killed = true;
+        this.child.kill("SIGKILL");
+      }, graceMs);
+      await this.exited;
+      clearTimeout(timer);
+    }
+    const { code, signal } = await this.exited;
+    return { ms: performance.now() - started, code, signal, killed };
+  }
+}
+
+/** Spawns `node <args>` (typically `--import tsx file.ts`), registering its stop() with cleanup. */
+export function spawnNode(cleanup: Cleanup, label: string, args: string[], env: NodeJS.ProcessEnv = {}): ManagedProcess {
+  const proc = new ManagedProcess(label, process.execPath, args, { ...process.env, ...env });
+  cleanup.defer(`stop ${label} (pid ${proc.pid})`, () => proc.stop(3_000));
+  return proc;
+}
+
+/** Runs `node <args>` to completion; resolves with its wall time in ms and its stdout lines. Rejects on a non-zero exit. */
+export async function timeNodeRun(args: string[], timeoutMs = 30_000): Promise<{ ms: number; lines: Record<string, unknown>[] }> {
+  const started = performance.now();
+  const proc = new ManagedProcess(`node ${args.join(" ")}`, process.execPath, args, process.env);
+  try {
+    const { code } = await within(timeoutMs, proc.label, proc.exited);
+    const ms = performance.now() - started;
+    if (code !== 0) throw new Error(`${proc.label} exited with ${code}: ${proc.stderr}`);
+    // The exit event can come before the last stdout line is read.
+    await new Promise<void>((resolve) => (proc.child.stdout!.readableEnded ? resolve() : proc.child.stdout!.once("end", resolve)));
+    return { ms, lines: proc.lines };
+  } finally {
+    await proc.stop(1_000);
+  }
+}
+
+/**
+ * Calls grpc.health.v1.Health/Check over HTTP/2 (gRPC) until it answers
+ * SERVING, retrying every `intervalMs`; resolves with performance.now() of
+ * the first SERVING answer. Rejects after `ms` or if `alive()` turns false.
+ */
+export async function waitForServing(
+  baseUrl: string,
+  opts: { ms: number; intervalMs?: number; alive?: () => boolean },
+): Promise<number> {
+  const deadline = performance.now() + opts.ms;
+  // One session manager for all attempts: after a refused connection it is in
+  // the "error" state and the next call dials again.
+  const sessionManager = new Http2SessionManager(baseUrl);
+  const client = createClient(Health, createGrpcTransport({ baseUrl, sessionManager }));
+  let lastError: unknown;
+  try {
+    while (performance.now() < deadline) {
+      if (opts.alive && !opts.alive()) throw new Error(`the server at ${baseUrl} exited before answering health checks`);
+      try {
+        const res = await client.check({ service: "" }, { timeoutMs: 1_000 });
+        if (res.status === ServingStatus.SERVING) return performance.now();
+        lastError = new Error(`status ${ServingStatus[res.status]}`);
+      } catch (err) {
+        lastError = err;
+      }
+      await sleep(opts.intervalMs ?? 5);
+    }
+    throw new Error(`no SERVING health answer from ${baseUrl} within ${opts.ms} ms (last: ${String(lastError)})`);
+  } finally {
+    sessionManager.abort();
+  }
+}
+
+/** min / median / max of a sample, rounded to 0.1. */
+export interface Summary {
+  n: number;
+  min: number;
+  median: number;
+  max: number;
+}
+
+export function summarize(values: number[]): Summary {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  const median = sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+  return { n: sorted.length, min: round(sorted[0]!), median: round(median), max: round(sorted.at(-1)!) };
+}
+
+export function round(value: number, digits = 1): number {
+  const f = 10 ** digits;
+  return Math.round(value * f) / f;
+}
+
+/** "min / median / max" of a summary, for tables. */
+export function fmtSummary(s: Summary, unit = "ms"): string {
+  return `${Math.round(s.min)} / ${Math.round(s.median)} / ${Math.round(s.max)} ${unit}`;
+}
+
+/** Where the numbers were measured; stored with every result. */
+export function machine() {
+  const cpuList = cpus();
+  return {
+    node: process.version,
+    cpus: cpuList.length,
+    cpuModel: cpuList[0]?.model ?? "unknown",
+    memoryGiB: round(totalmem() / 2 ** 30),
+    platform: `${process.platform}-${process.arch}`,
+  };
+}
+
+/** A result file: bench/results/<name>.json. */
+export interface BenchResult {
+  benchmark: string;
+  date: string;
+  machine: ReturnType<typeof machine>;
+  durationSec: number;
+  /** Rows printed by the runner: [measure, value, target/verdict]. */
+  table: [string, string, string][];
+  conclusion?: string[];
+  /** Everything measured, for whoever wants more than the table. */
+  details: unknown;
+}
+
+export function writeResult(result: BenchResult): string {
+  mkdirSync(RESULTS_DIR, { recursive: true });
+  const file = join(RESULTS_DIR, `${result.benchmark}.json`);
+  writeFileSync(file, JSON.stringify(result, null, 2) + "\n");
+  return file;
+}
+
+/** Prints rows as a plain text table with a header. */
+export function printTable(title: string, rows: string[][], header = ["measure", "value", "target / note"]): void {
+  const all = [header, ...rows];
+  const widths = header.map((_, i) => Math.max(...all.map((r) => (r[i] ?? "").length)));
+  const line = (r: string[]) => r.map((cell, i) => (cell ?? "").padEnd(widths[i]!)).join("  ").trimEnd();
+  console.log(`\n${title}`);
+  console.log(line(header));
+  console.log(widths.map((w) => "-".repeat(w)).join("  "));
+  for (const r of rows) console.log(line(r));
+}
+
+/** Reads VmRSS of a process from /proc (Linux), in bytes; undefined elsewhere. */
+export async function rssOf(pid: number): Promise<number | undefined> {
+  try {
+    const status = await readFile(`/proc/${pid}/status`, "utf8");
+    const kb = /VmRSS:\s+(\d+)\s+kB/.exec(status)?.[1];
+    return kb ? Number(kb) * 1024 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** CPU time (user + system) a process has used, in ms, from /proc (Linux; clock ticks of 10 ms); undefined elsewhere. */
+export async function cpuMsOf(pid: number): Promise<number | undefined> {
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, "utf8");
+    // Fields after the command name (which may contain spaces) start at state, field 3.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) * 10;
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,300 @@
+// Start-up time of Drover's processes, measured from spawn to the first
+// SERVING answer of grpc.health.v1.Health/Check over HTTP/2 — what a
+// supervisor or a load balancer waits for, not the "ready" log line.
+//
+//   1. dev mode on an existing data directory (initialised once beforehand,
+//      not measured), N times;                              target < 3 s
+//   2. split mode, fleet and scheduler, on an already-migrated PostgreSQL
+//      database made for this run (dropped afterwards), N times each;
+//                                                           target < 1 s
+//   3. where the time goes: bare `node`, `node --import tsx`, and loading
+//      each wiring's module graph without starting it.
+//
+// Run alone with `node --import tsx bench/startup.ts`; `npm run bench` runs it
+// with the others. Results: bench/results/startup.json.
+
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Redis } from "ioredis";
+import pg from "pg";
+import {
+  fmtSummary,
+  freePort,
+  machine,
+  printTable,
+  round,
+  runBenchmark,
+  summarize,
+  timeNodeRun,
+  waitForServing,
+  writeResult,
+  type Cleanup,
+  type Summary,
+  progress,
+  spawnNode,
+} from "./harness.ts";
+
+const N = 5;
+const DEV_TARGET_MS = 3_000;
+const SPLIT_TARGET_MS = 1_000;
+const START_TIMEOUT_MS = 30_000;
+
+const ADMIN_PG_URL = process.env.BENCH_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
+const REDIS_URL = process.env.BENCH_REDIS_URL ?? "redis://127.0.0.1:6379";
+
+/** One measured start of a server process. */
+interface StartSample {
+  /** Spawn → first SERVING answer to Health/Check over HTTP/2. */
+  spawnToServingMs: number;
+  /** Spawn → the ready log line read from the child's stdout. */
+  spawnToReadyLogMs: number;
+  /** Ready log line read → SERVING answer (negative when the answer came first). */
+  readyLogToServingMs: number;
+  /** The process's own `ms` in its ready line: from main.ts's first statement (after its imports loaded) to ready. */
+  inProcessMs: number;
+  /** SIGTERM → exit. */
+  stopMs: number;
+  exitCode: number | null;
+}
+
+async function startOnce(
+  cleanup: Cleanup,
+  label: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  readyMsg: string,
+): Promise<StartSample> {
+  const port = await freePort();
+  const started = performance.now();
+  const proc = spawnNode(cleanup, label, args, { ...env, DROVER_GRPC_PORT: String(port), DROVER_HTTP_PORT: "0" });
+  let readyLogAt = NaN;
+  const readyLine = proc.waitForLine((l) => l.msg === readyMsg, START_TIMEOUT_MS).then((line) => {
+    readyLogAt = performance.now();
+    return line;
+  });
+  readyLine.catch(() => {}); // awaited below; a failed health wait reports first
+  try {
+    const servingAt = await waitForServing(`http://127.0.0.1:${port}`, { ms: START_TIMEOUT_MS, alive: () => proc.running });
+    const line = await readyLine;
+    const stop = await proc.stop();
+    if (stop.killed) throw new Error(`${label} did not exit within 10 s of SIGTERM`);
+    return {
+      spawnToServingMs: round(servingAt - started),
+      spawnToReadyLogMs: round(readyLogAt - started),
+      readyLogToServingMs: round(servingAt - readyLogAt),
+      inProcessMs: Number(line.ms),
+      stopMs: round(stop.ms),
+      exitCode: stop.code,
+    };
+  } catch (err) {
+    throw new Error(`${label}: ${(err as Error).message}\nstderr: ${proc.stderr}`);
+  } finally {
+    await proc.stop();
+  }
+}
+
+async function repeat(n: number, fn: () => Promise<StartSample>): Promise<StartSample[]> {
+  const samples: StartSample[] = [];
+  for (let i = 0; i < n; i++) samples.push(await fn());
+  return samples;
+}
+
+function summaryOf(samples: StartSample[]) {
+  const pick = (key: keyof StartSample) => summarize(samples.map((s) => s[key] as number));
+  return {
+    spawnToServingMs: pick("spawnToServingMs"),
+    spawnToReadyLogMs: pick("spawnToReadyLogMs"),
+    readyLogToServingMs: pick("readyLogToServingMs"),
+    inProcessMs: pick("inProcessMs"),
+    stopMs: pick("stopMs"),
+    exitCodes: [...new Set(samples.map((s) => s.exitCode))],
+    samples,
+  };
+}
+
+async function measureDev(cleanup: Cleanup) {
+  const dataDir = mkdtempSync(join(tmpdir(), "drover-bench-dev-"));
+  cleanup.defer(`remove ${dataDir}`, () => rmSync(dataDir, { recursive: true, force: true }));
+  const args = ["--import", "tsx", "services/dev/main.ts", "--data-dir", dataDir];
+  // Not measured: creates the embedded database and the admin token.
+  const init = await startOnce(cleanup, "dev (initialise)", args, {}, "drover dev mode ready");
+  const samples = await repeat(N, () => startOnce(cleanup, "dev", args, {}, "drover dev mode ready"));
+  return { initialiseMs: init.spawnToServingMs, ...summaryOf(samples) };
+}
+
+async function withAdmin<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: ADMIN_PG_URL });
+  await client.connect();
+  try {
+    return await fn(client);
+  } finally {
+    await client.end();
+  }
+}
+
+async function measureSplit(cleanup: Cleanup) {
+  const suffix = randomBytes(5).toString("hex");
+  const database = `drover_bench_${suffix}`;
+  await withAdmin((c) => c.query(`CREATE DATABASE ${database}`));
+  cleanup.defer(`drop database ${database}`, () => withAdmin((c) => c.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`)));
+  const redisPrefix = `drover-bench-${suffix}:`;
+  cleanup.defer(`delete Redis keys ${redisPrefix}*`, () => deleteRedisKeys(redisPrefix));
+
+  const databaseUrl = new URL(ADMIN_PG_URL);
+  databaseUrl.pathname = `/${database}`;
+  const env: NodeJS.ProcessEnv = {
+    DATABASE_URL: databaseUrl.toString(),
+    REDIS_URL,
+    DROVER_REDIS_PREFIX: redisPrefix,
+    DROVER_ADMIN_TOKEN: `bench-${randomBytes(16).toString("hex")}`,
+  };
+  const fleetArgs = ["--import", "tsx", "services/fleet/main.ts"];
+  const schedulerArgs = ["--import", "tsx", "services/scheduler/main.ts"];
+
+  // Not measured: each service applies its migrations on its first start.
+  const fleetMigrate = await startOnce(cleanup, "fleet (migrate)", fleetArgs, env, "ready");
+  const fleetSamples = await repeat(N, () => startOnce(cleanup, "fleet", fleetArgs, env, "ready"));
+
+  // The scheduler checks callers' tokens with Fleet, so a Fleet runs beside it
+  // (health checks are open, so start-up itself does not call Fleet).
+  const fleetPort = await freePort();
+  const fleet = spawnNode(cleanup, "fleet (for scheduler)", fleetArgs, {
+    ...env,
+    DROVER_GRPC_PORT: String(fleetPort),
+    DROVER_HTTP_PORT: "0",
+  });
+  await waitForServing(`http://127.0.0.1:${fleetPort}`, { ms: START_TIMEOUT_MS, alive: () => fleet.running });
+  const schedulerEnv = { ...env, DROVER_FLEET_URL: `http://127.0.0.1:${fleetPort}` };
+  let schedulerMigrate: StartSample;
+  let schedulerSamples: StartSample[];
+  try {
+    schedulerMigrate = await startOnce(cleanup, "scheduler (migrate)", schedulerArgs, schedulerEnv, "ready");
+    schedulerSamples = await repeat(N, () => startOnce(cleanup, "scheduler", schedulerArgs, schedulerEnv, "ready"));
+  } finally {
+    await fleet.stop();
+  }
+  return {
+    database: "fresh database per run, dropped afterwards",
+    fleet: { migrateFirstStartMs: fleetMigrate.spawnToServingMs, ...summaryOf(fleetSamples) },
+    scheduler: { migrateFirstStartMs: schedulerMigrate.spawnToServingMs, ...summaryOf(schedulerSamples) },
+  };
+}
+
+async function deleteRedisKeys(prefix: string): Promise<void> {
+  const redis = new Redis(REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  await redis.connect();
+  try {
+    let cursor = "0";
+    do {
+      const [next, keys] = await redis.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 500);
+      cursor = next;
+      if (keys.length) await redis.del(...keys);
+    } while (cursor !== "0");
+  } finally {
+    redis.disconnect();
+  }
+}
+
+/**
+ * Wall time of processes that only load code, to split start-up into loading
+ * and starting; and, for the heaviest dependencies, the in-process time of
+ * importing each alone (shared dependencies count in each).
+ */
+async function measureLoading() {
+  const wall = async (args: string[]) => {
+    await timeNodeRun(args); // warm the OS file cache and tsx's transform cache
+    const samples: number[] = [];
+    for (let i = 0; i < N; i++) samples.push((await timeNodeRun(args)).ms);
+    return summarize(samples);
+  };
+  const importOnly = async (target: string, runs = 3) => {
+    const args = ["--import", "tsx", "bench/import_only.ts", target];
+    await timeNodeRun(args);
+    const samples: number[] = [];
+    for (let i = 0; i < runs; i++) {
+      const { lines } = await timeNodeRun(args);
+      samples.push(Number(lines.find((l) => "importMs" in l)?.importMs));
+    }
+    return summarize(samples);
+  };
+  const modules: Record<string, Summary> = {};
+  for (const target of SPLIT_MODULES) modules[target] = await importOnly(target);
+  return {
+    nodeBare: await wall(["-e", "0"]),
+    nodeTsx: await wall(["--import", "tsx", "-e", "0"]),
+    splitGraph: await wall(["--import", "tsx", "bench/import_only.ts", "services/split.ts"]),
+    devGraph: await wall(["--import", "tsx", "bench/import_only.ts", "services/dev/dev.ts"]),
+    importMsByModule: modules,
+  };
+}
+
+/** Parts of the split-mode graph whose import time is measured alone. */
+const SPLIT_MODULES = [
+  "services/split.ts",
+  "lib/host/server.ts",
+  "lib/db/database.ts",
+  "services/registry.ts",
+  "@connectrpc/connect-node",
+  "@bufbuild/protovalidate",
+  "@electric-sql/pglite",
+  "pglite-prisma-adapter",
+  "ioredis",
+  "pg",
+];
+
+function verdict(s: Summary, target: number): string {
+  return `target < ${target} ms: ${s.max < target ? "PASS" : s.median < target ? "PASS (median; max over)" : "FAIL"}`;
+}
+
+await runBenchmark("startup", async (cleanup) => {
+  const began = performance.now();
+  progress("startup: module loading");
+  const loading = await measureLoading();
+  progress("startup: dev mode");
+  const dev = await measureDev(cleanup);
+  progress("startup: split mode (fleet, scheduler)");
+  const split = await measureSplit(cleanup);
+
+  const ms = (s: Summary) => fmtSummary(s);
+  const med = (s: Summary) => `${Math.round(s.median)} ms`;
+  const table: [string, string, string][] = [
+    ["dev: spawn → first SERVING health answer", ms(dev.spawnToServingMs), verdict(dev.spawnToServingMs, DEV_TARGET_MS)],
+    ["dev:   of which in-process start (log `ms`)", ms(dev.inProcessMs), "PGlite open, migrations check, listen"],
+    ["dev:   spawn → ready log line", ms(dev.spawnToReadyLogMs), `ready log → SERVING: ${ms(dev.readyLogToServingMs)}`],
+    ["dev: SIGTERM → exit", ms(dev.stopMs), `exit codes ${dev.exitCodes.join(",")}`],
+    ["dev: first start (initdb), not in the sample", `${Math.round(dev.initialiseMs)} ms`, ""],
+    ["fleet: spawn → first SERVING health answer", ms(split.fleet.spawnToServingMs), verdict(split.fleet.spawnToServingMs, SPLIT_TARGET_MS)],
+    ["fleet:   of which in-process start (log `ms`)", ms(split.fleet.inProcessMs), "pg pool, migrations check, Redis, listen"],
+    ["scheduler: spawn → first SERVING health answer", ms(split.scheduler.spawnToServingMs), verdict(split.scheduler.spawnToServingMs, SPLIT_TARGET_MS)],
+    ["scheduler:   of which in-process start (log `ms`)", ms(split.scheduler.inProcessMs), ""],
+    ["split: SIGTERM → exit (fleet / scheduler median)", `${med(split.fleet.stopMs)} / ${med(split.scheduler.stopMs)}`, ""],
+    ["load: node -e 0", ms(loading.nodeBare), "bare Node"],
+    ["load: node --import tsx -e 0", ms(loading.nodeTsx), "Node + tsx hooks"],
+    ["load: import services/split.ts (tsx)", ms(loading.splitGraph), "split-mode module graph, not started"],
+    ["load: import services/dev/dev.ts (tsx)", ms(loading.devGraph), "dev-mode module graph, not started"],
+    ...Object.entries(loading.importMsByModule).map(
+      ([target, s]): [string, string, string] => [`import alone: ${target}`, ms(s), "in-process import time, N=3"],
+    ),
+  ];
+  const conclusion = [
+    `Split-mode start (median ${Math.round(split.fleet.spawnToServingMs.median)} ms fleet): ` +
+      `~${Math.round(loading.splitGraph.median)} ms is Node+tsx loading the module graph ` +
+      `(${Math.round(loading.nodeTsx.median)} ms of it Node+tsx alone), ~${Math.round(split.fleet.inProcessMs.median)} ms is the service starting.`,
+    `Dev-mode start (median ${Math.round(dev.spawnToServingMs.median)} ms): ~${Math.round(loading.devGraph.median)} ms loading, ` +
+      `~${Math.round(dev.inProcessMs.median)} ms starting (mostly PGlite).`,
+  ];
+  printTable(`startup (N=${N}; min / median / max)`, table);
+  for (const line of conclusion) console.log(line);
+  const file = writeResult({
+    benchmark: "startup",
+    date: new Date().toISOString(),
+    machine: machine(),
+    durationSec: round((performance.now() - began) / 1000),
+    table,
+    conclusion,
+    details: { n: N, targetsMs: { dev: DEV_TARGET_MS, split: SPLIT_TARGET_MS }, loading, dev, split },
+  });
+  console.log(`results: ${file}`);
+});
