@@ -29,6 +29,7 @@ describe("readDevConfig", () => {
     assert.deepEqual(readDevConfig({}), {
       logLevel: "info",
       shutdownGraceMs: 5000,
+      keepaliveMs: 30_000,
       listen: { host: "127.0.0.1", grpcPort: 7070, httpPort: 7080 },
       dataDir: ".drover",
     });
@@ -38,6 +39,7 @@ describe("readDevConfig", () => {
     const config = readDevConfig({
       DROVER_LOG_LEVEL: "debug",
       DROVER_SHUTDOWN_GRACE_MS: "250",
+      DROVER_KEEPALIVE_MS: "0",
       DROVER_HOST: "0.0.0.0",
       DROVER_GRPC_PORT: "0",
       DROVER_HTTP_PORT: "9090",
@@ -46,6 +48,7 @@ describe("readDevConfig", () => {
     assert.deepEqual(config, {
       logLevel: "debug",
       shutdownGraceMs: 250,
+      keepaliveMs: 0,
       listen: { host: "0.0.0.0", grpcPort: 0, httpPort: 9090 },
       dataDir: "/var/lib/drover",
     });
@@ -76,6 +79,10 @@ describe("readDevConfig", () => {
     assert.match(err.message, /info/);
   });
 
+  it("rejects a DROVER_KEEPALIVE_MS that is negative", () => {
+    configError(() => readDevConfig({ DROVER_KEEPALIVE_MS: "-1" }), "DROVER_KEEPALIVE_MS");
+  });
+
   it("rejects a DROVER_SHUTDOWN_GRACE_MS that is not a number of milliseconds", () => {
     configError(() => readDevConfig({ DROVER_SHUTDOWN_GRACE_MS: "5s" }), "DROVER_SHUTDOWN_GRACE_MS");
   });
@@ -95,6 +102,7 @@ describe("readSplitConfig", () => {
     assert.deepEqual(readSplitConfig("scheduler", splitEnv), {
       logLevel: "info",
       shutdownGraceMs: 5000,
+      keepaliveMs: 30_000,
       listen: { host: "127.0.0.1", grpcPort: 7070, httpPort: 7080 },
       service: "scheduler",
       databaseUrl: splitEnv.DATABASE_URL,
