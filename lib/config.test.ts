@@ -1,7 +1,19 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 
-import { ConfigError, EnvReader, readDevConfig, readSplitConfig } from "./config.ts";
+import { ConfigError, EnvReader, readDevConfig, readSplitConfig, type FleetSettings } from "./config.ts";
+
+// Fleet's settings when nothing is set.
+const fleetDefaults: FleetSettings = {
+  heartbeatIntervalMs: 5000,
+  staleAfterMs: 15_000,
+  offlineAfterMs: 90_000,
+  snapshotIntervalMs: 30_000,
+  presenceRefreshMs: 7500,
+  monitorIntervalMs: 1000,
+  sweepIntervalMs: 5000,
+  helloTimeoutMs: 10_000,
+};
 
 // The smallest environment split mode accepts for a service other than fleet.
 const splitEnv = {
@@ -31,6 +43,7 @@ describe("readDevConfig", () => {
       shutdownGraceMs: 5000,
       keepaliveMs: 30_000,
       listen: { host: "127.0.0.1", grpcPort: 7070, httpPort: 7080 },
+      fleet: fleetDefaults,
       dataDir: ".drover",
     });
   });
@@ -50,6 +63,7 @@ describe("readDevConfig", () => {
       shutdownGraceMs: 250,
       keepaliveMs: 0,
       listen: { host: "0.0.0.0", grpcPort: 0, httpPort: 9090 },
+      fleet: fleetDefaults,
       dataDir: "/var/lib/drover",
     });
   });
@@ -104,6 +118,7 @@ describe("readSplitConfig", () => {
       shutdownGraceMs: 5000,
       keepaliveMs: 30_000,
       listen: { host: "127.0.0.1", grpcPort: 7070, httpPort: 7080 },
+      fleet: fleetDefaults,
       service: "scheduler",
       databaseUrl: splitEnv.DATABASE_URL,
       redisUrl: splitEnv.REDIS_URL,
@@ -186,6 +201,55 @@ describe("readSplitConfig", () => {
       assert.match(err.message, new RegExp(variable));
     }
     assert.doesNotMatch(err.message, /REDIS_URL/);
+  });
+});
+
+describe("fleet settings", () => {
+  it("reads every fleet variable, in dev and in split mode", () => {
+    const env = {
+      DROVER_HEARTBEAT_INTERVAL_MS: "200",
+      DROVER_STALE_AFTER_MS: "700",
+      DROVER_OFFLINE_AFTER_MS: "1500",
+      DROVER_SNAPSHOT_INTERVAL_MS: "1000",
+      DROVER_PRESENCE_REFRESH_MS: "300",
+      DROVER_MONITOR_INTERVAL_MS: "100",
+      DROVER_SWEEP_INTERVAL_MS: "250",
+      DROVER_HELLO_TIMEOUT_MS: "2000",
+    };
+    const expected: FleetSettings = {
+      heartbeatIntervalMs: 200,
+      staleAfterMs: 700,
+      offlineAfterMs: 1500,
+      snapshotIntervalMs: 1000,
+      presenceRefreshMs: 300,
+      monitorIntervalMs: 100,
+      sweepIntervalMs: 250,
+      helloTimeoutMs: 2000,
+    };
+    assert.deepEqual(readDevConfig(env).fleet, expected);
+    assert.deepEqual(readSplitConfig("fleet", { ...splitEnv, ...env }).fleet, expected);
+  });
+
+  it("derives the stale threshold, presence refresh and sweep interval from the heartbeat interval", () => {
+    const fleet = readDevConfig({ DROVER_HEARTBEAT_INTERVAL_MS: "1000" }).fleet;
+    assert.equal(fleet.staleAfterMs, 3000);
+    assert.equal(fleet.presenceRefreshMs, 1500);
+    assert.equal(fleet.sweepIntervalMs, 1000);
+    assert.equal(fleet.offlineAfterMs, 90_000);
+    // A slow heartbeat pushes the offline threshold out so it stays above stale.
+    assert.equal(readDevConfig({ DROVER_HEARTBEAT_INTERVAL_MS: "60000" }).fleet.offlineAfterMs, 360_000);
+  });
+
+  it("rejects a heartbeat interval that is not a number of milliseconds, naming the variable", () => {
+    configError(() => readDevConfig({ DROVER_HEARTBEAT_INTERVAL_MS: "5s" }), "DROVER_HEARTBEAT_INTERVAL_MS");
+    configError(() => readDevConfig({ DROVER_HEARTBEAT_INTERVAL_MS: "0" }), "DROVER_HEARTBEAT_INTERVAL_MS");
+  });
+
+  it("rejects thresholds in the wrong order, naming the variable", () => {
+    const stale = configError(() => readDevConfig({ DROVER_HEARTBEAT_INTERVAL_MS: "5000", DROVER_STALE_AFTER_MS: "4000" }), "DROVER_STALE_AFTER_MS");
+    assert.match(stale.message, /heartbeat interval/);
+    const offline = configError(() => readDevConfig({ DROVER_STALE_AFTER_MS: "20000", DROVER_OFFLINE_AFTER_MS: "20000" }), "DROVER_OFFLINE_AFTER_MS");
+    assert.match(offline.message, /stale threshold/);
   });
 });
 

@@ -121,6 +121,8 @@ export interface CommonConfig {
   /** HTTP/2 keepalive PING interval and timeout towards clients (DROVER_KEEPALIVE_MS), default 30000; 0 disables. */
   keepaliveMs: number;
   listen: ListenConfig;
+  /** Heartbeats, liveness and snapshots of agents (DROVER_HEARTBEAT_INTERVAL_MS, ...); used by Fleet. */
+  fleet: FleetSettings;
 }
 
 function readCommon(r: EnvReader, defaults: { grpcPort: number; httpPort: number }): CommonConfig {
@@ -133,7 +135,60 @@ function readCommon(r: EnvReader, defaults: { grpcPort: number; httpPort: number
       grpcPort: r.port("DROVER_GRPC_PORT", defaults.grpcPort),
       httpPort: r.port("DROVER_HTTP_PORT", defaults.httpPort),
     },
+    fleet: readFleetSettings(r),
   };
+}
+
+/**
+ * How Fleet keeps track of agents: heartbeats, liveness and what it writes
+ * where. Every process reads them (they share the reader); Fleet uses them.
+ * The defaults suit a real fleet; tests shorten them.
+ */
+export interface FleetSettings {
+  /** How often agents send a Heartbeat; told to them in Welcome (DROVER_HEARTBEAT_INTERVAL_MS), default 5000. */
+  heartbeatIntervalMs: number;
+  /** Silence after which an agent is stale (DROVER_STALE_AFTER_MS), default 3 heartbeat intervals. */
+  staleAfterMs: number;
+  /** Silence after which an agent is offline and its work reclaimed (DROVER_OFFLINE_AFTER_MS), default 90000 (or twice staleAfterMs if that is more); above staleAfterMs. */
+  offlineAfterMs: number;
+  /** Most time between two Postgres snapshots of an agent's heartbeat data (DROVER_SNAPSHOT_INTERVAL_MS), default 30000. */
+  snapshotIntervalMs: number;
+  /** How often a replica refreshes the bus presence key of each agent it holds (DROVER_PRESENCE_REFRESH_MS), default staleAfterMs / 2; the key lives twice as long. */
+  presenceRefreshMs: number;
+  /** How often a replica checks the liveness of the agents it holds (DROVER_MONITOR_INTERVAL_MS), default 1000. */
+  monitorIntervalMs: number;
+  /** How often the sweeper (one replica at a time) checks agents that no replica holds (DROVER_SWEEP_INTERVAL_MS), default the heartbeat interval. */
+  sweepIntervalMs: number;
+  /** How long a new agent stream may take to send Hello before it is closed (DROVER_HELLO_TIMEOUT_MS), default 10000. */
+  helloTimeoutMs: number;
+}
+
+function readFleetSettings(r: EnvReader): FleetSettings {
+  const DAY = 86_400_000;
+  const heartbeatIntervalMs = r.integer("DROVER_HEARTBEAT_INTERVAL_MS", 5000, 50, 3_600_000);
+  const staleAfterMs = r.integer("DROVER_STALE_AFTER_MS", 3 * heartbeatIntervalMs, 100, DAY);
+  const offlineAfterMs = r.integer("DROVER_OFFLINE_AFTER_MS", Math.max(90_000, 2 * staleAfterMs), 100, DAY);
+  if (staleAfterMs <= heartbeatIntervalMs) {
+    r.problem("DROVER_STALE_AFTER_MS", `must be more than the heartbeat interval (${heartbeatIntervalMs} ms), got ${staleAfterMs}`);
+  }
+  if (offlineAfterMs <= staleAfterMs) {
+    r.problem("DROVER_OFFLINE_AFTER_MS", `must be more than the stale threshold (${staleAfterMs} ms), got ${offlineAfterMs}`);
+  }
+  return {
+    heartbeatIntervalMs,
+    staleAfterMs,
+    offlineAfterMs,
+    snapshotIntervalMs: r.integer("DROVER_SNAPSHOT_INTERVAL_MS", 30_000, 10, DAY),
+    presenceRefreshMs: r.integer("DROVER_PRESENCE_REFRESH_MS", Math.max(10, Math.floor(staleAfterMs / 2)), 10, DAY),
+    monitorIntervalMs: r.integer("DROVER_MONITOR_INTERVAL_MS", 1000, 10, 60_000),
+    sweepIntervalMs: r.integer("DROVER_SWEEP_INTERVAL_MS", heartbeatIntervalMs, 10, 3_600_000),
+    helloTimeoutMs: r.integer("DROVER_HELLO_TIMEOUT_MS", 10_000, 10, 600_000),
+  };
+}
+
+/** Fleet's settings with every default: what an empty environment gives. */
+export function defaultFleetSettings(): FleetSettings {
+  return readFleetSettings(new EnvReader({}));
 }
 
 /** Dev mode: every service in one process on an embedded database. */

@@ -38,11 +38,25 @@ import {
   file_drover_fleet_v1_agent_stream,
 } from "../gen/ts/drover/fleet/v1/agent_stream_pb.ts";
 import {
+  AgentStatus,
   AuthenticateTokenRequestSchema,
+  CordonAgentRequestSchema,
+  CreateAgentTokenRequestSchema,
   CreateApiTokenRequestSchema,
+  DeleteAgentRequestSchema,
+  DrainAgentRequestSchema,
+  GetAgentRequestSchema,
+  ListAgentTokensRequestSchema,
+  ListAgentsRequestSchema,
   ListApiTokensRequestSchema,
+  RevokeAgentTokenRequestSchema,
   RevokeApiTokenRequestSchema,
   Role,
+  SendToAgentRequestSchema,
+  SetAgentLabelsRequestSchema,
+  UncordonAgentRequestSchema,
+  UndrainAgentRequestSchema,
+  WatchAgentsRequestSchema,
   file_drover_fleet_v1_fleet_service,
 } from "../gen/ts/drover/fleet/v1/fleet_service_pb.ts";
 import { ReadLogsRequestSchema, Stream, file_drover_log_v1_log_service } from "../gen/ts/drover/log/v1/log_service_pb.ts";
@@ -470,6 +484,138 @@ describe("drover.fleet.v1 token rules", () => {
     { invalid: { secret: "" }, expect: { path: "secret", ruleId: "string.min_len" }, valid: { secret: "s" } },
     { invalid: { secret: chars(513) }, expect: { path: "secret", ruleId: "string.max_len" }, valid: { secret: chars(512) } },
   );
+});
+
+describe("drover.fleet.v1 agent and registration token rules", () => {
+  rule(
+    "CreateAgentTokenRequest.name is 1 to 128 characters",
+    CreateAgentTokenRequestSchema,
+    "name",
+    { invalid: { name: "" }, expect: { path: "name", ruleId: "string.min_len" }, valid: { name: "rack-1" } },
+    { invalid: { name: chars(129) }, expect: { path: "name", ruleId: "string.max_len" }, valid: { name: chars(128) } },
+  );
+  rule(
+    "CreateAgentTokenRequest.labels has at most 64 pairs with label-shaped keys and values of at most 256 characters",
+    CreateAgentTokenRequestSchema,
+    "labels",
+    {
+      invalid: { name: "t", labels: { "zone name": "a" } },
+      expect: { path: 'labels["zone name"]', ruleId: "string.pattern", forKey: true },
+      valid: { name: "t", labels: { "example.com/zone_name-1": "a" } },
+    },
+    {
+      invalid: { name: "t", labels: { [chars(64, "k")]: "a" } },
+      expect: { path: `labels["${chars(64, "k")}"]`, ruleId: "string.pattern", forKey: true },
+      valid: { name: "t", labels: { [chars(63, "k")]: "" } },
+    },
+    {
+      invalid: { name: "t", labels: { zone: chars(257) } },
+      expect: { path: 'labels["zone"]', ruleId: "string.max_len" },
+      valid: { name: "t", labels: { zone: chars(256) } },
+    },
+    { invalid: { name: "t", labels: pairs(65) }, expect: { path: "labels", ruleId: "map.max_pairs" }, valid: { name: "t", labels: pairs(64) } },
+  );
+  rule("CreateAgentTokenRequest.ttl is at least one minute when set", CreateAgentTokenRequestSchema, "ttl", {
+    invalid: { name: "t", ttl: { seconds: 59n, nanos: 999_999_999 } },
+    expect: { path: "ttl", ruleId: "duration.gte" },
+    valid: { name: "t", ttl: { seconds: 60n } },
+  });
+  rule("ListAgentTokensRequest.page_size is at most 1000", ListAgentTokensRequestSchema, "page_size", {
+    invalid: { pageSize: 1001 },
+    expect: { path: "page_size", ruleId: "uint32.lte" },
+    valid: { pageSize: 1000 },
+  });
+  rule("ListAgentTokensRequest.page_token is at most 256 characters", ListAgentTokensRequestSchema, "page_token", {
+    invalid: { pageToken: chars(257) },
+    expect: { path: "page_token", ruleId: "string.max_len" },
+    valid: { pageToken: chars(256) },
+  });
+  rule(
+    "RevokeAgentTokenRequest.id must be a UUID",
+    RevokeAgentTokenRequestSchema,
+    "id",
+    { invalid: { id: "token-1" }, expect: { path: "id", ruleId: "string.uuid" }, valid: { id: uuid } },
+    { invalid: { id: "" }, expect: { path: "id", ruleId: "string.uuid_empty" }, valid: { id: uuid.toUpperCase() } },
+  );
+
+  rule("ListAgentsRequest.status must be a defined status", ListAgentsRequestSchema, "status", {
+    invalid: { status: 9 as AgentStatus },
+    expect: { path: "status", ruleId: "enum.defined_only" },
+    // AGENT_STATUS_UNSPECIFIED is defined: it means any status.
+    valid: { status: AgentStatus.UNSPECIFIED },
+  });
+  rule("ListAgentsRequest.label_selector has at most 64 pairs", ListAgentsRequestSchema, "label_selector", {
+    invalid: { labelSelector: pairs(65) },
+    expect: { path: "label_selector", ruleId: "map.max_pairs" },
+    // Keys are not checked: a selector naming a key no agent has matches nothing.
+    valid: { labelSelector: { ...pairs(63), "any key at all": "v" } },
+  });
+  rule("ListAgentsRequest.page_size is at most 1000", ListAgentsRequestSchema, "page_size", {
+    invalid: { pageSize: 1001 },
+    expect: { path: "page_size", ruleId: "uint32.lte" },
+    valid: { pageSize: 1000 },
+  });
+  rule("ListAgentsRequest.page_token is at most 256 characters", ListAgentsRequestSchema, "page_token", {
+    invalid: { pageToken: chars(257) },
+    expect: { path: "page_token", ruleId: "string.max_len" },
+    valid: { pageToken: chars(256) },
+  });
+
+  // Every request that names one agent names it the same way.
+  const agentId = "ag_abcdefghijklmnopqrstuvwxyz";
+  const idCases = [
+    { invalid: { id: "" }, expect: { path: "id", ruleId: "string.min_len" }, valid: { id: agentId } },
+    { invalid: { id: chars(65) }, expect: { path: "id", ruleId: "string.max_len" }, valid: { id: chars(64) } },
+  ];
+  rule("GetAgentRequest.id is 1 to 64 characters", GetAgentRequestSchema, "id", ...idCases);
+  rule("SetAgentLabelsRequest.id is 1 to 64 characters", SetAgentLabelsRequestSchema, "id", ...idCases);
+  rule("DrainAgentRequest.id is 1 to 64 characters", DrainAgentRequestSchema, "id", ...idCases);
+  rule("UndrainAgentRequest.id is 1 to 64 characters", UndrainAgentRequestSchema, "id", ...idCases);
+  rule("CordonAgentRequest.id is 1 to 64 characters", CordonAgentRequestSchema, "id", ...idCases);
+  rule("UncordonAgentRequest.id is 1 to 64 characters", UncordonAgentRequestSchema, "id", ...idCases);
+  rule("DeleteAgentRequest.id is 1 to 64 characters", DeleteAgentRequestSchema, "id", ...idCases);
+
+  rule(
+    "SetAgentLabelsRequest.labels has at most 64 pairs with label-shaped keys and values of at most 256 characters",
+    SetAgentLabelsRequestSchema,
+    "labels",
+    {
+      invalid: { id: agentId, labels: { "/zone": "a" } },
+      expect: { path: 'labels["/zone"]', ruleId: "string.pattern", forKey: true },
+      valid: { id: agentId, labels: { "zone/": "a" } },
+    },
+    {
+      invalid: { id: agentId, labels: { zone: chars(257) } },
+      expect: { path: 'labels["zone"]', ruleId: "string.max_len" },
+      valid: { id: agentId, labels: { zone: chars(256) } },
+    },
+    { invalid: { id: agentId, labels: pairs(65) }, expect: { path: "labels", ruleId: "map.max_pairs" }, valid: { id: agentId, labels: {} } },
+  );
+  rule("DrainAgentRequest.reason is at most 1024 characters", DrainAgentRequestSchema, "reason", {
+    invalid: { id: agentId, reason: chars(1025) },
+    expect: { path: "reason", ruleId: "string.max_len" },
+    valid: { id: agentId, reason: chars(1024) },
+  });
+  rule("WatchAgentsRequest.label_selector has at most 64 pairs", WatchAgentsRequestSchema, "label_selector", {
+    invalid: { labelSelector: pairs(65) },
+    expect: { path: "label_selector", ruleId: "map.max_pairs" },
+    valid: { labelSelector: pairs(64) },
+  });
+
+  const message = { message: { case: "cancel" as const, value: { attemptId: "a1" } } };
+  rule(
+    "SendToAgentRequest.agent_id is 1 to 64 characters",
+    SendToAgentRequestSchema,
+    "agent_id",
+    { invalid: { agentId: "", message }, expect: { path: "agent_id", ruleId: "string.min_len" }, valid: { agentId, message } },
+    { invalid: { agentId: chars(65), message }, expect: { path: "agent_id", ruleId: "string.max_len" }, valid: { agentId: chars(64), message } },
+  );
+  rule("SendToAgentRequest.message is required", SendToAgentRequestSchema, "message", {
+    invalid: { agentId },
+    expect: { path: "message", ruleId: "required" },
+    // An empty message passes validation; the service answers it (INVALID_ARGUMENT, "one of ... must be set").
+    valid: { agentId, message: {} },
+  });
 });
 
 describe("drover.fleet.v1 agent stream rules", () => {

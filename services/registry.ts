@@ -1,7 +1,12 @@
 // The five services as the wirings see them: what each serves, who may call
-// it, and how to build its routes from its dependencies. Dev mode builds all
-// five into one router; split mode builds one per process. Nothing else
-// differs between the two.
+// it, and how to build it from its dependencies: its routes, and the
+// background work (loops, bus subscriptions) it runs while the process
+// serves. Dev mode builds all five into one router; split mode builds one
+// per process. Nothing else differs between the two.
+//
+// A wiring runs each service's lifecycle in this order:
+//   build → start() → the server listens → ... → server.close() (no calls in
+//   flight, streams ended) → stop() → the bus and the database close.
 
 import type { DescService } from "@bufbuild/protobuf";
 import type { ConnectRouter } from "@connectrpc/connect";
@@ -13,13 +18,13 @@ import { SchedulerService } from "../gen/ts/drover/scheduler/v1/scheduler_servic
 import type { Bus } from "../lib/bus/bus.ts";
 import type { DroverClients } from "../lib/clients.ts";
 import type { PrismaClients } from "../lib/db/database.ts";
-import type { ServiceName } from "../lib/config.ts";
+import type { FleetSettings, ServiceName } from "../lib/config.ts";
 import type { AccessRule } from "../lib/host/interceptors.ts";
 import type { Logger } from "../lib/logger.ts";
 import { BidServiceImpl, bidAccess, bidRoutes } from "./bid/service.ts";
 import { DeployServiceImpl, deployAccess, deployRoutes } from "./deploy/service.ts";
-import { FleetServiceImpl, fleetAccess, fleetRoutes } from "./fleet/service.ts";
-import { TokenStore } from "./fleet/token_store.ts";
+import { createFleet } from "./fleet/fleet.ts";
+import { fleetAccess } from "./fleet/service.ts";
 import { LogServiceImpl, logAccess, logRoutes } from "./log/service.ts";
 import { SchedulerServiceImpl, schedulerAccess, schedulerRoutes } from "./scheduler/service.ts";
 
@@ -31,6 +36,17 @@ export interface ServiceDeps<N extends ServiceName> {
   /** Clients of the other services (and of itself). */
   clients: DroverClients;
   logger: Logger;
+  /** Settings read at start-up (lib/config.ts). */
+  settings: { fleet: FleetSettings };
+}
+
+/** A built service: promises its routes, and background work that runs between start() and stop(). */
+export interface ServiceInstance {
+  routes: (router: ConnectRouter) => void;
+  /** Starts background work; called once, before the server listens. */
+  start(): Promise<void>;
+  /** Stops it and waits for it; called once, after the server has closed and before the bus and database close. Idempotent. */
+  stop(): Promise<void>;
 }
 
 /** How the wirings see one service. */
@@ -39,7 +55,12 @@ export interface ServiceDefinition<N extends ServiceName> {
   desc: DescService;
   /** Roles per method name; unlisted methods allow admin and operator. */
   access: Record<string, AccessRule>;
-  routes(deps: ServiceDeps<N>): (router: ConnectRouter) => void;
+  build(deps: ServiceDeps<N>): ServiceInstance;
+}
+
+/** A service with routes and no background work. */
+function routesOnly(routes: (router: ConnectRouter) => void): ServiceInstance {
+  return { routes, start: async () => {}, stop: async () => {} };
 }
 
 export const services: { [N in ServiceName]: ServiceDefinition<N> } = {
@@ -47,33 +68,55 @@ export const services: { [N in ServiceName]: ServiceDefinition<N> } = {
     name: "fleet",
     desc: FleetService,
     access: fleetAccess,
-    routes: ({ db }) => fleetRoutes(new FleetServiceImpl(new TokenStore(db))),
+    build: ({ db, bus, logger, settings }) => createFleet({ db, bus, logger, settings: settings.fleet }),
   },
   scheduler: {
     name: "scheduler",
     desc: SchedulerService,
     access: schedulerAccess,
-    routes: ({ db }) => schedulerRoutes(new SchedulerServiceImpl(db)),
+    build: ({ db }) => routesOnly(schedulerRoutes(new SchedulerServiceImpl(db))),
   },
   bid: {
     name: "bid",
     desc: BidService,
     access: bidAccess,
-    routes: ({ db }) => bidRoutes(new BidServiceImpl(db)),
+    build: ({ db }) => routesOnly(bidRoutes(new BidServiceImpl(db))),
   },
   deploy: {
     name: "deploy",
     desc: DeployService,
     access: deployAccess,
-    routes: ({ db }) => deployRoutes(new DeployServiceImpl(db)),
+    build: ({ db }) => routesOnly(deployRoutes(new DeployServiceImpl(db))),
   },
   log: {
     name: "log",
     desc: LogService,
     access: logAccess,
-    routes: ({ db }) => logRoutes(new LogServiceImpl(db)),
+    build: ({ db }) => routesOnly(logRoutes(new LogServiceImpl(db))),
   },
 };
+
+/** Starts instances in order; if one fails, stops those already started and rethrows. */
+export async function startAll(instances: readonly ServiceInstance[]): Promise<void> {
+  const started: ServiceInstance[] = [];
+  try {
+    for (const instance of instances) {
+      await instance.start();
+      started.push(instance);
+    }
+  } catch (err) {
+    await stopAll(started);
+    throw err;
+  }
+}
+
+/** Stops instances in reverse order; every one is stopped even if another fails, and the first failure is rethrown. */
+export async function stopAll(instances: readonly ServiceInstance[]): Promise<void> {
+  const results = [];
+  for (const instance of [...instances].reverse()) results.push(await instance.stop().then(() => null, (err: unknown) => err));
+  const failure = results.find((r) => r !== null);
+  if (failure !== undefined) throw failure;
+}
 
 /** The access tables of the given services, keyed by their full names, for accessPolicy(). */
 export function accessTables(names: readonly ServiceName[]): Record<string, Record<string, AccessRule>> {

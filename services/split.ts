@@ -14,7 +14,7 @@ import { accessPolicy } from "../lib/host/interceptors.ts";
 import { closeOnSignals, startServer, type RunningServer } from "../lib/host/server.ts";
 import { createLogger, type Logger } from "../lib/logger.ts";
 import { TokenStore } from "./fleet/token_store.ts";
-import { accessTables, services } from "./registry.ts";
+import { accessTables, services, startAll, stopAll } from "./registry.ts";
 
 /** A running split-mode service process. */
 export interface SplitService {
@@ -46,27 +46,38 @@ export async function startSplitService<N extends ServiceName>(name: N, config: 
     }
 
     const definition = services[name];
-    const routes = definition.routes({
+    const instance = definition.build({
       db: db.prismaFor(name),
       bus,
       clients,
       logger: logger.child({ service: name }),
+      settings: { fleet: config.fleet },
     });
-    const server = await startServer({
-      services: [definition.desc],
-      routes,
-      listen: config.listen,
-      logger,
-      authenticator,
-      policy: accessPolicy(accessTables([name])),
-      shutdownGraceMs: config.shutdownGraceMs,
-      keepaliveMs: config.keepaliveMs,
-    });
+    await startAll([instance]);
+    let server: RunningServer;
+    try {
+      server = await startServer({
+        services: [definition.desc],
+        routes: instance.routes,
+        listen: config.listen,
+        logger,
+        authenticator,
+        policy: accessPolicy(accessTables([name])),
+        shutdownGraceMs: config.shutdownGraceMs,
+        keepaliveMs: config.keepaliveMs,
+      });
+    } catch (err) {
+      await stopAll([instance]);
+      throw err;
+    }
 
     let closing: Promise<void> | undefined;
     const close = () =>
       (closing ??= (async () => {
+        // The server first (no calls in flight, streams ended), then the
+        // service's background work, which may still write to both.
         await server.close();
+        await stopAll([instance]).catch((err) => logger.error({ err }, "a service failed to stop cleanly"));
         await bus.close();
         await db.close();
       })());

@@ -14,6 +14,7 @@
 import * as http from "node:http";
 import * as http2 from "node:http2";
 import type { AddressInfo } from "node:net";
+import { setMaxListeners } from "node:events";
 import type { DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
@@ -98,6 +99,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const log = opts.logger.child({ component: "server" });
   const health = new HealthState(opts.services.map((s) => s.typeName));
   const shutdown = new AbortController();
+  // connect-node adds a listener per call; many calls are normal, not a leak.
+  setMaxListeners(0, shutdown.signal);
   const inFlight = new InFlight();
 
   const handler = connectNodeAdapter({

@@ -19,7 +19,7 @@ import { accessPolicy } from "../../lib/host/interceptors.ts";
 import { standardInterceptors, startServer, type RunningServer } from "../../lib/host/server.ts";
 import type { Logger } from "../../lib/logger.ts";
 import { TokenStore } from "../fleet/token_store.ts";
-import { accessTables, services } from "../registry.ts";
+import { accessTables, services, startAll, stopAll } from "../registry.ts";
 
 /** A running dev-mode control plane. */
 export interface DevPlane {
@@ -64,25 +64,42 @@ export async function startDev(config: DevConfig, logger: Logger): Promise<DevPl
       createRouterTransport(routes, { router: { interceptors }, transport: { interceptors: [bearer(adminToken)] } }),
     );
     const build = <N extends ServiceName>(name: N) =>
-      services[name].routes({ db: db.prismaFor(name), bus, clients, logger: logger.child({ service: name }) });
-    for (const name of SERVICE_NAMES) registrars.push(build(name));
+      services[name].build({
+        db: db.prismaFor(name),
+        bus,
+        clients,
+        logger: logger.child({ service: name }),
+        settings: { fleet: config.fleet },
+      });
+    const instances = SERVICE_NAMES.map((name) => build(name));
+    for (const instance of instances) registrars.push(instance.routes);
 
-    const server = await startServer({
-      services: SERVICE_NAMES.map((n) => services[n].desc),
-      routes,
-      listen: config.listen,
-      logger,
-      authenticator,
-      policy,
-      shutdownGraceMs: config.shutdownGraceMs,
-      keepaliveMs: config.keepaliveMs,
-    });
+    await startAll(instances);
+    let server: RunningServer;
+    try {
+      server = await startServer({
+        services: SERVICE_NAMES.map((n) => services[n].desc),
+        routes,
+        listen: config.listen,
+        logger,
+        authenticator,
+        policy,
+        shutdownGraceMs: config.shutdownGraceMs,
+        keepaliveMs: config.keepaliveMs,
+      });
+    } catch (err) {
+      await stopAll(instances);
+      throw err;
+    }
     if (created) logger.info({ adminTokenFile }, "created the dev admin token");
 
     let closing: Promise<void> | undefined;
     const close = () =>
       (closing ??= (async () => {
+        // The server first (no calls in flight, streams ended), then the
+        // services' background work, which may still write to both.
         await server.close();
+        await stopAll(instances).catch((err) => logger.error({ err }, "a service failed to stop cleanly"));
         await bus.close();
         await db.close();
         unlock();

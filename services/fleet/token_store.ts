@@ -1,6 +1,7 @@
 import type { PrismaClient } from "../../gen/prisma/fleet/client.ts";
 import { hashSecret, newSecret, roleFromName, roleName, type Authenticator, type Principal } from "../../lib/auth/tokens.ts";
 import type { Role } from "../../gen/ts/drover/fleet/v1/fleet_service_pb.ts";
+import { isUniqueViolation } from "../../lib/db/errors.ts";
 
 /** A token row as the service sees it. */
 export interface TokenRecord {
@@ -10,12 +11,36 @@ export interface TokenRecord {
   createdAt: Date;
   expiresAt: Date | null;
   revokedAt: Date | null;
+  /** The agent an agent credential speaks for; null for every other token. */
+  agentId: string | null;
 }
 
-type Row = { id: string; name: string; role: string; createdAt: Date; expiresAt: Date | null; revokedAt: Date | null };
+type Row = {
+  id: string;
+  name: string;
+  role: string;
+  createdAt: Date;
+  expiresAt: Date | null;
+  revokedAt: Date | null;
+  agentId: string | null;
+};
 
 function record(row: Row): TokenRecord {
-  return { id: row.id, name: row.name, role: roleFromName(row.role), createdAt: row.createdAt, expiresAt: row.expiresAt, revokedAt: row.revokedAt };
+  return {
+    id: row.id,
+    name: row.name,
+    role: roleFromName(row.role),
+    createdAt: row.createdAt,
+    expiresAt: row.expiresAt,
+    revokedAt: row.revokedAt,
+    agentId: row.agentId,
+  };
+}
+
+/** An agent credential, resolved. */
+export interface AgentCredential {
+  tokenId: string;
+  agentId: string;
 }
 
 /** Bearer tokens in the fleet schema. Secrets never touch the database, only their hashes. */
@@ -42,12 +67,19 @@ export class TokenStore implements Authenticator {
   /** Makes sure a token with this exact secret exists (for bootstrap tokens given by configuration). */
   async ensure(secret: string, role: Role, name: string): Promise<TokenRecord> {
     const tokenHash = hashSecret(secret);
-    const row = await this.db.apiToken.upsert({
-      where: { tokenHash },
-      create: { name, role: roleName(role), tokenHash },
-      update: {},
-    });
-    return record(row);
+    try {
+      const row = await this.db.apiToken.upsert({
+        where: { tokenHash },
+        create: { name, role: roleName(role), tokenHash },
+        update: {},
+      });
+      return record(row);
+    } catch (err) {
+      // Prisma's upsert reads, then inserts: replicas starting together can
+      // both miss the row and race to insert it. The loser reads the winner's.
+      if (!isUniqueViolation(err)) throw err;
+      return record(await this.db.apiToken.findUniqueOrThrow({ where: { tokenHash } }));
+    }
   }
 
   /** Newest first; `after` is the id of the last token of the previous page. */
@@ -69,6 +101,18 @@ export class TokenStore implements Authenticator {
     await this.db.apiToken.updateMany({ where: { id, revokedAt: null }, data: { revokedAt: this.now() } });
     const row = await this.db.apiToken.findUnique({ where: { id } });
     return row ? record(row) : null;
+  }
+
+  /**
+   * Resolves an agent's own credential (role agent, linked to an agent) to
+   * the agent; null when unknown, revoked, expired, not an agent's, or its
+   * agent was deleted.
+   */
+  async agentCredential(secret: string): Promise<AgentCredential | null> {
+    const row = await this.db.apiToken.findUnique({ where: { tokenHash: hashSecret(secret) } });
+    if (!row || row.revokedAt || row.role !== "agent" || row.agentId === null) return null;
+    if (row.expiresAt && row.expiresAt.getTime() <= this.now().getTime()) return null;
+    return { tokenId: row.id, agentId: row.agentId };
   }
 
   async authenticate(secret: string): Promise<Principal | null> {

@@ -47,3 +47,32 @@ export { Prisma }
  * database dump cannot be replayed as credentials.
  */
 export type ApiToken = Prisma.ApiTokenModel
+/**
+ * Model AgentToken
+ * A registration token: an agent presents it once, in Hello, and receives
+ * its own credential (an ApiToken with role agent). Only the SHA-256 of the
+ * secret is stored.
+ */
+export type AgentToken = Prisma.AgentTokenModel
+/**
+ * Model Agent
+ * A machine running drover-agent. The row is written on registration, on
+ * every connect, on every change of status, labels or schedulability, and
+ * as a coarse snapshot of heartbeat data (at most every snapshot interval);
+ * heartbeats themselves live in memory and in the bus.
+ */
+export type Agent = Prisma.AgentModel
+/**
+ * Model AgentStatusChange
+ * One transition of an agent's status. Only the newest few per agent are
+ * kept (the service prunes older ones when it records a new one).
+ */
+export type AgentStatusChange = Prisma.AgentStatusChangeModel
+/**
+ * Model AgentMessage
+ * The durable outbox of server-to-agent messages that need an
+ * acknowledgement. A message is stored before it is sent; an Ack sets
+ * acked_at; on every Hello the unacknowledged ones are sent again, in seq
+ * order. Acknowledged messages are pruned after a retention period.
+ */
+export type AgentMessage = Prisma.AgentMessageModel

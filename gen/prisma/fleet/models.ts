@@ -9,4 +9,8 @@
  * 🟢 You can import this file directly.
  */
 export type * from './models/ApiToken.ts'
+export type * from './models/AgentToken.ts'
+export type * from './models/Agent.ts'
+export type * from './models/AgentStatusChange.ts'
+export type * from './models/AgentMessage.ts'
 export type * from './commonInputTypes.ts'

@@ -51,7 +51,11 @@ export const AnyNull = runtime.AnyNull
 
 
 export const ModelName = {
-  ApiToken: 'ApiToken'
+  ApiToken: 'ApiToken',
+  AgentToken: 'AgentToken',
+  Agent: 'Agent',
+  AgentStatusChange: 'AgentStatusChange',
+  AgentMessage: 'AgentMessage'
 } as const
 
 export type ModelName = (typeof ModelName)[keyof typeof ModelName]
@@ -78,10 +82,75 @@ export const ApiTokenScalarFieldEnum = {
   createdAt: 'createdAt',
   expiresAt: 'expiresAt',
   revokedAt: 'revokedAt',
-  lastUsedAt: 'lastUsedAt'
+  lastUsedAt: 'lastUsedAt',
+  agentId: 'agentId'
 } as const
 
 export type ApiTokenScalarFieldEnum = (typeof ApiTokenScalarFieldEnum)[keyof typeof ApiTokenScalarFieldEnum]
+
+
+export const AgentTokenScalarFieldEnum = {
+  id: 'id',
+  name: 'name',
+  tokenHash: 'tokenHash',
+  labels: 'labels',
+  createdAt: 'createdAt',
+  expiresAt: 'expiresAt',
+  revokedAt: 'revokedAt',
+  registrations: 'registrations'
+} as const
+
+export type AgentTokenScalarFieldEnum = (typeof AgentTokenScalarFieldEnum)[keyof typeof AgentTokenScalarFieldEnum]
+
+
+export const AgentScalarFieldEnum = {
+  id: 'id',
+  hostname: 'hostname',
+  version: 'version',
+  reportedLabels: 'reportedLabels',
+  tokenLabels: 'tokenLabels',
+  operatorLabels: 'operatorLabels',
+  drivers: 'drivers',
+  totalResources: 'totalResources',
+  freeResources: 'freeResources',
+  metrics: 'metrics',
+  status: 'status',
+  schedulability: 'schedulability',
+  drainDeadline: 'drainDeadline',
+  drainReason: 'drainReason',
+  lastHeartbeatAt: 'lastHeartbeatAt',
+  registeredAt: 'registeredAt',
+  connectedAt: 'connectedAt',
+  sessionId: 'sessionId',
+  registrationTokenId: 'registrationTokenId',
+  updatedAt: 'updatedAt'
+} as const
+
+export type AgentScalarFieldEnum = (typeof AgentScalarFieldEnum)[keyof typeof AgentScalarFieldEnum]
+
+
+export const AgentStatusChangeScalarFieldEnum = {
+  id: 'id',
+  agentId: 'agentId',
+  fromStatus: 'fromStatus',
+  toStatus: 'toStatus',
+  at: 'at',
+  reason: 'reason'
+} as const
+
+export type AgentStatusChangeScalarFieldEnum = (typeof AgentStatusChangeScalarFieldEnum)[keyof typeof AgentStatusChangeScalarFieldEnum]
+
+
+export const AgentMessageScalarFieldEnum = {
+  agentId: 'agentId',
+  messageId: 'messageId',
+  seq: 'seq',
+  payload: 'payload',
+  createdAt: 'createdAt',
+  ackedAt: 'ackedAt'
+} as const
+
+export type AgentMessageScalarFieldEnum = (typeof AgentMessageScalarFieldEnum)[keyof typeof AgentMessageScalarFieldEnum]
 
 
 export const SortOrder = {
@@ -90,6 +159,21 @@ export const SortOrder = {
 } as const
 
 export type SortOrder = (typeof SortOrder)[keyof typeof SortOrder]
+
+
+export const JsonNullValueInput = {
+  JsonNull: JsonNull
+} as const
+
+export type JsonNullValueInput = (typeof JsonNullValueInput)[keyof typeof JsonNullValueInput]
+
+
+export const NullableJsonNullValueInput = {
+  DbNull: DbNull,
+  JsonNull: JsonNull
+} as const
+
+export type NullableJsonNullValueInput = (typeof NullableJsonNullValueInput)[keyof typeof NullableJsonNullValueInput]
 
 
 export const QueryMode = {
@@ -106,4 +190,13 @@ export const NullsOrder = {
 } as const
 
 export type NullsOrder = (typeof NullsOrder)[keyof typeof NullsOrder]
+
+
+export const JsonNullValueFilter = {
+  DbNull: DbNull,
+  JsonNull: JsonNull,
+  AnyNull: AnyNull
+} as const
+
+export type JsonNullValueFilter = (typeof JsonNullValueFilter)[keyof typeof JsonNullValueFilter]
 

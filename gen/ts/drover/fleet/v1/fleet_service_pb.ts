@@ -5,7 +5,9 @@
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import { file_buf_validate_validate } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
-import type { ConnectRequestSchema, ConnectResponseSchema } from "./agent_stream_pb.ts";
+import type { Resources } from "../../common/v1/resources_pb.ts";
+import { file_drover_common_v1_resources } from "../../common/v1/resources_pb.ts";
+import type { ConnectRequestSchema, ConnectResponse, ConnectResponseSchema, Metrics } from "./agent_stream_pb.ts";
 import { file_drover_fleet_v1_agent_stream } from "./agent_stream_pb.ts";
 import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_duration, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
@@ -15,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file drover/fleet/v1/fleet_service.proto.
  */
 export const file_drover_fleet_v1_fleet_service: GenFile = /*@__PURE__*/
-  fileDesc("CiNkcm92ZXIvZmxlZXQvdjEvZmxlZXRfc2VydmljZS5wcm90bxIPZHJvdmVyLmZsZWV0LnYxItwBCghBcGlUb2tlbhIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEiMKBHJvbGUYAyABKA4yFS5kcm92ZXIuZmxlZXQudjEuUm9sZRIvCgtjcmVhdGVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZXhwaXJlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3Jldm9rZV90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKWAQoVQ3JlYXRlQXBpVG9rZW5SZXF1ZXN0EhgKBG5hbWUYASABKAlCCrpIB3IFEAEYgAESLwoEcm9sZRgCIAEoDjIVLmRyb3Zlci5mbGVldC52MS5Sb2xlQgq6SAeCAQQQASAAEjIKA3R0bBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIKukgHqgEEMgIIPCJSChZDcmVhdGVBcGlUb2tlblJlc3BvbnNlEigKBXRva2VuGAEgASgLMhkuZHJvdmVyLmZsZWV0LnYxLkFwaVRva2VuEg4KBnNlY3JldBgCIAEoCSJRChRMaXN0QXBpVG9rZW5zUmVxdWVzdBIbCglwYWdlX3NpemUYASABKA1CCLpIBSoDGOgHEhwKCnBhZ2VfdG9rZW4YAiABKAlCCLpIBXIDGIACIlsKFUxpc3RBcGlUb2tlbnNSZXNwb25zZRIpCgZ0b2tlbnMYASADKAsyGS5kcm92ZXIuZmxlZXQudjEuQXBpVG9rZW4SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIi0KFVJldm9rZUFwaVRva2VuUmVxdWVzdBIUCgJpZBgBIAEoCUIIukgFcgOwAQEiQgoWUmV2b2tlQXBpVG9rZW5SZXNwb25zZRIoCgV0b2tlbhgBIAEoCzIZLmRyb3Zlci5mbGVldC52MS5BcGlUb2tlbiI2ChhBdXRoZW50aWNhdGVUb2tlblJlcXVlc3QSGgoGc2VjcmV0GAEgASgJQgq6SAdyBRABGIAEImAKGUF1dGhlbnRpY2F0ZVRva2VuUmVzcG9uc2USEAoIdG9rZW5faWQYASABKAkSIwoEcm9sZRgCIAEoDjIVLmRyb3Zlci5mbGVldC52MS5Sb2xlEgwKBG5hbWUYAyABKAkqTwoEUm9sZRIUChBST0xFX1VOU1BFQ0lGSUVEEAASDgoKUk9MRV9BRE1JThABEhEKDVJPTEVfT1BFUkFUT1IQAhIOCgpST0xFX0FHRU5UEAMy8gMKDEZsZWV0U2VydmljZRJhCg5DcmVhdGVBcGlUb2tlbhImLmRyb3Zlci5mbGVldC52MS5DcmVhdGVBcGlUb2tlblJlcXVlc3QaJy5kcm92ZXIuZmxlZXQudjEuQ3JlYXRlQXBpVG9rZW5SZXNwb25zZRJeCg1MaXN0QXBpVG9rZW5zEiUuZHJvdmVyLmZsZWV0LnYxLkxpc3RBcGlUb2tlbnNSZXF1ZXN0GiYuZHJvdmVyLmZsZWV0LnYxLkxpc3RBcGlUb2tlbnNSZXNwb25zZRJhCg5SZXZva2VBcGlUb2tlbhImLmRyb3Zlci5mbGVldC52MS5SZXZva2VBcGlUb2tlblJlcXVlc3QaJy5kcm92ZXIuZmxlZXQudjEuUmV2b2tlQXBpVG9rZW5SZXNwb25zZRJqChFBdXRoZW50aWNhdGVUb2tlbhIpLmRyb3Zlci5mbGVldC52MS5BdXRoZW50aWNhdGVUb2tlblJlcXVlc3QaKi5kcm92ZXIuZmxlZXQudjEuQXV0aGVudGljYXRlVG9rZW5SZXNwb25zZRJQCgdDb25uZWN0Eh8uZHJvdmVyLmZsZWV0LnYxLkNvbm5lY3RSZXF1ZXN0GiAuZHJvdmVyLmZsZWV0LnYxLkNvbm5lY3RSZXNwb25zZSgBMAFiBnByb3RvMw", [file_buf_validate_validate, file_drover_fleet_v1_agent_stream, file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("CiNkcm92ZXIvZmxlZXQvdjEvZmxlZXRfc2VydmljZS5wcm90bxIPZHJvdmVyLmZsZWV0LnYxItwBCghBcGlUb2tlbhIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEiMKBHJvbGUYAyABKA4yFS5kcm92ZXIuZmxlZXQudjEuUm9sZRIvCgtjcmVhdGVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZXhwaXJlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3Jldm9rZV90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKWAQoVQ3JlYXRlQXBpVG9rZW5SZXF1ZXN0EhgKBG5hbWUYASABKAlCCrpIB3IFEAEYgAESLwoEcm9sZRgCIAEoDjIVLmRyb3Zlci5mbGVldC52MS5Sb2xlQgq6SAeCAQQQASAAEjIKA3R0bBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIKukgHqgEEMgIIPCJSChZDcmVhdGVBcGlUb2tlblJlc3BvbnNlEigKBXRva2VuGAEgASgLMhkuZHJvdmVyLmZsZWV0LnYxLkFwaVRva2VuEg4KBnNlY3JldBgCIAEoCSJRChRMaXN0QXBpVG9rZW5zUmVxdWVzdBIbCglwYWdlX3NpemUYASABKA1CCLpIBSoDGOgHEhwKCnBhZ2VfdG9rZW4YAiABKAlCCLpIBXIDGIACIlsKFUxpc3RBcGlUb2tlbnNSZXNwb25zZRIpCgZ0b2tlbnMYASADKAsyGS5kcm92ZXIuZmxlZXQudjEuQXBpVG9rZW4SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIi0KFVJldm9rZUFwaVRva2VuUmVxdWVzdBIUCgJpZBgBIAEoCUIIukgFcgOwAQEiQgoWUmV2b2tlQXBpVG9rZW5SZXNwb25zZRIoCgV0b2tlbhgBIAEoCzIZLmRyb3Zlci5mbGVldC52MS5BcGlUb2tlbiI2ChhBdXRoZW50aWNhdGVUb2tlblJlcXVlc3QSGgoGc2VjcmV0GAEgASgJQgq6SAdyBRABGIAEImAKGUF1dGhlbnRpY2F0ZVRva2VuUmVzcG9uc2USEAoIdG9rZW5faWQYASABKAkSIwoEcm9sZRgCIAEoDjIVLmRyb3Zlci5mbGVldC52MS5Sb2xlEgwKBG5hbWUYAyABKAkiuAIKCkFnZW50VG9rZW4SCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRI3CgZsYWJlbHMYAyADKAsyJy5kcm92ZXIuZmxlZXQudjEuQWdlbnRUb2tlbi5MYWJlbHNFbnRyeRIvCgtjcmVhdGVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZXhwaXJlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3Jldm9rZV90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIVCg1yZWdpc3RyYXRpb25zGAcgASgNGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEilQIKF0NyZWF0ZUFnZW50VG9rZW5SZXF1ZXN0EhgKBG5hbWUYASABKAlCCrpIB3IFEAEYgAESfQoGbGFiZWxzGAIgAygLMjQuZHJvdmVyLmZsZWV0LnYxLkNyZWF0ZUFnZW50VG9rZW5SZXF1ZXN0LkxhYmVsc0VudHJ5Qje6SDSaATEQQCImciQyIl5bQS1aYS16MC05XVtBLVphLXowLTkuXy8tXXswLDYyfSQqBXIDGIACEjIKA3R0bBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIKukgHqgEEMgIIPBotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIlYKGENyZWF0ZUFnZW50VG9rZW5SZXNwb25zZRIqCgV0b2tlbhgBIAEoCzIbLmRyb3Zlci5mbGVldC52MS5BZ2VudFRva2VuEg4KBnNlY3JldBgCIAEoCSJTChZMaXN0QWdlbnRUb2tlbnNSZXF1ZXN0EhsKCXBhZ2Vfc2l6ZRgBIAEoDUIIukgFKgMY6AcSHAoKcGFnZV90b2tlbhgCIAEoCUIIukgFcgMYgAIiXwoXTGlzdEFnZW50VG9rZW5zUmVzcG9uc2USKwoGdG9rZW5zGAEgAygLMhsuZHJvdmVyLmZsZWV0LnYxLkFnZW50VG9rZW4SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIi8KF1Jldm9rZUFnZW50VG9rZW5SZXF1ZXN0EhQKAmlkGAEgASgJQgi6SAVyA7ABASJGChhSZXZva2VBZ2VudFRva2VuUmVzcG9uc2USKgoFdG9rZW4YASABKAsyGy5kcm92ZXIuZmxlZXQudjEuQWdlbnRUb2tlbiKeAQoMU3RhdHVzQ2hhbmdlEioKBGZyb20YASABKA4yHC5kcm92ZXIuZmxlZXQudjEuQWdlbnRTdGF0dXMSKAoCdG8YAiABKA4yHC5kcm92ZXIuZmxlZXQudjEuQWdlbnRTdGF0dXMSKAoEdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDgoGcmVhc29uGAQgASgJIpEGCgVBZ2VudBIKCgJpZBgBIAEoCRIQCghob3N0bmFtZRgCIAEoCRIPCgd2ZXJzaW9uGAMgASgJEjIKBmxhYmVscxgEIAMoCzIiLmRyb3Zlci5mbGVldC52MS5BZ2VudC5MYWJlbHNFbnRyeRJDCg9vcGVyYXRvcl9sYWJlbHMYBSADKAsyKi5kcm92ZXIuZmxlZXQudjEuQWdlbnQuT3BlcmF0b3JMYWJlbHNFbnRyeRIPCgdkcml2ZXJzGAYgAygJEiwKBnN0YXR1cxgHIAEoDjIcLmRyb3Zlci5mbGVldC52MS5BZ2VudFN0YXR1cxI3Cg5zY2hlZHVsYWJpbGl0eRgIIAEoDjIfLmRyb3Zlci5mbGVldC52MS5TY2hlZHVsYWJpbGl0eRIqCgV0b3RhbBgJIAEoCzIbLmRyb3Zlci5jb21tb24udjEuUmVzb3VyY2VzEikKBGZyZWUYCiABKAsyGy5kcm92ZXIuY29tbW9uLnYxLlJlc291cmNlcxIpCgdtZXRyaWNzGAsgASgLMhguZHJvdmVyLmZsZWV0LnYxLk1ldHJpY3MSNwoTbGFzdF9oZWFydGJlYXRfdGltZRgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMQoNcmVnaXN0ZXJfdGltZRgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMY29ubmVjdF90aW1lGA4gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCg5kcmFpbl9kZWFkbGluZRgPIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoHaGlzdG9yeRgQIAMoCzIdLmRyb3Zlci5mbGVldC52MS5TdGF0dXNDaGFuZ2UaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ARo1ChNPcGVyYXRvckxhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEilQIKEUxpc3RBZ2VudHNSZXF1ZXN0EjYKBnN0YXR1cxgBIAEoDjIcLmRyb3Zlci5mbGVldC52MS5BZ2VudFN0YXR1c0IIukgFggECEAESVwoObGFiZWxfc2VsZWN0b3IYAiADKAsyNS5kcm92ZXIuZmxlZXQudjEuTGlzdEFnZW50c1JlcXVlc3QuTGFiZWxTZWxlY3RvckVudHJ5Qgi6SAWaAQIQQBIbCglwYWdlX3NpemUYAyABKA1CCLpIBSoDGOgHEhwKCnBhZ2VfdG9rZW4YBCABKAlCCLpIBXIDGIACGjQKEkxhYmVsU2VsZWN0b3JFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIlUKEkxpc3RBZ2VudHNSZXNwb25zZRImCgZhZ2VudHMYASADKAsyFi5kcm92ZXIuZmxlZXQudjEuQWdlbnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIigKD0dldEFnZW50UmVxdWVzdBIVCgJpZBgBIAEoCUIJukgGcgQQARhAIjkKEEdldEFnZW50UmVzcG9uc2USJQoFYWdlbnQYASABKAsyFi5kcm92ZXIuZmxlZXQudjEuQWdlbnQi2gEKFVNldEFnZW50TGFiZWxzUmVxdWVzdBIVCgJpZBgBIAEoCUIJukgGcgQQARhAEnsKBmxhYmVscxgCIAMoCzIyLmRyb3Zlci5mbGVldC52MS5TZXRBZ2VudExhYmVsc1JlcXVlc3QuTGFiZWxzRW50cnlCN7pINJoBMRBAIiZyJDIiXltBLVphLXowLTldW0EtWmEtejAtOS5fLy1dezAsNjJ9JCoFcgMYgAIaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASI/ChZTZXRBZ2VudExhYmVsc1Jlc3BvbnNlEiUKBWFnZW50GAEgASgLMhYuZHJvdmVyLmZsZWV0LnYxLkFnZW50InIKEURyYWluQWdlbnRSZXF1ZXN0EhUKAmlkGAEgASgJQgm6SAZyBBABGEASLAoIZGVhZGxpbmUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhgKBnJlYXNvbhgDIAEoCUIIukgFcgMYgAgiOwoSRHJhaW5BZ2VudFJlc3BvbnNlEiUKBWFnZW50GAEgASgLMhYuZHJvdmVyLmZsZWV0LnYxLkFnZW50IiwKE1VuZHJhaW5BZ2VudFJlcXVlc3QSFQoCaWQYASABKAlCCbpIBnIEEAEYQCI9ChRVbmRyYWluQWdlbnRSZXNwb25zZRIlCgVhZ2VudBgBIAEoCzIWLmRyb3Zlci5mbGVldC52MS5BZ2VudCIrChJDb3Jkb25BZ2VudFJlcXVlc3QSFQoCaWQYASABKAlCCbpIBnIEEAEYQCI8ChNDb3Jkb25BZ2VudFJlc3BvbnNlEiUKBWFnZW50GAEgASgLMhYuZHJvdmVyLmZsZWV0LnYxLkFnZW50Ii0KFFVuY29yZG9uQWdlbnRSZXF1ZXN0EhUKAmlkGAEgASgJQgm6SAZyBBABGEAiPgoVVW5jb3Jkb25BZ2VudFJlc3BvbnNlEiUKBWFnZW50GAEgASgLMhYuZHJvdmVyLmZsZWV0LnYxLkFnZW50IisKEkRlbGV0ZUFnZW50UmVxdWVzdBIVCgJpZBgBIAEoCUIJukgGcgQQARhAIhUKE0RlbGV0ZUFnZW50UmVzcG9uc2UipAEKEldhdGNoQWdlbnRzUmVxdWVzdBJYCg5sYWJlbF9zZWxlY3RvchgBIAMoCzI2LmRyb3Zlci5mbGVldC52MS5XYXRjaEFnZW50c1JlcXVlc3QuTGFiZWxTZWxlY3RvckVudHJ5Qgi6SAWaAQIQQBo0ChJMYWJlbFNlbGVjdG9yRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASLrAQoTV2F0Y2hBZ2VudHNSZXNwb25zZRI3CgRraW5kGAEgASgOMikuZHJvdmVyLmZsZWV0LnYxLldhdGNoQWdlbnRzUmVzcG9uc2UuS2luZBIlCgVhZ2VudBgCIAEoCzIWLmRyb3Zlci5mbGVldC52MS5BZ2VudCJ0CgRLaW5kEhQKEEtJTkRfVU5TUEVDSUZJRUQQABIRCg1LSU5EX0VYSVNUSU5HEAESDwoLS0lORF9TWU5DRUQQAhIOCgpLSU5EX0FEREVEEAMSEAoMS0lORF9VUERBVEVEEAQSEAoMS0lORF9ERUxFVEVEEAUibAoSU2VuZFRvQWdlbnRSZXF1ZXN0EhsKCGFnZW50X2lkGAEgASgJQgm6SAZyBBABGEASOQoHbWVzc2FnZRgCIAEoCzIgLmRyb3Zlci5mbGVldC52MS5Db25uZWN0UmVzcG9uc2VCBrpIA8gBASI8ChNTZW5kVG9BZ2VudFJlc3BvbnNlEhIKCm1lc3NhZ2VfaWQYASABKAkSEQoJZGVsaXZlcmVkGAIgASgIKk8KBFJvbGUSFAoQUk9MRV9VTlNQRUNJRklFRBAAEg4KClJPTEVfQURNSU4QARIRCg1ST0xFX09QRVJBVE9SEAISDgoKUk9MRV9BR0VOVBADKnYKC0FnZW50U3RhdHVzEhwKGEFHRU5UX1NUQVRVU19VTlNQRUNJRklFRBAAEhcKE0FHRU5UX1NUQVRVU19PTkxJTkUQARIWChJBR0VOVF9TVEFUVVNfU1RBTEUQAhIYChRBR0VOVF9TVEFUVVNfT0ZGTElORRADKocBCg5TY2hlZHVsYWJpbGl0eRIeChpTQ0hFRFVMQUJJTElUWV9VTlNQRUNJRklFRBAAEhsKF1NDSEVEVUxBQklMSVRZX0VMSUdJQkxFEAESGwoXU0NIRURVTEFCSUxJVFlfQ09SRE9ORUQQAhIbChdTQ0hFRFVMQUJJTElUWV9EUkFJTklORxADMrMNCgxGbGVldFNlcnZpY2USYQoOQ3JlYXRlQXBpVG9rZW4SJi5kcm92ZXIuZmxlZXQudjEuQ3JlYXRlQXBpVG9rZW5SZXF1ZXN0GicuZHJvdmVyLmZsZWV0LnYxLkNyZWF0ZUFwaVRva2VuUmVzcG9uc2USXgoNTGlzdEFwaVRva2VucxIlLmRyb3Zlci5mbGVldC52MS5MaXN0QXBpVG9rZW5zUmVxdWVzdBomLmRyb3Zlci5mbGVldC52MS5MaXN0QXBpVG9rZW5zUmVzcG9uc2USYQoOUmV2b2tlQXBpVG9rZW4SJi5kcm92ZXIuZmxlZXQudjEuUmV2b2tlQXBpVG9rZW5SZXF1ZXN0GicuZHJvdmVyLmZsZWV0LnYxLlJldm9rZUFwaVRva2VuUmVzcG9uc2USagoRQXV0aGVudGljYXRlVG9rZW4SKS5kcm92ZXIuZmxlZXQudjEuQXV0aGVudGljYXRlVG9rZW5SZXF1ZXN0GiouZHJvdmVyLmZsZWV0LnYxLkF1dGhlbnRpY2F0ZVRva2VuUmVzcG9uc2USUAoHQ29ubmVjdBIfLmRyb3Zlci5mbGVldC52MS5Db25uZWN0UmVxdWVzdBogLmRyb3Zlci5mbGVldC52MS5Db25uZWN0UmVzcG9uc2UoATABEmcKEENyZWF0ZUFnZW50VG9rZW4SKC5kcm92ZXIuZmxlZXQudjEuQ3JlYXRlQWdlbnRUb2tlblJlcXVlc3QaKS5kcm92ZXIuZmxlZXQudjEuQ3JlYXRlQWdlbnRUb2tlblJlc3BvbnNlEmQKD0xpc3RBZ2VudFRva2VucxInLmRyb3Zlci5mbGVldC52MS5MaXN0QWdlbnRUb2tlbnNSZXF1ZXN0GiguZHJvdmVyLmZsZWV0LnYxLkxpc3RBZ2VudFRva2Vuc1Jlc3BvbnNlEmcKEFJldm9rZUFnZW50VG9rZW4SKC5kcm92ZXIuZmxlZXQudjEuUmV2b2tlQWdlbnRUb2tlblJlcXVlc3QaKS5kcm92ZXIuZmxlZXQudjEuUmV2b2tlQWdlbnRUb2tlblJlc3BvbnNlElUKCkxpc3RBZ2VudHMSIi5kcm92ZXIuZmxlZXQudjEuTGlzdEFnZW50c1JlcXVlc3QaIy5kcm92ZXIuZmxlZXQudjEuTGlzdEFnZW50c1Jlc3BvbnNlEk8KCEdldEFnZW50EiAuZHJvdmVyLmZsZWV0LnYxLkdldEFnZW50UmVxdWVzdBohLmRyb3Zlci5mbGVldC52MS5HZXRBZ2VudFJlc3BvbnNlEmEKDlNldEFnZW50TGFiZWxzEiYuZHJvdmVyLmZsZWV0LnYxLlNldEFnZW50TGFiZWxzUmVxdWVzdBonLmRyb3Zlci5mbGVldC52MS5TZXRBZ2VudExhYmVsc1Jlc3BvbnNlElUKCkRyYWluQWdlbnQSIi5kcm92ZXIuZmxlZXQudjEuRHJhaW5BZ2VudFJlcXVlc3QaIy5kcm92ZXIuZmxlZXQudjEuRHJhaW5BZ2VudFJlc3BvbnNlElsKDFVuZHJhaW5BZ2VudBIkLmRyb3Zlci5mbGVldC52MS5VbmRyYWluQWdlbnRSZXF1ZXN0GiUuZHJvdmVyLmZsZWV0LnYxLlVuZHJhaW5BZ2VudFJlc3BvbnNlElgKC0NvcmRvbkFnZW50EiMuZHJvdmVyLmZsZWV0LnYxLkNvcmRvbkFnZW50UmVxdWVzdBokLmRyb3Zlci5mbGVldC52MS5Db3Jkb25BZ2VudFJlc3BvbnNlEl4KDVVuY29yZG9uQWdlbnQSJS5kcm92ZXIuZmxlZXQudjEuVW5jb3Jkb25BZ2VudFJlcXVlc3QaJi5kcm92ZXIuZmxlZXQudjEuVW5jb3Jkb25BZ2VudFJlc3BvbnNlElgKC0RlbGV0ZUFnZW50EiMuZHJvdmVyLmZsZWV0LnYxLkRlbGV0ZUFnZW50UmVxdWVzdBokLmRyb3Zlci5mbGVldC52MS5EZWxldGVBZ2VudFJlc3BvbnNlEloKC1dhdGNoQWdlbnRzEiMuZHJvdmVyLmZsZWV0LnYxLldhdGNoQWdlbnRzUmVxdWVzdBokLmRyb3Zlci5mbGVldC52MS5XYXRjaEFnZW50c1Jlc3BvbnNlMAESWAoLU2VuZFRvQWdlbnQSIy5kcm92ZXIuZmxlZXQudjEuU2VuZFRvQWdlbnRSZXF1ZXN0GiQuZHJvdmVyLmZsZWV0LnYxLlNlbmRUb0FnZW50UmVzcG9uc2ViBnByb3RvMw", [file_buf_validate_validate, file_drover_common_v1_resources, file_drover_fleet_v1_agent_stream, file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * ApiToken describes a token. The secret itself is never shown again.
@@ -291,6 +293,943 @@ export const AuthenticateTokenResponseSchema: GenMessage<AuthenticateTokenRespon
   messageDesc(file_drover_fleet_v1_fleet_service, 8);
 
 /**
+ * AgentToken describes a registration token. The secret is never shown again.
+ *
+ * @generated from message drover.fleet.v1.AgentToken
+ */
+export type AgentToken = Message<"drover.fleet.v1.AgentToken"> & {
+  /**
+   * Server-assigned id (UUID).
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * Human name given at creation.
+   *
+   * @generated from field: string name = 2;
+   */
+  name: string;
+
+  /**
+   * Labels every agent registered with this token starts with.
+   *
+   * @generated from field: map<string, string> labels = 3;
+   */
+  labels: { [key: string]: string };
+
+  /**
+   * When it was created.
+   *
+   * @generated from field: google.protobuf.Timestamp create_time = 4;
+   */
+  createTime?: Timestamp | undefined;
+
+  /**
+   * When it stops registering agents; unset: never.
+   *
+   * @generated from field: google.protobuf.Timestamp expire_time = 5;
+   */
+  expireTime?: Timestamp | undefined;
+
+  /**
+   * When it was revoked; unset: not revoked.
+   *
+   * @generated from field: google.protobuf.Timestamp revoke_time = 6;
+   */
+  revokeTime?: Timestamp | undefined;
+
+  /**
+   * How many agents registered with it.
+   *
+   * @generated from field: uint32 registrations = 7;
+   */
+  registrations: number;
+};
+
+/**
+ * Describes the message drover.fleet.v1.AgentToken.
+ * Use `create(AgentTokenSchema)` to create a new message.
+ */
+export const AgentTokenSchema: GenMessage<AgentToken> = /*@__PURE__*/
+  messageDesc(file_drover_fleet_v1_fleet_service, 9);
+
+/**
+ * CreateAgentTokenRequest asks for a registration token.
+ *
+ * @generated from message drover.fleet.v1.CreateAgentTokenRequest
+ */
+export type CreateAgentTokenRequest = Message<"drover.fleet.v1.CreateAgentTokenRequest"> & {
+  /**
+   * A name to recognise it by: 1-128 characters.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * Labels given to every agent that registers with it. Keys: 1-63
+   * characters of letters, digits, '.', '-', '_' and '/'; values up to 256.
+   *
+   * @generated from field: map<string, string> labels = 2;
+   */
+  labels: { [key: string]: string };
+
+  /**
+   * How long it can register agents; unset: forever. At least one minute.
+   *
+   * @generated from field: google.protobuf.Duration ttl = 3;
+   */
+  ttl?: Duration | undefined;
+};
+
+/**
+ * Describes the message drover.fleet.v1.CreateAgentTokenRequest.
+ * Use `create(CreateAgentTokenRequestSchema)` to create a new message.
+ */
+export const CreateAgentTokenRequestSchema: GenMessage<CreateAgentTokenRequest> = /*@__PURE__*/
+  messageDesc(file_drover_fleet_v1_fleet_service, 10);
+
+/**
+ * CreateAgentTokenResponse carries the token, including its secret.
+ *
+ * @generated from message drover.fleet.v1.CreateAgentTokenResponse
+ */
+export type CreateAgentTokenResponse = Message<"drover.fleet.v1.CreateAgentTokenResponse"> & {
+  /**
+   * The token's description.
+   *
+   * @generated from field: drover.fleet.v1.AgentToken token = 1;
+   */
+  token?: AgentToken | undefined;
+
+  /**
+   * The secret to give drover-agent (--token). Shown once.
+   *
+   * @generated from field: string secret = 2;
+   */
+  secret: string;
+};
+
+/**
+ * Describes the message drover.fleet.v1.CreateAgentTokenResponse.
+ * Use `create(CreateAgentTokenResponseSchema)` to create a new message.
+ */
+export const CreateAgentTokenResponseSchema: GenMessage<CreateAgentTokenResponse> = /*@__PURE__*/
+  messageDesc(file_drover_fleet_v1_fleet_service, 11);
+
+/**
+ * ListAgentTokensRequest pages through registration tokens.
+ *
+ * @generated from message drover.fleet.v1.ListAgentTokensRequest
+ */
+export type ListAgentTokensRequest = Message<"drover.fleet.v1.ListAgentTokensRequest"> & {
+  /**
+   * Most tokens to return: 0 means the default (100); at most 1000.
+   *
+   * @generated from field: uint32 page_size = 1;
+   */
+  pageSize: number;
+
+  /**
+   * Continue after a previous response's next_page_token; empty: from the start.
+   *
+   * @generated from field: string page_token = 2;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message drover.fleet.v1.ListAgentTokensRequest.
+ * Use `create(ListAgentTokensRequestSchema)` to create a new message.
+ */
+export const ListAgentTokensRequestSchema: GenMessage<ListAgentTokensRequest> = /*@__PURE__*/
+  messageDesc(file_drover_fleet_v1_fleet_service, 12);
+
+/**
+ * ListAgentTokensResponse is one page of registration tokens.
+ *
+ * @generated from message drover.fleet.v1.ListAgentTokensResponse
+ */
+export type ListAgentTokensResponse = Message<"drover.fleet.v1.ListAgentTokensResponse"> & {
+  /**
+   * The tokens, newest first.
+   *
+   * @generated from field: repeated drover.fleet.v1.AgentToken tokens = 1;
+   */
+  tokens: AgentToken[];
+
+  /**
+   * Pass back to get the next page; empty on the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message drover.fleet.v1.ListAgentTokensResponse.
+ * Use `create(ListAgentTokensResponseSchema)` to create a new message.
+ */
+export const ListAgentTokensResponseSchema: GenMessage<ListAgentTokensResponse> = /*@__PURE__*/
+  messageDesc(file_drover_fleet_v1_fleet_service, 13);
+
+/**
+ * RevokeAgentTokenRequest names the registration token to revoke.
+ *
+ * @generated from message drover.fleet.v1.RevokeAgentTokenRequest
+ */
+export type RevokeAgentTokenRequest = Message<"drover.fleet.v1.RevokeAgentTokenRequest"> & {
+  /**
+   * The token's id (UUID).
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message drover.fleet.v1.RevokeAgentTokenRequest.
+ * Use `create(RevokeAgentTokenRequestSchema)` to create a new message.
+ */
+export const RevokeAgentTokenRequestSchema: GenMessage<RevokeAgentTokenRequest> = /*@__PURE__*/
+  messageDesc(file_drover_fleet_v1_fleet_service, 14);
+
+/**
+ * RevokeAgentTokenResponse confirms a revocation.
+ *
+ * @generated from message drover.fleet.v1.RevokeAgentTokenResponse
+ */
+export type RevokeAgentTokenResponse = Message<"drover.fleet.v1.RevokeAgentTokenResponse"> & {
+  /**
+   * The token as it now stands, with revoke_time set.
+   *
+   * @generated from field: drover.fleet.v1.AgentToken token = 1;
+   */
+  token?: AgentToken | undefined;
+};
+
+/**
+ * Describes the message drover.fleet.v1.RevokeAgentTokenResponse.
+ * Use `create(RevokeAgentTokenResponseSchema)` to create a new message.
+ */
+export const RevokeAgentTokenResponseSchema: GenMessage<RevokeAgentTokenResponse> = /*@__PURE__*/
+  messageDesc(file_drover_fleet_v1_fleet_service, 15);
+
+/**
+ * StatusChange is one transition of an agent's status.
+ *
+ * @generated from message drover.fleet.v1.StatusChange
+ */
+export type StatusChange = Message<"drover.fleet.v1.StatusChange"> & {
+  /**
+   * The status before.
+   *
+   * @generated from field: drover.fleet.v1.AgentStatus from = 1;
+   */
+  from: AgentStatus;
+
+  /**
+   * The status after.
+   *
+   * @generated from field: drover.fleet.v1.AgentStatus to = 2;
+   */
+  to: AgentStatus;
+
+  /**
+   * When it changed.
+   *
+   * @generated from field: google.protobuf.Timestamp time = 3;
+   */
+  time?: Timestamp | undefined;
+
+  /**
+   * Why, in words ("no heartbeat for 15s", "reconnected").
+   *
+   * @generated from field: string reason = 4;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message drover.fleet.v1.StatusChange.
+ * Use `create(StatusChangeSchema)` to create a new message.
+ */
+export const StatusChangeSchema: GenMessage<StatusChange> = /*@__PURE__*/
+  messageDesc(file_drover_fleet_v1_fleet_service, 16);
+
+/**
+ * Agent is a machine running drover-agent, as Fleet knows it.
+ *
+ * @generated from message drover.fleet.v1.Agent
+ */
+export type Agent = Message<"drover.fleet.v1.Agent"> & {
+  /**
+   * Server-assigned id, stable across reconnects and restarts.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * Host name the agent reported.
+   *
+   * @generated from field: string hostname = 2;
+   */
+  hostname: string;
+
+  /**
+   * drover-agent version.
+   *
+   * @generated from field: string version = 3;
+   */
+  version: string;
+
+  /**
+   * Effective labels: those the agent reports, overlaid by the token's and
+   * then the operator's.
+   *
+   * @generated from field: map<string, string> labels = 4;
+   */
+  labels: { [key: string]: string };
+
+  /**
+   * Labels set by operators (SetAgentLabels).
+   *
+   * @generated from field: map<string, string> operator_labels = 5;
+   */
+  operatorLabels: { [key: string]: string };
+
+  /**
+   * Drivers available on it.
+   *
+   * @generated from field: repeated string drivers = 6;
+   */
+  drivers: string[];
+
+  /**
+   * Liveness.
+   *
+   * @generated from field: drover.fleet.v1.AgentStatus status = 7;
+   */
+  status: AgentStatus;
+
+  /**
+   * Whether new work may go to it.
+   *
+   * @generated from field: drover.fleet.v1.Schedulability schedulability = 8;
+   */
+  schedulability: Schedulability;
+
+  /**
+   * Total capacity.
+   *
+   * @generated from field: drover.common.v1.Resources total = 9;
+   */
+  total?: Resources | undefined;
+
+  /**
+   * Free capacity at the last heartbeat.
+   *
+   * @generated from field: drover.common.v1.Resources free = 10;
+   */
+  free?: Resources | undefined;
+
+  /**
+   * Metrics of the last heartbeat.
+   *
+   * @generated from field: drover.fleet.v1.Metrics metrics = 11;
+   */
+  metrics?: Metrics | undefined;
+
+  /**
+   * When the last heartbeat arrived.
+   *
+   * @generated from field: google.protobuf.Timestamp last_heartbeat_time = 12;
+   */
+  lastHeartbeatTime?: Timestamp | undefined;
+
+  /**
+   * When it first registered.
+   *
+   * @generated from field: google.protobuf.Timestamp register_time = 13;
+   */
+  registerTime?: Timestamp | undefined;
+
+  /**
+   * When its current (or last) stream opened.
+   *
+   * @generated from field: google.protobuf.Timestamp connect_time = 14;
+   */
+  connectTime?: Timestamp | undefined;
+
+  /**
+   * Drain deadline, while draining with one.
+   *
+   * @generated from field: google.protobuf.Timestamp drain_deadline = 15;
+   */
+  drainDeadline?: Timestamp | undefined;
+
+  /**
+   * Recent status changes, newest first (GetAgent only).
+   *
+   * @generated from field: repeated drover.fleet.v1.StatusChange history = 16;
+   */
+  history: StatusChange[];
+};
+
+/**
+ * Describes the message drover.fleet.v1.Agent.
+ * Use `create(AgentSchema)` to create a new message.
+ */
+export const AgentSchema: GenMessage<Agent> = /*@__PURE__*/
+  messageDesc(file_drover_fleet_v1_fleet_service, 17);
+
+/**
+ * ListAgentsRequest filters and pages agents.
+ *
+ * @generated from message drover.fleet.v1.ListAgentsRequest
+ */
+export type ListAgentsRequest = Message<"drover.fleet.v1.ListAgentsRequest"> & {
+  /**
+   * Only agents with this status; unspecified: all.
+   *
+   * @generated from field: drover.fleet.v1.AgentStatus status = 1;
+   */
+  status: AgentStatus;
+
+  /**
+   * Only agents whose effective labels include all of these.
+   *
+   * @generated from field: map<string, string> label_selector = 2;
+   */
+  labelSelector: { [key: string]: string };
+
+  /**
+   * Most agents to return: 0 means the default (100); at most 1000.
+   *
+   * @generated from field: uint32 page_size = 3;
+   */
+  pageSize: number;
+
+  /**
+   * Continue after a previous response's next_page_token.
+   *
+   * @generated from field: string page_token = 4;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message drover.fleet.v1.ListAgentsRequest.
+ * Use `create(ListAgentsRequestSchema)` to create a new message.
+ */
+export const ListAgentsRequestSchema: GenMessage<ListAgentsRequest> = /*@__PURE__*/
+  messageDesc(file_drover_fleet_v1_fleet_service, 18);
+
+/**
+ * ListAgentsResponse is one page of agents.
+ *
+ * @generated from message drover.fleet.v1.ListAgentsResponse
+ */
+export type ListAgentsResponse = Message<"drover.fleet.v1.ListAgentsResponse"> & {
+  /**
+   * The agents, by id.
+   *
+   * @generated from field: repeated drover.fleet.v1.Agent agents = 1;
+   */
+  agents: Agent[];
+
+  /**
+   * Pass back to get the next page; empty on the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message drover.fleet.v1.ListAgentsResponse.
+ * Use `create(ListAgentsResponseSchema)` to create a new message.
+ */
+export const ListAgentsResponseSchema: GenMessage<ListAgentsResponse> = /*@__PURE__*/
+  messageDesc(file_drover_fleet_v1_fleet_service, 19);
+
+/**
+ * GetAgentRequest names an agent.
+ *
+ * @generated from message drover.fleet.v1.GetAgentRequest
+ */
+export type GetAgentRequest = Message<"drover.fleet.v1.GetAgentRequest"> & {
+  /**
+   * The agent's id: 1-64 characters.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message drover.fleet.v1.GetAgentRequest.
+ * Use `create(GetAgentRequestSchema)` to create a new message.
+ */
+export const GetAgentRequestSchema: GenMessage<GetAgentRequest> = /*@__PURE__*/
+  messageDesc(file_drover_fleet_v1_fleet_service, 20);
+
+/**
+ * GetAgentResponse returns an agent.
+ *
+ * @generated from message drover.fleet.v1.GetAgentResponse
+ */
+export type GetAgentResponse = Message<"drover.fleet.v1.GetAgentResponse"> & {
+  /**
+   * The agent, with its status history.
+   *
+   * @generated from field: drover.fleet.v1.Agent agent = 1;
+   */
+  agent?: Agent | undefined;
+};
+
+/**
+ * Describes the message drover.fleet.v1.GetAgentResponse.
+ * Use `create(GetAgentResponseSchema)` to create a new message.
+ */
+export const GetAgentResponseSchema: GenMessage<GetAgentResponse> = /*@__PURE__*/
+  messageDesc(file_drover_fleet_v1_fleet_service, 21);
+
+/**
+ * SetAgentLabelsRequest replaces an agent's operator labels.
+ *
+ * @generated from message drover.fleet.v1.SetAgentLabelsRequest
+ */
+export type SetAgentLabelsRequest = Message<"drover.fleet.v1.SetAgentLabelsRequest"> & {
+  /**
+   * The agent's id: 1-64 characters.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * The new operator labels (replacing all previous ones). Same key and
+   * value rules as CreateAgentTokenRequest.labels.
+   *
+   * @generated from field: map<string, string> labels = 2;
+   */
+  labels: { [key: string]: string };
+};
+
+/**
+ * Describes the message drover.fleet.v1.SetAgentLabelsRequest.
+ * Use `create(SetAgentLabelsRequestSchema)` to create a new message.
+ */
+export const SetAgentLabelsRequestSchema: GenMessage<SetAgentLabelsRequest> = /*@__PURE__*/
+  messageDesc(file_drover_fleet_v1_fleet_service, 22);
+
+/**
+ * SetAgentLabelsResponse returns the agent after the change.
+ *
+ * @generated from message drover.fleet.v1.SetAgentLabelsResponse
+ */
+export type SetAgentLabelsResponse = Message<"drover.fleet.v1.SetAgentLabelsResponse"> & {
+  /**
+   * The agent.
+   *
+   * @generated from field: drover.fleet.v1.Agent agent = 1;
+   */
+  agent?: Agent | undefined;
+};
+
+/**
+ * Describes the message drover.fleet.v1.SetAgentLabelsResponse.
+ * Use `create(SetAgentLabelsResponseSchema)` to create a new message.
+ */
+export const SetAgentLabelsResponseSchema: GenMessage<SetAgentLabelsResponse> = /*@__PURE__*/
+  messageDesc(file_drover_fleet_v1_fleet_service, 23);
+
+/**
+ * DrainAgentRequest drains an agent.
+ *
+ * @generated from message drover.fleet.v1.DrainAgentRequest
+ */
+export type DrainAgentRequest = Message<"drover.fleet.v1.DrainAgentRequest"> & {
+  /**
+   * The agent's id: 1-64 characters.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * Running work should end by this time; unset: let it finish.
+   *
+   * @generated from field: google.protobuf.Timestamp deadline = 2;
+   */
+  deadline?: Timestamp | undefined;
+
+  /**
+   * Why, in words (shown to the agent and in GetAgent).
+   *
+   * @generated from field: string reason = 3;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message drover.fleet.v1.DrainAgentRequest.
+ * Use `create(DrainAgentRequestSchema)` to create a new message.
+ */
+export const DrainAgentRequestSchema: GenMessage<DrainAgentRequest> = /*@__PURE__*/
+  messageDesc(file_drover_fleet_v1_fleet_service, 24);
+
+/**
+ * DrainAgentResponse returns the agent after the change.
+ *
+ * @generated from message drover.fleet.v1.DrainAgentResponse
+ */
+export type DrainAgentResponse = Message<"drover.fleet.v1.DrainAgentResponse"> & {
+  /**
+   * The agent.
+   *
+   * @generated from field: drover.fleet.v1.Agent agent = 1;
+   */
+  agent?: Agent | undefined;
+};
+
+/**
+ * Describes the message drover.fleet.v1.DrainAgentResponse.
+ * Use `create(DrainAgentResponseSchema)` to create a new message.
+ */
+export const DrainAgentResponseSchema: GenMessage<DrainAgentResponse> = /*@__PURE__*/
+  messageDesc(file_drover_fleet_v1_fleet_service, 25);
+
+/**
+ * UndrainAgentRequest ends a drain.
+ *
+ * @generated from message drover.fleet.v1.UndrainAgentRequest
+ */
+export type UndrainAgentRequest = Message<"drover.fleet.v1.UndrainAgentRequest"> & {
+  /**
+   * The agent's id: 1-64 characters.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message drover.fleet.v1.UndrainAgentRequest.
+ * Use `create(UndrainAgentRequestSchema)` to create a new message.
+ */
+export const UndrainAgentRequestSchema: GenMessage<UndrainAgentRequest> = /*@__PURE__*/
+  messageDesc(file_drover_fleet_v1_fleet_service, 26);
+
+/**
+ * UndrainAgentResponse returns the agent after the change.
+ *
+ * @generated from message drover.fleet.v1.UndrainAgentResponse
+ */
+export type UndrainAgentResponse = Message<"drover.fleet.v1.UndrainAgentResponse"> & {
+  /**
+   * The agent.
+   *
+   * @generated from field: drover.fleet.v1.Agent agent = 1;
+   */
+  agent?: Agent | undefined;
+};
+
+/**
+ * Describes the message drover.fleet.v1.UndrainAgentResponse.
+ * Use `create(UndrainAgentResponseSchema)` to create a new message.
+ */
+export const UndrainAgentResponseSchema: GenMessage<UndrainAgentResponse> = /*@__PURE__*/
+  messageDesc(file_drover_fleet_v1_fleet_service, 27);
+
+/**
+ * CordonAgentRequest cordons an agent.
+ *
+ * @generated from message drover.fleet.v1.CordonAgentRequest
+ */
+export type CordonAgentRequest = Message<"drover.fleet.v1.CordonAgentRequest"> & {
+  /**
+   * The agent's id: 1-64 characters.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message drover.fleet.v1.CordonAgentRequest.
+ * Use `create(CordonAgentRequestSchema)` to create a new message.
+ */
+export const CordonAgentRequestSchema: GenMessage<CordonAgentRequest> = /*@__PURE__*/
+  messageDesc(file_drover_fleet_v1_fleet_service, 28);
+
+/**
+ * CordonAgentResponse returns the agent after the change.
+ *
+ * @generated from message drover.fleet.v1.CordonAgentResponse
+ */
+export type CordonAgentResponse = Message<"drover.fleet.v1.CordonAgentResponse"> & {
+  /**
+   * The agent.
+   *
+   * @generated from field: drover.fleet.v1.Agent agent = 1;
+   */
+  agent?: Agent | undefined;
+};
+
+/**
+ * Describes the message drover.fleet.v1.CordonAgentResponse.
+ * Use `create(CordonAgentResponseSchema)` to create a new message.
+ */
+export const CordonAgentResponseSchema: GenMessage<CordonAgentResponse> = /*@__PURE__*/
+  messageDesc(file_drover_fleet_v1_fleet_service, 29);
+
+/**
+ * UncordonAgentRequest ends a cordon.
+ *
+ * @generated from message drover.fleet.v1.UncordonAgentRequest
+ */
+export type UncordonAgentRequest = Message<"drover.fleet.v1.UncordonAgentRequest"> & {
+  /**
+   * The agent's id: 1-64 characters.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message drover.fleet.v1.UncordonAgentRequest.
+ * Use `create(UncordonAgentRequestSchema)` to create a new message.
+ */
+export const UncordonAgentRequestSchema: GenMessage<UncordonAgentRequest> = /*@__PURE__*/
+  messageDesc(file_drover_fleet_v1_fleet_service, 30);
+
+/**
+ * UncordonAgentResponse returns the agent after the change.
+ *
+ * @generated from message drover.fleet.v1.UncordonAgentResponse
+ */
+export type UncordonAgentResponse = Message<"drover.fleet.v1.UncordonAgentResponse"> & {
+  /**
+   * The agent.
+   *
+   * @generated from field: drover.fleet.v1.Agent agent = 1;
+   */
+  agent?: Agent | undefined;
+};
+
+/**
+ * Describes the message drover.fleet.v1.UncordonAgentResponse.
+ * Use `create(UncordonAgentResponseSchema)` to create a new message.
+ */
+export const UncordonAgentResponseSchema: GenMessage<UncordonAgentResponse> = /*@__PURE__*/
+  messageDesc(file_drover_fleet_v1_fleet_service, 31);
+
+/**
+ * DeleteAgentRequest names an offline agent to forget.
+ *
+ * @generated from message drover.fleet.v1.DeleteAgentRequest
+ */
+export type DeleteAgentRequest = Message<"drover.fleet.v1.DeleteAgentRequest"> & {
+  /**
+   * The agent's id: 1-64 characters.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message drover.fleet.v1.DeleteAgentRequest.
+ * Use `create(DeleteAgentRequestSchema)` to create a new message.
+ */
+export const DeleteAgentRequestSchema: GenMessage<DeleteAgentRequest> = /*@__PURE__*/
+  messageDesc(file_drover_fleet_v1_fleet_service, 32);
+
+/**
+ * DeleteAgentResponse confirms the deletion.
+ *
+ * @generated from message drover.fleet.v1.DeleteAgentResponse
+ */
+export type DeleteAgentResponse = Message<"drover.fleet.v1.DeleteAgentResponse"> & {
+};
+
+/**
+ * Describes the message drover.fleet.v1.DeleteAgentResponse.
+ * Use `create(DeleteAgentResponseSchema)` to create a new message.
+ */
+export const DeleteAgentResponseSchema: GenMessage<DeleteAgentResponse> = /*@__PURE__*/
+  messageDesc(file_drover_fleet_v1_fleet_service, 33);
+
+/**
+ * WatchAgentsRequest filters a watch.
+ *
+ * @generated from message drover.fleet.v1.WatchAgentsRequest
+ */
+export type WatchAgentsRequest = Message<"drover.fleet.v1.WatchAgentsRequest"> & {
+  /**
+   * Only agents whose effective labels include all of these.
+   *
+   * @generated from field: map<string, string> label_selector = 1;
+   */
+  labelSelector: { [key: string]: string };
+};
+
+/**
+ * Describes the message drover.fleet.v1.WatchAgentsRequest.
+ * Use `create(WatchAgentsRequestSchema)` to create a new message.
+ */
+export const WatchAgentsRequestSchema: GenMessage<WatchAgentsRequest> = /*@__PURE__*/
+  messageDesc(file_drover_fleet_v1_fleet_service, 34);
+
+/**
+ * WatchAgentsResponse is one change.
+ *
+ * @generated from message drover.fleet.v1.WatchAgentsResponse
+ */
+export type WatchAgentsResponse = Message<"drover.fleet.v1.WatchAgentsResponse"> & {
+  /**
+   * What happened.
+   *
+   * @generated from field: drover.fleet.v1.WatchAgentsResponse.Kind kind = 1;
+   */
+  kind: WatchAgentsResponse_Kind;
+
+  /**
+   * The agent as it now stands (for KIND_DELETED, as it was); unset for KIND_SYNCED.
+   *
+   * @generated from field: drover.fleet.v1.Agent agent = 2;
+   */
+  agent?: Agent | undefined;
+};
+
+/**
+ * Describes the message drover.fleet.v1.WatchAgentsResponse.
+ * Use `create(WatchAgentsResponseSchema)` to create a new message.
+ */
+export const WatchAgentsResponseSchema: GenMessage<WatchAgentsResponse> = /*@__PURE__*/
+  messageDesc(file_drover_fleet_v1_fleet_service, 35);
+
+/**
+ * What happened.
+ *
+ * @generated from enum drover.fleet.v1.WatchAgentsResponse.Kind
+ */
+export enum WatchAgentsResponse_Kind {
+  /**
+   * Not a kind.
+   *
+   * @generated from enum value: KIND_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Part of the initial listing.
+   *
+   * @generated from enum value: KIND_EXISTING = 1;
+   */
+  EXISTING = 1,
+
+  /**
+   * The initial listing is complete; changes follow.
+   *
+   * @generated from enum value: KIND_SYNCED = 2;
+   */
+  SYNCED = 2,
+
+  /**
+   * A new agent registered.
+   *
+   * @generated from enum value: KIND_ADDED = 3;
+   */
+  ADDED = 3,
+
+  /**
+   * An agent changed (status, labels, schedulability, resources).
+   *
+   * @generated from enum value: KIND_UPDATED = 4;
+   */
+  UPDATED = 4,
+
+  /**
+   * An agent was deleted.
+   *
+   * @generated from enum value: KIND_DELETED = 5;
+   */
+  DELETED = 5,
+}
+
+/**
+ * Describes the enum drover.fleet.v1.WatchAgentsResponse.Kind.
+ */
+export const WatchAgentsResponse_KindSchema: GenEnum<WatchAgentsResponse_Kind> = /*@__PURE__*/
+  enumDesc(file_drover_fleet_v1_fleet_service, 35, 0);
+
+/**
+ * SendToAgentRequest delivers one server message to an agent.
+ *
+ * @generated from message drover.fleet.v1.SendToAgentRequest
+ */
+export type SendToAgentRequest = Message<"drover.fleet.v1.SendToAgentRequest"> & {
+  /**
+   * The agent's id: 1-64 characters.
+   *
+   * @generated from field: string agent_id = 1;
+   */
+  agentId: string;
+
+  /**
+   * The message. Its message_id, if empty, is assigned by Fleet; a message
+   * with an id the agent has already acknowledged is not delivered again.
+   *
+   * @generated from field: drover.fleet.v1.ConnectResponse message = 2;
+   */
+  message?: ConnectResponse | undefined;
+};
+
+/**
+ * Describes the message drover.fleet.v1.SendToAgentRequest.
+ * Use `create(SendToAgentRequestSchema)` to create a new message.
+ */
+export const SendToAgentRequestSchema: GenMessage<SendToAgentRequest> = /*@__PURE__*/
+  messageDesc(file_drover_fleet_v1_fleet_service, 36);
+
+/**
+ * SendToAgentResponse says what happened to the message.
+ *
+ * @generated from message drover.fleet.v1.SendToAgentResponse
+ */
+export type SendToAgentResponse = Message<"drover.fleet.v1.SendToAgentResponse"> & {
+  /**
+   * The message's id (assigned when the request left it empty).
+   *
+   * @generated from field: string message_id = 1;
+   */
+  messageId: string;
+
+  /**
+   * True when a Fleet replica holds the agent's stream and took the message;
+   * false when the agent is not connected (the message is kept and
+   * delivered when it reconnects).
+   *
+   * @generated from field: bool delivered = 2;
+   */
+  delivered: boolean;
+};
+
+/**
+ * Describes the message drover.fleet.v1.SendToAgentResponse.
+ * Use `create(SendToAgentResponseSchema)` to create a new message.
+ */
+export const SendToAgentResponseSchema: GenMessage<SendToAgentResponse> = /*@__PURE__*/
+  messageDesc(file_drover_fleet_v1_fleet_service, 37);
+
+/**
  * Role is what a token may do.
  *
  * @generated from enum drover.fleet.v1.Role
@@ -330,6 +1269,88 @@ export enum Role {
  */
 export const RoleSchema: GenEnum<Role> = /*@__PURE__*/
   enumDesc(file_drover_fleet_v1_fleet_service, 0);
+
+/**
+ * AgentStatus is an agent's liveness, from its heartbeats.
+ *
+ * @generated from enum drover.fleet.v1.AgentStatus
+ */
+export enum AgentStatus {
+  /**
+   * Not a status; in filters, any status.
+   *
+   * @generated from enum value: AGENT_STATUS_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Heartbeats arrive.
+   *
+   * @generated from enum value: AGENT_STATUS_ONLINE = 1;
+   */
+  ONLINE = 1,
+
+  /**
+   * No heartbeat for a few intervals; work stays where it is.
+   *
+   * @generated from enum value: AGENT_STATUS_STALE = 2;
+   */
+  STALE = 2,
+
+  /**
+   * Gone long enough that its work is reclaimed.
+   *
+   * @generated from enum value: AGENT_STATUS_OFFLINE = 3;
+   */
+  OFFLINE = 3,
+}
+
+/**
+ * Describes the enum drover.fleet.v1.AgentStatus.
+ */
+export const AgentStatusSchema: GenEnum<AgentStatus> = /*@__PURE__*/
+  enumDesc(file_drover_fleet_v1_fleet_service, 1);
+
+/**
+ * Schedulability says whether new work may go to an agent.
+ *
+ * @generated from enum drover.fleet.v1.Schedulability
+ */
+export enum Schedulability {
+  /**
+   * Not a value.
+   *
+   * @generated from enum value: SCHEDULABILITY_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * New work may go to it.
+   *
+   * @generated from enum value: SCHEDULABILITY_ELIGIBLE = 1;
+   */
+  ELIGIBLE = 1,
+
+  /**
+   * No new work; running work continues; the agent was not told.
+   *
+   * @generated from enum value: SCHEDULABILITY_CORDONED = 2;
+   */
+  CORDONED = 2,
+
+  /**
+   * No new work; the agent was told to drain.
+   *
+   * @generated from enum value: SCHEDULABILITY_DRAINING = 3;
+   */
+  DRAINING = 3,
+}
+
+/**
+ * Describes the enum drover.fleet.v1.Schedulability.
+ */
+export const SchedulabilitySchema: GenEnum<Schedulability> = /*@__PURE__*/
+  enumDesc(file_drover_fleet_v1_fleet_service, 2);
 
 /**
  * FleetService knows the machines: it holds the agents' streams, their
@@ -382,7 +1403,8 @@ export const FleetService: GenService<{
   },
   /**
    * Connect is the agent stream: one per agent, opened by the agent and kept
-   * open. See agent_stream.proto.
+   * open. See agent_stream.proto. Authenticated by the agent's credential
+   * (bearer header) or, on first contact, by Hello.registration_token.
    *
    * @generated from rpc drover.fleet.v1.FleetService.Connect
    */
@@ -390,6 +1412,143 @@ export const FleetService: GenService<{
     methodKind: "bidi_streaming";
     input: typeof ConnectRequestSchema;
     output: typeof ConnectResponseSchema;
+  },
+  /**
+   * CreateAgentToken mints a registration token: an agent presents it once,
+   * in Hello, and receives its own credential. Admin and operator.
+   *
+   * @generated from rpc drover.fleet.v1.FleetService.CreateAgentToken
+   */
+  createAgentToken: {
+    methodKind: "unary";
+    input: typeof CreateAgentTokenRequestSchema;
+    output: typeof CreateAgentTokenResponseSchema;
+  },
+  /**
+   * ListAgentTokens lists registration tokens (never their secrets), newest first.
+   *
+   * @generated from rpc drover.fleet.v1.FleetService.ListAgentTokens
+   */
+  listAgentTokens: {
+    methodKind: "unary";
+    input: typeof ListAgentTokensRequestSchema;
+    output: typeof ListAgentTokensResponseSchema;
+  },
+  /**
+   * RevokeAgentToken stops a registration token from registering new
+   * agents. Idempotent. Agents already registered keep their credentials.
+   *
+   * @generated from rpc drover.fleet.v1.FleetService.RevokeAgentToken
+   */
+  revokeAgentToken: {
+    methodKind: "unary";
+    input: typeof RevokeAgentTokenRequestSchema;
+    output: typeof RevokeAgentTokenResponseSchema;
+  },
+  /**
+   * ListAgents lists agents, filtered by status and labels, by id.
+   *
+   * @generated from rpc drover.fleet.v1.FleetService.ListAgents
+   */
+  listAgents: {
+    methodKind: "unary";
+    input: typeof ListAgentsRequestSchema;
+    output: typeof ListAgentsResponseSchema;
+  },
+  /**
+   * GetAgent returns one agent with its last metrics and status history.
+   *
+   * @generated from rpc drover.fleet.v1.FleetService.GetAgent
+   */
+  getAgent: {
+    methodKind: "unary";
+    input: typeof GetAgentRequestSchema;
+    output: typeof GetAgentResponseSchema;
+  },
+  /**
+   * SetAgentLabels replaces the labels an operator set on an agent (labels
+   * the agent reports itself are kept apart and cannot be overridden).
+   *
+   * @generated from rpc drover.fleet.v1.FleetService.SetAgentLabels
+   */
+  setAgentLabels: {
+    methodKind: "unary";
+    input: typeof SetAgentLabelsRequestSchema;
+    output: typeof SetAgentLabelsResponseSchema;
+  },
+  /**
+   * DrainAgent stops new work going to an agent and tells it so; running
+   * work may finish (until the optional deadline). Idempotent.
+   *
+   * @generated from rpc drover.fleet.v1.FleetService.DrainAgent
+   */
+  drainAgent: {
+    methodKind: "unary";
+    input: typeof DrainAgentRequestSchema;
+    output: typeof DrainAgentResponseSchema;
+  },
+  /**
+   * UndrainAgent ends a drain. Idempotent.
+   *
+   * @generated from rpc drover.fleet.v1.FleetService.UndrainAgent
+   */
+  undrainAgent: {
+    methodKind: "unary";
+    input: typeof UndrainAgentRequestSchema;
+    output: typeof UndrainAgentResponseSchema;
+  },
+  /**
+   * CordonAgent stops new work going to an agent without telling it to
+   * drain. Idempotent.
+   *
+   * @generated from rpc drover.fleet.v1.FleetService.CordonAgent
+   */
+  cordonAgent: {
+    methodKind: "unary";
+    input: typeof CordonAgentRequestSchema;
+    output: typeof CordonAgentResponseSchema;
+  },
+  /**
+   * UncordonAgent ends a cordon. Idempotent.
+   *
+   * @generated from rpc drover.fleet.v1.FleetService.UncordonAgent
+   */
+  uncordonAgent: {
+    methodKind: "unary";
+    input: typeof UncordonAgentRequestSchema;
+    output: typeof UncordonAgentResponseSchema;
+  },
+  /**
+   * DeleteAgent forgets an offline agent and revokes its credential.
+   * FAILED_PRECONDITION while it is online or stale.
+   *
+   * @generated from rpc drover.fleet.v1.FleetService.DeleteAgent
+   */
+  deleteAgent: {
+    methodKind: "unary";
+    input: typeof DeleteAgentRequestSchema;
+    output: typeof DeleteAgentResponseSchema;
+  },
+  /**
+   * WatchAgents streams the current agents, then every change.
+   *
+   * @generated from rpc drover.fleet.v1.FleetService.WatchAgents
+   */
+  watchAgents: {
+    methodKind: "server_streaming";
+    input: typeof WatchAgentsRequestSchema;
+    output: typeof WatchAgentsResponseSchema;
+  },
+  /**
+   * SendToAgent delivers a server message (offer, assignment, cancel) to an
+   * agent through whichever Fleet replica holds its stream. For services.
+   *
+   * @generated from rpc drover.fleet.v1.FleetService.SendToAgent
+   */
+  sendToAgent: {
+    methodKind: "unary";
+    input: typeof SendToAgentRequestSchema;
+    output: typeof SendToAgentResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_drover_fleet_v1_fleet_service, 0);

@@ -1,0 +1,96 @@
+// What Fleet keeps on the bus, and how its messages are encoded. All of it
+// may be lost; see README.md for what happens then.
+//
+//   presence  fleet:agent:<id>      JSON Presence, TTL 2 x presence refresh,
+//                                   kept by the replica that holds the stream
+//   channel   fleet:agent:<id>      AgentCommand, to whichever replica holds
+//                                   the agent's stream (it subscribes while it does)
+//   channel   fleet:agent-events    WatchAgentsResponse (binary): every change
+//                                   of an agent, to every replica's watchers
+//   lock      fleet:sweeper         held by the replica that runs the sweeper
+
+import { fromBinary, toBinary } from "@bufbuild/protobuf";
+import { ConnectResponseSchema, type ConnectResponse } from "../../gen/ts/drover/fleet/v1/agent_stream_pb.ts";
+
+export const AGENT_EVENTS_CHANNEL = "fleet:agent-events";
+export const SWEEPER_LOCK = "fleet:sweeper";
+export const PRESENCE_PREFIX = "fleet:agent:";
+
+export function agentChannel(agentId: string): string {
+  return `fleet:agent:${agentId}`;
+}
+
+export function presenceKey(agentId: string): string {
+  return `${PRESENCE_PREFIX}${agentId}`;
+}
+
+/** The value of an agent's presence key. */
+export interface Presence {
+  /** The replica holding the stream. */
+  replica: string;
+  sessionId: string;
+  /** When its last heartbeat arrived, in ms since the epoch (as of the last refresh). */
+  lastHeartbeat: number;
+}
+
+export function parsePresence(value: string): Presence | null {
+  try {
+    const p = JSON.parse(value) as Partial<Presence>;
+    if (typeof p.replica === "string" && typeof p.sessionId === "string" && typeof p.lastHeartbeat === "number") {
+      return p as Presence;
+    }
+  } catch {
+    // fall through
+  }
+  return null;
+}
+
+/** A message to whichever replica holds an agent's stream. */
+export type AgentCommand =
+  /** Send this to the agent. */
+  | { kind: "deliver"; message: ConnectResponse }
+  /** The agent opened a stream (this session, at this time) elsewhere: end older ones. */
+  | { kind: "takeover"; sessionId: string; connectedAt: number; replica: string }
+  /** A credential of the agent was revoked: end a stream opened with it (any stream when tokenId is empty). */
+  | { kind: "revoked"; tokenId: string };
+
+// One byte of kind, then the body: a ConnectResponse for deliver (the hot
+// path, no JSON), JSON for the rest.
+const DELIVER = 1;
+const TAKEOVER = 2;
+const REVOKED = 3;
+
+export function encodeCommand(command: AgentCommand): Uint8Array {
+  if (command.kind === "deliver") {
+    const body = toBinary(ConnectResponseSchema, command.message);
+    const out = new Uint8Array(body.length + 1);
+    out[0] = DELIVER;
+    out.set(body, 1);
+    return out;
+  }
+  const { kind, ...rest } = command;
+  const body = new TextEncoder().encode(JSON.stringify(rest));
+  const out = new Uint8Array(body.length + 1);
+  out[0] = kind === "takeover" ? TAKEOVER : REVOKED;
+  out.set(body, 1);
+  return out;
+}
+
+/** Decodes a command; throws on bytes that are not one. */
+export function decodeCommand(bytes: Uint8Array): AgentCommand {
+  const body = bytes.subarray(1);
+  switch (bytes[0]) {
+    case DELIVER:
+      return { kind: "deliver", message: fromBinary(ConnectResponseSchema, body) };
+    case TAKEOVER: {
+      const t = JSON.parse(new TextDecoder().decode(body)) as { sessionId: string; connectedAt: number; replica: string };
+      return { kind: "takeover", sessionId: String(t.sessionId), connectedAt: Number(t.connectedAt), replica: String(t.replica) };
+    }
+    case REVOKED: {
+      const r = JSON.parse(new TextDecoder().decode(body)) as { tokenId: string };
+      return { kind: "revoked", tokenId: String(r.tokenId ?? "") };
+    }
+    default:
+      throw new Error(`unknown agent command kind ${bytes[0]}`);
+  }
+}

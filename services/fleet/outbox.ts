@@ -1,0 +1,87 @@
+// The durable outbox of server-to-agent messages that need an acknowledgement
+// (everything but Welcome and LogAck). A message is stored before it is sent,
+// so that whatever happens to the stream, the replica or the bus, the agent
+// gets it on its next Hello: at least once, in the order it was stored.
+
+import { randomUUID } from "node:crypto";
+import { fromBinary, toBinary } from "@bufbuild/protobuf";
+import type { PrismaClient } from "../../gen/prisma/fleet/client.ts";
+import { ConnectResponseSchema, type ConnectResponse } from "../../gen/ts/drover/fleet/v1/agent_stream_pb.ts";
+import { isUniqueViolation } from "../../lib/db/errors.ts";
+
+/** How long acknowledged messages are kept (to recognise a resent message id) before they are pruned. */
+export const ACKED_RETENTION_MS = 24 * 3600_000;
+
+/** True for server messages the agent must acknowledge. */
+export function needsAck(message: ConnectResponse): boolean {
+  return message.message.case !== "welcome" && message.message.case !== "logAck" && message.message.case !== undefined;
+}
+
+/** A new message id. */
+export function newMessageId(): string {
+  return `msg_${randomUUID()}`;
+}
+
+/** What store() found. */
+export type StoreOutcome =
+  /** Stored now; send it. */
+  | "stored"
+  /** Stored before and not yet acknowledged; sending it again is harmless. */
+  | "pending"
+  /** Stored before and acknowledged; do not send it again. */
+  | "acked"
+  /** No such agent. */
+  | "no-agent";
+
+export class Outbox {
+  constructor(
+    private readonly db: PrismaClient,
+    private readonly now: () => Date = () => new Date(),
+  ) {}
+
+  /** Stores a message (its message_id must be set) for an agent. */
+  async store(agentId: string, message: ConnectResponse): Promise<StoreOutcome> {
+    if (!message.messageId) throw new Error("Outbox.store: the message has no message_id");
+    if ((await this.db.agent.count({ where: { id: agentId } })) === 0) return "no-agent";
+    try {
+      await this.db.agentMessage.create({
+        data: { agentId, messageId: message.messageId, payload: toBinary(ConnectResponseSchema, message) },
+      });
+      return "stored";
+    } catch (err) {
+      if (!isUniqueViolation(err)) throw err;
+      const existing = await this.db.agentMessage.findUnique({
+        where: { agentId_messageId: { agentId, messageId: message.messageId } },
+        select: { ackedAt: true },
+      });
+      return existing?.ackedAt ? "acked" : "pending";
+    }
+  }
+
+  /** The agent's unacknowledged messages, oldest first. */
+  async unacked(agentId: string): Promise<ConnectResponse[]> {
+    const rows = await this.db.agentMessage.findMany({
+      where: { agentId, ackedAt: null },
+      orderBy: { seq: "asc" },
+      select: { payload: true },
+    });
+    return rows.map((r) => fromBinary(ConnectResponseSchema, r.payload));
+  }
+
+  /** Marks messages acknowledged; resolves how many were pending (ids unknown or acknowledged before do not count). */
+  async ack(agentId: string, messageIds: readonly string[]): Promise<number> {
+    const { count } = await this.db.agentMessage.updateMany({
+      where: { agentId, messageId: { in: [...messageIds] }, ackedAt: null },
+      data: { ackedAt: this.now() },
+    });
+    return count;
+  }
+
+  /** Deletes acknowledged messages older than the retention. */
+  async prune(): Promise<number> {
+    const { count } = await this.db.agentMessage.deleteMany({
+      where: { ackedAt: { lt: new Date(this.now().getTime() - ACKED_RETENTION_MS) } },
+    });
+    return count;
+  }
+}
