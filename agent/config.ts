@@ -1,11 +1,15 @@
 import { parseArgs } from "node:util";
-import { EnvReader, LOG_LEVELS, type LogLevel } from "../lib/config.ts";
+import { ConfigError, EnvReader, LOG_LEVELS, type LogLevel } from "../lib/config.ts";
 
 /** How the agent is configured: flags first, then environment variables. */
 export interface AgentConfig {
   /** Fleet's HTTP/2 base URL (--server, DROVER_SERVER). Required. */
   server: string;
-  /** Registration token or agent credential (--token, DROVER_TOKEN). Required. */
+  /**
+   * Registration token (--token, DROVER_TOKEN), presented once to obtain the
+   * agent's own credential. Required until the agent has registered (its
+   * state directory holds a credential); main checks that. Empty when unset.
+   */
   token: string;
   /** Labels this agent reports, k=v,k=v (--labels, DROVER_LABELS). */
   labels: Record<string, string>;
@@ -18,16 +22,21 @@ export interface AgentConfig {
 }
 
 export function readAgentConfig(argv: string[], env: Record<string, string | undefined>): AgentConfig {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      server: { type: "string" },
-      token: { type: "string" },
-      labels: { type: "string" },
-      "state-dir": { type: "string" },
-    },
-    strict: true,
-  });
+  let values: { server?: string; token?: string; labels?: string; "state-dir"?: string };
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        server: { type: "string" },
+        token: { type: "string" },
+        labels: { type: "string" },
+        "state-dir": { type: "string" },
+      },
+      strict: true,
+    }));
+  } catch (err) {
+    throw new ConfigError("arguments", `${(err as Error).message} (usage: drover-agent --server URL [--token TOKEN] [--labels k=v,...] [--state-dir DIR])`);
+  }
   const r = new EnvReader({
     ...env,
     ...(values.server ? { DROVER_SERVER: values.server } : {}),
@@ -36,7 +45,7 @@ export function readAgentConfig(argv: string[], env: Record<string, string | und
     ...(values["state-dir"] ? { DROVER_STATE_DIR: values["state-dir"] } : {}),
   });
   const server = r.url("DROVER_SERVER", ["http", "https"]) ?? (r.required("DROVER_SERVER", "(--server): Fleet's address"), "");
-  const token = r.required("DROVER_TOKEN", "(--token)");
+  const token = r.string("DROVER_TOKEN", "");
   const labels: Record<string, string> = {};
   for (const pair of (r.string("DROVER_LABELS") ?? "").split(",").filter(Boolean)) {
     const [key, value, ...rest] = pair.split("=");

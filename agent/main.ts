@@ -1,56 +1,85 @@
-// drover-agent: runs on every machine and dials out to Fleet.
+// drover-agent: runs on every machine and keeps one stream to Fleet.
 //
-// Today it checks that the control plane is reachable, with jittered
-// backoff, and reports whether it is; the agent stream (Hello, heartbeats,
-// offers) arrives with the Fleet issue. It exits only on SIGTERM or SIGINT.
+// Reads its configuration (flags, then DROVER_* variables), opens its state
+// directory, and runs an AgentWorker until SIGTERM or SIGINT. Exit codes:
+// 0 after a graceful stop, 2 for bad configuration (the message names the
+// variable), 1 if the state directory cannot be used. A second signal while
+// stopping is not caught, so it ends the process at once (the usual way to
+// cancel a graceful stop).
 
-import { mkdirSync } from "node:fs";
-import { createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
-import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../gen/ts/grpc/health/v1/health_pb.ts";
+import { readFileSync } from "node:fs";
+import os from "node:os";
+
 import { ConfigError } from "../lib/config.ts";
 import { createLogger } from "../lib/logger.ts";
-import { readAgentConfig } from "./config.ts";
+import { AgentWorker } from "./agent_worker.ts";
+import { readAgentConfig, type AgentConfig } from "./config.ts";
+import { CredentialStore, ensureStateDir } from "./credentials.ts";
+import { SystemMetrics } from "./metrics.ts";
+import { DecliningWorkHandler } from "./work_handler.ts";
 
-let config;
+/** The first reconnection waits up to this long; DROVER_RECONNECT_MAX_MS caps the growth. */
+const RECONNECT_BASE_MS = 500;
+
+function fail(code: number, message: string): never {
+  console.error(`drover-agent: ${message}`);
+  process.exit(code);
+}
+
+let config: AgentConfig;
 try {
   config = readAgentConfig(process.argv.slice(2), process.env);
 } catch (err) {
   if (!(err instanceof ConfigError)) throw err;
-  console.error(`drover-agent: bad configuration: ${err.message}`);
-  process.exit(2);
+  fail(2, `bad configuration: ${err.message}`);
 }
 
-const logger = createLogger(config.logLevel, { component: "agent" });
-mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
-const health = createClient(Health, createGrpcTransport({ baseUrl: config.server }));
-const stop = new AbortController();
+// The root logger carries no component; each part names itself (main logs as "agent").
+const root = createLogger(config.logLevel);
+const logger = root.child({ component: "agent" });
+const version = (JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string }).version;
+
+let credentials: CredentialStore;
+try {
+  await ensureStateDir(config.stateDir);
+  credentials = await CredentialStore.open(config.stateDir);
+} catch (err) {
+  fail(1, `state directory ${config.stateDir}: ${(err as Error).message}`);
+}
+const identity = credentials.current();
+if (!identity && config.token === "") {
+  fail(2, `bad configuration: DROVER_TOKEN: is required (--token) until the agent has registered; ${credentials.path} does not exist yet`);
+}
+const mode = await credentials.mode();
+if (mode !== undefined && (mode & 0o077) !== 0) {
+  logger.warn({ path: credentials.path, mode: mode.toString(8) }, "the credential file is readable by others; it should be mode 0600");
+}
+
+const worker = new AgentWorker({
+  server: config.server,
+  registrationToken: config.token,
+  credentials,
+  hostname: os.hostname() || "unknown",
+  version,
+  labels: config.labels,
+  drivers: ["process"],
+  machine: new SystemMetrics({ stateDir: config.stateDir }),
+  work: new DecliningWorkHandler(root.child({ component: "work" })),
+  logger: root,
+  backoff: { baseMs: RECONNECT_BASE_MS, capMs: config.reconnectMaxMs },
+});
+
 for (const signal of ["SIGTERM", "SIGINT"] as const) {
   process.once(signal, () => {
-    logger.info({ signal }, "stopping");
-    stop.abort();
+    logger.info({ signal }, "signal received; stopping");
+    void worker.stop();
   });
 }
 
-const HEALTHY_INTERVAL_MS = 5000;
-let failures = 0;
-let reachable: boolean | undefined;
-logger.info({ server: config.server, labels: config.labels, stateDir: config.stateDir }, "drover-agent started");
-while (!stop.signal.aborted) {
-  let ok = false;
-  try {
-    ok = (await health.check({}, { timeoutMs: 5000, signal: stop.signal })).status === ServingStatus.SERVING;
-  } catch (err) {
-    if (!stop.signal.aborted) logger.debug({ err }, "health check failed");
-  }
-  if (ok !== reachable) logger.info({ server: config.server }, ok ? "control plane reachable" : "control plane unreachable");
-  reachable = ok;
-  failures = ok ? 0 : failures + 1;
-  // Full jitter, so a fleet that lost its control plane does not return in step.
-  const wait = ok ? HEALTHY_INTERVAL_MS : Math.random() * Math.min(config.reconnectMaxMs, 500 * 2 ** Math.min(failures, 16));
-  await new Promise<void>((resolve) => {
-    const timer = setTimeout(resolve, wait);
-    stop.signal.addEventListener("abort", () => (clearTimeout(timer), resolve()), { once: true });
-  });
-}
-logger.info("stopped");
+logger.info(
+  { server: config.server, agentId: identity?.agentId, labels: config.labels, stateDir: config.stateDir, version },
+  identity ? "drover-agent starting" : "drover-agent starting; will register with the token",
+);
+// run() returns only after stop(), which only the signals above call.
+await worker.run();
+process.exit(0);

@@ -1,0 +1,78 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+
+import { ConfigError } from "../lib/config.ts";
+import { readAgentConfig } from "./config.ts";
+
+/** Runs read, expects a ConfigError naming `variable`, and returns its message. */
+function configError(read: () => unknown, variable: string): string {
+  try {
+    read();
+  } catch (err) {
+    assert.ok(err instanceof ConfigError, `expected a ConfigError, got ${String(err)}`);
+    assert.match(err.message, new RegExp(`\\b${variable}\\b`));
+    return err.message;
+  }
+  assert.fail("expected a ConfigError");
+}
+
+describe("readAgentConfig", () => {
+  it("reads flags, with documented defaults for the rest", () => {
+    assert.deepEqual(readAgentConfig(["--server", "http://fleet:7070", "--token", "t-1"], {}), {
+      server: "http://fleet:7070",
+      token: "t-1",
+      labels: {},
+      stateDir: ".drover-agent",
+      logLevel: "info",
+      reconnectMaxMs: 30_000,
+    });
+  });
+
+  it("reads the same settings from the environment", () => {
+    const config = readAgentConfig([], {
+      DROVER_SERVER: "https://fleet.example:443",
+      DROVER_TOKEN: "t-2",
+      DROVER_LABELS: "zone=a, gpu = none",
+      DROVER_STATE_DIR: "/var/lib/drover-agent",
+      DROVER_LOG_LEVEL: "debug",
+      DROVER_RECONNECT_MAX_MS: "5000",
+    });
+    assert.deepEqual(config, {
+      server: "https://fleet.example:443",
+      token: "t-2",
+      labels: { zone: "a", gpu: "none" },
+      stateDir: "/var/lib/drover-agent",
+      logLevel: "debug",
+      reconnectMaxMs: 5_000,
+    });
+  });
+
+  it("prefers a flag to its variable", () => {
+    const config = readAgentConfig(["--labels", "zone=b"], { DROVER_SERVER: "http://x:1", DROVER_LABELS: "zone=a" });
+    assert.deepEqual(config.labels, { zone: "b" });
+  });
+
+  it("leaves the token empty when none is given (main requires it until the agent has registered)", () => {
+    assert.equal(readAgentConfig(["--server", "http://fleet:7070"], {}).token, "");
+  });
+
+  it("names DROVER_SERVER when the server is missing or not an http(s) URL", () => {
+    configError(() => readAgentConfig([], {}), "DROVER_SERVER");
+    configError(() => readAgentConfig(["--server", "fleet:7070"], {}), "DROVER_SERVER");
+    configError(() => readAgentConfig(["--server", "ftp://fleet"], {}), "DROVER_SERVER");
+  });
+
+  it("names DROVER_LABELS when a label is not k=v", () => {
+    const message = configError(() => readAgentConfig(["--server", "http://x:1", "--labels", "zone=a,gpu"], {}), "DROVER_LABELS");
+    assert.match(message, /"gpu"/);
+  });
+
+  it("names DROVER_RECONNECT_MAX_MS when the cap is out of range", () => {
+    configError(() => readAgentConfig(["--server", "http://x:1"], { DROVER_RECONNECT_MAX_MS: "5" }), "DROVER_RECONNECT_MAX_MS");
+  });
+
+  it("turns an unknown flag into a configuration error with the usage", () => {
+    const message = configError(() => readAgentConfig(["--servr", "http://x:1"], {}), "arguments");
+    assert.match(message, /usage: drover-agent --server URL/);
+  });
+});

@@ -1,0 +1,100 @@
+// drover-agent as a real child process against a FakeFleet.
+
+import assert from "node:assert/strict";
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
+
+import { CREDENTIAL_FILE } from "./credentials.ts";
+import { eventually, FakeFleet } from "./testing/fake_fleet.ts";
+
+const MAIN = fileURLToPath(new URL("./main.ts", import.meta.url));
+const REPO = fileURLToPath(new URL("..", import.meta.url));
+
+interface Agent {
+  child: ChildProcess;
+  stdout: () => string;
+  stderr: () => string;
+  /** Resolves with the exit code (or the signal's name). */
+  exited: Promise<number | string>;
+}
+
+/** Starts drover-agent with args and an environment free of the caller's DROVER_* variables. */
+function startAgent(args: string[], env: Record<string, string> = {}): Agent {
+  const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("DROVER_")));
+  const child = spawn(process.execPath, ["--import", "tsx", MAIN, ...args], { cwd: REPO, env: { ...clean, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  let err = "";
+  child.stdout!.on("data", (chunk: Buffer) => (out += chunk.toString()));
+  child.stderr!.on("data", (chunk: Buffer) => (err += chunk.toString()));
+  const exited = new Promise<number | string>((resolve) => child.on("exit", (code, signal) => resolve(code ?? signal ?? -1)));
+  return { child, stdout: () => out, stderr: () => err, exited };
+}
+
+/** Resolves with what settles first: promise, or "timeout" after ms. */
+function within<T>(promise: Promise<T>, ms: number): Promise<T | "timeout"> {
+  let timer: NodeJS.Timeout;
+  return Promise.race([promise, new Promise<"timeout">((resolve) => (timer = setTimeout(() => resolve("timeout"), ms)))]).finally(() => clearTimeout(timer));
+}
+
+describe("drover-agent (agent/main.ts)", () => {
+  let fleet: FakeFleet;
+  let stateDir: string;
+  before(async () => {
+    fleet = await FakeFleet.start();
+    stateDir = await mkdtemp(join(tmpdir(), "drover-agent-main-"));
+  });
+  after(async () => {
+    await fleet.close();
+    await rm(stateDir, { recursive: true, force: true });
+  });
+
+  it("registers with its token, and exits 0 within two seconds of SIGTERM", async () => {
+    const agent = startAgent(["--server", fleet.url, "--token", "X", "--state-dir", stateDir, "--labels", "zone=a"]);
+    try {
+      const stream = await fleet.nextStream(15_000);
+      const hello = await stream.next("hello");
+      assert.equal(hello.registrationToken, "X");
+      assert.deepEqual(hello.labels, { zone: "a" });
+      assert.match(hello.version, /^\d+\.\d+\.\d+/);
+      assert.ok((hello.total?.cpuMillis ?? 0) >= 1_000);
+      stream.welcome({ agentId: "agent-main-1", agentCredential: "credential-main-1", heartbeatIntervalMs: 100 });
+      await stream.next("heartbeat");
+      const path = join(stateDir, CREDENTIAL_FILE);
+      await eventually("the credential file", () => (agent.stdout().includes("stored the agent's credential") ? true : undefined));
+      assert.deepEqual(JSON.parse(await readFile(path, "utf8")), { agentId: "agent-main-1", credential: "credential-main-1" });
+      assert.equal((await stat(path)).mode & 0o777, 0o600);
+
+      const signalled = Date.now();
+      agent.child.kill("SIGTERM");
+      assert.equal(await within(agent.exited, 2_000), 0, `exit code; stderr: ${agent.stderr()}`);
+      assert.ok(Date.now() - signalled < 2_000);
+      assert.equal(stream.requestsDone, true, "the agent half-closed its stream");
+      const logs = agent.stdout().trim().split("\n").map((line) => JSON.parse(line) as { msg: string; agentId?: string });
+      assert.ok(logs.some((l) => l.msg === "connected to Fleet" && l.agentId === "agent-main-1"), "logs are JSON with ids as fields");
+      assert.ok(logs.some((l) => l.msg === "stopped"));
+    } finally {
+      agent.child.kill("SIGKILL");
+    }
+  });
+
+  it("exits 2 naming DROVER_SERVER when no server is given", async () => {
+    const agent = startAgent(["--token", "X", "--state-dir", stateDir]);
+    assert.equal(await within(agent.exited, 15_000), 2);
+    assert.match(agent.stderr(), /DROVER_SERVER/);
+  });
+
+  it("exits 2 naming DROVER_TOKEN when it has neither a credential nor a token", async () => {
+    const empty = await mkdtemp(join(tmpdir(), "drover-agent-main-empty-"));
+    try {
+      const agent = startAgent(["--server", fleet.url, "--state-dir", empty]);
+      assert.equal(await within(agent.exited, 15_000), 2);
+      assert.match(agent.stderr(), /DROVER_TOKEN/);
+    } finally {
+      await rm(empty, { recursive: true, force: true });
+    }
+  });
+});
