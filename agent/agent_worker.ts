@@ -17,6 +17,7 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { durationMs, timestampDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
+import type { ClientHttp2Session } from "node:http2";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 
 import {
@@ -139,11 +140,20 @@ export class AgentWorker {
     // Owning the session manager (rather than passing ping options to the
     // transport) lets the worker drop the connection between sessions and
     // close it on stop, so nothing keeps the process alive afterwards.
-    this.connection = new Http2SessionManager(this.o.server, {
-      pingIntervalMs: this.o.pingIntervalMs,
-      pingTimeoutMs: this.o.pingTimeoutMs,
-      pingIdleConnection: true,
-    });
+    //
+    // pingIdleConnection stays off: a session always has its stream open, so
+    // PINGs run whenever they matter. With it on, connect-node 2.2 re-arms
+    // the PING timer when a stream closes after its connection was already
+    // destroyed (our abort() at the end of a session can come first), and 15 s
+    // later ping() on the destroyed session throws from a timer and kills the
+    // agent (seen in integration/agent_netns.test.ts).
+    this.connection = guardSessions(
+      new Http2SessionManager(this.o.server, {
+        pingIntervalMs: this.o.pingIntervalMs,
+        pingTimeoutMs: this.o.pingTimeoutMs,
+        pingIdleConnection: false,
+      }),
+    );
     this.client = createClient(FleetService, createGrpcTransport({ baseUrl: this.o.server, sessionManager: this.connection }));
   }
 
@@ -217,10 +227,15 @@ export class AgentWorker {
     };
     this.session = session;
     let error: unknown;
-    const welcomeTimer = setTimeout(
-      () => session.abort.abort(new ConnectError(`no Welcome within ${this.o.welcomeTimeoutMs} ms of dialling`, Code.DeadlineExceeded)),
-      this.o.welcomeTimeoutMs,
-    );
+    // The deadline covers the dial too. Aborting only the call would not end a
+    // TCP connect stuck in SYN retries (a cut link): connect-node awaits the
+    // connection before it looks at the call's signal, for minutes. Aborting
+    // the connection manager rejects that connect at once.
+    const welcomeTimer = setTimeout(() => {
+      const timeout = new ConnectError(`no Welcome within ${this.o.welcomeTimeoutMs} ms of dialling`, Code.DeadlineExceeded);
+      session.abort.abort(timeout);
+      this.connection.abort(timeout);
+    }, this.o.welcomeTimeoutMs);
     try {
       const sample = await this.o.machine.sample();
       if (this.stopping) return { welcomed: false, durationMs: Date.now() - session.startedAt, log: session.log, presented: identity };
@@ -462,4 +477,34 @@ export class AgentWorker {
       };
     });
   }
+}
+
+/**
+ * Gives every HTTP/2 session the manager opens a permanent 'error' listener.
+ *
+ * connect-node 2.2 destroys a session whose PING goes unanswered with an
+ * error, but by the time Node emits that 'error' (when the socket closes)
+ * the manager has already removed its own listeners, so the unhandled event
+ * kills the process: an agent would die on the first dead link (seen in
+ * integration/agent_netns.test.ts). The manager's state machine still sees
+ * the failure through its own listeners and the stream's end; this listener
+ * only keeps the late event from being fatal. Patches the instance's private
+ * setState, so it is tied to connect-node 2.2 (pinned); the netns test fails
+ * if a new version changes it.
+ */
+function guardSessions(manager: Http2SessionManager): Http2SessionManager {
+  type State = { t: string; conn?: Promise<ClientHttp2Session> };
+  const internals = manager as unknown as { setState(state: State): void };
+  const setState = internals.setState.bind(manager);
+  if (typeof setState !== "function") throw new Error("connect-node changed: Http2SessionManager.setState is gone");
+  internals.setState = (state: State) => {
+    if (state.t === "connecting" && state.conn) {
+      state.conn.then(
+        (session) => session.on("error", () => {}),
+        () => {},
+      );
+    }
+    setState(state);
+  };
+  return manager;
 }

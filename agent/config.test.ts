@@ -25,6 +25,9 @@ describe("readAgentConfig", () => {
       stateDir: ".drover-agent",
       logLevel: "info",
       reconnectMaxMs: 30_000,
+      pingIntervalMs: 15_000,
+      pingTimeoutMs: 10_000,
+      welcomeTimeoutMs: 15_000,
     });
   });
 
@@ -36,6 +39,9 @@ describe("readAgentConfig", () => {
       DROVER_STATE_DIR: "/var/lib/drover-agent",
       DROVER_LOG_LEVEL: "debug",
       DROVER_RECONNECT_MAX_MS: "5000",
+      DROVER_PING_INTERVAL_MS: "2000",
+      DROVER_PING_TIMEOUT_MS: "1000",
+      DROVER_WELCOME_TIMEOUT_MS: "3000",
     });
     assert.deepEqual(config, {
       server: "https://fleet.example:443",
@@ -44,6 +50,9 @@ describe("readAgentConfig", () => {
       stateDir: "/var/lib/drover-agent",
       logLevel: "debug",
       reconnectMaxMs: 5_000,
+      pingIntervalMs: 2_000,
+      pingTimeoutMs: 1_000,
+      welcomeTimeoutMs: 3_000,
     });
   });
 
@@ -65,6 +74,10 @@ describe("readAgentConfig", () => {
   it("names DROVER_LABELS when a label is not k=v", () => {
     const message = configError(() => readAgentConfig(["--server", "http://x:1", "--labels", "zone=a,gpu"], {}), "DROVER_LABELS");
     assert.match(message, /"gpu"/);
+  });
+
+  it("names DROVER_PING_TIMEOUT_MS when it is not a number of milliseconds", () => {
+    configError(() => readAgentConfig(["--server", "http://x:1"], { DROVER_PING_TIMEOUT_MS: "10s" }), "DROVER_PING_TIMEOUT_MS");
   });
 
   it("names DROVER_RECONNECT_MAX_MS when the cap is out of range", () => {

@@ -19,6 +19,12 @@ export interface AgentConfig {
   logLevel: LogLevel;
   /** Longest wait between reconnection attempts (DROVER_RECONNECT_MAX_MS), default 30000. */
   reconnectMaxMs: number;
+  /** HTTP/2 PING interval on the stream's connection (DROVER_PING_INTERVAL_MS), default 15000: how soon a dead link is suspected. */
+  pingIntervalMs: number;
+  /** How long a PING may go unanswered before the connection is dropped (DROVER_PING_TIMEOUT_MS), default 10000. */
+  pingTimeoutMs: number;
+  /** Longest wait from dialling to Welcome, the dial included (DROVER_WELCOME_TIMEOUT_MS), default 15000. */
+  welcomeTimeoutMs: number;
 }
 
 export function readAgentConfig(argv: string[], env: Record<string, string | undefined>): AgentConfig {
@@ -59,6 +65,9 @@ export function readAgentConfig(argv: string[], env: Record<string, string | und
     stateDir: r.string("DROVER_STATE_DIR", ".drover-agent"),
     logLevel: r.oneOf("DROVER_LOG_LEVEL", "info", LOG_LEVELS),
     reconnectMaxMs: r.integer("DROVER_RECONNECT_MAX_MS", 30_000, 100, 3_600_000),
+    pingIntervalMs: r.integer("DROVER_PING_INTERVAL_MS", 15_000, 100, 3_600_000),
+    pingTimeoutMs: r.integer("DROVER_PING_TIMEOUT_MS", 10_000, 100, 600_000),
+    welcomeTimeoutMs: r.integer("DROVER_WELCOME_TIMEOUT_MS", 15_000, 100, 600_000),
   };
   r.done();
   return config;

@@ -67,6 +67,9 @@ const worker = new AgentWorker({
   work: new DecliningWorkHandler(root.child({ component: "work" })),
   logger: root,
   backoff: { baseMs: RECONNECT_BASE_MS, capMs: config.reconnectMaxMs },
+  pingIntervalMs: config.pingIntervalMs,
+  pingTimeoutMs: config.pingTimeoutMs,
+  welcomeTimeoutMs: config.welcomeTimeoutMs,
 });
 
 for (const signal of ["SIGTERM", "SIGINT"] as const) {

@@ -7,6 +7,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { createServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
@@ -154,4 +155,97 @@ export function removeDir(dir: string): void {
 /** A random secret usable as DROVER_ADMIN_TOKEN. */
 export function randomToken(): string {
   return `it_${randomBytes(24).toString("hex")}`;
+}
+
+/** A free TCP port on host, for a process that must come back on the same port after a restart. */
+export async function freePort(host = "127.0.0.1"): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((res, rej) => server.once("error", rej).listen(0, host, res));
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((res) => server.close(() => res()));
+  return port;
+}
+
+/** A running `drover-agent` under test. */
+export interface AgentProcess {
+  child: ChildProcess;
+  /** Every JSON log line it wrote so far. */
+  logs: Record<string, unknown>[];
+  stderr(): string;
+  /** Resolves the first log line (from the start, or after `from` lines) that `match` accepts; rejects after `timeoutMs` or if the agent exits first. */
+  waitForLog(match: (entry: Record<string, unknown>) => boolean, timeoutMs?: number, from?: number): Promise<Record<string, unknown>>;
+  /** Resolves how it ended; undefined until it has. */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** Sends `signal` (default SIGTERM) and resolves how it ended; kills it after `timeoutMs`. Idempotent. */
+  stop(signal?: NodeJS.Signals, timeoutMs?: number): Promise<{ code: number | null; signal: NodeJS.Signals | null; ms: number }>;
+}
+
+/**
+ * Starts the real `drover-agent` (`node --import tsx agent/main.ts ARGS`),
+ * optionally behind a command prefix such as `ip netns exec NS`. It does not
+ * wait for anything: use waitForLog.
+ */
+export function startAgent(args: string[], opts: { env?: Record<string, string>; prefix?: string[] } = {}): AgentProcess {
+  const argv = [process.execPath, "--import", "tsx", "agent/main.ts", ...args];
+  const [command, ...rest] = [...(opts.prefix ?? []), ...argv];
+  const child = spawn(command!, rest, {
+    cwd: ROOT,
+    env: { ...process.env, DROVER_LOG_LEVEL: "info", ...opts.env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const logs: Record<string, unknown>[] = [];
+  const listeners = new Set<() => void>();
+  let stderr = "";
+  child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
+  createInterface({ input: child.stdout! }).on("line", (line) => {
+    try {
+      logs.push(JSON.parse(line));
+    } catch {
+      return;
+    }
+    listeners.forEach((notify) => notify());
+  });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((res) =>
+    child.once("exit", (code, signal) => {
+      res({ code, signal });
+      listeners.forEach((notify) => notify());
+    }),
+  );
+  let gone = false;
+  void exited.then(() => (gone = true));
+
+  const waitForLog: AgentProcess["waitForLog"] = (match, timeoutMs = 10_000, from = 0) =>
+    new Promise((res, rej) => {
+      const check = () => {
+        const found = logs.slice(from).find(match);
+        if (found) return done(() => res(found));
+        if (gone || child.exitCode !== null || child.signalCode !== null) {
+          done(() => rej(new Error(`the agent exited (code ${child.exitCode}) before the awaited log line; stderr:\n${stderr}`)));
+        }
+      };
+      const timer = setTimeout(
+        () => done(() => rej(new Error(`the awaited agent log line did not come within ${timeoutMs} ms; last lines:\n${logs.slice(-5).map((l) => JSON.stringify(l)).join("\n")}`))),
+        timeoutMs,
+      );
+      const done = (settle: () => void) => {
+        clearTimeout(timer);
+        listeners.delete(check);
+        settle();
+      };
+      listeners.add(check);
+      check();
+    });
+
+  let stopping: ReturnType<AgentProcess["stop"]> | undefined;
+  const stop: AgentProcess["stop"] = (signal = "SIGTERM", stopTimeoutMs = 10_000) =>
+    (stopping ??= (async () => {
+      const started = performance.now();
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      const timer = setTimeout(() => child.kill("SIGKILL"), stopTimeoutMs);
+      const result = await exited;
+      clearTimeout(timer);
+      return { ...result, ms: performance.now() - started };
+    })());
+
+  return { child, logs, stderr: () => stderr, waitForLog, exited, stop };
 }
