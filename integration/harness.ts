@@ -82,16 +82,7 @@ export async function spawnDrover(
     throw err;
   }
 
-  let stopping: ReturnType<DroverProcess["stop"]> | undefined;
-  const stop: DroverProcess["stop"] = (signal = "SIGTERM", stopTimeoutMs = 10_000) =>
-    (stopping ??= (async () => {
-      const started = performance.now();
-      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-      const timer = setTimeout(() => child.kill("SIGKILL"), stopTimeoutMs);
-      const result = await exited;
-      clearTimeout(timer);
-      return { ...result, ms: performance.now() - started };
-    })());
+  const stop = stopper(child, exited);
 
   return {
     child,
@@ -101,6 +92,25 @@ export async function spawnDrover(
     stderr: () => stderr,
     stop,
   };
+}
+
+type Exit = { code: number | null; signal: NodeJS.Signals | null };
+
+/**
+ * A child's stop(): sends `signal` (default SIGTERM), kills it after
+ * `timeoutMs`, and resolves how it ended and how long that took. Idempotent.
+ */
+function stopper(child: ChildProcess, exited: Promise<Exit>): (signal?: NodeJS.Signals, timeoutMs?: number) => Promise<Exit & { ms: number }> {
+  let stopping: Promise<Exit & { ms: number }> | undefined;
+  return (signal = "SIGTERM", timeoutMs = 10_000) =>
+    (stopping ??= (async () => {
+      const started = performance.now();
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+      const result = await exited;
+      clearTimeout(timer);
+      return { ...result, ms: performance.now() - started };
+    })());
 }
 
 /** A dev-mode process plus its admin token. */
@@ -236,16 +246,7 @@ export function startAgent(args: string[], opts: { env?: Record<string, string>;
       check();
     });
 
-  let stopping: ReturnType<AgentProcess["stop"]> | undefined;
-  const stop: AgentProcess["stop"] = (signal = "SIGTERM", stopTimeoutMs = 10_000) =>
-    (stopping ??= (async () => {
-      const started = performance.now();
-      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-      const timer = setTimeout(() => child.kill("SIGKILL"), stopTimeoutMs);
-      const result = await exited;
-      clearTimeout(timer);
-      return { ...result, ms: performance.now() - started };
-    })());
+  const stop = stopper(child, exited);
 
   return { child, logs, stderr: () => stderr, waitForLog, exited, stop };
 }
