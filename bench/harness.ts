@@ -120,8 +120,10 @@ export class ManagedProcess {
     command: string,
     args: string[],
     env: NodeJS.ProcessEnv,
+    /** "pipe" to write commands to the process's stdin (child.stdin). */
+    stdin: "ignore" | "pipe" = "ignore",
   ) {
-    this.child = spawn(command, args, { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
+    this.child = spawn(command, args, { cwd: ROOT, env, stdio: [stdin, "pipe", "pipe"] });
     // Always drain both pipes: a child blocked on a full pipe would look like a slow server.
     createInterface({ input: this.child.stdout! }).on("line", (line) => {
       let parsed: Record<string, unknown>;
@@ -202,8 +204,14 @@ export class ManagedProcess {
 }
 
 /** Spawns `node <args>` (typically `--import tsx file.ts`), registering its stop() with cleanup. */
-export function spawnNode(cleanup: Cleanup, label: string, args: string[], env: NodeJS.ProcessEnv = {}): ManagedProcess {
-  const proc = new ManagedProcess(label, process.execPath, args, { ...process.env, ...env });
+export function spawnNode(
+  cleanup: Cleanup,
+  label: string,
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+  stdin: "ignore" | "pipe" = "ignore",
+): ManagedProcess {
+  const proc = new ManagedProcess(label, process.execPath, args, { ...process.env, ...env }, stdin);
   cleanup.defer(`stop ${label} (pid ${proc.pid})`, () => proc.stop(3_000));
   return proc;
 }

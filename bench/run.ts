@@ -17,6 +17,12 @@ import { printTable, RESULTS_DIR, ROOT, type BenchResult } from "./harness.ts";
 const BENCHMARKS = [
   { name: "startup", file: "bench/startup.ts", limitSec: 150 },
   { name: "agent_stream_client", file: "bench/agent_stream_client.ts", limitSec: 240 },
+  // 1k and 5k agents by default (~3 min); BENCH_FLEET_AGENTS=1000,5000,10000 adds 10k (~6 min).
+  {
+    name: "fleet_load",
+    file: "bench/fleet_load.ts",
+    limitSec: (process.env.BENCH_FLEET_AGENTS ?? "").split(",").some((n) => Number(n) > 5000) ? 600 : 240,
+  },
 ];
 
 const wanted = process.argv.slice(2);

@@ -13,6 +13,7 @@ import { AgentStore } from "./agent_store.ts";
 import { AgentTokenStore } from "./agent_token_store.ts";
 import { AgentEvents } from "./events.ts";
 import { AgentHub } from "./hub.ts";
+import { startLoadLog } from "./load_log.ts";
 import { Outbox } from "./outbox.ts";
 import { FleetServiceImpl, fleetRoutes } from "./service.ts";
 import { CountingSink, type AgentMessageSink } from "./sink.ts";
@@ -78,6 +79,7 @@ export function createFleet(deps: FleetDeps): Fleet {
   });
 
   let started = false;
+  let stopLoadLog: (() => void) | undefined;
   let stopping: Promise<void> | undefined;
   return {
     impl,
@@ -92,10 +94,12 @@ export function createFleet(deps: FleetDeps): Fleet {
       await events.start();
       hub.start();
       sweeper.start();
+      stopLoadLog = startLoadLog(hub, log.child({ component: "load" }));
     },
     stop() {
       stopping ??= (async () => {
         if (!started) return;
+        stopLoadLog?.();
         await sweeper.stop();
         await hub.stop();
         await events.stop();
