@@ -1,7 +1,7 @@
 // drover-agent as a real child process against a FakeFleet.
 
 import assert from "node:assert/strict";
-import { spawn, type ChildProcess } from "node:child_process";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -23,9 +23,9 @@ interface Agent {
 }
 
 /** Starts drover-agent with args and an environment free of the caller's DROVER_* variables. */
-function startAgent(args: string[], env: Record<string, string> = {}): Agent {
+function startAgent(args: string[], env: Record<string, string> = {}, entry: string[] = ["--import", "tsx", MAIN]): Agent {
   const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("DROVER_")));
-  const child = spawn(process.execPath, ["--import", "tsx", MAIN, ...args], { cwd: REPO, env: { ...clean, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, [...entry, ...args], { cwd: REPO, env: { ...clean, ...env }, stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
   let err = "";
   child.stdout!.on("data", (chunk: Buffer) => (out += chunk.toString()));
@@ -95,6 +95,31 @@ describe("drover-agent (agent/main.ts)", () => {
       assert.match(agent.stderr(), /DROVER_TOKEN/);
     } finally {
       await rm(empty, { recursive: true, force: true });
+    }
+  });
+
+  it("runs as the bundle scripts/build-agent.sh makes, with plain node and no tsx", async () => {
+    // Inside the repository, so the bundle finds systeminformation in node_modules.
+    const bundle = join(REPO, "dist", `drover-agent-test-${process.pid}.mjs`);
+    const bundleState = await mkdtemp(join(tmpdir(), "drover-agent-bundle-"));
+    try {
+      const built = spawnSync("bash", [join(REPO, "scripts", "build-agent.sh"), bundle], { cwd: REPO, encoding: "utf8" });
+      assert.equal(built.status, 0, built.stderr);
+      const agent = startAgent(["--server", fleet.url, "--token", "B", "--state-dir", bundleState], {}, [bundle]);
+      try {
+        const stream = await fleet.nextStream(15_000);
+        assert.equal((await stream.next("hello")).registrationToken, "B");
+        stream.welcome({ agentId: "agent-bundle-1", agentCredential: "credential-bundle-1", heartbeatIntervalMs: 100 });
+        const heartbeat = await stream.next("heartbeat");
+        assert.ok((heartbeat.metrics?.memoryTotalBytes ?? 0n) > 0n, "metrics come from systeminformation");
+        agent.child.kill("SIGTERM");
+        assert.equal(await within(agent.exited, 2_000), 0, `exit code; stderr: ${agent.stderr()}`);
+      } finally {
+        agent.child.kill("SIGKILL");
+      }
+    } finally {
+      await rm(bundle, { force: true });
+      await rm(bundleState, { recursive: true, force: true });
     }
   });
 });
