@@ -1,0 +1,67 @@
+// Where the CLI connects and as whom: flags, then environment, then dev-mode
+// defaults (the local server and the admin token dev mode wrote to disk).
+
+import { readFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { Code, createClient, type Client } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { FleetService } from "../gen/ts/drover/fleet/v1/fleet_service_pb.ts";
+import { SchedulerService } from "../gen/ts/drover/scheduler/v1/scheduler_service_pb.ts";
+import { bearer } from "../lib/clients.ts";
+import { CliError } from "./errors.ts";
+
+/** The dev-mode gRPC address, used when neither --addr nor DROVER_ADDR is given. */
+export const DEFAULT_ADDR = "http://127.0.0.1:7070";
+
+/** Where to connect and with which token, resolved once per command. */
+export interface Connection {
+  /** Base URL of a gRPC (HTTP/2 cleartext or TLS) endpoint. */
+  addr: string;
+  /** The bearer token sent with every call. */
+  token: string;
+}
+
+/** The admin-token file dev mode writes: $DROVER_DATA_DIR/admin-token, else ./.drover/admin-token. */
+export function adminTokenFile(env: NodeJS.ProcessEnv, cwd: string): string {
+  return resolve(cwd, join(env.DROVER_DATA_DIR || ".drover", "admin-token"));
+}
+
+/**
+ * Flags win over the environment, which wins over dev-mode defaults. A
+ * missing token is Unauthenticated (exit 4) and names every place looked in.
+ */
+export function resolveConnection(
+  flags: { addr?: string; token?: string },
+  env: NodeJS.ProcessEnv = process.env,
+  cwd = process.cwd(),
+): Connection {
+  const addr = flags.addr || env.DROVER_ADDR || DEFAULT_ADDR;
+  if (!/^https?:\/\//.test(addr)) {
+    throw new CliError(Code.InvalidArgument, `--addr: "${addr}" must be a URL such as ${DEFAULT_ADDR}`);
+  }
+  let token = flags.token || env.DROVER_TOKEN;
+  if (!token) {
+    const file = adminTokenFile(env, cwd);
+    try {
+      token = readFileSync(file, "utf8").trim();
+    } catch {
+      throw new CliError(
+        Code.Unauthenticated,
+        `no token: pass --token, set DROVER_TOKEN, or run where dev mode keeps ${file} (DROVER_DATA_DIR)`,
+      );
+    }
+    if (!token) throw new CliError(Code.Unauthenticated, `no token: ${file} is empty`);
+  }
+  return { addr, token };
+}
+
+/** The generated clients the CLI uses, over one HTTP/2 connection. */
+export interface CliClients {
+  fleet: Client<typeof FleetService>;
+  scheduler: Client<typeof SchedulerService>;
+}
+
+export function createCliClients(conn: Connection): CliClients {
+  const transport = createGrpcTransport({ baseUrl: conn.addr, interceptors: [bearer(conn.token)] });
+  return { fleet: createClient(FleetService, transport), scheduler: createClient(SchedulerService, transport) };
+}
