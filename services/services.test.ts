@@ -7,7 +7,7 @@ import { randomUUID } from "node:crypto";
 import { after, before, describe, it } from "node:test";
 
 import { create, equals, type MessageInitShape } from "@bufbuild/protobuf";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 
 import { ApplyDeploymentRequestSchema, GetDeploymentRequestSchema, ServiceSpecSchema } from "../gen/ts/drover/deploy/v1/deploy_service_pb.ts";
 import { ListApiTokensRequestSchema, Role } from "../gen/ts/drover/fleet/v1/fleet_service_pb.ts";

@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import * as net from "node:net";
 import { describe, it } from "node:test";
 
-import { Code, ConnectError, createClient, type ServiceImpl } from "@connectrpc/connect";
+import { Code, createClient, type ServiceImpl } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 
 import { Role } from "../../gen/ts/drover/fleet/v1/fleet_service_pb.ts";

@@ -15,7 +15,7 @@ import type { Agent as AgentRow, AgentStatusChange, Prisma, PrismaClient } from 
 import { ResourcesSchema, type Resources } from "../../gen/ts/drover/common/v1/resources_pb.ts";
 import type { Hello } from "../../gen/ts/drover/fleet/v1/agent_stream_pb.ts";
 import { hashSecret, newSecret } from "../../lib/auth/tokens.ts";
-import { labelsFrom, type Labels } from "./labels.ts";
+import type { Labels } from "./labels.ts";
 import type { Liveness } from "./liveness.ts";
 
 export type { AgentRow, AgentStatusChange };
