@@ -30,14 +30,11 @@
 //
 // Results: bench/results/fleet_load.json.
 
-import { randomBytes } from "node:crypto";
 import { mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { Redis } from "ioredis";
-import pg from "pg";
 import { FleetService } from "../gen/ts/drover/fleet/v1/fleet_service_pb.ts";
 import { bearer } from "../lib/clients.ts";
 import {
@@ -53,10 +50,9 @@ import {
   writeResult,
   type Cleanup,
   type ManagedProcess,
+  splitBackends,
 } from "./harness.ts";
 
-const ADMIN_PG_URL = process.env.BENCH_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
-const REDIS_URL = process.env.BENCH_REDIS_URL ?? "redis://127.0.0.1:6379";
 const LEVELS = (process.env.BENCH_FLEET_AGENTS ?? "1000,5000").split(",").map(Number);
 const CONNECTIONS = process.env.BENCH_FLEET_CONNECTIONS === "shared" ? "shared" : "per-agent";
 const WINDOW_SEC = Number(process.env.BENCH_FLEET_WINDOW_SEC ?? 30);
@@ -116,50 +112,14 @@ function loadLines(fleet: ManagedProcess, since: number) {
   }[];
 }
 
-async function withAdmin<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: ADMIN_PG_URL });
-  await client.connect();
-  try {
-    return await fn(client);
-  } finally {
-    await client.end();
-  }
-}
-
-async function deleteRedisKeys(prefix: string): Promise<void> {
-  const redis = new Redis(REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 1 });
-  await redis.connect();
-  try {
-    let cursor = "0";
-    do {
-      const [next, keys] = await redis.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 1000);
-      cursor = next;
-      if (keys.length) await redis.del(...keys);
-    } while (cursor !== "0");
-  } finally {
-    redis.disconnect();
-  }
-}
-
 /** A fresh database and Redis prefix, and Fleet on them in split mode; resolves its process and gRPC URL. */
 async function startFleet(cleanup: Cleanup) {
-  const suffix = randomBytes(5).toString("hex");
-  const database = `drover_bench_${suffix}`;
-  await withAdmin((c) => c.query(`CREATE DATABASE ${database}`));
-  cleanup.defer(`drop database ${database}`, () => withAdmin((c) => c.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`)));
-  const redisPrefix = `drover-bench-${suffix}:`;
-  cleanup.defer(`delete Redis keys ${redisPrefix}*`, () => deleteRedisKeys(redisPrefix));
-  const databaseUrl = new URL(ADMIN_PG_URL);
-  databaseUrl.pathname = `/${database}`;
-  const adminToken = `bench-${randomBytes(16).toString("hex")}`;
+  const { env, adminToken } = await splitBackends(cleanup);
   const snapshotArgs = HEAP_SNAPSHOT_DIR ? ["--heapsnapshot-signal=SIGUSR2", `--diagnostic-dir=${HEAP_SNAPSHOT_DIR}`] : [];
   // Node/V8 flags for Fleet alone, to compare (V8 flags are not all allowed in NODE_OPTIONS).
   const nodeArgs = (process.env.BENCH_FLEET_NODE_ARGS ?? "").split(" ").filter(Boolean);
   const fleet = spawnNode(cleanup, "fleet", [...nodeArgs, ...snapshotArgs, "--import", "tsx", "services/fleet/main.ts"], {
-    DATABASE_URL: databaseUrl.toString(),
-    REDIS_URL,
-    DROVER_REDIS_PREFIX: redisPrefix,
-    DROVER_ADMIN_TOKEN: adminToken,
+    ...env,
     DROVER_GRPC_PORT: "0",
     DROVER_HTTP_PORT: "0",
     // For the "fleet load" lines; nothing is logged per heartbeat at debug.

@@ -14,9 +14,12 @@ import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
+import { randomBytes } from "node:crypto";
+import { Redis } from "ioredis";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../gen/ts/grpc/health/v1/health_pb.ts";
+import { createTestDatabase } from "../lib/db/testing.ts";
 
 /** The repository root. */
 export const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -353,5 +356,41 @@ export async function cpuMsOf(pid: number): Promise<number | undefined> {
     return (Number(fields[11]) + Number(fields[12])) * 10;
   } catch {
     return undefined;
+  }
+}
+
+/** PostgreSQL (maintenance database) and Redis the benchmarks run split mode against. */
+export const ADMIN_PG_URL = process.env.BENCH_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
+export const REDIS_URL = process.env.BENCH_REDIS_URL ?? "redis://127.0.0.1:6379";
+
+/**
+ * A fresh database and Redis key prefix for one benchmark, both removed by
+ * `cleanup`, and the split-mode environment pointing at them (with a random
+ * admin token).
+ */
+export async function splitBackends(cleanup: Cleanup): Promise<{ env: NodeJS.ProcessEnv; adminToken: string }> {
+  const db = await createTestDatabase(ADMIN_PG_URL);
+  cleanup.defer(`drop database ${db.name}`, () => db.drop());
+  const redisPrefix = `drover-bench-${randomBytes(5).toString("hex")}:`;
+  cleanup.defer(`delete Redis keys ${redisPrefix}*`, () => deleteRedisKeys(redisPrefix));
+  const adminToken = `bench-${randomBytes(16).toString("hex")}`;
+  return {
+    env: { DATABASE_URL: db.url, REDIS_URL, DROVER_REDIS_PREFIX: redisPrefix, DROVER_ADMIN_TOKEN: adminToken },
+    adminToken,
+  };
+}
+
+async function deleteRedisKeys(prefix: string): Promise<void> {
+  const redis = new Redis(REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  await redis.connect();
+  try {
+    let cursor = "0";
+    do {
+      const [next, keys] = await redis.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 1000);
+      cursor = next;
+      if (keys.length) await redis.del(...keys);
+    } while (cursor !== "0");
+  } finally {
+    redis.disconnect();
   }
 }

@@ -13,12 +13,9 @@
 // Run alone with `node --import tsx bench/startup.ts`; `npm run bench` runs it
 // with the others. Results: bench/results/startup.json.
 
-import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Redis } from "ioredis";
-import pg from "pg";
 import {
   fmtSummary,
   freePort,
@@ -34,6 +31,7 @@ import {
   type Summary,
   progress,
   spawnNode,
+  splitBackends,
 } from "./harness.ts";
 
 const N = 5;
@@ -41,8 +39,6 @@ const DEV_TARGET_MS = 3_000;
 const SPLIT_TARGET_MS = 1_000;
 const START_TIMEOUT_MS = 30_000;
 
-const ADMIN_PG_URL = process.env.BENCH_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
-const REDIS_URL = process.env.BENCH_REDIS_URL ?? "redis://127.0.0.1:6379";
 
 /** One measured start of a server process. */
 interface StartSample {
@@ -124,32 +120,8 @@ async function measureDev(cleanup: Cleanup) {
   return { initialiseMs: init.spawnToServingMs, ...summaryOf(samples) };
 }
 
-async function withAdmin<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: ADMIN_PG_URL });
-  await client.connect();
-  try {
-    return await fn(client);
-  } finally {
-    await client.end();
-  }
-}
-
 async function measureSplit(cleanup: Cleanup) {
-  const suffix = randomBytes(5).toString("hex");
-  const database = `drover_bench_${suffix}`;
-  await withAdmin((c) => c.query(`CREATE DATABASE ${database}`));
-  cleanup.defer(`drop database ${database}`, () => withAdmin((c) => c.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`)));
-  const redisPrefix = `drover-bench-${suffix}:`;
-  cleanup.defer(`delete Redis keys ${redisPrefix}*`, () => deleteRedisKeys(redisPrefix));
-
-  const databaseUrl = new URL(ADMIN_PG_URL);
-  databaseUrl.pathname = `/${database}`;
-  const env: NodeJS.ProcessEnv = {
-    DATABASE_URL: databaseUrl.toString(),
-    REDIS_URL,
-    DROVER_REDIS_PREFIX: redisPrefix,
-    DROVER_ADMIN_TOKEN: `bench-${randomBytes(16).toString("hex")}`,
-  };
+  const { env } = await splitBackends(cleanup);
   const fleetArgs = ["--import", "tsx", "services/fleet/main.ts"];
   const schedulerArgs = ["--import", "tsx", "services/scheduler/main.ts"];
 
@@ -180,21 +152,6 @@ async function measureSplit(cleanup: Cleanup) {
     fleet: { migrateFirstStartMs: fleetMigrate.spawnToServingMs, ...summaryOf(fleetSamples) },
     scheduler: { migrateFirstStartMs: schedulerMigrate.spawnToServingMs, ...summaryOf(schedulerSamples) },
   };
-}
-
-async function deleteRedisKeys(prefix: string): Promise<void> {
-  const redis = new Redis(REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 1 });
-  await redis.connect();
-  try {
-    let cursor = "0";
-    do {
-      const [next, keys] = await redis.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 500);
-      cursor = next;
-      if (keys.length) await redis.del(...keys);
-    } while (cursor !== "0");
-  } finally {
-    redis.disconnect();
-  }
 }
 
 /**
