@@ -94,7 +94,8 @@ async function readCatalog(db: SqlQueryable, schema: string): Promise<Catalog> {
   }
 
   // Key columns only (indnkeyatts), in index order, with DESC where set
-  // (bit 0 of indoption).
+  // (bit 0 of indoption). Partial indexes (indpred) are left out: Prisma
+  // cannot express them, so they live in the migrations alone.
   const indexes = await db.query<{ table_name: string; name: string; primary: boolean; unique: boolean; columns: string }>(
     `SELECT t.relname AS table_name, i.relname AS name, ix.indisprimary AS primary, ix.indisunique AS unique,
             (SELECT string_agg(a.attname || CASE WHEN ix.indoption[k.n] & 1 = 1 THEN ' DESC' ELSE '' END, ',' ORDER BY k.n)
@@ -104,7 +105,7 @@ async function readCatalog(db: SqlQueryable, schema: string): Promise<Catalog> {
        JOIN pg_class i ON i.oid = ix.indexrelid
        JOIN pg_class t ON t.oid = ix.indrelid
        JOIN pg_namespace n ON n.oid = t.relnamespace
-      WHERE n.nspname = $1`,
+      WHERE n.nspname = $1 AND ix.indpred IS NULL`,
     [schema],
   );
   for (const ix of indexes) {

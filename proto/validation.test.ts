@@ -12,7 +12,11 @@ import { pathToString } from "@bufbuild/protobuf/reflect";
 import { createValidator } from "@bufbuild/protovalidate";
 import * as buf from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
 
-import { ListAuctionsRequestSchema, file_drover_bid_v1_bid_service } from "../gen/ts/drover/bid/v1/bid_service_pb.ts";
+import {
+  ExplainPlacementRequestSchema,
+  ListAuctionsRequestSchema,
+  file_drover_bid_v1_bid_service,
+} from "../gen/ts/drover/bid/v1/bid_service_pb.ts";
 import { CommandSchema, ExecSpecSchema, file_drover_common_v1_exec } from "../gen/ts/drover/common/v1/exec_pb.ts";
 import {
   ConstraintsSchema,
@@ -35,6 +39,7 @@ import {
   JobEventSchema,
   LogFrameSchema,
   LogStream,
+  OfferSchema,
   file_drover_fleet_v1_agent_stream,
 } from "../gen/ts/drover/fleet/v1/agent_stream_pb.ts";
 import {
@@ -49,10 +54,13 @@ import {
   ListAgentTokensRequestSchema,
   ListAgentsRequestSchema,
   ListApiTokensRequestSchema,
+  OfferToSchema,
+  RequestBidsRequestSchema,
   RevokeAgentTokenRequestSchema,
   RevokeApiTokenRequestSchema,
   Role,
   SendToAgentRequestSchema,
+  SendToAgentsRequestSchema,
   SetAgentLabelsRequestSchema,
   UncordonAgentRequestSchema,
   UndrainAgentRequestSchema,
@@ -61,10 +69,21 @@ import {
 } from "../gen/ts/drover/fleet/v1/fleet_service_pb.ts";
 import { ReadLogsRequestSchema, Stream, file_drover_log_v1_log_service } from "../gen/ts/drover/log/v1/log_service_pb.ts";
 import {
+  AgentJobEventSchema,
+  CancelJobRequestSchema,
+  ClaimPlaceableJobsRequestSchema,
   GetJobRequestSchema,
   JobSpecSchema,
+  JobState,
+  ListJobsRequestSchema,
+  PlacementSchema,
+  RecordPlacementsRequestSchema,
+  ReportJobEventsRequestSchema,
+  ReportRunningAttemptsRequestSchema,
+  ResubmitJobRequestSchema,
   RetryPolicySchema,
   SubmitJobRequestSchema,
+  WatchJobRequestSchema,
   file_drover_scheduler_v1_scheduler_service,
 } from "../gen/ts/drover/scheduler/v1/scheduler_service_pb.ts";
 
@@ -125,7 +144,7 @@ function replacer(_key: string, value: unknown) {
 
 // Helpers for the "too many" and "too long" cases.
 const chars = (n: number, c = "a") => c.repeat(n);
-const items = (n: number, item = "x") => Array.from({ length: n }, () => item);
+const items = <T = string>(n: number, item: T = "x" as T): T[] => Array.from({ length: n }, () => item);
 const pairs = (n: number, prefix = "K") => Object.fromEntries(Array.from({ length: n }, (_, i) => [`${prefix}${i}`, "v"]));
 
 const exec = { commands: [{ argv: ["true"] }] };
@@ -322,12 +341,207 @@ describe("drover.scheduler.v1 rules", () => {
     valid: { maxBackoff: { seconds: 300n } },
   });
   rule(
+    "RetryPolicy.multiplier is within 1..10 when set",
+    RetryPolicySchema,
+    "multiplier",
+    { invalid: { multiplier: 0.5 }, expect: { path: "multiplier", ruleId: "double.gte_lte" }, valid: { multiplier: 1 } },
+    { invalid: { multiplier: 10.01 }, expect: { path: "multiplier", ruleId: "double.gte_lte" }, valid: { multiplier: 10 } },
+    { invalid: { multiplier: -2 }, expect: { path: "multiplier", ruleId: "double.gte_lte" }, valid: { multiplier: 2 } },
+    // 0 means the default (2), so it is not checked; NaN is not 0.
+    { invalid: { multiplier: Number.NaN }, expect: { path: "multiplier", ruleId: "double.gte_lte" }, valid: { multiplier: 0 } },
+  );
+  rule("RetryPolicy.non_retryable_exit_codes holds at most 64 codes", RetryPolicySchema, "non_retryable_exit_codes", {
+    invalid: { nonRetryableExitCodes: Array.from({ length: 65 }, (_, i) => i) },
+    expect: { path: "non_retryable_exit_codes", ruleId: "repeated.max_items" },
+    // Any int32 is a code, negative ones included.
+    valid: { nonRetryableExitCodes: Array.from({ length: 64 }, (_, i) => i - 1) },
+  });
+  rule(
     "GetJobRequest.id must be a UUID",
     GetJobRequestSchema,
     "id",
     { invalid: { id: "job-1" }, expect: { path: "id", ruleId: "string.uuid" }, valid: { id: uuid } },
     { invalid: { id: "" }, expect: { path: "id", ruleId: "string.uuid_empty" }, valid: { id: uuid.toUpperCase() } },
   );
+
+  rule("ListJobsRequest.state must be a defined state", ListJobsRequestSchema, "state", {
+    invalid: { state: 10 as JobState },
+    expect: { path: "state", ruleId: "enum.defined_only" },
+    // JOB_STATE_UNSPECIFIED is defined: it means all jobs.
+    valid: { state: JobState.UNSPECIFIED },
+  });
+  rule("ListJobsRequest.page_size is at most 1000", ListJobsRequestSchema, "page_size", {
+    invalid: { state: JobState.DEAD, pageSize: 1001 },
+    expect: { path: "page_size", ruleId: "uint32.lte" },
+    valid: { state: JobState.DEAD, pageSize: 1000 },
+  });
+  rule("ListJobsRequest.page_token is at most 256 characters", ListJobsRequestSchema, "page_token", {
+    invalid: { pageToken: chars(257) },
+    expect: { path: "page_token", ruleId: "string.max_len" },
+    valid: { pageToken: chars(256) },
+  });
+
+  rule(
+    "CancelJobRequest.id must be a UUID",
+    CancelJobRequestSchema,
+    "id",
+    { invalid: { id: "job-1" }, expect: { path: "id", ruleId: "string.uuid" }, valid: { id: uuid } },
+    { invalid: { id: "" }, expect: { path: "id", ruleId: "string.uuid_empty" }, valid: { id: uuid.toUpperCase() } },
+  );
+  rule(
+    "CancelJobRequest.grace_period is within 0..1 hour",
+    CancelJobRequestSchema,
+    "grace_period",
+    {
+      invalid: { id: uuid, gracePeriod: { nanos: -1 } },
+      expect: { path: "grace_period", ruleId: "duration.gte_lte" },
+      valid: { id: uuid, gracePeriod: {} },
+    },
+    {
+      invalid: { id: uuid, gracePeriod: { seconds: 3600n, nanos: 1 } },
+      expect: { path: "grace_period", ruleId: "duration.gte_lte" },
+      valid: { id: uuid, gracePeriod: { seconds: 3600n } },
+    },
+  );
+  rule("CancelJobRequest.reason is at most 1024 characters", CancelJobRequestSchema, "reason", {
+    invalid: { id: uuid, reason: chars(1025) },
+    expect: { path: "reason", ruleId: "string.max_len" },
+    valid: { id: uuid, reason: chars(1024) },
+  });
+
+  rule(
+    "WatchJobRequest.id must be a UUID",
+    WatchJobRequestSchema,
+    "id",
+    { invalid: { id: `${uuid} ` }, expect: { path: "id", ruleId: "string.uuid" }, valid: { id: uuid } },
+    { invalid: { id: "" }, expect: { path: "id", ruleId: "string.uuid_empty" }, valid: { id: uuid.toUpperCase() } },
+  );
+
+  rule(
+    "ResubmitJobRequest.id must be a UUID",
+    ResubmitJobRequestSchema,
+    "id",
+    { invalid: { id: "job-1" }, expect: { path: "id", ruleId: "string.uuid" }, valid: { id: uuid } },
+    { invalid: { id: "" }, expect: { path: "id", ruleId: "string.uuid_empty" }, valid: { id: uuid.toUpperCase() } },
+  );
+  rule("ResubmitJobRequest.idempotency_key is at most 128 characters", ResubmitJobRequestSchema, "idempotency_key", {
+    invalid: { id: uuid, idempotencyKey: chars(129) },
+    expect: { path: "idempotency_key", ruleId: "string.max_len" },
+    valid: { id: uuid, idempotencyKey: chars(128) },
+  });
+
+  const claim = { bidder: "bid-0", maxJobs: 100 };
+  rule(
+    "ClaimPlaceableJobsRequest.bidder is 1 to 128 characters",
+    ClaimPlaceableJobsRequestSchema,
+    "bidder",
+    { invalid: { ...claim, bidder: "" }, expect: { path: "bidder", ruleId: "string.min_len" }, valid: { ...claim, bidder: "b" } },
+    { invalid: { ...claim, bidder: chars(129) }, expect: { path: "bidder", ruleId: "string.max_len" }, valid: { ...claim, bidder: chars(128) } },
+  );
+  rule(
+    "ClaimPlaceableJobsRequest.max_jobs is within 1..1000",
+    ClaimPlaceableJobsRequestSchema,
+    "max_jobs",
+    { invalid: { ...claim, maxJobs: 0 }, expect: { path: "max_jobs", ruleId: "uint32.gte_lte" }, valid: { ...claim, maxJobs: 1 } },
+    { invalid: { ...claim, maxJobs: 1001 }, expect: { path: "max_jobs", ruleId: "uint32.gte_lte" }, valid: { ...claim, maxJobs: 1000 } },
+  );
+  rule(
+    "ClaimPlaceableJobsRequest.wait is within 0..30 seconds",
+    ClaimPlaceableJobsRequestSchema,
+    "wait",
+    { invalid: { ...claim, wait: { seconds: -1n } }, expect: { path: "wait", ruleId: "duration.gte_lte" }, valid: { ...claim, wait: {} } },
+    {
+      invalid: { ...claim, wait: { seconds: 30n, nanos: 1 } },
+      expect: { path: "wait", ruleId: "duration.gte_lte" },
+      valid: { ...claim, wait: { seconds: 30n } },
+    },
+  );
+
+  const placement = { jobId: uuid, claimId: "c1" };
+  rule(
+    "Placement.job_id must be a UUID",
+    PlacementSchema,
+    "job_id",
+    { invalid: { ...placement, jobId: "job-1" }, expect: { path: "job_id", ruleId: "string.uuid" }, valid: placement },
+    { invalid: { ...placement, jobId: "" }, expect: { path: "job_id", ruleId: "string.uuid_empty" }, valid: { ...placement, jobId: uuid.toUpperCase() } },
+  );
+  rule(
+    "Placement.claim_id is 1 to 64 characters",
+    PlacementSchema,
+    "claim_id",
+    { invalid: { ...placement, claimId: "" }, expect: { path: "claim_id", ruleId: "string.min_len" }, valid: { ...placement, claimId: "c" } },
+    { invalid: { ...placement, claimId: chars(65) }, expect: { path: "claim_id", ruleId: "string.max_len" }, valid: { ...placement, claimId: chars(64) } },
+  );
+  rule("Placement.agent_id is at most 64 characters", PlacementSchema, "agent_id", {
+    invalid: { ...placement, agentId: chars(65) },
+    expect: { path: "agent_id", ruleId: "string.max_len" },
+    // Empty: no winner.
+    valid: { ...placement, agentId: "" },
+  });
+  rule(
+    "Placement.auction_id must be a UUID when set",
+    PlacementSchema,
+    "auction_id",
+    { invalid: { ...placement, auctionId: "auction-1" }, expect: { path: "auction_id", ruleId: "string.uuid" }, valid: { ...placement, auctionId: uuid } },
+    // Empty means no auction was recorded, so it is not checked.
+    { invalid: { ...placement, auctionId: " " }, expect: { path: "auction_id", ruleId: "string.uuid" }, valid: { ...placement, auctionId: "" } },
+  );
+  rule("Placement.wait_reason is at most 1024 characters", PlacementSchema, "wait_reason", {
+    invalid: { ...placement, waitReason: chars(1025) },
+    expect: { path: "wait_reason", ruleId: "string.max_len" },
+    valid: { ...placement, waitReason: chars(1024) },
+  });
+  rule(
+    "RecordPlacementsRequest.placements holds 1 to 1000 placements",
+    RecordPlacementsRequestSchema,
+    "placements",
+    { invalid: { placements: [] }, expect: { path: "placements", ruleId: "repeated.min_items" }, valid: { placements: [placement] } },
+    {
+      invalid: { placements: items(1001, placement) },
+      expect: { path: "placements", ruleId: "repeated.max_items" },
+      valid: { placements: items(1000, placement) },
+    },
+  );
+
+  const agentJobEvent = { agentId: "ag_1", event: { eventId: "e1", attemptId: "a1", state: AttemptState.RUNNING } };
+  rule(
+    "AgentJobEvent.agent_id is 1 to 64 characters",
+    AgentJobEventSchema,
+    "agent_id",
+    { invalid: { ...agentJobEvent, agentId: "" }, expect: { path: "agent_id", ruleId: "string.min_len" }, valid: agentJobEvent },
+    { invalid: { ...agentJobEvent, agentId: chars(65) }, expect: { path: "agent_id", ruleId: "string.max_len" }, valid: { ...agentJobEvent, agentId: chars(64) } },
+  );
+  rule("AgentJobEvent.event is required", AgentJobEventSchema, "event", {
+    invalid: { agentId: "ag_1" },
+    expect: { path: "event", ruleId: "required" },
+    valid: agentJobEvent,
+  });
+  rule(
+    "ReportJobEventsRequest.events holds 1 to 10000 events",
+    ReportJobEventsRequestSchema,
+    "events",
+    { invalid: { events: [] }, expect: { path: "events", ruleId: "repeated.min_items" }, valid: { events: [agentJobEvent] } },
+    {
+      invalid: { events: items(10_001, agentJobEvent) },
+      expect: { path: "events", ruleId: "repeated.max_items" },
+      valid: { events: items(10_000, agentJobEvent) },
+    },
+  );
+
+  rule(
+    "ReportRunningAttemptsRequest.agent_id is 1 to 64 characters",
+    ReportRunningAttemptsRequestSchema,
+    "agent_id",
+    { invalid: { agentId: "" }, expect: { path: "agent_id", ruleId: "string.min_len" }, valid: { agentId: "ag_1" } },
+    { invalid: { agentId: chars(65) }, expect: { path: "agent_id", ruleId: "string.max_len" }, valid: { agentId: chars(64) } },
+  );
+  const running = { attemptId: "a1", jobId: uuid, state: AttemptState.RUNNING };
+  rule("ReportRunningAttemptsRequest.running holds at most 10000 attempts", ReportRunningAttemptsRequestSchema, "running", {
+    invalid: { agentId: "ag_1", running: items(10_001, running) },
+    expect: { path: "running", ruleId: "repeated.max_items" },
+    // None running is the usual case after a restart.
+    valid: { agentId: "ag_1", running: [] },
+  });
 
   it("reports a rule broken deep inside a request with the whole field path", () => {
     assert.deepEqual(violationsOf(SubmitJobRequestSchema, { spec: { exec: { commands: [{ argv: [] }] } } }), [
@@ -415,6 +629,14 @@ describe("drover.bid.v1 rules", () => {
     expect: { path: "page_token", ruleId: "string.max_len" },
     valid: { pageToken: chars(256) },
   });
+  rule(
+    "ExplainPlacementRequest.job_id must be a UUID",
+    ExplainPlacementRequestSchema,
+    "job_id",
+    { invalid: { jobId: "job-1" }, expect: { path: "job_id", ruleId: "string.uuid" }, valid: { jobId: uuid } },
+    // Unlike ListAuctionsRequest.job_id, it must be set.
+    { invalid: { jobId: "" }, expect: { path: "job_id", ruleId: "string.uuid_empty" }, valid: { jobId: uuid.toUpperCase() } },
+  );
 });
 
 describe("drover.log.v1 rules", () => {
@@ -616,6 +838,64 @@ describe("drover.fleet.v1 agent and registration token rules", () => {
     // An empty message passes validation; the service answers it (INVALID_ARGUMENT, "one of ... must be set").
     valid: { agentId, message: {} },
   });
+  rule(
+    "SendToAgentsRequest.messages holds 1 to 1000 messages",
+    SendToAgentsRequestSchema,
+    "messages",
+    { invalid: { messages: [] }, expect: { path: "messages", ruleId: "repeated.min_items" }, valid: { messages: [{ agentId, message }] } },
+    {
+      invalid: { messages: items(1001, { agentId, message }) },
+      expect: { path: "messages", ruleId: "repeated.max_items" },
+      valid: { messages: items(1000, { agentId, message }) },
+    },
+  );
+
+  const offer = { offerId: "o1", jobId: uuid };
+  rule(
+    "OfferTo.agent_id is 1 to 64 characters",
+    OfferToSchema,
+    "agent_id",
+    { invalid: { agentId: "", offer }, expect: { path: "agent_id", ruleId: "string.min_len" }, valid: { agentId, offer } },
+    { invalid: { agentId: chars(65), offer }, expect: { path: "agent_id", ruleId: "string.max_len" }, valid: { agentId: chars(64), offer } },
+  );
+  rule("OfferTo.offer is required", OfferToSchema, "offer", {
+    invalid: { agentId },
+    expect: { path: "offer", ruleId: "required" },
+    valid: { agentId, offer },
+  });
+  const offerTo = { agentId, offer };
+  rule(
+    "RequestBidsRequest.offers holds 1 to 10000 offers",
+    RequestBidsRequestSchema,
+    "offers",
+    { invalid: { offers: [] }, expect: { path: "offers", ruleId: "repeated.min_items" }, valid: { offers: [offerTo] } },
+    {
+      invalid: { offers: items(10_001, offerTo) },
+      expect: { path: "offers", ruleId: "repeated.max_items" },
+      valid: { offers: items(10_000, offerTo) },
+    },
+  );
+  rule(
+    "RequestBidsRequest.window is within 1 ms..10 s when set",
+    RequestBidsRequestSchema,
+    "window",
+    {
+      invalid: { offers: [offerTo], window: { nanos: 999_999 } },
+      expect: { path: "window", ruleId: "duration.gte_lte" },
+      valid: { offers: [offerTo], window: { nanos: 1_000_000 } },
+    },
+    {
+      // Set to zero is not the same as unset.
+      invalid: { offers: [offerTo], window: {} },
+      expect: { path: "window", ruleId: "duration.gte_lte" },
+      valid: { offers: [offerTo] },
+    },
+    {
+      invalid: { offers: [offerTo], window: { seconds: 10n, nanos: 1 } },
+      expect: { path: "window", ruleId: "duration.gte_lte" },
+      valid: { offers: [offerTo], window: { seconds: 10n } },
+    },
+  );
 });
 
 describe("drover.fleet.v1 agent stream rules", () => {
@@ -666,6 +946,13 @@ describe("drover.fleet.v1 agent stream rules", () => {
     ]);
   });
 
+  rule(
+    "Offer.offer_id is 1 to 128 characters",
+    OfferSchema,
+    "offer_id",
+    { invalid: { offerId: "" }, expect: { path: "offer_id", ruleId: "string.min_len" }, valid: { offerId: "o1" } },
+    { invalid: { offerId: chars(129) }, expect: { path: "offer_id", ruleId: "string.max_len" }, valid: { offerId: chars(128) } },
+  );
   rule("Bid.offer_id is required", BidSchema, "offer_id", {
     invalid: { score: 0.5 },
     expect: { path: "offer_id", ruleId: "string.min_len" },

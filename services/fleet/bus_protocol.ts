@@ -7,6 +7,9 @@
 //                                   the agent's stream (it subscribes while it does)
 //   channel   fleet:agent-events    WatchAgentsResponse (binary): every change
 //                                   of an agent, to every replica's watchers
+//   channel   fleet:offer-replies:<replica>
+//                                   OfferReply (binary): an agent's bid or
+//                                   decline, to the replica that sent the offer
 //   lock      fleet:sweeper         held by the replica that runs the sweeper
 
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
@@ -18,6 +21,11 @@ export const PRESENCE_PREFIX = "fleet:agent:";
 
 export function agentChannel(agentId: string): string {
   return `fleet:agent:${agentId}`;
+}
+
+/** Where a replica hears the answers to the offers it sent (RequestBids). */
+export function offerRepliesChannel(replica: string): string {
+  return `fleet:offer-replies:${replica}`;
 }
 
 export function presenceKey(agentId: string): string {
@@ -52,13 +60,16 @@ export type AgentCommand =
   /** The agent opened a stream (this session, at this time) elsewhere: end older ones. */
   | { kind: "takeover"; sessionId: string; connectedAt: number; replica: string }
   /** A credential of the agent was revoked: end a stream opened with it (any stream when tokenId is empty). */
-  | { kind: "revoked"; tokenId: string };
+  | { kind: "revoked"; tokenId: string }
+  /** Send this Offer to the agent and route its answer to replica `replyTo`. */
+  | { kind: "offer"; replyTo: string; message: ConnectResponse };
 
 // One byte of kind, then the body: a ConnectResponse for deliver (the hot
 // path, no JSON), JSON for the rest.
 const DELIVER = 1;
 const TAKEOVER = 2;
 const REVOKED = 3;
+const OFFER = 4;
 
 export function encodeCommand(command: AgentCommand): Uint8Array {
   if (command.kind === "deliver") {
@@ -66,6 +77,18 @@ export function encodeCommand(command: AgentCommand): Uint8Array {
     const out = new Uint8Array(body.length + 1);
     out[0] = DELIVER;
     out.set(body, 1);
+    return out;
+  }
+  if (command.kind === "offer") {
+    // kind, replyTo's length (one byte: replica names are short), replyTo, the message.
+    const replyTo = new TextEncoder().encode(command.replyTo);
+    if (replyTo.length > 255) throw new Error("encodeCommand: replyTo is longer than 255 bytes");
+    const body = toBinary(ConnectResponseSchema, command.message);
+    const out = new Uint8Array(2 + replyTo.length + body.length);
+    out[0] = OFFER;
+    out[1] = replyTo.length;
+    out.set(replyTo, 2);
+    out.set(body, 2 + replyTo.length);
     return out;
   }
   const { kind, ...rest } = command;
@@ -85,6 +108,12 @@ export function decodeCommand(bytes: Uint8Array): AgentCommand {
     case TAKEOVER: {
       const t = JSON.parse(new TextDecoder().decode(body)) as { sessionId: string; connectedAt: number; replica: string };
       return { kind: "takeover", sessionId: String(t.sessionId), connectedAt: Number(t.connectedAt), replica: String(t.replica) };
+    }
+    case OFFER: {
+      const end = 2 + (bytes[1] ?? 0);
+      if (end > bytes.length) throw new Error("offer command: truncated");
+      const replyTo = new TextDecoder().decode(bytes.subarray(2, end));
+      return { kind: "offer", replyTo, message: fromBinary(ConnectResponseSchema, bytes.subarray(end)) };
     }
     case REVOKED: {
       const r = JSON.parse(new TextDecoder().decode(body)) as { tokenId: string };

@@ -14,6 +14,7 @@ import { AgentTokenStore } from "./agent_token_store.ts";
 import { AgentEvents } from "./events.ts";
 import { AgentHub } from "./hub.ts";
 import { startLoadLog } from "./load_log.ts";
+import { OfferRouter } from "./offers.ts";
 import { Outbox } from "./outbox.ts";
 import { FleetServiceImpl, fleetRoutes } from "./service.ts";
 import { CountingSink, type AgentMessageSink } from "./sink.ts";
@@ -55,13 +56,15 @@ export function createFleet(deps: FleetDeps): Fleet {
   const events = new AgentEvents(deps.bus, log);
   const transitions = new Transitions(store, events, log);
   const sink = deps.sink ?? new CountingSink(log.child({ component: "agent-sink" }));
-  const hub = new AgentHub({
+  const offers = new OfferRouter({ bus: deps.bus, replica, session: (agentId) => hub.session(agentId), log: log.child({ component: "offers" }) });
+  const hub: AgentHub = new AgentHub({
     store,
     outbox,
     events,
     transitions,
     bus: deps.bus,
     sink,
+    offers,
     settings: deps.settings,
     replica,
     log: log.child({ component: "agent-hub" }),
@@ -72,6 +75,7 @@ export function createFleet(deps: FleetDeps): Fleet {
     store,
     outbox,
     hub,
+    offers,
     events,
     bus: deps.bus,
     settings: deps.settings,
@@ -92,6 +96,7 @@ export function createFleet(deps: FleetDeps): Fleet {
       if (started) return;
       started = true;
       await events.start();
+      await offers.start();
       hub.start();
       sweeper.start();
       stopLoadLog = startLoadLog(hub, log.child({ component: "load" }));
@@ -101,6 +106,7 @@ export function createFleet(deps: FleetDeps): Fleet {
         if (!started) return;
         stopLoadLog?.();
         await sweeper.stop();
+        await offers.stop();
         await hub.stop();
         await events.stop();
       })();

@@ -39,6 +39,7 @@ import { agentChannel, decodeCommand, encodeCommand, presenceKey, parsePresence,
 import { agentMessage, livenessOf } from "./convert.ts";
 import { AgentEventKind, type AgentEvents } from "./events.ts";
 import { livenessAt, livenessReason, type Liveness } from "./liveness.ts";
+import type { OfferRouter } from "./offers.ts";
 import type { Outbox } from "./outbox.ts";
 import { AgentSession } from "./session.ts";
 import type { AgentMessageSink } from "./sink.ts";
@@ -61,6 +62,8 @@ export interface HubDeps {
   transitions: Transitions;
   bus: Bus;
   sink: AgentMessageSink;
+  /** Routes agents' answers to offers back to the replica that sent them. */
+  offers: OfferRouter;
   settings: FleetSettings;
   /** This replica's name, in presence values and takeovers. */
   replica: string;
@@ -304,11 +307,15 @@ export class AgentHub {
         return;
       }
       case "bid":
-        return sink.bid(session.agentId, m.value);
       case "decline":
-        return sink.decline(session.agentId, m.value);
-      case "jobEvent":
-        return sink.jobEvent(session.agentId, m.value);
+        return this.deps.offers.answer(session, m);
+      case "jobEvent": {
+        // Acknowledged only once its owner has it: until then the agent
+        // keeps it and sends it again after a reconnect.
+        await sink.jobEvent(session.agentId, m.value);
+        session.send(create(ConnectResponseSchema, { message: { case: "eventAck", value: { eventIds: [m.value.eventId] } } }));
+        return;
+      }
       case "logFrame":
         return sink.logFrame(session.agentId, m.value);
       case "hello":
@@ -454,6 +461,9 @@ export class AgentHub {
     switch (command.kind) {
       case "deliver":
         session.deliver(command.message);
+        return;
+      case "offer":
+        this.deps.offers.deliver(session, command.replyTo, command.message);
         return;
       case "revoked":
         if (command.tokenId === "" || command.tokenId === session.tokenId) {

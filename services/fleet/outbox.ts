@@ -58,6 +58,42 @@ export class Outbox {
     }
   }
 
+  /**
+   * Stores many messages (message_ids set) in one statement, in order;
+   * resolves one outcome per message, as store() would.
+   */
+  async storeMany(items: readonly { agentId: string; message: ConnectResponse }[]): Promise<StoreOutcome[]> {
+    if (items.length === 0) return [];
+    const rows = items.map(({ agentId, message }, ord) => {
+      if (!message.messageId) throw new Error("Outbox.storeMany: a message has no message_id");
+      return { ord, agent_id: agentId, message_id: message.messageId, payload: Buffer.from(toBinary(ConnectResponseSchema, message)).toString("base64") };
+    });
+    // The outer SELECT sees the table as it was before the INSERT, so a row
+    // found in "m" is one stored earlier: a resend.
+    const found = await this.db.$queryRawUnsafe<{ ord: number; stored: boolean; agent: boolean; acked: boolean }[]>(
+      `WITH input AS (
+         SELECT * FROM jsonb_to_recordset($1::jsonb) AS t(ord int, agent_id text, message_id text, payload text)
+       ), ins AS (
+         INSERT INTO "fleet"."agent_messages" ("agent_id", "message_id", "payload")
+         SELECT i.agent_id, i.message_id, decode(i.payload, 'base64')
+           FROM input i JOIN "fleet"."agents" a ON a.id = i.agent_id
+          ORDER BY i.ord
+         ON CONFLICT ("agent_id", "message_id") DO NOTHING
+         RETURNING "agent_id", "message_id"
+       )
+       SELECT i.ord, (ins.message_id IS NOT NULL) AS stored, (a.id IS NOT NULL) AS agent, (m.acked_at IS NOT NULL) AS acked
+         FROM input i
+         LEFT JOIN ins ON ins.agent_id = i.agent_id AND ins.message_id = i.message_id
+         LEFT JOIN "fleet"."agents" a ON a.id = i.agent_id
+         LEFT JOIN "fleet"."agent_messages" m ON m.agent_id = i.agent_id AND m.message_id = i.message_id
+        ORDER BY i.ord`,
+      JSON.stringify(rows),
+    );
+    const outcomes: StoreOutcome[] = new Array(items.length).fill("pending");
+    for (const r of found) outcomes[r.ord] = !r.agent ? "no-agent" : r.stored ? "stored" : r.acked ? "acked" : "pending";
+    return outcomes;
+  }
+
   /** The agent's unacknowledged messages, oldest first. */
   async unacked(agentId: string): Promise<ConnectResponse[]> {
     const rows = await this.db.agentMessage.findMany({

@@ -27,6 +27,8 @@ import {
   type UndrainAgentRequest,
   type WatchAgentsRequest,
   type WatchAgentsResponse,
+  type RequestBidsRequest,
+  type SendToAgentsRequest,
 } from "../../gen/ts/drover/fleet/v1/fleet_service_pb.ts";
 import type { Bus } from "../../lib/bus/bus.ts";
 import type { FleetSettings } from "../../lib/config.ts";
@@ -42,6 +44,7 @@ import { agentMessage, agentTokenMessage, livenessOf, ts } from "./convert.ts";
 import type { AgentEvents } from "./events.ts";
 import type { AgentHub } from "./hub.ts";
 import { matchesSelector } from "./labels.ts";
+import type { OfferRouter } from "./offers.ts";
 import { needsAck, newMessageId, type Outbox } from "./outbox.ts";
 import { MessageQueue } from "./queue.ts";
 import type { TokenRecord, TokenStore } from "./token_store.ts";
@@ -55,6 +58,9 @@ export const fleetAccess: Record<string, AccessRule> = {
   AuthenticateToken: [Role.ADMIN],
   // Agents present a credential or a registration token; the handler checks both.
   Connect: "open",
+  // For services (they call with the admin token): raw offers and bulk messages.
+  RequestBids: [Role.ADMIN],
+  SendToAgents: [Role.ADMIN],
 };
 
 // Most events queued for one WatchAgents stream before it is ended as too slow.
@@ -79,11 +85,15 @@ export interface AgentParts {
   store: AgentStore;
   outbox: Outbox;
   hub: AgentHub;
+  offers: OfferRouter;
   events: AgentEvents;
   bus: Bus;
   settings: FleetSettings;
   log: Logger;
 }
+
+/** How long RequestBids collects answers when the request does not say. */
+export const DEFAULT_BID_WINDOW_MS = 50;
 
 /**
  * FleetService: bearer tokens, registration tokens, the agent stream and the
@@ -273,6 +283,51 @@ export class FleetServiceImpl implements Partial<ServiceImpl<typeof FleetService
       throw new ConnectError("message: Welcome is sent by Fleet itself, in answer to Hello", Code.InvalidArgument);
     }
     return this.deliver(req.agentId, message);
+  }
+
+  async sendToAgents(req: SendToAgentsRequest) {
+    const { outbox, bus, log } = this.agents;
+    const messages = req.messages.map((m, i) => {
+      const message = clone(ConnectResponseSchema, m.message!);
+      const c = message.message.case;
+      if (c === undefined || c === "welcome") {
+        throw new ConnectError(`messages[${i}].message: one of offer, assignment, cancel, log_ack, event_ack or drain must be set`, Code.InvalidArgument);
+      }
+      if (needsAck(message) && message.messageId === "") message.messageId = newMessageId();
+      if (!needsAck(message)) message.messageId = "";
+      return { agentId: m.agentId, message };
+    });
+    const durable = messages.map((m, i) => ({ ...m, i })).filter((m) => needsAck(m.message));
+    const outcomes = await outbox.storeMany(durable);
+    const skip = new Set<number>();
+    durable.forEach((m, j) => {
+      if (outcomes[j] === "no-agent") throw new ConnectError(`messages[${m.i}].agent_id: agent ${m.agentId} not found`, Code.NotFound);
+      if (outcomes[j] === "acked") skip.add(m.i);
+    });
+    const agents = [...new Set(messages.map((m) => m.agentId))];
+    const present = new Map<string, boolean>();
+    await Promise.all(
+      agents.map(async (agentId) => present.set(agentId, (await bus.getPresence(presenceKey(agentId)).catch(() => null)) !== null)),
+    );
+    await Promise.all(
+      messages.map(({ agentId, message }, i) =>
+        skip.has(i)
+          ? undefined
+          : bus.publish(agentChannel(agentId), encodeCommand({ kind: "deliver", message })).catch((err) => {
+              // Stored ones go out on the agent's next Hello.
+              log.warn({ err, agentId, messageId: message.messageId }, "could not publish an agent message");
+              if (!needsAck(message)) present.set(agentId, false);
+            }),
+      ),
+    );
+    return {
+      results: messages.map(({ agentId, message }, i) => ({ messageId: message.messageId, delivered: skip.has(i) || (present.get(agentId) ?? false) })),
+    };
+  }
+
+  async requestBids(req: RequestBidsRequest) {
+    const windowMs = req.window ? durationMs(req.window) : DEFAULT_BID_WINDOW_MS;
+    return { replies: await this.agents.offers.request(req.offers, windowMs) };
   }
 
   // ---- Helpers -------------------------------------------------------------------

@@ -34,6 +34,8 @@ export class AgentSession {
   /** A status write for it is in flight. */
   transitioning = false;
   detached = false;
+  /** Offers sent on this stream and not yet answered: where each answer goes, and until when (ms). */
+  readonly offers = new Map<string, { replyTo: string; until: number }>();
 
   private readonly out = new MessageQueue<ConnectResponse>(MAX_QUEUED_PER_AGENT);
   // Live deliveries that arrive while the outbox is replayed wait here, so

@@ -1,9 +1,10 @@
-// Where the work messages agents send (bids, declines, job events, log
-// frames) go. Fleet only carries them: the scheduling issue plugs Bid and
-// the Scheduler in here, the log issue plugs Log in. Until then they are
-// counted and logged at debug level.
+// Where the work messages agents send (job events, log frames, and what
+// they run when they connect) go. Fleet only carries them: the Scheduler
+// takes job events and running attempts (scheduler_sink.ts), the log issue
+// plugs Log in. Bids and declines do not come here: they go back to whoever
+// sent the offer (offers.ts).
 
-import type { Bid, Decline, Hello, JobEvent, LogFrame } from "../../gen/ts/drover/fleet/v1/agent_stream_pb.ts";
+import type { Hello, JobEvent, LogFrame } from "../../gen/ts/drover/fleet/v1/agent_stream_pb.ts";
 import type { Logger } from "../../lib/logger.ts";
 
 /**
@@ -15,31 +16,20 @@ import type { Logger } from "../../lib/logger.ts";
 export interface AgentMessageSink {
   /** A stream opened: what the agent says it runs and how far its logs go (Hello.running, Hello.log_offsets). */
   connected(agentId: string, hello: Hello): void | Promise<void>;
-  bid(agentId: string, bid: Bid): void | Promise<void>;
-  decline(agentId: string, decline: Decline): void | Promise<void>;
+  /** An attempt's event; once this resolves the agent is told it is recorded (EventAck). */
   jobEvent(agentId: string, event: JobEvent): void | Promise<void>;
   logFrame(agentId: string, frame: LogFrame): void | Promise<void>;
 }
 
-/** The sink until the scheduling and log issues: counts and logs at debug. */
+/** A sink that records nothing: counts and logs at debug (Fleet on its own, and tests). */
 export class CountingSink implements AgentMessageSink {
-  readonly counts = { connected: 0, bid: 0, decline: 0, jobEvent: 0, logFrame: 0 };
+  readonly counts = { connected: 0, jobEvent: 0, logFrame: 0 };
 
   constructor(private readonly log?: Logger) {}
 
   connected(agentId: string, hello: Hello): void {
     this.counts.connected++;
     this.log?.debug({ agentId, running: hello.running.length, logOffsets: hello.logOffsets.length }, "agent connected");
-  }
-
-  bid(agentId: string, bid: Bid): void {
-    this.counts.bid++;
-    this.log?.debug({ agentId, offerId: bid.offerId, score: bid.score }, "bid received (not forwarded yet)");
-  }
-
-  decline(agentId: string, decline: Decline): void {
-    this.counts.decline++;
-    this.log?.debug({ agentId, offerId: decline.offerId }, "decline received (not forwarded yet)");
   }
 
   jobEvent(agentId: string, event: JobEvent): void {

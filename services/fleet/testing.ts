@@ -32,6 +32,7 @@ import { startServer, type RunningServer } from "../../lib/host/server.ts";
 import { createLogger, type Logger } from "../../lib/logger.ts";
 import { accessTables } from "../registry.ts";
 import { createFleet, type Fleet } from "./fleet.ts";
+import type { AgentMessageSink } from "./sink.ts";
 
 /** A Fleet server for one test file. */
 export interface TestFleet {
@@ -49,7 +50,7 @@ export interface TestFleet {
 }
 
 export async function startTestFleet(
-  opts: { settings?: Partial<FleetSettings>; db?: Database; bus?: Bus; logger?: Logger; replica?: string } = {},
+  opts: { settings?: Partial<FleetSettings>; db?: Database; bus?: Bus; logger?: Logger; replica?: string; sink?: AgentMessageSink } = {},
 ): Promise<TestFleet> {
   const ownDb = opts.db === undefined;
   const db = opts.db ?? (await openPglite("memory://"));
@@ -58,7 +59,7 @@ export async function startTestFleet(
   const logger = opts.logger ?? createLogger((process.env.DROVER_TEST_LOG_LEVEL as "debug" | undefined) ?? "silent");
   const settings = { ...defaultFleetSettings(), ...opts.settings };
   await migrate(db.executor, "fleet");
-  const fleet = createFleet({ db: db.prismaFor("fleet"), bus, settings, logger, replica: opts.replica });
+  const fleet = createFleet({ db: db.prismaFor("fleet"), bus, settings, logger, replica: opts.replica, sink: opts.sink });
   const { secret: adminSecret } = await fleet.tokens.create("test admin", Role.ADMIN);
   await fleet.start();
   const server = await startServer({

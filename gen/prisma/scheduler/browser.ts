@@ -22,3 +22,8 @@ export * from './enums.ts';
  * A unit of work submitted to the cluster and its place in the lifecycle.
  */
 export type Job = Prisma.JobModel
+/**
+ * Model Attempt
+ * One try at running a job on one agent, under a lease.
+ */
+export type Attempt = Prisma.AttemptModel

@@ -46,3 +46,8 @@ export { Prisma }
  * A unit of work submitted to the cluster and its place in the lifecycle.
  */
 export type Job = Prisma.JobModel
+/**
+ * Model Attempt
+ * One try at running a job on one agent, under a lease.
+ */
+export type Attempt = Prisma.AttemptModel

@@ -9,4 +9,5 @@
  * 🟢 You can import this file directly.
  */
 export type * from './models/Job.ts'
+export type * from './models/Attempt.ts'
 export type * from './commonInputTypes.ts'

@@ -51,7 +51,8 @@ export const AnyNull = runtime.AnyNull
 
 
 export const ModelName = {
-  Job: 'Job'
+  Job: 'Job',
+  Attempt: 'Attempt'
 } as const
 
 export type ModelName = (typeof ModelName)[keyof typeof ModelName]
@@ -77,10 +78,40 @@ export const JobScalarFieldEnum = {
   priority: 'priority',
   idempotencyKey: 'idempotencyKey',
   createdAt: 'createdAt',
-  updatedAt: 'updatedAt'
+  updatedAt: 'updatedAt',
+  attemptCount: 'attemptCount',
+  failureCount: 'failureCount',
+  lostCount: 'lostCount',
+  currentAttemptId: 'currentAttemptId',
+  notBefore: 'notBefore',
+  waitingForCapacity: 'waitingForCapacity',
+  waitReason: 'waitReason',
+  claimId: 'claimId',
+  claimExpiresAt: 'claimExpiresAt',
+  endReason: 'endReason',
+  endedAt: 'endedAt'
 } as const
 
 export type JobScalarFieldEnum = (typeof JobScalarFieldEnum)[keyof typeof JobScalarFieldEnum]
+
+
+export const AttemptScalarFieldEnum = {
+  id: 'id',
+  jobId: 'jobId',
+  number: 'number',
+  agentId: 'agentId',
+  state: 'state',
+  auctionId: 'auctionId',
+  createdAt: 'createdAt',
+  startedAt: 'startedAt',
+  endedAt: 'endedAt',
+  exitCode: 'exitCode',
+  signal: 'signal',
+  reason: 'reason',
+  leaseExpiresAt: 'leaseExpiresAt'
+} as const
+
+export type AttemptScalarFieldEnum = (typeof AttemptScalarFieldEnum)[keyof typeof AttemptScalarFieldEnum]
 
 
 export const SortOrder = {

@@ -28,10 +28,16 @@ export type AggregateJob = {
 
 export type JobAvgAggregateOutputType = {
   priority: number | null
+  attemptCount: number | null
+  failureCount: number | null
+  lostCount: number | null
 }
 
 export type JobSumAggregateOutputType = {
   priority: number | null
+  attemptCount: number | null
+  failureCount: number | null
+  lostCount: number | null
 }
 
 export type JobMinAggregateOutputType = {
@@ -41,6 +47,17 @@ export type JobMinAggregateOutputType = {
   idempotencyKey: string | null
   createdAt: Date | null
   updatedAt: Date | null
+  attemptCount: number | null
+  failureCount: number | null
+  lostCount: number | null
+  currentAttemptId: string | null
+  notBefore: Date | null
+  waitingForCapacity: boolean | null
+  waitReason: string | null
+  claimId: string | null
+  claimExpiresAt: Date | null
+  endReason: string | null
+  endedAt: Date | null
 }
 
 export type JobMaxAggregateOutputType = {
@@ -50,6 +67,17 @@ export type JobMaxAggregateOutputType = {
   idempotencyKey: string | null
   createdAt: Date | null
   updatedAt: Date | null
+  attemptCount: number | null
+  failureCount: number | null
+  lostCount: number | null
+  currentAttemptId: string | null
+  notBefore: Date | null
+  waitingForCapacity: boolean | null
+  waitReason: string | null
+  claimId: string | null
+  claimExpiresAt: Date | null
+  endReason: string | null
+  endedAt: Date | null
 }
 
 export type JobCountAggregateOutputType = {
@@ -60,16 +88,33 @@ export type JobCountAggregateOutputType = {
   idempotencyKey: number
   createdAt: number
   updatedAt: number
+  attemptCount: number
+  failureCount: number
+  lostCount: number
+  currentAttemptId: number
+  notBefore: number
+  waitingForCapacity: number
+  waitReason: number
+  claimId: number
+  claimExpiresAt: number
+  endReason: number
+  endedAt: number
   _all: number
 }
 
 
 export type JobAvgAggregateInputType = {
   priority?: true
+  attemptCount?: true
+  failureCount?: true
+  lostCount?: true
 }
 
 export type JobSumAggregateInputType = {
   priority?: true
+  attemptCount?: true
+  failureCount?: true
+  lostCount?: true
 }
 
 export type JobMinAggregateInputType = {
@@ -79,6 +124,17 @@ export type JobMinAggregateInputType = {
   idempotencyKey?: true
   createdAt?: true
   updatedAt?: true
+  attemptCount?: true
+  failureCount?: true
+  lostCount?: true
+  currentAttemptId?: true
+  notBefore?: true
+  waitingForCapacity?: true
+  waitReason?: true
+  claimId?: true
+  claimExpiresAt?: true
+  endReason?: true
+  endedAt?: true
 }
 
 export type JobMaxAggregateInputType = {
@@ -88,6 +144,17 @@ export type JobMaxAggregateInputType = {
   idempotencyKey?: true
   createdAt?: true
   updatedAt?: true
+  attemptCount?: true
+  failureCount?: true
+  lostCount?: true
+  currentAttemptId?: true
+  notBefore?: true
+  waitingForCapacity?: true
+  waitReason?: true
+  claimId?: true
+  claimExpiresAt?: true
+  endReason?: true
+  endedAt?: true
 }
 
 export type JobCountAggregateInputType = {
@@ -98,6 +165,17 @@ export type JobCountAggregateInputType = {
   idempotencyKey?: true
   createdAt?: true
   updatedAt?: true
+  attemptCount?: true
+  failureCount?: true
+  lostCount?: true
+  currentAttemptId?: true
+  notBefore?: true
+  waitingForCapacity?: true
+  waitReason?: true
+  claimId?: true
+  claimExpiresAt?: true
+  endReason?: true
+  endedAt?: true
   _all?: true
 }
 
@@ -195,6 +273,17 @@ export type JobGroupByOutputType = {
   idempotencyKey: string | null
   createdAt: Date
   updatedAt: Date
+  attemptCount: number
+  failureCount: number
+  lostCount: number
+  currentAttemptId: string | null
+  notBefore: Date | null
+  waitingForCapacity: boolean
+  waitReason: string | null
+  claimId: string | null
+  claimExpiresAt: Date | null
+  endReason: string | null
+  endedAt: Date | null
   _count: JobCountAggregateOutputType | null
   _avg: JobAvgAggregateOutputType | null
   _sum: JobSumAggregateOutputType | null
@@ -228,6 +317,18 @@ export type JobWhereInput = {
   idempotencyKey?: Prisma.StringNullableFilter<"Job"> | string | null
   createdAt?: Prisma.DateTimeFilter<"Job"> | Date | string
   updatedAt?: Prisma.DateTimeFilter<"Job"> | Date | string
+  attemptCount?: Prisma.IntFilter<"Job"> | number
+  failureCount?: Prisma.IntFilter<"Job"> | number
+  lostCount?: Prisma.IntFilter<"Job"> | number
+  currentAttemptId?: Prisma.UuidNullableFilter<"Job"> | string | null
+  notBefore?: Prisma.DateTimeNullableFilter<"Job"> | Date | string | null
+  waitingForCapacity?: Prisma.BoolFilter<"Job"> | boolean
+  waitReason?: Prisma.StringNullableFilter<"Job"> | string | null
+  claimId?: Prisma.UuidNullableFilter<"Job"> | string | null
+  claimExpiresAt?: Prisma.DateTimeNullableFilter<"Job"> | Date | string | null
+  endReason?: Prisma.StringNullableFilter<"Job"> | string | null
+  endedAt?: Prisma.DateTimeNullableFilter<"Job"> | Date | string | null
+  attempts?: Prisma.AttemptListRelationFilter
 }
 
 export type JobOrderByWithRelationInput = {
@@ -238,6 +339,18 @@ export type JobOrderByWithRelationInput = {
   idempotencyKey?: Prisma.SortOrderInput | Prisma.SortOrder
   createdAt?: Prisma.SortOrder
   updatedAt?: Prisma.SortOrder
+  attemptCount?: Prisma.SortOrder
+  failureCount?: Prisma.SortOrder
+  lostCount?: Prisma.SortOrder
+  currentAttemptId?: Prisma.SortOrderInput | Prisma.SortOrder
+  notBefore?: Prisma.SortOrderInput | Prisma.SortOrder
+  waitingForCapacity?: Prisma.SortOrder
+  waitReason?: Prisma.SortOrderInput | Prisma.SortOrder
+  claimId?: Prisma.SortOrderInput | Prisma.SortOrder
+  claimExpiresAt?: Prisma.SortOrderInput | Prisma.SortOrder
+  endReason?: Prisma.SortOrderInput | Prisma.SortOrder
+  endedAt?: Prisma.SortOrderInput | Prisma.SortOrder
+  attempts?: Prisma.AttemptOrderByRelationAggregateInput
 }
 
 export type JobWhereUniqueInput = Prisma.AtLeast<{
@@ -251,6 +364,18 @@ export type JobWhereUniqueInput = Prisma.AtLeast<{
   priority?: Prisma.IntFilter<"Job"> | number
   createdAt?: Prisma.DateTimeFilter<"Job"> | Date | string
   updatedAt?: Prisma.DateTimeFilter<"Job"> | Date | string
+  attemptCount?: Prisma.IntFilter<"Job"> | number
+  failureCount?: Prisma.IntFilter<"Job"> | number
+  lostCount?: Prisma.IntFilter<"Job"> | number
+  currentAttemptId?: Prisma.UuidNullableFilter<"Job"> | string | null
+  notBefore?: Prisma.DateTimeNullableFilter<"Job"> | Date | string | null
+  waitingForCapacity?: Prisma.BoolFilter<"Job"> | boolean
+  waitReason?: Prisma.StringNullableFilter<"Job"> | string | null
+  claimId?: Prisma.UuidNullableFilter<"Job"> | string | null
+  claimExpiresAt?: Prisma.DateTimeNullableFilter<"Job"> | Date | string | null
+  endReason?: Prisma.StringNullableFilter<"Job"> | string | null
+  endedAt?: Prisma.DateTimeNullableFilter<"Job"> | Date | string | null
+  attempts?: Prisma.AttemptListRelationFilter
 }, "id" | "idempotencyKey">
 
 export type JobOrderByWithAggregationInput = {
@@ -261,6 +386,17 @@ export type JobOrderByWithAggregationInput = {
   idempotencyKey?: Prisma.SortOrderInput | Prisma.SortOrder
   createdAt?: Prisma.SortOrder
   updatedAt?: Prisma.SortOrder
+  attemptCount?: Prisma.SortOrder
+  failureCount?: Prisma.SortOrder
+  lostCount?: Prisma.SortOrder
+  currentAttemptId?: Prisma.SortOrderInput | Prisma.SortOrder
+  notBefore?: Prisma.SortOrderInput | Prisma.SortOrder
+  waitingForCapacity?: Prisma.SortOrder
+  waitReason?: Prisma.SortOrderInput | Prisma.SortOrder
+  claimId?: Prisma.SortOrderInput | Prisma.SortOrder
+  claimExpiresAt?: Prisma.SortOrderInput | Prisma.SortOrder
+  endReason?: Prisma.SortOrderInput | Prisma.SortOrder
+  endedAt?: Prisma.SortOrderInput | Prisma.SortOrder
   _count?: Prisma.JobCountOrderByAggregateInput
   _avg?: Prisma.JobAvgOrderByAggregateInput
   _max?: Prisma.JobMaxOrderByAggregateInput
@@ -279,6 +415,17 @@ export type JobScalarWhereWithAggregatesInput = {
   idempotencyKey?: Prisma.StringNullableWithAggregatesFilter<"Job"> | string | null
   createdAt?: Prisma.DateTimeWithAggregatesFilter<"Job"> | Date | string
   updatedAt?: Prisma.DateTimeWithAggregatesFilter<"Job"> | Date | string
+  attemptCount?: Prisma.IntWithAggregatesFilter<"Job"> | number
+  failureCount?: Prisma.IntWithAggregatesFilter<"Job"> | number
+  lostCount?: Prisma.IntWithAggregatesFilter<"Job"> | number
+  currentAttemptId?: Prisma.UuidNullableWithAggregatesFilter<"Job"> | string | null
+  notBefore?: Prisma.DateTimeNullableWithAggregatesFilter<"Job"> | Date | string | null
+  waitingForCapacity?: Prisma.BoolWithAggregatesFilter<"Job"> | boolean
+  waitReason?: Prisma.StringNullableWithAggregatesFilter<"Job"> | string | null
+  claimId?: Prisma.UuidNullableWithAggregatesFilter<"Job"> | string | null
+  claimExpiresAt?: Prisma.DateTimeNullableWithAggregatesFilter<"Job"> | Date | string | null
+  endReason?: Prisma.StringNullableWithAggregatesFilter<"Job"> | string | null
+  endedAt?: Prisma.DateTimeNullableWithAggregatesFilter<"Job"> | Date | string | null
 }
 
 export type JobCreateInput = {
@@ -289,6 +436,18 @@ export type JobCreateInput = {
   idempotencyKey?: string | null
   createdAt?: Date | string
   updatedAt?: Date | string
+  attemptCount?: number
+  failureCount?: number
+  lostCount?: number
+  currentAttemptId?: string | null
+  notBefore?: Date | string | null
+  waitingForCapacity?: boolean
+  waitReason?: string | null
+  claimId?: string | null
+  claimExpiresAt?: Date | string | null
+  endReason?: string | null
+  endedAt?: Date | string | null
+  attempts?: Prisma.AttemptCreateNestedManyWithoutJobInput
 }
 
 export type JobUncheckedCreateInput = {
@@ -299,6 +458,18 @@ export type JobUncheckedCreateInput = {
   idempotencyKey?: string | null
   createdAt?: Date | string
   updatedAt?: Date | string
+  attemptCount?: number
+  failureCount?: number
+  lostCount?: number
+  currentAttemptId?: string | null
+  notBefore?: Date | string | null
+  waitingForCapacity?: boolean
+  waitReason?: string | null
+  claimId?: string | null
+  claimExpiresAt?: Date | string | null
+  endReason?: string | null
+  endedAt?: Date | string | null
+  attempts?: Prisma.AttemptUncheckedCreateNestedManyWithoutJobInput
 }
 
 export type JobUpdateInput = {
@@ -309,6 +480,18 @@ export type JobUpdateInput = {
   idempotencyKey?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   updatedAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
+  attemptCount?: Prisma.IntFieldUpdateOperationsInput | number
+  failureCount?: Prisma.IntFieldUpdateOperationsInput | number
+  lostCount?: Prisma.IntFieldUpdateOperationsInput | number
+  currentAttemptId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  notBefore?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  waitingForCapacity?: Prisma.BoolFieldUpdateOperationsInput | boolean
+  waitReason?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  claimId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  claimExpiresAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  endReason?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  endedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  attempts?: Prisma.AttemptUpdateManyWithoutJobNestedInput
 }
 
 export type JobUncheckedUpdateInput = {
@@ -319,6 +502,18 @@ export type JobUncheckedUpdateInput = {
   idempotencyKey?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   updatedAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
+  attemptCount?: Prisma.IntFieldUpdateOperationsInput | number
+  failureCount?: Prisma.IntFieldUpdateOperationsInput | number
+  lostCount?: Prisma.IntFieldUpdateOperationsInput | number
+  currentAttemptId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  notBefore?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  waitingForCapacity?: Prisma.BoolFieldUpdateOperationsInput | boolean
+  waitReason?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  claimId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  claimExpiresAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  endReason?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  endedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  attempts?: Prisma.AttemptUncheckedUpdateManyWithoutJobNestedInput
 }
 
 export type JobCreateManyInput = {
@@ -329,6 +524,17 @@ export type JobCreateManyInput = {
   idempotencyKey?: string | null
   createdAt?: Date | string
   updatedAt?: Date | string
+  attemptCount?: number
+  failureCount?: number
+  lostCount?: number
+  currentAttemptId?: string | null
+  notBefore?: Date | string | null
+  waitingForCapacity?: boolean
+  waitReason?: string | null
+  claimId?: string | null
+  claimExpiresAt?: Date | string | null
+  endReason?: string | null
+  endedAt?: Date | string | null
 }
 
 export type JobUpdateManyMutationInput = {
@@ -339,6 +545,17 @@ export type JobUpdateManyMutationInput = {
   idempotencyKey?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   updatedAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
+  attemptCount?: Prisma.IntFieldUpdateOperationsInput | number
+  failureCount?: Prisma.IntFieldUpdateOperationsInput | number
+  lostCount?: Prisma.IntFieldUpdateOperationsInput | number
+  currentAttemptId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  notBefore?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  waitingForCapacity?: Prisma.BoolFieldUpdateOperationsInput | boolean
+  waitReason?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  claimId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  claimExpiresAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  endReason?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  endedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
 }
 
 export type JobUncheckedUpdateManyInput = {
@@ -349,6 +566,17 @@ export type JobUncheckedUpdateManyInput = {
   idempotencyKey?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   updatedAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
+  attemptCount?: Prisma.IntFieldUpdateOperationsInput | number
+  failureCount?: Prisma.IntFieldUpdateOperationsInput | number
+  lostCount?: Prisma.IntFieldUpdateOperationsInput | number
+  currentAttemptId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  notBefore?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  waitingForCapacity?: Prisma.BoolFieldUpdateOperationsInput | boolean
+  waitReason?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  claimId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  claimExpiresAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  endReason?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  endedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
 }
 
 export type JobCountOrderByAggregateInput = {
@@ -359,10 +587,24 @@ export type JobCountOrderByAggregateInput = {
   idempotencyKey?: Prisma.SortOrder
   createdAt?: Prisma.SortOrder
   updatedAt?: Prisma.SortOrder
+  attemptCount?: Prisma.SortOrder
+  failureCount?: Prisma.SortOrder
+  lostCount?: Prisma.SortOrder
+  currentAttemptId?: Prisma.SortOrder
+  notBefore?: Prisma.SortOrder
+  waitingForCapacity?: Prisma.SortOrder
+  waitReason?: Prisma.SortOrder
+  claimId?: Prisma.SortOrder
+  claimExpiresAt?: Prisma.SortOrder
+  endReason?: Prisma.SortOrder
+  endedAt?: Prisma.SortOrder
 }
 
 export type JobAvgOrderByAggregateInput = {
   priority?: Prisma.SortOrder
+  attemptCount?: Prisma.SortOrder
+  failureCount?: Prisma.SortOrder
+  lostCount?: Prisma.SortOrder
 }
 
 export type JobMaxOrderByAggregateInput = {
@@ -372,6 +614,17 @@ export type JobMaxOrderByAggregateInput = {
   idempotencyKey?: Prisma.SortOrder
   createdAt?: Prisma.SortOrder
   updatedAt?: Prisma.SortOrder
+  attemptCount?: Prisma.SortOrder
+  failureCount?: Prisma.SortOrder
+  lostCount?: Prisma.SortOrder
+  currentAttemptId?: Prisma.SortOrder
+  notBefore?: Prisma.SortOrder
+  waitingForCapacity?: Prisma.SortOrder
+  waitReason?: Prisma.SortOrder
+  claimId?: Prisma.SortOrder
+  claimExpiresAt?: Prisma.SortOrder
+  endReason?: Prisma.SortOrder
+  endedAt?: Prisma.SortOrder
 }
 
 export type JobMinOrderByAggregateInput = {
@@ -381,10 +634,29 @@ export type JobMinOrderByAggregateInput = {
   idempotencyKey?: Prisma.SortOrder
   createdAt?: Prisma.SortOrder
   updatedAt?: Prisma.SortOrder
+  attemptCount?: Prisma.SortOrder
+  failureCount?: Prisma.SortOrder
+  lostCount?: Prisma.SortOrder
+  currentAttemptId?: Prisma.SortOrder
+  notBefore?: Prisma.SortOrder
+  waitingForCapacity?: Prisma.SortOrder
+  waitReason?: Prisma.SortOrder
+  claimId?: Prisma.SortOrder
+  claimExpiresAt?: Prisma.SortOrder
+  endReason?: Prisma.SortOrder
+  endedAt?: Prisma.SortOrder
 }
 
 export type JobSumOrderByAggregateInput = {
   priority?: Prisma.SortOrder
+  attemptCount?: Prisma.SortOrder
+  failureCount?: Prisma.SortOrder
+  lostCount?: Prisma.SortOrder
+}
+
+export type JobScalarRelationFilter = {
+  is?: Prisma.JobWhereInput
+  isNot?: Prisma.JobWhereInput
 }
 
 export type StringFieldUpdateOperationsInput = {
@@ -407,6 +679,157 @@ export type DateTimeFieldUpdateOperationsInput = {
   set?: Date | string
 }
 
+export type NullableDateTimeFieldUpdateOperationsInput = {
+  set?: Date | string | null
+}
+
+export type BoolFieldUpdateOperationsInput = {
+  set?: boolean
+}
+
+export type JobCreateNestedOneWithoutAttemptsInput = {
+  create?: Prisma.XOR<Prisma.JobCreateWithoutAttemptsInput, Prisma.JobUncheckedCreateWithoutAttemptsInput>
+  connectOrCreate?: Prisma.JobCreateOrConnectWithoutAttemptsInput
+  connect?: Prisma.JobWhereUniqueInput
+}
+
+export type JobUpdateOneRequiredWithoutAttemptsNestedInput = {
+  create?: Prisma.XOR<Prisma.JobCreateWithoutAttemptsInput, Prisma.JobUncheckedCreateWithoutAttemptsInput>
+  connectOrCreate?: Prisma.JobCreateOrConnectWithoutAttemptsInput
+  upsert?: Prisma.JobUpsertWithoutAttemptsInput
+  connect?: Prisma.JobWhereUniqueInput
+  update?: Prisma.XOR<Prisma.XOR<Prisma.JobUpdateToOneWithWhereWithoutAttemptsInput, Prisma.JobUpdateWithoutAttemptsInput>, Prisma.JobUncheckedUpdateWithoutAttemptsInput>
+}
+
+export type JobCreateWithoutAttemptsInput = {
+  id?: string
+  state: string
+  spec: Prisma.JsonNullValueInput | runtime.InputJsonValue
+  priority?: number
+  idempotencyKey?: string | null
+  createdAt?: Date | string
+  updatedAt?: Date | string
+  attemptCount?: number
+  failureCount?: number
+  lostCount?: number
+  currentAttemptId?: string | null
+  notBefore?: Date | string | null
+  waitingForCapacity?: boolean
+  waitReason?: string | null
+  claimId?: string | null
+  claimExpiresAt?: Date | string | null
+  endReason?: string | null
+  endedAt?: Date | string | null
+}
+
+export type JobUncheckedCreateWithoutAttemptsInput = {
+  id?: string
+  state: string
+  spec: Prisma.JsonNullValueInput | runtime.InputJsonValue
+  priority?: number
+  idempotencyKey?: string | null
+  createdAt?: Date | string
+  updatedAt?: Date | string
+  attemptCount?: number
+  failureCount?: number
+  lostCount?: number
+  currentAttemptId?: string | null
+  notBefore?: Date | string | null
+  waitingForCapacity?: boolean
+  waitReason?: string | null
+  claimId?: string | null
+  claimExpiresAt?: Date | string | null
+  endReason?: string | null
+  endedAt?: Date | string | null
+}
+
+export type JobCreateOrConnectWithoutAttemptsInput = {
+  where: Prisma.JobWhereUniqueInput
+  create: Prisma.XOR<Prisma.JobCreateWithoutAttemptsInput, Prisma.JobUncheckedCreateWithoutAttemptsInput>
+}
+
+export type JobUpsertWithoutAttemptsInput = {
+  update: Prisma.XOR<Prisma.JobUpdateWithoutAttemptsInput, Prisma.JobUncheckedUpdateWithoutAttemptsInput>
+  create: Prisma.XOR<Prisma.JobCreateWithoutAttemptsInput, Prisma.JobUncheckedCreateWithoutAttemptsInput>
+  where?: Prisma.JobWhereInput
+}
+
+export type JobUpdateToOneWithWhereWithoutAttemptsInput = {
+  where?: Prisma.JobWhereInput
+  data: Prisma.XOR<Prisma.JobUpdateWithoutAttemptsInput, Prisma.JobUncheckedUpdateWithoutAttemptsInput>
+}
+
+export type JobUpdateWithoutAttemptsInput = {
+  id?: Prisma.StringFieldUpdateOperationsInput | string
+  state?: Prisma.StringFieldUpdateOperationsInput | string
+  spec?: Prisma.JsonNullValueInput | runtime.InputJsonValue
+  priority?: Prisma.IntFieldUpdateOperationsInput | number
+  idempotencyKey?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
+  updatedAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
+  attemptCount?: Prisma.IntFieldUpdateOperationsInput | number
+  failureCount?: Prisma.IntFieldUpdateOperationsInput | number
+  lostCount?: Prisma.IntFieldUpdateOperationsInput | number
+  currentAttemptId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  notBefore?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  waitingForCapacity?: Prisma.BoolFieldUpdateOperationsInput | boolean
+  waitReason?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  claimId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  claimExpiresAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  endReason?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  endedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+}
+
+export type JobUncheckedUpdateWithoutAttemptsInput = {
+  id?: Prisma.StringFieldUpdateOperationsInput | string
+  state?: Prisma.StringFieldUpdateOperationsInput | string
+  spec?: Prisma.JsonNullValueInput | runtime.InputJsonValue
+  priority?: Prisma.IntFieldUpdateOperationsInput | number
+  idempotencyKey?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
+  updatedAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
+  attemptCount?: Prisma.IntFieldUpdateOperationsInput | number
+  failureCount?: Prisma.IntFieldUpdateOperationsInput | number
+  lostCount?: Prisma.IntFieldUpdateOperationsInput | number
+  currentAttemptId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  notBefore?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  waitingForCapacity?: Prisma.BoolFieldUpdateOperationsInput | boolean
+  waitReason?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  claimId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  claimExpiresAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  endReason?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  endedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+}
+
+
+/**
+ * Count Type JobCountOutputType
+ */
+
+export type JobCountOutputType = {
+  attempts: number
+}
+
+export type JobCountOutputTypeSelect<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = {
+  attempts?: boolean | JobCountOutputTypeCountAttemptsArgs
+}
+
+/**
+ * JobCountOutputType without action
+ */
+export type JobCountOutputTypeDefaultArgs<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = {
+  /**
+   * Select specific fields to fetch from the JobCountOutputType
+   */
+  select?: Prisma.JobCountOutputTypeSelect<ExtArgs> | null
+}
+
+/**
+ * JobCountOutputType without action
+ */
+export type JobCountOutputTypeCountAttemptsArgs<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = {
+  where?: Prisma.AttemptWhereInput
+}
 
 
 export type JobSelect<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = runtime.Types.Extensions.GetSelect<{
@@ -417,6 +840,19 @@ export type JobSelect<ExtArgs extends runtime.Types.Extensions.InternalArgs = ru
   idempotencyKey?: boolean
   createdAt?: boolean
   updatedAt?: boolean
+  attemptCount?: boolean
+  failureCount?: boolean
+  lostCount?: boolean
+  currentAttemptId?: boolean
+  notBefore?: boolean
+  waitingForCapacity?: boolean
+  waitReason?: boolean
+  claimId?: boolean
+  claimExpiresAt?: boolean
+  endReason?: boolean
+  endedAt?: boolean
+  attempts?: boolean | Prisma.Job$attemptsArgs<ExtArgs>
+  _count?: boolean | Prisma.JobCountOutputTypeDefaultArgs<ExtArgs>
 }, ExtArgs["result"]["job"]>
 
 export type JobSelectCreateManyAndReturn<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = runtime.Types.Extensions.GetSelect<{
@@ -427,6 +863,17 @@ export type JobSelectCreateManyAndReturn<ExtArgs extends runtime.Types.Extension
   idempotencyKey?: boolean
   createdAt?: boolean
   updatedAt?: boolean
+  attemptCount?: boolean
+  failureCount?: boolean
+  lostCount?: boolean
+  currentAttemptId?: boolean
+  notBefore?: boolean
+  waitingForCapacity?: boolean
+  waitReason?: boolean
+  claimId?: boolean
+  claimExpiresAt?: boolean
+  endReason?: boolean
+  endedAt?: boolean
 }, ExtArgs["result"]["job"]>
 
 export type JobSelectUpdateManyAndReturn<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = runtime.Types.Extensions.GetSelect<{
@@ -437,6 +884,17 @@ export type JobSelectUpdateManyAndReturn<ExtArgs extends runtime.Types.Extension
   idempotencyKey?: boolean
   createdAt?: boolean
   updatedAt?: boolean
+  attemptCount?: boolean
+  failureCount?: boolean
+  lostCount?: boolean
+  currentAttemptId?: boolean
+  notBefore?: boolean
+  waitingForCapacity?: boolean
+  waitReason?: boolean
+  claimId?: boolean
+  claimExpiresAt?: boolean
+  endReason?: boolean
+  endedAt?: boolean
 }, ExtArgs["result"]["job"]>
 
 export type JobSelectScalar = {
@@ -447,13 +905,32 @@ export type JobSelectScalar = {
   idempotencyKey?: boolean
   createdAt?: boolean
   updatedAt?: boolean
+  attemptCount?: boolean
+  failureCount?: boolean
+  lostCount?: boolean
+  currentAttemptId?: boolean
+  notBefore?: boolean
+  waitingForCapacity?: boolean
+  waitReason?: boolean
+  claimId?: boolean
+  claimExpiresAt?: boolean
+  endReason?: boolean
+  endedAt?: boolean
 }
 
-export type JobOmit<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = runtime.Types.Extensions.GetOmit<"id" | "state" | "spec" | "priority" | "idempotencyKey" | "createdAt" | "updatedAt", ExtArgs["result"]["job"]>
+export type JobOmit<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = runtime.Types.Extensions.GetOmit<"id" | "state" | "spec" | "priority" | "idempotencyKey" | "createdAt" | "updatedAt" | "attemptCount" | "failureCount" | "lostCount" | "currentAttemptId" | "notBefore" | "waitingForCapacity" | "waitReason" | "claimId" | "claimExpiresAt" | "endReason" | "endedAt", ExtArgs["result"]["job"]>
+export type JobInclude<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = {
+  attempts?: boolean | Prisma.Job$attemptsArgs<ExtArgs>
+  _count?: boolean | Prisma.JobCountOutputTypeDefaultArgs<ExtArgs>
+}
+export type JobIncludeCreateManyAndReturn<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = {}
+export type JobIncludeUpdateManyAndReturn<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = {}
 
 export type $JobPayload<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = {
   name: "Job"
-  objects: {}
+  objects: {
+    attempts: Prisma.$AttemptPayload<ExtArgs>[]
+  }
   scalars: runtime.Types.Extensions.GetPayloadResult<{
     id: string
     /**
@@ -476,6 +953,45 @@ export type $JobPayload<ExtArgs extends runtime.Types.Extensions.InternalArgs = 
     idempotencyKey: string | null
     createdAt: Date
     updatedAt: Date
+    /**
+     * Attempts started (lost ones included).
+     */
+    attemptCount: number
+    /**
+     * Attempts that failed or timed out: what the retry policy counts.
+     */
+    failureCount: number
+    /**
+     * Attempts whose lease lapsed.
+     */
+    lostCount: number
+    /**
+     * The attempt that holds the job while it is assigned or running.
+     */
+    currentAttemptId: string | null
+    /**
+     * A pending job is not placeable before this (retry backoff, or the
+     * next look when no agent could take it).
+     */
+    notBefore: Date | null
+    /**
+     * Pending because no agent could take it; woken when capacity appears.
+     */
+    waitingForCapacity: boolean
+    /**
+     * Why a pending job waits, in words.
+     */
+    waitReason: string | null
+    /**
+     * The claim of the Bid replica placing it (state offered).
+     */
+    claimId: string | null
+    claimExpiresAt: Date | null
+    /**
+     * Why it ended, in words.
+     */
+    endReason: string | null
+    endedAt: Date | null
   }, ExtArgs["result"]["job"]>
   composites: {}
 }
@@ -870,6 +1386,7 @@ readonly fields: JobFieldRefs;
  */
 export interface Prisma__JobClient<T, Null = never, ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs, GlobalOmitOptions = {}> extends Prisma.PrismaPromise<T> {
   readonly [Symbol.toStringTag]: "PrismaPromise"
+  attempts<T extends Prisma.Job$attemptsArgs<ExtArgs> = {}>(args?: Prisma.Subset<T, Prisma.Job$attemptsArgs<ExtArgs>>): Prisma.PrismaPromise<runtime.Types.Result.GetResult<Prisma.$AttemptPayload<ExtArgs>, T, "findMany", GlobalOmitOptions> | Null>
   /**
    * Attaches callbacks for the resolution and/or rejection of the Promise.
    * @param onfulfilled The callback to execute when the Promise is resolved.
@@ -906,6 +1423,17 @@ export interface JobFieldRefs {
   readonly idempotencyKey: Prisma.FieldRef<"Job", 'String'>
   readonly createdAt: Prisma.FieldRef<"Job", 'DateTime'>
   readonly updatedAt: Prisma.FieldRef<"Job", 'DateTime'>
+  readonly attemptCount: Prisma.FieldRef<"Job", 'Int'>
+  readonly failureCount: Prisma.FieldRef<"Job", 'Int'>
+  readonly lostCount: Prisma.FieldRef<"Job", 'Int'>
+  readonly currentAttemptId: Prisma.FieldRef<"Job", 'String'>
+  readonly notBefore: Prisma.FieldRef<"Job", 'DateTime'>
+  readonly waitingForCapacity: Prisma.FieldRef<"Job", 'Boolean'>
+  readonly waitReason: Prisma.FieldRef<"Job", 'String'>
+  readonly claimId: Prisma.FieldRef<"Job", 'String'>
+  readonly claimExpiresAt: Prisma.FieldRef<"Job", 'DateTime'>
+  readonly endReason: Prisma.FieldRef<"Job", 'String'>
+  readonly endedAt: Prisma.FieldRef<"Job", 'DateTime'>
 }
     
 
@@ -922,6 +1450,10 @@ export type JobFindUniqueArgs<ExtArgs extends runtime.Types.Extensions.InternalA
    * Omit specific fields from the Job
    */
   omit?: Prisma.JobOmit<ExtArgs> | null
+  /**
+   * Choose, which related nodes to fetch as well
+   */
+  include?: Prisma.JobInclude<ExtArgs> | null
   /**
    * Filter, which Job to fetch.
    */
@@ -941,6 +1473,10 @@ export type JobFindUniqueOrThrowArgs<ExtArgs extends runtime.Types.Extensions.In
    */
   omit?: Prisma.JobOmit<ExtArgs> | null
   /**
+   * Choose, which related nodes to fetch as well
+   */
+  include?: Prisma.JobInclude<ExtArgs> | null
+  /**
    * Filter, which Job to fetch.
    */
   where: Prisma.JobWhereUniqueInput
@@ -958,6 +1494,10 @@ export type JobFindFirstArgs<ExtArgs extends runtime.Types.Extensions.InternalAr
    * Omit specific fields from the Job
    */
   omit?: Prisma.JobOmit<ExtArgs> | null
+  /**
+   * Choose, which related nodes to fetch as well
+   */
+  include?: Prisma.JobInclude<ExtArgs> | null
   /**
    * Filter, which Job to fetch.
    */
@@ -1007,6 +1547,10 @@ export type JobFindFirstOrThrowArgs<ExtArgs extends runtime.Types.Extensions.Int
    */
   omit?: Prisma.JobOmit<ExtArgs> | null
   /**
+   * Choose, which related nodes to fetch as well
+   */
+  include?: Prisma.JobInclude<ExtArgs> | null
+  /**
    * Filter, which Job to fetch.
    */
   where?: Prisma.JobWhereInput
@@ -1054,6 +1598,10 @@ export type JobFindManyArgs<ExtArgs extends runtime.Types.Extensions.InternalArg
    * Omit specific fields from the Job
    */
   omit?: Prisma.JobOmit<ExtArgs> | null
+  /**
+   * Choose, which related nodes to fetch as well
+   */
+  include?: Prisma.JobInclude<ExtArgs> | null
   /**
    * Filter, which Jobs to fetch.
    */
@@ -1103,6 +1651,10 @@ export type JobCreateArgs<ExtArgs extends runtime.Types.Extensions.InternalArgs 
    */
   omit?: Prisma.JobOmit<ExtArgs> | null
   /**
+   * Choose, which related nodes to fetch as well
+   */
+  include?: Prisma.JobInclude<ExtArgs> | null
+  /**
    * The data needed to create a Job.
    */
   data: Prisma.XOR<Prisma.JobCreateInput, Prisma.JobUncheckedCreateInput>
@@ -1150,6 +1702,10 @@ export type JobUpdateArgs<ExtArgs extends runtime.Types.Extensions.InternalArgs 
    * Omit specific fields from the Job
    */
   omit?: Prisma.JobOmit<ExtArgs> | null
+  /**
+   * Choose, which related nodes to fetch as well
+   */
+  include?: Prisma.JobInclude<ExtArgs> | null
   /**
    * The data needed to update a Job.
    */
@@ -1217,6 +1773,10 @@ export type JobUpsertArgs<ExtArgs extends runtime.Types.Extensions.InternalArgs 
    */
   omit?: Prisma.JobOmit<ExtArgs> | null
   /**
+   * Choose, which related nodes to fetch as well
+   */
+  include?: Prisma.JobInclude<ExtArgs> | null
+  /**
    * The filter to search for the Job to update in case it exists.
    */
   where: Prisma.JobWhereUniqueInput
@@ -1243,6 +1803,10 @@ export type JobDeleteArgs<ExtArgs extends runtime.Types.Extensions.InternalArgs 
    */
   omit?: Prisma.JobOmit<ExtArgs> | null
   /**
+   * Choose, which related nodes to fetch as well
+   */
+  include?: Prisma.JobInclude<ExtArgs> | null
+  /**
    * Filter which Job to delete.
    */
   where: Prisma.JobWhereUniqueInput
@@ -1263,6 +1827,30 @@ export type JobDeleteManyArgs<ExtArgs extends runtime.Types.Extensions.InternalA
 }
 
 /**
+ * Job.attempts
+ */
+export type Job$attemptsArgs<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = {
+  /**
+   * Select specific fields to fetch from the Attempt
+   */
+  select?: Prisma.AttemptSelect<ExtArgs> | null
+  /**
+   * Omit specific fields from the Attempt
+   */
+  omit?: Prisma.AttemptOmit<ExtArgs> | null
+  /**
+   * Choose, which related nodes to fetch as well
+   */
+  include?: Prisma.AttemptInclude<ExtArgs> | null
+  where?: Prisma.AttemptWhereInput
+  orderBy?: Prisma.AttemptOrderByWithRelationInput | Prisma.AttemptOrderByWithRelationInput[]
+  cursor?: Prisma.AttemptWhereUniqueInput
+  take?: number
+  skip?: number
+  distinct?: Prisma.AttemptScalarFieldEnum | Prisma.AttemptScalarFieldEnum[]
+}
+
+/**
  * Job without action
  */
 export type JobDefaultArgs<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = {
@@ -1274,4 +1862,8 @@ export type JobDefaultArgs<ExtArgs extends runtime.Types.Extensions.InternalArgs
    * Omit specific fields from the Job
    */
   omit?: Prisma.JobOmit<ExtArgs> | null
+  /**
+   * Choose, which related nodes to fetch as well
+   */
+  include?: Prisma.JobInclude<ExtArgs> | null
 }

@@ -13,7 +13,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file drover/bid/v1/bid_service.proto.
  */
 export const file_drover_bid_v1_bid_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch9kcm92ZXIvYmlkL3YxL2JpZF9zZXJ2aWNlLnByb3RvEg1kcm92ZXIuYmlkLnYxIuABCgdBdWN0aW9uEgoKAmlkGAEgASgJEg4KBmpvYl9pZBgCIAEoCRIqCgVzdGF0ZRgDIAEoDjIbLmRyb3Zlci5iaWQudjEuQXVjdGlvblN0YXRlEhcKD3dpbm5lcl9hZ2VudF9pZBgEIAEoCRITCgtleHBsYW5hdGlvbhgFIAEoCRIvCgtjcmVhdGVfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKY2xvc2VfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAibQoTTGlzdEF1Y3Rpb25zUmVxdWVzdBIbCgZqb2JfaWQYASABKAlCC7pICNgBAXIDsAEBEhsKCXBhZ2Vfc2l6ZRgCIAEoDUIIukgFKgMY6AcSHAoKcGFnZV90b2tlbhgDIAEoCUIIukgFcgMYgAIiWQoUTGlzdEF1Y3Rpb25zUmVzcG9uc2USKAoIYXVjdGlvbnMYASADKAsyFi5kcm92ZXIuYmlkLnYxLkF1Y3Rpb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJKoABCgxBdWN0aW9uU3RhdGUSHQoZQVVDVElPTl9TVEFURV9VTlNQRUNJRklFRBAAEhYKEkFVQ1RJT05fU1RBVEVfT1BFThABEhgKFEFVQ1RJT05fU1RBVEVfQ0xPU0VEEAISHwobQVVDVElPTl9TVEFURV9OT19DQU5ESURBVEVTEAMyZQoKQmlkU2VydmljZRJXCgxMaXN0QXVjdGlvbnMSIi5kcm92ZXIuYmlkLnYxLkxpc3RBdWN0aW9uc1JlcXVlc3QaIy5kcm92ZXIuYmlkLnYxLkxpc3RBdWN0aW9uc1Jlc3BvbnNlYgZwcm90bzM", [file_buf_validate_validate, file_google_protobuf_timestamp]);
+  fileDesc("Ch9kcm92ZXIvYmlkL3YxL2JpZF9zZXJ2aWNlLnByb3RvEg1kcm92ZXIuYmlkLnYxItoCCgdBdWN0aW9uEgoKAmlkGAEgASgJEg4KBmpvYl9pZBgCIAEoCRIqCgVzdGF0ZRgDIAEoDjIbLmRyb3Zlci5iaWQudjEuQXVjdGlvblN0YXRlEhcKD3dpbm5lcl9hZ2VudF9pZBgEIAEoCRITCgtleHBsYW5hdGlvbhgFIAEoCRIvCgtjcmVhdGVfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKY2xvc2VfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoKY2FuZGlkYXRlcxgIIAMoCzIYLmRyb3Zlci5iaWQudjEuQ2FuZGlkYXRlEjIKCmluZWxpZ2libGUYCSADKAsyHi5kcm92ZXIuYmlkLnYxLkluZWxpZ2libGVHcm91cBIWCg5lbGlnaWJsZV9jb3VudBgKIAEoDSLlAQoJQ2FuZGlkYXRlEhAKCGFnZW50X2lkGAEgASgJEjEKB291dGNvbWUYAiABKA4yIC5kcm92ZXIuYmlkLnYxLkNhbmRpZGF0ZS5PdXRjb21lEg0KBXNjb3JlGAMgASgBEg4KBnJlYXNvbhgEIAEoCSJ0CgdPdXRjb21lEhcKE09VVENPTUVfVU5TUEVDSUZJRUQQABIPCgtPVVRDT01FX1dPThABEhIKDk9VVENPTUVfT1VUQklEEAISFAoQT1VUQ09NRV9ERUNMSU5FRBADEhUKEU9VVENPTUVfTk9fQU5TV0VSEAQiSwoPSW5lbGlnaWJsZUdyb3VwEg4KBnJlYXNvbhgBIAEoCRINCgVjb3VudBgCIAEoDRIZChFleGFtcGxlX2FnZW50X2lkcxgDIAMoCSIzChdFeHBsYWluUGxhY2VtZW50UmVxdWVzdBIYCgZqb2JfaWQYASABKAlCCLpIBXIDsAEBIlkKGEV4cGxhaW5QbGFjZW1lbnRSZXNwb25zZRITCgtleHBsYW5hdGlvbhgBIAEoCRIoCghhdWN0aW9ucxgCIAMoCzIWLmRyb3Zlci5iaWQudjEuQXVjdGlvbiJtChNMaXN0QXVjdGlvbnNSZXF1ZXN0EhsKBmpvYl9pZBgBIAEoCUILukgI2AEBcgOwAQESGwoJcGFnZV9zaXplGAIgASgNQgi6SAUqAxjoBxIcCgpwYWdlX3Rva2VuGAMgASgJQgi6SAVyAxiAAiJZChRMaXN0QXVjdGlvbnNSZXNwb25zZRIoCghhdWN0aW9ucxgBIAMoCzIWLmRyb3Zlci5iaWQudjEuQXVjdGlvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkqgAEKDEF1Y3Rpb25TdGF0ZRIdChlBVUNUSU9OX1NUQVRFX1VOU1BFQ0lGSUVEEAASFgoSQVVDVElPTl9TVEFURV9PUEVOEAESGAoUQVVDVElPTl9TVEFURV9DTE9TRUQQAhIfChtBVUNUSU9OX1NUQVRFX05PX0NBTkRJREFURVMQAzLKAQoKQmlkU2VydmljZRJXCgxMaXN0QXVjdGlvbnMSIi5kcm92ZXIuYmlkLnYxLkxpc3RBdWN0aW9uc1JlcXVlc3QaIy5kcm92ZXIuYmlkLnYxLkxpc3RBdWN0aW9uc1Jlc3BvbnNlEmMKEEV4cGxhaW5QbGFjZW1lbnQSJi5kcm92ZXIuYmlkLnYxLkV4cGxhaW5QbGFjZW1lbnRSZXF1ZXN0GicuZHJvdmVyLmJpZC52MS5FeHBsYWluUGxhY2VtZW50UmVzcG9uc2ViBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_timestamp]);
 
 /**
  * Auction is one round of placing a job.
@@ -69,6 +69,27 @@ export type Auction = Message<"drover.bid.v1.Auction"> & {
    * @generated from field: google.protobuf.Timestamp close_time = 7;
    */
   closeTime?: Timestamp | undefined;
+
+  /**
+   * The agents offered the job and how each fared.
+   *
+   * @generated from field: repeated drover.bid.v1.Candidate candidates = 8;
+   */
+  candidates: Candidate[];
+
+  /**
+   * Agents that could not take the job, grouped by reason.
+   *
+   * @generated from field: repeated drover.bid.v1.IneligibleGroup ineligible = 9;
+   */
+  ineligible: IneligibleGroup[];
+
+  /**
+   * How many agents were eligible (offers go to a sample of them).
+   *
+   * @generated from field: uint32 eligible_count = 10;
+   */
+  eligibleCount: number;
 };
 
 /**
@@ -77,6 +98,180 @@ export type Auction = Message<"drover.bid.v1.Auction"> & {
  */
 export const AuctionSchema: GenMessage<Auction> = /*@__PURE__*/
   messageDesc(file_drover_bid_v1_bid_service, 0);
+
+/**
+ * Candidate is an agent that was offered the job.
+ *
+ * @generated from message drover.bid.v1.Candidate
+ */
+export type Candidate = Message<"drover.bid.v1.Candidate"> & {
+  /**
+   * The agent.
+   *
+   * @generated from field: string agent_id = 1;
+   */
+  agentId: string;
+
+  /**
+   * How it fared.
+   *
+   * @generated from field: drover.bid.v1.Candidate.Outcome outcome = 2;
+   */
+  outcome: Candidate_Outcome;
+
+  /**
+   * Its final score (agent's bid combined with fit), 0-1; 0 without a bid.
+   *
+   * @generated from field: double score = 3;
+   */
+  score: number;
+
+  /**
+   * Why, in words (the decline reason, for example).
+   *
+   * @generated from field: string reason = 4;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message drover.bid.v1.Candidate.
+ * Use `create(CandidateSchema)` to create a new message.
+ */
+export const CandidateSchema: GenMessage<Candidate> = /*@__PURE__*/
+  messageDesc(file_drover_bid_v1_bid_service, 1);
+
+/**
+ * How an offered agent fared.
+ *
+ * @generated from enum drover.bid.v1.Candidate.Outcome
+ */
+export enum Candidate_Outcome {
+  /**
+   * Not an outcome.
+   *
+   * @generated from enum value: OUTCOME_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Its bid won.
+   *
+   * @generated from enum value: OUTCOME_WON = 1;
+   */
+  WON = 1,
+
+  /**
+   * It bid, and a better bid won.
+   *
+   * @generated from enum value: OUTCOME_OUTBID = 2;
+   */
+  OUTBID = 2,
+
+  /**
+   * It declined.
+   *
+   * @generated from enum value: OUTCOME_DECLINED = 3;
+   */
+  DECLINED = 3,
+
+  /**
+   * It did not answer within the window.
+   *
+   * @generated from enum value: OUTCOME_NO_ANSWER = 4;
+   */
+  NO_ANSWER = 4,
+}
+
+/**
+ * Describes the enum drover.bid.v1.Candidate.Outcome.
+ */
+export const Candidate_OutcomeSchema: GenEnum<Candidate_Outcome> = /*@__PURE__*/
+  enumDesc(file_drover_bid_v1_bid_service, 1, 0);
+
+/**
+ * IneligibleGroup is agents left out of an auction for one reason.
+ *
+ * @generated from message drover.bid.v1.IneligibleGroup
+ */
+export type IneligibleGroup = Message<"drover.bid.v1.IneligibleGroup"> & {
+  /**
+   * The reason, in words ("draining", "lacks label zone=eu", ...).
+   *
+   * @generated from field: string reason = 1;
+   */
+  reason: string;
+
+  /**
+   * How many agents.
+   *
+   * @generated from field: uint32 count = 2;
+   */
+  count: number;
+
+  /**
+   * A few of them.
+   *
+   * @generated from field: repeated string example_agent_ids = 3;
+   */
+  exampleAgentIds: string[];
+};
+
+/**
+ * Describes the message drover.bid.v1.IneligibleGroup.
+ * Use `create(IneligibleGroupSchema)` to create a new message.
+ */
+export const IneligibleGroupSchema: GenMessage<IneligibleGroup> = /*@__PURE__*/
+  messageDesc(file_drover_bid_v1_bid_service, 2);
+
+/**
+ * ExplainPlacementRequest names a job.
+ *
+ * @generated from message drover.bid.v1.ExplainPlacementRequest
+ */
+export type ExplainPlacementRequest = Message<"drover.bid.v1.ExplainPlacementRequest"> & {
+  /**
+   * The job's id (UUID).
+   *
+   * @generated from field: string job_id = 1;
+   */
+  jobId: string;
+};
+
+/**
+ * Describes the message drover.bid.v1.ExplainPlacementRequest.
+ * Use `create(ExplainPlacementRequestSchema)` to create a new message.
+ */
+export const ExplainPlacementRequestSchema: GenMessage<ExplainPlacementRequest> = /*@__PURE__*/
+  messageDesc(file_drover_bid_v1_bid_service, 3);
+
+/**
+ * ExplainPlacementResponse explains a job's placement.
+ *
+ * @generated from message drover.bid.v1.ExplainPlacementResponse
+ */
+export type ExplainPlacementResponse = Message<"drover.bid.v1.ExplainPlacementResponse"> & {
+  /**
+   * Where the job went and why, in sentences.
+   *
+   * @generated from field: string explanation = 1;
+   */
+  explanation: string;
+
+  /**
+   * The job's auctions, newest first (at most 10).
+   *
+   * @generated from field: repeated drover.bid.v1.Auction auctions = 2;
+   */
+  auctions: Auction[];
+};
+
+/**
+ * Describes the message drover.bid.v1.ExplainPlacementResponse.
+ * Use `create(ExplainPlacementResponseSchema)` to create a new message.
+ */
+export const ExplainPlacementResponseSchema: GenMessage<ExplainPlacementResponse> = /*@__PURE__*/
+  messageDesc(file_drover_bid_v1_bid_service, 4);
 
 /**
  * ListAuctionsRequest pages through auctions.
@@ -111,7 +306,7 @@ export type ListAuctionsRequest = Message<"drover.bid.v1.ListAuctionsRequest"> &
  * Use `create(ListAuctionsRequestSchema)` to create a new message.
  */
 export const ListAuctionsRequestSchema: GenMessage<ListAuctionsRequest> = /*@__PURE__*/
-  messageDesc(file_drover_bid_v1_bid_service, 1);
+  messageDesc(file_drover_bid_v1_bid_service, 5);
 
 /**
  * ListAuctionsResponse is one page of auctions.
@@ -139,7 +334,7 @@ export type ListAuctionsResponse = Message<"drover.bid.v1.ListAuctionsResponse">
  * Use `create(ListAuctionsResponseSchema)` to create a new message.
  */
 export const ListAuctionsResponseSchema: GenMessage<ListAuctionsResponse> = /*@__PURE__*/
-  messageDesc(file_drover_bid_v1_bid_service, 2);
+  messageDesc(file_drover_bid_v1_bid_service, 6);
 
 /**
  * AuctionState is where an auction is.
@@ -198,6 +393,17 @@ export const BidService: GenService<{
     methodKind: "unary";
     input: typeof ListAuctionsRequestSchema;
     output: typeof ListAuctionsResponseSchema;
+  },
+  /**
+   * ExplainPlacement says, in words, where a job went and why: the latest
+   * auctions for it with every candidate's outcome.
+   *
+   * @generated from rpc drover.bid.v1.BidService.ExplainPlacement
+   */
+  explainPlacement: {
+    methodKind: "unary";
+    input: typeof ExplainPlacementRequestSchema;
+    output: typeof ExplainPlacementResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_drover_bid_v1_bid_service, 0);

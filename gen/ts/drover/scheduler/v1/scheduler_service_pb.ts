@@ -9,6 +9,8 @@ import type { ExecSpec } from "../../common/v1/exec_pb.ts";
 import { file_drover_common_v1_exec } from "../../common/v1/exec_pb.ts";
 import type { Constraints, Resources } from "../../common/v1/resources_pb.ts";
 import { file_drover_common_v1_resources } from "../../common/v1/resources_pb.ts";
+import type { JobEvent, RunningAttempt } from "../../fleet/v1/agent_stream_pb.ts";
+import { file_drover_fleet_v1_agent_stream } from "../../fleet/v1/agent_stream_pb.ts";
 import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_duration, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
@@ -17,10 +19,110 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file drover/scheduler/v1/scheduler_service.proto.
  */
 export const file_drover_scheduler_v1_scheduler_service: GenFile = /*@__PURE__*/
-  fileDesc("Citkcm92ZXIvc2NoZWR1bGVyL3YxL3NjaGVkdWxlcl9zZXJ2aWNlLnByb3RvEhNkcm92ZXIuc2NoZWR1bGVyLnYxIqMBCgtSZXRyeVBvbGljeRIcCgttYXhfcmV0cmllcxgBIAEoDUIHukgEKgIYZBI8Cg9pbml0aWFsX2JhY2tvZmYYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CCLpIBaoBAjIAEjgKC21heF9iYWNrb2ZmGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQgi6SAWqAQIyACK5AwoHSm9iU3BlYxIWCgRuYW1lGAEgASgJQgi6SAVyAxiAARIwCgRleGVjGAIgASgLMhouZHJvdmVyLmNvbW1vbi52MS5FeGVjU3BlY0IGukgDyAEBEigKBmRyaXZlchgDIAEoCUIYukgVchNSAFIHcHJvY2Vzc1IGZG9ja2VyEi4KCXJlc291cmNlcxgEIAEoCzIbLmRyb3Zlci5jb21tb24udjEuUmVzb3VyY2VzEjIKC2NvbnN0cmFpbnRzGAUgASgLMh0uZHJvdmVyLmNvbW1vbi52MS5Db25zdHJhaW50cxIlCghwcmlvcml0eRgGIAEoBUITukgQGg4Y6AcomPj/////////ARI2Cgd0aW1lb3V0GAcgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQgq6SAeqAQQyAggBEi8KBXJldHJ5GAggASgLMiAuZHJvdmVyLnNjaGVkdWxlci52MS5SZXRyeVBvbGljeRIhCg9jb25jdXJyZW5jeV9rZXkYCSABKAlCCLpIBXIDGIABEiMKEWNvbmN1cnJlbmN5X2xpbWl0GAogASgNQgi6SAUqAxiQTiLmAQoDSm9iEgoKAmlkGAEgASgJEiwKBXN0YXRlGAIgASgOMh0uZHJvdmVyLnNjaGVkdWxlci52MS5Kb2JTdGF0ZRIqCgRzcGVjGAMgASgLMhwuZHJvdmVyLnNjaGVkdWxlci52MS5Kb2JTcGVjEhcKD2lkZW1wb3RlbmN5X2tleRgEIAEoCRIvCgtjcmVhdGVfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wImkKEFN1Ym1pdEpvYlJlcXVlc3QSMgoEc3BlYxgBIAEoCzIcLmRyb3Zlci5zY2hlZHVsZXIudjEuSm9iU3BlY0IGukgDyAEBEiEKD2lkZW1wb3RlbmN5X2tleRgCIAEoCUIIukgFcgMYgAEiSwoRU3VibWl0Sm9iUmVzcG9uc2USJQoDam9iGAEgASgLMhguZHJvdmVyLnNjaGVkdWxlci52MS5Kb2ISDwoHY3JlYXRlZBgCIAEoCCIlCg1HZXRKb2JSZXF1ZXN0EhQKAmlkGAEgASgJQgi6SAVyA7ABASI3Cg5HZXRKb2JSZXNwb25zZRIlCgNqb2IYASABKAsyGC5kcm92ZXIuc2NoZWR1bGVyLnYxLkpvYir3AQoISm9iU3RhdGUSGQoVSk9CX1NUQVRFX1VOU1BFQ0lGSUVEEAASFQoRSk9CX1NUQVRFX1BFTkRJTkcQARIVChFKT0JfU1RBVEVfT0ZGRVJFRBACEhYKEkpPQl9TVEFURV9BU1NJR05FRBADEhUKEUpPQl9TVEFURV9SVU5OSU5HEAQSFwoTSk9CX1NUQVRFX1NVQ0NFRURFRBAFEhQKEEpPQl9TVEFURV9GQUlMRUQQBhIXChNKT0JfU1RBVEVfQ0FOQ0VMTEVEEAcSFwoTSk9CX1NUQVRFX1RJTUVEX09VVBAIEhIKDkpPQl9TVEFURV9ERUFEEAkywQEKEFNjaGVkdWxlclNlcnZpY2USWgoJU3VibWl0Sm9iEiUuZHJvdmVyLnNjaGVkdWxlci52MS5TdWJtaXRKb2JSZXF1ZXN0GiYuZHJvdmVyLnNjaGVkdWxlci52MS5TdWJtaXRKb2JSZXNwb25zZRJRCgZHZXRKb2ISIi5kcm92ZXIuc2NoZWR1bGVyLnYxLkdldEpvYlJlcXVlc3QaIy5kcm92ZXIuc2NoZWR1bGVyLnYxLkdldEpvYlJlc3BvbnNlYgZwcm90bzM", [file_buf_validate_validate, file_drover_common_v1_exec, file_drover_common_v1_resources, file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("Citkcm92ZXIvc2NoZWR1bGVyL3YxL3NjaGVkdWxlcl9zZXJ2aWNlLnByb3RvEhNkcm92ZXIuc2NoZWR1bGVyLnYxIvYCCgdBdHRlbXB0EgoKAmlkGAEgASgJEg4KBm51bWJlchgCIAEoDRIQCghhZ2VudF9pZBgDIAEoCRIwCgVzdGF0ZRgEIAEoDjIhLmRyb3Zlci5zY2hlZHVsZXIudjEuQXR0ZW1wdFN0YXRlEi8KC2NyZWF0ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpzdGFydF90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJZXhpdF9jb2RlGAggASgFEg4KBnNpZ25hbBgJIAEoCRIOCgZyZWFzb24YCiABKAkSNQoRbGVhc2VfZXhwaXJlX3RpbWUYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCmF1Y3Rpb25faWQYDCABKAki/wEKC1JldHJ5UG9saWN5EhwKC21heF9yZXRyaWVzGAEgASgNQge6SAQqAhhkEjwKD2luaXRpYWxfYmFja29mZhgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIIukgFqgECMgASOAoLbWF4X2JhY2tvZmYYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CCLpIBaoBAjIAEi4KCm11bHRpcGxpZXIYBCABKAFCGrpIF9gBARISGQAAAAAAACRAKQAAAAAAAPA/EioKGG5vbl9yZXRyeWFibGVfZXhpdF9jb2RlcxgFIAMoBUIIukgFkgECEEAiuQMKB0pvYlNwZWMSFgoEbmFtZRgBIAEoCUIIukgFcgMYgAESMAoEZXhlYxgCIAEoCzIaLmRyb3Zlci5jb21tb24udjEuRXhlY1NwZWNCBrpIA8gBARIoCgZkcml2ZXIYAyABKAlCGLpIFXITUgBSB3Byb2Nlc3NSBmRvY2tlchIuCglyZXNvdXJjZXMYBCABKAsyGy5kcm92ZXIuY29tbW9uLnYxLlJlc291cmNlcxIyCgtjb25zdHJhaW50cxgFIAEoCzIdLmRyb3Zlci5jb21tb24udjEuQ29uc3RyYWludHMSJQoIcHJpb3JpdHkYBiABKAVCE7pIEBoOGOgHKJj4/////////wESNgoHdGltZW91dBgHIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIKukgHqgEEMgIIARIvCgVyZXRyeRgIIAEoCzIgLmRyb3Zlci5zY2hlZHVsZXIudjEuUmV0cnlQb2xpY3kSIQoPY29uY3VycmVuY3lfa2V5GAkgASgJQgi6SAVyAxiAARIjChFjb25jdXJyZW5jeV9saW1pdBgKIAEoDUIIukgFKgMYkE4ihgMKA0pvYhIKCgJpZBgBIAEoCRIsCgVzdGF0ZRgCIAEoDjIdLmRyb3Zlci5zY2hlZHVsZXIudjEuSm9iU3RhdGUSKgoEc3BlYxgDIAEoCzIcLmRyb3Zlci5zY2hlZHVsZXIudjEuSm9iU3BlYxIXCg9pZGVtcG90ZW5jeV9rZXkYBCABKAkSLwoLY3JlYXRlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3VwZGF0ZV90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCghhdHRlbXB0cxgHIAMoCzIcLmRyb3Zlci5zY2hlZHVsZXIudjEuQXR0ZW1wdBIVCg1hdHRlbXB0X2NvdW50GAggASgNEhMKC3dhaXRfcmVhc29uGAkgASgJEi4KCnJldHJ5X3RpbWUYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCmVuZF9yZWFzb24YCyABKAkiaQoQU3VibWl0Sm9iUmVxdWVzdBIyCgRzcGVjGAEgASgLMhwuZHJvdmVyLnNjaGVkdWxlci52MS5Kb2JTcGVjQga6SAPIAQESIQoPaWRlbXBvdGVuY3lfa2V5GAIgASgJQgi6SAVyAxiAASJLChFTdWJtaXRKb2JSZXNwb25zZRIlCgNqb2IYASABKAsyGC5kcm92ZXIuc2NoZWR1bGVyLnYxLkpvYhIPCgdjcmVhdGVkGAIgASgIIiUKDUdldEpvYlJlcXVlc3QSFAoCaWQYASABKAlCCLpIBXIDsAEBIjcKDkdldEpvYlJlc3BvbnNlEiUKA2pvYhgBIAEoCzIYLmRyb3Zlci5zY2hlZHVsZXIudjEuSm9iIoQBCg9MaXN0Sm9ic1JlcXVlc3QSNgoFc3RhdGUYASABKA4yHS5kcm92ZXIuc2NoZWR1bGVyLnYxLkpvYlN0YXRlQgi6SAWCAQIQARIbCglwYWdlX3NpemUYAiABKA1CCLpIBSoDGOgHEhwKCnBhZ2VfdG9rZW4YAyABKAlCCLpIBXIDGIACIlMKEExpc3RKb2JzUmVzcG9uc2USJgoEam9icxgBIAMoCzIYLmRyb3Zlci5zY2hlZHVsZXIudjEuSm9iEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSKCAQoQQ2FuY2VsSm9iUmVxdWVzdBIUCgJpZBgBIAEoCUIIukgFcgOwAQESPgoMZ3JhY2VfcGVyaW9kGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQg26SAqqAQciAwiQHDIAEhgKBnJlYXNvbhgDIAEoCUIIukgFcgMYgAgiOgoRQ2FuY2VsSm9iUmVzcG9uc2USJQoDam9iGAEgASgLMhguZHJvdmVyLnNjaGVkdWxlci52MS5Kb2IiJwoPV2F0Y2hKb2JSZXF1ZXN0EhQKAmlkGAEgASgJQgi6SAVyA7ABASI5ChBXYXRjaEpvYlJlc3BvbnNlEiUKA2pvYhgBIAEoCzIYLmRyb3Zlci5zY2hlZHVsZXIudjEuSm9iIk0KElJlc3VibWl0Sm9iUmVxdWVzdBIUCgJpZBgBIAEoCUIIukgFcgOwAQESIQoPaWRlbXBvdGVuY3lfa2V5GAIgASgJQgi6SAVyAxiAASJNChNSZXN1Ym1pdEpvYlJlc3BvbnNlEiUKA2pvYhgBIAEoCzIYLmRyb3Zlci5zY2hlZHVsZXIudjEuSm9iEg8KB2NyZWF0ZWQYAiABKAgijAEKGUNsYWltUGxhY2VhYmxlSm9ic1JlcXVlc3QSGgoGYmlkZGVyGAEgASgJQgq6SAdyBRABGIABEhwKCG1heF9qb2JzGAIgASgNQgq6SAcqBRjoBygBEjUKBHdhaXQYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CDLpICaoBBiICCB4yACKQAQoMUGxhY2VhYmxlSm9iEg4KBmpvYl9pZBgBIAEoCRIQCghjbGFpbV9pZBgCIAEoCRIqCgRzcGVjGAMgASgLMhwuZHJvdmVyLnNjaGVkdWxlci52MS5Kb2JTcGVjEhYKDmF0dGVtcHRfbnVtYmVyGAQgASgNEhoKEnByZXZpb3VzX2FnZW50X2lkcxgFIAMoCSKEAQoaQ2xhaW1QbGFjZWFibGVKb2JzUmVzcG9uc2USLwoEam9icxgBIAMoCzIhLmRyb3Zlci5zY2hlZHVsZXIudjEuUGxhY2VhYmxlSm9iEjUKEWNsYWltX2V4cGlyZV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKdAQoJUGxhY2VtZW50EhgKBmpvYl9pZBgBIAEoCUIIukgFcgOwAQESGwoIY2xhaW1faWQYAiABKAlCCbpIBnIEEAEYQBIZCghhZ2VudF9pZBgDIAEoCUIHukgEcgIYQBIfCgphdWN0aW9uX2lkGAQgASgJQgu6SAjYAQFyA7ABARIdCgt3YWl0X3JlYXNvbhgFIAEoCUIIukgFcgMYgAgiWgoXUmVjb3JkUGxhY2VtZW50c1JlcXVlc3QSPwoKcGxhY2VtZW50cxgBIAMoCzIeLmRyb3Zlci5zY2hlZHVsZXIudjEuUGxhY2VtZW50Qgu6SAiSAQUIARDoByJHCg9QbGFjZW1lbnRSZXN1bHQSDgoGam9iX2lkGAEgASgJEhAKCGFjY2VwdGVkGAIgASgIEhIKCmF0dGVtcHRfaWQYAyABKAkiUQoYUmVjb3JkUGxhY2VtZW50c1Jlc3BvbnNlEjUKB3Jlc3VsdHMYASADKAsyJC5kcm92ZXIuc2NoZWR1bGVyLnYxLlBsYWNlbWVudFJlc3VsdCIYChZXYWtlV2FpdGluZ0pvYnNSZXF1ZXN0IigKF1dha2VXYWl0aW5nSm9ic1Jlc3BvbnNlEg0KBXdva2VuGAEgASgNIl4KDUFnZW50Sm9iRXZlbnQSGwoIYWdlbnRfaWQYASABKAlCCbpIBnIEEAEYQBIwCgVldmVudBgCIAEoCzIZLmRyb3Zlci5mbGVldC52MS5Kb2JFdmVudEIGukgDyAEBIlkKFlJlcG9ydEpvYkV2ZW50c1JlcXVlc3QSPwoGZXZlbnRzGAEgAygLMiIuZHJvdmVyLnNjaGVkdWxlci52MS5BZ2VudEpvYkV2ZW50Qgu6SAiSAQUIARCQTiIZChdSZXBvcnRKb2JFdmVudHNSZXNwb25zZSJ4ChxSZXBvcnRSdW5uaW5nQXR0ZW1wdHNSZXF1ZXN0EhsKCGFnZW50X2lkGAEgASgJQgm6SAZyBBABGEASOwoHcnVubmluZxgCIAMoCzIfLmRyb3Zlci5mbGVldC52MS5SdW5uaW5nQXR0ZW1wdEIJukgGkgEDEJBOIj4KHVJlcG9ydFJ1bm5pbmdBdHRlbXB0c1Jlc3BvbnNlEh0KFWNhbmNlbGxlZF9hdHRlbXB0X2lkcxgBIAMoCSr3AQoISm9iU3RhdGUSGQoVSk9CX1NUQVRFX1VOU1BFQ0lGSUVEEAASFQoRSk9CX1NUQVRFX1BFTkRJTkcQARIVChFKT0JfU1RBVEVfT0ZGRVJFRBACEhYKEkpPQl9TVEFURV9BU1NJR05FRBADEhUKEUpPQl9TVEFURV9SVU5OSU5HEAQSFwoTSk9CX1NUQVRFX1NVQ0NFRURFRBAFEhQKEEpPQl9TVEFURV9GQUlMRUQQBhIXChNKT0JfU1RBVEVfQ0FOQ0VMTEVEEAcSFwoTSk9CX1NUQVRFX1RJTUVEX09VVBAIEhIKDkpPQl9TVEFURV9ERUFEEAkq7QEKDEF0dGVtcHRTdGF0ZRIdChlBVFRFTVBUX1NUQVRFX1VOU1BFQ0lGSUVEEAASGgoWQVRURU1QVF9TVEFURV9BU1NJR05FRBABEhkKFUFUVEVNUFRfU1RBVEVfUlVOTklORxACEhsKF0FUVEVNUFRfU1RBVEVfU1VDQ0VFREVEEAMSGAoUQVRURU1QVF9TVEFURV9GQUlMRUQQBBIbChdBVFRFTVBUX1NUQVRFX0NBTkNFTExFRBAFEhsKF0FUVEVNUFRfU1RBVEVfVElNRURfT1VUEAYSFgoSQVRURU1QVF9TVEFURV9MT1NUEAcy9wgKEFNjaGVkdWxlclNlcnZpY2USWgoJU3VibWl0Sm9iEiUuZHJvdmVyLnNjaGVkdWxlci52MS5TdWJtaXRKb2JSZXF1ZXN0GiYuZHJvdmVyLnNjaGVkdWxlci52MS5TdWJtaXRKb2JSZXNwb25zZRJRCgZHZXRKb2ISIi5kcm92ZXIuc2NoZWR1bGVyLnYxLkdldEpvYlJlcXVlc3QaIy5kcm92ZXIuc2NoZWR1bGVyLnYxLkdldEpvYlJlc3BvbnNlElcKCExpc3RKb2JzEiQuZHJvdmVyLnNjaGVkdWxlci52MS5MaXN0Sm9ic1JlcXVlc3QaJS5kcm92ZXIuc2NoZWR1bGVyLnYxLkxpc3RKb2JzUmVzcG9uc2USWgoJQ2FuY2VsSm9iEiUuZHJvdmVyLnNjaGVkdWxlci52MS5DYW5jZWxKb2JSZXF1ZXN0GiYuZHJvdmVyLnNjaGVkdWxlci52MS5DYW5jZWxKb2JSZXNwb25zZRJZCghXYXRjaEpvYhIkLmRyb3Zlci5zY2hlZHVsZXIudjEuV2F0Y2hKb2JSZXF1ZXN0GiUuZHJvdmVyLnNjaGVkdWxlci52MS5XYXRjaEpvYlJlc3BvbnNlMAESYAoLUmVzdWJtaXRKb2ISJy5kcm92ZXIuc2NoZWR1bGVyLnYxLlJlc3VibWl0Sm9iUmVxdWVzdBooLmRyb3Zlci5zY2hlZHVsZXIudjEuUmVzdWJtaXRKb2JSZXNwb25zZRJ1ChJDbGFpbVBsYWNlYWJsZUpvYnMSLi5kcm92ZXIuc2NoZWR1bGVyLnYxLkNsYWltUGxhY2VhYmxlSm9ic1JlcXVlc3QaLy5kcm92ZXIuc2NoZWR1bGVyLnYxLkNsYWltUGxhY2VhYmxlSm9ic1Jlc3BvbnNlEm8KEFJlY29yZFBsYWNlbWVudHMSLC5kcm92ZXIuc2NoZWR1bGVyLnYxLlJlY29yZFBsYWNlbWVudHNSZXF1ZXN0Gi0uZHJvdmVyLnNjaGVkdWxlci52MS5SZWNvcmRQbGFjZW1lbnRzUmVzcG9uc2USbAoPV2FrZVdhaXRpbmdKb2JzEisuZHJvdmVyLnNjaGVkdWxlci52MS5XYWtlV2FpdGluZ0pvYnNSZXF1ZXN0GiwuZHJvdmVyLnNjaGVkdWxlci52MS5XYWtlV2FpdGluZ0pvYnNSZXNwb25zZRJsCg9SZXBvcnRKb2JFdmVudHMSKy5kcm92ZXIuc2NoZWR1bGVyLnYxLlJlcG9ydEpvYkV2ZW50c1JlcXVlc3QaLC5kcm92ZXIuc2NoZWR1bGVyLnYxLlJlcG9ydEpvYkV2ZW50c1Jlc3BvbnNlEn4KFVJlcG9ydFJ1bm5pbmdBdHRlbXB0cxIxLmRyb3Zlci5zY2hlZHVsZXIudjEuUmVwb3J0UnVubmluZ0F0dGVtcHRzUmVxdWVzdBoyLmRyb3Zlci5zY2hlZHVsZXIudjEuUmVwb3J0UnVubmluZ0F0dGVtcHRzUmVzcG9uc2ViBnByb3RvMw", [file_buf_validate_validate, file_drover_common_v1_exec, file_drover_common_v1_resources, file_drover_fleet_v1_agent_stream, file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
- * RetryPolicy says how often and how soon a failed job runs again.
+ * Attempt is one try at running a job on one agent.
+ *
+ * @generated from message drover.scheduler.v1.Attempt
+ */
+export type Attempt = Message<"drover.scheduler.v1.Attempt"> & {
+  /**
+   * Server-assigned id (UUID); the agent's execution bundle is named after it.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * 1 for the first attempt, then 2, 3, ...
+   *
+   * @generated from field: uint32 number = 2;
+   */
+  number: number;
+
+  /**
+   * The agent it was assigned to.
+   *
+   * @generated from field: string agent_id = 3;
+   */
+  agentId: string;
+
+  /**
+   * Where it is.
+   *
+   * @generated from field: drover.scheduler.v1.AttemptState state = 4;
+   */
+  state: AttemptState;
+
+  /**
+   * When it was assigned.
+   *
+   * @generated from field: google.protobuf.Timestamp create_time = 5;
+   */
+  createTime?: Timestamp | undefined;
+
+  /**
+   * When the agent reported it running; unset before.
+   *
+   * @generated from field: google.protobuf.Timestamp start_time = 6;
+   */
+  startTime?: Timestamp | undefined;
+
+  /**
+   * When it ended; unset while it has not.
+   *
+   * @generated from field: google.protobuf.Timestamp end_time = 7;
+   */
+  endTime?: Timestamp | undefined;
+
+  /**
+   * Exit code of the last command run, once ended.
+   *
+   * @generated from field: int32 exit_code = 8;
+   */
+  exitCode: number;
+
+  /**
+   * Signal that ended it, if any ("SIGKILL").
+   *
+   * @generated from field: string signal = 9;
+   */
+  signal: string;
+
+  /**
+   * Why it ended the way it did, in words.
+   *
+   * @generated from field: string reason = 10;
+   */
+  reason: string;
+
+  /**
+   * The lease ends here unless the agent stays online (its heartbeats renew it).
+   *
+   * @generated from field: google.protobuf.Timestamp lease_expire_time = 11;
+   */
+  leaseExpireTime?: Timestamp | undefined;
+
+  /**
+   * The auction that placed it (Bid's ExplainPlacement tells why).
+   *
+   * @generated from field: string auction_id = 12;
+   */
+  auctionId: string;
+};
+
+/**
+ * Describes the message drover.scheduler.v1.Attempt.
+ * Use `create(AttemptSchema)` to create a new message.
+ */
+export const AttemptSchema: GenMessage<Attempt> = /*@__PURE__*/
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 0);
+
+/**
+ * RetryPolicy says how often and how soon a failed job runs again. A job
+ * without one gets the default: 4 retries (5 attempts), 1 s initial
+ * backoff, doubling, capped at 5 min, with full jitter.
  *
  * @generated from message drover.scheduler.v1.RetryPolicy
  */
@@ -33,7 +135,7 @@ export type RetryPolicy = Message<"drover.scheduler.v1.RetryPolicy"> & {
   maxRetries: number;
 
   /**
-   * Delay before the first retry; doubles each time, with jitter. Unset: 1 s.
+   * Delay before the first retry, before jitter. Unset: 1 s.
    *
    * @generated from field: google.protobuf.Duration initial_backoff = 2;
    */
@@ -45,6 +147,21 @@ export type RetryPolicy = Message<"drover.scheduler.v1.RetryPolicy"> & {
    * @generated from field: google.protobuf.Duration max_backoff = 3;
    */
   maxBackoff?: Duration | undefined;
+
+  /**
+   * Growth of the delay per retry, 1-10; 0 means 2.
+   *
+   * @generated from field: double multiplier = 4;
+   */
+  multiplier: number;
+
+  /**
+   * Exit codes that fail the job at once, without retrying (for example 2
+   * for "bad usage"). At most 64.
+   *
+   * @generated from field: repeated int32 non_retryable_exit_codes = 5;
+   */
+  nonRetryableExitCodes: number[];
 };
 
 /**
@@ -52,7 +169,7 @@ export type RetryPolicy = Message<"drover.scheduler.v1.RetryPolicy"> & {
  * Use `create(RetryPolicySchema)` to create a new message.
  */
 export const RetryPolicySchema: GenMessage<RetryPolicy> = /*@__PURE__*/
-  messageDesc(file_drover_scheduler_v1_scheduler_service, 0);
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 1);
 
 /**
  * JobSpec is what to run and where.
@@ -110,7 +227,7 @@ export type JobSpec = Message<"drover.scheduler.v1.JobSpec"> & {
   timeout?: Duration | undefined;
 
   /**
-   * Retries on failure; unset: no retries.
+   * Retries on failure; unset: the default policy (see RetryPolicy).
    *
    * @generated from field: drover.scheduler.v1.RetryPolicy retry = 8;
    */
@@ -136,7 +253,7 @@ export type JobSpec = Message<"drover.scheduler.v1.JobSpec"> & {
  * Use `create(JobSpecSchema)` to create a new message.
  */
 export const JobSpecSchema: GenMessage<JobSpec> = /*@__PURE__*/
-  messageDesc(file_drover_scheduler_v1_scheduler_service, 1);
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 2);
 
 /**
  * Job is a submitted job as it stands.
@@ -185,6 +302,42 @@ export type Job = Message<"drover.scheduler.v1.Job"> & {
    * @generated from field: google.protobuf.Timestamp update_time = 6;
    */
   updateTime?: Timestamp | undefined;
+
+  /**
+   * Its attempts, oldest first (GetJob and WatchJob; ListJobs leaves it empty).
+   *
+   * @generated from field: repeated drover.scheduler.v1.Attempt attempts = 7;
+   */
+  attempts: Attempt[];
+
+  /**
+   * How many attempts were made.
+   *
+   * @generated from field: uint32 attempt_count = 8;
+   */
+  attemptCount: number;
+
+  /**
+   * While pending: why it is not running yet, in words ("waiting for retry
+   * 2 of 4 at ...", "no eligible agent: ...").
+   *
+   * @generated from field: string wait_reason = 9;
+   */
+  waitReason: string;
+
+  /**
+   * While pending for a retry: when it becomes placeable again.
+   *
+   * @generated from field: google.protobuf.Timestamp retry_time = 10;
+   */
+  retryTime?: Timestamp | undefined;
+
+  /**
+   * Once ended: why, in words.
+   *
+   * @generated from field: string end_reason = 11;
+   */
+  endReason: string;
 };
 
 /**
@@ -192,7 +345,7 @@ export type Job = Message<"drover.scheduler.v1.Job"> & {
  * Use `create(JobSchema)` to create a new message.
  */
 export const JobSchema: GenMessage<Job> = /*@__PURE__*/
-  messageDesc(file_drover_scheduler_v1_scheduler_service, 2);
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 3);
 
 /**
  * SubmitJobRequest submits one job.
@@ -221,7 +374,7 @@ export type SubmitJobRequest = Message<"drover.scheduler.v1.SubmitJobRequest"> &
  * Use `create(SubmitJobRequestSchema)` to create a new message.
  */
 export const SubmitJobRequestSchema: GenMessage<SubmitJobRequest> = /*@__PURE__*/
-  messageDesc(file_drover_scheduler_v1_scheduler_service, 3);
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 4);
 
 /**
  * SubmitJobResponse returns the accepted job.
@@ -249,7 +402,7 @@ export type SubmitJobResponse = Message<"drover.scheduler.v1.SubmitJobResponse">
  * Use `create(SubmitJobResponseSchema)` to create a new message.
  */
 export const SubmitJobResponseSchema: GenMessage<SubmitJobResponse> = /*@__PURE__*/
-  messageDesc(file_drover_scheduler_v1_scheduler_service, 4);
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 5);
 
 /**
  * GetJobRequest names a job.
@@ -270,7 +423,7 @@ export type GetJobRequest = Message<"drover.scheduler.v1.GetJobRequest"> & {
  * Use `create(GetJobRequestSchema)` to create a new message.
  */
 export const GetJobRequestSchema: GenMessage<GetJobRequest> = /*@__PURE__*/
-  messageDesc(file_drover_scheduler_v1_scheduler_service, 5);
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 6);
 
 /**
  * GetJobResponse returns a job.
@@ -291,7 +444,612 @@ export type GetJobResponse = Message<"drover.scheduler.v1.GetJobResponse"> & {
  * Use `create(GetJobResponseSchema)` to create a new message.
  */
 export const GetJobResponseSchema: GenMessage<GetJobResponse> = /*@__PURE__*/
-  messageDesc(file_drover_scheduler_v1_scheduler_service, 6);
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 7);
+
+/**
+ * ListJobsRequest filters and pages jobs.
+ *
+ * @generated from message drover.scheduler.v1.ListJobsRequest
+ */
+export type ListJobsRequest = Message<"drover.scheduler.v1.ListJobsRequest"> & {
+  /**
+   * Only jobs in this state; unspecified: all.
+   *
+   * @generated from field: drover.scheduler.v1.JobState state = 1;
+   */
+  state: JobState;
+
+  /**
+   * Most jobs to return: 0 means the default (100); at most 1000.
+   *
+   * @generated from field: uint32 page_size = 2;
+   */
+  pageSize: number;
+
+  /**
+   * Continue after a previous response's next_page_token.
+   *
+   * @generated from field: string page_token = 3;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message drover.scheduler.v1.ListJobsRequest.
+ * Use `create(ListJobsRequestSchema)` to create a new message.
+ */
+export const ListJobsRequestSchema: GenMessage<ListJobsRequest> = /*@__PURE__*/
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 8);
+
+/**
+ * ListJobsResponse is one page of jobs.
+ *
+ * @generated from message drover.scheduler.v1.ListJobsResponse
+ */
+export type ListJobsResponse = Message<"drover.scheduler.v1.ListJobsResponse"> & {
+  /**
+   * The jobs, newest first, without their attempts.
+   *
+   * @generated from field: repeated drover.scheduler.v1.Job jobs = 1;
+   */
+  jobs: Job[];
+
+  /**
+   * Pass back to get the next page; empty on the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message drover.scheduler.v1.ListJobsResponse.
+ * Use `create(ListJobsResponseSchema)` to create a new message.
+ */
+export const ListJobsResponseSchema: GenMessage<ListJobsResponse> = /*@__PURE__*/
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 9);
+
+/**
+ * CancelJobRequest names a job to stop.
+ *
+ * @generated from message drover.scheduler.v1.CancelJobRequest
+ */
+export type CancelJobRequest = Message<"drover.scheduler.v1.CancelJobRequest"> & {
+  /**
+   * The job's id (UUID).
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * Time between SIGTERM and SIGKILL for a running attempt; unset: 10 s. At most one hour.
+   *
+   * @generated from field: google.protobuf.Duration grace_period = 2;
+   */
+  gracePeriod?: Duration | undefined;
+
+  /**
+   * Why, in words (kept on the job). At most 1024 characters.
+   *
+   * @generated from field: string reason = 3;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message drover.scheduler.v1.CancelJobRequest.
+ * Use `create(CancelJobRequestSchema)` to create a new message.
+ */
+export const CancelJobRequestSchema: GenMessage<CancelJobRequest> = /*@__PURE__*/
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 10);
+
+/**
+ * CancelJobResponse returns the job after the cancel.
+ *
+ * @generated from message drover.scheduler.v1.CancelJobResponse
+ */
+export type CancelJobResponse = Message<"drover.scheduler.v1.CancelJobResponse"> & {
+  /**
+   * The job.
+   *
+   * @generated from field: drover.scheduler.v1.Job job = 1;
+   */
+  job?: Job | undefined;
+};
+
+/**
+ * Describes the message drover.scheduler.v1.CancelJobResponse.
+ * Use `create(CancelJobResponseSchema)` to create a new message.
+ */
+export const CancelJobResponseSchema: GenMessage<CancelJobResponse> = /*@__PURE__*/
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 11);
+
+/**
+ * WatchJobRequest names a job to follow.
+ *
+ * @generated from message drover.scheduler.v1.WatchJobRequest
+ */
+export type WatchJobRequest = Message<"drover.scheduler.v1.WatchJobRequest"> & {
+  /**
+   * The job's id (UUID).
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message drover.scheduler.v1.WatchJobRequest.
+ * Use `create(WatchJobRequestSchema)` to create a new message.
+ */
+export const WatchJobRequestSchema: GenMessage<WatchJobRequest> = /*@__PURE__*/
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 12);
+
+/**
+ * WatchJobResponse is the job after a change (the first is the job as it stood).
+ *
+ * @generated from message drover.scheduler.v1.WatchJobResponse
+ */
+export type WatchJobResponse = Message<"drover.scheduler.v1.WatchJobResponse"> & {
+  /**
+   * The job, with its attempts.
+   *
+   * @generated from field: drover.scheduler.v1.Job job = 1;
+   */
+  job?: Job | undefined;
+};
+
+/**
+ * Describes the message drover.scheduler.v1.WatchJobResponse.
+ * Use `create(WatchJobResponseSchema)` to create a new message.
+ */
+export const WatchJobResponseSchema: GenMessage<WatchJobResponse> = /*@__PURE__*/
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 13);
+
+/**
+ * ResubmitJobRequest names an ended job to submit again.
+ *
+ * @generated from message drover.scheduler.v1.ResubmitJobRequest
+ */
+export type ResubmitJobRequest = Message<"drover.scheduler.v1.ResubmitJobRequest"> & {
+  /**
+   * The job's id (UUID).
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * As for SubmitJob: same key, same new job. At most 128 characters.
+   *
+   * @generated from field: string idempotency_key = 2;
+   */
+  idempotencyKey: string;
+};
+
+/**
+ * Describes the message drover.scheduler.v1.ResubmitJobRequest.
+ * Use `create(ResubmitJobRequestSchema)` to create a new message.
+ */
+export const ResubmitJobRequestSchema: GenMessage<ResubmitJobRequest> = /*@__PURE__*/
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 14);
+
+/**
+ * ResubmitJobResponse returns the new job.
+ *
+ * @generated from message drover.scheduler.v1.ResubmitJobResponse
+ */
+export type ResubmitJobResponse = Message<"drover.scheduler.v1.ResubmitJobResponse"> & {
+  /**
+   * The new job.
+   *
+   * @generated from field: drover.scheduler.v1.Job job = 1;
+   */
+  job?: Job | undefined;
+
+  /**
+   * False when an existing job was returned for the idempotency key.
+   *
+   * @generated from field: bool created = 2;
+   */
+  created: boolean;
+};
+
+/**
+ * Describes the message drover.scheduler.v1.ResubmitJobResponse.
+ * Use `create(ResubmitJobResponseSchema)` to create a new message.
+ */
+export const ResubmitJobResponseSchema: GenMessage<ResubmitJobResponse> = /*@__PURE__*/
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 15);
+
+/**
+ * ClaimPlaceableJobsRequest asks for jobs to place.
+ *
+ * @generated from message drover.scheduler.v1.ClaimPlaceableJobsRequest
+ */
+export type ClaimPlaceableJobsRequest = Message<"drover.scheduler.v1.ClaimPlaceableJobsRequest"> & {
+  /**
+   * Who claims (a Bid replica's name), for logs: 1-128 characters.
+   *
+   * @generated from field: string bidder = 1;
+   */
+  bidder: string;
+
+  /**
+   * Most jobs to return: 1-1000.
+   *
+   * @generated from field: uint32 max_jobs = 2;
+   */
+  maxJobs: number;
+
+  /**
+   * Longest to wait for a job when none is placeable; unset: answer at once. At most 30 s.
+   *
+   * @generated from field: google.protobuf.Duration wait = 3;
+   */
+  wait?: Duration | undefined;
+};
+
+/**
+ * Describes the message drover.scheduler.v1.ClaimPlaceableJobsRequest.
+ * Use `create(ClaimPlaceableJobsRequestSchema)` to create a new message.
+ */
+export const ClaimPlaceableJobsRequestSchema: GenMessage<ClaimPlaceableJobsRequest> = /*@__PURE__*/
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 16);
+
+/**
+ * PlaceableJob is a claimed job and what placing it needs.
+ *
+ * @generated from message drover.scheduler.v1.PlaceableJob
+ */
+export type PlaceableJob = Message<"drover.scheduler.v1.PlaceableJob"> & {
+  /**
+   * The job's id.
+   *
+   * @generated from field: string job_id = 1;
+   */
+  jobId: string;
+
+  /**
+   * Names this claim; RecordPlacements must quote it.
+   *
+   * @generated from field: string claim_id = 2;
+   */
+  claimId: string;
+
+  /**
+   * What the job asks for.
+   *
+   * @generated from field: drover.scheduler.v1.JobSpec spec = 3;
+   */
+  spec?: JobSpec | undefined;
+
+  /**
+   * Which attempt placing it now would start (1 for the first).
+   *
+   * @generated from field: uint32 attempt_number = 4;
+   */
+  attemptNumber: number;
+
+  /**
+   * Agents its earlier attempts ran on, most recent last (placement may avoid them).
+   *
+   * @generated from field: repeated string previous_agent_ids = 5;
+   */
+  previousAgentIds: string[];
+};
+
+/**
+ * Describes the message drover.scheduler.v1.PlaceableJob.
+ * Use `create(PlaceableJobSchema)` to create a new message.
+ */
+export const PlaceableJobSchema: GenMessage<PlaceableJob> = /*@__PURE__*/
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 17);
+
+/**
+ * ClaimPlaceableJobsResponse returns the claimed jobs, highest priority first.
+ *
+ * @generated from message drover.scheduler.v1.ClaimPlaceableJobsResponse
+ */
+export type ClaimPlaceableJobsResponse = Message<"drover.scheduler.v1.ClaimPlaceableJobsResponse"> & {
+  /**
+   * The jobs; empty when none became placeable within the wait.
+   *
+   * @generated from field: repeated drover.scheduler.v1.PlaceableJob jobs = 1;
+   */
+  jobs: PlaceableJob[];
+
+  /**
+   * Until when the claims hold.
+   *
+   * @generated from field: google.protobuf.Timestamp claim_expire_time = 2;
+   */
+  claimExpireTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message drover.scheduler.v1.ClaimPlaceableJobsResponse.
+ * Use `create(ClaimPlaceableJobsResponseSchema)` to create a new message.
+ */
+export const ClaimPlaceableJobsResponseSchema: GenMessage<ClaimPlaceableJobsResponse> = /*@__PURE__*/
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 18);
+
+/**
+ * Placement is the outcome of one job's auction.
+ *
+ * @generated from message drover.scheduler.v1.Placement
+ */
+export type Placement = Message<"drover.scheduler.v1.Placement"> & {
+  /**
+   * The job's id (UUID).
+   *
+   * @generated from field: string job_id = 1;
+   */
+  jobId: string;
+
+  /**
+   * The claim_id it was claimed with: 1-64 characters.
+   *
+   * @generated from field: string claim_id = 2;
+   */
+  claimId: string;
+
+  /**
+   * The winner; empty when none won and the job waits.
+   *
+   * @generated from field: string agent_id = 3;
+   */
+  agentId: string;
+
+  /**
+   * The auction (UUID), for ExplainPlacement; empty when none was recorded.
+   *
+   * @generated from field: string auction_id = 4;
+   */
+  auctionId: string;
+
+  /**
+   * Without a winner: why, in words, for GetJob. At most 1024 characters.
+   *
+   * @generated from field: string wait_reason = 5;
+   */
+  waitReason: string;
+};
+
+/**
+ * Describes the message drover.scheduler.v1.Placement.
+ * Use `create(PlacementSchema)` to create a new message.
+ */
+export const PlacementSchema: GenMessage<Placement> = /*@__PURE__*/
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 19);
+
+/**
+ * RecordPlacementsRequest settles claims.
+ *
+ * @generated from message drover.scheduler.v1.RecordPlacementsRequest
+ */
+export type RecordPlacementsRequest = Message<"drover.scheduler.v1.RecordPlacementsRequest"> & {
+  /**
+   * The outcomes: 1-1000.
+   *
+   * @generated from field: repeated drover.scheduler.v1.Placement placements = 1;
+   */
+  placements: Placement[];
+};
+
+/**
+ * Describes the message drover.scheduler.v1.RecordPlacementsRequest.
+ * Use `create(RecordPlacementsRequestSchema)` to create a new message.
+ */
+export const RecordPlacementsRequestSchema: GenMessage<RecordPlacementsRequest> = /*@__PURE__*/
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 20);
+
+/**
+ * PlacementResult says what became of one placement.
+ *
+ * @generated from message drover.scheduler.v1.PlacementResult
+ */
+export type PlacementResult = Message<"drover.scheduler.v1.PlacementResult"> & {
+  /**
+   * The job's id.
+   *
+   * @generated from field: string job_id = 1;
+   */
+  jobId: string;
+
+  /**
+   * True when recorded; false when the claim had lapsed or the job was
+   * cancelled meanwhile (the winner gets nothing; release what was reserved).
+   *
+   * @generated from field: bool accepted = 2;
+   */
+  accepted: boolean;
+
+  /**
+   * The attempt created for the winner.
+   *
+   * @generated from field: string attempt_id = 3;
+   */
+  attemptId: string;
+};
+
+/**
+ * Describes the message drover.scheduler.v1.PlacementResult.
+ * Use `create(PlacementResultSchema)` to create a new message.
+ */
+export const PlacementResultSchema: GenMessage<PlacementResult> = /*@__PURE__*/
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 21);
+
+/**
+ * RecordPlacementsResponse answers each placement, in request order.
+ *
+ * @generated from message drover.scheduler.v1.RecordPlacementsResponse
+ */
+export type RecordPlacementsResponse = Message<"drover.scheduler.v1.RecordPlacementsResponse"> & {
+  /**
+   * One per placement.
+   *
+   * @generated from field: repeated drover.scheduler.v1.PlacementResult results = 1;
+   */
+  results: PlacementResult[];
+};
+
+/**
+ * Describes the message drover.scheduler.v1.RecordPlacementsResponse.
+ * Use `create(RecordPlacementsResponseSchema)` to create a new message.
+ */
+export const RecordPlacementsResponseSchema: GenMessage<RecordPlacementsResponse> = /*@__PURE__*/
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 22);
+
+/**
+ * WakeWaitingJobsRequest wakes jobs that wait for capacity.
+ *
+ * @generated from message drover.scheduler.v1.WakeWaitingJobsRequest
+ */
+export type WakeWaitingJobsRequest = Message<"drover.scheduler.v1.WakeWaitingJobsRequest"> & {
+};
+
+/**
+ * Describes the message drover.scheduler.v1.WakeWaitingJobsRequest.
+ * Use `create(WakeWaitingJobsRequestSchema)` to create a new message.
+ */
+export const WakeWaitingJobsRequestSchema: GenMessage<WakeWaitingJobsRequest> = /*@__PURE__*/
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 23);
+
+/**
+ * WakeWaitingJobsResponse says how many woke.
+ *
+ * @generated from message drover.scheduler.v1.WakeWaitingJobsResponse
+ */
+export type WakeWaitingJobsResponse = Message<"drover.scheduler.v1.WakeWaitingJobsResponse"> & {
+  /**
+   * Jobs made placeable.
+   *
+   * @generated from field: uint32 woken = 1;
+   */
+  woken: number;
+};
+
+/**
+ * Describes the message drover.scheduler.v1.WakeWaitingJobsResponse.
+ * Use `create(WakeWaitingJobsResponseSchema)` to create a new message.
+ */
+export const WakeWaitingJobsResponseSchema: GenMessage<WakeWaitingJobsResponse> = /*@__PURE__*/
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 24);
+
+/**
+ * AgentJobEvent is a job event and the agent that sent it.
+ *
+ * @generated from message drover.scheduler.v1.AgentJobEvent
+ */
+export type AgentJobEvent = Message<"drover.scheduler.v1.AgentJobEvent"> & {
+  /**
+   * The agent: 1-64 characters.
+   *
+   * @generated from field: string agent_id = 1;
+   */
+  agentId: string;
+
+  /**
+   * The event. Required.
+   *
+   * @generated from field: drover.fleet.v1.JobEvent event = 2;
+   */
+  event?: JobEvent | undefined;
+};
+
+/**
+ * Describes the message drover.scheduler.v1.AgentJobEvent.
+ * Use `create(AgentJobEventSchema)` to create a new message.
+ */
+export const AgentJobEventSchema: GenMessage<AgentJobEvent> = /*@__PURE__*/
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 25);
+
+/**
+ * ReportJobEventsRequest carries job events from any number of agents.
+ *
+ * @generated from message drover.scheduler.v1.ReportJobEventsRequest
+ */
+export type ReportJobEventsRequest = Message<"drover.scheduler.v1.ReportJobEventsRequest"> & {
+  /**
+   * The events, in the order each agent sent them: 1-10000.
+   *
+   * @generated from field: repeated drover.scheduler.v1.AgentJobEvent events = 1;
+   */
+  events: AgentJobEvent[];
+};
+
+/**
+ * Describes the message drover.scheduler.v1.ReportJobEventsRequest.
+ * Use `create(ReportJobEventsRequestSchema)` to create a new message.
+ */
+export const ReportJobEventsRequestSchema: GenMessage<ReportJobEventsRequest> = /*@__PURE__*/
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 26);
+
+/**
+ * ReportJobEventsResponse: the events are applied (or were stale) and need not be sent again.
+ *
+ * @generated from message drover.scheduler.v1.ReportJobEventsResponse
+ */
+export type ReportJobEventsResponse = Message<"drover.scheduler.v1.ReportJobEventsResponse"> & {
+};
+
+/**
+ * Describes the message drover.scheduler.v1.ReportJobEventsResponse.
+ * Use `create(ReportJobEventsResponseSchema)` to create a new message.
+ */
+export const ReportJobEventsResponseSchema: GenMessage<ReportJobEventsResponse> = /*@__PURE__*/
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 27);
+
+/**
+ * ReportRunningAttemptsRequest is what an agent said it runs when it connected.
+ *
+ * @generated from message drover.scheduler.v1.ReportRunningAttemptsRequest
+ */
+export type ReportRunningAttemptsRequest = Message<"drover.scheduler.v1.ReportRunningAttemptsRequest"> & {
+  /**
+   * The agent: 1-64 characters.
+   *
+   * @generated from field: string agent_id = 1;
+   */
+  agentId: string;
+
+  /**
+   * Its attempts (Hello.running). At most 10000.
+   *
+   * @generated from field: repeated drover.fleet.v1.RunningAttempt running = 2;
+   */
+  running: RunningAttempt[];
+};
+
+/**
+ * Describes the message drover.scheduler.v1.ReportRunningAttemptsRequest.
+ * Use `create(ReportRunningAttemptsRequestSchema)` to create a new message.
+ */
+export const ReportRunningAttemptsRequestSchema: GenMessage<ReportRunningAttemptsRequest> = /*@__PURE__*/
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 28);
+
+/**
+ * ReportRunningAttemptsResponse says which attempts the agent was told to cancel.
+ *
+ * @generated from message drover.scheduler.v1.ReportRunningAttemptsResponse
+ */
+export type ReportRunningAttemptsResponse = Message<"drover.scheduler.v1.ReportRunningAttemptsResponse"> & {
+  /**
+   * Attempts that are no longer the agent's to run.
+   *
+   * @generated from field: repeated string cancelled_attempt_ids = 1;
+   */
+  cancelledAttemptIds: string[];
+};
+
+/**
+ * Describes the message drover.scheduler.v1.ReportRunningAttemptsResponse.
+ * Use `create(ReportRunningAttemptsResponseSchema)` to create a new message.
+ */
+export const ReportRunningAttemptsResponseSchema: GenMessage<ReportRunningAttemptsResponse> = /*@__PURE__*/
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 29);
 
 /**
  * JobState is where a job is in its life.
@@ -377,6 +1135,76 @@ export const JobStateSchema: GenEnum<JobState> = /*@__PURE__*/
   enumDesc(file_drover_scheduler_v1_scheduler_service, 0);
 
 /**
+ * AttemptState is where one attempt of a job is.
+ *
+ * @generated from enum drover.scheduler.v1.AttemptState
+ */
+export enum AttemptState {
+  /**
+   * Not a state.
+   *
+   * @generated from enum value: ATTEMPT_STATE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Given to an agent under a lease; not yet confirmed running.
+   *
+   * @generated from enum value: ATTEMPT_STATE_ASSIGNED = 1;
+   */
+  ASSIGNED = 1,
+
+  /**
+   * The agent reported it running.
+   *
+   * @generated from enum value: ATTEMPT_STATE_RUNNING = 2;
+   */
+  RUNNING = 2,
+
+  /**
+   * Ended with exit code 0.
+   *
+   * @generated from enum value: ATTEMPT_STATE_SUCCEEDED = 3;
+   */
+  SUCCEEDED = 3,
+
+  /**
+   * Ended otherwise.
+   *
+   * @generated from enum value: ATTEMPT_STATE_FAILED = 4;
+   */
+  FAILED = 4,
+
+  /**
+   * Stopped by a cancel.
+   *
+   * @generated from enum value: ATTEMPT_STATE_CANCELLED = 5;
+   */
+  CANCELLED = 5,
+
+  /**
+   * Ran longer than the job's timeout.
+   *
+   * @generated from enum value: ATTEMPT_STATE_TIMED_OUT = 6;
+   */
+  TIMED_OUT = 6,
+
+  /**
+   * Its lease lapsed (agent offline, or never confirmed); the job was
+   * placed again. Does not count against the retry policy.
+   *
+   * @generated from enum value: ATTEMPT_STATE_LOST = 7;
+   */
+  LOST = 7,
+}
+
+/**
+ * Describes the enum drover.scheduler.v1.AttemptState.
+ */
+export const AttemptStateSchema: GenEnum<AttemptState> = /*@__PURE__*/
+  enumDesc(file_drover_scheduler_v1_scheduler_service, 1);
+
+/**
  * SchedulerService accepts work and drives each job through its states.
  *
  * @generated from service drover.scheduler.v1.SchedulerService
@@ -394,7 +1222,7 @@ export const SchedulerService: GenService<{
     output: typeof SubmitJobResponseSchema;
   },
   /**
-   * GetJob returns one job.
+   * GetJob returns one job with its attempts and, while it waits, why.
    *
    * @generated from rpc drover.scheduler.v1.SchedulerService.GetJob
    */
@@ -402,6 +1230,110 @@ export const SchedulerService: GenService<{
     methodKind: "unary";
     input: typeof GetJobRequestSchema;
     output: typeof GetJobResponseSchema;
+  },
+  /**
+   * ListJobs lists jobs, newest first, optionally in one state (state DEAD
+   * is the dead-letter queue).
+   *
+   * @generated from rpc drover.scheduler.v1.SchedulerService.ListJobs
+   */
+  listJobs: {
+    methodKind: "unary";
+    input: typeof ListJobsRequestSchema;
+    output: typeof ListJobsResponseSchema;
+  },
+  /**
+   * CancelJob stops a job: one not yet assigned is cancelled at once; a
+   * running attempt gets SIGTERM, then SIGKILL after the grace period.
+   * Idempotent; FAILED_PRECONDITION when the job already ended otherwise.
+   *
+   * @generated from rpc drover.scheduler.v1.SchedulerService.CancelJob
+   */
+  cancelJob: {
+    methodKind: "unary";
+    input: typeof CancelJobRequestSchema;
+    output: typeof CancelJobResponseSchema;
+  },
+  /**
+   * WatchJob sends the job as it stands, then again after each change, and
+   * ends after the job reaches a final state.
+   *
+   * @generated from rpc drover.scheduler.v1.SchedulerService.WatchJob
+   */
+  watchJob: {
+    methodKind: "server_streaming";
+    input: typeof WatchJobRequestSchema;
+    output: typeof WatchJobResponseSchema;
+  },
+  /**
+   * ResubmitJob submits the spec of an ended job (a dead letter, say) again,
+   * as a new job. FAILED_PRECONDITION while the job has not ended.
+   *
+   * @generated from rpc drover.scheduler.v1.SchedulerService.ResubmitJob
+   */
+  resubmitJob: {
+    methodKind: "unary";
+    input: typeof ResubmitJobRequestSchema;
+    output: typeof ResubmitJobResponseSchema;
+  },
+  /**
+   * ClaimPlaceableJobs hands pending jobs to a Bid replica for placement:
+   * they become OFFERED under a claim that lapses (back to PENDING) unless
+   * RecordPlacements settles it first. Waits up to `wait` for a job. For
+   * the Bid service.
+   *
+   * @generated from rpc drover.scheduler.v1.SchedulerService.ClaimPlaceableJobs
+   */
+  claimPlaceableJobs: {
+    methodKind: "unary";
+    input: typeof ClaimPlaceableJobsRequestSchema;
+    output: typeof ClaimPlaceableJobsResponseSchema;
+  },
+  /**
+   * RecordPlacements settles claims: a job with a winner gets an attempt
+   * under a lease and the agent its Assignment; a job without one waits,
+   * with the reason. For the Bid service.
+   *
+   * @generated from rpc drover.scheduler.v1.SchedulerService.RecordPlacements
+   */
+  recordPlacements: {
+    methodKind: "unary";
+    input: typeof RecordPlacementsRequestSchema;
+    output: typeof RecordPlacementsResponseSchema;
+  },
+  /**
+   * WakeWaitingJobs makes jobs that wait for capacity placeable now (an
+   * agent connected or capacity was freed). For the Bid service.
+   *
+   * @generated from rpc drover.scheduler.v1.SchedulerService.WakeWaitingJobs
+   */
+  wakeWaitingJobs: {
+    methodKind: "unary";
+    input: typeof WakeWaitingJobsRequestSchema;
+    output: typeof WakeWaitingJobsResponseSchema;
+  },
+  /**
+   * ReportJobEvents applies attempt events agents sent. Idempotent by
+   * event id; events of attempts that are no longer current are answered
+   * with a Cancel to the agent. For Fleet.
+   *
+   * @generated from rpc drover.scheduler.v1.SchedulerService.ReportJobEvents
+   */
+  reportJobEvents: {
+    methodKind: "unary";
+    input: typeof ReportJobEventsRequestSchema;
+    output: typeof ReportJobEventsResponseSchema;
+  },
+  /**
+   * ReportRunningAttempts checks what a (re)connected agent says it runs:
+   * attempts whose lease was given away are cancelled on the agent. For Fleet.
+   *
+   * @generated from rpc drover.scheduler.v1.SchedulerService.ReportRunningAttempts
+   */
+  reportRunningAttempts: {
+    methodKind: "unary";
+    input: typeof ReportRunningAttemptsRequestSchema;
+    output: typeof ReportRunningAttemptsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_drover_scheduler_v1_scheduler_service, 0);
