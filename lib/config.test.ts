@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 
-import { ConfigError, EnvReader, readDevConfig, readSplitConfig, type FleetSettings } from "./config.ts";
+import { ConfigError, EnvReader, readDevConfig, readSplitConfig, type FleetSettings, type SchedulingSettings } from "./config.ts";
 
 // Fleet's settings when nothing is set.
 const fleetDefaults: FleetSettings = {
@@ -13,6 +13,18 @@ const fleetDefaults: FleetSettings = {
   monitorIntervalMs: 1000,
   sweepIntervalMs: 5000,
   helloTimeoutMs: 10_000,
+};
+
+// Scheduling settings when nothing is set.
+const schedulingDefaults: SchedulingSettings = {
+  leaseMs: 30_000,
+  confirmMs: 30_000,
+  claimMs: 10_000,
+  sweepIntervalMs: 1000,
+  waitRetryMs: 10_000,
+  bidWindowMs: 50,
+  offersPerJob: 2,
+  allowShell: false,
 };
 
 // The smallest environment split mode accepts for a service other than fleet.
@@ -44,6 +56,7 @@ describe("readDevConfig", () => {
       keepaliveMs: 30_000,
       listen: { host: "127.0.0.1", grpcPort: 7070, httpPort: 7080 },
       fleet: fleetDefaults,
+      scheduling: schedulingDefaults,
       dataDir: ".drover",
     });
   });
@@ -64,6 +77,7 @@ describe("readDevConfig", () => {
       keepaliveMs: 0,
       listen: { host: "0.0.0.0", grpcPort: 0, httpPort: 9090 },
       fleet: fleetDefaults,
+      scheduling: schedulingDefaults,
       dataDir: "/var/lib/drover",
     });
   });
@@ -119,6 +133,7 @@ describe("readSplitConfig", () => {
       keepaliveMs: 30_000,
       listen: { host: "127.0.0.1", grpcPort: 7070, httpPort: 7080 },
       fleet: fleetDefaults,
+      scheduling: schedulingDefaults,
       service: "scheduler",
       databaseUrl: splitEnv.DATABASE_URL,
       redisUrl: splitEnv.REDIS_URL,
@@ -228,6 +243,31 @@ describe("fleet settings", () => {
     };
     assert.deepEqual(readDevConfig(env).fleet, expected);
     assert.deepEqual(readSplitConfig("fleet", { ...splitEnv, ...env }).fleet, expected);
+  });
+
+  it("reads the scheduling settings, and refuses a bad one naming it", () => {
+    const env = {
+      DROVER_LEASE_MS: "2000",
+      DROVER_CONFIRM_MS: "3000",
+      DROVER_CLAIM_MS: "4000",
+      DROVER_SCHEDULER_SWEEP_MS: "50",
+      DROVER_WAIT_RETRY_MS: "500",
+      DROVER_BID_WINDOW_MS: "20",
+      DROVER_OFFERS_PER_JOB: "3",
+      DROVER_ALLOW_SHELL: "true",
+    };
+    assert.deepEqual(readDevConfig(env).scheduling, {
+      leaseMs: 2000,
+      confirmMs: 3000,
+      claimMs: 4000,
+      sweepIntervalMs: 50,
+      waitRetryMs: 500,
+      bidWindowMs: 20,
+      offersPerJob: 3,
+      allowShell: true,
+    });
+    assert.throws(() => readDevConfig({ DROVER_OFFERS_PER_JOB: "0" }), /DROVER_OFFERS_PER_JOB/);
+    assert.throws(() => readDevConfig({ DROVER_ALLOW_SHELL: "yes" }), /DROVER_ALLOW_SHELL/);
   });
 
   it("derives the stale threshold, presence refresh and sweep interval from the heartbeat interval", () => {

@@ -123,6 +123,8 @@ export interface CommonConfig {
   listen: ListenConfig;
   /** Heartbeats, liveness and snapshots of agents (DROVER_HEARTBEAT_INTERVAL_MS, ...); used by Fleet. */
   fleet: FleetSettings;
+  /** Leases, claims and auctions (DROVER_LEASE_MS, ...); used by the Scheduler and Bid. */
+  scheduling: SchedulingSettings;
 }
 
 function readCommon(r: EnvReader, defaults: { grpcPort: number; httpPort: number }): CommonConfig {
@@ -136,7 +138,50 @@ function readCommon(r: EnvReader, defaults: { grpcPort: number; httpPort: number
       httpPort: r.port("DROVER_HTTP_PORT", defaults.httpPort),
     },
     fleet: readFleetSettings(r),
+    scheduling: readSchedulingSettings(r),
   };
+}
+
+/**
+ * How jobs are placed and held: the Scheduler's leases and claims, the Bid
+ * service's auctions. The defaults suit a real fleet; tests shorten them.
+ */
+export interface SchedulingSettings {
+  /** How long a running attempt's lease lasts; renewed while its agent stays online (DROVER_LEASE_MS), default 30000. */
+  leaseMs: number;
+  /** How long an assigned attempt has to be reported running before it is lost (DROVER_CONFIRM_MS), default 30000. */
+  confirmMs: number;
+  /** How long a Bid replica's claim on a job lasts before the job is placeable again (DROVER_CLAIM_MS), default 10000. */
+  claimMs: number;
+  /** How often the Scheduler sweeps lapsed claims and leases (DROVER_SCHEDULER_SWEEP_MS), default 1000. */
+  sweepIntervalMs: number;
+  /** Longest a job with no eligible agent waits before it is auctioned again, if no capacity appeared meanwhile (DROVER_WAIT_RETRY_MS), default 10000. */
+  waitRetryMs: number;
+  /** How long an auction collects bids (DROVER_BID_WINDOW_MS), default 50. */
+  bidWindowMs: number;
+  /** How many eligible agents get each offer: the k of power-of-k choices (DROVER_OFFERS_PER_JOB), default 2. */
+  offersPerJob: number;
+  /** Whether jobs may ask to run their commands through a shell (DROVER_ALLOW_SHELL=true|false), default false. Agents have their own say too. */
+  allowShell: boolean;
+}
+
+function readSchedulingSettings(r: EnvReader): SchedulingSettings {
+  const DAY = 86_400_000;
+  return {
+    leaseMs: r.integer("DROVER_LEASE_MS", 30_000, 100, DAY),
+    confirmMs: r.integer("DROVER_CONFIRM_MS", 30_000, 100, DAY),
+    claimMs: r.integer("DROVER_CLAIM_MS", 10_000, 100, 3_600_000),
+    sweepIntervalMs: r.integer("DROVER_SCHEDULER_SWEEP_MS", 1000, 10, 60_000),
+    waitRetryMs: r.integer("DROVER_WAIT_RETRY_MS", 10_000, 10, DAY),
+    bidWindowMs: r.integer("DROVER_BID_WINDOW_MS", 50, 1, 10_000),
+    offersPerJob: r.integer("DROVER_OFFERS_PER_JOB", 2, 1, 64),
+    allowShell: r.oneOf("DROVER_ALLOW_SHELL", "false", ["true", "false"] as const) === "true",
+  };
+}
+
+/** Scheduling settings with every default: what an empty environment gives. */
+export function defaultSchedulingSettings(): SchedulingSettings {
+  return readSchedulingSettings(new EnvReader({}));
 }
 
 /**

@@ -18,15 +18,18 @@ import { SchedulerService } from "../gen/ts/drover/scheduler/v1/scheduler_servic
 import type { Bus } from "../lib/bus/bus.ts";
 import type { DroverClients } from "../lib/clients.ts";
 import type { PrismaClients } from "../lib/db/database.ts";
-import type { FleetSettings, ServiceName } from "../lib/config.ts";
+import type { FleetSettings, SchedulingSettings, ServiceName } from "../lib/config.ts";
 import type { AccessRule } from "../lib/host/interceptors.ts";
 import type { Logger } from "../lib/logger.ts";
-import { BidServiceImpl, bidAccess, bidRoutes } from "./bid/service.ts";
+import { createBid } from "./bid/bid.ts";
+import { bidAccess } from "./bid/service.ts";
 import { DeployServiceImpl, deployAccess, deployRoutes } from "./deploy/service.ts";
 import { createFleet } from "./fleet/fleet.ts";
+import { SchedulerSink } from "./fleet/scheduler_sink.ts";
 import { fleetAccess } from "./fleet/service.ts";
 import { LogServiceImpl, logAccess, logRoutes } from "./log/service.ts";
-import { SchedulerServiceImpl, schedulerAccess, schedulerRoutes } from "./scheduler/service.ts";
+import { createScheduler } from "./scheduler/scheduler.ts";
+import { schedulerAccess } from "./scheduler/service.ts";
 
 /** What a service is built from. */
 export interface ServiceDeps<N extends ServiceName> {
@@ -37,7 +40,7 @@ export interface ServiceDeps<N extends ServiceName> {
   clients: DroverClients;
   logger: Logger;
   /** Settings read at start-up (lib/config.ts). */
-  settings: { fleet: FleetSettings };
+  settings: { fleet: FleetSettings; scheduling: SchedulingSettings };
 }
 
 /** A built service: promises its routes, and background work that runs between start() and stop(). */
@@ -68,19 +71,20 @@ export const services: { [N in ServiceName]: ServiceDefinition<N> } = {
     name: "fleet",
     desc: FleetService,
     access: fleetAccess,
-    build: ({ db, bus, logger, settings }) => createFleet({ db, bus, logger, settings: settings.fleet }),
+    build: ({ db, bus, logger, settings, clients }) =>
+      createFleet({ db, bus, logger, settings: settings.fleet, sink: new SchedulerSink(clients.scheduler, logger.child({ component: "scheduler-sink" })) }),
   },
   scheduler: {
     name: "scheduler",
     desc: SchedulerService,
     access: schedulerAccess,
-    build: ({ db }) => routesOnly(schedulerRoutes(new SchedulerServiceImpl(db))),
+    build: ({ db, bus, clients, logger, settings }) => createScheduler({ db, bus, clients, logger, settings: settings.scheduling }),
   },
   bid: {
     name: "bid",
     desc: BidService,
     access: bidAccess,
-    build: ({ db }) => routesOnly(bidRoutes(new BidServiceImpl(db))),
+    build: ({ db, clients, logger, settings }) => createBid({ db, clients, logger, settings: settings.scheduling }),
   },
   deploy: {
     name: "deploy",

@@ -13,7 +13,7 @@ import { ApplyDeploymentRequestSchema, GetDeploymentRequestSchema, ServiceSpecSc
 import { ListApiTokensRequestSchema, Role } from "../gen/ts/drover/fleet/v1/fleet_service_pb.ts";
 import { ReadLogsRequestSchema, Stream } from "../gen/ts/drover/log/v1/log_service_pb.ts";
 import { GetJobRequestSchema, JobSpecSchema, JobState, SubmitJobRequestSchema } from "../gen/ts/drover/scheduler/v1/scheduler_service_pb.ts";
-import { SERVICE_NAMES } from "../lib/config.ts";
+import { SERVICE_NAMES, defaultSchedulingSettings } from "../lib/config.ts";
 import { openPglite, type Database } from "../lib/db/database.ts";
 import { migrate } from "../lib/db/migrate.ts";
 import { encodePageToken } from "../lib/host/paging.ts";
@@ -22,9 +22,17 @@ import { FleetServiceImpl } from "./fleet/service.ts";
 import { TokenStore } from "./fleet/token_store.ts";
 import { LogServiceImpl } from "./log/service.ts";
 import { SchedulerServiceImpl } from "./scheduler/service.ts";
+import { JobStore } from "./scheduler/job_store.ts";
+import { SchedulerSignals } from "./scheduler/signals.ts";
+import { createClient, createRouterTransport } from "@connectrpc/connect";
+import { FleetService } from "../gen/ts/drover/fleet/v1/fleet_service_pb.ts";
+import { createMemoryBus } from "../lib/bus/memory.ts";
+import { createLogger } from "../lib/logger.ts";
 import { failure } from "../lib/testing/connect.ts";
 
 let db: Database;
+const bus = createMemoryBus();
+const silent = createLogger("silent");
 
 before(async () => {
   db = await openPglite("memory://");
@@ -39,7 +47,16 @@ after(async () => {
 const exec = { commands: [{ argv: ["make", "test"], env: { CI: "1" } }] };
 
 describe("SchedulerService", () => {
-  const scheduler = () => new SchedulerServiceImpl(db.prismaFor("scheduler"));
+  // Only submit and get here: nothing reaches Fleet (the whole path runs in
+  // services/scheduling.test.ts and the integration tests).
+  const scheduler = () =>
+    new SchedulerServiceImpl({
+      store: new JobStore(db.prismaFor("scheduler")),
+      signals: new SchedulerSignals(bus, silent),
+      clients: { fleet: createClient(FleetService, createRouterTransport(() => {})) },
+      settings: defaultSchedulingSettings(),
+      log: silent,
+    });
 
   it("stores a submitted job as pending and GetJob returns it", async () => {
     const spec = create(JobSpecSchema, { name: "build", exec, priority: 7, driver: "process" });

@@ -51,7 +51,7 @@ export async function startSplitService<N extends ServiceName>(name: N, config: 
       bus,
       clients,
       logger: logger.child({ service: name }),
-      settings: { fleet: config.fleet },
+      settings: { fleet: config.fleet, scheduling: config.scheduling },
     });
     await startAll([instance]);
     let server: RunningServer;

@@ -6,7 +6,9 @@ import {
   AuctionSchema,
   AuctionState,
   BidService,
+  Candidate_Outcome,
   type Auction,
+  type ExplainPlacementRequest,
   type ListAuctionsRequest,
 } from "../../gen/ts/drover/bid/v1/bid_service_pb.ts";
 import type { AccessRule } from "../../lib/host/interceptors.ts";
@@ -30,21 +32,40 @@ function stateOf(name: string): AuctionState {
   return typeof value === "number" ? value : AuctionState.UNSPECIFIED;
 }
 
+// What auctioneer.ts stores in auctions.explanation.
+interface StoredExplanation {
+  summary?: string;
+  candidates?: { agentId: string; outcome: string; score: number; reason: string }[];
+  ineligible?: { reason: string; count: number; exampleAgentIds: string[] }[];
+  eligibleCount?: number;
+  attempt?: number;
+}
+
+const OUTCOMES: Record<string, Candidate_Outcome> = {
+  won: Candidate_Outcome.WON,
+  outbid: Candidate_Outcome.OUTBID,
+  declined: Candidate_Outcome.DECLINED,
+  no_answer: Candidate_Outcome.NO_ANSWER,
+};
+
 function auction(row: AuctionRow): Auction {
-  const explanation = row.explanation as { summary?: unknown };
+  const e = (row.explanation ?? {}) as StoredExplanation;
   return create(AuctionSchema, {
     id: row.id,
     jobId: row.jobId,
     state: stateOf(row.state),
     winnerAgentId: row.winnerAgentId ?? "",
-    explanation: typeof explanation?.summary === "string" ? explanation.summary : "",
+    explanation: typeof e.summary === "string" ? e.summary : "",
     createTime: timestampFromDate(row.createdAt),
     closeTime: row.closedAt ? timestampFromDate(row.closedAt) : undefined,
+    candidates: (e.candidates ?? []).map((c) => ({ agentId: c.agentId, outcome: OUTCOMES[c.outcome] ?? Candidate_Outcome.UNSPECIFIED, score: c.score, reason: c.reason })),
+    ineligible: e.ineligible ?? [],
+    eligibleCount: e.eligibleCount ?? 0,
   });
 }
 
-/** BidService: the auction record. Running auctions arrives with the scheduling issue. */
-export class BidServiceImpl implements Partial<ServiceImpl<typeof BidService>> {
+/** BidService: the auction record; the auctions themselves run in auctioneer.ts. */
+export class BidServiceImpl implements ServiceImpl<typeof BidService> {
   constructor(private readonly db: PrismaClient) {}
 
   async listAuctions(req: ListAuctionsRequest) {
@@ -64,6 +85,21 @@ export class BidServiceImpl implements Partial<ServiceImpl<typeof BidService>> {
       auctions: page.map(auction),
       nextPageToken: rows.length > size ? encodePageToken(page[page.length - 1]!.id) : "",
     };
+  }
+
+  async explainPlacement(req: ExplainPlacementRequest) {
+    const rows = await this.db.auction.findMany({ where: { jobId: req.jobId }, orderBy: [{ createdAt: "desc" }, { id: "desc" }], take: 10 });
+    if (rows.length === 0) {
+      return { explanation: `job ${req.jobId} has not been auctioned (yet): it is waiting to be placed, or it does not exist`, auctions: [] };
+    }
+    const auctions = rows.map(auction);
+    const lines = rows.map((row, i) => {
+      const e = (row.explanation ?? {}) as StoredExplanation;
+      const when = row.createdAt.toISOString();
+      const which = e.attempt ? `attempt ${e.attempt}` : "an auction";
+      return `${i === 0 ? "Latest" : "Earlier"}, ${which} at ${when}: ${e.summary ?? row.state}.`;
+    });
+    return { explanation: lines.join("\n"), auctions };
   }
 }
 

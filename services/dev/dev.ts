@@ -69,7 +69,7 @@ export async function startDev(config: DevConfig, logger: Logger): Promise<DevPl
         bus,
         clients,
         logger: logger.child({ service: name }),
-        settings: { fleet: config.fleet },
+        settings: { fleet: config.fleet, scheduling: config.scheduling },
       });
     const instances = SERVICE_NAMES.map((name) => build(name));
     for (const instance of instances) registrars.push(instance.routes);

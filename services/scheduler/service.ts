@@ -1,79 +1,429 @@
+import { randomUUID } from "node:crypto";
 import { create, fromJson, toJson, type JsonValue } from "@bufbuild/protobuf";
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, type ConnectRouter, type ServiceImpl } from "@connectrpc/connect";
-import type { PrismaClient } from "../../gen/prisma/scheduler/client.ts";
+import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, type ConnectRouter, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import { AttemptState as ReportedAttemptState } from "../../gen/ts/drover/fleet/v1/agent_stream_pb.ts";
+import { Role } from "../../gen/ts/drover/fleet/v1/fleet_service_pb.ts";
 import {
+  AttemptSchema,
+  AttemptState,
   JobSchema,
   JobSpecSchema,
   JobState,
   SchedulerService,
+  type CancelJobRequest,
+  type ClaimPlaceableJobsRequest,
   type GetJobRequest,
   type Job,
+  type JobSpec,
+  type ListJobsRequest,
+  type RecordPlacementsRequest,
+  type ReportJobEventsRequest,
+  type ReportRunningAttemptsRequest,
+  type ResubmitJobRequest,
   type SubmitJobRequest,
+  type WatchJobRequest,
+  type WatchJobResponse,
 } from "../../gen/ts/drover/scheduler/v1/scheduler_service_pb.ts";
-import { isUniqueViolation } from "../../lib/db/errors.ts";
+import { Batcher } from "../../lib/batcher.ts";
+import type { DroverClients } from "../../lib/clients.ts";
+import type { SchedulingSettings } from "../../lib/config.ts";
 import type { AccessRule } from "../../lib/host/interceptors.ts";
+import { decodePageToken, encodePageToken, pageSize } from "../../lib/host/paging.ts";
+import type { Logger } from "../../lib/logger.ts";
+import { FINAL_JOB_STATES, type AttemptChange, type AttemptRow, type JobRow, type JobStore, type NewJob } from "./job_store.ts";
+import { onEvent, type ReportedState } from "./lifecycle.ts";
+import { durationMs, retrySettings } from "./retry.ts";
+import type { SchedulerSignals } from "./signals.ts";
 
 /** Who may call what on SchedulerService (methods not listed: admin and operator). */
-export const schedulerAccess: Record<string, AccessRule> = {};
+export const schedulerAccess: Record<string, AccessRule> = {
+  // For the other services, which call with the admin token.
+  ClaimPlaceableJobs: [Role.ADMIN],
+  RecordPlacements: [Role.ADMIN],
+  WakeWaitingJobs: [Role.ADMIN],
+  ReportJobEvents: [Role.ADMIN],
+  ReportRunningAttempts: [Role.ADMIN],
+};
 
-type JobRow = { id: string; state: string; spec: unknown; idempotencyKey: string | null; createdAt: Date; updatedAt: Date };
+/** Grace between SIGTERM and SIGKILL when CancelJob does not say. */
+export const DEFAULT_CANCEL_GRACE_MS = 10_000;
 
 // Stored state names are the enum's names in lower case ("pending", "timed_out").
 function stateName(state: JobState): string {
   return JobState[state].toLowerCase();
 }
 
-function stateOf(name: string): JobState {
-  const value = JobState[name.toUpperCase() as keyof typeof JobState];
-  return typeof value === "number" ? value : JobState.UNSPECIFIED;
+function stateOf<E extends Record<string, string | number>>(e: E, name: string): number {
+  const value = e[name.toUpperCase() as keyof E];
+  return typeof value === "number" ? value : 0;
 }
 
-function job(row: JobRow): Job {
-  return create(JobSchema, {
-    id: row.id,
-    state: stateOf(row.state),
-    spec: fromJson(JobSpecSchema, row.spec as JsonValue),
-    idempotencyKey: row.idempotencyKey ?? "",
-    createTime: timestampFromDate(row.createdAt),
-    updateTime: timestampFromDate(row.updatedAt),
+const ts = (d: Date | null | undefined) => (d ? timestampFromDate(d) : undefined);
+
+function attemptMessage(a: AttemptRow) {
+  return create(AttemptSchema, {
+    id: a.id,
+    number: a.number,
+    agentId: a.agentId,
+    state: stateOf(AttemptState, a.state),
+    createTime: ts(a.createdAt),
+    startTime: ts(a.startedAt),
+    endTime: ts(a.endedAt),
+    exitCode: a.exitCode ?? 0,
+    signal: a.signal ?? "",
+    reason: a.reason ?? "",
+    leaseExpireTime: a.state === "assigned" || a.state === "running" ? ts(a.leaseExpiresAt) : undefined,
+    auctionId: a.auctionId ?? "",
   });
 }
 
+/** A stored job as the API shows it. */
+export function jobMessage(row: JobRow, attempts: AttemptRow[] = []): Job {
+  const pending = row.state === "pending";
+  return create(JobSchema, {
+    id: row.id,
+    state: stateOf(JobState, row.state),
+    spec: fromJson(JobSpecSchema, row.spec as JsonValue, { ignoreUnknownFields: true }),
+    idempotencyKey: row.idempotencyKey ?? "",
+    createTime: timestampFromDate(row.createdAt),
+    updateTime: timestampFromDate(row.updatedAt),
+    attempts: attempts.map(attemptMessage),
+    attemptCount: row.attemptCount,
+    waitReason: pending ? (row.waitReason ?? "waiting for placement") : "",
+    retryTime: pending && row.notBefore && !row.waitingForCapacity ? timestampFromDate(row.notBefore) : undefined,
+    endReason: row.endReason && (FINAL_JOB_STATES as readonly string[]).includes(row.state) ? row.endReason : "",
+  });
+}
+
+const REPORTED: Record<number, ReportedState> = {
+  [ReportedAttemptState.STARTING]: "starting",
+  [ReportedAttemptState.RUNNING]: "running",
+  [ReportedAttemptState.SUCCEEDED]: "succeeded",
+  [ReportedAttemptState.FAILED]: "failed",
+  [ReportedAttemptState.CANCELLED]: "cancelled",
+  [ReportedAttemptState.TIMED_OUT]: "timed_out",
+};
+
+export interface SchedulerDeps {
+  store: JobStore;
+  signals: SchedulerSignals;
+  clients: Pick<DroverClients, "fleet">;
+  settings: SchedulingSettings;
+  log: Logger;
+  random?: () => number;
+}
+
 /**
- * SchedulerService: accepts jobs and stores them as pending. Placement,
- * leases, retries, runs and schedules arrive with the scheduling issue.
+ * SchedulerService: accepts jobs and drives each through its states. The
+ * decisions are lifecycle.ts and retry.ts; the writes, job_store.ts; the
+ * background sweeps of claims and leases, sweeper.ts.
  */
-export class SchedulerServiceImpl implements Partial<ServiceImpl<typeof SchedulerService>> {
-  constructor(private readonly db: PrismaClient) {}
+export class SchedulerServiceImpl implements ServiceImpl<typeof SchedulerService> {
+  private readonly submits: Batcher<NewJob, { job: JobRow; created: boolean }>;
+  private readonly events: Batcher<ReportJobEventsRequest["events"], void>;
+  private readonly random: () => number;
+
+  constructor(private readonly deps: SchedulerDeps) {
+    this.random = deps.random ?? Math.random;
+    // Submits arriving together share one INSERT.
+    this.submits = new Batcher(
+      async (jobs) => {
+        const results = await deps.store.insert(jobs);
+        if (results.some((r) => r.created)) deps.signals.placeable();
+        return results;
+      },
+      { maxSize: 500, concurrency: 4 },
+    );
+    // Event reports are applied one batch at a time: two batches touching
+    // one attempt would otherwise race each other's compare-and-set.
+    this.events = new Batcher<ReportJobEventsRequest["events"], void>(async (batches) => {
+      await this.applyEvents(batches.flat());
+      return batches.map(() => undefined);
+    }, { maxSize: 50, concurrency: 1 });
+  }
+
+  // ---- Jobs ----------------------------------------------------------------------
 
   async submitJob(req: SubmitJobRequest) {
-    const key = req.idempotencyKey || null;
-    if (key) {
-      const existing = await this.db.job.findUnique({ where: { idempotencyKey: key } });
-      if (existing) return { job: job(existing), created: false };
-    }
-    const spec = toJson(JobSpecSchema, req.spec!) as object;
-    try {
-      const row = await this.db.job.create({
-        data: { state: stateName(JobState.PENDING), spec, priority: req.spec!.priority, idempotencyKey: key },
-      });
-      return { job: job(row), created: true };
-    } catch (err) {
-      // Two submissions with one key raced; the other one won and its job is the answer.
-      if (key && isUniqueViolation(err)) {
-        const winner = await this.db.job.findUnique({ where: { idempotencyKey: key } });
-        if (winner) return { job: job(winner), created: false };
-      }
-      throw err;
-    }
+    this.checkSpec(req.spec!, "spec");
+    const { job, created } = await this.submits.add({
+      spec: toJson(JobSpecSchema, req.spec!) as object,
+      priority: req.spec!.priority,
+      idempotencyKey: req.idempotencyKey || null,
+    });
+    return { job: jobMessage(job), created };
   }
 
   async getJob(req: GetJobRequest) {
-    const row = await this.db.job.findUnique({ where: { id: req.id } });
-    if (!row) throw new ConnectError(`job ${req.id} not found`, Code.NotFound);
-    return { job: job(row) };
+    const row = await this.mustGet(req.id);
+    return { job: jobMessage(row, await this.deps.store.attemptsOf(row.id)) };
   }
+
+  async listJobs(req: ListJobsRequest) {
+    const size = pageSize(req.pageSize);
+    const after = decodePageToken(req.pageToken);
+    if (after !== undefined && !(await this.deps.store.get(after))) {
+      throw new ConnectError("page_token: does not name a job", Code.InvalidArgument);
+    }
+    const rows = await this.deps.store.list({ state: req.state ? stateName(req.state) : undefined, limit: size + 1, afterId: after });
+    const page = rows.slice(0, size);
+    return { jobs: page.map((r) => jobMessage(r)), nextPageToken: rows.length > size ? encodePageToken(page[page.length - 1]!.id) : "" };
+  }
+
+  async cancelJob(req: CancelJobRequest): Promise<{ job: Job }> {
+    const { store, signals } = this.deps;
+    const reason = req.reason || "cancelled by a user";
+    const unplaced = await store.cancelUnplaced(req.id, reason);
+    if (unplaced) {
+      signals.changed([unplaced.id]);
+      return { job: jobMessage(unplaced, await store.attemptsOf(unplaced.id)) };
+    }
+    const held = await store.requestCancel(req.id, reason);
+    if (held) {
+      const attempt = held.currentAttemptId ? (await store.attemptsOf(held.id)).find((a) => a.id === held.currentAttemptId) : undefined;
+      if (attempt) {
+        const graceMs = req.gracePeriod ? durationMs(req.gracePeriod) : DEFAULT_CANCEL_GRACE_MS;
+        await this.sendCancels([{ agentId: attempt.agentId, attemptId: attempt.id, graceMs, reason }]);
+      }
+      signals.changed([held.id]);
+      return { job: jobMessage(held, await store.attemptsOf(held.id)) };
+    }
+    const row = await this.mustGet(req.id);
+    if (row.state === "cancelled") return { job: jobMessage(row, await store.attemptsOf(row.id)) };
+    if ((FINAL_JOB_STATES as readonly string[]).includes(row.state)) {
+      throw new ConnectError(`job ${row.id} already ended: ${row.state}`, Code.FailedPrecondition);
+    }
+    // It moved between the two statements (claimed, assigned): try again.
+    return this.cancelJob(req);
+  }
+
+  async *watchJob(req: WatchJobRequest, ctx: HandlerContext): AsyncGenerator<WatchJobResponse> {
+    const { store, signals } = this.deps;
+    let wake: (() => void) | undefined;
+    let changed = true;
+    const stop = signals.watchJob(req.id, () => {
+      changed = true;
+      wake?.();
+    });
+    try {
+      let last = "";
+      for (;;) {
+        if (changed) {
+          changed = false;
+          const row = await this.mustGet(req.id);
+          const attempts = await store.attemptsOf(row.id);
+          const version = `${row.updatedAt.getTime()}:${row.state}:${attempts.map((a) => a.state).join(",")}`;
+          if (version !== last) {
+            last = version;
+            yield { job: jobMessage(row, attempts) } as WatchJobResponse;
+          }
+          if ((FINAL_JOB_STATES as readonly string[]).includes(row.state)) return;
+        }
+        // Doorbells may be lost: look again every few seconds regardless.
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(() => {
+            changed = true;
+            resolve();
+          }, 2000);
+          wake = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+          ctx.signal.addEventListener("abort", wake, { once: true });
+        });
+        if (ctx.signal.aborted) return;
+      }
+    } finally {
+      stop();
+    }
+  }
+
+  async resubmitJob(req: ResubmitJobRequest) {
+    const row = await this.mustGet(req.id);
+    if (!(FINAL_JOB_STATES as readonly string[]).includes(row.state)) {
+      throw new ConnectError(`job ${row.id} has not ended (${row.state}); cancel it first`, Code.FailedPrecondition);
+    }
+    const { job, created } = await this.submits.add({ spec: row.spec as object, priority: row.priority, idempotencyKey: req.idempotencyKey || null });
+    return { job: jobMessage(job), created };
+  }
+
+  // ---- For the Bid service ---------------------------------------------------------
+
+  async claimPlaceableJobs(req: ClaimPlaceableJobsRequest, ctx: HandlerContext) {
+    const { store, signals, settings } = this.deps;
+    const deadline = Date.now() + (req.wait ? durationMs(req.wait) : 0);
+    for (;;) {
+      const claimed = await store.claim(req.maxJobs, settings.claimMs);
+      if (claimed.length > 0) {
+        signals.changed(claimed.map((c) => c.job.id));
+        return {
+          jobs: claimed.map(({ job, previousAgentIds }) => ({
+            jobId: job.id,
+            claimId: job.claimId!,
+            spec: fromJson(JobSpecSchema, job.spec as JsonValue, { ignoreUnknownFields: true }),
+            attemptNumber: job.attemptCount + 1,
+            previousAgentIds,
+          })),
+          claimExpireTime: ts(claimed[0]!.job.claimExpiresAt),
+        };
+      }
+      const left = deadline - Date.now();
+      if (left <= 0 || ctx.signal.aborted) return { jobs: [] };
+      // Retries come due without a doorbell; look again at least every 250 ms.
+      await signals.untilPlaceable(Math.min(left, 250), ctx.signal);
+    }
+  }
+
+  async recordPlacements(req: RecordPlacementsRequest) {
+    const { store, signals, settings, clients, log } = this.deps;
+    const won = req.placements.filter((p) => p.agentId !== "").map((p) => ({ jobId: p.jobId, claimId: p.claimId, agentId: p.agentId, auctionId: p.auctionId || null, attemptId: randomUUID() }));
+    const lost = req.placements.filter((p) => p.agentId === "").map((p) => ({ jobId: p.jobId, claimId: p.claimId, reason: p.waitReason || "no agent took the job" }));
+    const [assigned, waiting] = await Promise.all([store.assign(won, settings.confirmMs), store.wait(lost, settings.waitRetryMs)]);
+    if (assigned.length > 0) {
+      const messages = assigned.map(({ job, attempt }) => {
+        const spec = fromJson(JobSpecSchema, job.spec as JsonValue, { ignoreUnknownFields: true });
+        return {
+          agentId: attempt.agentId,
+          message: {
+            messageId: `assign:${attempt.id}`,
+            message: {
+              case: "assignment" as const,
+              value: {
+                attemptId: attempt.id,
+                jobId: job.id,
+                exec: spec.exec,
+                driver: spec.driver || "process",
+                resources: spec.resources,
+                leaseExpireTime: timestampFromDate(attempt.leaseExpiresAt),
+                timeout: spec.timeout,
+              },
+            },
+          },
+        };
+      });
+      // Stored in Fleet's outbox, the assignment reaches the agent even if
+      // it reconnects first. If this fails the attempt is never confirmed,
+      // its lease lapses and the job is placed again.
+      await clients.fleet.sendToAgents({ messages }).catch((err) => log.warn({ err, attempts: messages.length }, "could not send assignments; their leases will lapse"));
+    }
+    signals.changed([...assigned.map((a) => a.job.id), ...waiting]);
+    const byJob = new Map(assigned.map((a) => [a.job.id, a.attempt.id]));
+    const waited = new Set(waiting);
+    return {
+      results: req.placements.map((p) => ({
+        jobId: p.jobId,
+        accepted: byJob.has(p.jobId) || waited.has(p.jobId),
+        attemptId: byJob.get(p.jobId) ?? "",
+      })),
+    };
+  }
+
+  async wakeWaitingJobs() {
+    const woken = await this.deps.store.wake();
+    if (woken > 0) this.deps.signals.placeable();
+    return { woken };
+  }
+
+  // ---- For Fleet -------------------------------------------------------------------
+
+  async reportJobEvents(req: ReportJobEventsRequest) {
+    await this.events.add(req.events);
+    return {};
+  }
+
+  async reportRunningAttempts(req: ReportRunningAttemptsRequest) {
+    const { store } = this.deps;
+    const found = new Map((await store.attemptsWithJobs(req.running.map((r) => r.attemptId))).map((x) => [x.attempt.id, x]));
+    const cancels: { agentId: string; attemptId: string; graceMs: number; reason: string }[] = [];
+    for (const r of req.running) {
+      const x = found.get(r.attemptId);
+      const holds = x && x.attempt.agentId === req.agentId && (x.attempt.state === "assigned" || x.attempt.state === "running") && x.job.currentAttemptId === x.attempt.id;
+      if (!holds) {
+        cancels.push({ agentId: req.agentId, attemptId: r.attemptId, graceMs: DEFAULT_CANCEL_GRACE_MS, reason: x ? `attempt is ${x.attempt.state}; its job was placed elsewhere` : "unknown attempt" });
+      }
+    }
+    await this.sendCancels(cancels);
+    return { cancelledAttemptIds: cancels.map((c) => c.attemptId) };
+  }
+
+  // ---- Helpers ---------------------------------------------------------------------
+
+  private checkSpec(spec: JobSpec, field: string): void {
+    if (spec.exec?.allowShell && !this.deps.settings.allowShell) {
+      throw new ConnectError(`${field}.exec.allow_shell: shells are not allowed by this server (DROVER_ALLOW_SHELL)`, Code.InvalidArgument);
+    }
+  }
+
+  private async mustGet(id: string): Promise<JobRow> {
+    const row = await this.deps.store.get(id);
+    if (!row) throw new ConnectError(`job ${id} not found`, Code.NotFound);
+    return row;
+  }
+
+  /** Applies agents' events in order; stale ones get a Cancel. Retries the compare-and-set a few times when rows moved. */
+  private async applyEvents(events: ReportJobEventsRequest["events"]): Promise<void> {
+    const { store, signals, settings } = this.deps;
+    let todo = events.filter((e) => REPORTED[e.event!.state] !== undefined);
+    const changedJobs = new Set<string>();
+    const cancels: { agentId: string; attemptId: string; graceMs: number; reason: string }[] = [];
+    let placeable = false;
+    for (let round = 0; round < 5 && todo.length > 0; round++) {
+      const rows = new Map((await store.attemptsWithJobs([...new Set(todo.map((e) => e.event!.attemptId))])).map((x) => [x.attempt.id, x]));
+      // Events of one attempt apply in order to the rows as they would be after each.
+      const pending = new Map<string, { change: AttemptChange; events: typeof todo }>();
+      for (const e of todo) {
+        const event = e.event!;
+        const x = rows.get(event.attemptId);
+        if (!x || x.attempt.agentId !== e.agentId) continue; // not ours to apply: unknown attempt or wrong agent
+        const outcome = onEvent(x.attempt, x.job, {
+          state: REPORTED[event.state]!,
+          exitCode: event.exitCode,
+          signal: event.signal,
+          message: event.message,
+          time: event.time ? timestampDate(event.time) : new Date(),
+        }, { nowMs: Date.now(), random: this.random, leaseMs: settings.leaseMs, retry: retrySettings(jobRetry(x.job)) });
+        if (outcome.kind === "stale") cancels.push({ agentId: e.agentId, attemptId: event.attemptId, graceMs: DEFAULT_CANCEL_GRACE_MS, reason: outcome.reason });
+        if (outcome.kind !== "change") continue;
+        const c = outcome.change;
+        const prior = pending.get(c.attemptId);
+        // Merge with an earlier change of the same attempt in this batch: one write, guarded by the first state read.
+        const merged: AttemptChange = prior ? { ...prior.change, ...c, fromState: prior.change.fromState, startedAt: prior.change.startedAt ?? c.startedAt, job: c.job ?? prior.change.job } : c;
+        pending.set(c.attemptId, { change: merged, events: [...(prior?.events ?? []), e] });
+        x.attempt = { ...x.attempt, state: c.state, startedAt: merged.startedAt ?? x.attempt.startedAt };
+        if (c.job) x.job = { ...x.job, state: c.job.state };
+      }
+      const changes = [...pending.values()];
+      const applied = await store.applyAttemptChanges(changes.map((p) => p.change));
+      for (const id of applied.jobs) changedJobs.add(id);
+      for (const p of changes) if (applied.attempts.has(p.change.attemptId) && p.change.job?.state === "pending") placeable = true;
+      todo = changes.filter((p) => !applied.attempts.has(p.change.attemptId)).flatMap((p) => p.events);
+    }
+    if (todo.length > 0) this.deps.log.warn({ events: todo.length }, "job events kept losing races with other changes; dropped");
+    await this.sendCancels(cancels);
+    signals.changed(changedJobs);
+    if (placeable) signals.placeable();
+  }
+
+  /** Sends Cancels through Fleet (stored there, so they reach agents that are away now). */
+  async sendCancels(cancels: readonly { agentId: string; attemptId: string; graceMs: number; reason: string }[]): Promise<void> {
+    if (cancels.length === 0) return;
+    await this.deps.clients.fleet
+      .sendToAgents({
+        messages: cancels.map((c) => ({
+          agentId: c.agentId,
+          message: {
+            messageId: `cancel:${c.attemptId}`,
+            message: { case: "cancel" as const, value: { attemptId: c.attemptId, reason: c.reason, gracePeriod: { seconds: BigInt(Math.floor(c.graceMs / 1000)), nanos: (c.graceMs % 1000) * 1_000_000 } } },
+          },
+        })),
+      })
+      .catch((err) => this.deps.log.warn({ err, cancels: cancels.length }, "could not send cancels to agents"));
+  }
+}
+
+function jobRetry(job: JobRow) {
+  return fromJson(JobSpecSchema, job.spec as JsonValue, { ignoreUnknownFields: true }).retry;
 }
 
 export function schedulerRoutes(impl: SchedulerServiceImpl) {

@@ -88,6 +88,7 @@ export const JobScalarFieldEnum = {
   waitReason: 'waitReason',
   claimId: 'claimId',
   claimExpiresAt: 'claimExpiresAt',
+  cancelRequestedAt: 'cancelRequestedAt',
   endReason: 'endReason',
   endedAt: 'endedAt'
 } as const

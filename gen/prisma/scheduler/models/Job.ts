@@ -56,6 +56,7 @@ export type JobMinAggregateOutputType = {
   waitReason: string | null
   claimId: string | null
   claimExpiresAt: Date | null
+  cancelRequestedAt: Date | null
   endReason: string | null
   endedAt: Date | null
 }
@@ -76,6 +77,7 @@ export type JobMaxAggregateOutputType = {
   waitReason: string | null
   claimId: string | null
   claimExpiresAt: Date | null
+  cancelRequestedAt: Date | null
   endReason: string | null
   endedAt: Date | null
 }
@@ -97,6 +99,7 @@ export type JobCountAggregateOutputType = {
   waitReason: number
   claimId: number
   claimExpiresAt: number
+  cancelRequestedAt: number
   endReason: number
   endedAt: number
   _all: number
@@ -133,6 +136,7 @@ export type JobMinAggregateInputType = {
   waitReason?: true
   claimId?: true
   claimExpiresAt?: true
+  cancelRequestedAt?: true
   endReason?: true
   endedAt?: true
 }
@@ -153,6 +157,7 @@ export type JobMaxAggregateInputType = {
   waitReason?: true
   claimId?: true
   claimExpiresAt?: true
+  cancelRequestedAt?: true
   endReason?: true
   endedAt?: true
 }
@@ -174,6 +179,7 @@ export type JobCountAggregateInputType = {
   waitReason?: true
   claimId?: true
   claimExpiresAt?: true
+  cancelRequestedAt?: true
   endReason?: true
   endedAt?: true
   _all?: true
@@ -282,6 +288,7 @@ export type JobGroupByOutputType = {
   waitReason: string | null
   claimId: string | null
   claimExpiresAt: Date | null
+  cancelRequestedAt: Date | null
   endReason: string | null
   endedAt: Date | null
   _count: JobCountAggregateOutputType | null
@@ -326,6 +333,7 @@ export type JobWhereInput = {
   waitReason?: Prisma.StringNullableFilter<"Job"> | string | null
   claimId?: Prisma.UuidNullableFilter<"Job"> | string | null
   claimExpiresAt?: Prisma.DateTimeNullableFilter<"Job"> | Date | string | null
+  cancelRequestedAt?: Prisma.DateTimeNullableFilter<"Job"> | Date | string | null
   endReason?: Prisma.StringNullableFilter<"Job"> | string | null
   endedAt?: Prisma.DateTimeNullableFilter<"Job"> | Date | string | null
   attempts?: Prisma.AttemptListRelationFilter
@@ -348,6 +356,7 @@ export type JobOrderByWithRelationInput = {
   waitReason?: Prisma.SortOrderInput | Prisma.SortOrder
   claimId?: Prisma.SortOrderInput | Prisma.SortOrder
   claimExpiresAt?: Prisma.SortOrderInput | Prisma.SortOrder
+  cancelRequestedAt?: Prisma.SortOrderInput | Prisma.SortOrder
   endReason?: Prisma.SortOrderInput | Prisma.SortOrder
   endedAt?: Prisma.SortOrderInput | Prisma.SortOrder
   attempts?: Prisma.AttemptOrderByRelationAggregateInput
@@ -373,6 +382,7 @@ export type JobWhereUniqueInput = Prisma.AtLeast<{
   waitReason?: Prisma.StringNullableFilter<"Job"> | string | null
   claimId?: Prisma.UuidNullableFilter<"Job"> | string | null
   claimExpiresAt?: Prisma.DateTimeNullableFilter<"Job"> | Date | string | null
+  cancelRequestedAt?: Prisma.DateTimeNullableFilter<"Job"> | Date | string | null
   endReason?: Prisma.StringNullableFilter<"Job"> | string | null
   endedAt?: Prisma.DateTimeNullableFilter<"Job"> | Date | string | null
   attempts?: Prisma.AttemptListRelationFilter
@@ -395,6 +405,7 @@ export type JobOrderByWithAggregationInput = {
   waitReason?: Prisma.SortOrderInput | Prisma.SortOrder
   claimId?: Prisma.SortOrderInput | Prisma.SortOrder
   claimExpiresAt?: Prisma.SortOrderInput | Prisma.SortOrder
+  cancelRequestedAt?: Prisma.SortOrderInput | Prisma.SortOrder
   endReason?: Prisma.SortOrderInput | Prisma.SortOrder
   endedAt?: Prisma.SortOrderInput | Prisma.SortOrder
   _count?: Prisma.JobCountOrderByAggregateInput
@@ -424,6 +435,7 @@ export type JobScalarWhereWithAggregatesInput = {
   waitReason?: Prisma.StringNullableWithAggregatesFilter<"Job"> | string | null
   claimId?: Prisma.UuidNullableWithAggregatesFilter<"Job"> | string | null
   claimExpiresAt?: Prisma.DateTimeNullableWithAggregatesFilter<"Job"> | Date | string | null
+  cancelRequestedAt?: Prisma.DateTimeNullableWithAggregatesFilter<"Job"> | Date | string | null
   endReason?: Prisma.StringNullableWithAggregatesFilter<"Job"> | string | null
   endedAt?: Prisma.DateTimeNullableWithAggregatesFilter<"Job"> | Date | string | null
 }
@@ -445,6 +457,7 @@ export type JobCreateInput = {
   waitReason?: string | null
   claimId?: string | null
   claimExpiresAt?: Date | string | null
+  cancelRequestedAt?: Date | string | null
   endReason?: string | null
   endedAt?: Date | string | null
   attempts?: Prisma.AttemptCreateNestedManyWithoutJobInput
@@ -467,6 +480,7 @@ export type JobUncheckedCreateInput = {
   waitReason?: string | null
   claimId?: string | null
   claimExpiresAt?: Date | string | null
+  cancelRequestedAt?: Date | string | null
   endReason?: string | null
   endedAt?: Date | string | null
   attempts?: Prisma.AttemptUncheckedCreateNestedManyWithoutJobInput
@@ -489,6 +503,7 @@ export type JobUpdateInput = {
   waitReason?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   claimId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   claimExpiresAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  cancelRequestedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
   endReason?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   endedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
   attempts?: Prisma.AttemptUpdateManyWithoutJobNestedInput
@@ -511,6 +526,7 @@ export type JobUncheckedUpdateInput = {
   waitReason?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   claimId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   claimExpiresAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  cancelRequestedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
   endReason?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   endedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
   attempts?: Prisma.AttemptUncheckedUpdateManyWithoutJobNestedInput
@@ -533,6 +549,7 @@ export type JobCreateManyInput = {
   waitReason?: string | null
   claimId?: string | null
   claimExpiresAt?: Date | string | null
+  cancelRequestedAt?: Date | string | null
   endReason?: string | null
   endedAt?: Date | string | null
 }
@@ -554,6 +571,7 @@ export type JobUpdateManyMutationInput = {
   waitReason?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   claimId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   claimExpiresAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  cancelRequestedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
   endReason?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   endedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
 }
@@ -575,6 +593,7 @@ export type JobUncheckedUpdateManyInput = {
   waitReason?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   claimId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   claimExpiresAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  cancelRequestedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
   endReason?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   endedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
 }
@@ -596,6 +615,7 @@ export type JobCountOrderByAggregateInput = {
   waitReason?: Prisma.SortOrder
   claimId?: Prisma.SortOrder
   claimExpiresAt?: Prisma.SortOrder
+  cancelRequestedAt?: Prisma.SortOrder
   endReason?: Prisma.SortOrder
   endedAt?: Prisma.SortOrder
 }
@@ -623,6 +643,7 @@ export type JobMaxOrderByAggregateInput = {
   waitReason?: Prisma.SortOrder
   claimId?: Prisma.SortOrder
   claimExpiresAt?: Prisma.SortOrder
+  cancelRequestedAt?: Prisma.SortOrder
   endReason?: Prisma.SortOrder
   endedAt?: Prisma.SortOrder
 }
@@ -643,6 +664,7 @@ export type JobMinOrderByAggregateInput = {
   waitReason?: Prisma.SortOrder
   claimId?: Prisma.SortOrder
   claimExpiresAt?: Prisma.SortOrder
+  cancelRequestedAt?: Prisma.SortOrder
   endReason?: Prisma.SortOrder
   endedAt?: Prisma.SortOrder
 }
@@ -718,6 +740,7 @@ export type JobCreateWithoutAttemptsInput = {
   waitReason?: string | null
   claimId?: string | null
   claimExpiresAt?: Date | string | null
+  cancelRequestedAt?: Date | string | null
   endReason?: string | null
   endedAt?: Date | string | null
 }
@@ -739,6 +762,7 @@ export type JobUncheckedCreateWithoutAttemptsInput = {
   waitReason?: string | null
   claimId?: string | null
   claimExpiresAt?: Date | string | null
+  cancelRequestedAt?: Date | string | null
   endReason?: string | null
   endedAt?: Date | string | null
 }
@@ -776,6 +800,7 @@ export type JobUpdateWithoutAttemptsInput = {
   waitReason?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   claimId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   claimExpiresAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  cancelRequestedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
   endReason?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   endedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
 }
@@ -797,6 +822,7 @@ export type JobUncheckedUpdateWithoutAttemptsInput = {
   waitReason?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   claimId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   claimExpiresAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  cancelRequestedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
   endReason?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   endedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
 }
@@ -849,6 +875,7 @@ export type JobSelect<ExtArgs extends runtime.Types.Extensions.InternalArgs = ru
   waitReason?: boolean
   claimId?: boolean
   claimExpiresAt?: boolean
+  cancelRequestedAt?: boolean
   endReason?: boolean
   endedAt?: boolean
   attempts?: boolean | Prisma.Job$attemptsArgs<ExtArgs>
@@ -872,6 +899,7 @@ export type JobSelectCreateManyAndReturn<ExtArgs extends runtime.Types.Extension
   waitReason?: boolean
   claimId?: boolean
   claimExpiresAt?: boolean
+  cancelRequestedAt?: boolean
   endReason?: boolean
   endedAt?: boolean
 }, ExtArgs["result"]["job"]>
@@ -893,6 +921,7 @@ export type JobSelectUpdateManyAndReturn<ExtArgs extends runtime.Types.Extension
   waitReason?: boolean
   claimId?: boolean
   claimExpiresAt?: boolean
+  cancelRequestedAt?: boolean
   endReason?: boolean
   endedAt?: boolean
 }, ExtArgs["result"]["job"]>
@@ -914,11 +943,12 @@ export type JobSelectScalar = {
   waitReason?: boolean
   claimId?: boolean
   claimExpiresAt?: boolean
+  cancelRequestedAt?: boolean
   endReason?: boolean
   endedAt?: boolean
 }
 
-export type JobOmit<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = runtime.Types.Extensions.GetOmit<"id" | "state" | "spec" | "priority" | "idempotencyKey" | "createdAt" | "updatedAt" | "attemptCount" | "failureCount" | "lostCount" | "currentAttemptId" | "notBefore" | "waitingForCapacity" | "waitReason" | "claimId" | "claimExpiresAt" | "endReason" | "endedAt", ExtArgs["result"]["job"]>
+export type JobOmit<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = runtime.Types.Extensions.GetOmit<"id" | "state" | "spec" | "priority" | "idempotencyKey" | "createdAt" | "updatedAt" | "attemptCount" | "failureCount" | "lostCount" | "currentAttemptId" | "notBefore" | "waitingForCapacity" | "waitReason" | "claimId" | "claimExpiresAt" | "cancelRequestedAt" | "endReason" | "endedAt", ExtArgs["result"]["job"]>
 export type JobInclude<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = {
   attempts?: boolean | Prisma.Job$attemptsArgs<ExtArgs>
   _count?: boolean | Prisma.JobCountOutputTypeDefaultArgs<ExtArgs>
@@ -987,6 +1017,10 @@ export type $JobPayload<ExtArgs extends runtime.Types.Extensions.InternalArgs = 
      */
     claimId: string | null
     claimExpiresAt: Date | null
+    /**
+     * CancelJob was called while an attempt ran: it ends cancelled, whatever the agent reports.
+     */
+    cancelRequestedAt: Date | null
     /**
      * Why it ended, in words.
      */
@@ -1432,6 +1466,7 @@ export interface JobFieldRefs {
   readonly waitReason: Prisma.FieldRef<"Job", 'String'>
   readonly claimId: Prisma.FieldRef<"Job", 'String'>
   readonly claimExpiresAt: Prisma.FieldRef<"Job", 'DateTime'>
+  readonly cancelRequestedAt: Prisma.FieldRef<"Job", 'DateTime'>
   readonly endReason: Prisma.FieldRef<"Job", 'String'>
   readonly endedAt: Prisma.FieldRef<"Job", 'DateTime'>
 }

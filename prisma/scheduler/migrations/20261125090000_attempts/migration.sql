@@ -13,6 +13,7 @@ ALTER TABLE "scheduler"."jobs"
     ADD COLUMN "wait_reason" TEXT,
     ADD COLUMN "claim_id" UUID,
     ADD COLUMN "claim_expires_at" TIMESTAMPTZ(6),
+    ADD COLUMN "cancel_requested_at" TIMESTAMPTZ(6),
     ADD COLUMN "end_reason" TEXT,
     ADD COLUMN "ended_at" TIMESTAMPTZ(6);
 

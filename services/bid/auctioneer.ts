@@ -1,0 +1,248 @@
+// The Bid service's loop: claim placeable jobs from the Scheduler, run one
+// auction per job, record it, and settle the claims.
+//
+//   ClaimPlaceableJobs (long poll) → for each job: selectCandidates (power
+//   of k over the agent view) → one RequestBids to Fleet for the whole batch
+//   (closes when every offer is answered, or after the window) → decide →
+//   auctions stored → RecordPlacements (the Scheduler creates attempts and
+//   sends Assignments)
+//
+// The agent view comes from Fleet's WatchAgents; what this replica assigned
+// since an agent last reported its free capacity is held as `reserved`, so
+// a batch does not pile every job onto the same agent. Reservations age out
+// after a lease's length, by when the agent's own reports include them.
+// When an agent comes online the Scheduler is asked to wake jobs that
+// wait for capacity.
+
+import { randomUUID } from "node:crypto";
+import type { PrismaClient } from "../../gen/prisma/bid/client.ts";
+import { AgentStatus, Schedulability, WatchAgentsResponse_Kind as Kind, type Agent } from "../../gen/ts/drover/fleet/v1/fleet_service_pb.ts";
+import type { Resources } from "../../gen/ts/drover/common/v1/resources_pb.ts";
+import type { PlaceableJob } from "../../gen/ts/drover/scheduler/v1/scheduler_service_pb.ts";
+import type { DroverClients } from "../../lib/clients.ts";
+import type { SchedulingSettings } from "../../lib/config.ts";
+import type { Logger } from "../../lib/logger.ts";
+import { decide, explainNoCandidates, explainNoWinner, selectCandidates, type AgentView, type CandidateSelection, type JobNeeds, type Res } from "./placement.ts";
+
+const JOBS_PER_ROUND = 200;
+
+function res(r: Resources | undefined): Res {
+  return { cpuMillis: r?.cpuMillis ?? 0, memoryBytes: Number(r?.memoryBytes ?? 0n), diskBytes: Number(r?.diskBytes ?? 0n) };
+}
+
+function viewOf(agent: Agent): AgentView {
+  return {
+    id: agent.id,
+    status: agent.status === AgentStatus.ONLINE ? "online" : agent.status === AgentStatus.STALE ? "stale" : "offline",
+    schedulability: agent.schedulability === Schedulability.DRAINING ? "draining" : agent.schedulability === Schedulability.CORDONED ? "cordoned" : "schedulable",
+    labels: { ...agent.labels },
+    drivers: [...agent.drivers],
+    total: res(agent.total),
+    free: res(agent.free),
+    reserved: { cpuMillis: 0, memoryBytes: 0, diskBytes: 0 },
+  };
+}
+
+function needsOf(job: PlaceableJob): JobNeeds {
+  const spec = job.spec!;
+  return {
+    jobId: job.jobId,
+    driver: spec.driver,
+    resources: res(spec.resources),
+    labels: { ...(spec.constraints?.labels ?? {}) },
+    drivers: [...(spec.constraints?.drivers ?? [])],
+    avoidAgentIds: job.previousAgentIds,
+  };
+}
+
+export interface AuctioneerDeps {
+  db: PrismaClient;
+  clients: Pick<DroverClients, "fleet" | "scheduler">;
+  settings: SchedulingSettings;
+  /** This replica's name, for claims and logs. */
+  bidder: string;
+  log: Logger;
+  random?: () => number;
+}
+
+/** Places claimed jobs by auction; promises every claim it takes is settled or left to lapse. */
+export class Auctioneer {
+  private readonly agents = new Map<string, AgentView & { reservations: { res: Res; at: number; until: number }[] }>();
+  private synced = false;
+  private readonly stopping = new AbortController();
+  private loops: Promise<void>[] = [];
+  private wakeTimer?: NodeJS.Timeout;
+  readonly stats = { auctions: 0, placed: 0, waiting: 0 };
+
+  constructor(private readonly deps: AuctioneerDeps) {}
+
+  start(): void {
+    this.loops = [this.watchLoop(), this.placeLoop()];
+  }
+
+  async stop(): Promise<void> {
+    this.stopping.abort();
+    clearTimeout(this.wakeTimer);
+    await Promise.allSettled(this.loops);
+  }
+
+  /** One round: claim, auction, settle. Resolves how many jobs it handled. */
+  async round(wait: boolean): Promise<number> {
+    const { clients, settings, bidder } = this.deps;
+    const signal = this.stopping.signal;
+    const { jobs } = await clients.scheduler.claimPlaceableJobs(
+      { bidder, maxJobs: JOBS_PER_ROUND, wait: wait ? { seconds: 1n } : undefined },
+      { signal },
+    );
+    if (jobs.length === 0) return 0;
+    const random = this.deps.random ?? Math.random;
+    const now = Date.now();
+    const views = [...this.agents.values()].map((a) => this.current(a, now));
+    const auctions = jobs.map((job) => {
+      const needs = needsOf(job);
+      const selection: CandidateSelection = selectCandidates(views, needs, settings.offersPerJob, random);
+      return { job, needs, selection, auctionId: randomUUID(), offers: selection.offered.map((a, i) => ({ agentId: a.id, offerId: `${job.claimId}:${i}` })) };
+    });
+    const offers = auctions.flatMap((a) =>
+      a.offers.map((o) => ({
+        agentId: o.agentId,
+        offer: { offerId: o.offerId, jobId: a.job.jobId, resources: a.job.spec?.resources, driver: a.job.spec?.driver || "process" },
+      })),
+    );
+    const replies = offers.length > 0 ? (await clients.fleet.requestBids({ offers, window: { nanos: settings.bidWindowMs * 1_000_000 } }, { signal })).replies : [];
+    const byOffer = new Map(replies.map((r) => [r.offerId, r]));
+
+    const records: { id: string; jobId: string; state: string; winnerAgentId: string | null; explanation: object; closedAt: Date }[] = [];
+    const placements = auctions.map((a) => {
+      const answers = a.offers.map((o) => {
+        const r = byOffer.get(o.offerId);
+        if (r?.reply.case === "bid") {
+          if (r.reply.value.free) this.reported(o.agentId, res(r.reply.value.free), now);
+          return { agentId: o.agentId, bid: { score: r.reply.value.score } };
+        }
+        if (r?.reply.case === "decline") return { agentId: o.agentId, decline: { reason: r.reply.value.reason } };
+        return { agentId: o.agentId };
+      });
+      const noCandidates = a.selection.offered.length === 0;
+      const decision = noCandidates ? undefined : decide(a.needs, a.selection.offered, answers, a.selection);
+      const summary = noCandidates ? explainNoCandidates(a.selection) : decision!.winnerAgentId ? decision!.summary : explainNoWinner(decision!);
+      records.push({
+        id: a.auctionId,
+        jobId: a.job.jobId,
+        state: noCandidates ? "no_candidates" : "closed",
+        winnerAgentId: decision?.winnerAgentId ?? null,
+        explanation: { summary, candidates: decision?.candidates ?? [], ineligible: a.selection.ineligible, eligibleCount: a.selection.eligibleCount, examined: a.selection.examined, attempt: a.job.attemptNumber },
+        closedAt: new Date(),
+      });
+      if (decision?.winnerAgentId) this.reserve(decision.winnerAgentId, a.needs.resources, now);
+      return { jobId: a.job.jobId, claimId: a.job.claimId, agentId: decision?.winnerAgentId ?? "", auctionId: a.auctionId, waitReason: decision?.winnerAgentId ? "" : summary };
+    });
+    await this.deps.db.auction.createMany({ data: records });
+    const { results } = await clients.scheduler.recordPlacements({ placements }, { signal });
+    results.forEach((r, i) => {
+      const p = placements[i]!;
+      if (p.agentId && !r.accepted) this.release(p.agentId, auctions[i]!.needs.resources);
+    });
+    this.stats.auctions += auctions.length;
+    this.stats.placed += placements.filter((p) => p.agentId).length;
+    this.stats.waiting += placements.filter((p) => !p.agentId).length;
+    return jobs.length;
+  }
+
+  private async placeLoop(): Promise<void> {
+    const signal = this.stopping.signal;
+    let backoff = 100;
+    while (!signal.aborted) {
+      try {
+        // Without the agent view every job would wait for "no agents": hold off until it is synced.
+        if (!this.synced) {
+          await new Promise((r) => setTimeout(r, 50));
+          continue;
+        }
+        await this.round(true);
+        backoff = 100;
+      } catch (err) {
+        if (signal.aborted) return;
+        this.deps.log.warn({ err }, "an auction round failed; its claims lapse and are retried");
+        await new Promise((r) => setTimeout(r, backoff));
+        backoff = Math.min(backoff * 2, 5000);
+      }
+    }
+  }
+
+  private async watchLoop(): Promise<void> {
+    const signal = this.stopping.signal;
+    let backoff = 100;
+    while (!signal.aborted) {
+      try {
+        for await (const res of this.deps.clients.fleet.watchAgents({}, { signal })) {
+          backoff = 100;
+          if (res.kind === Kind.SYNCED) {
+            this.synced = true;
+            this.wakeWaiting();
+            continue;
+          }
+          const agent = res.agent;
+          if (!agent) continue;
+          if (res.kind === Kind.DELETED) {
+            this.agents.delete(agent.id);
+            continue;
+          }
+          const before = this.agents.get(agent.id);
+          const view = viewOf(agent);
+          this.agents.set(agent.id, { ...view, reservations: before?.reservations ?? [] });
+          // Capacity may have appeared: a new or returning agent, an undrain.
+          const usable = view.status === "online" && view.schedulability === "schedulable";
+          if (usable && (!before || before.status !== "online" || before.schedulability !== "schedulable")) this.wakeWaiting();
+        }
+      } catch (err) {
+        if (signal.aborted) return;
+        this.deps.log.warn({ err }, "lost the agent watch; reconnecting");
+      }
+      this.synced = false;
+      await new Promise((r) => setTimeout(r, backoff));
+      backoff = Math.min(backoff * 2, 5000);
+    }
+  }
+
+  /** Asks the Scheduler to re-auction jobs waiting for capacity, at most every 100 ms. */
+  private wakeWaiting(): void {
+    if (this.wakeTimer) return;
+    this.wakeTimer = setTimeout(() => {
+      this.wakeTimer = undefined;
+      this.deps.clients.scheduler.wakeWaitingJobs({}).catch((err) => this.deps.log.debug({ err }, "could not wake waiting jobs"));
+    }, 100);
+  }
+
+  // The view with live reservations summed up.
+  private current(a: AgentView & { reservations: { res: Res; at: number; until: number }[] }, now: number): AgentView {
+    a.reservations = a.reservations.filter((r) => r.until > now);
+    const reserved = { cpuMillis: 0, memoryBytes: 0, diskBytes: 0 };
+    for (const r of a.reservations) {
+      reserved.cpuMillis += r.res.cpuMillis;
+      reserved.memoryBytes += r.res.memoryBytes;
+      reserved.diskBytes += r.res.diskBytes;
+    }
+    return { ...a, reserved };
+  }
+
+  private reserve(agentId: string, r: Res, now: number): void {
+    this.agents.get(agentId)?.reservations.push({ res: r, at: now, until: now + this.deps.settings.leaseMs });
+  }
+
+  private release(agentId: string, r: Res): void {
+    const a = this.agents.get(agentId);
+    const i = a?.reservations.findIndex((x) => x.res === r || (x.res.cpuMillis === r.cpuMillis && x.res.memoryBytes === r.memoryBytes)) ?? -1;
+    if (a && i >= 0) a.reservations.splice(i, 1);
+  }
+
+  // An agent said what it had free when it bid (after this round began):
+  // that counts what was assigned to it before the round, not what this
+  // round is assigning.
+  private reported(agentId: string, free: Res, roundStart: number): void {
+    const a = this.agents.get(agentId);
+    if (!a) return;
+    a.free = free;
+    a.reservations = a.reservations.filter((r) => r.at >= roundStart);
+  }
+}

@@ -1,0 +1,457 @@
+// The scheduler's tables, jobs and attempts, and every change to them.
+//
+// Each change is one statement that names the state it expects (a
+// compare-and-set): two replicas doing the same background work, or a job
+// event racing a lease sweep, cannot both win — the loser's statement
+// changes nothing and it moves on. Work that comes in bulk (submits, job
+// events, placements) is written set-based, a batch per statement, with the
+// rows passed as one JSON parameter.
+
+import { randomUUID } from "node:crypto";
+import type { PrismaClient } from "../../gen/prisma/scheduler/client.ts";
+
+/** A job as stored. */
+export interface JobRow {
+  id: string;
+  state: string;
+  spec: unknown;
+  priority: number;
+  idempotencyKey: string | null;
+  createdAt: Date;
+  updatedAt: Date;
+  attemptCount: number;
+  failureCount: number;
+  lostCount: number;
+  currentAttemptId: string | null;
+  notBefore: Date | null;
+  waitingForCapacity: boolean;
+  waitReason: string | null;
+  claimId: string | null;
+  claimExpiresAt: Date | null;
+  cancelRequestedAt: Date | null;
+  endReason: string | null;
+  endedAt: Date | null;
+}
+
+/** An attempt as stored. */
+export interface AttemptRow {
+  id: string;
+  jobId: string;
+  number: number;
+  agentId: string;
+  state: string;
+  auctionId: string | null;
+  createdAt: Date;
+  startedAt: Date | null;
+  endedAt: Date | null;
+  exitCode: number | null;
+  signal: string | null;
+  reason: string | null;
+  leaseExpiresAt: Date;
+}
+
+const JOB_COLUMNS = `j.id::text AS id, j.state, j.spec, j.priority, j.idempotency_key AS "idempotencyKey",
+  j.created_at AS "createdAt", j.updated_at AS "updatedAt", j.attempt_count AS "attemptCount",
+  j.failure_count AS "failureCount", j.lost_count AS "lostCount", j.current_attempt_id::text AS "currentAttemptId",
+  j.not_before AS "notBefore", j.waiting_for_capacity AS "waitingForCapacity", j.wait_reason AS "waitReason",
+  j.claim_id::text AS "claimId", j.claim_expires_at AS "claimExpiresAt", j.cancel_requested_at AS "cancelRequestedAt",
+  j.end_reason AS "endReason", j.ended_at AS "endedAt"`;
+
+const ATTEMPT_COLUMNS = `a.id::text AS id, a.job_id::text AS "jobId", a.number, a.agent_id AS "agentId", a.state,
+  a.auction_id::text AS "auctionId", a.created_at AS "createdAt", a.started_at AS "startedAt", a.ended_at AS "endedAt",
+  a.exit_code AS "exitCode", a.signal, a.reason, a.lease_expires_at AS "leaseExpiresAt"`;
+
+/** States a job ends in. */
+export const FINAL_JOB_STATES = ["succeeded", "failed", "cancelled", "timed_out", "dead"] as const;
+/** States of an attempt that still holds its job. */
+export const LIVE_ATTEMPT_STATES = ["assigned", "running"] as const;
+
+// Raw rows may carry timestamps as strings (PGlite) or Dates (pg).
+function dates<T extends object>(row: T, keys: readonly (keyof T)[]): T {
+  for (const k of keys) {
+    const v = row[k] as unknown;
+    if (v !== null && v !== undefined && !(v instanceof Date)) (row as Record<keyof T, unknown>)[k] = new Date(v as string);
+  }
+  return row;
+}
+
+const JOB_DATES = ["createdAt", "updatedAt", "notBefore", "claimExpiresAt", "cancelRequestedAt", "endedAt"] as const;
+const ATTEMPT_DATES = ["createdAt", "startedAt", "endedAt", "leaseExpiresAt"] as const;
+
+function jobRow(r: JobRow): JobRow {
+  return dates(r, JOB_DATES);
+}
+
+function attemptRow(r: AttemptRow): AttemptRow {
+  return dates(r, ATTEMPT_DATES);
+}
+
+/** A job to insert. */
+export interface NewJob {
+  spec: object;
+  priority: number;
+  idempotencyKey: string | null;
+}
+
+/** A claimed job, for placement. */
+export interface ClaimedJob {
+  job: JobRow;
+  previousAgentIds: string[];
+}
+
+/** A change to write to an attempt and, with it, its job, guarded by the states read. */
+export interface AttemptChange {
+  attemptId: string;
+  agentId: string;
+  /** The attempt must still be in this state. */
+  fromState: string;
+  state: string;
+  startedAt?: Date;
+  endedAt?: Date;
+  exitCode?: number;
+  signal?: string;
+  reason?: string;
+  /** New lease length from now, ms; unset keeps the lease. */
+  leaseMs?: number;
+  /** The job's new fields, applied only if the attempt is still the job's current one. */
+  job?: JobChange;
+}
+
+/** New fields for a job whose attempt changed. */
+export interface JobChange {
+  state: string;
+  notBefore?: Date | null;
+  waitReason?: string | null;
+  endReason?: string | null;
+  ended?: boolean;
+  failureInc?: number;
+  lostInc?: number;
+  /** The job lets go of its attempt (it goes back to pending). */
+  releaseAttempt?: boolean;
+}
+
+export class JobStore {
+  constructor(private readonly db: PrismaClient) {}
+
+  /** Inserts jobs in one statement; resolves each job, and whether it was created (false: its idempotency key had one already). */
+  async insert(jobs: readonly NewJob[]): Promise<{ job: JobRow; created: boolean }[]> {
+    const input = jobs.map((j) => ({ id: randomUUID(), spec: j.spec, priority: j.priority, idempotency_key: j.idempotencyKey }));
+    const inserted = await this.db.$queryRawUnsafe<JobRow[]>(
+      `WITH input AS (
+         SELECT * FROM jsonb_to_recordset($1::jsonb) AS t(id uuid, spec jsonb, priority int, idempotency_key text)
+       ), j AS (
+         INSERT INTO "scheduler"."jobs" (id, state, spec, priority, idempotency_key)
+         SELECT id, 'pending', spec, priority, idempotency_key FROM input
+         ON CONFLICT (idempotency_key) DO NOTHING
+         RETURNING *
+       )
+       SELECT ${JOB_COLUMNS} FROM j`,
+      JSON.stringify(input),
+    );
+    const byId = new Map(inserted.map((r) => [r.id, jobRow(r)]));
+    const missingKeys = input.filter((i) => !byId.has(i.id)).map((i) => i.idempotency_key!);
+    const existing = new Map<string, JobRow>();
+    if (missingKeys.length > 0) {
+      for (const r of await this.db.$queryRawUnsafe<JobRow[]>(
+        `SELECT ${JOB_COLUMNS} FROM "scheduler"."jobs" j WHERE j.idempotency_key IN (SELECT jsonb_array_elements_text($1::jsonb))`,
+        JSON.stringify(missingKeys),
+      )) {
+        existing.set(r.idempotencyKey!, jobRow(r));
+      }
+    }
+    return input.map((i) => {
+      const created = byId.get(i.id);
+      if (created) return { job: created, created: true };
+      const found = existing.get(i.idempotency_key!);
+      if (!found) throw new Error(`job with idempotency key ${i.idempotency_key} neither inserted nor found`);
+      return { job: found, created: false };
+    });
+  }
+
+  async get(id: string): Promise<JobRow | null> {
+    const rows = await this.db.$queryRawUnsafe<JobRow[]>(`SELECT ${JOB_COLUMNS} FROM "scheduler"."jobs" j WHERE j.id = $1::uuid`, id);
+    return rows[0] ? jobRow(rows[0]) : null;
+  }
+
+  /** Newest first, after the job `afterId` when given. */
+  async list(opts: { state?: string; limit: number; afterId?: string }): Promise<JobRow[]> {
+    const params: unknown[] = [opts.limit];
+    const where: string[] = [];
+    if (opts.state) {
+      params.push(opts.state);
+      where.push(`j.state = $${params.length}`);
+    }
+    if (opts.afterId) {
+      params.push(opts.afterId);
+      where.push(`(j.created_at, j.id) < (SELECT created_at, id FROM "scheduler"."jobs" WHERE id = $${params.length}::uuid)`);
+    }
+    const rows = await this.db.$queryRawUnsafe<JobRow[]>(
+      `SELECT ${JOB_COLUMNS} FROM "scheduler"."jobs" j ${where.length ? `WHERE ${where.join(" AND ")}` : ""}
+        ORDER BY j.created_at DESC, j.id DESC LIMIT $1`,
+      ...params,
+    );
+    return rows.map(jobRow);
+  }
+
+  async attemptsOf(jobId: string): Promise<AttemptRow[]> {
+    const rows = await this.db.$queryRawUnsafe<AttemptRow[]>(
+      `SELECT ${ATTEMPT_COLUMNS} FROM "scheduler"."attempts" a WHERE a.job_id = $1::uuid ORDER BY a.number`,
+      jobId,
+    );
+    return rows.map(attemptRow);
+  }
+
+  /** Attempts with their jobs, by attempt id. */
+  async attemptsWithJobs(attemptIds: readonly string[]): Promise<{ attempt: AttemptRow; job: JobRow }[]> {
+    if (attemptIds.length === 0) return [];
+    const rows = await this.db.$queryRawUnsafe<(AttemptRow & { job: JobRow })[]>(
+      `SELECT ${ATTEMPT_COLUMNS}, (SELECT row_to_json(x) FROM (SELECT ${JOB_COLUMNS} FROM "scheduler"."jobs" j WHERE j.id = a.job_id) x) AS job
+         FROM "scheduler"."attempts" a
+        WHERE a.id::text IN (SELECT jsonb_array_elements_text($1::jsonb))`,
+      JSON.stringify(attemptIds),
+    );
+    return rows.map(({ job, ...attempt }) => ({ attempt: attemptRow(attempt as AttemptRow), job: jobRow(job) }));
+  }
+
+  /**
+   * Claims up to `limit` placeable pending jobs (priority, then age) for
+   * `claimMs`: they become offered. SKIP LOCKED: replicas claiming at once
+   * get different jobs.
+   */
+  async claim(limit: number, claimMs: number): Promise<ClaimedJob[]> {
+    const rows = await this.db.$queryRawUnsafe<JobRow[]>(
+      `WITH picked AS (
+         SELECT id FROM "scheduler"."jobs"
+          WHERE state = 'pending' AND (not_before IS NULL OR not_before <= now())
+          ORDER BY priority DESC, created_at
+          LIMIT $1 FOR UPDATE SKIP LOCKED
+       ), j AS (
+         UPDATE "scheduler"."jobs" AS jobs
+            SET state = 'offered', claim_id = gen_random_uuid(), claim_expires_at = now() + $2 * interval '1 millisecond',
+                updated_at = now()
+           FROM picked WHERE jobs.id = picked.id
+         RETURNING jobs.*
+       )
+       SELECT ${JOB_COLUMNS} FROM j ORDER BY j.priority DESC, j.created_at`,
+      limit,
+      claimMs,
+    );
+    const jobs = rows.map(jobRow);
+    const retried = jobs.filter((j) => j.attemptCount > 0).map((j) => j.id);
+    const previous = new Map<string, string[]>();
+    if (retried.length > 0) {
+      const attempts = await this.db.$queryRawUnsafe<{ jobId: string; agentId: string }[]>(
+        `SELECT job_id::text AS "jobId", agent_id AS "agentId" FROM "scheduler"."attempts"
+          WHERE job_id::text IN (SELECT jsonb_array_elements_text($1::jsonb)) ORDER BY number`,
+        JSON.stringify(retried),
+      );
+      for (const a of attempts) previous.set(a.jobId, [...(previous.get(a.jobId) ?? []), a.agentId]);
+    }
+    return jobs.map((job) => ({ job, previousAgentIds: previous.get(job.id) ?? [] }));
+  }
+
+  /**
+   * Settles claims with winners: each job still held by its claim becomes
+   * assigned, with a new attempt under a lease of `leaseMs`. Resolves the
+   * job ids that were (jobs whose claim lapsed or that were cancelled are
+   * left out).
+   */
+  async assign(placements: readonly { jobId: string; claimId: string; agentId: string; auctionId: string | null; attemptId: string }[], leaseMs: number): Promise<{ job: JobRow; attempt: AttemptRow }[]> {
+    if (placements.length === 0) return [];
+    const rows = await this.db.$queryRawUnsafe<(JobRow & { attempt: AttemptRow })[]>(
+      `WITH input AS (
+         SELECT * FROM jsonb_to_recordset($1::jsonb) AS t(job_id uuid, claim_id uuid, agent_id text, auction_id uuid, attempt_id uuid)
+       ), j AS (
+         UPDATE "scheduler"."jobs" AS jobs
+            SET state = 'assigned', attempt_count = jobs.attempt_count + 1, current_attempt_id = i.attempt_id,
+                claim_id = NULL, claim_expires_at = NULL, wait_reason = NULL, waiting_for_capacity = false,
+                not_before = NULL, updated_at = now()
+           FROM input i
+          WHERE jobs.id = i.job_id AND jobs.state = 'offered' AND jobs.claim_id = i.claim_id
+         RETURNING jobs.*
+       ), a AS (
+         INSERT INTO "scheduler"."attempts" (id, job_id, number, agent_id, state, auction_id, lease_expires_at)
+         SELECT i.attempt_id, j.id, j.attempt_count, i.agent_id, 'assigned', i.auction_id, now() + $2 * interval '1 millisecond'
+           FROM j JOIN input i ON i.job_id = j.id
+         RETURNING *
+       )
+       SELECT ${JOB_COLUMNS}, (SELECT row_to_json(x) FROM (SELECT ${ATTEMPT_COLUMNS} FROM a WHERE a.job_id = j.id) x) AS attempt
+         FROM j`,
+      JSON.stringify(placements.map((p) => ({ job_id: p.jobId, claim_id: p.claimId, agent_id: p.agentId, auction_id: p.auctionId, attempt_id: p.attemptId }))),
+      leaseMs,
+    );
+    return rows.map(({ attempt, ...job }) => ({ job: jobRow(job as JobRow), attempt: attemptRow(attempt) }));
+  }
+
+  /** Settles claims without winners: the jobs wait for capacity, looked at again after `retryMs` at the latest. Resolves the job ids changed. */
+  async wait(placements: readonly { jobId: string; claimId: string; reason: string }[], retryMs: number): Promise<string[]> {
+    if (placements.length === 0) return [];
+    const rows = await this.db.$queryRawUnsafe<{ id: string }[]>(
+      `UPDATE "scheduler"."jobs" AS jobs
+          SET state = 'pending', claim_id = NULL, claim_expires_at = NULL, waiting_for_capacity = true,
+              wait_reason = i.reason, not_before = now() + $2 * interval '1 millisecond', updated_at = now()
+         FROM jsonb_to_recordset($1::jsonb) AS i(job_id uuid, claim_id uuid, reason text)
+        WHERE jobs.id = i.job_id AND jobs.state = 'offered' AND jobs.claim_id = i.claim_id
+       RETURNING jobs.id::text AS id`,
+      JSON.stringify(placements.map((p) => ({ job_id: p.jobId, claim_id: p.claimId, reason: p.reason }))),
+      retryMs,
+    );
+    return rows.map((r) => r.id);
+  }
+
+  /** Jobs waiting for capacity become placeable now. */
+  async wake(): Promise<number> {
+    return this.db.$executeRawUnsafe(
+      `UPDATE "scheduler"."jobs" SET not_before = NULL, updated_at = now() WHERE state = 'pending' AND waiting_for_capacity AND not_before IS NOT NULL`,
+    );
+  }
+
+  /** Claims that lapsed go back to pending. Resolves the job ids. */
+  async releaseLapsedClaims(): Promise<string[]> {
+    const rows = await this.db.$queryRawUnsafe<{ id: string }[]>(
+      `UPDATE "scheduler"."jobs" SET state = 'pending', claim_id = NULL, claim_expires_at = NULL, updated_at = now()
+        WHERE state = 'offered' AND claim_expires_at < now()
+       RETURNING id::text AS id`,
+    );
+    return rows.map((r) => r.id);
+  }
+
+  /** Attempts holding a job whose lease ended, oldest first. */
+  async expiredLeases(limit: number): Promise<AttemptRow[]> {
+    const rows = await this.db.$queryRawUnsafe<AttemptRow[]>(
+      `SELECT ${ATTEMPT_COLUMNS} FROM "scheduler"."attempts" a
+        WHERE a.state IN ('assigned', 'running') AND a.lease_expires_at < now()
+        ORDER BY a.lease_expires_at LIMIT $1`,
+      limit,
+    );
+    return rows.map(attemptRow);
+  }
+
+  /** Extends the leases of running attempts still expired (so two replicas renewing is harmless). */
+  async renew(attemptIds: readonly string[], leaseMs: number): Promise<number> {
+    if (attemptIds.length === 0) return 0;
+    return this.db.$executeRawUnsafe(
+      `UPDATE "scheduler"."attempts" SET lease_expires_at = now() + $2 * interval '1 millisecond'
+        WHERE id::text IN (SELECT jsonb_array_elements_text($1::jsonb)) AND state = 'running' AND lease_expires_at < now()`,
+      JSON.stringify(attemptIds),
+      leaseMs,
+    );
+  }
+
+  /** Ends the leases of an agent's live attempts now, so the next sweep reclaims them. */
+  async expireLeasesOf(agentId: string): Promise<number> {
+    return this.db.$executeRawUnsafe(
+      `UPDATE "scheduler"."attempts" SET lease_expires_at = now() WHERE agent_id = $1 AND state IN ('assigned', 'running') AND lease_expires_at > now()`,
+      agentId,
+    );
+  }
+
+  /** An agent's attempts that still hold their jobs. */
+  async liveAttemptsOf(agentId: string): Promise<AttemptRow[]> {
+    const rows = await this.db.$queryRawUnsafe<AttemptRow[]>(
+      `SELECT ${ATTEMPT_COLUMNS} FROM "scheduler"."attempts" a WHERE a.agent_id = $1 AND a.state IN ('assigned', 'running')`,
+      agentId,
+    );
+    return rows.map(attemptRow);
+  }
+
+  /**
+   * Applies attempt changes in one statement; each only if its attempt is
+   * still in `fromState`, and its job change only if the attempt is still
+   * the job's current one. Resolves the attempt ids changed and the job ids changed.
+   */
+  async applyAttemptChanges(changes: readonly AttemptChange[]): Promise<{ attempts: Set<string>; jobs: Set<string> }> {
+    if (changes.length === 0) return { attempts: new Set(), jobs: new Set() };
+    const input = changes.map((c) => ({
+      attempt_id: c.attemptId,
+      agent_id: c.agentId,
+      from_state: c.fromState,
+      state: c.state,
+      started_at: c.startedAt?.toISOString() ?? null,
+      ended_at: c.endedAt?.toISOString() ?? null,
+      exit_code: c.exitCode ?? null,
+      signal: c.signal ?? null,
+      reason: c.reason ?? null,
+      lease_ms: c.leaseMs ?? null,
+      has_job: c.job !== undefined,
+      job_state: c.job?.state ?? null,
+      set_not_before: c.job !== undefined && "notBefore" in c.job,
+      not_before: c.job?.notBefore?.toISOString() ?? null,
+      set_wait_reason: c.job !== undefined && "waitReason" in c.job,
+      wait_reason: c.job?.waitReason ?? null,
+      end_reason: c.job?.endReason ?? null,
+      ended: c.job?.ended ?? false,
+      failure_inc: c.job?.failureInc ?? 0,
+      lost_inc: c.job?.lostInc ?? 0,
+      release_attempt: c.job?.releaseAttempt ?? false,
+    }));
+    const rows = await this.db.$queryRawUnsafe<{ attempt_id: string; job_id: string | null }[]>(
+      `WITH input AS (
+         SELECT * FROM jsonb_to_recordset($1::jsonb) AS t(
+           attempt_id uuid, agent_id text, from_state text, state text, started_at timestamptz, ended_at timestamptz,
+           exit_code int, signal text, reason text, lease_ms int, has_job boolean, job_state text,
+           set_not_before boolean, not_before timestamptz, set_wait_reason boolean, wait_reason text,
+           end_reason text, ended boolean, failure_inc int, lost_inc int, release_attempt boolean)
+       ), a AS (
+         UPDATE "scheduler"."attempts" AS at
+            SET state = i.state,
+                started_at = COALESCE(at.started_at, i.started_at),
+                ended_at = COALESCE(i.ended_at, at.ended_at),
+                exit_code = COALESCE(i.exit_code, at.exit_code),
+                signal = COALESCE(i.signal, at.signal),
+                reason = COALESCE(i.reason, at.reason),
+                lease_expires_at = CASE WHEN i.lease_ms IS NULL THEN at.lease_expires_at ELSE now() + i.lease_ms * interval '1 millisecond' END
+           FROM input i
+          WHERE at.id = i.attempt_id AND at.agent_id = i.agent_id AND at.state = i.from_state
+         RETURNING at.id, at.job_id
+       ), j AS (
+         UPDATE "scheduler"."jobs" AS jobs
+            SET state = i.job_state,
+                not_before = CASE WHEN i.set_not_before THEN i.not_before ELSE jobs.not_before END,
+                wait_reason = CASE WHEN i.set_wait_reason THEN i.wait_reason ELSE jobs.wait_reason END,
+                end_reason = COALESCE(i.end_reason, jobs.end_reason),
+                ended_at = CASE WHEN i.ended THEN now() ELSE jobs.ended_at END,
+                failure_count = jobs.failure_count + i.failure_inc,
+                lost_count = jobs.lost_count + i.lost_inc,
+                current_attempt_id = CASE WHEN i.release_attempt THEN NULL ELSE jobs.current_attempt_id END,
+                waiting_for_capacity = false,
+                updated_at = now()
+           FROM a JOIN input i ON i.attempt_id = a.id
+          WHERE i.has_job AND jobs.id = a.job_id AND jobs.current_attempt_id = a.id AND jobs.state IN ('assigned', 'running')
+         RETURNING jobs.id
+       )
+       SELECT a.id::text AS attempt_id, (SELECT j.id::text FROM j WHERE j.id = a.job_id) AS job_id FROM a`,
+      JSON.stringify(input),
+    );
+    return { attempts: new Set(rows.map((r) => r.attempt_id)), jobs: new Set(rows.flatMap((r) => (r.job_id ? [r.job_id] : []))) };
+  }
+
+  /** Cancels a job that no agent holds (pending or offered). Resolves the row when it did. */
+  async cancelUnplaced(id: string, reason: string): Promise<JobRow | null> {
+    const rows = await this.db.$queryRawUnsafe<JobRow[]>(
+      `WITH j AS (
+         UPDATE "scheduler"."jobs" SET state = 'cancelled', end_reason = $2, ended_at = now(), cancel_requested_at = now(),
+                claim_id = NULL, claim_expires_at = NULL, updated_at = now()
+          WHERE id = $1::uuid AND state IN ('pending', 'offered')
+         RETURNING *
+       ) SELECT ${JOB_COLUMNS} FROM j`,
+      id,
+      reason,
+    );
+    return rows[0] ? jobRow(rows[0]) : null;
+  }
+
+  /** Marks a job held by an attempt as to be cancelled. Resolves the row when it did. */
+  async requestCancel(id: string, reason: string): Promise<JobRow | null> {
+    const rows = await this.db.$queryRawUnsafe<JobRow[]>(
+      `WITH j AS (
+         UPDATE "scheduler"."jobs" SET cancel_requested_at = COALESCE(cancel_requested_at, now()), end_reason = COALESCE(end_reason, $2), updated_at = now()
+          WHERE id = $1::uuid AND state IN ('assigned', 'running')
+         RETURNING *
+       ) SELECT ${JOB_COLUMNS} FROM j`,
+      id,
+      reason,
+    );
+    return rows[0] ? jobRow(rows[0]) : null;
+  }
+}

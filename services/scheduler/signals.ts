@@ -1,0 +1,90 @@
+// What the Scheduler says on the bus. Both are doorbells: losing one delays
+// a waiter until its next poll, nothing more.
+//
+//   channel  scheduler:placeable    a job became placeable (empty message):
+//                                   wakes ClaimPlaceableJobs long-polls
+//   channel  scheduler:job-changes  JSON array of job ids that changed:
+//                                   wakes WatchJob streams on every replica
+
+import type { Bus, Unsubscribe } from "../../lib/bus/bus.ts";
+import type { Logger } from "../../lib/logger.ts";
+
+const PLACEABLE = "scheduler:placeable";
+const JOB_CHANGES = "scheduler:job-changes";
+
+/** Publishes and hears the Scheduler's doorbells; promises waiters are woken at least by their own timeouts. */
+export class SchedulerSignals {
+  private readonly placeableWaiters = new Set<() => void>();
+  private readonly jobWatchers = new Map<string, Set<() => void>>();
+  private unsubs: Unsubscribe[] = [];
+
+  constructor(
+    private readonly bus: Bus,
+    private readonly log: Logger,
+  ) {}
+
+  async start(): Promise<void> {
+    this.unsubs.push(await this.bus.subscribe(PLACEABLE, () => this.wakePlaceable()));
+    this.unsubs.push(
+      await this.bus.subscribe(JOB_CHANGES, (bytes) => {
+        let ids: unknown;
+        try {
+          ids = JSON.parse(new TextDecoder().decode(bytes));
+        } catch {
+          return;
+        }
+        if (!Array.isArray(ids)) return;
+        for (const id of ids) for (const wake of this.jobWatchers.get(String(id)) ?? []) wake();
+      }),
+    );
+  }
+
+  async stop(): Promise<void> {
+    await Promise.allSettled(this.unsubs.map((u) => u()));
+    this.unsubs = [];
+    this.wakePlaceable();
+  }
+
+  /** Jobs became placeable. */
+  placeable(): void {
+    this.wakePlaceable(); // this replica's waiters at once, without the round trip
+    this.bus.publish(PLACEABLE, new Uint8Array()).catch((err) => this.log.debug({ err }, "could not publish the placeable doorbell"));
+  }
+
+  /** Jobs changed. */
+  changed(ids: Iterable<string>): void {
+    const list = [...ids];
+    if (list.length === 0) return;
+    this.bus.publish(JOB_CHANGES, new TextEncoder().encode(JSON.stringify(list))).catch((err) => this.log.debug({ err }, "could not publish job changes"));
+  }
+
+  /** Resolves when jobs may have become placeable, after ms at the latest, or when the signal aborts. */
+  untilPlaceable(ms: number, signal?: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.placeableWaiters.delete(done);
+        signal?.removeEventListener("abort", done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.placeableWaiters.add(done);
+      signal?.addEventListener("abort", done, { once: true });
+    });
+  }
+
+  /** Calls wake whenever the job may have changed, until the returned function is called. */
+  watchJob(id: string, wake: () => void): () => void {
+    let set = this.jobWatchers.get(id);
+    if (!set) this.jobWatchers.set(id, (set = new Set()));
+    set.add(wake);
+    return () => {
+      set.delete(wake);
+      if (set.size === 0) this.jobWatchers.delete(id);
+    };
+  }
+
+  private wakePlaceable(): void {
+    for (const wake of [...this.placeableWaiters]) wake();
+  }
+}

@@ -1,0 +1,268 @@
+// Scheduling end to end in one process: the dev-mode control plane (all
+// five services, PGlite, the in-process bus) on real ports, and simulated
+// agents on real gRPC streams that bid for offers and report attempts the
+// way drover-agent does. Submit → auction → Assignment → events → a final
+// state, with retries, waits for capacity, lost leases and cancels.
+
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { createClient, Code, ConnectError } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { BidService, Candidate_Outcome } from "../gen/ts/drover/bid/v1/bid_service_pb.ts";
+import { AttemptState as Reported, type Assignment, type Cancel } from "../gen/ts/drover/fleet/v1/agent_stream_pb.ts";
+import { FleetService } from "../gen/ts/drover/fleet/v1/fleet_service_pb.ts";
+import { AttemptState, JobState, SchedulerService, type Job } from "../gen/ts/drover/scheduler/v1/scheduler_service_pb.ts";
+import { bearer } from "../lib/clients.ts";
+import { readDevConfig } from "../lib/config.ts";
+import { createLogger } from "../lib/logger.ts";
+import { startDev, type DevPlane } from "./dev/dev.ts";
+import { eventually, TestAgent } from "./fleet/testing.ts";
+
+let dir: string;
+let plane: DevPlane;
+let scheduler: ReturnType<typeof createClient<typeof SchedulerService>>;
+let bid: ReturnType<typeof createClient<typeof BidService>>;
+let fleet: ReturnType<typeof createClient<typeof FleetService>>;
+let token: string;
+
+before(async () => {
+  dir = mkdtempSync(join(tmpdir(), "drover-scheduling-"));
+  const config = readDevConfig({
+    DROVER_DATA_DIR: dir,
+    DROVER_GRPC_PORT: "0",
+    DROVER_HTTP_PORT: "0",
+    DROVER_HEARTBEAT_INTERVAL_MS: "100",
+    DROVER_STALE_AFTER_MS: "300",
+    DROVER_OFFLINE_AFTER_MS: "600",
+    DROVER_MONITOR_INTERVAL_MS: "50",
+    DROVER_SWEEP_INTERVAL_MS: "100",
+    DROVER_SCHEDULER_SWEEP_MS: "100",
+    DROVER_CONFIRM_MS: "2000",
+    DROVER_LEASE_MS: "1000",
+  });
+  plane = await startDev(config, createLogger((process.env.DROVER_TEST_LOG_LEVEL as "debug" | undefined) ?? "silent"));
+  const transport = createGrpcTransport({ baseUrl: plane.server.grpcUrl, interceptors: [bearer(plane.adminToken)] });
+  scheduler = createClient(SchedulerService, transport);
+  bid = createClient(BidService, transport);
+  fleet = createClient(FleetService, transport);
+  ({ secret: token } = await fleet.createAgentToken({ name: "scheduling tests" }));
+});
+
+after(async () => {
+  await plane?.close();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+/**
+ * A simulated agent that bids on every offer (or declines with `decline`),
+ * acknowledges what needs it, and reports attempts as told by `run`.
+ */
+class BiddingAgent {
+  readonly assignments: Assignment[] = [];
+  readonly cancels: Cancel[] = [];
+  private seq = 0;
+  private stopped = false;
+  private readonly loop: Promise<void>;
+  private beat?: NodeJS.Timeout;
+
+  private constructor(
+    readonly stream: TestAgent,
+    private readonly opts: { decline?: string; run?: (a: Assignment, agent: BiddingAgent) => void },
+  ) {
+    this.beat = setInterval(() => stream.heartbeat(++this.seq), 50);
+    this.loop = this.serve();
+  }
+
+  static async start(labels: Record<string, string> = {}, opts: BiddingAgent["opts"] = {}): Promise<BiddingAgent> {
+    const stream = await TestAgent.register(plane.server.grpcUrl, token, { hostname: "sim", labels, drivers: ["process"], total: { cpuMillis: 4000, memoryBytes: 8n << 30n }, free: { cpuMillis: 4000, memoryBytes: 8n << 30n } });
+    return new BiddingAgent(stream, opts);
+  }
+
+  get id(): string {
+    return this.stream.agentId;
+  }
+
+  report(attemptId: string, state: Reported, exitCode = 0): void {
+    this.stream.send({ message: { case: "jobEvent", value: { eventId: `${attemptId}:${state}`, attemptId, state, exitCode, message: state === Reported.FAILED ? `exited with code ${exitCode}` : "" } } });
+  }
+
+  private async serve(): Promise<void> {
+    while (!this.stopped) {
+      let m;
+      try {
+        m = await this.stream.next(60_000);
+      } catch {
+        return;
+      }
+      if (m.messageId) this.stream.ack(m.messageId);
+      switch (m.message.case) {
+        case "offer":
+          if (this.opts.decline) this.stream.send({ message: { case: "decline", value: { offerId: m.message.value.offerId, reason: this.opts.decline } } });
+          else this.stream.send({ message: { case: "bid", value: { offerId: m.message.value.offerId, score: 0.5 } } });
+          break;
+        case "assignment":
+          this.assignments.push(m.message.value);
+          (this.opts.run ?? succeed)(m.message.value, this);
+          break;
+        case "cancel":
+          this.cancels.push(m.message.value);
+          this.report(m.message.value.attemptId, Reported.CANCELLED);
+          break;
+      }
+    }
+  }
+
+  /** Vanishes: no more heartbeats, the stream is cut. */
+  async vanish(): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.beat);
+    await this.stream.cancel();
+    await this.loop;
+  }
+}
+
+const succeed = (a: Assignment, agent: BiddingAgent) => {
+  agent.report(a.attemptId, Reported.RUNNING);
+  agent.report(a.attemptId, Reported.SUCCEEDED);
+};
+
+const exec = { commands: [{ argv: ["echo", "hi"] }] };
+
+async function until(id: string, states: JobState[], timeoutMs = 10_000): Promise<Job> {
+  return eventually(async () => {
+    const { job } = await scheduler.getJob({ id });
+    return job && states.includes(job.state) ? job : undefined;
+  }, timeoutMs, `job ${id} in ${states.map((s) => JobState[s]).join("|")}`);
+}
+
+describe("scheduling", () => {
+  const agents: BiddingAgent[] = [];
+  after(async () => {
+    for (const a of agents) await a.vanish();
+  });
+
+  it("runs a submitted job on the agent that bid, records the attempt and explains the placement", async () => {
+    const a = await BiddingAgent.start({ pool: "one" });
+    agents.push(a);
+    const { job } = await scheduler.submitJob({ spec: { name: "hello", exec, constraints: { labels: { pool: "one" } } } });
+    const done = await until(job!.id, [JobState.SUCCEEDED]);
+    assert.equal(done.attemptCount, 1);
+    assert.equal(done.attempts.length, 1);
+    const attempt = done.attempts[0]!;
+    assert.equal(attempt.agentId, a.id);
+    assert.equal(attempt.state, AttemptState.SUCCEEDED);
+    assert.ok(attempt.startTime && attempt.endTime);
+    assert.deepEqual(a.assignments.map((x) => x.jobId), [job!.id]);
+    assert.deepEqual(a.assignments[0]!.exec?.commands[0]?.argv, ["echo", "hi"]);
+    const explained = await bid.explainPlacement({ jobId: job!.id });
+    assert.match(explained.explanation, new RegExp(`placed on agent ${a.id}`));
+    assert.equal(explained.auctions[0]?.candidates.find((c) => c.agentId === a.id)?.outcome, Candidate_Outcome.WON);
+  });
+
+  it("retries a failed attempt after a backoff and succeeds on the second", async () => {
+    let calls = 0;
+    const a = await BiddingAgent.start({ pool: "retry" }, {
+      run: (x, agent) => {
+        agent.report(x.attemptId, Reported.RUNNING);
+        agent.report(x.attemptId, ++calls === 1 ? Reported.FAILED : Reported.SUCCEEDED, calls === 1 ? 1 : 0);
+      },
+    });
+    agents.push(a);
+    const { job } = await scheduler.submitJob({
+      spec: { exec, constraints: { labels: { pool: "retry" } }, retry: { maxRetries: 2, initialBackoff: { nanos: 50_000_000 } } },
+    });
+    const done = await until(job!.id, [JobState.SUCCEEDED]);
+    assert.deepEqual(done.attempts.map((x) => AttemptState[x.state]), ["FAILED", "SUCCEEDED"]);
+    assert.equal(done.attempts[0]!.exitCode, 1);
+  });
+
+  it("fails at once on a non-retryable exit code, and dead-letters a job out of retries", async () => {
+    const a = await BiddingAgent.start({ pool: "fail" }, {
+      run: (x, agent) => {
+        agent.report(x.attemptId, Reported.RUNNING);
+        agent.report(x.attemptId, Reported.FAILED, 2);
+      },
+    });
+    agents.push(a);
+    const nonRetryable = await scheduler.submitJob({ spec: { exec, constraints: { labels: { pool: "fail" } }, retry: { maxRetries: 3, nonRetryableExitCodes: [2] } } });
+    const failed = await until(nonRetryable.job!.id, [JobState.FAILED, JobState.DEAD]);
+    assert.equal(failed.state, JobState.FAILED);
+    assert.equal(failed.attempts.length, 1);
+    assert.match(failed.endReason, /non-retryable/);
+
+    const outOfRetries = await scheduler.submitJob({ spec: { exec, constraints: { labels: { pool: "fail" } }, retry: { maxRetries: 1, initialBackoff: { nanos: 10_000_000 } } } });
+    const dead = await until(outOfRetries.job!.id, [JobState.DEAD, JobState.FAILED]);
+    assert.equal(dead.state, JobState.DEAD);
+    assert.equal(dead.attempts.length, 2);
+    const { jobs } = await scheduler.listJobs({ state: JobState.DEAD });
+    assert.ok(jobs.some((j) => j.id === dead.id), "listed in the dead-letter queue");
+    const again = await scheduler.resubmitJob({ id: dead.id });
+    assert.notEqual(again.job?.id, dead.id);
+    assert.equal(again.created, true);
+  });
+
+  it("keeps a job no agent can take waiting with the reason, and places it when a fitting agent connects", async () => {
+    const { job } = await scheduler.submitJob({ spec: { exec, constraints: { labels: { zone: "mars" } } } });
+    const waiting = await eventually(async () => {
+      const { job: j } = await scheduler.getJob({ id: job!.id });
+      return j && /no eligible agent/.test(j.waitReason) ? j : undefined;
+    }, 10_000, "a wait reason");
+    assert.equal(waiting.state, JobState.PENDING);
+    assert.match(waiting.waitReason, /zone=mars/);
+    const a = await BiddingAgent.start({ zone: "mars" });
+    agents.push(a);
+    const done = await until(job!.id, [JobState.SUCCEEDED], 5000);
+    assert.equal(done.attempts[0]!.agentId, a.id);
+  });
+
+  it("places a job elsewhere when its agent vanishes mid-run, and the first attempt is recorded as lost", async () => {
+    const first = await BiddingAgent.start({ pool: "lost" }, { run: (x, agent) => agent.report(x.attemptId, Reported.RUNNING) });
+    const { job } = await scheduler.submitJob({ spec: { exec, constraints: { labels: { pool: "lost" } } } });
+    await until(job!.id, [JobState.RUNNING]);
+    await first.vanish();
+    const second = await BiddingAgent.start({ pool: "lost" });
+    agents.push(second);
+    const done = await until(job!.id, [JobState.SUCCEEDED], 15_000);
+    assert.deepEqual(done.attempts.map((x) => [AttemptState[x.state], x.agentId]), [["LOST", first.id], ["SUCCEEDED", second.id]]);
+    assert.match(done.attempts[0]!.reason, /offline|gone/);
+  });
+
+  it("cancels a running job: the agent gets a Cancel with the grace period and the job ends cancelled", async () => {
+    const a = await BiddingAgent.start({ pool: "cancel" }, { run: (x, agent) => agent.report(x.attemptId, Reported.RUNNING) });
+    agents.push(a);
+    const { job } = await scheduler.submitJob({ spec: { exec, constraints: { labels: { pool: "cancel" } } } });
+    await until(job!.id, [JobState.RUNNING]);
+    await scheduler.cancelJob({ id: job!.id, gracePeriod: { seconds: 3n }, reason: "not needed" });
+    const done = await until(job!.id, [JobState.CANCELLED]);
+    assert.equal(done.endReason, "not needed");
+    assert.equal(a.cancels[0]?.gracePeriod?.seconds, 3n);
+    // Cancelling again is harmless; a pending job cancels at once.
+    await scheduler.cancelJob({ id: job!.id });
+    const pending = await scheduler.submitJob({ spec: { exec, constraints: { labels: { zone: "nowhere" } } } });
+    const cancelled = await scheduler.cancelJob({ id: pending.job!.id });
+    assert.equal(cancelled.job?.state, JobState.CANCELLED);
+  });
+
+  it("refuses a shell job when the server does not allow shells, naming the field, and stores nothing", async () => {
+    const before = (await scheduler.listJobs({ pageSize: 1000 })).jobs.length;
+    const err = await scheduler
+      .submitJob({ spec: { exec: { ...exec, allowShell: true } } })
+      .then(() => assert.fail("accepted"), (e) => ConnectError.from(e));
+    assert.equal(err.code, Code.InvalidArgument);
+    assert.match(err.rawMessage, /spec\.exec\.allow_shell/);
+    assert.equal((await scheduler.listJobs({ pageSize: 1000 })).jobs.length, before);
+  });
+
+  it("streams a job's changes with WatchJob until it ends", async () => {
+    const a = await BiddingAgent.start({ pool: "watch" });
+    agents.push(a);
+    const { job } = await scheduler.submitJob({ spec: { exec, constraints: { labels: { pool: "watch" } } } });
+    const seen: JobState[] = [];
+    for await (const res of scheduler.watchJob({ id: job!.id }, { timeoutMs: 10_000 })) seen.push(res.job!.state);
+    assert.equal(seen[seen.length - 1], JobState.SUCCEEDED);
+    assert.ok(seen.length >= 2, `saw ${seen.map((s) => JobState[s])}`);
+  });
+});
