@@ -18,7 +18,7 @@ import { CREDENTIAL_FILE, CredentialStore } from "./credentials.ts";
 import type { MachineProbe, MachineSample } from "./metrics.ts";
 import { SystemMetrics } from "./metrics.ts";
 import { eventually, FakeFleet, memoryLogger } from "./testing/fake_fleet.ts";
-import { DecliningWorkHandler, NO_JOBS_YET, type OfferAnswer, type WorkHandler } from "./work_handler.ts";
+import type { OfferAnswer, WorkHandler } from "./work_handler.ts";
 
 const GiB = 1024n ** 3n;
 
@@ -33,20 +33,24 @@ const fixedMachine: MachineProbe = {
   },
 };
 
-/** Records the work it is handed; otherwise behaves like the agent today. */
+const NOT_HERE = "this test agent runs nothing";
+
+/** Records the work it is handed, declines every offer and runs nothing (job_handler.test.ts covers running). */
 class RecordingWorkHandler implements WorkHandler {
   readonly offers: Offer[] = [];
   readonly assignments: Assignment[] = [];
-  private readonly inner = new DecliningWorkHandler(createLogger("silent"));
   async offer(offer: Offer): Promise<OfferAnswer> {
     this.offers.push(offer);
-    return this.inner.offer(offer);
+    return { case: "decline", value: { offerId: offer.offerId, reason: NOT_HERE } };
   }
   async assignment(assignment: Assignment): Promise<void> {
     this.assignments.push(assignment);
   }
   async cancel(): Promise<void> {}
   logAck(): void {}
+  running(): [] {
+    return [];
+  }
 }
 
 interface Agent {
@@ -184,7 +188,7 @@ describe("AgentWorker", () => {
       stream.send({ messageId: "m-offer-1", message: { case: "offer", value: { offerId: "offer-1", jobId: "job-1", driver: "process" } } });
       const decline = await stream.next("decline");
       assert.equal(decline.offerId, "offer-1");
-      assert.equal(decline.reason, NO_JOBS_YET);
+      assert.equal(decline.reason, NOT_HERE);
       await eventually("the ack of m-offer-1", () => (stream.acked().includes("m-offer-1") ? true : undefined));
       assert.equal(work.offers.length, 1);
     });

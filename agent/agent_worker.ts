@@ -3,9 +3,12 @@
 //
 // One session is one stream on one fresh HTTP/2 connection:
 //
-//   dial → Hello → Welcome (store a new credential) → heartbeats every interval
+//   dial → Hello (with the attempts running) → Welcome (store a new
+//        credential; send every unconfirmed JobEvent again, in order)
+//        → heartbeats every interval; JobEvents as attempts change state
 //        ↘ server messages: Ack their ids, drop redeliveries, Drain, hand
-//          Offer/Assignment/Cancel/LogAck to the WorkHandler
+//          Offer/Assignment/Cancel/LogAck to the WorkHandler, EventAck to
+//          the outbox
 //   the stream ends (Fleet restarts, link dies, credential refused)
 //        → wait a full-jitter backoff → dial again
 //
@@ -24,6 +27,8 @@ import {
   ConnectRequestSchema,
   type ConnectResponse,
   type Drain,
+  type EventAck,
+  type JobEvent,
   type Offer,
   type Welcome,
 } from "../gen/ts/drover/fleet/v1/agent_stream_pb.ts";
@@ -31,6 +36,7 @@ import { FleetService } from "../gen/ts/drover/fleet/v1/fleet_service_pb.ts";
 import type { Logger } from "../lib/logger.ts";
 import { backoffDelayMs, nextAttempt, type BackoffPolicy } from "./backoff.ts";
 import type { AgentIdentity, CredentialStore } from "./credentials.ts";
+import { JobEventOutbox } from "./job_events.ts";
 import { MessageQueue } from "./message_queue.ts";
 import type { MachineProbe } from "./metrics.ts";
 import type { OfferAnswer, WorkHandler } from "./work_handler.ts";
@@ -63,8 +69,10 @@ export interface AgentWorkerOptions {
   drivers: string[];
   /** Resources for Hello, metrics for heartbeats. */
   machine: MachineProbe;
-  /** Where Offers, Assignments, Cancels and LogAcks go. */
+  /** Where Offers, Assignments, Cancels and LogAcks go; it also says what runs, for Hello. */
   work: WorkHandler;
+  /** JobEvents to send and keep until Fleet confirms them; the WorkHandler adds to it. Default: a new, empty one. */
+  events?: JobEventOutbox;
   logger: Logger;
   /** Backoff between sessions; capMs is DROVER_RECONNECT_MAX_MS. */
   backoff: BackoffPolicy;
@@ -91,6 +99,8 @@ interface Session {
   readonly startedAt: number;
   log: Logger;
   welcomed: boolean;
+  /** True once the unconfirmed JobEvents went out after Welcome: new ones may follow directly. */
+  eventsFlowing: boolean;
   ended: boolean;
   sequence: bigint;
   heartbeatTimer?: NodeJS.Timeout;
@@ -111,7 +121,8 @@ interface SessionEnd {
 
 /** Keeps the agent connected to Fleet until stop(); run() resolves only after stop(). */
 export class AgentWorker {
-  private readonly o: Required<Omit<AgentWorkerOptions, "random">> & { random: () => number };
+  private readonly o: Required<Omit<AgentWorkerOptions, "random" | "events">> & { random: () => number };
+  private readonly events: JobEventOutbox;
   private readonly log: Logger;
   private readonly connection: Http2SessionManager;
   private readonly client: Client<typeof FleetService>;
@@ -137,6 +148,8 @@ export class AgentWorker {
       ...options,
     };
     this.log = options.logger.child({ component: "agent_worker" });
+    this.events = options.events ?? new JobEventOutbox();
+    this.events.onAdd((event) => this.sendJobEvent(event));
     // Owning the session manager (rather than passing ping options to the
     // transport) lets the worker drop the connection between sessions and
     // close it on stop, so nothing keeps the process alive afterwards.
@@ -222,6 +235,7 @@ export class AgentWorker {
       startedAt: Date.now(),
       log: this.log.child(identity ? { agentId: identity.agentId } : {}),
       welcomed: false,
+      eventsFlowing: false,
       ended: false,
       sequence: 0n,
     };
@@ -251,7 +265,7 @@ export class AgentWorker {
             drivers: this.o.drivers,
             total: sample.total,
             free: sample.free,
-            running: [],
+            running: this.o.work.running(),
             logOffsets: [],
           },
         },
@@ -288,6 +302,7 @@ export class AgentWorker {
 
   private async welcome(session: Session, welcome: Welcome, presented: AgentIdentity | undefined): Promise<void> {
     session.welcomed = true;
+    this.resendJobEvents(session);
     const identity = this.identityFrom(welcome, presented, session.log);
     session.log = this.log.child({ agentId: identity?.agentId ?? welcome.agentId, sessionId: welcome.sessionId });
     if (identity && (identity.agentId !== presented?.agentId || identity.credential !== presented?.credential)) {
@@ -372,6 +387,9 @@ export class AgentWorker {
         case "logAck":
           this.o.work.logAck(response.message.value);
           break;
+        case "eventAck":
+          this.confirmJobEvents(session, response.message.value);
+          break;
         case "welcome":
           session.log.warn({ messageId: id }, "ignoring a second Welcome on the same stream");
           break;
@@ -397,6 +415,30 @@ export class AgentWorker {
       return { case: "decline", value: { offerId: offer.offerId, reason: "the agent is draining" } };
     }
     return this.o.work.offer(offer);
+  }
+
+  /**
+   * Sends every JobEvent Fleet has not confirmed, oldest first, as the first
+   * thing after Welcome: events written on the previous stream may have been
+   * lost with it, and Fleet applies each event id once.
+   */
+  private resendJobEvents(session: Session): void {
+    const events = this.events.unconfirmed();
+    for (const event of events) session.queue.push({ message: { case: "jobEvent", value: event } });
+    session.eventsFlowing = true;
+    if (events.length > 0) session.log.info({ events: events.length }, "sent the job events Fleet has not confirmed");
+  }
+
+  /** An attempt changed state: send it now if a session is up; otherwise the next Welcome does. */
+  private sendJobEvent(event: JobEvent): void {
+    const session = this.session;
+    if (!session || !session.eventsFlowing || session.ended || this.stopping) return;
+    session.queue.push({ message: { case: "jobEvent", value: event } });
+  }
+
+  private confirmJobEvents(session: Session, ack: EventAck): void {
+    const confirmed = this.events.confirm(ack.eventIds);
+    session.log.debug({ confirmed, listed: ack.eventIds.length, pending: this.events.size }, "Fleet confirmed job events");
   }
 
   private drain(session: Session, drain: Drain): void {

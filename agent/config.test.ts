@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import os from "node:os";
 import { describe, it } from "node:test";
 
 import { ConfigError } from "../lib/config.ts";
@@ -18,7 +19,7 @@ function configError(read: () => unknown, variable: string): string {
 
 describe("readAgentConfig", () => {
   it("reads flags, with documented defaults for the rest", () => {
-    assert.deepEqual(readAgentConfig(["--server", "http://fleet:7070", "--token", "t-1"], {}), {
+    assert.deepEqual(readAgentConfig(["--server", "http://fleet:7070", "--token", "t-1"], {}, { cores: 6 }), {
       server: "http://fleet:7070",
       token: "t-1",
       labels: {},
@@ -28,6 +29,8 @@ describe("readAgentConfig", () => {
       pingIntervalMs: 15_000,
       pingTimeoutMs: 10_000,
       welcomeTimeoutMs: 15_000,
+      maxAttempts: 6,
+      allowShell: false,
     });
   });
 
@@ -42,6 +45,8 @@ describe("readAgentConfig", () => {
       DROVER_PING_INTERVAL_MS: "2000",
       DROVER_PING_TIMEOUT_MS: "1000",
       DROVER_WELCOME_TIMEOUT_MS: "3000",
+      DROVER_MAX_ATTEMPTS: "3",
+      DROVER_ALLOW_SHELL: "true",
     });
     assert.deepEqual(config, {
       server: "https://fleet.example:443",
@@ -53,6 +58,8 @@ describe("readAgentConfig", () => {
       pingIntervalMs: 2_000,
       pingTimeoutMs: 1_000,
       welcomeTimeoutMs: 3_000,
+      maxAttempts: 3,
+      allowShell: true,
     });
   });
 
@@ -82,6 +89,21 @@ describe("readAgentConfig", () => {
 
   it("names DROVER_RECONNECT_MAX_MS when the cap is out of range", () => {
     configError(() => readAgentConfig(["--server", "http://x:1"], { DROVER_RECONNECT_MAX_MS: "5" }), "DROVER_RECONNECT_MAX_MS");
+  });
+
+  it("takes at least one attempt at a time, whatever the core count says", () => {
+    assert.equal(readAgentConfig(["--server", "http://x:1"], {}, { cores: 0 }).maxAttempts, 1);
+    assert.equal(readAgentConfig(["--server", "http://x:1"], {}).maxAttempts, os.availableParallelism());
+  });
+
+  it("names DROVER_MAX_ATTEMPTS when it is not a positive integer", () => {
+    configError(() => readAgentConfig(["--server", "http://x:1"], { DROVER_MAX_ATTEMPTS: "0" }), "DROVER_MAX_ATTEMPTS");
+    configError(() => readAgentConfig(["--server", "http://x:1"], { DROVER_MAX_ATTEMPTS: "many" }), "DROVER_MAX_ATTEMPTS");
+  });
+
+  it("names DROVER_ALLOW_SHELL when it is neither true nor false", () => {
+    const message = configError(() => readAgentConfig(["--server", "http://x:1"], { DROVER_ALLOW_SHELL: "yes" }), "DROVER_ALLOW_SHELL");
+    assert.match(message, /true, false/);
   });
 
   it("turns an unknown flag into a configuration error with the usage", () => {

@@ -1,3 +1,4 @@
+import os from "node:os";
 import { parseArgs } from "node:util";
 import { ConfigError, EnvReader, LOG_LEVELS, type LogLevel } from "../lib/config.ts";
 
@@ -25,9 +26,27 @@ export interface AgentConfig {
   pingTimeoutMs: number;
   /** Longest wait from dialling to Welcome, the dial included (DROVER_WELCOME_TIMEOUT_MS), default 15000. */
   welcomeTimeoutMs: number;
+  /** The most attempts run at once (DROVER_MAX_ATTEMPTS), default the number of cores (at least 1); offers beyond it are declined. */
+  maxAttempts: number;
+  /**
+   * Whether jobs may run their commands through /bin/sh -c (DROVER_ALLOW_SHELL,
+   * true or false), default false: a job's allow_shell is honoured only when
+   * this machine's owner agrees too.
+   */
+  allowShell: boolean;
 }
 
-export function readAgentConfig(argv: string[], env: Record<string, string | undefined>): AgentConfig {
+/** What the defaults depend on about the machine; tests pass their own. */
+export interface MachineDefaults {
+  /** Cores this process may use. */
+  cores: number;
+}
+
+export function readAgentConfig(
+  argv: string[],
+  env: Record<string, string | undefined>,
+  machine: MachineDefaults = { cores: os.availableParallelism() },
+): AgentConfig {
   let values: { server?: string; token?: string; labels?: string; "state-dir"?: string };
   try {
     ({ values } = parseArgs({
@@ -68,6 +87,8 @@ export function readAgentConfig(argv: string[], env: Record<string, string | und
     pingIntervalMs: r.integer("DROVER_PING_INTERVAL_MS", 15_000, 100, 3_600_000),
     pingTimeoutMs: r.integer("DROVER_PING_TIMEOUT_MS", 10_000, 100, 600_000),
     welcomeTimeoutMs: r.integer("DROVER_WELCOME_TIMEOUT_MS", 15_000, 100, 600_000),
+    maxAttempts: r.integer("DROVER_MAX_ATTEMPTS", Math.max(1, machine.cores), 1, 4_096),
+    allowShell: r.oneOf("DROVER_ALLOW_SHELL", "false", ["true", "false"]) === "true",
   };
   r.done();
   return config;

@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 
+import { AttemptState } from "../gen/ts/drover/fleet/v1/agent_stream_pb.ts";
 import { CREDENTIAL_FILE } from "./credentials.ts";
 import { eventually, FakeFleet } from "./testing/fake_fleet.ts";
 
@@ -78,6 +79,29 @@ describe("drover-agent (agent/main.ts)", () => {
       assert.ok(logs.some((l) => l.msg === "stopped"));
     } finally {
       agent.child.kill("SIGKILL");
+    }
+  });
+
+  it("bids for offers, runs an assignment, and on SIGTERM cancels it, reports CANCELLED and exits 0", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "drover-agent-main-run-"));
+    const agent = startAgent(["--server", fleet.url, "--token", "X", "--state-dir", dir]);
+    try {
+      const stream = await fleet.nextStream(15_000);
+      const hello = await stream.next("hello");
+      assert.ok(hello.drivers.includes("process"));
+      stream.welcome({ agentId: "agent-main-2", agentCredential: "credential-main-2" });
+      stream.send({ message: { case: "offer", value: { offerId: "offer-1", jobId: "job-1", driver: "process" } } });
+      assert.equal((await stream.next("bid")).offerId, "offer-1");
+
+      stream.send({ messageId: "m-1", message: { case: "assignment", value: { attemptId: "attempt-1", jobId: "job-1", exec: { commands: [{ argv: ["sleep", "30"] }] } } } });
+      await eventually("RUNNING", () => stream.all("jobEvent").find((e) => e.state === AttemptState.RUNNING));
+      agent.child.kill("SIGTERM");
+      assert.equal(await within(agent.exited, 3_000), 0, `exit code; stderr: ${agent.stderr()}`);
+      const last = stream.all("jobEvent").at(-1);
+      assert.equal(last && AttemptState[last.state], "CANCELLED", "Fleet heard the attempt end before the stream closed");
+    } finally {
+      agent.child.kill("SIGKILL");
+      await rm(dir, { recursive: true, force: true });
     }
   });
 

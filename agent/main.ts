@@ -15,11 +15,16 @@ import { createLogger } from "../lib/logger.ts";
 import { AgentWorker } from "./agent_worker.ts";
 import { readAgentConfig, type AgentConfig } from "./config.ts";
 import { CredentialStore, ensureStateDir } from "./credentials.ts";
-import { SystemMetrics } from "./metrics.ts";
-import { DecliningWorkHandler } from "./work_handler.ts";
+import { JobEventOutbox } from "./job_events.ts";
+import { JobHandler } from "./job_handler.ts";
+import { RememberingProbe, SystemMetrics } from "./metrics.ts";
 
 /** The first reconnection waits up to this long; DROVER_RECONNECT_MAX_MS caps the growth. */
 const RECONNECT_BASE_MS = 500;
+/** On shutdown, running attempts get SIGTERM and this long before SIGKILL. */
+const SHUTDOWN_GRACE_MS = 5_000;
+/** Drivers this agent runs. */
+const DRIVERS = ["process"];
 
 function fail(code: number, message: string): never {
   console.error(`drover-agent: ${message}`);
@@ -55,6 +60,18 @@ if (mode !== undefined && (mode & 0o077) !== 0) {
   logger.warn({ path: credentials.path, mode: mode.toString(8) }, "the credential file is readable by others; it should be mode 0600");
 }
 
+// One reading of the machine serves Hello, heartbeats and bids alike.
+const machine = new RememberingProbe(new SystemMetrics({ stateDir: config.stateDir }));
+const events = new JobEventOutbox();
+const work = new JobHandler({
+  stateDir: config.stateDir,
+  drivers: DRIVERS,
+  maxAttempts: config.maxAttempts,
+  allowShell: config.allowShell,
+  lastSample: () => machine.latest,
+  events,
+  logger: root,
+});
 const worker = new AgentWorker({
   server: config.server,
   registrationToken: config.token,
@@ -62,9 +79,10 @@ const worker = new AgentWorker({
   hostname: os.hostname() || "unknown",
   version,
   labels: config.labels,
-  drivers: ["process"],
-  machine: new SystemMetrics({ stateDir: config.stateDir }),
-  work: new DecliningWorkHandler(root.child({ component: "work" })),
+  drivers: DRIVERS,
+  machine,
+  work,
+  events,
   logger: root,
   backoff: { baseMs: RECONNECT_BASE_MS, capMs: config.reconnectMaxMs },
   pingIntervalMs: config.pingIntervalMs,
@@ -74,13 +92,17 @@ const worker = new AgentWorker({
 
 for (const signal of ["SIGTERM", "SIGINT"] as const) {
   process.once(signal, () => {
-    logger.info({ signal }, "signal received; stopping");
-    void worker.stop();
+    logger.info({ signal, running: work.running().length }, "signal received; stopping");
+    // Attempts still running are cancelled first, while the stream is up, so
+    // that Fleet hears they ended; left behind, a restarted agent could not
+    // find them again. Then the stream closes. A second signal cuts all this
+    // short (the default handler ends the process).
+    void work.shutdown(SHUTDOWN_GRACE_MS).finally(() => worker.stop());
   });
 }
 
 logger.info(
-  { server: config.server, agentId: identity?.agentId, labels: config.labels, stateDir: config.stateDir, version },
+  { server: config.server, agentId: identity?.agentId, labels: config.labels, stateDir: config.stateDir, version, maxAttempts: config.maxAttempts, allowShell: config.allowShell },
   identity ? "drover-agent starting" : "drover-agent starting; will register with the token",
 );
 // run() returns only after stop(), which only the signals above call.

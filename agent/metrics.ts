@@ -190,3 +190,27 @@ function bytes(n: number): bigint {
 function clamp(n: number, min: number, max: number): number {
   return Math.min(max, Math.max(min, n));
 }
+
+/**
+ * A MachineProbe that keeps its last reading, for decisions that cannot wait
+ * for a new one: a bid has ~50 ms, and a sample taken for it would also cut
+ * short the CPU interval the next heartbeat reports. The worker samples
+ * before Hello and at every heartbeat, so the reading is at most one
+ * heartbeat interval old.
+ */
+export class RememberingProbe implements MachineProbe {
+  private last: MachineSample | undefined;
+
+  constructor(private readonly inner: MachineProbe) {}
+
+  /** The last reading, or undefined before the first. */
+  get latest(): MachineSample | undefined {
+    return this.last;
+  }
+
+  async sample(): Promise<MachineSample> {
+    const sample = await this.inner.sample();
+    this.last = sample;
+    return sample;
+  }
+}

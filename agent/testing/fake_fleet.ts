@@ -86,6 +86,11 @@ export class FakeStream {
     });
   }
 
+  /** Confirms job events, as Fleet does once it has recorded them. */
+  eventAck(eventIds: string[]): void {
+    this.send({ message: { case: "eventAck", value: { eventIds } } });
+  }
+
   /** Ends the server's side: cleanly, or with error as the gRPC status. */
   end(error?: ConnectError): void {
     this.outgoing.close(error);

@@ -1,0 +1,101 @@
+// The JobEvents the agent has reported and Fleet has not yet confirmed.
+//
+// An attempt's change of state must reach Fleet even if the stream breaks
+// right after it was written: Fleet confirms the events it has recorded with
+// EventAck, and until then the agent keeps each event and sends it again,
+// in the order it happened, after every Welcome. Event ids are deterministic
+// (`<attemptId>:<STATE>`), so an event sent twice is recorded once.
+//
+// JobHandler adds events; AgentWorker sends them (at once when a session is
+// up, otherwise after the next Welcome) and removes them on EventAck.
+
+import { create } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+
+import { AttemptState, JobEventSchema, type JobEvent } from "../gen/ts/drover/fleet/v1/agent_stream_pb.ts";
+
+/** JobEvent.message holds at most this many characters (the proto's rule). */
+const MAX_MESSAGE_CHARS = 4_096;
+/**
+ * Unconfirmed events kept at most; beyond it the oldest are dropped. A Fleet
+ * that never confirms (one older than EventAck) must not grow the agent
+ * without bound; 10 000 is days of attempts on a busy machine.
+ */
+export const MAX_PENDING_EVENTS = 10_000;
+
+/** The id of the event for an attempt reaching a state; the same every time, so resends are idempotent. */
+export function jobEventId(attemptId: string, state: AttemptState): string {
+  return `${attemptId}:${AttemptState[state] ?? String(state)}`;
+}
+
+/** What an attempt's change of state says. */
+export interface JobEventFields {
+  attemptId: string;
+  state: AttemptState;
+  exitCode?: number;
+  signal?: string;
+  message?: string;
+  time?: Date;
+}
+
+/** Keeps reported JobEvents, in order, until Fleet confirms them. */
+export class JobEventOutbox {
+  private readonly pending = new Map<string, JobEvent>();
+  private listener: ((event: JobEvent) => void) | undefined;
+  private dropped = 0;
+
+  /** Events added and not yet confirmed, oldest first. */
+  unconfirmed(): JobEvent[] {
+    return [...this.pending.values()];
+  }
+
+  /** How many events are waiting for confirmation. */
+  get size(): number {
+    return this.pending.size;
+  }
+
+  /** Events dropped because too many were waiting. */
+  get droppedCount(): number {
+    return this.dropped;
+  }
+
+  /**
+   * Records an event and hands it to the listener (the worker, which sends it
+   * if it can). An event whose id is already waiting is not added again.
+   */
+  add(fields: JobEventFields): JobEvent {
+    const eventId = jobEventId(fields.attemptId, fields.state);
+    const known = this.pending.get(eventId);
+    if (known) return known;
+    const event = create(JobEventSchema, {
+      eventId,
+      attemptId: fields.attemptId,
+      state: fields.state,
+      exitCode: fields.exitCode ?? 0,
+      signal: fields.signal ?? "",
+      message: (fields.message ?? "").slice(0, MAX_MESSAGE_CHARS),
+      time: timestampFromDate(fields.time ?? new Date()),
+    });
+    this.pending.set(eventId, event);
+    while (this.pending.size > MAX_PENDING_EVENTS) {
+      const oldest = this.pending.keys().next().value;
+      if (oldest === undefined) break;
+      this.pending.delete(oldest);
+      this.dropped += 1;
+    }
+    this.listener?.(event);
+    return event;
+  }
+
+  /** Forgets the events Fleet confirmed; returns how many were waiting. */
+  confirm(eventIds: readonly string[]): number {
+    let n = 0;
+    for (const id of eventIds) if (this.pending.delete(id)) n += 1;
+    return n;
+  }
+
+  /** Sets the one listener told of every added event (AgentWorker). */
+  onAdd(listener: (event: JobEvent) => void): void {
+    this.listener = listener;
+  }
+}

@@ -1,0 +1,243 @@
+// The runner with real child processes: echo, false, sleep, sh.
+
+import assert from "node:assert/strict";
+import { existsSync, readFileSync } from "node:fs";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { durationFromMs } from "@bufbuild/protobuf/wkt";
+
+import { ExecSpecSchema } from "../gen/ts/drover/common/v1/exec_pb.ts";
+import { AttemptState } from "../gen/ts/drover/fleet/v1/agent_stream_pb.ts";
+import { createLogger } from "../lib/logger.ts";
+import { JobRunner, workingDirectoryProblem, type AttemptUpdate, type JobRunnerOptions } from "./job_runner.ts";
+
+let stateDir: string;
+let attempts = 0;
+
+before(async () => {
+  stateDir = await mkdtemp(join(tmpdir(), "drover-runner-test-"));
+});
+after(async () => {
+  await rm(stateDir, { recursive: true, force: true });
+});
+
+interface Run {
+  runner: JobRunner;
+  updates: AttemptUpdate[];
+  /** The states reported, by name. */
+  states: () => string[];
+  done: Promise<AttemptUpdate>;
+}
+
+/** Starts a runner for spec in the shared state directory, with a fresh attempt id. */
+function start(spec: MessageInitShape<typeof ExecSpecSchema>, options: Partial<JobRunnerOptions> = {}): Run {
+  attempts += 1;
+  const updates: AttemptUpdate[] = [];
+  const runner = new JobRunner({
+    attemptId: `attempt-${attempts}`,
+    jobId: "job-1",
+    exec: create(ExecSpecSchema, spec),
+    stateDir,
+    allowShell: false,
+    timeoutGraceMs: 2_000,
+    onUpdate: (u) => updates.push(u),
+    logger: createLogger("silent"),
+    ...options,
+  });
+  return { runner, updates, states: () => updates.map((u) => AttemptState[u.state]), done: runner.run() };
+}
+
+/** Waits until the attempt reports RUNNING. */
+async function running(run: Run): Promise<void> {
+  const deadline = Date.now() + 5_000;
+  while (!run.updates.some((u) => u.state === AttemptState.RUNNING)) {
+    if (Date.now() > deadline) throw new Error(`never RUNNING: ${run.states().join(", ")}`);
+    await sleep(5);
+  }
+}
+
+/** True while pid is a live process (a zombie awaiting its reaper counts as dead). */
+function alive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2)[0] !== "Z";
+  } catch {
+    return false;
+  }
+}
+
+describe("JobRunner", () => {
+  it("runs echo, writes its output to cmd-000.stdout.log, and reports STARTING, RUNNING, SUCCEEDED with exit code 0", async () => {
+    const run = start({ commands: [{ argv: ["echo", "hi"] }] });
+    const end = await run.done;
+    assert.deepEqual(run.states(), ["STARTING", "RUNNING", "SUCCEEDED"]);
+    assert.equal(end.exitCode, 0);
+    assert.equal(end.signal, "");
+    assert.equal(await readFile(join(run.runner.directory, "cmd-000.stdout.log"), "utf8"), "hi\n");
+    assert.equal(run.runner.directory, join(stateDir, "runs", "job-1", `attempt-${attempts}`));
+  });
+
+  it("runs commands in order and stops at the first failure, naming the command", async () => {
+    const run = start({ commands: [{ argv: ["echo", "one"] }, { argv: ["false"] }, { argv: ["echo", "three"] }] });
+    const end = await run.done;
+    assert.equal(AttemptState[end.state], "FAILED");
+    assert.equal(end.exitCode, 1);
+    assert.equal(end.message, "command 2 (false) exited with code 1");
+    assert.ok(existsSync(join(run.runner.directory, "cmd-001.stdout.log")));
+    assert.ok(!existsSync(join(run.runner.directory, "cmd-002.stdout.log")), "the third command never ran");
+  });
+
+  it("keeps going after a failure with continue_on_failure, and still fails the attempt", async () => {
+    const run = start({ continueOnFailure: true, commands: [{ argv: ["false"] }, { argv: ["echo", "after"] }] });
+    const end = await run.done;
+    assert.equal(AttemptState[end.state], "FAILED");
+    assert.equal(end.message, "command 1 (false) exited with code 1");
+    assert.equal(end.exitCode, 0, "the exit code is the last command's");
+    assert.equal(await readFile(join(run.runner.directory, "cmd-001.stdout.log"), "utf8"), "after\n");
+  });
+
+  it("fails with the spawn error when the program does not exist, without ever RUNNING", async () => {
+    const run = start({ commands: [{ argv: ["drover-no-such-program"] }] });
+    const end = await run.done;
+    assert.deepEqual(run.states(), ["STARTING", "FAILED"]);
+    assert.match(end.message, /^command 1 \(drover-no-such-program\) could not start: .*ENOENT/);
+  });
+
+  it("gives commands the spec's and the command's env with the agent's PATH and HOME, and nothing else of the agent's", async () => {
+    process.env.DROVER_RUNNER_TEST_SECRET = "leak";
+    try {
+      const run = start({ env: { A: "spec", B: "spec" }, commands: [{ argv: ["env"], env: { B: "command" } }] });
+      await run.done;
+      const lines = (await readFile(join(run.runner.directory, "cmd-000.stdout.log"), "utf8")).trim().split("\n").sort();
+      assert.deepEqual(lines, [`A=spec`, `B=command`, `HOME=${process.env.HOME}`, `PATH=${process.env.PATH}`].sort());
+    } finally {
+      delete process.env.DROVER_RUNNER_TEST_SECRET;
+    }
+  });
+
+  it("runs in the attempt's work directory, or a relative cwd under it", async () => {
+    const run = start({ commands: [{ argv: ["pwd"] }, { argv: ["pwd"], cwd: "sub/dir" }] });
+    await run.done;
+    const work = join(run.runner.directory, "work");
+    assert.equal((await readFile(join(run.runner.directory, "cmd-000.stdout.log"), "utf8")).trim(), work);
+    assert.equal((await readFile(join(run.runner.directory, "cmd-001.stdout.log"), "utf8")).trim(), join(work, "sub/dir"));
+  });
+
+  it("refuses a cwd that climbs out with .. or is absolute, before running anything", async () => {
+    for (const cwd of ["../..", "a/../../b", "/etc"]) {
+      const run = start({ commands: [{ argv: ["echo", "no"] }, { argv: ["pwd"], cwd }] });
+      const end = await run.done;
+      assert.deepEqual(run.states(), ["STARTING", "FAILED"], cwd);
+      assert.match(end.message, /^command 2: the working directory .* (leaves the attempt's work directory|is absolute)/);
+    }
+    assert.equal(workingDirectoryProblem("a/../b"), undefined, "a .. that stays inside is fine");
+  });
+
+  it("refuses allow_shell unless the agent allows shells, and runs through /bin/sh when it does", async () => {
+    const refused = start({ allowShell: true, commands: [{ argv: ["echo $((1 + 2))"] }] });
+    assert.match((await refused.done).message, /does not allow shells \(DROVER_ALLOW_SHELL/);
+    assert.deepEqual(refused.states(), ["STARTING", "FAILED"]);
+
+    const allowed = start({ allowShell: true, commands: [{ argv: ["echo $((1 + 2))"] }] }, { allowShell: true });
+    assert.equal(AttemptState[(await allowed.done).state], "SUCCEEDED");
+    assert.equal(await readFile(join(allowed.runner.directory, "cmd-000.stdout.log"), "utf8"), "3\n");
+  });
+
+  it("refuses an attempt id that could not name a directory", async () => {
+    const run = start({ commands: [{ argv: ["true"] }] }, { attemptId: "../escape" });
+    assert.match((await run.done).message, /attempt id "..\/escape" cannot name a directory/);
+  });
+
+  it("cancels with SIGTERM: a sleep ends CANCELLED at once", async () => {
+    const run = start({ commands: [{ argv: ["sleep", "30"] }, { argv: ["echo", "never"] }] });
+    await running(run);
+    const started = Date.now();
+    run.runner.cancel(5_000, "the user cancelled the job");
+    const end = await run.done;
+    assert.ok(Date.now() - started < 1_000, "SIGTERM was enough");
+    assert.equal(AttemptState[end.state], "CANCELLED");
+    assert.equal(end.signal, "SIGTERM");
+    assert.equal(end.message, "the user cancelled the job");
+    assert.ok(!existsSync(join(run.runner.directory, "cmd-001.stdout.log")), "no command runs after a cancel");
+  });
+
+  it("escalates to SIGKILL after the grace period when the command ignores SIGTERM", async () => {
+    const run = start({ commands: [{ argv: ["sh", "-c", 'trap "" TERM; echo ready; sleep 30'] }] });
+    await waitForFile(join(run.runner.directory, "cmd-000.stdout.log"), "ready");
+    const started = Date.now();
+    run.runner.cancel(300);
+    const end = await run.done;
+    const took = Date.now() - started;
+    assert.ok(took >= 280 && took < 2_000, `ended ${took} ms after the cancel, grace 300 ms`);
+    assert.equal(AttemptState[end.state], "CANCELLED");
+    assert.equal(end.signal, "SIGKILL");
+  });
+
+  it("kills the command's whole process group, grandchildren included", async () => {
+    const pidFile = "grandchild.pid";
+    const run = start({ commands: [{ argv: ["sh", "-c", `sleep 30 & echo $! > ${pidFile}; wait`] }] });
+    const pid = Number(await waitForFile(join(run.runner.directory, "work", pidFile), /^\d+\n$/));
+    assert.ok(alive(pid), "the grandchild runs");
+    run.runner.cancel(2_000);
+    await run.done;
+    await eventually(() => !alive(pid), `grandchild ${pid} still alive after the cancel`);
+  });
+
+  it("kills what a command left running in its group once the command itself has exited", async () => {
+    const run = start({ commands: [{ argv: ["sh", "-c", "sleep 30 & echo $! > left.pid"] }] });
+    assert.equal(AttemptState[(await run.done).state], "SUCCEEDED");
+    const pid = Number(await readFile(join(run.runner.directory, "work", "left.pid"), "utf8"));
+    await eventually(() => !alive(pid), `background process ${pid} outlived its command`);
+  });
+
+  it("stops a command at its own timeout and ends TIMED_OUT", async () => {
+    const run = start({ commands: [{ argv: ["sleep", "30"], timeout: durationFromMs(200) }] });
+    const started = Date.now();
+    const end = await run.done;
+    assert.ok(Date.now() - started < 2_000);
+    assert.equal(AttemptState[end.state], "TIMED_OUT");
+    assert.equal(end.message, "command 1 (sleep) timed out after 0.2 s");
+    assert.equal(end.signal, "SIGTERM");
+  });
+
+  it("stops the attempt at the attempt's timeout, between or during commands, and ends TIMED_OUT", async () => {
+    const run = start({ commands: [{ argv: ["sleep", "0.05"] }, { argv: ["sleep", "30"] }, { argv: ["echo", "never"] }] }, { timeoutMs: 300 });
+    const end = await run.done;
+    assert.equal(AttemptState[end.state], "TIMED_OUT");
+    assert.equal(end.message, "the attempt timed out after 0.3 s");
+    assert.ok(!existsSync(join(run.runner.directory, "cmd-002.stdout.log")));
+  });
+
+  it("ignores a cancel after the attempt has ended", async () => {
+    const run = start({ commands: [{ argv: ["true"] }] });
+    await run.done;
+    run.runner.cancel(0);
+    assert.deepEqual(run.states(), ["STARTING", "RUNNING", "SUCCEEDED"]);
+  });
+});
+
+async function waitForFile(path: string, match: string | RegExp): Promise<string> {
+  const deadline = Date.now() + 5_000;
+  for (;;) {
+    const text = existsSync(path) ? await readFile(path, "utf8") : "";
+    if (typeof match === "string" ? text.includes(match) : match.test(text)) return text;
+    if (Date.now() > deadline) throw new Error(`${path} never matched ${match}; it holds ${JSON.stringify(text)}`);
+    await sleep(5);
+  }
+}
+
+async function eventually(check: () => boolean, message: string): Promise<void> {
+  const deadline = Date.now() + 3_000;
+  while (!check()) {
+    if (Date.now() > deadline) assert.fail(message);
+    await sleep(10);
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
