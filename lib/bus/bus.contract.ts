@@ -520,13 +520,16 @@ export function busContract(name: string, make: () => Promise<Bus>): void {
         const bus = await make();
         const started = Date.now();
         const reading = bus.read(unique("stream"), "$", { blockMs: 5_000 });
+        // Handled from the start: the read may reject while close() is still
+        // running, before anything else would be awaiting it.
+        const refused = assert.rejects(reading, BusClosedError);
         try {
           await sleep(50);
         } finally {
           await bus.close();
         }
 
-        await assert.rejects(reading, BusClosedError);
+        await refused;
         assert.ok(Date.now() - started < 2_000, "the read ran on after close");
       });
 
