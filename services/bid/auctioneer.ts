@@ -19,9 +19,11 @@ import type { PrismaClient } from "../../gen/prisma/bid/client.ts";
 import { AgentStatus, Schedulability, WatchAgentsResponse_Kind as Kind, type Agent } from "../../gen/ts/drover/fleet/v1/fleet_service_pb.ts";
 import type { Resources } from "../../gen/ts/drover/common/v1/resources_pb.ts";
 import type { PlaceableJob } from "../../gen/ts/drover/scheduler/v1/scheduler_service_pb.ts";
+import { followAgents } from "../../lib/agent_watch.ts";
 import type { DroverClients } from "../../lib/clients.ts";
 import type { SchedulingSettings } from "../../lib/config.ts";
 import type { Logger } from "../../lib/logger.ts";
+import { sleep } from "../../lib/timers.ts";
 import { decide, explainNoCandidates, explainNoWinner, selectCandidates, type AgentView, type CandidateSelection, type JobNeeds, type Res } from "./placement.ts";
 
 const JOBS_PER_ROUND = 200;
@@ -156,7 +158,7 @@ export class Auctioneer {
       try {
         // Without the agent view every job would wait for "no agents": hold off until it is synced.
         if (!this.synced) {
-          await new Promise((r) => setTimeout(r, 50));
+          await sleep(50, signal);
           continue;
         }
         await this.round(true);
@@ -164,29 +166,27 @@ export class Auctioneer {
       } catch (err) {
         if (signal.aborted) return;
         this.deps.log.warn({ err }, "an auction round failed; its claims lapse and are retried");
-        await new Promise((r) => setTimeout(r, backoff));
+        await sleep(backoff, signal);
         backoff = Math.min(backoff * 2, 5000);
       }
     }
   }
 
-  private async watchLoop(): Promise<void> {
-    const signal = this.stopping.signal;
-    let backoff = 100;
-    while (!signal.aborted) {
-      try {
-        for await (const res of this.deps.clients.fleet.watchAgents({}, { signal })) {
-          backoff = 100;
+  private watchLoop(): Promise<void> {
+    return followAgents(
+      this.deps.clients.fleet,
+      {
+        onEvent: (res) => {
           if (res.kind === Kind.SYNCED) {
             this.synced = true;
             this.wakeWaiting();
-            continue;
+            return;
           }
           const agent = res.agent;
-          if (!agent) continue;
+          if (!agent) return;
           if (res.kind === Kind.DELETED) {
             this.agents.delete(agent.id);
-            continue;
+            return;
           }
           const before = this.agents.get(agent.id);
           const view = viewOf(agent);
@@ -194,15 +194,14 @@ export class Auctioneer {
           // Capacity may have appeared: a new or returning agent, an undrain.
           const usable = view.status === "online" && view.schedulability === "schedulable";
           if (usable && (!before || before.status !== "online" || before.schedulability !== "schedulable")) this.wakeWaiting();
-        }
-      } catch (err) {
-        if (signal.aborted) return;
-        this.deps.log.warn({ err }, "lost the agent watch; reconnecting");
-      }
-      this.synced = false;
-      await new Promise((r) => setTimeout(r, backoff));
-      backoff = Math.min(backoff * 2, 5000);
-    }
+        },
+        onLost: () => {
+          this.synced = false;
+        },
+      },
+      this.stopping.signal,
+      this.deps.log,
+    );
   }
 
   /** Asks the Scheduler to re-auction jobs waiting for capacity, at most every 100 ms. */
@@ -232,7 +231,8 @@ export class Auctioneer {
 
   private release(agentId: string, r: Res): void {
     const a = this.agents.get(agentId);
-    const i = a?.reservations.findIndex((x) => x.res === r || (x.res.cpuMillis === r.cpuMillis && x.res.memoryBytes === r.memoryBytes)) ?? -1;
+    // The very object reserve() was given: each job's needs are reserved once.
+    const i = a?.reservations.findIndex((x) => x.res === r) ?? -1;
     if (a && i >= 0) a.reservations.splice(i, 1);
   }
 

@@ -43,7 +43,7 @@ import type { OfferRouter } from "./offers.ts";
 import type { Outbox } from "./outbox.ts";
 import { AgentSession } from "./session.ts";
 import type { AgentMessageSink } from "./sink.ts";
-import { sleep } from "./timers.ts";
+import { sleep } from "../../lib/timers.ts";
 import type { Transitions } from "./transitions.ts";
 
 /** Who a stream turned out to be. */

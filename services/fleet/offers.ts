@@ -14,9 +14,9 @@
 // offer cost a publish rather than a database write.
 
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { ConnectResponseSchema, type Bid, type Decline } from "../../gen/ts/drover/fleet/v1/agent_stream_pb.ts";
+import { ConnectResponseSchema, type Bid, type ConnectResponse, type Decline } from "../../gen/ts/drover/fleet/v1/agent_stream_pb.ts";
 import { OfferReplySchema, type OfferReply, type OfferTo } from "../../gen/ts/drover/fleet/v1/fleet_service_pb.ts";
 import type { Bus, Unsubscribe } from "../../lib/bus/bus.ts";
 import type { Logger } from "../../lib/logger.ts";
@@ -117,10 +117,10 @@ export class OfferRouter {
   }
 
   /** On the replica holding the agent: an offer arrived through the bus. */
-  deliver(session: AgentSession, replyTo: string, message: ReturnType<typeof create<typeof ConnectResponseSchema>>): void {
+  deliver(session: AgentSession, replyTo: string, message: ConnectResponse): void {
     if (message.message.case !== "offer") return;
     const offer = message.message.value;
-    const until = offer.deadline ? Number(offer.deadline.seconds) * 1000 + offer.deadline.nanos / 1e6 : Date.now() + 10_000;
+    const until = offer.deadline ? timestampMs(offer.deadline) : Date.now() + 10_000;
     this.hold(session, offer.offerId, replyTo, until);
     session.deliver(message);
   }

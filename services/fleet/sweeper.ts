@@ -18,7 +18,7 @@ import type { AgentStore } from "./agent_store.ts";
 import { PRESENCE_PREFIX, SWEEPER_LOCK, parsePresence, presenceKey } from "./bus_protocol.ts";
 import { livenessAt, livenessReason } from "./liveness.ts";
 import type { Outbox } from "./outbox.ts";
-import { sleep } from "./timers.ts";
+import { sleep } from "../../lib/timers.ts";
 import type { Transitions } from "./transitions.ts";
 
 // How often acknowledged outbox messages are pruned (by whoever sweeps).

@@ -87,7 +87,7 @@ function afterEnd(attempt: AttemptRow, job: JobRow, event: ReportedEvent, ctx: L
     return final("cancelled", job.endReason ?? "cancelled");
   }
   if (event.state === "cancelled") {
-    return requeue(job, ctx, `attempt ${attempt.number} was stopped by agent ${attempt.agentId}${event.message ? ` (${event.message})` : ""}`);
+    return requeue(job, `attempt ${attempt.number} was stopped by agent ${attempt.agentId}${event.message ? ` (${event.message})` : ""}`);
   }
   const outcome = event.state === "timed_out" ? "timed_out" : "failed";
   const next = afterFailure({ outcome, exitCode: event.exitCode, failuresSoFar: job.failureCount + 1, settings: ctx.retry, nowMs: ctx.nowMs, random: ctx.random });
@@ -96,7 +96,7 @@ function afterEnd(attempt: AttemptRow, job: JobRow, event: ReportedEvent, ctx: L
 }
 
 // Back to pending for a new attempt, unless this has happened too often.
-function requeue(job: JobRow, ctx: LifecycleContext, why: string): AttemptChange["job"] {
+function requeue(job: JobRow, why: string): AttemptChange["job"] {
   if (job.lostCount + 1 >= MAX_LOST_ATTEMPTS) {
     return { state: "dead", ended: true, endReason: `${why}; ${MAX_LOST_ATTEMPTS} attempts were lost, giving up`, lostInc: 1, waitReason: null };
   }
@@ -104,9 +104,9 @@ function requeue(job: JobRow, ctx: LifecycleContext, why: string): AttemptChange
 }
 
 /** Decides what a lapsed lease does: the attempt is lost, the job placed again (or ended, if cancelled or lost too often). */
-export function onLeaseLapsed(attempt: AttemptRow, job: JobRow, why: string, ctx: LifecycleContext): AttemptChange {
-  const base = { attemptId: attempt.id, agentId: attempt.agentId, fromState: attempt.state, state: "lost", endedAt: new Date(ctx.nowMs), reason: why };
+export function onLeaseLapsed(attempt: AttemptRow, job: JobRow, why: string, nowMs: number): AttemptChange {
+  const base = { attemptId: attempt.id, agentId: attempt.agentId, fromState: attempt.state, state: "lost", endedAt: new Date(nowMs), reason: why };
   if (job.currentAttemptId !== attempt.id || FINAL.has(job.state)) return base;
   if (job.cancelRequestedAt) return { ...base, job: { state: "cancelled", ended: true, endReason: job.endReason ?? "cancelled", waitReason: null } };
-  return { ...base, job: requeue(job, ctx, `attempt ${attempt.number} lost: ${why}`) };
+  return { ...base, job: requeue(job, `attempt ${attempt.number} lost: ${why}`) };
 }

@@ -3,7 +3,8 @@ import { describe, it } from "node:test";
 import { create } from "@bufbuild/protobuf";
 import { DurationSchema } from "@bufbuild/protobuf/wkt";
 import { RetryPolicySchema } from "../../gen/ts/drover/scheduler/v1/scheduler_service_pb.ts";
-import { DEFAULT_RETRY, afterFailure, backoffMs, durationMs, retrySettings, type RetrySettings } from "./retry.ts";
+import { durationMs } from "../../lib/host/time.ts";
+import { DEFAULT_RETRY, afterFailure, backoffMs, retrySettings, type RetrySettings } from "./retry.ts";
 
 const settings = (over: Partial<RetrySettings> = {}): RetrySettings => ({ ...DEFAULT_RETRY, nonRetryableExitCodes: [], ...over });
 const duration = (seconds: number, nanos = 0) => create(DurationSchema, { seconds: BigInt(seconds), nanos });

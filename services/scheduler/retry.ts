@@ -8,7 +8,7 @@
 // synchronised waves; see the AWS Architecture Blog, "Exponential Backoff
 // and Jitter".
 
-import type { Duration } from "@bufbuild/protobuf/wkt";
+import { durationMs } from "../../lib/host/time.ts";
 import type { RetryPolicy } from "../../gen/ts/drover/scheduler/v1/scheduler_service_pb.ts";
 
 /** A job's retry policy in plain numbers, defaults applied. */
@@ -49,11 +49,6 @@ export function retrySettings(policy: RetryPolicy | undefined): RetrySettings {
     multiplier: policy.multiplier === 0 ? DEFAULT_RETRY.multiplier : policy.multiplier,
     nonRetryableExitCodes: [...policy.nonRetryableExitCodes],
   };
-}
-
-/** A protobuf Duration in whole milliseconds (nanoseconds below a millisecond are dropped). */
-export function durationMs(d: Pick<Duration, "seconds" | "nanos">): number {
-  return Number(d.seconds) * 1000 + Math.trunc(d.nanos / 1_000_000);
 }
 
 /** The delay before retry number `retry` (1 = first retry): uniform in [0, cap), cap = min(maxMs, initialMs × multiplier^(retry-1)). */

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { create, fromJson, toJson, type JsonValue } from "@bufbuild/protobuf";
-import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { durationFromMs, timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ConnectRouter, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import { AttemptState as ReportedAttemptState } from "../../gen/ts/drover/fleet/v1/agent_stream_pb.ts";
 import { Role } from "../../gen/ts/drover/fleet/v1/fleet_service_pb.ts";
@@ -30,10 +30,11 @@ import type { DroverClients } from "../../lib/clients.ts";
 import type { SchedulingSettings } from "../../lib/config.ts";
 import type { AccessRule } from "../../lib/host/interceptors.ts";
 import { decodePageToken, encodePageToken, pageSize } from "../../lib/host/paging.ts";
+import { durationMs } from "../../lib/host/time.ts";
 import type { Logger } from "../../lib/logger.ts";
 import { FINAL_JOB_STATES, type AttemptChange, type AttemptRow, type JobRow, type JobStore, type NewJob } from "./job_store.ts";
 import { onEvent, type ReportedState } from "./lifecycle.ts";
-import { durationMs, retrySettings } from "./retry.ts";
+import { retrySettings } from "./retry.ts";
 import type { SchedulerSignals } from "./signals.ts";
 
 /** Who may call what on SchedulerService (methods not listed: admin and operator). */
@@ -414,7 +415,7 @@ export class SchedulerServiceImpl implements ServiceImpl<typeof SchedulerService
           agentId: c.agentId,
           message: {
             messageId: `cancel:${c.attemptId}`,
-            message: { case: "cancel" as const, value: { attemptId: c.attemptId, reason: c.reason, gracePeriod: { seconds: BigInt(Math.floor(c.graceMs / 1000)), nanos: (c.graceMs % 1000) * 1_000_000 } } },
+            message: { case: "cancel" as const, value: { attemptId: c.attemptId, reason: c.reason, gracePeriod: durationFromMs(c.graceMs) } },
           },
         })),
       })

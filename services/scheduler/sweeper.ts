@@ -14,15 +14,14 @@
 // Without a synced view of the agents (Fleet unreachable) nothing is
 // declared lost: reclaiming waits rather than killing healthy work.
 
-import { Code, ConnectError } from "@connectrpc/connect";
 import { AgentStatus, WatchAgentsResponse_Kind as Kind } from "../../gen/ts/drover/fleet/v1/fleet_service_pb.ts";
+import { followAgents } from "../../lib/agent_watch.ts";
 import type { DroverClients } from "../../lib/clients.ts";
 import type { SchedulingSettings } from "../../lib/config.ts";
 import type { Logger } from "../../lib/logger.ts";
 import type { JobStore } from "./job_store.ts";
 import { onLeaseLapsed } from "./lifecycle.ts";
-import { retrySettings } from "./retry.ts";
-import type { SchedulerServiceImpl } from "./service.ts";
+import { DEFAULT_CANCEL_GRACE_MS, type SchedulerServiceImpl } from "./service.ts";
 import type { SchedulerSignals } from "./signals.ts";
 
 const LEASES_PER_ROUND = 500;
@@ -82,14 +81,14 @@ export class SchedulerSweeper {
     const changes = lapse.flatMap(({ attemptId, why }) => {
       const x = rows.get(attemptId);
       if (!x || (x.attempt.state !== "assigned" && x.attempt.state !== "running")) return [];
-      return [onLeaseLapsed(x.attempt, x.job, why, { nowMs: Date.now(), random: Math.random, leaseMs: settings.leaseMs, retry: retrySettings(undefined) })];
+      return [onLeaseLapsed(x.attempt, x.job, why, Date.now())];
     });
     const applied = await store.applyAttemptChanges(changes);
     const lost = changes.filter((c) => applied.attempts.has(c.attemptId));
     if (lost.length === 0) return;
     log.warn({ attempts: lost.map((c) => c.attemptId), reasons: [...new Set(lost.map((c) => c.reason))] }, "leases lapsed; jobs placed again");
     // Should the agent come back still running one, it stops it.
-    await impl.sendCancels(lost.map((c) => ({ agentId: c.agentId, attemptId: c.attemptId, graceMs: 10_000, reason: `lease lapsed: ${c.reason}` })));
+    await impl.sendCancels(lost.map((c) => ({ agentId: c.agentId, attemptId: c.attemptId, graceMs: DEFAULT_CANCEL_GRACE_MS, reason: `lease lapsed: ${c.reason}` })));
     signals.changed(applied.jobs);
     signals.placeable();
   }
@@ -112,36 +111,32 @@ export class SchedulerSweeper {
     }
   }
 
-  // Follows Fleet's view of the agents, reconnecting with a capped backoff.
-  private async watchLoop(): Promise<void> {
-    const signal = this.stopping.signal;
-    let backoff = 100;
-    while (!signal.aborted) {
-      try {
-        for await (const res of this.deps.clients.fleet.watchAgents({}, { signal })) {
-          backoff = 100;
+  // Follows Fleet's view of the agents; an agent going offline or deleted has its leases ended now.
+  private watchLoop(): Promise<void> {
+    return followAgents(
+      this.deps.clients.fleet,
+      {
+        onEvent: async (res) => {
           if (res.kind === Kind.SYNCED) {
             this.synced = true;
-            continue;
+            return;
           }
           const agent = res.agent;
-          if (!agent) continue;
+          if (!agent) return;
           if (res.kind === Kind.DELETED) this.agents.delete(agent.id);
           else this.agents.set(agent.id, agent.status);
           if (this.synced && (res.kind === Kind.DELETED || agent.status === AgentStatus.OFFLINE)) {
             const ended = await this.deps.store.expireLeasesOf(agent.id);
             if (ended > 0) this.kick?.();
           }
-        }
-      } catch (err) {
-        if (signal.aborted) return;
-        const code = ConnectError.from(err).code;
-        if (code !== Code.Canceled) this.deps.log.warn({ err }, "lost the agent watch; reconnecting");
-      }
-      this.synced = false;
-      this.agents.clear();
-      await new Promise((r) => setTimeout(r, backoff));
-      backoff = Math.min(backoff * 2, 5000);
-    }
+        },
+        onLost: () => {
+          this.synced = false;
+          this.agents.clear();
+        },
+      },
+      this.stopping.signal,
+      this.deps.log,
+    );
   }
 }

@@ -1,4 +1,4 @@
-/** Resolves after ms, or at once when the signal aborts (never rejects): how Fleet's loops wait between rounds. */
+/** Resolves after ms, or at once when the signal aborts (never rejects): how background loops wait between rounds. */
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     if (signal?.aborted) return resolve();
