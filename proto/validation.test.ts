@@ -71,7 +71,24 @@ import { ReadLogsRequestSchema, Stream, file_drover_log_v1_log_service } from ".
 import {
   AgentJobEventSchema,
   CancelJobRequestSchema,
+  CancelRunRequestSchema,
   ClaimPlaceableJobsRequestSchema,
+  CreateScheduleRequestSchema,
+  DeleteScheduleRequestSchema,
+  GetRunRequestSchema,
+  GetScheduleRequestSchema,
+  ListRunsRequestSchema,
+  ListSchedulesRequestSchema,
+  MissedPolicy,
+  OverlapPolicy,
+  PauseScheduleRequestSchema,
+  ResumeScheduleRequestSchema,
+  RunModeSchema,
+  RunSpecSchema,
+  RunState,
+  ScheduleSpecSchema,
+  StageSpecSchema,
+  SubmitRunRequestSchema,
   GetJobRequestSchema,
   JobSpecSchema,
   JobState,
@@ -549,6 +566,188 @@ describe("drover.scheduler.v1 rules", () => {
     ]);
     assert.deepEqual(violationsOf(SubmitJobRequestSchema, { spec: { retry: { maxRetries: 1 } } }), [
       { path: "spec.exec", ruleId: "required" },
+    ]);
+  });
+});
+
+describe("drover.scheduler.v1 run, run mode and schedule rules", () => {
+  rule(
+    "RunMode.n_times is 1 to 100000",
+    RunModeSchema,
+    "n_times",
+    { invalid: { mode: { case: "nTimes", value: 0 } }, expect: { path: "n_times", ruleId: "uint32.gte_lte" }, valid: { mode: { case: "nTimes", value: 1 } } },
+    { invalid: { mode: { case: "nTimes", value: 100_001 } }, expect: { path: "n_times", ruleId: "uint32.gte_lte" }, valid: { mode: { case: "nTimes", value: 100_000 } } },
+  );
+  rule("RunMode.forever is true when set", RunModeSchema, "forever", {
+    invalid: { mode: { case: "forever", value: false } },
+    expect: { path: "forever", ruleId: "bool.const" },
+    valid: { mode: { case: "forever", value: true } },
+  });
+  rule(
+    "RunMode.delay is zero to one day",
+    RunModeSchema,
+    "delay",
+    { invalid: { delay: { seconds: -1n } }, expect: { path: "delay", ruleId: "duration.gte_lte" }, valid: { delay: {} } },
+    { invalid: { delay: { seconds: 86_401n } }, expect: { path: "delay", ruleId: "duration.gte_lte" }, valid: { delay: { seconds: 86_400n } } },
+  );
+
+  const stage = { name: "build", job: jobSpec };
+  rule(
+    "StageSpec.name is 1 to 64 letters, digits, dots, underscores or dashes",
+    StageSpecSchema,
+    "name",
+    { invalid: { ...stage, name: "" }, expect: [{ path: "name", ruleId: "string.min_len" }, { path: "name", ruleId: "string.pattern" }], valid: { ...stage, name: "b" } },
+    { invalid: { ...stage, name: chars(65) }, expect: { path: "name", ruleId: "string.max_len" }, valid: { ...stage, name: chars(64) } },
+    { invalid: { ...stage, name: "unit tests" }, expect: { path: "name", ruleId: "string.pattern" }, valid: { ...stage, name: "unit_tests-1.2" } },
+  );
+  rule(
+    "StageSpec.requires holds at most 256 names of 1 to 64 characters",
+    StageSpecSchema,
+    "requires",
+    { invalid: { ...stage, requires: items(257) }, expect: { path: "requires", ruleId: "repeated.max_items" }, valid: { ...stage, requires: items(256) } },
+    { invalid: { ...stage, requires: ["a", ""] }, expect: { path: "requires[1]", ruleId: "string.min_len" }, valid: { ...stage, requires: ["a", "b"] } },
+    { invalid: { ...stage, requires: [chars(65)] }, expect: { path: "requires[0]", ruleId: "string.max_len" }, valid: { ...stage, requires: [chars(64)] } },
+  );
+  rule("StageSpec.job is required", StageSpecSchema, "job", {
+    invalid: { name: "build" },
+    expect: { path: "job", ruleId: "required" },
+    valid: stage,
+  });
+  rule("RunSpec.name is at most 128 characters", RunSpecSchema, "name", {
+    invalid: { name: chars(129), stages: [stage] },
+    expect: { path: "name", ruleId: "string.max_len" },
+    valid: { name: chars(128), stages: [stage] },
+  });
+  rule(
+    "RunSpec.stages holds 1 to 1000 stages",
+    RunSpecSchema,
+    "stages",
+    { invalid: { stages: [] }, expect: { path: "stages", ruleId: "repeated.min_items" }, valid: { stages: [stage] } },
+    { invalid: { stages: items(1001, stage) }, expect: { path: "stages", ruleId: "repeated.max_items" }, valid: { stages: items(1000, stage) } },
+  );
+  const runSpec = { stages: [stage] };
+  rule("SubmitRunRequest.spec is required", SubmitRunRequestSchema, "spec", {
+    invalid: {},
+    expect: { path: "spec", ruleId: "required" },
+    valid: { spec: runSpec },
+  });
+  rule("SubmitRunRequest.idempotency_key is at most 128 characters", SubmitRunRequestSchema, "idempotency_key", {
+    invalid: { spec: runSpec, idempotencyKey: chars(129) },
+    expect: { path: "idempotency_key", ruleId: "string.max_len" },
+    valid: { spec: runSpec, idempotencyKey: chars(128) },
+  });
+  rule("GetRunRequest.id must be a UUID", GetRunRequestSchema, "id", {
+    invalid: { id: "run-1" },
+    expect: { path: "id", ruleId: "string.uuid" },
+    valid: { id: uuid },
+  });
+  rule("ListRunsRequest.state must be a defined state", ListRunsRequestSchema, "state", {
+    invalid: { state: 99 as RunState },
+    expect: { path: "state", ruleId: "enum.defined_only" },
+    valid: { state: RunState.FAILED },
+  });
+  rule("ListRunsRequest.page_size is at most 1000", ListRunsRequestSchema, "page_size", {
+    invalid: { pageSize: 1001 },
+    expect: { path: "page_size", ruleId: "uint32.lte" },
+    valid: { pageSize: 1000 },
+  });
+  rule("ListRunsRequest.page_token is at most 256 characters", ListRunsRequestSchema, "page_token", {
+    invalid: { pageToken: chars(257) },
+    expect: { path: "page_token", ruleId: "string.max_len" },
+    valid: { pageToken: chars(256) },
+  });
+  rule("CancelRunRequest.id must be a UUID", CancelRunRequestSchema, "id", {
+    invalid: { id: "" },
+    expect: { path: "id", ruleId: "string.uuid_empty" },
+    valid: { id: uuid },
+  });
+  rule(
+    "CancelRunRequest.grace_period is zero to one hour",
+    CancelRunRequestSchema,
+    "grace_period",
+    { invalid: { id: uuid, gracePeriod: { seconds: -1n } }, expect: { path: "grace_period", ruleId: "duration.gte_lte" }, valid: { id: uuid, gracePeriod: {} } },
+    { invalid: { id: uuid, gracePeriod: { seconds: 3601n } }, expect: { path: "grace_period", ruleId: "duration.gte_lte" }, valid: { id: uuid, gracePeriod: { seconds: 3600n } } },
+  );
+  rule("CancelRunRequest.reason is at most 1024 characters", CancelRunRequestSchema, "reason", {
+    invalid: { id: uuid, reason: chars(1025) },
+    expect: { path: "reason", ruleId: "string.max_len" },
+    valid: { id: uuid, reason: chars(1024) },
+  });
+
+  const schedule = { name: "nightly", cron: "0 3 * * *", template: { case: "job" as const, value: jobSpec } };
+  rule(
+    "ScheduleSpec.name is 1 to 128 letters, digits, dots, underscores or dashes",
+    ScheduleSpecSchema,
+    "name",
+    { invalid: { ...schedule, name: "" }, expect: [{ path: "name", ruleId: "string.min_len" }, { path: "name", ruleId: "string.pattern" }], valid: { ...schedule, name: "n" } },
+    { invalid: { ...schedule, name: chars(129) }, expect: { path: "name", ruleId: "string.max_len" }, valid: { ...schedule, name: chars(128) } },
+    { invalid: { ...schedule, name: "nightly/backup" }, expect: { path: "name", ruleId: "string.pattern" }, valid: { ...schedule, name: "nightly.backup_1-a" } },
+  );
+  rule(
+    "ScheduleSpec.cron is 1 to 256 characters",
+    ScheduleSpecSchema,
+    "cron",
+    { invalid: { ...schedule, cron: "" }, expect: { path: "cron", ruleId: "string.min_len" }, valid: { ...schedule, cron: "@hourly" } },
+    { invalid: { ...schedule, cron: chars(257, " ") }, expect: { path: "cron", ruleId: "string.max_len" }, valid: { ...schedule, cron: chars(256, " ") } },
+  );
+  rule("ScheduleSpec.time_zone is at most 64 characters", ScheduleSpecSchema, "time_zone", {
+    invalid: { ...schedule, timeZone: chars(65) },
+    expect: { path: "time_zone", ruleId: "string.max_len" },
+    valid: { ...schedule, timeZone: "America/Argentina/ComodRivadavia" },
+  });
+  rule("ScheduleSpec.template is required: a job or a run", ScheduleSpecSchema, "template", {
+    invalid: { name: "nightly", cron: "0 3 * * *" },
+    expect: { path: "template", ruleId: "required" },
+    valid: { name: "nightly", cron: "0 3 * * *", template: { case: "run", value: runSpec } },
+  });
+  rule("ScheduleSpec.overlap must be a defined policy", ScheduleSpecSchema, "overlap", {
+    invalid: { ...schedule, overlap: 7 as OverlapPolicy },
+    expect: { path: "overlap", ruleId: "enum.defined_only" },
+    valid: { ...schedule, overlap: OverlapPolicy.CANCEL_PREVIOUS },
+  });
+  rule("ScheduleSpec.missed must be a defined policy", ScheduleSpecSchema, "missed", {
+    invalid: { ...schedule, missed: 7 as MissedPolicy },
+    expect: { path: "missed", ruleId: "enum.defined_only" },
+    valid: { ...schedule, missed: MissedPolicy.BACKFILL },
+  });
+  rule("ScheduleSpec.backfill_limit is at most 1000", ScheduleSpecSchema, "backfill_limit", {
+    invalid: { ...schedule, backfillLimit: 1001 },
+    expect: { path: "backfill_limit", ruleId: "uint32.lte" },
+    valid: { ...schedule, backfillLimit: 1000 },
+  });
+  rule("CreateScheduleRequest.spec is required", CreateScheduleRequestSchema, "spec", {
+    invalid: { paused: true },
+    expect: { path: "spec", ruleId: "required" },
+    valid: { spec: schedule, paused: true },
+  });
+  for (const [name, schema] of [
+    ["GetScheduleRequest", GetScheduleRequestSchema],
+    ["PauseScheduleRequest", PauseScheduleRequestSchema],
+    ["ResumeScheduleRequest", ResumeScheduleRequestSchema],
+    ["DeleteScheduleRequest", DeleteScheduleRequestSchema],
+  ] as const) {
+    rule(
+      `${name}.id is a schedule's id or name, 1 to 128 characters`,
+      schema,
+      "id",
+      { invalid: { id: "" }, expect: { path: "id", ruleId: "string.min_len" }, valid: { id: "nightly" } },
+      { invalid: { id: chars(129) }, expect: { path: "id", ruleId: "string.max_len" }, valid: { id: uuid } },
+    );
+  }
+  rule("ListSchedulesRequest.page_size is at most 1000", ListSchedulesRequestSchema, "page_size", {
+    invalid: { pageSize: 1001 },
+    expect: { path: "page_size", ruleId: "uint32.lte" },
+    valid: { pageSize: 1000 },
+  });
+  rule("ListSchedulesRequest.page_token is at most 256 characters", ListSchedulesRequestSchema, "page_token", {
+    invalid: { pageToken: chars(257) },
+    expect: { path: "page_token", ruleId: "string.max_len" },
+    valid: { pageToken: chars(256) },
+  });
+
+  it("reports a broken stage deep inside a run with the whole field path", () => {
+    assert.deepEqual(violationsOf(SubmitRunRequestSchema, { spec: { stages: [stage, { name: "test", job: { exec: { commands: [{ argv: [] }] } } }] } }), [
+      { path: "spec.stages[1].job.exec.commands[0].argv", ruleId: "repeated.min_items" },
     ]);
   });
 });

@@ -51,3 +51,13 @@ export type Job = Prisma.JobModel
  * One try at running a job on one agent, under a lease.
  */
 export type Attempt = Prisma.AttemptModel
+/**
+ * Model Run
+ * A DAG run: stages as jobs, released as their requirements succeed.
+ */
+export type Run = Prisma.RunModel
+/**
+ * Model Schedule
+ * A cron schedule that fires a job or run template at each tick.
+ */
+export type Schedule = Prisma.ScheduleModel

@@ -10,4 +10,6 @@
  */
 export type * from './models/Job.ts'
 export type * from './models/Attempt.ts'
+export type * from './models/Run.ts'
+export type * from './models/Schedule.ts'
 export type * from './commonInputTypes.ts'

@@ -52,7 +52,9 @@ export const AnyNull = runtime.AnyNull
 
 export const ModelName = {
   Job: 'Job',
-  Attempt: 'Attempt'
+  Attempt: 'Attempt',
+  Run: 'Run',
+  Schedule: 'Schedule'
 } as const
 
 export type ModelName = (typeof ModelName)[keyof typeof ModelName]
@@ -90,7 +92,16 @@ export const JobScalarFieldEnum = {
   claimExpiresAt: 'claimExpiresAt',
   cancelRequestedAt: 'cancelRequestedAt',
   endReason: 'endReason',
-  endedAt: 'endedAt'
+  endedAt: 'endedAt',
+  runId: 'runId',
+  stageName: 'stageName',
+  repeatOf: 'repeatOf',
+  repeatIndex: 'repeatIndex',
+  nextJobId: 'nextJobId',
+  scheduleId: 'scheduleId',
+  concurrencyKey: 'concurrencyKey',
+  concurrencyLimit: 'concurrencyLimit',
+  followupPending: 'followupPending'
 } as const
 
 export type JobScalarFieldEnum = (typeof JobScalarFieldEnum)[keyof typeof JobScalarFieldEnum]
@@ -113,6 +124,44 @@ export const AttemptScalarFieldEnum = {
 } as const
 
 export type AttemptScalarFieldEnum = (typeof AttemptScalarFieldEnum)[keyof typeof AttemptScalarFieldEnum]
+
+
+export const RunScalarFieldEnum = {
+  id: 'id',
+  state: 'state',
+  spec: 'spec',
+  idempotencyKey: 'idempotencyKey',
+  scheduleId: 'scheduleId',
+  skipped: 'skipped',
+  cancelRequestedAt: 'cancelRequestedAt',
+  endReason: 'endReason',
+  createdAt: 'createdAt',
+  updatedAt: 'updatedAt',
+  endedAt: 'endedAt'
+} as const
+
+export type RunScalarFieldEnum = (typeof RunScalarFieldEnum)[keyof typeof RunScalarFieldEnum]
+
+
+export const ScheduleScalarFieldEnum = {
+  id: 'id',
+  name: 'name',
+  spec: 'spec',
+  paused: 'paused',
+  nextFireAt: 'nextFireAt',
+  lastFireAt: 'lastFireAt',
+  lastJobId: 'lastJobId',
+  lastRunId: 'lastRunId',
+  fireCount: 'fireCount',
+  skipCount: 'skipCount',
+  lastSkipReason: 'lastSkipReason',
+  claimId: 'claimId',
+  claimExpiresAt: 'claimExpiresAt',
+  createdAt: 'createdAt',
+  updatedAt: 'updatedAt'
+} as const
+
+export type ScheduleScalarFieldEnum = (typeof ScheduleScalarFieldEnum)[keyof typeof ScheduleScalarFieldEnum]
 
 
 export const SortOrder = {

@@ -31,6 +31,8 @@ export type JobAvgAggregateOutputType = {
   attemptCount: number | null
   failureCount: number | null
   lostCount: number | null
+  repeatIndex: number | null
+  concurrencyLimit: number | null
 }
 
 export type JobSumAggregateOutputType = {
@@ -38,6 +40,8 @@ export type JobSumAggregateOutputType = {
   attemptCount: number | null
   failureCount: number | null
   lostCount: number | null
+  repeatIndex: number | null
+  concurrencyLimit: number | null
 }
 
 export type JobMinAggregateOutputType = {
@@ -59,6 +63,15 @@ export type JobMinAggregateOutputType = {
   cancelRequestedAt: Date | null
   endReason: string | null
   endedAt: Date | null
+  runId: string | null
+  stageName: string | null
+  repeatOf: string | null
+  repeatIndex: number | null
+  nextJobId: string | null
+  scheduleId: string | null
+  concurrencyKey: string | null
+  concurrencyLimit: number | null
+  followupPending: boolean | null
 }
 
 export type JobMaxAggregateOutputType = {
@@ -80,6 +93,15 @@ export type JobMaxAggregateOutputType = {
   cancelRequestedAt: Date | null
   endReason: string | null
   endedAt: Date | null
+  runId: string | null
+  stageName: string | null
+  repeatOf: string | null
+  repeatIndex: number | null
+  nextJobId: string | null
+  scheduleId: string | null
+  concurrencyKey: string | null
+  concurrencyLimit: number | null
+  followupPending: boolean | null
 }
 
 export type JobCountAggregateOutputType = {
@@ -102,6 +124,15 @@ export type JobCountAggregateOutputType = {
   cancelRequestedAt: number
   endReason: number
   endedAt: number
+  runId: number
+  stageName: number
+  repeatOf: number
+  repeatIndex: number
+  nextJobId: number
+  scheduleId: number
+  concurrencyKey: number
+  concurrencyLimit: number
+  followupPending: number
   _all: number
 }
 
@@ -111,6 +142,8 @@ export type JobAvgAggregateInputType = {
   attemptCount?: true
   failureCount?: true
   lostCount?: true
+  repeatIndex?: true
+  concurrencyLimit?: true
 }
 
 export type JobSumAggregateInputType = {
@@ -118,6 +151,8 @@ export type JobSumAggregateInputType = {
   attemptCount?: true
   failureCount?: true
   lostCount?: true
+  repeatIndex?: true
+  concurrencyLimit?: true
 }
 
 export type JobMinAggregateInputType = {
@@ -139,6 +174,15 @@ export type JobMinAggregateInputType = {
   cancelRequestedAt?: true
   endReason?: true
   endedAt?: true
+  runId?: true
+  stageName?: true
+  repeatOf?: true
+  repeatIndex?: true
+  nextJobId?: true
+  scheduleId?: true
+  concurrencyKey?: true
+  concurrencyLimit?: true
+  followupPending?: true
 }
 
 export type JobMaxAggregateInputType = {
@@ -160,6 +204,15 @@ export type JobMaxAggregateInputType = {
   cancelRequestedAt?: true
   endReason?: true
   endedAt?: true
+  runId?: true
+  stageName?: true
+  repeatOf?: true
+  repeatIndex?: true
+  nextJobId?: true
+  scheduleId?: true
+  concurrencyKey?: true
+  concurrencyLimit?: true
+  followupPending?: true
 }
 
 export type JobCountAggregateInputType = {
@@ -182,6 +235,15 @@ export type JobCountAggregateInputType = {
   cancelRequestedAt?: true
   endReason?: true
   endedAt?: true
+  runId?: true
+  stageName?: true
+  repeatOf?: true
+  repeatIndex?: true
+  nextJobId?: true
+  scheduleId?: true
+  concurrencyKey?: true
+  concurrencyLimit?: true
+  followupPending?: true
   _all?: true
 }
 
@@ -291,6 +353,15 @@ export type JobGroupByOutputType = {
   cancelRequestedAt: Date | null
   endReason: string | null
   endedAt: Date | null
+  runId: string | null
+  stageName: string | null
+  repeatOf: string | null
+  repeatIndex: number
+  nextJobId: string | null
+  scheduleId: string | null
+  concurrencyKey: string | null
+  concurrencyLimit: number
+  followupPending: boolean
   _count: JobCountAggregateOutputType | null
   _avg: JobAvgAggregateOutputType | null
   _sum: JobSumAggregateOutputType | null
@@ -336,6 +407,15 @@ export type JobWhereInput = {
   cancelRequestedAt?: Prisma.DateTimeNullableFilter<"Job"> | Date | string | null
   endReason?: Prisma.StringNullableFilter<"Job"> | string | null
   endedAt?: Prisma.DateTimeNullableFilter<"Job"> | Date | string | null
+  runId?: Prisma.UuidNullableFilter<"Job"> | string | null
+  stageName?: Prisma.StringNullableFilter<"Job"> | string | null
+  repeatOf?: Prisma.UuidNullableFilter<"Job"> | string | null
+  repeatIndex?: Prisma.IntFilter<"Job"> | number
+  nextJobId?: Prisma.UuidNullableFilter<"Job"> | string | null
+  scheduleId?: Prisma.UuidNullableFilter<"Job"> | string | null
+  concurrencyKey?: Prisma.StringNullableFilter<"Job"> | string | null
+  concurrencyLimit?: Prisma.IntFilter<"Job"> | number
+  followupPending?: Prisma.BoolFilter<"Job"> | boolean
   attempts?: Prisma.AttemptListRelationFilter
 }
 
@@ -359,12 +439,22 @@ export type JobOrderByWithRelationInput = {
   cancelRequestedAt?: Prisma.SortOrderInput | Prisma.SortOrder
   endReason?: Prisma.SortOrderInput | Prisma.SortOrder
   endedAt?: Prisma.SortOrderInput | Prisma.SortOrder
+  runId?: Prisma.SortOrderInput | Prisma.SortOrder
+  stageName?: Prisma.SortOrderInput | Prisma.SortOrder
+  repeatOf?: Prisma.SortOrderInput | Prisma.SortOrder
+  repeatIndex?: Prisma.SortOrder
+  nextJobId?: Prisma.SortOrderInput | Prisma.SortOrder
+  scheduleId?: Prisma.SortOrderInput | Prisma.SortOrder
+  concurrencyKey?: Prisma.SortOrderInput | Prisma.SortOrder
+  concurrencyLimit?: Prisma.SortOrder
+  followupPending?: Prisma.SortOrder
   attempts?: Prisma.AttemptOrderByRelationAggregateInput
 }
 
 export type JobWhereUniqueInput = Prisma.AtLeast<{
   id?: string
   idempotencyKey?: string
+  runId_stageName?: Prisma.JobRunIdStageNameCompoundUniqueInput
   AND?: Prisma.JobWhereInput | Prisma.JobWhereInput[]
   OR?: Prisma.JobWhereInput[]
   NOT?: Prisma.JobWhereInput | Prisma.JobWhereInput[]
@@ -385,8 +475,17 @@ export type JobWhereUniqueInput = Prisma.AtLeast<{
   cancelRequestedAt?: Prisma.DateTimeNullableFilter<"Job"> | Date | string | null
   endReason?: Prisma.StringNullableFilter<"Job"> | string | null
   endedAt?: Prisma.DateTimeNullableFilter<"Job"> | Date | string | null
+  runId?: Prisma.UuidNullableFilter<"Job"> | string | null
+  stageName?: Prisma.StringNullableFilter<"Job"> | string | null
+  repeatOf?: Prisma.UuidNullableFilter<"Job"> | string | null
+  repeatIndex?: Prisma.IntFilter<"Job"> | number
+  nextJobId?: Prisma.UuidNullableFilter<"Job"> | string | null
+  scheduleId?: Prisma.UuidNullableFilter<"Job"> | string | null
+  concurrencyKey?: Prisma.StringNullableFilter<"Job"> | string | null
+  concurrencyLimit?: Prisma.IntFilter<"Job"> | number
+  followupPending?: Prisma.BoolFilter<"Job"> | boolean
   attempts?: Prisma.AttemptListRelationFilter
-}, "id" | "idempotencyKey">
+}, "id" | "idempotencyKey" | "runId_stageName">
 
 export type JobOrderByWithAggregationInput = {
   id?: Prisma.SortOrder
@@ -408,6 +507,15 @@ export type JobOrderByWithAggregationInput = {
   cancelRequestedAt?: Prisma.SortOrderInput | Prisma.SortOrder
   endReason?: Prisma.SortOrderInput | Prisma.SortOrder
   endedAt?: Prisma.SortOrderInput | Prisma.SortOrder
+  runId?: Prisma.SortOrderInput | Prisma.SortOrder
+  stageName?: Prisma.SortOrderInput | Prisma.SortOrder
+  repeatOf?: Prisma.SortOrderInput | Prisma.SortOrder
+  repeatIndex?: Prisma.SortOrder
+  nextJobId?: Prisma.SortOrderInput | Prisma.SortOrder
+  scheduleId?: Prisma.SortOrderInput | Prisma.SortOrder
+  concurrencyKey?: Prisma.SortOrderInput | Prisma.SortOrder
+  concurrencyLimit?: Prisma.SortOrder
+  followupPending?: Prisma.SortOrder
   _count?: Prisma.JobCountOrderByAggregateInput
   _avg?: Prisma.JobAvgOrderByAggregateInput
   _max?: Prisma.JobMaxOrderByAggregateInput
@@ -438,6 +546,15 @@ export type JobScalarWhereWithAggregatesInput = {
   cancelRequestedAt?: Prisma.DateTimeNullableWithAggregatesFilter<"Job"> | Date | string | null
   endReason?: Prisma.StringNullableWithAggregatesFilter<"Job"> | string | null
   endedAt?: Prisma.DateTimeNullableWithAggregatesFilter<"Job"> | Date | string | null
+  runId?: Prisma.UuidNullableWithAggregatesFilter<"Job"> | string | null
+  stageName?: Prisma.StringNullableWithAggregatesFilter<"Job"> | string | null
+  repeatOf?: Prisma.UuidNullableWithAggregatesFilter<"Job"> | string | null
+  repeatIndex?: Prisma.IntWithAggregatesFilter<"Job"> | number
+  nextJobId?: Prisma.UuidNullableWithAggregatesFilter<"Job"> | string | null
+  scheduleId?: Prisma.UuidNullableWithAggregatesFilter<"Job"> | string | null
+  concurrencyKey?: Prisma.StringNullableWithAggregatesFilter<"Job"> | string | null
+  concurrencyLimit?: Prisma.IntWithAggregatesFilter<"Job"> | number
+  followupPending?: Prisma.BoolWithAggregatesFilter<"Job"> | boolean
 }
 
 export type JobCreateInput = {
@@ -460,6 +577,15 @@ export type JobCreateInput = {
   cancelRequestedAt?: Date | string | null
   endReason?: string | null
   endedAt?: Date | string | null
+  runId?: string | null
+  stageName?: string | null
+  repeatOf?: string | null
+  repeatIndex?: number
+  nextJobId?: string | null
+  scheduleId?: string | null
+  concurrencyKey?: string | null
+  concurrencyLimit?: number
+  followupPending?: boolean
   attempts?: Prisma.AttemptCreateNestedManyWithoutJobInput
 }
 
@@ -483,6 +609,15 @@ export type JobUncheckedCreateInput = {
   cancelRequestedAt?: Date | string | null
   endReason?: string | null
   endedAt?: Date | string | null
+  runId?: string | null
+  stageName?: string | null
+  repeatOf?: string | null
+  repeatIndex?: number
+  nextJobId?: string | null
+  scheduleId?: string | null
+  concurrencyKey?: string | null
+  concurrencyLimit?: number
+  followupPending?: boolean
   attempts?: Prisma.AttemptUncheckedCreateNestedManyWithoutJobInput
 }
 
@@ -506,6 +641,15 @@ export type JobUpdateInput = {
   cancelRequestedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
   endReason?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   endedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  runId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  stageName?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  repeatOf?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  repeatIndex?: Prisma.IntFieldUpdateOperationsInput | number
+  nextJobId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  scheduleId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  concurrencyKey?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  concurrencyLimit?: Prisma.IntFieldUpdateOperationsInput | number
+  followupPending?: Prisma.BoolFieldUpdateOperationsInput | boolean
   attempts?: Prisma.AttemptUpdateManyWithoutJobNestedInput
 }
 
@@ -529,6 +673,15 @@ export type JobUncheckedUpdateInput = {
   cancelRequestedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
   endReason?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   endedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  runId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  stageName?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  repeatOf?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  repeatIndex?: Prisma.IntFieldUpdateOperationsInput | number
+  nextJobId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  scheduleId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  concurrencyKey?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  concurrencyLimit?: Prisma.IntFieldUpdateOperationsInput | number
+  followupPending?: Prisma.BoolFieldUpdateOperationsInput | boolean
   attempts?: Prisma.AttemptUncheckedUpdateManyWithoutJobNestedInput
 }
 
@@ -552,6 +705,15 @@ export type JobCreateManyInput = {
   cancelRequestedAt?: Date | string | null
   endReason?: string | null
   endedAt?: Date | string | null
+  runId?: string | null
+  stageName?: string | null
+  repeatOf?: string | null
+  repeatIndex?: number
+  nextJobId?: string | null
+  scheduleId?: string | null
+  concurrencyKey?: string | null
+  concurrencyLimit?: number
+  followupPending?: boolean
 }
 
 export type JobUpdateManyMutationInput = {
@@ -574,6 +736,15 @@ export type JobUpdateManyMutationInput = {
   cancelRequestedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
   endReason?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   endedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  runId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  stageName?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  repeatOf?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  repeatIndex?: Prisma.IntFieldUpdateOperationsInput | number
+  nextJobId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  scheduleId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  concurrencyKey?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  concurrencyLimit?: Prisma.IntFieldUpdateOperationsInput | number
+  followupPending?: Prisma.BoolFieldUpdateOperationsInput | boolean
 }
 
 export type JobUncheckedUpdateManyInput = {
@@ -596,6 +767,20 @@ export type JobUncheckedUpdateManyInput = {
   cancelRequestedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
   endReason?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   endedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  runId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  stageName?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  repeatOf?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  repeatIndex?: Prisma.IntFieldUpdateOperationsInput | number
+  nextJobId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  scheduleId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  concurrencyKey?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  concurrencyLimit?: Prisma.IntFieldUpdateOperationsInput | number
+  followupPending?: Prisma.BoolFieldUpdateOperationsInput | boolean
+}
+
+export type JobRunIdStageNameCompoundUniqueInput = {
+  runId: string
+  stageName: string
 }
 
 export type JobCountOrderByAggregateInput = {
@@ -618,6 +803,15 @@ export type JobCountOrderByAggregateInput = {
   cancelRequestedAt?: Prisma.SortOrder
   endReason?: Prisma.SortOrder
   endedAt?: Prisma.SortOrder
+  runId?: Prisma.SortOrder
+  stageName?: Prisma.SortOrder
+  repeatOf?: Prisma.SortOrder
+  repeatIndex?: Prisma.SortOrder
+  nextJobId?: Prisma.SortOrder
+  scheduleId?: Prisma.SortOrder
+  concurrencyKey?: Prisma.SortOrder
+  concurrencyLimit?: Prisma.SortOrder
+  followupPending?: Prisma.SortOrder
 }
 
 export type JobAvgOrderByAggregateInput = {
@@ -625,6 +819,8 @@ export type JobAvgOrderByAggregateInput = {
   attemptCount?: Prisma.SortOrder
   failureCount?: Prisma.SortOrder
   lostCount?: Prisma.SortOrder
+  repeatIndex?: Prisma.SortOrder
+  concurrencyLimit?: Prisma.SortOrder
 }
 
 export type JobMaxOrderByAggregateInput = {
@@ -646,6 +842,15 @@ export type JobMaxOrderByAggregateInput = {
   cancelRequestedAt?: Prisma.SortOrder
   endReason?: Prisma.SortOrder
   endedAt?: Prisma.SortOrder
+  runId?: Prisma.SortOrder
+  stageName?: Prisma.SortOrder
+  repeatOf?: Prisma.SortOrder
+  repeatIndex?: Prisma.SortOrder
+  nextJobId?: Prisma.SortOrder
+  scheduleId?: Prisma.SortOrder
+  concurrencyKey?: Prisma.SortOrder
+  concurrencyLimit?: Prisma.SortOrder
+  followupPending?: Prisma.SortOrder
 }
 
 export type JobMinOrderByAggregateInput = {
@@ -667,6 +872,15 @@ export type JobMinOrderByAggregateInput = {
   cancelRequestedAt?: Prisma.SortOrder
   endReason?: Prisma.SortOrder
   endedAt?: Prisma.SortOrder
+  runId?: Prisma.SortOrder
+  stageName?: Prisma.SortOrder
+  repeatOf?: Prisma.SortOrder
+  repeatIndex?: Prisma.SortOrder
+  nextJobId?: Prisma.SortOrder
+  scheduleId?: Prisma.SortOrder
+  concurrencyKey?: Prisma.SortOrder
+  concurrencyLimit?: Prisma.SortOrder
+  followupPending?: Prisma.SortOrder
 }
 
 export type JobSumOrderByAggregateInput = {
@@ -674,6 +888,8 @@ export type JobSumOrderByAggregateInput = {
   attemptCount?: Prisma.SortOrder
   failureCount?: Prisma.SortOrder
   lostCount?: Prisma.SortOrder
+  repeatIndex?: Prisma.SortOrder
+  concurrencyLimit?: Prisma.SortOrder
 }
 
 export type JobScalarRelationFilter = {
@@ -743,6 +959,15 @@ export type JobCreateWithoutAttemptsInput = {
   cancelRequestedAt?: Date | string | null
   endReason?: string | null
   endedAt?: Date | string | null
+  runId?: string | null
+  stageName?: string | null
+  repeatOf?: string | null
+  repeatIndex?: number
+  nextJobId?: string | null
+  scheduleId?: string | null
+  concurrencyKey?: string | null
+  concurrencyLimit?: number
+  followupPending?: boolean
 }
 
 export type JobUncheckedCreateWithoutAttemptsInput = {
@@ -765,6 +990,15 @@ export type JobUncheckedCreateWithoutAttemptsInput = {
   cancelRequestedAt?: Date | string | null
   endReason?: string | null
   endedAt?: Date | string | null
+  runId?: string | null
+  stageName?: string | null
+  repeatOf?: string | null
+  repeatIndex?: number
+  nextJobId?: string | null
+  scheduleId?: string | null
+  concurrencyKey?: string | null
+  concurrencyLimit?: number
+  followupPending?: boolean
 }
 
 export type JobCreateOrConnectWithoutAttemptsInput = {
@@ -803,6 +1037,15 @@ export type JobUpdateWithoutAttemptsInput = {
   cancelRequestedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
   endReason?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   endedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  runId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  stageName?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  repeatOf?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  repeatIndex?: Prisma.IntFieldUpdateOperationsInput | number
+  nextJobId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  scheduleId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  concurrencyKey?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  concurrencyLimit?: Prisma.IntFieldUpdateOperationsInput | number
+  followupPending?: Prisma.BoolFieldUpdateOperationsInput | boolean
 }
 
 export type JobUncheckedUpdateWithoutAttemptsInput = {
@@ -825,6 +1068,15 @@ export type JobUncheckedUpdateWithoutAttemptsInput = {
   cancelRequestedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
   endReason?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   endedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  runId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  stageName?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  repeatOf?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  repeatIndex?: Prisma.IntFieldUpdateOperationsInput | number
+  nextJobId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  scheduleId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  concurrencyKey?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  concurrencyLimit?: Prisma.IntFieldUpdateOperationsInput | number
+  followupPending?: Prisma.BoolFieldUpdateOperationsInput | boolean
 }
 
 
@@ -878,6 +1130,15 @@ export type JobSelect<ExtArgs extends runtime.Types.Extensions.InternalArgs = ru
   cancelRequestedAt?: boolean
   endReason?: boolean
   endedAt?: boolean
+  runId?: boolean
+  stageName?: boolean
+  repeatOf?: boolean
+  repeatIndex?: boolean
+  nextJobId?: boolean
+  scheduleId?: boolean
+  concurrencyKey?: boolean
+  concurrencyLimit?: boolean
+  followupPending?: boolean
   attempts?: boolean | Prisma.Job$attemptsArgs<ExtArgs>
   _count?: boolean | Prisma.JobCountOutputTypeDefaultArgs<ExtArgs>
 }, ExtArgs["result"]["job"]>
@@ -902,6 +1163,15 @@ export type JobSelectCreateManyAndReturn<ExtArgs extends runtime.Types.Extension
   cancelRequestedAt?: boolean
   endReason?: boolean
   endedAt?: boolean
+  runId?: boolean
+  stageName?: boolean
+  repeatOf?: boolean
+  repeatIndex?: boolean
+  nextJobId?: boolean
+  scheduleId?: boolean
+  concurrencyKey?: boolean
+  concurrencyLimit?: boolean
+  followupPending?: boolean
 }, ExtArgs["result"]["job"]>
 
 export type JobSelectUpdateManyAndReturn<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = runtime.Types.Extensions.GetSelect<{
@@ -924,6 +1194,15 @@ export type JobSelectUpdateManyAndReturn<ExtArgs extends runtime.Types.Extension
   cancelRequestedAt?: boolean
   endReason?: boolean
   endedAt?: boolean
+  runId?: boolean
+  stageName?: boolean
+  repeatOf?: boolean
+  repeatIndex?: boolean
+  nextJobId?: boolean
+  scheduleId?: boolean
+  concurrencyKey?: boolean
+  concurrencyLimit?: boolean
+  followupPending?: boolean
 }, ExtArgs["result"]["job"]>
 
 export type JobSelectScalar = {
@@ -946,9 +1225,18 @@ export type JobSelectScalar = {
   cancelRequestedAt?: boolean
   endReason?: boolean
   endedAt?: boolean
+  runId?: boolean
+  stageName?: boolean
+  repeatOf?: boolean
+  repeatIndex?: boolean
+  nextJobId?: boolean
+  scheduleId?: boolean
+  concurrencyKey?: boolean
+  concurrencyLimit?: boolean
+  followupPending?: boolean
 }
 
-export type JobOmit<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = runtime.Types.Extensions.GetOmit<"id" | "state" | "spec" | "priority" | "idempotencyKey" | "createdAt" | "updatedAt" | "attemptCount" | "failureCount" | "lostCount" | "currentAttemptId" | "notBefore" | "waitingForCapacity" | "waitReason" | "claimId" | "claimExpiresAt" | "cancelRequestedAt" | "endReason" | "endedAt", ExtArgs["result"]["job"]>
+export type JobOmit<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = runtime.Types.Extensions.GetOmit<"id" | "state" | "spec" | "priority" | "idempotencyKey" | "createdAt" | "updatedAt" | "attemptCount" | "failureCount" | "lostCount" | "currentAttemptId" | "notBefore" | "waitingForCapacity" | "waitReason" | "claimId" | "claimExpiresAt" | "cancelRequestedAt" | "endReason" | "endedAt" | "runId" | "stageName" | "repeatOf" | "repeatIndex" | "nextJobId" | "scheduleId" | "concurrencyKey" | "concurrencyLimit" | "followupPending", ExtArgs["result"]["job"]>
 export type JobInclude<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = {
   attempts?: boolean | Prisma.Job$attemptsArgs<ExtArgs>
   _count?: boolean | Prisma.JobCountOutputTypeDefaultArgs<ExtArgs>
@@ -1026,6 +1314,32 @@ export type $JobPayload<ExtArgs extends runtime.Types.Extensions.InternalArgs = 
      */
     endReason: string | null
     endedAt: Date | null
+    /**
+     * The run it is a stage of, and the stage's name.
+     */
+    runId: string | null
+    stageName: string | null
+    /**
+     * With a run mode: the first job of the chain, this job's place in it,
+     * and the job submitted after it.
+     */
+    repeatOf: string | null
+    repeatIndex: number
+    nextJobId: string | null
+    /**
+     * The schedule whose tick fired it.
+     */
+    scheduleId: string | null
+    /**
+     * At most concurrency_limit jobs with this key hold an agent at a time.
+     */
+    concurrencyKey: string | null
+    concurrencyLimit: number
+    /**
+     * Once ended, something follows (release a run's next stages, submit the
+     * next repeat); cleared when done. Partial index in the migration.
+     */
+    followupPending: boolean
   }, ExtArgs["result"]["job"]>
   composites: {}
 }
@@ -1469,6 +1783,15 @@ export interface JobFieldRefs {
   readonly cancelRequestedAt: Prisma.FieldRef<"Job", 'DateTime'>
   readonly endReason: Prisma.FieldRef<"Job", 'String'>
   readonly endedAt: Prisma.FieldRef<"Job", 'DateTime'>
+  readonly runId: Prisma.FieldRef<"Job", 'String'>
+  readonly stageName: Prisma.FieldRef<"Job", 'String'>
+  readonly repeatOf: Prisma.FieldRef<"Job", 'String'>
+  readonly repeatIndex: Prisma.FieldRef<"Job", 'Int'>
+  readonly nextJobId: Prisma.FieldRef<"Job", 'String'>
+  readonly scheduleId: Prisma.FieldRef<"Job", 'String'>
+  readonly concurrencyKey: Prisma.FieldRef<"Job", 'String'>
+  readonly concurrencyLimit: Prisma.FieldRef<"Job", 'Int'>
+  readonly followupPending: Prisma.FieldRef<"Job", 'Boolean'>
 }
     
 

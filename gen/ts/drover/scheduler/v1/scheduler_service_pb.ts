@@ -19,7 +19,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file drover/scheduler/v1/scheduler_service.proto.
  */
 export const file_drover_scheduler_v1_scheduler_service: GenFile = /*@__PURE__*/
-  fileDesc("Citkcm92ZXIvc2NoZWR1bGVyL3YxL3NjaGVkdWxlcl9zZXJ2aWNlLnByb3RvEhNkcm92ZXIuc2NoZWR1bGVyLnYxIvYCCgdBdHRlbXB0EgoKAmlkGAEgASgJEg4KBm51bWJlchgCIAEoDRIQCghhZ2VudF9pZBgDIAEoCRIwCgVzdGF0ZRgEIAEoDjIhLmRyb3Zlci5zY2hlZHVsZXIudjEuQXR0ZW1wdFN0YXRlEi8KC2NyZWF0ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpzdGFydF90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJZXhpdF9jb2RlGAggASgFEg4KBnNpZ25hbBgJIAEoCRIOCgZyZWFzb24YCiABKAkSNQoRbGVhc2VfZXhwaXJlX3RpbWUYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCmF1Y3Rpb25faWQYDCABKAki/wEKC1JldHJ5UG9saWN5EhwKC21heF9yZXRyaWVzGAEgASgNQge6SAQqAhhkEjwKD2luaXRpYWxfYmFja29mZhgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIIukgFqgECMgASOAoLbWF4X2JhY2tvZmYYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CCLpIBaoBAjIAEi4KCm11bHRpcGxpZXIYBCABKAFCGrpIF9gBARISGQAAAAAAACRAKQAAAAAAAPA/EioKGG5vbl9yZXRyeWFibGVfZXhpdF9jb2RlcxgFIAMoBUIIukgFkgECEEAiuQMKB0pvYlNwZWMSFgoEbmFtZRgBIAEoCUIIukgFcgMYgAESMAoEZXhlYxgCIAEoCzIaLmRyb3Zlci5jb21tb24udjEuRXhlY1NwZWNCBrpIA8gBARIoCgZkcml2ZXIYAyABKAlCGLpIFXITUgBSB3Byb2Nlc3NSBmRvY2tlchIuCglyZXNvdXJjZXMYBCABKAsyGy5kcm92ZXIuY29tbW9uLnYxLlJlc291cmNlcxIyCgtjb25zdHJhaW50cxgFIAEoCzIdLmRyb3Zlci5jb21tb24udjEuQ29uc3RyYWludHMSJQoIcHJpb3JpdHkYBiABKAVCE7pIEBoOGOgHKJj4/////////wESNgoHdGltZW91dBgHIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIKukgHqgEEMgIIARIvCgVyZXRyeRgIIAEoCzIgLmRyb3Zlci5zY2hlZHVsZXIudjEuUmV0cnlQb2xpY3kSIQoPY29uY3VycmVuY3lfa2V5GAkgASgJQgi6SAVyAxiAARIjChFjb25jdXJyZW5jeV9saW1pdBgKIAEoDUIIukgFKgMYkE4ihgMKA0pvYhIKCgJpZBgBIAEoCRIsCgVzdGF0ZRgCIAEoDjIdLmRyb3Zlci5zY2hlZHVsZXIudjEuSm9iU3RhdGUSKgoEc3BlYxgDIAEoCzIcLmRyb3Zlci5zY2hlZHVsZXIudjEuSm9iU3BlYxIXCg9pZGVtcG90ZW5jeV9rZXkYBCABKAkSLwoLY3JlYXRlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3VwZGF0ZV90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCghhdHRlbXB0cxgHIAMoCzIcLmRyb3Zlci5zY2hlZHVsZXIudjEuQXR0ZW1wdBIVCg1hdHRlbXB0X2NvdW50GAggASgNEhMKC3dhaXRfcmVhc29uGAkgASgJEi4KCnJldHJ5X3RpbWUYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCmVuZF9yZWFzb24YCyABKAkiaQoQU3VibWl0Sm9iUmVxdWVzdBIyCgRzcGVjGAEgASgLMhwuZHJvdmVyLnNjaGVkdWxlci52MS5Kb2JTcGVjQga6SAPIAQESIQoPaWRlbXBvdGVuY3lfa2V5GAIgASgJQgi6SAVyAxiAASJLChFTdWJtaXRKb2JSZXNwb25zZRIlCgNqb2IYASABKAsyGC5kcm92ZXIuc2NoZWR1bGVyLnYxLkpvYhIPCgdjcmVhdGVkGAIgASgIIiUKDUdldEpvYlJlcXVlc3QSFAoCaWQYASABKAlCCLpIBXIDsAEBIjcKDkdldEpvYlJlc3BvbnNlEiUKA2pvYhgBIAEoCzIYLmRyb3Zlci5zY2hlZHVsZXIudjEuSm9iIoQBCg9MaXN0Sm9ic1JlcXVlc3QSNgoFc3RhdGUYASABKA4yHS5kcm92ZXIuc2NoZWR1bGVyLnYxLkpvYlN0YXRlQgi6SAWCAQIQARIbCglwYWdlX3NpemUYAiABKA1CCLpIBSoDGOgHEhwKCnBhZ2VfdG9rZW4YAyABKAlCCLpIBXIDGIACIlMKEExpc3RKb2JzUmVzcG9uc2USJgoEam9icxgBIAMoCzIYLmRyb3Zlci5zY2hlZHVsZXIudjEuSm9iEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSKCAQoQQ2FuY2VsSm9iUmVxdWVzdBIUCgJpZBgBIAEoCUIIukgFcgOwAQESPgoMZ3JhY2VfcGVyaW9kGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQg26SAqqAQciAwiQHDIAEhgKBnJlYXNvbhgDIAEoCUIIukgFcgMYgAgiOgoRQ2FuY2VsSm9iUmVzcG9uc2USJQoDam9iGAEgASgLMhguZHJvdmVyLnNjaGVkdWxlci52MS5Kb2IiJwoPV2F0Y2hKb2JSZXF1ZXN0EhQKAmlkGAEgASgJQgi6SAVyA7ABASI5ChBXYXRjaEpvYlJlc3BvbnNlEiUKA2pvYhgBIAEoCzIYLmRyb3Zlci5zY2hlZHVsZXIudjEuSm9iIk0KElJlc3VibWl0Sm9iUmVxdWVzdBIUCgJpZBgBIAEoCUIIukgFcgOwAQESIQoPaWRlbXBvdGVuY3lfa2V5GAIgASgJQgi6SAVyAxiAASJNChNSZXN1Ym1pdEpvYlJlc3BvbnNlEiUKA2pvYhgBIAEoCzIYLmRyb3Zlci5zY2hlZHVsZXIudjEuSm9iEg8KB2NyZWF0ZWQYAiABKAgijAEKGUNsYWltUGxhY2VhYmxlSm9ic1JlcXVlc3QSGgoGYmlkZGVyGAEgASgJQgq6SAdyBRABGIABEhwKCG1heF9qb2JzGAIgASgNQgq6SAcqBRjoBygBEjUKBHdhaXQYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CDLpICaoBBiICCB4yACKQAQoMUGxhY2VhYmxlSm9iEg4KBmpvYl9pZBgBIAEoCRIQCghjbGFpbV9pZBgCIAEoCRIqCgRzcGVjGAMgASgLMhwuZHJvdmVyLnNjaGVkdWxlci52MS5Kb2JTcGVjEhYKDmF0dGVtcHRfbnVtYmVyGAQgASgNEhoKEnByZXZpb3VzX2FnZW50X2lkcxgFIAMoCSKEAQoaQ2xhaW1QbGFjZWFibGVKb2JzUmVzcG9uc2USLwoEam9icxgBIAMoCzIhLmRyb3Zlci5zY2hlZHVsZXIudjEuUGxhY2VhYmxlSm9iEjUKEWNsYWltX2V4cGlyZV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKdAQoJUGxhY2VtZW50EhgKBmpvYl9pZBgBIAEoCUIIukgFcgOwAQESGwoIY2xhaW1faWQYAiABKAlCCbpIBnIEEAEYQBIZCghhZ2VudF9pZBgDIAEoCUIHukgEcgIYQBIfCgphdWN0aW9uX2lkGAQgASgJQgu6SAjYAQFyA7ABARIdCgt3YWl0X3JlYXNvbhgFIAEoCUIIukgFcgMYgAgiWgoXUmVjb3JkUGxhY2VtZW50c1JlcXVlc3QSPwoKcGxhY2VtZW50cxgBIAMoCzIeLmRyb3Zlci5zY2hlZHVsZXIudjEuUGxhY2VtZW50Qgu6SAiSAQUIARDoByJHCg9QbGFjZW1lbnRSZXN1bHQSDgoGam9iX2lkGAEgASgJEhAKCGFjY2VwdGVkGAIgASgIEhIKCmF0dGVtcHRfaWQYAyABKAkiUQoYUmVjb3JkUGxhY2VtZW50c1Jlc3BvbnNlEjUKB3Jlc3VsdHMYASADKAsyJC5kcm92ZXIuc2NoZWR1bGVyLnYxLlBsYWNlbWVudFJlc3VsdCIYChZXYWtlV2FpdGluZ0pvYnNSZXF1ZXN0IigKF1dha2VXYWl0aW5nSm9ic1Jlc3BvbnNlEg0KBXdva2VuGAEgASgNIl4KDUFnZW50Sm9iRXZlbnQSGwoIYWdlbnRfaWQYASABKAlCCbpIBnIEEAEYQBIwCgVldmVudBgCIAEoCzIZLmRyb3Zlci5mbGVldC52MS5Kb2JFdmVudEIGukgDyAEBIlkKFlJlcG9ydEpvYkV2ZW50c1JlcXVlc3QSPwoGZXZlbnRzGAEgAygLMiIuZHJvdmVyLnNjaGVkdWxlci52MS5BZ2VudEpvYkV2ZW50Qgu6SAiSAQUIARCQTiIZChdSZXBvcnRKb2JFdmVudHNSZXNwb25zZSJ4ChxSZXBvcnRSdW5uaW5nQXR0ZW1wdHNSZXF1ZXN0EhsKCGFnZW50X2lkGAEgASgJQgm6SAZyBBABGEASOwoHcnVubmluZxgCIAMoCzIfLmRyb3Zlci5mbGVldC52MS5SdW5uaW5nQXR0ZW1wdEIJukgGkgEDEJBOIj4KHVJlcG9ydFJ1bm5pbmdBdHRlbXB0c1Jlc3BvbnNlEh0KFWNhbmNlbGxlZF9hdHRlbXB0X2lkcxgBIAMoCSr3AQoISm9iU3RhdGUSGQoVSk9CX1NUQVRFX1VOU1BFQ0lGSUVEEAASFQoRSk9CX1NUQVRFX1BFTkRJTkcQARIVChFKT0JfU1RBVEVfT0ZGRVJFRBACEhYKEkpPQl9TVEFURV9BU1NJR05FRBADEhUKEUpPQl9TVEFURV9SVU5OSU5HEAQSFwoTSk9CX1NUQVRFX1NVQ0NFRURFRBAFEhQKEEpPQl9TVEFURV9GQUlMRUQQBhIXChNKT0JfU1RBVEVfQ0FOQ0VMTEVEEAcSFwoTSk9CX1NUQVRFX1RJTUVEX09VVBAIEhIKDkpPQl9TVEFURV9ERUFEEAkq7QEKDEF0dGVtcHRTdGF0ZRIdChlBVFRFTVBUX1NUQVRFX1VOU1BFQ0lGSUVEEAASGgoWQVRURU1QVF9TVEFURV9BU1NJR05FRBABEhkKFUFUVEVNUFRfU1RBVEVfUlVOTklORxACEhsKF0FUVEVNUFRfU1RBVEVfU1VDQ0VFREVEEAMSGAoUQVRURU1QVF9TVEFURV9GQUlMRUQQBBIbChdBVFRFTVBUX1NUQVRFX0NBTkNFTExFRBAFEhsKF0FUVEVNUFRfU1RBVEVfVElNRURfT1VUEAYSFgoSQVRURU1QVF9TVEFURV9MT1NUEAcy9wgKEFNjaGVkdWxlclNlcnZpY2USWgoJU3VibWl0Sm9iEiUuZHJvdmVyLnNjaGVkdWxlci52MS5TdWJtaXRKb2JSZXF1ZXN0GiYuZHJvdmVyLnNjaGVkdWxlci52MS5TdWJtaXRKb2JSZXNwb25zZRJRCgZHZXRKb2ISIi5kcm92ZXIuc2NoZWR1bGVyLnYxLkdldEpvYlJlcXVlc3QaIy5kcm92ZXIuc2NoZWR1bGVyLnYxLkdldEpvYlJlc3BvbnNlElcKCExpc3RKb2JzEiQuZHJvdmVyLnNjaGVkdWxlci52MS5MaXN0Sm9ic1JlcXVlc3QaJS5kcm92ZXIuc2NoZWR1bGVyLnYxLkxpc3RKb2JzUmVzcG9uc2USWgoJQ2FuY2VsSm9iEiUuZHJvdmVyLnNjaGVkdWxlci52MS5DYW5jZWxKb2JSZXF1ZXN0GiYuZHJvdmVyLnNjaGVkdWxlci52MS5DYW5jZWxKb2JSZXNwb25zZRJZCghXYXRjaEpvYhIkLmRyb3Zlci5zY2hlZHVsZXIudjEuV2F0Y2hKb2JSZXF1ZXN0GiUuZHJvdmVyLnNjaGVkdWxlci52MS5XYXRjaEpvYlJlc3BvbnNlMAESYAoLUmVzdWJtaXRKb2ISJy5kcm92ZXIuc2NoZWR1bGVyLnYxLlJlc3VibWl0Sm9iUmVxdWVzdBooLmRyb3Zlci5zY2hlZHVsZXIudjEuUmVzdWJtaXRKb2JSZXNwb25zZRJ1ChJDbGFpbVBsYWNlYWJsZUpvYnMSLi5kcm92ZXIuc2NoZWR1bGVyLnYxLkNsYWltUGxhY2VhYmxlSm9ic1JlcXVlc3QaLy5kcm92ZXIuc2NoZWR1bGVyLnYxLkNsYWltUGxhY2VhYmxlSm9ic1Jlc3BvbnNlEm8KEFJlY29yZFBsYWNlbWVudHMSLC5kcm92ZXIuc2NoZWR1bGVyLnYxLlJlY29yZFBsYWNlbWVudHNSZXF1ZXN0Gi0uZHJvdmVyLnNjaGVkdWxlci52MS5SZWNvcmRQbGFjZW1lbnRzUmVzcG9uc2USbAoPV2FrZVdhaXRpbmdKb2JzEisuZHJvdmVyLnNjaGVkdWxlci52MS5XYWtlV2FpdGluZ0pvYnNSZXF1ZXN0GiwuZHJvdmVyLnNjaGVkdWxlci52MS5XYWtlV2FpdGluZ0pvYnNSZXNwb25zZRJsCg9SZXBvcnRKb2JFdmVudHMSKy5kcm92ZXIuc2NoZWR1bGVyLnYxLlJlcG9ydEpvYkV2ZW50c1JlcXVlc3QaLC5kcm92ZXIuc2NoZWR1bGVyLnYxLlJlcG9ydEpvYkV2ZW50c1Jlc3BvbnNlEn4KFVJlcG9ydFJ1bm5pbmdBdHRlbXB0cxIxLmRyb3Zlci5zY2hlZHVsZXIudjEuUmVwb3J0UnVubmluZ0F0dGVtcHRzUmVxdWVzdBoyLmRyb3Zlci5zY2hlZHVsZXIudjEuUmVwb3J0UnVubmluZ0F0dGVtcHRzUmVzcG9uc2ViBnByb3RvMw", [file_buf_validate_validate, file_drover_common_v1_exec, file_drover_common_v1_resources, file_drover_fleet_v1_agent_stream, file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("Citkcm92ZXIvc2NoZWR1bGVyL3YxL3NjaGVkdWxlcl9zZXJ2aWNlLnByb3RvEhNkcm92ZXIuc2NoZWR1bGVyLnYxIvYCCgdBdHRlbXB0EgoKAmlkGAEgASgJEg4KBm51bWJlchgCIAEoDRIQCghhZ2VudF9pZBgDIAEoCRIwCgVzdGF0ZRgEIAEoDjIhLmRyb3Zlci5zY2hlZHVsZXIudjEuQXR0ZW1wdFN0YXRlEi8KC2NyZWF0ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpzdGFydF90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJZXhpdF9jb2RlGAggASgFEg4KBnNpZ25hbBgJIAEoCRIOCgZyZWFzb24YCiABKAkSNQoRbGVhc2VfZXhwaXJlX3RpbWUYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCmF1Y3Rpb25faWQYDCABKAki/wEKC1JldHJ5UG9saWN5EhwKC21heF9yZXRyaWVzGAEgASgNQge6SAQqAhhkEjwKD2luaXRpYWxfYmFja29mZhgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIIukgFqgECMgASOAoLbWF4X2JhY2tvZmYYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CCLpIBaoBAjIAEi4KCm11bHRpcGxpZXIYBCABKAFCGrpIF9gBARISGQAAAAAAACRAKQAAAAAAAPA/EioKGG5vbl9yZXRyeWFibGVfZXhpdF9jb2RlcxgFIAMoBUIIukgFkgECEEAi6QMKB0pvYlNwZWMSFgoEbmFtZRgBIAEoCUIIukgFcgMYgAESMAoEZXhlYxgCIAEoCzIaLmRyb3Zlci5jb21tb24udjEuRXhlY1NwZWNCBrpIA8gBARIoCgZkcml2ZXIYAyABKAlCGLpIFXITUgBSB3Byb2Nlc3NSBmRvY2tlchIuCglyZXNvdXJjZXMYBCABKAsyGy5kcm92ZXIuY29tbW9uLnYxLlJlc291cmNlcxIyCgtjb25zdHJhaW50cxgFIAEoCzIdLmRyb3Zlci5jb21tb24udjEuQ29uc3RyYWludHMSJQoIcHJpb3JpdHkYBiABKAVCE7pIEBoOGOgHKJj4/////////wESNgoHdGltZW91dBgHIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIKukgHqgEEMgIIARIvCgVyZXRyeRgIIAEoCzIgLmRyb3Zlci5zY2hlZHVsZXIudjEuUmV0cnlQb2xpY3kSIQoPY29uY3VycmVuY3lfa2V5GAkgASgJQgi6SAVyAxiAARIjChFjb25jdXJyZW5jeV9saW1pdBgKIAEoDUIIukgFKgMYkE4SLgoIcnVuX21vZGUYCyABKAsyHC5kcm92ZXIuc2NoZWR1bGVyLnYxLlJ1bk1vZGUihwEKB1J1bk1vZGUSHgoHbl90aW1lcxgBIAEoDUILukgIKgYYoI0GKAFIABIaCgdmb3JldmVyGAIgASgIQge6SARqAggBSAASOAoFZGVsYXkYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CDrpIC6oBCCIECICjBTIAQgYKBG1vZGUimgQKA0pvYhIKCgJpZBgBIAEoCRIsCgVzdGF0ZRgCIAEoDjIdLmRyb3Zlci5zY2hlZHVsZXIudjEuSm9iU3RhdGUSKgoEc3BlYxgDIAEoCzIcLmRyb3Zlci5zY2hlZHVsZXIudjEuSm9iU3BlYxIXCg9pZGVtcG90ZW5jeV9rZXkYBCABKAkSLwoLY3JlYXRlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3VwZGF0ZV90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCghhdHRlbXB0cxgHIAMoCzIcLmRyb3Zlci5zY2hlZHVsZXIudjEuQXR0ZW1wdBIVCg1hdHRlbXB0X2NvdW50GAggASgNEhMKC3dhaXRfcmVhc29uGAkgASgJEi4KCnJldHJ5X3RpbWUYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCmVuZF9yZWFzb24YCyABKAkSDgoGcnVuX2lkGAwgASgJEhIKCnN0YWdlX25hbWUYDSABKAkSEQoJcmVwZWF0X29mGA4gASgJEhQKDHJlcGVhdF9pbmRleBgPIAEoDRITCgtuZXh0X2pvYl9pZBgQIAEoCRITCgtzY2hlZHVsZV9pZBgRIAEoCRIbChNjb25jdXJyZW5jeV9ob2xkZXJzGBIgASgNImkKEFN1Ym1pdEpvYlJlcXVlc3QSMgoEc3BlYxgBIAEoCzIcLmRyb3Zlci5zY2hlZHVsZXIudjEuSm9iU3BlY0IGukgDyAEBEiEKD2lkZW1wb3RlbmN5X2tleRgCIAEoCUIIukgFcgMYgAEiSwoRU3VibWl0Sm9iUmVzcG9uc2USJQoDam9iGAEgASgLMhguZHJvdmVyLnNjaGVkdWxlci52MS5Kb2ISDwoHY3JlYXRlZBgCIAEoCCIlCg1HZXRKb2JSZXF1ZXN0EhQKAmlkGAEgASgJQgi6SAVyA7ABASI3Cg5HZXRKb2JSZXNwb25zZRIlCgNqb2IYASABKAsyGC5kcm92ZXIuc2NoZWR1bGVyLnYxLkpvYiKEAQoPTGlzdEpvYnNSZXF1ZXN0EjYKBXN0YXRlGAEgASgOMh0uZHJvdmVyLnNjaGVkdWxlci52MS5Kb2JTdGF0ZUIIukgFggECEAESGwoJcGFnZV9zaXplGAIgASgNQgi6SAUqAxjoBxIcCgpwYWdlX3Rva2VuGAMgASgJQgi6SAVyAxiAAiJTChBMaXN0Sm9ic1Jlc3BvbnNlEiYKBGpvYnMYASADKAsyGC5kcm92ZXIuc2NoZWR1bGVyLnYxLkpvYhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiggEKEENhbmNlbEpvYlJlcXVlc3QSFAoCaWQYASABKAlCCLpIBXIDsAEBEj4KDGdyYWNlX3BlcmlvZBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkINukgKqgEHIgMIkBwyABIYCgZyZWFzb24YAyABKAlCCLpIBXIDGIAIIjoKEUNhbmNlbEpvYlJlc3BvbnNlEiUKA2pvYhgBIAEoCzIYLmRyb3Zlci5zY2hlZHVsZXIudjEuSm9iIicKD1dhdGNoSm9iUmVxdWVzdBIUCgJpZBgBIAEoCUIIukgFcgOwAQEiOQoQV2F0Y2hKb2JSZXNwb25zZRIlCgNqb2IYASABKAsyGC5kcm92ZXIuc2NoZWR1bGVyLnYxLkpvYiJNChJSZXN1Ym1pdEpvYlJlcXVlc3QSFAoCaWQYASABKAlCCLpIBXIDsAEBEiEKD2lkZW1wb3RlbmN5X2tleRgCIAEoCUIIukgFcgMYgAEiTQoTUmVzdWJtaXRKb2JSZXNwb25zZRIlCgNqb2IYASABKAsyGC5kcm92ZXIuc2NoZWR1bGVyLnYxLkpvYhIPCgdjcmVhdGVkGAIgASgIIo8BCglTdGFnZVNwZWMSKgoEbmFtZRgBIAEoCUIcukgZchcQARhAMhFeW0EtWmEtejAtOS5fLV0rJBIjCghyZXF1aXJlcxgCIAMoCUIRukgOkgELEIACIgZyBBABGEASMQoDam9iGAMgASgLMhwuZHJvdmVyLnNjaGVkdWxlci52MS5Kb2JTcGVjQga6SAPIAQEiXgoHUnVuU3BlYxIWCgRuYW1lGAEgASgJQgi6SAVyAxiAARI7CgZzdGFnZXMYAiADKAsyHi5kcm92ZXIuc2NoZWR1bGVyLnYxLlN0YWdlU3BlY0ILukgIkgEFCAEQ6AcingIKBVN0YWdlEgwKBG5hbWUYASABKAkSEAoIcmVxdWlyZXMYAiADKAkSLgoFc3RhdGUYAyABKA4yHy5kcm92ZXIuc2NoZWR1bGVyLnYxLlN0YWdlU3RhdGUSDgoGam9iX2lkGAQgASgJEjAKCWpvYl9zdGF0ZRgFIAEoDjIdLmRyb3Zlci5zY2hlZHVsZXIudjEuSm9iU3RhdGUSFQoNYXR0ZW1wdF9jb3VudBgGIAEoDRIOCgZyZWFzb24YByABKAkSLgoKc3RhcnRfdGltZRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX3RpbWUYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wItUCCgNSdW4SCgoCaWQYASABKAkSLAoFc3RhdGUYAiABKA4yHS5kcm92ZXIuc2NoZWR1bGVyLnYxLlJ1blN0YXRlEioKBHNwZWMYAyABKAsyHC5kcm92ZXIuc2NoZWR1bGVyLnYxLlJ1blNwZWMSFwoPaWRlbXBvdGVuY3lfa2V5GAQgASgJEi8KC2NyZWF0ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgt1cGRhdGVfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEioKBnN0YWdlcxgIIAMoCzIaLmRyb3Zlci5zY2hlZHVsZXIudjEuU3RhZ2USEwoLc2NoZWR1bGVfaWQYCSABKAkiaQoQU3VibWl0UnVuUmVxdWVzdBIyCgRzcGVjGAEgASgLMhwuZHJvdmVyLnNjaGVkdWxlci52MS5SdW5TcGVjQga6SAPIAQESIQoPaWRlbXBvdGVuY3lfa2V5GAIgASgJQgi6SAVyAxiAASJLChFTdWJtaXRSdW5SZXNwb25zZRIlCgNydW4YASABKAsyGC5kcm92ZXIuc2NoZWR1bGVyLnYxLlJ1bhIPCgdjcmVhdGVkGAIgASgIIiUKDUdldFJ1blJlcXVlc3QSFAoCaWQYASABKAlCCLpIBXIDsAEBIjcKDkdldFJ1blJlc3BvbnNlEiUKA3J1bhgBIAEoCzIYLmRyb3Zlci5zY2hlZHVsZXIudjEuUnVuIoQBCg9MaXN0UnVuc1JlcXVlc3QSNgoFc3RhdGUYASABKA4yHS5kcm92ZXIuc2NoZWR1bGVyLnYxLlJ1blN0YXRlQgi6SAWCAQIQARIbCglwYWdlX3NpemUYAiABKA1CCLpIBSoDGOgHEhwKCnBhZ2VfdG9rZW4YAyABKAlCCLpIBXIDGIACIlMKEExpc3RSdW5zUmVzcG9uc2USJgoEcnVucxgBIAMoCzIYLmRyb3Zlci5zY2hlZHVsZXIudjEuUnVuEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSKCAQoQQ2FuY2VsUnVuUmVxdWVzdBIUCgJpZBgBIAEoCUIIukgFcgOwAQESPgoMZ3JhY2VfcGVyaW9kGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQg26SAqqAQciAwiQHDIAEhgKBnJlYXNvbhgDIAEoCUIIukgFcgMYgAgiOgoRQ2FuY2VsUnVuUmVzcG9uc2USJQoDcnVuGAEgASgLMhguZHJvdmVyLnNjaGVkdWxlci52MS5SdW4i/AIKDFNjaGVkdWxlU3BlYxIrCgRuYW1lGAEgASgJQh26SBpyGBABGIABMhFeW0EtWmEtejAtOS5fLV0rJBIYCgRjcm9uGAIgASgJQgq6SAdyBRABGIACEhoKCXRpbWVfem9uZRgDIAEoCUIHukgEcgIYQBIrCgNqb2IYBCABKAsyHC5kcm92ZXIuc2NoZWR1bGVyLnYxLkpvYlNwZWNIABIrCgNydW4YBSABKAsyHC5kcm92ZXIuc2NoZWR1bGVyLnYxLlJ1blNwZWNIABI9CgdvdmVybGFwGAYgASgOMiIuZHJvdmVyLnNjaGVkdWxlci52MS5PdmVybGFwUG9saWN5Qgi6SAWCAQIQARI7CgZtaXNzZWQYByABKA4yIS5kcm92ZXIuc2NoZWR1bGVyLnYxLk1pc3NlZFBvbGljeUIIukgFggECEAESIAoOYmFja2ZpbGxfbGltaXQYCCABKA1CCLpIBSoDGOgHQhEKCHRlbXBsYXRlEgW6SAIIASKNAwoIU2NoZWR1bGUSCgoCaWQYASABKAkSLwoEc3BlYxgCIAEoCzIhLmRyb3Zlci5zY2hlZHVsZXIudjEuU2NoZWR1bGVTcGVjEg4KBnBhdXNlZBgDIAEoCBIvCgtjcmVhdGVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjIKDm5leHRfZmlyZV90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCg5sYXN0X2ZpcmVfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoLbGFzdF9qb2JfaWQYCCABKAkSEwoLbGFzdF9ydW5faWQYCSABKAkSEgoKZmlyZV9jb3VudBgKIAEoBBISCgpza2lwX2NvdW50GAsgASgEEhgKEGxhc3Rfc2tpcF9yZWFzb24YDCABKAkiYAoVQ3JlYXRlU2NoZWR1bGVSZXF1ZXN0EjcKBHNwZWMYASABKAsyIS5kcm92ZXIuc2NoZWR1bGVyLnYxLlNjaGVkdWxlU3BlY0IGukgDyAEBEg4KBnBhdXNlZBgCIAEoCCJJChZDcmVhdGVTY2hlZHVsZVJlc3BvbnNlEi8KCHNjaGVkdWxlGAEgASgLMh0uZHJvdmVyLnNjaGVkdWxlci52MS5TY2hlZHVsZSIsChJHZXRTY2hlZHVsZVJlcXVlc3QSFgoCaWQYASABKAlCCrpIB3IFEAEYgAEiRgoTR2V0U2NoZWR1bGVSZXNwb25zZRIvCghzY2hlZHVsZRgBIAEoCzIdLmRyb3Zlci5zY2hlZHVsZXIudjEuU2NoZWR1bGUiUQoUTGlzdFNjaGVkdWxlc1JlcXVlc3QSGwoJcGFnZV9zaXplGAEgASgNQgi6SAUqAxjoBxIcCgpwYWdlX3Rva2VuGAIgASgJQgi6SAVyAxiAAiJiChVMaXN0U2NoZWR1bGVzUmVzcG9uc2USMAoJc2NoZWR1bGVzGAEgAygLMh0uZHJvdmVyLnNjaGVkdWxlci52MS5TY2hlZHVsZRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiLgoUUGF1c2VTY2hlZHVsZVJlcXVlc3QSFgoCaWQYASABKAlCCrpIB3IFEAEYgAEiSAoVUGF1c2VTY2hlZHVsZVJlc3BvbnNlEi8KCHNjaGVkdWxlGAEgASgLMh0uZHJvdmVyLnNjaGVkdWxlci52MS5TY2hlZHVsZSIvChVSZXN1bWVTY2hlZHVsZVJlcXVlc3QSFgoCaWQYASABKAlCCrpIB3IFEAEYgAEiSQoWUmVzdW1lU2NoZWR1bGVSZXNwb25zZRIvCghzY2hlZHVsZRgBIAEoCzIdLmRyb3Zlci5zY2hlZHVsZXIudjEuU2NoZWR1bGUiLwoVRGVsZXRlU2NoZWR1bGVSZXF1ZXN0EhYKAmlkGAEgASgJQgq6SAdyBRABGIABIhgKFkRlbGV0ZVNjaGVkdWxlUmVzcG9uc2UijAEKGUNsYWltUGxhY2VhYmxlSm9ic1JlcXVlc3QSGgoGYmlkZGVyGAEgASgJQgq6SAdyBRABGIABEhwKCG1heF9qb2JzGAIgASgNQgq6SAcqBRjoBygBEjUKBHdhaXQYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CDLpICaoBBiICCB4yACKQAQoMUGxhY2VhYmxlSm9iEg4KBmpvYl9pZBgBIAEoCRIQCghjbGFpbV9pZBgCIAEoCRIqCgRzcGVjGAMgASgLMhwuZHJvdmVyLnNjaGVkdWxlci52MS5Kb2JTcGVjEhYKDmF0dGVtcHRfbnVtYmVyGAQgASgNEhoKEnByZXZpb3VzX2FnZW50X2lkcxgFIAMoCSKEAQoaQ2xhaW1QbGFjZWFibGVKb2JzUmVzcG9uc2USLwoEam9icxgBIAMoCzIhLmRyb3Zlci5zY2hlZHVsZXIudjEuUGxhY2VhYmxlSm9iEjUKEWNsYWltX2V4cGlyZV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKdAQoJUGxhY2VtZW50EhgKBmpvYl9pZBgBIAEoCUIIukgFcgOwAQESGwoIY2xhaW1faWQYAiABKAlCCbpIBnIEEAEYQBIZCghhZ2VudF9pZBgDIAEoCUIHukgEcgIYQBIfCgphdWN0aW9uX2lkGAQgASgJQgu6SAjYAQFyA7ABARIdCgt3YWl0X3JlYXNvbhgFIAEoCUIIukgFcgMYgAgiWgoXUmVjb3JkUGxhY2VtZW50c1JlcXVlc3QSPwoKcGxhY2VtZW50cxgBIAMoCzIeLmRyb3Zlci5zY2hlZHVsZXIudjEuUGxhY2VtZW50Qgu6SAiSAQUIARDoByJHCg9QbGFjZW1lbnRSZXN1bHQSDgoGam9iX2lkGAEgASgJEhAKCGFjY2VwdGVkGAIgASgIEhIKCmF0dGVtcHRfaWQYAyABKAkiUQoYUmVjb3JkUGxhY2VtZW50c1Jlc3BvbnNlEjUKB3Jlc3VsdHMYASADKAsyJC5kcm92ZXIuc2NoZWR1bGVyLnYxLlBsYWNlbWVudFJlc3VsdCIYChZXYWtlV2FpdGluZ0pvYnNSZXF1ZXN0IigKF1dha2VXYWl0aW5nSm9ic1Jlc3BvbnNlEg0KBXdva2VuGAEgASgNIl4KDUFnZW50Sm9iRXZlbnQSGwoIYWdlbnRfaWQYASABKAlCCbpIBnIEEAEYQBIwCgVldmVudBgCIAEoCzIZLmRyb3Zlci5mbGVldC52MS5Kb2JFdmVudEIGukgDyAEBIlkKFlJlcG9ydEpvYkV2ZW50c1JlcXVlc3QSPwoGZXZlbnRzGAEgAygLMiIuZHJvdmVyLnNjaGVkdWxlci52MS5BZ2VudEpvYkV2ZW50Qgu6SAiSAQUIARCQTiIZChdSZXBvcnRKb2JFdmVudHNSZXNwb25zZSJ4ChxSZXBvcnRSdW5uaW5nQXR0ZW1wdHNSZXF1ZXN0EhsKCGFnZW50X2lkGAEgASgJQgm6SAZyBBABGEASOwoHcnVubmluZxgCIAMoCzIfLmRyb3Zlci5mbGVldC52MS5SdW5uaW5nQXR0ZW1wdEIJukgGkgEDEJBOIj4KHVJlcG9ydFJ1bm5pbmdBdHRlbXB0c1Jlc3BvbnNlEh0KFWNhbmNlbGxlZF9hdHRlbXB0X2lkcxgBIAMoCSr3AQoISm9iU3RhdGUSGQoVSk9CX1NUQVRFX1VOU1BFQ0lGSUVEEAASFQoRSk9CX1NUQVRFX1BFTkRJTkcQARIVChFKT0JfU1RBVEVfT0ZGRVJFRBACEhYKEkpPQl9TVEFURV9BU1NJR05FRBADEhUKEUpPQl9TVEFURV9SVU5OSU5HEAQSFwoTSk9CX1NUQVRFX1NVQ0NFRURFRBAFEhQKEEpPQl9TVEFURV9GQUlMRUQQBhIXChNKT0JfU1RBVEVfQ0FOQ0VMTEVEEAcSFwoTSk9CX1NUQVRFX1RJTUVEX09VVBAIEhIKDkpPQl9TVEFURV9ERUFEEAkq7QEKDEF0dGVtcHRTdGF0ZRIdChlBVFRFTVBUX1NUQVRFX1VOU1BFQ0lGSUVEEAASGgoWQVRURU1QVF9TVEFURV9BU1NJR05FRBABEhkKFUFUVEVNUFRfU1RBVEVfUlVOTklORxACEhsKF0FUVEVNUFRfU1RBVEVfU1VDQ0VFREVEEAMSGAoUQVRURU1QVF9TVEFURV9GQUlMRUQQBBIbChdBVFRFTVBUX1NUQVRFX0NBTkNFTExFRBAFEhsKF0FUVEVNUFRfU1RBVEVfVElNRURfT1VUEAYSFgoSQVRURU1QVF9TVEFURV9MT1NUEAcqhAEKCFJ1blN0YXRlEhkKFVJVTl9TVEFURV9VTlNQRUNJRklFRBAAEhUKEVJVTl9TVEFURV9SVU5OSU5HEAESFwoTUlVOX1NUQVRFX1NVQ0NFRURFRBACEhQKEFJVTl9TVEFURV9GQUlMRUQQAxIXChNSVU5fU1RBVEVfQ0FOQ0VMTEVEEAQq2wEKClN0YWdlU3RhdGUSGwoXU1RBR0VfU1RBVEVfVU5TUEVDSUZJRUQQABIXChNTVEFHRV9TVEFURV9CTE9DS0VEEAESFwoTU1RBR0VfU1RBVEVfUEVORElORxACEhcKE1NUQUdFX1NUQVRFX1JVTk5JTkcQAxIZChVTVEFHRV9TVEFURV9TVUNDRUVERUQQBBIWChJTVEFHRV9TVEFURV9GQUlMRUQQBRIZChVTVEFHRV9TVEFURV9DQU5DRUxMRUQQBhIXChNTVEFHRV9TVEFURV9TS0lQUEVEEAcqhgEKDU92ZXJsYXBQb2xpY3kSHgoaT1ZFUkxBUF9QT0xJQ1lfVU5TUEVDSUZJRUQQABIXChNPVkVSTEFQX1BPTElDWV9TS0lQEAESGAoUT1ZFUkxBUF9QT0xJQ1lfQUxMT1cQAhIiCh5PVkVSTEFQX1BPTElDWV9DQU5DRUxfUFJFVklPVVMQAyp9CgxNaXNzZWRQb2xpY3kSHQoZTUlTU0VEX1BPTElDWV9VTlNQRUNJRklFRBAAEhYKEk1JU1NFRF9QT0xJQ1lfU0tJUBABEhoKFk1JU1NFRF9QT0xJQ1lfUlVOX09OQ0UQAhIaChZNSVNTRURfUE9MSUNZX0JBQ0tGSUxMEAMyzhAKEFNjaGVkdWxlclNlcnZpY2USWgoJU3VibWl0Sm9iEiUuZHJvdmVyLnNjaGVkdWxlci52MS5TdWJtaXRKb2JSZXF1ZXN0GiYuZHJvdmVyLnNjaGVkdWxlci52MS5TdWJtaXRKb2JSZXNwb25zZRJRCgZHZXRKb2ISIi5kcm92ZXIuc2NoZWR1bGVyLnYxLkdldEpvYlJlcXVlc3QaIy5kcm92ZXIuc2NoZWR1bGVyLnYxLkdldEpvYlJlc3BvbnNlElcKCExpc3RKb2JzEiQuZHJvdmVyLnNjaGVkdWxlci52MS5MaXN0Sm9ic1JlcXVlc3QaJS5kcm92ZXIuc2NoZWR1bGVyLnYxLkxpc3RKb2JzUmVzcG9uc2USWgoJQ2FuY2VsSm9iEiUuZHJvdmVyLnNjaGVkdWxlci52MS5DYW5jZWxKb2JSZXF1ZXN0GiYuZHJvdmVyLnNjaGVkdWxlci52MS5DYW5jZWxKb2JSZXNwb25zZRJZCghXYXRjaEpvYhIkLmRyb3Zlci5zY2hlZHVsZXIudjEuV2F0Y2hKb2JSZXF1ZXN0GiUuZHJvdmVyLnNjaGVkdWxlci52MS5XYXRjaEpvYlJlc3BvbnNlMAESYAoLUmVzdWJtaXRKb2ISJy5kcm92ZXIuc2NoZWR1bGVyLnYxLlJlc3VibWl0Sm9iUmVxdWVzdBooLmRyb3Zlci5zY2hlZHVsZXIudjEuUmVzdWJtaXRKb2JSZXNwb25zZRJaCglTdWJtaXRSdW4SJS5kcm92ZXIuc2NoZWR1bGVyLnYxLlN1Ym1pdFJ1blJlcXVlc3QaJi5kcm92ZXIuc2NoZWR1bGVyLnYxLlN1Ym1pdFJ1blJlc3BvbnNlElEKBkdldFJ1bhIiLmRyb3Zlci5zY2hlZHVsZXIudjEuR2V0UnVuUmVxdWVzdBojLmRyb3Zlci5zY2hlZHVsZXIudjEuR2V0UnVuUmVzcG9uc2USVwoITGlzdFJ1bnMSJC5kcm92ZXIuc2NoZWR1bGVyLnYxLkxpc3RSdW5zUmVxdWVzdBolLmRyb3Zlci5zY2hlZHVsZXIudjEuTGlzdFJ1bnNSZXNwb25zZRJaCglDYW5jZWxSdW4SJS5kcm92ZXIuc2NoZWR1bGVyLnYxLkNhbmNlbFJ1blJlcXVlc3QaJi5kcm92ZXIuc2NoZWR1bGVyLnYxLkNhbmNlbFJ1blJlc3BvbnNlEmkKDkNyZWF0ZVNjaGVkdWxlEiouZHJvdmVyLnNjaGVkdWxlci52MS5DcmVhdGVTY2hlZHVsZVJlcXVlc3QaKy5kcm92ZXIuc2NoZWR1bGVyLnYxLkNyZWF0ZVNjaGVkdWxlUmVzcG9uc2USYAoLR2V0U2NoZWR1bGUSJy5kcm92ZXIuc2NoZWR1bGVyLnYxLkdldFNjaGVkdWxlUmVxdWVzdBooLmRyb3Zlci5zY2hlZHVsZXIudjEuR2V0U2NoZWR1bGVSZXNwb25zZRJmCg1MaXN0U2NoZWR1bGVzEikuZHJvdmVyLnNjaGVkdWxlci52MS5MaXN0U2NoZWR1bGVzUmVxdWVzdBoqLmRyb3Zlci5zY2hlZHVsZXIudjEuTGlzdFNjaGVkdWxlc1Jlc3BvbnNlEmYKDVBhdXNlU2NoZWR1bGUSKS5kcm92ZXIuc2NoZWR1bGVyLnYxLlBhdXNlU2NoZWR1bGVSZXF1ZXN0GiouZHJvdmVyLnNjaGVkdWxlci52MS5QYXVzZVNjaGVkdWxlUmVzcG9uc2USaQoOUmVzdW1lU2NoZWR1bGUSKi5kcm92ZXIuc2NoZWR1bGVyLnYxLlJlc3VtZVNjaGVkdWxlUmVxdWVzdBorLmRyb3Zlci5zY2hlZHVsZXIudjEuUmVzdW1lU2NoZWR1bGVSZXNwb25zZRJpCg5EZWxldGVTY2hlZHVsZRIqLmRyb3Zlci5zY2hlZHVsZXIudjEuRGVsZXRlU2NoZWR1bGVSZXF1ZXN0GisuZHJvdmVyLnNjaGVkdWxlci52MS5EZWxldGVTY2hlZHVsZVJlc3BvbnNlEnUKEkNsYWltUGxhY2VhYmxlSm9icxIuLmRyb3Zlci5zY2hlZHVsZXIudjEuQ2xhaW1QbGFjZWFibGVKb2JzUmVxdWVzdBovLmRyb3Zlci5zY2hlZHVsZXIudjEuQ2xhaW1QbGFjZWFibGVKb2JzUmVzcG9uc2USbwoQUmVjb3JkUGxhY2VtZW50cxIsLmRyb3Zlci5zY2hlZHVsZXIudjEuUmVjb3JkUGxhY2VtZW50c1JlcXVlc3QaLS5kcm92ZXIuc2NoZWR1bGVyLnYxLlJlY29yZFBsYWNlbWVudHNSZXNwb25zZRJsCg9XYWtlV2FpdGluZ0pvYnMSKy5kcm92ZXIuc2NoZWR1bGVyLnYxLldha2VXYWl0aW5nSm9ic1JlcXVlc3QaLC5kcm92ZXIuc2NoZWR1bGVyLnYxLldha2VXYWl0aW5nSm9ic1Jlc3BvbnNlEmwKD1JlcG9ydEpvYkV2ZW50cxIrLmRyb3Zlci5zY2hlZHVsZXIudjEuUmVwb3J0Sm9iRXZlbnRzUmVxdWVzdBosLmRyb3Zlci5zY2hlZHVsZXIudjEuUmVwb3J0Sm9iRXZlbnRzUmVzcG9uc2USfgoVUmVwb3J0UnVubmluZ0F0dGVtcHRzEjEuZHJvdmVyLnNjaGVkdWxlci52MS5SZXBvcnRSdW5uaW5nQXR0ZW1wdHNSZXF1ZXN0GjIuZHJvdmVyLnNjaGVkdWxlci52MS5SZXBvcnRSdW5uaW5nQXR0ZW1wdHNSZXNwb25zZWIGcHJvdG8z", [file_buf_validate_validate, file_drover_common_v1_exec, file_drover_common_v1_resources, file_drover_fleet_v1_agent_stream, file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * Attempt is one try at running a job on one agent.
@@ -246,6 +246,13 @@ export type JobSpec = Message<"drover.scheduler.v1.JobSpec"> & {
    * @generated from field: uint32 concurrency_limit = 10;
    */
   concurrencyLimit: number;
+
+  /**
+   * Run the job again after it ends: n times in all, or forever. Unset: once.
+   *
+   * @generated from field: drover.scheduler.v1.RunMode run_mode = 11;
+   */
+  runMode?: RunMode | undefined;
 };
 
 /**
@@ -254,6 +261,54 @@ export type JobSpec = Message<"drover.scheduler.v1.JobSpec"> & {
  */
 export const JobSpecSchema: GenMessage<JobSpec> = /*@__PURE__*/
   messageDesc(file_drover_scheduler_v1_scheduler_service, 2);
+
+/**
+ * RunMode makes a job run again each time it ends (succeeded, failed, dead
+ * or timed out; a cancel ends the chain). Each run is a new job that points
+ * back at the first (Job.repeat_of) and forward from the previous
+ * (Job.next_job_id).
+ *
+ * @generated from message drover.scheduler.v1.RunMode
+ */
+export type RunMode = Message<"drover.scheduler.v1.RunMode"> & {
+  /**
+   * How many times.
+   *
+   * @generated from oneof drover.scheduler.v1.RunMode.mode
+   */
+  mode: {
+    /**
+     * Run this many times in all, counting the first: 1-100000.
+     *
+     * @generated from field: uint32 n_times = 1;
+     */
+    value: number;
+    case: "nTimes";
+  } | {
+    /**
+     * Run again after every end, until cancelled. Must be true when set.
+     *
+     * @generated from field: bool forever = 2;
+     */
+    value: boolean;
+    case: "forever";
+  } | { case: undefined; value?: undefined };
+
+  /**
+   * Pause between one run ending and the next becoming placeable; unset: 0
+   * for n_times, 1 s for forever. At most one day.
+   *
+   * @generated from field: google.protobuf.Duration delay = 3;
+   */
+  delay?: Duration | undefined;
+};
+
+/**
+ * Describes the message drover.scheduler.v1.RunMode.
+ * Use `create(RunModeSchema)` to create a new message.
+ */
+export const RunModeSchema: GenMessage<RunMode> = /*@__PURE__*/
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 3);
 
 /**
  * Job is a submitted job as it stands.
@@ -338,6 +393,56 @@ export type Job = Message<"drover.scheduler.v1.Job"> & {
    * @generated from field: string end_reason = 11;
    */
   endReason: string;
+
+  /**
+   * The run this job is a stage of, if any.
+   *
+   * @generated from field: string run_id = 12;
+   */
+  runId: string;
+
+  /**
+   * Its stage's name in that run.
+   *
+   * @generated from field: string stage_name = 13;
+   */
+  stageName: string;
+
+  /**
+   * With a run mode: the first job of the chain (empty on the first itself).
+   *
+   * @generated from field: string repeat_of = 14;
+   */
+  repeatOf: string;
+
+  /**
+   * With a run mode: which run of the chain this is, 1 for the first.
+   *
+   * @generated from field: uint32 repeat_index = 15;
+   */
+  repeatIndex: number;
+
+  /**
+   * With a run mode: the job that ran after this one, once there is one.
+   *
+   * @generated from field: string next_job_id = 16;
+   */
+  nextJobId: string;
+
+  /**
+   * The schedule that fired it, if any.
+   *
+   * @generated from field: string schedule_id = 17;
+   */
+  scheduleId: string;
+
+  /**
+   * With a concurrency key, while it waits for a slot: how many of the
+   * key's jobs hold one (see wait_reason).
+   *
+   * @generated from field: uint32 concurrency_holders = 18;
+   */
+  concurrencyHolders: number;
 };
 
 /**
@@ -345,7 +450,7 @@ export type Job = Message<"drover.scheduler.v1.Job"> & {
  * Use `create(JobSchema)` to create a new message.
  */
 export const JobSchema: GenMessage<Job> = /*@__PURE__*/
-  messageDesc(file_drover_scheduler_v1_scheduler_service, 3);
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 4);
 
 /**
  * SubmitJobRequest submits one job.
@@ -374,7 +479,7 @@ export type SubmitJobRequest = Message<"drover.scheduler.v1.SubmitJobRequest"> &
  * Use `create(SubmitJobRequestSchema)` to create a new message.
  */
 export const SubmitJobRequestSchema: GenMessage<SubmitJobRequest> = /*@__PURE__*/
-  messageDesc(file_drover_scheduler_v1_scheduler_service, 4);
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 5);
 
 /**
  * SubmitJobResponse returns the accepted job.
@@ -402,7 +507,7 @@ export type SubmitJobResponse = Message<"drover.scheduler.v1.SubmitJobResponse">
  * Use `create(SubmitJobResponseSchema)` to create a new message.
  */
 export const SubmitJobResponseSchema: GenMessage<SubmitJobResponse> = /*@__PURE__*/
-  messageDesc(file_drover_scheduler_v1_scheduler_service, 5);
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 6);
 
 /**
  * GetJobRequest names a job.
@@ -423,7 +528,7 @@ export type GetJobRequest = Message<"drover.scheduler.v1.GetJobRequest"> & {
  * Use `create(GetJobRequestSchema)` to create a new message.
  */
 export const GetJobRequestSchema: GenMessage<GetJobRequest> = /*@__PURE__*/
-  messageDesc(file_drover_scheduler_v1_scheduler_service, 6);
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 7);
 
 /**
  * GetJobResponse returns a job.
@@ -444,7 +549,7 @@ export type GetJobResponse = Message<"drover.scheduler.v1.GetJobResponse"> & {
  * Use `create(GetJobResponseSchema)` to create a new message.
  */
 export const GetJobResponseSchema: GenMessage<GetJobResponse> = /*@__PURE__*/
-  messageDesc(file_drover_scheduler_v1_scheduler_service, 7);
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 8);
 
 /**
  * ListJobsRequest filters and pages jobs.
@@ -479,7 +584,7 @@ export type ListJobsRequest = Message<"drover.scheduler.v1.ListJobsRequest"> & {
  * Use `create(ListJobsRequestSchema)` to create a new message.
  */
 export const ListJobsRequestSchema: GenMessage<ListJobsRequest> = /*@__PURE__*/
-  messageDesc(file_drover_scheduler_v1_scheduler_service, 8);
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 9);
 
 /**
  * ListJobsResponse is one page of jobs.
@@ -507,7 +612,7 @@ export type ListJobsResponse = Message<"drover.scheduler.v1.ListJobsResponse"> &
  * Use `create(ListJobsResponseSchema)` to create a new message.
  */
 export const ListJobsResponseSchema: GenMessage<ListJobsResponse> = /*@__PURE__*/
-  messageDesc(file_drover_scheduler_v1_scheduler_service, 9);
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 10);
 
 /**
  * CancelJobRequest names a job to stop.
@@ -542,7 +647,7 @@ export type CancelJobRequest = Message<"drover.scheduler.v1.CancelJobRequest"> &
  * Use `create(CancelJobRequestSchema)` to create a new message.
  */
 export const CancelJobRequestSchema: GenMessage<CancelJobRequest> = /*@__PURE__*/
-  messageDesc(file_drover_scheduler_v1_scheduler_service, 10);
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 11);
 
 /**
  * CancelJobResponse returns the job after the cancel.
@@ -563,7 +668,7 @@ export type CancelJobResponse = Message<"drover.scheduler.v1.CancelJobResponse">
  * Use `create(CancelJobResponseSchema)` to create a new message.
  */
 export const CancelJobResponseSchema: GenMessage<CancelJobResponse> = /*@__PURE__*/
-  messageDesc(file_drover_scheduler_v1_scheduler_service, 11);
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 12);
 
 /**
  * WatchJobRequest names a job to follow.
@@ -584,7 +689,7 @@ export type WatchJobRequest = Message<"drover.scheduler.v1.WatchJobRequest"> & {
  * Use `create(WatchJobRequestSchema)` to create a new message.
  */
 export const WatchJobRequestSchema: GenMessage<WatchJobRequest> = /*@__PURE__*/
-  messageDesc(file_drover_scheduler_v1_scheduler_service, 12);
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 13);
 
 /**
  * WatchJobResponse is the job after a change (the first is the job as it stood).
@@ -605,7 +710,7 @@ export type WatchJobResponse = Message<"drover.scheduler.v1.WatchJobResponse"> &
  * Use `create(WatchJobResponseSchema)` to create a new message.
  */
 export const WatchJobResponseSchema: GenMessage<WatchJobResponse> = /*@__PURE__*/
-  messageDesc(file_drover_scheduler_v1_scheduler_service, 13);
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 14);
 
 /**
  * ResubmitJobRequest names an ended job to submit again.
@@ -633,7 +738,7 @@ export type ResubmitJobRequest = Message<"drover.scheduler.v1.ResubmitJobRequest
  * Use `create(ResubmitJobRequestSchema)` to create a new message.
  */
 export const ResubmitJobRequestSchema: GenMessage<ResubmitJobRequest> = /*@__PURE__*/
-  messageDesc(file_drover_scheduler_v1_scheduler_service, 14);
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 15);
 
 /**
  * ResubmitJobResponse returns the new job.
@@ -661,7 +766,889 @@ export type ResubmitJobResponse = Message<"drover.scheduler.v1.ResubmitJobRespon
  * Use `create(ResubmitJobResponseSchema)` to create a new message.
  */
 export const ResubmitJobResponseSchema: GenMessage<ResubmitJobResponse> = /*@__PURE__*/
-  messageDesc(file_drover_scheduler_v1_scheduler_service, 15);
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 16);
+
+/**
+ * StageSpec is one stage of a run: a job and the stages it waits for.
+ *
+ * @generated from message drover.scheduler.v1.StageSpec
+ */
+export type StageSpec = Message<"drover.scheduler.v1.StageSpec"> & {
+  /**
+   * Unique in the run: 1-64 letters, digits, '.', '_' or '-'.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * Stages that must succeed before this one starts: names in this run, no
+   * repeats, at most 256.
+   *
+   * @generated from field: repeated string requires = 2;
+   */
+  requires: string[];
+
+  /**
+   * What the stage runs. Required. A run_mode is not allowed here.
+   *
+   * @generated from field: drover.scheduler.v1.JobSpec job = 3;
+   */
+  job?: JobSpec | undefined;
+};
+
+/**
+ * Describes the message drover.scheduler.v1.StageSpec.
+ * Use `create(StageSpecSchema)` to create a new message.
+ */
+export const StageSpecSchema: GenMessage<StageSpec> = /*@__PURE__*/
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 17);
+
+/**
+ * RunSpec is a DAG of stages.
+ *
+ * @generated from message drover.scheduler.v1.RunSpec
+ */
+export type RunSpec = Message<"drover.scheduler.v1.RunSpec"> & {
+  /**
+   * A name for people, optional: at most 128 characters.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * The stages, 1-1000; validated as acyclic.
+   *
+   * @generated from field: repeated drover.scheduler.v1.StageSpec stages = 2;
+   */
+  stages: StageSpec[];
+};
+
+/**
+ * Describes the message drover.scheduler.v1.RunSpec.
+ * Use `create(RunSpecSchema)` to create a new message.
+ */
+export const RunSpecSchema: GenMessage<RunSpec> = /*@__PURE__*/
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 18);
+
+/**
+ * Stage is one stage of a run as it stands.
+ *
+ * @generated from message drover.scheduler.v1.Stage
+ */
+export type Stage = Message<"drover.scheduler.v1.Stage"> & {
+  /**
+   * Its name.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * The stages it requires.
+   *
+   * @generated from field: repeated string requires = 2;
+   */
+  requires: string[];
+
+  /**
+   * Where it is.
+   *
+   * @generated from field: drover.scheduler.v1.StageState state = 3;
+   */
+  state: StageState;
+
+  /**
+   * Its job, once released; empty while blocked or when skipped.
+   *
+   * @generated from field: string job_id = 4;
+   */
+  jobId: string;
+
+  /**
+   * Its job's state, once released.
+   *
+   * @generated from field: drover.scheduler.v1.JobState job_state = 5;
+   */
+  jobState: JobState;
+
+  /**
+   * Its job's attempts so far.
+   *
+   * @generated from field: uint32 attempt_count = 6;
+   */
+  attemptCount: number;
+
+  /**
+   * Why it is where it is, in words (what it waits for, why it was skipped,
+   * its job's wait or end reason).
+   *
+   * @generated from field: string reason = 7;
+   */
+  reason: string;
+
+  /**
+   * When its job was created (the stage released).
+   *
+   * @generated from field: google.protobuf.Timestamp start_time = 8;
+   */
+  startTime?: Timestamp | undefined;
+
+  /**
+   * When its job ended, or when it was skipped.
+   *
+   * @generated from field: google.protobuf.Timestamp end_time = 9;
+   */
+  endTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message drover.scheduler.v1.Stage.
+ * Use `create(StageSchema)` to create a new message.
+ */
+export const StageSchema: GenMessage<Stage> = /*@__PURE__*/
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 19);
+
+/**
+ * Run is a submitted run as it stands.
+ *
+ * @generated from message drover.scheduler.v1.Run
+ */
+export type Run = Message<"drover.scheduler.v1.Run"> & {
+  /**
+   * Server-assigned id (UUID).
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * Where it is.
+   *
+   * @generated from field: drover.scheduler.v1.RunState state = 2;
+   */
+  state: RunState;
+
+  /**
+   * What was submitted.
+   *
+   * @generated from field: drover.scheduler.v1.RunSpec spec = 3;
+   */
+  spec?: RunSpec | undefined;
+
+  /**
+   * The idempotency key it was submitted with, if any.
+   *
+   * @generated from field: string idempotency_key = 4;
+   */
+  idempotencyKey: string;
+
+  /**
+   * When it was accepted.
+   *
+   * @generated from field: google.protobuf.Timestamp create_time = 5;
+   */
+  createTime?: Timestamp | undefined;
+
+  /**
+   * When it last changed.
+   *
+   * @generated from field: google.protobuf.Timestamp update_time = 6;
+   */
+  updateTime?: Timestamp | undefined;
+
+  /**
+   * When it ended; unset while running.
+   *
+   * @generated from field: google.protobuf.Timestamp end_time = 7;
+   */
+  endTime?: Timestamp | undefined;
+
+  /**
+   * Its stages in definition order (GetRun; ListRuns leaves it empty).
+   *
+   * @generated from field: repeated drover.scheduler.v1.Stage stages = 8;
+   */
+  stages: Stage[];
+
+  /**
+   * The schedule that fired it, if any.
+   *
+   * @generated from field: string schedule_id = 9;
+   */
+  scheduleId: string;
+};
+
+/**
+ * Describes the message drover.scheduler.v1.Run.
+ * Use `create(RunSchema)` to create a new message.
+ */
+export const RunSchema: GenMessage<Run> = /*@__PURE__*/
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 20);
+
+/**
+ * SubmitRunRequest submits one run.
+ *
+ * @generated from message drover.scheduler.v1.SubmitRunRequest
+ */
+export type SubmitRunRequest = Message<"drover.scheduler.v1.SubmitRunRequest"> & {
+  /**
+   * The run. Required.
+   *
+   * @generated from field: drover.scheduler.v1.RunSpec spec = 1;
+   */
+  spec?: RunSpec | undefined;
+
+  /**
+   * Same key, same run. At most 128 characters.
+   *
+   * @generated from field: string idempotency_key = 2;
+   */
+  idempotencyKey: string;
+};
+
+/**
+ * Describes the message drover.scheduler.v1.SubmitRunRequest.
+ * Use `create(SubmitRunRequestSchema)` to create a new message.
+ */
+export const SubmitRunRequestSchema: GenMessage<SubmitRunRequest> = /*@__PURE__*/
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 21);
+
+/**
+ * SubmitRunResponse returns the accepted run.
+ *
+ * @generated from message drover.scheduler.v1.SubmitRunResponse
+ */
+export type SubmitRunResponse = Message<"drover.scheduler.v1.SubmitRunResponse"> & {
+  /**
+   * The run, with its stages.
+   *
+   * @generated from field: drover.scheduler.v1.Run run = 1;
+   */
+  run?: Run | undefined;
+
+  /**
+   * False when an existing run was returned for the idempotency key.
+   *
+   * @generated from field: bool created = 2;
+   */
+  created: boolean;
+};
+
+/**
+ * Describes the message drover.scheduler.v1.SubmitRunResponse.
+ * Use `create(SubmitRunResponseSchema)` to create a new message.
+ */
+export const SubmitRunResponseSchema: GenMessage<SubmitRunResponse> = /*@__PURE__*/
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 22);
+
+/**
+ * GetRunRequest names a run.
+ *
+ * @generated from message drover.scheduler.v1.GetRunRequest
+ */
+export type GetRunRequest = Message<"drover.scheduler.v1.GetRunRequest"> & {
+  /**
+   * The run's id (UUID).
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message drover.scheduler.v1.GetRunRequest.
+ * Use `create(GetRunRequestSchema)` to create a new message.
+ */
+export const GetRunRequestSchema: GenMessage<GetRunRequest> = /*@__PURE__*/
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 23);
+
+/**
+ * GetRunResponse returns a run.
+ *
+ * @generated from message drover.scheduler.v1.GetRunResponse
+ */
+export type GetRunResponse = Message<"drover.scheduler.v1.GetRunResponse"> & {
+  /**
+   * The run, with its stages.
+   *
+   * @generated from field: drover.scheduler.v1.Run run = 1;
+   */
+  run?: Run | undefined;
+};
+
+/**
+ * Describes the message drover.scheduler.v1.GetRunResponse.
+ * Use `create(GetRunResponseSchema)` to create a new message.
+ */
+export const GetRunResponseSchema: GenMessage<GetRunResponse> = /*@__PURE__*/
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 24);
+
+/**
+ * ListRunsRequest filters and pages runs.
+ *
+ * @generated from message drover.scheduler.v1.ListRunsRequest
+ */
+export type ListRunsRequest = Message<"drover.scheduler.v1.ListRunsRequest"> & {
+  /**
+   * Only runs in this state; unspecified: all.
+   *
+   * @generated from field: drover.scheduler.v1.RunState state = 1;
+   */
+  state: RunState;
+
+  /**
+   * Most runs to return: 0 means the default (100); at most 1000.
+   *
+   * @generated from field: uint32 page_size = 2;
+   */
+  pageSize: number;
+
+  /**
+   * Continue after a previous response's next_page_token.
+   *
+   * @generated from field: string page_token = 3;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message drover.scheduler.v1.ListRunsRequest.
+ * Use `create(ListRunsRequestSchema)` to create a new message.
+ */
+export const ListRunsRequestSchema: GenMessage<ListRunsRequest> = /*@__PURE__*/
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 25);
+
+/**
+ * ListRunsResponse is one page of runs.
+ *
+ * @generated from message drover.scheduler.v1.ListRunsResponse
+ */
+export type ListRunsResponse = Message<"drover.scheduler.v1.ListRunsResponse"> & {
+  /**
+   * The runs, newest first, without their stages.
+   *
+   * @generated from field: repeated drover.scheduler.v1.Run runs = 1;
+   */
+  runs: Run[];
+
+  /**
+   * Pass back to get the next page; empty on the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message drover.scheduler.v1.ListRunsResponse.
+ * Use `create(ListRunsResponseSchema)` to create a new message.
+ */
+export const ListRunsResponseSchema: GenMessage<ListRunsResponse> = /*@__PURE__*/
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 26);
+
+/**
+ * CancelRunRequest names a run to stop.
+ *
+ * @generated from message drover.scheduler.v1.CancelRunRequest
+ */
+export type CancelRunRequest = Message<"drover.scheduler.v1.CancelRunRequest"> & {
+  /**
+   * The run's id (UUID).
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * As for CancelJob, for each running stage; unset: 10 s. At most one hour.
+   *
+   * @generated from field: google.protobuf.Duration grace_period = 2;
+   */
+  gracePeriod?: Duration | undefined;
+
+  /**
+   * Why, in words. At most 1024 characters.
+   *
+   * @generated from field: string reason = 3;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message drover.scheduler.v1.CancelRunRequest.
+ * Use `create(CancelRunRequestSchema)` to create a new message.
+ */
+export const CancelRunRequestSchema: GenMessage<CancelRunRequest> = /*@__PURE__*/
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 27);
+
+/**
+ * CancelRunResponse returns the run after the cancel.
+ *
+ * @generated from message drover.scheduler.v1.CancelRunResponse
+ */
+export type CancelRunResponse = Message<"drover.scheduler.v1.CancelRunResponse"> & {
+  /**
+   * The run.
+   *
+   * @generated from field: drover.scheduler.v1.Run run = 1;
+   */
+  run?: Run | undefined;
+};
+
+/**
+ * Describes the message drover.scheduler.v1.CancelRunResponse.
+ * Use `create(CancelRunResponseSchema)` to create a new message.
+ */
+export const CancelRunResponseSchema: GenMessage<CancelRunResponse> = /*@__PURE__*/
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 28);
+
+/**
+ * ScheduleSpec is what to fire and when.
+ *
+ * @generated from message drover.scheduler.v1.ScheduleSpec
+ */
+export type ScheduleSpec = Message<"drover.scheduler.v1.ScheduleSpec"> & {
+  /**
+   * Unique among schedules: 1-128 letters, digits, '.', '_' or '-'.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * A cron expression: five fields (minute hour day-of-month month
+   * day-of-week), or six with seconds first; names like MON and JAN and
+   * macros like @hourly work. 1-256 characters.
+   *
+   * @generated from field: string cron = 2;
+   */
+  cron: string;
+
+  /**
+   * An IANA time zone ("Europe/Paris"); empty: UTC. At most 64 characters.
+   *
+   * @generated from field: string time_zone = 3;
+   */
+  timeZone: string;
+
+  /**
+   * What each tick fires. Required.
+   *
+   * @generated from oneof drover.scheduler.v1.ScheduleSpec.template
+   */
+  template: {
+    /**
+     * A job (its run_mode is not allowed here).
+     *
+     * @generated from field: drover.scheduler.v1.JobSpec job = 4;
+     */
+    value: JobSpec;
+    case: "job";
+  } | {
+    /**
+     * A run.
+     *
+     * @generated from field: drover.scheduler.v1.RunSpec run = 5;
+     */
+    value: RunSpec;
+    case: "run";
+  } | { case: undefined; value?: undefined };
+
+  /**
+   * While the previous tick's job or run is going; unset: SKIP.
+   *
+   * @generated from field: drover.scheduler.v1.OverlapPolicy overlap = 6;
+   */
+  overlap: OverlapPolicy;
+
+  /**
+   * Ticks missed during downtime; unset: RUN_ONCE.
+   *
+   * @generated from field: drover.scheduler.v1.MissedPolicy missed = 7;
+   */
+  missed: MissedPolicy;
+
+  /**
+   * With BACKFILL, the most missed ticks fired: 0 means 10; at most 1000.
+   *
+   * @generated from field: uint32 backfill_limit = 8;
+   */
+  backfillLimit: number;
+};
+
+/**
+ * Describes the message drover.scheduler.v1.ScheduleSpec.
+ * Use `create(ScheduleSpecSchema)` to create a new message.
+ */
+export const ScheduleSpecSchema: GenMessage<ScheduleSpec> = /*@__PURE__*/
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 29);
+
+/**
+ * Schedule is a stored schedule as it stands.
+ *
+ * @generated from message drover.scheduler.v1.Schedule
+ */
+export type Schedule = Message<"drover.scheduler.v1.Schedule"> & {
+  /**
+   * Server-assigned id (UUID).
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * What it fires and when.
+   *
+   * @generated from field: drover.scheduler.v1.ScheduleSpec spec = 2;
+   */
+  spec?: ScheduleSpec | undefined;
+
+  /**
+   * True while paused.
+   *
+   * @generated from field: bool paused = 3;
+   */
+  paused: boolean;
+
+  /**
+   * When it was created.
+   *
+   * @generated from field: google.protobuf.Timestamp create_time = 4;
+   */
+  createTime?: Timestamp | undefined;
+
+  /**
+   * When it last changed.
+   *
+   * @generated from field: google.protobuf.Timestamp update_time = 5;
+   */
+  updateTime?: Timestamp | undefined;
+
+  /**
+   * The next tick; unset while paused or when the expression has no next time.
+   *
+   * @generated from field: google.protobuf.Timestamp next_fire_time = 6;
+   */
+  nextFireTime?: Timestamp | undefined;
+
+  /**
+   * The last tick that fired something.
+   *
+   * @generated from field: google.protobuf.Timestamp last_fire_time = 7;
+   */
+  lastFireTime?: Timestamp | undefined;
+
+  /**
+   * What the last tick fired: a job id or a run id.
+   *
+   * @generated from field: string last_job_id = 8;
+   */
+  lastJobId: string;
+
+  /**
+   * What the last tick fired, when it was a run.
+   *
+   * @generated from field: string last_run_id = 9;
+   */
+  lastRunId: string;
+
+  /**
+   * Ticks that fired something.
+   *
+   * @generated from field: uint64 fire_count = 10;
+   */
+  fireCount: bigint;
+
+  /**
+   * Ticks that fired nothing (overlap SKIP, missed SKIP).
+   *
+   * @generated from field: uint64 skip_count = 11;
+   */
+  skipCount: bigint;
+
+  /**
+   * Why the last skipped tick was skipped, in words.
+   *
+   * @generated from field: string last_skip_reason = 12;
+   */
+  lastSkipReason: string;
+};
+
+/**
+ * Describes the message drover.scheduler.v1.Schedule.
+ * Use `create(ScheduleSchema)` to create a new message.
+ */
+export const ScheduleSchema: GenMessage<Schedule> = /*@__PURE__*/
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 30);
+
+/**
+ * CreateScheduleRequest creates a schedule.
+ *
+ * @generated from message drover.scheduler.v1.CreateScheduleRequest
+ */
+export type CreateScheduleRequest = Message<"drover.scheduler.v1.CreateScheduleRequest"> & {
+  /**
+   * The schedule. Required.
+   *
+   * @generated from field: drover.scheduler.v1.ScheduleSpec spec = 1;
+   */
+  spec?: ScheduleSpec | undefined;
+
+  /**
+   * Start paused.
+   *
+   * @generated from field: bool paused = 2;
+   */
+  paused: boolean;
+};
+
+/**
+ * Describes the message drover.scheduler.v1.CreateScheduleRequest.
+ * Use `create(CreateScheduleRequestSchema)` to create a new message.
+ */
+export const CreateScheduleRequestSchema: GenMessage<CreateScheduleRequest> = /*@__PURE__*/
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 31);
+
+/**
+ * CreateScheduleResponse returns the new schedule.
+ *
+ * @generated from message drover.scheduler.v1.CreateScheduleResponse
+ */
+export type CreateScheduleResponse = Message<"drover.scheduler.v1.CreateScheduleResponse"> & {
+  /**
+   * The schedule, with its next fire time.
+   *
+   * @generated from field: drover.scheduler.v1.Schedule schedule = 1;
+   */
+  schedule?: Schedule | undefined;
+};
+
+/**
+ * Describes the message drover.scheduler.v1.CreateScheduleResponse.
+ * Use `create(CreateScheduleResponseSchema)` to create a new message.
+ */
+export const CreateScheduleResponseSchema: GenMessage<CreateScheduleResponse> = /*@__PURE__*/
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 32);
+
+/**
+ * GetScheduleRequest names a schedule.
+ *
+ * @generated from message drover.scheduler.v1.GetScheduleRequest
+ */
+export type GetScheduleRequest = Message<"drover.scheduler.v1.GetScheduleRequest"> & {
+  /**
+   * Its id (UUID) or its name: 1-128 characters.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message drover.scheduler.v1.GetScheduleRequest.
+ * Use `create(GetScheduleRequestSchema)` to create a new message.
+ */
+export const GetScheduleRequestSchema: GenMessage<GetScheduleRequest> = /*@__PURE__*/
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 33);
+
+/**
+ * GetScheduleResponse returns a schedule.
+ *
+ * @generated from message drover.scheduler.v1.GetScheduleResponse
+ */
+export type GetScheduleResponse = Message<"drover.scheduler.v1.GetScheduleResponse"> & {
+  /**
+   * The schedule.
+   *
+   * @generated from field: drover.scheduler.v1.Schedule schedule = 1;
+   */
+  schedule?: Schedule | undefined;
+};
+
+/**
+ * Describes the message drover.scheduler.v1.GetScheduleResponse.
+ * Use `create(GetScheduleResponseSchema)` to create a new message.
+ */
+export const GetScheduleResponseSchema: GenMessage<GetScheduleResponse> = /*@__PURE__*/
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 34);
+
+/**
+ * ListSchedulesRequest pages schedules.
+ *
+ * @generated from message drover.scheduler.v1.ListSchedulesRequest
+ */
+export type ListSchedulesRequest = Message<"drover.scheduler.v1.ListSchedulesRequest"> & {
+  /**
+   * Most schedules to return: 0 means the default (100); at most 1000.
+   *
+   * @generated from field: uint32 page_size = 1;
+   */
+  pageSize: number;
+
+  /**
+   * Continue after a previous response's next_page_token.
+   *
+   * @generated from field: string page_token = 2;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message drover.scheduler.v1.ListSchedulesRequest.
+ * Use `create(ListSchedulesRequestSchema)` to create a new message.
+ */
+export const ListSchedulesRequestSchema: GenMessage<ListSchedulesRequest> = /*@__PURE__*/
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 35);
+
+/**
+ * ListSchedulesResponse is one page of schedules.
+ *
+ * @generated from message drover.scheduler.v1.ListSchedulesResponse
+ */
+export type ListSchedulesResponse = Message<"drover.scheduler.v1.ListSchedulesResponse"> & {
+  /**
+   * The schedules, by name.
+   *
+   * @generated from field: repeated drover.scheduler.v1.Schedule schedules = 1;
+   */
+  schedules: Schedule[];
+
+  /**
+   * Pass back to get the next page; empty on the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message drover.scheduler.v1.ListSchedulesResponse.
+ * Use `create(ListSchedulesResponseSchema)` to create a new message.
+ */
+export const ListSchedulesResponseSchema: GenMessage<ListSchedulesResponse> = /*@__PURE__*/
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 36);
+
+/**
+ * PauseScheduleRequest names a schedule to pause.
+ *
+ * @generated from message drover.scheduler.v1.PauseScheduleRequest
+ */
+export type PauseScheduleRequest = Message<"drover.scheduler.v1.PauseScheduleRequest"> & {
+  /**
+   * Its id (UUID) or its name: 1-128 characters.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message drover.scheduler.v1.PauseScheduleRequest.
+ * Use `create(PauseScheduleRequestSchema)` to create a new message.
+ */
+export const PauseScheduleRequestSchema: GenMessage<PauseScheduleRequest> = /*@__PURE__*/
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 37);
+
+/**
+ * PauseScheduleResponse returns the schedule.
+ *
+ * @generated from message drover.scheduler.v1.PauseScheduleResponse
+ */
+export type PauseScheduleResponse = Message<"drover.scheduler.v1.PauseScheduleResponse"> & {
+  /**
+   * The schedule.
+   *
+   * @generated from field: drover.scheduler.v1.Schedule schedule = 1;
+   */
+  schedule?: Schedule | undefined;
+};
+
+/**
+ * Describes the message drover.scheduler.v1.PauseScheduleResponse.
+ * Use `create(PauseScheduleResponseSchema)` to create a new message.
+ */
+export const PauseScheduleResponseSchema: GenMessage<PauseScheduleResponse> = /*@__PURE__*/
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 38);
+
+/**
+ * ResumeScheduleRequest names a schedule to resume.
+ *
+ * @generated from message drover.scheduler.v1.ResumeScheduleRequest
+ */
+export type ResumeScheduleRequest = Message<"drover.scheduler.v1.ResumeScheduleRequest"> & {
+  /**
+   * Its id (UUID) or its name: 1-128 characters.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message drover.scheduler.v1.ResumeScheduleRequest.
+ * Use `create(ResumeScheduleRequestSchema)` to create a new message.
+ */
+export const ResumeScheduleRequestSchema: GenMessage<ResumeScheduleRequest> = /*@__PURE__*/
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 39);
+
+/**
+ * ResumeScheduleResponse returns the schedule.
+ *
+ * @generated from message drover.scheduler.v1.ResumeScheduleResponse
+ */
+export type ResumeScheduleResponse = Message<"drover.scheduler.v1.ResumeScheduleResponse"> & {
+  /**
+   * The schedule, with its next fire time.
+   *
+   * @generated from field: drover.scheduler.v1.Schedule schedule = 1;
+   */
+  schedule?: Schedule | undefined;
+};
+
+/**
+ * Describes the message drover.scheduler.v1.ResumeScheduleResponse.
+ * Use `create(ResumeScheduleResponseSchema)` to create a new message.
+ */
+export const ResumeScheduleResponseSchema: GenMessage<ResumeScheduleResponse> = /*@__PURE__*/
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 40);
+
+/**
+ * DeleteScheduleRequest names a schedule to delete.
+ *
+ * @generated from message drover.scheduler.v1.DeleteScheduleRequest
+ */
+export type DeleteScheduleRequest = Message<"drover.scheduler.v1.DeleteScheduleRequest"> & {
+  /**
+   * Its id (UUID) or its name: 1-128 characters.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message drover.scheduler.v1.DeleteScheduleRequest.
+ * Use `create(DeleteScheduleRequestSchema)` to create a new message.
+ */
+export const DeleteScheduleRequestSchema: GenMessage<DeleteScheduleRequest> = /*@__PURE__*/
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 41);
+
+/**
+ * DeleteScheduleResponse is empty: the schedule is gone.
+ *
+ * @generated from message drover.scheduler.v1.DeleteScheduleResponse
+ */
+export type DeleteScheduleResponse = Message<"drover.scheduler.v1.DeleteScheduleResponse"> & {
+};
+
+/**
+ * Describes the message drover.scheduler.v1.DeleteScheduleResponse.
+ * Use `create(DeleteScheduleResponseSchema)` to create a new message.
+ */
+export const DeleteScheduleResponseSchema: GenMessage<DeleteScheduleResponse> = /*@__PURE__*/
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 42);
 
 /**
  * ClaimPlaceableJobsRequest asks for jobs to place.
@@ -696,7 +1683,7 @@ export type ClaimPlaceableJobsRequest = Message<"drover.scheduler.v1.ClaimPlacea
  * Use `create(ClaimPlaceableJobsRequestSchema)` to create a new message.
  */
 export const ClaimPlaceableJobsRequestSchema: GenMessage<ClaimPlaceableJobsRequest> = /*@__PURE__*/
-  messageDesc(file_drover_scheduler_v1_scheduler_service, 16);
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 43);
 
 /**
  * PlaceableJob is a claimed job and what placing it needs.
@@ -745,7 +1732,7 @@ export type PlaceableJob = Message<"drover.scheduler.v1.PlaceableJob"> & {
  * Use `create(PlaceableJobSchema)` to create a new message.
  */
 export const PlaceableJobSchema: GenMessage<PlaceableJob> = /*@__PURE__*/
-  messageDesc(file_drover_scheduler_v1_scheduler_service, 17);
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 44);
 
 /**
  * ClaimPlaceableJobsResponse returns the claimed jobs, highest priority first.
@@ -773,7 +1760,7 @@ export type ClaimPlaceableJobsResponse = Message<"drover.scheduler.v1.ClaimPlace
  * Use `create(ClaimPlaceableJobsResponseSchema)` to create a new message.
  */
 export const ClaimPlaceableJobsResponseSchema: GenMessage<ClaimPlaceableJobsResponse> = /*@__PURE__*/
-  messageDesc(file_drover_scheduler_v1_scheduler_service, 18);
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 45);
 
 /**
  * Placement is the outcome of one job's auction.
@@ -822,7 +1809,7 @@ export type Placement = Message<"drover.scheduler.v1.Placement"> & {
  * Use `create(PlacementSchema)` to create a new message.
  */
 export const PlacementSchema: GenMessage<Placement> = /*@__PURE__*/
-  messageDesc(file_drover_scheduler_v1_scheduler_service, 19);
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 46);
 
 /**
  * RecordPlacementsRequest settles claims.
@@ -843,7 +1830,7 @@ export type RecordPlacementsRequest = Message<"drover.scheduler.v1.RecordPlaceme
  * Use `create(RecordPlacementsRequestSchema)` to create a new message.
  */
 export const RecordPlacementsRequestSchema: GenMessage<RecordPlacementsRequest> = /*@__PURE__*/
-  messageDesc(file_drover_scheduler_v1_scheduler_service, 20);
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 47);
 
 /**
  * PlacementResult says what became of one placement.
@@ -879,7 +1866,7 @@ export type PlacementResult = Message<"drover.scheduler.v1.PlacementResult"> & {
  * Use `create(PlacementResultSchema)` to create a new message.
  */
 export const PlacementResultSchema: GenMessage<PlacementResult> = /*@__PURE__*/
-  messageDesc(file_drover_scheduler_v1_scheduler_service, 21);
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 48);
 
 /**
  * RecordPlacementsResponse answers each placement, in request order.
@@ -900,7 +1887,7 @@ export type RecordPlacementsResponse = Message<"drover.scheduler.v1.RecordPlacem
  * Use `create(RecordPlacementsResponseSchema)` to create a new message.
  */
 export const RecordPlacementsResponseSchema: GenMessage<RecordPlacementsResponse> = /*@__PURE__*/
-  messageDesc(file_drover_scheduler_v1_scheduler_service, 22);
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 49);
 
 /**
  * WakeWaitingJobsRequest wakes jobs that wait for capacity.
@@ -915,7 +1902,7 @@ export type WakeWaitingJobsRequest = Message<"drover.scheduler.v1.WakeWaitingJob
  * Use `create(WakeWaitingJobsRequestSchema)` to create a new message.
  */
 export const WakeWaitingJobsRequestSchema: GenMessage<WakeWaitingJobsRequest> = /*@__PURE__*/
-  messageDesc(file_drover_scheduler_v1_scheduler_service, 23);
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 50);
 
 /**
  * WakeWaitingJobsResponse says how many woke.
@@ -936,7 +1923,7 @@ export type WakeWaitingJobsResponse = Message<"drover.scheduler.v1.WakeWaitingJo
  * Use `create(WakeWaitingJobsResponseSchema)` to create a new message.
  */
 export const WakeWaitingJobsResponseSchema: GenMessage<WakeWaitingJobsResponse> = /*@__PURE__*/
-  messageDesc(file_drover_scheduler_v1_scheduler_service, 24);
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 51);
 
 /**
  * AgentJobEvent is a job event and the agent that sent it.
@@ -964,7 +1951,7 @@ export type AgentJobEvent = Message<"drover.scheduler.v1.AgentJobEvent"> & {
  * Use `create(AgentJobEventSchema)` to create a new message.
  */
 export const AgentJobEventSchema: GenMessage<AgentJobEvent> = /*@__PURE__*/
-  messageDesc(file_drover_scheduler_v1_scheduler_service, 25);
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 52);
 
 /**
  * ReportJobEventsRequest carries job events from any number of agents.
@@ -985,7 +1972,7 @@ export type ReportJobEventsRequest = Message<"drover.scheduler.v1.ReportJobEvent
  * Use `create(ReportJobEventsRequestSchema)` to create a new message.
  */
 export const ReportJobEventsRequestSchema: GenMessage<ReportJobEventsRequest> = /*@__PURE__*/
-  messageDesc(file_drover_scheduler_v1_scheduler_service, 26);
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 53);
 
 /**
  * ReportJobEventsResponse: the events are applied (or were stale) and need not be sent again.
@@ -1000,7 +1987,7 @@ export type ReportJobEventsResponse = Message<"drover.scheduler.v1.ReportJobEven
  * Use `create(ReportJobEventsResponseSchema)` to create a new message.
  */
 export const ReportJobEventsResponseSchema: GenMessage<ReportJobEventsResponse> = /*@__PURE__*/
-  messageDesc(file_drover_scheduler_v1_scheduler_service, 27);
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 54);
 
 /**
  * ReportRunningAttemptsRequest is what an agent said it runs when it connected.
@@ -1028,7 +2015,7 @@ export type ReportRunningAttemptsRequest = Message<"drover.scheduler.v1.ReportRu
  * Use `create(ReportRunningAttemptsRequestSchema)` to create a new message.
  */
 export const ReportRunningAttemptsRequestSchema: GenMessage<ReportRunningAttemptsRequest> = /*@__PURE__*/
-  messageDesc(file_drover_scheduler_v1_scheduler_service, 28);
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 55);
 
 /**
  * ReportRunningAttemptsResponse says which attempts the agent was told to cancel.
@@ -1049,7 +2036,7 @@ export type ReportRunningAttemptsResponse = Message<"drover.scheduler.v1.ReportR
  * Use `create(ReportRunningAttemptsResponseSchema)` to create a new message.
  */
 export const ReportRunningAttemptsResponseSchema: GenMessage<ReportRunningAttemptsResponse> = /*@__PURE__*/
-  messageDesc(file_drover_scheduler_v1_scheduler_service, 29);
+  messageDesc(file_drover_scheduler_v1_scheduler_service, 56);
 
 /**
  * JobState is where a job is in its life.
@@ -1205,6 +2192,206 @@ export const AttemptStateSchema: GenEnum<AttemptState> = /*@__PURE__*/
   enumDesc(file_drover_scheduler_v1_scheduler_service, 1);
 
 /**
+ * RunState is where a run is; derived from its stages.
+ *
+ * @generated from enum drover.scheduler.v1.RunState
+ */
+export enum RunState {
+  /**
+   * Not a state.
+   *
+   * @generated from enum value: RUN_STATE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Some stage is blocked, pending or running.
+   *
+   * @generated from enum value: RUN_STATE_RUNNING = 1;
+   */
+  RUNNING = 1,
+
+  /**
+   * Every stage succeeded.
+   *
+   * @generated from enum value: RUN_STATE_SUCCEEDED = 2;
+   */
+  SUCCEEDED = 2,
+
+  /**
+   * Some stage failed (or was skipped) and none is left to run.
+   *
+   * @generated from enum value: RUN_STATE_FAILED = 3;
+   */
+  FAILED = 3,
+
+  /**
+   * Cancelled, and no stage failed.
+   *
+   * @generated from enum value: RUN_STATE_CANCELLED = 4;
+   */
+  CANCELLED = 4,
+}
+
+/**
+ * Describes the enum drover.scheduler.v1.RunState.
+ */
+export const RunStateSchema: GenEnum<RunState> = /*@__PURE__*/
+  enumDesc(file_drover_scheduler_v1_scheduler_service, 2);
+
+/**
+ * StageState is where one stage of a run is.
+ *
+ * @generated from enum drover.scheduler.v1.StageState
+ */
+export enum StageState {
+  /**
+   * Not a state.
+   *
+   * @generated from enum value: STAGE_STATE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Waits for the stages it requires.
+   *
+   * @generated from enum value: STAGE_STATE_BLOCKED = 1;
+   */
+  BLOCKED = 1,
+
+  /**
+   * Released: its job waits for placement.
+   *
+   * @generated from enum value: STAGE_STATE_PENDING = 2;
+   */
+  PENDING = 2,
+
+  /**
+   * Its job is assigned or running.
+   *
+   * @generated from enum value: STAGE_STATE_RUNNING = 3;
+   */
+  RUNNING = 3,
+
+  /**
+   * Its job succeeded.
+   *
+   * @generated from enum value: STAGE_STATE_SUCCEEDED = 4;
+   */
+  SUCCEEDED = 4,
+
+  /**
+   * Its job failed, timed out or ran out of retries.
+   *
+   * @generated from enum value: STAGE_STATE_FAILED = 5;
+   */
+  FAILED = 5,
+
+  /**
+   * Its job was cancelled.
+   *
+   * @generated from enum value: STAGE_STATE_CANCELLED = 6;
+   */
+  CANCELLED = 6,
+
+  /**
+   * Never runs: a stage it requires failed, was cancelled or was skipped.
+   *
+   * @generated from enum value: STAGE_STATE_SKIPPED = 7;
+   */
+  SKIPPED = 7,
+}
+
+/**
+ * Describes the enum drover.scheduler.v1.StageState.
+ */
+export const StageStateSchema: GenEnum<StageState> = /*@__PURE__*/
+  enumDesc(file_drover_scheduler_v1_scheduler_service, 3);
+
+/**
+ * OverlapPolicy says what a tick does while what the previous tick fired is still going.
+ *
+ * @generated from enum drover.scheduler.v1.OverlapPolicy
+ */
+export enum OverlapPolicy {
+  /**
+   * The default: SKIP.
+   *
+   * @generated from enum value: OVERLAP_POLICY_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Fire nothing this tick (recorded as skipped).
+   *
+   * @generated from enum value: OVERLAP_POLICY_SKIP = 1;
+   */
+  SKIP = 1,
+
+  /**
+   * Fire anyway; several may run at once.
+   *
+   * @generated from enum value: OVERLAP_POLICY_ALLOW = 2;
+   */
+  ALLOW = 2,
+
+  /**
+   * Cancel what the previous tick fired, then fire.
+   *
+   * @generated from enum value: OVERLAP_POLICY_CANCEL_PREVIOUS = 3;
+   */
+  CANCEL_PREVIOUS = 3,
+}
+
+/**
+ * Describes the enum drover.scheduler.v1.OverlapPolicy.
+ */
+export const OverlapPolicySchema: GenEnum<OverlapPolicy> = /*@__PURE__*/
+  enumDesc(file_drover_scheduler_v1_scheduler_service, 4);
+
+/**
+ * MissedPolicy says what happens to ticks that passed while no Scheduler
+ * was running (downtime), found when one starts again.
+ *
+ * @generated from enum drover.scheduler.v1.MissedPolicy
+ */
+export enum MissedPolicy {
+  /**
+   * The default: RUN_ONCE.
+   *
+   * @generated from enum value: MISSED_POLICY_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Fire none of them; wait for the next tick.
+   *
+   * @generated from enum value: MISSED_POLICY_SKIP = 1;
+   */
+  SKIP = 1,
+
+  /**
+   * Fire once for all of them (the latest).
+   *
+   * @generated from enum value: MISSED_POLICY_RUN_ONCE = 2;
+   */
+  RUN_ONCE = 2,
+
+  /**
+   * Fire each of them, oldest first, at most backfill_limit.
+   *
+   * @generated from enum value: MISSED_POLICY_BACKFILL = 3;
+   */
+  BACKFILL = 3,
+}
+
+/**
+ * Describes the enum drover.scheduler.v1.MissedPolicy.
+ */
+export const MissedPolicySchema: GenEnum<MissedPolicy> = /*@__PURE__*/
+  enumDesc(file_drover_scheduler_v1_scheduler_service, 5);
+
+/**
  * SchedulerService accepts work and drives each job through its states.
  *
  * @generated from service drover.scheduler.v1.SchedulerService
@@ -1275,6 +2462,112 @@ export const SchedulerService: GenService<{
     methodKind: "unary";
     input: typeof ResubmitJobRequestSchema;
     output: typeof ResubmitJobResponseSchema;
+  },
+  /**
+   * SubmitRun accepts a DAG run: stages with `requires` edges. A stage starts
+   * as a job once every stage it requires succeeded; a failed stage skips
+   * everything downstream. A cycle is INVALID_ARGUMENT naming it. With an
+   * idempotency key, submitting again returns the run first created.
+   *
+   * @generated from rpc drover.scheduler.v1.SchedulerService.SubmitRun
+   */
+  submitRun: {
+    methodKind: "unary";
+    input: typeof SubmitRunRequestSchema;
+    output: typeof SubmitRunResponseSchema;
+  },
+  /**
+   * GetRun returns a run with each stage's state and job.
+   *
+   * @generated from rpc drover.scheduler.v1.SchedulerService.GetRun
+   */
+  getRun: {
+    methodKind: "unary";
+    input: typeof GetRunRequestSchema;
+    output: typeof GetRunResponseSchema;
+  },
+  /**
+   * ListRuns lists runs, newest first, optionally in one state.
+   *
+   * @generated from rpc drover.scheduler.v1.SchedulerService.ListRuns
+   */
+  listRuns: {
+    methodKind: "unary";
+    input: typeof ListRunsRequestSchema;
+    output: typeof ListRunsResponseSchema;
+  },
+  /**
+   * CancelRun cancels every stage not yet ended; stages never started are
+   * skipped. Idempotent; FAILED_PRECONDITION when the run already ended otherwise.
+   *
+   * @generated from rpc drover.scheduler.v1.SchedulerService.CancelRun
+   */
+  cancelRun: {
+    methodKind: "unary";
+    input: typeof CancelRunRequestSchema;
+    output: typeof CancelRunResponseSchema;
+  },
+  /**
+   * CreateSchedule fires a job or run template on a cron schedule in a time
+   * zone. ALREADY_EXISTS when the name is taken.
+   *
+   * @generated from rpc drover.scheduler.v1.SchedulerService.CreateSchedule
+   */
+  createSchedule: {
+    methodKind: "unary";
+    input: typeof CreateScheduleRequestSchema;
+    output: typeof CreateScheduleResponseSchema;
+  },
+  /**
+   * GetSchedule returns a schedule with its next fire time.
+   *
+   * @generated from rpc drover.scheduler.v1.SchedulerService.GetSchedule
+   */
+  getSchedule: {
+    methodKind: "unary";
+    input: typeof GetScheduleRequestSchema;
+    output: typeof GetScheduleResponseSchema;
+  },
+  /**
+   * ListSchedules lists schedules by name, with their next fire times.
+   *
+   * @generated from rpc drover.scheduler.v1.SchedulerService.ListSchedules
+   */
+  listSchedules: {
+    methodKind: "unary";
+    input: typeof ListSchedulesRequestSchema;
+    output: typeof ListSchedulesResponseSchema;
+  },
+  /**
+   * PauseSchedule stops a schedule firing until resumed. Idempotent.
+   *
+   * @generated from rpc drover.scheduler.v1.SchedulerService.PauseSchedule
+   */
+  pauseSchedule: {
+    methodKind: "unary";
+    input: typeof PauseScheduleRequestSchema;
+    output: typeof PauseScheduleResponseSchema;
+  },
+  /**
+   * ResumeSchedule makes a paused schedule fire again; ticks missed while
+   * paused are not fired. Idempotent.
+   *
+   * @generated from rpc drover.scheduler.v1.SchedulerService.ResumeSchedule
+   */
+  resumeSchedule: {
+    methodKind: "unary";
+    input: typeof ResumeScheduleRequestSchema;
+    output: typeof ResumeScheduleResponseSchema;
+  },
+  /**
+   * DeleteSchedule removes a schedule; what it already fired runs on.
+   *
+   * @generated from rpc drover.scheduler.v1.SchedulerService.DeleteSchedule
+   */
+  deleteSchedule: {
+    methodKind: "unary";
+    input: typeof DeleteScheduleRequestSchema;
+    output: typeof DeleteScheduleResponseSchema;
   },
   /**
    * ClaimPlaceableJobs hands pending jobs to a Bid replica for placement:
