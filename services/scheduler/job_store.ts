@@ -31,6 +31,15 @@ export interface JobRow {
   cancelRequestedAt: Date | null;
   endReason: string | null;
   endedAt: Date | null;
+  runId: string | null;
+  stageName: string | null;
+  repeatOf: string | null;
+  repeatIndex: number;
+  nextJobId: string | null;
+  scheduleId: string | null;
+  concurrencyKey: string | null;
+  concurrencyLimit: number;
+  followupPending: boolean;
 }
 
 /** An attempt as stored. */
@@ -50,12 +59,15 @@ export interface AttemptRow {
   leaseExpiresAt: Date;
 }
 
-const JOB_COLUMNS = `j.id::text AS id, j.state, j.spec, j.priority, j.idempotency_key AS "idempotencyKey",
+export const JOB_COLUMNS = `j.id::text AS id, j.state, j.spec, j.priority, j.idempotency_key AS "idempotencyKey",
   j.created_at AS "createdAt", j.updated_at AS "updatedAt", j.attempt_count AS "attemptCount",
   j.failure_count AS "failureCount", j.lost_count AS "lostCount", j.current_attempt_id::text AS "currentAttemptId",
   j.not_before AS "notBefore", j.waiting_for_capacity AS "waitingForCapacity", j.wait_reason AS "waitReason",
   j.claim_id::text AS "claimId", j.claim_expires_at AS "claimExpiresAt", j.cancel_requested_at AS "cancelRequestedAt",
-  j.end_reason AS "endReason", j.ended_at AS "endedAt"`;
+  j.end_reason AS "endReason", j.ended_at AS "endedAt", j.run_id::text AS "runId", j.stage_name AS "stageName",
+  j.repeat_of::text AS "repeatOf", j.repeat_index AS "repeatIndex", j.next_job_id::text AS "nextJobId",
+  j.schedule_id::text AS "scheduleId", j.concurrency_key AS "concurrencyKey", j.concurrency_limit AS "concurrencyLimit",
+  j.followup_pending AS "followupPending"`;
 
 const ATTEMPT_COLUMNS = `a.id::text AS id, a.job_id::text AS "jobId", a.number, a.agent_id AS "agentId", a.state,
   a.auction_id::text AS "auctionId", a.created_at AS "createdAt", a.started_at AS "startedAt", a.ended_at AS "endedAt",
@@ -78,7 +90,7 @@ function dates<T extends object>(row: T, keys: readonly (keyof T)[]): T {
 const JOB_DATES = ["createdAt", "updatedAt", "notBefore", "claimExpiresAt", "cancelRequestedAt", "endedAt"] as const;
 const ATTEMPT_DATES = ["createdAt", "startedAt", "endedAt", "leaseExpiresAt"] as const;
 
-function jobRow(r: JobRow): JobRow {
+export function jobRow(r: JobRow): JobRow {
   return dates(r, JOB_DATES);
 }
 
@@ -91,6 +103,40 @@ export interface NewJob {
   spec: object;
   priority: number;
   idempotencyKey: string | null;
+  /** The run and stage it belongs to. */
+  runId?: string | null;
+  stageName?: string | null;
+  /** In a chain of repeats: the first job, and this one's place (1 for the first). */
+  repeatOf?: string | null;
+  repeatIndex?: number;
+  /** The schedule whose tick fired it. */
+  scheduleId?: string | null;
+  /** Not placeable before this (a repeat's delay). */
+  notBefore?: Date | null;
+  /** At most concurrencyLimit jobs with this key hold an agent at a time. */
+  concurrencyKey?: string | null;
+  concurrencyLimit?: number;
+  /** Something follows its end (a run's release, the next repeat). */
+  followupPending?: boolean;
+}
+
+/** The stored columns of a new job, as insert's JSON input names them. */
+function newJobInput(j: NewJob) {
+  return {
+    id: randomUUID(),
+    spec: j.spec,
+    priority: j.priority,
+    idempotency_key: j.idempotencyKey,
+    run_id: j.runId ?? null,
+    stage_name: j.stageName ?? null,
+    repeat_of: j.repeatOf ?? null,
+    repeat_index: j.repeatIndex ?? 1,
+    schedule_id: j.scheduleId ?? null,
+    not_before: j.notBefore?.toISOString() ?? null,
+    concurrency_key: j.concurrencyKey ?? null,
+    concurrency_limit: j.concurrencyLimit ?? 1,
+    followup_pending: j.followupPending ?? false,
+  };
 }
 
 /** A claimed job, for placement. */
@@ -135,13 +181,17 @@ export class JobStore {
 
   /** Inserts jobs in one statement; resolves each job, and whether it was created (false: its idempotency key had one already). */
   async insert(jobs: readonly NewJob[]): Promise<{ job: JobRow; created: boolean }[]> {
-    const input = jobs.map((j) => ({ id: randomUUID(), spec: j.spec, priority: j.priority, idempotency_key: j.idempotencyKey }));
+    const input = jobs.map(newJobInput);
     const inserted = await this.db.$queryRawUnsafe<JobRow[]>(
       `WITH input AS (
-         SELECT * FROM jsonb_to_recordset($1::jsonb) AS t(id uuid, spec jsonb, priority int, idempotency_key text)
+         SELECT * FROM jsonb_to_recordset($1::jsonb) AS t(id uuid, spec jsonb, priority int, idempotency_key text,
+           run_id uuid, stage_name text, repeat_of uuid, repeat_index int, schedule_id uuid, not_before timestamptz,
+           concurrency_key text, concurrency_limit int, followup_pending boolean)
        ), j AS (
-         INSERT INTO "scheduler"."jobs" (id, state, spec, priority, idempotency_key)
-         SELECT id, 'pending', spec, priority, idempotency_key FROM input
+         INSERT INTO "scheduler"."jobs" (id, state, spec, priority, idempotency_key, run_id, stage_name, repeat_of,
+           repeat_index, schedule_id, not_before, concurrency_key, concurrency_limit, followup_pending)
+         SELECT id, 'pending', spec, priority, idempotency_key, run_id, stage_name, repeat_of,
+           repeat_index, schedule_id, not_before, concurrency_key, concurrency_limit, followup_pending FROM input
          ON CONFLICT (idempotency_key) DO NOTHING
          RETURNING *
        )
@@ -219,10 +269,13 @@ export class JobStore {
    * get different jobs.
    */
   async claim(limit: number, claimMs: number): Promise<ClaimedJob[]> {
-    const rows = await this.db.$queryRawUnsafe<JobRow[]>(
+    // Keyed jobs first: their slots bound how many there can be, so they
+    // cannot crowd out the rest, and the rest cannot starve them.
+    const keyed = await this.claimKeyed(limit, claimMs);
+    const rows = limit - keyed.length <= 0 ? [] : await this.db.$queryRawUnsafe<JobRow[]>(
       `WITH picked AS (
          SELECT id FROM "scheduler"."jobs"
-          WHERE state = 'pending' AND (not_before IS NULL OR not_before <= now())
+          WHERE state = 'pending' AND (not_before IS NULL OR not_before <= now()) AND concurrency_key IS NULL
           ORDER BY priority DESC, created_at
           LIMIT $1 FOR UPDATE SKIP LOCKED
        ), j AS (
@@ -233,10 +286,10 @@ export class JobStore {
          RETURNING jobs.*
        )
        SELECT ${JOB_COLUMNS} FROM j ORDER BY j.priority DESC, j.created_at`,
-      limit,
+      limit - keyed.length,
       claimMs,
     );
-    const jobs = rows.map(jobRow);
+    const jobs = [...keyed, ...rows.map(jobRow)].sort((a, b) => b.priority - a.priority || a.createdAt.getTime() - b.createdAt.getTime());
     const retried = jobs.filter((j) => j.attemptCount > 0).map((j) => j.id);
     const previous = new Map<string, string[]>();
     if (retried.length > 0) {
@@ -248,6 +301,73 @@ export class JobStore {
       for (const a of attempts) previous.set(a.jobId, [...(previous.get(a.jobId) ?? []), a.agentId]);
     }
     return jobs.map((job) => ({ job, previousAgentIds: previous.get(job.id) ?? [] }));
+  }
+
+  /**
+   * Claims placeable jobs that have a concurrency key, as many per key as
+   * it has free slots: a key's slots are held by its jobs that are offered,
+   * assigned or running, and each job counts against its own limit. One
+   * transaction takes a transaction-scoped advisory lock per key, in key
+   * order (no deadlock between replicas), so two replicas cannot both see
+   * the last free slot; the statement after the locks reads the counts
+   * afresh (READ COMMITTED), including what the previous holder committed.
+   * Costs one cheap query when no keyed job waits.
+   */
+  private async claimKeyed(limit: number, claimMs: number): Promise<JobRow[]> {
+    const keys = await this.db.$queryRawUnsafe<{ key: string }[]>(
+      `SELECT DISTINCT concurrency_key AS key FROM "scheduler"."jobs"
+        WHERE state = 'pending' AND concurrency_key IS NOT NULL AND (not_before IS NULL OR not_before <= now())
+        LIMIT 100`,
+    );
+    if (keys.length === 0) return [];
+    const sorted = JSON.stringify(keys.map((k) => k.key).sort());
+    const rows = await this.db.$transaction(async (tx) => {
+      // In the array's order, which is sorted.
+      await tx.$queryRawUnsafe(
+        `SELECT count(pg_advisory_xact_lock(hashtext('drover.scheduler.concurrency:' || k)))::int AS n FROM jsonb_array_elements_text($1::jsonb) AS t(k)`,
+        sorted,
+      );
+      return tx.$queryRawUnsafe<JobRow[]>(
+        `WITH keys AS (
+           SELECT jsonb_array_elements_text($1::jsonb) AS k
+         ), live AS (
+           SELECT concurrency_key AS k, count(*)::int AS n FROM "scheduler"."jobs"
+            WHERE concurrency_key IN (SELECT k FROM keys) AND state IN ('offered', 'assigned', 'running')
+            GROUP BY concurrency_key
+         ), ranked AS (
+           SELECT id, priority, created_at, concurrency_limit,
+                  row_number() OVER (PARTITION BY concurrency_key ORDER BY priority DESC, created_at) AS rank,
+                  COALESCE((SELECT n FROM live WHERE live.k = jobs.concurrency_key), 0) AS held
+             FROM "scheduler"."jobs" jobs
+            WHERE state = 'pending' AND (not_before IS NULL OR not_before <= now()) AND concurrency_key IN (SELECT k FROM keys)
+         ), picked AS (
+           SELECT id FROM ranked WHERE rank <= concurrency_limit - held ORDER BY priority DESC, created_at LIMIT $2
+         ), j AS (
+           UPDATE "scheduler"."jobs" AS jobs
+              SET state = 'offered', claim_id = gen_random_uuid(), claim_expires_at = now() + $3 * interval '1 millisecond',
+                  updated_at = now()
+             FROM picked WHERE jobs.id = picked.id AND jobs.state = 'pending'
+           RETURNING jobs.*
+         )
+         SELECT ${JOB_COLUMNS} FROM j`,
+        sorted,
+        limit,
+        claimMs,
+      );
+    });
+    return rows.map(jobRow);
+  }
+
+  /** How many jobs with each key hold a slot (offered, assigned or running). */
+  async concurrencyHolders(keys: readonly string[]): Promise<Map<string, number>> {
+    if (keys.length === 0) return new Map();
+    const rows = await this.db.$queryRawUnsafe<{ k: string; n: number }[]>(
+      `SELECT concurrency_key AS k, count(*)::int AS n FROM "scheduler"."jobs"
+        WHERE concurrency_key IN (SELECT jsonb_array_elements_text($1::jsonb)) AND state IN ('offered', 'assigned', 'running')
+        GROUP BY concurrency_key`,
+      JSON.stringify([...new Set(keys)]),
+    );
+    return new Map(rows.map((r) => [r.k, Number(r.n)]));
   }
 
   /**

@@ -8,6 +8,8 @@ import type { SchedulingSettings } from "../../lib/config.ts";
 import type { Logger } from "../../lib/logger.ts";
 import type { ServiceInstance } from "../registry.ts";
 import { JobStore } from "./job_store.ts";
+import { SchedulerRuns } from "./runs.ts";
+import { SchedulerSchedules } from "./schedules.ts";
 import { SchedulerServiceImpl, schedulerRoutes } from "./service.ts";
 import { SchedulerSignals } from "./signals.ts";
 import { SchedulerSweeper } from "./sweeper.ts";
@@ -20,24 +22,30 @@ export interface SchedulerBuildDeps {
   logger: Logger;
 }
 
-export function createScheduler(deps: SchedulerBuildDeps): ServiceInstance & { impl: SchedulerServiceImpl; sweeper: SchedulerSweeper } {
+export function createScheduler(deps: SchedulerBuildDeps): ServiceInstance & { impl: SchedulerServiceImpl; runs: SchedulerRuns; schedules: SchedulerSchedules; sweeper: SchedulerSweeper } {
   const log = deps.logger.child({ component: "scheduler" });
   const store = new JobStore(deps.db);
   const signals = new SchedulerSignals(deps.bus, log);
   const impl = new SchedulerServiceImpl({ store, signals, clients: deps.clients, settings: deps.settings, log });
+  const runs = new SchedulerRuns({ db: deps.db, store, signals, jobs: impl, settings: deps.settings, log: log.child({ component: "scheduler-runs" }) });
+  const schedules = new SchedulerSchedules({ db: deps.db, store, signals, jobs: impl, runs, settings: deps.settings, log: log.child({ component: "scheduler-schedules" }) });
   const sweeper = new SchedulerSweeper({ store, signals, impl, clients: deps.clients, settings: deps.settings, log: log.child({ component: "scheduler-sweeper" }) });
   let stopped: Promise<void> | undefined;
   return {
     impl,
+    runs,
+    schedules,
     sweeper,
-    routes: schedulerRoutes(impl),
+    routes: schedulerRoutes(impl, runs, schedules),
     async start() {
       await signals.start();
       sweeper.start();
+      runs.start();
+      schedules.start();
     },
     stop() {
       stopped ??= (async () => {
-        await sweeper.stop();
+        await Promise.all([schedules.stop(), runs.stop(), sweeper.stop()]);
         await signals.stop();
       })();
       return stopped;

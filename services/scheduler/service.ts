@@ -35,6 +35,8 @@ import type { Logger } from "../../lib/logger.ts";
 import { FINAL_JOB_STATES, type AttemptChange, type AttemptRow, type JobRow, type JobStore, type NewJob } from "./job_store.ts";
 import { onEvent, type ReportedState } from "./lifecycle.ts";
 import { retrySettings } from "./retry.ts";
+import type { SchedulerRuns } from "./runs.ts";
+import type { SchedulerSchedules } from "./schedules.ts";
 import type { SchedulerSignals } from "./signals.ts";
 
 /** Who may call what on SchedulerService (methods not listed: admin and operator). */
@@ -80,8 +82,10 @@ function attemptMessage(a: AttemptRow) {
 }
 
 /** A stored job as the API shows it. */
-export function jobMessage(row: JobRow, attempts: AttemptRow[] = []): Job {
+export function jobMessage(row: JobRow, attempts: AttemptRow[] = [], holders?: ReadonlyMap<string, number>): Job {
   const pending = row.state === "pending";
+  const held = pending && row.concurrencyKey ? (holders?.get(row.concurrencyKey) ?? 0) : 0;
+  const slotless = pending && row.concurrencyKey !== null && held >= row.concurrencyLimit;
   return create(JobSchema, {
     id: row.id,
     state: stateOf(JobState, row.state),
@@ -91,10 +95,38 @@ export function jobMessage(row: JobRow, attempts: AttemptRow[] = []): Job {
     updateTime: timestampFromDate(row.updatedAt),
     attempts: attempts.map(attemptMessage),
     attemptCount: row.attemptCount,
-    waitReason: pending ? (row.waitReason ?? "waiting for placement") : "",
+    waitReason: slotless
+      ? `waiting for a concurrency slot: ${held} of ${row.concurrencyLimit} jobs with key "${row.concurrencyKey}" hold one`
+      : pending
+        ? (row.waitReason ?? "waiting for placement")
+        : "",
+    concurrencyHolders: held,
     retryTime: pending && row.notBefore && !row.waitingForCapacity ? timestampFromDate(row.notBefore) : undefined,
     endReason: row.endReason && (FINAL_JOB_STATES as readonly string[]).includes(row.state) ? row.endReason : "",
+    runId: row.runId ?? "",
+    stageName: row.stageName ?? "",
+    repeatOf: row.repeatOf ?? "",
+    repeatIndex: row.repeatIndex,
+    nextJobId: row.nextJobId ?? "",
+    scheduleId: row.scheduleId ?? "",
   });
+}
+
+/**
+ * The stored columns a spec implies: its priority, concurrency key and
+ * whether a run mode makes something follow its end. `extra` places the job
+ * (a run's stage, a repeat, a schedule's tick).
+ */
+export function newJobOf(spec: JobSpec, idempotencyKey: string | null, extra: Partial<NewJob> = {}): NewJob {
+  return {
+    spec: toJson(JobSpecSchema, spec) as object,
+    priority: spec.priority,
+    idempotencyKey,
+    concurrencyKey: spec.concurrencyKey || null,
+    concurrencyLimit: Math.max(1, spec.concurrencyLimit),
+    followupPending: spec.runMode !== undefined && spec.runMode.mode.case !== undefined,
+    ...extra,
+  };
 }
 
 const REPORTED: Record<number, ReportedState> = {
@@ -120,7 +152,12 @@ export interface SchedulerDeps {
  * decisions are lifecycle.ts and retry.ts; the writes, job_store.ts; the
  * background sweeps of claims and leases, sweeper.ts.
  */
-export class SchedulerServiceImpl implements ServiceImpl<typeof SchedulerService> {
+type JobMethods = Omit<
+  ServiceImpl<typeof SchedulerService>,
+  "submitRun" | "getRun" | "listRuns" | "cancelRun" | "createSchedule" | "getSchedule" | "listSchedules" | "pauseSchedule" | "resumeSchedule" | "deleteSchedule"
+>;
+
+export class SchedulerServiceImpl implements JobMethods {
   private readonly submits: Batcher<NewJob, { job: JobRow; created: boolean }>;
   private readonly events: Batcher<ReportJobEventsRequest["events"], void>;
   private readonly random: () => number;
@@ -146,19 +183,20 @@ export class SchedulerServiceImpl implements ServiceImpl<typeof SchedulerService
 
   // ---- Jobs ----------------------------------------------------------------------
 
+  /** Submits a job built elsewhere (a run's stage, a repeat, a schedule's tick): batched with SubmitJob's. */
+  submit(job: NewJob): Promise<{ job: JobRow; created: boolean }> {
+    return this.submits.add(job);
+  }
+
   async submitJob(req: SubmitJobRequest) {
     this.checkSpec(req.spec!, "spec");
-    const { job, created } = await this.submits.add({
-      spec: toJson(JobSpecSchema, req.spec!) as object,
-      priority: req.spec!.priority,
-      idempotencyKey: req.idempotencyKey || null,
-    });
+    const { job, created } = await this.submits.add(newJobOf(req.spec!, req.idempotencyKey || null));
     return { job: jobMessage(job), created };
   }
 
   async getJob(req: GetJobRequest) {
     const row = await this.mustGet(req.id);
-    return { job: jobMessage(row, await this.deps.store.attemptsOf(row.id)) };
+    return { job: jobMessage(row, await this.deps.store.attemptsOf(row.id), await this.holdersOf([row])) };
   }
 
   async listJobs(req: ListJobsRequest) {
@@ -169,7 +207,8 @@ export class SchedulerServiceImpl implements ServiceImpl<typeof SchedulerService
     }
     const rows = await this.deps.store.list({ state: req.state ? stateName(req.state) : undefined, limit: size + 1, afterId: after });
     const page = rows.slice(0, size);
-    return { jobs: page.map((r) => jobMessage(r)), nextPageToken: rows.length > size ? encodePageToken(page[page.length - 1]!.id) : "" };
+    const holders = await this.holdersOf(page);
+    return { jobs: page.map((r) => jobMessage(r, [], holders)), nextPageToken: rows.length > size ? encodePageToken(page[page.length - 1]!.id) : "" };
   }
 
   async cancelJob(req: CancelJobRequest): Promise<{ job: Job }> {
@@ -245,7 +284,7 @@ export class SchedulerServiceImpl implements ServiceImpl<typeof SchedulerService
     if (!(FINAL_JOB_STATES as readonly string[]).includes(row.state)) {
       throw new ConnectError(`job ${row.id} has not ended (${row.state}); cancel it first`, Code.FailedPrecondition);
     }
-    const { job, created } = await this.submits.add({ spec: row.spec as object, priority: row.priority, idempotencyKey: req.idempotencyKey || null });
+    const { job, created } = await this.submits.add(newJobOf(fromJson(JobSpecSchema, row.spec as JsonValue, { ignoreUnknownFields: true }), req.idempotencyKey || null));
     return { job: jobMessage(job), created };
   }
 
@@ -350,10 +389,16 @@ export class SchedulerServiceImpl implements ServiceImpl<typeof SchedulerService
 
   // ---- Helpers ---------------------------------------------------------------------
 
-  private checkSpec(spec: JobSpec, field: string): void {
+  /** Checks what protovalidate cannot: the server's own policy (allow_shell). `field` prefixes the error's field path. */
+  checkSpec(spec: JobSpec, field: string): void {
     if (spec.exec?.allowShell && !this.deps.settings.allowShell) {
       throw new ConnectError(`${field}.exec.allow_shell: shells are not allowed by this server (DROVER_ALLOW_SHELL)`, Code.InvalidArgument);
     }
+  }
+
+  /** Slots held per concurrency key of the pending jobs among rows (for their wait reasons). */
+  private holdersOf(rows: readonly JobRow[]): Promise<Map<string, number>> {
+    return this.deps.store.concurrencyHolders(rows.flatMap((r) => (r.state === "pending" && r.concurrencyKey ? [r.concurrencyKey] : [])));
   }
 
   private async mustGet(id: string): Promise<JobRow> {
@@ -397,7 +442,11 @@ export class SchedulerServiceImpl implements ServiceImpl<typeof SchedulerService
       const changes = [...pending.values()];
       const applied = await store.applyAttemptChanges(changes.map((p) => p.change));
       for (const id of applied.jobs) changedJobs.add(id);
-      for (const p of changes) if (applied.attempts.has(p.change.attemptId) && p.change.job?.state === "pending") placeable = true;
+      for (const p of changes) {
+        if (!applied.attempts.has(p.change.attemptId) || !p.change.job) continue;
+        // Back to pending, or a concurrency slot freed: something may be placeable now.
+        if (p.change.job.state === "pending" || (rows.get(p.change.attemptId)?.job.concurrencyKey && p.change.job.ended)) placeable = true;
+      }
       todo = changes.filter((p) => !applied.attempts.has(p.change.attemptId)).flatMap((p) => p.events);
     }
     if (todo.length > 0) this.deps.log.warn({ events: todo.length }, "job events kept losing races with other changes; dropped");
@@ -427,6 +476,18 @@ function jobRetry(job: JobRow) {
   return fromJson(JobSpecSchema, job.spec as JsonValue, { ignoreUnknownFields: true }).retry;
 }
 
-export function schedulerRoutes(impl: SchedulerServiceImpl) {
+/** An object's methods, bound to it, as plain properties (for composing one service from several classes). */
+function boundMethods<T extends object>(o: T): { [K in keyof T]: T[K] } {
+  const out: Record<string, unknown> = {};
+  for (const name of Object.getOwnPropertyNames(Object.getPrototypeOf(o))) {
+    const value = (o as Record<string, unknown>)[name];
+    if (name !== "constructor" && typeof value === "function") out[name] = value.bind(o);
+  }
+  return out as { [K in keyof T]: T[K] };
+}
+
+/** SchedulerService from its three parts: jobs (this file), runs.ts and schedules.ts. */
+export function schedulerRoutes(jobs: SchedulerServiceImpl, runs: SchedulerRuns, schedules: SchedulerSchedules) {
+  const impl: ServiceImpl<typeof SchedulerService> = { ...boundMethods(jobs), ...boundMethods(runs), ...boundMethods(schedules) };
   return (router: ConnectRouter) => router.service(SchedulerService, impl);
 }

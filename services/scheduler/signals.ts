@@ -4,7 +4,8 @@
 //   channel  scheduler:placeable    a job became placeable (empty message):
 //                                   wakes ClaimPlaceableJobs long-polls
 //   channel  scheduler:job-changes  JSON array of job ids that changed:
-//                                   wakes WatchJob streams on every replica
+//                                   wakes WatchJob streams and the follow-up
+//                                   loop (runs.ts) on every replica
 
 import type { Bus, Unsubscribe } from "../../lib/bus/bus.ts";
 import type { Logger } from "../../lib/logger.ts";
@@ -16,6 +17,7 @@ const JOB_CHANGES = "scheduler:job-changes";
 export class SchedulerSignals {
   private readonly placeableWaiters = new Set<() => void>();
   private readonly jobWatchers = new Map<string, Set<() => void>>();
+  private readonly changeListeners = new Set<(ids: string[]) => void>();
   private unsubs: Unsubscribe[] = [];
 
   constructor(
@@ -35,6 +37,7 @@ export class SchedulerSignals {
         }
         if (!Array.isArray(ids)) return;
         for (const id of ids) for (const wake of this.jobWatchers.get(String(id)) ?? []) wake();
+        for (const listener of this.changeListeners) listener(ids.map(String));
       }),
     );
   }
@@ -82,6 +85,12 @@ export class SchedulerSignals {
       set.delete(wake);
       if (set.size === 0) this.jobWatchers.delete(id);
     };
+  }
+
+  /** Calls listener with the ids of every job-changes doorbell heard (from any replica), until the returned function is called. */
+  onChanges(listener: (ids: string[]) => void): () => void {
+    this.changeListeners.add(listener);
+    return () => this.changeListeners.delete(listener);
   }
 
   private wakePlaceable(): void {

@@ -1,0 +1,113 @@
+// The job store's concurrency keys on both databases Drover runs on: a claim
+// takes at most as many of a key's jobs as it has free slots, a slot comes
+// back when its job leaves it, and claimers racing on PostgreSQL never hand
+// out more slots than there are.
+
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { openPostgres, type Database } from "../../lib/db/database.ts";
+import { migrate } from "../../lib/db/migrate.ts";
+import { createTestDatabase, openTempPglite, type TestDatabase } from "../../lib/db/testing.ts";
+import { requirePostgres } from "../../lib/testing/services.ts";
+import { JobStore, type NewJob } from "./job_store.ts";
+
+const pgUrl = await requirePostgres();
+
+function job(key: string | null, limit = 1, priority = 0): NewJob {
+  return { spec: { exec: { commands: [{ argv: ["true"] }] } }, priority, idempotencyKey: null, concurrencyKey: key, concurrencyLimit: limit };
+}
+
+function countByKey(rows: { concurrencyKey: string | null }[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const r of rows) out[r.concurrencyKey ?? "-"] = (out[r.concurrencyKey ?? "-"] ?? 0) + 1;
+  return out;
+}
+
+function contract(name: string, open: () => Promise<Database & { cleanup?: () => Promise<void> }>) {
+  describe(`concurrency keys on ${name}`, () => {
+    let db: Database & { cleanup?: () => Promise<void> };
+    let store: JobStore;
+    before(async () => {
+      db = await open();
+      await migrate(db.executor, "scheduler");
+      store = new JobStore(db.prismaFor("scheduler"));
+    });
+    after(async () => {
+      await db?.close();
+      await db?.cleanup?.();
+    });
+
+    it("claims no more of a key's jobs than it has slots, and the rest as usual", async () => {
+      await store.insert([...Array.from({ length: 6 }, () => job("deploy-prod", 2)), job("backup", 1), job("backup", 1), job(null), job(null), job(null)]);
+      const first = await store.claim(100, 60_000);
+      assert.deepEqual(countByKey(first.map((c) => c.job)), { "deploy-prod": 2, backup: 1, "-": 3 });
+      const second = await store.claim(100, 60_000);
+      assert.deepEqual(second, [], "every slot is held");
+      assert.deepEqual(Object.fromEntries(await store.concurrencyHolders(["deploy-prod", "backup", "nothing"])), { "deploy-prod": 2, backup: 1 });
+
+      // A job that found no agent gives its slot back...
+      const backup = first.find((c) => c.job.concurrencyKey === "backup")!.job;
+      assert.deepEqual(await store.wait([{ jobId: backup.id, claimId: backup.claimId!, reason: "no agent" }], 0), [backup.id]);
+      const third = await store.claim(100, 60_000);
+      assert.deepEqual(countByKey(third.map((c) => c.job)), { backup: 1 });
+
+      // ...and so does one that ends: assign, run and finish one deploy-prod job.
+      const deploy = first.find((c) => c.job.concurrencyKey === "deploy-prod")!.job;
+      const [assigned] = await store.assign([{ jobId: deploy.id, claimId: deploy.claimId!, agentId: "ag_1", auctionId: null, attemptId: crypto.randomUUID() }], 60_000);
+      const ended = await store.applyAttemptChanges([
+        { attemptId: assigned!.attempt.id, agentId: "ag_1", fromState: "assigned", state: "succeeded", endedAt: new Date(), exitCode: 0, job: { state: "succeeded", ended: true, endReason: "exit 0" } },
+      ]);
+      assert.ok(ended.jobs.has(deploy.id));
+      const fourth = await store.claim(100, 60_000);
+      assert.deepEqual(countByKey(fourth.map((c) => c.job)), { "deploy-prod": 1 });
+    });
+
+    it("counts each job against its own limit, highest priority first", async () => {
+      await store.insert([job("mixed", 1, 5), job("mixed", 3, 1), job("mixed", 3, 0)]);
+      const claimed = await store.claim(100, 60_000);
+      // The first job takes the key's only slot as far as its limit of 1 goes; the next (limit 3) sees one holder and fits, so does the third.
+      assert.deepEqual(claimed.filter((c) => c.job.concurrencyKey === "mixed").map((c) => c.job.priority), [5, 1, 0]);
+      await store.insert([job("mixed", 1, 9)]);
+      assert.deepEqual(await store.claim(100, 60_000), [], "three hold the key: a job with limit 1 waits");
+    });
+  });
+}
+
+contract("PGlite", async () => openTempPglite());
+
+if (pgUrl !== null) {
+  let testDb: TestDatabase;
+  contract("PostgreSQL", async () => {
+    testDb = await createTestDatabase(pgUrl);
+    return { ...openPostgres(testDb.url), cleanup: () => testDb.drop() };
+  });
+
+  describe("concurrency keys with claimers racing on PostgreSQL", () => {
+    let testDb2: TestDatabase;
+    const dbs: Database[] = [];
+    before(async () => {
+      testDb2 = await createTestDatabase(pgUrl);
+      for (let i = 0; i < 3; i++) dbs.push(openPostgres(testDb2.url, { max: 4 }));
+      await migrate(dbs[0]!.executor, "scheduler");
+    });
+    after(async () => {
+      await Promise.all(dbs.map((d) => d.close()));
+      await testDb2?.drop();
+    });
+
+    // The ranking and the compare-and-set on 'pending' already make most
+    // races harmless (stale claimers pick the same rows and lose them); the
+    // advisory lock closes what is left (a job back to pending, or a higher
+    // priority arriving, between two claimers' snapshots). This checks the
+    // whole under contention, not the lock alone.
+    it("never hands out more slots than a key has", async () => {
+      const stores = dbs.map((d) => new JobStore(d.prismaFor("scheduler")));
+      await stores[0]!.insert([...Array.from({ length: 40 }, (_, i) => job(`key-${i % 4}`, 3)), ...Array.from({ length: 20 }, () => job(null))]);
+      // Three processes' worth of claimers, many at once, one job each.
+      const claims = await Promise.all(Array.from({ length: 60 }, (_, i) => stores[i % 3]!.claim(1, 60_000)));
+      const claimed = claims.flat().map((c) => c.job);
+      assert.equal(new Set(claimed.map((j) => j.id)).size, claimed.length, "no job claimed twice");
+      assert.deepEqual(countByKey(claimed), { "key-0": 3, "key-1": 3, "key-2": 3, "key-3": 3, "-": 20 });
+    });
+  });
+}
