@@ -1341,14 +1341,14 @@ export type Schedule = Message<"drover.scheduler.v1.Schedule"> & {
   lastFireTime?: Timestamp | undefined;
 
   /**
-   * What the last tick fired: a job id or a run id.
+   * The job the last tick fired, for a job template.
    *
    * @generated from field: string last_job_id = 8;
    */
   lastJobId: string;
 
   /**
-   * What the last tick fired, when it was a run.
+   * The run the last tick fired, for a run template.
    *
    * @generated from field: string last_run_id = 9;
    */
