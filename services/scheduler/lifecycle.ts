@@ -90,7 +90,7 @@ function afterEnd(attempt: AttemptRow, job: JobRow, event: ReportedEvent, ctx: L
     return requeue(job, `attempt ${attempt.number} was stopped by agent ${attempt.agentId}${event.message ? ` (${event.message})` : ""}`);
   }
   const outcome = event.state === "timed_out" ? "timed_out" : "failed";
-  const next = afterFailure({ outcome, exitCode: event.exitCode, failuresSoFar: job.failureCount + 1, settings: ctx.retry, nowMs: ctx.nowMs, random: ctx.random });
+  const next = afterFailure({ outcome, exitCode: event.exitCode, signal: event.signal || undefined, failuresSoFar: job.failureCount + 1, settings: ctx.retry, nowMs: ctx.nowMs, random: ctx.random });
   if (next.kind === "final") return { ...final(next.jobState, next.reason), failureInc: 1 };
   return { state: "pending", failureInc: 1, releaseAttempt: true, notBefore: new Date(next.atMs), waitReason: next.reason };
 }

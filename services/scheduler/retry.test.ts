@@ -164,6 +164,16 @@ describe("afterFailure", () => {
     });
   });
 
+  it("names the signal that killed an attempt, and never takes its exit code for a non-retryable one", () => {
+    const killed = failure({ exitCode: -1, signal: "SIGKILL", settings: settings({ nonRetryableExitCodes: [-1] }) });
+    assert.deepEqual(killed, { kind: "retry", retry: 1, atMs: now + 500, reason: "attempt 1 was killed by SIGKILL; retry 1 of 4 in 0.5s" });
+    assert.deepEqual(failure({ exitCode: -1, signal: "SIGTERM", settings: settings({ maxRetries: 0 }) }), {
+      kind: "final",
+      jobState: "failed",
+      reason: "the attempt was killed by SIGTERM; the job does not retry",
+    });
+  });
+
   it("retries immediately when random returns 0", () => {
     const plan = failure({ random: fixed(0) });
     assert.equal(plan.kind === "retry" && plan.atMs, now);

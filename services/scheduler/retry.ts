@@ -76,17 +76,19 @@ export type AfterFailure =
 export function afterFailure(input: {
   outcome: "failed" | "timed_out";
   exitCode: number;
+  /** The signal that ended the attempt ("SIGKILL"), if one did: then the exit code means nothing. */
+  signal?: string;
   /** Failed attempts of this job, this one included. */
   failuresSoFar: number;
   settings: RetrySettings;
   nowMs: number;
   random: () => number;
 }): AfterFailure {
-  const { outcome, exitCode, failuresSoFar, settings, nowMs, random } = input;
-  if (outcome === "failed" && settings.nonRetryableExitCodes.includes(exitCode)) {
+  const { outcome, exitCode, signal, failuresSoFar, settings, nowMs, random } = input;
+  if (outcome === "failed" && !signal && settings.nonRetryableExitCodes.includes(exitCode)) {
     return { kind: "final", jobState: "failed", reason: `exit code ${exitCode} is marked non-retryable` };
   }
-  const what = outcome === "failed" ? `failed with exit code ${exitCode}` : "timed out";
+  const what = outcome === "timed_out" ? "timed out" : signal ? `was killed by ${signal}` : `failed with exit code ${exitCode}`;
   if (settings.maxRetries <= 0) {
     return { kind: "final", jobState: outcome, reason: `the attempt ${what}; the job does not retry` };
   }
