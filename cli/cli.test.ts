@@ -5,7 +5,13 @@ import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
-import { ROOT, removeDir, startDev, tempDir, type DevProcess } from "../integration/harness.ts";
+import { createClient, type Client } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { AgentStatus, FleetService } from "../gen/ts/drover/fleet/v1/fleet_service_pb.ts";
+import { JobState, SchedulerService } from "../gen/ts/drover/scheduler/v1/scheduler_service_pb.ts";
+import { ROOT, removeDir, startAgent, startDev, tempDir, type AgentProcess, type DevProcess } from "../integration/harness.ts";
+import { bearer } from "../lib/clients.ts";
+import { eventually } from "../services/fleet/testing.ts";
 
 const run = promisify(execFile);
 
@@ -38,7 +44,10 @@ describe("drover CLI against dev mode", () => {
   const admin = (...args: string[]) => drover(["--addr", dev.grpcUrl, "--token", dev.adminToken, ...args]);
 
   before(async () => {
-    dev = await startDev();
+    // Fast heartbeats and sweeps, so the agent of the jobs tests below is online and placed on quickly.
+    dev = await startDev({
+      env: { DROVER_HEARTBEAT_INTERVAL_MS: "200", DROVER_SWEEP_INTERVAL_MS: "100", DROVER_SCHEDULER_SWEEP_MS: "100", DROVER_PRESENCE_REFRESH_MS: "200" },
+    });
   });
   after(async () => {
     await dev?.stop();
@@ -141,5 +150,159 @@ describe("drover CLI against dev mode", () => {
     const out = await drover(["--addr", "http://127.0.0.1:1", "--token", "x", "agents", "ls"]);
     assert.equal(out.code, 5);
     assert.match(out.stderr, /^drover: unavailable: /);
+  });
+
+  // One real drover-agent runs these jobs. The tests run concurrently (each
+  // drover invocation is a process start), so each looks only at its own jobs.
+  describe("jobs on a real agent", { concurrency: true }, () => {
+    let agent: AgentProcess;
+    let agentId: string;
+    let agentDir: string;
+    let scheduler: Client<typeof SchedulerService>;
+
+    /** The job id `drover run` printed on its first line (`job <id>` when following, the bare id otherwise). */
+    const idOf = (stdout: string) => /^(?:job )?([0-9a-f-]{36})\b/.exec(stdout)?.[1] ?? assert.fail(`no job id in:\n${stdout}`);
+    const lastLine = (stdout: string) => stdout.trimEnd().split("\n").at(-1) ?? "";
+
+    before(async () => {
+      const transport = createGrpcTransport({ baseUrl: dev.grpcUrl, interceptors: [bearer(dev.adminToken)] });
+      const fleet = createClient(FleetService, transport);
+      scheduler = createClient(SchedulerService, transport);
+      const { secret } = await fleet.createAgentToken({ name: "cli" });
+      agentDir = tempDir("drover-cli-agent-");
+      agent = startAgent(["--server", dev.grpcUrl, "--state-dir", agentDir, "--labels", "site=cli", "--token", secret], {
+        env: { DROVER_RECONNECT_MAX_MS: "200", DROVER_MAX_ATTEMPTS: "8" },
+      });
+      agentId = String((await agent.waitForLog((l) => l.msg === "registered; stored the agent's credential", 20_000)).agentId);
+      await eventually(async () => ((await fleet.listAgents({ status: AgentStatus.ONLINE })).agents.length === 1 ? true : undefined), 10_000, "the agent online");
+    });
+    after(async () => {
+      await agent?.stop("SIGKILL");
+      if (agentDir) removeDir(agentDir);
+    });
+
+    test("run --follow prints a line per change and exits with the failed job's exit code", async () => {
+      const out = await admin("run", "-f", "--retries", "0", "--name", "exit3", "--", "sh", "-c", "exit 3");
+      assert.equal(out.code, 3, out.stderr);
+      assert.equal(out.stderr, "");
+      const [first, header, ...changes] = out.stdout.trimEnd().split("\n");
+      assert.match(first ?? "", /^job [0-9a-f-]{36}$/);
+      assert.match(header ?? "", /^TIME\s+STATE\s+ATTEMPT\s+AGENT\s+REASON$/);
+      assert.match(changes.at(-1) ?? "", new RegExp(`^\\d\\d:\\d\\d:\\d\\d  failed\\s+1\\s+${agentId}  .*exit code 3`));
+      assert.equal(new Set(changes).size, changes.length, "no change is printed twice");
+
+      const got = await admin("jobs", "get", idOf(out.stdout));
+      assert.equal(got.code, 0, got.stderr);
+      assert.match(got.stdout, /^state:\s+failed$/m);
+      assert.match(got.stdout, /^retries:\s+0$/m);
+      assert.match(got.stdout, /^ended:\s+.*exit code 3/m);
+      assert.match(got.stdout, /^#\s+AGENT\s+STATE\s+EXIT\s+STARTED\s+DURATION\s+REASON$/m);
+      assert.match(got.stdout, new RegExp(`^1\\s+${agentId}\\s+failed\\s+3\\s+\\d+s ago\\s+\\S+\\s+`, "m"));
+    });
+
+    test("run --follow -o json prints one Job per line and exits 0 when the job succeeds", async () => {
+      const out = await admin("run", "-f", "-o", "json", "--env", "GREETING=hi", "--", "sh", "-c", 'test "$GREETING" = hi');
+      assert.equal(out.code, 0, out.stderr);
+      const jobs = out.stdout.trimEnd().split("\n").map((l) => JSON.parse(l) as { id: string; state: string; attempts?: { exitCode?: number }[] });
+      assert.equal(jobs.at(-1)!.state, "JOB_STATE_SUCCEEDED");
+      assert.equal(new Set(jobs.map((j) => j.id)).size, 1, "every line is the same job");
+    });
+
+    test("run prints only the job's id; jobs watch follows it and explain names the winner", async () => {
+      const out = await admin("run", "--", "true");
+      assert.equal(out.code, 0, out.stderr);
+      assert.match(out.stdout, /^[0-9a-f-]{36}\n$/);
+      const id = idOf(out.stdout);
+
+      const watched = await admin("jobs", "watch", id);
+      assert.equal(watched.code, 0, watched.stderr);
+      assert.match(lastLine(watched.stdout), new RegExp(`  succeeded\\s+1\\s+${agentId}  `));
+
+      const explained = await admin("jobs", "explain", id);
+      assert.equal(explained.code, 0, explained.stderr);
+      assert.match(explained.stdout, /^state:\s+succeeded$/m);
+      assert.match(explained.stdout, /^Latest, attempt 1 at .*: placed on agent/m);
+      assert.match(explained.stdout, new RegExp(`^  winner:\\s+${agentId}$`, "m"));
+      assert.match(explained.stdout, /^  eligible agents:\s+1$/m);
+      assert.match(explained.stdout, new RegExp(`^  ${agentId}\\s+won\\s+0\\.\\d{3}\\s`, "m"));
+
+      const json = await admin("jobs", "explain", id, "-o", "json");
+      const res = JSON.parse(json.stdout) as { auctions: { winnerAgentId: string; candidates: { outcome: string }[] }[] };
+      assert.equal(res.auctions[0]!.winnerAgentId, agentId);
+      assert.equal(res.auctions[0]!.candidates[0]!.outcome, "OUTCOME_WON");
+    });
+
+    test("explain groups agents that cannot take a job by reason", async () => {
+      const out = await admin("run", "--label", "site=mars", "--", "true");
+      const id = idOf(out.stdout);
+      await eventually(async () => ((await scheduler.getJob({ id })).job?.waitReason.startsWith("no eligible agent") ? true : undefined), 60_000, "an auction without candidates");
+      const explained = await admin("jobs", "explain", id);
+      assert.equal(explained.code, 0, explained.stderr);
+      assert.match(explained.stdout, /^  winner:\s+none$/m);
+      assert.match(explained.stdout, /no agent was offered the job/);
+      assert.match(explained.stdout, /^  INELIGIBLE BECAUSE\s+AGENTS\s+FOR EXAMPLE$/m);
+      assert.match(explained.stdout, new RegExp(`^  lacks label site=mars\\s+1\\s+${agentId}$`, "m"));
+
+      const resubmitted = await admin("jobs", "resubmit", id);
+      assert.equal(resubmitted.code, 1, "a job that has not ended cannot be resubmitted");
+      assert.match(resubmitted.stderr, /^drover: failed_precondition: job .* has not ended \(\w+\); cancel it first\n$/);
+    });
+
+    test("cancel ends a job with the reason given, and watch then exits 1", async () => {
+      const id = idOf((await admin("run", "--", "sleep", "30")).stdout);
+      const cancelled = await admin("jobs", "cancel", id, "--grace", "500ms", "--reason", "no longer needed");
+      assert.equal(cancelled.code, 0, cancelled.stderr);
+      assert.match(cancelled.stdout, new RegExp(`^id:\\s+${id}$`, "m"));
+
+      const watched = await admin("jobs", "watch", id);
+      assert.equal(watched.code, 1, watched.stderr);
+      assert.match(lastLine(watched.stdout), /  cancelled  .*no longer needed$/);
+    });
+
+    test("a job out of retries is in jobs dead and resubmits once per idempotency key", async () => {
+      const out = await admin("run", "-f", "--retries", "1", "--", "sh", "-c", "exit 4");
+      assert.equal(out.code, 4, out.stderr);
+      assert.match(lastLine(out.stdout), /  dead\s+2\s+.*out of retries/);
+      const id = idOf(out.stdout);
+
+      const dead = await admin("jobs", "dead", "-o", "json");
+      assert.equal(dead.code, 0, dead.stderr);
+      const letters = JSON.parse(dead.stdout) as { id: string; state: string }[];
+      assert.ok(letters.some((j) => j.id === id), "the job is a dead letter");
+      assert.ok(letters.every((j) => j.state === "JOB_STATE_DEAD"));
+
+      const first = await admin("jobs", "resubmit", id, "--idempotency-key", `again-${id}`);
+      assert.equal(first.code, 0, first.stderr);
+      const newId = /^id:\s+(\S+)$/m.exec(first.stdout)?.[1];
+      assert.ok(newId && newId !== id, "a new job");
+      assert.match(first.stdout, /^command:\s+sh -c 'exit 4'$/m);
+      const second = await admin("jobs", "resubmit", id, "--idempotency-key", `again-${id}`);
+      assert.match(second.stdout, new RegExp(`^id:\\s+${newId}$`, "m"));
+      assert.match(second.stdout, /An existing job with this idempotency key/);
+    });
+
+    test("jobs ls filters by state, shows the newest N, or follows every page with --all", async () => {
+      const id = idOf((await admin("run", "--name", "listed", "--", "true")).stdout);
+      // A second job, so that --limit 1 leaves one out.
+      await scheduler.submitJob({ spec: { exec: { commands: [{ argv: ["true"] }] } } });
+      await eventually(async () => ((await scheduler.getJob({ id })).job?.state === JobState.SUCCEEDED ? true : undefined), 60_000, "the job succeeded");
+
+      const listed = await admin("jobs", "ls", "--state", "succeeded");
+      assert.equal(listed.code, 0, listed.stderr);
+      assert.match(listed.stdout, /^ID\s+STATE\s+NAME\/COMMAND\s+ATTEMPTS\s+AGE\s+REASON\n/);
+      assert.match(listed.stdout, new RegExp(`^${id}  succeeded\\s+listed\\s+1\\s+\\d+s ago\\s+attempt 1 succeeded`, "m"));
+      const rows = listed.stdout.trimEnd().split("\n").slice(1);
+      assert.ok(rows.every((r) => /^\S+  succeeded /.test(r)), `only succeeded jobs:\n${listed.stdout}`);
+
+      const all = await admin("jobs", "ls", "--all", "-o", "json");
+      assert.equal(all.code, 0, all.stderr);
+      assert.ok((JSON.parse(all.stdout) as { id: string }[]).some((j) => j.id === id));
+      assert.equal(all.stderr, "", "--all leaves nothing out");
+
+      const one = await admin("jobs", "ls", "--limit", "1", "-o", "json");
+      assert.equal(one.code, 0, one.stderr);
+      assert.equal((JSON.parse(one.stdout) as unknown[]).length, 1);
+      assert.match(one.stderr, /^drover: showing the newest 1 jobs; --limit N or --all for more\n$/);
+    });
   });
 });

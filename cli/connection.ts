@@ -5,6 +5,7 @@ import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { Code, createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
+import { BidService } from "../gen/ts/drover/bid/v1/bid_service_pb.ts";
 import { FleetService } from "../gen/ts/drover/fleet/v1/fleet_service_pb.ts";
 import { SchedulerService } from "../gen/ts/drover/scheduler/v1/scheduler_service_pb.ts";
 import { bearer } from "../lib/clients.ts";
@@ -58,10 +59,15 @@ export function resolveConnection(
 /** The generated clients the CLI uses, over one HTTP/2 connection. */
 export interface CliClients {
   fleet: Client<typeof FleetService>;
+  bid: Client<typeof BidService>;
   scheduler: Client<typeof SchedulerService>;
 }
 
 export function createCliClients(conn: Connection): CliClients {
   const transport = createGrpcTransport({ baseUrl: conn.addr, interceptors: [bearer(conn.token)] });
-  return { fleet: createClient(FleetService, transport), scheduler: createClient(SchedulerService, transport) };
+  return {
+    fleet: createClient(FleetService, transport),
+    bid: createClient(BidService, transport),
+    scheduler: createClient(SchedulerService, transport),
+  };
 }

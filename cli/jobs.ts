@@ -1,84 +1,146 @@
-// `drover jobs`: submit a command as a job and look at it. Execution arrives
-// with the agent runners; until then a submitted job stays pending.
+// `drover jobs`: submit a command as a job, list and inspect jobs, follow one
+// until it ends, cancel it, see why it was placed where it was, and work the
+// dead-letter queue. Agents run the jobs; `drover run` (run.ts) is the
+// one-step submit-and-follow.
 
 import { toJson } from "@bufbuild/protobuf";
-import { timestampMs } from "@bufbuild/protobuf/wkt";
-import { Command } from "commander";
+import { durationFromMs } from "@bufbuild/protobuf/wkt";
+import { Code } from "@connectrpc/connect";
+import { Command, Option } from "commander";
+import { ExplainPlacementResponseSchema } from "../gen/ts/drover/bid/v1/bid_service_pb.ts";
 import { JobSchema, JobState, type Job } from "../gen/ts/drover/scheduler/v1/scheduler_service_pb.ts";
-import { CALL_TIMEOUT_MS, print } from "./context.ts";
-import { enumText, formatFields, labelText } from "./output.ts";
-import { parseBytes, parseCpu, parseInteger, parseLabels } from "./parse.ts";
+import type { CliClients } from "./connection.ts";
+import { CALL_TIMEOUT_MS, contextFor, print, type CommandContext } from "./context.ts";
+import { CliError } from "./errors.ts";
+import { followJob } from "./follow.ts";
+import { addJobSpecOptions, jobSpecFrom, type JobSpecOptions } from "./job_spec.ts";
+import { explainText, isFinal, jobDetails, jobExitHelp, jobExitStatus, JOB_LIST_HEADERS, JOB_STATE_WORDS, jobRow, parseJobState } from "./job_view.ts";
+import { formatTable } from "./output.ts";
+import { parseDurationMs, parseInteger } from "./parse.ts";
 
-const collect = (value: string, previous: string[]) => [...previous, value];
+const timeout = { timeoutMs: CALL_TIMEOUT_MS };
 
-/** A command line as a person would retype it: arguments with blanks or quotes are quoted. */
-function commandText(argv: string[]): string {
-  return argv.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replaceAll("'", `'\\''`)}'`)).join(" ");
+/** The server's largest page. */
+const MAX_PAGE = 1000;
+
+/**
+ * Jobs newest first, following next_page_token until `limit` jobs (undefined:
+ * all of them); `more` says whether the server had more than were taken.
+ */
+export async function listJobs(clients: CliClients, state: JobState, limit: number | undefined): Promise<{ jobs: Job[]; more: boolean }> {
+  const jobs: Job[] = [];
+  let pageToken = "";
+  do {
+    const pageSize = Math.min(MAX_PAGE, limit === undefined ? MAX_PAGE : limit - jobs.length);
+    const res = await clients.scheduler.listJobs({ state, pageSize, pageToken }, timeout);
+    jobs.push(...res.jobs);
+    pageToken = res.nextPageToken;
+  } while (pageToken && (limit === undefined || jobs.length < limit));
+  return { jobs, more: pageToken !== "" };
 }
 
-function details(job: Job, created?: boolean): string {
-  const spec = job.spec;
-  const fields: [string, string][] = [
-    ["id", job.id],
-    ["state", enumText(JobState, job.state)],
-    ["name", spec?.name || "-"],
-    ["command", spec?.exec?.commands.map((c) => commandText(c.argv)).join(" && ") || "-"],
-    ["constraints", labelText(spec?.constraints?.labels ?? {})],
-    ["priority", String(spec?.priority ?? 0)],
-    ["created", job.createTime ? new Date(timestampMs(job.createTime)).toISOString() : "-"],
-  ];
-  if (job.idempotencyKey) fields.push(["idempotency key", job.idempotencyKey]);
-  const note = created === false ? "An existing job with this idempotency key; nothing new was submitted.\n" : "";
-  return formatFields(fields) + note;
+/** `jobs ls` and `jobs dead`: the same listing, the latter fixed to the dead-letter queue. */
+function listCommand(name: string, description: string, fixedState?: JobState): Command {
+  const cmd = new Command(name).description(description);
+  if (fixedState === undefined) {
+    cmd.option("--state <state>", `only jobs in this state: ${Object.keys(JOB_STATE_WORDS).join(", ")}`);
+  }
+  return cmd
+    .addOption(new Option("--limit <n>", "show at most this many, newest first").default("100").conflicts("all"))
+    .option("--all", "show every job, following pages")
+    .action((opts: { state?: string; limit: string; all?: boolean }, command: Command) =>
+      print(command, async ({ clients, bold }) => {
+        const state = fixedState ?? (opts.state === undefined ? JobState.UNSPECIFIED : parseJobState("--state", opts.state));
+        const limit = opts.all ? undefined : parseInteger("--limit", opts.limit);
+        if (limit !== undefined && limit < 1) throw new CliError(Code.InvalidArgument, `--limit: "${opts.limit}" must be 1 or more`);
+        const { jobs, more } = await listJobs(clients, state, limit);
+        if (more) process.stderr.write(`drover: showing the newest ${jobs.length} jobs; --limit N or --all for more\n`);
+        const now = Date.now();
+        return {
+          json: () => jobs.map((j) => toJson(JobSchema, j)),
+          table: () => formatTable({ headers: JOB_LIST_HEADERS, rows: jobs.map((j) => jobRow(j, now)) }, bold),
+        };
+      }),
+    );
+}
+
+/** `jobs watch` and `run --follow`: follow the job, then exit with its status (jobExitHelp). */
+export async function watchAndExit(ctx: CommandContext, id: string): Promise<void> {
+  const job = await followJob(ctx, id);
+  process.exitCode = jobExitStatus(job) ?? 1;
 }
 
 export function jobsCommand(): Command {
-  const jobs = new Command("jobs").description("one-shot jobs");
+  const jobs = new Command("jobs").description("one-shot jobs: submit, list, follow, cancel, explain, resubmit");
 
-  jobs
-    .command("submit")
-    .description("submit a job that runs CMD ARGS... and print it (it stays pending until execution lands)")
-    .usage("[options] -- CMD [ARGS...]")
-    .argument("<command...>", "the command and its arguments, after --")
-    .option("--name <name>", "a name for people")
-    .option("--label <k=v>", "run only on agents with this label (repeatable)", collect, [])
-    .option("--cpu <cores>", "CPU it needs: cores (2, 0.5) or millicores (500m)")
-    .option("--mem <bytes>", "memory it needs: 512Mi, 1G or bytes")
-    .option("--priority <n>", "-1000..1000; higher goes first", "0")
-    .option("--idempotency-key <key>", "submitting again with the same key returns the first job")
-    .action(
-      (
-        argv: string[],
-        opts: { name?: string; label: string[]; cpu?: string; mem?: string; priority: string; idempotencyKey?: string },
-        cmd: Command,
-      ) =>
-        print(cmd, async ({ clients }) => {
-          const spec = {
-            name: opts.name ?? "",
-            exec: { commands: [{ argv }] },
-            constraints: { labels: parseLabels("--label", opts.label) },
-            resources: {
-              cpuMillis: opts.cpu === undefined ? 0 : parseCpu("--cpu", opts.cpu),
-              memoryBytes: opts.mem === undefined ? 0n : parseBytes("--mem", opts.mem),
-            },
-            priority: parseInteger("--priority", opts.priority),
-          };
-          const res = await clients.scheduler.submitJob(
-            { spec, idempotencyKey: opts.idempotencyKey ?? "" },
-            { timeoutMs: CALL_TIMEOUT_MS },
-          );
-          return { json: () => toJson(JobSchema, res.job!), table: () => details(res.job!, res.created) };
-        }),
+  addJobSpecOptions(jobs.command("submit").description("submit a job that runs CMD ARGS... on an agent and print it"))
+    .action((argv: string[], opts: JobSpecOptions, cmd: Command) =>
+      print(cmd, async ({ clients, bold }) => {
+        const spec = jobSpecFrom(argv, opts);
+        const res = await clients.scheduler.submitJob({ spec, idempotencyKey: opts.idempotencyKey ?? "" }, timeout);
+        return { json: () => toJson(JobSchema, res.job!), table: () => jobDetails(res.job!, { created: res.created, bold }) };
+      }),
     );
+
+  jobs.addCommand(listCommand("ls", "list jobs, newest first"));
 
   jobs
     .command("get")
-    .description("show one job")
+    .description("show one job with its attempts and why it waits or ended")
     .argument("<id>", "the job's id")
     .action((id: string, _opts, cmd: Command) =>
-      print(cmd, async ({ clients }) => {
-        const { job } = await clients.scheduler.getJob({ id }, { timeoutMs: CALL_TIMEOUT_MS });
-        return { json: () => toJson(JobSchema, job!), table: () => details(job!) };
+      print(cmd, async ({ clients, bold }) => {
+        const { job } = await clients.scheduler.getJob({ id }, timeout);
+        return { json: () => toJson(JobSchema, job!), table: () => jobDetails(job!, { bold }) };
+      }),
+    );
+
+  jobs
+    .command("cancel")
+    .description("cancel a job: at once if not yet placed, else SIGTERM, then SIGKILL after the grace period")
+    .argument("<id>", "the job's id")
+    .option("--grace <duration>", "time between SIGTERM and SIGKILL, e.g. 30s (default: the server's, 10s)")
+    .option("--reason <text>", "why, kept on the job")
+    .action((id: string, opts: { grace?: string; reason?: string }, cmd: Command) =>
+      print(cmd, async ({ clients, bold }) => {
+        const gracePeriod = opts.grace === undefined ? undefined : durationFromMs(parseDurationMs("--grace", opts.grace));
+        const { job } = await clients.scheduler.cancelJob({ id, gracePeriod, reason: opts.reason ?? "" }, timeout);
+        const note = isFinal(job!.state) ? "" : `\nCancel requested: its agent stops the attempt; drover jobs watch ${id} follows it.\n`;
+        return { json: () => toJson(JobSchema, job!), table: () => jobDetails(job!, { bold }) + note };
+      }),
+    );
+
+  jobs
+    .command("watch")
+    .description("print a line per change of a job until it ends, then exit with its status")
+    .argument("<id>", "the job's id")
+    .addHelpText("after", `\n${jobExitHelp}\n\nCtrl-C stops watching (exit 130); the job goes on.`)
+    .action((id: string, _opts, cmd: Command) => watchAndExit(contextFor(cmd), id));
+
+  jobs
+    .command("explain")
+    .description("say where a job was placed and why: each auction's candidates and the agents left out")
+    .argument("<id>", "the job's id")
+    .action((id: string, _opts, cmd: Command) =>
+      print(cmd, async ({ clients, bold }) => {
+        // GetJob first, so an unknown id is NotFound rather than "not auctioned yet".
+        const { job } = await clients.scheduler.getJob({ id }, timeout);
+        const res = await clients.bid.explainPlacement({ jobId: id }, timeout);
+        return { json: () => toJson(ExplainPlacementResponseSchema, res), table: () => explainText(job!, res, bold) };
+      }),
+    );
+
+  jobs.addCommand(listCommand("dead", "list the dead-letter queue: jobs out of retries (same as ls --state dead)", JobState.DEAD));
+
+  jobs
+    .command("resubmit")
+    .description("submit an ended job's spec again, as a new job (a dead letter, say), and print it")
+    .argument("<id>", "the ended job's id")
+    .option("--idempotency-key <key>", "resubmitting again with the same key returns the first new job")
+    .action((id: string, opts: { idempotencyKey?: string }, cmd: Command) =>
+      print(cmd, async ({ clients, bold }) => {
+        const res = await clients.scheduler.resubmitJob({ id, idempotencyKey: opts.idempotencyKey ?? "" }, timeout);
+        return { json: () => toJson(JobSchema, res.job!), table: () => jobDetails(res.job!, { created: res.created, bold }) };
       }),
     );
   return jobs;

@@ -50,3 +50,8 @@ export function parseInteger(flag: string, text: string): number {
   if (!/^-?\d+$/.test(text)) throw new CliError(Code.InvalidArgument, `${flag}: "${text}" is not a whole number`);
   return Number(text);
 }
+
+/** parseDuration in whole milliseconds, for protobuf Durations and timers. */
+export function parseDurationMs(flag: string, text: string): number {
+  return Math.round(parseDuration(flag, text) * 1000);
+}

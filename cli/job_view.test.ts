@@ -1,0 +1,193 @@
+// The pure parts of the jobs commands: the spec the options make, the state
+// words, how jobs and placements print, and what a followed job exits with.
+
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { AuctionState, Candidate_Outcome, ExplainPlacementResponseSchema } from "../gen/ts/drover/bid/v1/bid_service_pb.ts";
+import { AttemptSchema, AttemptState, JobSchema, JobSpecSchema, JobState, type Job } from "../gen/ts/drover/scheduler/v1/scheduler_service_pb.ts";
+import { jobSpecFrom, type JobSpecOptions } from "./job_spec.ts";
+import {
+  attemptsTable,
+  durationText,
+  explainText,
+  jobDetails,
+  jobExitStatus,
+  jobRow,
+  parseJobState,
+  truncate,
+  watchKey,
+  watchLine,
+} from "./job_view.ts";
+import { parseDurationMs } from "./parse.ts";
+
+const NOW = Date.parse("2030-01-01T12:00:00Z");
+const ID = "6f1c0d3e-0000-4000-8000-000000000001";
+const AGENT = "ag_aaaaaaaaaaaaaaaaaaaaaaaaaa"; // 29 characters, as Fleet makes them
+
+/** A job as the server would send it; fields not given get a pending `sh -c 'exit 3'` made 90 s ago. */
+function job(fields: MessageInitShape<typeof JobSchema> = {}): Job {
+  const j = create(JobSchema, fields);
+  j.id ||= ID;
+  j.state ||= JobState.PENDING;
+  j.spec ??= create(JobSpecSchema, { exec: { commands: [{ argv: ["sh", "-c", "exit 3"] }] } });
+  j.createTime ??= timestampFromMs(NOW - 90_000);
+  j.updateTime ??= timestampFromMs(NOW - 1000);
+  return j;
+}
+
+const ended = (state: AttemptState, exitCode: number, signal = "") =>
+  create(AttemptSchema, {
+  number: 1,
+  agentId: AGENT,
+  state,
+  exitCode,
+  signal,
+  startTime: timestampFromMs(NOW - 5000),
+  endTime: timestampFromMs(NOW - 2500),
+  reason: "the attempt ended",
+  });
+
+const defaults: JobSpecOptions = { label: [], env: [], priority: "0" };
+
+test("the spec options make a JobSpec, and a bad value names its flag", () => {
+  const spec = jobSpecFrom(["echo", "hi"], {
+    ...defaults,
+    name: "greet",
+    label: ["zone=eu"],
+    env: ["A=b"],
+    cpu: "500m",
+    mem: "64Mi",
+    timeout: "1m30s",
+    retries: "0",
+  });
+  assert.equal(spec.name, "greet");
+  assert.deepEqual(spec.exec?.commands[0]?.argv, ["echo", "hi"]);
+  assert.deepEqual(spec.exec?.env, { A: "b" });
+  assert.deepEqual(spec.constraints?.labels, { zone: "eu" });
+  assert.equal(spec.resources?.cpuMillis, 500);
+  assert.equal(spec.resources?.memoryBytes, 64n * 2n ** 20n);
+  assert.equal(spec.timeout?.seconds, 90n);
+  assert.equal(spec.retry?.maxRetries, 0, "--retries 0 is a policy of no retries, not the default policy");
+  assert.equal(jobSpecFrom(["true"], defaults).retry, undefined, "no --retries: the server's default policy");
+  assert.throws(() => jobSpecFrom(["true"], { ...defaults, retries: "-1" }), /--retries: "-1" must be 0 or more/);
+  assert.throws(() => jobSpecFrom(["true"], { ...defaults, timeout: "soon" }), /--timeout: "soon" is not a duration/);
+});
+
+test("durations in milliseconds parse like 500ms, 10s and 5m", () => {
+  assert.equal(parseDurationMs("--grace", "500ms"), 500);
+  assert.equal(parseDurationMs("--grace", "10s"), 10_000);
+  assert.equal(parseDurationMs("--grace", "5m"), 300_000);
+  assert.equal(parseDurationMs("--grace", "1.5s"), 1500);
+  assert.throws(() => parseDurationMs("--grace", "10"), /--grace: "10" is not a duration/);
+});
+
+test("job states are lowercase words, and a bad one lists them all", () => {
+  assert.equal(parseJobState("--state", "dead"), JobState.DEAD);
+  assert.equal(parseJobState("--state", "TIMED-OUT"), JobState.TIMED_OUT);
+  assert.throws(
+    () => parseJobState("--state", "done"),
+    (err: Error) =>
+      err.message === '--state: "done" is not a job state; use one of pending, offered, assigned, running, succeeded, failed, cancelled, timed_out, dead',
+  );
+  assert.throws(() => parseJobState("--state", "unspecified"), /is not a job state/);
+});
+
+test("a followed job exits 0 on success, with its exit code on failure, 128+N for a signal, 124 for a timeout", () => {
+  assert.equal(jobExitStatus(job({ state: JobState.RUNNING })), undefined, "not ended: no status yet");
+  assert.equal(jobExitStatus(job({ state: JobState.SUCCEEDED, attempts: [ended(AttemptState.SUCCEEDED, 0)] })), 0);
+  assert.equal(jobExitStatus(job({ state: JobState.FAILED, attempts: [ended(AttemptState.FAILED, 3)] })), 3);
+  assert.equal(jobExitStatus(job({ state: JobState.DEAD, attempts: [ended(AttemptState.FAILED, 4)] })), 4);
+  assert.equal(jobExitStatus(job({ state: JobState.DEAD, attempts: [ended(AttemptState.FAILED, -1, "SIGKILL")] })), 137);
+  assert.equal(jobExitStatus(job({ state: JobState.TIMED_OUT, attempts: [ended(AttemptState.TIMED_OUT, -1, "SIGTERM")] })), 124);
+  assert.equal(jobExitStatus(job({ state: JobState.DEAD, attempts: [ended(AttemptState.TIMED_OUT, -1, "SIGTERM")] })), 124);
+  assert.equal(jobExitStatus(job({ state: JobState.CANCELLED, attempts: [ended(AttemptState.CANCELLED, -1, "SIGTERM")] })), 1);
+  assert.equal(jobExitStatus(job({ state: JobState.FAILED, attempts: [ended(AttemptState.FAILED, -1)] })), 1, "could not start");
+  assert.equal(jobExitStatus(job({ state: JobState.DEAD, attempts: [ended(AttemptState.FAILED, 300)] })), 1, "no exit status beyond 255");
+});
+
+test("a job's row shows its name, else its command, and cuts a long reason", () => {
+  const reason = `no eligible agent: ${"x".repeat(80)}`;
+  assert.deepEqual(jobRow(job({ waitReason: reason, attemptCount: 2 }), NOW), [ID, "pending", "sh -c 'exit 3'", "2", "1m ago", truncate(reason, 60)]);
+  assert.equal(truncate(reason, 60).length, 60);
+  assert.ok(truncate(reason, 60).endsWith("…"));
+  assert.equal(jobRow(job({ spec: { name: "nightly", exec: { commands: [{ argv: ["true"] }] } } }), NOW)[2], "nightly");
+});
+
+test("a job's details end with its attempts: exit code or signal, start, duration, reason", () => {
+  const text = jobDetails(
+    job({
+      state: JobState.PENDING,
+      attemptCount: 1,
+      waitReason: "attempt 1 failed with exit code 3; retry 1 of 4 in 2.0s",
+      retryTime: timestampFromMs(NOW + 2000),
+      attempts: [ended(AttemptState.FAILED, 3)],
+    }),
+    { now: NOW },
+  );
+  assert.match(text, /^state:\s+pending$/m);
+  assert.match(text, /^waiting:\s+attempt 1 failed with exit code 3; retry 1 of 4 in 2.0s$/m);
+  assert.match(text, /^retry at:\s+2030-01-01T12:00:02\.000Z \(in 2s\)$/m);
+  assert.ok(text.endsWith(`\n\n#  AGENT                          STATE   EXIT  STARTED  DURATION  REASON\n1  ${AGENT}  failed  3     5s ago   2.5s      the attempt ended\n`), text);
+  const signalled = attemptsTable([ended(AttemptState.FAILED, -1, "SIGKILL")], undefined, NOW);
+  assert.match(signalled, / failed  SIGKILL /);
+  const running = attemptsTable([create(AttemptSchema, { ...ended(AttemptState.RUNNING, 0), endTime: undefined, reason: "" })], undefined, NOW);
+  assert.match(running, /^1 {2}\S+ {2}running {2}- {5}5s ago {3}5s$/m);
+});
+
+test("durations read short", () => {
+  assert.deepEqual([850, 1000, 2500, 42_000, 75_000, 3_600_000, 7_500_000, 90_000_000].map(durationText), ["850ms", "1s", "2.5s", "42s", "1m15s", "1h", "2h5m", "1d1h"]);
+});
+
+test("a watch line shows the live attempt, and an earlier one only through the wait reason", () => {
+  const running = job({ state: JobState.RUNNING, attempts: [create(AttemptSchema, { ...ended(AttemptState.RUNNING, 0), endTime: undefined })] });
+  assert.match(watchLine(running, NOW), new RegExp(`^\\d\\d:\\d\\d:\\d\\d  running    1        ${AGENT}$`));
+  const retrying = job({ state: JobState.OFFERED, attempts: [ended(AttemptState.FAILED, 3)] });
+  assert.match(watchLine(retrying, NOW), /^\d\d:\d\d:\d\d {2}offered {4}- {8}-$/);
+  const failed = job({ state: JobState.FAILED, endReason: "the attempt failed with exit code 3", attempts: [ended(AttemptState.FAILED, 3)] });
+  assert.match(watchLine(failed, NOW), new RegExp(`  failed     1        ${AGENT}  the attempt failed with exit code 3$`));
+  assert.equal(watchKey(running), watchKey(create(JobSchema, { ...running, updateTime: timestampFromMs(NOW) })), "a new update time alone is not a new line");
+  assert.notEqual(watchKey(running), watchKey(failed));
+});
+
+test("explain prints the summary, each auction's candidates, and ineligible agents grouped by reason", () => {
+  const res = create(ExplainPlacementResponseSchema, {
+    explanation: "Latest, attempt 1 at 2030-01-01T11:59:00.000Z: placed on agent a1 (score 0.80): the best bid.",
+    auctions: [
+      {
+        id: "auc-1",
+        state: AuctionState.CLOSED,
+        winnerAgentId: "a1",
+        createTime: timestampFromMs(NOW - 60_000),
+        eligibleCount: 3,
+        candidates: [
+          { agentId: "a1", outcome: Candidate_Outcome.WON, score: 0.8, reason: "the best bid" },
+          { agentId: "a2", outcome: Candidate_Outcome.DECLINED, reason: "busy" },
+        ],
+        ineligible: [{ reason: "lacks label zone=eu", count: 4, exampleAgentIds: ["a3", "a4"] }],
+      },
+    ],
+  });
+  assert.equal(
+    explainText(job({ state: JobState.RUNNING }), res, undefined, NOW),
+    [
+      `job:   ${ID}`,
+      "state: running",
+      "",
+      "Latest, attempt 1 at 2030-01-01T11:59:00.000Z: placed on agent a1 (score 0.80): the best bid.",
+      "",
+      "Auction auc-1 (closed, 1m ago)",
+      "  winner:          a1",
+      "  eligible agents: 3",
+      "",
+      "  CANDIDATE  OUTCOME   SCORE  REASON",
+      "  a1         won       0.800  the best bid",
+      "  a2         declined  -      busy",
+      "",
+      "  INELIGIBLE BECAUSE   AGENTS  FOR EXAMPLE",
+      "  lacks label zone=eu  4       a3,a4",
+      "",
+    ].join("\n"),
+  );
+});
