@@ -24,6 +24,7 @@ const schedulingDefaults: SchedulingSettings = {
   waitRetryMs: 10_000,
   bidWindowMs: 50,
   offersPerJob: 2,
+  auctionRounds: 4,
   allowShell: false,
 };
 
@@ -254,6 +255,7 @@ describe("fleet settings", () => {
       DROVER_WAIT_RETRY_MS: "500",
       DROVER_BID_WINDOW_MS: "20",
       DROVER_OFFERS_PER_JOB: "3",
+      DROVER_AUCTION_ROUNDS: "2",
       DROVER_ALLOW_SHELL: "true",
     };
     assert.deepEqual(readDevConfig(env).scheduling, {
@@ -264,10 +266,12 @@ describe("fleet settings", () => {
       waitRetryMs: 500,
       bidWindowMs: 20,
       offersPerJob: 3,
+      auctionRounds: 2,
       allowShell: true,
     });
     assert.throws(() => readDevConfig({ DROVER_OFFERS_PER_JOB: "0" }), /DROVER_OFFERS_PER_JOB/);
     assert.throws(() => readDevConfig({ DROVER_ALLOW_SHELL: "yes" }), /DROVER_ALLOW_SHELL/);
+    assert.throws(() => readDevConfig({ DROVER_AUCTION_ROUNDS: "0" }), /DROVER_AUCTION_ROUNDS/);
   });
 
   it("derives the stale threshold, presence refresh and sweep interval from the heartbeat interval", () => {

@@ -161,6 +161,8 @@ export interface SchedulingSettings {
   bidWindowMs: number;
   /** How many eligible agents get each offer: the k of power-of-k choices (DROVER_OFFERS_PER_JOB), default 2. */
   offersPerJob: number;
+  /** How many auction rounds (claim, offers, placements) a Bid replica keeps in flight (DROVER_AUCTION_ROUNDS), default 4. */
+  auctionRounds: number;
   /** Whether jobs may ask to run their commands through a shell (DROVER_ALLOW_SHELL=true|false), default false. Agents have their own say too. */
   allowShell: boolean;
 }
@@ -175,6 +177,7 @@ function readSchedulingSettings(r: EnvReader): SchedulingSettings {
     waitRetryMs: r.integer("DROVER_WAIT_RETRY_MS", 10_000, 10, DAY),
     bidWindowMs: r.integer("DROVER_BID_WINDOW_MS", 50, 1, 10_000),
     offersPerJob: r.integer("DROVER_OFFERS_PER_JOB", 2, 1, 64),
+    auctionRounds: r.integer("DROVER_AUCTION_ROUNDS", 4, 1, 32),
     allowShell: r.oneOf("DROVER_ALLOW_SHELL", "false", ["true", "false"] as const) === "true",
   };
 }

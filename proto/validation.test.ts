@@ -509,6 +509,13 @@ describe("drover.scheduler.v1 rules", () => {
     valid: { ...placement, waitReason: chars(1024) },
   });
   rule(
+    "Placement.retry_after is zero to one hour",
+    PlacementSchema,
+    "retry_after",
+    { invalid: { ...placement, retryAfter: { seconds: -1n } }, expect: { path: "retry_after", ruleId: "duration.gte_lte" }, valid: { ...placement, retryAfter: {} } },
+    { invalid: { ...placement, retryAfter: { seconds: 3601n } }, expect: { path: "retry_after", ruleId: "duration.gte_lte" }, valid: { ...placement, retryAfter: { seconds: 3600n } } },
+  );
+  rule(
     "RecordPlacementsRequest.placements holds 1 to 1000 placements",
     RecordPlacementsRequestSchema,
     "placements",

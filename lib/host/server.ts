@@ -113,7 +113,10 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     shutdownSignal: shutdown.signal,
   });
 
+  // No Nagle: gRPC writes small frames (an offer, a bid, an ack) that must
+  // not wait for the peer's delayed ACK (~40 ms) behind an earlier one.
   const h2 = http2.createServer({}, handler);
+  h2.on("connection", (socket: import("node:net").Socket) => socket.setNoDelay(true));
   const sessions = new Set<http2.ServerHttp2Session>();
   h2.on("session", (session) => {
     sessions.add(session);

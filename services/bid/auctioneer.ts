@@ -15,6 +15,7 @@
 // wait for capacity.
 
 import { randomUUID } from "node:crypto";
+import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import type { PrismaClient } from "../../gen/prisma/bid/client.ts";
 import { AgentStatus, Schedulability, WatchAgentsResponse_Kind as Kind, type Agent } from "../../gen/ts/drover/fleet/v1/fleet_service_pb.ts";
 import type { Resources } from "../../gen/ts/drover/common/v1/resources_pb.ts";
@@ -27,6 +28,10 @@ import { sleep } from "../../lib/timers.ts";
 import { decide, explainNoCandidates, explainNoWinner, selectCandidates, type AgentView, type CandidateSelection, type JobNeeds, type Res } from "./placement.ts";
 
 const JOBS_PER_ROUND = 200;
+// A job whose offered agents did not answer in the window is auctioned again
+// after about this long (jittered ±50 %), not after the wait for capacity:
+// a slow answer is not a full agent.
+const NO_ANSWER_RETRY_MS = 250;
 
 function res(r: Resources | undefined): Res {
   return { cpuMillis: r?.cpuMillis ?? 0, memoryBytes: Number(r?.memoryBytes ?? 0n), diskBytes: Number(r?.diskBytes ?? 0n) };
@@ -79,7 +84,8 @@ export class Auctioneer {
   constructor(private readonly deps: AuctioneerDeps) {}
 
   start(): void {
-    this.loops = [this.watchLoop(), this.placeLoop()];
+    // Several rounds in flight: one claims while another waits for bids or records placements.
+    this.loops = [this.watchLoop(), ...Array.from({ length: this.deps.settings.auctionRounds }, () => this.placeLoop())];
   }
 
   async stop(): Promise<void> {
@@ -133,14 +139,25 @@ export class Auctioneer {
         jobId: a.job.jobId,
         state: noCandidates ? "no_candidates" : "closed",
         winnerAgentId: decision?.winnerAgentId ?? null,
-        explanation: { summary, candidates: decision?.candidates ?? [], ineligible: a.selection.ineligible, eligibleCount: a.selection.eligibleCount, examined: a.selection.examined, attempt: a.job.attemptNumber },
+        explanation: { summary, candidates: decision?.candidates ?? [], ineligible: a.selection.ineligible, eligibleCount: a.selection.eligibleCount, examined: a.selection.examined, attempt: a.job.attemptNumber, bidder },
         closedAt: new Date(),
       });
       if (decision?.winnerAgentId) this.reserve(decision.winnerAgentId, a.needs.resources, now);
-      return { jobId: a.job.jobId, claimId: a.job.claimId, agentId: decision?.winnerAgentId ?? "", auctionId: a.auctionId, waitReason: decision?.winnerAgentId ? "" : summary };
+      const unanswered = !decision?.winnerAgentId && decision?.candidates.some((c) => c.outcome === "no_answer");
+      return {
+        jobId: a.job.jobId,
+        claimId: a.job.claimId,
+        agentId: decision?.winnerAgentId ?? "",
+        auctionId: a.auctionId,
+        waitReason: decision?.winnerAgentId ? "" : summary,
+        retryAfter: unanswered ? durationFromMs(Math.round(NO_ANSWER_RETRY_MS * (0.5 + random()))) : undefined,
+      };
     });
-    await this.deps.db.auction.createMany({ data: records });
-    const { results } = await clients.scheduler.recordPlacements({ placements }, { signal });
+    // The record is for ExplainPlacement; placing the jobs need not wait for it.
+    const [, { results }] = await Promise.all([
+      this.deps.db.auction.createMany({ data: records }).catch((err) => this.deps.log.warn({ err, auctions: records.length }, "could not store auctions; ExplainPlacement will lack them")),
+      clients.scheduler.recordPlacements({ placements }, { signal }),
+    ]);
     results.forEach((r, i) => {
       const p = placements[i]!;
       if (p.agentId && !r.accepted) this.release(p.agentId, auctions[i]!.needs.resources);

@@ -39,6 +39,8 @@ interface StoredExplanation {
   ineligible?: { reason: string; count: number; exampleAgentIds: string[] }[];
   eligibleCount?: number;
   attempt?: number;
+  /** The Bid replica that ran the auction (createBid's bidder name), to tell replicas apart when debugging. */
+  bidder?: string;
 }
 
 const OUTCOMES: Record<string, Candidate_Outcome> = {

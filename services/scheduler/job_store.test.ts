@@ -47,7 +47,7 @@ function contract(name: string, open: () => Promise<Database & { cleanup?: () =>
 
       // A job that found no agent gives its slot back...
       const backup = first.find((c) => c.job.concurrencyKey === "backup")!.job;
-      assert.deepEqual(await store.wait([{ jobId: backup.id, claimId: backup.claimId!, reason: "no agent" }], 0), [backup.id]);
+      assert.deepEqual(await store.wait([{ jobId: backup.id, claimId: backup.claimId!, reason: "no agent", retryMs: 0 }]), [backup.id]);
       const third = await store.claim(100, 60_000);
       assert.deepEqual(countByKey(third.map((c) => c.job)), { backup: 1 });
 

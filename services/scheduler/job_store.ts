@@ -403,18 +403,20 @@ export class JobStore {
     return rows.map(({ attempt, ...job }) => ({ job: jobRow(job as JobRow), attempt: attemptRow(attempt) }));
   }
 
-  /** Settles claims without winners: the jobs wait for capacity, looked at again after `retryMs` at the latest. Resolves the job ids changed. */
-  async wait(placements: readonly { jobId: string; claimId: string; reason: string }[], retryMs: number): Promise<string[]> {
+  /**
+   * Settles claims without winners: the jobs wait for capacity, looked at
+   * again after each one's retryMs at the latest. Resolves the job ids changed.
+   */
+  async wait(placements: readonly { jobId: string; claimId: string; reason: string; retryMs: number }[]): Promise<string[]> {
     if (placements.length === 0) return [];
     const rows = await this.db.$queryRawUnsafe<{ id: string }[]>(
       `UPDATE "scheduler"."jobs" AS jobs
           SET state = 'pending', claim_id = NULL, claim_expires_at = NULL, waiting_for_capacity = true,
-              wait_reason = i.reason, not_before = now() + $2 * interval '1 millisecond', updated_at = now()
-         FROM jsonb_to_recordset($1::jsonb) AS i(job_id uuid, claim_id uuid, reason text)
+              wait_reason = i.reason, not_before = now() + i.retry_ms * interval '1 millisecond', updated_at = now()
+         FROM jsonb_to_recordset($1::jsonb) AS i(job_id uuid, claim_id uuid, reason text, retry_ms int)
         WHERE jobs.id = i.job_id AND jobs.state = 'offered' AND jobs.claim_id = i.claim_id
        RETURNING jobs.id::text AS id`,
-      JSON.stringify(placements.map((p) => ({ job_id: p.jobId, claim_id: p.claimId, reason: p.reason }))),
-      retryMs,
+      JSON.stringify(placements.map((p) => ({ job_id: p.jobId, claim_id: p.claimId, reason: p.reason, retry_ms: Math.round(p.retryMs) }))),
     );
     return rows.map((r) => r.id);
   }

@@ -318,8 +318,10 @@ export class SchedulerServiceImpl implements JobMethods {
   async recordPlacements(req: RecordPlacementsRequest) {
     const { store, signals, settings, clients, log } = this.deps;
     const won = req.placements.filter((p) => p.agentId !== "").map((p) => ({ jobId: p.jobId, claimId: p.claimId, agentId: p.agentId, auctionId: p.auctionId || null, attemptId: randomUUID() }));
-    const lost = req.placements.filter((p) => p.agentId === "").map((p) => ({ jobId: p.jobId, claimId: p.claimId, reason: p.waitReason || "no agent took the job" }));
-    const [assigned, waiting] = await Promise.all([store.assign(won, settings.confirmMs), store.wait(lost, settings.waitRetryMs)]);
+    const lost = req.placements
+      .filter((p) => p.agentId === "")
+      .map((p) => ({ jobId: p.jobId, claimId: p.claimId, reason: p.waitReason || "no agent took the job", retryMs: p.retryAfter ? durationMs(p.retryAfter) : settings.waitRetryMs }));
+    const [assigned, waiting] = await Promise.all([store.assign(won, settings.confirmMs), store.wait(lost)]);
     if (assigned.length > 0) {
       const messages = assigned.map(({ job, attempt }) => {
         const spec = fromJson(JobSpecSchema, job.spec as JsonValue, { ignoreUnknownFields: true });
