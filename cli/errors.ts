@@ -24,7 +24,8 @@ export const exitCodesHelp = `Exit codes:
   3  not found
   4  unauthenticated or permission denied (includes: no token found)
   5  unavailable or deadline exceeded (server down or busy; retry)
-  Once a followed job ends, \`jobs watch\` and \`run --follow\` exit with its status instead (see their --help).`;
+  Once a followed job or run ends, \`jobs watch\`, \`run --follow\`, \`runs watch\` and
+  \`runs submit --follow\` exit with its status instead (see their --help).`;
 
 /** A failure the CLI detected itself, before or instead of a call. */
 export class CliError extends Error {

@@ -1,11 +1,12 @@
-// The options that describe a job, shared by `drover jobs submit` and
-// `drover run`, and the JobSpec they make.
+// The options that describe a job, shared by `drover jobs submit`,
+// `drover run` and (without the run mode) `drover schedules create`, and the
+// JobSpec they make.
 
-import { create } from "@bufbuild/protobuf";
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { Code } from "@connectrpc/connect";
-import type { Command } from "commander";
-import { JobSpecSchema, type JobSpec } from "../gen/ts/drover/scheduler/v1/scheduler_service_pb.ts";
+import { Option, type Command } from "commander";
+import { JobSpecSchema, type JobSpec, type RunModeSchema } from "../gen/ts/drover/scheduler/v1/scheduler_service_pb.ts";
 import { CliError } from "./errors.ts";
 import { parseBytes, parseCpu, parseDurationMs, parseInteger, parseLabels } from "./parse.ts";
 
@@ -19,6 +20,9 @@ export interface JobSpecOptions {
   priority: string;
   timeout?: string;
   retries?: string;
+  times?: string;
+  forever?: boolean;
+  repeatDelay?: string;
   idempotencyKey?: string;
 }
 
@@ -26,9 +30,18 @@ const collect = (value: string, previous: string[]) => [...previous, value];
 
 /** Adds the spec options to a command that takes `-- CMD [ARGS...]`. */
 export function addJobSpecOptions(cmd: Command): Command {
+  return addJobOptions(
+    cmd.usage("[options] -- CMD [ARGS...]").argument("<command...>", "the command and its arguments, after -- (an argv, not a shell line)"),
+  )
+    .addOption(new Option("--times <n>", "run it n times in all, one after another (each a new job)").conflicts("forever"))
+    .option("--forever", "run it again each time it ends, until a job of the chain is cancelled")
+    .option("--repeat-delay <duration>", "with --times or --forever: pause between one job ending and the next (default 0, forever 1s)")
+    .option("--idempotency-key <key>", "submitting again with the same key returns the first job");
+}
+
+/** The options that shape one job, without its command, run mode or key: a schedule's job template takes these. */
+export function addJobOptions(cmd: Command): Command {
   return cmd
-    .usage("[options] -- CMD [ARGS...]")
-    .argument("<command...>", "the command and its arguments, after -- (an argv, not a shell line)")
     .option("--name <name>", "a name for people")
     .option("--label <k=v>", "run only on agents with this label (repeatable; all must match)", collect, [])
     .option("--env <K=V>", "environment variable for the command (repeatable)", collect, [])
@@ -36,9 +49,11 @@ export function addJobSpecOptions(cmd: Command): Command {
     .option("--mem <bytes>", "memory it needs: 512Mi, 1G or bytes")
     .option("--priority <n>", "-1000..1000; higher goes first", "0")
     .option("--timeout <duration>", "longest one attempt may run, e.g. 90s, 10m (default: no limit; at least 1s)")
-    .option("--retries <n>", "retries after a failed attempt, 0 for none (default: the server's policy, 4 with backoff)")
-    .option("--idempotency-key <key>", "submitting again with the same key returns the first job");
+    .option("--retries <n>", "retries after a failed attempt, 0 for none (default: the server's policy, 4 with backoff)");
 }
+
+/** The option names addJobOptions adds, as commander keys them (to tell whether any was given). */
+export const JOB_OPTION_KEYS = ["name", "label", "env", "cpu", "mem", "priority", "timeout", "retries"] as const;
 
 /** The JobSpec the options describe; throws CliError(InvalidArgument) naming the flag on a bad value. */
 export function jobSpecFrom(argv: string[], opts: JobSpecOptions): JobSpec {
@@ -56,5 +71,20 @@ export function jobSpecFrom(argv: string[], opts: JobSpecOptions): JobSpec {
     priority: parseInteger("--priority", opts.priority),
     timeout: opts.timeout === undefined ? undefined : durationFromMs(parseDurationMs("--timeout", opts.timeout)),
     retry: retries === undefined ? undefined : { maxRetries: retries },
+    runMode: runModeFrom(opts),
   });
+}
+
+/** --times / --forever / --repeat-delay → a RunMode; undefined when the job runs once. */
+export function runModeFrom(opts: Pick<JobSpecOptions, "times" | "forever" | "repeatDelay">): MessageInitShape<typeof RunModeSchema> | undefined {
+  if (opts.times !== undefined && opts.forever) throw new CliError(Code.InvalidArgument, "--times and --forever: choose one");
+  const delay = opts.repeatDelay === undefined ? undefined : durationFromMs(parseDurationMs("--repeat-delay", opts.repeatDelay));
+  if (opts.forever) return { mode: { case: "forever", value: true }, delay };
+  if (opts.times !== undefined) {
+    const times = parseInteger("--times", opts.times);
+    if (times < 1 || times > 100_000) throw new CliError(Code.InvalidArgument, `--times: "${opts.times}" must be 1 to 100000`);
+    return { mode: { case: "nTimes", value: times }, delay };
+  }
+  if (delay) throw new CliError(Code.InvalidArgument, "--repeat-delay: needs --times or --forever");
+  return undefined;
 }

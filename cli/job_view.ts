@@ -4,32 +4,23 @@
 
 import { timestampMs, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { constants } from "node:os";
-import { Code } from "@connectrpc/connect";
 import {
   AuctionState,
   Candidate_Outcome,
   type ExplainPlacementResponse,
 } from "../gen/ts/drover/bid/v1/bid_service_pb.ts";
-import { AttemptState, JobState, type Attempt, type Job } from "../gen/ts/drover/scheduler/v1/scheduler_service_pb.ts";
-import { CliError } from "./errors.ts";
+import { AttemptState, JobState, type Attempt, type Job, type RunMode } from "../gen/ts/drover/scheduler/v1/scheduler_service_pb.ts";
 import { ago, enumText, formatFields, formatTable, labelText } from "./output.ts";
+import { enumWords, parseEnumWord } from "./parse.ts";
 
 // ---- States ----------------------------------------------------------------------
 
 /** The job states `--state` accepts, as people type them. */
-export const JOB_STATE_WORDS: Record<string, JobState> = Object.fromEntries(
-  Object.entries(JobState)
-    .filter((e): e is [string, JobState] => typeof e[1] === "number" && e[1] !== JobState.UNSPECIFIED)
-    .map(([name, value]) => [name.toLowerCase(), value]),
-);
+export const JOB_STATE_WORDS: Record<string, JobState> = enumWords<JobState>(JobState);
 
 /** "dead", "DEAD" or "timed-out" → the JobState; anything else names the valid words. */
 export function parseJobState(flag: string, text: string): JobState {
-  const state = JOB_STATE_WORDS[text.toLowerCase().replaceAll("-", "_")];
-  if (state === undefined) {
-    throw new CliError(Code.InvalidArgument, `${flag}: "${text}" is not a job state; use one of ${Object.keys(JOB_STATE_WORDS).join(", ")}`);
-  }
-  return state;
+  return parseEnumWord(flag, text, JOB_STATE_WORDS, "a job state");
 }
 
 const FINAL_STATES = new Set([JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.TIMED_OUT, JobState.DEAD]);
@@ -157,6 +148,11 @@ export function jobDetails(job: Job, opts: { created?: boolean; bold?: (s: strin
   if (cpu || mem) fields.push(["resources", `cpu ${cpu ? `${cpu / 1000}` : "-"}, mem ${mem ? `${(Number(mem) / 2 ** 20).toFixed(0)}Mi` : "-"}`]);
   if (spec?.timeout) fields.push(["timeout", durationText(Number(spec.timeout.seconds) * 1000 + spec.timeout.nanos / 1e6)]);
   if (spec?.retry) fields.push(["retries", String(spec.retry.maxRetries)]);
+  if (spec?.runMode?.mode.case) fields.push(["run mode", runModeText(spec.runMode)]);
+  if (job.repeatIndex) fields.push(["repeat", repeatText(job)]);
+  if (job.nextJobId) fields.push(["next job", job.nextJobId]);
+  if (job.runId) fields.push(["run", `${job.runId}, stage ${job.stageName || "-"}`]);
+  if (job.scheduleId) fields.push(["schedule", job.scheduleId]);
   fields.push(["created", iso(job.createTime)]);
   if (job.idempotencyKey) fields.push(["idempotency key", job.idempotencyKey]);
   fields.push(["attempts", String(job.attemptCount)]);
@@ -166,6 +162,20 @@ export function jobDetails(job: Job, opts: { created?: boolean; bold?: (s: strin
   const note = opts.created === false ? "An existing job with this idempotency key; nothing new was submitted.\n" : "";
   if (job.attempts.length === 0) return formatFields(fields) + note;
   return `${formatFields(fields)}${note}\n${attemptsTable(job.attempts, opts.bold, now)}`;
+}
+
+/** "3 times, 5s apart" or "forever, 1s apart": what --times / --forever asked for. */
+export function runModeText(mode: RunMode): string {
+  const how = mode.mode.case === "forever" ? "forever" : mode.mode.case === "nTimes" ? `${mode.mode.value} times` : "once";
+  const delay = mode.delay ? Number(mode.delay.seconds) * 1000 + mode.delay.nanos / 1e6 : mode.mode.case === "forever" ? 1000 : 0;
+  return delay ? `${how}, ${durationText(delay)} apart` : how;
+}
+
+/** Which job of its chain this is: "2 of 3, first job <id>" ("1 of 3" for the first; "2 (forever)" without a total). */
+export function repeatText(job: Job): string {
+  const mode = job.spec?.runMode?.mode;
+  const of = mode?.case === "nTimes" ? ` of ${mode.value}` : mode?.case === "forever" ? " (forever)" : "";
+  return `${job.repeatIndex}${of}${job.repeatOf ? `, first job ${job.repeatOf}` : ""}`;
 }
 
 /** A job's attempts, oldest first. */

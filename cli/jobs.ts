@@ -5,38 +5,30 @@
 
 import { toJson } from "@bufbuild/protobuf";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
-import { Code } from "@connectrpc/connect";
-import { Command, Option } from "commander";
+import { Command } from "commander";
 import { ExplainPlacementResponseSchema } from "../gen/ts/drover/bid/v1/bid_service_pb.ts";
 import { JobSchema, JobState, type Job } from "../gen/ts/drover/scheduler/v1/scheduler_service_pb.ts";
 import type { CliClients } from "./connection.ts";
 import { CALL_TIMEOUT_MS, contextFor, print, type CommandContext } from "./context.ts";
-import { CliError } from "./errors.ts";
 import { followJob } from "./follow.ts";
 import { addJobSpecOptions, jobSpecFrom, type JobSpecOptions } from "./job_spec.ts";
 import { explainText, isFinal, jobDetails, jobExitHelp, jobExitStatus, JOB_LIST_HEADERS, JOB_STATE_WORDS, jobRow, parseJobState } from "./job_view.ts";
 import { formatTable } from "./output.ts";
-import { parseDurationMs, parseInteger } from "./parse.ts";
+import { addLimitOptions, collectPages, limitFrom } from "./pages.ts";
+import { parseDurationMs } from "./parse.ts";
 
 const timeout = { timeoutMs: CALL_TIMEOUT_MS };
-
-/** The server's largest page. */
-const MAX_PAGE = 1000;
 
 /**
  * Jobs newest first, following next_page_token until `limit` jobs (undefined:
  * all of them); `more` says whether the server had more than were taken.
  */
 export async function listJobs(clients: CliClients, state: JobState, limit: number | undefined): Promise<{ jobs: Job[]; more: boolean }> {
-  const jobs: Job[] = [];
-  let pageToken = "";
-  do {
-    const pageSize = Math.min(MAX_PAGE, limit === undefined ? MAX_PAGE : limit - jobs.length);
+  const { items, more } = await collectPages(limit, async (pageSize, pageToken) => {
     const res = await clients.scheduler.listJobs({ state, pageSize, pageToken }, timeout);
-    jobs.push(...res.jobs);
-    pageToken = res.nextPageToken;
-  } while (pageToken && (limit === undefined || jobs.length < limit));
-  return { jobs, more: pageToken !== "" };
+    return { items: res.jobs, nextPageToken: res.nextPageToken };
+  });
+  return { jobs: items, more };
 }
 
 /** `jobs ls` and `jobs dead`: the same listing, the latter fixed to the dead-letter queue. */
@@ -45,14 +37,11 @@ function listCommand(name: string, description: string, fixedState?: JobState): 
   if (fixedState === undefined) {
     cmd.option("--state <state>", `only jobs in this state: ${Object.keys(JOB_STATE_WORDS).join(", ")}`);
   }
-  return cmd
-    .addOption(new Option("--limit <n>", "show at most this many, newest first").default("100").conflicts("all"))
-    .option("--all", "show every job, following pages")
+  return addLimitOptions(cmd)
     .action((opts: { state?: string; limit: string; all?: boolean }, command: Command) =>
       print(command, async ({ clients, bold }) => {
         const state = fixedState ?? (opts.state === undefined ? JobState.UNSPECIFIED : parseJobState("--state", opts.state));
-        const limit = opts.all ? undefined : parseInteger("--limit", opts.limit);
-        if (limit !== undefined && limit < 1) throw new CliError(Code.InvalidArgument, `--limit: "${opts.limit}" must be 1 or more`);
+        const limit = limitFrom(opts);
         const { jobs, more } = await listJobs(clients, state, limit);
         if (more) process.stderr.write(`drover: showing the newest ${jobs.length} jobs; --limit N or --all for more\n`);
         const now = Date.now();

@@ -12,6 +12,8 @@ import { devCommand } from "./dev.ts";
 import { describeFailure, exitCodesHelp, ExitCode } from "./errors.ts";
 import { jobsCommand } from "./jobs.ts";
 import { runCommand } from "./run.ts";
+import { runsCommand } from "./runs.ts";
+import { schedulesCommand } from "./schedules.ts";
 import { agentTokensCommand, tokensCommand } from "./tokens.ts";
 
 const { version } = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string };
@@ -29,7 +31,7 @@ function createProgram(): Command {
     .configureOutput({ outputError: (text, write) => write(`drover: usage: ${text.replace(/^error: /, "")}`) })
     .addHelpText("after", `\n${exitCodesHelp}\n\nErrors print one line on stderr: drover: <grpc code>: <message>`);
 
-  for (const command of [devCommand(), tokensCommand(), agentTokensCommand(), agentsCommand(), jobsCommand(), runCommand()]) {
+  for (const command of [devCommand(), tokensCommand(), agentTokensCommand(), agentsCommand(), jobsCommand(), runCommand(), runsCommand(), schedulesCommand()]) {
     program.addCommand(copySettings(command, program));
   }
   return program;

@@ -55,3 +55,26 @@ export function parseInteger(flag: string, text: string): number {
 export function parseDurationMs(flag: string, text: string): number {
   return Math.round(parseDuration(flag, text) * 1000);
 }
+
+/**
+ * The words a flag accepts for a protobuf enum, lowercase, without the zero
+ * value: RunState → {running, succeeded, ...}. `joiner` replaces the
+ * underscores of multi-word names ("cancel-previous" for CANCEL_PREVIOUS).
+ */
+export function enumWords<E extends number>(names: Record<string, string | E>, joiner = "_"): Record<string, E> {
+  return Object.fromEntries(
+    Object.entries(names)
+      .filter((e): e is [string, E] => typeof e[1] === "number" && e[1] !== 0)
+      .map(([name, value]) => [name.toLowerCase().replaceAll("_", joiner), value]),
+  );
+}
+
+/** One of `words` (any case, `-` or `_` between words), else a CliError that lists them. */
+export function parseEnumWord<E extends number>(flag: string, text: string, words: Record<string, E>, what: string): E {
+  const normal = text.toLowerCase();
+  const value = words[normal] ?? words[normal.replaceAll("-", "_")] ?? words[normal.replaceAll("_", "-")];
+  if (value === undefined) {
+    throw new CliError(Code.InvalidArgument, `${flag}: "${text}" is not ${what}; use one of ${Object.keys(words).join(", ")}`);
+  }
+  return value;
+}

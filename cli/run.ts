@@ -20,7 +20,8 @@ export function runCommand(): Command {
       "after",
       `
 The command's output is not streamed yet (that comes with the Log service);
-it stays on the agent. --follow shows the job's state changes.
+it stays on the agent. --follow shows the job's state changes; with --times
+or --forever it follows the first job of the chain (jobs get shows the next).
 
 ${jobExitHelp}
 
