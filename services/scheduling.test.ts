@@ -230,6 +230,41 @@ describe("scheduling", () => {
     assert.match(done.attempts[0]!.reason, /offline|gone/);
   });
 
+  it("runs at most concurrency_limit jobs of a key at a time, fleet-wide, and says why the others wait", async () => {
+    // Two agents that keep each job running until the test ends it.
+    const holding: Assignment[] = [];
+    const hold = (x: Assignment, agent: BiddingAgent) => {
+      agent.report(x.attemptId, Reported.RUNNING);
+      holding.push(x);
+    };
+    const [a, b] = [await BiddingAgent.start({ pool: "keyed" }, { run: hold }), await BiddingAgent.start({ pool: "keyed" }, { run: hold })];
+    agents.push(a, b);
+    const spec = { exec, constraints: { labels: { pool: "keyed" } }, concurrencyKey: "deploy-prod", concurrencyLimit: 2 };
+    const ids = await Promise.all(Array.from({ length: 5 }, async () => (await scheduler.submitJob({ spec })).job!.id));
+    const finishOne = () => {
+      const x = holding.shift()!;
+      const agent = a.assignments.includes(x) ? a : b;
+      agent.report(x.attemptId, Reported.SUCCEEDED);
+    };
+    let most = 0;
+    for (let done = 0; done < 5; done++) {
+      await eventually(() => (holding.length > 0 ? true : undefined), 10_000, "a job of the key running");
+      // Give the auctioneer every chance to overrun the limit before looking.
+      await new Promise((r) => setTimeout(r, 300));
+      const { jobs } = await scheduler.listJobs({ pageSize: 100 });
+      const mine = jobs.filter((j) => ids.includes(j.id));
+      const live = mine.filter((j) => [JobState.OFFERED, JobState.ASSIGNED, JobState.RUNNING].includes(j.state)).length;
+      most = Math.max(most, live, holding.length);
+      assert.ok(live <= 2, `${live} jobs of the key hold a slot`);
+      const waiting = mine.find((j) => j.state === JobState.PENDING);
+      if (waiting && live === 2) assert.match(waiting.waitReason, /waiting for a concurrency slot: 2 of 2 jobs with key "deploy-prod" hold one/);
+      finishOne();
+    }
+    for (const id of ids) await until(id, [JobState.SUCCEEDED]);
+    assert.equal(most, 2, "two ran at once: the limit, not one at a time");
+    assert.equal(a.assignments.length + b.assignments.length, 5);
+  });
+
   it("cancels a running job: the agent gets a Cancel with the grace period and the job ends cancelled", async () => {
     const a = await BiddingAgent.start({ pool: "cancel" }, { run: (x, agent) => agent.report(x.attemptId, Reported.RUNNING) });
     agents.push(a);
