@@ -23,6 +23,8 @@ const BENCHMARKS = [
     file: "bench/fleet_load.ts",
     limitSec: (process.env.BENCH_FLEET_AGENTS ?? "").split(",").some((n) => Number(n) > 5000) ? 600 : 240,
   },
+  // Split and dev mode, each measured and then profiled (~3-4 min on a quiet machine).
+  { name: "scheduling", file: "bench/scheduling.ts", limitSec: 330 },
 ];
 
 const wanted = process.argv.slice(2);
