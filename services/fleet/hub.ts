@@ -29,6 +29,7 @@ import {
   type ConnectRequest,
   type Heartbeat,
   type Hello,
+  type JobEvent,
 } from "../../gen/ts/drover/fleet/v1/agent_stream_pb.ts";
 import type { WatchAgentsResponse } from "../../gen/ts/drover/fleet/v1/fleet_service_pb.ts";
 import type { Bus, Unsubscribe } from "../../lib/bus/bus.ts";
@@ -72,6 +73,11 @@ export interface HubDeps {
 
 // Snapshot rows per statement.
 const SNAPSHOT_BATCH = 1000;
+
+// Job events of one stream waiting for the sink before its reading pauses (backpressure).
+const MAX_EVENTS_WAITING = 1000;
+// Most job events of one stream handed to the sink, and acknowledged, together.
+const EVENTS_PER_GROUP = 500;
 
 const CALL_ENDED = Symbol("call ended");
 type ReadStep = IteratorResult<ConnectRequest> | typeof CALL_ENDED;
@@ -281,6 +287,8 @@ export class AgentHub {
         if (step === CALL_ENDED || step.done || session.ended) break;
         await this.handle(session, step.value);
       }
+      // The agent closed its side: what it reported is acknowledged before the stream ends.
+      await session.events;
       session.end();
     } catch (err) {
       session.end(ConnectError.from(err));
@@ -309,13 +317,8 @@ export class AgentHub {
       case "bid":
       case "decline":
         return this.deps.offers.answer(session, m);
-      case "jobEvent": {
-        // Acknowledged only once its owner has it: until then the agent
-        // keeps it and sends it again after a reconnect.
-        await sink.jobEvent(session.agentId, m.value);
-        session.send(create(ConnectResponseSchema, { message: { case: "eventAck", value: { eventIds: [m.value.eventId] } } }));
-        return;
-      }
+      case "jobEvent":
+        return this.jobEvent(session, m.value);
       case "logFrame":
         return sink.logFrame(session.agentId, m.value);
       case "hello":
@@ -323,6 +326,47 @@ export class AgentHub {
       default:
         // Validation rejects an empty oneof; a case this version does not know is ignored.
         this.deps.log.debug({ agentId: session.agentId }, "ignored a message of a kind this server does not know");
+    }
+  }
+
+  /**
+   * A job event is acknowledged once the sink has it: until then the agent
+   * keeps it and sends it again after a reconnect. Reading goes on while
+   * events wait for the sink, so that heartbeats behind a burst of events
+   * still count. (Waiting for each event in turn, one Scheduler round trip
+   * apiece, made a healthy agent that had just finished many short attempts
+   * look silent, then offline; and its last assignments went unconfirmed
+   * for so long that they were declared lost and run again elsewhere.)
+   * Reading pauses only when too many events wait.
+   */
+  private async jobEvent(session: AgentSession, event: JobEvent): Promise<void> {
+    session.eventsWaiting.push(event);
+    if (!session.passingEvents) session.events = this.passEvents(session);
+    if (session.eventsWaiting.length >= MAX_EVENTS_WAITING) await session.events;
+  }
+
+  /**
+   * Hands a stream's waiting job events to the sink until none wait: all
+   * that wait at once, in stream order (so they share a batch on the way to
+   * the Scheduler), the next group only after the sink has the previous one.
+   * A sink that fails ends the stream, and nothing from the failed group on
+   * is acknowledged.
+   */
+  private async passEvents(session: AgentSession): Promise<void> {
+    session.passingEvents = true;
+    try {
+      while (session.eventsWaiting.length > 0 && !session.ended) {
+        const group = session.eventsWaiting.splice(0, EVENTS_PER_GROUP);
+        try {
+          await Promise.all(group.map((event) => this.deps.sink.jobEvent(session.agentId, event)));
+        } catch (err) {
+          session.end(ConnectError.from(err));
+          return;
+        }
+        session.send(create(ConnectResponseSchema, { message: { case: "eventAck", value: { eventIds: group.map((e) => e.eventId) } } }));
+      }
+    } finally {
+      session.passingEvents = false;
     }
   }
 

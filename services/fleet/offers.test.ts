@@ -1,7 +1,7 @@
 // RequestBids and SendToAgents, and job events acknowledged once their
 // owner has them: simulated agents on a real server (port 0), PGlite and
 // the in-process bus; the cross-replica path runs in
-// integration/scheduling_split.test.ts.
+// integration/scheduling_replicas.test.ts.
 
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
@@ -14,10 +14,13 @@ import type { AgentMessageSink } from "./sink.ts";
 class RecordingSink implements AgentMessageSink {
   events: { agentId: string; event: JobEvent }[] = [];
   failing = false;
+  /** While set, job events are taken but not recorded until it resolves: a slow Scheduler. */
+  gate: Promise<void> | undefined;
   connected(): void {}
-  jobEvent(agentId: string, event: JobEvent): void {
+  jobEvent(agentId: string, event: JobEvent): void | Promise<void> {
     if (this.failing) throw new ConnectError("scheduler unavailable", Code.Unavailable);
     this.events.push({ agentId, event });
+    return this.gate;
   }
   logFrame(): void {}
 }
@@ -145,6 +148,32 @@ describe("job events", () => {
       assert.deepEqual(ack.message.case === "eventAck" && ack.message.value.eventIds, ["ev-1"]);
       assert.deepEqual(sink.events.map((e) => [e.agentId, e.event.eventId]), [[a.agentId, "ev-1"]]);
     } finally {
+      await a.cancel();
+    }
+  });
+
+  it("keeps reading heartbeats while job events wait for a slow sink, then hands over and acknowledges the waiting events together, in order", async () => {
+    const a = await TestAgent.register(t.grpcUrl, token, { hostname: "g" });
+    let release!: () => void;
+    sink.gate = new Promise<void>((resolve) => (release = resolve));
+    const event = (eventId: string) => ({ message: { case: "jobEvent" as const, value: { eventId, attemptId: "at-3", state: AttemptState.RUNNING } } });
+    try {
+      a.send(event("ev-3"));
+      await eventually(() => (sink.events.some((e) => e.event.eventId === "ev-3") ? true : undefined), 2000, "ev-3 with the sink");
+      a.send(event("ev-4"));
+      a.send(event("ev-5"));
+      const session = t.fleet.hub.session(a.agentId)!;
+      const heard = session.heartbeats;
+      a.heartbeat(1);
+      // Before, the heartbeat waited behind the events: a busy Scheduler made the agent look silent.
+      await eventually(() => (session.heartbeats > heard ? true : undefined), 2000, "the heartbeat read while ev-3 waits");
+      release();
+      const acks = [await a.next(), await a.next()].map((m) => (m.message.case === "eventAck" ? m.message.value.eventIds : m.message.case));
+      assert.deepEqual(acks, [["ev-3"], ["ev-4", "ev-5"]]);
+      assert.deepEqual(sink.events.filter((e) => e.agentId === a.agentId).map((e) => e.event.eventId), ["ev-3", "ev-4", "ev-5"]);
+    } finally {
+      sink.gate = undefined;
+      release?.();
       await a.cancel();
     }
   });

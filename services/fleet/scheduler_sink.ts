@@ -1,8 +1,12 @@
 // Fleet's sink in both wirings: job events and what agents run go to the
 // Scheduler through its generated client. Events from every stream are
 // batched into one ReportJobEvents call; each agent's stream waits for its
-// event's batch (so its EventAck follows the Scheduler's commit), and
-// events of one agent stay in order because its stream sends one at a time.
+// events' batch (so their EventAck follows the Scheduler's commit), and
+// events of one agent stay in order because its stream hands them over a
+// group at a time, in order, the next group after the previous one's batch
+// (hub.ts jobEvent). A group can only be split when it straddles this
+// batcher's size limit; the Scheduler's lifecycle ignores an event that
+// comes after the attempt already ended.
 
 import type { Hello, JobEvent } from "../../gen/ts/drover/fleet/v1/agent_stream_pb.ts";
 import { Batcher } from "../../lib/batcher.ts";

@@ -5,7 +5,7 @@
 
 import type { ConnectError } from "@connectrpc/connect";
 import type { Resources } from "../../gen/ts/drover/common/v1/resources_pb.ts";
-import type { ConnectResponse, Metrics } from "../../gen/ts/drover/fleet/v1/agent_stream_pb.ts";
+import type { ConnectResponse, JobEvent, Metrics } from "../../gen/ts/drover/fleet/v1/agent_stream_pb.ts";
 import type { Liveness } from "./liveness.ts";
 import { MessageQueue } from "./queue.ts";
 
@@ -34,6 +34,11 @@ export class AgentSession {
   /** A status write for it is in flight. */
   transitioning = false;
   detached = false;
+  /** Job events read and not yet handed to the sink, in stream order (hub.ts jobEvent). */
+  readonly eventsWaiting: JobEvent[] = [];
+  /** Job events are being handed to the sink; `events` settles when none wait any more. */
+  passingEvents = false;
+  events: Promise<void> = Promise.resolve();
   /** Offers sent on this stream and not yet answered: where each answer goes, and until when (ms). */
   readonly offers = new Map<string, { replyTo: string; until: number }>();
 

@@ -8,10 +8,13 @@ import type { Hello, JobEvent, LogFrame } from "../../gen/ts/drover/fleet/v1/age
 import type { Logger } from "../../lib/logger.ts";
 
 /**
- * Receives agents' work messages in stream order per agent. A returned
- * promise is awaited before the stream's next message is read, so a slow
- * sink slows that agent (backpressure) and no other. A throw ends that
- * agent's stream with the error (a ConnectError keeps its code).
+ * Receives agents' work messages in stream order per agent; a slow sink
+ * slows that agent (backpressure) and no other. A returned promise is
+ * awaited before the stream's next message is read, except for job events:
+ * those waiting are handed over together, the next group once the previous
+ * one resolved, while the stream is still read (heartbeats must keep
+ * counting; see hub.ts jobEvent). A throw ends that agent's stream with
+ * the error (a ConnectError keeps its code).
  */
 export interface AgentMessageSink {
   /** A stream opened: what the agent says it runs and how far its logs go (Hello.running, Hello.log_offsets). */
