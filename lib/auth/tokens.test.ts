@@ -97,6 +97,31 @@ describe("CachingAuthenticator", () => {
     assert.equal(inner.calls, 2);
   });
 
+  it("asks once for a burst of calls with one secret, and asks again after a failed check", async () => {
+    let release!: (p: Principal | null) => void;
+    let fail = false;
+    let calls = 0;
+    const inner: Authenticator = {
+      authenticate: () => {
+        calls++;
+        if (fail) return Promise.reject(new Error("fleet unavailable"));
+        return new Promise((resolve) => (release = resolve));
+      },
+    };
+    const cache = new CachingAuthenticator(inner, 5_000, 500, 10_000, () => 0);
+    const burst = Array.from({ length: 50 }, () => cache.authenticate("s3"));
+    release(alice);
+    assert.deepEqual(await Promise.all(burst), Array.from({ length: 50 }, () => alice));
+    assert.equal(calls, 1);
+
+    fail = true;
+    const other = Array.from({ length: 3 }, () => cache.authenticate("s4"));
+    for (const call of other) await assert.rejects(call, /fleet unavailable/);
+    assert.equal(calls, 2, "the failing check was shared too");
+    await assert.rejects(cache.authenticate("s4"), /fleet unavailable/);
+    assert.equal(calls, 3, "and not cached");
+  });
+
   it("keeps one entry per secret", async () => {
     const inner = new FakeAuthenticator();
     const bob: Principal = { tokenId: "t-bob", role: Role.ADMIN, name: "bob" };

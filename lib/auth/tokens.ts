@@ -51,6 +51,10 @@ export function roleName(role: Role): string {
  */
 export class CachingAuthenticator implements Authenticator {
   private readonly cache = new Map<string, { principal: Principal | null; until: number }>();
+  // Checks under way, by secret hash: a burst of calls with one token on a
+  // cold or expired entry asks once, not once per call (a stampede of
+  // AuthenticateToken calls to Fleet is what a loaded replica can least afford).
+  private readonly inFlight = new Map<string, Promise<Principal | null>>();
 
   constructor(
     private readonly inner: Authenticator,
@@ -64,9 +68,18 @@ export class CachingAuthenticator implements Authenticator {
     const key = hashSecret(secret);
     const hit = this.cache.get(key);
     if (hit && hit.until > this.now()) return hit.principal;
-    const principal = await this.inner.authenticate(secret);
-    if (this.cache.size >= this.maxEntries) this.cache.clear();
-    this.cache.set(key, { principal, until: this.now() + (principal ? this.ttlMs : this.negativeTtlMs) });
-    return principal;
+    let check = this.inFlight.get(key);
+    if (!check) {
+      check = this.inner.authenticate(secret).then((principal) => {
+        if (this.cache.size >= this.maxEntries) this.cache.clear();
+        this.cache.set(key, { principal, until: this.now() + (principal ? this.ttlMs : this.negativeTtlMs) });
+        return principal;
+      });
+      this.inFlight.set(key, check);
+      // A failed check is not cached: the next call asks again.
+      const forget = () => this.inFlight.delete(key);
+      check.then(forget, forget);
+    }
+    return check;
   }
 }
