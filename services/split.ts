@@ -41,7 +41,10 @@ export async function startSplitService<N extends ServiceName>(name: N, config: 
     if (name === "fleet") {
       const tokens = new TokenStore(db.prismaFor("fleet"));
       await tokens.ensure(config.adminToken, Role.ADMIN, "bootstrap admin");
-      authenticator = tokens;
+      // Every call from another service carries the admin token: remember
+      // answers for a second. A revocation on this replica clears it at once;
+      // another Fleet replica's answer lasts at most that second.
+      authenticator = new CachingAuthenticator(tokens, 1000, 200);
     } else {
       authenticator = new CachingAuthenticator(new FleetAuthenticator(clients.fleet));
     }

@@ -3,6 +3,7 @@ import { describe, it } from "node:test";
 
 import { Role } from "../../gen/ts/drover/fleet/v1/fleet_service_pb.ts";
 import {
+  announceRevocation,
   CachingAuthenticator,
   hashSecret,
   newSecret,
@@ -120,6 +121,18 @@ describe("CachingAuthenticator", () => {
     assert.equal(calls, 2, "the failing check was shared too");
     await assert.rejects(cache.authenticate("s4"), /fleet unavailable/);
     assert.equal(calls, 3, "and not cached");
+  });
+
+  it("forgets everything when this process revokes a token, so the revoked token is refused at once", async () => {
+    const inner = new FakeAuthenticator();
+    inner.principals.set("s5", alice);
+    const cache = new CachingAuthenticator(inner, 60_000, 500, 10_000, () => 0);
+    assert.deepEqual(await cache.authenticate("s5"), alice);
+    inner.principals.delete("s5");
+    assert.deepEqual(await cache.authenticate("s5"), alice, "remembered");
+    announceRevocation();
+    assert.equal(await cache.authenticate("s5"), null);
+    assert.equal(inner.calls, 2);
   });
 
   it("keeps one entry per secret", async () => {

@@ -49,6 +49,19 @@ export function roleName(role: Role): string {
  * time. Revocation therefore takes effect within `ttlMs`; unknown secrets are
  * remembered for less time so a freshly created token works at once.
  */
+/**
+ * Revocations in this process: token stores announce them, and every
+ * CachingAuthenticator in the process forgets what it remembered, so a token
+ * revoked here is refused here at once. (Other processes' caches hold an
+ * answer for at most their ttl.)
+ */
+export const tokenRevocations = new EventTarget();
+
+/** Tells this process's caches that a token was revoked. */
+export function announceRevocation(): void {
+  tokenRevocations.dispatchEvent(new Event("revoked"));
+}
+
 export class CachingAuthenticator implements Authenticator {
   private readonly cache = new Map<string, { principal: Principal | null; until: number }>();
   // Checks under way, by secret hash: a burst of calls with one token on a
@@ -62,7 +75,22 @@ export class CachingAuthenticator implements Authenticator {
     private readonly negativeTtlMs = 500,
     private readonly maxEntries = 10_000,
     private readonly now: () => number = Date.now,
-  ) {}
+  ) {
+    // Weakly held, so a dropped authenticator is not kept alive by the listener.
+    const self = new WeakRef(this);
+    const forget = () => {
+      const cache = self.deref();
+      if (cache) cache.forget();
+      else tokenRevocations.removeEventListener("revoked", forget);
+    };
+    tokenRevocations.addEventListener("revoked", forget);
+  }
+
+  /** Drops every remembered answer (a token was revoked). */
+  forget(): void {
+    this.cache.clear();
+    this.inFlight.clear();
+  }
 
   async authenticate(secret: string): Promise<Principal | null> {
     const key = hashSecret(secret);

@@ -30,8 +30,13 @@ import { decide, explainNoCandidates, explainNoWinner, selectCandidates, type Ag
 const JOBS_PER_ROUND = 200;
 // A job whose offered agents did not answer in the window is auctioned again
 // after about this long (jittered ±50 %), not after the wait for capacity:
-// a slow answer is not a full agent.
+// a slow answer is not a full agent. It doubles with each silent auction in
+// a row, up to 2 s (or the wait for capacity if shorter), so an overloaded
+// fleet is not flooded with offers it cannot answer.
 const NO_ANSWER_RETRY_MS = 250;
+const NO_ANSWER_RETRY_CAP_MS = 2_000;
+// Jobs whose silent auctions in a row this replica counts (a bound, not a cache size that matters).
+const MAX_SILENT_TRACKED = 100_000;
 
 function res(r: Resources | undefined): Res {
   return { cpuMillis: r?.cpuMillis ?? 0, memoryBytes: Number(r?.memoryBytes ?? 0n), diskBytes: Number(r?.diskBytes ?? 0n) };
@@ -80,8 +85,28 @@ export class Auctioneer {
   private loops: Promise<void>[] = [];
   private wakeTimer?: NodeJS.Timeout;
   readonly stats = { auctions: 0, placed: 0, waiting: 0 };
+  /** Silent auctions in a row, per job (see NO_ANSWER_RETRY_MS). */
+  private readonly silent = new Map<string, number>();
+  /** The bid window now: DROVER_BID_WINDOW_MS, longer while answers come late (see adaptWindow). */
+  private windowMs: number;
 
-  constructor(private readonly deps: AuctioneerDeps) {}
+  constructor(private readonly deps: AuctioneerDeps) {
+    this.windowMs = deps.settings.bidWindowMs;
+  }
+
+  /**
+   * When most offers of a round go unanswered, the window was too short for
+   * this fleet or this machine as it is now (a loaded Fleet reads answers
+   * late; a busy agent sends them late): double it, up to 20 times the
+   * setting. When every offer is answered, ease it back towards the setting.
+   * Rounds overlap, so a longer window costs latency, not throughput.
+   */
+  private adaptWindow(offered: number, answered: number, usedMs: number): void {
+    const base = this.deps.settings.bidWindowMs;
+    if (offered === 0) return;
+    if (answered * 2 < offered) this.windowMs = Math.min(Math.max(this.windowMs, usedMs * 2), base * 20);
+    else if (answered === offered) this.windowMs = Math.max(base, Math.floor(this.windowMs * 0.9));
+  }
 
   start(): void {
     // Several rounds in flight: one claims while another waits for bids or records placements.
@@ -117,8 +142,10 @@ export class Auctioneer {
         offer: { offerId: o.offerId, jobId: a.job.jobId, resources: a.job.spec?.resources, driver: a.job.spec?.driver || "process" },
       })),
     );
-    const replies = offers.length > 0 ? (await clients.fleet.requestBids({ offers, window: { nanos: settings.bidWindowMs * 1_000_000 } }, { signal })).replies : [];
+    const windowMs = this.windowMs;
+    const replies = offers.length > 0 ? (await clients.fleet.requestBids({ offers, window: durationFromMs(windowMs) }, { signal })).replies : [];
     const byOffer = new Map(replies.map((r) => [r.offerId, r]));
+    this.adaptWindow(offers.length, replies.length, windowMs);
 
     const records: { id: string; jobId: string; state: string; winnerAgentId: string | null; explanation: object; closedAt: Date }[] = [];
     const placements = auctions.map((a) => {
@@ -144,18 +171,22 @@ export class Auctioneer {
       });
       if (decision?.winnerAgentId) this.reserve(decision.winnerAgentId, a.needs.resources, now);
       const unanswered = !decision?.winnerAgentId && decision?.candidates.some((c) => c.outcome === "no_answer");
+      const silent = unanswered ? (this.silent.get(a.job.jobId) ?? 0) + 1 : 0;
+      if (silent > 0 && this.silent.size < MAX_SILENT_TRACKED) this.silent.set(a.job.jobId, silent);
+      else this.silent.delete(a.job.jobId);
+      const retryMs = Math.min(NO_ANSWER_RETRY_MS * 2 ** Math.min(silent - 1, 20), NO_ANSWER_RETRY_CAP_MS, settings.waitRetryMs);
       return {
         jobId: a.job.jobId,
         claimId: a.job.claimId,
         agentId: decision?.winnerAgentId ?? "",
         auctionId: a.auctionId,
         waitReason: decision?.winnerAgentId ? "" : summary,
-        retryAfter: unanswered ? durationFromMs(Math.round(NO_ANSWER_RETRY_MS * (0.5 + random()))) : undefined,
+        retryAfter: unanswered ? durationFromMs(Math.round(retryMs * (0.5 + random()))) : undefined,
       };
     });
     // The record is for ExplainPlacement; placing the jobs need not wait for it.
     const [, { results }] = await Promise.all([
-      this.deps.db.auction.createMany({ data: records }).catch((err) => this.deps.log.warn({ err, auctions: records.length }, "could not store auctions; ExplainPlacement will lack them")),
+      this.storeAuctions(records).catch((err) => this.deps.log.warn({ err, auctions: records.length }, "could not store auctions; ExplainPlacement will lack them")),
       clients.scheduler.recordPlacements({ placements }, { signal }),
     ]);
     results.forEach((r, i) => {
@@ -166,6 +197,17 @@ export class Auctioneer {
     this.stats.placed += placements.filter((p) => p.agentId).length;
     this.stats.waiting += placements.filter((p) => !p.agentId).length;
     return jobs.length;
+  }
+
+  /** One INSERT for a round's auctions (Prisma's createMany costs more CPU than the auction itself). */
+  private async storeAuctions(records: readonly { id: string; jobId: string; state: string; winnerAgentId: string | null; explanation: object; closedAt: Date }[]): Promise<void> {
+    if (records.length === 0) return;
+    await this.deps.db.$executeRawUnsafe(
+      `INSERT INTO "bid"."auctions" (id, job_id, state, winner_agent_id, explanation, closed_at)
+       SELECT id, job_id, state, winner_agent_id, explanation, closed_at
+         FROM jsonb_to_recordset($1::jsonb) AS t(id uuid, job_id uuid, state text, winner_agent_id text, explanation jsonb, closed_at timestamptz)`,
+      JSON.stringify(records.map((r) => ({ id: r.id, job_id: r.jobId, state: r.state, winner_agent_id: r.winnerAgentId, explanation: r.explanation, closed_at: r.closedAt.toISOString() }))),
+    );
   }
 
   private async placeLoop(): Promise<void> {

@@ -18,6 +18,7 @@ import { migrate } from "../../lib/db/migrate.ts";
 import { accessPolicy } from "../../lib/host/interceptors.ts";
 import { standardInterceptors, startServer, type RunningServer } from "../../lib/host/server.ts";
 import type { Logger } from "../../lib/logger.ts";
+import { CachingAuthenticator } from "../../lib/auth/tokens.ts";
 import { TokenStore } from "../fleet/token_store.ts";
 import { accessTables, services, startAll, stopAll } from "../registry.ts";
 
@@ -51,8 +52,10 @@ export async function startDev(config: DevConfig, logger: Logger): Promise<DevPl
     const { secret: adminToken, created } = loadOrCreateAdminSecret(adminTokenFile);
     await tokens.ensure(adminToken, Role.ADMIN, "dev admin");
 
-    // Fleet is in this process, so tokens are checked against its store directly.
-    const authenticator = tokens;
+    // Fleet is in this process, so tokens are checked against its store
+    // directly, remembered for a second (every in-process call between the
+    // services carries the admin token); a revocation here clears it at once.
+    const authenticator = new CachingAuthenticator(tokens, 1000, 200);
     const policy = accessPolicy(accessTables(SERVICE_NAMES));
     const interceptors = standardInterceptors(logger, authenticator, policy);
 

@@ -14,7 +14,7 @@ import { toJson } from "@bufbuild/protobuf";
 import type { Agent as AgentRow, AgentStatusChange, Prisma, PrismaClient } from "../../gen/prisma/fleet/client.ts";
 import { ResourcesSchema, type Resources } from "../../gen/ts/drover/common/v1/resources_pb.ts";
 import type { Hello } from "../../gen/ts/drover/fleet/v1/agent_stream_pb.ts";
-import { hashSecret, newSecret } from "../../lib/auth/tokens.ts";
+import { announceRevocation, hashSecret, newSecret } from "../../lib/auth/tokens.ts";
 import type { Labels } from "./labels.ts";
 import type { Liveness } from "./liveness.ts";
 
@@ -288,7 +288,7 @@ export class AgentStore {
    */
   async deleteIfOffline(id: string): Promise<DeleteOutcome> {
     const now = this.now();
-    return this.db.$transaction(async (tx) => {
+    const outcome = await this.db.$transaction(async (tx) => {
       const agent = await tx.agent.findUnique({ where: { id } });
       if (!agent) return { notFound: true } as const;
       if (agent.status !== "offline") return { status: agent.status };
@@ -297,6 +297,8 @@ export class AgentStore {
       if (deleted.count === 0) return { status: "online" };
       return { deleted: agent };
     });
+    if ("deleted" in outcome) announceRevocation();
+    return outcome;
   }
 
   /** Agents that are online or stale, with the best evidence of their last heartbeat, for the sweeper. */

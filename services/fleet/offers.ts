@@ -33,6 +33,12 @@ interface Gather {
 // Remembered offers per session before expired ones are swept out.
 const SWEEP_AT = 256;
 
+// An agent with more than this many messages waiting on its stream is not
+// sent offers: it could not answer within the window anyway, and offers
+// piling up behind a slow reader would end its stream (MAX_QUEUED_PER_AGENT).
+// The offer goes unanswered; Bid tries again later, elsewhere or here.
+export const MAX_OFFER_BACKLOG = 200;
+
 export interface OfferRouterDeps {
   bus: Bus;
   /** This replica's name: where answers to its offers come back. */
@@ -97,6 +103,7 @@ export class OfferRouter {
         const message = create(ConnectResponseSchema, { message: { case: "offer", value: { ...offer!, deadline: offer!.deadline ?? timestampFromMs(deadline) } } });
         const local = this.deps.session(agentId);
         if (local?.ready && !local.ended) {
+          if (local.backlog > MAX_OFFER_BACKLOG) continue;
           this.hold(local, offer!.offerId, replica, deadline);
           local.deliver(message);
         } else {
@@ -121,6 +128,7 @@ export class OfferRouter {
     if (message.message.case !== "offer") return;
     const offer = message.message.value;
     const until = offer.deadline ? timestampMs(offer.deadline) : Date.now() + 10_000;
+    if (session.backlog > MAX_OFFER_BACKLOG || until <= Date.now()) return; // unanswered: see MAX_OFFER_BACKLOG
     this.hold(session, offer.offerId, replyTo, until);
     session.deliver(message);
   }

@@ -65,6 +65,11 @@ export class AgentSession {
     return this.out.ended;
   }
 
+  /** Messages waiting to be written to the stream. */
+  get backlog(): number {
+    return this.out.size + (this.held?.length ?? 0);
+  }
+
   /** Queues a message in order (Welcome, the replayed outbox). */
   send(message: ConnectResponse): void {
     this.out.push(message);

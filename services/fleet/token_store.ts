@@ -1,5 +1,5 @@
 import type { PrismaClient } from "../../gen/prisma/fleet/client.ts";
-import { hashSecret, newSecret, roleFromName, roleName, type Authenticator, type Principal } from "../../lib/auth/tokens.ts";
+import { announceRevocation, hashSecret, newSecret, roleFromName, roleName, type Authenticator, type Principal } from "../../lib/auth/tokens.ts";
 import type { Role } from "../../gen/ts/drover/fleet/v1/fleet_service_pb.ts";
 import { isUniqueViolation } from "../../lib/db/errors.ts";
 
@@ -99,6 +99,7 @@ export class TokenStore implements Authenticator {
   /** Revokes a token; revoking twice keeps the first time. Null when no such token. */
   async revoke(id: string): Promise<TokenRecord | null> {
     await this.db.apiToken.updateMany({ where: { id, revokedAt: null }, data: { revokedAt: this.now() } });
+    announceRevocation();
     const row = await this.db.apiToken.findUnique({ where: { id } });
     return row ? record(row) : null;
   }

@@ -28,6 +28,7 @@ import type { PrismaClient } from "../../gen/prisma/scheduler/client.ts";
 import type { SchedulingSettings } from "../../lib/config.ts";
 import { durationMs } from "../../lib/host/time.ts";
 import type { Logger } from "../../lib/logger.ts";
+import { sleep } from "../../lib/timers.ts";
 import { release, type StageDef, type StageState } from "./dag.ts";
 import { JobStore, type JobRow } from "./job_store.ts";
 import { RunStore, type RunRow, type SkipNote, type Sql } from "./run_store.ts";
@@ -188,6 +189,8 @@ export interface FollowupDeps {
 const BATCH = 100;
 /** How old a run's cancel must be before the repair takes over its stage jobs. */
 const CANCEL_REPAIR_AFTER_MS = 5_000;
+// Least time between two rounds woken by doorbells (one comes with every batch of job changes).
+const MIN_ROUND_GAP_MS = 50;
 
 /** The follow-up loop; promises each ended job's follow-up is done once, by one replica. */
 export class Followups {
@@ -298,7 +301,13 @@ export class Followups {
       } catch (err) {
         if (!signal.aborted) log.warn({ err }, "a follow-up round failed; trying again");
       }
-      if (this.kicked || signal.aborted) continue;
+      if (signal.aborted) continue;
+      if (this.kicked) {
+        // Doorbells come with every batch of job changes: let them gather
+        // for a moment rather than look once per doorbell.
+        await sleep(MIN_ROUND_GAP_MS, signal);
+        continue;
+      }
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, settings.sweepIntervalMs);
         this.kick = () => {

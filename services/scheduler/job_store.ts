@@ -317,7 +317,7 @@ export class JobStore {
     const keys = await this.db.$queryRawUnsafe<{ key: string }[]>(
       `SELECT DISTINCT concurrency_key AS key FROM "scheduler"."jobs"
         WHERE state = 'pending' AND concurrency_key IS NOT NULL AND (not_before IS NULL OR not_before <= now())
-        LIMIT 100`,
+        LIMIT 100`, // jobs_pending_concurrency_key (a partial index) answers this without a scan
     );
     if (keys.length === 0) return [];
     const sorted = JSON.stringify(keys.map((k) => k.key).sort());

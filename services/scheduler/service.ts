@@ -296,6 +296,7 @@ export class SchedulerServiceImpl implements JobMethods {
     for (;;) {
       const claimed = await store.claim(req.maxJobs, settings.claimMs);
       if (claimed.length > 0) {
+        if (claimed.length === req.maxJobs) signals.nudge();
         signals.changed(claimed.map((c) => c.job.id));
         return {
           jobs: claimed.map(({ job, previousAgentIds }) => ({

@@ -45,7 +45,7 @@ export class SchedulerSignals {
   async stop(): Promise<void> {
     await Promise.allSettled(this.unsubs.map((u) => u()));
     this.unsubs = [];
-    this.wakePlaceable();
+    this.wakePlaceable(true);
   }
 
   /** Jobs became placeable. */
@@ -93,7 +93,20 @@ export class SchedulerSignals {
     return () => this.changeListeners.delete(listener);
   }
 
-  private wakePlaceable(): void {
-    for (const wake of [...this.placeableWaiters]) wake();
+  /**
+   * Wakes one claimer of this replica, not all: they would all race for the
+   * same jobs and all but one come back empty. A claimer that takes a full
+   * batch wakes the next (nudge), so a backlog still gets every claimer.
+   */
+  private wakePlaceable(all = false): void {
+    for (const wake of [...this.placeableWaiters]) {
+      wake();
+      if (!all) return;
+    }
+  }
+
+  /** More placeable jobs may be left (a claim came back full): wake one more claimer here. */
+  nudge(): void {
+    this.wakePlaceable();
   }
 }
