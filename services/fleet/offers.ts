@@ -103,7 +103,11 @@ export class OfferRouter {
         const message = create(ConnectResponseSchema, { message: { case: "offer", value: { ...offer!, deadline: offer!.deadline ?? timestampFromMs(deadline) } } });
         const local = this.deps.session(agentId);
         if (local?.ready && !local.ended) {
-          if (local.backlog > MAX_OFFER_BACKLOG) continue;
+          if (local.backlog > MAX_OFFER_BACKLOG) {
+            // Not sent, so not waited for: the others may still close the round early.
+            gather.waiting.delete(offer!.offerId);
+            continue;
+          }
           this.hold(local, offer!.offerId, replica, deadline);
           local.deliver(message);
         } else {
