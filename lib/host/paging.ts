@@ -25,3 +25,13 @@ export function decodePageToken(token: string): string | undefined {
   }
   return text.slice(3);
 }
+
+/**
+ * A page from rows fetched with one more than the page size: the page, and
+ * the token for the next (empty when the extra row was not there, so this
+ * was the last page). `keyOf` names the row a token continues after.
+ */
+export function splitPage<R>(rows: readonly R[], size: number, keyOf: (row: R) => string): { page: R[]; nextPageToken: string } {
+  const page = rows.slice(0, size);
+  return { page, nextPageToken: rows.length > size ? encodePageToken(keyOf(page[page.length - 1]!)) : "" };
+}

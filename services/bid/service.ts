@@ -12,7 +12,7 @@ import {
   type ListAuctionsRequest,
 } from "../../gen/ts/drover/bid/v1/bid_service_pb.ts";
 import type { AccessRule } from "../../lib/host/interceptors.ts";
-import { decodePageToken, encodePageToken, pageSize } from "../../lib/host/paging.ts";
+import { decodePageToken, pageSize, splitPage } from "../../lib/host/paging.ts";
 
 /** Who may call what on BidService (methods not listed: admin and operator). */
 export const bidAccess: Record<string, AccessRule> = {};
@@ -82,11 +82,8 @@ export class BidServiceImpl implements ServiceImpl<typeof BidService> {
       take: size + 1,
       ...(after ? { cursor: { id: after }, skip: 1 } : {}),
     });
-    const page = rows.slice(0, size);
-    return {
-      auctions: page.map(auction),
-      nextPageToken: rows.length > size ? encodePageToken(page[page.length - 1]!.id) : "",
-    };
+    const { page, nextPageToken } = splitPage(rows, size, (r) => r.id);
+    return { auctions: page.map(auction), nextPageToken };
   }
 
   async explainPlacement(req: ExplainPlacementRequest) {

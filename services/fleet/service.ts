@@ -33,7 +33,7 @@ import {
 import type { Bus } from "../../lib/bus/bus.ts";
 import type { FleetSettings } from "../../lib/config.ts";
 import type { AccessRule } from "../../lib/host/interceptors.ts";
-import { decodePageToken, encodePageToken, pageSize } from "../../lib/host/paging.ts";
+import { decodePageToken, pageSize, splitPage } from "../../lib/host/paging.ts";
 import { durationMs } from "../../lib/host/time.ts";
 import type { Logger } from "../../lib/logger.ts";
 import type { AgentStore, Schedulability } from "./agent_store.ts";
@@ -129,11 +129,8 @@ export class FleetServiceImpl implements Partial<ServiceImpl<typeof FleetService
       throw new ConnectError("page_token: does not name a token (was it deleted?)", Code.InvalidArgument);
     }
     const rows = await this.tokens.list(size + 1, after);
-    const page = rows.slice(0, size);
-    return {
-      tokens: page.map(apiToken),
-      nextPageToken: rows.length > size ? encodePageToken(page[page.length - 1]!.id) : "",
-    };
+    const { page, nextPageToken } = splitPage(rows, size, (r) => r.id);
+    return { tokens: page.map(apiToken), nextPageToken };
   }
 
   async revokeApiToken(req: RevokeApiTokenRequest) {
@@ -165,11 +162,8 @@ export class FleetServiceImpl implements Partial<ServiceImpl<typeof FleetService
       throw new ConnectError("page_token: does not name a registration token (was it deleted?)", Code.InvalidArgument);
     }
     const rows = await agentTokens.list(size + 1, after);
-    const page = rows.slice(0, size);
-    return {
-      tokens: page.map(agentTokenMessage),
-      nextPageToken: rows.length > size ? encodePageToken(page[page.length - 1]!.id) : "",
-    };
+    const { page, nextPageToken } = splitPage(rows, size, (r) => r.id);
+    return { tokens: page.map(agentTokenMessage), nextPageToken };
   }
 
   async revokeAgentToken(req: RevokeAgentTokenRequest) {
@@ -188,11 +182,8 @@ export class FleetServiceImpl implements Partial<ServiceImpl<typeof FleetService
       after: decodePageToken(req.pageToken),
       limit: size + 1,
     });
-    const page = rows.slice(0, size);
-    return {
-      agents: page.map((row) => agentMessage(row)),
-      nextPageToken: rows.length > size ? encodePageToken(page[page.length - 1]!.id) : "",
-    };
+    const { page, nextPageToken } = splitPage(rows, size, (r) => r.id);
+    return { agents: page.map((row) => agentMessage(row)), nextPageToken };
   }
 
   async getAgent(req: GetAgentRequest) {

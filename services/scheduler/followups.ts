@@ -28,7 +28,7 @@ import type { PrismaClient } from "../../gen/prisma/scheduler/client.ts";
 import type { SchedulingSettings } from "../../lib/config.ts";
 import { durationMs } from "../../lib/host/time.ts";
 import type { Logger } from "../../lib/logger.ts";
-import { sleep } from "../../lib/timers.ts";
+import { Alarm, sleep } from "../../lib/timers.ts";
 import { release, type StageDef, type StageState } from "./dag.ts";
 import { JobStore, type JobRow } from "./job_store.ts";
 import { RunStore, type RunRow, type SkipNote, type Sql } from "./run_store.ts";
@@ -196,8 +196,7 @@ const MIN_ROUND_GAP_MS = 50;
 export class Followups {
   private readonly stopping = new AbortController();
   private loop?: Promise<void>;
-  private kick?: () => void;
-  private kicked = false;
+  private readonly alarm = new Alarm();
   private unsubscribe?: () => void;
 
   constructor(private readonly deps: FollowupDeps) {}
@@ -211,14 +210,12 @@ export class Followups {
   async stop(): Promise<void> {
     this.unsubscribe?.();
     this.stopping.abort();
-    this.kick?.();
     await this.loop;
   }
 
   /** Makes the loop look again now. */
   wake(): void {
-    this.kicked = true;
-    this.kick?.();
+    this.alarm.ring();
   }
 
   /**
@@ -291,7 +288,7 @@ export class Followups {
     const signal = this.stopping.signal;
     let lastRepair = 0;
     while (!signal.aborted) {
-      this.kicked = false;
+      this.alarm.reset();
       try {
         while (!signal.aborted && (await this.processDue()) === BATCH);
         if (!signal.aborted && Date.now() - lastRepair >= CANCEL_REPAIR_AFTER_MS) {
@@ -302,20 +299,13 @@ export class Followups {
         if (!signal.aborted) log.warn({ err }, "a follow-up round failed; trying again");
       }
       if (signal.aborted) continue;
-      if (this.kicked) {
+      if (this.alarm.rang()) {
         // Doorbells come with every batch of job changes: let them gather
         // for a moment rather than look once per doorbell.
         await sleep(MIN_ROUND_GAP_MS, signal);
         continue;
       }
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, settings.sweepIntervalMs);
-        this.kick = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-      this.kick = undefined;
+      await this.alarm.sleep(settings.sweepIntervalMs, signal);
     }
   }
 }

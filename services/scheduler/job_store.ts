@@ -9,6 +9,7 @@
 
 import { randomUUID } from "node:crypto";
 import type { PrismaClient } from "../../gen/prisma/scheduler/client.ts";
+import { newestFirst, withDates } from "./sql.ts";
 
 /** A job as stored. */
 export interface JobRow {
@@ -75,27 +76,23 @@ const ATTEMPT_COLUMNS = `a.id::text AS id, a.job_id::text AS "jobId", a.number, 
 
 /** States a job ends in. */
 export const FINAL_JOB_STATES = ["succeeded", "failed", "cancelled", "timed_out", "dead"] as const;
+
+/** Whether a stored job state is one it ends in. */
+export function isFinalJobState(state: string): boolean {
+  return (FINAL_JOB_STATES as readonly string[]).includes(state);
+}
 /** States of an attempt that still holds its job. */
 export const LIVE_ATTEMPT_STATES = ["assigned", "running"] as const;
-
-// Raw rows may carry timestamps as strings (PGlite) or Dates (pg).
-function dates<T extends object>(row: T, keys: readonly (keyof T)[]): T {
-  for (const k of keys) {
-    const v = row[k] as unknown;
-    if (v !== null && v !== undefined && !(v instanceof Date)) (row as Record<keyof T, unknown>)[k] = new Date(v as string);
-  }
-  return row;
-}
 
 const JOB_DATES = ["createdAt", "updatedAt", "notBefore", "claimExpiresAt", "cancelRequestedAt", "endedAt"] as const;
 const ATTEMPT_DATES = ["createdAt", "startedAt", "endedAt", "leaseExpiresAt"] as const;
 
 export function jobRow(r: JobRow): JobRow {
-  return dates(r, JOB_DATES);
+  return withDates(r, JOB_DATES);
 }
 
 function attemptRow(r: AttemptRow): AttemptRow {
-  return dates(r, ATTEMPT_DATES);
+  return withDates(r, ATTEMPT_DATES);
 }
 
 /** A job to insert. */
@@ -225,22 +222,7 @@ export class JobStore {
 
   /** Newest first, after the job `afterId` when given. */
   async list(opts: { state?: string; limit: number; afterId?: string }): Promise<JobRow[]> {
-    const params: unknown[] = [opts.limit];
-    const where: string[] = [];
-    if (opts.state) {
-      params.push(opts.state);
-      where.push(`j.state = $${params.length}`);
-    }
-    if (opts.afterId) {
-      params.push(opts.afterId);
-      where.push(`(j.created_at, j.id) < (SELECT created_at, id FROM "scheduler"."jobs" WHERE id = $${params.length}::uuid)`);
-    }
-    const rows = await this.db.$queryRawUnsafe<JobRow[]>(
-      `SELECT ${JOB_COLUMNS} FROM "scheduler"."jobs" j ${where.length ? `WHERE ${where.join(" AND ")}` : ""}
-        ORDER BY j.created_at DESC, j.id DESC LIMIT $1`,
-      ...params,
-    );
-    return rows.map(jobRow);
+    return (await newestFirst<JobRow>(this.db, `"scheduler"."jobs"`, "j", JOB_COLUMNS, opts)).map(jobRow);
   }
 
   async attemptsOf(jobId: string): Promise<AttemptRow[]> {

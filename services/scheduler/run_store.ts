@@ -6,11 +6,10 @@
 // run changes are made atomic (see runs.ts). It uses only raw SQL, so
 // either kind of client will do.
 
-import type { PrismaClient } from "../../gen/prisma/scheduler/client.ts";
 import { FINAL_JOB_STATES, JOB_COLUMNS, jobRow, type JobRow } from "./job_store.ts";
+import { newestFirst, withDates, type Sql } from "./sql.ts";
 
-/** The raw-SQL part of a Prisma client, which its transaction clients share. */
-export type Sql = Pick<PrismaClient, "$queryRawUnsafe" | "$executeRawUnsafe">;
+export type { Sql };
 
 /** Why a stage will never run, as stored in runs.skipped (keyed by stage name). */
 export interface SkipNote {
@@ -45,12 +44,8 @@ const RUN_COLUMNS = `r.id::text AS id, r.state, r.spec, r.idempotency_key AS "id
 
 const FINAL = FINAL_JOB_STATES.map((s) => `'${s}'`).join(", ");
 
-// Raw rows may carry timestamps as strings (PGlite) or Dates (pg).
 function runRow(r: RunRow): RunRow {
-  for (const k of ["cancelRequestedAt", "createdAt", "updatedAt", "endedAt"] as const) {
-    const v = r[k] as unknown;
-    if (v !== null && v !== undefined && !(v instanceof Date)) (r as unknown as Record<string, unknown>)[k] = new Date(v as string);
-  }
+  withDates(r, ["cancelRequestedAt", "createdAt", "updatedAt", "endedAt"]);
   if (typeof r.skipped === "string") r.skipped = JSON.parse(r.skipped) as Record<string, SkipNote>;
   r.skipped ??= {};
   return r;
@@ -96,22 +91,7 @@ export class RunStore {
 
   /** Newest first, after the run `afterId` when given. */
   async list(opts: { state?: string; limit: number; afterId?: string }): Promise<RunRow[]> {
-    const params: unknown[] = [opts.limit];
-    const where: string[] = [];
-    if (opts.state) {
-      params.push(opts.state);
-      where.push(`r.state = $${params.length}`);
-    }
-    if (opts.afterId) {
-      params.push(opts.afterId);
-      where.push(`(r.created_at, r.id) < (SELECT created_at, id FROM "scheduler"."runs" WHERE id = $${params.length}::uuid)`);
-    }
-    const rows = await this.db.$queryRawUnsafe<RunRow[]>(
-      `SELECT ${RUN_COLUMNS} FROM "scheduler"."runs" r ${where.length ? `WHERE ${where.join(" AND ")}` : ""}
-        ORDER BY r.created_at DESC, r.id DESC LIMIT $1`,
-      ...params,
-    );
-    return rows.map(runRow);
+    return (await newestFirst<RunRow>(this.db, `"scheduler"."runs"`, "r", RUN_COLUMNS, opts)).map(runRow);
   }
 
   /** The jobs of a run's released stages. */

@@ -32,13 +32,13 @@ import {
   type SubmitRunRequest,
 } from "../../gen/ts/drover/scheduler/v1/scheduler_service_pb.ts";
 import type { SchedulingSettings } from "../../lib/config.ts";
-import { decodePageToken, encodePageToken, pageSize } from "../../lib/host/paging.ts";
+import { decodePageToken, pageSize, splitPage } from "../../lib/host/paging.ts";
 import type { Logger } from "../../lib/logger.ts";
 import { validateDag } from "./dag.ts";
 import { Followups, settleRun, stagesOf, stageStates, TX_OPTIONS } from "./followups.ts";
-import { FINAL_JOB_STATES, type JobRow, type JobStore } from "./job_store.ts";
+import { isFinalJobState, type JobRow, type JobStore } from "./job_store.ts";
 import { RunStore, type RunRow } from "./run_store.ts";
-import { jobMessage, type SchedulerServiceImpl } from "./service.ts";
+import { jobMessage, stateOf, type SchedulerServiceImpl } from "./service.ts";
 import type { SchedulerSignals } from "./signals.ts";
 
 export interface RunsDeps {
@@ -51,13 +51,6 @@ export interface RunsDeps {
 }
 
 type RunMethods = Pick<ServiceImpl<typeof SchedulerService>, "submitRun" | "getRun" | "listRuns" | "cancelRun">;
-
-const isFinal = (jobState: string) => (FINAL_JOB_STATES as readonly string[]).includes(jobState);
-
-function enumOf<E extends Record<string, string | number>>(e: E, name: string): number {
-  const value = e[name.toUpperCase() as keyof E];
-  return typeof value === "number" ? value : 0;
-}
 
 /** Runs (the four RPCs, and submit/isRunning/cancel for schedules); promises a run's stages each get at most one job. */
 export class SchedulerRuns implements RunMethods {
@@ -128,8 +121,8 @@ export class SchedulerRuns implements RunMethods {
       throw new ConnectError("page_token: does not name a run", Code.InvalidArgument);
     }
     const rows = await this.runs.list({ state: req.state ? RunState[req.state].toLowerCase() : undefined, limit: size + 1, afterId: after });
-    const page = rows.slice(0, size);
-    return { runs: page.map((r) => runMessage(r, null)), nextPageToken: rows.length > size ? encodePageToken(page[page.length - 1]!.id) : "" };
+    const { page, nextPageToken } = splitPage(rows, size, (r) => r.id);
+    return { runs: page.map((r) => runMessage(r, null)), nextPageToken };
   }
 
   async cancelRun(req: CancelRunRequest) {
@@ -156,7 +149,7 @@ export class SchedulerRuns implements RunMethods {
       if (row.state !== "cancelled") throw new ConnectError(`run ${id} already ended: ${row.state}`, Code.FailedPrecondition);
       return this.show(id);
     }
-    const live = (await this.runs.stageJobs(id)).filter((j) => !isFinal(j.state));
+    const live = (await this.runs.stageJobs(id)).filter((j) => !isFinalJobState(j.state));
     for (const job of live) {
       await this.deps.jobs.cancelJob(create(CancelJobRequestSchema, { id: job.id, reason: `run cancelled: ${reason}`, gracePeriod })).catch((err) => {
         // It ended meanwhile: its own end is what the run shows.
@@ -208,7 +201,7 @@ export function runMessage(row: RunRow, jobs: JobRow[] | null): Run {
   const { spec, defs } = stagesOf(row);
   const run = create(RunSchema, {
     id: row.id,
-    state: enumOf(RunState, row.state),
+    state: stateOf(RunState, row.state),
     spec,
     idempotencyKey: row.idempotencyKey ?? "",
     createTime: timestampFromDate(row.createdAt),
@@ -221,11 +214,11 @@ export function runMessage(row: RunRow, jobs: JobRow[] | null): Run {
   const states = stageStates(defs, jobs, row.skipped);
   run.stages = defs.map((def) => {
     const job = byStage.get(def.name);
-    const stage = create(StageSchema, { name: def.name, requires: def.requires, state: enumOf(StageState, states[def.name]!) });
+    const stage = create(StageSchema, { name: def.name, requires: def.requires, state: stateOf(StageState, states[def.name]!) });
     if (job) {
       const shown = jobMessage(job);
       stage.jobId = job.id;
-      stage.jobState = enumOf(JobState, job.state);
+      stage.jobState = stateOf(JobState, job.state);
       stage.attemptCount = job.attemptCount;
       stage.reason = shown.waitReason || shown.endReason;
       stage.startTime = timestampFromDate(job.createdAt);

@@ -10,6 +10,7 @@
 // ticks' idempotency keys made both fire the same jobs.
 
 import type { PrismaClient } from "../../gen/prisma/scheduler/client.ts";
+import { withDates } from "./sql.ts";
 
 /** A schedule as stored. */
 export interface ScheduleRow {
@@ -41,10 +42,7 @@ const DATES = ["nextFireAt", "lastFireAt", "claimExpiresAt", "createdAt", "updat
 
 // Raw rows may carry timestamps as strings (PGlite) or Dates (pg).
 function scheduleRow(r: Record<string, unknown>): ScheduleRow {
-  for (const k of DATES) {
-    const v = r[k];
-    if (v !== null && v !== undefined && !(v instanceof Date)) r[k] = new Date(v as string);
-  }
+  withDates(r, DATES);
   r.fireCount = BigInt(r.fireCount as string);
   r.skipCount = BigInt(r.skipCount as string);
   return r as unknown as ScheduleRow;

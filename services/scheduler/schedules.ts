@@ -41,10 +41,11 @@ import {
   type SchedulerService,
 } from "../../gen/ts/drover/scheduler/v1/scheduler_service_pb.ts";
 import type { SchedulingSettings } from "../../lib/config.ts";
-import { decodePageToken, encodePageToken, pageSize } from "../../lib/host/paging.ts";
+import { decodePageToken, pageSize, splitPage } from "../../lib/host/paging.ts";
 import type { Logger } from "../../lib/logger.ts";
+import { Alarm } from "../../lib/timers.ts";
 import { CronError, dueTicks, overlapAction, parseCron, type CronSchedule, type MissedPolicyName, type OverlapPolicyName } from "./cron.ts";
-import { FINAL_JOB_STATES, type JobStore } from "./job_store.ts";
+import { isFinalJobState, type JobStore } from "./job_store.ts";
 import type { SchedulerRuns } from "./runs.ts";
 import { ScheduleStore, type Advance, type ScheduleRow } from "./schedule_store.ts";
 import { newJobOf, type SchedulerServiceImpl } from "./service.ts";
@@ -140,8 +141,7 @@ export class SchedulerSchedules implements ScheduleMethods {
   private readonly claimMs: number;
   private readonly stopping = new AbortController();
   private loop?: Promise<void>;
-  private wakeUp?: () => void;
-  private woken = false;
+  private readonly alarm = new Alarm();
 
   constructor(private readonly deps: SchedulesDeps) {
     this.schedules = new ScheduleStore(deps.db);
@@ -161,8 +161,7 @@ export class SchedulerSchedules implements ScheduleMethods {
 
   /** Makes the ticker look again now (a schedule was created or resumed). */
   wake(): void {
-    this.woken = true;
-    this.wakeUp?.();
+    this.alarm.ring();
   }
 
   // ---- RPCs ------------------------------------------------------------------------
@@ -190,8 +189,8 @@ export class SchedulerSchedules implements ScheduleMethods {
     const size = pageSize(req.pageSize);
     const after = decodePageToken(req.pageToken);
     const rows = await this.schedules.list({ limit: size + 1, afterName: after });
-    const page = rows.slice(0, size);
-    return { schedules: page.map(scheduleMessage), nextPageToken: rows.length > size ? encodePageToken(page[page.length - 1]!.name) : "" };
+    const { page, nextPageToken } = splitPage(rows, size, (r) => r.name);
+    return { schedules: page.map(scheduleMessage), nextPageToken };
   }
 
   async pauseSchedule(req: PauseScheduleRequest) {
@@ -237,7 +236,7 @@ export class SchedulerSchedules implements ScheduleMethods {
     const signal = this.stopping.signal;
     while (!signal.aborted) {
       let sleepMs = MAX_SLEEP_MS;
-      this.woken = false;
+      this.alarm.reset();
       try {
         await this.tick();
         const { at, now } = await this.schedules.earliest();
@@ -245,16 +244,8 @@ export class SchedulerSchedules implements ScheduleMethods {
       } catch (err) {
         if (!signal.aborted) this.deps.log.warn({ err }, "a schedule round failed; trying again");
       }
-      if (this.woken || signal.aborted) continue;
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(done, sleepMs);
-        function done() {
-          clearTimeout(timer);
-          resolve();
-        }
-        this.wakeUp = done;
-      });
-      this.wakeUp = undefined;
+      if (this.alarm.rang() || signal.aborted) continue;
+      await this.alarm.sleep(sleepMs, signal);
     }
   }
 
@@ -325,7 +316,7 @@ export class SchedulerSchedules implements ScheduleMethods {
   private async previousGoing(row: ScheduleRow): Promise<string | null> {
     if (row.lastJobId) {
       const job = await this.deps.store.get(row.lastJobId);
-      if (job && !(FINAL_JOB_STATES as readonly string[]).includes(job.state)) return `job ${job.id} (${job.state})`;
+      if (job && !isFinalJobState(job.state)) return `job ${job.id} (${job.state})`;
     }
     if (row.lastRunId && (await this.deps.runs.isRunning(row.lastRunId))) return `run ${row.lastRunId}`;
     return null;

@@ -29,10 +29,10 @@ import { Batcher } from "../../lib/batcher.ts";
 import type { DroverClients } from "../../lib/clients.ts";
 import type { SchedulingSettings } from "../../lib/config.ts";
 import type { AccessRule } from "../../lib/host/interceptors.ts";
-import { decodePageToken, encodePageToken, pageSize } from "../../lib/host/paging.ts";
+import { decodePageToken, pageSize, splitPage } from "../../lib/host/paging.ts";
 import { durationMs } from "../../lib/host/time.ts";
 import type { Logger } from "../../lib/logger.ts";
-import { FINAL_JOB_STATES, type AttemptChange, type AttemptRow, type JobRow, type JobStore, type NewJob } from "./job_store.ts";
+import { isFinalJobState, type AttemptChange, type AttemptRow, type JobRow, type JobStore, type NewJob } from "./job_store.ts";
 import { onEvent, type ReportedState } from "./lifecycle.ts";
 import { retrySettings } from "./retry.ts";
 import type { SchedulerRuns } from "./runs.ts";
@@ -57,7 +57,8 @@ function stateName(state: JobState): string {
   return JobState[state].toLowerCase();
 }
 
-function stateOf<E extends Record<string, string | number>>(e: E, name: string): number {
+/** The enum value of a stored lower-case state name ("timed_out" → TIMED_OUT); 0 for an unknown name. */
+export function stateOf<E extends Record<string, string | number>>(e: E, name: string): number {
   const value = e[name.toUpperCase() as keyof E];
   return typeof value === "number" ? value : 0;
 }
@@ -102,7 +103,7 @@ export function jobMessage(row: JobRow, attempts: AttemptRow[] = [], holders?: R
         : "",
     concurrencyHolders: held,
     retryTime: pending && row.notBefore && !row.waitingForCapacity ? timestampFromDate(row.notBefore) : undefined,
-    endReason: row.endReason && (FINAL_JOB_STATES as readonly string[]).includes(row.state) ? row.endReason : "",
+    endReason: row.endReason && isFinalJobState(row.state) ? row.endReason : "",
     runId: row.runId ?? "",
     stageName: row.stageName ?? "",
     repeatOf: row.repeatOf ?? "",
@@ -206,9 +207,9 @@ export class SchedulerServiceImpl implements JobMethods {
       throw new ConnectError("page_token: does not name a job", Code.InvalidArgument);
     }
     const rows = await this.deps.store.list({ state: req.state ? stateName(req.state) : undefined, limit: size + 1, afterId: after });
-    const page = rows.slice(0, size);
+    const { page, nextPageToken } = splitPage(rows, size, (r) => r.id);
     const holders = await this.holdersOf(page);
-    return { jobs: page.map((r) => jobMessage(r, [], holders)), nextPageToken: rows.length > size ? encodePageToken(page[page.length - 1]!.id) : "" };
+    return { jobs: page.map((r) => jobMessage(r, [], holders)), nextPageToken };
   }
 
   async cancelJob(req: CancelJobRequest): Promise<{ job: Job }> {
@@ -231,7 +232,7 @@ export class SchedulerServiceImpl implements JobMethods {
     }
     const row = await this.mustGet(req.id);
     if (row.state === "cancelled") return { job: jobMessage(row, await store.attemptsOf(row.id)) };
-    if ((FINAL_JOB_STATES as readonly string[]).includes(row.state)) {
+    if (isFinalJobState(row.state)) {
       throw new ConnectError(`job ${row.id} already ended: ${row.state}`, Code.FailedPrecondition);
     }
     // It moved between the two statements (claimed, assigned): try again.
@@ -258,7 +259,7 @@ export class SchedulerServiceImpl implements JobMethods {
             last = version;
             yield { job: jobMessage(row, attempts) } as WatchJobResponse;
           }
-          if ((FINAL_JOB_STATES as readonly string[]).includes(row.state)) return;
+          if (isFinalJobState(row.state)) return;
         }
         // Doorbells may be lost: look again every few seconds regardless.
         await new Promise<void>((resolve) => {
@@ -281,7 +282,7 @@ export class SchedulerServiceImpl implements JobMethods {
 
   async resubmitJob(req: ResubmitJobRequest) {
     const row = await this.mustGet(req.id);
-    if (!(FINAL_JOB_STATES as readonly string[]).includes(row.state)) {
+    if (!isFinalJobState(row.state)) {
       throw new ConnectError(`job ${row.id} has not ended (${row.state}); cancel it first`, Code.FailedPrecondition);
     }
     const { job, created } = await this.submits.add(newJobOf(fromJson(JobSpecSchema, row.spec as JsonValue, { ignoreUnknownFields: true }), req.idempotencyKey || null));

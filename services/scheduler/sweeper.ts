@@ -19,6 +19,7 @@ import { followAgents } from "../../lib/agent_watch.ts";
 import type { DroverClients } from "../../lib/clients.ts";
 import type { SchedulingSettings } from "../../lib/config.ts";
 import type { Logger } from "../../lib/logger.ts";
+import { Alarm } from "../../lib/timers.ts";
 import type { JobStore } from "./job_store.ts";
 import { onLeaseLapsed } from "./lifecycle.ts";
 import { DEFAULT_CANCEL_GRACE_MS, type SchedulerServiceImpl } from "./service.ts";
@@ -41,7 +42,7 @@ export class SchedulerSweeper {
   private synced = false;
   private readonly stopping = new AbortController();
   private loops: Promise<void>[] = [];
-  private kick?: () => void;
+  private readonly alarm = new Alarm();
 
   constructor(private readonly deps: SweeperDeps) {}
 
@@ -51,7 +52,7 @@ export class SchedulerSweeper {
 
   async stop(): Promise<void> {
     this.stopping.abort();
-    this.kick?.();
+    this.alarm.ring();
     await Promise.allSettled(this.loops);
   }
 
@@ -101,13 +102,7 @@ export class SchedulerSweeper {
       } catch (err) {
         this.deps.log.warn({ err }, "a scheduler sweep failed; trying again");
       }
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, this.deps.settings.sweepIntervalMs);
-        this.kick = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
+      await this.alarm.sleep(this.deps.settings.sweepIntervalMs, signal);
     }
   }
 
@@ -127,7 +122,7 @@ export class SchedulerSweeper {
           else this.agents.set(agent.id, agent.status);
           if (this.synced && (res.kind === Kind.DELETED || agent.status === AgentStatus.OFFLINE)) {
             const ended = await this.deps.store.expireLeasesOf(agent.id);
-            if (ended > 0) this.kick?.();
+            if (ended > 0) this.alarm.ring();
           }
         },
         onLost: () => {
