@@ -17,7 +17,7 @@ import {
   ListAuctionsRequestSchema,
   file_drover_bid_v1_bid_service,
 } from "../gen/ts/drover/bid/v1/bid_service_pb.ts";
-import { CommandSchema, ExecSpecSchema, file_drover_common_v1_exec } from "../gen/ts/drover/common/v1/exec_pb.ts";
+import { CommandResultSchema, CommandSchema, ExecSpecSchema, file_drover_common_v1_exec } from "../gen/ts/drover/common/v1/exec_pb.ts";
 import {
   ConstraintsSchema,
   ResourcesSchema,
@@ -248,6 +248,44 @@ describe("drover.common.v1 rules", () => {
     invalid: { ...exec, secretEnv: ["TOKEN", "api key"] },
     expect: { path: "secret_env[1]", ruleId: "string.pattern" },
     valid: { ...exec, secretEnv: ["TOKEN", "API_KEY"] },
+  });
+
+  rule("ExecSpec.image is at most 512 characters", ExecSpecSchema, "image", {
+    invalid: { ...exec, image: "a".repeat(513) },
+    expect: { path: "image", ruleId: "string.max_len" },
+    valid: { ...exec, image: "a".repeat(512) },
+  });
+  rule("ExecSpec.memory_limit_bytes is at least 1 MiB when set", ExecSpecSchema, "memory_limit_bytes", {
+    invalid: { ...exec, memoryLimitBytes: 1_048_575n },
+    expect: { path: "memory_limit_bytes", ruleId: "uint64.gte" },
+    valid: { ...exec, memoryLimitBytes: 1_048_576n },
+  });
+  rule(
+    "ExecSpec.nice is 0 to 19",
+    ExecSpecSchema,
+    "nice",
+    { invalid: { ...exec, nice: -1 }, expect: { path: "nice", ruleId: "int32.gte_lte" }, valid: { ...exec, nice: 0 } },
+    { invalid: { ...exec, nice: 20 }, expect: { path: "nice", ruleId: "int32.gte_lte" }, valid: { ...exec, nice: 19 } },
+  );
+  rule(
+    "ExecSpec.stop_grace_period is 0 to one hour",
+    ExecSpecSchema,
+    "stop_grace_period",
+    {
+      invalid: { ...exec, stopGracePeriod: { seconds: -1n } },
+      expect: { path: "stop_grace_period", ruleId: "duration.gte_lte" },
+      valid: { ...exec, stopGracePeriod: { seconds: 0n } },
+    },
+    {
+      invalid: { ...exec, stopGracePeriod: { seconds: 3601n } },
+      expect: { path: "stop_grace_period", ruleId: "duration.gte_lte" },
+      valid: { ...exec, stopGracePeriod: { seconds: 3600n } },
+    },
+  );
+  rule("CommandResult.message is at most 4096 characters", CommandResultSchema, "message", {
+    invalid: { index: 0, message: "x".repeat(4097) },
+    expect: { path: "message", ruleId: "string.max_len" },
+    valid: { index: 0, message: "x".repeat(4096) },
   });
 
   rule("Resources.cpu_millis is at most 4096000", ResourcesSchema, "cpu_millis", {

@@ -5,15 +5,15 @@
 import type { GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
 import { file_buf_validate_validate } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
-import type { Duration } from "@bufbuild/protobuf/wkt";
-import { file_google_protobuf_duration } from "@bufbuild/protobuf/wkt";
+import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_duration, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file drover/common/v1/exec.proto.
  */
 export const file_drover_common_v1_exec: GenFile = /*@__PURE__*/
-  fileDesc("Chtkcm92ZXIvY29tbW9uL3YxL2V4ZWMucHJvdG8SEGRyb3Zlci5jb21tb24udjEigwIKB0NvbW1hbmQSIwoEYXJndhgBIAMoCUIVukgSkgEPCAEQgCAiCHIGEAEYgIAEEhUKA2N3ZBgCIAEoCUIIukgFcgMYgCASWAoDZW52GAMgAygLMiIuZHJvdmVyLmNvbW1vbi52MS5Db21tYW5kLkVudkVudHJ5Qie6SCSaASEQgAgiHHIaMhheW0EtWmEtel9dW0EtWmEtejAtOV9dKiQSNgoHdGltZW91dBgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIKukgHqgEEMgIIARoqCghFbnZFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIrYCCghFeGVjU3BlYxI3Cghjb21tYW5kcxgBIAMoCzIZLmRyb3Zlci5jb21tb24udjEuQ29tbWFuZEIKukgHkgEECAEQQBITCgthbGxvd19zaGVsbBgCIAEoCBIbChNjb250aW51ZV9vbl9mYWlsdXJlGAMgASgIElkKA2VudhgEIAMoCzIjLmRyb3Zlci5jb21tb24udjEuRXhlY1NwZWMuRW52RW50cnlCJ7pIJJoBIRCACCIcchoyGF5bQS1aYS16X11bQS1aYS16MC05X10qJBI4CgpzZWNyZXRfZW52GAUgAygJQiS6SCGSAR4iHHIaMhheW0EtWmEtel9dW0EtWmEtejAtOV9dKiQaKgoIRW52RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AWIGcHJvdG8z", [file_buf_validate_validate, file_google_protobuf_duration]);
+  fileDesc("Chtkcm92ZXIvY29tbW9uL3YxL2V4ZWMucHJvdG8SEGRyb3Zlci5jb21tb24udjEigwIKB0NvbW1hbmQSIwoEYXJndhgBIAMoCUIVukgSkgEPCAEQgCAiCHIGEAEYgIAEEhUKA2N3ZBgCIAEoCUIIukgFcgMYgCASWAoDZW52GAMgAygLMiIuZHJvdmVyLmNvbW1vbi52MS5Db21tYW5kLkVudkVudHJ5Qie6SCSaASEQgAgiHHIaMhheW0EtWmEtel9dW0EtWmEtejAtOV9dKiQSNgoHdGltZW91dBgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIKukgHqgEEMgIIARoqCghFbnZFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIuwDCghFeGVjU3BlYxI3Cghjb21tYW5kcxgBIAMoCzIZLmRyb3Zlci5jb21tb24udjEuQ29tbWFuZEIKukgHkgEECAEQQBITCgthbGxvd19zaGVsbBgCIAEoCBIbChNjb250aW51ZV9vbl9mYWlsdXJlGAMgASgIElkKA2VudhgEIAMoCzIjLmRyb3Zlci5jb21tb24udjEuRXhlY1NwZWMuRW52RW50cnlCJ7pIJJoBIRCACCIcchoyGF5bQS1aYS16X11bQS1aYS16MC05X10qJBI4CgpzZWNyZXRfZW52GAUgAygJQiS6SCGSAR4iHHIaMhheW0EtWmEtel9dW0EtWmEtejAtOV9dKiQSFwoFaW1hZ2UYBiABKAlCCLpIBXIDGIAEEhMKC2luaGVyaXRfZW52GAcgASgIEigKEm1lbW9yeV9saW1pdF9ieXRlcxgIIAEoBEIMukgJ2AEBMgQogIBAEhcKBG5pY2UYCSABKAVCCbpIBhoEGBMoABJDChFzdG9wX2dyYWNlX3BlcmlvZBgKIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkINukgKqgEHIgMIkBwyABoqCghFbnZFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBItEBCg1Db21tYW5kUmVzdWx0Eg0KBWluZGV4GAEgASgNEhEKCWV4aXRfY29kZRgCIAEoBRIOCgZzaWduYWwYAyABKAkSLgoKc3RhcnRfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKwoIZHVyYXRpb24YBSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SFgoOcGVha19yc3NfYnl0ZXMYBiABKAQSGQoHbWVzc2FnZRgHIAEoCUIIukgFcgMYgCBiBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * Command is one program to run: an argv, never a shell string.
@@ -105,6 +105,48 @@ export type ExecSpec = Message<"drover.common.v1.ExecSpec"> & {
    * @generated from field: repeated string secret_env = 5;
    */
   secretEnv: string[];
+
+  /**
+   * The container image, for the docker driver (for example
+   * "alpine:3.20"): each command runs as one container of it. Required by
+   * the docker driver, refused by the process driver.
+   *
+   * @generated from field: string image = 6;
+   */
+  image: string;
+
+  /**
+   * Give commands the agent's own environment (then env and the command's
+   * env on top). Default false: commands see PATH and HOME and nothing else.
+   *
+   * @generated from field: bool inherit_env = 7;
+   */
+  inheritEnv: boolean;
+
+  /**
+   * Cap on each command's memory, in bytes: RLIMIT_AS for the process
+   * driver (a cgroup's memory.max where the agent has one), the container's
+   * memory limit for docker. 0: no cap; otherwise at least 1 MiB.
+   *
+   * @generated from field: uint64 memory_limit_bytes = 8;
+   */
+  memoryLimitBytes: bigint;
+
+  /**
+   * CPU niceness of the commands, 0 (normal) to 19 (lowest priority).
+   *
+   * @generated from field: int32 nice = 9;
+   */
+  nice: number;
+
+  /**
+   * Time between SIGTERM and SIGKILL when a timeout stops a command or the
+   * attempt; unset: 10 s. A Cancel's own grace period wins for a cancel.
+   * At most one hour.
+   *
+   * @generated from field: google.protobuf.Duration stop_grace_period = 10;
+   */
+  stopGracePeriod?: Duration | undefined;
 };
 
 /**
@@ -113,4 +155,67 @@ export type ExecSpec = Message<"drover.common.v1.ExecSpec"> & {
  */
 export const ExecSpecSchema: GenMessage<ExecSpec> = /*@__PURE__*/
   messageDesc(file_drover_common_v1_exec, 1);
+
+/**
+ * CommandResult is how one command of an attempt ended.
+ *
+ * @generated from message drover.common.v1.CommandResult
+ */
+export type CommandResult = Message<"drover.common.v1.CommandResult"> & {
+  /**
+   * Index of the command in the ExecSpec.
+   *
+   * @generated from field: uint32 index = 1;
+   */
+  index: number;
+
+  /**
+   * Exit code; -1 when a signal ended it or it never started.
+   *
+   * @generated from field: int32 exit_code = 2;
+   */
+  exitCode: number;
+
+  /**
+   * Signal that ended it, if any ("SIGKILL").
+   *
+   * @generated from field: string signal = 3;
+   */
+  signal: string;
+
+  /**
+   * When it started; unset when it never did.
+   *
+   * @generated from field: google.protobuf.Timestamp start_time = 4;
+   */
+  startTime?: Timestamp | undefined;
+
+  /**
+   * How long it ran.
+   *
+   * @generated from field: google.protobuf.Duration duration = 5;
+   */
+  duration?: Duration | undefined;
+
+  /**
+   * Highest resident memory seen, in bytes (0: not measured).
+   *
+   * @generated from field: uint64 peak_rss_bytes = 6;
+   */
+  peakRssBytes: bigint;
+
+  /**
+   * What went wrong, in words; empty when it succeeded.
+   *
+   * @generated from field: string message = 7;
+   */
+  message: string;
+};
+
+/**
+ * Describes the message drover.common.v1.CommandResult.
+ * Use `create(CommandResultSchema)` to create a new message.
+ */
+export const CommandResultSchema: GenMessage<CommandResult> = /*@__PURE__*/
+  messageDesc(file_drover_common_v1_exec, 2);
 
