@@ -142,7 +142,7 @@ describe("JobHandler on a real stream", () => {
       assert.deepEqual(events.map((e) => e.eventId), names(events), "event ids are deterministic");
       assert.equal(events.at(-1)!.exitCode, 0);
       assert.ok(events.every((e) => e.time !== undefined));
-      assert.equal(await readFile(join(stateDir, "runs", "job-1", "attempt-1", "cmd-000.stdout.log"), "utf8"), "hi\n");
+      assert.equal(await readFile(join(stateDir, "runs", "job-1", "job-1", "attempt-1", "cmd-000.stdout.log"), "utf8"), "hi\n");
       await eventually("the ack of m-1", () => (stream.acked().includes("m-1") ? true : undefined));
     });
   });
@@ -217,7 +217,7 @@ describe("JobHandler on a real stream", () => {
       assign(stream, "m-7", value);
       stream.send({ messageId: "m-8", message: { case: "cancel", value: { attemptId: "attempt-unknown" } } });
       await eventually("the acks of m-7 and m-8", () => (stream.acked().includes("m-7") && stream.acked().includes("m-8") ? true : undefined));
-      assert.equal(await readFile(join(stateDir, "runs", "job-6", "attempt-6", "cmd-000.stdout.log"), "utf8"), "once\n");
+      assert.equal(await readFile(join(stateDir, "runs", "job-6", "job-6", "attempt-6", "cmd-000.stdout.log"), "utf8"), "once\n");
       assert.equal(stream.all("jobEvent").length, 3);
       assert.deepEqual(work.running(), []);
     });

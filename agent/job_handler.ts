@@ -131,6 +131,8 @@ export class JobHandler implements WorkHandler {
     const runner = new JobRunner({
       attemptId,
       jobId,
+      runId: assignment.runId || undefined,
+      stageName: assignment.stageName || undefined,
       exec: assignment.exec,
       stateDir: this.o.stateDir,
       allowShell: this.o.allowShell,

@@ -78,7 +78,7 @@ describe("JobRunner", () => {
     assert.equal(end.exitCode, 0);
     assert.equal(end.signal, "");
     assert.equal(await readFile(join(run.runner.directory, "cmd-000.stdout.log"), "utf8"), "hi\n");
-    assert.equal(run.runner.directory, join(stateDir, "runs", "job-1", `attempt-${attempts}`));
+    assert.equal(run.runner.directory, join(stateDir, "runs", "job-1", "job-1", `attempt-${attempts}`));
   });
 
   it("runs commands in order and stops at the first failure, naming the command", async () => {

@@ -35,6 +35,7 @@ import { durationMs } from "@bufbuild/protobuf/wkt";
 import type { Command, ExecSpec } from "../gen/ts/drover/common/v1/exec_pb.ts";
 import { AttemptState } from "../gen/ts/drover/fleet/v1/agent_stream_pb.ts";
 import type { Logger } from "../lib/logger.ts";
+import { bundleDir } from "./bundle.ts";
 
 /** A change of an attempt's state, as the runner reports it. */
 export interface AttemptUpdate {
@@ -51,6 +52,9 @@ export interface AttemptUpdate {
 export interface JobRunnerOptions {
   attemptId: string;
   jobId: string;
+  /** The run and stage the job belongs to, if any (they name the bundle's directory). */
+  runId?: string;
+  stageName?: string;
   exec: ExecSpec;
   /** The agent's state directory; the attempt lives under runs/<jobId>/<attemptId>. */
   stateDir: string;
@@ -121,7 +125,7 @@ export class JobRunner {
 
   /** The attempt directory. */
   get directory(): string {
-    return join(this.o.stateDir, "runs", this.o.jobId, this.o.attemptId);
+    return bundleDir(this.o.stateDir, this.o);
   }
 
   /** Runs the attempt to its end; resolves with the final update. Calling it again returns the same promise. */

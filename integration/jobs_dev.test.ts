@@ -75,7 +75,7 @@ describe("jobs on real agents in dev mode", () => {
     const attempt = done.attempts[0]!;
     assert.equal(attempt.exitCode, 0);
     const dir = dirs[1 + ids.indexOf(attempt.agentId)]!;
-    const stdout = join(dir, "runs", job!.id, attempt.id, "cmd-000.stdout.log");
+    const stdout = join(dir, "runs", job!.id, job!.id, attempt.id, "cmd-000.stdout.log");
     assert.ok(existsSync(stdout), `${stdout} exists`);
     assert.equal(readFileSync(stdout, "utf8"), "hello from drover\n");
   });
