@@ -82,6 +82,8 @@ export interface Manifest {
   /** Set when the bundle is closed: size and hash of each log file. */
   logs?: Record<string, LogFileRecord>;
   closed: boolean;
+  /** The last JobEvent sequence number used for the attempt. */
+  sequence?: number;
   /** Set when Fleet confirmed the final JobEvent: recovery need not report it again. */
   reported?: boolean;
 }

@@ -31,6 +31,9 @@ describe("readAgentConfig", () => {
       welcomeTimeoutMs: 15_000,
       maxAttempts: 6,
       allowShell: false,
+      allowedRoots: [],
+      bundleRetentionDays: 7,
+      bundleMaxBytes: 10 * 1024 ** 3,
     });
   });
 
@@ -47,6 +50,10 @@ describe("readAgentConfig", () => {
       DROVER_WELCOME_TIMEOUT_MS: "3000",
       DROVER_MAX_ATTEMPTS: "3",
       DROVER_ALLOW_SHELL: "true",
+      DROVER_ALLOWED_ROOTS: "/srv/builds:/data",
+      DROVER_DOCKER_SOCKET: "/run/docker.sock",
+      DROVER_BUNDLE_RETENTION_DAYS: "3",
+      DROVER_BUNDLE_MAX_BYTES: "1048576",
     });
     assert.deepEqual(config, {
       server: "https://fleet.example:443",
@@ -60,6 +67,10 @@ describe("readAgentConfig", () => {
       welcomeTimeoutMs: 3_000,
       maxAttempts: 3,
       allowShell: true,
+      allowedRoots: ["/srv/builds", "/data"],
+      dockerSocket: "/run/docker.sock",
+      bundleRetentionDays: 3,
+      bundleMaxBytes: 1_048_576,
     });
   });
 
@@ -104,6 +115,11 @@ describe("readAgentConfig", () => {
   it("names DROVER_ALLOW_SHELL when it is neither true nor false", () => {
     const message = configError(() => readAgentConfig(["--server", "http://x:1"], { DROVER_ALLOW_SHELL: "yes" }), "DROVER_ALLOW_SHELL");
     assert.match(message, /true, false/);
+  });
+
+  it("names DROVER_ALLOWED_ROOTS when a root is not absolute, and DROVER_BUNDLE_RETENTION_DAYS when it is 0", () => {
+    assert.throws(() => readAgentConfig([], { DROVER_SERVER: "http://x:1", DROVER_ALLOWED_ROOTS: "/srv:builds" }), /DROVER_ALLOWED_ROOTS.*"builds"/);
+    assert.throws(() => readAgentConfig([], { DROVER_SERVER: "http://x:1", DROVER_BUNDLE_RETENTION_DAYS: "0" }), /DROVER_BUNDLE_RETENTION_DAYS/);
   });
 
   it("turns an unknown flag into a configuration error with the usage", () => {

@@ -34,6 +34,18 @@ export interface AgentConfig {
    * this machine's owner agrees too.
    */
   allowShell: boolean;
+  /**
+   * Absolute directories a command's absolute cwd may be under
+   * (DROVER_ALLOWED_ROOTS, separated by ':'), default none: commands run in
+   * their attempt's work directory or below it.
+   */
+  allowedRoots: string[];
+  /** The Docker Engine's unix socket (DROVER_DOCKER_SOCKET), default from DOCKER_HOST or /var/run/docker.sock. */
+  dockerSocket?: string;
+  /** Execution bundles ended longer ago than this many days are removed (DROVER_BUNDLE_RETENTION_DAYS), default 7. */
+  bundleRetentionDays: number;
+  /** When all bundles together are larger than this, the oldest ended ones are removed (DROVER_BUNDLE_MAX_BYTES), default 10 GiB. */
+  bundleMaxBytes: number;
 }
 
 /** What the defaults depend on about the machine; tests pass their own. */
@@ -89,7 +101,12 @@ export function readAgentConfig(
     welcomeTimeoutMs: r.integer("DROVER_WELCOME_TIMEOUT_MS", 15_000, 100, 600_000),
     maxAttempts: r.integer("DROVER_MAX_ATTEMPTS", Math.max(1, machine.cores), 1, 4_096),
     allowShell: r.oneOf("DROVER_ALLOW_SHELL", "false", ["true", "false"]) === "true",
+    allowedRoots: (r.string("DROVER_ALLOWED_ROOTS") ?? "").split(":").filter(Boolean),
+    ...(r.string("DROVER_DOCKER_SOCKET") ? { dockerSocket: r.string("DROVER_DOCKER_SOCKET") } : {}),
+    bundleRetentionDays: r.integer("DROVER_BUNDLE_RETENTION_DAYS", 7, 1, 3_650),
+    bundleMaxBytes: r.integer("DROVER_BUNDLE_MAX_BYTES", 10 * 1024 ** 3, 1024 ** 2, Number.MAX_SAFE_INTEGER),
   };
+  for (const root of config.allowedRoots) if (!root.startsWith("/")) r.problem("DROVER_ALLOWED_ROOTS", `must list absolute directories separated by ':', got ${JSON.stringify(root)}`);
   r.done();
   return config;
 }

@@ -13,6 +13,9 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 
 import { AttemptState, JobEventSchema, type JobEvent } from "../gen/ts/drover/fleet/v1/agent_stream_pb.ts";
+import { durationFromMs } from "@bufbuild/protobuf/wkt";
+import { CommandResultSchema, type CommandResult } from "../gen/ts/drover/common/v1/exec_pb.ts";
+import type { CommandRecord } from "./bundle.ts";
 
 /** JobEvent.message holds at most this many characters (the proto's rule). */
 const MAX_MESSAGE_CHARS = 4_096;
@@ -24,7 +27,9 @@ const MAX_MESSAGE_CHARS = 4_096;
 export const MAX_PENDING_EVENTS = 10_000;
 
 /** The id of the event for an attempt reaching a state; the same every time, so resends are idempotent. */
-export function jobEventId(attemptId: string, state: AttemptState): string {
+export function jobEventId(attemptId: string, state: AttemptState, commandIndex?: number): string {
+  // A command's end while the attempt runs on is an event of its own; the final event is named by the state.
+  if (state === AttemptState.RUNNING && commandIndex !== undefined) return `${attemptId}:cmd-${String(commandIndex).padStart(3, "0")}`;
   return `${attemptId}:${AttemptState[state] ?? String(state)}`;
 }
 
@@ -36,12 +41,17 @@ export interface JobEventFields {
   signal?: string;
   message?: string;
   time?: Date;
+  /** 1, 2, 3... per attempt. */
+  sequence?: number;
+  /** How a command ended, when the event says so. */
+  command?: CommandRecord;
 }
 
 /** Keeps reported JobEvents, in order, until Fleet confirms them. */
 export class JobEventOutbox {
   private readonly pending = new Map<string, JobEvent>();
   private listener: ((event: JobEvent) => void) | undefined;
+  private confirmListener: ((events: JobEvent[]) => void) | undefined;
   private dropped = 0;
 
   /** Events added and not yet confirmed, oldest first. */
@@ -64,7 +74,7 @@ export class JobEventOutbox {
    * if it can). An event whose id is already waiting is not added again.
    */
   add(fields: JobEventFields): JobEvent {
-    const eventId = jobEventId(fields.attemptId, fields.state);
+    const eventId = jobEventId(fields.attemptId, fields.state, fields.command?.index);
     const known = this.pending.get(eventId);
     if (known) return known;
     const event = create(JobEventSchema, {
@@ -75,6 +85,8 @@ export class JobEventOutbox {
       signal: fields.signal ?? "",
       message: (fields.message ?? "").slice(0, MAX_MESSAGE_CHARS),
       time: timestampFromDate(fields.time ?? new Date()),
+      sequence: fields.sequence ?? 0,
+      ...(fields.command ? { command: commandResult(fields.command) } : {}),
     });
     this.pending.set(eventId, event);
     while (this.pending.size > MAX_PENDING_EVENTS) {
@@ -89,13 +101,35 @@ export class JobEventOutbox {
 
   /** Forgets the events Fleet confirmed; returns how many were waiting. */
   confirm(eventIds: readonly string[]): number {
-    let n = 0;
-    for (const id of eventIds) if (this.pending.delete(id)) n += 1;
-    return n;
+    const confirmed: JobEvent[] = [];
+    for (const id of eventIds) {
+      const event = this.pending.get(id);
+      if (event && this.pending.delete(id)) confirmed.push(event);
+    }
+    if (confirmed.length > 0) this.confirmListener?.(confirmed);
+    return confirmed.length;
+  }
+
+  /** Sets the one listener told of the events Fleet confirmed (JobHandler, to mark bundles reported). */
+  onConfirm(listener: (events: JobEvent[]) => void): void {
+    this.confirmListener = listener;
   }
 
   /** Sets the one listener told of every added event (AgentWorker). */
   onAdd(listener: (event: JobEvent) => void): void {
     this.listener = listener;
   }
+}
+
+/** A manifest's command record as the stream's CommandResult. */
+export function commandResult(r: CommandRecord): CommandResult {
+  return create(CommandResultSchema, {
+    index: r.index,
+    exitCode: r.exitCode ?? -1,
+    signal: r.signal ?? "",
+    ...(r.startTime ? { startTime: timestampFromDate(new Date(r.startTime)) } : {}),
+    ...(r.durationMs !== undefined ? { duration: durationFromMs(r.durationMs) } : {}),
+    peakRssBytes: BigInt(r.peakRssBytes ?? 0),
+    message: (r.failure ?? "").slice(0, MAX_MESSAGE_CHARS),
+  });
 }

@@ -49,7 +49,6 @@ async function withAgent(fleet: FakeFleet, fn: (agent: Agent) => Promise<void>):
   const events = new JobEventOutbox();
   const work = new JobHandler({
     stateDir,
-    drivers: ["process"],
     maxAttempts: 2,
     allowShell: false,
     lastSample: () => machine.latest,
@@ -242,7 +241,7 @@ describe("JobHandler on a real stream", () => {
       assign(stream, "m-11", { attemptId: "attempt-11", jobId: "job-11", driver: "docker", exec: { commands: [{ argv: ["echo"] }] } });
       const failed = await nextEvent(stream);
       assert.equal(failed.stateName, "FAILED");
-      assert.equal(failed.message, "driver docker not available here");
+      assert.equal(failed.message, "driver docker is not known to this agent");
     });
   });
 });

@@ -12,13 +12,21 @@
 // so the next offers see them as taken even before the machine's readings
 // show the new process.
 
+import { existsSync } from "node:fs";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+
+import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import { durationMs } from "@bufbuild/protobuf/wkt";
 
-import { AttemptState, type Assignment, type Cancel, type LogAck, type Offer } from "../gen/ts/drover/fleet/v1/agent_stream_pb.ts";
+import { AssignmentSchema, AttemptState, type Assignment, type Cancel, type JobEvent, type LogAck, type Offer } from "../gen/ts/drover/fleet/v1/agent_stream_pb.ts";
 import type { Logger } from "../lib/logger.ts";
 import { addAmounts, decideOffer, DEFAULT_DRIVER, ZERO, type Amounts } from "./bidding.ts";
+import { ASSIGNMENT, bundleDir, closeBundle, listBundles, markReported, readManifest, type Manifest } from "./bundle.ts";
 import type { JobEventOutbox } from "./job_events.ts";
-import { JobRunner, type AttemptUpdate } from "./job_runner.ts";
+import { FINAL_STATES, JobRunner, type AttemptUpdate } from "./job_runner.ts";
+import { ProcessRunner } from "./process_runner.ts";
+import { RunnerRegistry, type Runner } from "./runner.ts";
 import type { MachineSample } from "./metrics.ts";
 import type { OfferAnswer, WorkHandler } from "./work_handler.ts";
 
@@ -30,8 +38,13 @@ const REMEMBERED_ATTEMPTS = 4_096;
 export interface JobHandlerOptions {
   /** The agent's state directory; attempts run under <stateDir>/runs. */
   stateDir: string;
-  /** Drivers this agent runs (Hello.drivers). */
-  drivers: readonly string[];
+  /** The runners by driver; default: the process runner only. */
+  runners?: RunnerRegistry;
+  /** Absolute directories a command's absolute cwd may be under (DROVER_ALLOWED_ROOTS). */
+  allowedRoots?: readonly string[];
+  /** Recorded in manifests. */
+  hostname?: string;
+  agentId?: () => string | undefined;
   /** The most attempts at once (DROVER_MAX_ATTEMPTS). */
   maxAttempts: number;
   /** Whether jobs may use a shell (DROVER_ALLOW_SHELL). */
@@ -62,12 +75,63 @@ export class JobHandler implements WorkHandler {
   private readonly attempts = new Map<string, Running>();
   /** Attempts that ended here, with their final state, oldest first. */
   private readonly ended = new Map<string, AttemptState>();
+  /** Bundles of ended attempts whose final event Fleet has not confirmed yet. */
+  private readonly unreported = new Map<string, string>();
+  private readonly runners: RunnerRegistry;
+  /** Every attempt's runner until it has fully ended (its bundle closed). */
+  private readonly finishing = new Map<string, Promise<AttemptUpdate>>();
   /** Set by shutdown(): no new work from then on. */
   private closing = false;
 
   constructor(options: JobHandlerOptions) {
     this.o = options;
     this.log = options.logger.child({ component: "job_handler" });
+    this.runners = options.runners ?? new RunnerRegistry([new ProcessRunner({ allowedRoots: options.allowedRoots })]);
+    options.events.onConfirm((events) => this.confirmed(events));
+  }
+
+  /** Drivers this agent can run now (Hello.drivers). */
+  get drivers(): string[] {
+    return this.runners.drivers();
+  }
+
+  /**
+   * Picks up what a previous agent process left in the state directory,
+   * before the first Hello: open bundles are resumed (their commands
+   * re-attached, or their outcome read from disk, or declared lost), and
+   * ended attempts whose final event Fleet never confirmed report it again.
+   */
+  async recover(): Promise<{ resumed: number; reported: number }> {
+    let resumed = 0;
+    let reported = 0;
+    for (const dir of await listBundles(this.o.stateDir)) {
+      const manifest = await readManifest(dir);
+      if (!manifest || this.attempts.has(manifest.attemptId)) continue;
+      if (manifest.closed) {
+        if (manifest.reported) continue;
+        this.reportAgain(dir, manifest);
+        reported += 1;
+        continue;
+      }
+      let assignment: Assignment | undefined;
+      try {
+        assignment = fromBinary(AssignmentSchema, await readFile(join(dir, ASSIGNMENT)));
+      } catch {
+        assignment = undefined;
+      }
+      const runner = this.runners.get(manifest.driver);
+      if (!assignment?.exec || "unavailable" in runner) {
+        // Nothing to resume with: the attempt is over, and the truth is that nobody knows how it went.
+        const message = `lost: the agent restarted and ${assignment?.exec ? `driver ${manifest.driver} is not available` : "the attempt's assignment is not in its bundle"}`;
+        const ended = await closeBundle(dir, { ...manifest, state: AttemptState[AttemptState.FAILED], message, exitCode: -1, endTime: new Date().toISOString() }).catch(() => manifest);
+        this.reportAgain(dir, ended);
+        continue;
+      }
+      this.start(assignment, runner, manifest);
+      resumed += 1;
+    }
+    if (resumed + reported > 0) this.log.info({ resumed, reported }, "recovered attempts from a previous agent process");
+    return { resumed, reported };
   }
 
   async offer(offer: Offer): Promise<OfferAnswer> {
@@ -76,7 +140,7 @@ export class JobHandler implements WorkHandler {
     const decision = decideOffer(
       { driver: offer.driver, resources: offer.resources },
       {
-        drivers: this.o.drivers,
+        drivers: this.drivers,
         total: sample?.total,
         free: sample?.free,
         reserved: this.reserved(),
@@ -103,6 +167,12 @@ export class JobHandler implements WorkHandler {
       log.info({ ended: this.ended.has(attemptId) }, "assignment for an attempt this agent already has; ignoring it");
       return;
     }
+    if (existsSync(bundleDir(this.o.stateDir, assignment))) {
+      // Run by an earlier agent process (an Assignment redelivered after a restart):
+      // recover() resumed or reported it; it never runs twice here.
+      log.info("assignment for an attempt that already has an execution bundle; ignoring it");
+      return;
+    }
     if (this.closing) {
       log.warn("assignment while the agent is stopping; failing the attempt");
       this.o.events.add({ attemptId, state: AttemptState.FAILED, exitCode: -1, message: "the agent is stopping" });
@@ -110,11 +180,10 @@ export class JobHandler implements WorkHandler {
       return;
     }
     const driver = assignment.driver || DEFAULT_DRIVER;
-    if (!this.o.drivers.includes(driver) || driver !== DEFAULT_DRIVER) {
-      // Only the process driver exists so far, whatever else is listed.
-      const message = `driver ${driver} not available here`;
-      log.warn({ driver }, "assignment for a driver this agent does not have; failing the attempt");
-      this.o.events.add({ attemptId, state: AttemptState.FAILED, exitCode: -1, message });
+    const runner = this.runners.get(driver);
+    if ("unavailable" in runner) {
+      log.warn({ driver, reason: runner.unavailable }, "assignment for a driver this agent does not have; failing the attempt");
+      this.o.events.add({ attemptId, state: AttemptState.FAILED, exitCode: -1, message: runner.unavailable });
       this.remember(attemptId, AttemptState.FAILED);
       return;
     }
@@ -128,35 +197,56 @@ export class JobHandler implements WorkHandler {
       // to time out, and the next offers are declined until one ends.
       log.warn({ running: this.attempts.size, maxAttempts: this.o.maxAttempts }, "assigned an attempt beyond DROVER_MAX_ATTEMPTS; running it");
     }
+    this.start(assignment, runner);
+    log.info({ commands: assignment.exec.commands.length }, "running an attempt");
+  }
+
+  /** Starts (or, with a manifest, resumes) an attempt's JobRunner and tracks it until it ends. */
+  private start(assignment: Assignment, driverRunner: Runner, resume?: Manifest): void {
+    const { attemptId, jobId } = assignment;
+    const log = this.log.child({ attemptId, jobId });
     const runner = new JobRunner({
       attemptId,
       jobId,
       runId: assignment.runId || undefined,
       stageName: assignment.stageName || undefined,
-      exec: assignment.exec,
+      exec: assignment.exec!,
+      driver: driverRunner.driver,
+      runner: driverRunner,
       stateDir: this.o.stateDir,
       allowShell: this.o.allowShell,
+      allowedRoots: this.o.allowedRoots,
       timeoutMs: assignment.timeout ? durationMs(assignment.timeout) : undefined,
       timeoutGraceMs: this.o.timeoutGraceMs,
+      assignment: toBinary(AssignmentSchema, assignment),
+      hostname: this.o.hostname,
+      agentId: this.o.agentId?.(),
       logger: this.o.logger,
-      onUpdate: (update) =>
-        this.o.events.add({ attemptId, state: update.state, exitCode: update.exitCode, signal: update.signal, message: update.message, time: update.time }),
+      onUpdate: (update) => {
+        if (FINAL_STATES.has(update.state)) {
+          // Over for the agent (its resources are free) even while the bundle is still being closed.
+          this.unreported.set(attemptId, runner.directory);
+          this.settle(attemptId, update.state);
+        }
+        this.o.events.add({ attemptId, ...update });
+      },
     });
     const resources = assignment.resources;
     const running: Running = {
       jobId,
       runner,
       reserved: resources ? { cpuMillis: resources.cpuMillis, memoryBytes: resources.memoryBytes, diskBytes: resources.diskBytes } : ZERO,
-      done: runner.run(),
+      done: resume ? runner.resume(resume) : runner.run(),
     };
-    this.attempts.set(attemptId, running);
-    log.info({ commands: assignment.exec.commands.length }, "running an attempt");
+    if (!this.ended.has(attemptId)) this.attempts.set(attemptId, running);
+    this.finishing.set(attemptId, running.done);
     void running.done.then(
-      (end) => this.settle(attemptId, end.state),
+      () => this.finishing.delete(attemptId),
       (err: unknown) => {
         // The runner reports its failures as updates; this is a bug in it.
         log.error({ err }, "the job runner failed");
         this.o.events.add({ attemptId, state: AttemptState.FAILED, exitCode: -1, message: `the agent failed to run the attempt: ${String(err)}` });
+        this.finishing.delete(attemptId);
         this.settle(attemptId, AttemptState.FAILED);
       },
     );
@@ -178,6 +268,11 @@ export class JobHandler implements WorkHandler {
     this.log.debug({ attemptId: ack.attemptId, stream: ack.stream, offset: ack.offset.toString() }, "log ack received");
   }
 
+  /** Whether the attempt runs here now. */
+  isRunning(attemptId: string): boolean {
+    return this.attempts.has(attemptId);
+  }
+
   running(): { attemptId: string; jobId: string; state: AttemptState }[] {
     return [...this.attempts].map(([attemptId, { jobId, runner }]) => ({
       attemptId,
@@ -195,9 +290,8 @@ export class JobHandler implements WorkHandler {
    */
   async shutdown(graceMs: number, reason = "the agent is stopping"): Promise<void> {
     this.closing = true;
-    const all = [...this.attempts.values()];
-    for (const { runner } of all) runner.cancel(graceMs, reason);
-    await Promise.allSettled(all.map((a) => a.done));
+    for (const { runner } of this.attempts.values()) runner.cancel(graceMs, reason);
+    await Promise.allSettled([...this.finishing.values()]);
   }
 
   /** Resources reserved by the running attempts. */
@@ -205,6 +299,40 @@ export class JobHandler implements WorkHandler {
     let sum = ZERO;
     for (const { reserved } of this.attempts.values()) sum = addAmounts(sum, reserved);
     return sum;
+  }
+
+  /** Sends an ended attempt's final event again (same id: Fleet applies it once). */
+  private reportAgain(dir: string, m: Manifest): void {
+    const state = AttemptState[m.state as keyof typeof AttemptState] ?? AttemptState.FAILED;
+    const last = [...m.commands].reverse().find((c) => c.endTime !== undefined);
+    this.unreported.set(m.attemptId, dir);
+    this.remember(m.attemptId, state);
+    this.o.events.add({
+      attemptId: m.attemptId,
+      state,
+      exitCode: m.exitCode ?? -1,
+      signal: m.signal ?? "",
+      message: m.message ?? "",
+      time: m.endTime ? new Date(m.endTime) : new Date(),
+      sequence: m.sequence ?? 0,
+      ...(last ? { command: last } : {}),
+    });
+  }
+
+  /** Fleet confirmed events: the bundles whose final event it was are marked reported. */
+  private confirmed(events: JobEvent[]): void {
+    for (const e of events) {
+      if (!FINAL_STATES.has(e.state)) continue;
+      const dir = this.unreported.get(e.attemptId);
+      if (!dir) continue;
+      this.unreported.delete(e.attemptId);
+      void (async () => {
+        // The bundle may still be closing (hashing): wait for that before marking it.
+        await this.finishing.get(e.attemptId)?.catch(() => undefined);
+        const m = await readManifest(dir);
+        if (m?.closed && !m.reported) await markReported(dir, m);
+      })().catch((err: unknown) => this.log.warn({ err, attemptId: e.attemptId }, "could not mark the bundle reported"));
+    }
   }
 
   private settle(attemptId: string, state: AttemptState): void {

@@ -2,7 +2,8 @@
 
 import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, stat, symlink } from "node:fs/promises";
+import { createHash } from "node:crypto";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -13,6 +14,8 @@ import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { ExecSpecSchema } from "../gen/ts/drover/common/v1/exec_pb.ts";
 import { AttemptState } from "../gen/ts/drover/fleet/v1/agent_stream_pb.ts";
 import { createLogger } from "../lib/logger.ts";
+import type { Manifest } from "./bundle.ts";
+import { ProcessRunner } from "./process_runner.ts";
 import { JobRunner, workingDirectoryProblem, type AttemptUpdate, type JobRunnerOptions } from "./job_runner.ts";
 
 let stateDir: string;
@@ -42,6 +45,8 @@ function start(spec: MessageInitShape<typeof ExecSpecSchema>, options: Partial<J
     jobId: "job-1",
     exec: create(ExecSpecSchema, spec),
     stateDir,
+    driver: "process",
+    runner: new ProcessRunner(),
     allowShell: false,
     timeoutGraceMs: 2_000,
     onUpdate: (u) => updates.push(u),
@@ -100,11 +105,11 @@ describe("JobRunner", () => {
     assert.equal(await readFile(join(run.runner.directory, "cmd-001.stdout.log"), "utf8"), "after\n");
   });
 
-  it("fails with the spawn error when the program does not exist, without ever RUNNING", async () => {
+  it("fails saying the program is not on PATH when it does not exist, without ever RUNNING", async () => {
     const run = start({ commands: [{ argv: ["drover-no-such-program"] }] });
     const end = await run.done;
     assert.deepEqual(run.states(), ["STARTING", "FAILED"]);
-    assert.match(end.message, /^command 1 \(drover-no-such-program\) could not start: .*ENOENT/);
+    assert.match(end.message, /^command 1 \(drover-no-such-program\) could not start: drover-no-such-program was not found on PATH \(/);
   });
 
   it("gives commands the spec's and the command's env with the agent's PATH and HOME, and nothing else of the agent's", async () => {
@@ -217,6 +222,117 @@ describe("JobRunner", () => {
     await run.done;
     run.runner.cancel(0);
     assert.deepEqual(run.states(), ["STARTING", "RUNNING", "SUCCEEDED"]);
+  });
+});
+
+describe("JobRunner: limits, safety and the bundle", () => {
+  it("fully stops a process tree whose every member ignores SIGTERM once the grace period is over", async () => {
+    const script = 'trap "" TERM; (trap "" TERM; sleep 30) & echo $! > child.pid; (trap "" TERM; sleep 30) & echo $! >> child.pid; echo ready; sleep 30';
+    const run = start({ commands: [{ argv: ["sh", "-c", script] }] });
+    await waitForFile(join(run.runner.directory, "cmd-000.stdout.log"), "ready");
+    const pids = (await readFile(join(run.runner.directory, "work", "child.pid"), "utf8")).trim().split("\n").map(Number);
+    assert.equal(pids.length, 2);
+    run.runner.cancel(400);
+    await sleep(200);
+    assert.ok(pids.every(alive), "SIGTERM alone stops none of them");
+    const end = await run.done;
+    assert.equal(end.signal, "SIGKILL");
+    await eventually(() => !pids.some(alive), `children ${pids.join(", ")} outlived the grace period`);
+  });
+
+  it("caps memory with memory_limit_bytes (RLIMIT_AS): an allocation beyond it fails, the same one without a cap succeeds", async () => {
+    const alloc = ["python3", "-c", "x = bytearray(300 * 1024 * 1024); print('allocated')"];
+    const capped = start({ memoryLimitBytes: 200n * 1024n * 1024n, commands: [{ argv: alloc }] });
+    const end = await capped.done;
+    assert.equal(AttemptState[end.state], "FAILED");
+    assert.match(await readFile(join(capped.runner.directory, "cmd-000.stderr.log"), "utf8"), /MemoryError/);
+    const free = start({ commands: [{ argv: alloc }] });
+    assert.equal(AttemptState[(await free.done).state], "SUCCEEDED");
+  });
+
+  it("runs commands at the spec's niceness", async () => {
+    const run = start({ nice: 7, commands: [{ argv: ["nice"] }] });
+    await run.done;
+    assert.equal((await readFile(join(run.runner.directory, "cmd-000.stdout.log"), "utf8")).trim(), "7");
+  });
+
+  it("records exit code, duration and a sampled peak RSS per command, and reports each command's end with increasing sequence numbers", async () => {
+    const run = start({ commands: [{ argv: ["python3", "-c", "import time; x = bytearray(64 * 1024 * 1024); time.sleep(1.3)"] }, { argv: ["true"] }] });
+    const end = await run.done;
+    assert.equal(AttemptState[end.state], "SUCCEEDED");
+    const commandEvent = run.updates.find((u) => u.command?.index === 0);
+    assert.ok(commandEvent && commandEvent.state === AttemptState.RUNNING, "the first command's end is an update of its own");
+    assert.ok((commandEvent.command?.peakRssBytes ?? 0) >= 64 * 1024 * 1024, `peak RSS ${commandEvent.command?.peakRssBytes}`);
+    assert.ok((commandEvent.command?.durationMs ?? 0) >= 1_200);
+    assert.equal(end.command?.index, 1);
+    assert.deepEqual(run.updates.map((u) => u.sequence), run.updates.map((_, i) => i + 1));
+  });
+
+  it("writes a closed manifest with redacted secrets and the hashes of the log files, and makes the bundle read-only", async () => {
+    const run = start({ env: { TOKEN: "s3cr3t-value", PLAIN: "visible" }, secretEnv: ["TOKEN"], commands: [{ argv: ["echo", "token=s3cr3t-value"] }] });
+    await run.done;
+    const manifest = JSON.parse(await readFile(join(run.runner.directory, "manifest.json"), "utf8")) as Manifest;
+    assert.equal(manifest.closed, true);
+    assert.equal(manifest.state, "SUCCEEDED");
+    const text = JSON.stringify(manifest);
+    assert.ok(!text.includes("s3cr3t-value"), "no secret value in the manifest");
+    assert.deepEqual((manifest.spec as { env: Record<string, string> }).env, { TOKEN: "[REDACTED]", PLAIN: "visible" });
+    assert.deepEqual(manifest.commands[0]?.argv, ["echo", "token=[REDACTED]"]);
+    const out = manifest.logs?.["cmd-000.stdout.log"];
+    assert.equal(out?.bytes, "token=s3cr3t-value\n".length);
+    assert.equal(out?.sha256, createHash("sha256").update("token=s3cr3t-value\n").digest("hex"));
+    assert.equal((await stat(join(run.runner.directory, "cmd-000.stdout.log"))).mode & 0o777, 0o444);
+    assert.ok(!existsSync(join(run.runner.directory, "assignment.pb")), "the assignment (with its secrets) is gone once the attempt ended");
+  });
+
+  it("gives commands the agent's whole environment only with inherit_env", async () => {
+    process.env.DROVER_RUNNER_TEST_INHERITED = "yes";
+    try {
+      const run = start({ inheritEnv: true, commands: [{ argv: ["env"] }] });
+      await run.done;
+      assert.match(await readFile(join(run.runner.directory, "cmd-000.stdout.log"), "utf8"), /^DROVER_RUNNER_TEST_INHERITED=yes$/m);
+    } finally {
+      delete process.env.DROVER_RUNNER_TEST_INHERITED;
+    }
+  });
+
+  it("allows an absolute cwd under DROVER_ALLOWED_ROOTS, and refuses one outside or a symlink that leads out", async () => {
+    const root = await mkdtemp(join(tmpdir(), "drover-allowed-root-"));
+    try {
+      await mkdir(join(root, "builds"));
+      await symlink("/etc", join(root, "escape"));
+      const ok = start({ commands: [{ argv: ["pwd"], cwd: join(root, "builds") }] }, { allowedRoots: [root] });
+      assert.equal(AttemptState[(await ok.done).state], "SUCCEEDED");
+      assert.equal((await readFile(join(ok.runner.directory, "cmd-000.stdout.log"), "utf8")).trim(), join(root, "builds"));
+      const outside = start({ commands: [{ argv: ["pwd"], cwd: "/usr" }] }, { allowedRoots: [root] });
+      assert.match((await outside.done).message, /not under a root this agent allows/);
+      const link = start({ commands: [{ argv: ["pwd"], cwd: join(root, "escape") }] }, { allowedRoots: [root] });
+      assert.match((await link.done).message, /resolves to \/etc, outside the allowed roots/);
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
+  it("refuses an argument with a NUL byte with a clear reason, before running anything", async () => {
+    const run = start({ commands: [{ argv: ["echo", "a\0b"] }] });
+    const end = await run.done;
+    assert.deepEqual(run.states(), ["STARTING", "FAILED"]);
+    assert.equal(end.message, "command 1: argument 2 contains a NUL byte");
+  });
+
+  it("streams 1 GiB of output to disk without growing the agent's memory", async () => {
+    const before = process.memoryUsage().rss;
+    const run = start({ commands: [{ argv: ["head", "-c", String(1024 ** 3), "/dev/zero"] }] });
+    let peak = before;
+    const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 20);
+    try {
+      assert.equal(AttemptState[(await run.done).state], "SUCCEEDED");
+    } finally {
+      clearInterval(sampler);
+    }
+    assert.equal((await stat(join(run.runner.directory, "cmd-000.stdout.log"))).size, 1024 ** 3);
+    assert.ok(peak - before < 64 * 1024 * 1024, `the agent grew by ${Math.round((peak - before) / 1024 / 1024)} MiB`);
+    await rm(run.runner.directory, { recursive: true, force: true });
   });
 });
 

@@ -1,45 +1,49 @@
 // Runs one attempt's ExecSpec on this machine: its commands one after
-// another, each a child process in its own process group.
+// another, each through the driver's Runner (runner.ts), recorded in the
+// attempt's execution bundle (bundle.ts).
 //
-//   STARTING → (checks, directories) → RUNNING once the first command has
-//   spawned → SUCCEEDED | FAILED | CANCELLED | TIMED_OUT
+//   STARTING → (checks, bundle) → RUNNING once the first command has
+//   started → one event per finished command → SUCCEEDED | FAILED |
+//   CANCELLED | TIMED_OUT
 //
-// The minimal runner: argv only (a shell only when both the job and the
-// agent allow it), a per-attempt directory, a clean environment, output to
-// files, timeouts and cancellation. Resource limits, containers and bundles
-// come with the full runner.
+// Every report is a numbered AttemptUpdate (sequence 1, 2, 3...). The
+// manifest is written before the report that depends on it: when the agent
+// dies at any point, the bundle says what was running (the driver's handle)
+// and what ended how, and `resume` carries on from there after a restart:
 //
-// Layout under the agent's state directory:
+//   command with a handle → reattach: still running → wait for it as before;
+//                                     ended → its status from the bundle;
+//                                     unknown → the attempt is lost (FAILED
+//                                     with a reason that says so)
+//   command without one   → never started if it has no log files yet: run it;
+//                           otherwise unknown, as above
+//   a final state set     → report it again (same event id: applied once)
 //
-//   runs/<jobId>/<attemptId>/          the attempt directory
-//     cmd-000.stdout.log               output of command 0 (appended)
-//     cmd-000.stderr.log
-//     work/                            the commands' working directory
-//
-// Each command runs detached (a new session, so a new process group whose id
-// is the child's pid). Signals go to the whole group, so a command that
-// started children of its own cannot leave them behind: a SIGTERM (then a
-// SIGKILL after the grace period) reaches the grandchildren too, and when a
-// command's main process has ended, whatever is left of its group is killed.
-//
-// Output goes straight to files the child inherits as its stdout and stderr,
-// not through pipes: the agent copies nothing, and a grandchild that keeps
-// the descriptors open cannot keep a command "running" after it exited.
+// Commands run argv only (a shell only when both the job and the agent allow
+// it), in the attempt's work directory (a relative cwd stays under it; an
+// absolute one must be under a root the agent allows, DROVER_ALLOWED_ROOTS),
+// with a clean environment (PATH and HOME from the agent, then the spec's env
+// and the command's; inherit_env adds all of the agent's first). Values of
+// secret_env are redacted from the manifest and from the agent's own logs.
 
-import { spawn, type ChildProcess } from "node:child_process";
-import { mkdir, open, type FileHandle } from "node:fs/promises";
-import { isAbsolute, join, relative, resolve } from "node:path";
+import { writeFile, mkdir, realpath } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { isAbsolute, join, relative, resolve, sep } from "node:path";
 
+import { toJson } from "@bufbuild/protobuf";
 import { durationMs } from "@bufbuild/protobuf/wkt";
 
-import type { Command, ExecSpec } from "../gen/ts/drover/common/v1/exec_pb.ts";
+import { ExecSpecSchema, type Command, type ExecSpec } from "../gen/ts/drover/common/v1/exec_pb.ts";
 import { AttemptState } from "../gen/ts/drover/fleet/v1/agent_stream_pb.ts";
 import type { Logger } from "../lib/logger.ts";
-import { bundleDir } from "./bundle.ts";
+import { ASSIGNMENT, bundleDir, closeBundle, createBundle, logFileName, writeManifest, SAFE_NAME, type CommandRecord, type Manifest } from "./bundle.ts";
+import type { CommandExit, CommandHandle, CommandTask, Runner } from "./runner.ts";
 
 /** A change of an attempt's state, as the runner reports it. */
 export interface AttemptUpdate {
   state: AttemptState;
+  /** 1, 2, 3... per attempt. */
+  sequence: number;
   /** Exit code of the last command run; -1 when a signal ended it or it never started. Final states only. */
   exitCode: number;
   /** The signal that ended the last command, if any (for example "SIGKILL"). */
@@ -47,6 +51,8 @@ export interface AttemptUpdate {
   /** What happened, in words (empty for STARTING and RUNNING). */
   message: string;
   time: Date;
+  /** Set when the update says a command ended (and on the final update, for the last command). */
+  command?: CommandRecord;
 }
 
 export interface JobRunnerOptions {
@@ -56,18 +62,28 @@ export interface JobRunnerOptions {
   runId?: string;
   stageName?: string;
   exec: ExecSpec;
-  /** The agent's state directory; the attempt lives under runs/<jobId>/<attemptId>. */
+  /** The driver's name and its runner. */
+  driver: string;
+  runner: Runner;
+  /** The agent's state directory; the bundle lives under runs/. */
   stateDir: string;
   /** The agent's shell policy (DROVER_ALLOW_SHELL): exec.allowShell is honoured only when true. */
   allowShell: boolean;
+  /** Absolute directories an absolute cwd may be under (DROVER_ALLOWED_ROOTS). */
+  allowedRoots?: readonly string[];
   /** Longest the whole attempt may run, ms; undefined or 0: no limit. */
   timeoutMs?: number;
-  /** Time between SIGTERM and SIGKILL when a timeout stops a command, ms. Default 10 000. */
+  /** SIGTERM → SIGKILL when a timeout stops a command and the spec sets no stop_grace_period, ms. Default 10 000. */
   timeoutGraceMs?: number;
-  /** Called for every state change, in order. Must not throw. */
+  /** Called for every update, in order. Must not throw. */
   onUpdate: (update: AttemptUpdate) => void;
-  /** PATH and HOME given to commands; default the agent's own. */
-  agentEnv?: { PATH?: string; HOME?: string };
+  /** The agent's environment; default process.env. Commands get its PATH and HOME, or all of it with inherit_env. */
+  agentEnv?: NodeJS.ProcessEnv;
+  /** The Assignment as received, kept in the bundle (0600) while the attempt runs so a restarted agent can resume it. */
+  assignment?: Uint8Array;
+  /** Recorded in the manifest. */
+  hostname?: string;
+  agentId?: string;
   logger: Logger;
 }
 
@@ -80,10 +96,7 @@ interface Stop {
 
 /** How one command ended. */
 interface CommandEnd {
-  exitCode: number;
-  signal: string;
-  /** Set when the command did not succeed: what to tell the user. */
-  failure?: string;
+  record: CommandRecord;
   /** TIMED_OUT when its own timeout stopped it. */
   timedOut: boolean;
 }
@@ -97,25 +110,27 @@ export const FINAL_STATES: ReadonlySet<AttemptState> = new Set([
 ]);
 
 const DEFAULT_TIMEOUT_GRACE_MS = 10_000;
-/** Ids become directory names, so they are held to a safe alphabet. */
-const SAFE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+export const REDACTED = "[REDACTED]";
 
-/** Runs one attempt; run() once, cancel() any time. */
+/** Runs one attempt; run() or resume() once, cancel() any time. */
 export class JobRunner {
   private readonly o: JobRunnerOptions;
   private readonly log: Logger;
-  private current: { child: ChildProcess; index: number } | undefined;
+  private readonly secrets: string[];
+  private current: { handle: CommandHandle; index: number } | undefined;
   private stopping: Stop | undefined;
-  private killTimer: NodeJS.Timeout | undefined;
   private attemptTimer: NodeJS.Timeout | undefined;
   private lastState = AttemptState.UNSPECIFIED;
+  private sequence = 0;
   /** Set when no command will run any more: a cancel then has nothing to stop. */
   private commandsDone = false;
   private result: Promise<AttemptUpdate> | undefined;
+  private manifest: Manifest | undefined;
 
   constructor(options: JobRunnerOptions) {
     this.o = options;
     this.log = options.logger.child({ component: "job_runner", attemptId: options.attemptId, jobId: options.jobId });
+    this.secrets = secretValues(options.exec);
   }
 
   /** The attempt's state as last reported (UNSPECIFIED before run()). */
@@ -123,24 +138,27 @@ export class JobRunner {
     return this.lastState;
   }
 
-  /** The attempt directory. */
+  /** The execution bundle's directory. */
   get directory(): string {
     return bundleDir(this.o.stateDir, this.o);
   }
 
   /** Runs the attempt to its end; resolves with the final update. Calling it again returns the same promise. */
   run(): Promise<AttemptUpdate> {
-    this.result ??= this.execute().finally(() => {
-      clearTimeout(this.attemptTimer);
-      clearTimeout(this.killTimer);
-    });
+    this.result ??= this.execute().finally(() => clearTimeout(this.attemptTimer));
+    return this.result;
+  }
+
+  /** Carries on an attempt a previous agent process started, from its open manifest. */
+  resume(manifest: Manifest): Promise<AttemptUpdate> {
+    this.result ??= this.continueFrom(manifest).finally(() => clearTimeout(this.attemptTimer));
     return this.result;
   }
 
   /**
-   * Stops the attempt: SIGTERM to the running command's group, SIGKILL after
-   * graceMs, no further commands; it ends CANCELLED. Ignored once the attempt
-   * has ended or is already being stopped.
+   * Stops the attempt: SIGTERM to the running command, SIGKILL after graceMs,
+   * no further commands; it ends CANCELLED. Ignored once the attempt has
+   * ended or is already being stopped.
    */
   cancel(graceMs: number, reason = "cancelled"): void {
     this.stop({ state: AttemptState.CANCELLED, message: reason, graceMs });
@@ -148,179 +166,266 @@ export class JobRunner {
 
   private async execute(): Promise<AttemptUpdate> {
     this.report(AttemptState.STARTING);
-    const { exec } = this.o;
-    const problem = this.check(exec);
-    if (problem) return this.finish(AttemptState.FAILED, -1, "", problem);
-
-    const workDir = join(this.directory, "work");
+    for (const [what, id] of [["attempt id", this.o.attemptId], ["job id", this.o.jobId]] as const) {
+      // Without a safe id there is no directory to put a bundle in.
+      if (!SAFE_NAME.test(id)) return this.finishWithoutBundle(`the ${what} ${JSON.stringify(id)} cannot name a directory (letters, digits, '.', '_' and '-' only)`);
+    }
+    const startTime = new Date();
+    this.manifest = {
+      version: 1,
+      attemptId: this.o.attemptId,
+      jobId: this.o.jobId,
+      ...(this.o.runId ? { runId: this.o.runId } : {}),
+      ...(this.o.stageName ? { stageName: this.o.stageName } : {}),
+      ...(this.o.agentId ? { agentId: this.o.agentId } : {}),
+      hostname: this.o.hostname ?? "",
+      driver: this.o.driver,
+      spec: this.redactedSpec(),
+      ...(this.o.timeoutMs ? { timeoutMs: this.o.timeoutMs } : {}),
+      assignedTime: startTime.toISOString(),
+      startTime: startTime.toISOString(),
+      state: "STARTING",
+      commands: this.o.exec.commands.map((c, index) => ({ index, argv: c.argv.map((a) => this.redact(a)) })),
+      closed: false,
+      sequence: this.sequence,
+    };
     try {
-      await mkdir(workDir, { recursive: true });
+      await createBundle(this.directory);
+      if (this.o.assignment) await writeFile(join(this.directory, ASSIGNMENT), this.o.assignment, { mode: 0o600 });
+      await this.save();
     } catch (err) {
-      return this.finish(AttemptState.FAILED, -1, "", `could not create the attempt directory ${this.directory}: ${(err as Error).message}`);
+      return this.finishWithoutBundle(`could not create the execution bundle ${this.directory}: ${(err as Error).message}`);
     }
-    if (this.o.timeoutMs && this.o.timeoutMs > 0) {
-      const ms = this.o.timeoutMs;
-      this.attemptTimer = setTimeout(
-        () => this.stop({ state: AttemptState.TIMED_OUT, message: `the attempt timed out after ${seconds(ms)}`, graceMs: this.timeoutGraceMs }),
-        ms,
-      );
-    }
-
-    let last: CommandEnd = { exitCode: -1, signal: "", timedOut: false };
-    let firstFailure: { state: AttemptState; message: string } | undefined;
-    for (const [index, command] of exec.commands.entries()) {
-      if (this.stopping) break;
-      last = await this.runCommand(index, command, workDir);
-      if (last.failure !== undefined && !firstFailure) {
-        firstFailure = { state: last.timedOut ? AttemptState.TIMED_OUT : AttemptState.FAILED, message: last.failure };
-      }
-      if (firstFailure && !exec.continueOnFailure) break;
-    }
-    this.commandsDone = true;
-    // Cancel and the attempt's timeout win over how the command they stopped
-    // happened to end: the user asked for that stop, or the limit caused it.
-    if (this.stopping) return this.finish(this.stopping.state, last.exitCode, last.signal, this.stopping.message);
-    if (firstFailure) return this.finish(firstFailure.state, last.exitCode, last.signal, firstFailure.message);
-    const n = exec.commands.length;
-    return this.finish(AttemptState.SUCCEEDED, last.exitCode, last.signal, `${n} command${n === 1 ? "" : "s"} succeeded`);
+    const problem = this.check(this.o.exec);
+    if (problem) return this.finish(AttemptState.FAILED, problem);
+    this.armAttemptTimeout(this.o.timeoutMs ?? 0);
+    return this.runFrom(0, undefined);
   }
 
-  /** Why the spec cannot run here, or undefined. Checked before anything is created or spawned. */
-  private check(exec: ExecSpec): string | undefined {
-    for (const [what, id] of [["attempt id", this.o.attemptId], ["job id", this.o.jobId]] as const) {
-      if (!SAFE_ID.test(id)) return `the ${what} ${JSON.stringify(id)} cannot name a directory (letters, digits, '.', '_' and '-' only)`;
+  private async continueFrom(manifest: Manifest): Promise<AttemptUpdate> {
+    this.manifest = manifest;
+    this.sequence = manifest.sequence ?? manifest.commands.length + 2;
+    this.lastState = AttemptState[manifest.state as keyof typeof AttemptState] ?? AttemptState.RUNNING;
+    const finalState = AttemptState[manifest.state as keyof typeof AttemptState];
+    if (FINAL_STATES.has(finalState)) return this.finish(finalState, manifest.message ?? "", true);
+    this.log.info({ state: manifest.state }, "resuming an attempt a previous agent process started");
+    if (this.o.timeoutMs) {
+      const left = this.o.timeoutMs - (Date.now() - Date.parse(manifest.startTime ?? manifest.assignedTime));
+      this.armAttemptTimeout(Math.max(left, 1));
     }
+    const index = manifest.commands.findIndex((c) => c.endTime === undefined);
+    if (index < 0) return this.runFrom(manifest.commands.length, undefined);
+    const record = manifest.commands[index]!;
+    const task = await this.taskFor(index).catch(() => undefined);
+    let outcome: CommandHandle | CommandExit | undefined;
+    if (record.handle && task) {
+      outcome = await this.o.runner.reattach(record.handle, task).catch(() => undefined);
+    } else if (!existsSync(join(this.directory, logFileName(index, "stdout")))) {
+      // Never started: it is run as if nothing had happened.
+      return this.runFrom(index, undefined);
+    }
+    if (outcome === undefined) {
+      const lost: CommandRecord = { ...record, endTime: new Date().toISOString(), exitCode: -1, signal: "", failure: `the outcome of command ${index + 1} is unknown: the agent restarted while it ran and it left no exit status` };
+      return this.endCommands({ record: lost, timedOut: false }, { state: AttemptState.FAILED, message: `lost: ${lost.failure}` });
+    }
+    if ("exitCode" in outcome) return this.runFrom(index, this.recordExit(index, record, outcome, false));
+    this.log.info({ command: index, handle: record.handle }, "re-attached to a command that outlived the agent");
+    this.current = { handle: outcome, index };
+    if (this.lastState !== AttemptState.RUNNING) this.report(AttemptState.RUNNING);
+    return this.runFrom(index, await this.waitFor(index, record, outcome, undefined));
+  }
+
+  /** Runs commands from index on; `ended` is the end of command index when it already ran. */
+  private async runFrom(start: number, ended: CommandEnd | undefined): Promise<AttemptUpdate> {
+    const { exec } = this.o;
+    let last: CommandEnd | undefined;
+    let firstFailure: { state: AttemptState; message: string } | undefined = this.earlierFailure(start);
+    for (let index = start; index < exec.commands.length; index++) {
+      if (firstFailure && !exec.continueOnFailure) break;
+      if (this.stopping) break;
+      last = index === start && ended ? ended : await this.runCommand(index);
+      const failure = last.record.failure;
+      if (failure !== undefined && !firstFailure) firstFailure = { state: last.timedOut ? AttemptState.TIMED_OUT : AttemptState.FAILED, message: failure };
+      const more = index + 1 < exec.commands.length && !this.stopping && !(firstFailure && !exec.continueOnFailure);
+      if (more) {
+        await this.save();
+        this.report(AttemptState.RUNNING, "", last.record);
+      }
+    }
+    this.commandsDone = true;
+    return this.endCommands(last, firstFailure);
+  }
+
+  /** A failure among the commands before start (when resuming with continue_on_failure). */
+  private earlierFailure(start: number): { state: AttemptState; message: string } | undefined {
+    const failed = this.manifest?.commands.slice(0, start).find((c) => c.failure !== undefined);
+    return failed ? { state: AttemptState.FAILED, message: failed.failure! } : undefined;
+  }
+
+  private endCommands(last: CommandEnd | undefined, failure: { state: AttemptState; message: string } | undefined): Promise<AttemptUpdate> {
+    this.commandsDone = true;
+    if (last && this.manifest) this.manifest.commands[last.record.index] = last.record;
+    // Cancel and the attempt's timeout win over how the command they stopped
+    // happened to end: the user asked for that stop, or the limit caused it.
+    if (this.stopping) return this.finish(this.stopping.state, this.stopping.message, false, last?.record);
+    if (failure) return this.finish(failure.state, failure.message, false, last?.record);
+    const n = this.o.exec.commands.length;
+    return this.finish(AttemptState.SUCCEEDED, `${n} command${n === 1 ? "" : "s"} succeeded`, false, last?.record);
+  }
+
+  /** Why the spec cannot run here, or undefined. Checked before anything is spawned. */
+  private check(exec: ExecSpec): string | undefined {
     if (exec.commands.length === 0) return "the job has no commands";
     if (exec.allowShell && !this.o.allowShell) {
       return "the job asks for a shell (allow_shell) but this agent does not allow shells (DROVER_ALLOW_SHELL=true allows them)";
     }
+    for (const [name, value] of Object.entries(exec.env)) if (value.includes("\0")) return `env ${name} contains a NUL byte`;
     for (const [index, command] of exec.commands.entries()) {
       if (command.argv.length === 0 || command.argv.some((a) => a === "")) return `command ${index + 1} has an empty argv or an empty argument`;
-      const cwdProblem = workingDirectoryProblem(command.cwd);
+      const nul = command.argv.findIndex((a) => a.includes("\0"));
+      if (nul >= 0) return `command ${index + 1}: argument ${nul + 1} contains a NUL byte`;
+      for (const [name, value] of Object.entries(command.env)) if (value.includes("\0")) return `command ${index + 1}: env ${name} contains a NUL byte`;
+      const cwdProblem = workingDirectoryProblem(command.cwd, this.o.allowedRoots ?? []);
       if (cwdProblem) return `command ${index + 1}: ${cwdProblem}`;
     }
     return undefined;
   }
 
-  private async runCommand(index: number, command: Command, workDir: string): Promise<CommandEnd> {
-    const name = `command ${index + 1} (${command.argv[0]})`;
-    const cwd = resolve(workDir, command.cwd);
-    const base = join(this.directory, `cmd-${String(index).padStart(3, "0")}`);
-    let stdout: FileHandle | undefined;
-    let stderr: FileHandle | undefined;
-    try {
-      await mkdir(cwd, { recursive: true });
-      stdout = await open(`${base}.stdout.log`, "a");
-      stderr = await open(`${base}.stderr.log`, "a");
-    } catch (err) {
-      await Promise.all([stdout?.close(), stderr?.close()]);
-      return { exitCode: -1, signal: "", timedOut: false, failure: `${name} could not be prepared: ${(err as Error).message}` };
-    }
-    // Cancelled while the files were opening: do not start what would be killed at once.
-    if (this.stopping) {
-      await Promise.all([stdout.close(), stderr.close()]);
-      return { exitCode: -1, signal: "", timedOut: false };
-    }
+  private async taskFor(index: number): Promise<CommandTask> {
+    const command = this.o.exec.commands[index]!;
+    const workDir = join(this.directory, "work");
+    const cwd = await resolveCwd(command.cwd, workDir, this.o.allowedRoots ?? []);
+    return {
+      attemptId: this.o.attemptId,
+      jobId: this.o.jobId,
+      index,
+      command,
+      exec: this.o.exec,
+      cwd,
+      workDir,
+      bundleDir: this.directory,
+      stdoutPath: join(this.directory, logFileName(index, "stdout")),
+      stderrPath: join(this.directory, logFileName(index, "stderr")),
+      env: this.environment(command),
+      shell: this.o.exec.allowShell && this.o.allowShell,
+      logger: this.log.child({ command: index }),
+    };
+  }
 
-    const [file, ...args] = this.o.exec.allowShell ? ["/bin/sh", "-c", command.argv.join(" ")] : command.argv;
-    const log = this.log.child({ command: index });
+  private async runCommand(index: number): Promise<CommandEnd> {
+    const command = this.o.exec.commands[index]!;
+    const name = `command ${index + 1} (${this.redact(command.argv[0] ?? "")})`;
+    const record: CommandRecord = { ...(this.manifest?.commands[index] ?? { index, argv: [] }) };
+    let task: CommandTask;
+    try {
+      task = await this.taskFor(index);
+    } catch (err) {
+      return this.recordFailure(record, `${name} could not be prepared: ${(err as Error).message}`);
+    }
+    if (this.stopping) return { record, timedOut: false };
+    let handle: CommandHandle;
+    try {
+      handle = await this.o.runner.start(task);
+    } catch (err) {
+      return this.recordFailure(record, `${name} could not start: ${this.redact((err as Error).message)}`);
+    }
+    record.handle = handle.saved;
+    record.startTime = handle.saved.startTime;
+    this.current = { handle, index };
+    if (this.manifest) {
+      this.manifest.commands[index] = record;
+      this.manifest.state = "RUNNING";
+    }
+    // The handle on disk first: an agent that dies from here on finds the command again.
+    await this.save();
+    if (this.lastState !== AttemptState.RUNNING) this.report(AttemptState.RUNNING);
+    this.log.debug({ command: index, handle: handle.saved.id, argv: command.argv.map((a) => this.redact(a)) }, "command started");
+    return this.waitFor(index, record, handle, command);
+  }
+
+  private async waitFor(index: number, record: CommandRecord, handle: CommandHandle, command: Command | undefined): Promise<CommandEnd> {
+    command ??= this.o.exec.commands[index]!;
+    // A cancel that came while the command was starting.
+    if (this.stopping) void this.o.runner.stop(handle, this.stopping.graceMs);
     let timedOut = false;
-    let commandTimer: NodeJS.Timeout | undefined;
-    const end = await new Promise<CommandEnd>((settle) => {
-      let child: ChildProcess;
-      try {
-        child = spawn(file!, args, {
-          cwd,
-          env: this.environment(command),
-          stdio: ["ignore", stdout.fd, stderr.fd],
-          detached: true,
-        });
-      } catch (err) {
-        // Synchronous failures (an argument with a NUL byte, for one).
-        settle({ exitCode: -1, signal: "", timedOut: false, failure: `${name} could not start: ${(err as Error).message}` });
-        return;
-      }
-      this.current = { child, index };
-      child.once("spawn", () => {
-        log.debug({ pid: child.pid, argv: command.argv }, "command started");
-        if (this.lastState !== AttemptState.RUNNING) this.report(AttemptState.RUNNING);
-        // A cancel that came while the process was being created.
-        if (this.stopping) this.signalGroup("SIGTERM");
-        const timeout = command.timeout ? durationMs(command.timeout) : 0;
-        if (timeout > 0) {
-          commandTimer = setTimeout(() => {
+    const timeout = command.timeout ? durationMs(command.timeout) : 0;
+    const timer =
+      timeout > 0
+        ? setTimeout(() => {
             timedOut = true;
-            log.info({ timeoutMs: timeout }, "command timed out; stopping it");
-            this.terminate(this.timeoutGraceMs);
-          }, timeout);
-        }
-      });
-      child.once("error", (err) => {
-        // ENOENT, EACCES...: the process never ran, and no 'exit' follows.
-        if (child.pid === undefined) settle({ exitCode: -1, signal: "", timedOut: false, failure: `${name} could not start: ${err.message}` });
-        else log.warn({ err }, "child process error");
-      });
-      child.once("exit", (code, signal) => {
-        // Whatever the command left in its group goes with it.
-        if (child.pid !== undefined) killGroup(child.pid, "SIGKILL");
-        if (signal) {
-          const failure = timedOut ? `${name} timed out after ${seconds(durationMs(command.timeout!))}` : `${name} was killed by ${signal}`;
-          settle({ exitCode: -1, signal, timedOut, failure });
-        } else if (code !== 0) {
-          const failure = timedOut ? `${name} timed out after ${seconds(durationMs(command.timeout!))} (exit code ${code})` : `${name} exited with code ${code}`;
-          settle({ exitCode: code ?? -1, signal: "", timedOut, failure });
-        } else {
-          settle({ exitCode: 0, signal: "", timedOut });
-        }
-      });
-    });
-    clearTimeout(commandTimer);
-    clearTimeout(this.killTimer);
-    this.killTimer = undefined;
+            this.log.info({ command: index, timeoutMs: timeout }, "command timed out; stopping it");
+            void this.o.runner.stop(handle, this.graceMs);
+          }, Math.max(1, timeout - (Date.now() - Date.parse(record.startTime ?? new Date().toISOString()))))
+        : undefined;
+    const exit = await this.o.runner.wait(handle);
+    clearTimeout(timer);
+    await this.o.runner.destroy(handle);
     this.current = undefined;
-    await Promise.all([stdout.close(), stderr.close()]);
-    log.debug({ exitCode: end.exitCode, signal: end.signal || undefined }, "command ended");
+    const end = this.recordExit(index, record, exit, timedOut, timeout);
+    this.log.debug({ command: index, exitCode: exit.exitCode, signal: exit.signal || undefined }, "command ended");
     return end;
   }
 
-  /** PATH and HOME from the agent, then the spec's env, then the command's: nothing else leaks from the agent. */
+  private recordExit(index: number, record: CommandRecord, exit: CommandExit, timedOut: boolean, timeoutMs = 0): CommandEnd {
+    const name = `command ${index + 1} (${this.redact(this.o.exec.commands[index]?.argv[0] ?? "")})`;
+    const ended: CommandRecord = { ...record, endTime: exit.endTime.toISOString(), exitCode: exit.exitCode, signal: exit.signal, peakRssBytes: exit.peakRssBytes };
+    delete ended.handle;
+    if (record.startTime) ended.durationMs = exit.endTime.getTime() - Date.parse(record.startTime);
+    const after = timedOut ? ` timed out after ${seconds(timeoutMs)}` : "";
+    if (exit.failure) ended.failure = `${name}${after || ""}: ${exit.failure}`;
+    else if (exit.signal) ended.failure = timedOut ? `${name}${after}` : `${name} was killed by ${exit.signal}`;
+    else if (exit.exitCode !== 0) ended.failure = timedOut ? `${name}${after} (exit code ${exit.exitCode})` : `${name} exited with code ${exit.exitCode}`;
+    if (this.manifest) this.manifest.commands[index] = ended;
+    return { record: ended, timedOut };
+  }
+
+  private recordFailure(record: CommandRecord, failure: string): CommandEnd {
+    const ended: CommandRecord = { ...record, endTime: new Date().toISOString(), exitCode: -1, signal: "", failure };
+    if (this.manifest) this.manifest.commands[record.index] = ended;
+    return { record: ended, timedOut: false };
+  }
+
+  /**
+   * PATH and HOME from the agent (or all of its env with inherit_env), then
+   * the spec's env, then the command's. A container keeps its image's PATH
+   * and HOME: it gets the spec's and the command's env only.
+   */
   private environment(command: Command): Record<string, string> {
-    const agent = this.o.agentEnv ?? { PATH: process.env.PATH, HOME: process.env.HOME };
+    const agent = this.o.agentEnv ?? process.env;
     const env: Record<string, string> = {};
-    if (agent.PATH !== undefined) env.PATH = agent.PATH;
-    if (agent.HOME !== undefined) env.HOME = agent.HOME;
+    if (this.o.driver === "docker") {
+      // nothing of the agent's
+    } else if (this.o.exec.inheritEnv) {
+      for (const [k, v] of Object.entries(agent)) if (v !== undefined) env[k] = v;
+    } else {
+      if (agent.PATH !== undefined) env.PATH = agent.PATH;
+      if (agent.HOME !== undefined) env.HOME = agent.HOME;
+    }
     return { ...env, ...this.o.exec.env, ...command.env };
   }
 
-  private get timeoutGraceMs(): number {
-    return this.o.timeoutGraceMs ?? DEFAULT_TIMEOUT_GRACE_MS;
+  private get graceMs(): number {
+    const spec = this.o.exec.stopGracePeriod;
+    return spec ? durationMs(spec) : (this.o.timeoutGraceMs ?? DEFAULT_TIMEOUT_GRACE_MS);
+  }
+
+  private armAttemptTimeout(ms: number): void {
+    if (ms <= 0) return;
+    const total = this.o.timeoutMs ?? ms;
+    this.attemptTimer = setTimeout(() => this.stop({ state: AttemptState.TIMED_OUT, message: `the attempt timed out after ${seconds(total)}`, graceMs: this.graceMs }), ms);
   }
 
   private stop(stop: Stop): void {
     if (this.stopping || this.commandsDone || FINAL_STATES.has(this.lastState)) return;
     this.stopping = stop;
     this.log.info({ state: AttemptState[stop.state], reason: stop.message, graceMs: stop.graceMs }, "stopping the attempt");
-    this.terminate(stop.graceMs);
+    if (this.current) void this.o.runner.stop(this.current.handle, stop.graceMs);
   }
 
-  /** SIGTERM to the running command's group now, SIGKILL after graceMs. */
-  private terminate(graceMs: number): void {
-    if (!this.current || this.killTimer) return;
-    this.signalGroup("SIGTERM");
-    this.killTimer = setTimeout(() => {
-      this.log.info({ graceMs }, "the command outlived its grace period; killing its process group");
-      this.signalGroup("SIGKILL");
-    }, graceMs);
-  }
-
-  private signalGroup(signal: NodeJS.Signals): void {
-    const pid = this.current?.child.pid;
-    if (pid !== undefined) killGroup(pid, signal);
-  }
-
-  private report(state: AttemptState, exitCode = 0, signal = "", message = ""): AttemptUpdate {
+  private report(state: AttemptState, message = "", command?: CommandRecord, exitCode = 0, signal = ""): AttemptUpdate {
     this.lastState = state;
-    const update: AttemptUpdate = { state, exitCode, signal, message, time: new Date() };
+    this.sequence += 1;
+    const update: AttemptUpdate = { state, sequence: this.sequence, exitCode, signal, message, time: new Date(), ...(command ? { command } : {}) };
     try {
       this.o.onUpdate(update);
     } catch (err) {
@@ -329,37 +434,123 @@ export class JobRunner {
     return update;
   }
 
-  private finish(state: AttemptState, exitCode: number, signal: string, message: string): AttemptUpdate {
-    const update = this.report(state, exitCode, signal, message);
+  /** Records the end in the manifest, reports it, then closes the bundle (hashing can take a while for big logs). */
+  private async finish(state: AttemptState, message: string, again = false, last?: CommandRecord): Promise<AttemptUpdate> {
+    const m = this.manifest!;
+    last ??= [...m.commands].reverse().find((c) => c.endTime !== undefined);
+    const exitCode = last?.exitCode ?? -1;
+    const signal = last?.signal ?? "";
+    if (!again) {
+      Object.assign(m, { state: AttemptState[state], message, exitCode, signal, endTime: new Date().toISOString(), sequence: this.sequence + 1 });
+      await this.save();
+    }
+    const update = this.report(state, message, last, exitCode, signal);
     const fields = { state: AttemptState[state], exitCode, signal: signal || undefined, reason: message };
     if (state === AttemptState.SUCCEEDED) this.log.info(fields, "attempt succeeded");
+    else if (state === AttemptState.CANCELLED) this.log.info(fields, "attempt cancelled");
     else this.log.warn(fields, "attempt ended");
+    if (!m.closed) {
+      try {
+        this.manifest = await closeBundle(this.directory, m);
+      } catch (err) {
+        this.log.error({ err }, "could not close the execution bundle");
+      }
+    }
     return update;
+  }
+
+  private finishWithoutBundle(message: string): AttemptUpdate {
+    const update = this.report(AttemptState.FAILED, message, undefined, -1);
+    this.log.warn({ reason: message }, "attempt ended");
+    return update;
+  }
+
+  /**
+   * Writes the manifest. Every save comes before the report it precedes, so
+   * it records the next sequence number as used: a resumed attempt carries on
+   * after it, never reusing a number an event may already have gone out with.
+   */
+  private async save(): Promise<void> {
+    if (!this.manifest) return;
+    this.manifest.sequence = Math.max(this.manifest.sequence ?? 0, this.sequence + 1);
+    try {
+      await writeManifest(this.directory, this.manifest);
+    } catch (err) {
+      this.log.error({ err }, "could not write the manifest");
+    }
+  }
+
+  private redactedSpec(): unknown {
+    const json = toJson(ExecSpecSchema, this.o.exec) as { env?: Record<string, string>; commands?: { env?: Record<string, string>; argv?: string[] }[] };
+    const hide = (env?: Record<string, string>) => {
+      if (!env) return;
+      for (const k of Object.keys(env)) if (this.o.exec.secretEnv.includes(k)) env[k] = REDACTED;
+    };
+    hide(json.env);
+    for (const c of json.commands ?? []) {
+      hide(c.env);
+      if (c.argv) c.argv = c.argv.map((a) => this.redact(a));
+    }
+    return json;
+  }
+
+  /** The text with every secret value replaced by [REDACTED]. */
+  redact(text: string): string {
+    let out = text;
+    for (const s of this.secrets) out = out.split(s).join(REDACTED);
+    return out;
   }
 }
 
-/** Why cwd cannot be a command's working directory, or undefined. It must stay inside the work directory. */
-export function workingDirectoryProblem(cwd: string): string | undefined {
-  if (cwd === "") return undefined;
-  // Absolute paths are refused until the agent has a list of roots it allows.
-  if (isAbsolute(cwd)) return `the working directory ${JSON.stringify(cwd)} is absolute; it must be relative to the attempt's work directory`;
-  const inside = relative("/work", resolve("/work", cwd));
-  if (inside === ".." || inside.startsWith("../") || isAbsolute(inside)) {
-    return `the working directory ${JSON.stringify(cwd)} leaves the attempt's work directory`;
+/** The values of the spec's secret_env names, wherever they are set. Longest first, so no secret is half-redacted by a shorter one. */
+export function secretValues(exec: ExecSpec): string[] {
+  const values = new Set<string>();
+  for (const name of exec.secretEnv) {
+    const v = exec.env[name];
+    if (v) values.add(v);
+    for (const c of exec.commands) if (c.env[name]) values.add(c.env[name]!);
   }
-  return undefined;
+  return [...values].sort((a, b) => b.length - a.length);
 }
 
 /**
- * Signals every process in the group led by pid. Never throws: it runs from
- * timers, and a group that is already gone (ESRCH) is the outcome it wants.
+ * Why cwd cannot be a command's working directory, or undefined. A relative
+ * cwd must stay inside the work directory; an absolute one must be under one
+ * of the allowed roots (checked again on the real path when the command starts).
  */
-function killGroup(pid: number, signal: NodeJS.Signals): void {
-  try {
-    process.kill(-pid, signal);
-  } catch {
-    // ESRCH: nothing left to signal. EPERM cannot happen for our own children.
+export function workingDirectoryProblem(cwd: string, allowedRoots: readonly string[] = []): string | undefined {
+  if (cwd === "") return undefined;
+  if (cwd.includes("\0")) return `the working directory contains a NUL byte`;
+  if (isAbsolute(cwd)) {
+    if (allowedRoots.some((root) => inside(root, resolve(cwd)))) return undefined;
+    return allowedRoots.length === 0
+      ? `the working directory ${JSON.stringify(cwd)} is absolute; it must be relative to the attempt's work directory (DROVER_ALLOWED_ROOTS lists absolute roots an agent allows)`
+      : `the working directory ${JSON.stringify(cwd)} is not under a root this agent allows (${allowedRoots.join(", ")})`;
   }
+  if (!inside("/work", resolve("/work", cwd))) return `the working directory ${JSON.stringify(cwd)} leaves the attempt's work directory`;
+  return undefined;
+}
+
+/** The absolute cwd for a command, created when under the work directory; symlinks may not lead out. */
+async function resolveCwd(cwd: string, workDir: string, allowedRoots: readonly string[]): Promise<string> {
+  if (isAbsolute(cwd)) {
+    const real = await realpath(cwd).catch(() => {
+      throw new Error(`the working directory ${cwd} does not exist`);
+    });
+    const roots = await Promise.all(allowedRoots.map((r) => realpath(r).catch(() => r)));
+    if (!roots.some((root) => inside(root, real))) throw new Error(`the working directory ${cwd} resolves to ${real}, outside the allowed roots`);
+    return real;
+  }
+  const dir = resolve(workDir, cwd);
+  await mkdir(dir, { recursive: true });
+  const [real, root] = await Promise.all([realpath(dir), realpath(workDir)]);
+  if (!inside(root, real)) throw new Error(`the working directory ${cwd} resolves to ${real}, outside the work directory`);
+  return dir;
+}
+
+function inside(root: string, path: string): boolean {
+  const rel = relative(root, path);
+  return rel === "" || (!rel.startsWith(`..${sep}`) && rel !== ".." && !isAbsolute(rel));
 }
 
 function seconds(ms: number): string {

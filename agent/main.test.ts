@@ -1,45 +1,17 @@
 // drover-agent as a real child process against a FakeFleet.
 
 import assert from "node:assert/strict";
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { fileURLToPath } from "node:url";
 
 import { AttemptState } from "../gen/ts/drover/fleet/v1/agent_stream_pb.ts";
 import { CREDENTIAL_FILE } from "./credentials.ts";
+import { REPO, startAgent, within } from "./testing/agent_process.ts";
+import { FakeDocker } from "./testing/fake_docker.ts";
 import { eventually, FakeFleet } from "./testing/fake_fleet.ts";
-
-const MAIN = fileURLToPath(new URL("./main.ts", import.meta.url));
-const REPO = fileURLToPath(new URL("..", import.meta.url));
-
-interface Agent {
-  child: ChildProcess;
-  stdout: () => string;
-  stderr: () => string;
-  /** Resolves with the exit code (or the signal's name). */
-  exited: Promise<number | string>;
-}
-
-/** Starts drover-agent with args and an environment free of the caller's DROVER_* variables. */
-function startAgent(args: string[], env: Record<string, string> = {}, entry: string[] = ["--import", "tsx", MAIN]): Agent {
-  const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("DROVER_")));
-  const child = spawn(process.execPath, [...entry, ...args], { cwd: REPO, env: { ...clean, ...env }, stdio: ["ignore", "pipe", "pipe"] });
-  let out = "";
-  let err = "";
-  child.stdout!.on("data", (chunk: Buffer) => (out += chunk.toString()));
-  child.stderr!.on("data", (chunk: Buffer) => (err += chunk.toString()));
-  const exited = new Promise<number | string>((resolve) => child.on("exit", (code, signal) => resolve(code ?? signal ?? -1)));
-  return { child, stdout: () => out, stderr: () => err, exited };
-}
-
-/** Resolves with what settles first: promise, or "timeout" after ms. */
-function within<T>(promise: Promise<T>, ms: number): Promise<T | "timeout"> {
-  let timer: NodeJS.Timeout;
-  return Promise.race([promise, new Promise<"timeout">((resolve) => (timer = setTimeout(() => resolve("timeout"), ms)))]).finally(() => clearTimeout(timer));
-}
 
 describe("drover-agent (agent/main.ts)", () => {
   let fleet: FakeFleet;
@@ -102,6 +74,35 @@ describe("drover-agent (agent/main.ts)", () => {
     } finally {
       agent.child.kill("SIGKILL");
       await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("reports the docker driver in Hello only when a Docker engine answers on its socket, and runs a docker job there", async () => {
+    const docker = await FakeDocker.start();
+    const dirs = [await mkdtemp(join(tmpdir(), "drover-agent-docker-")), await mkdtemp(join(tmpdir(), "drover-agent-nodocker-"))];
+    const withEngine = startAgent(["--server", fleet.url, "--token", "D", "--state-dir", dirs[0]!], { DROVER_DOCKER_SOCKET: docker.socketPath });
+    const without = startAgent(["--server", fleet.url, "--token", "E", "--state-dir", dirs[1]!], { DROVER_DOCKER_SOCKET: join(dirs[1]!, "no-such.sock") });
+    try {
+      const hellos = new Map<string, { stream: Awaited<ReturnType<FakeFleet["nextStream"]>>; drivers: string[] }>();
+      for (let i = 0; i < 2; i++) {
+        const stream = await fleet.nextStream(15_000);
+        const hello = await stream.next("hello");
+        hellos.set(hello.registrationToken, { stream, drivers: hello.drivers });
+      }
+      assert.deepEqual(hellos.get("D")?.drivers, ["process", "docker"]);
+      assert.deepEqual(hellos.get("E")?.drivers, ["process"], "no engine: no docker driver, and no crash");
+      const stream = hellos.get("D")!.stream;
+      stream.welcome({ agentId: "agent-docker-1", agentCredential: "credential-docker-1" });
+      stream.send({ messageId: "m-d", message: { case: "assignment", value: { attemptId: "attempt-d", jobId: "job-d", driver: "docker", exec: { image: "alpine:3.20", commands: [{ argv: ["echo", "from", "a", "container"] }] } } } });
+      const end = await eventually("the docker attempt's end", () => stream.all("jobEvent").find((e) => e.state === AttemptState.SUCCEEDED || e.state === AttemptState.FAILED), 15_000);
+      assert.equal(AttemptState[end.state], "SUCCEEDED", end.message);
+      // The fake engine echoes a container's argv as its output.
+      assert.equal(await readFile(join(dirs[0]!, "runs", "job-d", "job-d", "attempt-d", "cmd-000.stdout.log"), "utf8"), "echo from a container\n");
+    } finally {
+      withEngine.child.kill("SIGKILL");
+      without.child.kill("SIGKILL");
+      await docker.close();
+      for (const d of dirs) await rm(d, { recursive: true, force: true });
     }
   });
 

@@ -16,7 +16,11 @@ import { AgentWorker } from "./agent_worker.ts";
 import { readAgentConfig, type AgentConfig } from "./config.ts";
 import { CredentialStore, ensureStateDir } from "./credentials.ts";
 import { JobEventOutbox } from "./job_events.ts";
+import { BundleRetention } from "./bundle_retention.ts";
+import { DockerRunner } from "./docker_runner.ts";
 import { JobHandler } from "./job_handler.ts";
+import { ProcessRunner } from "./process_runner.ts";
+import { RunnerRegistry } from "./runner.ts";
 import { RememberingProbe, SystemMetrics } from "./metrics.ts";
 
 /** The first reconnection waits up to this long; DROVER_RECONNECT_MAX_MS caps the growth. */
@@ -24,7 +28,6 @@ const RECONNECT_BASE_MS = 500;
 /** On shutdown, running attempts get SIGTERM and this long before SIGKILL. */
 const SHUTDOWN_GRACE_MS = 5_000;
 /** Drivers this agent runs. */
-const DRIVERS = ["process"];
 
 function fail(code: number, message: string): never {
   console.error(`drover-agent: ${message}`);
@@ -63,15 +66,36 @@ if (mode !== undefined && (mode & 0o077) !== 0) {
 // One reading of the machine serves Hello, heartbeats and bids alike.
 const machine = new RememberingProbe(new SystemMetrics({ stateDir: config.stateDir }));
 const events = new JobEventOutbox();
+// A driver that is not available here (no Docker engine) is left out of
+// Hello.drivers, so auctions never offer its jobs to this agent.
+const runners = new RunnerRegistry([
+  new ProcessRunner({ allowedRoots: config.allowedRoots }),
+  new DockerRunner({ ...(config.dockerSocket ? { socketPath: config.dockerSocket } : {}), logger: root }),
+]);
+const drivers = await runners.probe(root);
 const work = new JobHandler({
   stateDir: config.stateDir,
-  drivers: DRIVERS,
+  runners,
+  allowedRoots: config.allowedRoots,
+  hostname: os.hostname() || "unknown",
+  agentId: () => credentials.current()?.agentId,
   maxAttempts: config.maxAttempts,
   allowShell: config.allowShell,
   lastSample: () => machine.latest,
   events,
   logger: root,
 });
+// What a previous agent process left running or unreported is picked up
+// before the first Hello, so that Hello.running tells Fleet the truth.
+await work.recover();
+const retention = new BundleRetention({
+  stateDir: config.stateDir,
+  maxAgeMs: config.bundleRetentionDays * 86_400_000,
+  maxBytes: config.bundleMaxBytes,
+  isActive: (attemptId) => work.isRunning(attemptId),
+  logger: root,
+});
+retention.start();
 const worker = new AgentWorker({
   server: config.server,
   registrationToken: config.token,
@@ -79,7 +103,7 @@ const worker = new AgentWorker({
   hostname: os.hostname() || "unknown",
   version,
   labels: config.labels,
-  drivers: DRIVERS,
+  drivers,
   machine,
   work,
   events,
@@ -97,7 +121,7 @@ for (const signal of ["SIGTERM", "SIGINT"] as const) {
     // that Fleet hears they ended; left behind, a restarted agent could not
     // find them again. Then the stream closes. A second signal cuts all this
     // short (the default handler ends the process).
-    void work.shutdown(SHUTDOWN_GRACE_MS).finally(() => worker.stop());
+    void work.shutdown(SHUTDOWN_GRACE_MS).finally(() => Promise.all([worker.stop(), retention.stop()]));
   });
 }
 
