@@ -6,10 +6,12 @@ import { test } from "node:test";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { AuctionState, Candidate_Outcome, ExplainPlacementResponseSchema } from "../gen/ts/drover/bid/v1/bid_service_pb.ts";
+import { CommandResultSchema } from "../gen/ts/drover/common/v1/exec_pb.ts";
 import { AttemptSchema, AttemptState, JobSchema, JobSpecSchema, JobState, type Job } from "../gen/ts/drover/scheduler/v1/scheduler_service_pb.ts";
 import { jobSpecFrom, type JobSpecOptions } from "./job_spec.ts";
 import {
   attemptsTable,
+  bytesText,
   durationText,
   explainText,
   jobDetails,
@@ -134,6 +136,42 @@ test("a job's details end with its attempts: exit code or signal, start, duratio
   assert.match(signalled, / failed  SIGKILL /);
   const running = attemptsTable([create(AttemptSchema, { ...ended(AttemptState.RUNNING, 0), endTime: undefined, reason: "" })], undefined, NOW);
   assert.match(running, /^1 {2}\S+ {2}running {2}- {5}5s ago {3}5s$/m);
+});
+
+test("a job's details show, under its attempts, how each command of an attempt ended", () => {
+  const spec = { exec: { commands: [{ argv: ["make"] }, { argv: ["make", "test"] }, { argv: ["./deploy.sh"] }] } };
+  const first = create(AttemptSchema, {
+    ...ended(AttemptState.FAILED, 2),
+    commands: [
+      create(CommandResultSchema, { index: 0, exitCode: 0, duration: { seconds: 75n }, peakRssBytes: 150n << 20n }),
+      create(CommandResultSchema, { index: 1, exitCode: 2, duration: { nanos: 850_000_000 }, peakRssBytes: 3n << 30n, message: "exited with code 2" }),
+    ],
+  });
+  const second = create(AttemptSchema, {
+    ...ended(AttemptState.FAILED, -1, "SIGKILL"),
+    number: 2,
+    commands: [create(CommandResultSchema, { index: 2, exitCode: -1, signal: "SIGKILL", duration: { seconds: 3n }, message: "killed: out of memory" })],
+  });
+  const unrun = create(AttemptSchema, { ...ended(AttemptState.CANCELLED, -1), number: 3 });
+  const text = jobDetails(job({ state: JobState.FAILED, spec, attemptCount: 3, attempts: [first, second, unrun] }), { now: NOW });
+  const tail = text.slice(text.indexOf("\nCommands of attempt"));
+  assert.equal(
+    tail,
+    [
+      "",
+      "Commands of attempt 1:",
+      "#  PROGRAM  EXIT  DURATION  PEAK RSS  MESSAGE",
+      "0  make     0     1m15s     150Mi",
+      "1  make     2     850ms     3.0Gi     exited with code 2",
+      "",
+      "Commands of attempt 2:",
+      "#  PROGRAM      EXIT     DURATION  PEAK RSS  MESSAGE",
+      "2  ./deploy.sh  SIGKILL  3s        -         killed: out of memory",
+      "",
+    ].join("\n"),
+  );
+  assert.doesNotMatch(text, /Commands of attempt 3/, "an attempt without results shows none");
+  assert.deepEqual([0n, 512n, 5n << 20n, 1536n << 20n].map(bytesText), ["-", "512B", "5.0Mi", "1.5Gi"]);
 });
 
 test("durations read short", () => {

@@ -2,13 +2,14 @@
 // a followed job's ending means as an exit status. Pure: every function takes
 // `now` where time matters, so the tests fix it.
 
-import { timestampMs, type Timestamp } from "@bufbuild/protobuf/wkt";
+import { timestampMs, type Duration, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { constants } from "node:os";
 import {
   AuctionState,
   Candidate_Outcome,
   type ExplainPlacementResponse,
 } from "../gen/ts/drover/bid/v1/bid_service_pb.ts";
+import type { CommandResult } from "../gen/ts/drover/common/v1/exec_pb.ts";
 import { AttemptState, JobState, type Attempt, type Job, type RunMode } from "../gen/ts/drover/scheduler/v1/scheduler_service_pb.ts";
 import { ago, enumText, formatFields, formatTable, labelText } from "./output.ts";
 import { enumWords, parseEnumWord } from "./parse.ts";
@@ -84,6 +85,20 @@ export function durationText(ms: number): string {
   return `${Math.floor(m / 1440)}d${Math.floor((m % 1440) / 60) ? `${Math.floor((m % 1440) / 60)}h` : ""}`;
 }
 
+/** 0 → "-" (not measured), 512 → "512B", 5_242_880 → "5.0Mi", 3 GiB → "3.0Gi": binary units, as --mem takes them. */
+export function bytesText(bytes: bigint): string {
+  if (bytes <= 0n) return "-";
+  const units = ["B", "Ki", "Mi", "Gi", "Ti", "Pi"];
+  let n = Number(bytes);
+  let u = 0;
+  while (n >= 1024 && u < units.length - 1) {
+    n /= 1024;
+    u++;
+  }
+  return u === 0 ? `${n}B` : `${n.toFixed(n < 10 ? 1 : 0)}${units[u]}`;
+}
+
+const durationMs = (d: Duration) => Number(d.seconds) * 1000 + d.nanos / 1e6;
 const iso = (t: Timestamp | undefined) => (t ? new Date(timestampMs(t)).toISOString() : "-");
 const when = (t: Timestamp | undefined, now: number) => (t ? ago(timestampMs(t), now) : "-");
 
@@ -146,7 +161,7 @@ export function jobDetails(job: Job, opts: { created?: boolean; bold?: (s: strin
   const cpu = spec?.resources?.cpuMillis ?? 0;
   const mem = spec?.resources?.memoryBytes ?? 0n;
   if (cpu || mem) fields.push(["resources", `cpu ${cpu ? `${cpu / 1000}` : "-"}, mem ${mem ? `${(Number(mem) / 2 ** 20).toFixed(0)}Mi` : "-"}`]);
-  if (spec?.timeout) fields.push(["timeout", durationText(Number(spec.timeout.seconds) * 1000 + spec.timeout.nanos / 1e6)]);
+  if (spec?.timeout) fields.push(["timeout", durationText(durationMs(spec.timeout))]);
   if (spec?.retry) fields.push(["retries", String(spec.retry.maxRetries)]);
   if (spec?.runMode?.mode.case) fields.push(["run mode", runModeText(spec.runMode)]);
   if (job.repeatIndex) fields.push(["repeat", repeatText(job)]);
@@ -161,7 +176,28 @@ export function jobDetails(job: Job, opts: { created?: boolean; bold?: (s: strin
   if (job.endReason) fields.push(["ended", job.endReason]);
   const note = opts.created === false ? "An existing job with this idempotency key; nothing new was submitted.\n" : "";
   if (job.attempts.length === 0) return formatFields(fields) + note;
-  return `${formatFields(fields)}${note}\n${attemptsTable(job.attempts, opts.bold, now)}`;
+  const commands = job.attempts
+    .filter((a) => a.commands.length > 0)
+    .map((a) => `\nCommands of attempt ${a.number}:\n${commandsTable(a.commands, job, opts.bold)}`);
+  return `${formatFields(fields)}${note}\n${attemptsTable(job.attempts, opts.bold, now)}${commands.join("")}`;
+}
+
+/** How each command of an attempt ended: its index, program (argv[0] from the spec), exit code or signal, duration, peak memory, message. */
+export function commandsTable(commands: CommandResult[], job: Job, bold: (s: string) => string = (s) => s): string {
+  return formatTable(
+    {
+      headers: ["#", "PROGRAM", "EXIT", "DURATION", "PEAK RSS", "MESSAGE"],
+      rows: commands.map((c) => [
+        String(c.index),
+        job.spec?.exec?.commands[c.index]?.argv[0] ?? "-",
+        c.signal || (c.exitCode < 0 ? "-" : String(c.exitCode)),
+        c.duration ? durationText(durationMs(c.duration)) : "-",
+        bytesText(c.peakRssBytes),
+        c.message,
+      ]),
+    },
+    bold,
+  );
 }
 
 /** "3 times, 5s apart" or "forever, 1s apart": what --times / --forever asked for. */

@@ -63,6 +63,8 @@ after(async () => {
 class BiddingAgent {
   readonly assignments: Assignment[] = [];
   readonly cancels: Cancel[] = [];
+  /** Event ids the server said are recorded (EventAck). */
+  readonly eventsAcked = new Set<string>();
   private seq = 0;
   private stopped = false;
   private readonly loop: Promise<void>;
@@ -111,6 +113,9 @@ class BiddingAgent {
           this.cancels.push(m.message.value);
           this.report(m.message.value.attemptId, Reported.CANCELLED);
           break;
+        case "eventAck":
+          for (const id of m.message.value.eventIds) this.eventsAcked.add(id);
+          break;
       }
     }
   }
@@ -157,6 +162,7 @@ describe("scheduling", () => {
     assert.ok(attempt.startTime && attempt.endTime);
     assert.deepEqual(a.assignments.map((x) => x.jobId), [job!.id]);
     assert.deepEqual(a.assignments[0]!.exec?.commands[0]?.argv, ["echo", "hi"]);
+    assert.deepEqual([a.assignments[0]!.runId, a.assignments[0]!.stageName], ["", ""], "a plain job is no run's stage");
     const explained = await bid.explainPlacement({ jobId: job!.id });
     assert.match(explained.explanation, new RegExp(`placed on agent ${a.id}`));
     assert.equal(explained.auctions[0]?.candidates.find((c) => c.agentId === a.id)?.outcome, Candidate_Outcome.WON);
@@ -289,6 +295,91 @@ describe("scheduling", () => {
     assert.equal(err.code, Code.InvalidArgument);
     assert.match(err.rawMessage, /spec\.exec\.allow_shell/);
     assert.equal((await scheduler.listJobs({ pageSize: 1000 })).jobs.length, before);
+  });
+
+  it("refuses what no agent could run as asked, naming the field under SubmitJob, SubmitRun and CreateSchedule, and stores nothing", async () => {
+    const counts = async () => [
+      (await scheduler.listJobs({ pageSize: 1000 })).jobs.length,
+      (await scheduler.listRuns({ pageSize: 1000 })).runs.length,
+      (await scheduler.listSchedules({ pageSize: 1000 })).schedules.length,
+    ];
+    const before = await counts();
+    const refused = async (p: Promise<unknown>, message: string) => {
+      const err = await p.then(() => assert.fail(`accepted; expected ${message}`), (e) => ConnectError.from(e));
+      assert.equal(err.code, Code.InvalidArgument, err.message);
+      assert.equal(err.rawMessage, message);
+    };
+    const job = (spec: Record<string, unknown>) => scheduler.submitJob({ spec: { exec, ...spec } });
+    await refused(job({ exec: { commands: [{ argv: ["true"] }, { argv: ["echo", "a\0b"] }] } }), "spec.exec.commands[1].argv[1]: contains a NUL byte");
+    await refused(job({ exec: { commands: [{ argv: ["true"], cwd: "work\0dir" }] } }), "spec.exec.commands[0].cwd: contains a NUL byte");
+    await refused(job({ exec: { ...exec, env: { GREETING: "hi\0there" } } }), 'spec.exec.env["GREETING"]: contains a NUL byte');
+    await refused(job({ exec: { commands: [{ argv: ["true"], env: { MODE: "\0" } }] } }), 'spec.exec.commands[0].env["MODE"]: contains a NUL byte');
+    await refused(job({ driver: "docker" }), "spec.exec.image: required by the docker driver");
+    await refused(job({ exec: { ...exec, image: "alpine:3.20" } }), "spec.exec.image: only the docker driver runs images");
+    await refused(job({ driver: "process", exec: { ...exec, image: "alpine:3.20" } }), "spec.exec.image: only the docker driver runs images");
+    await refused(
+      job({ exec: { commands: [{ argv: ["deploy"], env: { TOKEN: "t" } }], env: { KEY: "k" }, secretEnv: ["TOKEN", "KEY", "PASSWORD"] } }),
+      'spec.exec.secret_env[2]: "PASSWORD" is not set in exec.env or any command\'s env',
+    );
+    // The same checks, under each place a job spec is given.
+    await refused(
+      scheduler.submitRun({ spec: { stages: [{ name: "ok", job: { exec } }, { name: "img", job: { driver: "docker", exec } }] } }),
+      "spec.stages[1].job.exec.image: required by the docker driver",
+    );
+    await refused(
+      scheduler.createSchedule({ spec: { name: "nul", cron: "@daily", template: { case: "job", value: { exec: { commands: [{ argv: ["a\0"] }] } } } } }),
+      "spec.job.exec.commands[0].argv[0]: contains a NUL byte",
+    );
+    await refused(
+      scheduler.createSchedule({ spec: { name: "secret", cron: "@daily", template: { case: "run", value: { stages: [{ name: "s", job: { exec: { ...exec, secretEnv: ["X"] } } }] } } } }),
+      'spec.run.stages[0].job.exec.secret_env[0]: "X" is not set in exec.env or any command\'s env',
+    );
+    assert.deepEqual(await counts(), before);
+    // What is right is taken: docker with an image, secrets that name variables.
+    const ok = await job({ driver: "docker", constraints: { labels: { zone: "nowhere" } }, exec: { ...exec, image: "alpine:3.20", env: { TOKEN: "t" }, secretEnv: ["TOKEN"] } });
+    await scheduler.cancelJob({ id: ok.job!.id });
+  });
+
+  it("gives a run's stage to the agent with its run id and stage name", async () => {
+    const a = await BiddingAgent.start({ pool: "stages" });
+    agents.push(a);
+    const { run } = await scheduler.submitRun({ spec: { name: "bundle", stages: [{ name: "build", job: { exec, constraints: { labels: { pool: "stages" } } } }] } });
+    const assignment = await eventually(async () => a.assignments[0], 10_000, "the stage's assignment");
+    assert.equal(assignment.runId, run!.id);
+    assert.equal(assignment.stageName, "build");
+    await until(assignment.jobId, [JobState.SUCCEEDED]);
+  });
+
+  it("records how each command ended, once per command, and shows it with GetJob and WatchJob; a late event moves nothing back", async () => {
+    const result = (index: number, exitCode: number, message = "") => ({ index, exitCode, startTime: { seconds: 1_900_000_000n + BigInt(index) }, duration: { seconds: 2n }, peakRssBytes: 5n << 20n, message });
+    const a = await BiddingAgent.start({ pool: "commands" }, {
+      run: (x, agent) => {
+        const send = (eventId: string, sequence: number, state: Reported, command?: ReturnType<typeof result>, exitCode = 0) =>
+          agent.stream.send({ message: { case: "jobEvent", value: { eventId, attemptId: x.attemptId, state, sequence, exitCode, command } } });
+        send("e1", 1, Reported.RUNNING);
+        send("e2", 2, Reported.RUNNING, result(0, 0));
+        send("e2", 2, Reported.RUNNING, result(0, 0)); // resent
+        send("e3", 3, Reported.RUNNING, result(1, 0));
+        send("e4", 4, Reported.SUCCEEDED, result(2, 0));
+      },
+    });
+    agents.push(a);
+    const { job } = await scheduler.submitJob({ spec: { exec: { commands: [{ argv: ["make"] }, { argv: ["make", "test"] }, { argv: ["true"] }] }, constraints: { labels: { pool: "commands" } } } });
+    const watched: Job[] = [];
+    for await (const res of scheduler.watchJob({ id: job!.id }, { timeoutMs: 10_000 })) watched.push(res.job!);
+    const last = watched.at(-1)!;
+    assert.equal(last.state, JobState.SUCCEEDED);
+    assert.deepEqual(last.attempts[0]!.commands.map((c) => [c.index, c.exitCode, c.peakRssBytes, c.duration?.seconds]), [[0, 0, 5n << 20n, 2n], [1, 0, 5n << 20n, 2n], [2, 0, 5n << 20n, 2n]]);
+
+    // An event the agent produced earlier (sequence 2) arrives last, with another account of command 0.
+    const attemptId = last.attempts[0]!.id;
+    a.stream.send({ message: { case: "jobEvent", value: { eventId: "late", attemptId, state: Reported.RUNNING, sequence: 2, command: result(0, 7, "rewritten") } } });
+    await eventually(async () => (a.eventsAcked.has("late") ? true : undefined), 10_000, "the late event recorded");
+    const { job: after } = await scheduler.getJob({ id: job!.id });
+    assert.equal(after!.state, JobState.SUCCEEDED);
+    assert.equal(after!.attempts[0]!.state, AttemptState.SUCCEEDED);
+    assert.deepEqual(after!.attempts[0]!.commands, last.attempts[0]!.commands, "command 0 is kept as first reported");
+    assert.deepEqual(a.cancels, [], "the attempt was not told to stop");
   });
 
   it("streams a job's changes with WatchJob until it ends", async () => {

@@ -1,7 +1,8 @@
-// The job store's concurrency keys on both databases Drover runs on: a claim
+// The job store on both databases Drover runs on. Concurrency keys: a claim
 // takes at most as many of a key's jobs as it has free slots, a slot comes
 // back when its job leaves it, and claimers racing on PostgreSQL never hand
-// out more slots than there are.
+// out more slots than there are. Command results: kept once per index, in
+// order, from the attempt's own agent.
 
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
@@ -24,7 +25,7 @@ function countByKey(rows: { concurrencyKey: string | null }[]): Record<string, n
 }
 
 function contract(name: string, open: () => Promise<Database & { cleanup?: () => Promise<void> }>) {
-  describe(`concurrency keys on ${name}`, () => {
+  describe(`the job store on ${name}`, () => {
     let db: Database & { cleanup?: () => Promise<void> };
     let store: JobStore;
     before(async () => {
@@ -69,6 +70,27 @@ function contract(name: string, open: () => Promise<Database & { cleanup?: () =>
       assert.deepEqual(claimed.filter((c) => c.job.concurrencyKey === "mixed").map((c) => c.job.priority), [5, 1, 0]);
       await store.insert([job("mixed", 1, 9)]);
       assert.deepEqual(await store.claim(100, 60_000), [], "three hold the key: a job with limit 1 waits");
+    });
+
+    it("records command results by index from the attempt's agent: once each, in index order, after the attempt ended too", async () => {
+      const [inserted] = await store.insert([job(null)]);
+      const claimed = (await store.claim(100, 60_000)).find((c) => c.job.id === inserted!.job.id)!.job;
+      const [assigned] = await store.assign([{ jobId: claimed.id, claimId: claimed.claimId!, agentId: "ag_cmd", auctionId: null, attemptId: crypto.randomUUID() }], 60_000);
+      const attempt = assigned!.attempt;
+      const result = (index: number, exitCode: number, message = "") => ({ index, exitCode, duration: "1.500s", peakRssBytes: "1048576", ...(message ? { message } : {}) });
+      const report = (index: number, exitCode: number, agentId = "ag_cmd", message = "") => ({ attemptId: attempt.id, agentId, result: result(index, exitCode, message) });
+
+      // The second command's result arrives first, in a batch with the first's twice and a stranger's claim.
+      assert.deepEqual([...(await store.recordCommands([report(1, 0), report(0, 0), report(0, 0), report(2, 9, "ag_other")]))], [claimed.id]);
+      // Sent again (a resend after a reconnect), with a different message: the first stored result stays; nothing changed.
+      assert.deepEqual([...(await store.recordCommands([report(1, 3, "ag_cmd", "a rewrite")]))], []);
+      await store.applyAttemptChanges([{ attemptId: attempt.id, agentId: "ag_cmd", fromState: "assigned", state: "failed", endedAt: new Date(), exitCode: 2, job: { state: "failed", ended: true } }]);
+      // The final event's result, recorded after the attempt ended.
+      assert.deepEqual([...(await store.recordCommands([report(2, 2, "ag_cmd", "exited with code 2")]))], [claimed.id]);
+
+      const [stored] = await store.attemptsOf(claimed.id);
+      assert.deepEqual(stored!.commands, [result(0, 0), result(1, 0), result(2, 2, "exited with code 2")]);
+      assert.deepEqual((await store.attemptsWithJobs([attempt.id]))[0]!.attempt.commands, stored!.commands);
     });
   });
 }

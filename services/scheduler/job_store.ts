@@ -58,6 +58,8 @@ export interface AttemptRow {
   signal: string | null;
   reason: string | null;
   leaseExpiresAt: Date;
+  /** How each command that ran ended: CommandResults in proto JSON form, with "index" always present, in index order. */
+  commands: unknown[];
 }
 
 export const JOB_COLUMNS = `j.id::text AS id, j.state, j.spec, j.priority, j.idempotency_key AS "idempotencyKey",
@@ -72,7 +74,7 @@ export const JOB_COLUMNS = `j.id::text AS id, j.state, j.spec, j.priority, j.ide
 
 const ATTEMPT_COLUMNS = `a.id::text AS id, a.job_id::text AS "jobId", a.number, a.agent_id AS "agentId", a.state,
   a.auction_id::text AS "auctionId", a.created_at AS "createdAt", a.started_at AS "startedAt", a.ended_at AS "endedAt",
-  a.exit_code AS "exitCode", a.signal, a.reason, a.lease_expires_at AS "leaseExpiresAt"`;
+  a.exit_code AS "exitCode", a.signal, a.reason, a.lease_expires_at AS "leaseExpiresAt", a.commands`;
 
 /** States a job ends in. */
 export const FINAL_JOB_STATES = ["succeeded", "failed", "cancelled", "timed_out", "dead"] as const;
@@ -158,6 +160,13 @@ export interface AttemptChange {
   leaseMs?: number;
   /** The job's new fields, applied only if the attempt is still the job's current one. */
   job?: JobChange;
+}
+
+/** One command's result (a CommandResult in proto JSON form, "index" always present) as its attempt's agent reported it. */
+export interface CommandReport {
+  attemptId: string;
+  agentId: string;
+  result: { index: number } & Record<string, unknown>;
 }
 
 /** New fields for a job whose attempt changed. */
@@ -528,6 +537,42 @@ export class JobStore {
       JSON.stringify(input),
     );
     return { attempts: new Set(rows.map((r) => r.attempt_id)), jobs: new Set(rows.flatMap((r) => (r.job_id ? [r.job_id] : []))) };
+  }
+
+  /**
+   * Records command results into their attempts' commands in one
+   * statement, each only from the agent the attempt was assigned to and
+   * whatever the attempt's state (a result is a fact about what ran, even
+   * when it arrives with or after the final event). Idempotent by index: a
+   * result already stored is kept, so one reported again (a resent event)
+   * changes nothing. The merge is computed in the UPDATE from the row it
+   * writes, so a concurrent writer's results are not lost. Resolves the ids
+   * of the jobs whose attempts gained a result.
+   */
+  async recordCommands(reports: readonly CommandReport[]): Promise<Set<string>> {
+    if (reports.length === 0) return new Set();
+    const rows = await this.db.$queryRawUnsafe<{ job_id: string }[]>(
+      `WITH input AS (
+         SELECT attempt_id, agent_id, jsonb_agg(result) AS results
+           FROM jsonb_to_recordset($1::jsonb) AS t(attempt_id uuid, agent_id text, result jsonb)
+          GROUP BY attempt_id, agent_id
+       )
+       UPDATE "scheduler"."attempts" AS at
+          SET commands = (
+            SELECT jsonb_agg(c ORDER BY (c->>'index')::int)
+              FROM (SELECT DISTINCT ON ((c->>'index')::int) c
+                      FROM (SELECT c, 0 AS rank FROM jsonb_array_elements(at.commands) AS stored(c)
+                            UNION ALL
+                            SELECT c, 1 AS rank FROM jsonb_array_elements(i.results) AS reported(c)) AS both_
+                     ORDER BY (c->>'index')::int, rank) AS one_per_index)
+         FROM input i
+        WHERE at.id = i.attempt_id AND at.agent_id = i.agent_id
+          AND EXISTS (SELECT 1 FROM jsonb_array_elements(i.results) AS r(c)
+                       WHERE NOT at.commands @> jsonb_build_array(jsonb_build_object('index', r.c->'index')))
+       RETURNING at.job_id::text AS job_id`,
+      JSON.stringify(reports.map((r) => ({ attempt_id: r.attemptId, agent_id: r.agentId, result: r.result }))),
+    );
+    return new Set(rows.map((r) => r.job_id));
   }
 
   /** Cancels a job that no agent holds (pending or offered). Resolves the row when it did. */

@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { create, fromJson, toJson, type JsonValue } from "@bufbuild/protobuf";
 import { durationFromMs, timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ConnectRouter, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import { CommandResultSchema } from "../../gen/ts/drover/common/v1/exec_pb.ts";
 import { AttemptState as ReportedAttemptState } from "../../gen/ts/drover/fleet/v1/agent_stream_pb.ts";
 import { Role } from "../../gen/ts/drover/fleet/v1/fleet_service_pb.ts";
 import {
@@ -32,7 +33,7 @@ import type { AccessRule } from "../../lib/host/interceptors.ts";
 import { decodePageToken, pageSize, splitPage } from "../../lib/host/paging.ts";
 import { durationMs } from "../../lib/host/time.ts";
 import type { Logger } from "../../lib/logger.ts";
-import { isFinalJobState, type AttemptChange, type AttemptRow, type JobRow, type JobStore, type NewJob } from "./job_store.ts";
+import { isFinalJobState, type AttemptChange, type AttemptRow, type CommandReport, type JobRow, type JobStore, type NewJob } from "./job_store.ts";
 import { onEvent, type ReportedState } from "./lifecycle.ts";
 import { retrySettings } from "./retry.ts";
 import type { SchedulerRuns } from "./runs.ts";
@@ -79,6 +80,7 @@ function attemptMessage(a: AttemptRow) {
     reason: a.reason ?? "",
     leaseExpireTime: a.state === "assigned" || a.state === "running" ? ts(a.leaseExpiresAt) : undefined,
     auctionId: a.auctionId ?? "",
+    commands: a.commands.map((c) => fromJson(CommandResultSchema, c as JsonValue, { ignoreUnknownFields: true })),
   });
 }
 
@@ -254,7 +256,7 @@ export class SchedulerServiceImpl implements JobMethods {
           changed = false;
           const row = await this.mustGet(req.id);
           const attempts = await store.attemptsOf(row.id);
-          const version = `${row.updatedAt.getTime()}:${row.state}:${attempts.map((a) => a.state).join(",")}`;
+          const version = `${row.updatedAt.getTime()}:${row.state}:${attempts.map((a) => `${a.state}/${a.commands.length}`).join(",")}`;
           if (version !== last) {
             last = version;
             yield { job: jobMessage(row, attempts) } as WatchJobResponse;
@@ -341,6 +343,9 @@ export class SchedulerServiceImpl implements JobMethods {
                 resources: spec.resources,
                 leaseExpireTime: timestampFromDate(attempt.leaseExpiresAt),
                 timeout: spec.timeout,
+                // The agent names the attempt's bundle directory after these.
+                runId: job.runId ?? "",
+                stageName: job.stageName ?? "",
               },
             },
           },
@@ -393,11 +398,35 @@ export class SchedulerServiceImpl implements JobMethods {
 
   // ---- Helpers ---------------------------------------------------------------------
 
-  /** Checks what protovalidate cannot: the server's own policy (allow_shell). `field` prefixes the error's field path. */
+  /**
+   * Checks what protovalidate cannot: the server's own policy (allow_shell),
+   * what the driver needs of the spec (an image for docker, none for
+   * process), bytes no exec call can carry (NUL), and secret names that
+   * name no variable. `field` prefixes the error's field path.
+   */
   checkSpec(spec: JobSpec, field: string): void {
-    if (spec.exec?.allowShell && !this.deps.settings.allowShell) {
+    const exec = spec.exec;
+    if (exec?.allowShell && !this.deps.settings.allowShell) {
       throw new ConnectError(`${field}.exec.allow_shell: shells are not allowed by this server (DROVER_ALLOW_SHELL)`, Code.InvalidArgument);
     }
+    if (!exec) return;
+    const invalid = (at: string, why: string) => new ConnectError(`${field}.exec.${at}: ${why}`, Code.InvalidArgument);
+    // execve takes C strings: a NUL would cut the value short on the agent, running something else than was asked.
+    const noNul = (at: string, value: string) => {
+      if (value.includes("\u0000")) throw invalid(at, "contains a NUL byte");
+    };
+    for (const [name, value] of Object.entries(exec.env)) noNul(`env["${name}"]`, value);
+    exec.commands.forEach((c, i) => {
+      c.argv.forEach((arg, j) => noNul(`commands[${i}].argv[${j}]`, arg));
+      noNul(`commands[${i}].cwd`, c.cwd);
+      for (const [name, value] of Object.entries(c.env)) noNul(`commands[${i}].env["${name}"]`, value);
+    });
+    if (spec.driver === "docker" && exec.image === "") throw invalid("image", "required by the docker driver");
+    if (spec.driver !== "docker" && exec.image !== "") throw invalid("image", "only the docker driver runs images");
+    const named = new Set([...Object.keys(exec.env), ...exec.commands.flatMap((c) => Object.keys(c.env))]);
+    exec.secretEnv.forEach((name, i) => {
+      if (!named.has(name)) throw invalid(`secret_env[${i}]`, `"${name}" is not set in exec.env or any command's env`);
+    });
   }
 
   /** Slots held per concurrency key of the pending jobs among rows (for their wait reasons). */
@@ -414,8 +443,11 @@ export class SchedulerServiceImpl implements JobMethods {
   /** Applies agents' events in order; stale ones get a Cancel. Retries the compare-and-set a few times when rows moved. */
   private async applyEvents(events: ReportJobEventsRequest["events"]): Promise<void> {
     const { store, signals, settings } = this.deps;
+    // Command results first, in one statement for the batch: they do not
+    // depend on the state changes (the store keeps them by index, from the
+    // attempt's own agent only), and a final event carries the last one.
+    const changedJobs = await store.recordCommands(events.flatMap(commandReport));
     let todo = events.filter((e) => REPORTED[e.event!.state] !== undefined);
-    const changedJobs = new Set<string>();
     const cancels: { agentId: string; attemptId: string; graceMs: number; reason: string }[] = [];
     let placeable = false;
     for (let round = 0; round < 5 && todo.length > 0; round++) {
@@ -474,6 +506,18 @@ export class SchedulerServiceImpl implements JobMethods {
       })
       .catch((err) => this.deps.log.warn({ err, cancels: cancels.length }, "could not send cancels to agents"));
   }
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** The command result an event carries, as the store keeps it; none when it carries none. */
+function commandReport(e: ReportJobEventsRequest["events"][number]): CommandReport[] {
+  const command = e.event?.command;
+  // An id that is not a UUID names no attempt (and would fail the batch's cast).
+  if (!command || !UUID.test(e.event!.attemptId)) return [];
+  // proto JSON leaves out zeros; the store finds results by index, so it is always written.
+  const result = { ...(toJson(CommandResultSchema, command) as Record<string, unknown>), index: command.index };
+  return [{ attemptId: e.event!.attemptId, agentId: e.agentId, result }];
 }
 
 function jobRetry(job: JobRow) {

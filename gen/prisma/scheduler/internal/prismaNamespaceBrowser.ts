@@ -120,7 +120,8 @@ export const AttemptScalarFieldEnum = {
   exitCode: 'exitCode',
   signal: 'signal',
   reason: 'reason',
-  leaseExpiresAt: 'leaseExpiresAt'
+  leaseExpiresAt: 'leaseExpiresAt',
+  commands: 'commands'
 } as const
 
 export type AttemptScalarFieldEnum = (typeof AttemptScalarFieldEnum)[keyof typeof AttemptScalarFieldEnum]

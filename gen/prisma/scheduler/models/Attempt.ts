@@ -82,6 +82,7 @@ export type AttemptCountAggregateOutputType = {
   signal: number
   reason: number
   leaseExpiresAt: number
+  commands: number
   _all: number
 }
 
@@ -142,6 +143,7 @@ export type AttemptCountAggregateInputType = {
   signal?: true
   reason?: true
   leaseExpiresAt?: true
+  commands?: true
   _all?: true
 }
 
@@ -245,6 +247,7 @@ export type AttemptGroupByOutputType = {
   signal: string | null
   reason: string | null
   leaseExpiresAt: Date
+  commands: runtime.JsonValue
   _count: AttemptCountAggregateOutputType | null
   _avg: AttemptAvgAggregateOutputType | null
   _sum: AttemptSumAggregateOutputType | null
@@ -284,6 +287,7 @@ export type AttemptWhereInput = {
   signal?: Prisma.StringNullableFilter<"Attempt"> | string | null
   reason?: Prisma.StringNullableFilter<"Attempt"> | string | null
   leaseExpiresAt?: Prisma.DateTimeFilter<"Attempt"> | Date | string
+  commands?: Prisma.JsonFilter<"Attempt">
   job?: Prisma.XOR<Prisma.JobScalarRelationFilter, Prisma.JobWhereInput>
 }
 
@@ -301,6 +305,7 @@ export type AttemptOrderByWithRelationInput = {
   signal?: Prisma.SortOrderInput | Prisma.SortOrder
   reason?: Prisma.SortOrderInput | Prisma.SortOrder
   leaseExpiresAt?: Prisma.SortOrder
+  commands?: Prisma.SortOrder
   job?: Prisma.JobOrderByWithRelationInput
 }
 
@@ -322,6 +327,7 @@ export type AttemptWhereUniqueInput = Prisma.AtLeast<{
   signal?: Prisma.StringNullableFilter<"Attempt"> | string | null
   reason?: Prisma.StringNullableFilter<"Attempt"> | string | null
   leaseExpiresAt?: Prisma.DateTimeFilter<"Attempt"> | Date | string
+  commands?: Prisma.JsonFilter<"Attempt">
   job?: Prisma.XOR<Prisma.JobScalarRelationFilter, Prisma.JobWhereInput>
 }, "id" | "jobId_number">
 
@@ -339,6 +345,7 @@ export type AttemptOrderByWithAggregationInput = {
   signal?: Prisma.SortOrderInput | Prisma.SortOrder
   reason?: Prisma.SortOrderInput | Prisma.SortOrder
   leaseExpiresAt?: Prisma.SortOrder
+  commands?: Prisma.SortOrder
   _count?: Prisma.AttemptCountOrderByAggregateInput
   _avg?: Prisma.AttemptAvgOrderByAggregateInput
   _max?: Prisma.AttemptMaxOrderByAggregateInput
@@ -363,6 +370,7 @@ export type AttemptScalarWhereWithAggregatesInput = {
   signal?: Prisma.StringNullableWithAggregatesFilter<"Attempt"> | string | null
   reason?: Prisma.StringNullableWithAggregatesFilter<"Attempt"> | string | null
   leaseExpiresAt?: Prisma.DateTimeWithAggregatesFilter<"Attempt"> | Date | string
+  commands?: Prisma.JsonWithAggregatesFilter<"Attempt">
 }
 
 export type AttemptCreateInput = {
@@ -378,6 +386,7 @@ export type AttemptCreateInput = {
   signal?: string | null
   reason?: string | null
   leaseExpiresAt: Date | string
+  commands?: Prisma.JsonNullValueInput | runtime.InputJsonValue
   job: Prisma.JobCreateNestedOneWithoutAttemptsInput
 }
 
@@ -395,6 +404,7 @@ export type AttemptUncheckedCreateInput = {
   signal?: string | null
   reason?: string | null
   leaseExpiresAt: Date | string
+  commands?: Prisma.JsonNullValueInput | runtime.InputJsonValue
 }
 
 export type AttemptUpdateInput = {
@@ -410,6 +420,7 @@ export type AttemptUpdateInput = {
   signal?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   reason?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   leaseExpiresAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
+  commands?: Prisma.JsonNullValueInput | runtime.InputJsonValue
   job?: Prisma.JobUpdateOneRequiredWithoutAttemptsNestedInput
 }
 
@@ -427,6 +438,7 @@ export type AttemptUncheckedUpdateInput = {
   signal?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   reason?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   leaseExpiresAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
+  commands?: Prisma.JsonNullValueInput | runtime.InputJsonValue
 }
 
 export type AttemptCreateManyInput = {
@@ -443,6 +455,7 @@ export type AttemptCreateManyInput = {
   signal?: string | null
   reason?: string | null
   leaseExpiresAt: Date | string
+  commands?: Prisma.JsonNullValueInput | runtime.InputJsonValue
 }
 
 export type AttemptUpdateManyMutationInput = {
@@ -458,6 +471,7 @@ export type AttemptUpdateManyMutationInput = {
   signal?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   reason?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   leaseExpiresAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
+  commands?: Prisma.JsonNullValueInput | runtime.InputJsonValue
 }
 
 export type AttemptUncheckedUpdateManyInput = {
@@ -474,6 +488,7 @@ export type AttemptUncheckedUpdateManyInput = {
   signal?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   reason?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   leaseExpiresAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
+  commands?: Prisma.JsonNullValueInput | runtime.InputJsonValue
 }
 
 export type AttemptListRelationFilter = {
@@ -505,6 +520,7 @@ export type AttemptCountOrderByAggregateInput = {
   signal?: Prisma.SortOrder
   reason?: Prisma.SortOrder
   leaseExpiresAt?: Prisma.SortOrder
+  commands?: Prisma.SortOrder
 }
 
 export type AttemptAvgOrderByAggregateInput = {
@@ -612,6 +628,7 @@ export type AttemptCreateWithoutJobInput = {
   signal?: string | null
   reason?: string | null
   leaseExpiresAt: Date | string
+  commands?: Prisma.JsonNullValueInput | runtime.InputJsonValue
 }
 
 export type AttemptUncheckedCreateWithoutJobInput = {
@@ -627,6 +644,7 @@ export type AttemptUncheckedCreateWithoutJobInput = {
   signal?: string | null
   reason?: string | null
   leaseExpiresAt: Date | string
+  commands?: Prisma.JsonNullValueInput | runtime.InputJsonValue
 }
 
 export type AttemptCreateOrConnectWithoutJobInput = {
@@ -672,6 +690,7 @@ export type AttemptScalarWhereInput = {
   signal?: Prisma.StringNullableFilter<"Attempt"> | string | null
   reason?: Prisma.StringNullableFilter<"Attempt"> | string | null
   leaseExpiresAt?: Prisma.DateTimeFilter<"Attempt"> | Date | string
+  commands?: Prisma.JsonFilter<"Attempt">
 }
 
 export type AttemptCreateManyJobInput = {
@@ -687,6 +706,7 @@ export type AttemptCreateManyJobInput = {
   signal?: string | null
   reason?: string | null
   leaseExpiresAt: Date | string
+  commands?: Prisma.JsonNullValueInput | runtime.InputJsonValue
 }
 
 export type AttemptUpdateWithoutJobInput = {
@@ -702,6 +722,7 @@ export type AttemptUpdateWithoutJobInput = {
   signal?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   reason?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   leaseExpiresAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
+  commands?: Prisma.JsonNullValueInput | runtime.InputJsonValue
 }
 
 export type AttemptUncheckedUpdateWithoutJobInput = {
@@ -717,6 +738,7 @@ export type AttemptUncheckedUpdateWithoutJobInput = {
   signal?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   reason?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   leaseExpiresAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
+  commands?: Prisma.JsonNullValueInput | runtime.InputJsonValue
 }
 
 export type AttemptUncheckedUpdateManyWithoutJobInput = {
@@ -732,6 +754,7 @@ export type AttemptUncheckedUpdateManyWithoutJobInput = {
   signal?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   reason?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   leaseExpiresAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
+  commands?: Prisma.JsonNullValueInput | runtime.InputJsonValue
 }
 
 
@@ -750,6 +773,7 @@ export type AttemptSelect<ExtArgs extends runtime.Types.Extensions.InternalArgs 
   signal?: boolean
   reason?: boolean
   leaseExpiresAt?: boolean
+  commands?: boolean
   job?: boolean | Prisma.JobDefaultArgs<ExtArgs>
 }, ExtArgs["result"]["attempt"]>
 
@@ -767,6 +791,7 @@ export type AttemptSelectCreateManyAndReturn<ExtArgs extends runtime.Types.Exten
   signal?: boolean
   reason?: boolean
   leaseExpiresAt?: boolean
+  commands?: boolean
   job?: boolean | Prisma.JobDefaultArgs<ExtArgs>
 }, ExtArgs["result"]["attempt"]>
 
@@ -784,6 +809,7 @@ export type AttemptSelectUpdateManyAndReturn<ExtArgs extends runtime.Types.Exten
   signal?: boolean
   reason?: boolean
   leaseExpiresAt?: boolean
+  commands?: boolean
   job?: boolean | Prisma.JobDefaultArgs<ExtArgs>
 }, ExtArgs["result"]["attempt"]>
 
@@ -801,9 +827,10 @@ export type AttemptSelectScalar = {
   signal?: boolean
   reason?: boolean
   leaseExpiresAt?: boolean
+  commands?: boolean
 }
 
-export type AttemptOmit<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = runtime.Types.Extensions.GetOmit<"id" | "jobId" | "number" | "agentId" | "state" | "auctionId" | "createdAt" | "startedAt" | "endedAt" | "exitCode" | "signal" | "reason" | "leaseExpiresAt", ExtArgs["result"]["attempt"]>
+export type AttemptOmit<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = runtime.Types.Extensions.GetOmit<"id" | "jobId" | "number" | "agentId" | "state" | "auctionId" | "createdAt" | "startedAt" | "endedAt" | "exitCode" | "signal" | "reason" | "leaseExpiresAt" | "commands", ExtArgs["result"]["attempt"]>
 export type AttemptInclude<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = {
   job?: boolean | Prisma.JobDefaultArgs<ExtArgs>
 }
@@ -847,6 +874,11 @@ export type $AttemptPayload<ExtArgs extends runtime.Types.Extensions.InternalArg
      * Renewed while the agent stays online; a lapsed lease makes it lost.
      */
     leaseExpiresAt: Date
+    /**
+     * How each command that ran ended: CommandResults in proto JSON form,
+     * one per index (always present), in index order.
+     */
+    commands: runtime.JsonValue
   }, ExtArgs["result"]["attempt"]>
   composites: {}
 }
@@ -1284,6 +1316,7 @@ export interface AttemptFieldRefs {
   readonly signal: Prisma.FieldRef<"Attempt", 'String'>
   readonly reason: Prisma.FieldRef<"Attempt", 'String'>
   readonly leaseExpiresAt: Prisma.FieldRef<"Attempt", 'DateTime'>
+  readonly commands: Prisma.FieldRef<"Attempt", 'Json'>
 }
     
 
