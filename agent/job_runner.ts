@@ -191,8 +191,7 @@ export class JobRunner {
     };
     try {
       await createBundle(this.directory);
-      if (this.o.assignment) await writeFile(join(this.directory, ASSIGNMENT), this.o.assignment, { mode: 0o600 });
-      await this.save();
+      await Promise.all([this.o.assignment ? writeFile(join(this.directory, ASSIGNMENT), this.o.assignment, { mode: 0o600 }) : undefined, this.save()]);
     } catch (err) {
       return this.finishWithoutBundle(`could not create the execution bundle ${this.directory}: ${(err as Error).message}`);
     }

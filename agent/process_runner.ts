@@ -43,7 +43,7 @@
 // gigabytes does not grow the agent.
 
 import { spawn, type ChildProcess } from "node:child_process";
-import { constants, openSync, closeSync } from "node:fs";
+import { constants, openSync, closeSync, readFileSync } from "node:fs";
 import { access, readFile } from "node:fs/promises";
 import { delimiter, isAbsolute, join } from "node:path";
 import { constants as osConstants } from "node:os";
@@ -289,10 +289,15 @@ export async function executableProblem(argv0: string, path: string, cwd: string
   return argv0.includes("/") ? `${argv0} does not exist or is not executable` : `${argv0} was not found on PATH (${path || "empty"})`;
 }
 
-/** Field 22 of /proc/<pid>/stat: when the process started, in clock ticks since boot. */
+/**
+ * Field 22 of /proc/<pid>/stat: when the process started, in clock ticks
+ * since boot. Read synchronously: it is a few hundred bytes from the kernel,
+ * and on the path to a command's start a round trip through the thread pool
+ * cost milliseconds.
+ */
 async function processStartTicks(pid: number): Promise<number | undefined> {
   try {
-    const stat = await readFile(`/proc/${pid}/stat`, "utf8");
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
     // The command name (field 2) may hold spaces and parentheses: split after the last ')'.
     const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
     const ticks = Number(fields[19]);
