@@ -532,6 +532,8 @@ export function workingDirectoryProblem(cwd: string, allowedRoots: readonly stri
 
 /** The absolute cwd for a command, created when under the work directory; symlinks may not lead out. */
 async function resolveCwd(cwd: string, workDir: string, allowedRoots: readonly string[]): Promise<string> {
+  // The work directory itself: the agent just made it, nothing to check.
+  if (cwd === "" || cwd === ".") return workDir;
   if (isAbsolute(cwd)) {
     const real = await realpath(cwd).catch(() => {
       throw new Error(`the working directory ${cwd} does not exist`);

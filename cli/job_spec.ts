@@ -20,6 +20,13 @@ export interface JobSpecOptions {
   priority: string;
   timeout?: string;
   retries?: string;
+  secretEnv: string[];
+  image?: string;
+  cwd?: string;
+  memLimit?: string;
+  nice?: string;
+  inheritEnv?: boolean;
+  stopGrace?: string;
   times?: string;
   forever?: boolean;
   repeatDelay?: string;
@@ -49,20 +56,40 @@ export function addJobOptions(cmd: Command): Command {
     .option("--mem <bytes>", "memory it needs: 512Mi, 1G or bytes")
     .option("--priority <n>", "-1000..1000; higher goes first", "0")
     .option("--timeout <duration>", "longest one attempt may run, e.g. 90s, 10m (default: no limit; at least 1s)")
-    .option("--retries <n>", "retries after a failed attempt, 0 for none (default: the server's policy, 4 with backoff)");
+    .option("--retries <n>", "retries after a failed attempt, 0 for none (default: the server's policy, 4 with backoff)")
+    .option("--secret-env <K=V>", "like --env, but the value is never shown back by the API nor written to the agent's manifest (repeatable)", collect, [])
+    .option("--image <ref>", "run the command in a container of this image (the docker driver)")
+    .option("--cwd <dir>", "working directory: relative to the attempt's work directory, or absolute under a root the agent allows")
+    .option("--mem-limit <bytes>", "cap on the command's memory (RLIMIT_AS, or the container's limit): 256Mi, 1G")
+    .option("--nice <n>", "CPU niceness, 0 (default) to 19")
+    .option("--inherit-env", "give the command the agent's whole environment (default: PATH and HOME only)")
+    .option("--stop-grace <duration>", "SIGTERM to SIGKILL when a timeout stops it (default 10s)");
 }
 
 /** The option names addJobOptions adds, as commander keys them (to tell whether any was given). */
-export const JOB_OPTION_KEYS = ["name", "label", "env", "cpu", "mem", "priority", "timeout", "retries"] as const;
+export const JOB_OPTION_KEYS = ["name", "label", "env", "cpu", "mem", "priority", "timeout", "retries", "secretEnv", "image", "cwd", "memLimit", "nice", "inheritEnv", "stopGrace"] as const;
 
 /** The JobSpec the options describe; throws CliError(InvalidArgument) naming the flag on a bad value. */
 export function jobSpecFrom(argv: string[], opts: JobSpecOptions): JobSpec {
   const retries = opts.retries === undefined ? undefined : parseInteger("--retries", opts.retries);
   // max_retries is unsigned: a negative count would not reach the server's own check intact.
   if (retries !== undefined && retries < 0) throw new CliError(Code.InvalidArgument, `--retries: "${opts.retries}" must be 0 or more`);
+  const secrets = parseLabels("--secret-env", opts.secretEnv ?? []);
+  const nice = opts.nice === undefined ? 0 : parseInteger("--nice", opts.nice);
+  if (nice < 0 || nice > 19) throw new CliError(Code.InvalidArgument, `--nice: "${opts.nice}" must be 0 to 19`);
   return create(JobSpecSchema, {
     name: opts.name ?? "",
-    exec: { commands: [{ argv }], env: parseLabels("--env", opts.env) },
+    driver: opts.image ? "docker" : "",
+    exec: {
+      commands: [{ argv, cwd: opts.cwd ?? "" }],
+      env: { ...parseLabels("--env", opts.env), ...secrets },
+      secretEnv: Object.keys(secrets),
+      image: opts.image ?? "",
+      inheritEnv: opts.inheritEnv ?? false,
+      memoryLimitBytes: opts.memLimit === undefined ? 0n : parseBytes("--mem-limit", opts.memLimit),
+      nice,
+      stopGracePeriod: opts.stopGrace === undefined ? undefined : durationFromMs(parseDurationMs("--stop-grace", opts.stopGrace)),
+    },
     constraints: { labels: parseLabels("--label", opts.label) },
     resources: {
       cpuMillis: opts.cpu === undefined ? 0 : parseCpu("--cpu", opts.cpu),

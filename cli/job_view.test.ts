@@ -51,7 +51,7 @@ const ended = (state: AttemptState, exitCode: number, signal = "") =>
   reason: "the attempt ended",
   });
 
-const defaults: JobSpecOptions = { label: [], env: [], priority: "0" };
+const defaults: JobSpecOptions = { label: [], env: [], secretEnv: [], priority: "0" };
 
 test("the spec options make a JobSpec, and a bad value names its flag", () => {
   const spec = jobSpecFrom(["echo", "hi"], {
@@ -75,6 +75,32 @@ test("the spec options make a JobSpec, and a bad value names its flag", () => {
   assert.equal(jobSpecFrom(["true"], defaults).retry, undefined, "no --retries: the server's default policy");
   assert.throws(() => jobSpecFrom(["true"], { ...defaults, retries: "-1" }), /--retries: "-1" must be 0 or more/);
   assert.throws(() => jobSpecFrom(["true"], { ...defaults, timeout: "soon" }), /--timeout: "soon" is not a duration/);
+});
+
+test("the runner options set the image (and the docker driver), secrets, cwd, limits and grace", () => {
+  const spec = jobSpecFrom(["make"], {
+    ...defaults,
+    env: ["A=b"],
+    secretEnv: ["TOKEN=t0k"],
+    image: "alpine:3.20",
+    cwd: "src",
+    memLimit: "256Mi",
+    nice: "5",
+    inheritEnv: true,
+    stopGrace: "30s",
+  });
+  assert.equal(spec.driver, "docker");
+  assert.deepEqual(spec.exec?.env, { A: "b", TOKEN: "t0k" });
+  assert.deepEqual(spec.exec?.secretEnv, ["TOKEN"]);
+  assert.equal(spec.exec?.image, "alpine:3.20");
+  assert.equal(spec.exec?.commands[0]?.cwd, "src");
+  assert.equal(spec.exec?.memoryLimitBytes, 256n * 2n ** 20n);
+  assert.equal(spec.exec?.nice, 5);
+  assert.equal(spec.exec?.inheritEnv, true);
+  assert.equal(spec.exec?.stopGracePeriod?.seconds, 30n);
+  assert.equal(jobSpecFrom(["true"], defaults).driver, "", "no image: the process driver");
+  assert.throws(() => jobSpecFrom(["true"], { ...defaults, nice: "20" }), /--nice: "20" must be 0 to 19/);
+  assert.throws(() => jobSpecFrom(["true"], { ...defaults, memLimit: "lots" }), /--mem-limit/);
 });
 
 test("durations in milliseconds parse like 500ms, 10s and 5m", () => {

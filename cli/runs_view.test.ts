@@ -83,7 +83,7 @@ test("a malformed run spec is a usage error naming the file, the field path and 
 
 // ---- Run modes -----------------------------------------------------------------------
 
-const defaults: JobSpecOptions = { label: [], env: [], priority: "0" };
+const defaults: JobSpecOptions = { label: [], env: [], secretEnv: [], priority: "0" };
 
 test("--times and --forever make a run mode with its delay, and clash with each other", () => {
   const times = jobSpecFrom(["echo", "hi"], { ...defaults, times: "3" }).runMode;

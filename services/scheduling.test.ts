@@ -14,7 +14,8 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import { BidService, Candidate_Outcome } from "../gen/ts/drover/bid/v1/bid_service_pb.ts";
 import { AttemptState as Reported, type Assignment, type Cancel } from "../gen/ts/drover/fleet/v1/agent_stream_pb.ts";
 import { FleetService } from "../gen/ts/drover/fleet/v1/fleet_service_pb.ts";
-import { AttemptState, JobState, SchedulerService, type Job } from "../gen/ts/drover/scheduler/v1/scheduler_service_pb.ts";
+import { toJson } from "@bufbuild/protobuf";
+import { AttemptState, JobSchema, JobState, SchedulerService, type Job } from "../gen/ts/drover/scheduler/v1/scheduler_service_pb.ts";
 import { bearer } from "../lib/clients.ts";
 import { readDevConfig } from "../lib/config.ts";
 import { createLogger } from "../lib/logger.ts";
@@ -338,6 +339,27 @@ describe("scheduling", () => {
     // What is right is taken: docker with an image, secrets that name variables.
     const ok = await job({ driver: "docker", constraints: { labels: { zone: "nowhere" } }, exec: { ...exec, image: "alpine:3.20", env: { TOKEN: "t" }, secretEnv: ["TOKEN"] } });
     await scheduler.cancelJob({ id: ok.job!.id });
+  });
+
+  it("never shows a secret_env value back (GetJob, SubmitRun, GetSchedule), while the agent gets the real one", async () => {
+    const a = await BiddingAgent.start({ pool: "secrets" });
+    agents.push(a);
+    const secretExec = { commands: [{ argv: ["echo", "hi"], env: { PASSWORD: "hunter2" } }], env: { TOKEN: "s3cr3t", PLAIN: "shown" }, secretEnv: ["TOKEN", "PASSWORD"] };
+    const { job } = await scheduler.submitJob({ spec: { exec: secretExec, constraints: { labels: { pool: "secrets" } } } });
+    assert.deepEqual(job!.spec?.exec?.env, { TOKEN: "[REDACTED]", PLAIN: "shown" });
+    await until(job!.id, [JobState.SUCCEEDED]);
+    const got = await scheduler.getJob({ id: job!.id });
+    assert.ok(!JSON.stringify(toJson(JobSchema, got.job!)).includes("s3cr3t"), "GetJob shows no secret");
+    assert.equal(got.job!.spec?.exec?.commands[0]?.env.PASSWORD, "[REDACTED]");
+    assert.equal(a.assignments[0]!.exec?.env.TOKEN, "s3cr3t", "the agent needs the value itself");
+    assert.equal(a.assignments[0]!.exec?.commands[0]?.env.PASSWORD, "hunter2");
+    const { run } = await scheduler.submitRun({ spec: { stages: [{ name: "s", job: { exec: secretExec, constraints: { labels: { zone: "nowhere" } } } }] } });
+    assert.equal(run!.spec?.stages[0]?.job?.exec?.env.TOKEN, "[REDACTED]");
+    await scheduler.cancelRun({ id: run!.id });
+    const { schedule } = await scheduler.createSchedule({ spec: { name: "secrets", cron: "@yearly", template: { case: "job", value: { exec: secretExec } } } });
+    const shown = await scheduler.getSchedule({ id: schedule!.id });
+    assert.equal(shown.schedule!.spec?.template.case === "job" && shown.schedule!.spec.template.value.exec?.env.TOKEN, "[REDACTED]");
+    await scheduler.deleteSchedule({ id: schedule!.id });
   });
 
   it("gives a run's stage to the agent with its run id and stage name", async () => {

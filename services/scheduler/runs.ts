@@ -40,6 +40,7 @@ import { isFinalJobState, type JobRow, type JobStore } from "./job_store.ts";
 import { RunStore, type RunRow } from "./run_store.ts";
 import { jobMessage, stateOf, type SchedulerServiceImpl } from "./service.ts";
 import type { SchedulerSignals } from "./signals.ts";
+import { redactRunSpec } from "./secrets.ts";
 
 export interface RunsDeps {
   db: PrismaClient;
@@ -202,7 +203,7 @@ export function runMessage(row: RunRow, jobs: JobRow[] | null): Run {
   const run = create(RunSchema, {
     id: row.id,
     state: stateOf(RunState, row.state),
-    spec,
+    spec: redactRunSpec(spec),
     idempotencyKey: row.idempotencyKey ?? "",
     createTime: timestampFromDate(row.createdAt),
     updateTime: timestampFromDate(row.updatedAt),

@@ -50,6 +50,7 @@ import type { SchedulerRuns } from "./runs.ts";
 import { ScheduleStore, type Advance, type ScheduleRow } from "./schedule_store.ts";
 import { newJobOf, type SchedulerServiceImpl } from "./service.ts";
 import type { SchedulerSignals } from "./signals.ts";
+import { redactJobSpec, redactRunSpec } from "./secrets.ts";
 
 /** What schedules need: the database, the job side (submit, cancel, checkSpec) and the runs side (submit, isRunning, cancel). */
 export interface SchedulesDeps {
@@ -102,11 +103,18 @@ function specOf(row: ScheduleRow): ScheduleSpec {
   return fromJson(ScheduleSpecSchema, row.spec as JsonValue, { ignoreUnknownFields: true });
 }
 
+/** The spec with its template's secret values hidden. */
+function redactScheduleSpec(spec: ScheduleSpec): ScheduleSpec {
+  if (spec.template.case === "job") redactJobSpec(spec.template.value);
+  if (spec.template.case === "run") redactRunSpec(spec.template.value);
+  return spec;
+}
+
 /** A stored schedule as the API shows it. */
 export function scheduleMessage(row: ScheduleRow): Schedule {
   return create(ScheduleSchema, {
     id: row.id,
-    spec: specOf(row),
+    spec: redactScheduleSpec(specOf(row)),
     paused: row.paused,
     createTime: timestampFromDate(row.createdAt),
     updateTime: timestampFromDate(row.updatedAt),

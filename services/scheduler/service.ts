@@ -39,6 +39,7 @@ import { retrySettings } from "./retry.ts";
 import type { SchedulerRuns } from "./runs.ts";
 import type { SchedulerSchedules } from "./schedules.ts";
 import type { SchedulerSignals } from "./signals.ts";
+import { redactJobSpec } from "./secrets.ts";
 
 /** Who may call what on SchedulerService (methods not listed: admin and operator). */
 export const schedulerAccess: Record<string, AccessRule> = {
@@ -92,7 +93,7 @@ export function jobMessage(row: JobRow, attempts: AttemptRow[] = [], holders?: R
   return create(JobSchema, {
     id: row.id,
     state: stateOf(JobState, row.state),
-    spec: fromJson(JobSpecSchema, row.spec as JsonValue, { ignoreUnknownFields: true }),
+    spec: redactJobSpec(fromJson(JobSpecSchema, row.spec as JsonValue, { ignoreUnknownFields: true })),
     idempotencyKey: row.idempotencyKey ?? "",
     createTime: timestampFromDate(row.createdAt),
     updateTime: timestampFromDate(row.updatedAt),
