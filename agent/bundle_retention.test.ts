@@ -1,10 +1,13 @@
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
+import { spawnSync, type SpawnSyncReturns } from "node:child_process";
 import { existsSync } from "node:fs";
 import { chmod, chown, mkdir, mkdtemp, readdir, rm, stat, utimes, writeFile } from "node:fs/promises";
 import os from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
+
+import { build } from "esbuild";
 
 import { createLogger } from "../lib/logger.ts";
 import { bundleDir, closeBundle, createBundle, logFileName, markReported, MANIFEST, writeManifest, type Manifest } from "./bundle.ts";
@@ -153,13 +156,38 @@ describe("BundleRetention", () => {
         await chmod(join(dir, "work", "gomodcache"), 0o555);
         for (const e of [stateDir, ...(await readdir(stateDir, { recursive: true })).map((n) => join(stateDir, n))]) await chown(e, 65534, 65534);
 
-        const script = [
-          `const { BundleRetention } = await import(${JSON.stringify(new URL("./bundle_retention.ts", import.meta.url).href)});`,
-          `const { createLogger } = await import(${JSON.stringify(new URL("../lib/logger.ts", import.meta.url).href)});`,
-          `const r = new BundleRetention({ stateDir: ${JSON.stringify(stateDir)}, maxAgeMs: ${7 * DAY}, maxBytes: 1e12, logger: createLogger("silent"), now: () => ${NOW} });`,
-          `console.log(JSON.stringify(await r.pruneOnce()));`,
-        ].join("\n");
-        const child = spawnSync(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], { uid: 65534, gid: 65534, cwd: process.cwd(), encoding: "utf8" });
+        // nobody may not be able to read the repository (a clone under a
+        // 0700 temporary directory, as CI makes): the code it runs is bundled
+        // into a directory anyone can read.
+        const code = await mkdtemp(join(os.tmpdir(), "drover-retention-nobody-"));
+        let child: SpawnSyncReturns<string>;
+        try {
+          await chmod(code, 0o755);
+          const entry = join(code, "entry.ts");
+          await writeFile(
+            entry,
+            [
+              `import { BundleRetention } from ${JSON.stringify(fileURLToPath(new URL("./bundle_retention.ts", import.meta.url)))};`,
+              `import { createLogger } from ${JSON.stringify(fileURLToPath(new URL("../lib/logger.ts", import.meta.url)))};`,
+              `const r = new BundleRetention({ stateDir: ${JSON.stringify(stateDir)}, maxAgeMs: ${7 * DAY}, maxBytes: 1e12, logger: createLogger("silent"), now: () => ${NOW} });`,
+              `console.log(JSON.stringify(await r.pruneOnce()));`,
+            ].join("\n"),
+          );
+          await build({
+            entryPoints: [entry],
+            bundle: true,
+            platform: "node",
+            format: "esm",
+            target: "node20",
+            outfile: join(code, "prune.mjs"),
+            logLevel: "warning",
+            banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
+          });
+          await chmod(join(code, "prune.mjs"), 0o644);
+          child = spawnSync(process.execPath, [join(code, "prune.mjs")], { uid: 65534, gid: 65534, cwd: "/", encoding: "utf8" });
+        } finally {
+          await rm(code, { recursive: true, force: true });
+        }
 
         assert.equal(child.status, 0, child.stderr);
         assert.deepEqual(JSON.parse(child.stdout).removed, [dir]);
