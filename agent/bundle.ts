@@ -104,11 +104,6 @@ export function statusFileName(index: number): string {
   return `cmd-${String(index).padStart(3, "0")}.status`;
 }
 
-/** The start file a warm shim sources to run a command (mode 0600; removed when the bundle closes). */
-export function startFileName(index: number): string {
-  return `cmd-${String(index).padStart(3, "0")}.start`;
-}
-
 /** Writes the manifest atomically (a temporary file, then rename). */
 export async function writeManifest(dir: string, manifest: Manifest): Promise<void> {
   const tmp = join(dir, `.${MANIFEST}.${process.pid}.tmp`);
@@ -132,7 +127,6 @@ export async function closeBundle(dir: string, manifest: Manifest): Promise<Mani
   for (const name of (await readdir(dir)).filter((n) => n.endsWith(".log")).sort()) logs[name] = await hashFile(join(dir, name));
   const closed: Manifest = { ...manifest, logs, closed: true };
   await rm(join(dir, ASSIGNMENT), { force: true });
-  for (const name of (await readdir(dir)).filter((n) => n.endsWith(".start"))) await rm(join(dir, name), { force: true });
   await writeManifest(dir, closed);
   await Promise.all([...Object.keys(logs), MANIFEST].map((name) => chmod(join(dir, name), 0o444).catch(() => undefined)));
   return closed;

@@ -20,7 +20,7 @@ import { JobRunner, workingDirectoryProblem, type AttemptUpdate, type JobRunnerO
 
 let stateDir: string;
 let attempts = 0;
-/** One for the file, as in the agent: the first command starts a shim, later ones mostly take a warm one. */
+/** One for the file, as in the agent. */
 const processRunner = new ProcessRunner();
 
 before(async () => {
@@ -228,25 +228,6 @@ describe("JobRunner", () => {
 });
 
 describe("JobRunner: limits, safety and the bundle", () => {
-  it("runs a command in a warm shim when one waits, exactly as in a shim started for it", async () => {
-    const runner = new ProcessRunner({ warmShims: 1 });
-    try {
-      await start({ commands: [{ argv: ["true"] }] }, { runner }).done;
-      const [waiting] = await waitUntil(() => (runner.warmPids().length === 1 ? runner.warmPids() : undefined));
-      const run = start({ env: { A: "x y 'quoted'", B: "line1\nline2" }, commands: [{ argv: ["sh", "-c", 'echo "$PPID $A|$B"; env | sort'] }] }, { runner });
-      const end = await run.done;
-      assert.equal(AttemptState[end.state], "SUCCEEDED");
-      const out = await readFile(join(run.runner.directory, "cmd-000.stdout.log"), "utf8");
-      assert.equal(Number(out.split(" ")[0]), waiting, "the command's parent is the shim that was waiting");
-      assert.ok(out.startsWith(`${out.split(" ")[0]} x y 'quoted'|line1\nline2\n`), out);
-      const env = out.split("\n").slice(2).filter(Boolean);
-      assert.deepEqual(env.map((l) => l.split("=")[0]).filter((k) => !["A", "B", "PATH", "HOME", "line2", "PWD"].includes(k!)), [], "nothing but the spec's env, PATH and HOME (and the PWD the sh command itself exports)");
-      assert.ok(!existsSync(join(run.runner.directory, "cmd-000.start")), "the start file (env values) is gone once the bundle closed");
-    } finally {
-      runner.close();
-    }
-  });
-
   it("fully stops a process tree whose every member ignores SIGTERM once the grace period is over", async () => {
     const script = 'trap "" TERM; (trap "" TERM; sleep 30) & echo $! > child.pid; (trap "" TERM; sleep 30) & echo $! >> child.pid; echo ready; sleep 30';
     const run = start({ commands: [{ argv: ["sh", "-c", script] }] });

@@ -23,17 +23,6 @@
 // shim's parent, reports SIGKILL from the shim's own end. When the shim has
 // ended, whatever is left of its group is killed.
 //
-// Starting a process is the dearest step on the way to a command's first
-// byte (a fork and exec cost ~5 ms on our machines, and Node's spawn blocks
-// the event loop for it), so shims are started ahead of need: a few "warm"
-// shims wait on a pipe, with an empty environment and no working directory
-// of their own. Starting a command then means writing its start file
-// (cmd-NNN.start: output files, cwd, env, limits and argv, shell-quoted, mode
-// 0600) and its path to a waiting shim, which sources it; the only process
-// created on the path is the command itself, and a new shim is started once
-// the command is on its way. Env names a shell cannot export (inherit_env
-// can bring such) take the cold path: a shim spawned for the command.
-//
 // The shell reports a command killed by signal N as 128+N, so a command that
 // *exits* with 129-159 on its own is reported as killed by that signal, as
 // shells and Docker report it.
@@ -55,12 +44,12 @@
 
 import { spawn, type ChildProcess } from "node:child_process";
 import { constants, openSync, closeSync, readFileSync } from "node:fs";
-import { access, readFile, writeFile } from "node:fs/promises";
+import { access, readFile } from "node:fs/promises";
 import { delimiter, isAbsolute, join } from "node:path";
 import { constants as osConstants } from "node:os";
 
 import type { Availability, CommandExit, CommandHandle, CommandStatus, CommandTask, Runner, RunnerCapabilities, SavedHandle } from "./runner.ts";
-import { startFileName, statusFileName } from "./bundle.ts";
+import { statusFileName } from "./bundle.ts";
 
 /**
  * $1 status file, $2 memory cap in KiB (0: none), $3 niceness, then argv.
@@ -78,15 +67,6 @@ const SHIM = [
   'echo "$s" > "$f"',
   'exit "$s"',
 ].join("\n");
-
-/**
- * A warm shim: started ahead of need with an empty environment, it waits
- * for one line on its stdin, the path of a start file the agent writes for
- * the command (shell-quoted: output files, cwd, env, limits, argv), and
- * sources it. The start file ends the way SHIM does. EOF (the agent went
- * away before using it) ends the shim.
- */
-const WARM_SHIM = ['IFS= read -r start || exit 0', "exec </dev/null", '. "$start"'].join("\n");
 
 /** How often peak memory is sampled. */
 const SAMPLE_MS = 1_000;
@@ -111,21 +91,6 @@ interface ProcessHandle extends CommandHandle {
 export interface ProcessRunnerOptions {
   /** Absolute roots a command's absolute cwd may be under (DROVER_ALLOWED_ROOTS); none: only the work directory. */
   allowedRoots?: readonly string[];
-  /**
-   * Shims kept started and waiting (default 2; 0: start one per command).
-   * Starting a process is the largest part of a command's start: with a warm
-   * shim the agent writes a line to a pipe instead, and the only process
-   * created on the way to the command's first byte is the command itself.
-   */
-  warmShims?: number;
-}
-
-/** A shim started ahead of need, waiting on its stdin. */
-interface WarmShim {
-  child: ChildProcess;
-  pid: number;
-  startTicks: number;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
 export class ProcessRunner implements Runner {
@@ -133,23 +98,8 @@ export class ProcessRunner implements Runner {
   readonly capabilities: RunnerCapabilities = { reattach: true, memoryLimit: true, nice: true, peakRss: true };
   private readonly live = new Set<ProcessHandle>();
   private sampler: NodeJS.Timeout | undefined;
-  private readonly warm: WarmShim[] = [];
-  private refill: NodeJS.Immediate | undefined;
-  private closed = false;
 
   constructor(private readonly options: ProcessRunnerOptions = {}) {}
-
-  /** The pids of the shims waiting now (for tests and the log). */
-  warmPids(): number[] {
-    return this.warm.map((w) => w.pid);
-  }
-
-  /** Ends the waiting shims (their stdin closes); commands already started are not touched. */
-  close(): void {
-    this.closed = true;
-    if (this.refill) clearImmediate(this.refill);
-    for (const shim of this.warm.splice(0)) shim.child.stdin?.end();
-  }
 
   get allowedRoots(): readonly string[] {
     return this.options.allowedRoots ?? [];
@@ -158,8 +108,6 @@ export class ProcessRunner implements Runner {
   async availability(): Promise<Availability> {
     try {
       await access("/bin/sh", constants.X_OK);
-      // The agent probes its drivers once at start: the first command finds a shim waiting too.
-      this.fillWarm();
       return { available: true };
     } catch {
       return { available: false, reason: "/bin/sh is not executable" };
@@ -172,30 +120,6 @@ export class ProcessRunner implements Runner {
     if (missing) throw new Error(missing);
     const statusPath = join(task.bundleDir, statusFileName(task.index));
     const memoryKiB = task.exec.memoryLimitBytes > 0n ? String(task.exec.memoryLimitBytes / 1024n) : "0";
-    // A warm shim exports the env itself: only names a shell can export.
-    const warm = (this.options.warmShims ?? 2) > 0 && Object.keys(task.env).every((k) => SHELL_NAME.test(k)) ? this.takeWarm() : undefined;
-    if (warm) {
-      const startFile = join(task.bundleDir, startFileName(task.index));
-      const lines = [
-        `f=${quote(statusPath)}`,
-        `exec >>${quote(task.stdoutPath)} 2>>${quote(task.stderrPath)}`,
-        `cd ${quote(task.cwd)} || exit 126`,
-        "unset PWD OLDPWD",
-        ...Object.entries(task.env).map(([k, v]) => `export ${k}=${quote(v)}`),
-        "trap : TERM INT HUP",
-        memoryKiB !== "0" ? `ulimit -v ${memoryKiB} || exit 125` : "",
-        `set -- ${argv.map(quote).join(" ")}`,
-        task.exec.nice !== 0 ? `nice -n ${task.exec.nice} "$@"` : '"$@"',
-        "s=$?",
-        'echo "$s" > "$f"',
-        'exit "$s"',
-      ];
-      // 0600: the env (secret values too) is in it, as in assignment.pb; closing the bundle removes it.
-      await writeFile(startFile, lines.join("\n") + "\n", { mode: 0o600 });
-      warm.child.ref();
-      warm.child.stdin!.end(`${startFile}\n`);
-      return this.track(warm.child, warm.pid, warm.startTicks, statusPath, warm.exited);
-    }
     const out = openSync(task.stdoutPath, "a");
     const err = openSync(task.stderrPath, "a");
     let child: ChildProcess;
@@ -212,14 +136,15 @@ export class ProcessRunner implements Runner {
       closeSync(err);
     }
     // Listened for at once: a short command can end before the awaits below return.
-    const exited = exitOf(child);
-    const pid = await spawned(child);
-    return this.track(child, pid, processStartTicks(pid) ?? 0, statusPath, exited);
-  }
-
-  /** The handle of a shim that now runs a command. */
-  private track(child: ChildProcess, pid: number, startTicks: number, statusPath: string, exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>): CommandHandle {
-    const saved: SavedHandle = { driver: this.driver, id: String(pid), startTime: new Date().toISOString(), extra: { startTicks } };
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
+    const pid = await new Promise<number>((resolve, reject) => {
+      child.once("spawn", () => resolve(child.pid!));
+      child.once("error", (e) => {
+        if (child.pid === undefined) reject(new Error(`could not start: ${e.message}`));
+      });
+    });
+    const startTime = new Date();
+    const saved: SavedHandle = { driver: this.driver, id: String(pid), startTime: startTime.toISOString(), extra: { startTicks: (await processStartTicks(pid)) ?? 0 } };
     const handle: ProcessHandle = { saved, pid, statusPath, child, peakRssBytes: 0, exited: false };
     handle.ended = exited.then(({ code, signal }) => {
       handle.exited = true;
@@ -229,39 +154,6 @@ export class ProcessRunner implements Runner {
     });
     this.watch(handle);
     return handle;
-  }
-
-  /** A waiting shim, or undefined when none is ready (one is started for next time). */
-  private takeWarm(): WarmShim | undefined {
-    let shim: WarmShim | undefined;
-    while ((shim = this.warm.shift()) && (shim.child.exitCode !== null || shim.child.signalCode !== null));
-    this.refill ??= setImmediate(() => {
-      this.refill = undefined;
-      this.fillWarm();
-    });
-    return shim;
-  }
-
-  /** Starts shims until warmShims wait. Each start blocks the event loop a few ms, so it runs after the command's own start. */
-  private fillWarm(): void {
-    const want = this.options.warmShims ?? 2;
-    while (!this.closed && this.warm.length < want) {
-      let child: ChildProcess;
-      try {
-        child = spawn("/bin/sh", ["-c", WARM_SHIM, "drover-shim"], { cwd: "/", env: {}, stdio: ["pipe", "ignore", "ignore"], detached: true });
-      } catch {
-        return;
-      }
-      if (child.pid === undefined) {
-        child.once("error", () => undefined);
-        return;
-      }
-      // A waiting shim must not keep the agent (or a test) alive; taking it refs it again.
-      child.unref();
-      (child.stdin as unknown as { unref?: () => void }).unref?.();
-      child.stdin!.on("error", () => undefined);
-      this.warm.push({ child, pid: child.pid, startTicks: processStartTicks(child.pid) ?? 0, exited: exitOf(child) });
-    }
   }
 
   wait(handle: CommandHandle): Promise<CommandExit> {
@@ -360,27 +252,6 @@ export class ProcessRunner implements Runner {
   }
 }
 
-/** Names a shell can export. */
-const SHELL_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
-
-/** The string as one single-quoted shell word. */
-function quote(s: string): string {
-  return `'${s.replace(/'/g, "'\\''")}'`;
-}
-
-function exitOf(child: ChildProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
-  return new Promise((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
-}
-
-function spawned(child: ChildProcess): Promise<number> {
-  return new Promise<number>((resolve, reject) => {
-    child.once("spawn", () => resolve(child.pid!));
-    child.once("error", (e) => {
-      if (child.pid === undefined) reject(new Error(`could not start: ${e.message}`));
-    });
-  });
-}
-
 /** The status file's contents as an exit, or undefined when there is none (yet). */
 async function readStatus(path: string, endTime: Date): Promise<CommandExit | undefined> {
   let text: string;
@@ -424,7 +295,7 @@ export async function executableProblem(argv0: string, path: string, cwd: string
  * and on the path to a command's start a round trip through the thread pool
  * cost milliseconds.
  */
-function processStartTicks(pid: number): number | undefined {
+async function processStartTicks(pid: number): Promise<number | undefined> {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
     // The command name (field 2) may hold spaces and parentheses: split after the last ')'.
@@ -438,7 +309,7 @@ function processStartTicks(pid: number): number | undefined {
 
 /** True when pid is alive and is the process the handle saved (same start time), not a reused pid. */
 async function sameProcess(pid: number, saved: SavedHandle): Promise<boolean> {
-  const ticks = processStartTicks(pid);
+  const ticks = await processStartTicks(pid);
   if (ticks === undefined) return false;
   const want = Number(saved.extra?.startTicks ?? 0);
   if (want !== 0 && ticks !== want) return false;
