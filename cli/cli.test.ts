@@ -40,6 +40,18 @@ async function drover(args: string[], env: NodeJS.ProcessEnv = cleanEnv()): Prom
   }
 }
 
+describe("drover on PATH (cli/bin.mjs)", () => {
+  test("answers --version without loading the CLI, with the same version the CLI itself reports, and runs real commands through tsx", async () => {
+    const fast = await run(process.execPath, ["cli/bin.mjs", "--version"], { cwd: ROOT, env: cleanEnv() });
+    const full = await drover(["--version"]);
+    assert.equal(full.code, 0);
+    assert.equal(fast.stdout, full.stdout);
+    assert.match(fast.stdout, /^\d+\.\d+\.\d+\n$/);
+    const help = await run(process.execPath, ["cli/bin.mjs", "--help"], { cwd: ROOT, env: cleanEnv() });
+    assert.match(help.stdout, /^Usage: drover/);
+  });
+});
+
 describe("drover CLI against dev mode", () => {
   let dev: DevProcess;
   /** `drover --addr <dev> --token <admin> ARGS`. */
