@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 
-import { ConfigError, EnvReader, readDevConfig, readSplitConfig, type FleetSettings, type SchedulingSettings } from "./config.ts";
+import { ConfigError, EnvReader, readDevConfig, readSplitConfig, type FleetSettings, type LogSettings, type SchedulingSettings } from "./config.ts";
 
 // Fleet's settings when nothing is set.
 const fleetDefaults: FleetSettings = {
@@ -26,6 +26,13 @@ const schedulingDefaults: SchedulingSettings = {
   offersPerJob: 2,
   auctionRounds: 4,
   allowShell: false,
+};
+
+// Log settings when nothing is set.
+const logDefaults: LogSettings = {
+  maxBytesPerAttempt: 1 << 30,
+  retentionDays: 7,
+  retentionIntervalMs: 600_000,
 };
 
 // The smallest environment split mode accepts for a service other than fleet.
@@ -58,6 +65,7 @@ describe("readDevConfig", () => {
       listen: { host: "127.0.0.1", grpcPort: 7070, httpPort: 7080 },
       fleet: fleetDefaults,
       scheduling: schedulingDefaults,
+      log: logDefaults,
       dataDir: ".drover",
     });
   });
@@ -79,6 +87,7 @@ describe("readDevConfig", () => {
       listen: { host: "0.0.0.0", grpcPort: 0, httpPort: 9090 },
       fleet: fleetDefaults,
       scheduling: schedulingDefaults,
+      log: logDefaults,
       dataDir: "/var/lib/drover",
     });
   });
@@ -135,6 +144,7 @@ describe("readSplitConfig", () => {
       listen: { host: "127.0.0.1", grpcPort: 7070, httpPort: 7080 },
       fleet: fleetDefaults,
       scheduling: schedulingDefaults,
+      log: logDefaults,
       service: "scheduler",
       databaseUrl: splitEnv.DATABASE_URL,
       redisUrl: splitEnv.REDIS_URL,
@@ -272,6 +282,15 @@ describe("fleet settings", () => {
     assert.throws(() => readDevConfig({ DROVER_OFFERS_PER_JOB: "0" }), /DROVER_OFFERS_PER_JOB/);
     assert.throws(() => readDevConfig({ DROVER_ALLOW_SHELL: "yes" }), /DROVER_ALLOW_SHELL/);
     assert.throws(() => readDevConfig({ DROVER_AUCTION_ROUNDS: "0" }), /DROVER_AUCTION_ROUNDS/);
+  });
+
+  it("reads the log settings, and refuses a bad one naming it", () => {
+    const env = { DROVER_LOG_MAX_BYTES_PER_ATTEMPT: "1048576", DROVER_LOG_RETENTION_DAYS: "30", DROVER_LOG_RETENTION_INTERVAL_MS: "60000" };
+    const expected = { maxBytesPerAttempt: 1 << 20, retentionDays: 30, retentionIntervalMs: 60_000 };
+    assert.deepEqual(readDevConfig(env).log, expected);
+    assert.deepEqual(readSplitConfig("log", { ...splitEnv, ...env }).log, expected);
+    configError(() => readDevConfig({ DROVER_LOG_RETENTION_DAYS: "0" }), "DROVER_LOG_RETENTION_DAYS");
+    configError(() => readDevConfig({ DROVER_LOG_MAX_BYTES_PER_ATTEMPT: "1GiB" }), "DROVER_LOG_MAX_BYTES_PER_ATTEMPT");
   });
 
   it("derives the stale threshold, presence refresh and sweep interval from the heartbeat interval", () => {

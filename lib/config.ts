@@ -125,6 +125,8 @@ export interface CommonConfig {
   fleet: FleetSettings;
   /** Leases, claims and auctions (DROVER_LEASE_MS, ...); used by the Scheduler and Bid. */
   scheduling: SchedulingSettings;
+  /** Size caps and retention of stored output (DROVER_LOG_MAX_BYTES_PER_ATTEMPT, ...); used by Log. */
+  log: LogSettings;
 }
 
 function readCommon(r: EnvReader, defaults: { grpcPort: number; httpPort: number }): CommonConfig {
@@ -139,6 +141,7 @@ function readCommon(r: EnvReader, defaults: { grpcPort: number; httpPort: number
     },
     fleet: readFleetSettings(r),
     scheduling: readSchedulingSettings(r),
+    log: readLogSettings(r),
   };
 }
 
@@ -299,4 +302,27 @@ export function readSplitConfig(service: ServiceName, env: Env = process.env): S
   };
   r.done();
   return config;
+}
+
+/** How the Log service keeps output. The defaults suit a real fleet; tests shorten them. */
+export interface LogSettings {
+  /** Most bytes stored per attempt, all streams together; past it output is dropped and marked truncated (DROVER_LOG_MAX_BYTES_PER_ATTEMPT), default 1 GiB. */
+  maxBytesPerAttempt: number;
+  /** Output of attempts idle longer than this is deleted (DROVER_LOG_RETENTION_DAYS), default 7. */
+  retentionDays: number;
+  /** How often one replica enforces retention (DROVER_LOG_RETENTION_INTERVAL_MS), default 600000. */
+  retentionIntervalMs: number;
+}
+
+function readLogSettings(r: EnvReader): LogSettings {
+  return {
+    maxBytesPerAttempt: r.integer("DROVER_LOG_MAX_BYTES_PER_ATTEMPT", 1 << 30, 1024, Number.MAX_SAFE_INTEGER),
+    retentionDays: r.integer("DROVER_LOG_RETENTION_DAYS", 7, 1, 36_500),
+    retentionIntervalMs: r.integer("DROVER_LOG_RETENTION_INTERVAL_MS", 600_000, 10, 86_400_000),
+  };
+}
+
+/** Log settings with every default: what an empty environment gives. */
+export function defaultLogSettings(): LogSettings {
+  return readLogSettings(new EnvReader({}));
 }

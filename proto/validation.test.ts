@@ -67,7 +67,14 @@ import {
   WatchAgentsRequestSchema,
   file_drover_fleet_v1_fleet_service,
 } from "../gen/ts/drover/fleet/v1/fleet_service_pb.ts";
-import { ReadLogsRequestSchema, Stream, file_drover_log_v1_log_service } from "../gen/ts/drover/log/v1/log_service_pb.ts";
+import {
+  FollowFrom,
+  FollowLogsRequestSchema,
+  IngestLogsRequestSchema,
+  ReadLogsRequestSchema,
+  Stream,
+  file_drover_log_v1_log_service,
+} from "../gen/ts/drover/log/v1/log_service_pb.ts";
 import {
   AgentJobEventSchema,
   CancelJobRequestSchema,
@@ -97,6 +104,7 @@ import {
   RecordPlacementsRequestSchema,
   ReportJobEventsRequestSchema,
   ReportRunningAttemptsRequestSchema,
+  DescribeAttemptsRequestSchema,
   ResubmitJobRequestSchema,
   RetryPolicySchema,
   SubmitJobRequestSchema,
@@ -142,7 +150,8 @@ interface RuleCase<Desc extends DescMessage> {
 const covered = new Set<string>();
 
 function rule<Desc extends DescMessage>(name: string, schema: Desc, field: string, ...cases: RuleCase<Desc>[]): void {
-  covered.add(`${schema.typeName}.${field}`);
+  // field "(message rules)" names the message's own rules (buf.validate.message).
+  covered.add(field === "(message rules)" ? `${schema.typeName} (message rules)` : `${schema.typeName}.${field}`);
   it(name, () => {
     for (const c of cases) {
       assert.deepEqual(violationsOf(schema, c.invalid), [c.expect].flat(), `invalid: ${JSON.stringify(c.invalid, replacer)}`);
@@ -604,6 +613,15 @@ describe("drover.scheduler.v1 rules", () => {
     // None running is the usual case after a restart.
     valid: { agentId: "ag_1", running: [] },
   });
+  rule(
+    "DescribeAttemptsRequest.attempt_ids holds 1 to 1000 ids of 1 to 128 characters",
+    DescribeAttemptsRequestSchema,
+    "attempt_ids",
+    { invalid: { attemptIds: [] }, expect: { path: "attempt_ids", ruleId: "repeated.min_items" }, valid: { attemptIds: ["a1"] } },
+    { invalid: { attemptIds: items(1001) }, expect: { path: "attempt_ids", ruleId: "repeated.max_items" }, valid: { attemptIds: items(1000) } },
+    { invalid: { attemptIds: ["a1", ""] }, expect: { path: "attempt_ids[1]", ruleId: "string.min_len" }, valid: { attemptIds: [chars(128)] } },
+    { invalid: { attemptIds: [chars(129)] }, expect: { path: "attempt_ids[0]", ruleId: "string.max_len" }, valid: { attemptIds: ["a1", "a2"] } },
+  );
 
   it("reports a rule broken deep inside a request with the whole field path", () => {
     assert.deepEqual(violationsOf(SubmitJobRequestSchema, { spec: { exec: { commands: [{ argv: [] }] } } }), [
@@ -884,23 +902,78 @@ describe("drover.bid.v1 rules", () => {
 });
 
 describe("drover.log.v1 rules", () => {
-  rule(
-    "ReadLogsRequest.attempt_id is 1 to 128 characters",
-    ReadLogsRequestSchema,
-    "attempt_id",
-    { invalid: { attemptId: "" }, expect: { path: "attempt_id", ruleId: "string.min_len" }, valid: { attemptId: "a" } },
-    { invalid: { attemptId: chars(129) }, expect: { path: "attempt_id", ruleId: "string.max_len" }, valid: { attemptId: chars(128) } },
-  );
-  rule("ReadLogsRequest.stream must be a defined stream", ReadLogsRequestSchema, "stream", {
-    invalid: { attemptId: "a", stream: 7 as Stream },
-    expect: { path: "stream", ruleId: "enum.defined_only" },
-    // STREAM_UNSPECIFIED is defined: it means every stream.
-    valid: { attemptId: "a", stream: Stream.UNSPECIFIED },
-  });
+  for (const [schema, name] of [
+    [ReadLogsRequestSchema, "ReadLogsRequest"],
+    [FollowLogsRequestSchema, "FollowLogsRequest"],
+  ] as const) {
+    rule(
+      `${name}: exactly one of attempt_id, job_id and run_id`,
+      schema as typeof ReadLogsRequestSchema,
+      "(message rules)",
+      { invalid: {}, expect: { path: "", ruleId: "message.oneof" }, valid: { attemptId: "a" } },
+      { invalid: { attemptId: "a", jobId: "j" }, expect: { path: "", ruleId: "message.oneof" }, valid: { jobId: "j" } },
+      { invalid: { jobId: "j", runId: "r" }, expect: { path: "", ruleId: "message.oneof" }, valid: { runId: "r", stageName: "build" } },
+    );
+    for (const field of ["attempt_id", "job_id", "run_id", "stage_name"] as const) {
+      const key = field.replace(/_(.)/g, (_, c: string) => c.toUpperCase()) as "attemptId";
+      const base = field === "stage_name" ? { runId: "r" } : {};
+      rule(`${name}.${field} is at most 128 characters`, schema as typeof ReadLogsRequestSchema, field, {
+        invalid: { ...base, [key]: chars(129) },
+        expect: { path: field, ruleId: "string.max_len" },
+        valid: { ...base, [key]: chars(128) },
+      });
+    }
+    rule(`${name}.stream must be a defined stream`, schema as typeof ReadLogsRequestSchema, "stream", {
+      invalid: { attemptId: "a", stream: 7 as Stream },
+      expect: { path: "stream", ruleId: "enum.defined_only" },
+      // STREAM_UNSPECIFIED is defined: it means every stream.
+      valid: { attemptId: "a", stream: Stream.UNSPECIFIED },
+    });
+    rule(`${name}.tail_lines is at most 100000`, schema as typeof ReadLogsRequestSchema, "tail_lines", {
+      invalid: { attemptId: "a", tailLines: 100_001 },
+      expect: { path: "tail_lines", ruleId: "uint32.lte" },
+      valid: { attemptId: "a", tailLines: 100_000 },
+    });
+    rule(`${name}.filter is at most 1024 characters`, schema as typeof ReadLogsRequestSchema, "filter", {
+      invalid: { attemptId: "a", filter: chars(1025) },
+      expect: { path: "filter", ruleId: "string.max_len" },
+      valid: { attemptId: "a", filter: chars(1024) },
+    });
+  }
   rule("ReadLogsRequest.limit_bytes is at most 16 MiB", ReadLogsRequestSchema, "limit_bytes", {
     invalid: { attemptId: "a", limitBytes: 16 * 1024 * 1024 + 1 },
     expect: { path: "limit_bytes", ruleId: "uint32.lte" },
     valid: { attemptId: "a", limitBytes: 16 * 1024 * 1024 },
+  });
+  rule("ReadLogsRequest.page_token is at most 1024 characters", ReadLogsRequestSchema, "page_token", {
+    invalid: { attemptId: "a", pageToken: chars(1025) },
+    expect: { path: "page_token", ruleId: "string.max_len" },
+    valid: { attemptId: "a", pageToken: chars(1024) },
+  });
+  rule("FollowLogsRequest.from must be defined", FollowLogsRequestSchema, "from", {
+    invalid: { attemptId: "a", from: 9 as FollowFrom },
+    expect: { path: "from", ruleId: "enum.defined_only" },
+    valid: { attemptId: "a", from: FollowFrom.TAIL },
+  });
+  const frame = { attemptId: "a", stream: LogStream.STDOUT, offset: 0n, data: new Uint8Array([104, 105]) };
+  rule(
+    "IngestLogsRequest.agent_id is 1 to 64 characters",
+    IngestLogsRequestSchema,
+    "agent_id",
+    { invalid: { agentId: "", frames: [frame] }, expect: { path: "agent_id", ruleId: "string.min_len" }, valid: { agentId: "a", frames: [frame] } },
+    { invalid: { agentId: chars(65), frames: [frame] }, expect: { path: "agent_id", ruleId: "string.max_len" }, valid: { agentId: chars(64), frames: [frame] } },
+  );
+  rule(
+    "IngestLogsRequest.frames holds 1 to 4096 frames",
+    IngestLogsRequestSchema,
+    "frames",
+    { invalid: { agentId: "a", frames: [] }, expect: { path: "frames", ruleId: "repeated.min_items" }, valid: { agentId: "a", frames: [frame] } },
+    { invalid: { agentId: "a", frames: items(4097, frame) }, expect: { path: "frames", ruleId: "repeated.max_items" }, valid: { agentId: "a", frames: items(4096, frame) } },
+  );
+  it("IngestLogsRequest checks every frame's own rules", () => {
+    assert.deepEqual(violationsOf(IngestLogsRequestSchema, { agentId: "a", frames: [frame, { ...frame, stream: LogStream.UNSPECIFIED }] }), [
+      { path: "frames[1].stream", ruleId: "enum.not_in" },
+    ]);
   });
 });
 

@@ -48,3 +48,14 @@ export { Prisma }
  * point.
  */
 export type LogChunk = Prisma.LogChunkModel
+/**
+ * Model LogAttempt
+ * An attempt whose output has been received: whose it is (frames from
+ * another agent are refused) and how much of it is stored (the size cap).
+ */
+export type LogAttempt = Prisma.LogAttemptModel
+/**
+ * Model LogStream
+ * How far one stream of an attempt is stored: the offset LogAcks report.
+ */
+export type LogStream = Prisma.LogStreamModel

@@ -9,4 +9,6 @@
  * 🟢 You can import this file directly.
  */
 export type * from './models/LogChunk.ts'
+export type * from './models/LogAttempt.ts'
+export type * from './models/LogStream.ts'
 export type * from './commonInputTypes.ts'

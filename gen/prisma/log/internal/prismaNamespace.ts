@@ -397,7 +397,9 @@ type FieldRefInputType<Model, FieldType> = Model extends never ? never : FieldRe
 
 
 export const ModelName = {
-  LogChunk: 'LogChunk'
+  LogChunk: 'LogChunk',
+  LogAttempt: 'LogAttempt',
+  LogStream: 'LogStream'
 } as const
 
 export type ModelName = (typeof ModelName)[keyof typeof ModelName]
@@ -413,7 +415,7 @@ export type TypeMap<ExtArgs extends runtime.Types.Extensions.InternalArgs = runt
     omit: GlobalOmitOptions
   }
   meta: {
-    modelProps: "logChunk"
+    modelProps: "logChunk" | "logAttempt" | "logStream"
     txIsolationLevel: TransactionIsolationLevel
   }
   model: {
@@ -491,6 +493,154 @@ export type TypeMap<ExtArgs extends runtime.Types.Extensions.InternalArgs = runt
         }
       }
     }
+    LogAttempt: {
+      payload: Prisma.$LogAttemptPayload<ExtArgs>
+      fields: Prisma.LogAttemptFieldRefs
+      operations: {
+        findUnique: {
+          args: Prisma.LogAttemptFindUniqueArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$LogAttemptPayload> | null
+        }
+        findUniqueOrThrow: {
+          args: Prisma.LogAttemptFindUniqueOrThrowArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$LogAttemptPayload>
+        }
+        findFirst: {
+          args: Prisma.LogAttemptFindFirstArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$LogAttemptPayload> | null
+        }
+        findFirstOrThrow: {
+          args: Prisma.LogAttemptFindFirstOrThrowArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$LogAttemptPayload>
+        }
+        findMany: {
+          args: Prisma.LogAttemptFindManyArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$LogAttemptPayload>[]
+        }
+        create: {
+          args: Prisma.LogAttemptCreateArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$LogAttemptPayload>
+        }
+        createMany: {
+          args: Prisma.LogAttemptCreateManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        createManyAndReturn: {
+          args: Prisma.LogAttemptCreateManyAndReturnArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$LogAttemptPayload>[]
+        }
+        delete: {
+          args: Prisma.LogAttemptDeleteArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$LogAttemptPayload>
+        }
+        update: {
+          args: Prisma.LogAttemptUpdateArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$LogAttemptPayload>
+        }
+        deleteMany: {
+          args: Prisma.LogAttemptDeleteManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        updateMany: {
+          args: Prisma.LogAttemptUpdateManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        updateManyAndReturn: {
+          args: Prisma.LogAttemptUpdateManyAndReturnArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$LogAttemptPayload>[]
+        }
+        upsert: {
+          args: Prisma.LogAttemptUpsertArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$LogAttemptPayload>
+        }
+        aggregate: {
+          args: Prisma.LogAttemptAggregateArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.AggregateLogAttempt>
+        }
+        groupBy: {
+          args: Prisma.LogAttemptGroupByArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.LogAttemptGroupByOutputType>[]
+        }
+        count: {
+          args: Prisma.LogAttemptCountArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.LogAttemptCountAggregateOutputType> | number
+        }
+      }
+    }
+    LogStream: {
+      payload: Prisma.$LogStreamPayload<ExtArgs>
+      fields: Prisma.LogStreamFieldRefs
+      operations: {
+        findUnique: {
+          args: Prisma.LogStreamFindUniqueArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$LogStreamPayload> | null
+        }
+        findUniqueOrThrow: {
+          args: Prisma.LogStreamFindUniqueOrThrowArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$LogStreamPayload>
+        }
+        findFirst: {
+          args: Prisma.LogStreamFindFirstArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$LogStreamPayload> | null
+        }
+        findFirstOrThrow: {
+          args: Prisma.LogStreamFindFirstOrThrowArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$LogStreamPayload>
+        }
+        findMany: {
+          args: Prisma.LogStreamFindManyArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$LogStreamPayload>[]
+        }
+        create: {
+          args: Prisma.LogStreamCreateArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$LogStreamPayload>
+        }
+        createMany: {
+          args: Prisma.LogStreamCreateManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        createManyAndReturn: {
+          args: Prisma.LogStreamCreateManyAndReturnArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$LogStreamPayload>[]
+        }
+        delete: {
+          args: Prisma.LogStreamDeleteArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$LogStreamPayload>
+        }
+        update: {
+          args: Prisma.LogStreamUpdateArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$LogStreamPayload>
+        }
+        deleteMany: {
+          args: Prisma.LogStreamDeleteManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        updateMany: {
+          args: Prisma.LogStreamUpdateManyArgs<ExtArgs>
+          result: BatchPayload
+        }
+        updateManyAndReturn: {
+          args: Prisma.LogStreamUpdateManyAndReturnArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$LogStreamPayload>[]
+        }
+        upsert: {
+          args: Prisma.LogStreamUpsertArgs<ExtArgs>
+          result: runtime.Types.Utils.PayloadToResult<Prisma.$LogStreamPayload>
+        }
+        aggregate: {
+          args: Prisma.LogStreamAggregateArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.AggregateLogStream>
+        }
+        groupBy: {
+          args: Prisma.LogStreamGroupByArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.LogStreamGroupByOutputType>[]
+        }
+        count: {
+          args: Prisma.LogStreamCountArgs<ExtArgs>
+          result: runtime.Types.Utils.Optional<Prisma.LogStreamCountAggregateOutputType> | number
+        }
+      }
+    }
   }
 } & {
   other: {
@@ -535,11 +685,42 @@ export const LogChunkScalarFieldEnum = {
   attemptId: 'attemptId',
   stream: 'stream',
   startOffset: 'startOffset',
+  endOffset: 'endOffset',
   data: 'data',
+  commandIndex: 'commandIndex',
+  times: 'times',
+  firstTime: 'firstTime',
+  lastTime: 'lastTime',
   createdAt: 'createdAt'
 } as const
 
 export type LogChunkScalarFieldEnum = (typeof LogChunkScalarFieldEnum)[keyof typeof LogChunkScalarFieldEnum]
+
+
+export const LogAttemptScalarFieldEnum = {
+  attemptId: 'attemptId',
+  jobId: 'jobId',
+  agentId: 'agentId',
+  runId: 'runId',
+  stageName: 'stageName',
+  storedBytes: 'storedBytes',
+  createdAt: 'createdAt',
+  updatedAt: 'updatedAt'
+} as const
+
+export type LogAttemptScalarFieldEnum = (typeof LogAttemptScalarFieldEnum)[keyof typeof LogAttemptScalarFieldEnum]
+
+
+export const LogStreamScalarFieldEnum = {
+  attemptId: 'attemptId',
+  stream: 'stream',
+  nextOffset: 'nextOffset',
+  truncatedAt: 'truncatedAt',
+  complete: 'complete',
+  updatedAt: 'updatedAt'
+} as const
+
+export type LogStreamScalarFieldEnum = (typeof LogStreamScalarFieldEnum)[keyof typeof LogStreamScalarFieldEnum]
 
 
 export const SortOrder = {
@@ -550,12 +731,36 @@ export const SortOrder = {
 export type SortOrder = (typeof SortOrder)[keyof typeof SortOrder]
 
 
+export const JsonNullValueInput = {
+  JsonNull: JsonNull
+} as const
+
+export type JsonNullValueInput = (typeof JsonNullValueInput)[keyof typeof JsonNullValueInput]
+
+
 export const QueryMode = {
   default: 'default',
   insensitive: 'insensitive'
 } as const
 
 export type QueryMode = (typeof QueryMode)[keyof typeof QueryMode]
+
+
+export const JsonNullValueFilter = {
+  DbNull: DbNull,
+  JsonNull: JsonNull,
+  AnyNull: AnyNull
+} as const
+
+export type JsonNullValueFilter = (typeof JsonNullValueFilter)[keyof typeof JsonNullValueFilter]
+
+
+export const NullsOrder = {
+  first: 'first',
+  last: 'last'
+} as const
+
+export type NullsOrder = (typeof NullsOrder)[keyof typeof NullsOrder]
 
 
 
@@ -607,6 +812,34 @@ export type ListBytesFieldRefInput<$PrismaModel> = FieldRefInputType<$PrismaMode
 
 
 /**
+ * Reference to a field of type 'Int'
+ */
+export type IntFieldRefInput<$PrismaModel> = FieldRefInputType<$PrismaModel, 'Int'>
+    
+
+
+/**
+ * Reference to a field of type 'Int[]'
+ */
+export type ListIntFieldRefInput<$PrismaModel> = FieldRefInputType<$PrismaModel, 'Int[]'>
+    
+
+
+/**
+ * Reference to a field of type 'Json'
+ */
+export type JsonFieldRefInput<$PrismaModel> = FieldRefInputType<$PrismaModel, 'Json'>
+    
+
+
+/**
+ * Reference to a field of type 'QueryMode'
+ */
+export type EnumQueryModeFieldRefInput<$PrismaModel> = FieldRefInputType<$PrismaModel, 'QueryMode'>
+    
+
+
+/**
  * Reference to a field of type 'DateTime'
  */
 export type DateTimeFieldRefInput<$PrismaModel> = FieldRefInputType<$PrismaModel, 'DateTime'>
@@ -621,16 +854,9 @@ export type ListDateTimeFieldRefInput<$PrismaModel> = FieldRefInputType<$PrismaM
 
 
 /**
- * Reference to a field of type 'Int'
+ * Reference to a field of type 'Boolean'
  */
-export type IntFieldRefInput<$PrismaModel> = FieldRefInputType<$PrismaModel, 'Int'>
-    
-
-
-/**
- * Reference to a field of type 'Int[]'
- */
-export type ListIntFieldRefInput<$PrismaModel> = FieldRefInputType<$PrismaModel, 'Int[]'>
+export type BooleanFieldRefInput<$PrismaModel> = FieldRefInputType<$PrismaModel, 'Boolean'>
     
 
 
@@ -799,6 +1025,8 @@ export interface PrismaClientOptionsWithAdapter extends PrismaClientBaseOptions 
 export type PrismaClientOptions = PrismaClientOptionsWithAccelerateUrl | PrismaClientOptionsWithAdapter
 export type GlobalOmitConfig = {
   logChunk?: Prisma.LogChunkOmit
+  logAttempt?: Prisma.LogAttemptOmit
+  logStream?: Prisma.LogStreamOmit
 }
 
 /* Types for Logging */

@@ -51,7 +51,9 @@ export const AnyNull = runtime.AnyNull
 
 
 export const ModelName = {
-  LogChunk: 'LogChunk'
+  LogChunk: 'LogChunk',
+  LogAttempt: 'LogAttempt',
+  LogStream: 'LogStream'
 } as const
 
 export type ModelName = (typeof ModelName)[keyof typeof ModelName]
@@ -75,11 +77,42 @@ export const LogChunkScalarFieldEnum = {
   attemptId: 'attemptId',
   stream: 'stream',
   startOffset: 'startOffset',
+  endOffset: 'endOffset',
   data: 'data',
+  commandIndex: 'commandIndex',
+  times: 'times',
+  firstTime: 'firstTime',
+  lastTime: 'lastTime',
   createdAt: 'createdAt'
 } as const
 
 export type LogChunkScalarFieldEnum = (typeof LogChunkScalarFieldEnum)[keyof typeof LogChunkScalarFieldEnum]
+
+
+export const LogAttemptScalarFieldEnum = {
+  attemptId: 'attemptId',
+  jobId: 'jobId',
+  agentId: 'agentId',
+  runId: 'runId',
+  stageName: 'stageName',
+  storedBytes: 'storedBytes',
+  createdAt: 'createdAt',
+  updatedAt: 'updatedAt'
+} as const
+
+export type LogAttemptScalarFieldEnum = (typeof LogAttemptScalarFieldEnum)[keyof typeof LogAttemptScalarFieldEnum]
+
+
+export const LogStreamScalarFieldEnum = {
+  attemptId: 'attemptId',
+  stream: 'stream',
+  nextOffset: 'nextOffset',
+  truncatedAt: 'truncatedAt',
+  complete: 'complete',
+  updatedAt: 'updatedAt'
+} as const
+
+export type LogStreamScalarFieldEnum = (typeof LogStreamScalarFieldEnum)[keyof typeof LogStreamScalarFieldEnum]
 
 
 export const SortOrder = {
@@ -90,10 +123,34 @@ export const SortOrder = {
 export type SortOrder = (typeof SortOrder)[keyof typeof SortOrder]
 
 
+export const JsonNullValueInput = {
+  JsonNull: JsonNull
+} as const
+
+export type JsonNullValueInput = (typeof JsonNullValueInput)[keyof typeof JsonNullValueInput]
+
+
 export const QueryMode = {
   default: 'default',
   insensitive: 'insensitive'
 } as const
 
 export type QueryMode = (typeof QueryMode)[keyof typeof QueryMode]
+
+
+export const JsonNullValueFilter = {
+  DbNull: DbNull,
+  JsonNull: JsonNull,
+  AnyNull: AnyNull
+} as const
+
+export type JsonNullValueFilter = (typeof JsonNullValueFilter)[keyof typeof JsonNullValueFilter]
+
+
+export const NullsOrder = {
+  first: 'first',
+  last: 'last'
+} as const
+
+export type NullsOrder = (typeof NullsOrder)[keyof typeof NullsOrder]
 

@@ -31,11 +31,15 @@ export type AggregateLogChunk = {
 export type LogChunkAvgAggregateOutputType = {
   id: number | null
   startOffset: number | null
+  endOffset: number | null
+  commandIndex: number | null
 }
 
 export type LogChunkSumAggregateOutputType = {
   id: bigint | null
   startOffset: bigint | null
+  endOffset: bigint | null
+  commandIndex: number | null
 }
 
 export type LogChunkMinAggregateOutputType = {
@@ -43,7 +47,11 @@ export type LogChunkMinAggregateOutputType = {
   attemptId: string | null
   stream: string | null
   startOffset: bigint | null
+  endOffset: bigint | null
   data: runtime.Bytes | null
+  commandIndex: number | null
+  firstTime: Date | null
+  lastTime: Date | null
   createdAt: Date | null
 }
 
@@ -52,7 +60,11 @@ export type LogChunkMaxAggregateOutputType = {
   attemptId: string | null
   stream: string | null
   startOffset: bigint | null
+  endOffset: bigint | null
   data: runtime.Bytes | null
+  commandIndex: number | null
+  firstTime: Date | null
+  lastTime: Date | null
   createdAt: Date | null
 }
 
@@ -61,7 +73,12 @@ export type LogChunkCountAggregateOutputType = {
   attemptId: number
   stream: number
   startOffset: number
+  endOffset: number
   data: number
+  commandIndex: number
+  times: number
+  firstTime: number
+  lastTime: number
   createdAt: number
   _all: number
 }
@@ -70,11 +87,15 @@ export type LogChunkCountAggregateOutputType = {
 export type LogChunkAvgAggregateInputType = {
   id?: true
   startOffset?: true
+  endOffset?: true
+  commandIndex?: true
 }
 
 export type LogChunkSumAggregateInputType = {
   id?: true
   startOffset?: true
+  endOffset?: true
+  commandIndex?: true
 }
 
 export type LogChunkMinAggregateInputType = {
@@ -82,7 +103,11 @@ export type LogChunkMinAggregateInputType = {
   attemptId?: true
   stream?: true
   startOffset?: true
+  endOffset?: true
   data?: true
+  commandIndex?: true
+  firstTime?: true
+  lastTime?: true
   createdAt?: true
 }
 
@@ -91,7 +116,11 @@ export type LogChunkMaxAggregateInputType = {
   attemptId?: true
   stream?: true
   startOffset?: true
+  endOffset?: true
   data?: true
+  commandIndex?: true
+  firstTime?: true
+  lastTime?: true
   createdAt?: true
 }
 
@@ -100,7 +129,12 @@ export type LogChunkCountAggregateInputType = {
   attemptId?: true
   stream?: true
   startOffset?: true
+  endOffset?: true
   data?: true
+  commandIndex?: true
+  times?: true
+  firstTime?: true
+  lastTime?: true
   createdAt?: true
   _all?: true
 }
@@ -196,7 +230,12 @@ export type LogChunkGroupByOutputType = {
   attemptId: string
   stream: string
   startOffset: bigint
+  endOffset: bigint
   data: runtime.Bytes
+  commandIndex: number
+  times: runtime.JsonValue
+  firstTime: Date | null
+  lastTime: Date | null
   createdAt: Date
   _count: LogChunkCountAggregateOutputType | null
   _avg: LogChunkAvgAggregateOutputType | null
@@ -228,7 +267,12 @@ export type LogChunkWhereInput = {
   attemptId?: Prisma.StringFilter<"LogChunk"> | string
   stream?: Prisma.StringFilter<"LogChunk"> | string
   startOffset?: Prisma.BigIntFilter<"LogChunk"> | bigint | number
+  endOffset?: Prisma.BigIntFilter<"LogChunk"> | bigint | number
   data?: Prisma.BytesFilter<"LogChunk"> | runtime.Bytes
+  commandIndex?: Prisma.IntFilter<"LogChunk"> | number
+  times?: Prisma.JsonFilter<"LogChunk">
+  firstTime?: Prisma.DateTimeNullableFilter<"LogChunk"> | Date | string | null
+  lastTime?: Prisma.DateTimeNullableFilter<"LogChunk"> | Date | string | null
   createdAt?: Prisma.DateTimeFilter<"LogChunk"> | Date | string
 }
 
@@ -237,7 +281,12 @@ export type LogChunkOrderByWithRelationInput = {
   attemptId?: Prisma.SortOrder
   stream?: Prisma.SortOrder
   startOffset?: Prisma.SortOrder
+  endOffset?: Prisma.SortOrder
   data?: Prisma.SortOrder
+  commandIndex?: Prisma.SortOrder
+  times?: Prisma.SortOrder
+  firstTime?: Prisma.SortOrderInput | Prisma.SortOrder
+  lastTime?: Prisma.SortOrderInput | Prisma.SortOrder
   createdAt?: Prisma.SortOrder
 }
 
@@ -250,7 +299,12 @@ export type LogChunkWhereUniqueInput = Prisma.AtLeast<{
   attemptId?: Prisma.StringFilter<"LogChunk"> | string
   stream?: Prisma.StringFilter<"LogChunk"> | string
   startOffset?: Prisma.BigIntFilter<"LogChunk"> | bigint | number
+  endOffset?: Prisma.BigIntFilter<"LogChunk"> | bigint | number
   data?: Prisma.BytesFilter<"LogChunk"> | runtime.Bytes
+  commandIndex?: Prisma.IntFilter<"LogChunk"> | number
+  times?: Prisma.JsonFilter<"LogChunk">
+  firstTime?: Prisma.DateTimeNullableFilter<"LogChunk"> | Date | string | null
+  lastTime?: Prisma.DateTimeNullableFilter<"LogChunk"> | Date | string | null
   createdAt?: Prisma.DateTimeFilter<"LogChunk"> | Date | string
 }, "id" | "attemptId_stream_startOffset">
 
@@ -259,7 +313,12 @@ export type LogChunkOrderByWithAggregationInput = {
   attemptId?: Prisma.SortOrder
   stream?: Prisma.SortOrder
   startOffset?: Prisma.SortOrder
+  endOffset?: Prisma.SortOrder
   data?: Prisma.SortOrder
+  commandIndex?: Prisma.SortOrder
+  times?: Prisma.SortOrder
+  firstTime?: Prisma.SortOrderInput | Prisma.SortOrder
+  lastTime?: Prisma.SortOrderInput | Prisma.SortOrder
   createdAt?: Prisma.SortOrder
   _count?: Prisma.LogChunkCountOrderByAggregateInput
   _avg?: Prisma.LogChunkAvgOrderByAggregateInput
@@ -276,7 +335,12 @@ export type LogChunkScalarWhereWithAggregatesInput = {
   attemptId?: Prisma.StringWithAggregatesFilter<"LogChunk"> | string
   stream?: Prisma.StringWithAggregatesFilter<"LogChunk"> | string
   startOffset?: Prisma.BigIntWithAggregatesFilter<"LogChunk"> | bigint | number
+  endOffset?: Prisma.BigIntWithAggregatesFilter<"LogChunk"> | bigint | number
   data?: Prisma.BytesWithAggregatesFilter<"LogChunk"> | runtime.Bytes
+  commandIndex?: Prisma.IntWithAggregatesFilter<"LogChunk"> | number
+  times?: Prisma.JsonWithAggregatesFilter<"LogChunk">
+  firstTime?: Prisma.DateTimeNullableWithAggregatesFilter<"LogChunk"> | Date | string | null
+  lastTime?: Prisma.DateTimeNullableWithAggregatesFilter<"LogChunk"> | Date | string | null
   createdAt?: Prisma.DateTimeWithAggregatesFilter<"LogChunk"> | Date | string
 }
 
@@ -285,7 +349,12 @@ export type LogChunkCreateInput = {
   attemptId: string
   stream: string
   startOffset: bigint | number
+  endOffset: bigint | number
   data: runtime.Bytes
+  commandIndex?: number
+  times?: Prisma.JsonNullValueInput | runtime.InputJsonValue
+  firstTime?: Date | string | null
+  lastTime?: Date | string | null
   createdAt?: Date | string
 }
 
@@ -294,7 +363,12 @@ export type LogChunkUncheckedCreateInput = {
   attemptId: string
   stream: string
   startOffset: bigint | number
+  endOffset: bigint | number
   data: runtime.Bytes
+  commandIndex?: number
+  times?: Prisma.JsonNullValueInput | runtime.InputJsonValue
+  firstTime?: Date | string | null
+  lastTime?: Date | string | null
   createdAt?: Date | string
 }
 
@@ -303,7 +377,12 @@ export type LogChunkUpdateInput = {
   attemptId?: Prisma.StringFieldUpdateOperationsInput | string
   stream?: Prisma.StringFieldUpdateOperationsInput | string
   startOffset?: Prisma.BigIntFieldUpdateOperationsInput | bigint | number
+  endOffset?: Prisma.BigIntFieldUpdateOperationsInput | bigint | number
   data?: Prisma.BytesFieldUpdateOperationsInput | runtime.Bytes
+  commandIndex?: Prisma.IntFieldUpdateOperationsInput | number
+  times?: Prisma.JsonNullValueInput | runtime.InputJsonValue
+  firstTime?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  lastTime?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
 }
 
@@ -312,7 +391,12 @@ export type LogChunkUncheckedUpdateInput = {
   attemptId?: Prisma.StringFieldUpdateOperationsInput | string
   stream?: Prisma.StringFieldUpdateOperationsInput | string
   startOffset?: Prisma.BigIntFieldUpdateOperationsInput | bigint | number
+  endOffset?: Prisma.BigIntFieldUpdateOperationsInput | bigint | number
   data?: Prisma.BytesFieldUpdateOperationsInput | runtime.Bytes
+  commandIndex?: Prisma.IntFieldUpdateOperationsInput | number
+  times?: Prisma.JsonNullValueInput | runtime.InputJsonValue
+  firstTime?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  lastTime?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
 }
 
@@ -321,7 +405,12 @@ export type LogChunkCreateManyInput = {
   attemptId: string
   stream: string
   startOffset: bigint | number
+  endOffset: bigint | number
   data: runtime.Bytes
+  commandIndex?: number
+  times?: Prisma.JsonNullValueInput | runtime.InputJsonValue
+  firstTime?: Date | string | null
+  lastTime?: Date | string | null
   createdAt?: Date | string
 }
 
@@ -330,7 +419,12 @@ export type LogChunkUpdateManyMutationInput = {
   attemptId?: Prisma.StringFieldUpdateOperationsInput | string
   stream?: Prisma.StringFieldUpdateOperationsInput | string
   startOffset?: Prisma.BigIntFieldUpdateOperationsInput | bigint | number
+  endOffset?: Prisma.BigIntFieldUpdateOperationsInput | bigint | number
   data?: Prisma.BytesFieldUpdateOperationsInput | runtime.Bytes
+  commandIndex?: Prisma.IntFieldUpdateOperationsInput | number
+  times?: Prisma.JsonNullValueInput | runtime.InputJsonValue
+  firstTime?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  lastTime?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
 }
 
@@ -339,7 +433,12 @@ export type LogChunkUncheckedUpdateManyInput = {
   attemptId?: Prisma.StringFieldUpdateOperationsInput | string
   stream?: Prisma.StringFieldUpdateOperationsInput | string
   startOffset?: Prisma.BigIntFieldUpdateOperationsInput | bigint | number
+  endOffset?: Prisma.BigIntFieldUpdateOperationsInput | bigint | number
   data?: Prisma.BytesFieldUpdateOperationsInput | runtime.Bytes
+  commandIndex?: Prisma.IntFieldUpdateOperationsInput | number
+  times?: Prisma.JsonNullValueInput | runtime.InputJsonValue
+  firstTime?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  lastTime?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
 }
 
@@ -354,13 +453,20 @@ export type LogChunkCountOrderByAggregateInput = {
   attemptId?: Prisma.SortOrder
   stream?: Prisma.SortOrder
   startOffset?: Prisma.SortOrder
+  endOffset?: Prisma.SortOrder
   data?: Prisma.SortOrder
+  commandIndex?: Prisma.SortOrder
+  times?: Prisma.SortOrder
+  firstTime?: Prisma.SortOrder
+  lastTime?: Prisma.SortOrder
   createdAt?: Prisma.SortOrder
 }
 
 export type LogChunkAvgOrderByAggregateInput = {
   id?: Prisma.SortOrder
   startOffset?: Prisma.SortOrder
+  endOffset?: Prisma.SortOrder
+  commandIndex?: Prisma.SortOrder
 }
 
 export type LogChunkMaxOrderByAggregateInput = {
@@ -368,7 +474,11 @@ export type LogChunkMaxOrderByAggregateInput = {
   attemptId?: Prisma.SortOrder
   stream?: Prisma.SortOrder
   startOffset?: Prisma.SortOrder
+  endOffset?: Prisma.SortOrder
   data?: Prisma.SortOrder
+  commandIndex?: Prisma.SortOrder
+  firstTime?: Prisma.SortOrder
+  lastTime?: Prisma.SortOrder
   createdAt?: Prisma.SortOrder
 }
 
@@ -377,13 +487,19 @@ export type LogChunkMinOrderByAggregateInput = {
   attemptId?: Prisma.SortOrder
   stream?: Prisma.SortOrder
   startOffset?: Prisma.SortOrder
+  endOffset?: Prisma.SortOrder
   data?: Prisma.SortOrder
+  commandIndex?: Prisma.SortOrder
+  firstTime?: Prisma.SortOrder
+  lastTime?: Prisma.SortOrder
   createdAt?: Prisma.SortOrder
 }
 
 export type LogChunkSumOrderByAggregateInput = {
   id?: Prisma.SortOrder
   startOffset?: Prisma.SortOrder
+  endOffset?: Prisma.SortOrder
+  commandIndex?: Prisma.SortOrder
 }
 
 export type BigIntFieldUpdateOperationsInput = {
@@ -402,6 +518,18 @@ export type BytesFieldUpdateOperationsInput = {
   set?: runtime.Bytes
 }
 
+export type IntFieldUpdateOperationsInput = {
+  set?: number
+  increment?: number
+  decrement?: number
+  multiply?: number
+  divide?: number
+}
+
+export type NullableDateTimeFieldUpdateOperationsInput = {
+  set?: Date | string | null
+}
+
 export type DateTimeFieldUpdateOperationsInput = {
   set?: Date | string
 }
@@ -413,7 +541,12 @@ export type LogChunkSelect<ExtArgs extends runtime.Types.Extensions.InternalArgs
   attemptId?: boolean
   stream?: boolean
   startOffset?: boolean
+  endOffset?: boolean
   data?: boolean
+  commandIndex?: boolean
+  times?: boolean
+  firstTime?: boolean
+  lastTime?: boolean
   createdAt?: boolean
 }, ExtArgs["result"]["logChunk"]>
 
@@ -422,7 +555,12 @@ export type LogChunkSelectCreateManyAndReturn<ExtArgs extends runtime.Types.Exte
   attemptId?: boolean
   stream?: boolean
   startOffset?: boolean
+  endOffset?: boolean
   data?: boolean
+  commandIndex?: boolean
+  times?: boolean
+  firstTime?: boolean
+  lastTime?: boolean
   createdAt?: boolean
 }, ExtArgs["result"]["logChunk"]>
 
@@ -431,7 +569,12 @@ export type LogChunkSelectUpdateManyAndReturn<ExtArgs extends runtime.Types.Exte
   attemptId?: boolean
   stream?: boolean
   startOffset?: boolean
+  endOffset?: boolean
   data?: boolean
+  commandIndex?: boolean
+  times?: boolean
+  firstTime?: boolean
+  lastTime?: boolean
   createdAt?: boolean
 }, ExtArgs["result"]["logChunk"]>
 
@@ -440,11 +583,16 @@ export type LogChunkSelectScalar = {
   attemptId?: boolean
   stream?: boolean
   startOffset?: boolean
+  endOffset?: boolean
   data?: boolean
+  commandIndex?: boolean
+  times?: boolean
+  firstTime?: boolean
+  lastTime?: boolean
   createdAt?: boolean
 }
 
-export type LogChunkOmit<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = runtime.Types.Extensions.GetOmit<"id" | "attemptId" | "stream" | "startOffset" | "data" | "createdAt", ExtArgs["result"]["logChunk"]>
+export type LogChunkOmit<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = runtime.Types.Extensions.GetOmit<"id" | "attemptId" | "stream" | "startOffset" | "endOffset" | "data" | "commandIndex" | "times" | "firstTime" | "lastTime" | "createdAt", ExtArgs["result"]["logChunk"]>
 
 export type $LogChunkPayload<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = {
   name: "LogChunk"
@@ -460,7 +608,22 @@ export type $LogChunkPayload<ExtArgs extends runtime.Types.Extensions.InternalAr
      * Offset of the first byte of data within the stream.
      */
     startOffset: bigint
+    /**
+     * Where the chunk ends in the stream: start_offset plus the bytes of the
+     * agent's file it covers (redaction can make data shorter).
+     */
+    endOffset: bigint
     data: runtime.Bytes
+    /**
+     * The command of the exec block the bytes came from.
+     */
+    commandIndex: number
+    /**
+     * [[offset within data, epoch ms], ...] per frame packed in the chunk.
+     */
+    times: runtime.JsonValue
+    firstTime: Date | null
+    lastTime: Date | null
     createdAt: Date
   }, ExtArgs["result"]["logChunk"]>
   composites: {}
@@ -889,7 +1052,12 @@ export interface LogChunkFieldRefs {
   readonly attemptId: Prisma.FieldRef<"LogChunk", 'String'>
   readonly stream: Prisma.FieldRef<"LogChunk", 'String'>
   readonly startOffset: Prisma.FieldRef<"LogChunk", 'BigInt'>
+  readonly endOffset: Prisma.FieldRef<"LogChunk", 'BigInt'>
   readonly data: Prisma.FieldRef<"LogChunk", 'Bytes'>
+  readonly commandIndex: Prisma.FieldRef<"LogChunk", 'Int'>
+  readonly times: Prisma.FieldRef<"LogChunk", 'Json'>
+  readonly firstTime: Prisma.FieldRef<"LogChunk", 'DateTime'>
+  readonly lastTime: Prisma.FieldRef<"LogChunk", 'DateTime'>
   readonly createdAt: Prisma.FieldRef<"LogChunk", 'DateTime'>
 }
     

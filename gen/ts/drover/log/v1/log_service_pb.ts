@@ -5,6 +5,8 @@
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import { file_buf_validate_validate } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
+import type { LogAck, LogFrame } from "../../fleet/v1/agent_stream_pb.ts";
+import { file_drover_fleet_v1_agent_stream } from "../../fleet/v1/agent_stream_pb.ts";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
@@ -13,58 +15,105 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file drover/log/v1/log_service.proto.
  */
 export const file_drover_log_v1_log_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch9kcm92ZXIvbG9nL3YxL2xvZ19zZXJ2aWNlLnByb3RvEg1kcm92ZXIubG9nLnYxInkKCExvZ0NodW5rEiUKBnN0cmVhbRgBIAEoDjIVLmRyb3Zlci5sb2cudjEuU3RyZWFtEg4KBm9mZnNldBgCIAEoBBIMCgRkYXRhGAMgASgMEigKBHRpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIpMBCg9SZWFkTG9nc1JlcXVlc3QSHgoKYXR0ZW1wdF9pZBgBIAEoCUIKukgHcgUQARiAARIvCgZzdHJlYW0YAiABKA4yFS5kcm92ZXIubG9nLnYxLlN0cmVhbUIIukgFggECEAESDgoGb2Zmc2V0GAMgASgEEh8KC2xpbWl0X2J5dGVzGAQgASgNQgq6SAcqBRiAgIAIIk4KEFJlYWRMb2dzUmVzcG9uc2USJwoGY2h1bmtzGAEgAygLMhcuZHJvdmVyLmxvZy52MS5Mb2dDaHVuaxIRCgl0cnVuY2F0ZWQYAiABKAgqWQoGU3RyZWFtEhYKElNUUkVBTV9VTlNQRUNJRklFRBAAEhEKDVNUUkVBTV9TVERPVVQQARIRCg1TVFJFQU1fU1RERVJSEAISEQoNU1RSRUFNX1NZU1RFTRADMlkKCkxvZ1NlcnZpY2USSwoIUmVhZExvZ3MSHi5kcm92ZXIubG9nLnYxLlJlYWRMb2dzUmVxdWVzdBofLmRyb3Zlci5sb2cudjEuUmVhZExvZ3NSZXNwb25zZWIGcHJvdG8z", [file_buf_validate_validate, file_google_protobuf_timestamp]);
+  fileDesc("Ch9kcm92ZXIvbG9nL3YxL2xvZ19zZXJ2aWNlLnByb3RvEg1kcm92ZXIubG9nLnYxIugBCgdMb2dMaW5lEhIKCmF0dGVtcHRfaWQYASABKAkSDgoGam9iX2lkGAIgASgJEhIKCnN0YWdlX25hbWUYAyABKAkSFQoNY29tbWFuZF9pbmRleBgEIAEoDRIlCgZzdHJlYW0YBSABKA4yFS5kcm92ZXIubG9nLnYxLlN0cmVhbRIOCgZvZmZzZXQYBiABKAQSKAoEdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDAoEZGF0YRgIIAEoDBIPCgdwYXJ0aWFsGAkgASgIEg4KBm1hcmtlchgKIAEoCSLYAwoPUmVhZExvZ3NSZXF1ZXN0EhwKCmF0dGVtcHRfaWQYASABKAlCCLpIBXIDGIABEi8KBnN0cmVhbRgCIAEoDjIVLmRyb3Zlci5sb2cudjEuU3RyZWFtQgi6SAWCAQIQARIOCgZvZmZzZXQYAyABKAQSHwoLbGltaXRfYnl0ZXMYBCABKA1CCrpIByoFGICAgAgSGAoGam9iX2lkGAUgASgJQgi6SAVyAxiAARIYCgZydW5faWQYBiABKAlCCLpIBXIDGIABEhwKCnN0YWdlX25hbWUYByABKAlCCLpIBXIDGIABEhIKCmVuZF9vZmZzZXQYCCABKAQSKQoFc2luY2UYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEikKBXVudGlsGAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIdCgp0YWlsX2xpbmVzGAsgASgNQgm6SAYqBBigjQYSGAoGZmlsdGVyGAwgASgJQgi6SAVyAxiACBINCgVyZWdleBgNIAEoCBIcCgpwYWdlX3Rva2VuGA4gASgJQgi6SAVyAxiACDojukggIh4KCmF0dGVtcHRfaWQKBmpvYl9pZAoGcnVuX2lkEAEicwoQUmVhZExvZ3NSZXNwb25zZRIRCgl0cnVuY2F0ZWQYAiABKAgSJQoFbGluZXMYAyADKAsyFi5kcm92ZXIubG9nLnYxLkxvZ0xpbmUSFwoPbmV4dF9wYWdlX3Rva2VuGAQgASgJSgQIARACUgZjaHVua3Mi1AIKEUZvbGxvd0xvZ3NSZXF1ZXN0EhwKCmF0dGVtcHRfaWQYASABKAlCCLpIBXIDGIABEhgKBmpvYl9pZBgCIAEoCUIIukgFcgMYgAESGAoGcnVuX2lkGAMgASgJQgi6SAVyAxiAARIcCgpzdGFnZV9uYW1lGAQgASgJQgi6SAVyAxiAARIvCgZzdHJlYW0YBSABKA4yFS5kcm92ZXIubG9nLnYxLlN0cmVhbUIIukgFggECEAESMQoEZnJvbRgGIAEoDjIZLmRyb3Zlci5sb2cudjEuRm9sbG93RnJvbUIIukgFggECEAESHQoKdGFpbF9saW5lcxgHIAEoDUIJukgGKgQYoI0GEhgKBmZpbHRlchgIIAEoCUIIukgFcgMYgAgSDQoFcmVnZXgYCSABKAg6I7pIICIeCgphdHRlbXB0X2lkCgZqb2JfaWQKBnJ1bl9pZBABIjsKEkZvbGxvd0xvZ3NSZXNwb25zZRIlCgVsaW5lcxgBIAMoCzIWLmRyb3Zlci5sb2cudjEuTG9nTGluZSJoChFJbmdlc3RMb2dzUmVxdWVzdBIbCghhZ2VudF9pZBgBIAEoCUIJukgGcgQQARhAEjYKBmZyYW1lcxgCIAMoCzIZLmRyb3Zlci5mbGVldC52MS5Mb2dGcmFtZUILukgIkgEFCAEQgCAiOwoSSW5nZXN0TG9nc1Jlc3BvbnNlEiUKBGFja3MYASADKAsyFy5kcm92ZXIuZmxlZXQudjEuTG9nQWNrKlkKBlN0cmVhbRIWChJTVFJFQU1fVU5TUEVDSUZJRUQQABIRCg1TVFJFQU1fU1RET1VUEAESEQoNU1RSRUFNX1NUREVSUhACEhEKDVNUUkVBTV9TWVNURU0QAypUCgpGb2xsb3dGcm9tEhsKF0ZPTExPV19GUk9NX1VOU1BFQ0lGSUVEEAASEwoPRk9MTE9XX0ZST01fRU5EEAESFAoQRk9MTE9XX0ZST01fVEFJTBACMoECCgpMb2dTZXJ2aWNlEksKCFJlYWRMb2dzEh4uZHJvdmVyLmxvZy52MS5SZWFkTG9nc1JlcXVlc3QaHy5kcm92ZXIubG9nLnYxLlJlYWRMb2dzUmVzcG9uc2USUwoKRm9sbG93TG9ncxIgLmRyb3Zlci5sb2cudjEuRm9sbG93TG9nc1JlcXVlc3QaIS5kcm92ZXIubG9nLnYxLkZvbGxvd0xvZ3NSZXNwb25zZTABElEKCkluZ2VzdExvZ3MSIC5kcm92ZXIubG9nLnYxLkluZ2VzdExvZ3NSZXF1ZXN0GiEuZHJvdmVyLmxvZy52MS5Jbmdlc3RMb2dzUmVzcG9uc2ViBnByb3RvMw", [file_buf_validate_validate, file_drover_fleet_v1_agent_stream, file_google_protobuf_timestamp]);
 
 /**
- * LogChunk is a run of bytes of one stream.
+ * LogLine is one line of output (or a piece of one, see partial).
  *
- * @generated from message drover.log.v1.LogChunk
+ * @generated from message drover.log.v1.LogLine
  */
-export type LogChunk = Message<"drover.log.v1.LogChunk"> & {
+export type LogLine = Message<"drover.log.v1.LogLine"> & {
+  /**
+   * The attempt that wrote it.
+   *
+   * @generated from field: string attempt_id = 1;
+   */
+  attemptId: string;
+
+  /**
+   * Its job.
+   *
+   * @generated from field: string job_id = 2;
+   */
+  jobId: string;
+
+  /**
+   * The run's stage the job is, if any.
+   *
+   * @generated from field: string stage_name = 3;
+   */
+  stageName: string;
+
+  /**
+   * Index of the command in the job's exec block.
+   *
+   * @generated from field: uint32 command_index = 4;
+   */
+  commandIndex: number;
+
   /**
    * Which output.
    *
-   * @generated from field: drover.log.v1.Stream stream = 1;
+   * @generated from field: drover.log.v1.Stream stream = 5;
    */
   stream: Stream;
 
   /**
    * Offset of data[0] within the stream.
    *
-   * @generated from field: uint64 offset = 2;
+   * @generated from field: uint64 offset = 6;
    */
   offset: bigint;
 
   /**
-   * The bytes.
+   * When the agent read the line's first byte from the command's output.
    *
-   * @generated from field: bytes data = 3;
+   * @generated from field: google.protobuf.Timestamp time = 7;
+   */
+  time?: Timestamp | undefined;
+
+  /**
+   * The bytes, ending with "\n" unless partial (or the output ended
+   * without one).
+   *
+   * @generated from field: bytes data = 8;
    */
   data: Uint8Array;
 
   /**
-   * When the chunk was stored.
+   * The line goes on in the next line of the same stream (follow delivers
+   * what is stored, which can end mid-line; long lines are cut at 64 KiB).
    *
-   * @generated from field: google.protobuf.Timestamp time = 4;
+   * @generated from field: bool partial = 9;
    */
-  time?: Timestamp | undefined;
+  partial: boolean;
+
+  /**
+   * Set on lines the Log service writes itself, for example "truncated"
+   * where output past the per-attempt size cap was not stored; data then
+   * says so in words.
+   *
+   * @generated from field: string marker = 10;
+   */
+  marker: string;
 };
 
 /**
- * Describes the message drover.log.v1.LogChunk.
- * Use `create(LogChunkSchema)` to create a new message.
+ * Describes the message drover.log.v1.LogLine.
+ * Use `create(LogLineSchema)` to create a new message.
  */
-export const LogChunkSchema: GenMessage<LogChunk> = /*@__PURE__*/
+export const LogLineSchema: GenMessage<LogLine> = /*@__PURE__*/
   messageDesc(file_drover_log_v1_log_service, 0);
 
 /**
- * ReadLogsRequest asks for output of an attempt.
+ * ReadLogsRequest asks for stored output. Exactly one of attempt_id, job_id
+ * and run_id says whose.
  *
  * @generated from message drover.log.v1.ReadLogsRequest
  */
 export type ReadLogsRequest = Message<"drover.log.v1.ReadLogsRequest"> & {
   /**
-   * The attempt: 1-128 characters.
+   * One attempt: 1-128 characters.
    *
    * @generated from field: string attempt_id = 1;
    */
@@ -78,18 +127,90 @@ export type ReadLogsRequest = Message<"drover.log.v1.ReadLogsRequest"> & {
   stream: Stream;
 
   /**
-   * Start at this byte offset (per stream).
+   * Start at this byte offset (per stream); with attempt_id only.
    *
    * @generated from field: uint64 offset = 3;
    */
   offset: bigint;
 
   /**
-   * Most bytes to return: 0 means the default (1 MiB); at most 16 MiB.
+   * Most bytes of line data to return in one page: 0 means the default
+   * (1 MiB); at most 16 MiB.
    *
    * @generated from field: uint32 limit_bytes = 4;
    */
   limitBytes: number;
+
+  /**
+   * Every attempt of this job, oldest first: 1-128 characters.
+   *
+   * @generated from field: string job_id = 5;
+   */
+  jobId: string;
+
+  /**
+   * The stages of this run (all of them, or stage_name's): 1-128 characters.
+   *
+   * @generated from field: string run_id = 6;
+   */
+  runId: string;
+
+  /**
+   * With run_id: only this stage.
+   *
+   * @generated from field: string stage_name = 7;
+   */
+  stageName: string;
+
+  /**
+   * Stop before this byte offset (per stream); 0: no end. With attempt_id only.
+   *
+   * @generated from field: uint64 end_offset = 8;
+   */
+  endOffset: bigint;
+
+  /**
+   * Only lines written at or after this time.
+   *
+   * @generated from field: google.protobuf.Timestamp since = 9;
+   */
+  since?: Timestamp | undefined;
+
+  /**
+   * Only lines written before this time.
+   *
+   * @generated from field: google.protobuf.Timestamp until = 10;
+   */
+  until?: Timestamp | undefined;
+
+  /**
+   * Only the last N lines (after the other filters); 0: all. At most 100000.
+   *
+   * @generated from field: uint32 tail_lines = 11;
+   */
+  tailLines: number;
+
+  /**
+   * Only lines containing this text (or matching it, with regex): at most 1024 characters.
+   *
+   * @generated from field: string filter = 12;
+   */
+  filter: string;
+
+  /**
+   * filter is a regular expression (JavaScript syntax).
+   *
+   * @generated from field: bool regex = 13;
+   */
+  regex: boolean;
+
+  /**
+   * From a previous response's next_page_token; the other fields must be
+   * the same as in that request.
+   *
+   * @generated from field: string page_token = 14;
+   */
+  pageToken: string;
 };
 
 /**
@@ -100,24 +221,34 @@ export const ReadLogsRequestSchema: GenMessage<ReadLogsRequest> = /*@__PURE__*/
   messageDesc(file_drover_log_v1_log_service, 1);
 
 /**
- * ReadLogsResponse returns stored output in offset order.
+ * ReadLogsResponse returns stored output in order: attempts oldest first;
+ * within an attempt its streams' lines merged by the time the agent read
+ * them, like a terminal showed them (ties: stdout, stderr, system), each
+ * stream in offset order.
  *
  * @generated from message drover.log.v1.ReadLogsResponse
  */
 export type ReadLogsResponse = Message<"drover.log.v1.ReadLogsResponse"> & {
   /**
-   * The chunks, ordered by stream then offset.
-   *
-   * @generated from field: repeated drover.log.v1.LogChunk chunks = 1;
-   */
-  chunks: LogChunk[];
-
-  /**
-   * True when more data is stored past what was returned.
+   * True when more stored output matches than this page holds.
    *
    * @generated from field: bool truncated = 2;
    */
   truncated: boolean;
+
+  /**
+   * The lines.
+   *
+   * @generated from field: repeated drover.log.v1.LogLine lines = 3;
+   */
+  lines: LogLine[];
+
+  /**
+   * Pass as page_token for the next page; empty on the last page.
+   *
+   * @generated from field: string next_page_token = 4;
+   */
+  nextPageToken: string;
 };
 
 /**
@@ -126,6 +257,156 @@ export type ReadLogsResponse = Message<"drover.log.v1.ReadLogsResponse"> & {
  */
 export const ReadLogsResponseSchema: GenMessage<ReadLogsResponse> = /*@__PURE__*/
   messageDesc(file_drover_log_v1_log_service, 2);
+
+/**
+ * FollowLogsRequest says what to follow. Exactly one of attempt_id, job_id
+ * and run_id.
+ *
+ * @generated from message drover.log.v1.FollowLogsRequest
+ */
+export type FollowLogsRequest = Message<"drover.log.v1.FollowLogsRequest"> & {
+  /**
+   * One attempt: 1-128 characters.
+   *
+   * @generated from field: string attempt_id = 1;
+   */
+  attemptId: string;
+
+  /**
+   * Every attempt of this job, retries included.
+   *
+   * @generated from field: string job_id = 2;
+   */
+  jobId: string;
+
+  /**
+   * Every stage of this run (or only stage_name).
+   *
+   * @generated from field: string run_id = 3;
+   */
+  runId: string;
+
+  /**
+   * With run_id: only this stage.
+   *
+   * @generated from field: string stage_name = 4;
+   */
+  stageName: string;
+
+  /**
+   * Only this stream; STREAM_UNSPECIFIED: all of them.
+   *
+   * @generated from field: drover.log.v1.Stream stream = 5;
+   */
+  stream: Stream;
+
+  /**
+   * Where to start.
+   *
+   * @generated from field: drover.log.v1.FollowFrom from = 6;
+   */
+  from: FollowFrom;
+
+  /**
+   * With FOLLOW_FROM_TAIL: how many lines; at most 100000.
+   *
+   * @generated from field: uint32 tail_lines = 7;
+   */
+  tailLines: number;
+
+  /**
+   * Only lines containing this text (or matching it, with regex).
+   *
+   * @generated from field: string filter = 8;
+   */
+  filter: string;
+
+  /**
+   * filter is a regular expression (JavaScript syntax).
+   *
+   * @generated from field: bool regex = 9;
+   */
+  regex: boolean;
+};
+
+/**
+ * Describes the message drover.log.v1.FollowLogsRequest.
+ * Use `create(FollowLogsRequestSchema)` to create a new message.
+ */
+export const FollowLogsRequestSchema: GenMessage<FollowLogsRequest> = /*@__PURE__*/
+  messageDesc(file_drover_log_v1_log_service, 3);
+
+/**
+ * FollowLogsResponse carries the next lines.
+ *
+ * @generated from message drover.log.v1.FollowLogsResponse
+ */
+export type FollowLogsResponse = Message<"drover.log.v1.FollowLogsResponse"> & {
+  /**
+   * The lines, in the order they were stored per stream.
+   *
+   * @generated from field: repeated drover.log.v1.LogLine lines = 1;
+   */
+  lines: LogLine[];
+};
+
+/**
+ * Describes the message drover.log.v1.FollowLogsResponse.
+ * Use `create(FollowLogsResponseSchema)` to create a new message.
+ */
+export const FollowLogsResponseSchema: GenMessage<FollowLogsResponse> = /*@__PURE__*/
+  messageDesc(file_drover_log_v1_log_service, 4);
+
+/**
+ * IngestLogsRequest carries frames of one agent's stream, in the order it
+ * sent them.
+ *
+ * @generated from message drover.log.v1.IngestLogsRequest
+ */
+export type IngestLogsRequest = Message<"drover.log.v1.IngestLogsRequest"> & {
+  /**
+   * The agent that sent them: 1-64 characters.
+   *
+   * @generated from field: string agent_id = 1;
+   */
+  agentId: string;
+
+  /**
+   * The frames: 1-4096.
+   *
+   * @generated from field: repeated drover.fleet.v1.LogFrame frames = 2;
+   */
+  frames: LogFrame[];
+};
+
+/**
+ * Describes the message drover.log.v1.IngestLogsRequest.
+ * Use `create(IngestLogsRequestSchema)` to create a new message.
+ */
+export const IngestLogsRequestSchema: GenMessage<IngestLogsRequest> = /*@__PURE__*/
+  messageDesc(file_drover_log_v1_log_service, 5);
+
+/**
+ * IngestLogsResponse says, for every (attempt, stream) the request named,
+ * how far it is stored (or why its frames are refused).
+ *
+ * @generated from message drover.log.v1.IngestLogsResponse
+ */
+export type IngestLogsResponse = Message<"drover.log.v1.IngestLogsResponse"> & {
+  /**
+   * One per (attempt, stream), in the order they first appear in the request.
+   *
+   * @generated from field: repeated drover.fleet.v1.LogAck acks = 1;
+   */
+  acks: LogAck[];
+};
+
+/**
+ * Describes the message drover.log.v1.IngestLogsResponse.
+ * Use `create(IngestLogsResponseSchema)` to create a new message.
+ */
+export const IngestLogsResponseSchema: GenMessage<IngestLogsResponse> = /*@__PURE__*/
+  messageDesc(file_drover_log_v1_log_service, 6);
 
 /**
  * Stream names an output of an attempt.
@@ -169,13 +450,49 @@ export const StreamSchema: GenEnum<Stream> = /*@__PURE__*/
   enumDesc(file_drover_log_v1_log_service, 0);
 
 /**
- * LogService stores the output of attempts and serves it back.
+ * FollowFrom says where FollowLogs starts.
+ *
+ * @generated from enum drover.log.v1.FollowFrom
+ */
+export enum FollowFrom {
+  /**
+   * The beginning of the stored output.
+   *
+   * @generated from enum value: FOLLOW_FROM_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Only output stored after the call.
+   *
+   * @generated from enum value: FOLLOW_FROM_END = 1;
+   */
+  END = 1,
+
+  /**
+   * The last tail_lines lines of each followed attempt, then what follows.
+   *
+   * @generated from enum value: FOLLOW_FROM_TAIL = 2;
+   */
+  TAIL = 2,
+}
+
+/**
+ * Describes the enum drover.log.v1.FollowFrom.
+ */
+export const FollowFromSchema: GenEnum<FollowFrom> = /*@__PURE__*/
+  enumDesc(file_drover_log_v1_log_service, 1);
+
+/**
+ * LogService stores the output of attempts and serves it back: read by
+ * range, time, tail or filter, and followed live.
  *
  * @generated from service drover.log.v1.LogService
  */
 export const LogService: GenService<{
   /**
-   * ReadLogs reads stored output of one attempt by byte range.
+   * ReadLogs reads stored output of an attempt, of every attempt of a job,
+   * or of the stages of a run, line by line, paginated by cursor.
    *
    * @generated from rpc drover.log.v1.LogService.ReadLogs
    */
@@ -183,6 +500,33 @@ export const LogService: GenService<{
     methodKind: "unary";
     input: typeof ReadLogsRequestSchema;
     output: typeof ReadLogsResponseSchema;
+  },
+  /**
+   * FollowLogs sends stored output from a starting position and then new
+   * output as it is stored, from any Log replica. Several attempts (all
+   * attempts of a job, all stages of a run) are merged, each line naming its
+   * source. The stream ends when every followed attempt's output is complete
+   * (and, for a job or run, when it has ended).
+   *
+   * @generated from rpc drover.log.v1.LogService.FollowLogs
+   */
+  followLogs: {
+    methodKind: "server_streaming";
+    input: typeof FollowLogsRequestSchema;
+    output: typeof FollowLogsResponseSchema;
+  },
+  /**
+   * IngestLogs stores frames agents sent and says how far each stream is
+   * stored. Idempotent by offset: bytes already stored are not stored
+   * again; a frame past a gap stores nothing. A frame with no data stores
+   * nothing and asks how far the stream is stored. For Fleet.
+   *
+   * @generated from rpc drover.log.v1.LogService.IngestLogs
+   */
+  ingestLogs: {
+    methodKind: "unary";
+    input: typeof IngestLogsRequestSchema;
+    output: typeof IngestLogsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_drover_log_v1_log_service, 0);
