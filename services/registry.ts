@@ -18,16 +18,19 @@ import { SchedulerService } from "../gen/ts/drover/scheduler/v1/scheduler_servic
 import type { Bus } from "../lib/bus/bus.ts";
 import type { DroverClients } from "../lib/clients.ts";
 import type { PrismaClients } from "../lib/db/database.ts";
-import type { FleetSettings, SchedulingSettings, ServiceName } from "../lib/config.ts";
+import type { FleetSettings, LogSettings, SchedulingSettings, ServiceName } from "../lib/config.ts";
 import type { AccessRule } from "../lib/host/interceptors.ts";
 import type { Logger } from "../lib/logger.ts";
 import { createBid } from "./bid/bid.ts";
 import { bidAccess } from "./bid/service.ts";
 import { DeployServiceImpl, deployAccess, deployRoutes } from "./deploy/service.ts";
 import { createFleet } from "./fleet/fleet.ts";
+import { LogSink } from "./fleet/log_sink.ts";
 import { SchedulerSink } from "./fleet/scheduler_sink.ts";
 import { fleetAccess } from "./fleet/service.ts";
-import { LogServiceImpl, logAccess, logRoutes } from "./log/service.ts";
+import { WorkSink } from "./fleet/sink.ts";
+import { createLog } from "./log/log.ts";
+import { logAccess } from "./log/service.ts";
 import { createScheduler } from "./scheduler/scheduler.ts";
 import { schedulerAccess } from "./scheduler/service.ts";
 
@@ -40,7 +43,7 @@ export interface ServiceDeps<N extends ServiceName> {
   clients: DroverClients;
   logger: Logger;
   /** Settings read at start-up (lib/config.ts). */
-  settings: { fleet: FleetSettings; scheduling: SchedulingSettings };
+  settings: { fleet: FleetSettings; scheduling: SchedulingSettings; log: LogSettings };
 }
 
 /** A built service: promises its routes, and background work that runs between start() and stop(). */
@@ -71,8 +74,14 @@ export const services: { [N in ServiceName]: ServiceDefinition<N> } = {
     name: "fleet",
     desc: FleetService,
     access: fleetAccess,
-    build: ({ db, bus, logger, settings, clients }) =>
-      createFleet({ db, bus, logger, settings: settings.fleet, sink: new SchedulerSink(clients.scheduler, logger.child({ component: "scheduler-sink" })) }),
+    build: ({ db, bus, logger, settings, clients }) => {
+      // Job events to the Scheduler, log frames to the Log service; LogSink
+      // stops after the hub has (no more frames come), before the Log client goes.
+      const logs = new LogSink(clients.log, logger.child({ component: "log-sink" }));
+      const sink = new WorkSink({ jobs: new SchedulerSink(clients.scheduler, logger.child({ component: "scheduler-sink" })), logs });
+      const fleet = createFleet({ db, bus, logger, settings: settings.fleet, sink });
+      return { routes: fleet.routes, start: () => fleet.start(), stop: async () => { await fleet.stop(); await logs.close(); } };
+    },
   },
   scheduler: {
     name: "scheduler",
@@ -96,7 +105,7 @@ export const services: { [N in ServiceName]: ServiceDefinition<N> } = {
     name: "log",
     desc: LogService,
     access: logAccess,
-    build: ({ db }) => routesOnly(logRoutes(new LogServiceImpl(db))),
+    build: ({ db, bus, clients, logger, settings }) => createLog({ db, bus, clients, logger, settings: settings.log }),
   },
 };
 

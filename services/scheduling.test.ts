@@ -5,6 +5,7 @@
 // state, with retries, waits for capacity, lost leases and cancels.
 
 import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -360,6 +361,27 @@ describe("scheduling", () => {
     const shown = await scheduler.getSchedule({ id: schedule!.id });
     assert.equal(shown.schedule!.spec?.template.case === "job" && shown.schedule!.spec.template.value.exec?.env.TOKEN, "[REDACTED]");
     await scheduler.deleteSchedule({ id: schedule!.id });
+  });
+
+  it("describes attempts to the Log service: job, agent, run stage, the secret values and whether the job ended; unknown ids are left out", async () => {
+    const a = await BiddingAgent.start({ pool: "describe" });
+    // Holds its attempt without reporting, until the test cancels the job.
+    const holding = await BiddingAgent.start({ pool: "describe-hold" }, { run: () => {} });
+    agents.push(a, holding);
+    const secretExec = { commands: [{ argv: ["echo", "hi"], env: { PASSWORD: "hunter2" } }], env: { TOKEN: "s3cr3t", PLAIN: "shown" }, secretEnv: ["TOKEN", "PASSWORD"] };
+    const { run } = await scheduler.submitRun({ spec: { stages: [{ name: "build", job: { exec: secretExec, constraints: { labels: { pool: "describe" } } } }] } });
+    const ended = await eventually(async () => a.assignments[0], 10_000, "the stage's assignment");
+    await until(ended.jobId, [JobState.SUCCEEDED]);
+    const { job } = await scheduler.submitJob({ spec: { exec, constraints: { labels: { pool: "describe-hold" } } } });
+    const running = await eventually(async () => holding.assignments[0], 10_000, "the held job's assignment");
+
+    const { attempts } = await scheduler.describeAttempts({ attemptIds: [ended.attemptId, randomUUID(), "not-a-uuid", running.attemptId] });
+    const described = attempts.map((x) => ({ ...x, secretValues: [...x.secretValues].sort() })).sort((x, y) => (x.jobId === ended.jobId ? -1 : y.jobId === ended.jobId ? 1 : 0));
+    assert.deepEqual(described.map(({ attemptId, jobId, agentId, runId, stageName, secretValues, jobEnded }) => ({ attemptId, jobId, agentId, runId, stageName, secretValues, jobEnded })), [
+      { attemptId: ended.attemptId, jobId: ended.jobId, agentId: a.id, runId: run!.id, stageName: "build", secretValues: ["hunter2", "s3cr3t"], jobEnded: true },
+      { attemptId: running.attemptId, jobId: job!.id, agentId: holding.id, runId: "", stageName: "", secretValues: [], jobEnded: false },
+    ]);
+    await scheduler.cancelJob({ id: job!.id });
   });
 
   it("gives a run's stage to the agent with its run id and stage name", async () => {

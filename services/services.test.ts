@@ -11,7 +11,6 @@ import { Code } from "@connectrpc/connect";
 
 import { ApplyDeploymentRequestSchema, GetDeploymentRequestSchema, ServiceSpecSchema } from "../gen/ts/drover/deploy/v1/deploy_service_pb.ts";
 import { ListApiTokensRequestSchema, Role } from "../gen/ts/drover/fleet/v1/fleet_service_pb.ts";
-import { ReadLogsRequestSchema, Stream } from "../gen/ts/drover/log/v1/log_service_pb.ts";
 import { GetJobRequestSchema, JobSpecSchema, JobState, SubmitJobRequestSchema } from "../gen/ts/drover/scheduler/v1/scheduler_service_pb.ts";
 import { SERVICE_NAMES, defaultSchedulingSettings } from "../lib/config.ts";
 import { openPglite, type Database } from "../lib/db/database.ts";
@@ -20,7 +19,6 @@ import { encodePageToken } from "../lib/host/paging.ts";
 import { DeployServiceImpl } from "./deploy/service.ts";
 import { FleetServiceImpl } from "./fleet/service.ts";
 import { TokenStore } from "./fleet/token_store.ts";
-import { LogServiceImpl } from "./log/service.ts";
 import { SchedulerServiceImpl } from "./scheduler/service.ts";
 import { JobStore } from "./scheduler/job_store.ts";
 import { SchedulerSignals } from "./scheduler/signals.ts";
@@ -261,84 +259,5 @@ describe("FleetService.listApiTokens", () => {
   });
 });
 
-describe("LogService.readLogs", () => {
-  const attemptId = `attempt-${randomUUID()}`;
-  const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
-  const read = (init: { stream?: Stream; offset?: bigint; limitBytes?: number }) =>
-    new LogServiceImpl(db.prismaFor("log")).readLogs(create(ReadLogsRequestSchema, { attemptId, ...init }));
+// LogService.readLogs is covered in services/log/read.test.ts.
 
-  before(async () => {
-    const logDb = db.prismaFor("log");
-    const chunks: [string, bigint, string][] = [
-      ["stdout", 0n, "hello "],
-      ["stdout", 6n, "world\n"],
-      ["stderr", 0n, "oops\n"],
-    ];
-    for (const [stream, startOffset, data] of chunks) {
-      await logDb.logChunk.create({ data: { attemptId, stream, startOffset, data: new TextEncoder().encode(data) } });
-    }
-    // Another attempt's output must never show up.
-    await logDb.logChunk.create({ data: { attemptId: "other", stream: "stdout", startOffset: 0n, data: new TextEncoder().encode("nope") } });
-  });
-
-  it("returns one stream's chunks in offset order", async () => {
-    const res = await read({ stream: Stream.STDOUT });
-    assert.deepEqual(
-      res.chunks.map((c) => [c.stream, c.offset, text(c.data)]),
-      [
-        [Stream.STDOUT, 0n, "hello "],
-        [Stream.STDOUT, 6n, "world\n"],
-      ],
-    );
-    assert.equal(res.truncated, false);
-    assert.ok(res.chunks[0]?.time);
-  });
-
-  it("starts inside a chunk at the requested offset", async () => {
-    const res = await read({ stream: Stream.STDOUT, offset: 3n });
-    assert.deepEqual(
-      res.chunks.map((c) => [c.offset, text(c.data)]),
-      [
-        [3n, "lo "],
-        [6n, "world\n"],
-      ],
-    );
-    assert.equal(res.truncated, false);
-  });
-
-  it("stops at limit_bytes and says the output was truncated", async () => {
-    const res = await read({ stream: Stream.STDOUT, limitBytes: 8 });
-    assert.deepEqual(
-      res.chunks.map((c) => [c.offset, text(c.data)]),
-      [
-        [0n, "hello "],
-        [6n, "wo"],
-      ],
-    );
-    assert.equal(res.truncated, true);
-  });
-
-  it("says truncated when the limit ends exactly at a chunk boundary with more stored", async () => {
-    const res = await read({ stream: Stream.STDOUT, limitBytes: 6 });
-    assert.deepEqual(res.chunks.map((c) => text(c.data)), ["hello "]);
-    assert.equal(res.truncated, true);
-  });
-
-  it("returns nothing past the end, not truncated", async () => {
-    const res = await read({ stream: Stream.STDOUT, offset: 12n });
-    assert.deepEqual(res.chunks, []);
-    assert.equal(res.truncated, false);
-  });
-
-  it("returns every stream of the attempt, ordered by stream then offset, when no stream is given", async () => {
-    const res = await read({});
-    assert.deepEqual(
-      res.chunks.map((c) => [c.stream, text(c.data)]),
-      [
-        [Stream.STDERR, "oops\n"],
-        [Stream.STDOUT, "hello "],
-        [Stream.STDOUT, "world\n"],
-      ],
-    );
-  });
-});

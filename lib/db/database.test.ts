@@ -62,7 +62,7 @@ function crudCases(open: () => Promise<Database>) {
     assert.equal(await db.prismaFor("deploy").revision.count(), 0, "revisions go with their deployment");
 
     const chunk = await db.prismaFor("log").logChunk.create({
-      data: { attemptId: "a1", stream: "stdout", startOffset: 2n ** 40n, data: Buffer.from("hello\n") },
+      data: { attemptId: "a1", stream: "stdout", startOffset: 2n ** 40n, endOffset: 2n ** 40n + 6n, data: Buffer.from("hello\n") },
     });
     assert.equal(chunk.startOffset, 2n ** 40n);
     assert.equal(Buffer.from(chunk.data).toString(), "hello\n");

@@ -242,13 +242,16 @@ export class JobStore {
     return rows.map(attemptRow);
   }
 
-  /** Attempts with their jobs, by attempt id. */
+  /** Attempts with their jobs, by attempt id; ids that are not UUIDs name none. */
   async attemptsWithJobs(attemptIds: readonly string[]): Promise<{ attempt: AttemptRow; job: JobRow }[]> {
     if (attemptIds.length === 0) return [];
+    // Cast to uuid so the primary key answers (a.id::text would scan the
+    // table); the CASE keeps ids that are not UUIDs from failing the cast.
     const rows = await this.db.$queryRawUnsafe<(AttemptRow & { job: JobRow })[]>(
       `SELECT ${ATTEMPT_COLUMNS}, (SELECT row_to_json(x) FROM (SELECT ${JOB_COLUMNS} FROM "scheduler"."jobs" j WHERE j.id = a.job_id) x) AS job
          FROM "scheduler"."attempts" a
-        WHERE a.id::text IN (SELECT jsonb_array_elements_text($1::jsonb))`,
+        WHERE a.id IN (SELECT CASE WHEN t.id ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN t.id::uuid END
+                         FROM jsonb_array_elements_text($1::jsonb) AS t(id))`,
       JSON.stringify(attemptIds),
     );
     return rows.map(({ job, ...attempt }) => ({ attempt: attemptRow(attempt as AttemptRow), job: jobRow(job) }));

@@ -16,6 +16,17 @@ export function redactExec(exec: ExecSpec | undefined): void {
   }
 }
 
+/** The values of exec's secret_env names, from its env and every command's env: what the Log service redacts from output. */
+export function secretValues(exec: ExecSpec | undefined): string[] {
+  if (!exec || exec.secretEnv.length === 0) return [];
+  const values = new Set<string>();
+  for (const name of exec.secretEnv) {
+    if (name in exec.env) values.add(exec.env[name]!);
+    for (const c of exec.commands) if (name in c.env) values.add(c.env[name]!);
+  }
+  return [...values];
+}
+
 export function redactJobSpec(spec: JobSpec | undefined): JobSpec | undefined {
   redactExec(spec?.exec);
   return spec;

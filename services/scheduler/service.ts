@@ -14,6 +14,7 @@ import {
   SchedulerService,
   type CancelJobRequest,
   type ClaimPlaceableJobsRequest,
+  type DescribeAttemptsRequest,
   type GetJobRequest,
   type Job,
   type JobSpec,
@@ -39,7 +40,7 @@ import { retrySettings } from "./retry.ts";
 import type { SchedulerRuns } from "./runs.ts";
 import type { SchedulerSchedules } from "./schedules.ts";
 import type { SchedulerSignals } from "./signals.ts";
-import { redactJobSpec } from "./secrets.ts";
+import { redactJobSpec, secretValues } from "./secrets.ts";
 
 /** Who may call what on SchedulerService (methods not listed: admin and operator). */
 export const schedulerAccess: Record<string, AccessRule> = {
@@ -49,6 +50,8 @@ export const schedulerAccess: Record<string, AccessRule> = {
   WakeWaitingJobs: [Role.ADMIN],
   ReportJobEvents: [Role.ADMIN],
   ReportRunningAttempts: [Role.ADMIN],
+  // For the Log service: the answer carries secret values.
+  DescribeAttempts: [Role.ADMIN],
 };
 
 /** Grace between SIGTERM and SIGKILL when CancelJob does not say. */
@@ -395,6 +398,23 @@ export class SchedulerServiceImpl implements JobMethods {
     }
     await this.sendCancels(cancels);
     return { cancelledAttemptIds: cancels.map((c) => c.attemptId) };
+  }
+
+  // ---- For the Log service ---------------------------------------------------------
+
+  async describeAttempts(req: DescribeAttemptsRequest) {
+    const found = await this.deps.store.attemptsWithJobs([...new Set(req.attemptIds)]);
+    return {
+      attempts: found.map(({ attempt, job }) => ({
+        attemptId: attempt.id,
+        jobId: job.id,
+        agentId: attempt.agentId,
+        runId: job.runId ?? "",
+        stageName: job.stageName ?? "",
+        secretValues: secretValues(fromJson(JobSpecSchema, job.spec as JsonValue, { ignoreUnknownFields: true }).exec),
+        jobEnded: isFinalJobState(job.state),
+      })),
+    };
   }
 
   // ---- Helpers ---------------------------------------------------------------------

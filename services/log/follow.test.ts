@@ -1,0 +1,468 @@
+// FollowLogs against real databases and real buses: output stored through
+// the real Ingest, published by the real BusLivePublisher, followed by a
+// LogFollower on another bus connection (another replica).
+
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import { after, before, describe, it } from "node:test";
+
+import { Redis } from "ioredis";
+
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { createClient, createRouterTransport, type HandlerContext } from "@connectrpc/connect";
+
+import type { PrismaClient } from "../../gen/prisma/log/client.ts";
+import { LogFrameSchema, LogStream } from "../../gen/ts/drover/fleet/v1/agent_stream_pb.ts";
+import { FollowFrom, FollowLogsRequestSchema, LogService, Stream, type LogLine } from "../../gen/ts/drover/log/v1/log_service_pb.ts";
+import { JobState, SchedulerService } from "../../gen/ts/drover/scheduler/v1/scheduler_service_pb.ts";
+import type { Bus } from "../../lib/bus/bus.ts";
+import { createMemoryBus } from "../../lib/bus/memory.ts";
+import { createRedisBus } from "../../lib/bus/redis.ts";
+import type { DroverClients } from "../../lib/clients.ts";
+import { openPglite, openPostgres, type Database } from "../../lib/db/database.ts";
+import { migrate } from "../../lib/db/migrate.ts";
+import { createTestDatabase, type TestDatabase } from "../../lib/db/testing.ts";
+import { createLogger } from "../../lib/logger.ts";
+import { requirePostgres, requireRedis } from "../../lib/testing/services.ts";
+import { LOST_GRACE_MS, LogFollower, followDone } from "./follow.ts";
+import { Ingest } from "./ingest.ts";
+import { BusLivePublisher } from "./live.ts";
+import { LogReader } from "./read.ts";
+import { LogServiceImpl, logRoutes } from "./service.ts";
+
+const logger = createLogger("silent");
+const enc = (s: string) => new TextEncoder().encode(s);
+const dec = (b: Uint8Array) => new TextDecoder().decode(b);
+const AGENT = "agent-1";
+// Only a bound on a hung test, never a measurement.
+const PATIENCE_MS = 20_000;
+
+interface AttemptOwner {
+  jobId: string;
+  runId?: string;
+  stageName?: string;
+}
+
+/** The Scheduler as far as the Log service asks it: whose attempts are, and whether jobs and runs ended. */
+class FakeScheduler {
+  readonly attempts = new Map<string, AttemptOwner>();
+  readonly endedJobs = new Map<string, number>();
+  readonly endedRuns = new Map<string, number>();
+  readonly client: DroverClients["scheduler"];
+
+  constructor() {
+    const self = this;
+    this.client = createClient(
+      SchedulerService,
+      createRouterTransport((router) =>
+        router.service(SchedulerService, {
+          describeAttempts(req) {
+            return {
+              attempts: req.attemptIds
+                .filter((id) => self.attempts.has(id))
+                .map((id) => {
+                  const o = self.attempts.get(id)!;
+                  return { attemptId: id, agentId: AGENT, jobId: o.jobId, runId: o.runId ?? "", stageName: o.stageName ?? "", jobEnded: self.endedJobs.has(o.jobId) };
+                }),
+            };
+          },
+          getJob(req) {
+            const ended = self.endedJobs.get(req.id);
+            return { job: { id: req.id, state: ended === undefined ? JobState.RUNNING : JobState.SUCCEEDED, updateTime: timestampFromMs(ended ?? Date.now()) } };
+          },
+          getRun(req) {
+            const ended = self.endedRuns.get(req.id);
+            return { run: { id: req.id, endTime: ended === undefined ? undefined : timestampFromMs(ended) } };
+          },
+        }),
+      ),
+    );
+  }
+}
+
+/** Writes frames through Ingest, offsets following on per (attempt, stream). */
+class Writer {
+  private readonly next = new Map<string, bigint>();
+  constructor(
+    private readonly scheduler: FakeScheduler,
+    readonly ingest: Ingest,
+  ) {}
+
+  async write(attemptId: string, owner: AttemptOwner, frames: Array<[LogStream, string]>, final = false): Promise<void> {
+    this.scheduler.attempts.set(attemptId, owner);
+    const at = (s: LogStream) => `${attemptId}/${s}`;
+    const out = frames.map(([stream, text]) => {
+      const offset = this.next.get(at(stream)) ?? 0n;
+      this.next.set(at(stream), offset + BigInt(enc(text).length));
+      return create(LogFrameSchema, { attemptId, stream, offset, data: enc(text), time: timestampFromMs(Date.now()) });
+    });
+    if (final) {
+      for (const stream of [LogStream.STDOUT, LogStream.STDERR, LogStream.SYSTEM]) {
+        out.push(create(LogFrameSchema, { attemptId, stream, offset: this.next.get(at(stream)) ?? 0n, final: true }));
+      }
+    }
+    await this.ingest.ingestLogs({ agentId: AGENT, frames: out } as never);
+  }
+
+  /** Another writer on the same offsets (for frames stored without being published). */
+  sharing(ingest: Ingest): Writer {
+    const w = new Writer(this.scheduler, ingest);
+    (w as unknown as { next: Map<string, bigint> }).next = this.next;
+    return w;
+  }
+}
+
+/** Reads a follow in the background; until() waits for a condition on what came. */
+class Follow {
+  readonly lines: LogLine[] = [];
+  ended = false;
+  error: unknown;
+  private readonly controller = new AbortController();
+  private waiters = new Set<() => void>();
+  readonly done: Promise<void>;
+
+  constructor(follower: LogFollower, init: MessageInitShape<typeof FollowLogsRequestSchema>) {
+    const iterable = follower.followLogs(create(FollowLogsRequestSchema, init), { signal: this.controller.signal } as HandlerContext);
+    this.done = (async () => {
+      try {
+        for await (const res of iterable) {
+          this.lines.push(...(res.lines as LogLine[]));
+          for (const w of this.waiters) w();
+        }
+      } catch (err) {
+        this.error = err;
+      } finally {
+        this.ended = true;
+        for (const w of this.waiters) w();
+      }
+    })();
+  }
+
+  get text(): string[] {
+    return this.lines.map((l) => dec(l.data));
+  }
+
+  async until(what: string, check: (f: Follow) => boolean): Promise<void> {
+    const deadline = Date.now() + PATIENCE_MS;
+    while (!check(this)) {
+      if (this.ended && !check(this)) assert.fail(`the follow ended before ${what}; got ${JSON.stringify(this.text)} ${String(this.error ?? "")}`);
+      if (Date.now() > deadline) assert.fail(`gave up waiting for ${what}; got ${JSON.stringify(this.text)}`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(done, 200);
+        const waiters = this.waiters;
+        function done() {
+          clearTimeout(timer);
+          waiters.delete(done);
+          resolve();
+        }
+        waiters.add(done);
+      });
+    }
+  }
+
+  async ends(): Promise<void> {
+    await this.until("the end", (f) => f.ended);
+    assert.equal(this.error, undefined);
+  }
+
+  async stop(): Promise<void> {
+    this.controller.abort();
+    await this.done;
+  }
+}
+
+/** A bus whose stream reads and subscriptions fail while `down` (Redis unreachable for followers). */
+function flaky(bus: Bus): Bus & { down: boolean } {
+  const f = Object.create(bus) as Bus & { down: boolean };
+  f.down = false;
+  f.read = (...args) => (f.down ? Promise.reject(new Error("connection refused (test)")) : bus.read(...args));
+  f.subscribe = (...args) => (f.down ? Promise.reject(new Error("connection refused (test)")) : bus.subscribe(...args));
+  return f;
+}
+
+describe("followDone", () => {
+  const now = 1_000_000;
+  it("ends an attempt's follow once its streams are complete", () => {
+    assert.equal(followDone({ kind: "attempt", attemptsComplete: true, endedAtMs: undefined, nowMs: now }), true);
+    assert.equal(followDone({ kind: "attempt", attemptsComplete: false, endedAtMs: undefined, nowMs: now }), false);
+  });
+  it("ends a job's follow only once the job ended and its attempts are complete", () => {
+    assert.equal(followDone({ kind: "job", attemptsComplete: true, endedAtMs: undefined, nowMs: now }), false);
+    assert.equal(followDone({ kind: "job", attemptsComplete: true, endedAtMs: now - 1, nowMs: now }), true);
+    assert.equal(followDone({ kind: "run", attemptsComplete: false, endedAtMs: now - 1, nowMs: now }), false);
+  });
+  it("stops waiting for an attempt lost with its agent some seconds after the job ended", () => {
+    assert.equal(followDone({ kind: "job", attemptsComplete: false, endedAtMs: now - LOST_GRACE_MS - 1, nowMs: now }), true);
+    assert.equal(followDone({ kind: "attempt", attemptsComplete: false, endedAtMs: now - LOST_GRACE_MS - 1, nowMs: now }), true);
+  });
+});
+
+interface Stack {
+  db: PrismaClient;
+  scheduler: FakeScheduler;
+  writer: Writer;
+  /** Stores without publishing: what a dropped or trimmed live entry looks like to followers. */
+  silent: Writer;
+  follower: LogFollower;
+  /** A follower on yet another bus connection. */
+  other: LogFollower;
+  followerBus: Bus & { down: boolean };
+  reader: LogReader;
+}
+
+const pgUrl = await requirePostgres();
+const redisUrl = await requireRedis();
+
+const setups: Array<{ name: string; open(): Promise<{ database: Database; buses: [Bus, Bus, Bus]; cleanup(): Promise<void> }> }> = [
+  {
+    name: "PGlite and the memory bus",
+    async open() {
+      const database = await openPglite("memory://");
+      const bus = createMemoryBus();
+      return { database, buses: [bus, bus, bus], cleanup: async () => bus.close() };
+    },
+  },
+];
+if (pgUrl && redisUrl) {
+  setups.push({
+    name: "PostgreSQL and Redis, each part on its own connection",
+    async open() {
+      const testDb: TestDatabase = await createTestDatabase(pgUrl);
+      const database = openPostgres(testDb.url);
+      const keyPrefix = `drover-test:${randomUUID()}:`;
+      const buses = [0, 1, 2].map(() => createRedisBus({ url: redisUrl, keyPrefix })) as [Bus, Bus, Bus];
+      return {
+        database,
+        buses,
+        cleanup: async () => {
+          await Promise.all(buses.map((b) => b.close()));
+          await testDb.drop();
+          // The live streams this run wrote.
+          const admin = new Redis(redisUrl);
+          try {
+            for await (const keys of admin.scanStream({ match: `${keyPrefix}*`, count: 500 }) as AsyncIterable<string[]>) {
+              if (keys.length > 0) await admin.unlink(...keys);
+            }
+          } finally {
+            await admin.quit();
+          }
+        },
+      };
+    },
+  });
+}
+
+for (const setup of setups) {
+  describe(`FollowLogs on ${setup.name}`, () => {
+    let s: Stack;
+    let database: Database;
+    let cleanup: () => Promise<void>;
+    let publisher: BusLivePublisher;
+    const follows: Follow[] = [];
+    const follow = (follower: LogFollower, init: MessageInitShape<typeof FollowLogsRequestSchema>) => {
+      const f = new Follow(follower, init);
+      follows.push(f);
+      return f;
+    };
+
+    before(async () => {
+      const opened = await setup.open();
+      database = opened.database;
+      cleanup = opened.cleanup;
+      await migrate(database.executor, "log");
+      const db = database.prismaFor("log");
+      const scheduler = new FakeScheduler();
+      const clients = { scheduler: scheduler.client } as DroverClients;
+      const settings = { maxBytesPerAttempt: 1 << 30, retentionDays: 7, retentionIntervalMs: 600_000 };
+      const [pubBus, followBus, otherBus] = opened.buses;
+      publisher = new BusLivePublisher({ bus: pubBus, logger });
+      const writer = new Writer(scheduler, new Ingest({ db, clients, logger, settings, live: publisher }));
+      const silent = writer.sharing(new Ingest({ db, clients, logger, settings }));
+      const reader = new LogReader({ db, logger });
+      const followerBus = flaky(followBus);
+      s = {
+        db,
+        scheduler,
+        writer,
+        silent,
+        followerBus,
+        reader,
+        follower: new LogFollower({ db, bus: followerBus, clients, logger, reader }),
+        other: new LogFollower({ db, bus: otherBus, clients, logger, reader }),
+      };
+    });
+
+    after(async () => {
+      await Promise.all(follows.map((f) => f.stop()));
+      await publisher?.close();
+      await database?.close();
+      await cleanup?.();
+    });
+
+    it("sends stored output from the beginning, then live output, and ends when the attempt is complete", async () => {
+      const a = `attempt-${randomUUID()}`;
+      const owner = { jobId: `job-${randomUUID()}` };
+      await s.writer.write(a, owner, [[LogStream.STDOUT, "one\n"], [LogStream.STDERR, "two\n"]]);
+      const f = follow(s.follower, { attemptId: a });
+      await f.until("stored lines", (x) => x.lines.length === 2);
+      await s.writer.write(a, owner, [[LogStream.STDOUT, "three\nfo"]]);
+      await f.until("live lines", (x) => x.text.includes("fo"));
+      await s.writer.write(a, owner, [[LogStream.STDOUT, "ur\n"]], true);
+      await f.ends();
+      assert.deepEqual(f.text, ["one\n", "two\n", "three\n", "fo", "ur\n"]);
+      assert.deepEqual(f.lines.map((l) => l.partial), [false, false, false, true, false]);
+      assert.ok(f.lines.every((l) => l.attemptId === a && l.jobId === owner.jobId));
+    });
+
+    it("sees output published through another replica's bus connection", async () => {
+      const a = `attempt-${randomUUID()}`;
+      const owner = { jobId: `job-${randomUUID()}` };
+      await s.writer.write(a, owner, [[LogStream.STDOUT, "before\n"]]);
+      const here = follow(s.follower, { attemptId: a, from: FollowFrom.END });
+      const there = follow(s.other, { attemptId: a, from: FollowFrom.END });
+      // FROM_END sends nothing stored; wait until both joined their live streams.
+      await here.until("joined", () => s.follower.tapCount > 0);
+      await there.until("joined", () => s.other.tapCount > 0);
+      await s.writer.write(a, owner, [[LogStream.STDOUT, "after\n"]], true);
+      await here.ends();
+      await there.ends();
+      assert.deepEqual(here.text, ["after\n"]);
+      assert.deepEqual(there.text, ["after\n"]);
+    });
+
+    it("shares one read of a live stream among every follow of it on a replica", async () => {
+      const job = `job-${randomUUID()}`;
+      const a = `attempt-${randomUUID()}`;
+      const before = s.other.tapCount;
+      // Known to the Scheduler, no output yet.
+      s.scheduler.attempts.set(a, { jobId: job });
+      const fs = [follow(s.other, { jobId: job }), follow(s.other, { jobId: job, from: FollowFrom.END }), follow(s.other, { attemptId: a })];
+      await fs[0]!.until("joined", () => s.other.tapCount === before + 1);
+      await s.writer.write(a, { jobId: job }, [[LogStream.STDOUT, "shared\n"]], true);
+      s.scheduler.endedJobs.set(job, Date.now());
+      for (const f of fs) {
+        await f.ends();
+        assert.deepEqual(f.text, ["shared\n"]);
+      }
+      assert.equal(s.other.tapCount, before);
+    });
+
+    it("starts from the last N lines with FOLLOW_FROM_TAIL", async () => {
+      const a = `attempt-${randomUUID()}`;
+      const owner = { jobId: `job-${randomUUID()}` };
+      await s.writer.write(a, owner, [[LogStream.STDOUT, "1\n2\n3\n4\n"]]);
+      const f = follow(s.follower, { attemptId: a, from: FollowFrom.TAIL, tailLines: 2 });
+      await f.until("the tail", (x) => x.lines.length === 2);
+      await s.writer.write(a, owner, [[LogStream.STDOUT, "5\n"]], true);
+      await f.ends();
+      assert.deepEqual(f.text, ["3\n", "4\n", "5\n"]);
+    });
+
+    it("returns a finished attempt's stored output and ends", async () => {
+      const a = `attempt-${randomUUID()}`;
+      await s.writer.write(a, { jobId: `job-${randomUUID()}` }, [[LogStream.SYSTEM, "done\n"]], true);
+      const f = follow(s.follower, { attemptId: a });
+      await f.ends();
+      assert.deepEqual(f.text, ["done\n"]);
+    });
+
+    it("ends at once, with nothing, for an attempt nobody has heard of", async () => {
+      const f = follow(s.follower, { attemptId: `attempt-${randomUUID()}` });
+      await f.ends();
+      assert.deepEqual(f.lines, []);
+    });
+
+    it("reads from storage what the live stream missed", async () => {
+      const a = `attempt-${randomUUID()}`;
+      const owner = { jobId: `job-${randomUUID()}` };
+      await s.writer.write(a, owner, [[LogStream.STDOUT, "a\n"]]);
+      const f = follow(s.follower, { attemptId: a, stream: Stream.STDOUT });
+      await f.until("stored", (x) => x.lines.length === 1);
+      // Stored, never published: the next live entry starts past what was sent.
+      await s.silent.write(a, owner, [[LogStream.STDOUT, "b\n"], [LogStream.STDOUT, "c\n"]]);
+      await s.writer.write(a, owner, [[LogStream.STDOUT, "d\n"]]);
+      await f.until("the gap and the live line", (x) => x.lines.length === 4);
+      await s.writer.write(a, owner, [], true);
+      await f.ends();
+      assert.deepEqual(f.text, ["a\n", "b\n", "c\n", "d\n"]);
+    });
+
+    it("polls storage while the bus fails, and goes back to the bus when it recovers", async () => {
+      const a = `attempt-${randomUUID()}`;
+      const owner = { jobId: `job-${randomUUID()}` };
+      s.followerBus.down = true;
+      try {
+        const f = follow(s.follower, { attemptId: a, filter: "line" });
+        await s.writer.write(a, owner, [[LogStream.STDOUT, "line 1\n"]]);
+        await f.until("a polled line", (x) => x.lines.length === 1);
+        await f.until("the bus counted as failing", () => s.follower.failingTaps > 0);
+        s.followerBus.down = false;
+        await f.until("the bus back", () => s.follower.failingTaps === 0);
+        await s.writer.write(a, owner, [[LogStream.STDOUT, "line 2\nskipped\n"]], true);
+        await f.ends();
+        assert.deepEqual(f.text, ["line 1\n", "line 2\n"]);
+      } finally {
+        s.followerBus.down = false;
+      }
+    });
+
+    it("follows every attempt of a job, naming each line's source, until the job ends", async () => {
+      const job = `job-${randomUUID()}`;
+      const first = `attempt-1-${randomUUID()}`;
+      const retry = `attempt-2-${randomUUID()}`;
+      await s.writer.write(first, { jobId: job }, [[LogStream.STDOUT, "try 1\n"]]);
+      const f = follow(s.follower, { jobId: job });
+      await f.until("the first attempt", (x) => x.lines.length === 1);
+      await s.writer.write(first, { jobId: job }, [[LogStream.STDERR, "failed\n"]], true);
+      await s.writer.write(retry, { jobId: job }, [[LogStream.STDOUT, "try 2\n"]]);
+      await f.until("the retry", (x) => x.lines.length === 3);
+      // Both attempts complete, the job still running: the follow goes on.
+      await s.writer.write(retry, { jobId: job }, [], true);
+      assert.equal(f.ended, false);
+      s.scheduler.endedJobs.set(job, Date.now());
+      await f.ends();
+      assert.deepEqual(f.lines.map((l) => [l.attemptId, dec(l.data)]), [
+        [first, "try 1\n"],
+        [first, "failed\n"],
+        [retry, "try 2\n"],
+      ]);
+    });
+
+    it("follows a run's stages and ends when the run ended, even with an attempt lost long ago", async () => {
+      const run = `run-${randomUUID()}`;
+      const build = `attempt-${randomUUID()}`;
+      const lost = `attempt-${randomUUID()}`;
+      const f = follow(s.follower, { runId: run });
+      await f.until("joined", () => s.follower.tapCount > 0);
+      await s.writer.write(build, { jobId: `job-${randomUUID()}`, runId: run, stageName: "build" }, [[LogStream.STDOUT, "built\n"]], true);
+      await s.writer.write(lost, { jobId: `job-${randomUUID()}`, runId: run, stageName: "test" }, [[LogStream.STDOUT, "testing\n"]]);
+      await f.until("both stages", (x) => x.lines.length === 2);
+      s.scheduler.endedRuns.set(run, Date.now() - LOST_GRACE_MS - 1000);
+      await f.ends();
+      assert.deepEqual(f.lines.map((l) => [l.stageName, dec(l.data)]).sort(), [["build", "built\n"], ["test", "testing\n"]]);
+    });
+
+    it("serves ReadLogs and FollowLogs over Connect", async () => {
+      const a = `attempt-${randomUUID()}`;
+      await s.writer.write(a, { jobId: `job-${randomUUID()}` }, [[LogStream.STDOUT, "over the wire\n"]], true);
+      const impl = new LogServiceImpl({ ingest: s.writer.ingest, reader: s.reader, follower: s.follower });
+      const client = createClient(LogService, createRouterTransport(logRoutes(impl)));
+      const read = await client.readLogs({ attemptId: a });
+      assert.deepEqual(read.lines.map((l) => dec(l.data)), ["over the wire\n"]);
+      const followed: string[] = [];
+      for await (const res of client.followLogs({ attemptId: a })) followed.push(...res.lines.map((l) => dec(l.data)));
+      assert.deepEqual(followed, ["over the wire\n"]);
+    });
+
+    it("stops when the client goes away and frees its live streams", async () => {
+      const a = `attempt-${randomUUID()}`;
+      await s.writer.write(a, { jobId: `job-${randomUUID()}` }, [[LogStream.STDOUT, "x\n"]]);
+      const f = follow(s.other, { attemptId: a });
+      await f.until("the line", (x) => x.lines.length === 1);
+      await f.stop();
+      assert.equal(f.ended, true);
+      assert.equal(s.other.tapCount, 0);
+    });
+  });
+}

@@ -1,0 +1,545 @@
+// FollowLogs: stored output from a starting point, then what every replica
+// stores after it, until the followed attempts are complete.
+//
+// Order of a follow, and why:
+//   1. join the live stream (a Tap) — its position is taken before storage
+//      is read, so nothing stored in between can fall between the two;
+//   2. send stored output from the start (beginning, end, or last N lines
+//      per attempt), remembering per (attempt, stream) the next offset sent;
+//   3. send live entries: what was sent is skipped, an overlapping piece
+//      sends its new part, and a piece that starts past what was sent (the
+//      follower lagged and the bounded stream was trimmed, or the publisher
+//      dropped one) makes the gap be read from storage first;
+//   4. every few seconds, and every POLL_DOWN_MS while the bus is failing,
+//      storage is polled too: it finds new attempts, completions and
+//      anything the bus lost. Redis down only slows a follow down.
+//
+// Redis connections: a follower never blocks on Redis. Each LogFollower
+// keeps one Tap per live stream that any of its follows reads; a Tap reads
+// with non-blocking XREADs on the bus's shared command connection when
+// woken by the publisher's notification (one shared subscriber connection
+// carries all of them) or every TAP_POLL_MS, and fans entries out to its
+// follows. A thousand follows on one replica cost no extra connections; the
+// Redis bus's blocking reads would cost one connection each.
+//
+// End (followDone): an attempt when its followed streams are complete; a job
+// or run when the Scheduler says it ended and its attempts are complete, or
+// it ended more than LOST_GRACE_MS ago (an attempt lost with its agent never
+// completes).
+
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { timestampMs } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
+
+import type { PrismaClient } from "../../gen/prisma/log/client.ts";
+import {
+  FollowFrom,
+  LogLineSchema,
+  type FollowLogsRequest,
+  type FollowLogsResponseSchema,
+  type LogLine,
+} from "../../gen/ts/drover/log/v1/log_service_pb.ts";
+import { JobState } from "../../gen/ts/drover/scheduler/v1/scheduler_service_pb.ts";
+import type { Bus, Unsubscribe } from "../../lib/bus/bus.ts";
+import type { DroverClients } from "../../lib/clients.ts";
+import type { Logger } from "../../lib/logger.ts";
+import { splitChunk, sliceChunk, type Line } from "./lines.ts";
+import { decodeEntry, jobStream, runStream, type LiveEntry } from "./live.ts";
+import {
+  ScanBudget,
+  compileTextFilter,
+  passes,
+  streamsOf,
+  toLogLine,
+  type AttemptRow,
+  type LineFilter,
+  type LogReader,
+  type Selector,
+  type StreamState,
+} from "./read.ts";
+import type { StreamName } from "./types.ts";
+
+/** How long after its job (or run) ended an incomplete attempt stops being waited for. */
+export const LOST_GRACE_MS = 5_000;
+/** How often storage is polled while the bus fails. */
+export const POLL_DOWN_MS = 500;
+/** How often storage is polled anyway, for what the bus lost. */
+export const POLL_UP_MS = 5_000;
+/** How often a Tap reads its stream without a wake-up. */
+export const TAP_POLL_MS = 1_000;
+// How long a Tap's read may take before the bus counts as failing.
+const TAP_READ_TIMEOUT_MS = 2_000;
+// How far back a new Tap starts (clock skew between replicas and Redis); what it reads twice is dropped by offset.
+const TAP_LOOKBACK_MS = 2_000;
+// Entries a follow holds before it drops them (and reads the gap from storage).
+const MAX_PENDING = 5_000;
+// How often the Scheduler is asked whether a followed job or run ended.
+const END_CHECK_MS = 2_000;
+// Most lines / bytes per FollowLogsResponse.
+const BATCH_LINES = 500;
+const BATCH_BYTES = 1024 * 1024;
+
+type FollowKind = "attempt" | "job" | "run";
+
+/** What decides whether a follow is over. */
+export interface EndView {
+  kind: FollowKind;
+  /** Every followed attempt's followed streams are complete (true when there are none). */
+  attemptsComplete: boolean;
+  /** When the Scheduler says the job or run (for an attempt: its job) ended, epoch ms; undefined while it has not, or nobody knows. */
+  endedAtMs: number | undefined;
+  nowMs: number;
+}
+
+/** Whether a follow is over; see the top of this file. */
+export function followDone(v: EndView): boolean {
+  const lost = v.endedAtMs !== undefined && v.nowMs - v.endedAtMs > LOST_GRACE_MS;
+  if (v.kind === "attempt") return v.attemptsComplete || lost;
+  return v.endedAtMs !== undefined && (v.attemptsComplete || lost);
+}
+
+const ENDED_JOB_STATES = new Set([JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.TIMED_OUT, JobState.DEAD]);
+
+/** One follow's view of a Tap: entries after the point it joined. */
+interface TapSubscriber {
+  entries: LiveEntry[];
+  /** Entries were dropped because the follow fell too far behind. */
+  overflowed: boolean;
+  wake(): void;
+}
+
+/** One live stream read on behalf of every follow of it on this replica. */
+class Tap {
+  readonly subscribers = new Set<TapSubscriber>();
+  /** The last read failed (or is overdue): follows poll storage. */
+  failing = false;
+  private lastId = `${Date.now() - TAP_LOOKBACK_MS}-0`;
+  private inflight: Promise<{ id: string; data: Uint8Array }[]> | undefined;
+  private stopped = false;
+  private kick: (() => void) | undefined;
+  private unsubscribe: Unsubscribe | undefined;
+
+  constructor(
+    private readonly bus: Bus,
+    readonly key: string,
+    private readonly logger: Logger,
+  ) {
+    void this.listen();
+    void this.loop();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.kick?.();
+    void this.unsubscribe?.().catch(() => {});
+  }
+
+  // Wake-ups from the publisher; retried while the bus fails (a lost one only delays until TAP_POLL_MS).
+  private async listen(): Promise<void> {
+    while (!this.stopped) {
+      try {
+        const unsubscribe = await this.bus.subscribe(this.key, () => this.kick?.());
+        if (this.stopped) await unsubscribe();
+        else this.unsubscribe = unsubscribe;
+        return;
+      } catch (err) {
+        this.logger.debug({ err, key: this.key }, "live wake-ups unavailable; retrying");
+        await sleep(jitter(2_000));
+      }
+    }
+  }
+
+  private async loop(): Promise<void> {
+    while (!this.stopped) {
+      let more = false;
+      try {
+        this.inflight ??= this.bus.read(this.key, this.lastId, { count: 256 });
+        const entries = await withTimeout(this.inflight, TAP_READ_TIMEOUT_MS);
+        this.inflight = undefined;
+        if (this.failing) this.setFailing(false);
+        if (entries.length > 0) {
+          this.lastId = entries[entries.length - 1]!.id;
+          const decoded = entries.map((e) => decodeEntry(e.data)).filter((e): e is LiveEntry => e !== undefined);
+          for (const s of this.subscribers) {
+            if (s.entries.length + decoded.length > MAX_PENDING) s.overflowed = true;
+            else s.entries.push(...decoded);
+            s.wake();
+          }
+          more = entries.length === 256;
+        }
+      } catch (err) {
+        // A timed-out read stays in flight and is awaited again next time, so reads never pile up.
+        if (err !== TIMEOUT) this.inflight = undefined;
+        if (!this.failing) {
+          this.logger.warn({ err, key: this.key }, "live log stream unreadable; follows poll storage");
+          this.setFailing(true);
+        }
+      }
+      if (!more && !this.stopped) await this.pause(this.failing ? jitter(POLL_DOWN_MS) : TAP_POLL_MS);
+    }
+  }
+
+  private setFailing(failing: boolean): void {
+    this.failing = failing;
+    for (const s of this.subscribers) s.wake();
+  }
+
+  private pause(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.kick = () => {
+        this.kick = undefined;
+        done();
+      };
+    });
+  }
+}
+
+/** A follow's attempt: what was sent of each stream and which are complete. */
+interface Followed {
+  row: AttemptRow;
+  sent: Record<StreamName, bigint>;
+  complete: Set<StreamName>;
+}
+
+/** Serves FollowLogs; one per Log replica, sharing its Taps among follows. */
+export class LogFollower {
+  private readonly db: PrismaClient;
+  private readonly bus: Bus;
+  private readonly clients: DroverClients;
+  private readonly logger: Logger;
+  private readonly reader: LogReader;
+  private readonly taps = new Map<string, Tap>();
+
+  constructor(deps: { db: PrismaClient; bus: Bus; clients: DroverClients; logger: Logger; reader: LogReader }) {
+    this.db = deps.db;
+    this.bus = deps.bus;
+    this.clients = deps.clients;
+    this.logger = deps.logger;
+    this.reader = deps.reader;
+  }
+
+  /** How many live streams this replica reads (for tests and metrics). */
+  get tapCount(): number {
+    return this.taps.size;
+  }
+
+  /** How many of them cannot be read from the bus right now (follows poll storage). */
+  get failingTaps(): number {
+    return [...this.taps.values()].filter((t) => t.failing).length;
+  }
+
+  followLogs(req: FollowLogsRequest, ctx: HandlerContext): AsyncIterable<MessageInitShape<typeof FollowLogsResponseSchema>> {
+    // Checked before the stream starts, so a bad filter is the call's error.
+    const text = compileTextFilter(req.filter, req.regex);
+    return new Follow(this, req, { text }, ctx.signal).run();
+  }
+
+  /** @internal */
+  join(key: string, sub: TapSubscriber): Tap {
+    let tap = this.taps.get(key);
+    if (!tap) {
+      tap = new Tap(this.bus, key, this.logger);
+      this.taps.set(key, tap);
+    }
+    tap.subscribers.add(sub);
+    return tap;
+  }
+
+  /** @internal */
+  leave(tap: Tap, sub: TapSubscriber): void {
+    tap.subscribers.delete(sub);
+    if (tap.subscribers.size === 0 && this.taps.get(tap.key) === tap) {
+      this.taps.delete(tap.key);
+      tap.stop();
+    }
+  }
+
+  /** @internal */
+  get deps() {
+    return { db: this.db, clients: this.clients, logger: this.logger, reader: this.reader };
+  }
+}
+
+/** One FollowLogs call. */
+class Follow {
+  private readonly kind: FollowKind;
+  private readonly selector: Selector;
+  private readonly streams: readonly StreamName[];
+  private readonly attempts = new Map<string, Followed>();
+  private readonly sub: TapSubscriber;
+  private readonly taps: Tap[] = [];
+  private waker: (() => void) | undefined;
+  private endedAtMs: number | undefined;
+  private nextEndCheck = 0;
+  private nextPoll = 0;
+
+  constructor(
+    private readonly owner: LogFollower,
+    private readonly req: FollowLogsRequest,
+    private readonly filter: LineFilter,
+    private readonly signal: AbortSignal,
+  ) {
+    this.kind = req.attemptId ? "attempt" : req.jobId ? "job" : "run";
+    this.selector = { attemptId: req.attemptId, jobId: req.jobId, runId: req.runId, stageName: req.stageName };
+    this.streams = streamsOf(req.stream);
+    this.sub = { entries: [], overflowed: false, wake: () => this.waker?.() };
+  }
+
+  async *run(): AsyncGenerator<MessageInitShape<typeof FollowLogsResponseSchema>> {
+    const { reader, logger } = this.owner.deps;
+    try {
+      // 1. The live position first.
+      const key = await this.liveKey();
+      if (key === null) return; // nobody has heard of the attempt
+      if (key !== undefined) this.taps.push(this.owner.join(key, this.sub));
+
+      // 2. Stored output from the start.
+      const rows = await reader.attempts(this.selector);
+      const states = await reader.streamStates(rows.map((r) => r.attemptId));
+      for (const row of rows) {
+        const f = this.add(row);
+        const st = states.get(row.attemptId);
+        this.noteStates(f, st);
+        // FOLLOW_FROM_TAIL with no tail_lines sends nothing stored, like FOLLOW_FROM_END.
+        if (this.req.from === FollowFrom.END || (this.req.from === FollowFrom.TAIL && this.req.tailLines === 0)) {
+          for (const s of this.streams) f.sent[s] = st?.get(s)?.nextOffset ?? 0n;
+        } else if (this.req.from === FollowFrom.TAIL) {
+          const t = await reader.tail(row, this.streams, st, this.req.tailLines, { filter: this.filter });
+          for (const s of this.streams) f.sent[s] = t.ends[s] ?? 0n;
+          yield* batches(t.lines.map((l) => create(LogLineSchema, toLogLine(row, l))));
+        } else {
+          yield* this.catchUp(f, st);
+        }
+      }
+      this.nextPoll = Date.now() + POLL_UP_MS;
+
+      // 3 and 4, until done.
+      for (;;) {
+        if (this.signal.aborted) return;
+        const out: LogLine[] = [];
+        while (this.sub.entries.length > 0) {
+          const entry = this.sub.entries.shift()!;
+          for await (const lines of this.apply(entry)) out.push(...lines);
+          if (out.length >= BATCH_LINES) yield* batches(out.splice(0));
+        }
+        yield* batches(out);
+        const failing = this.taps.length === 0 || this.taps.some((t) => t.failing) || this.sub.overflowed;
+        if (failing || Date.now() >= this.nextPoll) {
+          this.sub.overflowed = false;
+          yield* this.poll();
+          this.nextPoll = Date.now() + (failing ? POLL_DOWN_MS : POLL_UP_MS);
+        }
+        if (await this.done()) {
+          // What was stored just before the end still goes out.
+          yield* this.poll();
+          return;
+        }
+        await this.wait(Math.max(0, Math.min(this.nextPoll, this.nextEndCheck) - Date.now()));
+      }
+    } catch (err) {
+      if (this.signal.aborted) return;
+      logger.error({ err }, "follow failed");
+      throw err instanceof ConnectError ? err : new ConnectError("following the logs failed", Code.Internal);
+    } finally {
+      for (const tap of this.taps) this.owner.leave(tap, this.sub);
+    }
+  }
+
+  // The bus stream carrying the followed output; null when the attempt is
+  // unknown everywhere, undefined when it cannot be known yet (storage is polled instead).
+  private async liveKey(): Promise<string | null | undefined> {
+    if (this.kind === "job") return jobStream(this.req.jobId);
+    if (this.kind === "run") return runStream(this.req.runId);
+    const { reader, clients, logger } = this.owner.deps;
+    const [row] = await reader.attempts(this.selector);
+    if (row) return jobStream(row.jobId);
+    try {
+      const res = await clients.scheduler.describeAttempts({ attemptIds: [this.req.attemptId] }, { signal: this.signal });
+      const info = res.attempts[0];
+      return info ? jobStream(info.jobId) : null;
+    } catch (err) {
+      logger.warn({ err, attemptId: this.req.attemptId }, "cannot ask the Scheduler whose attempt this is; polling storage");
+      return undefined;
+    }
+  }
+
+  private add(row: AttemptRow): Followed {
+    let f = this.attempts.get(row.attemptId);
+    if (!f) {
+      f = { row, sent: { stdout: 0n, stderr: 0n, system: 0n }, complete: new Set() };
+      this.attempts.set(row.attemptId, f);
+    }
+    return f;
+  }
+
+  private noteStates(f: Followed, st: Map<StreamName, StreamState> | undefined): void {
+    for (const [s, state] of st ?? []) if (state.complete) f.complete.add(s);
+  }
+
+  private wanted(owner: { attemptId: string; runId: string; stageName: string }): boolean {
+    if (this.kind === "attempt") return owner.attemptId === this.req.attemptId;
+    if (this.kind === "run" && this.req.stageName) return owner.stageName === this.req.stageName;
+    return true;
+  }
+
+  /** Reads an attempt's stored output from what was sent on. */
+  private async *catchUp(f: Followed, states?: Map<StreamName, StreamState>): AsyncGenerator<MessageInitShape<typeof FollowLogsResponseSchema>> {
+    const { reader } = this.owner.deps;
+    states ??= (await reader.streamStates([f.row.attemptId])).get(f.row.attemptId);
+    this.noteStates(f, states);
+    const merge = reader.merge(f.row, this.streams, states, { ...f.sent }, { filter: this.filter, budget: new ScanBudget(Infinity) });
+    let out: LogLine[] = [];
+    for (;;) {
+      const line = await merge.next();
+      if (!line) break;
+      out.push(create(LogLineSchema, toLogLine(f.row, line)));
+      if (out.length >= BATCH_LINES) {
+        yield* batches(out);
+        out = [];
+      }
+    }
+    yield* batches(out);
+    for (const c of merge.cursors) {
+      let to = c.readTo;
+      // Past the cap offsets go on without bytes: all of it counts as sent.
+      const st = states?.get(c.stream);
+      if (st?.truncatedAt != null && to > st.truncatedAt && st.nextOffset > to) to = st.nextOffset;
+      if (to > f.sent[c.stream]) f.sent[c.stream] = to;
+    }
+  }
+
+  /** New attempts, completions and anything the bus did not bring, from storage. */
+  private async *poll(): AsyncGenerator<MessageInitShape<typeof FollowLogsResponseSchema>> {
+    const { reader } = this.owner.deps;
+    const rows = await reader.attempts(this.selector);
+    for (const row of rows) if (!this.attempts.has(row.attemptId)) this.add(row);
+    const open = [...this.attempts.values()].filter((f) => !this.isComplete(f));
+    const states = await reader.streamStates(open.map((f) => f.row.attemptId));
+    for (const f of open) {
+      const st = states.get(f.row.attemptId);
+      const behind = this.streams.some((s) => {
+        const state = st?.get(s);
+        return state !== undefined && (state.nextOffset > f.sent[s] || (state.complete && !f.complete.has(s)));
+      });
+      if (behind) yield* this.catchUp(f, st);
+      else this.noteStates(f, st);
+    }
+  }
+
+  /** The lines a live entry adds. */
+  private async *apply(e: LiveEntry): AsyncGenerator<LogLine[]> {
+    if (!this.wanted(e.attempt) || !this.streams.includes(e.stream)) return;
+    const f = this.attempts.get(e.attempt.attemptId) ?? this.add({ ...e.attempt, storedBytes: 0n });
+    if (e.offset > f.sent[e.stream] || (e.data === undefined && e.endOffset > f.sent[e.stream])) {
+      // A gap (or bytes the entry left out): storage has them, committed before the entry was published.
+      for await (const res of this.catchUp(f)) yield res.lines as LogLine[];
+    }
+    const sent = f.sent[e.stream];
+    if (e.data !== undefined && e.endOffset > sent) {
+      const chunk = { startOffset: e.offset, endOffset: e.endOffset, data: e.data, commandIndex: e.commandIndex, times: e.times };
+      const fresh = sent > e.offset ? sliceChunk(chunk, Number(sent - e.offset)) : chunk;
+      const lines = splitChunk(e.stream, fresh, !e.complete).filter((l: Line) => passes(this.filter, l));
+      f.sent[e.stream] = e.endOffset;
+      yield lines.map((l) => create(LogLineSchema, toLogLine(f.row, l)));
+    }
+    if (e.complete && !f.complete.has(e.stream)) {
+      // Complete: storage may still hold a truncation marker to show.
+      for await (const res of this.catchUp(f)) yield res.lines as LogLine[];
+      f.complete.add(e.stream);
+    }
+  }
+
+  private isComplete(f: Followed): boolean {
+    return this.streams.every((s) => f.complete.has(s));
+  }
+
+  private async done(): Promise<boolean> {
+    const attemptsComplete = [...this.attempts.values()].every((f) => this.isComplete(f));
+    if (this.kind === "attempt" && attemptsComplete && this.attempts.size > 0) return true;
+    const now = Date.now();
+    if (now >= this.nextEndCheck) {
+      this.nextEndCheck = now + END_CHECK_MS;
+      this.endedAtMs ??= await this.askEnded();
+    }
+    return followDone({ kind: this.kind, attemptsComplete: attemptsComplete && this.attempts.size > 0, endedAtMs: this.endedAtMs, nowMs: now })
+      || (this.kind !== "attempt" && this.endedAtMs !== undefined && this.attempts.size === 0);
+  }
+
+  // When the Scheduler says the followed job, run or attempt's job ended; undefined while it runs or cannot be asked.
+  private async askEnded(): Promise<number | undefined> {
+    const { clients, logger } = this.owner.deps;
+    try {
+      if (this.kind === "job") {
+        const { job } = await clients.scheduler.getJob({ id: this.req.jobId }, { signal: this.signal });
+        if (!job || !ENDED_JOB_STATES.has(job.state)) return undefined;
+        return job.updateTime ? timestampMs(job.updateTime) : Date.now();
+      }
+      if (this.kind === "run") {
+        const { run } = await clients.scheduler.getRun({ id: this.req.runId }, { signal: this.signal });
+        return run?.endTime ? timestampMs(run.endTime) : undefined;
+      }
+      const res = await clients.scheduler.describeAttempts({ attemptIds: [this.req.attemptId] }, { signal: this.signal });
+      const info = res.attempts[0];
+      // Unknown to the Scheduler: nothing more will come.
+      if (!info) return 0;
+      return info.jobEnded ? Date.now() : undefined;
+    } catch (err) {
+      // A job or run the Scheduler does not know has nothing more to come.
+      if (err instanceof ConnectError && (err.code === Code.NotFound || err.code === Code.InvalidArgument)) return 0;
+      logger.debug({ err }, "cannot ask the Scheduler whether the followed work ended");
+      return undefined;
+    }
+  }
+
+  private wait(ms: number): Promise<void> {
+    if (this.sub.entries.length > 0 || this.signal.aborted) return Promise.resolve();
+    return new Promise((resolve) => {
+      const finish = () => {
+        clearTimeout(timer);
+        this.signal.removeEventListener("abort", finish);
+        this.waker = undefined;
+        resolve();
+      };
+      const timer = setTimeout(finish, ms);
+      this.signal.addEventListener("abort", finish, { once: true });
+      this.waker = finish;
+    });
+  }
+}
+
+/** Lines in responses of at most BATCH_LINES lines and about BATCH_BYTES. */
+function* batches(lines: LogLine[]): Generator<MessageInitShape<typeof FollowLogsResponseSchema>> {
+  let start = 0;
+  let bytes = 0;
+  for (let i = 0; i < lines.length; i++) {
+    bytes += lines[i]!.data.length;
+    if (i + 1 - start >= BATCH_LINES || bytes >= BATCH_BYTES) {
+      yield { lines: lines.slice(start, i + 1) };
+      start = i + 1;
+      bytes = 0;
+    }
+  }
+  if (start < lines.length) yield { lines: lines.slice(start) };
+}
+
+const TIMEOUT = Symbol("timeout");
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const t = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(TIMEOUT), ms)));
+  return Promise.race([p, t]).finally(() => clearTimeout(timer));
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+// Spreads retries so that many follows do not hit storage or Redis in step.
+function jitter(ms: number): number {
+  return ms * (0.75 + Math.random() * 0.5);
+}

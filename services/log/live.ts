@@ -1,0 +1,196 @@
+// The live side of ingestion: what each commit stored goes onto bounded bus
+// streams that followers on every replica read (follow.ts).
+//
+//   Ingest ──publish(pieces)──▶ queue ──drain──▶ bus.append("log:job:<jobId>")
+//                                         └────▶ bus.append("log:run:<runId>")   (run stages)
+//                                         └────▶ bus.publish(same names)        (a wake-up, no payload)
+//
+// Never in ingestion's way: publish() only queues; one drain loop appends in
+// order (so a follower sees a stream's pieces in offset order); a full queue
+// or a bus error drops pieces, counted and logged at most every few seconds.
+// Followers notice a dropped piece as a gap and read it from storage.
+//
+// Entry encoding (encodeEntry/decodeEntry): a 4-byte big-endian header
+// length, a UTF-8 JSON header, then the stored bytes. Pieces larger than
+// MAX_ENTRY_DATA are sent without their bytes (header.x = true): followers
+// read that range from storage, which keeps the bounded streams small.
+
+import type { Bus } from "../../lib/bus/bus.ts";
+import type { Logger } from "../../lib/logger.ts";
+import type { AttemptOwner, LivePublisher, StoredPiece, StreamName } from "./types.ts";
+
+/** Entries each live stream keeps (about: Redis trims approximately). */
+export const LIVE_MAX_LEN = 1000;
+/** Pieces with more bytes than this go out without them. */
+export const MAX_ENTRY_DATA = 256 * 1024;
+// Pieces waiting for the bus; more are dropped.
+const MAX_QUEUED = 10_000;
+// At most one warning per this long about dropped pieces.
+const WARN_EVERY_MS = 10_000;
+// After a bus error, pieces are dropped for this long instead of each waiting on a bus that is down.
+const BACKOFF_MS = 1_000;
+// How long close() waits for queued pieces to reach the bus.
+const CLOSE_WAIT_MS = 2_000;
+
+/** The live stream (and wake-up channel) of a job's output. */
+export function jobStream(jobId: string): string {
+  return `log:job:${jobId}`;
+}
+
+/** The live stream (and wake-up channel) of a run's output. */
+export function runStream(runId: string): string {
+  return `log:run:${runId}`;
+}
+
+/** One entry of a live stream: a piece, possibly without its bytes. */
+export interface LiveEntry {
+  attempt: AttemptOwner;
+  stream: StreamName;
+  commandIndex: number;
+  offset: bigint;
+  endOffset: bigint;
+  /** Undefined when the piece was too large to send: read [offset, endOffset) from storage. */
+  data: Uint8Array | undefined;
+  times: Array<[number, number]>;
+  complete: boolean;
+}
+
+interface Header {
+  a: string;
+  j: string;
+  g: string;
+  r: string;
+  s: string;
+  st: StreamName;
+  c: number;
+  o: string;
+  e: string;
+  t: Array<[number, number]>;
+  f?: true;
+  x?: true;
+}
+
+/** The bytes of a live entry for a piece. */
+export function encodeEntry(piece: StoredPiece): Uint8Array {
+  const omit = piece.data.length > MAX_ENTRY_DATA;
+  const header: Header = {
+    a: piece.attempt.attemptId,
+    j: piece.attempt.jobId,
+    g: piece.attempt.agentId,
+    r: piece.attempt.runId,
+    s: piece.attempt.stageName,
+    st: piece.stream,
+    c: piece.commandIndex,
+    o: piece.offset.toString(),
+    e: piece.endOffset.toString(),
+    t: omit ? [] : piece.times,
+    ...(piece.complete ? { f: true as const } : {}),
+    ...(omit ? { x: true as const } : {}),
+  };
+  const head = Buffer.from(JSON.stringify(header), "utf8");
+  const out = Buffer.allocUnsafe(4 + head.length + (omit ? 0 : piece.data.length));
+  out.writeUInt32BE(head.length, 0);
+  head.copy(out, 4);
+  if (!omit) out.set(piece.data, 4 + head.length);
+  return out;
+}
+
+/** The entry encoded in bytes, or undefined when they are not one. */
+export function decodeEntry(bytes: Uint8Array): LiveEntry | undefined {
+  try {
+    const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const len = buf.readUInt32BE(0);
+    const h = JSON.parse(buf.subarray(4, 4 + len).toString("utf8")) as Header;
+    return {
+      attempt: { attemptId: h.a, jobId: h.j, agentId: h.g, runId: h.r, stageName: h.s },
+      stream: h.st,
+      commandIndex: h.c,
+      offset: BigInt(h.o),
+      endOffset: BigInt(h.e),
+      data: h.x ? undefined : new Uint8Array(buf.subarray(4 + len)),
+      times: h.t,
+      complete: h.f === true,
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Publishes stored pieces on the bus for followers; see the top of this file. */
+export class BusLivePublisher implements LivePublisher {
+  private readonly bus: Bus;
+  private readonly logger: Logger;
+  private readonly queue: StoredPiece[] = [];
+  private draining: Promise<void> | undefined;
+  private closed = false;
+  private dropped = 0;
+  private lastWarnMs = 0;
+  private backoffUntilMs = 0;
+
+  constructor(deps: { bus: Bus; logger: Logger }) {
+    this.bus = deps.bus;
+    this.logger = deps.logger;
+  }
+
+  publish(pieces: readonly StoredPiece[]): void {
+    if (this.closed) return;
+    for (const piece of pieces) {
+      if (this.queue.length >= MAX_QUEUED || Date.now() < this.backoffUntilMs) this.drop(1, undefined);
+      else this.queue.push(piece);
+    }
+    this.kick();
+  }
+
+  /** Stops taking pieces and publishes what is queued, waiting at most CLOSE_WAIT_MS for the bus. */
+  async close(): Promise<void> {
+    this.closed = true;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_WAIT_MS)));
+    const flushed = (async () => {
+      while (this.draining) await this.draining;
+    })();
+    await Promise.race([flushed, timeout]).finally(() => clearTimeout(timer));
+  }
+
+  private kick(): void {
+    if (this.draining || this.queue.length === 0) return;
+    this.draining = this.drain().finally(() => {
+      this.draining = undefined;
+      this.kick();
+    });
+  }
+
+  private async drain(): Promise<void> {
+    while (this.queue.length > 0) {
+      const piece = this.queue.shift()!;
+      if (Date.now() < this.backoffUntilMs) {
+        this.drop(1, undefined);
+        continue;
+      }
+      const bytes = encodeEntry(piece);
+      const names = [jobStream(piece.attempt.jobId)];
+      if (piece.attempt.runId) names.push(runStream(piece.attempt.runId));
+      try {
+        for (const name of names) {
+          await this.bus.append(name, bytes, { maxLen: LIVE_MAX_LEN });
+          // A wake-up for followers' taps (follow.ts); losing one only delays them.
+          await this.bus.publish(name, EMPTY);
+        }
+      } catch (err) {
+        this.backoffUntilMs = Date.now() + BACKOFF_MS;
+        this.drop(1, err);
+      }
+    }
+  }
+
+  private drop(n: number, err: unknown): void {
+    this.dropped += n;
+    const now = Date.now();
+    if (now - this.lastWarnMs < WARN_EVERY_MS) return;
+    this.lastWarnMs = now;
+    this.logger.warn({ err, dropped: this.dropped }, "live log pieces dropped (followers read them from storage)");
+    this.dropped = 0;
+  }
+}
+
+const EMPTY = new Uint8Array(0);
