@@ -27,6 +27,7 @@ import {
   ConnectResponseSchema,
   MetricsSchema,
   type ConnectRequest,
+  type ConnectResponse,
   type Heartbeat,
   type Hello,
   type JobEvent,
@@ -106,6 +107,20 @@ export class AgentHub {
 
   constructor(private readonly deps: HubDeps) {
     this.channels = new AgentChannels(deps.bus, (agentId, bytes) => this.onCommand(agentId, bytes), deps.log);
+    deps.sink.bind?.({ reply: (agentId, message) => this.reply(agentId, message) });
+  }
+
+  /**
+   * Queues a message that needs no acknowledgement (a LogAck) on the
+   * agent's current stream here, after Welcome and the outbox replay; false
+   * when this replica holds no stream of the agent (it moved elsewhere, or
+   * went): such a message is dropped.
+   */
+  reply(agentId: string, message: ConnectResponse): boolean {
+    const session = this.sessions.get(agentId);
+    if (!session || session.ended) return false;
+    session.deliver(message);
+    return true;
   }
 
   start(): void {

@@ -47,6 +47,6 @@ export class SchedulerSink implements AgentMessageSink {
   }
 
   logFrame(): void {
-    // The Log service takes these with the log issue.
+    // Not the Scheduler's: LogSink takes them (WorkSink in sink.ts puts the two together).
   }
 }

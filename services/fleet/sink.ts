@@ -1,10 +1,11 @@
 // Where the work messages agents send (job events, log frames, and what
 // they run when they connect) go. Fleet only carries them: the Scheduler
-// takes job events and running attempts (scheduler_sink.ts), the log issue
-// plugs Log in. Bids and declines do not come here: they go back to whoever
-// sent the offer (offers.ts).
+// takes job events and running attempts (scheduler_sink.ts), the Log
+// service takes log frames (log_sink.ts); WorkSink puts the two together.
+// Bids and declines do not come here: they go back to whoever sent the
+// offer (offers.ts).
 
-import type { Hello, JobEvent, LogFrame } from "../../gen/ts/drover/fleet/v1/agent_stream_pb.ts";
+import type { ConnectResponse, Hello, JobEvent, LogFrame } from "../../gen/ts/drover/fleet/v1/agent_stream_pb.ts";
 import type { Logger } from "../../lib/logger.ts";
 
 /**
@@ -21,7 +22,38 @@ export interface AgentMessageSink {
   connected(agentId: string, hello: Hello): void | Promise<void>;
   /** An attempt's event; once this resolves the agent is told it is recorded (EventAck). */
   jobEvent(agentId: string, event: JobEvent): void | Promise<void>;
+  /** A frame of an attempt's output; never waits on the Log service (see log_sink.ts). */
   logFrame(agentId: string, frame: LogFrame): void | Promise<void>;
+  /** Called once by the hub that reads into this sink, with the way back to its agents (LogAcks). */
+  bind?(agents: AgentReplies): void;
+}
+
+/** Sends messages that need no acknowledgement to agents whose streams this replica holds. */
+export interface AgentReplies {
+  /** Queues the message on the agent's current stream here; false (and nothing sent) when this replica holds none. */
+  reply(agentId: string, message: ConnectResponse): boolean;
+}
+
+/** Job events and running attempts to one sink, log frames to another; what the wirings pass Fleet. */
+export class WorkSink implements AgentMessageSink {
+  constructor(private readonly parts: { jobs: AgentMessageSink; logs: AgentMessageSink }) {}
+
+  async connected(agentId: string, hello: Hello): Promise<void> {
+    await Promise.all([this.parts.jobs.connected(agentId, hello), this.parts.logs.connected(agentId, hello)]);
+  }
+
+  jobEvent(agentId: string, event: JobEvent): void | Promise<void> {
+    return this.parts.jobs.jobEvent(agentId, event);
+  }
+
+  logFrame(agentId: string, frame: LogFrame): void | Promise<void> {
+    return this.parts.logs.logFrame(agentId, frame);
+  }
+
+  bind(agents: AgentReplies): void {
+    this.parts.jobs.bind?.(agents);
+    this.parts.logs.bind?.(agents);
+  }
 }
 
 /** A sink that records nothing: counts and logs at debug (Fleet on its own, and tests). */
