@@ -5,7 +5,8 @@
 //
 //   dial → Hello (with the attempts running) → Welcome (store a new
 //        credential; send every unconfirmed JobEvent again, in order)
-//        → heartbeats every interval; JobEvents as attempts change state
+//        → heartbeats every interval; JobEvents as attempts change state;
+//          LogFrames from the LogShipper, a few at a time (below)
 //        ↘ server messages: Ack their ids, drop redeliveries, Drain, hand
 //          Offer/Assignment/Cancel/LogAck to the WorkHandler, EventAck to
 //          the outbox
@@ -16,6 +17,11 @@
 // never answered Hello or a load balancer that would send us to another
 // replica all get a fresh dial. stop() half-closes the stream and lets Fleet
 // end its side; it is the only way out of run().
+//
+// Log frames share the stream with everything else, and the request queue
+// is first in, first out: the shipper may have at most LOG_QUEUE_BYTES of
+// frames waiting in it (the link says when it is full and when it has room
+// again), so a heartbeat or a JobEvent never waits behind more than that.
 
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { durationMs, timestampDate } from "@bufbuild/protobuf/wkt";
@@ -38,6 +44,7 @@ import { backoffDelayMs, nextAttempt, type BackoffPolicy } from "./backoff.ts";
 import type { AgentIdentity, CredentialStore } from "./credentials.ts";
 import { JobEventOutbox } from "./job_events.ts";
 import { MessageQueue } from "./message_queue.ts";
+import type { LogFrameInit, LogLink, LogShipper } from "./log_shipper.ts";
 import type { MachineProbe } from "./metrics.ts";
 import type { OfferAnswer, WorkHandler } from "./work_handler.ts";
 
@@ -51,6 +58,10 @@ const MIN_HEARTBEAT_INTERVAL_MS = 50;
 const REMEMBERED_MESSAGES = 4_096;
 /** Ack.message_ids holds at most this many (the proto's rule). */
 const MAX_IDS_PER_ACK = 1_024;
+/** Log frame bytes that may wait in the request queue; past it the shipper waits (one frame always fits). */
+const LOG_QUEUE_BYTES = 512 * 1024;
+/** Counted per frame beyond its data. */
+const LOG_FRAME_OVERHEAD = 64;
 
 export interface AgentWorkerOptions {
   /** Fleet's h2c or TLS base URL. */
@@ -73,6 +84,8 @@ export interface AgentWorkerOptions {
   work: WorkHandler;
   /** JobEvents to send and keep until Fleet confirms them; the WorkHandler adds to it. Default: a new, empty one. */
   events?: JobEventOutbox;
+  /** Ships attempts' output: Hello.log_offsets, and frames on every welcomed session. LogAcks reach it through the WorkHandler. None: no frames. */
+  logs?: LogShipper;
   logger: Logger;
   /** Backoff between sessions; capMs is DROVER_RECONNECT_MAX_MS. */
   backoff: BackoffPolicy;
@@ -103,6 +116,8 @@ interface Session {
   eventsFlowing: boolean;
   ended: boolean;
   sequence: bigint;
+  /** Bytes of log frames in the queue, not yet taken by the transport. */
+  logBytesQueued: number;
   heartbeatTimer?: NodeJS.Timeout;
   graceTimer?: NodeJS.Timeout;
 }
@@ -121,7 +136,7 @@ interface SessionEnd {
 
 /** Keeps the agent connected to Fleet until stop(); run() resolves only after stop(). */
 export class AgentWorker {
-  private readonly o: Required<Omit<AgentWorkerOptions, "random" | "events">> & { random: () => number };
+  private readonly o: Required<Omit<AgentWorkerOptions, "random" | "events" | "logs">> & { random: () => number; logs?: LogShipper };
   private readonly events: JobEventOutbox;
   private readonly log: Logger;
   private readonly connection: Http2SessionManager;
@@ -203,6 +218,7 @@ export class AgentWorker {
       this.log.info("stopping: half-closing the stream");
       this.wake?.();
       const session = this.session;
+      this.o.logs?.disconnect();
       if (session && !session.ended) {
         clearTimeout(session.heartbeatTimer);
         this.flushAcks();
@@ -244,6 +260,7 @@ export class AgentWorker {
       eventsFlowing: false,
       ended: false,
       sequence: 0n,
+      logBytesQueued: 0,
     };
     this.session = session;
     let error: unknown;
@@ -272,13 +289,13 @@ export class AgentWorker {
             total: sample.total,
             free: sample.free,
             running: this.o.work.running(),
-            logOffsets: [],
+            logOffsets: this.o.logs?.offsets() ?? [],
           },
         },
       });
       session.log.debug({ server: this.o.server, registering: !identity }, "dialling Fleet");
       const headers: Record<string, string> = identity ? { authorization: `Bearer ${identity.credential}` } : {};
-      for await (const response of this.client.connect(session.queue, { headers, signal: session.abort.signal })) {
+      for await (const response of this.client.connect(this.requests(session), { headers, signal: session.abort.signal })) {
         if (!session.welcomed) {
           if (response.message.case !== "welcome") {
             throw new ConnectError(`Fleet sent ${response.message.case ?? "an unknown message"} before Welcome`, Code.Internal);
@@ -293,6 +310,7 @@ export class AgentWorker {
       error = err;
     } finally {
       session.ended = true;
+      this.o.logs?.disconnect();
       clearTimeout(welcomeTimer);
       clearTimeout(session.heartbeatTimer);
       clearTimeout(session.graceTimer);
@@ -309,6 +327,8 @@ export class AgentWorker {
   private async welcome(session: Session, welcome: Welcome, presented: AgentIdentity | undefined): Promise<void> {
     session.welcomed = true;
     this.resendJobEvents(session);
+    // After the events: the shipper starts every stream again from its last ack.
+    if (!this.stopping) this.o.logs?.connect(this.logLink(session));
     const identity = this.identityFrom(welcome, presented, session.log);
     session.log = this.log.child({ agentId: identity?.agentId ?? welcome.agentId, sessionId: welcome.sessionId });
     if (identity && (identity.agentId !== presented?.agentId || identity.credential !== presented?.credential)) {
@@ -340,6 +360,28 @@ export class AgentWorker {
     }
     if (agentId !== presented.agentId) log.warn({ agentId, storedAgentId: presented.agentId }, "Fleet calls this agent by another id; keeping Fleet's");
     return { agentId, credential: presented.credential };
+  }
+
+  /** The session's queue as the shipper sees it: full at LOG_QUEUE_BYTES of frames. */
+  private logLink(session: Session): LogLink {
+    return {
+      ready: () => !session.ended && !this.stopping && session.logBytesQueued < LOG_QUEUE_BYTES,
+      send: (frame: LogFrameInit) => {
+        if (session.queue.push({ message: { case: "logFrame", value: frame } })) session.logBytesQueued += logFrameBytes(frame);
+      },
+    };
+  }
+
+  /** The request side of the stream: the session's queue, counting log frames out as the transport takes them. */
+  private async *requests(session: Session): AsyncIterable<Request> {
+    for await (const request of session.queue) {
+      if (request.message?.case === "logFrame") {
+        const wasFull = session.logBytesQueued >= LOG_QUEUE_BYTES;
+        session.logBytesQueued = Math.max(0, session.logBytesQueued - logFrameBytes(request.message.value));
+        if (wasFull && session.logBytesQueued < LOG_QUEUE_BYTES) this.o.logs?.writable();
+      }
+      yield request;
+    }
   }
 
   /** Heartbeats keep to a cadence of intervalMs from Welcome; a slow sample skips beats rather than bunching them. */
@@ -525,6 +567,10 @@ export class AgentWorker {
       };
     });
   }
+}
+
+function logFrameBytes(frame: LogFrameInit): number {
+  return (frame.data?.length ?? 0) + LOG_FRAME_OVERHEAD;
 }
 
 /**

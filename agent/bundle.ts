@@ -13,6 +13,11 @@
 //     cmd-000.stderr.log
 //     cmd-000.status         "<exit code>" written by the process driver's shim
 //                            when the command ends, even with the agent down
+//     system.log             lines the agent and drivers write about the
+//                            attempt (docker pull progress); may not exist
+//     log-acks.json          how far the Log service has each log stream
+//                            (log_shipper.ts): agent bookkeeping, replaced by
+//                            rename, written in closed bundles too
 //     work/                  the commands' working directory
 //
 // When the attempt ends the manifest gets the size and SHA-256 of every log
@@ -86,6 +91,12 @@ export interface Manifest {
   sequence?: number;
   /** Set when Fleet confirmed the final JobEvent: recovery need not report it again. */
   reported?: boolean;
+  /**
+   * Set when the Log service has every log stream of the attempt complete
+   * (or refused it for good): the shipper need not look at the bundle
+   * again, and retention may treat it like any other closed bundle.
+   */
+  logsShipped?: boolean;
 }
 
 /** Where an attempt's bundle lives: runs/<run>/<stage>/<attempt> for a stage, runs/<job>/<job>/<attempt> otherwise. */
@@ -133,14 +144,43 @@ export async function closeBundle(dir: string, manifest: Manifest): Promise<Mani
 }
 
 /**
- * Marks a closed bundle's final event as confirmed by Fleet. The one change a
- * closed manifest gets: it is bookkeeping, not the record of the run.
+ * Marks a closed bundle's final event as confirmed by Fleet. One of the two
+ * changes a closed manifest gets (with markLogsShipped): bookkeeping, not
+ * the record of the run.
  */
-export async function markReported(dir: string, manifest: Manifest): Promise<void> {
-  const path = join(dir, MANIFEST);
-  await chmod(path, 0o644).catch(() => undefined);
-  await writeManifest(dir, { ...manifest, reported: true });
-  await chmod(path, 0o444).catch(() => undefined);
+export function markReported(dir: string, manifest: Manifest): Promise<void> {
+  return markClosed(dir, manifest, { reported: true });
+}
+
+/** Marks a closed bundle's logs as stored complete by the Log service (every stream acked complete or refused). */
+export function markLogsShipped(dir: string, manifest: Manifest): Promise<void> {
+  return markClosed(dir, manifest, { logsShipped: true });
+}
+
+/** Marks being written, per bundle directory: two marks at once must not undo each other (or share the temporary file). */
+const marking = new Map<string, Promise<void>>();
+
+/**
+ * Sets bookkeeping fields in a closed manifest. Marks of one bundle are
+ * applied one after another, each on the manifest as it is on disk then
+ * (`manifest` only when it cannot be read), so the reported and logsShipped
+ * marks, set by different components, never undo each other.
+ */
+function markClosed(dir: string, manifest: Manifest, mark: Pick<Manifest, "reported" | "logsShipped">): Promise<void> {
+  const previous = marking.get(dir) ?? Promise.resolve();
+  const next = previous.then(async () => {
+    const path = join(dir, MANIFEST);
+    const current = (await readManifest(dir)) ?? manifest;
+    await chmod(path, 0o644).catch(() => undefined);
+    await writeManifest(dir, { ...current, ...mark });
+    await chmod(path, 0o444).catch(() => undefined);
+  });
+  const settled = next.catch(() => undefined);
+  marking.set(dir, settled);
+  void settled.then(() => {
+    if (marking.get(dir) === settled) marking.delete(dir);
+  });
+  return next;
 }
 
 /** Every bundle directory under <stateDir>/runs (three levels down), whatever its state. */

@@ -10,7 +10,7 @@ import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
 
 import { createLogger } from "../lib/logger.ts";
-import { bundleDir, closeBundle, createBundle, logFileName, markReported, MANIFEST, writeManifest, type Manifest } from "./bundle.ts";
+import { bundleDir, closeBundle, createBundle, logFileName, markLogsShipped, markReported, MANIFEST, readManifest, writeManifest, type Manifest } from "./bundle.ts";
 import { BundleRetention, retentionPlan, type BundleRetentionOptions, type StoredBundle } from "./bundle_retention.ts";
 import { eventually, memoryLogger } from "./testing/fake_fleet.ts";
 
@@ -30,6 +30,8 @@ interface BundleSpec {
   endedAgoMs?: number;
   /** Whether Fleet confirmed the final event; default true for closed bundles. */
   reported?: boolean;
+  /** Whether the Log service has the bundle's logs complete; default true for closed bundles. */
+  shipped?: boolean;
   /** Size of cmd-000.stdout.log. */
   logBytes?: number;
   /** Size of a file in work/. */
@@ -59,6 +61,7 @@ async function makeBundle(stateDir: string, spec: BundleSpec): Promise<string> {
   if (spec.endedAgoMs === undefined) return dir;
   const closed = await closeBundle(dir, { ...manifest, state: "SUCCEEDED", exitCode: 0, endTime: new Date(NOW - spec.endedAgoMs).toISOString() });
   if (spec.reported ?? true) await markReported(dir, closed);
+  if (spec.shipped ?? true) await markLogsShipped(dir, closed);
   return dir;
 }
 
@@ -254,6 +257,32 @@ describe("BundleRetention", () => {
 
       const expired = await makeBundle(stateDir, { attemptId: "a-unreported-old", endedAgoMs: 8 * DAY, reported: false });
       assert.deepEqual((await retention(stateDir).pruneOnce()).removed, [expired]);
+    }));
+
+  it("keeps a closed bundle whose logs are not shipped whatever its age, and removes it for size only after every other one", () =>
+    withStateDir(async (stateDir) => {
+      const unshipped = await makeBundle(stateDir, { attemptId: "a-unshipped", endedAgoMs: 30 * DAY, shipped: false, logBytes: 100 * KB });
+      const unreported = await makeBundle(stateDir, { attemptId: "a-unreported", endedAgoMs: 2 * DAY, reported: false, logBytes: 100 * KB });
+      const reported = await makeBundle(stateDir, { attemptId: "a-reported", endedAgoMs: 1 * DAY, logBytes: 100 * KB });
+
+      // Thirty days old, far past maxAgeMs: kept, since its output is not stored anywhere else yet.
+      assert.deepEqual((await retention(stateDir).pruneOnce()).removed, []);
+      // Over the cap: the reported one, then the unreported one, and the unshipped one last.
+      assert.deepEqual((await retention(stateDir, { maxBytes: 150 * KB }).pruneOnce()).removed, [reported, unreported]);
+      assert.equal(existsSync(unshipped), true);
+      assert.deepEqual((await retention(stateDir, { maxBytes: 0 }).pruneOnce()).removed, [unshipped]);
+    }));
+
+  it("sees a bundle's logs shipped once the shipper marked it, and the reported mark survives the shipped one", () =>
+    withStateDir(async (stateDir) => {
+      const dir = await makeBundle(stateDir, { attemptId: "a-1", endedAgoMs: 30 * DAY, reported: false, shipped: false });
+      const closed = (await readManifest(dir))!;
+      // Both marks at once, as JobHandler and LogShipper may set them: neither undoes the other.
+      await Promise.all([markReported(dir, closed), markLogsShipped(dir, closed)]);
+      const marked = (await readManifest(dir))!;
+      assert.equal(marked.reported, true);
+      assert.equal(marked.logsShipped, true);
+      assert.deepEqual((await retention(stateDir).pruneOnce()).removed, [dir]);
     }));
 
   it("removes a directory without a manifest once nothing in it changed for maxAgeMs, keeps a fresh one, and logs the removal", () =>

@@ -14,7 +14,12 @@
 // restart) and any bundle whose attempt isActive says is running. A closed
 // bundle whose final JobEvent Fleet has not confirmed (manifest.reported not
 // true) goes for age, but for size only after every reported one: it is the
-// only record of a result Fleet may not have yet.
+// only record of a result Fleet may not have yet. A closed bundle whose logs
+// the Log service does not have complete yet (manifest.logsShipped not true,
+// log_shipper.ts) never goes for age, and for size only after all the
+// others: its files are the only copy of output not stored yet. Retention
+// removes it under the size cap all the same, last; the shipper then stops
+// shipping it.
 //
 // A directory without a readable manifest is an attempt the agent crashed in
 // before writing its first manifest, or one being created right now: it is
@@ -78,13 +83,19 @@ export interface StoredBundle {
   atMs: number;
   /** closed: whether Fleet confirmed the final JobEvent. */
   reported: boolean;
+  /** closed: its logs are not stored complete by the Log service yet (manifest.logsShipped not set). Default false. */
+  logsPending?: boolean;
 }
 
 /** Which bundles a round removes. */
 export interface RetentionPlan {
-  /** Closed bundles that ended, and unreadable ones unchanged, longer than maxAgeMs ago: removed in any case. */
+  /** Closed bundles that ended, and unreadable ones unchanged, longer than maxAgeMs ago, except those with logs pending: removed in any case. */
   expired: StoredBundle[];
-  /** The other closed bundles in the order they go while the total is over maxBytes: reported ones oldest first, then unreported ones oldest first. */
+  /**
+   * The other closed bundles in the order they go while the total is over
+   * maxBytes: reported ones oldest first, then unreported ones oldest first,
+   * then those with logs pending oldest first.
+   */
   bySize: StoredBundle[];
 }
 
@@ -95,10 +106,12 @@ export interface RetentionPlan {
  */
 export function retentionPlan(bundles: readonly StoredBundle[], policy: { nowMs: number; maxAgeMs: number }): RetentionPlan {
   const cutoff = policy.nowMs - policy.maxAgeMs;
-  const expired = bundles.filter((b) => (b.kind === "closed" || b.kind === "unreadable") && b.atMs < cutoff);
+  const pending = (b: StoredBundle) => b.kind === "closed" && b.logsPending === true;
+  const expired = bundles.filter((b) => (b.kind === "closed" || b.kind === "unreadable") && b.atMs < cutoff && !pending(b));
+  const rank = (b: StoredBundle) => (pending(b) ? 2 : b.reported === false ? 1 : 0);
   const bySize = bundles
-    .filter((b) => b.kind === "closed" && b.atMs >= cutoff)
-    .sort((a, b) => Number(a.reported === false) - Number(b.reported === false) || a.atMs - b.atMs || (a.dir < b.dir ? -1 : a.dir > b.dir ? 1 : 0));
+    .filter((b) => b.kind === "closed" && (b.atMs >= cutoff || pending(b)))
+    .sort((a, b) => rank(a) - rank(b) || a.atMs - b.atMs || (a.dir < b.dir ? -1 : a.dir > b.dir ? 1 : 0));
   return { expired, bySize };
 }
 
@@ -236,7 +249,7 @@ export class BundleRetention {
     // is when it was closed, near enough.
     const ended = manifest.endTime === undefined ? NaN : Date.parse(manifest.endTime);
     const atMs = Number.isFinite(ended) ? ended : (await stat(join(dir, MANIFEST))).mtimeMs;
-    return { dir, bytes, kind: "closed", atMs, reported: manifest.reported === true };
+    return { dir, bytes, kind: "closed", atMs, reported: manifest.reported === true, logsPending: manifest.logsShipped !== true };
   }
 
   /** Removes one bundle and the parents it leaves empty; false (logged) when it could not. */

@@ -7,6 +7,9 @@
 //   Assignment → a JobRunner, unless the attempt is known (running or ended
 //                recently): a second Assignment for it is ignored
 //   Cancel     → the runner's cancel (SIGTERM, SIGKILL after the grace)
+//   LogAck     → the LogShipper, which is also told of every bundle (new,
+//                resumed, or closed with logs not yet shipped) and of every
+//                attempt's end
 //
 // The resources an Assignment names stay reserved until its attempt ends,
 // so the next offers see them as taken even before the machine's readings
@@ -24,7 +27,8 @@ import type { Logger } from "../lib/logger.ts";
 import { addAmounts, decideOffer, DEFAULT_DRIVER, ZERO, type Amounts } from "./bidding.ts";
 import { ASSIGNMENT, bundleDir, closeBundle, listBundles, markReported, readManifest, type Manifest } from "./bundle.ts";
 import type { JobEventOutbox } from "./job_events.ts";
-import { FINAL_STATES, JobRunner, type AttemptUpdate } from "./job_runner.ts";
+import { FINAL_STATES, JobRunner, secretValues, type AttemptUpdate } from "./job_runner.ts";
+import type { LogShipper } from "./log_shipper.ts";
 import { ProcessRunner } from "./process_runner.ts";
 import { RunnerRegistry, type Runner } from "./runner.ts";
 import type { MachineSample } from "./metrics.ts";
@@ -58,6 +62,8 @@ export interface JobHandlerOptions {
   defaultCancelGraceMs?: number;
   /** SIGTERM → SIGKILL grace when a timeout stops a command, ms. Default 10 000. */
   timeoutGraceMs?: number;
+  /** Ships the attempts' output; told of every bundle and every attempt's end, and given the LogAcks. None: output stays in the bundles. */
+  logs?: LogShipper;
 }
 
 /** An attempt this agent runs. */
@@ -108,6 +114,8 @@ export class JobHandler implements WorkHandler {
       const manifest = await readManifest(dir);
       if (!manifest || this.attempts.has(manifest.attemptId)) continue;
       if (manifest.closed) {
+        // Its secret values left with assignment.pb: shipped unredacted, the Log service redacts it.
+        if (!manifest.logsShipped) await this.o.logs?.track({ dir, attemptId: manifest.attemptId });
         if (manifest.reported) continue;
         this.reportAgain(dir, manifest);
         reported += 1;
@@ -124,9 +132,11 @@ export class JobHandler implements WorkHandler {
         // Nothing to resume with: the attempt is over, and the truth is that nobody knows how it went.
         const message = `lost: the agent restarted and ${assignment?.exec ? `driver ${manifest.driver} is not available` : "the attempt's assignment is not in its bundle"}`;
         const ended = await closeBundle(dir, { ...manifest, state: AttemptState[AttemptState.FAILED], message, exitCode: -1, endTime: new Date().toISOString() }).catch(() => manifest);
+        await this.o.logs?.track({ dir, attemptId: manifest.attemptId, secrets: assignment?.exec ? secretValues(assignment.exec) : [] });
         this.reportAgain(dir, ended);
         continue;
       }
+      await this.o.logs?.track({ dir, attemptId: manifest.attemptId, secrets: secretValues(assignment.exec) });
       this.start(assignment, runner, manifest);
       resumed += 1;
     }
@@ -222,6 +232,7 @@ export class JobHandler implements WorkHandler {
       hostname: this.o.hostname,
       agentId: this.o.agentId?.(),
       logger: this.o.logger,
+      onBundle: (dir) => void this.o.logs?.track({ dir, attemptId, secrets: secretValues(assignment.exec!) }),
       onUpdate: (update) => {
         if (FINAL_STATES.has(update.state)) {
           // Over for the agent (its resources are free) even while the bundle is still being closed.
@@ -241,13 +252,18 @@ export class JobHandler implements WorkHandler {
     if (!this.ended.has(attemptId)) this.attempts.set(attemptId, running);
     this.finishing.set(attemptId, running.done);
     void running.done.then(
-      () => this.finishing.delete(attemptId),
+      () => {
+        this.finishing.delete(attemptId);
+        // The bundle is closed: the shipper sends the streams' ends.
+        void this.o.logs?.ended(attemptId);
+      },
       (err: unknown) => {
         // The runner reports its failures as updates; this is a bug in it.
         log.error({ err }, "the job runner failed");
         this.o.events.add({ attemptId, state: AttemptState.FAILED, exitCode: -1, message: `the agent failed to run the attempt: ${String(err)}` });
         this.finishing.delete(attemptId);
         this.settle(attemptId, AttemptState.FAILED);
+        void this.o.logs?.ended(attemptId);
       },
     );
   }
@@ -264,8 +280,8 @@ export class JobHandler implements WorkHandler {
   }
 
   logAck(ack: LogAck): void {
-    // Logs stay in files for now; the log streamer will use these offsets.
-    this.log.debug({ attemptId: ack.attemptId, stream: ack.stream, offset: ack.offset.toString() }, "log ack received");
+    if (this.o.logs) this.o.logs.logAck(ack);
+    else this.log.debug({ attemptId: ack.attemptId, stream: ack.stream, offset: ack.offset.toString() }, "log ack received, but this agent ships no logs");
   }
 
   /** Whether the attempt runs here now. */

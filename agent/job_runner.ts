@@ -77,6 +77,8 @@ export interface JobRunnerOptions {
   timeoutGraceMs?: number;
   /** Called for every update, in order. Must not throw. */
   onUpdate: (update: AttemptUpdate) => void;
+  /** Called once the new bundle's directory and first manifest exist, before any command starts (the log shipper starts watching it). Must not throw. */
+  onBundle?: (dir: string) => void;
   /** The agent's environment; default process.env. Commands get its PATH and HOME, or all of it with inherit_env. */
   agentEnv?: NodeJS.ProcessEnv;
   /** The Assignment as received, kept in the bundle (0600) while the attempt runs so a restarted agent can resume it. */
@@ -194,6 +196,11 @@ export class JobRunner {
       await Promise.all([this.o.assignment ? writeFile(join(this.directory, ASSIGNMENT), this.o.assignment, { mode: 0o600 }) : undefined, this.save()]);
     } catch (err) {
       return this.finishWithoutBundle(`could not create the execution bundle ${this.directory}: ${(err as Error).message}`);
+    }
+    try {
+      this.o.onBundle?.(this.directory);
+    } catch (err) {
+      this.log.error({ err }, "the bundle listener threw");
     }
     const problem = this.check(this.o.exec);
     if (problem) return this.finish(AttemptState.FAILED, problem);

@@ -19,6 +19,7 @@ import { JobEventOutbox } from "./job_events.ts";
 import { BundleRetention } from "./bundle_retention.ts";
 import { DockerRunner } from "./docker_runner.ts";
 import { JobHandler } from "./job_handler.ts";
+import { LogShipper } from "./log_shipper.ts";
 import { ProcessRunner } from "./process_runner.ts";
 import { RunnerRegistry } from "./runner.ts";
 import { RememberingProbe, SystemMetrics } from "./metrics.ts";
@@ -73,6 +74,9 @@ const runners = new RunnerRegistry([
   new DockerRunner({ ...(config.dockerSocket ? { socketPath: config.dockerSocket } : {}), logger: root }),
 ]);
 const drivers = await runners.probe(root);
+// Ships every bundle's output to the Log service through Fleet; JobHandler
+// tells it of bundles and passes it the LogAcks, the worker gives it the stream.
+const logs = new LogShipper({ logger: root });
 const work = new JobHandler({
   stateDir: config.stateDir,
   runners,
@@ -83,6 +87,7 @@ const work = new JobHandler({
   allowShell: config.allowShell,
   lastSample: () => machine.latest,
   events,
+  logs,
   logger: root,
 });
 // What a previous agent process left running or unreported is picked up
@@ -107,6 +112,7 @@ const worker = new AgentWorker({
   machine,
   work,
   events,
+  logs,
   logger: root,
   backoff: { baseMs: RECONNECT_BASE_MS, capMs: config.reconnectMaxMs },
   pingIntervalMs: config.pingIntervalMs,
@@ -131,4 +137,6 @@ logger.info(
 );
 // run() returns only after stop(), which only the signals above call.
 await worker.run();
+// The acknowledged log offsets not yet written go to the bundles, so the next start resends less.
+await logs.stop();
 process.exit(0);
