@@ -371,6 +371,99 @@ describe("drover CLI against dev mode", () => {
       assert.match(got.stdout, new RegExp(`^repeat:\\s+2 of 2, first job ${first}$`, "m"));
     });
 
+    // Output reaches the Log service a moment after the job ends: logs are read until they show it.
+    const logsOf = async (args: string[], want: (o: Outcome) => boolean, what: string) => {
+      let last: Outcome | undefined;
+      try {
+        return await eventually(async () => {
+          last = await admin("logs", ...args);
+          return want(last) ? last : undefined;
+        }, 30_000, what);
+      } catch (err) {
+        assert.fail(`${String(err)}; last: ${JSON.stringify(last)}`);
+      }
+    };
+
+    test("run --follow streams the command's output, stdout to stdout and stderr to stderr, before the job's end and its exit code", async () => {
+      const out = await admin("run", "-f", "--retries", "0", "--", "sh", "-c", "echo out; echo err >&2; exit 2");
+      assert.equal(out.code, 2, out.stderr);
+      assert.equal(out.stderr, "err\n");
+      const lines = out.stdout.trimEnd().split("\n");
+      assert.ok(lines.indexOf("out") > 1, `the output after the header and the first state lines:\n${out.stdout}`);
+      assert.match(lines.at(-1)!, /  failed\s+1\s+.*exit code 2/, "the job's end comes last");
+    });
+
+    test("logs prints a job's stored output, filtered by stream, text, tail or time, and as JSON", async () => {
+      const id = idOf((await admin("run", "--", "sh", "-c", "printf 'one\\ntwo\\nthree\\n'; echo warn >&2")).stdout);
+      const all = await logsOf([id], (o) => o.stdout === "one\ntwo\nthree\n" && o.stderr === "warn\n", "the job's output stored");
+      assert.equal(all.code, 0);
+
+      const stderrOnly = await admin("logs", id, "--stream", "stderr");
+      assert.deepEqual([stderrOnly.code, stderrOnly.stdout, stderrOnly.stderr], [0, "", "warn\n"]);
+      const grepped = await admin("logs", id, "--grep", "^t", "--regex", "--stream", "stdout");
+      assert.equal(grepped.stdout, "two\nthree\n");
+      const tail = await admin("logs", id, "--tail", "1", "--stream", "stdout");
+      assert.equal(tail.stdout, "three\n");
+      const future = await admin("logs", id, "--since", "2100-01-01T00:00:00Z");
+      assert.deepEqual([future.code, future.stdout, future.stderr], [0, "", ""]);
+
+      const json = await admin("logs", id, "-o", "json", "--stream", "stdout");
+      assert.equal(json.code, 0, json.stderr);
+      const objects = json.stdout.trimEnd().split("\n").map((l) => JSON.parse(l) as { jobId: string; attemptId: string; stream: string; text: string; offset: number });
+      assert.deepEqual(objects.map((o) => o.text), ["one\n", "two\n", "three\n"]);
+      assert.deepEqual(objects.map((o) => o.offset), [0, 4, 8]);
+      assert.ok(objects.every((o) => o.jobId === id && o.stream === "stdout"));
+
+      // The attempt, by --attempt and by its bare id.
+      const attemptId = objects[0]!.attemptId;
+      const byFlag = await admin("logs", "--attempt", attemptId, "--stream", "stdout");
+      assert.equal(byFlag.stdout, "one\ntwo\nthree\n", byFlag.stderr);
+      const bare = await admin("logs", attemptId, "--stream", "stdout");
+      assert.equal(bare.stdout, "one\ntwo\nthree\n", bare.stderr);
+    });
+
+    test("logs prefixes each line with its attempt when a job ran more than once", async () => {
+      const out = await admin("run", "-f", "--retries", "1", "--", "sh", "-c", "echo try");
+      assert.equal(out.code, 0, out.stderr);
+      const failing = await admin("run", "-f", "--retries", "1", "--", "sh", "-c", "echo try; exit 4");
+      assert.equal(failing.code, 4, failing.stderr);
+      const id = idOf(failing.stdout);
+      const logs = await logsOf([id], (o) => o.stdout === "[attempt 1] try\n[attempt 2] try\n", "both attempts' output");
+      assert.equal(logs.code, 0);
+      const once = await admin("logs", idOf(out.stdout));
+      assert.equal(once.stdout, "try\n", "a job that ran once has no prefix");
+    });
+
+    test("logs -f follows a running job's output until it is complete", async () => {
+      const id = idOf((await admin("run", "--", "sh", "-c", "echo first; sleep 1; echo second")).stdout);
+      const followed = await admin("logs", "-f", id);
+      assert.equal(followed.code, 0, followed.stderr);
+      assert.equal(followed.stdout, "first\nsecond\n");
+    });
+
+    test("logs of a run prefixes each stage's lines with its name; RUN/STAGE shows one stage without", async () => {
+      const dir = tempDir("drover-cli-logs-run-");
+      const file = join(dir, "two-stages.yaml");
+      writeFileSync(
+        file,
+        ["name: logs", "stages:", "  - name: build", "    job: {exec: {commands: [{argv: [sh, -c, 'echo compiled']}]}}",
+          "  - name: test", "    requires: [build]", "    job: {exec: {commands: [{argv: [sh, -c, 'echo passed']}]}}", ""].join("\n"),
+      );
+      try {
+        const submitted = await admin("runs", "submit", file, "-f");
+        assert.equal(submitted.code, 0, submitted.stderr);
+        const runId = /^run ([0-9a-f-]{36})/m.exec(submitted.stdout)?.[1] ?? assert.fail(`no run id in:\n${submitted.stdout}`);
+        const all = await logsOf([`run:${runId}`], (o) => o.stdout === "[build] compiled\n[test] passed\n", "both stages' output");
+        assert.equal(all.code, 0);
+        const one = await admin("logs", `${runId}/test`);
+        assert.equal(one.stdout, "passed\n", one.stderr);
+        const missing = await admin("logs", `${runId}/deploy`);
+        assert.equal(missing.code, 3);
+        assert.match(missing.stderr, /^drover: not_found: run .* has no stage "deploy" \(its stages: build, test\)\n$/);
+      } finally {
+        removeDir(dir);
+      }
+    });
     test("jobs ls filters by state, shows the newest N, or follows every page with --all", async () => {
       const id = idOf((await admin("run", "--name", "listed", "--", "true")).stdout);
       // A second job, so that --limit 1 leaves one out.
@@ -393,6 +486,35 @@ describe("drover CLI against dev mode", () => {
       assert.equal(one.code, 0, one.stderr);
       assert.equal((JSON.parse(one.stdout) as unknown[]).length, 1);
       assert.match(one.stderr, /^drover: showing the newest 1 jobs; --limit N or --all for more\n$/);
+    });
+  });
+
+  describe("logs errors", () => {
+    test("an id that is no job's and no attempt's exits 3, a bad flag or target 2, both before printing anything", async () => {
+      const unknown = await admin("logs", "00000000-0000-4000-8000-000000000000");
+      assert.equal(unknown.code, 3, unknown.stderr);
+      assert.match(unknown.stderr, /^drover: not_found: no job has the id 0{8}-.*, and no output is stored for an attempt with that id\n$/);
+      assert.equal(unknown.stdout, "");
+      const unknownRun = await admin("logs", "run:00000000-0000-4000-8000-000000000000");
+      assert.equal(unknownRun.code, 3, unknownRun.stderr);
+      const noTarget = await admin("logs");
+      assert.equal(noTarget.code, 2);
+      assert.match(noTarget.stderr, /^drover: invalid_argument: a TARGET is required/);
+      const badSince = await admin("logs", "x", "--since", "yesterday");
+      assert.equal(badSince.code, 2);
+      assert.match(badSince.stderr, /^drover: invalid_argument: --since: "yesterday" is neither/);
+      const untilFollow = await admin("logs", "x", "-f", "--until", "1m");
+      assert.equal(untilFollow.code, 2);
+      const yaml = await admin("logs", "x", "-o", "yaml");
+      assert.match(yaml.stderr, /^drover: invalid_argument: -o: logs prints text or json/);
+    });
+
+    test("logs --help documents the TARGET syntax", async () => {
+      const help = await admin("logs", "--help");
+      assert.equal(help.code, 0);
+      assert.match(help.stdout, /run:RUN_ID\s+every stage of the run/);
+      assert.match(help.stdout, /RUN_ID\/STAGE\s+one stage of the run/);
+      assert.match(help.stdout, /--attempt ID\s+one attempt/);
     });
   });
 });

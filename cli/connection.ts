@@ -7,6 +7,7 @@ import { Code, createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { BidService } from "../gen/ts/drover/bid/v1/bid_service_pb.ts";
 import { FleetService } from "../gen/ts/drover/fleet/v1/fleet_service_pb.ts";
+import { LogService } from "../gen/ts/drover/log/v1/log_service_pb.ts";
 import { SchedulerService } from "../gen/ts/drover/scheduler/v1/scheduler_service_pb.ts";
 import { bearer } from "../lib/clients.ts";
 import { CliError } from "./errors.ts";
@@ -61,6 +62,7 @@ export interface CliClients {
   fleet: Client<typeof FleetService>;
   bid: Client<typeof BidService>;
   scheduler: Client<typeof SchedulerService>;
+  log: Client<typeof LogService>;
 }
 
 export function createCliClients(conn: Connection): CliClients {
@@ -69,5 +71,6 @@ export function createCliClients(conn: Connection): CliClients {
     fleet: createClient(FleetService, transport),
     bid: createClient(BidService, transport),
     scheduler: createClient(SchedulerService, transport),
+    log: createClient(LogService, transport),
   };
 }

@@ -16,9 +16,15 @@ import { changedStages, isRunFinal, runEndLine, runWatchHeader, stageWatchLine }
 /**
  * Streams the job's changes until it ends and resolves it as it ended. Table
  * output prints a header then a line per visible change; JSON prints one
- * compact Job per line (NDJSON); YAML one document per change.
+ * compact Job per line (NDJSON); YAML one document per change. beforeEnd
+ * runs once the job has ended, before its last line is printed.
  */
-export async function followJob(ctx: CommandContext, id: string, write: (text: string) => void = (t) => process.stdout.write(t)): Promise<Job> {
+export async function followJob(
+  ctx: CommandContext,
+  id: string,
+  write: (text: string) => void = (t) => process.stdout.write(t),
+  opts: { beforeEnd?: () => Promise<void> } = {},
+): Promise<Job> {
   const detach = detachOnInterrupt(`job ${id} goes on (drover jobs cancel ${id} stops it)`);
   try {
     let lastKey = "";
@@ -27,6 +33,8 @@ export async function followJob(ctx: CommandContext, id: string, write: (text: s
       for await (const { job } of ctx.clients.scheduler.watchJob({ id })) {
         if (!job) continue;
         const key = watchKey(job);
+        // The job's end is printed last, after whatever must come before it (run --follow: the job's output).
+        if (isFinal(job.state)) await opts.beforeEnd?.();
         if (key !== lastKey) {
           // The header waits for the first change, so an unknown id prints only its error.
           if (lastKey === "" && ctx.format === "table") write(`${ctx.bold(WATCH_HEADER)}\n`);

@@ -54,8 +54,8 @@ function listCommand(name: string, description: string, fixedState?: JobState): 
 }
 
 /** `jobs watch` and `run --follow`: follow the job, then exit with its status (jobExitHelp). */
-export async function watchAndExit(ctx: CommandContext, id: string): Promise<void> {
-  const job = await followJob(ctx, id);
+export async function watchAndExit(ctx: CommandContext, id: string, opts: { beforeEnd?: () => Promise<void> } = {}): Promise<void> {
+  const job = await followJob(ctx, id, undefined, opts);
   process.exitCode = jobExitStatus(job) ?? 1;
 }
 

@@ -11,6 +11,7 @@ import { DEFAULT_ADDR } from "./connection.ts";
 import { devCommand } from "./dev.ts";
 import { describeFailure, exitCodesHelp, ExitCode } from "./errors.ts";
 import { jobsCommand } from "./jobs.ts";
+import { logsCommand } from "./logs.ts";
 import { runCommand } from "./run.ts";
 import { runsCommand } from "./runs.ts";
 import { schedulesCommand } from "./schedules.ts";
@@ -25,13 +26,13 @@ function createProgram(): Command {
     .version(version, "-v, --version")
     .option("--addr <url>", `server gRPC address (env DROVER_ADDR; default ${DEFAULT_ADDR})`)
     .option("--token <secret>", "bearer token (env DROVER_TOKEN; default: the dev-mode admin token in $DROVER_DATA_DIR or ./.drover)")
-    .addOption(new Option("-o, --output <format>", "output format").choices(["table", "json", "yaml"]).default("table"))
+    .addOption(new Option("-o, --output <format>", "output format (text: the same as table)").choices(["table", "text", "json", "yaml"]).default("table"))
     .showHelpAfterError("(run with --help for usage)")
     .exitOverride()
     .configureOutput({ outputError: (text, write) => write(`drover: usage: ${text.replace(/^error: /, "")}`) })
     .addHelpText("after", `\n${exitCodesHelp}\n\nErrors print one line on stderr: drover: <grpc code>: <message>`);
 
-  for (const command of [devCommand(), tokensCommand(), agentTokensCommand(), agentsCommand(), jobsCommand(), runCommand(), runsCommand(), schedulesCommand()]) {
+  for (const command of [devCommand(), tokensCommand(), agentTokensCommand(), agentsCommand(), jobsCommand(), runCommand(), logsCommand(), runsCommand(), schedulesCommand()]) {
     program.addCommand(copySettings(command, program));
   }
   return program;

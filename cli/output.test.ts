@@ -2,7 +2,7 @@
 
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { formatTable, formatYaml } from "./output.ts";
+import { formatTable, formatYaml, parseFormat } from "./output.ts";
 import { parseBytes, parseCpu, parseDuration, parseLabels } from "./parse.ts";
 
 test("a table pads each column to its widest cell and trims trailing blanks", () => {
@@ -32,4 +32,10 @@ test("durations, CPU, memory and labels parse the way people write them", () => 
   assert.equal(parseBytes("--mem", "1G"), 1_000_000_000n);
   assert.deepEqual(parseLabels("--label", ["a=b", "c="]), { a: "b", c: "" });
   assert.throws(() => parseLabels("--label", ["=b"]), /--label: "=b" is not key=value/);
+});
+
+test("-o text is another name for table, and anything else names the choices", () => {
+  assert.equal(parseFormat("text"), "table");
+  assert.equal(parseFormat("json"), "json");
+  assert.throws(() => parseFormat("csv"), /-o: "csv" is not one of table \(or text\), json, yaml/);
 });

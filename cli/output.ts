@@ -5,12 +5,13 @@ import type { JsonValue } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
 import { CliError } from "./errors.ts";
 
-/** The output formats `-o` accepts. */
+/** The output formats commands print; `-o text` is another name for table (what `drover logs` prints). */
 export type Format = "table" | "json" | "yaml";
 
 export function parseFormat(text: string): Format {
   if (text === "table" || text === "json" || text === "yaml") return text;
-  throw new CliError(Code.InvalidArgument, `-o: "${text}" is not one of table, json, yaml`);
+  if (text === "text") return "table";
+  throw new CliError(Code.InvalidArgument, `-o: "${text}" is not one of table (or text), json, yaml`);
 }
 
 /** A table: a header per column and rows of cells. */

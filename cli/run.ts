@@ -1,6 +1,6 @@
 // `drover run`: submit a job in one step and, with --follow, wait for it like
-// a local command: its state changes print as they happen and drover exits
-// with the job's exit status.
+// a local command: its output streams (stdout to stdout, stderr to stderr)
+// between its state changes, and drover exits with the job's exit status.
 
 import { toJson } from "@bufbuild/protobuf";
 import { Command } from "commander";
@@ -9,19 +9,28 @@ import { CALL_TIMEOUT_MS, contextFor } from "./context.ts";
 import { addJobSpecOptions, jobSpecFrom, type JobSpecOptions } from "./job_spec.ts";
 import { jobExitHelp } from "./job_view.ts";
 import { watchAndExit } from "./jobs.ts";
+import { followJobOutput } from "./logs.ts";
 import { render } from "./output.ts";
+
+/** How long run --follow waits, once the job ended, for the rest of its output to be stored. */
+const OUTPUT_GRACE_MS = 5000;
 
 export function runCommand(): Command {
   const run = addJobSpecOptions(
     new Command("run").description("submit a job that runs CMD ARGS... and print its id; with --follow, wait for it to end"),
   )
-    .option("-f, --follow", "print the job's state changes until it ends, then exit with its status")
+    .option("-f, --follow", "stream the job's output and state changes until it ends, then exit with its status")
     .addHelpText(
       "after",
       `
-The command's output is not streamed yet (that comes with the Log service);
-it stays on the agent. --follow shows the job's state changes; with --times
-or --forever it follows the first job of the chain (jobs get shows the next).
+--follow streams the command's output as it runs (stdout to stdout, stderr
+to stderr; "[attempt N] " before each line once the job is retried) between
+lines for the job's state changes; the last line, its end, comes once its
+output is all stored (waiting at most ${OUTPUT_GRACE_MS / 1000} s for it). With -o json, output
+lines are objects with a "stream" (see drover logs --help) among the Jobs.
+With --times or --forever it follows the first job of the chain (jobs get
+shows the next). drover logs JOB shows the output again later, and the
+lines the agent wrote about the attempt (--stream system).
 
 ${jobExitHelp}
 
@@ -43,6 +52,7 @@ Ctrl-C stops following (exit 130); the job goes on.`,
     if (ctx.format === "table") {
       process.stdout.write(created ? `job ${job!.id}\n` : `job ${job!.id} (already submitted with this idempotency key)\n`);
     }
-    await watchAndExit(ctx, job!.id);
+    const output = followJobOutput(ctx, job!.id);
+    await watchAndExit(ctx, job!.id, { beforeEnd: () => output.finish(OUTPUT_GRACE_MS) });
   });
 }
