@@ -27,6 +27,8 @@ const BENCHMARKS = [
   { name: "scheduling", file: "bench/scheduling.ts", limitSec: 330 },
   // 1,000 trivial jobs twice, then 200 printing jobs for 15 s (~3.5 min while the agent takes ~60 ms a job).
   { name: "agent", file: "bench/agent.ts", limitSec: 420 },
+  // 256 MiB through agent → Fleet → Log → Postgres, then 10 MiB/s followed for 15 s (~2 min).
+  { name: "logs", file: "bench/logs.ts", limitSec: 420 },
 ];
 
 const wanted = process.argv.slice(2);

@@ -1,0 +1,211 @@
+// Logs (issue 5, "Performance"), in split mode: Fleet, Scheduler, Bid and
+// Log each their own process on PostgreSQL and Redis, and one real
+// drover-agent running real commands.
+//
+//   ingestion  PRINTERS jobs at once, each printing MiB_TOTAL / PRINTERS of
+//              100-byte lines as fast as it can (64 KiB writes). Measured
+//              from the first byte stored to the last one: bytes stored in
+//              Postgres (log.log_streams.next_offset, which moves only in
+//              committed transactions) per second, lines per second, and the
+//              CPU of the agent, Fleet and the Log service (% of one core).
+//              Target: ≥ 50 MiB/s durable on one Log process.
+//   follow     FOLLOWERS jobs each printing 100 lines of 100 bytes every
+//              10 ms (1 MiB/s each, 10 MiB/s in all with 10) for
+//              FOLLOW_SEC; each line starts with the wall-clock time it was
+//              written (performance.timeOrigin + now(), µs). One FollowLogs
+//              per job, from this process; latency = receipt time − written
+//              time, per line. Target: p99 < 100 ms.
+//
+//   node --import tsx bench/logs.ts          (npm run bench -- logs), ~2 min
+//   BENCH_LOGS_MIB=256  BENCH_LOGS_PRINTERS=8  BENCH_LOGS_FOLLOWERS=10  BENCH_LOGS_FOLLOW_SEC=15
+//
+// Results: bench/results/logs.json.
+
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import pg from "pg";
+import { AgentStatus, FleetService } from "../gen/ts/drover/fleet/v1/fleet_service_pb.ts";
+import { FollowFrom, LogService, Stream } from "../gen/ts/drover/log/v1/log_service_pb.ts";
+import { JobState, SchedulerService } from "../gen/ts/drover/scheduler/v1/scheduler_service_pb.ts";
+import { bearer } from "../lib/clients.ts";
+import {
+  cpuMsOf,
+  freePort,
+  machine,
+  printTable,
+  progress,
+  round,
+  runBenchmark,
+  sleep,
+  spawnNode,
+  splitBackends,
+  within,
+  writeResult,
+  type Cleanup,
+  type ManagedProcess,
+} from "./harness.ts";
+
+const MiB = 2 ** 20;
+const TOTAL_MIB = Number(process.env.BENCH_LOGS_MIB ?? 256);
+const PRINTERS = Number(process.env.BENCH_LOGS_PRINTERS ?? 8);
+const FOLLOWERS = Number(process.env.BENCH_LOGS_FOLLOWERS ?? 10);
+const FOLLOW_SEC = Number(process.env.BENCH_LOGS_FOLLOW_SEC ?? 15);
+const TARGET = { ingestMiBps: 50, followP99Ms: 100 };
+
+/** argv[1]: bytes to print, in 100-byte lines, 64 KiB writes. */
+const FLOOD = `const fs = require("fs"); let left = Number(process.argv[1]); const buf = Buffer.from(("x".repeat(99) + "\\n").repeat(655)); while (left > 0) { const n = Math.min(left, buf.length); fs.writeSync(1, buf, 0, n); left -= n; }`;
+/** argv[1]: lines per 10 ms tick, argv[2]: ms to run. Every line starts with its write time. */
+const TICKER = `const fs = require("fs"); const n = Number(process.argv[1]); const end = Date.now() + Number(process.argv[2]); const tick = () => { const t = (performance.timeOrigin + performance.now()).toFixed(3); fs.writeSync(1, ("T=" + t + " ").padEnd(99, "y").concat("\\n").repeat(n)); if (Date.now() < end) setTimeout(tick, 10); }; tick();`;
+
+function percentiles(values: number[]) {
+  const sorted = [...values].sort((a, b) => a - b);
+  const at = (p: number) => round(sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] ?? NaN);
+  return { n: sorted.length, p50: at(50), p90: at(90), p99: at(99), max: round(sorted.at(-1) ?? NaN) };
+}
+
+interface Plane {
+  procs: Record<string, ManagedProcess>;
+  fleetUrl: string;
+  schedulerUrl: string;
+  logUrl: string;
+  adminToken: string;
+  databaseUrl: string;
+}
+
+async function startPlane(cleanup: Cleanup): Promise<Plane> {
+  const { env, adminToken } = await splitBackends(cleanup);
+  const ports = { fleet: await freePort(), scheduler: await freePort(), bid: await freePort(), log: await freePort() };
+  const url = (port: number) => `http://127.0.0.1:${port}`;
+  const shared = {
+    ...env,
+    DROVER_HTTP_PORT: "0",
+    DROVER_LOG_LEVEL: "info",
+    DROVER_FLEET_URL: url(ports.fleet),
+    DROVER_SCHEDULER_URL: url(ports.scheduler),
+    DROVER_LOG_URL: url(ports.log),
+  };
+  const ready = (l: Record<string, unknown>) => typeof l.msg === "string" && l.msg.includes("ready");
+  const procs: Record<string, ManagedProcess> = {};
+  for (const name of ["fleet", "scheduler", "log", "bid"] as const) {
+    procs[name] = spawnNode(cleanup, name, ["--import", "tsx", `services/${name}/main.ts`], { ...shared, DROVER_GRPC_PORT: String(ports[name]) });
+    await procs[name].waitForLine(ready, 60_000);
+  }
+  return { procs, fleetUrl: shared.DROVER_FLEET_URL, schedulerUrl: shared.DROVER_SCHEDULER_URL, logUrl: shared.DROVER_LOG_URL, adminToken, databaseUrl: String(env.DATABASE_URL) };
+}
+
+await runBenchmark("logs", async (cleanup) => {
+  const started = performance.now();
+  const plane = await startPlane(cleanup);
+  const transport = (baseUrl: string) => createGrpcTransport({ baseUrl, interceptors: [bearer(plane.adminToken)] });
+  const fleet = createClient(FleetService, transport(plane.fleetUrl));
+  const scheduler = createClient(SchedulerService, transport(plane.schedulerUrl));
+  const logs = createClient(LogService, transport(plane.logUrl));
+  const sql = new pg.Pool({ connectionString: plane.databaseUrl, max: 2 });
+  cleanup.defer("close the pg pool", () => sql.end());
+
+  const stateDir = mkdtempSync(join(tmpdir(), "drover-bench-logs-"));
+  cleanup.defer(`remove ${stateDir}`, () => rmSync(stateDir, { recursive: true, force: true }));
+  const { secret } = await fleet.createAgentToken({ name: "bench-logs" });
+  const agent = spawnNode(cleanup, "agent", ["--import", "tsx", "agent/main.ts", "--server", plane.fleetUrl, "--state-dir", stateDir, "--token", secret], {
+    DROVER_LOG_LEVEL: "info",
+  });
+  await within(30_000, "the agent online", (async () => {
+    while ((await fleet.listAgents({ status: AgentStatus.ONLINE })).agents.length === 0) await sleep(100);
+  })());
+
+  const small = { cpuMillis: 10, memoryBytes: 16n * BigInt(MiB) };
+  async function submit(argv: string[]): Promise<string> {
+    const { job } = await scheduler.submitJob({ spec: { exec: { commands: [{ argv }] }, resources: small } });
+    return job!.id;
+  }
+  async function waitEnded(ids: string[], ms: number): Promise<void> {
+    await within(ms, "jobs ended", (async () => {
+      for (const id of ids) {
+        for (;;) {
+          const { job } = await scheduler.getJob({ id });
+          if (job && job.state >= JobState.SUCCEEDED) break;
+          await sleep(200);
+        }
+      }
+    })());
+  }
+  const storedBytes = async () => Number((await sql.query<{ n: string }>(`SELECT coalesce(sum(next_offset), 0)::text AS n FROM log.log_streams`)).rows[0]!.n);
+  const completeStdout = async () => Number((await sql.query<{ n: number }>(`SELECT count(*)::int AS n FROM log.log_streams WHERE stream = 'stdout' AND complete`)).rows[0]!.n);
+
+  // ---- Ingestion ------------------------------------------------------------------
+  const perPrinter = Math.floor((TOTAL_MIB * MiB) / PRINTERS / 100) * 100;
+  progress(`ingestion: ${PRINTERS} printers × ${round(perPrinter / MiB)} MiB`);
+  const before = await storedBytes();
+  const cpu0 = { agent: await cpuMsOf(agent.pid), fleet: await cpuMsOf(plane.procs.fleet!.pid), log: await cpuMsOf(plane.procs.log!.pid) };
+  const floodIds = await Promise.all(Array.from({ length: PRINTERS }, () => submit([process.execPath, "-e", FLOOD, String(perPrinter)])));
+  let firstAt = 0;
+  let lastAt = 0;
+  const samples: { atMs: number; bytes: number }[] = [];
+  await within(600_000, "every printer's output stored", (async () => {
+    for (;;) {
+      const bytes = (await storedBytes()) - before;
+      const now = performance.now();
+      samples.push({ atMs: now, bytes });
+      if (bytes > 0 && firstAt === 0) firstAt = now;
+      if (bytes >= perPrinter * PRINTERS) {
+        lastAt = now;
+        break;
+      }
+      await sleep(50);
+    }
+  })());
+  const cpu1 = { agent: await cpuMsOf(agent.pid), fleet: await cpuMsOf(plane.procs.fleet!.pid), log: await cpuMsOf(plane.procs.log!.pid) };
+  await waitEnded(floodIds, 60_000);
+  await within(60_000, "stdout streams complete", (async () => {
+    while ((await completeStdout()) < PRINTERS) await sleep(100);
+  })());
+  const ingestSec = (lastAt - firstAt) / 1000;
+  const totalBytes = perPrinter * PRINTERS;
+  const mibPerSec = totalBytes / MiB / ingestSec;
+  const cpuPct = (name: "agent" | "fleet" | "log") => round((((cpu1[name] ?? 0) - (cpu0[name] ?? 0)) / (lastAt - firstAt)) * 100);
+
+  // ---- Follow latency -------------------------------------------------------------
+  progress(`follow: ${FOLLOWERS} jobs × 1 MiB/s for ${FOLLOW_SEC} s`);
+  const latencies: number[] = [];
+  let linesFollowed = 0;
+  const tickIds = await Promise.all(Array.from({ length: FOLLOWERS }, () => submit([process.execPath, "-e", TICKER, "100", String(FOLLOW_SEC * 1000)])));
+  const follows = tickIds.map(async (jobId) => {
+    let pending = "";
+    for await (const res of logs.followLogs({ jobId, stream: Stream.STDOUT, from: FollowFrom.UNSPECIFIED })) {
+      const now = performance.timeOrigin + performance.now();
+      for (const line of res.lines) {
+        pending += Buffer.from(line.data).toString("latin1");
+        if (line.partial) continue;
+        const text = pending;
+        pending = "";
+        const m = /^T=(\d+\.\d+) /.exec(text);
+        if (!m) continue;
+        linesFollowed++;
+        latencies.push(now - Number(m[1]));
+      }
+    }
+  });
+  await within((FOLLOW_SEC + 120) * 1000, "the follows ended", Promise.all(follows));
+  // The first second includes each job's start and the follower catching up from storage.
+  const p = percentiles(latencies);
+
+  const table: [string, string, string][] = [
+    ["ingestion: MiB/s stored durably", `${round(mibPerSec)} MiB/s (${round(totalBytes / MiB)} MiB in ${round(ingestSec)} s)`, `≥ ${TARGET.ingestMiBps} MiB/s: ${mibPerSec >= TARGET.ingestMiBps ? "PASS" : "FAIL"}`],
+    ["ingestion: lines/s", `${Math.round(totalBytes / 100 / ingestSec)}`, "100-byte lines"],
+    ["ingestion: CPU agent / Fleet / Log", `${cpuPct("agent")} / ${cpuPct("fleet")} / ${cpuPct("log")} %`, "% of one core over the window"],
+    ["follow: latency p50 / p90 / p99 / max", `${p.p50} / ${p.p90} / ${p.p99} / ${p.max} ms (${p.n} lines)`, `p99 < ${TARGET.followP99Ms} ms: ${p.p99 < TARGET.followP99Ms ? "PASS" : "FAIL"}`],
+    ["follow: aggregate write rate", `${round((FOLLOWERS * 100 * 100 * 100) / MiB)} MiB/s`, `${FOLLOWERS} jobs`],
+  ];
+  printTable("logs", table);
+  writeResult({
+    benchmark: "logs",
+    date: new Date().toISOString(),
+    machine: machine(),
+    durationSec: round((performance.now() - started) / 1000),
+    table,
+    details: { totalMiB: TOTAL_MIB, printers: PRINTERS, followers: FOLLOWERS, followSec: FOLLOW_SEC, ingestSec, mibPerSec, cpuPercent: { agent: cpuPct("agent"), fleet: cpuPct("fleet"), log: cpuPct("log") }, follow: p, linesFollowed, samples: samples.filter((_, i) => i % 5 === 0).map((s) => ({ atSec: round((s.atMs - firstAt) / 1000, 2), mib: round(s.bytes / MiB) })) },
+  });
+});
