@@ -234,7 +234,7 @@ describe("the README's grpcurl and buf curl commands, against dev mode and a rea
     dirs.forEach(removeDir);
   });
 
-  it("shows, in order: list services, describe a service, submit, watch and get a job, drain an agent", () => {
+  it("shows, in order: list services, describe a service, submit a job, follow its output, watch and get it, drain an agent", () => {
     const placeholders = { TOKEN: "t", JOB_ID: "j", AGENT_ID: "a" };
     assert.deepEqual(
       examples.map((e) => bufCurlRequest(shellWords(e.bufCurl, placeholders)).operation),
@@ -242,6 +242,7 @@ describe("the README's grpcurl and buf curl commands, against dev mode and a rea
         "list-services",
         "list-methods",
         "drover.scheduler.v1.SchedulerService/SubmitJob",
+        "drover.log.v1.LogService/FollowLogs",
         "drover.scheduler.v1.SchedulerService/WatchJob",
         "drover.scheduler.v1.SchedulerService/GetJob",
         "drover.fleet.v1.FleetService/DrainAgent",
@@ -291,6 +292,14 @@ describe("the README's grpcurl and buf curl commands, against dev mode and a rea
           assert.match(res.job.id, /^[0-9a-f-]{36}$/);
           assert.equal(res.job.spec.name, "greet");
           vars.JOB_ID = res.job.id;
+          break;
+        }
+        case "drover.log.v1.LogService/FollowLogs": {
+          // The job's `echo hi`, base64 in JSON; the stream ended, so the job had ended and its output was complete.
+          const lines = (jsonDocuments(out) as Json[]).flatMap((res) => res.lines ?? []);
+          assert.ok(lines.every((l) => l.jobId === vars.JOB_ID), out);
+          const stdout = lines.filter((l) => l.stream === "STREAM_STDOUT").map((l) => Buffer.from(l.data ?? "", "base64").toString());
+          assert.equal(stdout.join(""), "hi\n", out);
           break;
         }
         case "drover.scheduler.v1.SchedulerService/WatchJob": {

@@ -1,8 +1,8 @@
 // The Go SDK (sdk/go) as a Go user meets it: its committed generated code is
 // what scripts/generate-go-sdk.sh makes today, and its example, built offline
-// in GOPATH mode with Debian's Go packages, submits a job to dev mode, follows
-// it with WatchJob while one real drover-agent runs it, and sees a bad
-// request refused with InvalidArgument.
+// in GOPATH mode with Debian's Go packages, submits a job to dev mode, prints
+// the job's output from FollowLogs while one real drover-agent runs it and
+// then its final state, and sees a bad request refused with InvalidArgument.
 //
 // Needs Debian's Go toolchain (golang-go, protobuf-compiler, protoc-gen-go,
 // protoc-gen-go-grpc, golang-google-grpc-dev, golang-google-protobuf-dev and
@@ -164,11 +164,12 @@ describe("the Go SDK", { skip: unavailable ?? false }, () => {
     }
   });
 
-  it("the example runs `echo hello from go` on the agent, prints its states and exits 0 once it succeeded", async (t) => {
+  it("the example runs `echo hello from go` on the agent, prints its output from FollowLogs, then its final state, and exits 0 once it succeeded", async (t) => {
     const { code, stdout, stderr } = await example();
     for (const line of stdout.trim().split("\n")) t.diagnostic(`example: ${line}`);
     assert.equal(code, 0, `exit code; stdout:\n${stdout}\nstderr:\n${stderr}`);
     assert.match(stdout, /^submitted job [0-9a-f-]{36}$/m);
+    assert.match(stdout, /^hello from go$/m, `the job's output line, from FollowLogs; stdout:\n${stdout}`);
     const states = [...stdout.matchAll(/^job [0-9a-f-]{36}: (\w+)$/gm)].map((m) => m[1]);
     assert.equal(states.at(-1), "SUCCEEDED", `the last state printed; stdout:\n${stdout}`);
   });

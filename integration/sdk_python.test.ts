@@ -1,9 +1,9 @@
 // The Python SDK (sdk/python) as a Python user meets it: its committed
 // generated code is what scripts/generate-python-sdk.sh makes today, and its
 // example, run with Debian's /usr/bin/python3 and nothing installed, submits a
-// job to dev mode, follows it with WatchJob while one real drover-agent runs
-// it, sees a bad request refused with INVALID_ARGUMENT, and is refused
-// without its token.
+// job to dev mode, prints the job's output from FollowLogs while one real
+// drover-agent runs it and then its final state, sees a bad request refused
+// with INVALID_ARGUMENT, and is refused without its token.
 //
 // Needs Debian's /usr/bin/python3 with python3-grpcio and python3-protobuf,
 // and protobuf-compiler, protobuf-compiler-grpc and libprotobuf-dev to
@@ -122,11 +122,12 @@ describe("the Python SDK", { skip: unavailable ?? false }, () => {
     }
   });
 
-  it("the example runs `echo hello from python` on the agent, prints its states and exits 0 once it succeeded", async (t) => {
+  it("the example runs `echo hello from python` on the agent, prints its output from FollowLogs, then its final state, and exits 0 once it succeeded", async (t) => {
     const { code, stdout, stderr } = await example();
     for (const line of stdout.trim().split("\n")) t.diagnostic(`example: ${line}`);
     assert.equal(code, 0, `exit code; stdout:\n${stdout}\nstderr:\n${stderr}`);
     assert.match(stdout, /^submitted job [0-9a-f-]{36}$/m);
+    assert.match(stdout, /^hello from python$/m, `the job's output line, from FollowLogs; stdout:\n${stdout}`);
     const states = [...stdout.matchAll(/^job [0-9a-f-]{36}: (\w+)$/gm)].map((m) => m[1]);
     assert.equal(states.at(-1), "SUCCEEDED", `the last state printed; stdout:\n${stdout}`);
   });

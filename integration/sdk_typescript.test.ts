@@ -1,6 +1,6 @@
 // The TypeScript SDK (sdk/typescript) as a user meets it, against `drover dev`
-// and one real drover-agent: its example submits a job and watches it to the
-// end, a bad token is refused with UNAUTHENTICATED, and when dev mode is
+// and one real drover-agent: its example submits a job and follows its output
+// with FollowLogs to the end, WatchJob follows a job's states, a bad token is refused with UNAUTHENTICATED, and when dev mode is
 // stopped and started again on the same port, a call that is safe to repeat
 // rides out the gap by retrying UNAVAILABLE over real sockets, while one that
 // is not safe fails at once.
@@ -10,8 +10,8 @@ import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { after, before, describe, it } from "node:test";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { createDroverClient, fleetv1, schedulerv1, type DroverClient } from "../sdk/typescript/index.ts";
-import { submitAndWatch } from "../sdk/typescript/example.ts";
+import { createDroverClient, fleetv1, logv1, schedulerv1, type DroverClient } from "../sdk/typescript/index.ts";
+import { followToEnd, submit } from "../sdk/typescript/example.ts";
 import { eventually } from "../services/fleet/testing.ts";
 import { freePort, removeDir, ROOT, startAgent, startDev, tempDir, type AgentProcess, type DevProcess } from "./harness.ts";
 
@@ -70,21 +70,30 @@ describe("the TypeScript SDK against dev mode and a real agent", () => {
     dirs.forEach(removeDir);
   });
 
-  it("runs the example: it submits a job, watches it to SUCCEEDED and exits 0", async () => {
+  it("runs the example: it submits a job, prints its output from FollowLogs, then SUCCEEDED, and exits 0", async () => {
     const { stdout } = await run(process.execPath, ["--import", "tsx", "sdk/typescript/example.ts"], {
       cwd: ROOT,
       env: { ...process.env, DROVER_ADDR: dev.grpcUrl, DROVER_TOKEN: dev.adminToken },
       timeout: 30_000,
     });
     const lines = stdout.trim().split("\n");
+    assert.ok(lines.includes("hello from the typescript sdk"), `the job's output line; stdout:\n${stdout}`);
     assert.match(lines.at(-1)!, /^[0-9a-f-]{36} SUCCEEDED\b/, stdout);
   });
 
-  it("follows the job through WatchJob, from its first state to its last", async () => {
-    const seen: schedulerv1.JobState[] = [];
-    const job = await submitAndWatch(drover, ["sh", "-c", "echo watched"], (j) => seen.push(j.state));
+  it("follows a job's stdout and stderr apart through FollowLogs, and finds the job ended when the follow ends", async () => {
+    const id = await submit(drover, ["sh", "-c", "echo to-out; echo to-err >&2"]);
+    const written = new Map<logv1.Stream, string>();
+    const job = await followToEnd(drover, id, (stream, data) => written.set(stream, (written.get(stream) ?? "") + Buffer.from(data).toString()));
     assert.equal(job.state, JobState.SUCCEEDED, job.endReason);
-    assert.equal(job.attempts[0]?.exitCode, 0);
+    assert.equal(written.get(logv1.Stream.STDOUT), "to-out\n");
+    assert.equal(written.get(logv1.Stream.STDERR), "to-err\n");
+  });
+
+  it("follows a job through WatchJob, from its first state to its last", async () => {
+    const id = await submit(drover, ["sh", "-c", "echo watched"]);
+    const seen: schedulerv1.JobState[] = [];
+    for await (const { job } of drover.scheduler.watchJob({ id })) if (job) seen.push(job.state);
     assert.ok(seen.length >= 2, `saw ${seen.map((s) => JobState[s]).join(", ")}`);
     assert.equal(seen.at(-1), JobState.SUCCEEDED);
   });

@@ -1,9 +1,8 @@
-"""Submits a job that runs `echo hello from python` and follows it with
-WatchJob until it ends, printing each state it passes through. Exits 0 if the
-job succeeded, 1 if it ended otherwise or a call failed.
-
-The job's output is not printed: logs are not served yet (the Log service is a
-later issue); the agent keeps them in the attempt's bundle.
+"""Submits a job that runs `echo hello from python`, follows its output with
+LogService.FollowLogs until the job has ended and its output is complete
+(stdout to stdout, stderr to stderr, byte for byte), then prints the state it
+ended in. Exits 0 if the job succeeded, 1 if it ended otherwise or a call
+failed.
 
 With --without-exec it submits a job with no exec instead, to show how the
 server refuses a bad request: it prints the status code (INVALID_ARGUMENT)
@@ -25,6 +24,7 @@ import drover_sdk  # first: it makes the generated drover.* modules importable
 
 import grpc
 from drover.common.v1 import exec_pb2
+from drover.log.v1 import log_service_pb2 as log
 from drover.scheduler.v1 import scheduler_service_pb2 as scheduler
 
 
@@ -46,21 +46,30 @@ def main() -> int:
         job_id = submitted.job.id
         print(f"submitted job {job_id}", flush=True)
 
-        # WatchJob sends the job as it stands, then again after each change,
-        # and ends the stream once the job has reached a final state. The
-        # timeout bounds the whole stream.
-        last = None
+        # FollowLogs sends what is stored of every attempt of the job, then
+        # each line as it is stored, and ends the stream once the job has
+        # ended and its output is complete. Lines of the system stream (what
+        # the agent writes about the attempt) are left out. The timeout
+        # bounds the whole stream.
+        out = {log.STREAM_STDOUT: sys.stdout.buffer, log.STREAM_STDERR: sys.stderr.buffer}
         try:
-            for res in drover.scheduler.WatchJob(scheduler.WatchJobRequest(id=job_id), timeout=args.timeout):
-                if last is None or res.job.state != last.state:
-                    print(f"job {job_id}: {state_name(res.job.state)}", flush=True)
-                last = res.job
+            for res in drover.log.FollowLogs(log.FollowLogsRequest(job_id=job_id), timeout=args.timeout):
+                for line in res.lines:
+                    if line.stream in out:
+                        out[line.stream].write(line.data)
+                        out[line.stream].flush()
         except grpc.RpcError as err:
-            return failed("WatchJob", err)
+            return failed("FollowLogs", err)
 
-    if last is None or last.state != scheduler.JOB_STATE_SUCCEEDED:
-        state = state_name(last.state) if last else "unknown"
-        print(f"job {job_id} ended {state}: {last.end_reason if last else ''}", file=sys.stderr)
+        # The follow ended, so the job has too: ask how.
+        try:
+            job = drover.scheduler.GetJob(scheduler.GetJobRequest(id=job_id), timeout=args.timeout).job
+        except grpc.RpcError as err:
+            return failed("GetJob", err)
+
+    print(f"job {job_id}: {state_name(job.state)}", flush=True)
+    if job.state != scheduler.JOB_STATE_SUCCEEDED:
+        print(f"job {job_id} ended {state_name(job.state)}: {job.end_reason}", file=sys.stderr)
         return 1
     return 0
 

@@ -1,29 +1,21 @@
-// Submits `echo hello from the typescript sdk` and follows it with WatchJob
-// until it ends. Run it next to dev mode:
+// Submits `echo hello from the typescript sdk`, follows its output with
+// FollowLogs until the job has ended and its output is complete, then prints
+// the state it ended in. Run it next to dev mode:
 //
 //   DROVER_ADDR=http://127.0.0.1:7070 DROVER_TOKEN=$(cat .drover/admin-token) \
 //     node --import tsx sdk/typescript/example.ts
 //
-// It prints each state the job passes through and exits 0 if the job succeeded.
+// The job's stdout goes to stdout and its stderr to stderr, byte for byte;
+// the last line is "<job id> <state>". It exits 0 if the job succeeded.
 
 import { randomUUID } from "node:crypto";
 import { pathToFileURL } from "node:url";
-import { createDroverClient, schedulerv1, type DroverClient } from "./index.ts";
+import { createDroverClient, logv1, schedulerv1, type DroverClient } from "./index.ts";
 
 const { JobState } = schedulerv1;
 
-/** The states after which a job never changes again. */
-const FINAL = new Set<schedulerv1.JobState>([JobState.SUCCEEDED, JobState.FAILED, JobState.DEAD, JobState.CANCELLED]);
-
-/**
- * Submits one job and watches it to its end, calling `onChange` with each
- * version of the job the server sends. Resolves the job as it ended.
- */
-export async function submitAndWatch(
-  drover: DroverClient,
-  argv: string[],
-  onChange: (job: schedulerv1.Job) => void = () => {},
-): Promise<schedulerv1.Job> {
+/** Submits one job that runs `argv`; resolves its id. */
+export async function submit(drover: DroverClient, argv: string[]): Promise<string> {
   // The key makes SubmitJob safe to retry: were the first try to reach the
   // server and the answer be lost, the retry returns the same job.
   const { job } = await drover.scheduler.submitJob({
@@ -31,24 +23,38 @@ export async function submitAndWatch(
     idempotencyKey: `sdk-example-${randomUUID()}`,
   });
   if (!job) throw new Error("SubmitJob answered without a job");
+  return job.id;
+}
 
-  // WatchJob is a stream: the SDK does not retry it. It sends the job as it
-  // stands, then each change, and ends once the job is final.
-  let last = job;
-  for await (const { job: seen } of drover.scheduler.watchJob({ id: job.id })) {
-    if (!seen) continue;
-    last = seen;
-    onChange(seen);
-    if (FINAL.has(seen.state)) break;
+/**
+ * Follows a job's output to its end, handing `write` the bytes of each
+ * stdout and stderr line as they are stored (the system stream, what the
+ * agent writes about the attempt, is left out). Resolves the job as it ended.
+ */
+export async function followToEnd(
+  drover: DroverClient,
+  jobId: string,
+  write: (stream: logv1.Stream, data: Uint8Array) => void,
+): Promise<schedulerv1.Job> {
+  // FollowLogs is a stream, so the SDK does not retry it. It sends what is
+  // stored of every attempt of the job, then each line as it is stored, and
+  // ends once the job has ended and its output is complete.
+  for await (const { lines } of drover.log.followLogs({ jobId })) {
+    for (const line of lines) {
+      if (line.stream === logv1.Stream.STDOUT || line.stream === logv1.Stream.STDERR) write(line.stream, line.data);
+    }
   }
-  return last;
+  // The follow ended, so the job has too: ask how.
+  const { job } = await drover.scheduler.getJob({ id: jobId });
+  if (!job) throw new Error("GetJob answered without a job");
+  return job;
 }
 
 async function main(): Promise<number> {
   const drover = createDroverClient(); // DROVER_ADDR, DROVER_TOKEN
-  const job = await submitAndWatch(drover, ["echo", "hello from the typescript sdk"], (j) =>
-    console.log(`${j.id} ${JobState[j.state]}${j.endReason ? `: ${j.endReason}` : ""}`),
-  );
+  const id = await submit(drover, ["echo", "hello from the typescript sdk"]);
+  const job = await followToEnd(drover, id, (stream, data) => (stream === logv1.Stream.STDERR ? process.stderr : process.stdout).write(data));
+  console.log(`${job.id} ${JobState[job.state]}${job.endReason ? `: ${job.endReason}` : ""}`);
   return job.state === JobState.SUCCEEDED ? 0 : 1;
 }
 

@@ -37,7 +37,7 @@ type Clients struct {
 	Deploy deployv1.DeployServiceClient
 	// Bid lists auctions and explains placements.
 	Bid bidv1.BidServiceClient
-	// Log serves job output (not served by the control plane yet).
+	// Log reads and follows the output of jobs, attempts and runs.
 	Log logv1.LogServiceClient
 }
 

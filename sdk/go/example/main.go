@@ -1,9 +1,8 @@
-// Command example submits a job that runs `echo hello from go` and follows it
-// with WatchJob until it ends, printing each state it passes through. It
-// exits 0 if the job succeeded, 1 if it ended otherwise or a call failed.
-//
-// The job's output is not printed: logs are not served yet (the Log service
-// is a later issue); the agent keeps them in the attempt's bundle.
+// Command example submits a job that runs `echo hello from go`, follows its
+// output with LogService.FollowLogs until the job has ended and its output is
+// complete (stdout to stdout, stderr to stderr, byte for byte), then prints
+// the state it ended in. It exits 0 if the job succeeded, 1 if it ended
+// otherwise or a call failed.
 //
 // With -without-exec it submits a job with no exec instead, to show how the
 // server refuses a bad request: it prints the status code (InvalidArgument)
@@ -29,6 +28,7 @@ import (
 
 	"drover/sdk/go/drover"
 	commonv1 "drover/sdk/go/gen/drover/common/v1"
+	logv1 "drover/sdk/go/gen/drover/log/v1"
 	schedulerv1 "drover/sdk/go/gen/drover/scheduler/v1"
 )
 
@@ -74,31 +74,42 @@ func run(ctx context.Context, addr, token string, withoutExec bool) int {
 	id := submitted.GetJob().GetId()
 	fmt.Printf("submitted job %s\n", id)
 
-	// WatchJob sends the job as it stands, then again after each change, and
-	// ends the stream once the job has reached a final state.
-	stream, err := c.Scheduler.WatchJob(ctx, &schedulerv1.WatchJobRequest{Id: id})
+	// FollowLogs sends what is stored of every attempt of the job, then each
+	// line as it is stored, and ends the stream once the job has ended and
+	// its output is complete. Lines of the system stream (what the agent
+	// writes about the attempt) are left out.
+	follow, err := c.Log.FollowLogs(ctx, &logv1.FollowLogsRequest{JobId: id})
 	if err != nil {
-		printError("WatchJob", err)
+		printError("FollowLogs", err)
 		return 1
 	}
-	var last *schedulerv1.Job
+	out := map[logv1.Stream]*os.File{logv1.Stream_STREAM_STDOUT: os.Stdout, logv1.Stream_STREAM_STDERR: os.Stderr}
 	for {
-		res, err := stream.Recv()
+		res, err := follow.Recv()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
-			printError("WatchJob", err)
+			printError("FollowLogs", err)
 			return 1
 		}
-		job := res.GetJob()
-		if last == nil || job.GetState() != last.GetState() {
-			fmt.Printf("job %s: %s\n", id, stateName(job.GetState()))
+		for _, line := range res.GetLines() {
+			if f, ok := out[line.GetStream()]; ok {
+				f.Write(line.GetData())
+			}
 		}
-		last = job
 	}
-	if last.GetState() != schedulerv1.JobState_JOB_STATE_SUCCEEDED {
-		fmt.Fprintf(os.Stderr, "job %s ended %s: %s\n", id, stateName(last.GetState()), last.GetEndReason())
+
+	// The follow ended, so the job has too: ask how.
+	got, err := c.Scheduler.GetJob(ctx, &schedulerv1.GetJobRequest{Id: id})
+	if err != nil {
+		printError("GetJob", err)
+		return 1
+	}
+	job := got.GetJob()
+	fmt.Printf("job %s: %s\n", id, stateName(job.GetState()))
+	if job.GetState() != schedulerv1.JobState_JOB_STATE_SUCCEEDED {
+		fmt.Fprintf(os.Stderr, "job %s ended %s: %s\n", id, stateName(job.GetState()), job.GetEndReason())
 		return 1
 	}
 	return 0

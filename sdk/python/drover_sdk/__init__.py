@@ -61,7 +61,7 @@ class Client:
         self.bid = bid_service_pb2_grpc.BidServiceStub(channel)
         #: Applies long-running deployments.
         self.deploy = deploy_service_pb2_grpc.DeployServiceStub(channel)
-        #: Serves job output (not served by the control plane yet).
+        #: Reads and follows the output of jobs, attempts and runs.
         self.log = log_service_pb2_grpc.LogServiceStub(channel)
 
     def close(self) -> None:

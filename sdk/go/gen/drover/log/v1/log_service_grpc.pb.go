@@ -17,8 +17,20 @@ const _ = grpc.SupportPackageIsVersion7
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 type LogServiceClient interface {
-	// ReadLogs reads stored output of one attempt by byte range.
+	// ReadLogs reads stored output of an attempt, of every attempt of a job,
+	// or of the stages of a run, line by line, paginated by cursor.
 	ReadLogs(ctx context.Context, in *ReadLogsRequest, opts ...grpc.CallOption) (*ReadLogsResponse, error)
+	// FollowLogs sends stored output from a starting position and then new
+	// output as it is stored, from any Log replica. Several attempts (all
+	// attempts of a job, all stages of a run) are merged, each line naming its
+	// source. The stream ends when every followed attempt's output is complete
+	// (and, for a job or run, when it has ended).
+	FollowLogs(ctx context.Context, in *FollowLogsRequest, opts ...grpc.CallOption) (LogService_FollowLogsClient, error)
+	// IngestLogs stores frames agents sent and says how far each stream is
+	// stored. Idempotent by offset: bytes already stored are not stored
+	// again; a frame past a gap stores nothing. A frame with no data stores
+	// nothing and asks how far the stream is stored. For Fleet.
+	IngestLogs(ctx context.Context, in *IngestLogsRequest, opts ...grpc.CallOption) (*IngestLogsResponse, error)
 }
 
 type logServiceClient struct {
@@ -38,12 +50,65 @@ func (c *logServiceClient) ReadLogs(ctx context.Context, in *ReadLogsRequest, op
 	return out, nil
 }
 
+func (c *logServiceClient) FollowLogs(ctx context.Context, in *FollowLogsRequest, opts ...grpc.CallOption) (LogService_FollowLogsClient, error) {
+	stream, err := c.cc.NewStream(ctx, &_LogService_serviceDesc.Streams[0], "/drover.log.v1.LogService/FollowLogs", opts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &logServiceFollowLogsClient{stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+type LogService_FollowLogsClient interface {
+	Recv() (*FollowLogsResponse, error)
+	grpc.ClientStream
+}
+
+type logServiceFollowLogsClient struct {
+	grpc.ClientStream
+}
+
+func (x *logServiceFollowLogsClient) Recv() (*FollowLogsResponse, error) {
+	m := new(FollowLogsResponse)
+	if err := x.ClientStream.RecvMsg(m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func (c *logServiceClient) IngestLogs(ctx context.Context, in *IngestLogsRequest, opts ...grpc.CallOption) (*IngestLogsResponse, error) {
+	out := new(IngestLogsResponse)
+	err := c.cc.Invoke(ctx, "/drover.log.v1.LogService/IngestLogs", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // LogServiceServer is the server API for LogService service.
 // All implementations must embed UnimplementedLogServiceServer
 // for forward compatibility
 type LogServiceServer interface {
-	// ReadLogs reads stored output of one attempt by byte range.
+	// ReadLogs reads stored output of an attempt, of every attempt of a job,
+	// or of the stages of a run, line by line, paginated by cursor.
 	ReadLogs(context.Context, *ReadLogsRequest) (*ReadLogsResponse, error)
+	// FollowLogs sends stored output from a starting position and then new
+	// output as it is stored, from any Log replica. Several attempts (all
+	// attempts of a job, all stages of a run) are merged, each line naming its
+	// source. The stream ends when every followed attempt's output is complete
+	// (and, for a job or run, when it has ended).
+	FollowLogs(*FollowLogsRequest, LogService_FollowLogsServer) error
+	// IngestLogs stores frames agents sent and says how far each stream is
+	// stored. Idempotent by offset: bytes already stored are not stored
+	// again; a frame past a gap stores nothing. A frame with no data stores
+	// nothing and asks how far the stream is stored. For Fleet.
+	IngestLogs(context.Context, *IngestLogsRequest) (*IngestLogsResponse, error)
 	mustEmbedUnimplementedLogServiceServer()
 }
 
@@ -53,6 +118,12 @@ type UnimplementedLogServiceServer struct {
 
 func (UnimplementedLogServiceServer) ReadLogs(context.Context, *ReadLogsRequest) (*ReadLogsResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ReadLogs not implemented")
+}
+func (UnimplementedLogServiceServer) FollowLogs(*FollowLogsRequest, LogService_FollowLogsServer) error {
+	return status.Errorf(codes.Unimplemented, "method FollowLogs not implemented")
+}
+func (UnimplementedLogServiceServer) IngestLogs(context.Context, *IngestLogsRequest) (*IngestLogsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method IngestLogs not implemented")
 }
 func (UnimplementedLogServiceServer) mustEmbedUnimplementedLogServiceServer() {}
 
@@ -85,6 +156,45 @@ func _LogService_ReadLogs_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _LogService_FollowLogs_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(FollowLogsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(LogServiceServer).FollowLogs(m, &logServiceFollowLogsServer{stream})
+}
+
+type LogService_FollowLogsServer interface {
+	Send(*FollowLogsResponse) error
+	grpc.ServerStream
+}
+
+type logServiceFollowLogsServer struct {
+	grpc.ServerStream
+}
+
+func (x *logServiceFollowLogsServer) Send(m *FollowLogsResponse) error {
+	return x.ServerStream.SendMsg(m)
+}
+
+func _LogService_IngestLogs_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(IngestLogsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LogServiceServer).IngestLogs(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/drover.log.v1.LogService/IngestLogs",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LogServiceServer).IngestLogs(ctx, req.(*IngestLogsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 var _LogService_serviceDesc = grpc.ServiceDesc{
 	ServiceName: "drover.log.v1.LogService",
 	HandlerType: (*LogServiceServer)(nil),
@@ -93,7 +203,17 @@ var _LogService_serviceDesc = grpc.ServiceDesc{
 			MethodName: "ReadLogs",
 			Handler:    _LogService_ReadLogs_Handler,
 		},
+		{
+			MethodName: "IngestLogs",
+			Handler:    _LogService_IngestLogs_Handler,
+		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "FollowLogs",
+			Handler:       _LogService_FollowLogs_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "drover/log/v1/log_service.proto",
 }

@@ -80,6 +80,10 @@ type SchedulerServiceClient interface {
 	// ReportRunningAttempts checks what a (re)connected agent says it runs:
 	// attempts whose lease was given away are cancelled on the agent. For Fleet.
 	ReportRunningAttempts(ctx context.Context, in *ReportRunningAttemptsRequest, opts ...grpc.CallOption) (*ReportRunningAttemptsResponse, error)
+	// DescribeAttempts says whose attempts are: job, run stage, agent, and
+	// the secret values to redact from their output. Unknown ids are left
+	// out. For the Log service.
+	DescribeAttempts(ctx context.Context, in *DescribeAttemptsRequest, opts ...grpc.CallOption) (*DescribeAttemptsResponse, error)
 }
 
 type schedulerServiceClient struct {
@@ -302,6 +306,15 @@ func (c *schedulerServiceClient) ReportRunningAttempts(ctx context.Context, in *
 	return out, nil
 }
 
+func (c *schedulerServiceClient) DescribeAttempts(ctx context.Context, in *DescribeAttemptsRequest, opts ...grpc.CallOption) (*DescribeAttemptsResponse, error) {
+	out := new(DescribeAttemptsResponse)
+	err := c.cc.Invoke(ctx, "/drover.scheduler.v1.SchedulerService/DescribeAttempts", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // SchedulerServiceServer is the server API for SchedulerService service.
 // All implementations must embed UnimplementedSchedulerServiceServer
 // for forward compatibility
@@ -369,6 +382,10 @@ type SchedulerServiceServer interface {
 	// ReportRunningAttempts checks what a (re)connected agent says it runs:
 	// attempts whose lease was given away are cancelled on the agent. For Fleet.
 	ReportRunningAttempts(context.Context, *ReportRunningAttemptsRequest) (*ReportRunningAttemptsResponse, error)
+	// DescribeAttempts says whose attempts are: job, run stage, agent, and
+	// the secret values to redact from their output. Unknown ids are left
+	// out. For the Log service.
+	DescribeAttempts(context.Context, *DescribeAttemptsRequest) (*DescribeAttemptsResponse, error)
 	mustEmbedUnimplementedSchedulerServiceServer()
 }
 
@@ -438,6 +455,9 @@ func (UnimplementedSchedulerServiceServer) ReportJobEvents(context.Context, *Rep
 }
 func (UnimplementedSchedulerServiceServer) ReportRunningAttempts(context.Context, *ReportRunningAttemptsRequest) (*ReportRunningAttemptsResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ReportRunningAttempts not implemented")
+}
+func (UnimplementedSchedulerServiceServer) DescribeAttempts(context.Context, *DescribeAttemptsRequest) (*DescribeAttemptsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method DescribeAttempts not implemented")
 }
 func (UnimplementedSchedulerServiceServer) mustEmbedUnimplementedSchedulerServiceServer() {}
 
@@ -833,6 +853,24 @@ func _SchedulerService_ReportRunningAttempts_Handler(srv interface{}, ctx contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _SchedulerService_DescribeAttempts_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DescribeAttemptsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SchedulerServiceServer).DescribeAttempts(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/drover.scheduler.v1.SchedulerService/DescribeAttempts",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SchedulerServiceServer).DescribeAttempts(ctx, req.(*DescribeAttemptsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 var _SchedulerService_serviceDesc = grpc.ServiceDesc{
 	ServiceName: "drover.scheduler.v1.SchedulerService",
 	HandlerType: (*SchedulerServiceServer)(nil),
@@ -916,6 +954,10 @@ var _SchedulerService_serviceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ReportRunningAttempts",
 			Handler:    _SchedulerService_ReportRunningAttempts_Handler,
+		},
+		{
+			MethodName: "DescribeAttempts",
+			Handler:    _SchedulerService_DescribeAttempts_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -196,30 +196,38 @@ class JobEvent(_message.Message):
     def __init__(self, event_id: _Optional[str] = ..., attempt_id: _Optional[str] = ..., state: _Optional[_Union[AttemptState, str]] = ..., exit_code: _Optional[int] = ..., signal: _Optional[str] = ..., message: _Optional[str] = ..., time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., sequence: _Optional[int] = ..., command: _Optional[_Union[_exec_pb2.CommandResult, _Mapping]] = ...) -> None: ...
 
 class LogAck(_message.Message):
-    __slots__ = ["attempt_id", "offset", "stream"]
+    __slots__ = ["attempt_id", "complete", "offset", "refused", "stream"]
     ATTEMPT_ID_FIELD_NUMBER: _ClassVar[int]
+    COMPLETE_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_FIELD_NUMBER: _ClassVar[int]
     STREAM_FIELD_NUMBER: _ClassVar[int]
     attempt_id: str
+    complete: bool
     offset: int
+    refused: str
     stream: LogStream
-    def __init__(self, attempt_id: _Optional[str] = ..., stream: _Optional[_Union[LogStream, str]] = ..., offset: _Optional[int] = ...) -> None: ...
+    def __init__(self, attempt_id: _Optional[str] = ..., stream: _Optional[_Union[LogStream, str]] = ..., offset: _Optional[int] = ..., complete: bool = ..., refused: _Optional[str] = ...) -> None: ...
 
 class LogFrame(_message.Message):
-    __slots__ = ["attempt_id", "command_index", "data", "offset", "stream", "time"]
+    __slots__ = ["attempt_id", "command_index", "data", "final", "offset", "source_length", "stream", "time"]
     ATTEMPT_ID_FIELD_NUMBER: _ClassVar[int]
     COMMAND_INDEX_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
+    FINAL_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_LENGTH_FIELD_NUMBER: _ClassVar[int]
     STREAM_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
     attempt_id: str
     command_index: int
     data: bytes
+    final: bool
     offset: int
+    source_length: int
     stream: LogStream
     time: _timestamp_pb2.Timestamp
-    def __init__(self, attempt_id: _Optional[str] = ..., command_index: _Optional[int] = ..., stream: _Optional[_Union[LogStream, str]] = ..., offset: _Optional[int] = ..., data: _Optional[bytes] = ..., time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    def __init__(self, attempt_id: _Optional[str] = ..., command_index: _Optional[int] = ..., stream: _Optional[_Union[LogStream, str]] = ..., offset: _Optional[int] = ..., data: _Optional[bytes] = ..., time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., source_length: _Optional[int] = ..., final: bool = ...) -> None: ...
 
 class LogOffset(_message.Message):
     __slots__ = ["attempt_id", "offset", "stream"]

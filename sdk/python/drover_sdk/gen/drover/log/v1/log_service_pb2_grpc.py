@@ -6,7 +6,8 @@ from drover.log.v1 import log_service_pb2 as drover_dot_log_dot_v1_dot_log__serv
 
 
 class LogServiceStub(object):
-    """LogService stores the output of attempts and serves it back.
+    """LogService stores the output of attempts and serves it back: read by
+    range, time, tail or filter, and followed live.
     """
 
     def __init__(self, channel):
@@ -20,14 +21,47 @@ class LogServiceStub(object):
                 request_serializer=drover_dot_log_dot_v1_dot_log__service__pb2.ReadLogsRequest.SerializeToString,
                 response_deserializer=drover_dot_log_dot_v1_dot_log__service__pb2.ReadLogsResponse.FromString,
                 )
+        self.FollowLogs = channel.unary_stream(
+                '/drover.log.v1.LogService/FollowLogs',
+                request_serializer=drover_dot_log_dot_v1_dot_log__service__pb2.FollowLogsRequest.SerializeToString,
+                response_deserializer=drover_dot_log_dot_v1_dot_log__service__pb2.FollowLogsResponse.FromString,
+                )
+        self.IngestLogs = channel.unary_unary(
+                '/drover.log.v1.LogService/IngestLogs',
+                request_serializer=drover_dot_log_dot_v1_dot_log__service__pb2.IngestLogsRequest.SerializeToString,
+                response_deserializer=drover_dot_log_dot_v1_dot_log__service__pb2.IngestLogsResponse.FromString,
+                )
 
 
 class LogServiceServicer(object):
-    """LogService stores the output of attempts and serves it back.
+    """LogService stores the output of attempts and serves it back: read by
+    range, time, tail or filter, and followed live.
     """
 
     def ReadLogs(self, request, context):
-        """ReadLogs reads stored output of one attempt by byte range.
+        """ReadLogs reads stored output of an attempt, of every attempt of a job,
+        or of the stages of a run, line by line, paginated by cursor.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FollowLogs(self, request, context):
+        """FollowLogs sends stored output from a starting position and then new
+        output as it is stored, from any Log replica. Several attempts (all
+        attempts of a job, all stages of a run) are merged, each line naming its
+        source. The stream ends when every followed attempt's output is complete
+        (and, for a job or run, when it has ended).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def IngestLogs(self, request, context):
+        """IngestLogs stores frames agents sent and says how far each stream is
+        stored. Idempotent by offset: bytes already stored are not stored
+        again; a frame past a gap stores nothing. A frame with no data stores
+        nothing and asks how far the stream is stored. For Fleet.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -41,6 +75,16 @@ def add_LogServiceServicer_to_server(servicer, server):
                     request_deserializer=drover_dot_log_dot_v1_dot_log__service__pb2.ReadLogsRequest.FromString,
                     response_serializer=drover_dot_log_dot_v1_dot_log__service__pb2.ReadLogsResponse.SerializeToString,
             ),
+            'FollowLogs': grpc.unary_stream_rpc_method_handler(
+                    servicer.FollowLogs,
+                    request_deserializer=drover_dot_log_dot_v1_dot_log__service__pb2.FollowLogsRequest.FromString,
+                    response_serializer=drover_dot_log_dot_v1_dot_log__service__pb2.FollowLogsResponse.SerializeToString,
+            ),
+            'IngestLogs': grpc.unary_unary_rpc_method_handler(
+                    servicer.IngestLogs,
+                    request_deserializer=drover_dot_log_dot_v1_dot_log__service__pb2.IngestLogsRequest.FromString,
+                    response_serializer=drover_dot_log_dot_v1_dot_log__service__pb2.IngestLogsResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'drover.log.v1.LogService', rpc_method_handlers)
@@ -49,7 +93,8 @@ def add_LogServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class LogService(object):
-    """LogService stores the output of attempts and serves it back.
+    """LogService stores the output of attempts and serves it back: read by
+    range, time, tail or filter, and followed live.
     """
 
     @staticmethod
@@ -66,5 +111,39 @@ class LogService(object):
         return grpc.experimental.unary_unary(request, target, '/drover.log.v1.LogService/ReadLogs',
             drover_dot_log_dot_v1_dot_log__service__pb2.ReadLogsRequest.SerializeToString,
             drover_dot_log_dot_v1_dot_log__service__pb2.ReadLogsResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def FollowLogs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(request, target, '/drover.log.v1.LogService/FollowLogs',
+            drover_dot_log_dot_v1_dot_log__service__pb2.FollowLogsRequest.SerializeToString,
+            drover_dot_log_dot_v1_dot_log__service__pb2.FollowLogsResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def IngestLogs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/drover.log.v1.LogService/IngestLogs',
+            drover_dot_log_dot_v1_dot_log__service__pb2.IngestLogsRequest.SerializeToString,
+            drover_dot_log_dot_v1_dot_log__service__pb2.IngestLogsResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)

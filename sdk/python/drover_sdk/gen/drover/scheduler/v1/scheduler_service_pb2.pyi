@@ -89,6 +89,24 @@ class Attempt(_message.Message):
     state: AttemptState
     def __init__(self, id: _Optional[str] = ..., number: _Optional[int] = ..., agent_id: _Optional[str] = ..., state: _Optional[_Union[AttemptState, str]] = ..., create_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., exit_code: _Optional[int] = ..., signal: _Optional[str] = ..., reason: _Optional[str] = ..., lease_expire_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., auction_id: _Optional[str] = ..., commands: _Optional[_Iterable[_Union[_exec_pb2.CommandResult, _Mapping]]] = ...) -> None: ...
 
+class AttemptInfo(_message.Message):
+    __slots__ = ["agent_id", "attempt_id", "job_ended", "job_id", "run_id", "secret_values", "stage_name"]
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_ID_FIELD_NUMBER: _ClassVar[int]
+    JOB_ENDED_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    SECRET_VALUES_FIELD_NUMBER: _ClassVar[int]
+    STAGE_NAME_FIELD_NUMBER: _ClassVar[int]
+    agent_id: str
+    attempt_id: str
+    job_ended: bool
+    job_id: str
+    run_id: str
+    secret_values: _containers.RepeatedScalarFieldContainer[str]
+    stage_name: str
+    def __init__(self, attempt_id: _Optional[str] = ..., job_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., run_id: _Optional[str] = ..., stage_name: _Optional[str] = ..., secret_values: _Optional[_Iterable[str]] = ..., job_ended: bool = ...) -> None: ...
+
 class CancelJobRequest(_message.Message):
     __slots__ = ["grace_period", "id", "reason"]
     GRACE_PERIOD_FIELD_NUMBER: _ClassVar[int]
@@ -162,6 +180,18 @@ class DeleteScheduleRequest(_message.Message):
 class DeleteScheduleResponse(_message.Message):
     __slots__ = []
     def __init__(self) -> None: ...
+
+class DescribeAttemptsRequest(_message.Message):
+    __slots__ = ["attempt_ids"]
+    ATTEMPT_IDS_FIELD_NUMBER: _ClassVar[int]
+    attempt_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, attempt_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class DescribeAttemptsResponse(_message.Message):
+    __slots__ = ["attempts"]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    attempts: _containers.RepeatedCompositeFieldContainer[AttemptInfo]
+    def __init__(self, attempts: _Optional[_Iterable[_Union[AttemptInfo, _Mapping]]] = ...) -> None: ...
 
 class GetJobRequest(_message.Message):
     __slots__ = ["id"]

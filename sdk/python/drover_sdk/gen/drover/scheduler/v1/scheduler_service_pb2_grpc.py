@@ -120,6 +120,11 @@ class SchedulerServiceStub(object):
                 request_serializer=drover_dot_scheduler_dot_v1_dot_scheduler__service__pb2.ReportRunningAttemptsRequest.SerializeToString,
                 response_deserializer=drover_dot_scheduler_dot_v1_dot_scheduler__service__pb2.ReportRunningAttemptsResponse.FromString,
                 )
+        self.DescribeAttempts = channel.unary_unary(
+                '/drover.scheduler.v1.SchedulerService/DescribeAttempts',
+                request_serializer=drover_dot_scheduler_dot_v1_dot_scheduler__service__pb2.DescribeAttemptsRequest.SerializeToString,
+                response_deserializer=drover_dot_scheduler_dot_v1_dot_scheduler__service__pb2.DescribeAttemptsResponse.FromString,
+                )
 
 
 class SchedulerServiceServicer(object):
@@ -294,6 +299,15 @@ class SchedulerServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DescribeAttempts(self, request, context):
+        """DescribeAttempts says whose attempts are: job, run stage, agent, and
+        the secret values to redact from their output. Unknown ids are left
+        out. For the Log service.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SchedulerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -401,6 +415,11 @@ def add_SchedulerServiceServicer_to_server(servicer, server):
                     servicer.ReportRunningAttempts,
                     request_deserializer=drover_dot_scheduler_dot_v1_dot_scheduler__service__pb2.ReportRunningAttemptsRequest.FromString,
                     response_serializer=drover_dot_scheduler_dot_v1_dot_scheduler__service__pb2.ReportRunningAttemptsResponse.SerializeToString,
+            ),
+            'DescribeAttempts': grpc.unary_unary_rpc_method_handler(
+                    servicer.DescribeAttempts,
+                    request_deserializer=drover_dot_scheduler_dot_v1_dot_scheduler__service__pb2.DescribeAttemptsRequest.FromString,
+                    response_serializer=drover_dot_scheduler_dot_v1_dot_scheduler__service__pb2.DescribeAttemptsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -767,5 +786,22 @@ class SchedulerService(object):
         return grpc.experimental.unary_unary(request, target, '/drover.scheduler.v1.SchedulerService/ReportRunningAttempts',
             drover_dot_scheduler_dot_v1_dot_scheduler__service__pb2.ReportRunningAttemptsRequest.SerializeToString,
             drover_dot_scheduler_dot_v1_dot_scheduler__service__pb2.ReportRunningAttemptsResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def DescribeAttempts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/drover.scheduler.v1.SchedulerService/DescribeAttempts',
+            drover_dot_scheduler_dot_v1_dot_scheduler__service__pb2.DescribeAttemptsRequest.SerializeToString,
+            drover_dot_scheduler_dot_v1_dot_scheduler__service__pb2.DescribeAttemptsResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
