@@ -90,7 +90,8 @@ async function startPlane(cleanup: Cleanup): Promise<Plane> {
   const ready = (l: Record<string, unknown>) => typeof l.msg === "string" && l.msg.includes("ready");
   const procs: Record<string, ManagedProcess> = {};
   for (const name of ["fleet", "scheduler", "log", "bid"] as const) {
-    procs[name] = spawnNode(cleanup, name, ["--import", "tsx", `services/${name}/main.ts`], { ...shared, DROVER_GRPC_PORT: String(ports[name]) });
+    const level = name === "log" && process.env.BENCH_LOGS_DEBUG === "1" ? { DROVER_LOG_LEVEL: "debug" } : {};
+    procs[name] = spawnNode(cleanup, name, ["--import", "tsx", `services/${name}/main.ts`], { ...shared, ...level, DROVER_GRPC_PORT: String(ports[name]) });
     await procs[name].waitForLine(ready, 60_000);
   }
   return { procs, fleetUrl: shared.DROVER_FLEET_URL, schedulerUrl: shared.DROVER_SCHEDULER_URL, logUrl: shared.DROVER_LOG_URL, adminToken, databaseUrl: String(env.DATABASE_URL) };
@@ -171,6 +172,8 @@ await runBenchmark("logs", async (cleanup) => {
   progress(`follow: ${FOLLOWERS} jobs × 1 MiB/s for ${FOLLOW_SEC} s`);
   const latencies: number[] = [];
   let linesFollowed = 0;
+  const followStart = performance.now();
+  const fcpu0 = { agent: await cpuMsOf(agent.pid), fleet: await cpuMsOf(plane.procs.fleet!.pid), log: await cpuMsOf(plane.procs.log!.pid), bench: process.cpuUsage() };
   const tickIds = await Promise.all(Array.from({ length: FOLLOWERS }, () => submit([process.execPath, "-e", TICKER, "100", String(FOLLOW_SEC * 1000)])));
   const follows = tickIds.map(async (jobId) => {
     let pending = "";
@@ -189,14 +192,24 @@ await runBenchmark("logs", async (cleanup) => {
     }
   });
   await within((FOLLOW_SEC + 120) * 1000, "the follows ended", Promise.all(follows));
+  const followMs = performance.now() - followStart;
+  const fcpu1 = { agent: await cpuMsOf(agent.pid), fleet: await cpuMsOf(plane.procs.fleet!.pid), log: await cpuMsOf(plane.procs.log!.pid) };
+  const benchCpu = process.cpuUsage(fcpu0.bench);
+  const followCpu = (name: "agent" | "fleet" | "log") => round((((fcpu1[name] ?? 0) - (fcpu0[name] ?? 0)) / followMs) * 100);
+  const followCpuBench = round(((benchCpu.user + benchCpu.system) / 1000 / followMs) * 100);
   // The first second includes each job's start and the follower catching up from storage.
   const p = percentiles(latencies);
+  if (process.env.BENCH_LOGS_DEBUG === "1") {
+    const calls = plane.procs.log!.lines.filter((l) => l.msg === "call ok" && l.method === "IngestLogs").map((l) => Number(l.ms));
+    progress(`IngestLogs calls: ${calls.length}, ms ${JSON.stringify(percentiles(calls))}`);
+  }
 
   const table: [string, string, string][] = [
     ["ingestion: MiB/s stored durably", `${round(mibPerSec)} MiB/s (${round(totalBytes / MiB)} MiB in ${round(ingestSec)} s)`, `≥ ${TARGET.ingestMiBps} MiB/s: ${mibPerSec >= TARGET.ingestMiBps ? "PASS" : "FAIL"}`],
     ["ingestion: lines/s", `${Math.round(totalBytes / 100 / ingestSec)}`, "100-byte lines"],
     ["ingestion: CPU agent / Fleet / Log", `${cpuPct("agent")} / ${cpuPct("fleet")} / ${cpuPct("log")} %`, "% of one core over the window"],
     ["follow: latency p50 / p90 / p99 / max", `${p.p50} / ${p.p90} / ${p.p99} / ${p.max} ms (${p.n} lines)`, `p99 < ${TARGET.followP99Ms} ms: ${p.p99 < TARGET.followP99Ms ? "PASS" : "FAIL"}`],
+    ["follow: CPU agent / Fleet / Log / followers", `${followCpu("agent")} / ${followCpu("fleet")} / ${followCpu("log")} / ${followCpuBench} %`, "% of one core, while followed"],
     ["follow: aggregate write rate", `${round((FOLLOWERS * 100 * 100 * 100) / MiB)} MiB/s`, `${FOLLOWERS} jobs`],
   ];
   printTable("logs", table);
@@ -206,6 +219,6 @@ await runBenchmark("logs", async (cleanup) => {
     machine: machine(),
     durationSec: round((performance.now() - started) / 1000),
     table,
-    details: { totalMiB: TOTAL_MIB, printers: PRINTERS, followers: FOLLOWERS, followSec: FOLLOW_SEC, ingestSec, mibPerSec, cpuPercent: { agent: cpuPct("agent"), fleet: cpuPct("fleet"), log: cpuPct("log") }, follow: p, linesFollowed, samples: samples.filter((_, i) => i % 5 === 0).map((s) => ({ atSec: round((s.atMs - firstAt) / 1000, 2), mib: round(s.bytes / MiB) })) },
+    details: { totalMiB: TOTAL_MIB, printers: PRINTERS, followers: FOLLOWERS, followSec: FOLLOW_SEC, ingestSec, mibPerSec, cpuPercent: { agent: cpuPct("agent"), fleet: cpuPct("fleet"), log: cpuPct("log") }, follow: p, followCpuPercent: { agent: followCpu("agent"), fleet: followCpu("fleet"), log: followCpu("log"), followers: followCpuBench }, linesFollowed, samples: samples.filter((_, i) => i % 5 === 0).map((s) => ({ atSec: round((s.atMs - firstAt) / 1000, 2), mib: round(s.bytes / MiB) })) },
   });
 });
