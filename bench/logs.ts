@@ -21,7 +21,7 @@
 //
 // Results: bench/results/logs.json.
 
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createClient } from "@connectrpc/connect";
@@ -60,6 +60,20 @@ const FLOOD = `const fs = require("fs"); let left = Number(process.argv[1]); con
 /** argv[1]: lines per 10 ms tick, argv[2]: ms to run. Every line starts with its write time. */
 const TICKER = `const fs = require("fs"); const n = Number(process.argv[1]); const end = Date.now() + Number(process.argv[2]); const tick = () => { const t = (performance.timeOrigin + performance.now()).toFixed(3); fs.writeSync(1, ("T=" + t + " ").padEnd(99, "y").concat("\\n").repeat(n)); if (Date.now() < end) setTimeout(tick, 10); }; tick();`;
 
+/** CPU ms used so far by every process whose command name is `comm` (/proc). */
+async function cpuMsOfAll(comm: string): Promise<number> {
+  let total = 0;
+  for (const pid of readdirSync("/proc").filter((d) => /^\d+$/.test(d))) {
+    try {
+      if (readFileSync(`/proc/${pid}/comm`, "utf8").trim() !== comm) continue;
+      total += (await cpuMsOf(Number(pid))) ?? 0;
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return total;
+}
+
 function percentiles(values: number[]) {
   const sorted = [...values].sort((a, b) => a - b);
   const at = (p: number) => round(sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] ?? NaN);
@@ -91,7 +105,10 @@ async function startPlane(cleanup: Cleanup): Promise<Plane> {
   const procs: Record<string, ManagedProcess> = {};
   for (const name of ["fleet", "scheduler", "log", "bid"] as const) {
     const level = name === "log" && process.env.BENCH_LOGS_DEBUG === "1" ? { DROVER_LOG_LEVEL: "debug" } : {};
-    procs[name] = spawnNode(cleanup, name, ["--import", "tsx", `services/${name}/main.ts`], { ...shared, ...level, DROVER_GRPC_PORT: String(ports[name]) });
+    // BENCH_LOGS_PROFILE=fleet,log: a CPU profile of those services into /tmp/drover-bench-logs-prof.
+    const profiled = (process.env.BENCH_LOGS_PROFILE ?? "").split(",").includes(name);
+    const prof = profiled ? ["--cpu-prof", "--cpu-prof-dir=/tmp/drover-bench-logs-prof"] : [];
+    procs[name] = spawnNode(cleanup, name, [...prof, "--import", "tsx", `services/${name}/main.ts`], { ...shared, ...level, DROVER_GRPC_PORT: String(ports[name]) });
     await procs[name].waitForLine(ready, 60_000);
   }
   return { procs, fleetUrl: shared.DROVER_FLEET_URL, schedulerUrl: shared.DROVER_SCHEDULER_URL, logUrl: shared.DROVER_LOG_URL, adminToken, databaseUrl: String(env.DATABASE_URL) };
@@ -140,7 +157,7 @@ await runBenchmark("logs", async (cleanup) => {
   const perPrinter = Math.floor((TOTAL_MIB * MiB) / PRINTERS / 100) * 100;
   progress(`ingestion: ${PRINTERS} printers × ${round(perPrinter / MiB)} MiB`);
   const before = await storedBytes();
-  const cpu0 = { agent: await cpuMsOf(agent.pid), fleet: await cpuMsOf(plane.procs.fleet!.pid), log: await cpuMsOf(plane.procs.log!.pid) };
+  const cpu0 = { agent: await cpuMsOf(agent.pid), fleet: await cpuMsOf(plane.procs.fleet!.pid), log: await cpuMsOf(plane.procs.log!.pid), postgres: await cpuMsOfAll("postgres"), redis: await cpuMsOfAll("redis-server") };
   const floodIds = await Promise.all(Array.from({ length: PRINTERS }, () => submit([process.execPath, "-e", FLOOD, String(perPrinter)])));
   let firstAt = 0;
   let lastAt = 0;
@@ -158,7 +175,7 @@ await runBenchmark("logs", async (cleanup) => {
       await sleep(50);
     }
   })());
-  const cpu1 = { agent: await cpuMsOf(agent.pid), fleet: await cpuMsOf(plane.procs.fleet!.pid), log: await cpuMsOf(plane.procs.log!.pid) };
+  const cpu1 = { agent: await cpuMsOf(agent.pid), fleet: await cpuMsOf(plane.procs.fleet!.pid), log: await cpuMsOf(plane.procs.log!.pid), postgres: await cpuMsOfAll("postgres"), redis: await cpuMsOfAll("redis-server") };
   await waitEnded(floodIds, 60_000);
   await within(60_000, "stdout streams complete", (async () => {
     while ((await completeStdout()) < PRINTERS) await sleep(100);
@@ -166,7 +183,7 @@ await runBenchmark("logs", async (cleanup) => {
   const ingestSec = (lastAt - firstAt) / 1000;
   const totalBytes = perPrinter * PRINTERS;
   const mibPerSec = totalBytes / MiB / ingestSec;
-  const cpuPct = (name: "agent" | "fleet" | "log") => round((((cpu1[name] ?? 0) - (cpu0[name] ?? 0)) / (lastAt - firstAt)) * 100);
+  const cpuPct = (name: "agent" | "fleet" | "log" | "postgres" | "redis") => round((((cpu1[name] ?? 0) - (cpu0[name] ?? 0)) / (lastAt - firstAt)) * 100);
 
   // ---- Follow latency -------------------------------------------------------------
   progress(`follow: ${FOLLOWERS} jobs × 1 MiB/s for ${FOLLOW_SEC} s`);
@@ -208,6 +225,7 @@ await runBenchmark("logs", async (cleanup) => {
     ["ingestion: MiB/s stored durably", `${round(mibPerSec)} MiB/s (${round(totalBytes / MiB)} MiB in ${round(ingestSec)} s)`, `≥ ${TARGET.ingestMiBps} MiB/s: ${mibPerSec >= TARGET.ingestMiBps ? "PASS" : "FAIL"}`],
     ["ingestion: lines/s", `${Math.round(totalBytes / 100 / ingestSec)}`, "100-byte lines"],
     ["ingestion: CPU agent / Fleet / Log", `${cpuPct("agent")} / ${cpuPct("fleet")} / ${cpuPct("log")} %`, "% of one core over the window"],
+    ["ingestion: CPU PostgreSQL / Redis", `${cpuPct("postgres")} / ${cpuPct("redis")} %`, "every process of each (other work on the machine included)"],
     ["follow: latency p50 / p90 / p99 / max", `${p.p50} / ${p.p90} / ${p.p99} / ${p.max} ms (${p.n} lines)`, `p99 < ${TARGET.followP99Ms} ms: ${p.p99 < TARGET.followP99Ms ? "PASS" : "FAIL"}`],
     ["follow: CPU agent / Fleet / Log / followers", `${followCpu("agent")} / ${followCpu("fleet")} / ${followCpu("log")} / ${followCpuBench} %`, "% of one core, while followed"],
     ["follow: aggregate write rate", `${round((FOLLOWERS * 100 * 100 * 100) / MiB)} MiB/s`, `${FOLLOWERS} jobs`],
@@ -219,6 +237,6 @@ await runBenchmark("logs", async (cleanup) => {
     machine: machine(),
     durationSec: round((performance.now() - started) / 1000),
     table,
-    details: { totalMiB: TOTAL_MIB, printers: PRINTERS, followers: FOLLOWERS, followSec: FOLLOW_SEC, ingestSec, mibPerSec, cpuPercent: { agent: cpuPct("agent"), fleet: cpuPct("fleet"), log: cpuPct("log") }, follow: p, followCpuPercent: { agent: followCpu("agent"), fleet: followCpu("fleet"), log: followCpu("log"), followers: followCpuBench }, linesFollowed, samples: samples.filter((_, i) => i % 5 === 0).map((s) => ({ atSec: round((s.atMs - firstAt) / 1000, 2), mib: round(s.bytes / MiB) })) },
+    details: { totalMiB: TOTAL_MIB, printers: PRINTERS, followers: FOLLOWERS, followSec: FOLLOW_SEC, ingestSec, mibPerSec, cpuPercent: { agent: cpuPct("agent"), fleet: cpuPct("fleet"), log: cpuPct("log"), postgres: cpuPct("postgres"), redis: cpuPct("redis") }, follow: p, followCpuPercent: { agent: followCpu("agent"), fleet: followCpu("fleet"), log: followCpu("log"), followers: followCpuBench }, linesFollowed, samples: samples.filter((_, i) => i % 5 === 0).map((s) => ({ atSec: round((s.atMs - firstAt) / 1000, 2), mib: round(s.bytes / MiB) })) },
   });
 });

@@ -9,11 +9,14 @@
 //                        LogService.IngestLogs ── LogAcks ──▶ hub.reply ──▶ the agent's stream
 //
 // Order. The Log service stores a frame only if it starts where the stream's
-// stored bytes end (a frame past a gap stores nothing). Frames of one agent
-// are sent in the order they were read, one batch in flight per agent, so
-// frames of one (attempt, stream) arrive in order. IngestLogsRequest names
-// one agent, so a call carries one agent's frames; under load each call
-// carries what gathered while the previous one was in flight.
+// stored bytes end (a frame past a gap stores nothing). An agent's streams
+// are spread over a few lanes by (attempt, stream); frames of a lane are
+// sent in the order they were read, one batch in flight per lane, so frames
+// of one (attempt, stream) arrive in order while an agent's other streams
+// travel beside them (one call at a time per agent left the pipeline waiting
+// on each call). IngestLogsRequest names one agent, so a call carries one
+// lane's frames; under load each call carries what gathered while the
+// previous one was in flight.
 //
 // Never waiting. The hub awaits logFrame before reading the agent's next
 // message, so logFrame never waits on the Log service: a slow or absent Log
@@ -50,6 +53,8 @@ export interface LogSinkOptions {
   maxQueuedBytes: number;
   /** IngestLogs calls in flight at once, all agents together. */
   concurrency: number;
+  /** Lanes per agent: its streams are spread over them by (attempt, stream), one call in flight per lane. */
+  lanesPerAgent: number;
   /** Pauses before each retry of a transient failure, ms; after the last, the batch is dropped. */
   retryDelaysMs: readonly number[];
   /** Deadline of one IngestLogs call, ms. */
@@ -64,6 +69,7 @@ export function defaultLogSinkOptions(): LogSinkOptions {
     maxQueuedBytesPerAgent: 16 << 20,
     maxQueuedBytes: 512 << 20,
     concurrency: 16,
+    lanesPerAgent: 4,
     retryDelaysMs: [100, 500, 2000],
     callTimeoutMs: 30_000,
   };
@@ -94,9 +100,10 @@ const WARN_EVERY_MS = 10_000;
 
 type IngestClient = Pick<DroverClients["log"], "ingestLogs">;
 
-/** One agent's frames on their way to the Log service. */
+/** Frames of some of one agent's streams (a lane) on their way to the Log service. */
 interface AgentQueue {
   agentId: string;
+  lane: number;
   frames: LogFrame[];
   /** Bytes of `frames` and of the batch in flight. */
   bytes: number;
@@ -113,6 +120,8 @@ interface AgentQueue {
 export class LogSink implements AgentMessageSink {
   private readonly options: LogSinkOptions;
   private readonly queues = new Map<string, AgentQueue>();
+  // Bytes queued or in flight per agent, all its lanes together (the per-agent bound).
+  private readonly agentBytes = new Map<string, number>();
   // Agents with a batch ready, waiting for a call slot, in turn.
   private readonly ready: AgentQueue[] = [];
   private readonly inFlight = new Set<Promise<void>>();
@@ -139,18 +148,23 @@ export class LogSink implements AgentMessageSink {
   }
 
   connected(agentId: string, hello: Hello): void {
-    const queue = this.queueOf(agentId);
     // A new stream: the agent resends from its last acknowledged offsets, and
     // streams refused before may be worth asking about again.
-    queue.gaps.clear();
-    queue.refused.clear();
+    for (let lane = 0; lane < this.options.lanesPerAgent; lane++) {
+      const queue = this.queues.get(queueKey(agentId, lane));
+      queue?.gaps.clear();
+      queue?.refused.clear();
+    }
+    const touched = new Set<AgentQueue>();
     for (const held of hello.logOffsets) {
       if (held.attemptId === "" || held.stream === 0) continue; // IngestLogs would reject the whole call
+      const queue = this.queueOf(agentId, this.laneOf(held));
       // Not counted against the bounds: a few bytes each, once per connect.
       queue.frames.push(create(LogFrameSchema, { attemptId: held.attemptId, stream: held.stream, offset: 0n }));
       this.counts.queuedFrames++;
+      touched.add(queue);
     }
-    this.schedule(queue);
+    for (const queue of touched) this.schedule(queue);
   }
 
   jobEvent(): void {
@@ -159,15 +173,17 @@ export class LogSink implements AgentMessageSink {
 
   logFrame(agentId: string, frame: LogFrame): void {
     if (this.closed) return;
-    const queue = this.queueOf(agentId);
+    const queue = this.queueOf(agentId, this.laneOf(frame));
     if (!this.admit(queue, frame)) return;
     const size = sizeOf(frame);
-    if (queue.bytes + size > this.options.maxQueuedBytesPerAgent || this.counts.queuedBytes + size > this.options.maxQueuedBytes) {
+    const agentBytes = this.agentBytes.get(agentId) ?? 0;
+    if (agentBytes + size > this.options.maxQueuedBytesPerAgent || this.counts.queuedBytes + size > this.options.maxQueuedBytes) {
       this.dropFrames(queue, [frame], "memory", "dropped log frames: too many bytes waiting for the Log service; the agent resends them");
       return;
     }
     queue.frames.push(frame);
     queue.bytes += size;
+    this.agentBytes.set(agentId, agentBytes + size);
     this.counts.queuedBytes += size;
     this.counts.queuedFrames++;
     this.schedule(queue);
@@ -189,13 +205,22 @@ export class LogSink implements AgentMessageSink {
 
   // ---- Queues -------------------------------------------------------------
 
-  private queueOf(agentId: string): AgentQueue {
-    let queue = this.queues.get(agentId);
+  private queueOf(agentId: string, lane: number): AgentQueue {
+    const key = queueKey(agentId, lane);
+    let queue = this.queues.get(key);
     if (!queue) {
-      queue = { agentId, frames: [], bytes: 0, busy: false, timer: undefined, gaps: new Map(), refused: new Set() };
-      this.queues.set(agentId, queue);
+      queue = { agentId, lane, frames: [], bytes: 0, busy: false, timer: undefined, gaps: new Map(), refused: new Set() };
+      this.queues.set(key, queue);
     }
     return queue;
+  }
+
+  /** The lane of a stream: a hash of (attempt, stream), the same for every frame of it. */
+  private laneOf(s: { attemptId: string; stream: number }): number {
+    const key = streamKey(s);
+    let h = 2166136261;
+    for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 16777619);
+    return (h >>> 0) % this.options.lanesPerAgent;
   }
 
   /**
@@ -261,7 +286,8 @@ export class LogSink implements AgentMessageSink {
 
   private forgetIfIdle(queue: AgentQueue): void {
     if (queue.busy || queue.timer || queue.frames.length > 0 || queue.gaps.size > 0 || queue.refused.size > 0) return;
-    if (this.queues.get(queue.agentId) === queue) this.queues.delete(queue.agentId);
+    const key = queueKey(queue.agentId, queue.lane);
+    if (this.queues.get(key) === queue) this.queues.delete(key);
   }
 
   /** Takes the next batch off the queue: whole frames, in order, up to the limits (at least one). */
@@ -291,6 +317,9 @@ export class LogSink implements AgentMessageSink {
       const size = sizeOf(frame);
       queue.bytes -= size;
       this.counts.queuedBytes -= size;
+      const left = (this.agentBytes.get(queue.agentId) ?? 0) - size;
+      if (left > 0) this.agentBytes.set(queue.agentId, left);
+      else this.agentBytes.delete(queue.agentId);
     }
   }
 
@@ -374,6 +403,10 @@ function isQuery(frame: LogFrame): boolean {
  */
 function sizeOf(frame: LogFrame): number {
   return frame.data.length;
+}
+
+function queueKey(agentId: string, lane: number): string {
+  return `${agentId}\u0000${lane}`;
 }
 
 function streamKey(s: { attemptId: string; stream: number }): string {
