@@ -160,10 +160,11 @@ describe("AgentWorker", () => {
           const beats = [await stream.next("heartbeat"), await stream.next("heartbeat"), await stream.next("heartbeat")];
           assert.deepEqual(beats.map((b) => b.sequence), [1n, 2n, 3n]);
           const times = stream.received.map((r, i) => (r.message.case === "heartbeat" ? stream.receivedAt[i]! : undefined)).filter((t) => t !== undefined);
-          for (let i = 1; i < times.length; i++) {
-            const gap = times[i]! - times[i - 1]!;
-            assert.ok(gap >= 100 && gap <= 400, `heartbeats ${gap} ms apart, expected about 150`);
-          }
+          // The mean gap, not each one: a beat whose metrics took long on a
+          // busy machine is followed by one that comes early (the timer keeps
+          // its rate). Either way it is the Welcome's 150 ms, not the 5 s default.
+          const mean = (times.at(-1)! - times[0]!) / (times.length - 1);
+          assert.ok(times.length >= 3 && mean >= 100 && mean <= 400, `heartbeats ${mean} ms apart on average, expected about 150`);
           for (const { metrics, free } of beats) {
             assert.ok(metrics, "every heartbeat carries metrics");
             assert.ok(metrics.cpuPercent >= 0 && metrics.cpuPercent <= 100, `cpu ${metrics.cpuPercent}%`);

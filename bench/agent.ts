@@ -53,6 +53,7 @@ import {
   cpuMsOf,
   machine,
   ManagedProcess,
+  percentiles,
   printTable,
   progress,
   ROOT,
@@ -63,6 +64,7 @@ import {
   within,
   writeResult,
   type Cleanup,
+  type Percentiles,
 } from "./harness.ts";
 
 const QUICK = process.env.BENCH_AGENT_QUICK === "1";
@@ -94,21 +96,6 @@ const LINE = "drover-bench printer line: the quick brown fox jumps over the lazy
  */
 const PRINTER_SCRIPT =
   'exec 3<>"$1"; b=$(for i in 1 2 3 4 5 6 7 8 9 10; do printf "%s\\n" "$2"; done); while :; do printf "%s\\n" "$b"; read -t 0.1 -u 3; done';
-
-/** p50/p90/p99/max of a sample (nearest rank), rounded to 0.1 ms. */
-interface Percentiles {
-  n: number;
-  p50: number;
-  p90: number;
-  p99: number;
-  max: number;
-}
-
-function percentiles(values: number[]): Percentiles {
-  const sorted = values.filter((v) => Number.isFinite(v)).sort((a, b) => a - b);
-  const at = (p: number) => round(sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] ?? NaN);
-  return { n: sorted.length, p50: at(50), p90: at(90), p99: at(99), max: round(sorted.at(-1) ?? NaN) };
-}
 
 const fmtP = (p: Percentiles) => `${p.p50} / ${p.p90} / ${p.p99} / ${p.max} ms`;
 const mib = (bytes: number) => `${round(bytes / MiB)} MiB`;

@@ -283,6 +283,21 @@ export function summarize(values: number[]): Summary {
   return { n: sorted.length, min: round(sorted[0]!), median: round(median), max: round(sorted.at(-1)!) };
 }
 
+/** p50/p90/p99/max of a sample (nearest rank), rounded to 0.1. */
+export interface Percentiles {
+  n: number;
+  p50: number;
+  p90: number;
+  p99: number;
+  max: number;
+}
+
+export function percentiles(values: number[]): Percentiles {
+  const sorted = values.filter((v) => Number.isFinite(v)).sort((a, b) => a - b);
+  const at = (p: number) => round(sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] ?? NaN);
+  return { n: sorted.length, p50: at(50), p90: at(90), p99: at(99), max: round(sorted.at(-1) ?? NaN) };
+}
+
 export function round(value: number, digits = 1): number {
   const f = 10 ** digits;
   return Math.round(value * f) / f;

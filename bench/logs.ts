@@ -35,6 +35,7 @@ import {
   cpuMsOf,
   freePort,
   machine,
+  percentiles,
   printTable,
   progress,
   round,
@@ -72,12 +73,6 @@ async function cpuMsOfAll(comm: string): Promise<number> {
     }
   }
   return total;
-}
-
-function percentiles(values: number[]) {
-  const sorted = [...values].sort((a, b) => a - b);
-  const at = (p: number) => round(sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] ?? NaN);
-  return { n: sorted.length, p50: at(50), p90: at(90), p99: at(99), max: round(sorted.at(-1) ?? NaN) };
 }
 
 interface Plane {
