@@ -3,7 +3,8 @@
 
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { writeFileSync } from "node:fs";
+import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
@@ -24,15 +25,21 @@ interface Outcome {
   stderr: string;
 }
 
-/** The environment without any DROVER_* variable the developer may have set. */
+/**
+ * The environment without any DROVER_* variable the developer may have set,
+ * and with DROVER_CONFIG pointing at no file, so their `drover login` is not read either.
+ */
 function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("DROVER_")));
-  return { ...env, NO_COLOR: "1", ...extra };
+  return { ...env, NO_COLOR: "1", DROVER_CONFIG: join(tmpdir(), `drover-cli-test-${process.pid}-none`, "config.json"), ...extra };
 }
 
-async function drover(args: string[], env: NodeJS.ProcessEnv = cleanEnv()): Promise<Outcome> {
+/** Runs `drover ARGS`; with input, writes it to stdin and closes it. */
+async function drover(args: string[], env: NodeJS.ProcessEnv = cleanEnv(), input?: string): Promise<Outcome> {
   try {
-    const { stdout, stderr } = await run(process.execPath, ["--import", "tsx", "cli/main.ts", ...args], { cwd: ROOT, env });
+    const pending = run(process.execPath, ["--import", "tsx", "cli/main.ts", ...args], { cwd: ROOT, env });
+    if (input !== undefined) pending.child.stdin!.end(input);
+    const { stdout, stderr } = await pending;
     return { code: 0, stdout, stderr };
   } catch (err) {
     const e = err as { code: number; stdout: string; stderr: string };
@@ -164,6 +171,80 @@ describe("drover CLI against dev mode", () => {
     const out = await drover(["--addr", "http://127.0.0.1:1", "--token", "x", "agents", "ls"]);
     assert.equal(out.code, 5);
     assert.match(out.stderr, /^drover: unavailable: /);
+  });
+
+  describe("login and logout", () => {
+    let home: string;
+    /** A config file in a fresh directory, and an environment that reads it and has no dev-mode token. */
+    let config: string;
+    let env: NodeJS.ProcessEnv;
+    before(() => {
+      home = tempDir("drover-cli-login-");
+      config = join(home, "drover", "config.json");
+      env = cleanEnv({ DROVER_CONFIG: config, DROVER_DATA_DIR: join(home, "no-data") });
+    });
+    after(() => {
+      if (home) removeDir(home);
+    });
+
+    test("login with the admin token on stdin writes the config file 0600, later commands use it, and logout removes it", async () => {
+      const login = await drover(["login", "--addr", dev.grpcUrl, "--token", "-"], env, `${dev.adminToken}\n`);
+      assert.equal(login.code, 0, login.stderr);
+      assert.match(login.stdout, /^role:\s+admin$/m);
+      assert.ok(login.stdout.includes(config), login.stdout);
+      assert.equal(statSync(config).mode & 0o777, 0o600);
+      assert.equal(statSync(join(home, "drover")).mode & 0o777, 0o700);
+      assert.deepEqual(JSON.parse(readFileSync(config, "utf8")), { addr: dev.grpcUrl, token: dev.adminToken });
+
+      const listed = await drover(["agents", "ls"], env);
+      assert.equal(listed.code, 0, listed.stderr);
+
+      const logout = await drover(["logout"], env);
+      assert.equal(logout.code, 0, logout.stderr);
+      assert.equal(existsSync(config), false);
+      const after = await drover(["agents", "ls"], env);
+      assert.equal(after.code, 4, "no token once logged out");
+    });
+
+    test("login with an operator token piped on stdin, without --token, checks it with a call operators may make", async () => {
+      const created = await admin("tokens", "create", "--name", "login-op", "--role", "operator", "-o", "json");
+      const { secret } = JSON.parse(created.stdout) as { secret: string };
+      const login = await drover(["login", "--addr", dev.grpcUrl, "-o", "json"], env, secret);
+      assert.equal(login.code, 0, login.stderr);
+      assert.deepEqual(JSON.parse(login.stdout), { addr: dev.grpcUrl, config });
+      assert.equal(JSON.parse(readFileSync(config, "utf8")).token, secret);
+    });
+
+    test("login with a bad token writes nothing, keeps the old file, and exits 4 with one unauthenticated line", async () => {
+      writeFileSync(config, `${JSON.stringify({ addr: dev.grpcUrl, token: dev.adminToken })}\n`, { mode: 0o600 });
+      const before = readFileSync(config, "utf8");
+      const login = await drover(["login", "--addr", dev.grpcUrl, "--token", "not-a-real-token"], env);
+      assert.equal(login.code, 4);
+      assert.match(login.stderr, /^drover: unauthenticated: [^\n]+\n$/);
+      assert.equal(login.stdout, "");
+      assert.equal(readFileSync(config, "utf8"), before);
+
+      const fresh = cleanEnv({ DROVER_CONFIG: join(home, "other", "config.json") });
+      const again = await drover(["login", "--addr", dev.grpcUrl, "--token", "not-a-real-token"], fresh);
+      assert.equal(again.code, 4);
+      assert.equal(existsSync(join(home, "other")), false, "not even the directory");
+    });
+
+    test("an unreachable address writes nothing and exits 5", async () => {
+      const fresh = cleanEnv({ DROVER_CONFIG: join(home, "down", "config.json") });
+      const login = await drover(["login", "--addr", "http://127.0.0.1:1", "--token", "x"], fresh);
+      assert.equal(login.code, 5);
+      assert.match(login.stderr, /^drover: unavailable: /);
+      assert.equal(existsSync(join(home, "down")), false);
+    });
+
+    test("a malformed config file is an error naming the file", async () => {
+      const bad = join(home, "bad.json");
+      writeFileSync(bad, "{ not json");
+      const out = await drover(["agents", "ls"], cleanEnv({ DROVER_CONFIG: bad }));
+      assert.equal(out.code, 2);
+      assert.ok(out.stderr.startsWith(`drover: invalid_argument: config file ${bad}: not valid JSON`), out.stderr);
+    });
   });
 
   // Runs and schedules need no agent for these: a run's root stages are

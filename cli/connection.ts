@@ -1,5 +1,8 @@
-// Where the CLI connects and as whom: flags, then environment, then dev-mode
-// defaults (the local server and the admin token dev mode wrote to disk).
+// Where the CLI connects and as whom: flags, then environment, then the config
+// file `drover login` wrote, then dev-mode defaults (the local server and the
+// admin token dev mode wrote to disk). Address and token are resolved each on
+// its own, so DROVER_ADDR can point at a server while the token comes from the
+// config file.
 
 import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
@@ -10,9 +13,10 @@ import { FleetService } from "../gen/ts/drover/fleet/v1/fleet_service_pb.ts";
 import { LogService } from "../gen/ts/drover/log/v1/log_service_pb.ts";
 import { SchedulerService } from "../gen/ts/drover/scheduler/v1/scheduler_service_pb.ts";
 import { bearer } from "../lib/clients.ts";
+import { configFile, readConfig, type CliConfig } from "./config.ts";
 import { CliError } from "./errors.ts";
 
-/** The dev-mode gRPC address, used when neither --addr nor DROVER_ADDR is given. */
+/** The dev-mode gRPC address, used when neither --addr, DROVER_ADDR nor the config file gives one. */
 export const DEFAULT_ADDR = "http://127.0.0.1:7070";
 
 /** Where to connect and with which token, resolved once per command. */
@@ -29,30 +33,36 @@ export function adminTokenFile(env: NodeJS.ProcessEnv, cwd: string): string {
 }
 
 /**
- * Flags win over the environment, which wins over dev-mode defaults. A
- * missing token is Unauthenticated (exit 4) and names every place looked in.
+ * Flags win over the environment, which wins over the config file, which wins
+ * over dev-mode defaults. The config file is read only when a flag or variable
+ * is missing, and a malformed one is an error naming it. A missing token is
+ * Unauthenticated (exit 4) and names every place looked in.
  */
 export function resolveConnection(
   flags: { addr?: string; token?: string },
   env: NodeJS.ProcessEnv = process.env,
   cwd = process.cwd(),
 ): Connection {
-  const addr = flags.addr || env.DROVER_ADDR || DEFAULT_ADDR;
+  let config: CliConfig | undefined;
+  const file = configFile(env);
+  const fromFile = () => (config ??= readConfig(file) ?? {});
+
+  const addr = flags.addr || env.DROVER_ADDR || fromFile().addr || DEFAULT_ADDR;
   if (!/^https?:\/\//.test(addr)) {
     throw new CliError(Code.InvalidArgument, `--addr: "${addr}" must be a URL such as ${DEFAULT_ADDR}`);
   }
-  let token = flags.token || env.DROVER_TOKEN;
+  let token = flags.token || env.DROVER_TOKEN || fromFile().token;
   if (!token) {
-    const file = adminTokenFile(env, cwd);
+    const tokenFile = adminTokenFile(env, cwd);
     try {
-      token = readFileSync(file, "utf8").trim();
+      token = readFileSync(tokenFile, "utf8").trim();
     } catch {
       throw new CliError(
         Code.Unauthenticated,
-        `no token: pass --token, set DROVER_TOKEN, or run where dev mode keeps ${file} (DROVER_DATA_DIR)`,
+        `no token: pass --token, set DROVER_TOKEN, run drover login (writes ${file}), or run where dev mode keeps ${tokenFile} (DROVER_DATA_DIR)`,
       );
     }
-    if (!token) throw new CliError(Code.Unauthenticated, `no token: ${file} is empty`);
+    if (!token) throw new CliError(Code.Unauthenticated, `no token: ${tokenFile} is empty`);
   }
   return { addr, token };
 }
