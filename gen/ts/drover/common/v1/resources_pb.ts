@@ -11,7 +11,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file drover/common/v1/resources.proto.
  */
 export const file_drover_common_v1_resources: GenFile = /*@__PURE__*/
-  fileDesc("CiBkcm92ZXIvY29tbW9uL3YxL3Jlc291cmNlcy5wcm90bxIQZHJvdmVyLmNvbW1vbi52MSJVCglSZXNvdXJjZXMSHgoKY3B1X21pbGxpcxgBIAEoDUIKukgHKgUYgID6ARIUCgxtZW1vcnlfYnl0ZXMYAiABKAQSEgoKZGlza19ieXRlcxgDIAEoBCLoAQoLQ29uc3RyYWludHMScgoGbGFiZWxzGAEgAygLMikuZHJvdmVyLmNvbW1vbi52MS5Db25zdHJhaW50cy5MYWJlbHNFbnRyeUI3ukg0mgExEEAiJnIkMiJeW0EtWmEtejAtOV1bQS1aYS16MC05Ll8vLV17MCw2Mn0kKgVyAxiAAhI2Cgdkcml2ZXJzGAIgAygJQiW6SCKSAR8QCCIbchkyF15bYS16XVthLXowLTlfLV17MCwzMX0kGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFiBnByb3RvMw", [file_buf_validate_validate]);
+  fileDesc("CiBkcm92ZXIvY29tbW9uL3YxL3Jlc291cmNlcy5wcm90bxIQZHJvdmVyLmNvbW1vbi52MSJVCglSZXNvdXJjZXMSHgoKY3B1X21pbGxpcxgBIAEoDUIKukgHKgUYgID6ARIUCgxtZW1vcnlfYnl0ZXMYAiABKAQSEgoKZGlza19ieXRlcxgDIAEoBCK4AgoLQ29uc3RyYWludHMScgoGbGFiZWxzGAEgAygLMikuZHJvdmVyLmNvbW1vbi52MS5Db25zdHJhaW50cy5MYWJlbHNFbnRyeUI3ukg0mgExEEAiJnIkMiJeW0EtWmEtejAtOV1bQS1aYS16MC05Ll8vLV17MCw2Mn0kKgVyAxiAAhI2Cgdkcml2ZXJzGAIgAygJQiW6SCKSAR8QCCIbchkyF15bYS16XVthLXowLTlfLV17MCwzMX0kEiMKCWFnZW50X2lkcxgDIAMoCUIQukgNkgEKEEAiBnIEEAEYQBIpCg9hdm9pZF9hZ2VudF9pZHMYBCADKAlCELpIDZIBChBAIgZyBBABGEAaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AWIGcHJvdG8z", [file_buf_validate_validate]);
 
 /**
  * Resources is an amount of machine capacity: what a job asks for, or what an
@@ -69,6 +69,22 @@ export type Constraints = Message<"drover.common.v1.Constraints"> & {
    * @generated from field: repeated string drivers = 2;
    */
   drivers: string[];
+
+  /**
+   * Only these agents (ids) may run it; empty: any. The Deploy service pins
+   * a per-agent replica this way.
+   *
+   * @generated from field: repeated string agent_ids = 3;
+   */
+  agentIds: string[];
+
+  /**
+   * These agents (ids) may not run it: a replica that stayed unhealthy on
+   * one agent is replaced on another.
+   *
+   * @generated from field: repeated string avoid_agent_ids = 4;
+   */
+  avoidAgentIds: string[];
 };
 
 /**

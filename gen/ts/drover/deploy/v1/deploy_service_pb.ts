@@ -2,31 +2,35 @@
 // @generated from file drover/deploy/v1/deploy_service.proto (package drover.deploy.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import { file_buf_validate_validate } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
 import type { ExecSpec } from "../../common/v1/exec_pb.ts";
 import { file_drover_common_v1_exec } from "../../common/v1/exec_pb.ts";
 import type { Constraints, Resources } from "../../common/v1/resources_pb.ts";
 import { file_drover_common_v1_resources } from "../../common/v1/resources_pb.ts";
-import type { Timestamp } from "@bufbuild/protobuf/wkt";
-import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { HealthCheck, HealthStatus, RestartPolicy } from "../../common/v1/service_pb.ts";
+import { file_drover_common_v1_service } from "../../common/v1/service_pb.ts";
+import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_duration, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file drover/deploy/v1/deploy_service.proto.
  */
 export const file_drover_deploy_v1_deploy_service: GenFile = /*@__PURE__*/
-  fileDesc("CiVkcm92ZXIvZGVwbG95L3YxL2RlcGxveV9zZXJ2aWNlLnByb3RvEhBkcm92ZXIuZGVwbG95LnYxIukBCgtTZXJ2aWNlU3BlYxIwCgRleGVjGAEgASgLMhouZHJvdmVyLmNvbW1vbi52MS5FeGVjU3BlY0IGukgDyAEBEigKBmRyaXZlchgCIAEoCUIYukgVchNSAFIHcHJvY2Vzc1IGZG9ja2VyEi4KCXJlc291cmNlcxgDIAEoCzIbLmRyb3Zlci5jb21tb24udjEuUmVzb3VyY2VzEjIKC2NvbnN0cmFpbnRzGAQgASgLMh0uZHJvdmVyLmNvbW1vbi52MS5Db25zdHJhaW50cxIaCghyZXBsaWNhcxgFIAEoDUIIukgFKgMYkE4iiwEKCFJldmlzaW9uEg4KBm51bWJlchgBIAEoDRIrCgRzcGVjGAIgASgLMh0uZHJvdmVyLmRlcGxveS52MS5TZXJ2aWNlU3BlYxIRCglzcGVjX2hhc2gYAyABKAkSLwoLY3JlYXRlX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIr4BCgpEZXBsb3ltZW50EgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSNAoQY3VycmVudF9yZXZpc2lvbhgDIAEoCzIaLmRyb3Zlci5kZXBsb3kudjEuUmV2aXNpb24SLwoLY3JlYXRlX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3VwZGF0ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKEAQoWQXBwbHlEZXBsb3ltZW50UmVxdWVzdBI1CgRuYW1lGAEgASgJQie6SCRyIhABGD8yHF5bYS16XShbLWEtejAtOV0qW2EtejAtOV0pPyQSMwoEc3BlYxgCIAEoCzIdLmRyb3Zlci5kZXBsb3kudjEuU2VydmljZVNwZWNCBrpIA8gBASJcChdBcHBseURlcGxveW1lbnRSZXNwb25zZRIwCgpkZXBsb3ltZW50GAEgASgLMhwuZHJvdmVyLmRlcGxveS52MS5EZXBsb3ltZW50Eg8KB2NoYW5nZWQYAiABKAgiTQoUR2V0RGVwbG95bWVudFJlcXVlc3QSNQoEbmFtZRgBIAEoCUInukgkciIQARg/MhxeW2Etel0oWy1hLXowLTldKlthLXowLTldKT8kIkkKFUdldERlcGxveW1lbnRSZXNwb25zZRIwCgpkZXBsb3ltZW50GAEgASgLMhwuZHJvdmVyLmRlcGxveS52MS5EZXBsb3ltZW50MtkBCg1EZXBsb3lTZXJ2aWNlEmYKD0FwcGx5RGVwbG95bWVudBIoLmRyb3Zlci5kZXBsb3kudjEuQXBwbHlEZXBsb3ltZW50UmVxdWVzdBopLmRyb3Zlci5kZXBsb3kudjEuQXBwbHlEZXBsb3ltZW50UmVzcG9uc2USYAoNR2V0RGVwbG95bWVudBImLmRyb3Zlci5kZXBsb3kudjEuR2V0RGVwbG95bWVudFJlcXVlc3QaJy5kcm92ZXIuZGVwbG95LnYxLkdldERlcGxveW1lbnRSZXNwb25zZWIGcHJvdG8z", [file_buf_validate_validate, file_drover_common_v1_exec, file_drover_common_v1_resources, file_google_protobuf_timestamp]);
+  fileDesc("CiVkcm92ZXIvZGVwbG95L3YxL2RlcGxveV9zZXJ2aWNlLnByb3RvEhBkcm92ZXIuZGVwbG95LnYxIpQECgtTZXJ2aWNlU3BlYxIwCgRleGVjGAEgASgLMhouZHJvdmVyLmNvbW1vbi52MS5FeGVjU3BlY0IGukgDyAEBEigKBmRyaXZlchgCIAEoCUIYukgVchNSAFIHcHJvY2Vzc1IGZG9ja2VyEi4KCXJlc291cmNlcxgDIAEoCzIbLmRyb3Zlci5jb21tb24udjEuUmVzb3VyY2VzEjIKC2NvbnN0cmFpbnRzGAQgASgLMh0uZHJvdmVyLmNvbW1vbi52MS5Db25zdHJhaW50cxIaCghyZXBsaWNhcxgFIAEoDUIIukgFKgMYkE4SLQoJcGVyX2FnZW50GAYgASgLMhouZHJvdmVyLmRlcGxveS52MS5QZXJBZ2VudBIzCgxoZWFsdGhfY2hlY2sYByABKAsyHS5kcm92ZXIuY29tbW9uLnYxLkhlYWx0aENoZWNrEjAKB3Jlc3RhcnQYCCABKAsyHy5kcm92ZXIuY29tbW9uLnYxLlJlc3RhcnRQb2xpY3kSMAoGdXBkYXRlGAkgASgLMiAuZHJvdmVyLmRlcGxveS52MS5VcGRhdGVTdHJhdGVneRITCgthc3NpZ25fcG9ydBgKIAEoCBJMChdyZXBsYWNlX3VuaGVhbHRoeV9hZnRlchgLIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIQukgNqgEKIgQIgKMFMgIIASKqAQoIUGVyQWdlbnQSbwoGbGFiZWxzGAEgAygLMiYuZHJvdmVyLmRlcGxveS52MS5QZXJBZ2VudC5MYWJlbHNFbnRyeUI3ukg0mgExEEAiJnIkMiJeW0EtWmEtejAtOV1bQS1aYS16MC05Ll8vLV17MCw2Mn0kKgVyAxiAAhotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIq4CCg5VcGRhdGVTdHJhdGVneRIlCgxtYXhfcGFyYWxsZWwYASABKA1CCrpIByoFGJBOKAFIAIgBARJDChBtaW5faGVhbHRoeV90aW1lGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQg66SAuqAQgiBAiAowUyABJFChBoZWFsdGh5X2RlYWRsaW5lGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uQhC6SA2qAQoiBAiAowUyAggBEhgKC2F1dG9fcmV2ZXJ0GAQgASgISAGIAQESGAoGY2FuYXJ5GAUgASgNQgi6SAUqAxiQThIUCgxhdXRvX3Byb21vdGUYBiABKAhCDwoNX21heF9wYXJhbGxlbEIOCgxfYXV0b19yZXZlcnQiiwEKCFJldmlzaW9uEg4KBm51bWJlchgBIAEoDRIrCgRzcGVjGAIgASgLMh0uZHJvdmVyLmRlcGxveS52MS5TZXJ2aWNlU3BlYxIRCglzcGVjX2hhc2gYAyABKAkSLwoLY3JlYXRlX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIpwCCgdSZXBsaWNhEgoKAmlkGAEgASgJEhAKCHJldmlzaW9uGAIgASgNEgwKBHNsb3QYAyABKAkSEAoIYWdlbnRfaWQYBCABKAkSDgoGam9iX2lkGAUgASgJEi0KBXN0YXRlGAYgASgOMh4uZHJvdmVyLmRlcGxveS52MS5SZXBsaWNhU3RhdGUSLgoGaGVhbHRoGAcgASgLMh4uZHJvdmVyLmNvbW1vbi52MS5IZWFsdGhTdGF0dXMSDgoGY2FuYXJ5GAggASgIEi8KC2NyZWF0ZV90aW1lGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdtZXNzYWdlGAogASgJEhIKCmdlbmVyYXRpb24YCyABKA0i6AEKB1JvbGxvdXQSFQoNZnJvbV9yZXZpc2lvbhgBIAEoDRITCgt0b19yZXZpc2lvbhgCIAEoDRIuCgpzdGFydF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHZGVzaXJlZBgFIAEoDRIPCgdoZWFsdGh5GAYgASgNEhEKCWluX2ZsaWdodBgHIAEoDRINCgViYXRjaBgIIAEoDRIPCgdiYXRjaGVzGAkgASgNIpIBCg9EZXBsb3ltZW50RXZlbnQSEAoIc2VxdWVuY2UYASABKAQSKAoEdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDAoEa2luZBgDIAEoCRIPCgdtZXNzYWdlGAQgASgJEhAKCHJldmlzaW9uGAUgASgNEhIKCnJlcGxpY2FfaWQYBiABKAkirgMKCkRlcGxveW1lbnQSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRI0ChBjdXJyZW50X3JldmlzaW9uGAMgASgLMhouZHJvdmVyLmRlcGxveS52MS5SZXZpc2lvbhIvCgtjcmVhdGVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKBXN0YXRlGAYgASgOMiEuZHJvdmVyLmRlcGxveS52MS5EZXBsb3ltZW50U3RhdGUSFgoOc3RhdHVzX21lc3NhZ2UYByABKAkSGAoQZGVzaXJlZF9yZXBsaWNhcxgIIAEoDRIXCg9zdGFibGVfcmV2aXNpb24YCSABKA0SKgoHcm9sbG91dBgKIAEoCzIZLmRyb3Zlci5kZXBsb3kudjEuUm9sbG91dBIrCghyZXBsaWNhcxgLIAMoCzIZLmRyb3Zlci5kZXBsb3kudjEuUmVwbGljYRIYChBoZWFsdGh5X3JlcGxpY2FzGAwgASgNIoQBChZBcHBseURlcGxveW1lbnRSZXF1ZXN0EjUKBG5hbWUYASABKAlCJ7pIJHIiEAEYPzIcXlthLXpdKFstYS16MC05XSpbYS16MC05XSk/JBIzCgRzcGVjGAIgASgLMh0uZHJvdmVyLmRlcGxveS52MS5TZXJ2aWNlU3BlY0IGukgDyAEBIlwKF0FwcGx5RGVwbG95bWVudFJlc3BvbnNlEjAKCmRlcGxveW1lbnQYASABKAsyHC5kcm92ZXIuZGVwbG95LnYxLkRlcGxveW1lbnQSDwoHY2hhbmdlZBgCIAEoCCJNChRHZXREZXBsb3ltZW50UmVxdWVzdBI1CgRuYW1lGAEgASgJQie6SCRyIhABGD8yHF5bYS16XShbLWEtejAtOV0qW2EtejAtOV0pPyQifAoVR2V0RGVwbG95bWVudFJlc3BvbnNlEjAKCmRlcGxveW1lbnQYASABKAsyHC5kcm92ZXIuZGVwbG95LnYxLkRlcGxveW1lbnQSMQoGZXZlbnRzGAIgAygLMiEuZHJvdmVyLmRlcGxveS52MS5EZXBsb3ltZW50RXZlbnQiUwoWTGlzdERlcGxveW1lbnRzUmVxdWVzdBIbCglwYWdlX3NpemUYASABKA1CCLpIBSoDGOgHEhwKCnBhZ2VfdG9rZW4YAiABKAlCCLpIBXIDGIACImUKF0xpc3REZXBsb3ltZW50c1Jlc3BvbnNlEjEKC2RlcGxveW1lbnRzGAEgAygLMhwuZHJvdmVyLmRlcGxveS52MS5EZXBsb3ltZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJNChRMaXN0UmV2aXNpb25zUmVxdWVzdBI1CgRuYW1lGAEgASgJQie6SCRyIhABGD8yHF5bYS16XShbLWEtejAtOV0qW2EtejAtOV0pPyQieQoVTGlzdFJldmlzaW9uc1Jlc3BvbnNlEi0KCXJldmlzaW9ucxgBIAMoCzIaLmRyb3Zlci5kZXBsb3kudjEuUmV2aXNpb24SGAoQY3VycmVudF9yZXZpc2lvbhgCIAEoDRIXCg9zdGFibGVfcmV2aXNpb24YAyABKA0iZAoZUm9sbGJhY2tEZXBsb3ltZW50UmVxdWVzdBI1CgRuYW1lGAEgASgJQie6SCRyIhABGD8yHF5bYS16XShbLWEtejAtOV0qW2EtejAtOV0pPyQSEAoIcmV2aXNpb24YAiABKA0iTgoaUm9sbGJhY2tEZXBsb3ltZW50UmVzcG9uc2USMAoKZGVwbG95bWVudBgBIAEoCzIcLmRyb3Zlci5kZXBsb3kudjEuRGVwbG95bWVudCJPChZQYXVzZURlcGxveW1lbnRSZXF1ZXN0EjUKBG5hbWUYASABKAlCJ7pIJHIiEAEYPzIcXlthLXpdKFstYS16MC05XSpbYS16MC05XSk/JCJLChdQYXVzZURlcGxveW1lbnRSZXNwb25zZRIwCgpkZXBsb3ltZW50GAEgASgLMhwuZHJvdmVyLmRlcGxveS52MS5EZXBsb3ltZW50IlAKF1Jlc3VtZURlcGxveW1lbnRSZXF1ZXN0EjUKBG5hbWUYASABKAlCJ7pIJHIiEAEYPzIcXlthLXpdKFstYS16MC05XSpbYS16MC05XSk/JCJMChhSZXN1bWVEZXBsb3ltZW50UmVzcG9uc2USMAoKZGVwbG95bWVudBgBIAEoCzIcLmRyb3Zlci5kZXBsb3kudjEuRGVwbG95bWVudCJRChhQcm9tb3RlRGVwbG95bWVudFJlcXVlc3QSNQoEbmFtZRgBIAEoCUInukgkciIQARg/MhxeW2Etel0oWy1hLXowLTldKlthLXowLTldKT8kIk0KGVByb21vdGVEZXBsb3ltZW50UmVzcG9uc2USMAoKZGVwbG95bWVudBgBIAEoCzIcLmRyb3Zlci5kZXBsb3kudjEuRGVwbG95bWVudCJtChZTY2FsZURlcGxveW1lbnRSZXF1ZXN0EjUKBG5hbWUYASABKAlCJ7pIJHIiEAEYPzIcXlthLXpdKFstYS16MC05XSpbYS16MC05XSk/JBIcCghyZXBsaWNhcxgCIAEoDUIKukgHKgUYkE4oASJLChdTY2FsZURlcGxveW1lbnRSZXNwb25zZRIwCgpkZXBsb3ltZW50GAEgASgLMhwuZHJvdmVyLmRlcGxveS52MS5EZXBsb3ltZW50IlEKGFJlc3RhcnREZXBsb3ltZW50UmVxdWVzdBI1CgRuYW1lGAEgASgJQie6SCRyIhABGD8yHF5bYS16XShbLWEtejAtOV0qW2EtejAtOV0pPyQiTQoZUmVzdGFydERlcGxveW1lbnRSZXNwb25zZRIwCgpkZXBsb3ltZW50GAEgASgLMhwuZHJvdmVyLmRlcGxveS52MS5EZXBsb3ltZW50Ik4KFVN0b3BEZXBsb3ltZW50UmVxdWVzdBI1CgRuYW1lGAEgASgJQie6SCRyIhABGD8yHF5bYS16XShbLWEtejAtOV0qW2EtejAtOV0pPyQiSgoWU3RvcERlcGxveW1lbnRSZXNwb25zZRIwCgpkZXBsb3ltZW50GAEgASgLMhwuZHJvdmVyLmRlcGxveS52MS5EZXBsb3ltZW50IlAKF0RlbGV0ZURlcGxveW1lbnRSZXF1ZXN0EjUKBG5hbWUYASABKAlCJ7pIJHIiEAEYPzIcXlthLXpdKFstYS16MC05XSpbYS16MC05XSk/JCIaChhEZWxldGVEZXBsb3ltZW50UmVzcG9uc2UiTwoWV2F0Y2hEZXBsb3ltZW50UmVxdWVzdBI1CgRuYW1lGAEgASgJQie6SCRyIhABGD8yHF5bYS16XShbLWEtejAtOV0qW2EtejAtOV0pPyQifgoXV2F0Y2hEZXBsb3ltZW50UmVzcG9uc2USMAoKZGVwbG95bWVudBgBIAEoCzIcLmRyb3Zlci5kZXBsb3kudjEuRGVwbG95bWVudBIxCgZldmVudHMYAiADKAsyIS5kcm92ZXIuZGVwbG95LnYxLkRlcGxveW1lbnRFdmVudCqTAgoPRGVwbG95bWVudFN0YXRlEiAKHERFUExPWU1FTlRfU1RBVEVfVU5TUEVDSUZJRUQQABIgChxERVBMT1lNRU5UX1NUQVRFX1JPTExJTkdfT1VUEAESHAoYREVQTE9ZTUVOVF9TVEFURV9SVU5OSU5HEAISGwoXREVQTE9ZTUVOVF9TVEFURV9QQVVTRUQQAxImCiJERVBMT1lNRU5UX1NUQVRFX1dBSVRJTkdfUFJPTU9USU9OEAQSGwoXREVQTE9ZTUVOVF9TVEFURV9GQUlMRUQQBRIcChhERVBMT1lNRU5UX1NUQVRFX1NUT1BQRUQQBhIeChpERVBMT1lNRU5UX1NUQVRFX1JFVkVSVElORxAHKrQBCgxSZXBsaWNhU3RhdGUSHQoZUkVQTElDQV9TVEFURV9VTlNQRUNJRklFRBAAEhkKFVJFUExJQ0FfU1RBVEVfUEVORElORxABEhkKFVJFUExJQ0FfU1RBVEVfUlVOTklORxACEhoKFlJFUExJQ0FfU1RBVEVfU1RPUFBJTkcQAxIZChVSRVBMSUNBX1NUQVRFX1NUT1BQRUQQBBIYChRSRVBMSUNBX1NUQVRFX0ZBSUxFRBAFMuUKCg1EZXBsb3lTZXJ2aWNlEmYKD0FwcGx5RGVwbG95bWVudBIoLmRyb3Zlci5kZXBsb3kudjEuQXBwbHlEZXBsb3ltZW50UmVxdWVzdBopLmRyb3Zlci5kZXBsb3kudjEuQXBwbHlEZXBsb3ltZW50UmVzcG9uc2USYAoNR2V0RGVwbG95bWVudBImLmRyb3Zlci5kZXBsb3kudjEuR2V0RGVwbG95bWVudFJlcXVlc3QaJy5kcm92ZXIuZGVwbG95LnYxLkdldERlcGxveW1lbnRSZXNwb25zZRJmCg9MaXN0RGVwbG95bWVudHMSKC5kcm92ZXIuZGVwbG95LnYxLkxpc3REZXBsb3ltZW50c1JlcXVlc3QaKS5kcm92ZXIuZGVwbG95LnYxLkxpc3REZXBsb3ltZW50c1Jlc3BvbnNlEmAKDUxpc3RSZXZpc2lvbnMSJi5kcm92ZXIuZGVwbG95LnYxLkxpc3RSZXZpc2lvbnNSZXF1ZXN0GicuZHJvdmVyLmRlcGxveS52MS5MaXN0UmV2aXNpb25zUmVzcG9uc2USbwoSUm9sbGJhY2tEZXBsb3ltZW50EisuZHJvdmVyLmRlcGxveS52MS5Sb2xsYmFja0RlcGxveW1lbnRSZXF1ZXN0GiwuZHJvdmVyLmRlcGxveS52MS5Sb2xsYmFja0RlcGxveW1lbnRSZXNwb25zZRJmCg9QYXVzZURlcGxveW1lbnQSKC5kcm92ZXIuZGVwbG95LnYxLlBhdXNlRGVwbG95bWVudFJlcXVlc3QaKS5kcm92ZXIuZGVwbG95LnYxLlBhdXNlRGVwbG95bWVudFJlc3BvbnNlEmkKEFJlc3VtZURlcGxveW1lbnQSKS5kcm92ZXIuZGVwbG95LnYxLlJlc3VtZURlcGxveW1lbnRSZXF1ZXN0GiouZHJvdmVyLmRlcGxveS52MS5SZXN1bWVEZXBsb3ltZW50UmVzcG9uc2USbAoRUHJvbW90ZURlcGxveW1lbnQSKi5kcm92ZXIuZGVwbG95LnYxLlByb21vdGVEZXBsb3ltZW50UmVxdWVzdBorLmRyb3Zlci5kZXBsb3kudjEuUHJvbW90ZURlcGxveW1lbnRSZXNwb25zZRJmCg9TY2FsZURlcGxveW1lbnQSKC5kcm92ZXIuZGVwbG95LnYxLlNjYWxlRGVwbG95bWVudFJlcXVlc3QaKS5kcm92ZXIuZGVwbG95LnYxLlNjYWxlRGVwbG95bWVudFJlc3BvbnNlEmwKEVJlc3RhcnREZXBsb3ltZW50EiouZHJvdmVyLmRlcGxveS52MS5SZXN0YXJ0RGVwbG95bWVudFJlcXVlc3QaKy5kcm92ZXIuZGVwbG95LnYxLlJlc3RhcnREZXBsb3ltZW50UmVzcG9uc2USYwoOU3RvcERlcGxveW1lbnQSJy5kcm92ZXIuZGVwbG95LnYxLlN0b3BEZXBsb3ltZW50UmVxdWVzdBooLmRyb3Zlci5kZXBsb3kudjEuU3RvcERlcGxveW1lbnRSZXNwb25zZRJpChBEZWxldGVEZXBsb3ltZW50EikuZHJvdmVyLmRlcGxveS52MS5EZWxldGVEZXBsb3ltZW50UmVxdWVzdBoqLmRyb3Zlci5kZXBsb3kudjEuRGVsZXRlRGVwbG95bWVudFJlc3BvbnNlEmgKD1dhdGNoRGVwbG95bWVudBIoLmRyb3Zlci5kZXBsb3kudjEuV2F0Y2hEZXBsb3ltZW50UmVxdWVzdBopLmRyb3Zlci5kZXBsb3kudjEuV2F0Y2hEZXBsb3ltZW50UmVzcG9uc2UwAWIGcHJvdG8z", [file_buf_validate_validate, file_drover_common_v1_exec, file_drover_common_v1_resources, file_drover_common_v1_service, file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
- * ServiceSpec is what one replica of a deployment runs.
+ * ServiceSpec is what one replica of a deployment runs, where, and how it
+ * is kept healthy and updated.
  *
  * @generated from message drover.deploy.v1.ServiceSpec
  */
 export type ServiceSpec = Message<"drover.deploy.v1.ServiceSpec"> & {
   /**
-   * What to run. Required.
+   * What to run: the commands run in order and the last one is the service
+   * (restarted when it exits). Required.
    *
    * @generated from field: drover.common.v1.ExecSpec exec = 1;
    */
@@ -54,11 +58,55 @@ export type ServiceSpec = Message<"drover.deploy.v1.ServiceSpec"> & {
   constraints?: Constraints | undefined;
 
   /**
-   * How many replicas: 0 to 10000.
+   * How many replicas: 1 to 10000, unless per_agent is set. Not part of
+   * the revision: changing only this scales.
    *
    * @generated from field: uint32 replicas = 5;
    */
   replicas: number;
+
+  /**
+   * One replica on every agent matching these labels (the system-job
+   * mode), instead of a count. An empty map with per_agent set: every agent.
+   *
+   * @generated from field: drover.deploy.v1.PerAgent per_agent = 6;
+   */
+  perAgent?: PerAgent | undefined;
+
+  /**
+   * How the agent checks a replica's health; unset: alive means healthy.
+   *
+   * @generated from field: drover.common.v1.HealthCheck health_check = 7;
+   */
+  healthCheck?: HealthCheck | undefined;
+
+  /**
+   * How the agent restarts a replica's process when it exits.
+   *
+   * @generated from field: drover.common.v1.RestartPolicy restart = 8;
+   */
+  restart?: RestartPolicy | undefined;
+
+  /**
+   * How a new revision replaces the old one.
+   *
+   * @generated from field: drover.deploy.v1.UpdateStrategy update = 9;
+   */
+  update?: UpdateStrategy | undefined;
+
+  /**
+   * Give each replica a free TCP port in PORT (checks with port 0 use it).
+   *
+   * @generated from field: bool assign_port = 10;
+   */
+  assignPort: boolean;
+
+  /**
+   * A replica unhealthy this long is replaced on another agent; unset: 1 min.
+   *
+   * @generated from field: google.protobuf.Duration replace_unhealthy_after = 11;
+   */
+  replaceUnhealthyAfter?: Duration | undefined;
 };
 
 /**
@@ -67,6 +115,88 @@ export type ServiceSpec = Message<"drover.deploy.v1.ServiceSpec"> & {
  */
 export const ServiceSpecSchema: GenMessage<ServiceSpec> = /*@__PURE__*/
   messageDesc(file_drover_deploy_v1_deploy_service, 0);
+
+/**
+ * PerAgent places one replica on every matching agent.
+ *
+ * @generated from message drover.deploy.v1.PerAgent
+ */
+export type PerAgent = Message<"drover.deploy.v1.PerAgent"> & {
+  /**
+   * Labels the agent must carry (all must match); empty: every agent.
+   *
+   * @generated from field: map<string, string> labels = 1;
+   */
+  labels: { [key: string]: string };
+};
+
+/**
+ * Describes the message drover.deploy.v1.PerAgent.
+ * Use `create(PerAgentSchema)` to create a new message.
+ */
+export const PerAgentSchema: GenMessage<PerAgent> = /*@__PURE__*/
+  messageDesc(file_drover_deploy_v1_deploy_service, 1);
+
+/**
+ * UpdateStrategy is how a rollout goes: batches of at most max_parallel new
+ * replicas; each old replica is stopped once its replacement has been
+ * healthy for min_healthy_time; a new replica not healthy within
+ * healthy_deadline fails the rollout.
+ *
+ * @generated from message drover.deploy.v1.UpdateStrategy
+ */
+export type UpdateStrategy = Message<"drover.deploy.v1.UpdateStrategy"> & {
+  /**
+   * New replicas started at once; unset: 1. At least 1.
+   *
+   * @generated from field: optional uint32 max_parallel = 1;
+   */
+  maxParallel?: number | undefined;
+
+  /**
+   * How long a new replica must stay healthy to count; unset: 10 s.
+   *
+   * @generated from field: google.protobuf.Duration min_healthy_time = 2;
+   */
+  minHealthyTime?: Duration | undefined;
+
+  /**
+   * How long a new replica may take to count as healthy; unset: 5 min.
+   *
+   * @generated from field: google.protobuf.Duration healthy_deadline = 3;
+   */
+  healthyDeadline?: Duration | undefined;
+
+  /**
+   * On a failed rollout, go back to the last revision that rolled out
+   * fully; unset: true.
+   *
+   * @generated from field: optional bool auto_revert = 4;
+   */
+  autoRevert?: boolean | undefined;
+
+  /**
+   * Start this many new replicas first, beside the old ones, and wait for
+   * promotion before the rest.
+   *
+   * @generated from field: uint32 canary = 5;
+   */
+  canary: number;
+
+  /**
+   * Promote the canaries once they are healthy, without PromoteDeployment.
+   *
+   * @generated from field: bool auto_promote = 6;
+   */
+  autoPromote: boolean;
+};
+
+/**
+ * Describes the message drover.deploy.v1.UpdateStrategy.
+ * Use `create(UpdateStrategySchema)` to create a new message.
+ */
+export const UpdateStrategySchema: GenMessage<UpdateStrategy> = /*@__PURE__*/
+  messageDesc(file_drover_deploy_v1_deploy_service, 2);
 
 /**
  * Revision is one version of a deployment's spec.
@@ -108,7 +238,235 @@ export type Revision = Message<"drover.deploy.v1.Revision"> & {
  * Use `create(RevisionSchema)` to create a new message.
  */
 export const RevisionSchema: GenMessage<Revision> = /*@__PURE__*/
-  messageDesc(file_drover_deploy_v1_deploy_service, 1);
+  messageDesc(file_drover_deploy_v1_deploy_service, 3);
+
+/**
+ * Replica is one running copy of a deployment's revision.
+ *
+ * @generated from message drover.deploy.v1.Replica
+ */
+export type Replica = Message<"drover.deploy.v1.Replica"> & {
+  /**
+   * Id (UUID).
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * The revision it runs.
+   *
+   * @generated from field: uint32 revision = 2;
+   */
+  revision: number;
+
+  /**
+   * Its place: 0..replicas-1, or the agent id for per_agent deployments.
+   *
+   * @generated from field: string slot = 3;
+   */
+  slot: string;
+
+  /**
+   * Where it runs; empty while pending.
+   *
+   * @generated from field: string agent_id = 4;
+   */
+  agentId: string;
+
+  /**
+   * The Scheduler job that runs it (drover jobs get / logs work on it).
+   *
+   * @generated from field: string job_id = 5;
+   */
+  jobId: string;
+
+  /**
+   * Pending, running, stopping, stopped, failed.
+   *
+   * @generated from field: drover.deploy.v1.ReplicaState state = 6;
+   */
+  state: ReplicaState;
+
+  /**
+   * Its health as its agent last reported it.
+   *
+   * @generated from field: drover.common.v1.HealthStatus health = 7;
+   */
+  health?: HealthStatus | undefined;
+
+  /**
+   * Started as a canary.
+   *
+   * @generated from field: bool canary = 8;
+   */
+  canary: boolean;
+
+  /**
+   * When the Deploy service created it.
+   *
+   * @generated from field: google.protobuf.Timestamp create_time = 9;
+   */
+  createTime?: Timestamp | undefined;
+
+  /**
+   * Why it is in its state, in words.
+   *
+   * @generated from field: string message = 10;
+   */
+  message: string;
+
+  /**
+   * The deployment's restart generation it belongs to (RestartDeployment).
+   *
+   * @generated from field: uint32 generation = 11;
+   */
+  generation: number;
+};
+
+/**
+ * Describes the message drover.deploy.v1.Replica.
+ * Use `create(ReplicaSchema)` to create a new message.
+ */
+export const ReplicaSchema: GenMessage<Replica> = /*@__PURE__*/
+  messageDesc(file_drover_deploy_v1_deploy_service, 4);
+
+/**
+ * Rollout is the progress of the change being rolled out.
+ *
+ * @generated from message drover.deploy.v1.Rollout
+ */
+export type Rollout = Message<"drover.deploy.v1.Rollout"> & {
+  /**
+   * The revision replaced (0 for the first rollout).
+   *
+   * @generated from field: uint32 from_revision = 1;
+   */
+  fromRevision: number;
+
+  /**
+   * The revision being rolled out.
+   *
+   * @generated from field: uint32 to_revision = 2;
+   */
+  toRevision: number;
+
+  /**
+   * When it began.
+   *
+   * @generated from field: google.protobuf.Timestamp start_time = 3;
+   */
+  startTime?: Timestamp | undefined;
+
+  /**
+   * When it ended (succeeded, failed or reverted); unset while it runs.
+   *
+   * @generated from field: google.protobuf.Timestamp end_time = 4;
+   */
+  endTime?: Timestamp | undefined;
+
+  /**
+   * Replicas wanted.
+   *
+   * @generated from field: uint32 desired = 5;
+   */
+  desired: number;
+
+  /**
+   * New replicas healthy for min_healthy_time so far.
+   *
+   * @generated from field: uint32 healthy = 6;
+   */
+  healthy: number;
+
+  /**
+   * New replicas started but not counted healthy yet.
+   *
+   * @generated from field: uint32 in_flight = 7;
+   */
+  inFlight: number;
+
+  /**
+   * The batch being rolled (1-based): ceil(healthy+in_flight / max_parallel).
+   *
+   * @generated from field: uint32 batch = 8;
+   */
+  batch: number;
+
+  /**
+   * Batches in all: ceil(desired / max_parallel).
+   *
+   * @generated from field: uint32 batches = 9;
+   */
+  batches: number;
+};
+
+/**
+ * Describes the message drover.deploy.v1.Rollout.
+ * Use `create(RolloutSchema)` to create a new message.
+ */
+export const RolloutSchema: GenMessage<Rollout> = /*@__PURE__*/
+  messageDesc(file_drover_deploy_v1_deploy_service, 5);
+
+/**
+ * DeploymentEvent is one thing that happened to a deployment.
+ *
+ * @generated from message drover.deploy.v1.DeploymentEvent
+ */
+export type DeploymentEvent = Message<"drover.deploy.v1.DeploymentEvent"> & {
+  /**
+   * Increasing per deployment.
+   *
+   * @generated from field: uint64 sequence = 1;
+   */
+  sequence: bigint;
+
+  /**
+   * When.
+   *
+   * @generated from field: google.protobuf.Timestamp time = 2;
+   */
+  time?: Timestamp | undefined;
+
+  /**
+   * A short word: applied, scaled, rollout_started, replica_started,
+   * replica_healthy, replica_unhealthy, replica_replaced, replica_stopped,
+   * rollout_succeeded, rollout_failed, reverting, paused, resumed,
+   * promoted, restarted, stopped.
+   *
+   * @generated from field: string kind = 3;
+   */
+  kind: string;
+
+  /**
+   * What happened, in words (a failure includes the replica's last log
+   * lines).
+   *
+   * @generated from field: string message = 4;
+   */
+  message: string;
+
+  /**
+   * The revision concerned.
+   *
+   * @generated from field: uint32 revision = 5;
+   */
+  revision: number;
+
+  /**
+   * The replica concerned, if any.
+   *
+   * @generated from field: string replica_id = 6;
+   */
+  replicaId: string;
+};
+
+/**
+ * Describes the message drover.deploy.v1.DeploymentEvent.
+ * Use `create(DeploymentEventSchema)` to create a new message.
+ */
+export const DeploymentEventSchema: GenMessage<DeploymentEvent> = /*@__PURE__*/
+  messageDesc(file_drover_deploy_v1_deploy_service, 6);
 
 /**
  * Deployment is a named long-running service.
@@ -150,6 +508,55 @@ export type Deployment = Message<"drover.deploy.v1.Deployment"> & {
    * @generated from field: google.protobuf.Timestamp update_time = 5;
    */
   updateTime?: Timestamp | undefined;
+
+  /**
+   * Rolling out, running, paused, waiting for promotion, failed, stopped...
+   *
+   * @generated from field: drover.deploy.v1.DeploymentState state = 6;
+   */
+  state: DeploymentState;
+
+  /**
+   * Why it is in its state, in words.
+   *
+   * @generated from field: string status_message = 7;
+   */
+  statusMessage: string;
+
+  /**
+   * Replicas wanted (for per_agent: matching agents at the last look).
+   *
+   * @generated from field: uint32 desired_replicas = 8;
+   */
+  desiredReplicas: number;
+
+  /**
+   * The last revision that rolled out fully (0: none yet).
+   *
+   * @generated from field: uint32 stable_revision = 9;
+   */
+  stableRevision: number;
+
+  /**
+   * The latest rollout's progress.
+   *
+   * @generated from field: drover.deploy.v1.Rollout rollout = 10;
+   */
+  rollout?: Rollout | undefined;
+
+  /**
+   * Replicas that are not stopped (GetDeployment, WatchDeployment).
+   *
+   * @generated from field: repeated drover.deploy.v1.Replica replicas = 11;
+   */
+  replicas: Replica[];
+
+  /**
+   * Replicas healthy on the current revision.
+   *
+   * @generated from field: uint32 healthy_replicas = 12;
+   */
+  healthyReplicas: number;
 };
 
 /**
@@ -157,7 +564,7 @@ export type Deployment = Message<"drover.deploy.v1.Deployment"> & {
  * Use `create(DeploymentSchema)` to create a new message.
  */
 export const DeploymentSchema: GenMessage<Deployment> = /*@__PURE__*/
-  messageDesc(file_drover_deploy_v1_deploy_service, 2);
+  messageDesc(file_drover_deploy_v1_deploy_service, 7);
 
 /**
  * ApplyDeploymentRequest applies a spec under a name.
@@ -186,7 +593,7 @@ export type ApplyDeploymentRequest = Message<"drover.deploy.v1.ApplyDeploymentRe
  * Use `create(ApplyDeploymentRequestSchema)` to create a new message.
  */
 export const ApplyDeploymentRequestSchema: GenMessage<ApplyDeploymentRequest> = /*@__PURE__*/
-  messageDesc(file_drover_deploy_v1_deploy_service, 3);
+  messageDesc(file_drover_deploy_v1_deploy_service, 8);
 
 /**
  * ApplyDeploymentResponse returns the deployment after the apply.
@@ -202,7 +609,7 @@ export type ApplyDeploymentResponse = Message<"drover.deploy.v1.ApplyDeploymentR
   deployment?: Deployment | undefined;
 
   /**
-   * True when the apply created a new revision.
+   * True when the apply created a new revision or changed the count.
    *
    * @generated from field: bool changed = 2;
    */
@@ -214,7 +621,7 @@ export type ApplyDeploymentResponse = Message<"drover.deploy.v1.ApplyDeploymentR
  * Use `create(ApplyDeploymentResponseSchema)` to create a new message.
  */
 export const ApplyDeploymentResponseSchema: GenMessage<ApplyDeploymentResponse> = /*@__PURE__*/
-  messageDesc(file_drover_deploy_v1_deploy_service, 4);
+  messageDesc(file_drover_deploy_v1_deploy_service, 9);
 
 /**
  * GetDeploymentRequest names a deployment.
@@ -235,7 +642,7 @@ export type GetDeploymentRequest = Message<"drover.deploy.v1.GetDeploymentReques
  * Use `create(GetDeploymentRequestSchema)` to create a new message.
  */
 export const GetDeploymentRequestSchema: GenMessage<GetDeploymentRequest> = /*@__PURE__*/
-  messageDesc(file_drover_deploy_v1_deploy_service, 5);
+  messageDesc(file_drover_deploy_v1_deploy_service, 10);
 
 /**
  * GetDeploymentResponse returns a deployment.
@@ -249,6 +656,13 @@ export type GetDeploymentResponse = Message<"drover.deploy.v1.GetDeploymentRespo
    * @generated from field: drover.deploy.v1.Deployment deployment = 1;
    */
   deployment?: Deployment | undefined;
+
+  /**
+   * Its latest events (at most 50), oldest first.
+   *
+   * @generated from field: repeated drover.deploy.v1.DeploymentEvent events = 2;
+   */
+  events: DeploymentEvent[];
 };
 
 /**
@@ -256,7 +670,638 @@ export type GetDeploymentResponse = Message<"drover.deploy.v1.GetDeploymentRespo
  * Use `create(GetDeploymentResponseSchema)` to create a new message.
  */
 export const GetDeploymentResponseSchema: GenMessage<GetDeploymentResponse> = /*@__PURE__*/
-  messageDesc(file_drover_deploy_v1_deploy_service, 6);
+  messageDesc(file_drover_deploy_v1_deploy_service, 11);
+
+/**
+ * ListDeploymentsRequest pages through deployments by name.
+ *
+ * @generated from message drover.deploy.v1.ListDeploymentsRequest
+ */
+export type ListDeploymentsRequest = Message<"drover.deploy.v1.ListDeploymentsRequest"> & {
+  /**
+   * Most to return: 0 means 100; at most 1000.
+   *
+   * @generated from field: uint32 page_size = 1;
+   */
+  pageSize: number;
+
+  /**
+   * Continue after a previous response's next_page_token.
+   *
+   * @generated from field: string page_token = 2;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message drover.deploy.v1.ListDeploymentsRequest.
+ * Use `create(ListDeploymentsRequestSchema)` to create a new message.
+ */
+export const ListDeploymentsRequestSchema: GenMessage<ListDeploymentsRequest> = /*@__PURE__*/
+  messageDesc(file_drover_deploy_v1_deploy_service, 12);
+
+/**
+ * ListDeploymentsResponse is one page (replicas left out).
+ *
+ * @generated from message drover.deploy.v1.ListDeploymentsResponse
+ */
+export type ListDeploymentsResponse = Message<"drover.deploy.v1.ListDeploymentsResponse"> & {
+  /**
+   * The deployments.
+   *
+   * @generated from field: repeated drover.deploy.v1.Deployment deployments = 1;
+   */
+  deployments: Deployment[];
+
+  /**
+   * Pass to get the next page; empty on the last.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message drover.deploy.v1.ListDeploymentsResponse.
+ * Use `create(ListDeploymentsResponseSchema)` to create a new message.
+ */
+export const ListDeploymentsResponseSchema: GenMessage<ListDeploymentsResponse> = /*@__PURE__*/
+  messageDesc(file_drover_deploy_v1_deploy_service, 13);
+
+/**
+ * ListRevisionsRequest names a deployment.
+ *
+ * @generated from message drover.deploy.v1.ListRevisionsRequest
+ */
+export type ListRevisionsRequest = Message<"drover.deploy.v1.ListRevisionsRequest"> & {
+  /**
+   * The deployment's name.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message drover.deploy.v1.ListRevisionsRequest.
+ * Use `create(ListRevisionsRequestSchema)` to create a new message.
+ */
+export const ListRevisionsRequestSchema: GenMessage<ListRevisionsRequest> = /*@__PURE__*/
+  messageDesc(file_drover_deploy_v1_deploy_service, 14);
+
+/**
+ * ListRevisionsResponse lists revisions, newest first.
+ *
+ * @generated from message drover.deploy.v1.ListRevisionsResponse
+ */
+export type ListRevisionsResponse = Message<"drover.deploy.v1.ListRevisionsResponse"> & {
+  /**
+   * The revisions.
+   *
+   * @generated from field: repeated drover.deploy.v1.Revision revisions = 1;
+   */
+  revisions: Revision[];
+
+  /**
+   * The revision being run.
+   *
+   * @generated from field: uint32 current_revision = 2;
+   */
+  currentRevision: number;
+
+  /**
+   * The last revision that rolled out fully.
+   *
+   * @generated from field: uint32 stable_revision = 3;
+   */
+  stableRevision: number;
+};
+
+/**
+ * Describes the message drover.deploy.v1.ListRevisionsResponse.
+ * Use `create(ListRevisionsResponseSchema)` to create a new message.
+ */
+export const ListRevisionsResponseSchema: GenMessage<ListRevisionsResponse> = /*@__PURE__*/
+  messageDesc(file_drover_deploy_v1_deploy_service, 15);
+
+/**
+ * RollbackDeploymentRequest names a deployment and an earlier revision.
+ *
+ * @generated from message drover.deploy.v1.RollbackDeploymentRequest
+ */
+export type RollbackDeploymentRequest = Message<"drover.deploy.v1.RollbackDeploymentRequest"> & {
+  /**
+   * The deployment's name.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * The revision to run again; 0: the last one that rolled out fully
+   * before the current one.
+   *
+   * @generated from field: uint32 revision = 2;
+   */
+  revision: number;
+};
+
+/**
+ * Describes the message drover.deploy.v1.RollbackDeploymentRequest.
+ * Use `create(RollbackDeploymentRequestSchema)` to create a new message.
+ */
+export const RollbackDeploymentRequestSchema: GenMessage<RollbackDeploymentRequest> = /*@__PURE__*/
+  messageDesc(file_drover_deploy_v1_deploy_service, 16);
+
+/**
+ * RollbackDeploymentResponse returns the deployment.
+ *
+ * @generated from message drover.deploy.v1.RollbackDeploymentResponse
+ */
+export type RollbackDeploymentResponse = Message<"drover.deploy.v1.RollbackDeploymentResponse"> & {
+  /**
+   * The deployment, rolling back.
+   *
+   * @generated from field: drover.deploy.v1.Deployment deployment = 1;
+   */
+  deployment?: Deployment | undefined;
+};
+
+/**
+ * Describes the message drover.deploy.v1.RollbackDeploymentResponse.
+ * Use `create(RollbackDeploymentResponseSchema)` to create a new message.
+ */
+export const RollbackDeploymentResponseSchema: GenMessage<RollbackDeploymentResponse> = /*@__PURE__*/
+  messageDesc(file_drover_deploy_v1_deploy_service, 17);
+
+/**
+ * PauseDeploymentRequest names a deployment.
+ *
+ * @generated from message drover.deploy.v1.PauseDeploymentRequest
+ */
+export type PauseDeploymentRequest = Message<"drover.deploy.v1.PauseDeploymentRequest"> & {
+  /**
+   * The deployment's name.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message drover.deploy.v1.PauseDeploymentRequest.
+ * Use `create(PauseDeploymentRequestSchema)` to create a new message.
+ */
+export const PauseDeploymentRequestSchema: GenMessage<PauseDeploymentRequest> = /*@__PURE__*/
+  messageDesc(file_drover_deploy_v1_deploy_service, 18);
+
+/**
+ * PauseDeploymentResponse returns the deployment.
+ *
+ * @generated from message drover.deploy.v1.PauseDeploymentResponse
+ */
+export type PauseDeploymentResponse = Message<"drover.deploy.v1.PauseDeploymentResponse"> & {
+  /**
+   * The deployment.
+   *
+   * @generated from field: drover.deploy.v1.Deployment deployment = 1;
+   */
+  deployment?: Deployment | undefined;
+};
+
+/**
+ * Describes the message drover.deploy.v1.PauseDeploymentResponse.
+ * Use `create(PauseDeploymentResponseSchema)` to create a new message.
+ */
+export const PauseDeploymentResponseSchema: GenMessage<PauseDeploymentResponse> = /*@__PURE__*/
+  messageDesc(file_drover_deploy_v1_deploy_service, 19);
+
+/**
+ * ResumeDeploymentRequest names a deployment.
+ *
+ * @generated from message drover.deploy.v1.ResumeDeploymentRequest
+ */
+export type ResumeDeploymentRequest = Message<"drover.deploy.v1.ResumeDeploymentRequest"> & {
+  /**
+   * The deployment's name.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message drover.deploy.v1.ResumeDeploymentRequest.
+ * Use `create(ResumeDeploymentRequestSchema)` to create a new message.
+ */
+export const ResumeDeploymentRequestSchema: GenMessage<ResumeDeploymentRequest> = /*@__PURE__*/
+  messageDesc(file_drover_deploy_v1_deploy_service, 20);
+
+/**
+ * ResumeDeploymentResponse returns the deployment.
+ *
+ * @generated from message drover.deploy.v1.ResumeDeploymentResponse
+ */
+export type ResumeDeploymentResponse = Message<"drover.deploy.v1.ResumeDeploymentResponse"> & {
+  /**
+   * The deployment.
+   *
+   * @generated from field: drover.deploy.v1.Deployment deployment = 1;
+   */
+  deployment?: Deployment | undefined;
+};
+
+/**
+ * Describes the message drover.deploy.v1.ResumeDeploymentResponse.
+ * Use `create(ResumeDeploymentResponseSchema)` to create a new message.
+ */
+export const ResumeDeploymentResponseSchema: GenMessage<ResumeDeploymentResponse> = /*@__PURE__*/
+  messageDesc(file_drover_deploy_v1_deploy_service, 21);
+
+/**
+ * PromoteDeploymentRequest names a deployment.
+ *
+ * @generated from message drover.deploy.v1.PromoteDeploymentRequest
+ */
+export type PromoteDeploymentRequest = Message<"drover.deploy.v1.PromoteDeploymentRequest"> & {
+  /**
+   * The deployment's name.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message drover.deploy.v1.PromoteDeploymentRequest.
+ * Use `create(PromoteDeploymentRequestSchema)` to create a new message.
+ */
+export const PromoteDeploymentRequestSchema: GenMessage<PromoteDeploymentRequest> = /*@__PURE__*/
+  messageDesc(file_drover_deploy_v1_deploy_service, 22);
+
+/**
+ * PromoteDeploymentResponse returns the deployment.
+ *
+ * @generated from message drover.deploy.v1.PromoteDeploymentResponse
+ */
+export type PromoteDeploymentResponse = Message<"drover.deploy.v1.PromoteDeploymentResponse"> & {
+  /**
+   * The deployment.
+   *
+   * @generated from field: drover.deploy.v1.Deployment deployment = 1;
+   */
+  deployment?: Deployment | undefined;
+};
+
+/**
+ * Describes the message drover.deploy.v1.PromoteDeploymentResponse.
+ * Use `create(PromoteDeploymentResponseSchema)` to create a new message.
+ */
+export const PromoteDeploymentResponseSchema: GenMessage<PromoteDeploymentResponse> = /*@__PURE__*/
+  messageDesc(file_drover_deploy_v1_deploy_service, 23);
+
+/**
+ * ScaleDeploymentRequest sets a replica count.
+ *
+ * @generated from message drover.deploy.v1.ScaleDeploymentRequest
+ */
+export type ScaleDeploymentRequest = Message<"drover.deploy.v1.ScaleDeploymentRequest"> & {
+  /**
+   * The deployment's name.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * Replicas wanted: 1 to 10000 (StopDeployment stops them all).
+   *
+   * @generated from field: uint32 replicas = 2;
+   */
+  replicas: number;
+};
+
+/**
+ * Describes the message drover.deploy.v1.ScaleDeploymentRequest.
+ * Use `create(ScaleDeploymentRequestSchema)` to create a new message.
+ */
+export const ScaleDeploymentRequestSchema: GenMessage<ScaleDeploymentRequest> = /*@__PURE__*/
+  messageDesc(file_drover_deploy_v1_deploy_service, 24);
+
+/**
+ * ScaleDeploymentResponse returns the deployment.
+ *
+ * @generated from message drover.deploy.v1.ScaleDeploymentResponse
+ */
+export type ScaleDeploymentResponse = Message<"drover.deploy.v1.ScaleDeploymentResponse"> & {
+  /**
+   * The deployment.
+   *
+   * @generated from field: drover.deploy.v1.Deployment deployment = 1;
+   */
+  deployment?: Deployment | undefined;
+};
+
+/**
+ * Describes the message drover.deploy.v1.ScaleDeploymentResponse.
+ * Use `create(ScaleDeploymentResponseSchema)` to create a new message.
+ */
+export const ScaleDeploymentResponseSchema: GenMessage<ScaleDeploymentResponse> = /*@__PURE__*/
+  messageDesc(file_drover_deploy_v1_deploy_service, 25);
+
+/**
+ * RestartDeploymentRequest names a deployment.
+ *
+ * @generated from message drover.deploy.v1.RestartDeploymentRequest
+ */
+export type RestartDeploymentRequest = Message<"drover.deploy.v1.RestartDeploymentRequest"> & {
+  /**
+   * The deployment's name.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message drover.deploy.v1.RestartDeploymentRequest.
+ * Use `create(RestartDeploymentRequestSchema)` to create a new message.
+ */
+export const RestartDeploymentRequestSchema: GenMessage<RestartDeploymentRequest> = /*@__PURE__*/
+  messageDesc(file_drover_deploy_v1_deploy_service, 26);
+
+/**
+ * RestartDeploymentResponse returns the deployment.
+ *
+ * @generated from message drover.deploy.v1.RestartDeploymentResponse
+ */
+export type RestartDeploymentResponse = Message<"drover.deploy.v1.RestartDeploymentResponse"> & {
+  /**
+   * The deployment, rolling.
+   *
+   * @generated from field: drover.deploy.v1.Deployment deployment = 1;
+   */
+  deployment?: Deployment | undefined;
+};
+
+/**
+ * Describes the message drover.deploy.v1.RestartDeploymentResponse.
+ * Use `create(RestartDeploymentResponseSchema)` to create a new message.
+ */
+export const RestartDeploymentResponseSchema: GenMessage<RestartDeploymentResponse> = /*@__PURE__*/
+  messageDesc(file_drover_deploy_v1_deploy_service, 27);
+
+/**
+ * StopDeploymentRequest names a deployment.
+ *
+ * @generated from message drover.deploy.v1.StopDeploymentRequest
+ */
+export type StopDeploymentRequest = Message<"drover.deploy.v1.StopDeploymentRequest"> & {
+  /**
+   * The deployment's name.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message drover.deploy.v1.StopDeploymentRequest.
+ * Use `create(StopDeploymentRequestSchema)` to create a new message.
+ */
+export const StopDeploymentRequestSchema: GenMessage<StopDeploymentRequest> = /*@__PURE__*/
+  messageDesc(file_drover_deploy_v1_deploy_service, 28);
+
+/**
+ * StopDeploymentResponse returns the deployment.
+ *
+ * @generated from message drover.deploy.v1.StopDeploymentResponse
+ */
+export type StopDeploymentResponse = Message<"drover.deploy.v1.StopDeploymentResponse"> & {
+  /**
+   * The deployment.
+   *
+   * @generated from field: drover.deploy.v1.Deployment deployment = 1;
+   */
+  deployment?: Deployment | undefined;
+};
+
+/**
+ * Describes the message drover.deploy.v1.StopDeploymentResponse.
+ * Use `create(StopDeploymentResponseSchema)` to create a new message.
+ */
+export const StopDeploymentResponseSchema: GenMessage<StopDeploymentResponse> = /*@__PURE__*/
+  messageDesc(file_drover_deploy_v1_deploy_service, 29);
+
+/**
+ * DeleteDeploymentRequest names a deployment.
+ *
+ * @generated from message drover.deploy.v1.DeleteDeploymentRequest
+ */
+export type DeleteDeploymentRequest = Message<"drover.deploy.v1.DeleteDeploymentRequest"> & {
+  /**
+   * The deployment's name; it must be stopped with no replica left.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message drover.deploy.v1.DeleteDeploymentRequest.
+ * Use `create(DeleteDeploymentRequestSchema)` to create a new message.
+ */
+export const DeleteDeploymentRequestSchema: GenMessage<DeleteDeploymentRequest> = /*@__PURE__*/
+  messageDesc(file_drover_deploy_v1_deploy_service, 30);
+
+/**
+ * DeleteDeploymentResponse is empty.
+ *
+ * @generated from message drover.deploy.v1.DeleteDeploymentResponse
+ */
+export type DeleteDeploymentResponse = Message<"drover.deploy.v1.DeleteDeploymentResponse"> & {
+};
+
+/**
+ * Describes the message drover.deploy.v1.DeleteDeploymentResponse.
+ * Use `create(DeleteDeploymentResponseSchema)` to create a new message.
+ */
+export const DeleteDeploymentResponseSchema: GenMessage<DeleteDeploymentResponse> = /*@__PURE__*/
+  messageDesc(file_drover_deploy_v1_deploy_service, 31);
+
+/**
+ * WatchDeploymentRequest names a deployment.
+ *
+ * @generated from message drover.deploy.v1.WatchDeploymentRequest
+ */
+export type WatchDeploymentRequest = Message<"drover.deploy.v1.WatchDeploymentRequest"> & {
+  /**
+   * The deployment's name.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message drover.deploy.v1.WatchDeploymentRequest.
+ * Use `create(WatchDeploymentRequestSchema)` to create a new message.
+ */
+export const WatchDeploymentRequestSchema: GenMessage<WatchDeploymentRequest> = /*@__PURE__*/
+  messageDesc(file_drover_deploy_v1_deploy_service, 32);
+
+/**
+ * WatchDeploymentResponse is the deployment after a change.
+ *
+ * @generated from message drover.deploy.v1.WatchDeploymentResponse
+ */
+export type WatchDeploymentResponse = Message<"drover.deploy.v1.WatchDeploymentResponse"> & {
+  /**
+   * The deployment now.
+   *
+   * @generated from field: drover.deploy.v1.Deployment deployment = 1;
+   */
+  deployment?: Deployment | undefined;
+
+  /**
+   * The events since the previous message (the first: the latest 50).
+   *
+   * @generated from field: repeated drover.deploy.v1.DeploymentEvent events = 2;
+   */
+  events: DeploymentEvent[];
+};
+
+/**
+ * Describes the message drover.deploy.v1.WatchDeploymentResponse.
+ * Use `create(WatchDeploymentResponseSchema)` to create a new message.
+ */
+export const WatchDeploymentResponseSchema: GenMessage<WatchDeploymentResponse> = /*@__PURE__*/
+  messageDesc(file_drover_deploy_v1_deploy_service, 33);
+
+/**
+ * DeploymentState is where a deployment stands.
+ *
+ * @generated from enum drover.deploy.v1.DeploymentState
+ */
+export enum DeploymentState {
+  /**
+   * Not used.
+   *
+   * @generated from enum value: DEPLOYMENT_STATE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Rolling out its current revision (or scaling, restarting).
+   *
+   * @generated from enum value: DEPLOYMENT_STATE_ROLLING_OUT = 1;
+   */
+  ROLLING_OUT = 1,
+
+  /**
+   * Every replica runs the current revision and has been healthy.
+   *
+   * @generated from enum value: DEPLOYMENT_STATE_RUNNING = 2;
+   */
+  RUNNING = 2,
+
+  /**
+   * A rollout paused by PauseDeployment.
+   *
+   * @generated from enum value: DEPLOYMENT_STATE_PAUSED = 3;
+   */
+  PAUSED = 3,
+
+  /**
+   * Waiting for PromoteDeployment: the canaries are healthy.
+   *
+   * @generated from enum value: DEPLOYMENT_STATE_WAITING_PROMOTION = 4;
+   */
+  WAITING_PROMOTION = 4,
+
+  /**
+   * The rollout failed and was not reverted (auto_revert off, or nothing
+   * to revert to); status_message says why.
+   *
+   * @generated from enum value: DEPLOYMENT_STATE_FAILED = 5;
+   */
+  FAILED = 5,
+
+  /**
+   * Stopped: no replica runs.
+   *
+   * @generated from enum value: DEPLOYMENT_STATE_STOPPED = 6;
+   */
+  STOPPED = 6,
+
+  /**
+   * Its rollout failed and it is going back to stable_revision.
+   *
+   * @generated from enum value: DEPLOYMENT_STATE_REVERTING = 7;
+   */
+  REVERTING = 7,
+}
+
+/**
+ * Describes the enum drover.deploy.v1.DeploymentState.
+ */
+export const DeploymentStateSchema: GenEnum<DeploymentState> = /*@__PURE__*/
+  enumDesc(file_drover_deploy_v1_deploy_service, 0);
+
+/**
+ * ReplicaState is where one replica stands.
+ *
+ * @generated from enum drover.deploy.v1.ReplicaState
+ */
+export enum ReplicaState {
+  /**
+   * Not used.
+   *
+   * @generated from enum value: REPLICA_STATE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Waiting for an agent (its job is being placed).
+   *
+   * @generated from enum value: REPLICA_STATE_PENDING = 1;
+   */
+  PENDING = 1,
+
+  /**
+   * Given to an agent, running; see health.
+   *
+   * @generated from enum value: REPLICA_STATE_RUNNING = 2;
+   */
+  RUNNING = 2,
+
+  /**
+   * Being stopped.
+   *
+   * @generated from enum value: REPLICA_STATE_STOPPING = 3;
+   */
+  STOPPING = 3,
+
+  /**
+   * Stopped (replaced, scaled down, or the deployment stopped).
+   *
+   * @generated from enum value: REPLICA_STATE_STOPPED = 4;
+   */
+  STOPPED = 4,
+
+  /**
+   * Its job ended without being asked to (it could not start).
+   *
+   * @generated from enum value: REPLICA_STATE_FAILED = 5;
+   */
+  FAILED = 5,
+}
+
+/**
+ * Describes the enum drover.deploy.v1.ReplicaState.
+ */
+export const ReplicaStateSchema: GenEnum<ReplicaState> = /*@__PURE__*/
+  enumDesc(file_drover_deploy_v1_deploy_service, 1);
 
 /**
  * DeployService runs long-lived services as replicas on agents and rolls out
@@ -267,7 +1312,8 @@ export const GetDeploymentResponseSchema: GenMessage<GetDeploymentResponse> = /*
 export const DeployService: GenService<{
   /**
    * ApplyDeployment creates or updates a deployment. A changed spec makes a
-   * new revision; the same spec again changes nothing.
+   * new revision and rolls it out; the same spec again changes nothing; a
+   * changed replica count alone scales without a new revision.
    *
    * @generated from rpc drover.deploy.v1.DeployService.ApplyDeployment
    */
@@ -277,7 +1323,8 @@ export const DeployService: GenService<{
     output: typeof ApplyDeploymentResponseSchema;
   },
   /**
-   * GetDeployment returns a deployment and its current revision.
+   * GetDeployment returns a deployment: revision, replicas and their health,
+   * the rollout's progress, and its latest events.
    *
    * @generated from rpc drover.deploy.v1.DeployService.GetDeployment
    */
@@ -285,6 +1332,118 @@ export const DeployService: GenService<{
     methodKind: "unary";
     input: typeof GetDeploymentRequestSchema;
     output: typeof GetDeploymentResponseSchema;
+  },
+  /**
+   * ListDeployments lists deployments by name, paginated.
+   *
+   * @generated from rpc drover.deploy.v1.DeployService.ListDeployments
+   */
+  listDeployments: {
+    methodKind: "unary";
+    input: typeof ListDeploymentsRequestSchema;
+    output: typeof ListDeploymentsResponseSchema;
+  },
+  /**
+   * ListRevisions lists a deployment's revisions, newest first.
+   *
+   * @generated from rpc drover.deploy.v1.DeployService.ListRevisions
+   */
+  listRevisions: {
+    methodKind: "unary";
+    input: typeof ListRevisionsRequestSchema;
+    output: typeof ListRevisionsResponseSchema;
+  },
+  /**
+   * RollbackDeployment rolls out an earlier revision again.
+   *
+   * @generated from rpc drover.deploy.v1.DeployService.RollbackDeployment
+   */
+  rollbackDeployment: {
+    methodKind: "unary";
+    input: typeof RollbackDeploymentRequestSchema;
+    output: typeof RollbackDeploymentResponseSchema;
+  },
+  /**
+   * PauseDeployment stops a rollout where it is (no replica started or
+   * stopped for it; crashed replicas are still remedied).
+   *
+   * @generated from rpc drover.deploy.v1.DeployService.PauseDeployment
+   */
+  pauseDeployment: {
+    methodKind: "unary";
+    input: typeof PauseDeploymentRequestSchema;
+    output: typeof PauseDeploymentResponseSchema;
+  },
+  /**
+   * ResumeDeployment continues a paused rollout.
+   *
+   * @generated from rpc drover.deploy.v1.DeployService.ResumeDeployment
+   */
+  resumeDeployment: {
+    methodKind: "unary";
+    input: typeof ResumeDeploymentRequestSchema;
+    output: typeof ResumeDeploymentResponseSchema;
+  },
+  /**
+   * PromoteDeployment lets a rollout waiting on its canaries go on.
+   *
+   * @generated from rpc drover.deploy.v1.DeployService.PromoteDeployment
+   */
+  promoteDeployment: {
+    methodKind: "unary";
+    input: typeof PromoteDeploymentRequestSchema;
+    output: typeof PromoteDeploymentResponseSchema;
+  },
+  /**
+   * ScaleDeployment sets the replica count (replicas placement only).
+   *
+   * @generated from rpc drover.deploy.v1.DeployService.ScaleDeployment
+   */
+  scaleDeployment: {
+    methodKind: "unary";
+    input: typeof ScaleDeploymentRequestSchema;
+    output: typeof ScaleDeploymentResponseSchema;
+  },
+  /**
+   * RestartDeployment replaces every replica, in batches, as a rollout does.
+   *
+   * @generated from rpc drover.deploy.v1.DeployService.RestartDeployment
+   */
+  restartDeployment: {
+    methodKind: "unary";
+    input: typeof RestartDeploymentRequestSchema;
+    output: typeof RestartDeploymentResponseSchema;
+  },
+  /**
+   * StopDeployment stops every replica; ApplyDeployment starts them again.
+   *
+   * @generated from rpc drover.deploy.v1.DeployService.StopDeployment
+   */
+  stopDeployment: {
+    methodKind: "unary";
+    input: typeof StopDeploymentRequestSchema;
+    output: typeof StopDeploymentResponseSchema;
+  },
+  /**
+   * DeleteDeployment removes a deployment once its replicas are stopped.
+   *
+   * @generated from rpc drover.deploy.v1.DeployService.DeleteDeployment
+   */
+  deleteDeployment: {
+    methodKind: "unary";
+    input: typeof DeleteDeploymentRequestSchema;
+    output: typeof DeleteDeploymentResponseSchema;
+  },
+  /**
+   * WatchDeployment streams the deployment after each change, with the
+   * events that made it, until the caller goes away.
+   *
+   * @generated from rpc drover.deploy.v1.DeployService.WatchDeployment
+   */
+  watchDeployment: {
+    methodKind: "server_streaming";
+    input: typeof WatchDeploymentRequestSchema;
+    output: typeof WatchDeploymentResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_drover_deploy_v1_deploy_service, 0);

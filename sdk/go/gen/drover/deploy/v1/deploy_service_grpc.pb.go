@@ -18,10 +18,36 @@ const _ = grpc.SupportPackageIsVersion7
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 type DeployServiceClient interface {
 	// ApplyDeployment creates or updates a deployment. A changed spec makes a
-	// new revision; the same spec again changes nothing.
+	// new revision and rolls it out; the same spec again changes nothing; a
+	// changed replica count alone scales without a new revision.
 	ApplyDeployment(ctx context.Context, in *ApplyDeploymentRequest, opts ...grpc.CallOption) (*ApplyDeploymentResponse, error)
-	// GetDeployment returns a deployment and its current revision.
+	// GetDeployment returns a deployment: revision, replicas and their health,
+	// the rollout's progress, and its latest events.
 	GetDeployment(ctx context.Context, in *GetDeploymentRequest, opts ...grpc.CallOption) (*GetDeploymentResponse, error)
+	// ListDeployments lists deployments by name, paginated.
+	ListDeployments(ctx context.Context, in *ListDeploymentsRequest, opts ...grpc.CallOption) (*ListDeploymentsResponse, error)
+	// ListRevisions lists a deployment's revisions, newest first.
+	ListRevisions(ctx context.Context, in *ListRevisionsRequest, opts ...grpc.CallOption) (*ListRevisionsResponse, error)
+	// RollbackDeployment rolls out an earlier revision again.
+	RollbackDeployment(ctx context.Context, in *RollbackDeploymentRequest, opts ...grpc.CallOption) (*RollbackDeploymentResponse, error)
+	// PauseDeployment stops a rollout where it is (no replica started or
+	// stopped for it; crashed replicas are still remedied).
+	PauseDeployment(ctx context.Context, in *PauseDeploymentRequest, opts ...grpc.CallOption) (*PauseDeploymentResponse, error)
+	// ResumeDeployment continues a paused rollout.
+	ResumeDeployment(ctx context.Context, in *ResumeDeploymentRequest, opts ...grpc.CallOption) (*ResumeDeploymentResponse, error)
+	// PromoteDeployment lets a rollout waiting on its canaries go on.
+	PromoteDeployment(ctx context.Context, in *PromoteDeploymentRequest, opts ...grpc.CallOption) (*PromoteDeploymentResponse, error)
+	// ScaleDeployment sets the replica count (replicas placement only).
+	ScaleDeployment(ctx context.Context, in *ScaleDeploymentRequest, opts ...grpc.CallOption) (*ScaleDeploymentResponse, error)
+	// RestartDeployment replaces every replica, in batches, as a rollout does.
+	RestartDeployment(ctx context.Context, in *RestartDeploymentRequest, opts ...grpc.CallOption) (*RestartDeploymentResponse, error)
+	// StopDeployment stops every replica; ApplyDeployment starts them again.
+	StopDeployment(ctx context.Context, in *StopDeploymentRequest, opts ...grpc.CallOption) (*StopDeploymentResponse, error)
+	// DeleteDeployment removes a deployment once its replicas are stopped.
+	DeleteDeployment(ctx context.Context, in *DeleteDeploymentRequest, opts ...grpc.CallOption) (*DeleteDeploymentResponse, error)
+	// WatchDeployment streams the deployment after each change, with the
+	// events that made it, until the caller goes away.
+	WatchDeployment(ctx context.Context, in *WatchDeploymentRequest, opts ...grpc.CallOption) (DeployService_WatchDeploymentClient, error)
 }
 
 type deployServiceClient struct {
@@ -50,15 +76,163 @@ func (c *deployServiceClient) GetDeployment(ctx context.Context, in *GetDeployme
 	return out, nil
 }
 
+func (c *deployServiceClient) ListDeployments(ctx context.Context, in *ListDeploymentsRequest, opts ...grpc.CallOption) (*ListDeploymentsResponse, error) {
+	out := new(ListDeploymentsResponse)
+	err := c.cc.Invoke(ctx, "/drover.deploy.v1.DeployService/ListDeployments", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *deployServiceClient) ListRevisions(ctx context.Context, in *ListRevisionsRequest, opts ...grpc.CallOption) (*ListRevisionsResponse, error) {
+	out := new(ListRevisionsResponse)
+	err := c.cc.Invoke(ctx, "/drover.deploy.v1.DeployService/ListRevisions", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *deployServiceClient) RollbackDeployment(ctx context.Context, in *RollbackDeploymentRequest, opts ...grpc.CallOption) (*RollbackDeploymentResponse, error) {
+	out := new(RollbackDeploymentResponse)
+	err := c.cc.Invoke(ctx, "/drover.deploy.v1.DeployService/RollbackDeployment", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *deployServiceClient) PauseDeployment(ctx context.Context, in *PauseDeploymentRequest, opts ...grpc.CallOption) (*PauseDeploymentResponse, error) {
+	out := new(PauseDeploymentResponse)
+	err := c.cc.Invoke(ctx, "/drover.deploy.v1.DeployService/PauseDeployment", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *deployServiceClient) ResumeDeployment(ctx context.Context, in *ResumeDeploymentRequest, opts ...grpc.CallOption) (*ResumeDeploymentResponse, error) {
+	out := new(ResumeDeploymentResponse)
+	err := c.cc.Invoke(ctx, "/drover.deploy.v1.DeployService/ResumeDeployment", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *deployServiceClient) PromoteDeployment(ctx context.Context, in *PromoteDeploymentRequest, opts ...grpc.CallOption) (*PromoteDeploymentResponse, error) {
+	out := new(PromoteDeploymentResponse)
+	err := c.cc.Invoke(ctx, "/drover.deploy.v1.DeployService/PromoteDeployment", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *deployServiceClient) ScaleDeployment(ctx context.Context, in *ScaleDeploymentRequest, opts ...grpc.CallOption) (*ScaleDeploymentResponse, error) {
+	out := new(ScaleDeploymentResponse)
+	err := c.cc.Invoke(ctx, "/drover.deploy.v1.DeployService/ScaleDeployment", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *deployServiceClient) RestartDeployment(ctx context.Context, in *RestartDeploymentRequest, opts ...grpc.CallOption) (*RestartDeploymentResponse, error) {
+	out := new(RestartDeploymentResponse)
+	err := c.cc.Invoke(ctx, "/drover.deploy.v1.DeployService/RestartDeployment", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *deployServiceClient) StopDeployment(ctx context.Context, in *StopDeploymentRequest, opts ...grpc.CallOption) (*StopDeploymentResponse, error) {
+	out := new(StopDeploymentResponse)
+	err := c.cc.Invoke(ctx, "/drover.deploy.v1.DeployService/StopDeployment", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *deployServiceClient) DeleteDeployment(ctx context.Context, in *DeleteDeploymentRequest, opts ...grpc.CallOption) (*DeleteDeploymentResponse, error) {
+	out := new(DeleteDeploymentResponse)
+	err := c.cc.Invoke(ctx, "/drover.deploy.v1.DeployService/DeleteDeployment", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *deployServiceClient) WatchDeployment(ctx context.Context, in *WatchDeploymentRequest, opts ...grpc.CallOption) (DeployService_WatchDeploymentClient, error) {
+	stream, err := c.cc.NewStream(ctx, &_DeployService_serviceDesc.Streams[0], "/drover.deploy.v1.DeployService/WatchDeployment", opts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &deployServiceWatchDeploymentClient{stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+type DeployService_WatchDeploymentClient interface {
+	Recv() (*WatchDeploymentResponse, error)
+	grpc.ClientStream
+}
+
+type deployServiceWatchDeploymentClient struct {
+	grpc.ClientStream
+}
+
+func (x *deployServiceWatchDeploymentClient) Recv() (*WatchDeploymentResponse, error) {
+	m := new(WatchDeploymentResponse)
+	if err := x.ClientStream.RecvMsg(m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
 // DeployServiceServer is the server API for DeployService service.
 // All implementations must embed UnimplementedDeployServiceServer
 // for forward compatibility
 type DeployServiceServer interface {
 	// ApplyDeployment creates or updates a deployment. A changed spec makes a
-	// new revision; the same spec again changes nothing.
+	// new revision and rolls it out; the same spec again changes nothing; a
+	// changed replica count alone scales without a new revision.
 	ApplyDeployment(context.Context, *ApplyDeploymentRequest) (*ApplyDeploymentResponse, error)
-	// GetDeployment returns a deployment and its current revision.
+	// GetDeployment returns a deployment: revision, replicas and their health,
+	// the rollout's progress, and its latest events.
 	GetDeployment(context.Context, *GetDeploymentRequest) (*GetDeploymentResponse, error)
+	// ListDeployments lists deployments by name, paginated.
+	ListDeployments(context.Context, *ListDeploymentsRequest) (*ListDeploymentsResponse, error)
+	// ListRevisions lists a deployment's revisions, newest first.
+	ListRevisions(context.Context, *ListRevisionsRequest) (*ListRevisionsResponse, error)
+	// RollbackDeployment rolls out an earlier revision again.
+	RollbackDeployment(context.Context, *RollbackDeploymentRequest) (*RollbackDeploymentResponse, error)
+	// PauseDeployment stops a rollout where it is (no replica started or
+	// stopped for it; crashed replicas are still remedied).
+	PauseDeployment(context.Context, *PauseDeploymentRequest) (*PauseDeploymentResponse, error)
+	// ResumeDeployment continues a paused rollout.
+	ResumeDeployment(context.Context, *ResumeDeploymentRequest) (*ResumeDeploymentResponse, error)
+	// PromoteDeployment lets a rollout waiting on its canaries go on.
+	PromoteDeployment(context.Context, *PromoteDeploymentRequest) (*PromoteDeploymentResponse, error)
+	// ScaleDeployment sets the replica count (replicas placement only).
+	ScaleDeployment(context.Context, *ScaleDeploymentRequest) (*ScaleDeploymentResponse, error)
+	// RestartDeployment replaces every replica, in batches, as a rollout does.
+	RestartDeployment(context.Context, *RestartDeploymentRequest) (*RestartDeploymentResponse, error)
+	// StopDeployment stops every replica; ApplyDeployment starts them again.
+	StopDeployment(context.Context, *StopDeploymentRequest) (*StopDeploymentResponse, error)
+	// DeleteDeployment removes a deployment once its replicas are stopped.
+	DeleteDeployment(context.Context, *DeleteDeploymentRequest) (*DeleteDeploymentResponse, error)
+	// WatchDeployment streams the deployment after each change, with the
+	// events that made it, until the caller goes away.
+	WatchDeployment(*WatchDeploymentRequest, DeployService_WatchDeploymentServer) error
 	mustEmbedUnimplementedDeployServiceServer()
 }
 
@@ -71,6 +245,39 @@ func (UnimplementedDeployServiceServer) ApplyDeployment(context.Context, *ApplyD
 }
 func (UnimplementedDeployServiceServer) GetDeployment(context.Context, *GetDeploymentRequest) (*GetDeploymentResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method GetDeployment not implemented")
+}
+func (UnimplementedDeployServiceServer) ListDeployments(context.Context, *ListDeploymentsRequest) (*ListDeploymentsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListDeployments not implemented")
+}
+func (UnimplementedDeployServiceServer) ListRevisions(context.Context, *ListRevisionsRequest) (*ListRevisionsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListRevisions not implemented")
+}
+func (UnimplementedDeployServiceServer) RollbackDeployment(context.Context, *RollbackDeploymentRequest) (*RollbackDeploymentResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method RollbackDeployment not implemented")
+}
+func (UnimplementedDeployServiceServer) PauseDeployment(context.Context, *PauseDeploymentRequest) (*PauseDeploymentResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method PauseDeployment not implemented")
+}
+func (UnimplementedDeployServiceServer) ResumeDeployment(context.Context, *ResumeDeploymentRequest) (*ResumeDeploymentResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ResumeDeployment not implemented")
+}
+func (UnimplementedDeployServiceServer) PromoteDeployment(context.Context, *PromoteDeploymentRequest) (*PromoteDeploymentResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method PromoteDeployment not implemented")
+}
+func (UnimplementedDeployServiceServer) ScaleDeployment(context.Context, *ScaleDeploymentRequest) (*ScaleDeploymentResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ScaleDeployment not implemented")
+}
+func (UnimplementedDeployServiceServer) RestartDeployment(context.Context, *RestartDeploymentRequest) (*RestartDeploymentResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method RestartDeployment not implemented")
+}
+func (UnimplementedDeployServiceServer) StopDeployment(context.Context, *StopDeploymentRequest) (*StopDeploymentResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method StopDeployment not implemented")
+}
+func (UnimplementedDeployServiceServer) DeleteDeployment(context.Context, *DeleteDeploymentRequest) (*DeleteDeploymentResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method DeleteDeployment not implemented")
+}
+func (UnimplementedDeployServiceServer) WatchDeployment(*WatchDeploymentRequest, DeployService_WatchDeploymentServer) error {
+	return status.Errorf(codes.Unimplemented, "method WatchDeployment not implemented")
 }
 func (UnimplementedDeployServiceServer) mustEmbedUnimplementedDeployServiceServer() {}
 
@@ -121,6 +328,207 @@ func _DeployService_GetDeployment_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _DeployService_ListDeployments_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListDeploymentsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DeployServiceServer).ListDeployments(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/drover.deploy.v1.DeployService/ListDeployments",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DeployServiceServer).ListDeployments(ctx, req.(*ListDeploymentsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DeployService_ListRevisions_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListRevisionsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DeployServiceServer).ListRevisions(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/drover.deploy.v1.DeployService/ListRevisions",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DeployServiceServer).ListRevisions(ctx, req.(*ListRevisionsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DeployService_RollbackDeployment_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RollbackDeploymentRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DeployServiceServer).RollbackDeployment(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/drover.deploy.v1.DeployService/RollbackDeployment",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DeployServiceServer).RollbackDeployment(ctx, req.(*RollbackDeploymentRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DeployService_PauseDeployment_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PauseDeploymentRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DeployServiceServer).PauseDeployment(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/drover.deploy.v1.DeployService/PauseDeployment",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DeployServiceServer).PauseDeployment(ctx, req.(*PauseDeploymentRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DeployService_ResumeDeployment_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ResumeDeploymentRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DeployServiceServer).ResumeDeployment(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/drover.deploy.v1.DeployService/ResumeDeployment",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DeployServiceServer).ResumeDeployment(ctx, req.(*ResumeDeploymentRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DeployService_PromoteDeployment_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PromoteDeploymentRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DeployServiceServer).PromoteDeployment(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/drover.deploy.v1.DeployService/PromoteDeployment",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DeployServiceServer).PromoteDeployment(ctx, req.(*PromoteDeploymentRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DeployService_ScaleDeployment_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ScaleDeploymentRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DeployServiceServer).ScaleDeployment(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/drover.deploy.v1.DeployService/ScaleDeployment",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DeployServiceServer).ScaleDeployment(ctx, req.(*ScaleDeploymentRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DeployService_RestartDeployment_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RestartDeploymentRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DeployServiceServer).RestartDeployment(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/drover.deploy.v1.DeployService/RestartDeployment",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DeployServiceServer).RestartDeployment(ctx, req.(*RestartDeploymentRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DeployService_StopDeployment_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(StopDeploymentRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DeployServiceServer).StopDeployment(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/drover.deploy.v1.DeployService/StopDeployment",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DeployServiceServer).StopDeployment(ctx, req.(*StopDeploymentRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DeployService_DeleteDeployment_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteDeploymentRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DeployServiceServer).DeleteDeployment(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/drover.deploy.v1.DeployService/DeleteDeployment",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DeployServiceServer).DeleteDeployment(ctx, req.(*DeleteDeploymentRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DeployService_WatchDeployment_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchDeploymentRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(DeployServiceServer).WatchDeployment(m, &deployServiceWatchDeploymentServer{stream})
+}
+
+type DeployService_WatchDeploymentServer interface {
+	Send(*WatchDeploymentResponse) error
+	grpc.ServerStream
+}
+
+type deployServiceWatchDeploymentServer struct {
+	grpc.ServerStream
+}
+
+func (x *deployServiceWatchDeploymentServer) Send(m *WatchDeploymentResponse) error {
+	return x.ServerStream.SendMsg(m)
+}
+
 var _DeployService_serviceDesc = grpc.ServiceDesc{
 	ServiceName: "drover.deploy.v1.DeployService",
 	HandlerType: (*DeployServiceServer)(nil),
@@ -133,7 +541,53 @@ var _DeployService_serviceDesc = grpc.ServiceDesc{
 			MethodName: "GetDeployment",
 			Handler:    _DeployService_GetDeployment_Handler,
 		},
+		{
+			MethodName: "ListDeployments",
+			Handler:    _DeployService_ListDeployments_Handler,
+		},
+		{
+			MethodName: "ListRevisions",
+			Handler:    _DeployService_ListRevisions_Handler,
+		},
+		{
+			MethodName: "RollbackDeployment",
+			Handler:    _DeployService_RollbackDeployment_Handler,
+		},
+		{
+			MethodName: "PauseDeployment",
+			Handler:    _DeployService_PauseDeployment_Handler,
+		},
+		{
+			MethodName: "ResumeDeployment",
+			Handler:    _DeployService_ResumeDeployment_Handler,
+		},
+		{
+			MethodName: "PromoteDeployment",
+			Handler:    _DeployService_PromoteDeployment_Handler,
+		},
+		{
+			MethodName: "ScaleDeployment",
+			Handler:    _DeployService_ScaleDeployment_Handler,
+		},
+		{
+			MethodName: "RestartDeployment",
+			Handler:    _DeployService_RestartDeployment_Handler,
+		},
+		{
+			MethodName: "StopDeployment",
+			Handler:    _DeployService_StopDeployment_Handler,
+		},
+		{
+			MethodName: "DeleteDeployment",
+			Handler:    _DeployService_DeleteDeployment_Handler,
+		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "WatchDeployment",
+			Handler:       _DeployService_WatchDeployment_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "drover/deploy/v1/deploy_service.proto",
 }

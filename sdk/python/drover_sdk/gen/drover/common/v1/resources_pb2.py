@@ -14,7 +14,7 @@ _sym_db = _symbol_database.Default()
 from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n drover/common/v1/resources.proto\x12\x10\x64rover.common.v1\x1a\x1b\x62uf/validate/validate.proto\"U\n\tResources\x12\x1e\n\ncpu_millis\x18\x01 \x01(\rB\n\xbaH\x07*\x05\x18\x80\x80\xfa\x01\x12\x14\n\x0cmemory_bytes\x18\x02 \x01(\x04\x12\x12\n\ndisk_bytes\x18\x03 \x01(\x04\"\xe8\x01\n\x0b\x43onstraints\x12r\n\x06labels\x18\x01 \x03(\x0b\x32).drover.common.v1.Constraints.LabelsEntryB7\xbaH4\x9a\x01\x31\x10@\"&r$2\"^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$*\x05r\x03\x18\x80\x02\x12\x36\n\x07\x64rivers\x18\x02 \x03(\tB%\xbaH\"\x92\x01\x1f\x10\x08\"\x1br\x19\x32\x17^[a-z][a-z0-9_-]{0,31}$\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n drover/common/v1/resources.proto\x12\x10\x64rover.common.v1\x1a\x1b\x62uf/validate/validate.proto\"U\n\tResources\x12\x1e\n\ncpu_millis\x18\x01 \x01(\rB\n\xbaH\x07*\x05\x18\x80\x80\xfa\x01\x12\x14\n\x0cmemory_bytes\x18\x02 \x01(\x04\x12\x12\n\ndisk_bytes\x18\x03 \x01(\x04\"\xb8\x02\n\x0b\x43onstraints\x12r\n\x06labels\x18\x01 \x03(\x0b\x32).drover.common.v1.Constraints.LabelsEntryB7\xbaH4\x9a\x01\x31\x10@\"&r$2\"^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$*\x05r\x03\x18\x80\x02\x12\x36\n\x07\x64rivers\x18\x02 \x03(\tB%\xbaH\"\x92\x01\x1f\x10\x08\"\x1br\x19\x32\x17^[a-z][a-z0-9_-]{0,31}$\x12#\n\tagent_ids\x18\x03 \x03(\tB\x10\xbaH\r\x92\x01\n\x10@\"\x06r\x04\x10\x01\x18@\x12)\n\x0f\x61void_agent_ids\x18\x04 \x03(\tB\x10\xbaH\r\x92\x01\n\x10@\"\x06r\x04\x10\x01\x18@\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x62\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'drover.common.v1.resources_pb2', globals())
@@ -29,10 +29,14 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _CONSTRAINTS.fields_by_name['labels']._serialized_options = b'\272H4\232\0011\020@\"&r$2\"^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$*\005r\003\030\200\002'
   _CONSTRAINTS.fields_by_name['drivers']._options = None
   _CONSTRAINTS.fields_by_name['drivers']._serialized_options = b'\272H\"\222\001\037\020\010\"\033r\0312\027^[a-z][a-z0-9_-]{0,31}$'
+  _CONSTRAINTS.fields_by_name['agent_ids']._options = None
+  _CONSTRAINTS.fields_by_name['agent_ids']._serialized_options = b'\272H\r\222\001\n\020@\"\006r\004\020\001\030@'
+  _CONSTRAINTS.fields_by_name['avoid_agent_ids']._options = None
+  _CONSTRAINTS.fields_by_name['avoid_agent_ids']._serialized_options = b'\272H\r\222\001\n\020@\"\006r\004\020\001\030@'
   _RESOURCES._serialized_start=83
   _RESOURCES._serialized_end=168
   _CONSTRAINTS._serialized_start=171
-  _CONSTRAINTS._serialized_end=403
-  _CONSTRAINTS_LABELSENTRY._serialized_start=358
-  _CONSTRAINTS_LABELSENTRY._serialized_end=403
+  _CONSTRAINTS._serialized_end=483
+  _CONSTRAINTS_LABELSENTRY._serialized_start=438
+  _CONSTRAINTS_LABELSENTRY._serialized_end=483
 # @@protoc_insertion_point(module_scope)

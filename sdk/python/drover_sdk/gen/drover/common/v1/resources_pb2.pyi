@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Map
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Constraints(_message.Message):
-    __slots__ = ["drivers", "labels"]
+    __slots__ = ["agent_ids", "avoid_agent_ids", "drivers", "labels"]
     class LabelsEntry(_message.Message):
         __slots__ = ["key", "value"]
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -15,11 +15,15 @@ class Constraints(_message.Message):
         key: str
         value: str
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    AGENT_IDS_FIELD_NUMBER: _ClassVar[int]
+    AVOID_AGENT_IDS_FIELD_NUMBER: _ClassVar[int]
     DRIVERS_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
+    agent_ids: _containers.RepeatedScalarFieldContainer[str]
+    avoid_agent_ids: _containers.RepeatedScalarFieldContainer[str]
     drivers: _containers.RepeatedScalarFieldContainer[str]
     labels: _containers.ScalarMap[str, str]
-    def __init__(self, labels: _Optional[_Mapping[str, str]] = ..., drivers: _Optional[_Iterable[str]] = ...) -> None: ...
+    def __init__(self, labels: _Optional[_Mapping[str, str]] = ..., drivers: _Optional[_Iterable[str]] = ..., agent_ids: _Optional[_Iterable[str]] = ..., avoid_agent_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Resources(_message.Message):
     __slots__ = ["cpu_millis", "disk_bytes", "memory_bytes"]

@@ -26,6 +26,61 @@ class DeployServiceStub(object):
                 request_serializer=drover_dot_deploy_dot_v1_dot_deploy__service__pb2.GetDeploymentRequest.SerializeToString,
                 response_deserializer=drover_dot_deploy_dot_v1_dot_deploy__service__pb2.GetDeploymentResponse.FromString,
                 )
+        self.ListDeployments = channel.unary_unary(
+                '/drover.deploy.v1.DeployService/ListDeployments',
+                request_serializer=drover_dot_deploy_dot_v1_dot_deploy__service__pb2.ListDeploymentsRequest.SerializeToString,
+                response_deserializer=drover_dot_deploy_dot_v1_dot_deploy__service__pb2.ListDeploymentsResponse.FromString,
+                )
+        self.ListRevisions = channel.unary_unary(
+                '/drover.deploy.v1.DeployService/ListRevisions',
+                request_serializer=drover_dot_deploy_dot_v1_dot_deploy__service__pb2.ListRevisionsRequest.SerializeToString,
+                response_deserializer=drover_dot_deploy_dot_v1_dot_deploy__service__pb2.ListRevisionsResponse.FromString,
+                )
+        self.RollbackDeployment = channel.unary_unary(
+                '/drover.deploy.v1.DeployService/RollbackDeployment',
+                request_serializer=drover_dot_deploy_dot_v1_dot_deploy__service__pb2.RollbackDeploymentRequest.SerializeToString,
+                response_deserializer=drover_dot_deploy_dot_v1_dot_deploy__service__pb2.RollbackDeploymentResponse.FromString,
+                )
+        self.PauseDeployment = channel.unary_unary(
+                '/drover.deploy.v1.DeployService/PauseDeployment',
+                request_serializer=drover_dot_deploy_dot_v1_dot_deploy__service__pb2.PauseDeploymentRequest.SerializeToString,
+                response_deserializer=drover_dot_deploy_dot_v1_dot_deploy__service__pb2.PauseDeploymentResponse.FromString,
+                )
+        self.ResumeDeployment = channel.unary_unary(
+                '/drover.deploy.v1.DeployService/ResumeDeployment',
+                request_serializer=drover_dot_deploy_dot_v1_dot_deploy__service__pb2.ResumeDeploymentRequest.SerializeToString,
+                response_deserializer=drover_dot_deploy_dot_v1_dot_deploy__service__pb2.ResumeDeploymentResponse.FromString,
+                )
+        self.PromoteDeployment = channel.unary_unary(
+                '/drover.deploy.v1.DeployService/PromoteDeployment',
+                request_serializer=drover_dot_deploy_dot_v1_dot_deploy__service__pb2.PromoteDeploymentRequest.SerializeToString,
+                response_deserializer=drover_dot_deploy_dot_v1_dot_deploy__service__pb2.PromoteDeploymentResponse.FromString,
+                )
+        self.ScaleDeployment = channel.unary_unary(
+                '/drover.deploy.v1.DeployService/ScaleDeployment',
+                request_serializer=drover_dot_deploy_dot_v1_dot_deploy__service__pb2.ScaleDeploymentRequest.SerializeToString,
+                response_deserializer=drover_dot_deploy_dot_v1_dot_deploy__service__pb2.ScaleDeploymentResponse.FromString,
+                )
+        self.RestartDeployment = channel.unary_unary(
+                '/drover.deploy.v1.DeployService/RestartDeployment',
+                request_serializer=drover_dot_deploy_dot_v1_dot_deploy__service__pb2.RestartDeploymentRequest.SerializeToString,
+                response_deserializer=drover_dot_deploy_dot_v1_dot_deploy__service__pb2.RestartDeploymentResponse.FromString,
+                )
+        self.StopDeployment = channel.unary_unary(
+                '/drover.deploy.v1.DeployService/StopDeployment',
+                request_serializer=drover_dot_deploy_dot_v1_dot_deploy__service__pb2.StopDeploymentRequest.SerializeToString,
+                response_deserializer=drover_dot_deploy_dot_v1_dot_deploy__service__pb2.StopDeploymentResponse.FromString,
+                )
+        self.DeleteDeployment = channel.unary_unary(
+                '/drover.deploy.v1.DeployService/DeleteDeployment',
+                request_serializer=drover_dot_deploy_dot_v1_dot_deploy__service__pb2.DeleteDeploymentRequest.SerializeToString,
+                response_deserializer=drover_dot_deploy_dot_v1_dot_deploy__service__pb2.DeleteDeploymentResponse.FromString,
+                )
+        self.WatchDeployment = channel.unary_stream(
+                '/drover.deploy.v1.DeployService/WatchDeployment',
+                request_serializer=drover_dot_deploy_dot_v1_dot_deploy__service__pb2.WatchDeploymentRequest.SerializeToString,
+                response_deserializer=drover_dot_deploy_dot_v1_dot_deploy__service__pb2.WatchDeploymentResponse.FromString,
+                )
 
 
 class DeployServiceServicer(object):
@@ -35,14 +90,95 @@ class DeployServiceServicer(object):
 
     def ApplyDeployment(self, request, context):
         """ApplyDeployment creates or updates a deployment. A changed spec makes a
-        new revision; the same spec again changes nothing.
+        new revision and rolls it out; the same spec again changes nothing; a
+        changed replica count alone scales without a new revision.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetDeployment(self, request, context):
-        """GetDeployment returns a deployment and its current revision.
+        """GetDeployment returns a deployment: revision, replicas and their health,
+        the rollout's progress, and its latest events.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDeployments(self, request, context):
+        """ListDeployments lists deployments by name, paginated.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRevisions(self, request, context):
+        """ListRevisions lists a deployment's revisions, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RollbackDeployment(self, request, context):
+        """RollbackDeployment rolls out an earlier revision again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PauseDeployment(self, request, context):
+        """PauseDeployment stops a rollout where it is (no replica started or
+        stopped for it; crashed replicas are still remedied).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeDeployment(self, request, context):
+        """ResumeDeployment continues a paused rollout.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PromoteDeployment(self, request, context):
+        """PromoteDeployment lets a rollout waiting on its canaries go on.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ScaleDeployment(self, request, context):
+        """ScaleDeployment sets the replica count (replicas placement only).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RestartDeployment(self, request, context):
+        """RestartDeployment replaces every replica, in batches, as a rollout does.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StopDeployment(self, request, context):
+        """StopDeployment stops every replica; ApplyDeployment starts them again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteDeployment(self, request, context):
+        """DeleteDeployment removes a deployment once its replicas are stopped.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchDeployment(self, request, context):
+        """WatchDeployment streams the deployment after each change, with the
+        events that made it, until the caller goes away.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -60,6 +196,61 @@ def add_DeployServiceServicer_to_server(servicer, server):
                     servicer.GetDeployment,
                     request_deserializer=drover_dot_deploy_dot_v1_dot_deploy__service__pb2.GetDeploymentRequest.FromString,
                     response_serializer=drover_dot_deploy_dot_v1_dot_deploy__service__pb2.GetDeploymentResponse.SerializeToString,
+            ),
+            'ListDeployments': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDeployments,
+                    request_deserializer=drover_dot_deploy_dot_v1_dot_deploy__service__pb2.ListDeploymentsRequest.FromString,
+                    response_serializer=drover_dot_deploy_dot_v1_dot_deploy__service__pb2.ListDeploymentsResponse.SerializeToString,
+            ),
+            'ListRevisions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRevisions,
+                    request_deserializer=drover_dot_deploy_dot_v1_dot_deploy__service__pb2.ListRevisionsRequest.FromString,
+                    response_serializer=drover_dot_deploy_dot_v1_dot_deploy__service__pb2.ListRevisionsResponse.SerializeToString,
+            ),
+            'RollbackDeployment': grpc.unary_unary_rpc_method_handler(
+                    servicer.RollbackDeployment,
+                    request_deserializer=drover_dot_deploy_dot_v1_dot_deploy__service__pb2.RollbackDeploymentRequest.FromString,
+                    response_serializer=drover_dot_deploy_dot_v1_dot_deploy__service__pb2.RollbackDeploymentResponse.SerializeToString,
+            ),
+            'PauseDeployment': grpc.unary_unary_rpc_method_handler(
+                    servicer.PauseDeployment,
+                    request_deserializer=drover_dot_deploy_dot_v1_dot_deploy__service__pb2.PauseDeploymentRequest.FromString,
+                    response_serializer=drover_dot_deploy_dot_v1_dot_deploy__service__pb2.PauseDeploymentResponse.SerializeToString,
+            ),
+            'ResumeDeployment': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeDeployment,
+                    request_deserializer=drover_dot_deploy_dot_v1_dot_deploy__service__pb2.ResumeDeploymentRequest.FromString,
+                    response_serializer=drover_dot_deploy_dot_v1_dot_deploy__service__pb2.ResumeDeploymentResponse.SerializeToString,
+            ),
+            'PromoteDeployment': grpc.unary_unary_rpc_method_handler(
+                    servicer.PromoteDeployment,
+                    request_deserializer=drover_dot_deploy_dot_v1_dot_deploy__service__pb2.PromoteDeploymentRequest.FromString,
+                    response_serializer=drover_dot_deploy_dot_v1_dot_deploy__service__pb2.PromoteDeploymentResponse.SerializeToString,
+            ),
+            'ScaleDeployment': grpc.unary_unary_rpc_method_handler(
+                    servicer.ScaleDeployment,
+                    request_deserializer=drover_dot_deploy_dot_v1_dot_deploy__service__pb2.ScaleDeploymentRequest.FromString,
+                    response_serializer=drover_dot_deploy_dot_v1_dot_deploy__service__pb2.ScaleDeploymentResponse.SerializeToString,
+            ),
+            'RestartDeployment': grpc.unary_unary_rpc_method_handler(
+                    servicer.RestartDeployment,
+                    request_deserializer=drover_dot_deploy_dot_v1_dot_deploy__service__pb2.RestartDeploymentRequest.FromString,
+                    response_serializer=drover_dot_deploy_dot_v1_dot_deploy__service__pb2.RestartDeploymentResponse.SerializeToString,
+            ),
+            'StopDeployment': grpc.unary_unary_rpc_method_handler(
+                    servicer.StopDeployment,
+                    request_deserializer=drover_dot_deploy_dot_v1_dot_deploy__service__pb2.StopDeploymentRequest.FromString,
+                    response_serializer=drover_dot_deploy_dot_v1_dot_deploy__service__pb2.StopDeploymentResponse.SerializeToString,
+            ),
+            'DeleteDeployment': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteDeployment,
+                    request_deserializer=drover_dot_deploy_dot_v1_dot_deploy__service__pb2.DeleteDeploymentRequest.FromString,
+                    response_serializer=drover_dot_deploy_dot_v1_dot_deploy__service__pb2.DeleteDeploymentResponse.SerializeToString,
+            ),
+            'WatchDeployment': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchDeployment,
+                    request_deserializer=drover_dot_deploy_dot_v1_dot_deploy__service__pb2.WatchDeploymentRequest.FromString,
+                    response_serializer=drover_dot_deploy_dot_v1_dot_deploy__service__pb2.WatchDeploymentResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -104,5 +295,192 @@ class DeployService(object):
         return grpc.experimental.unary_unary(request, target, '/drover.deploy.v1.DeployService/GetDeployment',
             drover_dot_deploy_dot_v1_dot_deploy__service__pb2.GetDeploymentRequest.SerializeToString,
             drover_dot_deploy_dot_v1_dot_deploy__service__pb2.GetDeploymentResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def ListDeployments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/drover.deploy.v1.DeployService/ListDeployments',
+            drover_dot_deploy_dot_v1_dot_deploy__service__pb2.ListDeploymentsRequest.SerializeToString,
+            drover_dot_deploy_dot_v1_dot_deploy__service__pb2.ListDeploymentsResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def ListRevisions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/drover.deploy.v1.DeployService/ListRevisions',
+            drover_dot_deploy_dot_v1_dot_deploy__service__pb2.ListRevisionsRequest.SerializeToString,
+            drover_dot_deploy_dot_v1_dot_deploy__service__pb2.ListRevisionsResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def RollbackDeployment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/drover.deploy.v1.DeployService/RollbackDeployment',
+            drover_dot_deploy_dot_v1_dot_deploy__service__pb2.RollbackDeploymentRequest.SerializeToString,
+            drover_dot_deploy_dot_v1_dot_deploy__service__pb2.RollbackDeploymentResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def PauseDeployment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/drover.deploy.v1.DeployService/PauseDeployment',
+            drover_dot_deploy_dot_v1_dot_deploy__service__pb2.PauseDeploymentRequest.SerializeToString,
+            drover_dot_deploy_dot_v1_dot_deploy__service__pb2.PauseDeploymentResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def ResumeDeployment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/drover.deploy.v1.DeployService/ResumeDeployment',
+            drover_dot_deploy_dot_v1_dot_deploy__service__pb2.ResumeDeploymentRequest.SerializeToString,
+            drover_dot_deploy_dot_v1_dot_deploy__service__pb2.ResumeDeploymentResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def PromoteDeployment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/drover.deploy.v1.DeployService/PromoteDeployment',
+            drover_dot_deploy_dot_v1_dot_deploy__service__pb2.PromoteDeploymentRequest.SerializeToString,
+            drover_dot_deploy_dot_v1_dot_deploy__service__pb2.PromoteDeploymentResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def ScaleDeployment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/drover.deploy.v1.DeployService/ScaleDeployment',
+            drover_dot_deploy_dot_v1_dot_deploy__service__pb2.ScaleDeploymentRequest.SerializeToString,
+            drover_dot_deploy_dot_v1_dot_deploy__service__pb2.ScaleDeploymentResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def RestartDeployment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/drover.deploy.v1.DeployService/RestartDeployment',
+            drover_dot_deploy_dot_v1_dot_deploy__service__pb2.RestartDeploymentRequest.SerializeToString,
+            drover_dot_deploy_dot_v1_dot_deploy__service__pb2.RestartDeploymentResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def StopDeployment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/drover.deploy.v1.DeployService/StopDeployment',
+            drover_dot_deploy_dot_v1_dot_deploy__service__pb2.StopDeploymentRequest.SerializeToString,
+            drover_dot_deploy_dot_v1_dot_deploy__service__pb2.StopDeploymentResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def DeleteDeployment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/drover.deploy.v1.DeployService/DeleteDeployment',
+            drover_dot_deploy_dot_v1_dot_deploy__service__pb2.DeleteDeploymentRequest.SerializeToString,
+            drover_dot_deploy_dot_v1_dot_deploy__service__pb2.DeleteDeploymentResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def WatchDeployment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(request, target, '/drover.deploy.v1.DeployService/WatchDeployment',
+            drover_dot_deploy_dot_v1_dot_deploy__service__pb2.WatchDeploymentRequest.SerializeToString,
+            drover_dot_deploy_dot_v1_dot_deploy__service__pb2.WatchDeploymentResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)

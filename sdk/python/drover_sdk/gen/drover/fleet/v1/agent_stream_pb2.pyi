@@ -1,6 +1,7 @@
 from buf.validate import validate_pb2 as _validate_pb2
 from drover.common.v1 import exec_pb2 as _exec_pb2
 from drover.common.v1 import resources_pb2 as _resources_pb2
+from drover.common.v1 import service_pb2 as _service_pb2
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -29,7 +30,7 @@ class Ack(_message.Message):
     def __init__(self, message_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Assignment(_message.Message):
-    __slots__ = ["attempt_id", "driver", "exec", "job_id", "lease_expire_time", "resources", "run_id", "stage_name", "timeout"]
+    __slots__ = ["attempt_id", "driver", "exec", "job_id", "lease_expire_time", "resources", "run_id", "service", "stage_name", "timeout"]
     ATTEMPT_ID_FIELD_NUMBER: _ClassVar[int]
     DRIVER_FIELD_NUMBER: _ClassVar[int]
     EXEC_FIELD_NUMBER: _ClassVar[int]
@@ -37,6 +38,7 @@ class Assignment(_message.Message):
     LEASE_EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
     RESOURCES_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
     STAGE_NAME_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_FIELD_NUMBER: _ClassVar[int]
     attempt_id: str
@@ -46,9 +48,10 @@ class Assignment(_message.Message):
     lease_expire_time: _timestamp_pb2.Timestamp
     resources: _resources_pb2.Resources
     run_id: str
+    service: _service_pb2.ServiceRun
     stage_name: str
     timeout: _duration_pb2.Duration
-    def __init__(self, attempt_id: _Optional[str] = ..., job_id: _Optional[str] = ..., exec: _Optional[_Union[_exec_pb2.ExecSpec, _Mapping]] = ..., driver: _Optional[str] = ..., resources: _Optional[_Union[_resources_pb2.Resources, _Mapping]] = ..., lease_expire_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., timeout: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., run_id: _Optional[str] = ..., stage_name: _Optional[str] = ...) -> None: ...
+    def __init__(self, attempt_id: _Optional[str] = ..., job_id: _Optional[str] = ..., exec: _Optional[_Union[_exec_pb2.ExecSpec, _Mapping]] = ..., driver: _Optional[str] = ..., resources: _Optional[_Union[_resources_pb2.Resources, _Mapping]] = ..., lease_expire_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., timeout: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., run_id: _Optional[str] = ..., stage_name: _Optional[str] = ..., service: _Optional[_Union[_service_pb2.ServiceRun, _Mapping]] = ...) -> None: ...
 
 class Bid(_message.Message):
     __slots__ = ["free", "offer_id", "score"]
@@ -174,11 +177,12 @@ class Hello(_message.Message):
     def __init__(self, agent_id: _Optional[str] = ..., registration_token: _Optional[str] = ..., hostname: _Optional[str] = ..., version: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., drivers: _Optional[_Iterable[str]] = ..., total: _Optional[_Union[_resources_pb2.Resources, _Mapping]] = ..., free: _Optional[_Union[_resources_pb2.Resources, _Mapping]] = ..., running: _Optional[_Iterable[_Union[RunningAttempt, _Mapping]]] = ..., log_offsets: _Optional[_Iterable[_Union[LogOffset, _Mapping]]] = ...) -> None: ...
 
 class JobEvent(_message.Message):
-    __slots__ = ["attempt_id", "command", "event_id", "exit_code", "message", "sequence", "signal", "state", "time"]
+    __slots__ = ["attempt_id", "command", "event_id", "exit_code", "health", "message", "sequence", "signal", "state", "time"]
     ATTEMPT_ID_FIELD_NUMBER: _ClassVar[int]
     COMMAND_FIELD_NUMBER: _ClassVar[int]
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    HEALTH_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     SIGNAL_FIELD_NUMBER: _ClassVar[int]
@@ -188,12 +192,13 @@ class JobEvent(_message.Message):
     command: _exec_pb2.CommandResult
     event_id: str
     exit_code: int
+    health: _service_pb2.HealthStatus
     message: str
     sequence: int
     signal: str
     state: AttemptState
     time: _timestamp_pb2.Timestamp
-    def __init__(self, event_id: _Optional[str] = ..., attempt_id: _Optional[str] = ..., state: _Optional[_Union[AttemptState, str]] = ..., exit_code: _Optional[int] = ..., signal: _Optional[str] = ..., message: _Optional[str] = ..., time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., sequence: _Optional[int] = ..., command: _Optional[_Union[_exec_pb2.CommandResult, _Mapping]] = ...) -> None: ...
+    def __init__(self, event_id: _Optional[str] = ..., attempt_id: _Optional[str] = ..., state: _Optional[_Union[AttemptState, str]] = ..., exit_code: _Optional[int] = ..., signal: _Optional[str] = ..., message: _Optional[str] = ..., time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., sequence: _Optional[int] = ..., command: _Optional[_Union[_exec_pb2.CommandResult, _Mapping]] = ..., health: _Optional[_Union[_service_pb2.HealthStatus, _Mapping]] = ...) -> None: ...
 
 class LogAck(_message.Message):
     __slots__ = ["attempt_id", "complete", "offset", "refused", "stream"]

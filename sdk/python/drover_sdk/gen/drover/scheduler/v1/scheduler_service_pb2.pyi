@@ -1,6 +1,7 @@
 from buf.validate import validate_pb2 as _validate_pb2
 from drover.common.v1 import exec_pb2 as _exec_pb2
 from drover.common.v1 import resources_pb2 as _resources_pb2
+from drover.common.v1 import service_pb2 as _service_pb2
 from drover.fleet.v1 import agent_stream_pb2 as _agent_stream_pb2
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
@@ -60,13 +61,14 @@ class AgentJobEvent(_message.Message):
     def __init__(self, agent_id: _Optional[str] = ..., event: _Optional[_Union[_agent_stream_pb2.JobEvent, _Mapping]] = ...) -> None: ...
 
 class Attempt(_message.Message):
-    __slots__ = ["agent_id", "auction_id", "commands", "create_time", "end_time", "exit_code", "id", "lease_expire_time", "number", "reason", "signal", "start_time", "state"]
+    __slots__ = ["agent_id", "auction_id", "commands", "create_time", "end_time", "exit_code", "health", "id", "lease_expire_time", "number", "reason", "signal", "start_time", "state"]
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     AUCTION_ID_FIELD_NUMBER: _ClassVar[int]
     COMMANDS_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     END_TIME_FIELD_NUMBER: _ClassVar[int]
     EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    HEALTH_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
     LEASE_EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
     NUMBER_FIELD_NUMBER: _ClassVar[int]
@@ -80,6 +82,7 @@ class Attempt(_message.Message):
     create_time: _timestamp_pb2.Timestamp
     end_time: _timestamp_pb2.Timestamp
     exit_code: int
+    health: _service_pb2.HealthStatus
     id: str
     lease_expire_time: _timestamp_pb2.Timestamp
     number: int
@@ -87,7 +90,7 @@ class Attempt(_message.Message):
     signal: str
     start_time: _timestamp_pb2.Timestamp
     state: AttemptState
-    def __init__(self, id: _Optional[str] = ..., number: _Optional[int] = ..., agent_id: _Optional[str] = ..., state: _Optional[_Union[AttemptState, str]] = ..., create_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., exit_code: _Optional[int] = ..., signal: _Optional[str] = ..., reason: _Optional[str] = ..., lease_expire_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., auction_id: _Optional[str] = ..., commands: _Optional[_Iterable[_Union[_exec_pb2.CommandResult, _Mapping]]] = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., number: _Optional[int] = ..., agent_id: _Optional[str] = ..., state: _Optional[_Union[AttemptState, str]] = ..., create_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., exit_code: _Optional[int] = ..., signal: _Optional[str] = ..., reason: _Optional[str] = ..., lease_expire_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., auction_id: _Optional[str] = ..., commands: _Optional[_Iterable[_Union[_exec_pb2.CommandResult, _Mapping]]] = ..., health: _Optional[_Union[_service_pb2.HealthStatus, _Mapping]] = ...) -> None: ...
 
 class AttemptInfo(_message.Message):
     __slots__ = ["agent_id", "attempt_id", "job_ended", "job_id", "run_id", "secret_values", "stage_name"]
@@ -270,7 +273,7 @@ class Job(_message.Message):
     def __init__(self, id: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., spec: _Optional[_Union[JobSpec, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., create_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., attempts: _Optional[_Iterable[_Union[Attempt, _Mapping]]] = ..., attempt_count: _Optional[int] = ..., wait_reason: _Optional[str] = ..., retry_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., end_reason: _Optional[str] = ..., run_id: _Optional[str] = ..., stage_name: _Optional[str] = ..., repeat_of: _Optional[str] = ..., repeat_index: _Optional[int] = ..., next_job_id: _Optional[str] = ..., schedule_id: _Optional[str] = ..., concurrency_holders: _Optional[int] = ...) -> None: ...
 
 class JobSpec(_message.Message):
-    __slots__ = ["concurrency_key", "concurrency_limit", "constraints", "driver", "exec", "name", "priority", "resources", "retry", "run_mode", "timeout"]
+    __slots__ = ["concurrency_key", "concurrency_limit", "constraints", "driver", "exec", "name", "priority", "resources", "retry", "run_mode", "service", "timeout"]
     CONCURRENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     CONCURRENCY_LIMIT_FIELD_NUMBER: _ClassVar[int]
     CONSTRAINTS_FIELD_NUMBER: _ClassVar[int]
@@ -281,6 +284,7 @@ class JobSpec(_message.Message):
     RESOURCES_FIELD_NUMBER: _ClassVar[int]
     RETRY_FIELD_NUMBER: _ClassVar[int]
     RUN_MODE_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_FIELD_NUMBER: _ClassVar[int]
     concurrency_key: str
     concurrency_limit: int
@@ -292,18 +296,21 @@ class JobSpec(_message.Message):
     resources: _resources_pb2.Resources
     retry: RetryPolicy
     run_mode: RunMode
+    service: _service_pb2.ServiceRun
     timeout: _duration_pb2.Duration
-    def __init__(self, name: _Optional[str] = ..., exec: _Optional[_Union[_exec_pb2.ExecSpec, _Mapping]] = ..., driver: _Optional[str] = ..., resources: _Optional[_Union[_resources_pb2.Resources, _Mapping]] = ..., constraints: _Optional[_Union[_resources_pb2.Constraints, _Mapping]] = ..., priority: _Optional[int] = ..., timeout: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., retry: _Optional[_Union[RetryPolicy, _Mapping]] = ..., concurrency_key: _Optional[str] = ..., concurrency_limit: _Optional[int] = ..., run_mode: _Optional[_Union[RunMode, _Mapping]] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., exec: _Optional[_Union[_exec_pb2.ExecSpec, _Mapping]] = ..., driver: _Optional[str] = ..., resources: _Optional[_Union[_resources_pb2.Resources, _Mapping]] = ..., constraints: _Optional[_Union[_resources_pb2.Constraints, _Mapping]] = ..., priority: _Optional[int] = ..., timeout: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., retry: _Optional[_Union[RetryPolicy, _Mapping]] = ..., concurrency_key: _Optional[str] = ..., concurrency_limit: _Optional[int] = ..., run_mode: _Optional[_Union[RunMode, _Mapping]] = ..., service: _Optional[_Union[_service_pb2.ServiceRun, _Mapping]] = ...) -> None: ...
 
 class ListJobsRequest(_message.Message):
-    __slots__ = ["page_size", "page_token", "state"]
+    __slots__ = ["ids", "page_size", "page_token", "state"]
+    IDS_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
+    ids: _containers.RepeatedScalarFieldContainer[str]
     page_size: int
     page_token: str
     state: JobState
-    def __init__(self, state: _Optional[_Union[JobState, str]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    def __init__(self, state: _Optional[_Union[JobState, str]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ListJobsResponse(_message.Message):
     __slots__ = ["jobs", "next_page_token"]
