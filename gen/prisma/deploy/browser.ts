@@ -27,3 +27,13 @@ export type Deployment = Prisma.DeploymentModel
  * An immutable version of a deployment's spec.
  */
 export type Revision = Prisma.RevisionModel
+/**
+ * Model Replica
+ * One copy of a deployment's revision, run as a Scheduler job.
+ */
+export type Replica = Prisma.ReplicaModel
+/**
+ * Model Event
+ * What happened to a deployment, in order.
+ */
+export type Event = Prisma.EventModel

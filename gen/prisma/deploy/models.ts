@@ -10,4 +10,6 @@
  */
 export type * from './models/Deployment.ts'
 export type * from './models/Revision.ts'
+export type * from './models/Replica.ts'
+export type * from './models/Event.ts'
 export type * from './commonInputTypes.ts'

@@ -52,7 +52,9 @@ export const AnyNull = runtime.AnyNull
 
 export const ModelName = {
   Deployment: 'Deployment',
-  Revision: 'Revision'
+  Revision: 'Revision',
+  Replica: 'Replica',
+  Event: 'Event'
 } as const
 
 export type ModelName = (typeof ModelName)[keyof typeof ModelName]
@@ -76,7 +78,21 @@ export const DeploymentScalarFieldEnum = {
   name: 'name',
   currentRevision: 'currentRevision',
   createdAt: 'createdAt',
-  updatedAt: 'updatedAt'
+  updatedAt: 'updatedAt',
+  desiredReplicas: 'desiredReplicas',
+  stopped: 'stopped',
+  paused: 'paused',
+  promoted: 'promoted',
+  generation: 'generation',
+  state: 'state',
+  statusMessage: 'statusMessage',
+  stableRevision: 'stableRevision',
+  rolloutFrom: 'rolloutFrom',
+  rolloutStartedAt: 'rolloutStartedAt',
+  rolloutEndedAt: 'rolloutEndedAt',
+  eventSeq: 'eventSeq',
+  claimedBy: 'claimedBy',
+  claimUntil: 'claimUntil'
 } as const
 
 export type DeploymentScalarFieldEnum = (typeof DeploymentScalarFieldEnum)[keyof typeof DeploymentScalarFieldEnum]
@@ -92,6 +108,45 @@ export const RevisionScalarFieldEnum = {
 } as const
 
 export type RevisionScalarFieldEnum = (typeof RevisionScalarFieldEnum)[keyof typeof RevisionScalarFieldEnum]
+
+
+export const ReplicaScalarFieldEnum = {
+  id: 'id',
+  deploymentId: 'deploymentId',
+  revision: 'revision',
+  generation: 'generation',
+  slot: 'slot',
+  canary: 'canary',
+  state: 'state',
+  jobId: 'jobId',
+  agentId: 'agentId',
+  avoidAgents: 'avoidAgents',
+  health: 'health',
+  healthMessage: 'healthMessage',
+  healthSince: 'healthSince',
+  restarts: 'restarts',
+  port: 'port',
+  healthyAt: 'healthyAt',
+  message: 'message',
+  createdAt: 'createdAt',
+  stopRequestedAt: 'stopRequestedAt',
+  endedAt: 'endedAt'
+} as const
+
+export type ReplicaScalarFieldEnum = (typeof ReplicaScalarFieldEnum)[keyof typeof ReplicaScalarFieldEnum]
+
+
+export const EventScalarFieldEnum = {
+  deploymentId: 'deploymentId',
+  sequence: 'sequence',
+  time: 'time',
+  kind: 'kind',
+  message: 'message',
+  revision: 'revision',
+  replicaId: 'replicaId'
+} as const
+
+export type EventScalarFieldEnum = (typeof EventScalarFieldEnum)[keyof typeof EventScalarFieldEnum]
 
 
 export const SortOrder = {
@@ -115,6 +170,14 @@ export const QueryMode = {
 } as const
 
 export type QueryMode = (typeof QueryMode)[keyof typeof QueryMode]
+
+
+export const NullsOrder = {
+  first: 'first',
+  last: 'last'
+} as const
+
+export type NullsOrder = (typeof NullsOrder)[keyof typeof NullsOrder]
 
 
 export const JsonNullValueFilter = {

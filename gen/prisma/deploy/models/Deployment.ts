@@ -28,10 +28,20 @@ export type AggregateDeployment = {
 
 export type DeploymentAvgAggregateOutputType = {
   currentRevision: number | null
+  desiredReplicas: number | null
+  generation: number | null
+  stableRevision: number | null
+  rolloutFrom: number | null
+  eventSeq: number | null
 }
 
 export type DeploymentSumAggregateOutputType = {
   currentRevision: number | null
+  desiredReplicas: number | null
+  generation: number | null
+  stableRevision: number | null
+  rolloutFrom: number | null
+  eventSeq: bigint | null
 }
 
 export type DeploymentMinAggregateOutputType = {
@@ -40,6 +50,20 @@ export type DeploymentMinAggregateOutputType = {
   currentRevision: number | null
   createdAt: Date | null
   updatedAt: Date | null
+  desiredReplicas: number | null
+  stopped: boolean | null
+  paused: boolean | null
+  promoted: boolean | null
+  generation: number | null
+  state: string | null
+  statusMessage: string | null
+  stableRevision: number | null
+  rolloutFrom: number | null
+  rolloutStartedAt: Date | null
+  rolloutEndedAt: Date | null
+  eventSeq: bigint | null
+  claimedBy: string | null
+  claimUntil: Date | null
 }
 
 export type DeploymentMaxAggregateOutputType = {
@@ -48,6 +72,20 @@ export type DeploymentMaxAggregateOutputType = {
   currentRevision: number | null
   createdAt: Date | null
   updatedAt: Date | null
+  desiredReplicas: number | null
+  stopped: boolean | null
+  paused: boolean | null
+  promoted: boolean | null
+  generation: number | null
+  state: string | null
+  statusMessage: string | null
+  stableRevision: number | null
+  rolloutFrom: number | null
+  rolloutStartedAt: Date | null
+  rolloutEndedAt: Date | null
+  eventSeq: bigint | null
+  claimedBy: string | null
+  claimUntil: Date | null
 }
 
 export type DeploymentCountAggregateOutputType = {
@@ -56,16 +94,40 @@ export type DeploymentCountAggregateOutputType = {
   currentRevision: number
   createdAt: number
   updatedAt: number
+  desiredReplicas: number
+  stopped: number
+  paused: number
+  promoted: number
+  generation: number
+  state: number
+  statusMessage: number
+  stableRevision: number
+  rolloutFrom: number
+  rolloutStartedAt: number
+  rolloutEndedAt: number
+  eventSeq: number
+  claimedBy: number
+  claimUntil: number
   _all: number
 }
 
 
 export type DeploymentAvgAggregateInputType = {
   currentRevision?: true
+  desiredReplicas?: true
+  generation?: true
+  stableRevision?: true
+  rolloutFrom?: true
+  eventSeq?: true
 }
 
 export type DeploymentSumAggregateInputType = {
   currentRevision?: true
+  desiredReplicas?: true
+  generation?: true
+  stableRevision?: true
+  rolloutFrom?: true
+  eventSeq?: true
 }
 
 export type DeploymentMinAggregateInputType = {
@@ -74,6 +136,20 @@ export type DeploymentMinAggregateInputType = {
   currentRevision?: true
   createdAt?: true
   updatedAt?: true
+  desiredReplicas?: true
+  stopped?: true
+  paused?: true
+  promoted?: true
+  generation?: true
+  state?: true
+  statusMessage?: true
+  stableRevision?: true
+  rolloutFrom?: true
+  rolloutStartedAt?: true
+  rolloutEndedAt?: true
+  eventSeq?: true
+  claimedBy?: true
+  claimUntil?: true
 }
 
 export type DeploymentMaxAggregateInputType = {
@@ -82,6 +158,20 @@ export type DeploymentMaxAggregateInputType = {
   currentRevision?: true
   createdAt?: true
   updatedAt?: true
+  desiredReplicas?: true
+  stopped?: true
+  paused?: true
+  promoted?: true
+  generation?: true
+  state?: true
+  statusMessage?: true
+  stableRevision?: true
+  rolloutFrom?: true
+  rolloutStartedAt?: true
+  rolloutEndedAt?: true
+  eventSeq?: true
+  claimedBy?: true
+  claimUntil?: true
 }
 
 export type DeploymentCountAggregateInputType = {
@@ -90,6 +180,20 @@ export type DeploymentCountAggregateInputType = {
   currentRevision?: true
   createdAt?: true
   updatedAt?: true
+  desiredReplicas?: true
+  stopped?: true
+  paused?: true
+  promoted?: true
+  generation?: true
+  state?: true
+  statusMessage?: true
+  stableRevision?: true
+  rolloutFrom?: true
+  rolloutStartedAt?: true
+  rolloutEndedAt?: true
+  eventSeq?: true
+  claimedBy?: true
+  claimUntil?: true
   _all?: true
 }
 
@@ -185,6 +289,20 @@ export type DeploymentGroupByOutputType = {
   currentRevision: number
   createdAt: Date
   updatedAt: Date
+  desiredReplicas: number
+  stopped: boolean
+  paused: boolean
+  promoted: boolean
+  generation: number
+  state: string
+  statusMessage: string
+  stableRevision: number
+  rolloutFrom: number
+  rolloutStartedAt: Date | null
+  rolloutEndedAt: Date | null
+  eventSeq: bigint
+  claimedBy: string | null
+  claimUntil: Date | null
   _count: DeploymentCountAggregateOutputType | null
   _avg: DeploymentAvgAggregateOutputType | null
   _sum: DeploymentSumAggregateOutputType | null
@@ -216,7 +334,23 @@ export type DeploymentWhereInput = {
   currentRevision?: Prisma.IntFilter<"Deployment"> | number
   createdAt?: Prisma.DateTimeFilter<"Deployment"> | Date | string
   updatedAt?: Prisma.DateTimeFilter<"Deployment"> | Date | string
+  desiredReplicas?: Prisma.IntFilter<"Deployment"> | number
+  stopped?: Prisma.BoolFilter<"Deployment"> | boolean
+  paused?: Prisma.BoolFilter<"Deployment"> | boolean
+  promoted?: Prisma.BoolFilter<"Deployment"> | boolean
+  generation?: Prisma.IntFilter<"Deployment"> | number
+  state?: Prisma.StringFilter<"Deployment"> | string
+  statusMessage?: Prisma.StringFilter<"Deployment"> | string
+  stableRevision?: Prisma.IntFilter<"Deployment"> | number
+  rolloutFrom?: Prisma.IntFilter<"Deployment"> | number
+  rolloutStartedAt?: Prisma.DateTimeNullableFilter<"Deployment"> | Date | string | null
+  rolloutEndedAt?: Prisma.DateTimeNullableFilter<"Deployment"> | Date | string | null
+  eventSeq?: Prisma.BigIntFilter<"Deployment"> | bigint | number
+  claimedBy?: Prisma.StringNullableFilter<"Deployment"> | string | null
+  claimUntil?: Prisma.DateTimeNullableFilter<"Deployment"> | Date | string | null
   revisions?: Prisma.RevisionListRelationFilter
+  replicas?: Prisma.ReplicaListRelationFilter
+  events?: Prisma.EventListRelationFilter
 }
 
 export type DeploymentOrderByWithRelationInput = {
@@ -225,7 +359,23 @@ export type DeploymentOrderByWithRelationInput = {
   currentRevision?: Prisma.SortOrder
   createdAt?: Prisma.SortOrder
   updatedAt?: Prisma.SortOrder
+  desiredReplicas?: Prisma.SortOrder
+  stopped?: Prisma.SortOrder
+  paused?: Prisma.SortOrder
+  promoted?: Prisma.SortOrder
+  generation?: Prisma.SortOrder
+  state?: Prisma.SortOrder
+  statusMessage?: Prisma.SortOrder
+  stableRevision?: Prisma.SortOrder
+  rolloutFrom?: Prisma.SortOrder
+  rolloutStartedAt?: Prisma.SortOrderInput | Prisma.SortOrder
+  rolloutEndedAt?: Prisma.SortOrderInput | Prisma.SortOrder
+  eventSeq?: Prisma.SortOrder
+  claimedBy?: Prisma.SortOrderInput | Prisma.SortOrder
+  claimUntil?: Prisma.SortOrderInput | Prisma.SortOrder
   revisions?: Prisma.RevisionOrderByRelationAggregateInput
+  replicas?: Prisma.ReplicaOrderByRelationAggregateInput
+  events?: Prisma.EventOrderByRelationAggregateInput
 }
 
 export type DeploymentWhereUniqueInput = Prisma.AtLeast<{
@@ -237,7 +387,23 @@ export type DeploymentWhereUniqueInput = Prisma.AtLeast<{
   currentRevision?: Prisma.IntFilter<"Deployment"> | number
   createdAt?: Prisma.DateTimeFilter<"Deployment"> | Date | string
   updatedAt?: Prisma.DateTimeFilter<"Deployment"> | Date | string
+  desiredReplicas?: Prisma.IntFilter<"Deployment"> | number
+  stopped?: Prisma.BoolFilter<"Deployment"> | boolean
+  paused?: Prisma.BoolFilter<"Deployment"> | boolean
+  promoted?: Prisma.BoolFilter<"Deployment"> | boolean
+  generation?: Prisma.IntFilter<"Deployment"> | number
+  state?: Prisma.StringFilter<"Deployment"> | string
+  statusMessage?: Prisma.StringFilter<"Deployment"> | string
+  stableRevision?: Prisma.IntFilter<"Deployment"> | number
+  rolloutFrom?: Prisma.IntFilter<"Deployment"> | number
+  rolloutStartedAt?: Prisma.DateTimeNullableFilter<"Deployment"> | Date | string | null
+  rolloutEndedAt?: Prisma.DateTimeNullableFilter<"Deployment"> | Date | string | null
+  eventSeq?: Prisma.BigIntFilter<"Deployment"> | bigint | number
+  claimedBy?: Prisma.StringNullableFilter<"Deployment"> | string | null
+  claimUntil?: Prisma.DateTimeNullableFilter<"Deployment"> | Date | string | null
   revisions?: Prisma.RevisionListRelationFilter
+  replicas?: Prisma.ReplicaListRelationFilter
+  events?: Prisma.EventListRelationFilter
 }, "id" | "name">
 
 export type DeploymentOrderByWithAggregationInput = {
@@ -246,6 +412,20 @@ export type DeploymentOrderByWithAggregationInput = {
   currentRevision?: Prisma.SortOrder
   createdAt?: Prisma.SortOrder
   updatedAt?: Prisma.SortOrder
+  desiredReplicas?: Prisma.SortOrder
+  stopped?: Prisma.SortOrder
+  paused?: Prisma.SortOrder
+  promoted?: Prisma.SortOrder
+  generation?: Prisma.SortOrder
+  state?: Prisma.SortOrder
+  statusMessage?: Prisma.SortOrder
+  stableRevision?: Prisma.SortOrder
+  rolloutFrom?: Prisma.SortOrder
+  rolloutStartedAt?: Prisma.SortOrderInput | Prisma.SortOrder
+  rolloutEndedAt?: Prisma.SortOrderInput | Prisma.SortOrder
+  eventSeq?: Prisma.SortOrder
+  claimedBy?: Prisma.SortOrderInput | Prisma.SortOrder
+  claimUntil?: Prisma.SortOrderInput | Prisma.SortOrder
   _count?: Prisma.DeploymentCountOrderByAggregateInput
   _avg?: Prisma.DeploymentAvgOrderByAggregateInput
   _max?: Prisma.DeploymentMaxOrderByAggregateInput
@@ -262,6 +442,20 @@ export type DeploymentScalarWhereWithAggregatesInput = {
   currentRevision?: Prisma.IntWithAggregatesFilter<"Deployment"> | number
   createdAt?: Prisma.DateTimeWithAggregatesFilter<"Deployment"> | Date | string
   updatedAt?: Prisma.DateTimeWithAggregatesFilter<"Deployment"> | Date | string
+  desiredReplicas?: Prisma.IntWithAggregatesFilter<"Deployment"> | number
+  stopped?: Prisma.BoolWithAggregatesFilter<"Deployment"> | boolean
+  paused?: Prisma.BoolWithAggregatesFilter<"Deployment"> | boolean
+  promoted?: Prisma.BoolWithAggregatesFilter<"Deployment"> | boolean
+  generation?: Prisma.IntWithAggregatesFilter<"Deployment"> | number
+  state?: Prisma.StringWithAggregatesFilter<"Deployment"> | string
+  statusMessage?: Prisma.StringWithAggregatesFilter<"Deployment"> | string
+  stableRevision?: Prisma.IntWithAggregatesFilter<"Deployment"> | number
+  rolloutFrom?: Prisma.IntWithAggregatesFilter<"Deployment"> | number
+  rolloutStartedAt?: Prisma.DateTimeNullableWithAggregatesFilter<"Deployment"> | Date | string | null
+  rolloutEndedAt?: Prisma.DateTimeNullableWithAggregatesFilter<"Deployment"> | Date | string | null
+  eventSeq?: Prisma.BigIntWithAggregatesFilter<"Deployment"> | bigint | number
+  claimedBy?: Prisma.StringNullableWithAggregatesFilter<"Deployment"> | string | null
+  claimUntil?: Prisma.DateTimeNullableWithAggregatesFilter<"Deployment"> | Date | string | null
 }
 
 export type DeploymentCreateInput = {
@@ -270,7 +464,23 @@ export type DeploymentCreateInput = {
   currentRevision: number
   createdAt?: Date | string
   updatedAt?: Date | string
+  desiredReplicas?: number
+  stopped?: boolean
+  paused?: boolean
+  promoted?: boolean
+  generation?: number
+  state?: string
+  statusMessage?: string
+  stableRevision?: number
+  rolloutFrom?: number
+  rolloutStartedAt?: Date | string | null
+  rolloutEndedAt?: Date | string | null
+  eventSeq?: bigint | number
+  claimedBy?: string | null
+  claimUntil?: Date | string | null
   revisions?: Prisma.RevisionCreateNestedManyWithoutDeploymentInput
+  replicas?: Prisma.ReplicaCreateNestedManyWithoutDeploymentInput
+  events?: Prisma.EventCreateNestedManyWithoutDeploymentInput
 }
 
 export type DeploymentUncheckedCreateInput = {
@@ -279,7 +489,23 @@ export type DeploymentUncheckedCreateInput = {
   currentRevision: number
   createdAt?: Date | string
   updatedAt?: Date | string
+  desiredReplicas?: number
+  stopped?: boolean
+  paused?: boolean
+  promoted?: boolean
+  generation?: number
+  state?: string
+  statusMessage?: string
+  stableRevision?: number
+  rolloutFrom?: number
+  rolloutStartedAt?: Date | string | null
+  rolloutEndedAt?: Date | string | null
+  eventSeq?: bigint | number
+  claimedBy?: string | null
+  claimUntil?: Date | string | null
   revisions?: Prisma.RevisionUncheckedCreateNestedManyWithoutDeploymentInput
+  replicas?: Prisma.ReplicaUncheckedCreateNestedManyWithoutDeploymentInput
+  events?: Prisma.EventUncheckedCreateNestedManyWithoutDeploymentInput
 }
 
 export type DeploymentUpdateInput = {
@@ -288,7 +514,23 @@ export type DeploymentUpdateInput = {
   currentRevision?: Prisma.IntFieldUpdateOperationsInput | number
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   updatedAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
+  desiredReplicas?: Prisma.IntFieldUpdateOperationsInput | number
+  stopped?: Prisma.BoolFieldUpdateOperationsInput | boolean
+  paused?: Prisma.BoolFieldUpdateOperationsInput | boolean
+  promoted?: Prisma.BoolFieldUpdateOperationsInput | boolean
+  generation?: Prisma.IntFieldUpdateOperationsInput | number
+  state?: Prisma.StringFieldUpdateOperationsInput | string
+  statusMessage?: Prisma.StringFieldUpdateOperationsInput | string
+  stableRevision?: Prisma.IntFieldUpdateOperationsInput | number
+  rolloutFrom?: Prisma.IntFieldUpdateOperationsInput | number
+  rolloutStartedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  rolloutEndedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  eventSeq?: Prisma.BigIntFieldUpdateOperationsInput | bigint | number
+  claimedBy?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  claimUntil?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
   revisions?: Prisma.RevisionUpdateManyWithoutDeploymentNestedInput
+  replicas?: Prisma.ReplicaUpdateManyWithoutDeploymentNestedInput
+  events?: Prisma.EventUpdateManyWithoutDeploymentNestedInput
 }
 
 export type DeploymentUncheckedUpdateInput = {
@@ -297,7 +539,23 @@ export type DeploymentUncheckedUpdateInput = {
   currentRevision?: Prisma.IntFieldUpdateOperationsInput | number
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   updatedAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
+  desiredReplicas?: Prisma.IntFieldUpdateOperationsInput | number
+  stopped?: Prisma.BoolFieldUpdateOperationsInput | boolean
+  paused?: Prisma.BoolFieldUpdateOperationsInput | boolean
+  promoted?: Prisma.BoolFieldUpdateOperationsInput | boolean
+  generation?: Prisma.IntFieldUpdateOperationsInput | number
+  state?: Prisma.StringFieldUpdateOperationsInput | string
+  statusMessage?: Prisma.StringFieldUpdateOperationsInput | string
+  stableRevision?: Prisma.IntFieldUpdateOperationsInput | number
+  rolloutFrom?: Prisma.IntFieldUpdateOperationsInput | number
+  rolloutStartedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  rolloutEndedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  eventSeq?: Prisma.BigIntFieldUpdateOperationsInput | bigint | number
+  claimedBy?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  claimUntil?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
   revisions?: Prisma.RevisionUncheckedUpdateManyWithoutDeploymentNestedInput
+  replicas?: Prisma.ReplicaUncheckedUpdateManyWithoutDeploymentNestedInput
+  events?: Prisma.EventUncheckedUpdateManyWithoutDeploymentNestedInput
 }
 
 export type DeploymentCreateManyInput = {
@@ -306,6 +564,20 @@ export type DeploymentCreateManyInput = {
   currentRevision: number
   createdAt?: Date | string
   updatedAt?: Date | string
+  desiredReplicas?: number
+  stopped?: boolean
+  paused?: boolean
+  promoted?: boolean
+  generation?: number
+  state?: string
+  statusMessage?: string
+  stableRevision?: number
+  rolloutFrom?: number
+  rolloutStartedAt?: Date | string | null
+  rolloutEndedAt?: Date | string | null
+  eventSeq?: bigint | number
+  claimedBy?: string | null
+  claimUntil?: Date | string | null
 }
 
 export type DeploymentUpdateManyMutationInput = {
@@ -314,6 +586,20 @@ export type DeploymentUpdateManyMutationInput = {
   currentRevision?: Prisma.IntFieldUpdateOperationsInput | number
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   updatedAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
+  desiredReplicas?: Prisma.IntFieldUpdateOperationsInput | number
+  stopped?: Prisma.BoolFieldUpdateOperationsInput | boolean
+  paused?: Prisma.BoolFieldUpdateOperationsInput | boolean
+  promoted?: Prisma.BoolFieldUpdateOperationsInput | boolean
+  generation?: Prisma.IntFieldUpdateOperationsInput | number
+  state?: Prisma.StringFieldUpdateOperationsInput | string
+  statusMessage?: Prisma.StringFieldUpdateOperationsInput | string
+  stableRevision?: Prisma.IntFieldUpdateOperationsInput | number
+  rolloutFrom?: Prisma.IntFieldUpdateOperationsInput | number
+  rolloutStartedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  rolloutEndedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  eventSeq?: Prisma.BigIntFieldUpdateOperationsInput | bigint | number
+  claimedBy?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  claimUntil?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
 }
 
 export type DeploymentUncheckedUpdateManyInput = {
@@ -322,6 +608,20 @@ export type DeploymentUncheckedUpdateManyInput = {
   currentRevision?: Prisma.IntFieldUpdateOperationsInput | number
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   updatedAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
+  desiredReplicas?: Prisma.IntFieldUpdateOperationsInput | number
+  stopped?: Prisma.BoolFieldUpdateOperationsInput | boolean
+  paused?: Prisma.BoolFieldUpdateOperationsInput | boolean
+  promoted?: Prisma.BoolFieldUpdateOperationsInput | boolean
+  generation?: Prisma.IntFieldUpdateOperationsInput | number
+  state?: Prisma.StringFieldUpdateOperationsInput | string
+  statusMessage?: Prisma.StringFieldUpdateOperationsInput | string
+  stableRevision?: Prisma.IntFieldUpdateOperationsInput | number
+  rolloutFrom?: Prisma.IntFieldUpdateOperationsInput | number
+  rolloutStartedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  rolloutEndedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  eventSeq?: Prisma.BigIntFieldUpdateOperationsInput | bigint | number
+  claimedBy?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  claimUntil?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
 }
 
 export type DeploymentCountOrderByAggregateInput = {
@@ -330,10 +630,29 @@ export type DeploymentCountOrderByAggregateInput = {
   currentRevision?: Prisma.SortOrder
   createdAt?: Prisma.SortOrder
   updatedAt?: Prisma.SortOrder
+  desiredReplicas?: Prisma.SortOrder
+  stopped?: Prisma.SortOrder
+  paused?: Prisma.SortOrder
+  promoted?: Prisma.SortOrder
+  generation?: Prisma.SortOrder
+  state?: Prisma.SortOrder
+  statusMessage?: Prisma.SortOrder
+  stableRevision?: Prisma.SortOrder
+  rolloutFrom?: Prisma.SortOrder
+  rolloutStartedAt?: Prisma.SortOrder
+  rolloutEndedAt?: Prisma.SortOrder
+  eventSeq?: Prisma.SortOrder
+  claimedBy?: Prisma.SortOrder
+  claimUntil?: Prisma.SortOrder
 }
 
 export type DeploymentAvgOrderByAggregateInput = {
   currentRevision?: Prisma.SortOrder
+  desiredReplicas?: Prisma.SortOrder
+  generation?: Prisma.SortOrder
+  stableRevision?: Prisma.SortOrder
+  rolloutFrom?: Prisma.SortOrder
+  eventSeq?: Prisma.SortOrder
 }
 
 export type DeploymentMaxOrderByAggregateInput = {
@@ -342,6 +661,20 @@ export type DeploymentMaxOrderByAggregateInput = {
   currentRevision?: Prisma.SortOrder
   createdAt?: Prisma.SortOrder
   updatedAt?: Prisma.SortOrder
+  desiredReplicas?: Prisma.SortOrder
+  stopped?: Prisma.SortOrder
+  paused?: Prisma.SortOrder
+  promoted?: Prisma.SortOrder
+  generation?: Prisma.SortOrder
+  state?: Prisma.SortOrder
+  statusMessage?: Prisma.SortOrder
+  stableRevision?: Prisma.SortOrder
+  rolloutFrom?: Prisma.SortOrder
+  rolloutStartedAt?: Prisma.SortOrder
+  rolloutEndedAt?: Prisma.SortOrder
+  eventSeq?: Prisma.SortOrder
+  claimedBy?: Prisma.SortOrder
+  claimUntil?: Prisma.SortOrder
 }
 
 export type DeploymentMinOrderByAggregateInput = {
@@ -350,10 +683,29 @@ export type DeploymentMinOrderByAggregateInput = {
   currentRevision?: Prisma.SortOrder
   createdAt?: Prisma.SortOrder
   updatedAt?: Prisma.SortOrder
+  desiredReplicas?: Prisma.SortOrder
+  stopped?: Prisma.SortOrder
+  paused?: Prisma.SortOrder
+  promoted?: Prisma.SortOrder
+  generation?: Prisma.SortOrder
+  state?: Prisma.SortOrder
+  statusMessage?: Prisma.SortOrder
+  stableRevision?: Prisma.SortOrder
+  rolloutFrom?: Prisma.SortOrder
+  rolloutStartedAt?: Prisma.SortOrder
+  rolloutEndedAt?: Prisma.SortOrder
+  eventSeq?: Prisma.SortOrder
+  claimedBy?: Prisma.SortOrder
+  claimUntil?: Prisma.SortOrder
 }
 
 export type DeploymentSumOrderByAggregateInput = {
   currentRevision?: Prisma.SortOrder
+  desiredReplicas?: Prisma.SortOrder
+  generation?: Prisma.SortOrder
+  stableRevision?: Prisma.SortOrder
+  rolloutFrom?: Prisma.SortOrder
+  eventSeq?: Prisma.SortOrder
 }
 
 export type DeploymentScalarRelationFilter = {
@@ -377,6 +729,26 @@ export type DateTimeFieldUpdateOperationsInput = {
   set?: Date | string
 }
 
+export type BoolFieldUpdateOperationsInput = {
+  set?: boolean
+}
+
+export type NullableDateTimeFieldUpdateOperationsInput = {
+  set?: Date | string | null
+}
+
+export type BigIntFieldUpdateOperationsInput = {
+  set?: bigint | number
+  increment?: bigint | number
+  decrement?: bigint | number
+  multiply?: bigint | number
+  divide?: bigint | number
+}
+
+export type NullableStringFieldUpdateOperationsInput = {
+  set?: string | null
+}
+
 export type DeploymentCreateNestedOneWithoutRevisionsInput = {
   create?: Prisma.XOR<Prisma.DeploymentCreateWithoutRevisionsInput, Prisma.DeploymentUncheckedCreateWithoutRevisionsInput>
   connectOrCreate?: Prisma.DeploymentCreateOrConnectWithoutRevisionsInput
@@ -391,12 +763,56 @@ export type DeploymentUpdateOneRequiredWithoutRevisionsNestedInput = {
   update?: Prisma.XOR<Prisma.XOR<Prisma.DeploymentUpdateToOneWithWhereWithoutRevisionsInput, Prisma.DeploymentUpdateWithoutRevisionsInput>, Prisma.DeploymentUncheckedUpdateWithoutRevisionsInput>
 }
 
+export type DeploymentCreateNestedOneWithoutReplicasInput = {
+  create?: Prisma.XOR<Prisma.DeploymentCreateWithoutReplicasInput, Prisma.DeploymentUncheckedCreateWithoutReplicasInput>
+  connectOrCreate?: Prisma.DeploymentCreateOrConnectWithoutReplicasInput
+  connect?: Prisma.DeploymentWhereUniqueInput
+}
+
+export type DeploymentUpdateOneRequiredWithoutReplicasNestedInput = {
+  create?: Prisma.XOR<Prisma.DeploymentCreateWithoutReplicasInput, Prisma.DeploymentUncheckedCreateWithoutReplicasInput>
+  connectOrCreate?: Prisma.DeploymentCreateOrConnectWithoutReplicasInput
+  upsert?: Prisma.DeploymentUpsertWithoutReplicasInput
+  connect?: Prisma.DeploymentWhereUniqueInput
+  update?: Prisma.XOR<Prisma.XOR<Prisma.DeploymentUpdateToOneWithWhereWithoutReplicasInput, Prisma.DeploymentUpdateWithoutReplicasInput>, Prisma.DeploymentUncheckedUpdateWithoutReplicasInput>
+}
+
+export type DeploymentCreateNestedOneWithoutEventsInput = {
+  create?: Prisma.XOR<Prisma.DeploymentCreateWithoutEventsInput, Prisma.DeploymentUncheckedCreateWithoutEventsInput>
+  connectOrCreate?: Prisma.DeploymentCreateOrConnectWithoutEventsInput
+  connect?: Prisma.DeploymentWhereUniqueInput
+}
+
+export type DeploymentUpdateOneRequiredWithoutEventsNestedInput = {
+  create?: Prisma.XOR<Prisma.DeploymentCreateWithoutEventsInput, Prisma.DeploymentUncheckedCreateWithoutEventsInput>
+  connectOrCreate?: Prisma.DeploymentCreateOrConnectWithoutEventsInput
+  upsert?: Prisma.DeploymentUpsertWithoutEventsInput
+  connect?: Prisma.DeploymentWhereUniqueInput
+  update?: Prisma.XOR<Prisma.XOR<Prisma.DeploymentUpdateToOneWithWhereWithoutEventsInput, Prisma.DeploymentUpdateWithoutEventsInput>, Prisma.DeploymentUncheckedUpdateWithoutEventsInput>
+}
+
 export type DeploymentCreateWithoutRevisionsInput = {
   id?: string
   name: string
   currentRevision: number
   createdAt?: Date | string
   updatedAt?: Date | string
+  desiredReplicas?: number
+  stopped?: boolean
+  paused?: boolean
+  promoted?: boolean
+  generation?: number
+  state?: string
+  statusMessage?: string
+  stableRevision?: number
+  rolloutFrom?: number
+  rolloutStartedAt?: Date | string | null
+  rolloutEndedAt?: Date | string | null
+  eventSeq?: bigint | number
+  claimedBy?: string | null
+  claimUntil?: Date | string | null
+  replicas?: Prisma.ReplicaCreateNestedManyWithoutDeploymentInput
+  events?: Prisma.EventCreateNestedManyWithoutDeploymentInput
 }
 
 export type DeploymentUncheckedCreateWithoutRevisionsInput = {
@@ -405,6 +821,22 @@ export type DeploymentUncheckedCreateWithoutRevisionsInput = {
   currentRevision: number
   createdAt?: Date | string
   updatedAt?: Date | string
+  desiredReplicas?: number
+  stopped?: boolean
+  paused?: boolean
+  promoted?: boolean
+  generation?: number
+  state?: string
+  statusMessage?: string
+  stableRevision?: number
+  rolloutFrom?: number
+  rolloutStartedAt?: Date | string | null
+  rolloutEndedAt?: Date | string | null
+  eventSeq?: bigint | number
+  claimedBy?: string | null
+  claimUntil?: Date | string | null
+  replicas?: Prisma.ReplicaUncheckedCreateNestedManyWithoutDeploymentInput
+  events?: Prisma.EventUncheckedCreateNestedManyWithoutDeploymentInput
 }
 
 export type DeploymentCreateOrConnectWithoutRevisionsInput = {
@@ -429,6 +861,22 @@ export type DeploymentUpdateWithoutRevisionsInput = {
   currentRevision?: Prisma.IntFieldUpdateOperationsInput | number
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   updatedAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
+  desiredReplicas?: Prisma.IntFieldUpdateOperationsInput | number
+  stopped?: Prisma.BoolFieldUpdateOperationsInput | boolean
+  paused?: Prisma.BoolFieldUpdateOperationsInput | boolean
+  promoted?: Prisma.BoolFieldUpdateOperationsInput | boolean
+  generation?: Prisma.IntFieldUpdateOperationsInput | number
+  state?: Prisma.StringFieldUpdateOperationsInput | string
+  statusMessage?: Prisma.StringFieldUpdateOperationsInput | string
+  stableRevision?: Prisma.IntFieldUpdateOperationsInput | number
+  rolloutFrom?: Prisma.IntFieldUpdateOperationsInput | number
+  rolloutStartedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  rolloutEndedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  eventSeq?: Prisma.BigIntFieldUpdateOperationsInput | bigint | number
+  claimedBy?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  claimUntil?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  replicas?: Prisma.ReplicaUpdateManyWithoutDeploymentNestedInput
+  events?: Prisma.EventUpdateManyWithoutDeploymentNestedInput
 }
 
 export type DeploymentUncheckedUpdateWithoutRevisionsInput = {
@@ -437,6 +885,246 @@ export type DeploymentUncheckedUpdateWithoutRevisionsInput = {
   currentRevision?: Prisma.IntFieldUpdateOperationsInput | number
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   updatedAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
+  desiredReplicas?: Prisma.IntFieldUpdateOperationsInput | number
+  stopped?: Prisma.BoolFieldUpdateOperationsInput | boolean
+  paused?: Prisma.BoolFieldUpdateOperationsInput | boolean
+  promoted?: Prisma.BoolFieldUpdateOperationsInput | boolean
+  generation?: Prisma.IntFieldUpdateOperationsInput | number
+  state?: Prisma.StringFieldUpdateOperationsInput | string
+  statusMessage?: Prisma.StringFieldUpdateOperationsInput | string
+  stableRevision?: Prisma.IntFieldUpdateOperationsInput | number
+  rolloutFrom?: Prisma.IntFieldUpdateOperationsInput | number
+  rolloutStartedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  rolloutEndedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  eventSeq?: Prisma.BigIntFieldUpdateOperationsInput | bigint | number
+  claimedBy?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  claimUntil?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  replicas?: Prisma.ReplicaUncheckedUpdateManyWithoutDeploymentNestedInput
+  events?: Prisma.EventUncheckedUpdateManyWithoutDeploymentNestedInput
+}
+
+export type DeploymentCreateWithoutReplicasInput = {
+  id?: string
+  name: string
+  currentRevision: number
+  createdAt?: Date | string
+  updatedAt?: Date | string
+  desiredReplicas?: number
+  stopped?: boolean
+  paused?: boolean
+  promoted?: boolean
+  generation?: number
+  state?: string
+  statusMessage?: string
+  stableRevision?: number
+  rolloutFrom?: number
+  rolloutStartedAt?: Date | string | null
+  rolloutEndedAt?: Date | string | null
+  eventSeq?: bigint | number
+  claimedBy?: string | null
+  claimUntil?: Date | string | null
+  revisions?: Prisma.RevisionCreateNestedManyWithoutDeploymentInput
+  events?: Prisma.EventCreateNestedManyWithoutDeploymentInput
+}
+
+export type DeploymentUncheckedCreateWithoutReplicasInput = {
+  id?: string
+  name: string
+  currentRevision: number
+  createdAt?: Date | string
+  updatedAt?: Date | string
+  desiredReplicas?: number
+  stopped?: boolean
+  paused?: boolean
+  promoted?: boolean
+  generation?: number
+  state?: string
+  statusMessage?: string
+  stableRevision?: number
+  rolloutFrom?: number
+  rolloutStartedAt?: Date | string | null
+  rolloutEndedAt?: Date | string | null
+  eventSeq?: bigint | number
+  claimedBy?: string | null
+  claimUntil?: Date | string | null
+  revisions?: Prisma.RevisionUncheckedCreateNestedManyWithoutDeploymentInput
+  events?: Prisma.EventUncheckedCreateNestedManyWithoutDeploymentInput
+}
+
+export type DeploymentCreateOrConnectWithoutReplicasInput = {
+  where: Prisma.DeploymentWhereUniqueInput
+  create: Prisma.XOR<Prisma.DeploymentCreateWithoutReplicasInput, Prisma.DeploymentUncheckedCreateWithoutReplicasInput>
+}
+
+export type DeploymentUpsertWithoutReplicasInput = {
+  update: Prisma.XOR<Prisma.DeploymentUpdateWithoutReplicasInput, Prisma.DeploymentUncheckedUpdateWithoutReplicasInput>
+  create: Prisma.XOR<Prisma.DeploymentCreateWithoutReplicasInput, Prisma.DeploymentUncheckedCreateWithoutReplicasInput>
+  where?: Prisma.DeploymentWhereInput
+}
+
+export type DeploymentUpdateToOneWithWhereWithoutReplicasInput = {
+  where?: Prisma.DeploymentWhereInput
+  data: Prisma.XOR<Prisma.DeploymentUpdateWithoutReplicasInput, Prisma.DeploymentUncheckedUpdateWithoutReplicasInput>
+}
+
+export type DeploymentUpdateWithoutReplicasInput = {
+  id?: Prisma.StringFieldUpdateOperationsInput | string
+  name?: Prisma.StringFieldUpdateOperationsInput | string
+  currentRevision?: Prisma.IntFieldUpdateOperationsInput | number
+  createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
+  updatedAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
+  desiredReplicas?: Prisma.IntFieldUpdateOperationsInput | number
+  stopped?: Prisma.BoolFieldUpdateOperationsInput | boolean
+  paused?: Prisma.BoolFieldUpdateOperationsInput | boolean
+  promoted?: Prisma.BoolFieldUpdateOperationsInput | boolean
+  generation?: Prisma.IntFieldUpdateOperationsInput | number
+  state?: Prisma.StringFieldUpdateOperationsInput | string
+  statusMessage?: Prisma.StringFieldUpdateOperationsInput | string
+  stableRevision?: Prisma.IntFieldUpdateOperationsInput | number
+  rolloutFrom?: Prisma.IntFieldUpdateOperationsInput | number
+  rolloutStartedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  rolloutEndedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  eventSeq?: Prisma.BigIntFieldUpdateOperationsInput | bigint | number
+  claimedBy?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  claimUntil?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  revisions?: Prisma.RevisionUpdateManyWithoutDeploymentNestedInput
+  events?: Prisma.EventUpdateManyWithoutDeploymentNestedInput
+}
+
+export type DeploymentUncheckedUpdateWithoutReplicasInput = {
+  id?: Prisma.StringFieldUpdateOperationsInput | string
+  name?: Prisma.StringFieldUpdateOperationsInput | string
+  currentRevision?: Prisma.IntFieldUpdateOperationsInput | number
+  createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
+  updatedAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
+  desiredReplicas?: Prisma.IntFieldUpdateOperationsInput | number
+  stopped?: Prisma.BoolFieldUpdateOperationsInput | boolean
+  paused?: Prisma.BoolFieldUpdateOperationsInput | boolean
+  promoted?: Prisma.BoolFieldUpdateOperationsInput | boolean
+  generation?: Prisma.IntFieldUpdateOperationsInput | number
+  state?: Prisma.StringFieldUpdateOperationsInput | string
+  statusMessage?: Prisma.StringFieldUpdateOperationsInput | string
+  stableRevision?: Prisma.IntFieldUpdateOperationsInput | number
+  rolloutFrom?: Prisma.IntFieldUpdateOperationsInput | number
+  rolloutStartedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  rolloutEndedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  eventSeq?: Prisma.BigIntFieldUpdateOperationsInput | bigint | number
+  claimedBy?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  claimUntil?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  revisions?: Prisma.RevisionUncheckedUpdateManyWithoutDeploymentNestedInput
+  events?: Prisma.EventUncheckedUpdateManyWithoutDeploymentNestedInput
+}
+
+export type DeploymentCreateWithoutEventsInput = {
+  id?: string
+  name: string
+  currentRevision: number
+  createdAt?: Date | string
+  updatedAt?: Date | string
+  desiredReplicas?: number
+  stopped?: boolean
+  paused?: boolean
+  promoted?: boolean
+  generation?: number
+  state?: string
+  statusMessage?: string
+  stableRevision?: number
+  rolloutFrom?: number
+  rolloutStartedAt?: Date | string | null
+  rolloutEndedAt?: Date | string | null
+  eventSeq?: bigint | number
+  claimedBy?: string | null
+  claimUntil?: Date | string | null
+  revisions?: Prisma.RevisionCreateNestedManyWithoutDeploymentInput
+  replicas?: Prisma.ReplicaCreateNestedManyWithoutDeploymentInput
+}
+
+export type DeploymentUncheckedCreateWithoutEventsInput = {
+  id?: string
+  name: string
+  currentRevision: number
+  createdAt?: Date | string
+  updatedAt?: Date | string
+  desiredReplicas?: number
+  stopped?: boolean
+  paused?: boolean
+  promoted?: boolean
+  generation?: number
+  state?: string
+  statusMessage?: string
+  stableRevision?: number
+  rolloutFrom?: number
+  rolloutStartedAt?: Date | string | null
+  rolloutEndedAt?: Date | string | null
+  eventSeq?: bigint | number
+  claimedBy?: string | null
+  claimUntil?: Date | string | null
+  revisions?: Prisma.RevisionUncheckedCreateNestedManyWithoutDeploymentInput
+  replicas?: Prisma.ReplicaUncheckedCreateNestedManyWithoutDeploymentInput
+}
+
+export type DeploymentCreateOrConnectWithoutEventsInput = {
+  where: Prisma.DeploymentWhereUniqueInput
+  create: Prisma.XOR<Prisma.DeploymentCreateWithoutEventsInput, Prisma.DeploymentUncheckedCreateWithoutEventsInput>
+}
+
+export type DeploymentUpsertWithoutEventsInput = {
+  update: Prisma.XOR<Prisma.DeploymentUpdateWithoutEventsInput, Prisma.DeploymentUncheckedUpdateWithoutEventsInput>
+  create: Prisma.XOR<Prisma.DeploymentCreateWithoutEventsInput, Prisma.DeploymentUncheckedCreateWithoutEventsInput>
+  where?: Prisma.DeploymentWhereInput
+}
+
+export type DeploymentUpdateToOneWithWhereWithoutEventsInput = {
+  where?: Prisma.DeploymentWhereInput
+  data: Prisma.XOR<Prisma.DeploymentUpdateWithoutEventsInput, Prisma.DeploymentUncheckedUpdateWithoutEventsInput>
+}
+
+export type DeploymentUpdateWithoutEventsInput = {
+  id?: Prisma.StringFieldUpdateOperationsInput | string
+  name?: Prisma.StringFieldUpdateOperationsInput | string
+  currentRevision?: Prisma.IntFieldUpdateOperationsInput | number
+  createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
+  updatedAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
+  desiredReplicas?: Prisma.IntFieldUpdateOperationsInput | number
+  stopped?: Prisma.BoolFieldUpdateOperationsInput | boolean
+  paused?: Prisma.BoolFieldUpdateOperationsInput | boolean
+  promoted?: Prisma.BoolFieldUpdateOperationsInput | boolean
+  generation?: Prisma.IntFieldUpdateOperationsInput | number
+  state?: Prisma.StringFieldUpdateOperationsInput | string
+  statusMessage?: Prisma.StringFieldUpdateOperationsInput | string
+  stableRevision?: Prisma.IntFieldUpdateOperationsInput | number
+  rolloutFrom?: Prisma.IntFieldUpdateOperationsInput | number
+  rolloutStartedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  rolloutEndedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  eventSeq?: Prisma.BigIntFieldUpdateOperationsInput | bigint | number
+  claimedBy?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  claimUntil?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  revisions?: Prisma.RevisionUpdateManyWithoutDeploymentNestedInput
+  replicas?: Prisma.ReplicaUpdateManyWithoutDeploymentNestedInput
+}
+
+export type DeploymentUncheckedUpdateWithoutEventsInput = {
+  id?: Prisma.StringFieldUpdateOperationsInput | string
+  name?: Prisma.StringFieldUpdateOperationsInput | string
+  currentRevision?: Prisma.IntFieldUpdateOperationsInput | number
+  createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
+  updatedAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
+  desiredReplicas?: Prisma.IntFieldUpdateOperationsInput | number
+  stopped?: Prisma.BoolFieldUpdateOperationsInput | boolean
+  paused?: Prisma.BoolFieldUpdateOperationsInput | boolean
+  promoted?: Prisma.BoolFieldUpdateOperationsInput | boolean
+  generation?: Prisma.IntFieldUpdateOperationsInput | number
+  state?: Prisma.StringFieldUpdateOperationsInput | string
+  statusMessage?: Prisma.StringFieldUpdateOperationsInput | string
+  stableRevision?: Prisma.IntFieldUpdateOperationsInput | number
+  rolloutFrom?: Prisma.IntFieldUpdateOperationsInput | number
+  rolloutStartedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  rolloutEndedAt?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  eventSeq?: Prisma.BigIntFieldUpdateOperationsInput | bigint | number
+  claimedBy?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
+  claimUntil?: Prisma.NullableDateTimeFieldUpdateOperationsInput | Date | string | null
+  revisions?: Prisma.RevisionUncheckedUpdateManyWithoutDeploymentNestedInput
+  replicas?: Prisma.ReplicaUncheckedUpdateManyWithoutDeploymentNestedInput
 }
 
 
@@ -446,10 +1134,14 @@ export type DeploymentUncheckedUpdateWithoutRevisionsInput = {
 
 export type DeploymentCountOutputType = {
   revisions: number
+  replicas: number
+  events: number
 }
 
 export type DeploymentCountOutputTypeSelect<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = {
   revisions?: boolean | DeploymentCountOutputTypeCountRevisionsArgs
+  replicas?: boolean | DeploymentCountOutputTypeCountReplicasArgs
+  events?: boolean | DeploymentCountOutputTypeCountEventsArgs
 }
 
 /**
@@ -469,6 +1161,20 @@ export type DeploymentCountOutputTypeCountRevisionsArgs<ExtArgs extends runtime.
   where?: Prisma.RevisionWhereInput
 }
 
+/**
+ * DeploymentCountOutputType without action
+ */
+export type DeploymentCountOutputTypeCountReplicasArgs<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = {
+  where?: Prisma.ReplicaWhereInput
+}
+
+/**
+ * DeploymentCountOutputType without action
+ */
+export type DeploymentCountOutputTypeCountEventsArgs<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = {
+  where?: Prisma.EventWhereInput
+}
+
 
 export type DeploymentSelect<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = runtime.Types.Extensions.GetSelect<{
   id?: boolean
@@ -476,7 +1182,23 @@ export type DeploymentSelect<ExtArgs extends runtime.Types.Extensions.InternalAr
   currentRevision?: boolean
   createdAt?: boolean
   updatedAt?: boolean
+  desiredReplicas?: boolean
+  stopped?: boolean
+  paused?: boolean
+  promoted?: boolean
+  generation?: boolean
+  state?: boolean
+  statusMessage?: boolean
+  stableRevision?: boolean
+  rolloutFrom?: boolean
+  rolloutStartedAt?: boolean
+  rolloutEndedAt?: boolean
+  eventSeq?: boolean
+  claimedBy?: boolean
+  claimUntil?: boolean
   revisions?: boolean | Prisma.Deployment$revisionsArgs<ExtArgs>
+  replicas?: boolean | Prisma.Deployment$replicasArgs<ExtArgs>
+  events?: boolean | Prisma.Deployment$eventsArgs<ExtArgs>
   _count?: boolean | Prisma.DeploymentCountOutputTypeDefaultArgs<ExtArgs>
 }, ExtArgs["result"]["deployment"]>
 
@@ -486,6 +1208,20 @@ export type DeploymentSelectCreateManyAndReturn<ExtArgs extends runtime.Types.Ex
   currentRevision?: boolean
   createdAt?: boolean
   updatedAt?: boolean
+  desiredReplicas?: boolean
+  stopped?: boolean
+  paused?: boolean
+  promoted?: boolean
+  generation?: boolean
+  state?: boolean
+  statusMessage?: boolean
+  stableRevision?: boolean
+  rolloutFrom?: boolean
+  rolloutStartedAt?: boolean
+  rolloutEndedAt?: boolean
+  eventSeq?: boolean
+  claimedBy?: boolean
+  claimUntil?: boolean
 }, ExtArgs["result"]["deployment"]>
 
 export type DeploymentSelectUpdateManyAndReturn<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = runtime.Types.Extensions.GetSelect<{
@@ -494,6 +1230,20 @@ export type DeploymentSelectUpdateManyAndReturn<ExtArgs extends runtime.Types.Ex
   currentRevision?: boolean
   createdAt?: boolean
   updatedAt?: boolean
+  desiredReplicas?: boolean
+  stopped?: boolean
+  paused?: boolean
+  promoted?: boolean
+  generation?: boolean
+  state?: boolean
+  statusMessage?: boolean
+  stableRevision?: boolean
+  rolloutFrom?: boolean
+  rolloutStartedAt?: boolean
+  rolloutEndedAt?: boolean
+  eventSeq?: boolean
+  claimedBy?: boolean
+  claimUntil?: boolean
 }, ExtArgs["result"]["deployment"]>
 
 export type DeploymentSelectScalar = {
@@ -502,11 +1252,27 @@ export type DeploymentSelectScalar = {
   currentRevision?: boolean
   createdAt?: boolean
   updatedAt?: boolean
+  desiredReplicas?: boolean
+  stopped?: boolean
+  paused?: boolean
+  promoted?: boolean
+  generation?: boolean
+  state?: boolean
+  statusMessage?: boolean
+  stableRevision?: boolean
+  rolloutFrom?: boolean
+  rolloutStartedAt?: boolean
+  rolloutEndedAt?: boolean
+  eventSeq?: boolean
+  claimedBy?: boolean
+  claimUntil?: boolean
 }
 
-export type DeploymentOmit<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = runtime.Types.Extensions.GetOmit<"id" | "name" | "currentRevision" | "createdAt" | "updatedAt", ExtArgs["result"]["deployment"]>
+export type DeploymentOmit<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = runtime.Types.Extensions.GetOmit<"id" | "name" | "currentRevision" | "createdAt" | "updatedAt" | "desiredReplicas" | "stopped" | "paused" | "promoted" | "generation" | "state" | "statusMessage" | "stableRevision" | "rolloutFrom" | "rolloutStartedAt" | "rolloutEndedAt" | "eventSeq" | "claimedBy" | "claimUntil", ExtArgs["result"]["deployment"]>
 export type DeploymentInclude<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = {
   revisions?: boolean | Prisma.Deployment$revisionsArgs<ExtArgs>
+  replicas?: boolean | Prisma.Deployment$replicasArgs<ExtArgs>
+  events?: boolean | Prisma.Deployment$eventsArgs<ExtArgs>
   _count?: boolean | Prisma.DeploymentCountOutputTypeDefaultArgs<ExtArgs>
 }
 export type DeploymentIncludeCreateManyAndReturn<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = {}
@@ -516,6 +1282,8 @@ export type $DeploymentPayload<ExtArgs extends runtime.Types.Extensions.Internal
   name: "Deployment"
   objects: {
     revisions: Prisma.$RevisionPayload<ExtArgs>[]
+    replicas: Prisma.$ReplicaPayload<ExtArgs>[]
+    events: Prisma.$EventPayload<ExtArgs>[]
   }
   scalars: runtime.Types.Extensions.GetPayloadResult<{
     id: string
@@ -526,6 +1294,47 @@ export type $DeploymentPayload<ExtArgs extends runtime.Types.Extensions.Internal
     currentRevision: number
     createdAt: Date
     updatedAt: Date
+    /**
+     * Replicas wanted (replicas placement); per_agent deployments ignore it.
+     */
+    desiredReplicas: number
+    /**
+     * StopDeployment: no replica should run.
+     */
+    stopped: boolean
+    /**
+     * PauseDeployment: the rollout starts and stops nothing.
+     */
+    paused: boolean
+    /**
+     * The current rollout's canaries were promoted.
+     */
+    promoted: boolean
+    /**
+     * RestartDeployment: replicas of an older generation are replaced.
+     */
+    generation: number
+    /**
+     * rolling_out, running, paused, waiting_promotion, failed, stopped, reverting.
+     */
+    state: string
+    statusMessage: string
+    /**
+     * The last revision that rolled out fully; 0: none yet.
+     */
+    stableRevision: number
+    rolloutFrom: number
+    rolloutStartedAt: Date | null
+    rolloutEndedAt: Date | null
+    /**
+     * The last event's sequence.
+     */
+    eventSeq: bigint
+    /**
+     * The Deploy replica driving it, until claim_until.
+     */
+    claimedBy: string | null
+    claimUntil: Date | null
   }, ExtArgs["result"]["deployment"]>
   composites: {}
 }
@@ -921,6 +1730,8 @@ readonly fields: DeploymentFieldRefs;
 export interface Prisma__DeploymentClient<T, Null = never, ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs, GlobalOmitOptions = {}> extends Prisma.PrismaPromise<T> {
   readonly [Symbol.toStringTag]: "PrismaPromise"
   revisions<T extends Prisma.Deployment$revisionsArgs<ExtArgs> = {}>(args?: Prisma.Subset<T, Prisma.Deployment$revisionsArgs<ExtArgs>>): Prisma.PrismaPromise<runtime.Types.Result.GetResult<Prisma.$RevisionPayload<ExtArgs>, T, "findMany", GlobalOmitOptions> | Null>
+  replicas<T extends Prisma.Deployment$replicasArgs<ExtArgs> = {}>(args?: Prisma.Subset<T, Prisma.Deployment$replicasArgs<ExtArgs>>): Prisma.PrismaPromise<runtime.Types.Result.GetResult<Prisma.$ReplicaPayload<ExtArgs>, T, "findMany", GlobalOmitOptions> | Null>
+  events<T extends Prisma.Deployment$eventsArgs<ExtArgs> = {}>(args?: Prisma.Subset<T, Prisma.Deployment$eventsArgs<ExtArgs>>): Prisma.PrismaPromise<runtime.Types.Result.GetResult<Prisma.$EventPayload<ExtArgs>, T, "findMany", GlobalOmitOptions> | Null>
   /**
    * Attaches callbacks for the resolution and/or rejection of the Promise.
    * @param onfulfilled The callback to execute when the Promise is resolved.
@@ -955,6 +1766,20 @@ export interface DeploymentFieldRefs {
   readonly currentRevision: Prisma.FieldRef<"Deployment", 'Int'>
   readonly createdAt: Prisma.FieldRef<"Deployment", 'DateTime'>
   readonly updatedAt: Prisma.FieldRef<"Deployment", 'DateTime'>
+  readonly desiredReplicas: Prisma.FieldRef<"Deployment", 'Int'>
+  readonly stopped: Prisma.FieldRef<"Deployment", 'Boolean'>
+  readonly paused: Prisma.FieldRef<"Deployment", 'Boolean'>
+  readonly promoted: Prisma.FieldRef<"Deployment", 'Boolean'>
+  readonly generation: Prisma.FieldRef<"Deployment", 'Int'>
+  readonly state: Prisma.FieldRef<"Deployment", 'String'>
+  readonly statusMessage: Prisma.FieldRef<"Deployment", 'String'>
+  readonly stableRevision: Prisma.FieldRef<"Deployment", 'Int'>
+  readonly rolloutFrom: Prisma.FieldRef<"Deployment", 'Int'>
+  readonly rolloutStartedAt: Prisma.FieldRef<"Deployment", 'DateTime'>
+  readonly rolloutEndedAt: Prisma.FieldRef<"Deployment", 'DateTime'>
+  readonly eventSeq: Prisma.FieldRef<"Deployment", 'BigInt'>
+  readonly claimedBy: Prisma.FieldRef<"Deployment", 'String'>
+  readonly claimUntil: Prisma.FieldRef<"Deployment", 'DateTime'>
 }
     
 
@@ -1369,6 +2194,54 @@ export type Deployment$revisionsArgs<ExtArgs extends runtime.Types.Extensions.In
   take?: number
   skip?: number
   distinct?: Prisma.RevisionScalarFieldEnum | Prisma.RevisionScalarFieldEnum[]
+}
+
+/**
+ * Deployment.replicas
+ */
+export type Deployment$replicasArgs<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = {
+  /**
+   * Select specific fields to fetch from the Replica
+   */
+  select?: Prisma.ReplicaSelect<ExtArgs> | null
+  /**
+   * Omit specific fields from the Replica
+   */
+  omit?: Prisma.ReplicaOmit<ExtArgs> | null
+  /**
+   * Choose, which related nodes to fetch as well
+   */
+  include?: Prisma.ReplicaInclude<ExtArgs> | null
+  where?: Prisma.ReplicaWhereInput
+  orderBy?: Prisma.ReplicaOrderByWithRelationInput | Prisma.ReplicaOrderByWithRelationInput[]
+  cursor?: Prisma.ReplicaWhereUniqueInput
+  take?: number
+  skip?: number
+  distinct?: Prisma.ReplicaScalarFieldEnum | Prisma.ReplicaScalarFieldEnum[]
+}
+
+/**
+ * Deployment.events
+ */
+export type Deployment$eventsArgs<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = {
+  /**
+   * Select specific fields to fetch from the Event
+   */
+  select?: Prisma.EventSelect<ExtArgs> | null
+  /**
+   * Omit specific fields from the Event
+   */
+  omit?: Prisma.EventOmit<ExtArgs> | null
+  /**
+   * Choose, which related nodes to fetch as well
+   */
+  include?: Prisma.EventInclude<ExtArgs> | null
+  where?: Prisma.EventWhereInput
+  orderBy?: Prisma.EventOrderByWithRelationInput | Prisma.EventOrderByWithRelationInput[]
+  cursor?: Prisma.EventWhereUniqueInput
+  take?: number
+  skip?: number
+  distinct?: Prisma.EventScalarFieldEnum | Prisma.EventScalarFieldEnum[]
 }
 
 /**
