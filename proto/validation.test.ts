@@ -24,9 +24,33 @@ import {
   file_drover_common_v1_resources,
 } from "../gen/ts/drover/common/v1/resources_pb.ts";
 import {
+  CommandCheckSchema,
+  HealthCheckSchema,
+  HealthState,
+  HealthStatusSchema,
+  HttpCheckSchema,
+  RestartPolicySchema,
+  ServiceRunSchema,
+  TcpCheckSchema,
+  file_drover_common_v1_service,
+} from "../gen/ts/drover/common/v1/service_pb.ts";
+import {
   ApplyDeploymentRequestSchema,
+  DeleteDeploymentRequestSchema,
   GetDeploymentRequestSchema,
+  ListDeploymentsRequestSchema,
+  ListRevisionsRequestSchema,
+  PauseDeploymentRequestSchema,
+  PerAgentSchema,
+  PromoteDeploymentRequestSchema,
+  RestartDeploymentRequestSchema,
+  ResumeDeploymentRequestSchema,
+  RollbackDeploymentRequestSchema,
+  ScaleDeploymentRequestSchema,
   ServiceSpecSchema,
+  StopDeploymentRequestSchema,
+  UpdateStrategySchema,
+  WatchDeploymentRequestSchema,
   file_drover_deploy_v1_deploy_service,
 } from "../gen/ts/drover/deploy/v1/deploy_service_pb.ts";
 import {
@@ -115,6 +139,7 @@ import {
 const droverFiles: DescFile[] = [
   file_drover_common_v1_exec,
   file_drover_common_v1_resources,
+  file_drover_common_v1_service,
   file_drover_fleet_v1_agent_stream,
   file_drover_fleet_v1_fleet_service,
   file_drover_scheduler_v1_scheduler_service,
@@ -339,6 +364,158 @@ describe("drover.common.v1 rules", () => {
       valid: { drivers: items(8, "process") },
     },
   );
+  for (const [field, key] of [
+    ["agent_ids", "agentIds"],
+    ["avoid_agent_ids", "avoidAgentIds"],
+  ] as const) {
+    rule(
+      `Constraints.${field} holds at most 64 agent ids of 1 to 64 characters`,
+      ConstraintsSchema,
+      field,
+      { invalid: { [key]: items(65) }, expect: { path: field, ruleId: "repeated.max_items" }, valid: { [key]: items(64) } },
+      { invalid: { [key]: ["ag_1", ""] }, expect: { path: `${field}[1]`, ruleId: "string.min_len" }, valid: { [key]: ["ag_1", "a"] } },
+      { invalid: { [key]: [chars(65)] }, expect: { path: `${field}[0]`, ruleId: "string.max_len" }, valid: { [key]: [chars(64)] } },
+      // Empty: any agent (agent_ids), none avoided (avoid_agent_ids).
+      { invalid: { [key]: [" ", chars(65)] }, expect: { path: `${field}[1]`, ruleId: "string.max_len" }, valid: { [key]: [] } },
+    );
+  }
+});
+
+describe("drover.common.v1 service rules", () => {
+  rule("ServiceRun.deployment is at most 63 characters", ServiceRunSchema, "deployment", {
+    invalid: { deployment: chars(64), revision: 1 },
+    expect: { path: "deployment", ruleId: "string.max_len" },
+    valid: { deployment: chars(63), revision: 1 },
+  });
+  rule("ServiceRun.replica_id is at most 64 characters", ServiceRunSchema, "replica_id", {
+    invalid: { deployment: "web", replicaId: chars(65) },
+    expect: { path: "replica_id", ruleId: "string.max_len" },
+    valid: { deployment: "web", replicaId: uuid },
+  });
+
+  rule(
+    "HealthCheck.interval is 50 ms to one hour when set",
+    HealthCheckSchema,
+    "interval",
+    { invalid: { interval: { nanos: 49_999_999 } }, expect: { path: "interval", ruleId: "duration.gte_lte" }, valid: { interval: { nanos: 50_000_000 } } },
+    {
+      // Set to zero is not the same as unset (5 s).
+      invalid: { interval: {} },
+      expect: { path: "interval", ruleId: "duration.gte_lte" },
+      valid: {},
+    },
+    {
+      invalid: { interval: { seconds: 3600n, nanos: 1 } },
+      expect: { path: "interval", ruleId: "duration.gte_lte" },
+      valid: { interval: { seconds: 3600n } },
+    },
+  );
+  rule(
+    "HealthCheck.timeout is 10 ms to one hour when set",
+    HealthCheckSchema,
+    "timeout",
+    { invalid: { timeout: { nanos: 9_999_999 } }, expect: { path: "timeout", ruleId: "duration.gte_lte" }, valid: { timeout: { nanos: 10_000_000 } } },
+    { invalid: { timeout: { seconds: -2n } }, expect: { path: "timeout", ruleId: "duration.gte_lte" }, valid: { timeout: { seconds: 2n } } },
+    { invalid: { timeout: { seconds: 3601n } }, expect: { path: "timeout", ruleId: "duration.gte_lte" }, valid: { timeout: { seconds: 3600n } } },
+  );
+  rule("HealthCheck.healthy_threshold is at most 100", HealthCheckSchema, "healthy_threshold", {
+    invalid: { healthyThreshold: 101 },
+    expect: { path: "healthy_threshold", ruleId: "uint32.lte" },
+    valid: { healthyThreshold: 100 },
+  });
+  rule("HealthCheck.unhealthy_threshold is at most 100", HealthCheckSchema, "unhealthy_threshold", {
+    invalid: { unhealthyThreshold: 101 },
+    expect: { path: "unhealthy_threshold", ruleId: "uint32.lte" },
+    // 0 means the default (3).
+    valid: { unhealthyThreshold: 0 },
+  });
+  rule(
+    "HealthCheck.initial_delay is zero to one hour",
+    HealthCheckSchema,
+    "initial_delay",
+    { invalid: { initialDelay: { nanos: -1 } }, expect: { path: "initial_delay", ruleId: "duration.gte_lte" }, valid: { initialDelay: {} } },
+    { invalid: { initialDelay: { seconds: 3601n } }, expect: { path: "initial_delay", ruleId: "duration.gte_lte" }, valid: { initialDelay: { seconds: 3600n } } },
+  );
+
+  rule("TcpCheck.port is at most 65535", TcpCheckSchema, "port", {
+    invalid: { port: 65_536 },
+    expect: { path: "port", ruleId: "uint32.lte" },
+    valid: { port: 65_535 },
+  });
+  rule("HttpCheck.port is at most 65535", HttpCheckSchema, "port", {
+    invalid: { port: 65_536, path: "/healthz" },
+    expect: { path: "port", ruleId: "uint32.lte" },
+    // 0: the replica's assigned port.
+    valid: { port: 0, path: "/healthz" },
+  });
+  rule(
+    "HttpCheck.path is empty or starts with '/', has no whitespace, at most 2048 characters",
+    HttpCheckSchema,
+    "path",
+    { invalid: { port: 8080, path: "healthz" }, expect: { path: "path", ruleId: "string.pattern" }, valid: { port: 8080, path: "/healthz" } },
+    { invalid: { port: 8080, path: "/health z" }, expect: { path: "path", ruleId: "string.pattern" }, valid: { port: 8080, path: "/health?z=1&a=%20" } },
+    { invalid: { port: 8080, path: "/\n" }, expect: { path: "path", ruleId: "string.pattern" }, valid: { port: 8080, path: "" } },
+    { invalid: { port: 8080, path: `/${chars(2048)}` }, expect: { path: "path", ruleId: "string.max_len" }, valid: { port: 8080, path: `/${chars(2047)}` } },
+  );
+  rule(
+    "CommandCheck.argv holds 1 to 256 items of 1 to 4096 characters",
+    CommandCheckSchema,
+    "argv",
+    { invalid: { argv: [] }, expect: { path: "argv", ruleId: "repeated.min_items" }, valid: { argv: ["true"] } },
+    { invalid: { argv: items(257) }, expect: { path: "argv", ruleId: "repeated.max_items" }, valid: { argv: items(256) } },
+    { invalid: { argv: ["test", ""] }, expect: { path: "argv[1]", ruleId: "string.min_len" }, valid: { argv: ["test", " "] } },
+    { invalid: { argv: ["test", chars(4097)] }, expect: { path: "argv[1]", ruleId: "string.max_len" }, valid: { argv: ["test", chars(4096)] } },
+  );
+
+  rule(
+    "RestartPolicy.initial_delay is zero to one hour",
+    RestartPolicySchema,
+    "initial_delay",
+    { invalid: { initialDelay: { seconds: -1n } }, expect: { path: "initial_delay", ruleId: "duration.gte_lte" }, valid: { initialDelay: {} } },
+    { invalid: { initialDelay: { seconds: 3600n, nanos: 1 } }, expect: { path: "initial_delay", ruleId: "duration.gte_lte" }, valid: { initialDelay: { seconds: 3600n } } },
+  );
+  rule(
+    "RestartPolicy.max_delay is zero to one day",
+    RestartPolicySchema,
+    "max_delay",
+    { invalid: { maxDelay: { nanos: -1 } }, expect: { path: "max_delay", ruleId: "duration.gte_lte" }, valid: { maxDelay: {} } },
+    { invalid: { maxDelay: { seconds: 86_401n } }, expect: { path: "max_delay", ruleId: "duration.gte_lte" }, valid: { maxDelay: { seconds: 86_400n } } },
+  );
+
+  rule("HealthStatus.state must be a defined state", HealthStatusSchema, "state", {
+    invalid: { state: 3 as HealthState },
+    expect: { path: "state", ruleId: "enum.defined_only" },
+    // HEALTH_STATE_UNSPECIFIED is defined: not checked yet.
+    valid: { state: HealthState.UNSPECIFIED },
+  });
+  rule("HealthStatus.message is at most 4096 characters", HealthStatusSchema, "message", {
+    invalid: { state: HealthState.UNHEALTHY, message: chars(4097) },
+    expect: { path: "message", ruleId: "string.max_len" },
+    valid: { state: HealthState.UNHEALTHY, message: chars(4096) },
+  });
+  rule("HealthStatus.port is at most 65535", HealthStatusSchema, "port", {
+    invalid: { state: HealthState.HEALTHY, port: 65_536 },
+    expect: { path: "port", ruleId: "uint32.lte" },
+    valid: { state: HealthState.HEALTHY, port: 65_535 },
+  });
+
+  it("reports a health check rule inside a job's service run with the whole field path", () => {
+    assert.deepEqual(
+      violationsOf(SubmitJobRequestSchema, { spec: { ...jobSpec, service: { deployment: "web", healthCheck: { check: { case: "tcp", value: { port: 70_000 } } } } } }),
+      [{ path: "spec.service.health_check.tcp.port", ruleId: "uint32.lte" }],
+    );
+    assert.deepEqual(
+      violationsOf(SubmitJobRequestSchema, { spec: { ...jobSpec, service: { deployment: "web", restart: { maxDelay: { seconds: 86_401n } } } } }),
+      [{ path: "spec.service.restart.max_delay", ruleId: "duration.gte_lte" }],
+    );
+  });
+  it("reports a HealthStatus rule inside a job event with the whole field path", () => {
+    const event = { eventId: "e1", attemptId: "a1", state: AttemptState.RUNNING };
+    assert.deepEqual(violationsOf(JobEventSchema, { ...event, health: { state: HealthState.HEALTHY, port: 65_536 } }), [
+      { path: "health.port", ruleId: "uint32.lte" },
+    ]);
+    assert.deepEqual(violationsOf(JobEventSchema, { ...event, health: { state: HealthState.HEALTHY, port: 8080 } }), []);
+  });
 });
 
 describe("drover.scheduler.v1 rules", () => {
@@ -444,6 +621,15 @@ describe("drover.scheduler.v1 rules", () => {
     expect: { path: "page_token", ruleId: "string.max_len" },
     valid: { pageToken: chars(256) },
   });
+  rule(
+    "ListJobsRequest.ids holds at most 1000 UUIDs",
+    ListJobsRequestSchema,
+    "ids",
+    { invalid: { ids: items(1001, uuid) }, expect: { path: "ids", ruleId: "repeated.max_items" }, valid: { ids: items(1000, uuid) } },
+    { invalid: { ids: [uuid, "job-1"] }, expect: { path: "ids[1]", ruleId: "string.uuid" }, valid: { ids: [uuid, uuid.toUpperCase()] } },
+    // Empty: no filter by id.
+    { invalid: { ids: [""] }, expect: { path: "ids[0]", ruleId: "string.uuid_empty" }, valid: { ids: [] } },
+  );
 
   rule(
     "CancelJobRequest.id must be a UUID",
@@ -871,6 +1057,175 @@ describe("drover.deploy.v1 rules", () => {
     invalid: { ...serviceSpec, replicas: 10_001 },
     expect: { path: "replicas", ruleId: "uint32.lte" },
     valid: { ...serviceSpec, replicas: 10_000 },
+  });
+  rule(
+    "ServiceSpec.replace_unhealthy_after is one second to one day when set",
+    ServiceSpecSchema,
+    "replace_unhealthy_after",
+    {
+      invalid: { ...serviceSpec, replaceUnhealthyAfter: { nanos: 999_999_999 } },
+      expect: { path: "replace_unhealthy_after", ruleId: "duration.gte_lte" },
+      valid: { ...serviceSpec, replaceUnhealthyAfter: { seconds: 1n } },
+    },
+    {
+      // Set to zero is not the same as unset (1 min).
+      invalid: { ...serviceSpec, replaceUnhealthyAfter: {} },
+      expect: { path: "replace_unhealthy_after", ruleId: "duration.gte_lte" },
+      valid: serviceSpec,
+    },
+    {
+      invalid: { ...serviceSpec, replaceUnhealthyAfter: { seconds: 86_401n } },
+      expect: { path: "replace_unhealthy_after", ruleId: "duration.gte_lte" },
+      valid: { ...serviceSpec, replaceUnhealthyAfter: { seconds: 86_400n } },
+    },
+  );
+
+  rule(
+    "PerAgent.labels has at most 64 pairs with label-shaped keys and values of at most 256 characters",
+    PerAgentSchema,
+    "labels",
+    {
+      invalid: { labels: { "gpu type": "a100" } },
+      expect: { path: 'labels["gpu type"]', ruleId: "string.pattern", forKey: true },
+      valid: { labels: { "example.com/gpu_type-1": "a100" } },
+    },
+    {
+      invalid: { labels: { ".zone": "a" } },
+      expect: { path: 'labels[".zone"]', ruleId: "string.pattern", forKey: true },
+      valid: { labels: { "0zone": "a" } },
+    },
+    {
+      invalid: { labels: { [chars(64, "k")]: "a" } },
+      expect: { path: `labels["${chars(64, "k")}"]`, ruleId: "string.pattern", forKey: true },
+      valid: { labels: { [chars(63, "k")]: "" } },
+    },
+    {
+      invalid: { labels: { zone: chars(257) } },
+      expect: { path: 'labels["zone"]', ruleId: "string.max_len" },
+      valid: { labels: { zone: chars(256) } },
+    },
+    // Empty: every agent.
+    { invalid: { labels: pairs(65) }, expect: { path: "labels", ruleId: "map.max_pairs" }, valid: { labels: {} } },
+  );
+
+  rule(
+    "UpdateStrategy.max_parallel is 1 to 10000 when set",
+    UpdateStrategySchema,
+    "max_parallel",
+    {
+      // The field is optional: an explicit 0 is set, and refused; unset means 1.
+      invalid: { maxParallel: 0 },
+      expect: { path: "max_parallel", ruleId: "uint32.gte_lte" },
+      valid: {},
+    },
+    { invalid: { maxParallel: 10_001 }, expect: { path: "max_parallel", ruleId: "uint32.gte_lte" }, valid: { maxParallel: 10_000 } },
+    { invalid: { maxParallel: 0, canary: 1 }, expect: { path: "max_parallel", ruleId: "uint32.gte_lte" }, valid: { maxParallel: 1, canary: 1 } },
+  );
+  rule(
+    "UpdateStrategy.min_healthy_time is zero to one day",
+    UpdateStrategySchema,
+    "min_healthy_time",
+    { invalid: { minHealthyTime: { nanos: -1 } }, expect: { path: "min_healthy_time", ruleId: "duration.gte_lte" }, valid: { minHealthyTime: {} } },
+    { invalid: { minHealthyTime: { seconds: 86_401n } }, expect: { path: "min_healthy_time", ruleId: "duration.gte_lte" }, valid: { minHealthyTime: { seconds: 86_400n } } },
+  );
+  rule(
+    "UpdateStrategy.healthy_deadline is one second to one day when set",
+    UpdateStrategySchema,
+    "healthy_deadline",
+    { invalid: { healthyDeadline: {} }, expect: { path: "healthy_deadline", ruleId: "duration.gte_lte" }, valid: { healthyDeadline: { seconds: 1n } } },
+    { invalid: { healthyDeadline: { nanos: 999_999_999 } }, expect: { path: "healthy_deadline", ruleId: "duration.gte_lte" }, valid: { healthyDeadline: { seconds: 300n } } },
+    { invalid: { healthyDeadline: { seconds: 86_400n, nanos: 1 } }, expect: { path: "healthy_deadline", ruleId: "duration.gte_lte" }, valid: { healthyDeadline: { seconds: 86_400n } } },
+  );
+  rule("UpdateStrategy.canary is at most 10000", UpdateStrategySchema, "canary", {
+    invalid: { canary: 10_001 },
+    expect: { path: "canary", ruleId: "uint32.lte" },
+    // 0: no canaries.
+    valid: { canary: 0 },
+  });
+
+  // Every request that names one deployment names it as ApplyDeploymentRequest does.
+  const nameCases = [
+    { invalid: { name: "web_api" }, expect: { path: "name", ruleId: "string.pattern" }, valid: { name: "web-api" } },
+    { invalid: { name: "Web" }, expect: { path: "name", ruleId: "string.pattern" }, valid: { name: "web" } },
+    { invalid: { name: "-web" }, expect: { path: "name", ruleId: "string.pattern" }, valid: { name: "w-1" } },
+    {
+      invalid: { name: "" },
+      expect: [
+        { path: "name", ruleId: "string.min_len" },
+        { path: "name", ruleId: "string.pattern" },
+      ],
+      valid: { name: "a" },
+    },
+    { invalid: { name: chars(64) }, expect: { path: "name", ruleId: "string.max_len" }, valid: { name: chars(63) } },
+  ];
+  rule("ListRevisionsRequest.name must be a DNS label", ListRevisionsRequestSchema, "name", ...nameCases);
+  rule("RollbackDeploymentRequest.name must be a DNS label", RollbackDeploymentRequestSchema, "name", ...nameCases);
+  rule("PauseDeploymentRequest.name must be a DNS label", PauseDeploymentRequestSchema, "name", ...nameCases);
+  rule("ResumeDeploymentRequest.name must be a DNS label", ResumeDeploymentRequestSchema, "name", ...nameCases);
+  rule("PromoteDeploymentRequest.name must be a DNS label", PromoteDeploymentRequestSchema, "name", ...nameCases);
+  rule("RestartDeploymentRequest.name must be a DNS label", RestartDeploymentRequestSchema, "name", ...nameCases);
+  rule("StopDeploymentRequest.name must be a DNS label", StopDeploymentRequestSchema, "name", ...nameCases);
+  rule("DeleteDeploymentRequest.name must be a DNS label", DeleteDeploymentRequestSchema, "name", ...nameCases);
+  rule("WatchDeploymentRequest.name must be a DNS label", WatchDeploymentRequestSchema, "name", ...nameCases);
+  rule(
+    "ScaleDeploymentRequest.name must be a DNS label",
+    ScaleDeploymentRequestSchema,
+    "name",
+    ...nameCases.map((c) => ({ ...c, invalid: { ...c.invalid, replicas: 3 }, valid: { ...c.valid, replicas: 3 } })),
+  );
+  rule(
+    "ScaleDeploymentRequest.replicas is 1 to 10000",
+    ScaleDeploymentRequestSchema,
+    "replicas",
+    // StopDeployment, not a scale to 0, stops every replica.
+    { invalid: { name: "web", replicas: 0 }, expect: { path: "replicas", ruleId: "uint32.gte_lte" }, valid: { name: "web", replicas: 1 } },
+    { invalid: { name: "web", replicas: 10_001 }, expect: { path: "replicas", ruleId: "uint32.gte_lte" }, valid: { name: "web", replicas: 10_000 } },
+  );
+  rule("ListDeploymentsRequest.page_size is at most 1000", ListDeploymentsRequestSchema, "page_size", {
+    invalid: { pageSize: 1001 },
+    expect: { path: "page_size", ruleId: "uint32.lte" },
+    valid: { pageSize: 1000 },
+  });
+  rule("ListDeploymentsRequest.page_token is at most 256 characters", ListDeploymentsRequestSchema, "page_token", {
+    invalid: { pageToken: chars(257) },
+    expect: { path: "page_token", ruleId: "string.max_len" },
+    valid: { pageToken: chars(256) },
+  });
+
+  it("reports a rule broken inside a service spec's nested messages with the whole field path", () => {
+    type SpecInit = Exclude<MessageInitShape<typeof ServiceSpecSchema>, { $typeName: string }>;
+    const apply = (spec: SpecInit) => violationsOf(ApplyDeploymentRequestSchema, { name: "web", spec: { ...serviceSpec, ...spec } });
+    assert.deepEqual(apply({ healthCheck: { interval: { nanos: 1 } } }), [{ path: "spec.health_check.interval", ruleId: "duration.gte_lte" }]);
+    assert.deepEqual(apply({ healthCheck: { timeout: { seconds: 3601n } } }), [{ path: "spec.health_check.timeout", ruleId: "duration.gte_lte" }]);
+    assert.deepEqual(apply({ healthCheck: { check: { case: "http", value: { port: 65_536, path: "/" } } } }), [
+      { path: "spec.health_check.http.port", ruleId: "uint32.lte" },
+    ]);
+    assert.deepEqual(apply({ healthCheck: { check: { case: "http", value: { path: "healthz" } } } }), [
+      { path: "spec.health_check.http.path", ruleId: "string.pattern" },
+    ]);
+    assert.deepEqual(apply({ healthCheck: { check: { case: "tcp", value: { port: 65_536 } } } }), [
+      { path: "spec.health_check.tcp.port", ruleId: "uint32.lte" },
+    ]);
+    assert.deepEqual(apply({ healthCheck: { check: { case: "command", value: { argv: [] } } } }), [
+      { path: "spec.health_check.command.argv", ruleId: "repeated.min_items" },
+    ]);
+    assert.deepEqual(apply({ restart: { initialDelay: { seconds: -1n } } }), [{ path: "spec.restart.initial_delay", ruleId: "duration.gte_lte" }]);
+    assert.deepEqual(apply({ update: { maxParallel: 0 } }), [{ path: "spec.update.max_parallel", ruleId: "uint32.gte_lte" }]);
+    assert.deepEqual(apply({ update: { canary: 10_001 } }), [{ path: "spec.update.canary", ruleId: "uint32.lte" }]);
+    assert.deepEqual(apply({ perAgent: { labels: { "a b": "c" } } }), [{ path: 'spec.per_agent.labels["a b"]', ruleId: "string.pattern", forKey: true }]);
+    assert.deepEqual(apply({ constraints: { avoidAgentIds: [""] } }), [{ path: "spec.constraints.avoid_agent_ids[0]", ruleId: "string.min_len" }]);
+    // All of them within bounds together.
+    assert.deepEqual(
+      apply({
+        perAgent: { labels: { gpu: "a100" } },
+        healthCheck: { check: { case: "http", value: { port: 8080, path: "/healthz" } }, interval: { seconds: 5n }, timeout: { seconds: 2n } },
+        restart: { initialDelay: { seconds: 1n }, maxDelay: { seconds: 60n } },
+        update: { maxParallel: 2, canary: 1, minHealthyTime: { seconds: 10n }, healthyDeadline: { seconds: 300n } },
+        constraints: { agentIds: ["ag_1"], avoidAgentIds: ["ag_2"] },
+        replaceUnhealthyAfter: { seconds: 60n },
+      }),
+      [],
+    );
   });
 });
 
