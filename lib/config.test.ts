@@ -66,6 +66,7 @@ describe("readDevConfig", () => {
       fleet: fleetDefaults,
       scheduling: schedulingDefaults,
       log: logDefaults,
+      deploy: { tickMs: 200, claimMs: 10_000 },
       dataDir: ".drover",
     });
   });
@@ -88,6 +89,7 @@ describe("readDevConfig", () => {
       fleet: fleetDefaults,
       scheduling: schedulingDefaults,
       log: logDefaults,
+      deploy: { tickMs: 200, claimMs: 10_000 },
       dataDir: "/var/lib/drover",
     });
   });
@@ -145,6 +147,7 @@ describe("readSplitConfig", () => {
       fleet: fleetDefaults,
       scheduling: schedulingDefaults,
       log: logDefaults,
+      deploy: { tickMs: 200, claimMs: 10_000 },
       service: "scheduler",
       databaseUrl: splitEnv.DATABASE_URL,
       redisUrl: splitEnv.REDIS_URL,

@@ -127,6 +127,8 @@ export interface CommonConfig {
   scheduling: SchedulingSettings;
   /** Size caps and retention of stored output (DROVER_LOG_MAX_BYTES_PER_ATTEMPT, ...); used by Log. */
   log: LogSettings;
+  /** How often rollouts are driven, claims (DROVER_DEPLOY_TICK_MS, ...); used by Deploy. */
+  deploy: DeploySettings;
 }
 
 function readCommon(r: EnvReader, defaults: { grpcPort: number; httpPort: number }): CommonConfig {
@@ -142,6 +144,7 @@ function readCommon(r: EnvReader, defaults: { grpcPort: number; httpPort: number
     fleet: readFleetSettings(r),
     scheduling: readSchedulingSettings(r),
     log: readLogSettings(r),
+    deploy: readDeploySettings(r),
   };
 }
 
@@ -325,4 +328,24 @@ function readLogSettings(r: EnvReader): LogSettings {
 /** Log settings with every default: what an empty environment gives. */
 export function defaultLogSettings(): LogSettings {
   return readLogSettings(new EnvReader({}));
+}
+
+/** How the Deploy service drives rollouts. */
+export interface DeploySettings {
+  /** How often the controller looks at its deployments (DROVER_DEPLOY_TICK_MS), default 200. */
+  tickMs: number;
+  /** How long a Deploy replica's claim on a deployment lasts unless renewed (DROVER_DEPLOY_CLAIM_MS), default 10000. */
+  claimMs: number;
+}
+
+function readDeploySettings(r: EnvReader): DeploySettings {
+  return {
+    tickMs: r.integer("DROVER_DEPLOY_TICK_MS", 200, 10, 60_000),
+    claimMs: r.integer("DROVER_DEPLOY_CLAIM_MS", 10_000, 500, 600_000),
+  };
+}
+
+/** Deploy settings with every default: what an empty environment gives. */
+export function defaultDeploySettings(): DeploySettings {
+  return readDeploySettings(new EnvReader({}));
 }

@@ -18,12 +18,13 @@ import { SchedulerService } from "../gen/ts/drover/scheduler/v1/scheduler_servic
 import type { Bus } from "../lib/bus/bus.ts";
 import type { DroverClients } from "../lib/clients.ts";
 import type { PrismaClients } from "../lib/db/database.ts";
-import type { FleetSettings, LogSettings, SchedulingSettings, ServiceName } from "../lib/config.ts";
+import type { DeploySettings, FleetSettings, LogSettings, SchedulingSettings, ServiceName } from "../lib/config.ts";
 import type { AccessRule } from "../lib/host/interceptors.ts";
 import type { Logger } from "../lib/logger.ts";
 import { createBid } from "./bid/bid.ts";
 import { bidAccess } from "./bid/service.ts";
-import { DeployServiceImpl, deployAccess, deployRoutes } from "./deploy/service.ts";
+import { createDeploy } from "./deploy/deploy.ts";
+import { deployAccess } from "./deploy/service.ts";
 import { createFleet } from "./fleet/fleet.ts";
 import { LogSink } from "./fleet/log_sink.ts";
 import { SchedulerSink } from "./fleet/scheduler_sink.ts";
@@ -43,7 +44,7 @@ export interface ServiceDeps<N extends ServiceName> {
   clients: DroverClients;
   logger: Logger;
   /** Settings read at start-up (lib/config.ts). */
-  settings: { fleet: FleetSettings; scheduling: SchedulingSettings; log: LogSettings };
+  settings: { fleet: FleetSettings; scheduling: SchedulingSettings; log: LogSettings; deploy: DeploySettings };
 }
 
 /** A built service: promises its routes, and background work that runs between start() and stop(). */
@@ -62,11 +63,6 @@ export interface ServiceDefinition<N extends ServiceName> {
   /** Roles per method name; unlisted methods allow admin and operator. */
   access: Record<string, AccessRule>;
   build(deps: ServiceDeps<N>): ServiceInstance;
-}
-
-/** A service with routes and no background work. */
-function routesOnly(routes: (router: ConnectRouter) => void): ServiceInstance {
-  return { routes, start: async () => {}, stop: async () => {} };
 }
 
 export const services: { [N in ServiceName]: ServiceDefinition<N> } = {
@@ -99,7 +95,7 @@ export const services: { [N in ServiceName]: ServiceDefinition<N> } = {
     name: "deploy",
     desc: DeployService,
     access: deployAccess,
-    build: ({ db }) => routesOnly(deployRoutes(new DeployServiceImpl(db))),
+    build: ({ db, clients, logger, settings }) => createDeploy({ db, clients, logger, settings: settings.deploy }),
   },
   log: {
     name: "log",

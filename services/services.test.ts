@@ -6,17 +6,15 @@ import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, before, describe, it } from "node:test";
 
-import { create, equals, type MessageInitShape } from "@bufbuild/protobuf";
+import { create, equals } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
 
-import { ApplyDeploymentRequestSchema, GetDeploymentRequestSchema, ServiceSpecSchema } from "../gen/ts/drover/deploy/v1/deploy_service_pb.ts";
 import { ListApiTokensRequestSchema, Role } from "../gen/ts/drover/fleet/v1/fleet_service_pb.ts";
 import { GetJobRequestSchema, JobSpecSchema, JobState, SubmitJobRequestSchema } from "../gen/ts/drover/scheduler/v1/scheduler_service_pb.ts";
 import { SERVICE_NAMES, defaultSchedulingSettings } from "../lib/config.ts";
 import { openPglite, type Database } from "../lib/db/database.ts";
 import { migrate } from "../lib/db/migrate.ts";
 import { encodePageToken } from "../lib/host/paging.ts";
-import { DeployServiceImpl } from "./deploy/service.ts";
 import { FleetServiceImpl } from "./fleet/service.ts";
 import { TokenStore } from "./fleet/token_store.ts";
 import { SchedulerServiceImpl } from "./scheduler/service.ts";
@@ -107,71 +105,6 @@ describe("SchedulerService", () => {
     const err = await failure(scheduler().getJob(create(GetJobRequestSchema, { id })));
     assert.equal(err.code, Code.NotFound);
     assert.match(err.rawMessage, new RegExp(id));
-  });
-});
-
-describe("DeployService", () => {
-  const deploy = () => new DeployServiceImpl(db.prismaFor("deploy"));
-  const apply = (name: string, spec: MessageInitShape<typeof ServiceSpecSchema>) =>
-    deploy().applyDeployment(create(ApplyDeploymentRequestSchema, { name, spec }));
-
-  it("creates revision 1 on the first apply", async () => {
-    const res = await apply("web", { exec, replicas: 2 });
-    assert.equal(res.changed, true);
-    assert.equal(res.deployment.name, "web");
-    assert.equal(res.deployment.currentRevision?.number, 1);
-    assert.equal(res.deployment.currentRevision?.spec?.replicas, 2);
-    assert.match(res.deployment.currentRevision?.specHash ?? "", /^[0-9a-f]{64}$/);
-  });
-
-  it("changes nothing when the same spec is applied again", async () => {
-    const first = await apply("api", { exec, replicas: 3 });
-    const again = await apply("api", { exec, replicas: 3 });
-    assert.equal(again.changed, false);
-    assert.equal(again.deployment.id, first.deployment.id);
-    assert.equal(again.deployment.currentRevision?.number, 1);
-    assert.equal(again.deployment.currentRevision?.specHash, first.deployment.currentRevision?.specHash);
-  });
-
-  it("makes revision 2 from a changed spec, and GetDeployment returns it", async () => {
-    await apply("worker", { exec, replicas: 1 });
-    const changed = await apply("worker", { exec, replicas: 4 });
-    assert.equal(changed.changed, true);
-    assert.equal(changed.deployment.currentRevision?.number, 2);
-
-    const got = await deploy().getDeployment(create(GetDeploymentRequestSchema, { name: "worker" }));
-    assert.equal(got.deployment.id, changed.deployment.id);
-    assert.equal(got.deployment.currentRevision?.number, 2);
-    assert.equal(got.deployment.currentRevision?.spec?.replicas, 4);
-    assert.equal(await db.prismaFor("deploy").revision.count({ where: { deploymentId: got.deployment.id } }), 2);
-  });
-
-  it("does not count a different order of env entries as a change", async () => {
-    const withEnv = (env: Record<string, string>) => ({ exec: { commands: [{ argv: ["serve"] }], env }, constraints: { labels: { zone: "a", disk: "ssd" } } });
-    await apply("cache", withEnv({ A: "1", B: "2", C: "3" }));
-    const reordered = await apply("cache", {
-      ...withEnv({ C: "3", A: "1", B: "2" }),
-      constraints: { labels: { disk: "ssd", zone: "a" } },
-    });
-    assert.equal(reordered.changed, false);
-    assert.equal(reordered.deployment.currentRevision?.number, 1);
-    // A different value is a change.
-    const changed = await apply("cache", withEnv({ A: "1", B: "2", C: "4" }));
-    assert.equal(changed.changed, true);
-    assert.equal(changed.deployment.currentRevision?.number, 2);
-  });
-
-  it("keeps revisions of different deployments apart", async () => {
-    const a = await apply("alpha", { exec });
-    const b = await apply("beta", { exec });
-    assert.notEqual(a.deployment.id, b.deployment.id);
-    assert.equal(b.deployment.currentRevision?.number, 1);
-  });
-
-  it("answers GetDeployment of an unknown name with NOT_FOUND", async () => {
-    const err = await failure(deploy().getDeployment(create(GetDeploymentRequestSchema, { name: "nope" })));
-    assert.equal(err.code, Code.NotFound);
-    assert.match(err.rawMessage, /nope/);
   });
 });
 

@@ -55,7 +55,7 @@ export async function startSplitService<N extends ServiceName>(name: N, config: 
       bus,
       clients,
       logger: logger.child({ service: name }),
-      settings: { fleet: config.fleet, scheduling: config.scheduling, log: config.log },
+      settings: { fleet: config.fleet, scheduling: config.scheduling, log: config.log, deploy: config.deploy },
     });
     await startAll([instance]);
     let server: RunningServer;

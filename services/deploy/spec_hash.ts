@@ -5,10 +5,13 @@ import { ServiceSpecSchema, type ServiceSpec } from "../../gen/ts/drover/deploy/
 /**
  * SHA-256 of a spec's canonical JSON (keys sorted, defaults omitted), so that
  * two specs that mean the same thing hash the same whatever the order of
- * their map entries or the client that built them.
+ * their map entries or the client that built them. The replica count is left
+ * out: changing only it scales, it is not a new revision.
  */
 export function specHash(spec: ServiceSpec): string {
-  return createHash("sha256").update(canonical(toJson(ServiceSpecSchema, spec))).digest("hex");
+  const json = toJson(ServiceSpecSchema, spec) as Record<string, JsonValue>;
+  delete json["replicas"];
+  return createHash("sha256").update(canonical(json)).digest("hex");
 }
 
 function canonical(value: JsonValue): string {

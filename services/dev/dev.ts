@@ -72,7 +72,7 @@ export async function startDev(config: DevConfig, logger: Logger): Promise<DevPl
         bus,
         clients,
         logger: logger.child({ service: name }),
-        settings: { fleet: config.fleet, scheduling: config.scheduling, log: config.log },
+        settings: { fleet: config.fleet, scheduling: config.scheduling, log: config.log, deploy: config.deploy },
       });
     const instances = SERVICE_NAMES.map((name) => build(name));
     for (const instance of instances) registrars.push(instance.routes);

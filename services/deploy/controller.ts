@@ -1,0 +1,375 @@
+// The rollout loop: every tick, claim the deployments nobody else drives
+// (a lease in Postgres, renewed while held), and for each: load its
+// replicas, fold in their jobs' state and health from the Scheduler, ask
+// decide() (rollout.ts) what to do, write the decision in one transaction
+// that checks the deployment did not change meanwhile, then submit and
+// cancel the replicas' jobs.
+//
+// Restart-safe by construction: a replica row is written before its job is
+// submitted, and the job is submitted with the idempotency key
+// deploy:replica:<id>; a replica without a job id is submitted again on the
+// next tick, so a Deploy killed between the two never starts a replica twice.
+
+import { hostname } from "node:os";
+import { randomUUID } from "node:crypto";
+import { fromJson, type JsonValue } from "@bufbuild/protobuf";
+import { timestampMs } from "@bufbuild/protobuf/wkt";
+import type { Logger } from "pino";
+import type { PrismaClient } from "../../gen/prisma/deploy/client.ts";
+import { HealthState } from "../../gen/ts/drover/common/v1/service_pb.ts";
+import { ServiceSpecSchema, type ServiceSpec } from "../../gen/ts/drover/deploy/v1/deploy_service_pb.ts";
+import { AgentStatus, Schedulability } from "../../gen/ts/drover/fleet/v1/fleet_service_pb.ts";
+import { JobState, type Job } from "../../gen/ts/drover/scheduler/v1/scheduler_service_pb.ts";
+import type { DroverClients } from "../../lib/clients.ts";
+import type { DeploySettings } from "../../lib/config.ts";
+import { decide, short, type Action, type Decision, type DeployState, type DeploymentView, type Health, type ReplicaView } from "./rollout.ts";
+import { replicaJobSpec, strategyOf } from "./spec.ts";
+
+const ENDED: ReadonlySet<JobState> = new Set([JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.TIMED_OUT, JobState.DEAD]);
+/** A stop not confirmed after this long is asked for again. */
+const CANCEL_AGAIN_MS = 10_000;
+
+export interface ControllerDeps {
+  db: PrismaClient;
+  clients: DroverClients;
+  logger: Logger;
+  settings: DeploySettings;
+}
+
+type DeploymentRow = Awaited<ReturnType<PrismaClient["deployment"]["findUniqueOrThrow"]>>;
+type ReplicaRow = Awaited<ReturnType<PrismaClient["replica"]["findUniqueOrThrow"]>>;
+
+export class Controller {
+  readonly id = `${hostname()}-${process.pid}-${randomUUID().slice(0, 8)}`;
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private stopped = false;
+  private wakeSoon = false;
+
+  constructor(private readonly deps: ControllerDeps) {}
+
+  start(): void {
+    this.stopped = false;
+    this.schedule(0);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    await this.running;
+    // Let another replica take over at once.
+    await this.deps.db.deployment.updateMany({ where: { claimedBy: this.id }, data: { claimedBy: null, claimUntil: null } }).catch(() => {});
+  }
+
+  /** Run a tick soon (after an API call changed a deployment). */
+  wake(): void {
+    if (this.running) this.wakeSoon = true;
+    else if (!this.stopped) this.schedule(0);
+  }
+
+  private schedule(ms: number): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.running = this.tick()
+        .catch((err: unknown) => this.deps.logger.warn({ err }, "deploy tick failed"))
+        .finally(() => {
+          this.running = undefined;
+          if (this.stopped) return;
+          const again = this.wakeSoon;
+          this.wakeSoon = false;
+          this.schedule(again ? 0 : this.deps.settings.tickMs);
+        });
+    }, ms);
+    this.timer.unref?.();
+  }
+
+  /** One pass over the deployments this replica holds. Exposed for tests. */
+  async tick(): Promise<void> {
+    const ids = await this.claim();
+    for (const id of ids) {
+      if (this.stopped) return;
+      try {
+        await this.reconcile(id);
+      } catch (err) {
+        this.deps.logger.warn({ err, deployment: id }, "reconciling a deployment failed");
+      }
+    }
+  }
+
+  /** Claims (or renews) every deployment that is free or already ours; returns their ids. */
+  private async claim(): Promise<string[]> {
+    const rows = await this.deps.db.$queryRawUnsafe<{ id: string }[]>(
+      `UPDATE deploy.deployments SET claimed_by = $1, claim_until = now() + $2 * interval '1 millisecond'
+       WHERE id IN (SELECT id FROM deploy.deployments
+                    WHERE (claimed_by = $1 OR claim_until IS NULL OR claim_until < now())
+                      AND NOT (stopped AND state = 'stopped' AND NOT EXISTS (
+                        SELECT 1 FROM deploy.replicas r WHERE r.deployment_id = deployments.id AND r.state IN ('pending', 'running', 'stopping')))
+                    FOR UPDATE SKIP LOCKED)
+       RETURNING id`,
+      this.id,
+      this.deps.settings.claimMs,
+    );
+    return rows.map((r) => r.id).sort();
+  }
+
+  private async reconcile(id: string): Promise<void> {
+    const { db } = this.deps;
+    const dep = await db.deployment.findUnique({ where: { id } });
+    if (!dep || dep.claimedBy !== this.id) return;
+    const rev = await db.revision.findUniqueOrThrow({ where: { deploymentId_number: { deploymentId: id, number: dep.currentRevision } } });
+    const spec = fromJson(ServiceSpecSchema, rev.spec as JsonValue);
+    const rows = await db.replica.findMany({ where: { deploymentId: id, state: { in: ["pending", "running", "stopping"] } }, orderBy: { createdAt: "asc" } });
+
+    // Jobs for replicas whose submit did not finish (a crash, the Scheduler down).
+    for (const r of rows) if (!r.jobId && r.state !== "stopping") await this.submit(dep, r);
+
+    const jobs = await this.jobsOf(rows);
+    const now = Date.now();
+    const views: ReplicaView[] = [];
+    for (const r of rows) {
+      const job = r.jobId ? jobs.get(r.jobId) : undefined;
+      const synced = await this.sync(r, job, now);
+      if (synced) views.push(synced);
+    }
+    const slots = await this.slotsOf(dep, spec);
+    const view: DeploymentView = {
+      revision: dep.currentRevision,
+      generation: dep.generation,
+      stableRevision: dep.stableRevision,
+      slots,
+      perAgent: !!spec.perAgent,
+      strategy: strategyOf(spec),
+      stopped: dep.stopped,
+      paused: dep.paused,
+      promoted: dep.promoted,
+      state: dep.state as DeployState,
+    };
+    const decision = decide(view, views, now);
+    await this.apply(dep, spec, view, views, decision);
+  }
+
+  /** The deployment's replica slots: "0".."n-1", or the ids of matching agents not offline or draining. */
+  private async slotsOf(dep: DeploymentRow, spec: ServiceSpec): Promise<string[]> {
+    if (!spec.perAgent) return Array.from({ length: dep.desiredReplicas }, (_, i) => String(i));
+    const ids: string[] = [];
+    let pageToken = "";
+    do {
+      const page = await this.deps.clients.fleet.listAgents({ labelSelector: spec.perAgent.labels, pageSize: 1000, pageToken });
+      for (const a of page.agents) {
+        if (a.status === AgentStatus.OFFLINE) continue;
+        // A draining agent gives its replicas up; a cordoned one keeps what it runs.
+        if (a.schedulability === Schedulability.DRAINING) continue;
+        ids.push(a.id);
+      }
+      pageToken = page.nextPageToken;
+    } while (pageToken);
+    return ids.sort();
+  }
+
+  private async jobsOf(rows: readonly ReplicaRow[]): Promise<Map<string, Job>> {
+    const ids = rows.map((r) => r.jobId).filter((j): j is string => !!j);
+    const out = new Map<string, Job>();
+    for (let i = 0; i < ids.length; i += 1000) {
+      const chunk = ids.slice(i, i + 1000);
+      const res = await this.deps.clients.scheduler.listJobs({ ids: chunk, pageSize: chunk.length });
+      for (const j of res.jobs) out.set(j.id, j);
+    }
+    return out;
+  }
+
+  /**
+   * Copies the job's view into the replica row (agent, health, restarts),
+   * finishes stops whose job ended, and returns what decide() sees; null for
+   * a replica that is over.
+   */
+  private async sync(r: ReplicaRow, job: Job | undefined, now: number): Promise<ReplicaView | null> {
+    const { db } = this.deps;
+    const attempt = job?.attempts.at(-1);
+    const liveAttempt = job && (job.state === JobState.ASSIGNED || job.state === JobState.RUNNING) ? attempt : undefined;
+    const agentId = liveAttempt?.agentId || null;
+    const h = liveAttempt?.health;
+    const health: Health = h?.state === HealthState.HEALTHY ? "healthy" : h?.state === HealthState.UNHEALTHY ? "unhealthy" : "unknown";
+    const healthSince = h?.since ? new Date(Number(timestampMs(h.since))) : null;
+    const ended = !!job && ENDED.has(job.state);
+    if (r.state === "stopping") {
+      if (ended || !r.jobId) {
+        await db.replica.update({ where: { id: r.id }, data: { state: "stopped", endedAt: new Date(now), agentId: agentId ?? r.agentId } });
+        return null;
+      }
+      if (r.stopRequestedAt && now - r.stopRequestedAt.getTime() > CANCEL_AGAIN_MS) await this.cancel(r, "stopping again");
+    }
+    const changed: Partial<ReplicaRow> = {};
+    if (agentId !== r.agentId && !ended) {
+      changed.agentId = agentId;
+      if (r.agentId) changed.healthyAt = null; // moved: count it again where it is now
+    }
+    if (health !== r.health) changed.health = health;
+    if ((h?.message ?? "") !== r.healthMessage) changed.healthMessage = h?.message ?? "";
+    if ((healthSince?.getTime() ?? null) !== (r.healthSince?.getTime() ?? null)) changed.healthSince = healthSince;
+    if ((h?.restarts ?? r.restarts) !== r.restarts) changed.restarts = h!.restarts;
+    if (h?.port && h.port !== r.port) changed.port = h.port;
+    const state = ended ? r.state : liveAttempt ? "running" : "pending";
+    if (state !== r.state && r.state !== "stopping") changed.state = state;
+    if (Object.keys(changed).length > 0) {
+      await db.replica.update({ where: { id: r.id }, data: changed });
+      Object.assign(r, changed);
+    }
+    return {
+      id: r.id,
+      revision: r.revision,
+      generation: r.generation,
+      slot: r.slot,
+      canary: r.canary,
+      phase: ended ? "ended" : r.state === "running" ? "running" : "pending",
+      stopping: r.state === "stopping",
+      health: r.health as Health,
+      healthMessage: r.healthMessage,
+      healthSince: r.healthSince?.getTime() ?? null,
+      createdAt: r.createdAt.getTime(),
+      healthyAt: r.healthyAt?.getTime() ?? null,
+      restarts: r.restarts,
+      agentId: r.agentId,
+      endReason: ended ? job!.endReason || JobState[job!.state].toLowerCase() : undefined,
+    };
+  }
+
+  /** Writes the decision (if the deployment is as it was read and still ours), then talks to the Scheduler. */
+  private async apply(dep: DeploymentRow, spec: ServiceSpec, view: DeploymentView, replicas: readonly ReplicaView[], d: Decision): Promise<void> {
+    const { db } = this.deps;
+    const byId = new Map(replicas.map((r) => [r.id, r]));
+    const failureLines = d.failing.length > 0 && (d.state === "reverting" || d.state === "failed") && d.state !== dep.state ? await this.lastLines(d.failing[0]!) : "";
+    const message = (d.message || dep.statusMessage) + failureLines;
+    const events: { kind: string; message: string; revision: number; replicaId?: string }[] = [];
+    const starts: ReplicaRow[] = [];
+    const stops: string[] = [];
+    const now = new Date();
+    const applied = await db.$transaction(async (tx) => {
+      const fresh = await tx.$queryRawUnsafe<{ n: number }[]>(
+        `SELECT 1 AS n FROM deploy.deployments
+         WHERE id = $1::uuid AND claimed_by = $2 AND current_revision = $3 AND generation = $4 AND stopped = $5 AND paused = $6 AND promoted = $7
+           AND desired_replicas = $8 AND state = $9
+         FOR UPDATE`,
+        dep.id, this.id, dep.currentRevision, dep.generation, dep.stopped, dep.paused, dep.promoted, dep.desiredReplicas, dep.state,
+      );
+      if (fresh.length === 0) return false; // changed by an API call meanwhile: decide again next tick
+      let revision = view.revision;
+      const patch: Record<string, unknown> = {};
+      for (const a of d.actions) {
+        switch (a.kind) {
+          case "start": {
+            const row = await tx.replica.create({
+              data: { deploymentId: dep.id, revision: a.revision, generation: a.generation, slot: a.slot, canary: a.canary, avoidAgents: a.avoidAgents, message: a.reason },
+            });
+            starts.push(row);
+            events.push({ kind: "replica_started", message: `replica ${short(row.id)} of revision ${a.revision} for slot ${a.slot}: ${a.reason}`, revision: a.revision, replicaId: row.id });
+            break;
+          }
+          case "stop": {
+            await tx.replica.update({ where: { id: a.replicaId }, data: { state: "stopping", stopRequestedAt: now, message: a.reason } });
+            stops.push(a.replicaId);
+            events.push({ kind: "replica_stopped", message: `replica ${short(a.replicaId)} stopped: ${a.reason}`, revision: byId.get(a.replicaId)?.revision ?? 0, replicaId: a.replicaId });
+            break;
+          }
+          case "counted":
+            await tx.replica.update({ where: { id: a.replicaId }, data: { healthyAt: now } });
+            events.push({ kind: "replica_healthy", message: `replica ${short(a.replicaId)} healthy on ${byId.get(a.replicaId)?.agentId ?? "?"}`, revision: byId.get(a.replicaId)?.revision ?? 0, replicaId: a.replicaId });
+            break;
+          case "ended":
+            await tx.replica.update({ where: { id: a.replicaId }, data: { state: "failed", endedAt: now, message: a.reason } });
+            events.push({ kind: "replica_failed", message: `replica ${short(a.replicaId)} ended: ${a.reason}`, revision: byId.get(a.replicaId)?.revision ?? 0, replicaId: a.replicaId });
+            break;
+          case "revert":
+            revision = a.toRevision;
+            Object.assign(patch, { currentRevision: a.toRevision, promoted: true, rolloutFrom: view.revision, rolloutStartedAt: now, rolloutEndedAt: null });
+            events.push({ kind: "reverting", message: `revision ${view.revision} failed: ${a.reason}; reverting to revision ${a.toRevision}${failureLines}`, revision: a.toRevision });
+            break;
+          case "promote":
+            patch["promoted"] = true;
+            events.push({ kind: "promoted", message: "canaries healthy: promoted automatically", revision });
+            break;
+        }
+      }
+      if (d.stable !== undefined) {
+        patch["stableRevision"] = d.stable;
+        patch["rolloutEndedAt"] = now;
+      }
+      if (d.state !== dep.state) {
+        if (d.state === "running" && (dep.state === "rolling_out" || dep.state === "reverting")) {
+          events.push({
+            kind: dep.state === "reverting" ? "reverted" : "rollout_succeeded",
+            message: dep.state === "reverting" ? `reverted to revision ${revision}: ${d.message}` : `revision ${revision} rolled out: ${d.message}`,
+            revision,
+          });
+          patch["rolloutEndedAt"] = now;
+        } else if (d.state === "failed") {
+          events.push({ kind: "rollout_failed", message: message, revision });
+          patch["rolloutEndedAt"] = now;
+        } else if (d.state === "stopped") {
+          events.push({ kind: "stopped", message: "every replica stopped", revision });
+        } else if (d.state === "waiting_promotion") {
+          events.push({ kind: "waiting_promotion", message: d.message, revision });
+        }
+      }
+      if (d.state !== dep.state) patch["state"] = d.state;
+      if (message !== dep.statusMessage) patch["statusMessage"] = message;
+      if (events.length > 0) {
+        const seq = Number(dep.eventSeq);
+        await tx.event.createMany({ data: events.map((e, i) => ({ deploymentId: dep.id, sequence: BigInt(seq + i + 1), kind: e.kind, message: e.message.slice(0, 8192), revision: e.revision, replicaId: e.replicaId ?? null })) });
+        patch["eventSeq"] = BigInt(seq + events.length);
+      }
+      if (Object.keys(patch).length > 0) await tx.deployment.update({ where: { id: dep.id }, data: patch });
+      return true;
+    });
+    if (!applied) return;
+    for (const id of stops) {
+      const row = await db.replica.findUnique({ where: { id } });
+      if (row) await this.cancel(row, row.message);
+    }
+    for (const row of starts) await this.submit(dep, row, spec);
+  }
+
+  /** Submits a replica's job (idempotent by key) and records its id. */
+  private async submit(dep: DeploymentRow, r: ReplicaRow, spec?: ServiceSpec): Promise<void> {
+    const { db, clients, logger } = this.deps;
+    try {
+      let s = spec;
+      if (!s || r.revision !== dep.currentRevision) {
+        const rev = await db.revision.findUniqueOrThrow({ where: { deploymentId_number: { deploymentId: dep.id, number: r.revision } } });
+        s = fromJson(ServiceSpecSchema, rev.spec as JsonValue);
+      }
+      const res = await clients.scheduler.submitJob({
+        spec: replicaJobSpec(s, { deployment: dep.name, revision: r.revision, replicaId: r.id, slot: r.slot, pinAgent: s.perAgent ? r.slot : null, avoidAgents: r.avoidAgents }),
+        idempotencyKey: `deploy:replica:${r.id}`,
+      });
+      await db.replica.update({ where: { id: r.id }, data: { jobId: res.job!.id } });
+      r.jobId = res.job!.id;
+    } catch (err) {
+      logger.warn({ err, replica: r.id }, "submitting a replica's job failed; trying again next tick");
+    }
+  }
+
+  private async cancel(r: ReplicaRow, reason: string): Promise<void> {
+    if (!r.jobId) return;
+    try {
+      await this.deps.clients.scheduler.cancelJob({ id: r.jobId, reason: `deploy: ${reason}`.slice(0, 1024) });
+      await this.deps.db.replica.update({ where: { id: r.id }, data: { stopRequestedAt: new Date() } });
+    } catch (err) {
+      this.deps.logger.warn({ err, replica: r.id }, "cancelling a replica's job failed; trying again");
+    }
+  }
+
+  /** The failing replica's last lines of output, for the deployment's status. */
+  private async lastLines(replicaId: string): Promise<string> {
+    const row = await this.deps.db.replica.findUnique({ where: { id: replicaId } });
+    if (!row?.jobId) return "";
+    try {
+      const res = await this.deps.clients.log.readLogs({ jobId: row.jobId, tailLines: 5 });
+      const text = res.lines.map((l) => new TextDecoder().decode(l.data).replace(/\n$/, "")).join("\n");
+      return text ? `\nlast output of replica ${short(replicaId)}:\n${text}` : "";
+    } catch {
+      return "";
+    }
+  }
+}
+
+export type { Action };
