@@ -58,6 +58,22 @@ export interface CommandRecord {
   handle?: SavedHandle;
 }
 
+/** A service replica's bookkeeping (Assignment.service): what must survive an agent restart. */
+export interface ServiceRecord {
+  /** The port assigned at the attempt's start (assign_port), kept across restarts; 0: none. */
+  port: number;
+  /** The restart delay used last, ms (it doubles on each quick exit); unset before the first restart. */
+  delayMs?: number;
+  /** The run (command index) whose end delayMs was chosen for. */
+  delayFor?: number;
+  /**
+   * The last health event reported: its number n (event id
+   * `<attempt>:health-<n>`), sequence and HealthStatus. A restarted agent
+   * sends it again (Fleet applies it once) and numbers new ones after it.
+   */
+  health?: { n: number; sequence: number; state: string; message: string; since: string; restarts: number; port: number; time: string };
+}
+
 export interface LogFileRecord {
   bytes: number;
   sha256: string;
@@ -83,7 +99,13 @@ export interface Manifest {
   message?: string;
   exitCode?: number;
   signal?: string;
+  /**
+   * One record per run of a command. A service replica's last command is run
+   * again on every restart under the next index (cmd-NNN files of its own).
+   */
   commands: CommandRecord[];
+  /** Set when the attempt is a service replica. */
+  service?: ServiceRecord;
   /** Set when the bundle is closed: size and hash of each log file. */
   logs?: Record<string, LogFileRecord>;
   closed: boolean;

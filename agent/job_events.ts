@@ -4,7 +4,9 @@
 // right after it was written: Fleet confirms the events it has recorded with
 // EventAck, and until then the agent keeps each event and sends it again,
 // in the order it happened, after every Welcome. Event ids are deterministic
-// (`<attemptId>:<STATE>`), so an event sent twice is recorded once.
+// (`<attemptId>:<STATE>`, `<attemptId>:cmd-NNN` for a command's end,
+// `<attemptId>:health-<n>` for a service replica's n-th health report), so
+// an event sent twice is recorded once.
 //
 // JobHandler adds events; AgentWorker sends them (at once when a session is
 // up, otherwise after the next Welcome) and removes them on EventAck.
@@ -15,7 +17,9 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { AttemptState, JobEventSchema, type JobEvent } from "../gen/ts/drover/fleet/v1/agent_stream_pb.ts";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { CommandResultSchema, type CommandResult } from "../gen/ts/drover/common/v1/exec_pb.ts";
+import { HealthStatusSchema, type HealthStatus } from "../gen/ts/drover/common/v1/service_pb.ts";
 import type { CommandRecord } from "./bundle.ts";
+import type { HealthReport } from "./service_supervisor.ts";
 
 /** JobEvent.message holds at most this many characters (the proto's rule). */
 const MAX_MESSAGE_CHARS = 4_096;
@@ -27,7 +31,9 @@ const MAX_MESSAGE_CHARS = 4_096;
 export const MAX_PENDING_EVENTS = 10_000;
 
 /** The id of the event for an attempt reaching a state; the same every time, so resends are idempotent. */
-export function jobEventId(attemptId: string, state: AttemptState, commandIndex?: number): string {
+export function jobEventId(attemptId: string, state: AttemptState, commandIndex?: number, healthNumber?: number): string {
+  // A service replica's health reports are numbered 1, 2, 3... per attempt (the number survives agent restarts).
+  if (healthNumber !== undefined) return `${attemptId}:health-${healthNumber}`;
   // A command's end while the attempt runs on is an event of its own; the final event is named by the state.
   if (state === AttemptState.RUNNING && commandIndex !== undefined) return `${attemptId}:cmd-${String(commandIndex).padStart(3, "0")}`;
   return `${attemptId}:${AttemptState[state] ?? String(state)}`;
@@ -45,6 +51,13 @@ export interface JobEventFields {
   sequence?: number;
   /** How a command ended, when the event says so. */
   command?: CommandRecord;
+  /** A service replica's health, with the report's number n (1, 2, 3... per attempt): the event is `<attemptId>:health-<n>`. */
+  health?: NumberedHealth;
+}
+
+/** A health report and its number among the attempt's health reports. */
+export interface NumberedHealth extends HealthReport {
+  n: number;
 }
 
 /** Keeps reported JobEvents, in order, until Fleet confirms them. */
@@ -74,7 +87,7 @@ export class JobEventOutbox {
    * if it can). An event whose id is already waiting is not added again.
    */
   add(fields: JobEventFields): JobEvent {
-    const eventId = jobEventId(fields.attemptId, fields.state, fields.command?.index);
+    const eventId = jobEventId(fields.attemptId, fields.state, fields.command?.index, fields.health?.n);
     const known = this.pending.get(eventId);
     if (known) return known;
     const event = create(JobEventSchema, {
@@ -87,6 +100,7 @@ export class JobEventOutbox {
       time: timestampFromDate(fields.time ?? new Date()),
       sequence: fields.sequence ?? 0,
       ...(fields.command ? { command: commandResult(fields.command) } : {}),
+      ...(fields.health ? { health: healthStatus(fields.health) } : {}),
     });
     this.pending.set(eventId, event);
     while (this.pending.size > MAX_PENDING_EVENTS) {
@@ -131,5 +145,16 @@ export function commandResult(r: CommandRecord): CommandResult {
     ...(r.durationMs !== undefined ? { duration: durationFromMs(r.durationMs) } : {}),
     peakRssBytes: BigInt(r.peakRssBytes ?? 0),
     message: (r.failure ?? "").slice(0, MAX_MESSAGE_CHARS),
+  });
+}
+
+/** A health report as the stream's HealthStatus. */
+export function healthStatus(h: HealthReport): HealthStatus {
+  return create(HealthStatusSchema, {
+    state: h.state,
+    message: h.message.slice(0, MAX_MESSAGE_CHARS),
+    since: timestampFromDate(h.since),
+    restarts: h.restarts,
+    port: h.port,
   });
 }

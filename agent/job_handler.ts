@@ -5,7 +5,9 @@
 //   Offer      → decideOffer (bidding.ts) over the last machine sample, minus
 //                what running attempts reserved → Bid or Decline
 //   Assignment → a JobRunner, unless the attempt is known (running or ended
-//                recently): a second Assignment for it is ignored
+//                recently): a second Assignment for it is ignored; with
+//                `service` set, a replica that restarts its last command
+//                and reports its health until it is cancelled
 //   Cancel     → the runner's cancel (SIGTERM, SIGKILL after the grace)
 //   LogAck     → the LogShipper, which is also told of every bundle (new,
 //                resumed, or closed with logs not yet shipped) and of every
@@ -226,7 +228,9 @@ export class JobHandler implements WorkHandler {
       stateDir: this.o.stateDir,
       allowShell: this.o.allowShell,
       allowedRoots: this.o.allowedRoots,
-      timeoutMs: assignment.timeout ? durationMs(assignment.timeout) : undefined,
+      // A service replica runs until it is cancelled: no timeout.
+      timeoutMs: assignment.timeout && !assignment.service ? durationMs(assignment.timeout) : undefined,
+      service: assignment.service,
       timeoutGraceMs: this.o.timeoutGraceMs,
       assignment: toBinary(AssignmentSchema, assignment),
       hostname: this.o.hostname,
