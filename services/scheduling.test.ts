@@ -16,6 +16,7 @@ import { BidService, Candidate_Outcome } from "../gen/ts/drover/bid/v1/bid_servi
 import { AttemptState as Reported, type Assignment, type Cancel } from "../gen/ts/drover/fleet/v1/agent_stream_pb.ts";
 import { FleetService } from "../gen/ts/drover/fleet/v1/fleet_service_pb.ts";
 import { toJson } from "@bufbuild/protobuf";
+import { HealthState } from "../gen/ts/drover/common/v1/service_pb.ts";
 import { AttemptState, JobSchema, JobState, SchedulerService, type Job } from "../gen/ts/drover/scheduler/v1/scheduler_service_pb.ts";
 import { bearer } from "../lib/clients.ts";
 import { readDevConfig } from "../lib/config.ts";
@@ -342,6 +343,52 @@ describe("scheduling", () => {
     await scheduler.cancelJob({ id: ok.job!.id });
   });
 
+  it("refuses a service job that could end by itself, be a stage or a tick, or whose health could not be checked, naming the field, and stores nothing", async () => {
+    const counts = async () => [
+      (await scheduler.listJobs({ pageSize: 1000 })).jobs.length,
+      (await scheduler.listRuns({ pageSize: 1000 })).runs.length,
+      (await scheduler.listSchedules({ pageSize: 1000 })).schedules.length,
+    ];
+    const before = await counts();
+    const refused = async (p: Promise<unknown>, message: string) => {
+      const err = await p.then(() => assert.fail(`accepted; expected ${message}`), (e) => ConnectError.from(e));
+      assert.equal(err.code, Code.InvalidArgument, err.message);
+      assert.equal(err.rawMessage, message);
+    };
+    const service = { deployment: "web", revision: 1, replicaId: randomUUID() };
+    const job = (spec: Record<string, unknown>) => scheduler.submitJob({ spec: { exec, service, ...spec } });
+    const check = (c: Record<string, unknown>) => ({ ...service, healthCheck: { check: c } });
+    await refused(job({ runMode: { mode: { case: "nTimes", value: 3 } } }), "spec.service: a service job cannot have run_mode");
+    await refused(job({ runMode: { mode: { case: "forever", value: true } } }), "spec.service: a service job cannot have run_mode");
+    await refused(job({ timeout: { seconds: 60n } }), "spec.service: a service job cannot have timeout");
+    await refused(job({ service: check({ case: "tcp", value: { port: 0 } }) }), "spec.service.health_check.tcp.port: 0 needs assign_port");
+    await refused(job({ service: check({ case: "http", value: { port: 0, path: "/healthz" } }) }), "spec.service.health_check.http.port: 0 needs assign_port");
+    await refused(job({ service: check({ case: "command", value: { argv: ["curl", "-f", "localhost\0:80"] } }) }), "spec.service.health_check.command.argv[2]: contains a NUL byte");
+    // A service is no run stage and no schedule's tick.
+    await refused(
+      scheduler.submitRun({ spec: { stages: [{ name: "ok", job: { exec } }, { name: "web", job: { exec, service } }] } }),
+      "spec.stages[1].job.service: a stage runs once; a service job runs until cancelled and cannot be a stage",
+    );
+    await refused(
+      scheduler.createSchedule({ spec: { name: "svc", cron: "@daily", template: { case: "job", value: { exec, service } } } }),
+      "spec.job.service: a schedule's job runs once per tick; a service job runs until cancelled",
+    );
+    await refused(
+      scheduler.createSchedule({ spec: { name: "svc-run", cron: "@daily", template: { case: "run", value: { stages: [{ name: "web", job: { exec, service } }] } } } }),
+      "spec.run.stages[0].job.service: a stage runs once; a service job runs until cancelled and cannot be a stage",
+    );
+    assert.deepEqual(await counts(), before);
+    // What is right is taken: a check on the assigned port, a check on a fixed one, a command check.
+    for (const svc of [
+      { ...check({ case: "tcp", value: { port: 0 } }), assignPort: true },
+      check({ case: "http", value: { port: 8080, path: "/healthz" } }),
+      check({ case: "command", value: { argv: ["true"] } }),
+    ]) {
+      const ok = await job({ service: svc, constraints: { labels: { zone: "nowhere" } } });
+      await scheduler.cancelJob({ id: ok.job!.id });
+    }
+  });
+
   it("never shows a secret_env value back (GetJob, SubmitRun, GetSchedule), while the agent gets the real one", async () => {
     const a = await BiddingAgent.start({ pool: "secrets" });
     agents.push(a);
@@ -434,5 +481,159 @@ describe("scheduling", () => {
     for await (const res of scheduler.watchJob({ id: job!.id }, { timeoutMs: 10_000 })) seen.push(res.job!.state);
     assert.equal(seen[seen.length - 1], JobState.SUCCEEDED);
     assert.ok(seen.length >= 2, `saw ${seen.map((s) => JobState[s])}`);
+  });
+
+  it("runs a service replica: its spec and Assignment carry the service, it stays running through restarts, and its health is the latest the agent reported", async () => {
+    const result = (index: number, exitCode: number) => ({ index, exitCode, message: `exited with code ${exitCode}` });
+    const health = (state: HealthState, restarts: number, message = "") => ({ state, restarts, message, port: 31_000 });
+    const a = await BiddingAgent.start({ pool: "service" }, { run: (x, agent) => agent.report(x.attemptId, Reported.RUNNING) });
+    agents.push(a);
+    const service = {
+      deployment: "web",
+      revision: 3,
+      replicaId: randomUUID(),
+      assignPort: true,
+      healthCheck: { check: { case: "http" as const, value: { port: 0, path: "/healthz" } }, healthyThreshold: 2 },
+      restart: { initialDelay: { nanos: 100_000_000 } },
+    };
+    const key = `deploy:web:3:${service.replicaId}`;
+    const spec = { exec, service, constraints: { labels: { pool: "service" } }, retry: { maxRetries: 1, initialBackoff: { nanos: 10_000_000 } } };
+    const { job, created } = await scheduler.submitJob({ spec, idempotencyKey: key });
+    assert.equal(created, true);
+    const again = await scheduler.submitJob({ spec, idempotencyKey: key });
+    assert.deepEqual([again.job!.id, again.created], [job!.id, false], "the Deploy service's retried submission makes no second replica");
+
+    // A job auctioned before Bid saw a just-connected agent waits up to DROVER_WAIT_RETRY_MS (10 s).
+    const running = await until(job!.id, [JobState.RUNNING], 15_000);
+    assert.equal(running.spec?.service?.replicaId, service.replicaId, "the service is stored with the spec");
+    assert.equal(running.spec?.service?.healthCheck?.check.case, "http");
+    assert.equal(running.spec?.service?.assignPort, true);
+    const assignment = a.assignments.find((x) => x.jobId === job!.id)!;
+    assert.equal(assignment.service?.deployment, "web");
+    assert.equal(assignment.service?.revision, 3);
+    assert.equal(assignment.service?.replicaId, service.replicaId);
+    assert.equal(assignment.service?.healthCheck?.check.case === "http" && assignment.service.healthCheck.check.value.path, "/healthz");
+    assert.equal(assignment.service?.restart?.initialDelay?.nanos, 100_000_000);
+    assert.equal(assignment.timeout, undefined);
+
+    const send = (eventId: string, sequence: number, extra: Record<string, unknown>) =>
+      a.stream.send({ message: { case: "jobEvent", value: { eventId, attemptId: assignment.attemptId, state: Reported.RUNNING, sequence, ...extra } } });
+    const healthSeen = async (want: (j: Job) => boolean, what: string) =>
+      eventually(async () => {
+        const { job: j } = await scheduler.getJob({ id: job!.id });
+        return j && want(j) ? j : undefined;
+      }, 10_000, what);
+
+    // A watcher sees the health change like any other change of the job.
+    const watched: Job[] = [];
+    const watching = (async () => {
+      for await (const res of scheduler.watchJob({ id: job!.id }, { timeoutMs: 30_000 })) watched.push(res.job!);
+    })().catch(() => {});
+    await eventually(async () => (watched.length > 0 ? true : undefined), 5000, "the watch's first message");
+
+    // The process exits and restarts three times, more than the spec's one command; health comes out of order and twice.
+    send("h-4", 4, { health: health(HealthState.HEALTHY, 1) });
+    send("c-2", 2, { command: result(0, 1) });
+    send("h-3", 3, { health: health(HealthState.UNHEALTHY, 1, "exited with code 1") });
+    send("c-5", 5, { command: result(1, 1) });
+    send("c-6", 6, { command: result(2, 137) });
+    send("h-4", 4, { health: health(HealthState.HEALTHY, 1) });
+    const healthy = await healthSeen((j) => j.attempts[0]?.commands.length === 3 && j.attempts[0]?.health?.state === HealthState.HEALTHY, "three results and the health of sequence 4");
+    await new Promise((r) => setTimeout(r, 200)); // the late sequence 3 would have landed by now
+    const { job: settled } = await scheduler.getJob({ id: job!.id });
+    assert.equal(settled!.state, JobState.RUNNING, "a restart is not the end of a service's attempt");
+    assert.equal(settled!.attempts[0]!.state, AttemptState.RUNNING);
+    assert.deepEqual(settled!.attempts[0]!.commands.map((c) => [c.index, c.exitCode]), [[0, 1], [1, 1], [2, 137]]);
+    assert.deepEqual([settled!.attempts[0]!.health?.state, settled!.attempts[0]!.health?.restarts, settled!.attempts[0]!.health?.port], [HealthState.HEALTHY, 1, 31_000]);
+    assert.deepEqual(healthy.attempts[0]!.health, settled!.attempts[0]!.health);
+    await eventually(async () => (watched.some((j) => j.attempts[0]?.health?.state === HealthState.HEALTHY) ? true : undefined), 5000, "the watcher seeing the health");
+
+    // Health-only news: the watcher sees it, the state stays.
+    const seenBefore = watched.length;
+    send("h-7", 7, { health: health(HealthState.UNHEALTHY, 2, "GET /healthz: 503") });
+    await eventually(async () => (watched.slice(seenBefore).some((j) => j.attempts[0]?.health?.state === HealthState.UNHEALTHY) ? true : undefined), 5000, "the watcher seeing the unhealthy replica");
+    assert.equal(watched.at(-1)!.state, JobState.RUNNING);
+    assert.equal(watched.at(-1)!.attempts[0]!.health?.message, "GET /healthz: 503");
+
+    // The Deploy service's view: ListJobs by id, with each replica's latest attempt and its health.
+    const { jobs: listed } = await scheduler.listJobs({ ids: [job!.id] });
+    assert.deepEqual(listed.map((j) => [j.id, j.state, j.attempts.length, j.attempts[0]?.health?.state]), [[job!.id, JobState.RUNNING, 1, HealthState.UNHEALTHY]]);
+
+    // The agent cannot keep it up: a failed attempt retries per policy, elsewhere or here.
+    a.report(assignment.attemptId, Reported.FAILED, 1);
+    const retried = await healthSeen((j) => j.attempts.length === 2 && j.state === JobState.RUNNING, "the second attempt running");
+    assert.deepEqual(retried.attempts.map((x) => AttemptState[x.state]), ["FAILED", "RUNNING"]);
+    assert.equal(retried.attempts[1]!.health, undefined, "a new attempt starts with no health");
+    const second = a.assignments.find((x) => x.jobId === job!.id && x.attemptId !== assignment.attemptId)!;
+    assert.equal(second.service?.replicaId, service.replicaId);
+    // A health report from the failed attempt changes nothing now.
+    send("h-8", 8, { health: health(HealthState.HEALTHY, 3) });
+    await eventually(async () => (a.eventsAcked.has("h-8") ? true : undefined), 10_000, "the late health event applied");
+
+    // Stopping a replica is CancelJob.
+    await scheduler.cancelJob({ id: job!.id, reason: "scaled down" });
+    const cancelled = await until(job!.id, [JobState.CANCELLED]);
+    assert.equal(cancelled.endReason, "scaled down");
+    assert.equal(cancelled.attempts[0]!.health?.state, HealthState.UNHEALTHY, "the ended attempt keeps the last health it had while live");
+    assert.ok(a.cancels.some((c) => c.attemptId === second.attemptId));
+    await watching;
+    assert.equal(watched.at(-1)!.state, JobState.CANCELLED);
+  });
+
+  it("places a service replica elsewhere when its agent vanishes, and honours the job's pinned and avoided agents", async () => {
+    const service = { deployment: "api", revision: 1, replicaId: randomUUID() };
+    const hold = (x: Assignment, agent: BiddingAgent) => agent.report(x.attemptId, Reported.RUNNING);
+    const first = await BiddingAgent.start({ pool: "svc-lost" }, { run: hold });
+    const { job } = await scheduler.submitJob({ spec: { exec, service, constraints: { labels: { pool: "svc-lost" } } } });
+    // A job auctioned before Bid saw a just-connected agent waits up to DROVER_WAIT_RETRY_MS (10 s).
+    await until(job!.id, [JobState.RUNNING], 15_000);
+    await first.vanish();
+    const second = await BiddingAgent.start({ pool: "svc-lost" }, { run: hold });
+    agents.push(second);
+    const moved = await eventually(async () => {
+      const { job: j } = await scheduler.getJob({ id: job!.id });
+      return j?.state === JobState.RUNNING && j.attempts.length === 2 ? j : undefined;
+    }, 20_000, "the replica running on the second agent");
+    assert.deepEqual(moved.attempts.map((x) => [AttemptState[x.state], x.agentId]), [["LOST", first.id], ["RUNNING", second.id]]);
+    await scheduler.cancelJob({ id: job!.id });
+    await until(job!.id, [JobState.CANCELLED]);
+
+    // Pinned to one agent of three able to run it; then avoiding two of three.
+    const pool = [await BiddingAgent.start({ pool: "pins" }), await BiddingAgent.start({ pool: "pins" }), await BiddingAgent.start({ pool: "pins" })];
+    agents.push(...pool);
+    const pinned = await scheduler.submitJob({ spec: { exec, constraints: { labels: { pool: "pins" }, agentIds: [pool[1]!.id] } } });
+    assert.equal((await until(pinned.job!.id, [JobState.SUCCEEDED], 15_000)).attempts[0]!.agentId, pool[1]!.id);
+    const explained = await bid.explainPlacement({ jobId: pinned.job!.id });
+    assert.match(explained.explanation, /not one of the agents the job is pinned to/);
+    const avoiding = await scheduler.submitJob({ spec: { exec, constraints: { labels: { pool: "pins" }, avoidAgentIds: [pool[0]!.id, pool[2]!.id] } } });
+    assert.equal((await until(avoiding.job!.id, [JobState.SUCCEEDED], 15_000)).attempts[0]!.agentId, pool[1]!.id);
+    assert.match((await bid.explainPlacement({ jobId: avoiding.job!.id })).explanation, /2 avoided by the job/);
+    // Pinned to an agent that is gone: it waits, and says why.
+    const gone = await scheduler.submitJob({ spec: { exec, constraints: { agentIds: [first.id] } } });
+    const waiting = await eventually(async () => {
+      const { job: j } = await scheduler.getJob({ id: gone.job!.id });
+      return j && /no eligible agent/.test(j.waitReason) ? j : undefined;
+    }, 10_000, "a wait reason");
+    assert.match(waiting.waitReason, /not one of the agents the job is pinned to/);
+    assert.match(waiting.waitReason, /1 (offline|pinned by the job but not registered)/);
+    await scheduler.cancelJob({ id: gone.job!.id });
+  });
+
+  it("lists jobs by id: all of them in one page whatever the page size, only those, in a stable order", async () => {
+    const spec = { exec, constraints: { labels: { zone: "nowhere" } } };
+    const ids = await Promise.all(Array.from({ length: 150 }, async () => (await scheduler.submitJob({ spec })).job!.id));
+    const asked = [...ids, randomUUID(), ids[0]!];
+    for (const pageSize of [0, 10, 1000]) {
+      const { jobs, nextPageToken } = await scheduler.listJobs({ ids: asked, pageSize });
+      assert.equal(nextPageToken, "", `page_size ${pageSize}: one page`);
+      assert.deepEqual(jobs.map((j) => j.id).sort(), [...ids].sort(), `page_size ${pageSize}: the 150 jobs, each once; the unknown id is missing`);
+    }
+    const one = await scheduler.listJobs({ ids: asked });
+    const two = await scheduler.listJobs({ ids: [...asked].reverse() });
+    assert.deepEqual(one.jobs.map((j) => j.id), two.jobs.map((j) => j.id), "the order does not depend on the request's");
+    assert.deepEqual((await scheduler.listJobs({ ids: asked, state: JobState.RUNNING })).jobs, [], "with the state filter too");
+    const err = await scheduler.listJobs({ ids: ["not-a-uuid"] }).then(() => assert.fail("accepted"), (e) => ConnectError.from(e));
+    assert.equal(err.code, Code.InvalidArgument);
+    await Promise.all(ids.map((id) => scheduler.cancelJob({ id })));
   });
 });

@@ -63,7 +63,9 @@ function needsOf(job: PlaceableJob): JobNeeds {
     resources: res(spec.resources),
     labels: { ...(spec.constraints?.labels ?? {}) },
     drivers: [...(spec.constraints?.drivers ?? [])],
-    avoidAgentIds: job.previousAgentIds,
+    agentIds: [...(spec.constraints?.agentIds ?? [])],
+    avoidAgentIds: [...(spec.constraints?.avoidAgentIds ?? [])],
+    previousAgentIds: job.previousAgentIds,
   };
 }
 
@@ -131,9 +133,11 @@ export class Auctioneer {
     const random = this.deps.random ?? Math.random;
     const now = Date.now();
     const views = [...this.agents.values()].map((a) => this.current(a, now));
+    // Pinned jobs look their agents up here instead of passing over the fleet.
+    const byId = jobs.some((j) => (j.spec?.constraints?.agentIds.length ?? 0) > 0) ? new Map(views.map((v) => [v.id, v])) : undefined;
     const auctions = jobs.map((job) => {
       const needs = needsOf(job);
-      const selection: CandidateSelection = selectCandidates(views, needs, settings.offersPerJob, random);
+      const selection: CandidateSelection = selectCandidates(views, needs, settings.offersPerJob, random, byId);
       return { job, needs, selection, auctionId: randomUUID(), offers: selection.offered.map((a, i) => ({ agentId: a.id, offerId: `${job.claimId}:${i}` })) };
     });
     const offers = auctions.flatMap((a) =>

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import {
+  AVOIDED,
   BID_WEIGHT,
   FIT_WEIGHT,
   available,
@@ -9,6 +10,8 @@ import {
   explainNoWinner,
   fit,
   ineligibility,
+  NOT_PINNED,
+  PINNED_UNKNOWN,
   requiredDrivers,
   sampleBound,
   selectCandidates,
@@ -165,14 +168,14 @@ describe("selectCandidates", () => {
 
   it("offers an agent of a previous attempt only after every other eligible agent", () => {
     const agents = [agent("a-1", { free: res(1, 1, 100) }), agent("a-2"), agent("a-3")];
-    const retry = job({ avoidAgentIds: ["a-1", "a-3"] });
+    const retry = job({ previousAgentIds: ["a-1", "a-3"] });
     assert.deepEqual(ids(selectCandidates(agents, retry, 3, never).offered), ["a-2", "a-1", "a-3"]);
     assert.deepEqual(ids(selectCandidates(agents, retry, 1, never).offered), ["a-2"]);
   });
 
   it("still offers an avoided agent when it is the only eligible one", () => {
     const agents = [agent("a-1"), agent("a-2", { status: "offline" })];
-    assert.deepEqual(ids(selectCandidates(agents, job({ avoidAgentIds: ["a-1"] }), 2, never).offered), ["a-1"]);
+    assert.deepEqual(ids(selectCandidates(agents, job({ previousAgentIds: ["a-1"] }), 2, never).offered), ["a-1"]);
   });
 
   it("counts reserved resources, so an agent already promised away is not offered", () => {
@@ -323,7 +326,7 @@ describe("decide", () => {
   });
 
   it("chooses an agent of a previous attempt only when no other agent bid", () => {
-    const retry = job({ avoidAgentIds: ["a-1"] });
+    const retry = job({ previousAgentIds: ["a-1"] });
     const d = decide(retry, offered, [bid("a-1", 1), bid("a-2", 0.1)]);
     assert.equal(d.winnerAgentId, "a-2");
     assert.equal(d.candidates[1]!.reason, "ran a previous attempt; a-2 preferred");
@@ -372,3 +375,76 @@ describe("decide", () => {
     assert.equal(explainNoWinner(d), "no agent was offered the job");
   });
 });
+
+describe("agents the job is pinned to or avoids", () => {
+  it("rules out an agent the job is not pinned to, and one it avoids, in words a user can read", () => {
+    assert.equal(NOT_PINNED, "not one of the agents the job is pinned to");
+    assert.equal(AVOIDED, "avoided by the job");
+    assert.equal(ineligibility(agent("a-1"), job({ agentIds: ["a-2"] })), "not one of the agents the job is pinned to");
+    assert.equal(ineligibility(agent("a-2"), job({ agentIds: ["a-2", "a-3"] })), null);
+    assert.equal(ineligibility(agent("a-1"), job({ avoidAgentIds: ["a-1"] })), "avoided by the job");
+    assert.equal(ineligibility(agent("a-1"), job({ agentIds: [], avoidAgentIds: [] })), null, "empty lists constrain nothing");
+  });
+
+  it("lets an avoid win over a pin, and names the job's choice before the agent's own state", () => {
+    assert.equal(ineligibility(agent("a-1"), job({ agentIds: ["a-1"], avoidAgentIds: ["a-1"] })), AVOIDED);
+    assert.equal(ineligibility(agent("a-1", { status: "offline" }), job({ agentIds: ["a-2"] })), NOT_PINNED);
+    assert.equal(ineligibility(agent("a-1", { schedulability: "draining" }), job({ agentIds: ["a-1"] })), "draining");
+  });
+
+  it("offers a job pinned to one agent out of 10,000 to that agent, without sampling, with or without an index by id", () => {
+    const agents = fleet(10_000);
+    const pinned = job({ agentIds: ["a-7777"] });
+    const index = new Map(agents.map((a) => [a.id, a]));
+    for (const sel of [selectCandidates(agents, pinned, 3, never), selectCandidates(agents, pinned, 3, never, index)]) {
+      assert.deepEqual(ids(sel.offered), ["a-7777"]);
+      assert.equal(sel.eligibleCount, 1);
+      assert.equal(sel.examined, 10_000);
+      assert.deepEqual(sel.ineligible, [{ reason: NOT_PINNED, count: 9_999, exampleAgentIds: ["a-0", "a-1", "a-2", "a-3", "a-4"] }]);
+    }
+  });
+
+  it("finds every pinned agent however many are eligible, and still puts a previous attempt's agent last", () => {
+    const agents = fleet(10_000, (i) => (i === 42 ? { free: res(2, 2, 100) } : {}));
+    const sel = selectCandidates(agents, job({ agentIds: ["a-9999", "a-42", "a-0"], previousAgentIds: ["a-42"] }), 3, seeded(5));
+    assert.deepEqual(ids(sel.offered), ["a-0", "a-9999", "a-42"], "a-42 fits best but ran a previous attempt");
+  });
+
+  it("explains why a pinned job waits: its agent cannot take it, or Fleet does not know it", () => {
+    const agents = fleet(100, (i) => (i === 3 ? { schedulability: "draining" } : {}));
+    const draining = selectCandidates(agents, job({ agentIds: ["a-3"] }), 3, never);
+    assert.deepEqual(draining.offered, []);
+    assert.equal(explainNoCandidates(draining), "no eligible agent: 99 not one of the agents the job is pinned to, 1 draining");
+
+    const gone = selectCandidates(agents, job({ agentIds: ["a-3", "deleted-1", "deleted-0"] }), 3, never);
+    assert.deepEqual(gone.ineligible.find((g) => g.reason === PINNED_UNKNOWN), { reason: PINNED_UNKNOWN, count: 2, exampleAgentIds: ["deleted-0", "deleted-1"] });
+    assert.equal(explainNoCandidates(gone), "no eligible agent: 99 not one of the agents the job is pinned to, 2 pinned by the job but not registered, 1 draining");
+    assert.equal(explainNoCandidates(selectCandidates([], job({ agentIds: ["a-3"] }), 3, never)), "no eligible agent: no agents are registered");
+  });
+
+  it("never offers an avoided agent, even the best fit or the only one left, unlike a previous attempt's agent", () => {
+    const agents = [agent("a-1", { free: res(1, 1, 100) }), agent("a-2"), agent("a-3")];
+    const sel = selectCandidates(agents, job({ avoidAgentIds: ["a-1"] }), 3, never);
+    assert.deepEqual(ids(sel.offered), ["a-2", "a-3"]);
+    assert.deepEqual(sel.ineligible, [{ reason: AVOIDED, count: 1, exampleAgentIds: ["a-1"] }]);
+    const only = selectCandidates([agent("a-1"), agent("a-2", { status: "offline" })], job({ avoidAgentIds: ["a-1"] }), 2, never);
+    assert.deepEqual(only.offered, []);
+    assert.equal(explainNoCandidates(only), "no eligible agent: 1 avoided by the job, 1 offline");
+  });
+
+  it("never offers avoided agents sampled from 10,000, and says so in the auction's summary", () => {
+    // The 64 agents it avoids fit best, and this source samples them first (all the sample bound
+    // allows): the sample holds no eligible agent, the full scan finds others, none avoided is offered.
+    const agents = fleet(10_000, (i) => (i < 64 ? { free: res(1, 1, 100) } : {}));
+    const avoidAgentIds = agents.slice(0, 64).map((a) => a.id);
+    const avoiding = job({ avoidAgentIds });
+    const sel = selectCandidates(agents, avoiding, 3, () => 0);
+    assert.equal(sel.offered.length, 3);
+    assert.ok(sel.offered.every((a) => !avoidAgentIds.includes(a.id)), `offered ${ids(sel.offered)}`);
+    assert.equal(sampleBound(3), 64);
+    assert.equal(sel.examined, 10_000);
+    const d = decide(avoiding, sel.offered, [bid(sel.offered[0]!.id, 1)], sel);
+    assert.match(d.summary, /; 64 agents ineligible \(64 avoided by the job\)$/);
+  });
+});
+

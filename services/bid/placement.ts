@@ -9,7 +9,9 @@
 // The fleet may hold 10,000 agents, so selection never scores them all when
 // it does not have to ("power of k choices"): it samples a bounded number of
 // distinct agents at random, and only scans the whole fleet when the sample
-// holds fewer than k eligible agents (a rare label, a nearly full fleet).
+// holds fewer than k eligible agents (a rare label, a nearly full fleet). A
+// job pinned to agents (Constraints.agent_ids, at most 64) is not sampled at
+// all: only its pinned agents are examined, found by id.
 
 /** Resources in the units agents report; 0 means "no requirement" in a job. */
 export interface Res {
@@ -43,8 +45,12 @@ export interface JobNeeds {
   labels: Record<string, string>;
   /** Further drivers the agent must have, besides `driver`. */
   drivers: string[];
-  /** Agents of previous attempts: offered and chosen only after every other eligible agent. */
+  /** Only these agents may run it (Constraints.agent_ids); empty or unset: any. */
+  agentIds?: string[];
+  /** These agents may never run it (Constraints.avoid_agent_ids). */
   avoidAgentIds?: string[];
+  /** Agents of previous attempts: offered and chosen only after every other eligible agent. */
+  previousAgentIds?: string[];
 }
 
 /** The agents offered a job, and what the selection saw on the way. */
@@ -53,9 +59,17 @@ export interface CandidateSelection {
   offered: AgentView[];
   /** Eligible agents among those examined. */
   eligibleCount: number;
-  /** Agents whose eligibility was checked: bounded when sampling sufficed, all agents after a full scan. */
+  /**
+   * Agents whose eligibility was checked: bounded when sampling sufficed,
+   * all agents after a full scan or for a pinned job (the agents it is not
+   * pinned to are judged by their ids alone).
+   */
   examined: number;
-  /** Examined agents that could not take the job, grouped by reason, largest group first. */
+  /**
+   * Examined agents that could not take the job, grouped by reason, largest
+   * group first; and, for a pinned job, the pinned agents Fleet does not
+   * know (PINNED_UNKNOWN), which were not examined.
+   */
   ineligible: { reason: string; count: number; exampleAgentIds: string[] }[];
 }
 
@@ -82,6 +96,13 @@ export interface Decision {
   candidates: Outcome[];
   summary: string;
 }
+
+/** Why an agent may not run a job pinned to other agents. */
+export const NOT_PINNED = "not one of the agents the job is pinned to";
+/** Why an agent may not run a job that avoids it. */
+export const AVOIDED = "avoided by the job";
+/** The group of a pinned job's agents that Fleet does not know (never registered, or deleted). */
+export const PINNED_UNKNOWN = "pinned by the job but not registered";
 
 /** Below this many agents a full scan is as cheap as sampling, and gives the exact picture. */
 export const FULL_SCAN_BELOW = 64;
@@ -120,7 +141,12 @@ interface Verdict {
 // spends one of k offers on an agent that likely will not answer, and if it
 // does answer, the job lands somewhere we may lose sight of in seconds. A job
 // waiting a few seconds for a healthy agent is the cheaper mistake.
+//
+// The job's own choice of agents comes first: for an agent the job may never
+// run on, whether it is online or full is beside the point.
 function verdict(agent: AgentView, job: JobNeeds): Verdict | null {
+  if (job.agentIds?.length && !job.agentIds.includes(agent.id)) return same(NOT_PINNED);
+  if (job.avoidAgentIds?.includes(agent.id)) return same(AVOIDED);
   if (agent.status === "offline") return same("offline");
   if (agent.status === "stale") return same("stale (no recent heartbeat)");
   if (agent.schedulability === "draining") return same("draining");
@@ -163,7 +189,7 @@ function same(reason: string): Verdict {
   return { detail: reason, group: reason };
 }
 
-/** Why the agent cannot take the job, in words; null when it can. Checks liveness, schedulability, labels, drivers, then free minus reserved resources. */
+/** Why the agent cannot take the job, in words; null when it can. Checks the job's pins and avoids, liveness, schedulability, labels, drivers, then free minus reserved resources. */
 export function ineligibility(agent: AgentView, job: JobNeeds): string | null {
   return verdict(agent, job)?.detail ?? null;
 }
@@ -224,15 +250,25 @@ export function fit(agent: AgentView, job: JobNeeds): number {
 /**
  * The best k eligible agents to offer the job, from a bounded random sample
  * when the fleet is large, from everyone when it is small or when the sample
- * found fewer than k. Agents in avoidAgentIds come after all others; within
- * each, higher fit first, then agent id.
+ * found fewer than k, from its pinned agents alone when it is pinned. Agents
+ * in previousAgentIds come after all others; within each, higher fit first,
+ * then agent id.
  *
  * Sampling draws distinct agents uniformly (a lazy Fisher-Yates shuffle, so no
  * draw is wasted on a repeat) and stops early once it holds 2k eligible
  * agents: twice as many choices as offers is what makes "power of k choices"
  * place well, and more buys little. It never examines more than sampleBound(k).
+ *
+ * `byId`, the same agents by id, lets a pinned job find its agents without a
+ * pass over the fleet; without it they are found by one.
  */
-export function selectCandidates(agents: readonly AgentView[], job: JobNeeds, k: number, random: () => number): CandidateSelection {
+export function selectCandidates(
+  agents: readonly AgentView[],
+  job: JobNeeds,
+  k: number,
+  random: () => number,
+  byId?: ReadonlyMap<string, AgentView>,
+): CandidateSelection {
   const want = offerCount(k);
   const eligible: AgentView[] = [];
   const groups = new Map<string, { reason: string; count: number; exampleAgentIds: string[] }>();
@@ -251,7 +287,26 @@ export function selectCandidates(agents: readonly AgentView[], job: JobNeeds, k:
     if (g.exampleAgentIds.length < 5) g.exampleAgentIds.push(agent.id);
   };
 
-  if (agents.length <= FULL_SCAN_BELOW) {
+  if (job.agentIds?.length) {
+    // Sampling could miss the one agent in 10,000 the job may run on, and a
+    // full scan would judge 10,000 agents to find it: look the pins up.
+    const pins = new Set(job.agentIds);
+    const pinned = byId ? [...pins].flatMap((id) => byId.get(id) ?? []) : agents.filter((a) => pins.has(a.id));
+    for (const agent of pinned) examine(agent);
+    const others = agents.length - pinned.length;
+    if (others > 0) {
+      const exampleAgentIds: string[] = [];
+      for (const agent of agents) {
+        if (exampleAgentIds.length === 5) break;
+        if (!pins.has(agent.id)) exampleAgentIds.push(agent.id);
+      }
+      groups.set(NOT_PINNED, { reason: NOT_PINNED, count: others, exampleAgentIds });
+      examined += others;
+    }
+    const known = new Set(pinned.map((a) => a.id));
+    const unknown = [...pins].filter((id) => !known.has(id)).sort(compareIds);
+    if (unknown.length > 0) groups.set(PINNED_UNKNOWN, { reason: PINNED_UNKNOWN, count: unknown.length, exampleAgentIds: unknown.slice(0, 5) });
+  } else if (agents.length <= FULL_SCAN_BELOW) {
     for (const agent of agents) examine(agent);
   } else {
     const n = agents.length;
@@ -272,7 +327,7 @@ export function selectCandidates(agents: readonly AgentView[], job: JobNeeds, k:
     }
   }
 
-  const avoid = new Set(job.avoidAgentIds ?? []);
+  const avoid = new Set(job.previousAgentIds ?? []);
   const ranked = eligible
     .map((agent) => ({ agent, avoided: avoid.has(agent.id), fit: fit(agent, job) }))
     .sort((a, b) => Number(a.avoided) - Number(b.avoided) || b.fit - a.fit || compareIds(a.agent.id, b.agent.id));
@@ -299,7 +354,7 @@ export function explainNoCandidates(selection: CandidateSelection): string {
  * outcome and a summary. The score of a bid is
  * BID_WEIGHT × bid score + FIT_WEIGHT × fit, bid scores clamped to 0..1.
  *
- * Ranking matches selection: an agent in avoidAgentIds wins only when no other
+ * Ranking matches selection: an agent in previousAgentIds wins only when no other
  * agent bid, then higher score, then agent id (so equal scores always pick
  * the same agent). Answers from agents that were not offered the job, and
  * answers after an agent's first, are ignored; an answer carrying a decline
@@ -309,7 +364,7 @@ export function explainNoCandidates(selection: CandidateSelection): string {
 export function decide(job: JobNeeds, offered: readonly AgentView[], answers: readonly Answer[], selection?: CandidateSelection): Decision {
   const answerOf = new Map<string, Answer>();
   for (const a of answers) if (!answerOf.has(a.agentId)) answerOf.set(a.agentId, a);
-  const avoid = new Set(job.avoidAgentIds ?? []);
+  const avoid = new Set(job.previousAgentIds ?? []);
 
   const bids: { agentId: string; score: number; avoided: boolean }[] = [];
   const declines: Outcome[] = [];

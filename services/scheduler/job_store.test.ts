@@ -92,6 +92,72 @@ function contract(name: string, open: () => Promise<Database & { cleanup?: () =>
       assert.deepEqual(stored!.commands, [result(0, 0), result(1, 0), result(2, 2, "exited with code 2")]);
       assert.deepEqual((await store.attemptsWithJobs([attempt.id]))[0]!.attempt.commands, stored!.commands);
     });
+
+    // A service replica's attempt: a one-command spec whose agent reports a
+    // result per process exit and restart, and its health as it changes.
+    async function runningAttempt(agentId: string) {
+      const [inserted] = await store.insert([job(null)]);
+      const claimed = (await store.claim(100, 60_000)).find((c) => c.job.id === inserted!.job.id)!.job;
+      const [assigned] = await store.assign([{ jobId: claimed.id, claimId: claimed.claimId!, agentId, auctionId: null, attemptId: crypto.randomUUID() }], 60_000);
+      return assigned!.attempt;
+    }
+    const healthOf = async (attemptId: string) => {
+      const [x] = await store.attemptsWithJobs([attemptId]);
+      const [row] = await db.prismaFor("scheduler").$queryRawUnsafe<{ seq: string | null }[]>(`SELECT health_sequence::text AS seq FROM "scheduler"."attempts" WHERE id = $1::uuid`, attemptId);
+      return { health: x!.attempt.health, sequence: row!.seq === null ? null : Number(row!.seq) };
+    };
+
+    it("keeps a service's command results past the spec's command count, one per index", async () => {
+      const attempt = await runningAttempt("ag_svc");
+      const report = (index: number) => ({ attemptId: attempt.id, agentId: "ag_svc", result: { index, exitCode: 1 } });
+      await store.recordCommands([report(0), report(1)]);
+      assert.deepEqual([...(await store.recordCommands([report(7), report(2), report(1)]))], [attempt.jobId]);
+      assert.deepEqual((await store.attemptsOf(attempt.jobId))[0]!.commands.map((c) => (c as { index: number }).index), [0, 1, 2, 7]);
+    });
+
+    it("keeps the health of the greatest sequence from the attempt's agent while it is live, whatever order the events come in", async () => {
+      const attempt = await runningAttempt("ag_h");
+      const h = (sequence: number, state: string, agentId = "ag_h") => ({ attemptId: attempt.id, agentId, sequence, health: { state, restarts: sequence } });
+      // One batch: two reports of the attempt (the greater wins), a stranger's with a greater sequence, and a result.
+      const changed = await store.recordReports([{ attemptId: attempt.id, agentId: "ag_h", result: { index: 0, exitCode: 0 } }], [h(3, "HEALTH_STATE_HEALTHY"), h(2, "HEALTH_STATE_UNHEALTHY"), h(9, "HEALTH_STATE_UNHEALTHY", "ag_other")]);
+      assert.deepEqual([...changed], [attempt.jobId]);
+      assert.deepEqual(await healthOf(attempt.id), { health: { state: "HEALTH_STATE_HEALTHY", restarts: 3 }, sequence: 3 });
+      assert.equal((await store.attemptsOf(attempt.jobId))[0]!.commands.length, 1, "the result was recorded by the same statement");
+
+      // Late (sequence 2) and resent (sequence 3, other words): nothing changes, no job is said to have changed.
+      assert.deepEqual([...(await store.recordReports([], [h(2, "HEALTH_STATE_UNHEALTHY")]))], []);
+      assert.deepEqual([...(await store.recordReports([], [{ ...h(3, "HEALTH_STATE_UNHEALTHY") }]))], []);
+      assert.deepEqual((await healthOf(attempt.id)).health, { state: "HEALTH_STATE_HEALTHY", restarts: 3 });
+
+      // Newer news is taken; sequences past 2^31 (uint32) too.
+      await store.recordReports([], [h(4, "HEALTH_STATE_UNHEALTHY")]);
+      assert.deepEqual(await healthOf(attempt.id), { health: { state: "HEALTH_STATE_UNHEALTHY", restarts: 4 }, sequence: 4 });
+      await store.recordReports([], [h(4_000_000_000, "HEALTH_STATE_HEALTHY")]);
+      assert.equal((await healthOf(attempt.id)).sequence, 4_000_000_000);
+
+      // Once the attempt ended, health reports change nothing.
+      await store.applyAttemptChanges([{ attemptId: attempt.id, agentId: "ag_h", fromState: "assigned", state: "cancelled", endedAt: new Date(), job: { state: "cancelled", ended: true } }]);
+      assert.deepEqual([...(await store.recordReports([], [h(4_000_000_001, "HEALTH_STATE_UNHEALTHY")]))], []);
+      assert.equal((await healthOf(attempt.id)).sequence, 4_000_000_000);
+      assert.equal((await store.attemptsOf(attempt.jobId))[0]!.state, "cancelled", "health never moves the state");
+    });
+
+    it("lists only the jobs asked for by id, newest first, with each one's latest attempt", async () => {
+      const inserted = await store.insert([job(null), job(null), job(null)]);
+      const [a, b, c] = inserted.map((r) => r.job);
+      const listed = await store.list({ limit: 10, ids: [a!.id, c!.id, crypto.randomUUID()] });
+      // One INSERT gives them one created_at: newest first then means by id, descending.
+      assert.deepEqual(listed.map((r) => r.id), [a!.id, c!.id].sort().reverse());
+      assert.deepEqual(await store.list({ limit: 10, ids: [b!.id], state: "running" }), [], "the state filter applies too");
+
+      const first = await runningAttempt("ag_l1");
+      await store.applyAttemptChanges([{ attemptId: first.id, agentId: "ag_l1", fromState: "assigned", state: "lost", endedAt: new Date(), job: { state: "pending", releaseAttempt: true, lostInc: 1 } }]);
+      const again = (await store.claim(100, 60_000)).find((x) => x.job.id === first.jobId)!.job;
+      const [second] = await store.assign([{ jobId: again.id, claimId: again.claimId!, agentId: "ag_l2", auctionId: null, attemptId: crypto.randomUUID() }], 60_000);
+      const latest = await store.latestAttempts([first.jobId, b!.id]);
+      assert.deepEqual([...latest.keys()], [first.jobId], "a job never placed has none");
+      assert.deepEqual([latest.get(first.jobId)!.id, latest.get(first.jobId)!.number], [second!.attempt.id, 2]);
+    });
   });
 }
 

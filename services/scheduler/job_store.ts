@@ -60,6 +60,8 @@ export interface AttemptRow {
   leaseExpiresAt: Date;
   /** How each command that ran ended: CommandResults in proto JSON form, with "index" always present, in index order. */
   commands: unknown[];
+  /** A service replica's health (HealthStatus in proto JSON form) as its agent last reported it; null before. */
+  health: unknown | null;
 }
 
 export const JOB_COLUMNS = `j.id::text AS id, j.state, j.spec, j.priority, j.idempotency_key AS "idempotencyKey",
@@ -74,7 +76,7 @@ export const JOB_COLUMNS = `j.id::text AS id, j.state, j.spec, j.priority, j.ide
 
 const ATTEMPT_COLUMNS = `a.id::text AS id, a.job_id::text AS "jobId", a.number, a.agent_id AS "agentId", a.state,
   a.auction_id::text AS "auctionId", a.created_at AS "createdAt", a.started_at AS "startedAt", a.ended_at AS "endedAt",
-  a.exit_code AS "exitCode", a.signal, a.reason, a.lease_expires_at AS "leaseExpiresAt", a.commands`;
+  a.exit_code AS "exitCode", a.signal, a.reason, a.lease_expires_at AS "leaseExpiresAt", a.commands, a.health`;
 
 /** States a job ends in. */
 export const FINAL_JOB_STATES = ["succeeded", "failed", "cancelled", "timed_out", "dead"] as const;
@@ -162,6 +164,14 @@ export interface AttemptChange {
   job?: JobChange;
 }
 
+/** A service replica's health (a HealthStatus in proto JSON form) as its attempt's agent reported it, with the event's sequence. */
+export interface HealthReport {
+  attemptId: string;
+  agentId: string;
+  sequence: number;
+  health: Record<string, unknown>;
+}
+
 /** One command's result (a CommandResult in proto JSON form, "index" always present) as its attempt's agent reported it. */
 export interface CommandReport {
   attemptId: string;
@@ -229,9 +239,22 @@ export class JobStore {
     return rows[0] ? jobRow(rows[0]) : null;
   }
 
-  /** Newest first, after the job `afterId` when given. */
-  async list(opts: { state?: string; limit: number; afterId?: string }): Promise<JobRow[]> {
+  /** Newest first, after the job `afterId` when given; only the jobs `ids` when given. */
+  async list(opts: { state?: string; limit: number; afterId?: string; ids?: readonly string[] }): Promise<JobRow[]> {
     return (await newestFirst<JobRow>(this.db, `"scheduler"."jobs"`, "j", JOB_COLUMNS, opts)).map(jobRow);
+  }
+
+  /** Each job's latest attempt (the highest number), by job id; jobs never placed have none. */
+  async latestAttempts(jobIds: readonly string[]): Promise<Map<string, AttemptRow>> {
+    if (jobIds.length === 0) return new Map();
+    // DISTINCT ON with (job_id, number DESC) reads one row per job from the (job_id, number) unique index.
+    const rows = await this.db.$queryRawUnsafe<AttemptRow[]>(
+      `SELECT DISTINCT ON (a.job_id) ${ATTEMPT_COLUMNS} FROM "scheduler"."attempts" a
+        WHERE a.job_id IN (SELECT t.id::uuid FROM jsonb_array_elements_text($1::jsonb) AS t(id))
+        ORDER BY a.job_id, a.number DESC`,
+      JSON.stringify([...new Set(jobIds)]),
+    );
+    return new Map(rows.map((r) => [r.jobId, attemptRow(r)]));
   }
 
   async attemptsOf(jobId: string): Promise<AttemptRow[]> {
@@ -542,38 +565,67 @@ export class JobStore {
     return { attempts: new Set(rows.map((r) => r.attempt_id)), jobs: new Set(rows.flatMap((r) => (r.job_id ? [r.job_id] : []))) };
   }
 
+  /** Records command results alone (recordReports without health). */
+  recordCommands(reports: readonly CommandReport[]): Promise<Set<string>> {
+    return this.recordReports(reports, []);
+  }
+
   /**
-   * Records command results into their attempts' commands in one
-   * statement, each only from the agent the attempt was assigned to and
-   * whatever the attempt's state (a result is a fact about what ran, even
-   * when it arrives with or after the final event). Idempotent by index: a
-   * result already stored is kept, so one reported again (a resent event)
-   * changes nothing. The merge is computed in the UPDATE from the row it
-   * writes, so a concurrent writer's results are not lost. Resolves the ids
-   * of the jobs whose attempts gained a result.
+   * Records what job events report besides a change of state, in one
+   * statement for a batch, each only from the agent the attempt was
+   * assigned to:
+   *
+   * - Command results, into the attempt's commands, whatever the attempt's
+   *   state (a result is a fact about what ran, even when it arrives with or
+   *   after the final event). Idempotent by index: a result already stored
+   *   is kept, so one reported again (a resent event) changes nothing. Any
+   *   index is kept, also past the spec's command count (a service's
+   *   restarts).
+   * - Health, while the attempt is assigned or running: the report with the
+   *   greatest sequence wins, in the batch and against the stored one, so
+   *   a late or resent event changes nothing.
+   *
+   * Both are computed in the UPDATE from the row it writes, so a concurrent
+   * writer's results are not lost and a concurrent newer health is not
+   * overwritten. Resolves the ids of the jobs whose attempts changed.
    */
-  async recordCommands(reports: readonly CommandReport[]): Promise<Set<string>> {
-    if (reports.length === 0) return new Set();
+  async recordReports(commands: readonly CommandReport[], health: readonly HealthReport[]): Promise<Set<string>> {
+    if (commands.length === 0 && health.length === 0) return new Set();
+    // Each condition is written against "at", the row the UPDATE writes
+    // (re-read under the row lock if another statement changed it first).
+    const newCommands = `(i.results IS NOT NULL AND EXISTS (SELECT 1 FROM jsonb_array_elements(i.results) AS r(c)
+                           WHERE NOT at.commands @> jsonb_build_array(jsonb_build_object('index', r.c->'index'))))`;
+    const newHealth = `(i.health IS NOT NULL AND at.state IN ('assigned', 'running')
+                         AND (at.health_sequence IS NULL OR i.sequence > at.health_sequence))`;
     const rows = await this.db.$queryRawUnsafe<{ job_id: string }[]>(
-      `WITH input AS (
+      `WITH reported_commands AS (
          SELECT attempt_id, agent_id, jsonb_agg(result) AS results
            FROM jsonb_to_recordset($1::jsonb) AS t(attempt_id uuid, agent_id text, result jsonb)
           GROUP BY attempt_id, agent_id
+       ), reported_health AS (
+         SELECT DISTINCT ON (attempt_id, agent_id) attempt_id, agent_id, health, sequence
+           FROM jsonb_to_recordset($2::jsonb) AS t(attempt_id uuid, agent_id text, health jsonb, sequence bigint)
+          ORDER BY attempt_id, agent_id, sequence DESC
+       ), input AS (
+         SELECT COALESCE(c.attempt_id, h.attempt_id) AS attempt_id, COALESCE(c.agent_id, h.agent_id) AS agent_id,
+                c.results, h.health, h.sequence
+           FROM reported_commands c FULL JOIN reported_health h ON h.attempt_id = c.attempt_id AND h.agent_id = c.agent_id
        )
        UPDATE "scheduler"."attempts" AS at
-          SET commands = (
-            SELECT jsonb_agg(c ORDER BY (c->>'index')::int)
-              FROM (SELECT DISTINCT ON ((c->>'index')::int) c
-                      FROM (SELECT c, 0 AS rank FROM jsonb_array_elements(at.commands) AS stored(c)
-                            UNION ALL
-                            SELECT c, 1 AS rank FROM jsonb_array_elements(i.results) AS reported(c)) AS both_
-                     ORDER BY (c->>'index')::int, rank) AS one_per_index)
+          SET commands = CASE WHEN NOT ${newCommands} THEN at.commands ELSE (
+                SELECT jsonb_agg(c ORDER BY (c->>'index')::int)
+                  FROM (SELECT DISTINCT ON ((c->>'index')::int) c
+                          FROM (SELECT c, 0 AS rank FROM jsonb_array_elements(at.commands) AS stored(c)
+                                UNION ALL
+                                SELECT c, 1 AS rank FROM jsonb_array_elements(i.results) AS reported(c)) AS both_
+                         ORDER BY (c->>'index')::int, rank) AS one_per_index) END,
+              health = CASE WHEN ${newHealth} THEN i.health ELSE at.health END,
+              health_sequence = CASE WHEN ${newHealth} THEN i.sequence ELSE at.health_sequence END
          FROM input i
-        WHERE at.id = i.attempt_id AND at.agent_id = i.agent_id
-          AND EXISTS (SELECT 1 FROM jsonb_array_elements(i.results) AS r(c)
-                       WHERE NOT at.commands @> jsonb_build_array(jsonb_build_object('index', r.c->'index')))
+        WHERE at.id = i.attempt_id AND at.agent_id = i.agent_id AND (${newCommands} OR ${newHealth})
        RETURNING at.job_id::text AS job_id`,
-      JSON.stringify(reports.map((r) => ({ attempt_id: r.attemptId, agent_id: r.agentId, result: r.result }))),
+      JSON.stringify(commands.map((r) => ({ attempt_id: r.attemptId, agent_id: r.agentId, result: r.result }))),
+      JSON.stringify(health.map((r) => ({ attempt_id: r.attemptId, agent_id: r.agentId, health: r.health, sequence: r.sequence }))),
     );
     return new Set(rows.map((r) => r.job_id));
   }

@@ -16,7 +16,7 @@ const ctx: LifecycleContext = { nowMs: T0, random: () => 0.5, leaseMs: 30_000, r
 function rows(): { attempt: AttemptRow; job: JobRow } {
   const attempt: AttemptRow = {
     id: "a1", jobId: "j1", number: 1, agentId: "ag_1", state: "assigned", auctionId: null, createdAt: new Date(T0),
-    startedAt: null, endedAt: null, exitCode: null, signal: null, reason: null, leaseExpiresAt: new Date(T0 + 30_000), commands: [],
+    startedAt: null, endedAt: null, exitCode: null, signal: null, reason: null, leaseExpiresAt: new Date(T0 + 30_000), commands: [], health: null,
   };
   const job: JobRow = {
     id: "j1", state: "assigned", spec: {}, priority: 0, idempotencyKey: null, createdAt: new Date(T0), updatedAt: new Date(T0),
@@ -71,5 +71,13 @@ describe("events that arrive after a later one", () => {
   it("an ended attempt hears no second ending: a late FAILED after SUCCEEDED is ignored", () => {
     const states = replay([event("running", 1), event("succeeded", 3), event("failed", 2, 1)]);
     assert.deepEqual(states.at(-1), { attempt: "succeeded", job: "succeeded" });
+  });
+});
+
+describe("a service replica's attempt", () => {
+  it("stays running through any number of RUNNING events (each process exit, restart and health change) and ends only on a final event", () => {
+    const states = replay([event("running", 1), ...Array.from({ length: 20 }, (_, i) => event("running", i + 2)), event("cancelled", 30)]);
+    assert.deepEqual(states.slice(0, 21).map((s) => s.attempt), Array(21).fill("running"));
+    assert.deepEqual(states.at(-1), { attempt: "cancelled", job: "pending" }, "stopped by its agent, not by CancelJob: placed again");
   });
 });

@@ -66,6 +66,8 @@ export function onEvent(attempt: AttemptRow, job: JobRow, event: ReportedEvent, 
     case "starting":
       return { kind: "none" };
     case "running":
+      // Already running: news the store records by itself (a command's
+      // result, a service's health and restarts), never a change of state.
       if (attempt.state === "running") return { kind: "none" };
       return {
         kind: "change",

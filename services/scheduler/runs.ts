@@ -180,6 +180,9 @@ export class SchedulerRuns implements RunMethods {
       if (stage.job.runMode?.mode.case !== undefined) {
         throw new ConnectError(`${at}.run_mode: a stage runs once; run modes are for jobs outside runs`, Code.InvalidArgument);
       }
+      if (stage.job.service) {
+        throw new ConnectError(`${at}.service: a stage runs once; a service job runs until cancelled and cannot be a stage`, Code.InvalidArgument);
+      }
       this.deps.jobs.checkSpec(stage.job, at);
     });
   }

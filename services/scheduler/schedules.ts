@@ -351,6 +351,9 @@ export class SchedulerSchedules implements ScheduleMethods {
         if (template.value.runMode?.mode.case !== undefined) {
           throw new ConnectError("spec.job.run_mode: a schedule's job runs once per tick; run modes are for jobs submitted on their own", Code.InvalidArgument);
         }
+        if (template.value.service) {
+          throw new ConnectError("spec.job.service: a schedule's job runs once per tick; a service job runs until cancelled", Code.InvalidArgument);
+        }
         if (!template.value.exec) throw new ConnectError("spec.job.exec: required", Code.InvalidArgument);
         this.deps.jobs.checkSpec(template.value, "spec.job");
         return;

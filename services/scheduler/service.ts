@@ -3,6 +3,7 @@ import { create, fromJson, toJson, type JsonValue } from "@bufbuild/protobuf";
 import { durationFromMs, timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ConnectRouter, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import { CommandResultSchema } from "../../gen/ts/drover/common/v1/exec_pb.ts";
+import { HealthStatusSchema } from "../../gen/ts/drover/common/v1/service_pb.ts";
 import { AttemptState as ReportedAttemptState } from "../../gen/ts/drover/fleet/v1/agent_stream_pb.ts";
 import { Role } from "../../gen/ts/drover/fleet/v1/fleet_service_pb.ts";
 import {
@@ -34,7 +35,7 @@ import type { AccessRule } from "../../lib/host/interceptors.ts";
 import { decodePageToken, pageSize, splitPage } from "../../lib/host/paging.ts";
 import { durationMs } from "../../lib/host/time.ts";
 import type { Logger } from "../../lib/logger.ts";
-import { isFinalJobState, type AttemptChange, type AttemptRow, type CommandReport, type JobRow, type JobStore, type NewJob } from "./job_store.ts";
+import { isFinalJobState, type AttemptChange, type AttemptRow, type CommandReport, type HealthReport, type JobRow, type JobStore, type NewJob } from "./job_store.ts";
 import { onEvent, type ReportedState } from "./lifecycle.ts";
 import { retrySettings } from "./retry.ts";
 import type { SchedulerRuns } from "./runs.ts";
@@ -85,6 +86,7 @@ function attemptMessage(a: AttemptRow) {
     leaseExpireTime: a.state === "assigned" || a.state === "running" ? ts(a.leaseExpiresAt) : undefined,
     auctionId: a.auctionId ?? "",
     commands: a.commands.map((c) => fromJson(CommandResultSchema, c as JsonValue, { ignoreUnknownFields: true })),
+    health: a.health ? fromJson(HealthStatusSchema, a.health as JsonValue, { ignoreUnknownFields: true }) : undefined,
   });
 }
 
@@ -207,15 +209,18 @@ export class SchedulerServiceImpl implements JobMethods {
   }
 
   async listJobs(req: ListJobsRequest) {
-    const size = pageSize(req.pageSize);
+    // With ids (at most 1000, as many as a page can hold) the page holds every one of them that exists.
+    const ids = req.ids.length > 0 ? [...new Set(req.ids.map((id) => id.toLowerCase()))] : undefined;
+    const size = Math.max(pageSize(req.pageSize), ids?.length ?? 0);
     const after = decodePageToken(req.pageToken);
     if (after !== undefined && !(await this.deps.store.get(after))) {
       throw new ConnectError("page_token: does not name a job", Code.InvalidArgument);
     }
-    const rows = await this.deps.store.list({ state: req.state ? stateName(req.state) : undefined, limit: size + 1, afterId: after });
+    const rows = await this.deps.store.list({ state: req.state ? stateName(req.state) : undefined, limit: size + 1, afterId: after, ids });
     const { page, nextPageToken } = splitPage(rows, size, (r) => r.id);
-    const holders = await this.holdersOf(page);
-    return { jobs: page.map((r) => jobMessage(r, [], holders)), nextPageToken };
+    // Each job's latest attempt, so a caller sees its replicas' state and health without a GetJob each.
+    const [holders, latest] = await Promise.all([this.holdersOf(page), this.deps.store.latestAttempts(page.map((r) => r.id))]);
+    return { jobs: page.map((r) => jobMessage(r, latest.has(r.id) ? [latest.get(r.id)!] : [], holders)), nextPageToken };
   }
 
   async cancelJob(req: CancelJobRequest): Promise<{ job: Job }> {
@@ -260,7 +265,7 @@ export class SchedulerServiceImpl implements JobMethods {
           changed = false;
           const row = await this.mustGet(req.id);
           const attempts = await store.attemptsOf(row.id);
-          const version = `${row.updatedAt.getTime()}:${row.state}:${attempts.map((a) => `${a.state}/${a.commands.length}`).join(",")}`;
+          const version = `${row.updatedAt.getTime()}:${row.state}:${attempts.map((a) => `${a.state}/${a.commands.length}/${JSON.stringify(a.health)}`).join(",")}`;
           if (version !== last) {
             last = version;
             yield { job: jobMessage(row, attempts) } as WatchJobResponse;
@@ -350,6 +355,8 @@ export class SchedulerServiceImpl implements JobMethods {
                 // The agent names the attempt's bundle directory after these.
                 runId: job.runId ?? "",
                 stageName: job.stageName ?? "",
+                // A service replica: the agent restarts it and reports its health.
+                service: spec.service,
               },
             },
           },
@@ -422,10 +429,12 @@ export class SchedulerServiceImpl implements JobMethods {
   /**
    * Checks what protovalidate cannot: the server's own policy (allow_shell),
    * what the driver needs of the spec (an image for docker, none for
-   * process), bytes no exec call can carry (NUL), and secret names that
-   * name no variable. `field` prefixes the error's field path.
+   * process), bytes no exec call can carry (NUL), secret names that
+   * name no variable, and what a service job cannot be (checkService).
+   * `field` prefixes the error's field path.
    */
   checkSpec(spec: JobSpec, field: string): void {
+    if (spec.service) checkService(spec, field);
     const exec = spec.exec;
     if (exec?.allowShell && !this.deps.settings.allowShell) {
       throw new ConnectError(`${field}.exec.allow_shell: shells are not allowed by this server (DROVER_ALLOW_SHELL)`, Code.InvalidArgument);
@@ -464,10 +473,12 @@ export class SchedulerServiceImpl implements JobMethods {
   /** Applies agents' events in order; stale ones get a Cancel. Retries the compare-and-set a few times when rows moved. */
   private async applyEvents(events: ReportJobEventsRequest["events"]): Promise<void> {
     const { store, signals, settings } = this.deps;
-    // Command results first, in one statement for the batch: they do not
-    // depend on the state changes (the store keeps them by index, from the
-    // attempt's own agent only), and a final event carries the last one.
-    const changedJobs = await store.recordCommands(events.flatMap(commandReport));
+    // Command results and health first, in one statement for the batch:
+    // they do not depend on the state changes (the store keeps results by
+    // index and the health of the greatest sequence, from the attempt's own
+    // agent only), and a final event carries the last result. A health-only
+    // event (RUNNING on a running attempt) changes nothing else below.
+    const changedJobs = await store.recordReports(events.flatMap(commandReport), events.flatMap(healthReport));
     let todo = events.filter((e) => REPORTED[e.event!.state] !== undefined);
     const cancels: { agentId: string; attemptId: string; graceMs: number; reason: string }[] = [];
     let placeable = false;
@@ -529,6 +540,32 @@ export class SchedulerServiceImpl implements JobMethods {
   }
 }
 
+/**
+ * A service job runs until it is cancelled, so nothing may end or repeat it
+ * by itself (run_mode, timeout); a health check on "the assigned port" needs
+ * a port assigned; a check command is an argv like any other (no NUL). Run
+ * stages and schedule templates refuse service jobs themselves (runs.ts,
+ * schedules.ts).
+ */
+function checkService(spec: JobSpec, field: string): void {
+  const invalid = (at: string, why: string) => new ConnectError(`${field}.${at}: ${why}`, Code.InvalidArgument);
+  const service = spec.service!;
+  if (spec.runMode?.mode.case !== undefined || spec.runMode?.delay !== undefined) throw invalid("service", "a service job cannot have run_mode");
+  if (spec.timeout !== undefined) throw invalid("service", "a service job cannot have timeout");
+  const check = service.healthCheck?.check;
+  switch (check?.case) {
+    case "tcp":
+    case "http":
+      if (check.value.port === 0 && !service.assignPort) throw invalid(`service.health_check.${check.case}.port`, "0 needs assign_port");
+      break;
+    case "command":
+      check.value.argv.forEach((arg, i) => {
+        if (arg.includes("\u0000")) throw invalid(`service.health_check.command.argv[${i}]`, "contains a NUL byte");
+      });
+      break;
+  }
+}
+
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** The command result an event carries, as the store keeps it; none when it carries none. */
@@ -539,6 +576,13 @@ function commandReport(e: ReportJobEventsRequest["events"][number]): CommandRepo
   // proto JSON leaves out zeros; the store finds results by index, so it is always written.
   const result = { ...(toJson(CommandResultSchema, command) as Record<string, unknown>), index: command.index };
   return [{ attemptId: e.event!.attemptId, agentId: e.agentId, result }];
+}
+
+/** The health an event carries, as the store keeps it; none when it carries none. */
+function healthReport(e: ReportJobEventsRequest["events"][number]): HealthReport[] {
+  const health = e.event?.health;
+  if (!health || !UUID.test(e.event!.attemptId)) return [];
+  return [{ attemptId: e.event!.attemptId, agentId: e.agentId, sequence: e.event!.sequence, health: toJson(HealthStatusSchema, health) as Record<string, unknown> }];
 }
 
 function jobRetry(job: JobRow) {

@@ -19,21 +19,26 @@ export function withDates<T extends object>(row: T, keys: readonly (keyof T)[]):
 
 /**
  * One page of a table, newest first (created_at, then id), optionally in
- * one state, after the row `afterId`: `columns` selects from the table
- * under `alias`.
+ * one state, only the rows `ids` (UUIDs), after the row `afterId`:
+ * `columns` selects from the table under `alias`.
  */
 export function newestFirst<T>(
   db: Sql,
   table: string,
   alias: string,
   columns: string,
-  opts: { state?: string; limit: number; afterId?: string },
+  opts: { state?: string; limit: number; afterId?: string; ids?: readonly string[] },
 ): Promise<T[]> {
   const params: unknown[] = [opts.limit];
   const where: string[] = [];
   if (opts.state) {
     params.push(opts.state);
     where.push(`${alias}.state = $${params.length}`);
+  }
+  if (opts.ids) {
+    // Cast to uuid so the primary key answers.
+    params.push(JSON.stringify(opts.ids));
+    where.push(`${alias}.id IN (SELECT t.id::uuid FROM jsonb_array_elements_text($${params.length}::jsonb) AS t(id))`);
   }
   if (opts.afterId) {
     params.push(opts.afterId);

@@ -803,7 +803,9 @@ export const AttemptScalarFieldEnum = {
   signal: 'signal',
   reason: 'reason',
   leaseExpiresAt: 'leaseExpiresAt',
-  commands: 'commands'
+  commands: 'commands',
+  health: 'health',
+  healthSequence: 'healthSequence'
 } as const
 
 export type AttemptScalarFieldEnum = (typeof AttemptScalarFieldEnum)[keyof typeof AttemptScalarFieldEnum]
@@ -860,6 +862,14 @@ export const JsonNullValueInput = {
 } as const
 
 export type JsonNullValueInput = (typeof JsonNullValueInput)[keyof typeof JsonNullValueInput]
+
+
+export const NullableJsonNullValueInput = {
+  DbNull: DbNull,
+  JsonNull: JsonNull
+} as const
+
+export type NullableJsonNullValueInput = (typeof NullableJsonNullValueInput)[keyof typeof NullableJsonNullValueInput]
 
 
 export const QueryMode = {

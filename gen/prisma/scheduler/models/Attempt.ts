@@ -29,11 +29,13 @@ export type AggregateAttempt = {
 export type AttemptAvgAggregateOutputType = {
   number: number | null
   exitCode: number | null
+  healthSequence: number | null
 }
 
 export type AttemptSumAggregateOutputType = {
   number: number | null
   exitCode: number | null
+  healthSequence: bigint | null
 }
 
 export type AttemptMinAggregateOutputType = {
@@ -50,6 +52,7 @@ export type AttemptMinAggregateOutputType = {
   signal: string | null
   reason: string | null
   leaseExpiresAt: Date | null
+  healthSequence: bigint | null
 }
 
 export type AttemptMaxAggregateOutputType = {
@@ -66,6 +69,7 @@ export type AttemptMaxAggregateOutputType = {
   signal: string | null
   reason: string | null
   leaseExpiresAt: Date | null
+  healthSequence: bigint | null
 }
 
 export type AttemptCountAggregateOutputType = {
@@ -83,6 +87,8 @@ export type AttemptCountAggregateOutputType = {
   reason: number
   leaseExpiresAt: number
   commands: number
+  health: number
+  healthSequence: number
   _all: number
 }
 
@@ -90,11 +96,13 @@ export type AttemptCountAggregateOutputType = {
 export type AttemptAvgAggregateInputType = {
   number?: true
   exitCode?: true
+  healthSequence?: true
 }
 
 export type AttemptSumAggregateInputType = {
   number?: true
   exitCode?: true
+  healthSequence?: true
 }
 
 export type AttemptMinAggregateInputType = {
@@ -111,6 +119,7 @@ export type AttemptMinAggregateInputType = {
   signal?: true
   reason?: true
   leaseExpiresAt?: true
+  healthSequence?: true
 }
 
 export type AttemptMaxAggregateInputType = {
@@ -127,6 +136,7 @@ export type AttemptMaxAggregateInputType = {
   signal?: true
   reason?: true
   leaseExpiresAt?: true
+  healthSequence?: true
 }
 
 export type AttemptCountAggregateInputType = {
@@ -144,6 +154,8 @@ export type AttemptCountAggregateInputType = {
   reason?: true
   leaseExpiresAt?: true
   commands?: true
+  health?: true
+  healthSequence?: true
   _all?: true
 }
 
@@ -248,6 +260,8 @@ export type AttemptGroupByOutputType = {
   reason: string | null
   leaseExpiresAt: Date
   commands: runtime.JsonValue
+  health: runtime.JsonValue | null
+  healthSequence: bigint | null
   _count: AttemptCountAggregateOutputType | null
   _avg: AttemptAvgAggregateOutputType | null
   _sum: AttemptSumAggregateOutputType | null
@@ -288,6 +302,8 @@ export type AttemptWhereInput = {
   reason?: Prisma.StringNullableFilter<"Attempt"> | string | null
   leaseExpiresAt?: Prisma.DateTimeFilter<"Attempt"> | Date | string
   commands?: Prisma.JsonFilter<"Attempt">
+  health?: Prisma.JsonNullableFilter<"Attempt">
+  healthSequence?: Prisma.BigIntNullableFilter<"Attempt"> | bigint | number | null
   job?: Prisma.XOR<Prisma.JobScalarRelationFilter, Prisma.JobWhereInput>
 }
 
@@ -306,6 +322,8 @@ export type AttemptOrderByWithRelationInput = {
   reason?: Prisma.SortOrderInput | Prisma.SortOrder
   leaseExpiresAt?: Prisma.SortOrder
   commands?: Prisma.SortOrder
+  health?: Prisma.SortOrderInput | Prisma.SortOrder
+  healthSequence?: Prisma.SortOrderInput | Prisma.SortOrder
   job?: Prisma.JobOrderByWithRelationInput
 }
 
@@ -328,6 +346,8 @@ export type AttemptWhereUniqueInput = Prisma.AtLeast<{
   reason?: Prisma.StringNullableFilter<"Attempt"> | string | null
   leaseExpiresAt?: Prisma.DateTimeFilter<"Attempt"> | Date | string
   commands?: Prisma.JsonFilter<"Attempt">
+  health?: Prisma.JsonNullableFilter<"Attempt">
+  healthSequence?: Prisma.BigIntNullableFilter<"Attempt"> | bigint | number | null
   job?: Prisma.XOR<Prisma.JobScalarRelationFilter, Prisma.JobWhereInput>
 }, "id" | "jobId_number">
 
@@ -346,6 +366,8 @@ export type AttemptOrderByWithAggregationInput = {
   reason?: Prisma.SortOrderInput | Prisma.SortOrder
   leaseExpiresAt?: Prisma.SortOrder
   commands?: Prisma.SortOrder
+  health?: Prisma.SortOrderInput | Prisma.SortOrder
+  healthSequence?: Prisma.SortOrderInput | Prisma.SortOrder
   _count?: Prisma.AttemptCountOrderByAggregateInput
   _avg?: Prisma.AttemptAvgOrderByAggregateInput
   _max?: Prisma.AttemptMaxOrderByAggregateInput
@@ -371,6 +393,8 @@ export type AttemptScalarWhereWithAggregatesInput = {
   reason?: Prisma.StringNullableWithAggregatesFilter<"Attempt"> | string | null
   leaseExpiresAt?: Prisma.DateTimeWithAggregatesFilter<"Attempt"> | Date | string
   commands?: Prisma.JsonWithAggregatesFilter<"Attempt">
+  health?: Prisma.JsonNullableWithAggregatesFilter<"Attempt">
+  healthSequence?: Prisma.BigIntNullableWithAggregatesFilter<"Attempt"> | bigint | number | null
 }
 
 export type AttemptCreateInput = {
@@ -387,6 +411,8 @@ export type AttemptCreateInput = {
   reason?: string | null
   leaseExpiresAt: Date | string
   commands?: Prisma.JsonNullValueInput | runtime.InputJsonValue
+  health?: Prisma.NullableJsonNullValueInput | runtime.InputJsonValue
+  healthSequence?: bigint | number | null
   job: Prisma.JobCreateNestedOneWithoutAttemptsInput
 }
 
@@ -405,6 +431,8 @@ export type AttemptUncheckedCreateInput = {
   reason?: string | null
   leaseExpiresAt: Date | string
   commands?: Prisma.JsonNullValueInput | runtime.InputJsonValue
+  health?: Prisma.NullableJsonNullValueInput | runtime.InputJsonValue
+  healthSequence?: bigint | number | null
 }
 
 export type AttemptUpdateInput = {
@@ -421,6 +449,8 @@ export type AttemptUpdateInput = {
   reason?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   leaseExpiresAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   commands?: Prisma.JsonNullValueInput | runtime.InputJsonValue
+  health?: Prisma.NullableJsonNullValueInput | runtime.InputJsonValue
+  healthSequence?: Prisma.NullableBigIntFieldUpdateOperationsInput | bigint | number | null
   job?: Prisma.JobUpdateOneRequiredWithoutAttemptsNestedInput
 }
 
@@ -439,6 +469,8 @@ export type AttemptUncheckedUpdateInput = {
   reason?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   leaseExpiresAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   commands?: Prisma.JsonNullValueInput | runtime.InputJsonValue
+  health?: Prisma.NullableJsonNullValueInput | runtime.InputJsonValue
+  healthSequence?: Prisma.NullableBigIntFieldUpdateOperationsInput | bigint | number | null
 }
 
 export type AttemptCreateManyInput = {
@@ -456,6 +488,8 @@ export type AttemptCreateManyInput = {
   reason?: string | null
   leaseExpiresAt: Date | string
   commands?: Prisma.JsonNullValueInput | runtime.InputJsonValue
+  health?: Prisma.NullableJsonNullValueInput | runtime.InputJsonValue
+  healthSequence?: bigint | number | null
 }
 
 export type AttemptUpdateManyMutationInput = {
@@ -472,6 +506,8 @@ export type AttemptUpdateManyMutationInput = {
   reason?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   leaseExpiresAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   commands?: Prisma.JsonNullValueInput | runtime.InputJsonValue
+  health?: Prisma.NullableJsonNullValueInput | runtime.InputJsonValue
+  healthSequence?: Prisma.NullableBigIntFieldUpdateOperationsInput | bigint | number | null
 }
 
 export type AttemptUncheckedUpdateManyInput = {
@@ -489,6 +525,8 @@ export type AttemptUncheckedUpdateManyInput = {
   reason?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   leaseExpiresAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   commands?: Prisma.JsonNullValueInput | runtime.InputJsonValue
+  health?: Prisma.NullableJsonNullValueInput | runtime.InputJsonValue
+  healthSequence?: Prisma.NullableBigIntFieldUpdateOperationsInput | bigint | number | null
 }
 
 export type AttemptListRelationFilter = {
@@ -521,11 +559,14 @@ export type AttemptCountOrderByAggregateInput = {
   reason?: Prisma.SortOrder
   leaseExpiresAt?: Prisma.SortOrder
   commands?: Prisma.SortOrder
+  health?: Prisma.SortOrder
+  healthSequence?: Prisma.SortOrder
 }
 
 export type AttemptAvgOrderByAggregateInput = {
   number?: Prisma.SortOrder
   exitCode?: Prisma.SortOrder
+  healthSequence?: Prisma.SortOrder
 }
 
 export type AttemptMaxOrderByAggregateInput = {
@@ -542,6 +583,7 @@ export type AttemptMaxOrderByAggregateInput = {
   signal?: Prisma.SortOrder
   reason?: Prisma.SortOrder
   leaseExpiresAt?: Prisma.SortOrder
+  healthSequence?: Prisma.SortOrder
 }
 
 export type AttemptMinOrderByAggregateInput = {
@@ -558,11 +600,13 @@ export type AttemptMinOrderByAggregateInput = {
   signal?: Prisma.SortOrder
   reason?: Prisma.SortOrder
   leaseExpiresAt?: Prisma.SortOrder
+  healthSequence?: Prisma.SortOrder
 }
 
 export type AttemptSumOrderByAggregateInput = {
   number?: Prisma.SortOrder
   exitCode?: Prisma.SortOrder
+  healthSequence?: Prisma.SortOrder
 }
 
 export type AttemptCreateNestedManyWithoutJobInput = {
@@ -615,6 +659,14 @@ export type NullableIntFieldUpdateOperationsInput = {
   divide?: number
 }
 
+export type NullableBigIntFieldUpdateOperationsInput = {
+  set?: bigint | number | null
+  increment?: bigint | number
+  decrement?: bigint | number
+  multiply?: bigint | number
+  divide?: bigint | number
+}
+
 export type AttemptCreateWithoutJobInput = {
   id?: string
   number: number
@@ -629,6 +681,8 @@ export type AttemptCreateWithoutJobInput = {
   reason?: string | null
   leaseExpiresAt: Date | string
   commands?: Prisma.JsonNullValueInput | runtime.InputJsonValue
+  health?: Prisma.NullableJsonNullValueInput | runtime.InputJsonValue
+  healthSequence?: bigint | number | null
 }
 
 export type AttemptUncheckedCreateWithoutJobInput = {
@@ -645,6 +699,8 @@ export type AttemptUncheckedCreateWithoutJobInput = {
   reason?: string | null
   leaseExpiresAt: Date | string
   commands?: Prisma.JsonNullValueInput | runtime.InputJsonValue
+  health?: Prisma.NullableJsonNullValueInput | runtime.InputJsonValue
+  healthSequence?: bigint | number | null
 }
 
 export type AttemptCreateOrConnectWithoutJobInput = {
@@ -691,6 +747,8 @@ export type AttemptScalarWhereInput = {
   reason?: Prisma.StringNullableFilter<"Attempt"> | string | null
   leaseExpiresAt?: Prisma.DateTimeFilter<"Attempt"> | Date | string
   commands?: Prisma.JsonFilter<"Attempt">
+  health?: Prisma.JsonNullableFilter<"Attempt">
+  healthSequence?: Prisma.BigIntNullableFilter<"Attempt"> | bigint | number | null
 }
 
 export type AttemptCreateManyJobInput = {
@@ -707,6 +765,8 @@ export type AttemptCreateManyJobInput = {
   reason?: string | null
   leaseExpiresAt: Date | string
   commands?: Prisma.JsonNullValueInput | runtime.InputJsonValue
+  health?: Prisma.NullableJsonNullValueInput | runtime.InputJsonValue
+  healthSequence?: bigint | number | null
 }
 
 export type AttemptUpdateWithoutJobInput = {
@@ -723,6 +783,8 @@ export type AttemptUpdateWithoutJobInput = {
   reason?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   leaseExpiresAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   commands?: Prisma.JsonNullValueInput | runtime.InputJsonValue
+  health?: Prisma.NullableJsonNullValueInput | runtime.InputJsonValue
+  healthSequence?: Prisma.NullableBigIntFieldUpdateOperationsInput | bigint | number | null
 }
 
 export type AttemptUncheckedUpdateWithoutJobInput = {
@@ -739,6 +801,8 @@ export type AttemptUncheckedUpdateWithoutJobInput = {
   reason?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   leaseExpiresAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   commands?: Prisma.JsonNullValueInput | runtime.InputJsonValue
+  health?: Prisma.NullableJsonNullValueInput | runtime.InputJsonValue
+  healthSequence?: Prisma.NullableBigIntFieldUpdateOperationsInput | bigint | number | null
 }
 
 export type AttemptUncheckedUpdateManyWithoutJobInput = {
@@ -755,6 +819,8 @@ export type AttemptUncheckedUpdateManyWithoutJobInput = {
   reason?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   leaseExpiresAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
   commands?: Prisma.JsonNullValueInput | runtime.InputJsonValue
+  health?: Prisma.NullableJsonNullValueInput | runtime.InputJsonValue
+  healthSequence?: Prisma.NullableBigIntFieldUpdateOperationsInput | bigint | number | null
 }
 
 
@@ -774,6 +840,8 @@ export type AttemptSelect<ExtArgs extends runtime.Types.Extensions.InternalArgs 
   reason?: boolean
   leaseExpiresAt?: boolean
   commands?: boolean
+  health?: boolean
+  healthSequence?: boolean
   job?: boolean | Prisma.JobDefaultArgs<ExtArgs>
 }, ExtArgs["result"]["attempt"]>
 
@@ -792,6 +860,8 @@ export type AttemptSelectCreateManyAndReturn<ExtArgs extends runtime.Types.Exten
   reason?: boolean
   leaseExpiresAt?: boolean
   commands?: boolean
+  health?: boolean
+  healthSequence?: boolean
   job?: boolean | Prisma.JobDefaultArgs<ExtArgs>
 }, ExtArgs["result"]["attempt"]>
 
@@ -810,6 +880,8 @@ export type AttemptSelectUpdateManyAndReturn<ExtArgs extends runtime.Types.Exten
   reason?: boolean
   leaseExpiresAt?: boolean
   commands?: boolean
+  health?: boolean
+  healthSequence?: boolean
   job?: boolean | Prisma.JobDefaultArgs<ExtArgs>
 }, ExtArgs["result"]["attempt"]>
 
@@ -828,9 +900,11 @@ export type AttemptSelectScalar = {
   reason?: boolean
   leaseExpiresAt?: boolean
   commands?: boolean
+  health?: boolean
+  healthSequence?: boolean
 }
 
-export type AttemptOmit<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = runtime.Types.Extensions.GetOmit<"id" | "jobId" | "number" | "agentId" | "state" | "auctionId" | "createdAt" | "startedAt" | "endedAt" | "exitCode" | "signal" | "reason" | "leaseExpiresAt" | "commands", ExtArgs["result"]["attempt"]>
+export type AttemptOmit<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = runtime.Types.Extensions.GetOmit<"id" | "jobId" | "number" | "agentId" | "state" | "auctionId" | "createdAt" | "startedAt" | "endedAt" | "exitCode" | "signal" | "reason" | "leaseExpiresAt" | "commands" | "health" | "healthSequence", ExtArgs["result"]["attempt"]>
 export type AttemptInclude<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = {
   job?: boolean | Prisma.JobDefaultArgs<ExtArgs>
 }
@@ -879,6 +953,17 @@ export type $AttemptPayload<ExtArgs extends runtime.Types.Extensions.InternalArg
      * one per index (always present), in index order.
      */
     commands: runtime.JsonValue
+    /**
+     * A service replica's health: the HealthStatus (proto JSON form) of the
+     * job event with the greatest sequence its agent sent while the attempt
+     * was assigned or running; null until one is reported.
+     */
+    health: runtime.JsonValue | null
+    /**
+     * The sequence of the event health came from: an event not above it is
+     * older news (or a resend) and changes nothing.
+     */
+    healthSequence: bigint | null
   }, ExtArgs["result"]["attempt"]>
   composites: {}
 }
@@ -1317,6 +1402,8 @@ export interface AttemptFieldRefs {
   readonly reason: Prisma.FieldRef<"Attempt", 'String'>
   readonly leaseExpiresAt: Prisma.FieldRef<"Attempt", 'DateTime'>
   readonly commands: Prisma.FieldRef<"Attempt", 'Json'>
+  readonly health: Prisma.FieldRef<"Attempt", 'Json'>
+  readonly healthSequence: Prisma.FieldRef<"Attempt", 'BigInt'>
 }
     
 
