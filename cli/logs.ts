@@ -1,7 +1,8 @@
-// `drover logs`: the output of a job, an attempt, or a run's stages, from the
-// Log service. Without -f it pages through ReadLogs and exits; with -f it
-// follows FollowLogs until every followed attempt's output is complete (and
-// the job or run has ended). `drover run --follow` streams a job's output
+// `drover logs`: the output of a job, an attempt, a run's stages or a
+// deployment's replicas, from the Log service. Without -f it pages through
+// ReadLogs and exits; with -f it follows FollowLogs until every followed
+// attempt's output is complete (and the job or run has ended; a
+// deployment's until it is deleted, or Ctrl-C). `drover run --follow` streams a job's output
 // the same way (followJobOutput).
 //
 // Text output writes the bytes as they are: stdout lines to stdout, stderr
@@ -37,10 +38,10 @@ interface LogsOptions {
 
 export function logsCommand(): Command {
   return new Command("logs")
-    .description("print the output of a job, an attempt or a run's stages; with -f, follow it as it is written")
-    .argument("[target]", "a job id, run:RUN_ID or RUN_ID/STAGE (see below)")
+    .description("print the output of a job, an attempt, a run's stages or a deployment's replicas; with -f, follow it as it is written")
+    .argument("[target]", "a job id, run:RUN_ID, RUN_ID/STAGE or deployment/NAME (see below)")
     .option("--attempt <id>", "one attempt's output (instead of TARGET)")
-    .option("-f, --follow", "print stored output, then new output as it comes, until it is complete and the job or run has ended")
+    .option("-f, --follow", "print stored output, then new output as it comes, until it is complete and the job or run has ended (a deployment: until it is deleted)")
     .option("--tail <n>", "only the last N lines (of each attempt, with -f); with -f, --tail 0 prints only new output")
     .option("--since <when>", "only lines written since: a duration ago (10m, 2h) or an RFC 3339 time")
     .option("--until <when>", "only lines written before: a duration ago or an RFC 3339 time (not with -f)")
@@ -54,19 +55,23 @@ ${TARGET_HELP}
 
 Output (-o): text (the default; "table" is the same) writes the bytes as
 they were written: stdout lines to stdout, stderr and system lines to
-stderr. When several sources are merged (a run's stages, a job's attempts)
-each line starts with its source: "[build] ", "[attempt 2] ", "[build
-attempt 2] ". -o json prints one JSON object per line: attemptId, jobId,
-stageName, stream, commandIndex, offset, time, text, and source, partial
-(the line goes on in the next) and marker (a line of the Log service's own,
-such as "truncated") when they apply.
+stderr. When several sources are merged (a run's stages, a job's attempts,
+a deployment's replicas) each line starts with its source: "[build] ",
+"[attempt 2] ", "[build attempt 2] ", "[slot 1] " ("[slot 1 rev 3] " once
+lines of several revisions were seen). -o json prints one JSON object per
+line: attemptId, jobId, stageName, stream, commandIndex, offset, time, text,
+and source, replicaId, replicaSlot, revision, partial (the line goes on in
+the next) and marker (a line of the Log service's own, such as "truncated")
+when they apply.
 
 Examples:
   drover logs 6f1c…                    every attempt of a job
   drover logs -f --tail 20 6f1c…       its last 20 lines, then follow
   drover logs run:9a0e… --stream stderr --since 1h
   drover logs 9a0e…/build --grep 'error|warn' --regex
-  drover logs --attempt 3b7d… -o json`,
+  drover logs --attempt 3b7d… -o json
+  drover logs -f --tail 10 deployment/web   every replica of web, as rollouts replace them
+  drover logs deployment/web/2 --since 10m  the replica in slot 2`,
     )
     .action(async (target: string | undefined, opts: LogsOptions, cmd: Command) => {
       const ctx = contextFor(cmd);
@@ -116,7 +121,7 @@ function queryFrom(opts: LogsOptions): Query {
 }
 
 /** Whose output, as ReadLogs and FollowLogs name it. */
-type Whose = { attemptId: string } | { jobId: string } | { runId: string; stageName?: string };
+type Whose = { attemptId: string } | { jobId: string } | { runId: string; stageName?: string } | { deployment: string; replica: string };
 
 /**
  * Checks the target exists (so a typo is NOT_FOUND rather than no output)
@@ -160,6 +165,9 @@ async function resolveTarget(clients: CliClients, target: LogTarget): Promise<{ 
       }
       return { whose: { runId: target.runId, stageName: target.stageName }, names: new SourceNames("stage", clients, stage.jobId) };
     }
+    case "deployment":
+      // The Log service asks Deploy: an unknown deployment or replica is its NOT_FOUND.
+      return { whose: { deployment: target.deployment, replica: target.replica }, names: new SourceNames("deployment", clients) };
   }
 }
 
@@ -239,6 +247,8 @@ class SourceNames {
   // jobId → attemptId → number
   private readonly jobs = new Map<string, Map<string, number>>();
   private readonly asked = new Set<string>();
+  // A deployment's revisions seen so far.
+  private readonly revisions = new Set<number>();
 
   constructor(
     readonly kind: LogTarget["kind"],
@@ -252,6 +262,10 @@ class SourceNames {
 
   async label(line: LogLine): Promise<string> {
     if (this.kind === "attempt") return "";
+    if (this.kind === "deployment") {
+      this.revisions.add(line.revision);
+      return sourceLabel("deployment", line, { number: 1, of: 1 }, this.revisions.size);
+    }
     const jobId = line.jobId || this.defaultJobId;
     if (!this.jobs.get(jobId)?.has(line.attemptId) && jobId !== "" && !this.asked.has(line.attemptId)) {
       this.asked.add(line.attemptId);

@@ -8,7 +8,7 @@ import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { LogLineSchema, Stream, type LogLine } from "../gen/ts/drover/log/v1/log_service_pb.ts";
 import { lineJson, parseStream, parseTarget, parseTime, sourceLabel, TextLineWriter } from "./logs_view.ts";
 
-function line(text: string, init: Partial<Pick<LogLine, "attemptId" | "stream" | "partial" | "marker" | "stageName">> = {}): LogLine {
+function line(text: string, init: Partial<Pick<LogLine, "attemptId" | "stream" | "partial" | "marker" | "stageName" | "replicaSlot" | "revision">> = {}): LogLine {
   return create(LogLineSchema, { attemptId: "a1", jobId: "j1", stream: Stream.STDOUT, data: new TextEncoder().encode(text), ...init });
 }
 
@@ -30,6 +30,20 @@ describe("the TARGET of drover logs", () => {
     assert.deepEqual(parseTarget("run:9a0e", undefined), { kind: "run", runId: "9a0e" });
     assert.deepEqual(parseTarget("9a0e/build", undefined), { kind: "stage", runId: "9a0e", stageName: "build" });
     assert.deepEqual(parseTarget("run:9a0e/unit-tests.v2", undefined), { kind: "stage", runId: "9a0e", stageName: "unit-tests.v2" });
+  });
+
+  test("deployment/NAME is every replica of a deployment; deployment/NAME/REPLICA one, by slot or id", () => {
+    assert.deepEqual(parseTarget("deployment/web", undefined), { kind: "deployment", deployment: "web", replica: "" });
+    assert.deepEqual(parseTarget("deployment/web-2/0", undefined), { kind: "deployment", deployment: "web-2", replica: "0" });
+    assert.deepEqual(parseTarget("deployment/api/6f1c-77", undefined), { kind: "deployment", deployment: "api", replica: "6f1c-77" });
+  });
+
+  test("a deployment name that Deploy would refuse, or an empty replica, is a usage error", () => {
+    assert.throws(() => parseTarget("deployment/", undefined), /is not a deployment name/);
+    assert.throws(() => parseTarget("deployment/Web", undefined), /"Web" is not a deployment name/);
+    assert.throws(() => parseTarget("deployment/web-", undefined), /is not a deployment name/);
+    assert.throws(() => parseTarget(`deployment/${"a".repeat(64)}`, undefined), /is not a deployment name/);
+    assert.throws(() => parseTarget("deployment/web/", undefined), /the replica is missing/);
   });
 
   test("no target, both a target and --attempt, an empty run id or a bad stage name are usage errors", () => {
@@ -111,6 +125,27 @@ describe("text output", () => {
     assert.equal(sourceLabel("run", { stageName: "build" }, { number: 1, of: 1 }), "build");
     assert.equal(sourceLabel("run", { stageName: "build" }, { number: 2, of: 2 }), "build attempt 2");
   });
+
+  test("a deployment's lines are named by their replica's slot, and by revision once several were seen", () => {
+    const r = { stageName: "", replicaSlot: "2", revision: 3 };
+    assert.equal(sourceLabel("deployment", r, { number: 1, of: 1 }), "slot 2");
+    assert.equal(sourceLabel("deployment", r, { number: 1, of: 1 }, 2), "slot 2 rev 3");
+    const { w, out } = writer();
+    w.write(line("up\n", { attemptId: "a1", replicaSlot: "0" }), sourceLabel("deployment", { stageName: "", replicaSlot: "0", revision: 1 }, { number: 1, of: 1 }));
+    w.write(line("up\n", { attemptId: "a2", replicaSlot: "1" }), sourceLabel("deployment", { stageName: "", replicaSlot: "1", revision: 1 }, { number: 1, of: 1 }));
+    assert.equal(out.stdout, "[slot 0] up\n[slot 1] up\n");
+  });
+});
+
+test("-o json names a deployment line's replica", () => {
+  const l = create(LogLineSchema, { attemptId: "a1", jobId: "j1", replicaId: "r-1", replicaSlot: "0", revision: 2, stream: Stream.STDOUT, data: new TextEncoder().encode("hi\n") });
+  const json = lineJson(l, "slot 0");
+  assert.equal(json.replicaId, "r-1");
+  assert.equal(json.replicaSlot, "0");
+  assert.equal(json.revision, 2);
+  assert.equal(json.source, "slot 0");
+  // Not on lines of other targets.
+  assert.equal("replicaSlot" in lineJson(line("x\n"), ""), false);
 });
 
 test("-o json prints a line's fields with its bytes as text", () => {

@@ -9,13 +9,15 @@ import { Stream, type LogLine } from "../gen/ts/drover/log/v1/log_service_pb.ts"
 import { CliError } from "./errors.ts";
 import { parseDuration } from "./parse.ts";
 
-/** Whose output: one attempt, every attempt of a job, every stage of a run, or one stage of it. */
+/** Whose output: one attempt, every attempt of a job, every stage of a run, one stage of it, or a deployment's replicas. */
 export type LogTarget =
   | { kind: "attempt"; attemptId: string }
   /** A bare id: a job's, or (when no job has it) an attempt's. */
   | { kind: "job"; jobId: string }
   | { kind: "run"; runId: string }
-  | { kind: "stage"; runId: string; stageName: string };
+  | { kind: "stage"; runId: string; stageName: string }
+  /** replica: a replica's id or slot; "" for all of them. */
+  | { kind: "deployment"; deployment: string; replica: string };
 
 /** `drover logs --help`: the TARGET syntax. */
 export const TARGET_HELP = `TARGET is one of:
@@ -23,9 +25,16 @@ export const TARGET_HELP = `TARGET is one of:
                   is taken as an attempt's)
   --attempt ID    one attempt (instead of TARGET)
   run:RUN_ID      every stage of the run
-  RUN_ID/STAGE    one stage of the run (also run:RUN_ID/STAGE)`;
+  RUN_ID/STAGE    one stage of the run (also run:RUN_ID/STAGE)
+  deployment/NAME every replica of the deployment, merged by time (with -f,
+                  also those a rollout starts, until the deployment is deleted)
+  deployment/NAME/REPLICA
+                  one replica of it: its slot (0, 1, ...) or its id`;
 
 const STAGE_NAME = /^[A-Za-z0-9._-]+$/;
+// As drover.deploy.v1 names deployments.
+const DEPLOYMENT_NAME = /^[a-z]([-a-z0-9]*[a-z0-9])?$/;
+const DEPLOYMENT_PREFIX = "deployment/";
 
 /** The TARGET argument and --attempt, checked: exactly one of them. */
 export function parseTarget(target: string | undefined, attempt: string | undefined): LogTarget {
@@ -34,7 +43,20 @@ export function parseTarget(target: string | undefined, attempt: string | undefi
     if (attempt === "") throw new CliError(Code.InvalidArgument, "--attempt: the attempt id is empty");
     return { kind: "attempt", attemptId: attempt };
   }
-  if (target === undefined || target === "") throw new CliError(Code.InvalidArgument, `a TARGET is required (a job id, run:RUN_ID, RUN_ID/STAGE) or --attempt ID`);
+  if (target === undefined || target === "") throw new CliError(Code.InvalidArgument, `a TARGET is required (a job id, run:RUN_ID, RUN_ID/STAGE, deployment/NAME) or --attempt ID`);
+  if (target.startsWith(DEPLOYMENT_PREFIX)) {
+    const rest = target.slice(DEPLOYMENT_PREFIX.length);
+    const slash = rest.indexOf("/");
+    const deployment = slash >= 0 ? rest.slice(0, slash) : rest;
+    const replica = slash >= 0 ? rest.slice(slash + 1) : "";
+    if (deployment.length > 63 || !DEPLOYMENT_NAME.test(deployment)) {
+      throw new CliError(Code.InvalidArgument, `"${target}": "${deployment}" is not a deployment name (1-63 lowercase letters, digits and '-', starting with a letter)`);
+    }
+    if (slash >= 0 && (replica === "" || replica.length > 64)) {
+      throw new CliError(Code.InvalidArgument, `"${target}": the replica is missing or too long (deployment/NAME/REPLICA: a slot or a replica id)`);
+    }
+    return { kind: "deployment", deployment, replica };
+  }
   const rest = target.startsWith("run:") ? target.slice(4) : undefined;
   const slash = target.indexOf("/");
   if (slash >= 0) {
@@ -93,6 +115,9 @@ export function lineJson(line: LogLine, source: string): Record<string, string |
     text: new TextDecoder().decode(line.data),
   };
   if (line.stageName) out.stageName = line.stageName;
+  if (line.replicaId) out.replicaId = line.replicaId;
+  if (line.replicaSlot) out.replicaSlot = line.replicaSlot;
+  if (line.revision) out.revision = line.revision;
   if (line.time) out.time = timestampDate(line.time).toISOString();
   if (line.partial) out.partial = true;
   if (line.marker) out.marker = line.marker;
@@ -149,11 +174,20 @@ export class TextLineWriter {
 /**
  * The prefix of a line's source: "" for one attempt; "attempt N" for a job
  * (or a run's stage) with several attempts; the stage's name (and "attempt
- * N" if it has several) for a whole run.
+ * N" if it has several) for a whole run; "slot N" for a deployment's
+ * replica, with "rev R" once lines of several revisions were seen (a
+ * rollout: two replicas can share a slot).
  */
-export function sourceLabel(kind: LogTarget["kind"], line: Pick<LogLine, "stageName">, attempt: { number: number; of: number }): string {
+export function sourceLabel(
+  kind: LogTarget["kind"],
+  line: Pick<LogLine, "stageName"> & Partial<Pick<LogLine, "replicaSlot" | "revision">>,
+  attempt: { number: number; of: number },
+  revisionsSeen = 1,
+): string {
   const nth = attempt.of > 1 ? `attempt ${attempt.number}` : "";
   switch (kind) {
+    case "deployment":
+      return [`slot ${line.replicaSlot || "?"}`, revisionsSeen > 1 ? `rev ${line.revision}` : ""].filter(Boolean).join(" ");
     case "attempt":
       return "";
     case "job":

@@ -1262,13 +1262,28 @@ describe("drover.log.v1 rules", () => {
     [FollowLogsRequestSchema, "FollowLogsRequest"],
   ] as const) {
     rule(
-      `${name}: exactly one of attempt_id, job_id and run_id`,
+      `${name}: exactly one of attempt_id, job_id, run_id and deployment`,
       schema as typeof ReadLogsRequestSchema,
       "(message rules)",
       { invalid: {}, expect: { path: "", ruleId: "message.oneof" }, valid: { attemptId: "a" } },
       { invalid: { attemptId: "a", jobId: "j" }, expect: { path: "", ruleId: "message.oneof" }, valid: { jobId: "j" } },
       { invalid: { jobId: "j", runId: "r" }, expect: { path: "", ruleId: "message.oneof" }, valid: { runId: "r", stageName: "build" } },
+      { invalid: { runId: "r", deployment: "web" }, expect: { path: "", ruleId: "message.oneof" }, valid: { deployment: "web", replica: "0" } },
     );
+    rule(
+      `${name}.deployment is a deployment name: a DNS label of at most 63 characters`,
+      schema as typeof ReadLogsRequestSchema,
+      "deployment",
+      { invalid: { deployment: "Web" }, expect: { path: "deployment", ruleId: "string.pattern" }, valid: { deployment: "web" } },
+      { invalid: { deployment: "web-" }, expect: { path: "deployment", ruleId: "string.pattern" }, valid: { deployment: "w-1" } },
+      { invalid: { deployment: "1web" }, expect: { path: "deployment", ruleId: "string.pattern" }, valid: { deployment: "w" } },
+      { invalid: { deployment: chars(64, "a") }, expect: { path: "deployment", ruleId: "string.max_len" }, valid: { deployment: chars(63, "a") } },
+    );
+    rule(`${name}.replica is at most 64 characters`, schema as typeof ReadLogsRequestSchema, "replica", {
+      invalid: { deployment: "web", replica: chars(65) },
+      expect: { path: "replica", ruleId: "string.max_len" },
+      valid: { deployment: "web", replica: chars(64) },
+    });
     for (const field of ["attempt_id", "job_id", "run_id", "stage_name"] as const) {
       const key = field.replace(/_(.)/g, (_, c: string) => c.toUpperCase()) as "attemptId";
       const base = field === "stage_name" ? { runId: "r" } : {};

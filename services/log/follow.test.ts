@@ -10,7 +10,7 @@ import { Redis } from "ioredis";
 
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import { createClient, createRouterTransport, type HandlerContext } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, createRouterTransport, type HandlerContext } from "@connectrpc/connect";
 
 import type { PrismaClient } from "../../gen/prisma/log/client.ts";
 import { LogFrameSchema, LogStream } from "../../gen/ts/drover/fleet/v1/agent_stream_pb.ts";
@@ -30,6 +30,7 @@ import { Ingest } from "./ingest.ts";
 import { BusLivePublisher } from "./live.ts";
 import { LogReader } from "./read.ts";
 import { LogServiceImpl, logRoutes } from "./service.ts";
+import { FakeDeploy } from "./testing.ts";
 
 const logger = createLogger("silent");
 const enc = (s: string) => new TextEncoder().encode(s);
@@ -89,13 +90,14 @@ class Writer {
     readonly ingest: Ingest,
   ) {}
 
-  async write(attemptId: string, owner: AttemptOwner, frames: Array<[LogStream, string]>, final = false): Promise<void> {
+  /** Frames are [stream, text] or [stream, text, epoch ms read] (default: now). */
+  async write(attemptId: string, owner: AttemptOwner, frames: Array<[LogStream, string] | [LogStream, string, number]>, final = false): Promise<void> {
     this.scheduler.attempts.set(attemptId, owner);
     const at = (s: LogStream) => `${attemptId}/${s}`;
-    const out = frames.map(([stream, text]) => {
+    const out = frames.map(([stream, text, ms]) => {
       const offset = this.next.get(at(stream)) ?? 0n;
       this.next.set(at(stream), offset + BigInt(enc(text).length));
-      return create(LogFrameSchema, { attemptId, stream, offset, data: enc(text), time: timestampFromMs(Date.now()) });
+      return create(LogFrameSchema, { attemptId, stream, offset, data: enc(text), time: timestampFromMs(ms ?? Date.now()) });
     });
     if (final) {
       for (const stream of [LogStream.STDOUT, LogStream.STDERR, LogStream.SYSTEM]) {
@@ -201,6 +203,7 @@ describe("followDone", () => {
 interface Stack {
   db: PrismaClient;
   scheduler: FakeScheduler;
+  deploy: FakeDeploy;
   writer: Writer;
   /** Stores without publishing: what a dropped or trimmed live entry looks like to followers. */
   silent: Writer;
@@ -273,17 +276,19 @@ for (const setup of setups) {
       await migrate(database.executor, "log");
       const db = database.prismaFor("log");
       const scheduler = new FakeScheduler();
-      const clients = { scheduler: scheduler.client } as DroverClients;
+      const deploy = new FakeDeploy();
+      const clients = { scheduler: scheduler.client, deploy: deploy.client } as DroverClients;
       const settings = { maxBytesPerAttempt: 1 << 30, retentionDays: 7, retentionIntervalMs: 600_000 };
       const [pubBus, followBus, otherBus] = opened.buses;
       publisher = new BusLivePublisher({ bus: pubBus, logger });
       const writer = new Writer(scheduler, new Ingest({ db, clients, logger, settings, live: publisher }));
       const silent = writer.sharing(new Ingest({ db, clients, logger, settings }));
-      const reader = new LogReader({ db, logger });
+      const reader = new LogReader({ db, clients, logger });
       const followerBus = flaky(followBus);
       s = {
         db,
         scheduler,
+        deploy,
         writer,
         silent,
         followerBus,
@@ -441,6 +446,95 @@ for (const setup of setups) {
       s.scheduler.endedRuns.set(run, Date.now() - LOST_GRACE_MS - 1000);
       await f.ends();
       assert.deepEqual(f.lines.map((l) => [l.stageName, dec(l.data)]).sort(), [["build", "built\n"], ["test", "testing\n"]]);
+    });
+
+    it("follows a deployment's replicas merged by time, picks up the replica a rollout starts, and ends only once the deployment is deleted", async () => {
+      const name = `web-${randomUUID().slice(0, 8)}`;
+      const [jobA, jobB, jobC] = [`job-a-${randomUUID()}`, `job-b-${randomUUID()}`, `job-c-${randomUUID()}`];
+      const [a, b, c] = [`attempt-a-${randomUUID()}`, `attempt-b-${randomUUID()}`, `attempt-c-${randomUUID()}`];
+      const rA = { id: randomUUID(), slot: "0", revision: 1, jobId: jobA };
+      const rB = { id: randomUUID(), slot: "1", revision: 1, jobId: jobB };
+      s.deploy.deployments.set(name, [rA, rB]);
+      const t = Date.now() - 10_000;
+      await s.writer.write(a, { jobId: jobA }, [[LogStream.STDOUT, "a one\n", t], [LogStream.STDOUT, "a three\n", t + 2]]);
+      await s.writer.write(b, { jobId: jobB }, [[LogStream.STDOUT, "b two\n", t + 1]]);
+      const f = follow(s.follower, { deployment: name });
+      await f.until("the stored lines", (x) => x.lines.length === 3);
+      // Stored output of replicas side by side comes merged by time, each line naming its replica.
+      assert.deepEqual(f.lines.map((l) => [dec(l.data), l.replicaSlot, l.replicaId, l.revision]), [
+        ["a one\n", "0", rA.id, 1],
+        ["b two\n", "1", rB.id, 1],
+        ["a three\n", "0", rA.id, 1],
+      ]);
+      await s.writer.write(b, { jobId: jobB }, [[LogStream.STDOUT, "b live\n"]]);
+      await f.until("a live line", (x) => x.text.includes("b live\n"));
+
+      // A rollout starts revision 2 in slot 0; it writes before the follow has heard of it.
+      const rC = { id: randomUUID(), slot: "0", revision: 2, jobId: jobC };
+      await s.writer.write(c, { jobId: jobC }, [[LogStream.STDOUT, "c ready\n"]]);
+      s.deploy.deployments.set(name, [rA, rB, rC]);
+      await f.until("the new replica's stored line", (x) => x.text.includes("c ready\n"));
+      await s.writer.write(c, { jobId: jobC }, [[LogStream.STDOUT, "c serving\n"]]);
+      await f.until("the new replica's live line", (x) => x.text.includes("c serving\n"));
+      const fromC = f.lines.filter((l) => l.jobId === jobC);
+      assert.deepEqual(fromC.map((l) => [dec(l.data), l.replicaSlot, l.replicaId, l.revision]), [
+        ["c ready\n", "0", rC.id, 2],
+        ["c serving\n", "0", rC.id, 2],
+      ]);
+
+      // The old replicas stop and their output is complete: a service's follow goes on.
+      await s.writer.write(a, { jobId: jobA }, [], true);
+      await s.writer.write(b, { jobId: jobB }, [], true);
+      s.deploy.deployments.set(name, [rC]);
+      const asked = s.deploy.calls;
+      await f.until("Deploy asked twice more", () => s.deploy.calls >= asked + 2);
+      assert.equal(f.ended, false);
+      await s.writer.write(c, { jobId: jobC }, [[LogStream.STDERR, "c stopping\n"]], true);
+      await f.until("the last line", (x) => x.text.includes("c stopping\n"));
+      assert.equal(f.ended, false);
+
+      // Deleted: the follow ends.
+      s.deploy.deployments.delete(name);
+      await f.ends();
+      assert.equal(f.lines.length, new Set(f.lines.map((l) => `${l.attemptId} ${l.stream} ${l.offset}`)).size, "no line twice");
+    });
+
+    it("starts a deployment's follow from each replica's last lines, merged by time, and narrows to a slot", async () => {
+      const name = `api-${randomUUID().slice(0, 8)}`;
+      const [jobA, jobB] = [`job-a-${randomUUID()}`, `job-b-${randomUUID()}`];
+      const [a, b] = [`attempt-a-${randomUUID()}`, `attempt-b-${randomUUID()}`];
+      s.deploy.deployments.set(name, [
+        { id: randomUUID(), slot: "0", revision: 5, jobId: jobA },
+        { id: randomUUID(), slot: "1", revision: 5, jobId: jobB },
+      ]);
+      const t = Date.now() - 10_000;
+      await s.writer.write(a, { jobId: jobA }, [[LogStream.STDOUT, "a0\n", t], [LogStream.STDOUT, "a2\n", t + 2], [LogStream.STDOUT, "a4\n", t + 4]]);
+      await s.writer.write(b, { jobId: jobB }, [[LogStream.STDOUT, "b1\n", t + 1], [LogStream.STDOUT, "b3\n", t + 3]]);
+      const tail = follow(s.follower, { deployment: name, from: FollowFrom.TAIL, tailLines: 2 });
+      const one = follow(s.follower, { deployment: name, replica: "1" });
+      await tail.until("the tails", (x) => x.lines.length === 4);
+      assert.deepEqual(tail.text, ["b1\n", "a2\n", "b3\n", "a4\n"]);
+      await one.until("slot 1's lines", (x) => x.lines.length === 2);
+      await s.writer.write(a, { jobId: jobA }, [[LogStream.STDOUT, "a5\n"]]);
+      await s.writer.write(b, { jobId: jobB }, [[LogStream.STDOUT, "b6\n"]]);
+      await one.until("slot 1's live line", (x) => x.lines.length === 3);
+      await tail.until("both live lines", (x) => x.lines.length === 6);
+      assert.deepEqual(one.text, ["b1\n", "b3\n", "b6\n"]);
+      await tail.stop();
+      await one.stop();
+    });
+
+    it("fails a follow of an unknown deployment, or replica, with NOT_FOUND naming it", async () => {
+      const unknown = follow(s.follower, { deployment: "no-such-service" });
+      await unknown.until("the end", (x) => x.ended);
+      assert.ok(unknown.error instanceof ConnectError);
+      assert.equal(unknown.error.code, Code.NotFound);
+      assert.match(unknown.error.message, /no-such-service/);
+      s.deploy.deployments.set("one-replica", [{ id: randomUUID(), slot: "0", revision: 1, jobId: `job-${randomUUID()}` }]);
+      const replica = follow(s.follower, { deployment: "one-replica", replica: "3" });
+      await replica.until("the end", (x) => x.ended);
+      assert.equal((replica.error as ConnectError).code, Code.NotFound);
+      assert.match((replica.error as ConnectError).message, /"3"/);
     });
 
     it("serves ReadLogs and FollowLogs over Connect", async () => {

@@ -26,6 +26,14 @@
 // or run when the Scheduler says it ended and its attempts are complete, or
 // it ended more than LOST_GRACE_MS ago (an attempt lost with its agent never
 // completes).
+//
+// A deployment: its replicas' jobs come from the Deploy service, asked again
+// every END_CHECK_MS; a new replica (a rollout, a replacement) gets its job's
+// live stream joined and storage polled at once. A job no longer listed
+// whose attempts are complete is dropped, so a follow that lives through
+// many rollouts does not keep a live stream per replica it ever saw. Services
+// run until stopped: the follow ends only when the deployment is deleted
+// (like a job that ended, with LOST_GRACE_MS for incomplete attempts).
 
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
@@ -44,10 +52,14 @@ import type { Bus, Unsubscribe } from "../../lib/bus/bus.ts";
 import type { DroverClients } from "../../lib/clients.ts";
 import type { Logger } from "../../lib/logger.ts";
 import { splitChunk, sliceChunk, type Line } from "./lines.ts";
+import { getReplicas, replicaJobs, resolveDeployment, type ReplicaJobs, type ReplicaRef } from "./deployment.ts";
 import { decodeEntry, jobStream, runStream, type LiveEntry } from "./live.ts";
 import {
   ScanBudget,
   compileTextFilter,
+  keyOf,
+  keyOrder,
+  mergeSortedBy,
   passes,
   streamsOf,
   toLogLine,
@@ -73,20 +85,20 @@ const TAP_READ_TIMEOUT_MS = 2_000;
 const TAP_LOOKBACK_MS = 2_000;
 // Entries a follow holds before it drops them (and reads the gap from storage).
 const MAX_PENDING = 5_000;
-// How often the Scheduler is asked whether a followed job or run ended.
+// How often the Scheduler is asked whether a followed job or run ended (and Deploy for a deployment's replicas).
 const END_CHECK_MS = 2_000;
 // Most lines / bytes per FollowLogsResponse.
 const BATCH_LINES = 500;
 const BATCH_BYTES = 1024 * 1024;
 
-type FollowKind = "attempt" | "job" | "run";
+type FollowKind = "attempt" | "job" | "run" | "deployment";
 
 /** What decides whether a follow is over. */
 export interface EndView {
   kind: FollowKind;
   /** Every followed attempt's followed streams are complete (true when there are none). */
   attemptsComplete: boolean;
-  /** When the Scheduler says the job or run (for an attempt: its job) ended, epoch ms; undefined while it has not, or nobody knows. */
+  /** When the Scheduler says the job or run (for an attempt: its job) ended, or Deploy that the deployment is gone, epoch ms; undefined while it has not, or nobody knows. */
   endedAtMs: number | undefined;
   nowMs: number;
 }
@@ -236,6 +248,7 @@ export class LogFollower {
   followLogs(req: FollowLogsRequest, ctx: HandlerContext): AsyncIterable<MessageInitShape<typeof FollowLogsResponseSchema>> {
     // Checked before the stream starts, so a bad filter is the call's error.
     const text = compileTextFilter(req.filter, req.regex);
+    if (req.replica !== "" && req.deployment === "") throw new ConnectError("replica: only with deployment", Code.InvalidArgument);
     return new Follow(this, req, { text }, ctx.signal).run();
   }
 
@@ -272,7 +285,10 @@ class Follow {
   private readonly streams: readonly StreamName[];
   private readonly attempts = new Map<string, Followed>();
   private readonly sub: TapSubscriber;
-  private readonly taps: Tap[] = [];
+  // Live streams joined, by key.
+  private readonly taps = new Map<string, Tap>();
+  // A deployment's replica jobs (the selector reads this map as it changes).
+  private readonly jobs: ReplicaJobs = new Map();
   private waker: (() => void) | undefined;
   private endedAtMs: number | undefined;
   private nextEndCheck = 0;
@@ -284,37 +300,52 @@ class Follow {
     private readonly filter: LineFilter,
     private readonly signal: AbortSignal,
   ) {
-    this.kind = req.attemptId ? "attempt" : req.jobId ? "job" : "run";
-    this.selector = { attemptId: req.attemptId, jobId: req.jobId, runId: req.runId, stageName: req.stageName };
+    this.kind = req.attemptId ? "attempt" : req.jobId ? "job" : req.runId ? "run" : "deployment";
+    this.selector =
+      this.kind === "deployment" ? { jobs: this.jobs } : { attemptId: req.attemptId, jobId: req.jobId, runId: req.runId, stageName: req.stageName };
     this.streams = streamsOf(req.stream);
     this.sub = { entries: [], overflowed: false, wake: () => this.waker?.() };
   }
 
   async *run(): AsyncGenerator<MessageInitShape<typeof FollowLogsResponseSchema>> {
-    const { reader, logger } = this.owner.deps;
+    const { reader, clients, logger } = this.owner.deps;
     try {
       // 1. The live position first.
-      const key = await this.liveKey();
-      if (key === null) return; // nobody has heard of the attempt
-      if (key !== undefined) this.taps.push(this.owner.join(key, this.sub));
+      if (this.kind === "deployment") {
+        const jobs = await resolveDeployment(clients.deploy, this.req.deployment, this.req.replica, this.signal);
+        for (const [jobId, replica] of jobs) this.addJob(jobId, replica);
+        this.nextEndCheck = Date.now() + END_CHECK_MS;
+      } else {
+        const key = await this.liveKey();
+        if (key === null) return; // nobody has heard of the attempt
+        if (key !== undefined) this.taps.set(key, this.owner.join(key, this.sub));
+      }
 
       // 2. Stored output from the start.
       const rows = await reader.attempts(this.selector);
       const states = await reader.streamStates(rows.map((r) => r.attemptId));
-      for (const row of rows) {
+      const followed = rows.map((row) => {
         const f = this.add(row);
-        const st = states.get(row.attemptId);
-        this.noteStates(f, st);
+        this.noteStates(f, states.get(row.attemptId));
+        return f;
+      });
+      if (this.req.from === FollowFrom.END || (this.req.from === FollowFrom.TAIL && this.req.tailLines === 0)) {
         // FOLLOW_FROM_TAIL with no tail_lines sends nothing stored, like FOLLOW_FROM_END.
-        if (this.req.from === FollowFrom.END || (this.req.from === FollowFrom.TAIL && this.req.tailLines === 0)) {
-          for (const s of this.streams) f.sent[s] = st?.get(s)?.nextOffset ?? 0n;
-        } else if (this.req.from === FollowFrom.TAIL) {
-          const t = await reader.tail(row, this.streams, st, this.req.tailLines, { filter: this.filter });
+        for (const f of followed) for (const s of this.streams) f.sent[s] = states.get(f.row.attemptId)?.get(s)?.nextOffset ?? 0n;
+      } else if (this.req.from === FollowFrom.TAIL) {
+        // Each attempt's last lines: one after another, or for a deployment's replicas (side by side) merged by time.
+        const tails: LogLineWithKey[][] = [];
+        for (const f of followed) {
+          const t = await reader.tail(f.row, this.streams, states.get(f.row.attemptId), this.req.tailLines, { filter: this.filter });
           for (const s of this.streams) f.sent[s] = t.ends[s] ?? 0n;
-          yield* batches(t.lines.map((l) => create(LogLineSchema, toLogLine(row, l))));
-        } else {
-          yield* this.catchUp(f, st);
+          tails.push(t.lines.map((l) => ({ key: keyOf(f.row.attemptId, l), line: create(LogLineSchema, toLogLine(f.row, l)) })));
         }
+        const merged = this.kind === "deployment" ? mergeSortedBy(tails, (a, b) => keyOrder(a.key, b.key)) : tails.flat();
+        yield* batches(merged.map((x) => x.line));
+      } else if (this.kind === "deployment") {
+        yield* this.catchUp(followed, states);
+      } else {
+        for (const f of followed) yield* this.catchUp([f], states);
       }
       this.nextPoll = Date.now() + POLL_UP_MS;
 
@@ -328,7 +359,9 @@ class Follow {
           if (out.length >= BATCH_LINES) yield* batches(out.splice(0));
         }
         yield* batches(out);
-        const failing = this.taps.length === 0 || this.taps.some((t) => t.failing) || this.sub.overflowed;
+        // A deployment with no replica running has nothing live to read: not a failing bus.
+        const taps = [...this.taps.values()];
+        const failing = (taps.length === 0 && this.kind !== "deployment") || taps.some((t) => t.failing) || this.sub.overflowed;
         if (failing || Date.now() >= this.nextPoll) {
           this.sub.overflowed = false;
           yield* this.poll();
@@ -343,11 +376,61 @@ class Follow {
       }
     } catch (err) {
       if (this.signal.aborted) return;
+      if (err instanceof ConnectError) throw err;
       logger.error({ err }, "follow failed");
-      throw err instanceof ConnectError ? err : new ConnectError("following the logs failed", Code.Internal);
+      throw new ConnectError("following the logs failed", Code.Internal);
     } finally {
-      for (const tap of this.taps) this.owner.leave(tap, this.sub);
+      for (const tap of this.taps.values()) this.owner.leave(tap, this.sub);
     }
+  }
+
+  /** Follows a deployment replica's job: its attempts (found by polling storage) and its live stream. */
+  private addJob(jobId: string, replica: ReplicaRef): void {
+    this.jobs.set(jobId, replica);
+    const key = jobStream(jobId);
+    if (!this.taps.has(key)) this.taps.set(key, this.owner.join(key, this.sub));
+  }
+
+  /** Stops following a job no longer listed whose attempts are all complete. */
+  private dropJob(jobId: string): void {
+    this.jobs.delete(jobId);
+    for (const [id, f] of this.attempts) if (f.row.jobId === jobId) this.attempts.delete(id);
+    const key = jobStream(jobId);
+    const tap = this.taps.get(key);
+    if (tap) {
+      this.taps.delete(key);
+      this.owner.leave(tap, this.sub);
+    }
+  }
+
+  // Asks Deploy for the deployment's replicas again: joins new ones' jobs,
+  // drops finished ones'. When the deployment is deleted, now (epoch ms);
+  // undefined while it exists or Deploy cannot say.
+  private async refreshDeployment(): Promise<number | undefined> {
+    const { clients, logger } = this.owner.deps;
+    let replicas;
+    try {
+      replicas = await getReplicas(clients.deploy, this.req.deployment, this.signal);
+    } catch (err) {
+      logger.debug({ err, deployment: this.req.deployment }, "cannot ask the Deploy service for the deployment's replicas; following those known");
+      return undefined;
+    }
+    if (replicas === null) return Date.now();
+    const { jobs } = replicaJobs(replicas, this.req.replica);
+    let added = false;
+    for (const [jobId, replica] of jobs) {
+      if (this.jobs.has(jobId)) continue;
+      this.addJob(jobId, replica);
+      added = true;
+    }
+    for (const jobId of [...this.jobs.keys()]) {
+      if (jobs.has(jobId)) continue;
+      const fs = [...this.attempts.values()].filter((f) => f.row.jobId === jobId);
+      if (fs.length > 0 && fs.every((f) => this.isComplete(f))) this.dropJob(jobId);
+    }
+    // Output a new replica stored before its live stream was joined is in storage.
+    if (added) this.nextPoll = 0;
+    return undefined;
   }
 
   // The bus stream carrying the followed output; null when the attempt is
@@ -371,6 +454,7 @@ class Follow {
   private add(row: AttemptRow): Followed {
     let f = this.attempts.get(row.attemptId);
     if (!f) {
+      if (this.kind === "deployment" && !row.replica) row = { ...row, replica: this.jobs.get(row.jobId) };
       f = { row, sent: { stdout: 0n, stderr: 0n, system: 0n }, complete: new Set() };
       this.attempts.set(row.attemptId, f);
     }
@@ -381,23 +465,29 @@ class Follow {
     for (const [s, state] of st ?? []) if (state.complete) f.complete.add(s);
   }
 
-  private wanted(owner: { attemptId: string; runId: string; stageName: string }): boolean {
+  private wanted(owner: { attemptId: string; jobId: string; runId: string; stageName: string }): boolean {
     if (this.kind === "attempt") return owner.attemptId === this.req.attemptId;
+    if (this.kind === "deployment") return this.jobs.has(owner.jobId);
     if (this.kind === "run" && this.req.stageName) return owner.stageName === this.req.stageName;
     return true;
   }
 
-  /** Reads an attempt's stored output from what was sent on. */
-  private async *catchUp(f: Followed, states?: Map<StreamName, StreamState>): AsyncGenerator<MessageInitShape<typeof FollowLogsResponseSchema>> {
+  /** Reads attempts' stored output from what was sent on, merged by time (one attempt: its streams). */
+  private async *catchUp(fs: Followed[], states?: Map<string, Map<StreamName, StreamState>>): AsyncGenerator<MessageInitShape<typeof FollowLogsResponseSchema>> {
     const { reader } = this.owner.deps;
-    states ??= (await reader.streamStates([f.row.attemptId])).get(f.row.attemptId);
-    this.noteStates(f, states);
-    const merge = reader.merge(f.row, this.streams, states, { ...f.sent }, { filter: this.filter, budget: new ScanBudget(Infinity) });
+    states ??= await reader.streamStates(fs.map((f) => f.row.attemptId));
+    for (const f of fs) this.noteStates(f, states.get(f.row.attemptId));
+    const byId = new Map(fs.map((f) => [f.row.attemptId, f]));
+    const merge = reader.mergeMany(
+      fs.map((f) => ({ attempt: f.row, states: states.get(f.row.attemptId), positions: { ...f.sent } })),
+      this.streams,
+      { filter: this.filter, budget: new ScanBudget(Infinity) },
+    );
     let out: LogLine[] = [];
     for (;;) {
-      const line = await merge.next();
-      if (!line) break;
-      out.push(create(LogLineSchema, toLogLine(f.row, line)));
+      const next = await merge.nextWithSource();
+      if (!next) break;
+      out.push(create(LogLineSchema, toLogLine(byId.get(next.cursor.attemptId)!.row, next.line)));
       if (out.length >= BATCH_LINES) {
         yield* batches(out);
         out = [];
@@ -405,9 +495,10 @@ class Follow {
     }
     yield* batches(out);
     for (const c of merge.cursors) {
+      const f = byId.get(c.attemptId)!;
       let to = c.readTo;
       // Past the cap offsets go on without bytes: all of it counts as sent.
-      const st = states?.get(c.stream);
+      const st = states.get(c.attemptId)?.get(c.stream);
       if (st?.truncatedAt != null && to > st.truncatedAt && st.nextOffset > to) to = st.nextOffset;
       if (to > f.sent[c.stream]) f.sent[c.stream] = to;
     }
@@ -426,7 +517,7 @@ class Follow {
         const state = st?.get(s);
         return state !== undefined && (state.nextOffset > f.sent[s] || (state.complete && !f.complete.has(s)));
       });
-      if (behind) yield* this.catchUp(f, st);
+      if (behind) yield* this.catchUp([f], states);
       else this.noteStates(f, st);
     }
   }
@@ -437,7 +528,7 @@ class Follow {
     const f = this.attempts.get(e.attempt.attemptId) ?? this.add({ ...e.attempt, storedBytes: 0n });
     if (e.offset > f.sent[e.stream] || (e.data === undefined && e.endOffset > f.sent[e.stream])) {
       // A gap (or bytes the entry left out): storage has them, committed before the entry was published.
-      for await (const res of this.catchUp(f)) yield res.lines as LogLine[];
+      for await (const res of this.catchUp([f])) yield res.lines as LogLine[];
     }
     const sent = f.sent[e.stream];
     if (e.data !== undefined && e.endOffset > sent) {
@@ -449,7 +540,7 @@ class Follow {
     }
     if (e.complete && !f.complete.has(e.stream)) {
       // Complete: storage may still hold a truncation marker to show.
-      for await (const res of this.catchUp(f)) yield res.lines as LogLine[];
+      for await (const res of this.catchUp([f])) yield res.lines as LogLine[];
       f.complete.add(e.stream);
     }
   }
@@ -470,9 +561,11 @@ class Follow {
       || (this.kind !== "attempt" && this.endedAtMs !== undefined && this.attempts.size === 0);
   }
 
-  // When the Scheduler says the followed job, run or attempt's job ended; undefined while it runs or cannot be asked.
+  // When the Scheduler says the followed job, run or attempt's job ended (or
+  // Deploy that the deployment is gone); undefined while it runs or cannot be asked.
   private async askEnded(): Promise<number | undefined> {
     const { clients, logger } = this.owner.deps;
+    if (this.kind === "deployment") return this.refreshDeployment();
     try {
       if (this.kind === "job") {
         const { job } = await clients.scheduler.getJob({ id: this.req.jobId }, { signal: this.signal });
@@ -510,6 +603,12 @@ class Follow {
       this.waker = finish;
     });
   }
+}
+
+/** A line to send and where it sits in a merge of several attempts. */
+interface LogLineWithKey {
+  key: ReturnType<typeof keyOf>;
+  line: LogLine;
 }
 
 /** Lines in responses of at most BATCH_LINES lines and about BATCH_BYTES. */

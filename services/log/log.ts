@@ -20,7 +20,7 @@ import { LogServiceImpl, logRoutes } from "./service.ts";
 export interface LogDeps {
   db: PrismaClient;
   bus: Bus;
-  /** The Scheduler, for whose attempts are (DescribeAttempts) and whether jobs ended. */
+  /** The Scheduler, for whose attempts are (DescribeAttempts) and whether jobs ended; Deploy, for a deployment's replicas. */
   clients: DroverClients;
   logger: Logger;
   settings: LogSettings;
@@ -37,7 +37,7 @@ export function createLog(deps: LogDeps): Log {
   const log = deps.logger.child({ component: "log" });
   const live = new BusLivePublisher({ bus: deps.bus, logger: log.child({ component: "log-live" }) });
   const ingest = new Ingest({ db: deps.db, clients: deps.clients, logger: log.child({ component: "log-ingest" }), settings: deps.settings, live });
-  const reader = new LogReader({ db: deps.db, logger: log.child({ component: "log-read" }) });
+  const reader = new LogReader({ db: deps.db, clients: deps.clients, logger: log.child({ component: "log-read" }) });
   const follower = new LogFollower({ db: deps.db, bus: deps.bus, clients: deps.clients, logger: log.child({ component: "log-follow" }), reader });
   const retention = new Retention({ db: deps.db, logger: log.child({ component: "log-retention" }), settings: deps.settings });
   const impl = new LogServiceImpl({ ingest, reader, follower });

@@ -21,6 +21,7 @@ import { failure } from "../../lib/testing/connect.ts";
 import { requirePostgres } from "../../lib/testing/services.ts";
 import { Ingest } from "./ingest.ts";
 import { LogReader } from "./read.ts";
+import { FakeDeploy } from "./testing.ts";
 
 const logger = createLogger("silent");
 const enc = (s: string) => new TextEncoder().encode(s);
@@ -106,6 +107,7 @@ for (const kind of kinds) {
     let db: PrismaClient;
     let store: Store;
     let reader: LogReader;
+    const deploy = new FakeDeploy();
     const read = (init: MessageInitShape<typeof ReadLogsRequestSchema>) => reader.readLogs(create(ReadLogsRequestSchema, init));
 
     // One attempt with all three streams, at known times.
@@ -122,7 +124,7 @@ for (const kind of kinds) {
       await migrate(database.executor, "log");
       db = database.prismaFor("log");
       store = new Store(db);
-      reader = new LogReader({ db, logger });
+      reader = new LogReader({ db, clients: { deploy: deploy.client }, logger });
       await store.write(attempt, { jobId: job }, [
         [LogStream.SYSTEM, "started\n", 500],
         [LogStream.STDOUT, "hello\n", 1000],
@@ -231,6 +233,127 @@ for (const kind of kinds) {
       assert.deepEqual(text((await read({ runId: run, stageName: "test" })).lines), ["tests\n"]);
     });
 
+    describe("a deployment", () => {
+      // Two replicas side by side (slot 0 retried once), and a replica
+      // stopped since (no longer listed by Deploy): its output is not read.
+      const name = `web-${kind}`;
+      const [jobA, jobB, jobOld] = [`job-a-${randomUUID()}`, `job-b-${randomUUID()}`, `job-old-${randomUUID()}`];
+      const [a1, a2, b1] = [`attempt-a1-${randomUUID()}`, `attempt-a2-${randomUUID()}`, `attempt-b1-${randomUUID()}`];
+      const r0 = { id: randomUUID(), slot: "0", revision: 3, jobId: jobA };
+      const r1 = { id: randomUUID(), slot: "1", revision: 4, jobId: jobB };
+
+      before(async () => {
+        deploy.deployments.set(name, [r0, r1, { id: randomUUID(), slot: "2", revision: 4, jobId: "" }]);
+        await store.write(a1, { jobId: jobA }, [
+          [LogStream.STDOUT, "a1 first\n", 100],
+          [LogStream.STDERR, "a1 crashed\n", 300],
+        ]);
+        await store.write(b1, { jobId: jobB }, [
+          [LogStream.STDOUT, "b1 first\n", 200],
+          [LogStream.STDOUT, "b1 tie\n", 300],
+          [LogStream.STDOUT, "b1 later\n", 600],
+        ]);
+        await store.write(a2, { jobId: jobA }, [
+          [LogStream.STDOUT, "a2 first\n", 400],
+          [LogStream.SYSTEM, "a2 health\n", 500],
+          [LogStream.STDOUT, "a2 later\n", 700],
+        ]);
+        await store.write(`attempt-${randomUUID()}`, { jobId: jobOld }, [[LogStream.STDOUT, "stopped replica\n", 250]]);
+      });
+
+      it("merges the lines of every replica's attempts by time, each naming its replica", async () => {
+        const res = await read({ deployment: name });
+        assert.deepEqual(
+          res.lines.map((l) => [dec(l.data), l.replicaSlot, l.revision, l.replicaId, l.jobId]),
+          [
+            ["a1 first\n", "0", 3, r0.id, jobA],
+            ["b1 first\n", "1", 4, r1.id, jobB],
+            // Same time: stdout before stderr.
+            ["b1 tie\n", "1", 4, r1.id, jobB],
+            ["a1 crashed\n", "0", 3, r0.id, jobA],
+            ["a2 first\n", "0", 3, r0.id, jobA],
+            ["a2 health\n", "0", 3, r0.id, jobA],
+            ["b1 later\n", "1", 4, r1.id, jobB],
+            ["a2 later\n", "0", 3, r0.id, jobA],
+          ],
+        );
+        assert.equal(res.truncated, false);
+        // Lines of other reads say nothing of replicas.
+        assert.ok((await read({ jobId: jobA })).lines.every((l) => l.replicaSlot === "" && l.replicaId === "" && l.revision === 0));
+      });
+
+      it("narrows to one replica by slot or by id", async () => {
+        assert.deepEqual(text((await read({ deployment: name, replica: "1" })).lines), ["b1 first\n", "b1 tie\n", "b1 later\n"]);
+        assert.deepEqual(text((await read({ deployment: name, replica: r0.id, stream: Stream.STDOUT })).lines), ["a1 first\n", "a2 first\n", "a2 later\n"]);
+        // A pending replica (no job yet) exists and has no output.
+        assert.deepEqual((await read({ deployment: name, replica: "2" })).lines, []);
+      });
+
+      it("pages through the merge exactly once, with filters, time windows and tails", async () => {
+        const whole = text((await read({ deployment: name })).lines);
+        for (const limitBytes of [1, 12, 20]) {
+          const { lines, pages } = await readAll(reader, { deployment: name, limitBytes });
+          assert.deepEqual(text(lines), whole, `limit ${limitBytes}`);
+          assert.ok(pages > 1);
+        }
+        const filtered = await readAll(reader, { deployment: name, filter: "first", limitBytes: 1 });
+        assert.deepEqual(text(filtered.lines), ["a1 first\n", "b1 first\n", "a2 first\n"]);
+        const window = await readAll(reader, { deployment: name, since: timestampFromMs(300), until: timestampFromMs(600), limitBytes: 1 });
+        assert.deepEqual(text(window.lines), ["b1 tie\n", "a1 crashed\n", "a2 first\n", "a2 health\n"]);
+        // The last 3 lines of all replicas together, then paged.
+        assert.deepEqual(text((await read({ deployment: name, tailLines: 3 })).lines), ["a2 health\n", "b1 later\n", "a2 later\n"]);
+        assert.deepEqual(text((await readAll(reader, { deployment: name, tailLines: 4, limitBytes: 1 })).lines), ["a2 first\n", "a2 health\n", "b1 later\n", "a2 later\n"]);
+      });
+
+      it("moves on page by page when a filter matches little and the scan budget runs out", async () => {
+        // Each replica writes many frames, one chunk each; few lines match.
+        const scanName = `scan-${kind}`;
+        const [jobX, jobY] = [`job-x-${randomUUID()}`, `job-y-${randomUUID()}`];
+        deploy.deployments.set(scanName, [
+          { id: randomUUID(), slot: "0", revision: 1, jobId: jobX },
+          { id: randomUUID(), slot: "1", revision: 1, jobId: jobY },
+        ]);
+        const [x, y] = [`attempt-x-${randomUUID()}`, `attempt-y-${randomUUID()}`];
+        const want: string[] = [];
+        for (let i = 0; i < 40; i++) {
+          const [attemptId, jobId] = i % 2 === 0 ? [x, jobX] : [y, jobY];
+          const line = i % 7 === 0 ? `match ${i}\n` : `noise ${i} ${"z".repeat(40_000)}\n`;
+          if (i % 7 === 0) want.push(line);
+          // Over 32 KiB, so no frame is appended to the chunk before it.
+          await store.write(attemptId, { jobId }, [[i % 3 === 0 ? LogStream.STDERR : LogStream.STDOUT, line, 1000 + i]]);
+        }
+        const small = new LogReader({ db, clients: { deploy: deploy.client }, logger, scanBudgetBytes: 100_000 });
+        const { lines, pages } = await readAll(small, { deployment: scanName, filter: "match" });
+        assert.deepEqual(text(lines), want);
+        assert.ok(pages > 3, `expected the budget to cut pages, got ${pages}`);
+      });
+
+      it("answers an unknown deployment or replica with NOT_FOUND naming it, and replica without deployment with INVALID_ARGUMENT", async () => {
+        const unknown = await failure(read({ deployment: "no-such-service" }));
+        assert.equal(unknown.code, Code.NotFound);
+        assert.match(unknown.message, /no-such-service/);
+        const replica = await failure(read({ deployment: name, replica: "7" }));
+        assert.equal(replica.code, Code.NotFound);
+        assert.match(replica.message, /"7"/);
+        const alone = await failure(read({ jobId: jobA, replica: "0" }));
+        assert.equal(alone.code, Code.InvalidArgument);
+        assert.match(alone.message, /replica/);
+      });
+
+      it("answers another request's page token with INVALID_ARGUMENT naming page_token", async () => {
+        const first = await read({ deployment: name, limitBytes: 1 });
+        assert.ok(first.nextPageToken);
+        for (const init of [
+          { deployment: name, replica: "1", pageToken: first.nextPageToken },
+          { jobId: jobA, pageToken: first.nextPageToken },
+        ]) {
+          const err = await failure(read(init));
+          assert.equal(err.code, Code.InvalidArgument);
+          assert.match(err.message, /page_token/);
+        }
+      });
+    });
+
     describe("a large attempt", () => {
       const big = `attempt-big-${randomUUID()}`;
       const bigJob = `job-${randomUUID()}`;
@@ -286,6 +409,30 @@ for (const kind of kinds) {
         assert.ok(text(tail.lines).includes("err 5900\n"));
         const paged = await readAll(reader, { attemptId: big, tailLines: 102, limitBytes: 500 });
         assert.deepEqual(text(paged.lines), text(tail.lines));
+      });
+
+      it("merges a large replica with another by time across many chunks, paged and tailed", async () => {
+        const name = `big-${kind}`;
+        deploy.deployments.set(name, [
+          { id: randomUUID(), slot: "0", revision: 1, jobId: bigJob },
+          { id: randomUUID(), slot: "1", revision: 1, jobId: job },
+        ]);
+        const streamRank = [Stream.STDOUT, Stream.STDERR, Stream.SYSTEM];
+        const expected = [...(await read({ jobId: bigJob, limitBytes: 16 << 20 })).lines, ...(await read({ jobId: job })).lines].sort(
+          (x, y) =>
+            timestampMs(x.time!) - timestampMs(y.time!) ||
+            streamRank.indexOf(x.stream) - streamRank.indexOf(y.stream) ||
+            (x.attemptId < y.attemptId ? -1 : x.attemptId > y.attemptId ? 1 : 0) ||
+            Number(x.offset - y.offset),
+        );
+        const key = (l: LogLine) => `${l.attemptId} ${l.stream} ${l.offset}`;
+        const whole = await read({ deployment: name, limitBytes: 16 << 20 });
+        assert.equal(whole.lines.length, LINES + LINES / 100 + 5);
+        assert.deepEqual(whole.lines.map(key), expected.map(key));
+        const paged = await readAll(reader, { deployment: name, limitBytes: 10_000 });
+        assert.deepEqual(paged.lines.map(key), expected.map(key));
+        const tail = await readAll(reader, { deployment: name, tailLines: 1000, limitBytes: 7_000 });
+        assert.deepEqual(tail.lines.map(key), expected.slice(-1000).map(key));
       });
 
       it("applies filters before counting the tail", async () => {

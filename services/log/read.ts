@@ -13,6 +13,14 @@
 // and limit_bytes), the attempt the page stopped in, and per stream the
 // offset of the first line not yet returned. Later attempts start from the
 // beginning; earlier ones are done.
+//
+// A deployment is read differently: its replicas run side by side, so the
+// lines of all their attempts are merged by time (ties: stream, attempt id,
+// offset: a LineKey). Its page token holds one LineKey instead of offsets
+// per stream of every attempt (which would not fit in a token for a large
+// deployment): the next page returns the lines after it, skipping chunks
+// that end before its time. That relies on a stream's lines not going back
+// in time, which holds for the agent's frames.
 
 import { createHash } from "node:crypto";
 
@@ -29,7 +37,9 @@ import {
   type ReadLogsRequest,
   type ReadLogsResponse,
 } from "../../gen/ts/drover/log/v1/log_service_pb.ts";
+import type { DroverClients } from "../../lib/clients.ts";
 import type { Logger } from "../../lib/logger.ts";
+import { resolveDeployment, type ReplicaRef } from "./deployment.ts";
 import { LineSplitter, sliceChunk, type ChunkInput, type Line } from "./lines.ts";
 import type { StreamName } from "./types.ts";
 
@@ -43,6 +53,8 @@ export const DEFAULT_LIMIT_BYTES = 1024 * 1024;
 export const SCAN_BUDGET_BYTES = 64 * 1024 * 1024;
 // Chunks loaded per query while reading forward.
 const CHUNK_BATCH = 16;
+// The same when many streams are merged (a deployment's): each holds a batch in memory.
+const MANY_CHUNK_BATCH = 4;
 
 /** The stream names a request's Stream asks for. */
 export function streamsOf(stream: Stream): readonly StreamName[] {
@@ -58,12 +70,14 @@ export function streamsOf(stream: Stream): readonly StreamName[] {
   }
 }
 
-/** Whose output to read: exactly one of attemptId, jobId, runId. */
+/** Whose output to read: exactly one of attemptId, jobId, runId, jobs. */
 export interface Selector {
   attemptId?: string;
   jobId?: string;
   runId?: string;
   stageName?: string;
+  /** A deployment's replica jobs (deployment.ts); read when it is given, even empty. */
+  jobs?: ReadonlyMap<string, ReplicaRef>;
 }
 
 /** An attempt whose output the Log service holds. */
@@ -73,6 +87,8 @@ export interface AttemptRow {
   runId: string;
   stageName: string;
   storedBytes: bigint;
+  /** The deployment replica its job runs, when a deployment is read. */
+  replica?: ReplicaRef;
 }
 
 /** How far one stream is stored (log_streams). */
@@ -125,12 +141,36 @@ export function lineOrder(a: Line, b: Line): number {
   return a.offset < b.offset ? -1 : a.offset > b.offset ? 1 : 0;
 }
 
+/** Where a line sits when several attempts' lines are merged: time, stream, attempt, offset. */
+export interface LineKey {
+  timeMs: number;
+  stream: StreamName;
+  attemptId: string;
+  offset: bigint;
+}
+
+/** Merge order across attempts; for lines of one attempt the same as lineOrder. */
+export function keyOrder(a: LineKey, b: LineKey): number {
+  if (a.timeMs !== b.timeMs) return a.timeMs - b.timeMs;
+  const s = STREAMS.indexOf(a.stream) - STREAMS.indexOf(b.stream);
+  if (s !== 0) return s;
+  if (a.attemptId !== b.attemptId) return a.attemptId < b.attemptId ? -1 : 1;
+  return a.offset < b.offset ? -1 : a.offset > b.offset ? 1 : 0;
+}
+
+export function keyOf(attemptId: string, line: Line): LineKey {
+  return { timeMs: line.timeMs, stream: line.stream, attemptId, offset: line.offset };
+}
+
 /** The LogLine for a line of an attempt. */
 export function toLogLine(attempt: AttemptRow, line: Line): MessageInitShape<typeof LogLineSchema> {
   return {
     attemptId: attempt.attemptId,
     jobId: attempt.jobId,
     stageName: attempt.stageName,
+    replicaId: attempt.replica?.replicaId ?? "",
+    replicaSlot: attempt.replica?.slot ?? "",
+    revision: attempt.replica?.revision ?? 0,
     commandIndex: line.commandIndex,
     stream: STREAM_ENUM[line.stream],
     offset: line.offset,
@@ -197,6 +237,10 @@ export interface StreamReadOptions {
   /** For the marker's words. */
   storedBytes: bigint;
   budget: ScanBudget;
+  /** Only lines after this key (a deployment's page token). */
+  after?: LineKey;
+  /** Chunks per query; CHUNK_BATCH by default. */
+  batch?: number;
 }
 
 /**
@@ -214,12 +258,14 @@ export class StreamCursor {
   private next: bigint;
   private done = false;
   private lastTimeMs: number | undefined;
+  // The time of the last line read, filtered out or not.
+  private seenTimeMs: number | undefined;
   /** The scan budget ran out before the next line was found. */
   stalled = false;
 
   constructor(
     private readonly db: PrismaClient,
-    private readonly attemptId: string,
+    readonly attemptId: string,
     readonly stream: StreamName,
     from: bigint,
     private readonly opts: StreamReadOptions,
@@ -255,6 +301,18 @@ export class StreamCursor {
     return this.queue[this.head];
   }
 
+  /**
+   * A key below every line this cursor has not given out yet (undefined
+   * once it is done): its next line's, or where it read to.
+   */
+  lowerBound(): LineKey | undefined {
+    const head = this.queue[this.head];
+    if (head) return { ...keyOf(this.attemptId, head), offset: head.offset - 1n };
+    if (this.done) return undefined;
+    const timeMs = this.seenTimeMs ?? this.opts.after?.timeMs ?? this.opts.filter.sinceMs ?? 0;
+    return { timeMs, stream: this.stream, attemptId: this.attemptId, offset: this.position - 1n };
+  }
+
   take(): Line {
     const line = this.queue[this.head++]!;
     if (this.head === this.queue.length) {
@@ -278,7 +336,7 @@ export class StreamCursor {
         ],
       },
       orderBy: { startOffset: "asc" },
-      take: CHUNK_BATCH,
+      take: this.opts.batch ?? CHUNK_BATCH,
       select: { startOffset: true, endOffset: true, data: true, commandIndex: true, times: true, firstTime: true, lastTime: true },
     });
     for (const row of rows) {
@@ -298,7 +356,7 @@ export class StreamCursor {
       this.next = chunk.endOffset;
       this.lastTimeMs = row.lastTime?.getTime() ?? this.lastTimeMs;
     }
-    if (rows.length < CHUNK_BATCH) this.finish();
+    if (rows.length < (this.opts.batch ?? CHUNK_BATCH)) this.finish();
   }
 
   private finish(): void {
@@ -325,7 +383,12 @@ export class StreamCursor {
   }
 
   private accept(lines: Line[]): void {
-    for (const line of lines) if (passes(this.opts.filter, line)) this.queue.push(line);
+    const after = this.opts.after;
+    for (const line of lines) {
+      this.seenTimeMs = line.timeMs;
+      if (after && keyOrder(keyOf(this.attemptId, line), after) <= 0) continue;
+      if (passes(this.opts.filter, line)) this.queue.push(line);
+    }
   }
 
   // Whether the byte before `offset` ends a line (or there is none).
@@ -340,25 +403,49 @@ export class StreamCursor {
   }
 }
 
-/** Merges an attempt's stream cursors by time. */
+/** Merges stream cursors by time: an attempt's, or (for a deployment) several attempts'. */
 export class AttemptMerge {
   constructor(readonly cursors: StreamCursor[]) {}
 
   /** The next line in merge order; undefined when every stream is done or the budget ran out (see stalled). */
   async next(): Promise<Line | undefined> {
+    return (await this.nextWithSource())?.line;
+  }
+
+  /** The same, with the cursor (so the attempt) it came from. */
+  async nextWithSource(): Promise<{ line: Line; cursor: StreamCursor } | undefined> {
     // Loaded heads need no await: most lines come from chunks already read.
     let heads = this.cursors.map((c) => c.peekLoaded());
     if (heads.includes(null)) heads = await Promise.all(this.cursors.map((c) => c.peek()));
     let best = -1;
     for (let i = 0; i < heads.length; i++) {
       const h = heads[i];
-      if (h && (best === -1 || lineOrder(h, heads[best]!) < 0)) best = i;
+      if (!h) continue;
+      if (best === -1) best = i;
+      else {
+        const b = this.cursors[best]!;
+        const c = this.cursors[i]!;
+        const order = c.attemptId === b.attemptId ? lineOrder(h, heads[best]!) : keyOrder(keyOf(c.attemptId, h), keyOf(b.attemptId, heads[best]!));
+        if (order < 0) best = i;
+      }
     }
-    return best === -1 ? undefined : this.cursors[best]!.take();
+    if (best === -1) return undefined;
+    const cursor = this.cursors[best]!;
+    return { line: cursor.take(), cursor };
   }
 
   get stalled(): boolean {
     return this.cursors.some((c) => c.stalled);
+  }
+
+  /** A key below every line not given out yet; undefined when every stream is done. */
+  lowerBound(): LineKey | undefined {
+    let low: LineKey | undefined;
+    for (const c of this.cursors) {
+      const k = c.lowerBound();
+      if (k && (!low || keyOrder(k, low) < 0)) low = k;
+    }
+    return low;
   }
 
   positions(): Partial<Record<StreamName, bigint>> {
@@ -373,28 +460,43 @@ interface PageToken {
   a: string;
   /** Per stream: offset of the first line not returned. */
   p: Partial<Record<StreamName, string>>;
+  /** A deployment's: the page goes on after this key (time, stream, attempt, offset). */
+  k?: [number, StreamName, string, string];
 }
 
 /** Reads stored output for ReadLogs, and for the follower. */
 export class LogReader {
   private readonly db: PrismaClient;
+  private readonly clients: Pick<DroverClients, "deploy">;
   private readonly logger: Logger;
+  private readonly scanBudgetBytes: number;
 
-  constructor(deps: { db: PrismaClient; logger: Logger }) {
+  constructor(deps: {
+    db: PrismaClient;
+    /** Deploy, for a deployment's replicas. */
+    clients: Pick<DroverClients, "deploy">;
+    logger: Logger;
+    /** Most stored bytes one forward read scans; SCAN_BUDGET_BYTES unless a test makes it small. */
+    scanBudgetBytes?: number;
+  }) {
     this.db = deps.db;
+    this.clients = deps.clients;
     this.logger = deps.logger;
+    this.scanBudgetBytes = deps.scanBudgetBytes ?? SCAN_BUDGET_BYTES;
   }
 
   /** The attempts a selector names, oldest first; none when nothing is stored. */
   async attempts(sel: Selector): Promise<AttemptRow[]> {
-    const where = sel.attemptId
-      ? { attemptId: sel.attemptId }
-      : sel.jobId
-        ? { jobId: sel.jobId }
-        : sel.runId
-          ? { runId: sel.runId, ...(sel.stageName ? { stageName: sel.stageName } : {}) }
-          : undefined;
-    if (!where) return [];
+    const where = sel.jobs
+      ? { jobId: { in: [...sel.jobs.keys()] } }
+      : sel.attemptId
+        ? { attemptId: sel.attemptId }
+        : sel.jobId
+          ? { jobId: sel.jobId }
+          : sel.runId
+            ? { runId: sel.runId, ...(sel.stageName ? { stageName: sel.stageName } : {}) }
+            : undefined;
+    if (!where || sel.jobs?.size === 0) return [];
     const rows = await this.db.logAttempt.findMany({ where, orderBy: [{ createdAt: "asc" }, { attemptId: "asc" }] });
     return rows.map((r) => ({
       attemptId: r.attemptId,
@@ -402,6 +504,7 @@ export class LogReader {
       runId: r.runId ?? "",
       stageName: r.stageName ?? "",
       storedBytes: r.storedBytes,
+      ...(sel.jobs ? { replica: sel.jobs.get(r.jobId) } : {}),
     }));
   }
 
@@ -426,17 +529,37 @@ export class LogReader {
     from: Partial<Record<StreamName, bigint>>,
     opts: { end?: bigint; filter: LineFilter; budget: ScanBudget },
   ): AttemptMerge {
-    return new AttemptMerge(
-      streams.map(
-        (s) =>
-          new StreamCursor(this.db, attempt.attemptId, s, from[s] ?? 0n, {
-            end: opts.end,
-            filter: opts.filter,
-            state: states?.get(s),
-            storedBytes: attempt.storedBytes,
-            budget: opts.budget,
-          }),
-      ),
+    return new AttemptMerge(this.cursors(attempt, streams, states, from, opts));
+  }
+
+  /** A merge by time of several attempts' streams (a deployment's), each from its own positions. */
+  mergeMany(
+    from: Array<{ attempt: AttemptRow; states: Map<StreamName, StreamState> | undefined; positions: Partial<Record<StreamName, bigint>> }>,
+    streams: readonly StreamName[],
+    opts: { filter: LineFilter; budget: ScanBudget; after?: LineKey },
+  ): AttemptMerge {
+    const batch = from.length > 1 ? MANY_CHUNK_BATCH : CHUNK_BATCH;
+    return new AttemptMerge(from.flatMap((f) => this.cursors(f.attempt, streams, f.states, f.positions, { ...opts, batch })));
+  }
+
+  private cursors(
+    attempt: AttemptRow,
+    streams: readonly StreamName[],
+    states: Map<StreamName, StreamState> | undefined,
+    from: Partial<Record<StreamName, bigint>>,
+    opts: { end?: bigint; filter: LineFilter; budget: ScanBudget; after?: LineKey; batch?: number },
+  ): StreamCursor[] {
+    return streams.map(
+      (s) =>
+        new StreamCursor(this.db, attempt.attemptId, s, from[s] ?? 0n, {
+          end: opts.end,
+          filter: opts.filter,
+          state: states?.get(s),
+          storedBytes: attempt.storedBytes,
+          budget: opts.budget,
+          after: opts.after,
+          batch: opts.batch,
+        }),
     );
   }
 
@@ -491,6 +614,8 @@ export class LogReader {
       untilMs: req.until ? timestampMs(req.until) : undefined,
     };
     const streams = streamsOf(req.stream);
+    if (req.replica !== "" && req.deployment === "") throw new ConnectError("replica: only with deployment", Code.InvalidArgument);
+    if (req.deployment !== "") return this.readDeployment(req, filter, streams);
     const single = req.attemptId !== "";
     const start = single ? req.offset : 0n;
     const end = single && req.endOffset > 0n ? req.endOffset : undefined;
@@ -550,7 +675,7 @@ export class LogReader {
       from = Object.fromEntries(streams.map((s) => [s, start]));
     }
 
-    const budget = new ScanBudget(SCAN_BUDGET_BYTES);
+    const budget = new ScanBudget(this.scanBudgetBytes);
     for (let i = first; i < attempts.length; i++) {
       const attempt = attempts[i]!;
       const startAt = i === first ? from : Object.fromEntries(streams.map((s) => [s, start]));
@@ -567,6 +692,84 @@ export class LogReader {
       }
     }
     return respond(undefined);
+  }
+
+  // A deployment's replicas' attempts, merged by time; see the top of this file.
+  private async readDeployment(req: ReadLogsRequest, filter: LineFilter, streams: readonly StreamName[]): Promise<ReadLogsResponse> {
+    const limit = req.limitBytes > 0 ? req.limitBytes : DEFAULT_LIMIT_BYTES;
+    const hash = requestHash(req);
+    const token = req.pageToken ? decodeToken(req.pageToken, hash) : undefined;
+    if (token && !token.k) throw new ConnectError("page_token: does not match this request", Code.InvalidArgument);
+    const jobs = await resolveDeployment(this.clients.deploy, req.deployment, req.replica);
+    const attempts = await this.attempts({ jobs });
+    const byId = new Map(attempts.map((a) => [a.attemptId, a]));
+    const states = await this.streamStates(attempts.map((a) => a.attemptId));
+
+    const lines: LogLine[] = [];
+    let bytes = 0;
+    let last: LineKey | undefined;
+    const fits = (line: Line) => lines.length === 0 || bytes + line.data.length <= limit;
+    const push = (attempt: AttemptRow, line: Line) => {
+      lines.push(create(LogLineSchema, toLogLine(attempt, line)));
+      bytes += line.data.length;
+      last = keyOf(attempt.attemptId, line);
+    };
+    const respond = (after: LineKey | undefined) =>
+      create(ReadLogsResponseSchema, {
+        lines,
+        truncated: after !== undefined,
+        nextPageToken: after ? encodeToken({ h: hash, a: "", p: {}, k: [after.timeMs, after.stream, after.attemptId, after.offset.toString()] }) : "",
+      });
+
+    if (!token && req.tailLines > 0) {
+      // The last N of all attempts' lines: each attempt's last N, merged, cut to N.
+      const tails: { attempt: AttemptRow; line: Line }[][] = [];
+      for (const a of attempts) {
+        const t = await this.tail(a, streams, states.get(a.attemptId), req.tailLines, { filter });
+        tails.push(t.lines.map((line) => ({ attempt: a, line })));
+      }
+      const merged = mergeSortedBy(tails, (x, y) => keyOrder(keyOf(x.attempt.attemptId, x.line), keyOf(y.attempt.attemptId, y.line)));
+      for (const { attempt, line } of merged.slice(Math.max(0, merged.length - req.tailLines))) {
+        // The rest of the tail is what comes after the last line returned.
+        if (!fits(line)) return respond(last);
+        push(attempt, line);
+      }
+      return respond(undefined);
+    }
+
+    const after = token?.k ? { timeMs: token.k[0], stream: token.k[1], attemptId: token.k[2], offset: BigInt(token.k[3]) } : undefined;
+    // Chunks that end before the key's time hold nothing after it.
+    const scan: LineFilter = after ? { ...filter, sinceMs: Math.max(filter.sinceMs ?? after.timeMs, after.timeMs) } : filter;
+    const budget = new ScanBudget(this.scanBudgetBytes);
+    const merge = this.mergeMany(
+      attempts.map((attempt) => ({ attempt, states: states.get(attempt.attemptId), positions: {} })),
+      streams,
+      { filter: scan, budget, after },
+    );
+    for (;;) {
+      const next = await merge.nextWithSource();
+      if (merge.stalled) {
+        // A stream stalled on the scan budget may hold lines before `next`:
+        // `next` goes out only if it comes before all that stream can hold.
+        // Otherwise the page ends, and the next one starts below every line
+        // not given out (`next` included) but past what the streams scanned,
+        // so a filter that matches little still moves on; never before the
+        // last line returned or the key this page began at.
+        let low = merge.lowerBound();
+        if (next && low && keyOrder(keyOf(next.cursor.attemptId, next.line), low) < 0 && fits(next.line)) {
+          push(byId.get(next.cursor.attemptId)!, next.line);
+          continue;
+        }
+        if (next) {
+          const k = { ...keyOf(next.cursor.attemptId, next.line), offset: next.line.offset - 1n };
+          if (!low || keyOrder(k, low) < 0) low = k;
+        }
+        return respond([after, last, low].reduce<LineKey | undefined>((m, k) => (k && (!m || keyOrder(k, m) > 0) ? k : m), undefined));
+      }
+      if (!next) return respond(undefined);
+      if (!fits(next.line)) return respond(last);
+      push(byId.get(next.cursor.attemptId)!, next.line);
+    }
   }
 }
 
@@ -665,13 +868,18 @@ class TailWindow {
 }
 
 function mergeSorted(lists: Line[][]): Line[] {
+  return mergeSortedBy(lists, lineOrder);
+}
+
+/** Merges lists each sorted by `order` into one. */
+export function mergeSortedBy<T>(lists: T[][], order: (a: T, b: T) => number): T[] {
   const at = lists.map(() => 0);
-  const out: Line[] = [];
+  const out: T[] = [];
   for (;;) {
     let best = -1;
     for (let i = 0; i < lists.length; i++) {
       const h = lists[i]![at[i]!];
-      if (h && (best === -1 || lineOrder(h, lists[best]![at[best]!]!) < 0)) best = i;
+      if (h !== undefined && (best === -1 || order(h, lists[best]![at[best]!]!) < 0)) best = i;
     }
     if (best === -1) return out;
     out.push(lists[best]![at[best]!++]!);
@@ -693,6 +901,8 @@ function requestHash(req: ReadLogsRequest): string {
     req.tailLines,
     req.filter,
     req.regex,
+    req.deployment,
+    req.replica,
   ]);
   return createHash("sha256").update(key).digest("base64url").slice(0, 16);
 }
@@ -710,6 +920,13 @@ function decodeToken(s: string, hash: string): PageToken {
   }
   if (!t || typeof t !== "object" || t.h !== hash || typeof t.a !== "string" || typeof t.p !== "object" || t.p === null) {
     throw new ConnectError("page_token: does not match this request", Code.InvalidArgument);
+  }
+  const k = t.k;
+  if (
+    k !== undefined &&
+    !(Array.isArray(k) && k.length === 4 && Number.isSafeInteger(k[0]) && STREAMS.includes(k[1]) && typeof k[2] === "string" && typeof k[3] === "string" && /^-?\d{1,20}$/.test(k[3]))
+  ) {
+    throw new ConnectError("page_token: not a token this service issued", Code.InvalidArgument);
   }
   for (const [k, v] of Object.entries(t.p)) {
     if (!STREAMS.includes(k as StreamName) || typeof v !== "string" || !/^\d{1,20}$/.test(v)) {

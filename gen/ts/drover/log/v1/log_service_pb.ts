@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file drover/log/v1/log_service.proto.
  */
 export const file_drover_log_v1_log_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch9kcm92ZXIvbG9nL3YxL2xvZ19zZXJ2aWNlLnByb3RvEg1kcm92ZXIubG9nLnYxIugBCgdMb2dMaW5lEhIKCmF0dGVtcHRfaWQYASABKAkSDgoGam9iX2lkGAIgASgJEhIKCnN0YWdlX25hbWUYAyABKAkSFQoNY29tbWFuZF9pbmRleBgEIAEoDRIlCgZzdHJlYW0YBSABKA4yFS5kcm92ZXIubG9nLnYxLlN0cmVhbRIOCgZvZmZzZXQYBiABKAQSKAoEdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDAoEZGF0YRgIIAEoDBIPCgdwYXJ0aWFsGAkgASgIEg4KBm1hcmtlchgKIAEoCSLYAwoPUmVhZExvZ3NSZXF1ZXN0EhwKCmF0dGVtcHRfaWQYASABKAlCCLpIBXIDGIABEi8KBnN0cmVhbRgCIAEoDjIVLmRyb3Zlci5sb2cudjEuU3RyZWFtQgi6SAWCAQIQARIOCgZvZmZzZXQYAyABKAQSHwoLbGltaXRfYnl0ZXMYBCABKA1CCrpIByoFGICAgAgSGAoGam9iX2lkGAUgASgJQgi6SAVyAxiAARIYCgZydW5faWQYBiABKAlCCLpIBXIDGIABEhwKCnN0YWdlX25hbWUYByABKAlCCLpIBXIDGIABEhIKCmVuZF9vZmZzZXQYCCABKAQSKQoFc2luY2UYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEikKBXVudGlsGAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIdCgp0YWlsX2xpbmVzGAsgASgNQgm6SAYqBBigjQYSGAoGZmlsdGVyGAwgASgJQgi6SAVyAxiACBINCgVyZWdleBgNIAEoCBIcCgpwYWdlX3Rva2VuGA4gASgJQgi6SAVyAxiACDojukggIh4KCmF0dGVtcHRfaWQKBmpvYl9pZAoGcnVuX2lkEAEicwoQUmVhZExvZ3NSZXNwb25zZRIRCgl0cnVuY2F0ZWQYAiABKAgSJQoFbGluZXMYAyADKAsyFi5kcm92ZXIubG9nLnYxLkxvZ0xpbmUSFwoPbmV4dF9wYWdlX3Rva2VuGAQgASgJSgQIARACUgZjaHVua3Mi1AIKEUZvbGxvd0xvZ3NSZXF1ZXN0EhwKCmF0dGVtcHRfaWQYASABKAlCCLpIBXIDGIABEhgKBmpvYl9pZBgCIAEoCUIIukgFcgMYgAESGAoGcnVuX2lkGAMgASgJQgi6SAVyAxiAARIcCgpzdGFnZV9uYW1lGAQgASgJQgi6SAVyAxiAARIvCgZzdHJlYW0YBSABKA4yFS5kcm92ZXIubG9nLnYxLlN0cmVhbUIIukgFggECEAESMQoEZnJvbRgGIAEoDjIZLmRyb3Zlci5sb2cudjEuRm9sbG93RnJvbUIIukgFggECEAESHQoKdGFpbF9saW5lcxgHIAEoDUIJukgGKgQYoI0GEhgKBmZpbHRlchgIIAEoCUIIukgFcgMYgAgSDQoFcmVnZXgYCSABKAg6I7pIICIeCgphdHRlbXB0X2lkCgZqb2JfaWQKBnJ1bl9pZBABIjsKEkZvbGxvd0xvZ3NSZXNwb25zZRIlCgVsaW5lcxgBIAMoCzIWLmRyb3Zlci5sb2cudjEuTG9nTGluZSJoChFJbmdlc3RMb2dzUmVxdWVzdBIbCghhZ2VudF9pZBgBIAEoCUIJukgGcgQQARhAEjYKBmZyYW1lcxgCIAMoCzIZLmRyb3Zlci5mbGVldC52MS5Mb2dGcmFtZUILukgIkgEFCAEQgCAiOwoSSW5nZXN0TG9nc1Jlc3BvbnNlEiUKBGFja3MYASADKAsyFy5kcm92ZXIuZmxlZXQudjEuTG9nQWNrKlkKBlN0cmVhbRIWChJTVFJFQU1fVU5TUEVDSUZJRUQQABIRCg1TVFJFQU1fU1RET1VUEAESEQoNU1RSRUFNX1NUREVSUhACEhEKDVNUUkVBTV9TWVNURU0QAypUCgpGb2xsb3dGcm9tEhsKF0ZPTExPV19GUk9NX1VOU1BFQ0lGSUVEEAASEwoPRk9MTE9XX0ZST01fRU5EEAESFAoQRk9MTE9XX0ZST01fVEFJTBACMoECCgpMb2dTZXJ2aWNlEksKCFJlYWRMb2dzEh4uZHJvdmVyLmxvZy52MS5SZWFkTG9nc1JlcXVlc3QaHy5kcm92ZXIubG9nLnYxLlJlYWRMb2dzUmVzcG9uc2USUwoKRm9sbG93TG9ncxIgLmRyb3Zlci5sb2cudjEuRm9sbG93TG9nc1JlcXVlc3QaIS5kcm92ZXIubG9nLnYxLkZvbGxvd0xvZ3NSZXNwb25zZTABElEKCkluZ2VzdExvZ3MSIC5kcm92ZXIubG9nLnYxLkluZ2VzdExvZ3NSZXF1ZXN0GiEuZHJvdmVyLmxvZy52MS5Jbmdlc3RMb2dzUmVzcG9uc2ViBnByb3RvMw", [file_buf_validate_validate, file_drover_fleet_v1_agent_stream, file_google_protobuf_timestamp]);
+  fileDesc("Ch9kcm92ZXIvbG9nL3YxL2xvZ19zZXJ2aWNlLnByb3RvEg1kcm92ZXIubG9nLnYxIqQCCgdMb2dMaW5lEhIKCmF0dGVtcHRfaWQYASABKAkSDgoGam9iX2lkGAIgASgJEhIKCnN0YWdlX25hbWUYAyABKAkSFQoNY29tbWFuZF9pbmRleBgEIAEoDRIlCgZzdHJlYW0YBSABKA4yFS5kcm92ZXIubG9nLnYxLlN0cmVhbRIOCgZvZmZzZXQYBiABKAQSKAoEdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDAoEZGF0YRgIIAEoDBIPCgdwYXJ0aWFsGAkgASgIEg4KBm1hcmtlchgKIAEoCRISCgpyZXBsaWNhX2lkGAsgASgJEhQKDHJlcGxpY2Ffc2xvdBgMIAEoCRIQCghyZXZpc2lvbhgNIAEoDSK5BAoPUmVhZExvZ3NSZXF1ZXN0EhwKCmF0dGVtcHRfaWQYASABKAlCCLpIBXIDGIABEi8KBnN0cmVhbRgCIAEoDjIVLmRyb3Zlci5sb2cudjEuU3RyZWFtQgi6SAWCAQIQARIOCgZvZmZzZXQYAyABKAQSHwoLbGltaXRfYnl0ZXMYBCABKA1CCrpIByoFGICAgAgSGAoGam9iX2lkGAUgASgJQgi6SAVyAxiAARIYCgZydW5faWQYBiABKAlCCLpIBXIDGIABEhwKCnN0YWdlX25hbWUYByABKAlCCLpIBXIDGIABEhIKCmVuZF9vZmZzZXQYCCABKAQSKQoFc2luY2UYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEikKBXVudGlsGAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIdCgp0YWlsX2xpbmVzGAsgASgNQgm6SAYqBBigjQYSGAoGZmlsdGVyGAwgASgJQgi6SAVyAxiACBINCgVyZWdleBgNIAEoCBIcCgpwYWdlX3Rva2VuGA4gASgJQgi6SAVyAxiACBI5CgpkZXBsb3ltZW50GA8gASgJQiW6SCJyIBg/MhxeW2Etel0oWy1hLXowLTldKlthLXowLTldKT8kEhgKB3JlcGxpY2EYECABKAlCB7pIBHICGEA6L7pILCIqCgphdHRlbXB0X2lkCgZqb2JfaWQKBnJ1bl9pZAoKZGVwbG95bWVudBABInMKEFJlYWRMb2dzUmVzcG9uc2USEQoJdHJ1bmNhdGVkGAIgASgIEiUKBWxpbmVzGAMgAygLMhYuZHJvdmVyLmxvZy52MS5Mb2dMaW5lEhcKD25leHRfcGFnZV90b2tlbhgEIAEoCUoECAEQAlIGY2h1bmtzIrUDChFGb2xsb3dMb2dzUmVxdWVzdBIcCgphdHRlbXB0X2lkGAEgASgJQgi6SAVyAxiAARIYCgZqb2JfaWQYAiABKAlCCLpIBXIDGIABEhgKBnJ1bl9pZBgDIAEoCUIIukgFcgMYgAESHAoKc3RhZ2VfbmFtZRgEIAEoCUIIukgFcgMYgAESLwoGc3RyZWFtGAUgASgOMhUuZHJvdmVyLmxvZy52MS5TdHJlYW1CCLpIBYIBAhABEjEKBGZyb20YBiABKA4yGS5kcm92ZXIubG9nLnYxLkZvbGxvd0Zyb21CCLpIBYIBAhABEh0KCnRhaWxfbGluZXMYByABKA1CCbpIBioEGKCNBhIYCgZmaWx0ZXIYCCABKAlCCLpIBXIDGIAIEg0KBXJlZ2V4GAkgASgIEjkKCmRlcGxveW1lbnQYCiABKAlCJbpIInIgGD8yHF5bYS16XShbLWEtejAtOV0qW2EtejAtOV0pPyQSGAoHcmVwbGljYRgLIAEoCUIHukgEcgIYQDovukgsIioKCmF0dGVtcHRfaWQKBmpvYl9pZAoGcnVuX2lkCgpkZXBsb3ltZW50EAEiOwoSRm9sbG93TG9nc1Jlc3BvbnNlEiUKBWxpbmVzGAEgAygLMhYuZHJvdmVyLmxvZy52MS5Mb2dMaW5lImgKEUluZ2VzdExvZ3NSZXF1ZXN0EhsKCGFnZW50X2lkGAEgASgJQgm6SAZyBBABGEASNgoGZnJhbWVzGAIgAygLMhkuZHJvdmVyLmZsZWV0LnYxLkxvZ0ZyYW1lQgu6SAiSAQUIARCAICI7ChJJbmdlc3RMb2dzUmVzcG9uc2USJQoEYWNrcxgBIAMoCzIXLmRyb3Zlci5mbGVldC52MS5Mb2dBY2sqWQoGU3RyZWFtEhYKElNUUkVBTV9VTlNQRUNJRklFRBAAEhEKDVNUUkVBTV9TVERPVVQQARIRCg1TVFJFQU1fU1RERVJSEAISEQoNU1RSRUFNX1NZU1RFTRADKlQKCkZvbGxvd0Zyb20SGwoXRk9MTE9XX0ZST01fVU5TUEVDSUZJRUQQABITCg9GT0xMT1dfRlJPTV9FTkQQARIUChBGT0xMT1dfRlJPTV9UQUlMEAIygQIKCkxvZ1NlcnZpY2USSwoIUmVhZExvZ3MSHi5kcm92ZXIubG9nLnYxLlJlYWRMb2dzUmVxdWVzdBofLmRyb3Zlci5sb2cudjEuUmVhZExvZ3NSZXNwb25zZRJTCgpGb2xsb3dMb2dzEiAuZHJvdmVyLmxvZy52MS5Gb2xsb3dMb2dzUmVxdWVzdBohLmRyb3Zlci5sb2cudjEuRm9sbG93TG9nc1Jlc3BvbnNlMAESUQoKSW5nZXN0TG9ncxIgLmRyb3Zlci5sb2cudjEuSW5nZXN0TG9nc1JlcXVlc3QaIS5kcm92ZXIubG9nLnYxLkluZ2VzdExvZ3NSZXNwb25zZWIGcHJvdG8z", [file_buf_validate_validate, file_drover_fleet_v1_agent_stream, file_google_protobuf_timestamp]);
 
 /**
  * LogLine is one line of output (or a piece of one, see partial).
@@ -96,6 +96,30 @@ export type LogLine = Message<"drover.log.v1.LogLine"> & {
    * @generated from field: string marker = 10;
    */
   marker: string;
+
+  /**
+   * When reading a deployment: the replica whose job wrote it (its id in
+   * the Deploy service); empty otherwise.
+   *
+   * @generated from field: string replica_id = 11;
+   */
+  replicaId: string;
+
+  /**
+   * When reading a deployment: that replica's slot (0..replicas-1, or the
+   * agent id for per_agent deployments); empty otherwise.
+   *
+   * @generated from field: string replica_slot = 12;
+   */
+  replicaSlot: string;
+
+  /**
+   * When reading a deployment: the deployment's revision that replica runs;
+   * 0 otherwise.
+   *
+   * @generated from field: uint32 revision = 13;
+   */
+  revision: number;
 };
 
 /**
@@ -106,8 +130,8 @@ export const LogLineSchema: GenMessage<LogLine> = /*@__PURE__*/
   messageDesc(file_drover_log_v1_log_service, 0);
 
 /**
- * ReadLogsRequest asks for stored output. Exactly one of attempt_id, job_id
- * and run_id says whose.
+ * ReadLogsRequest asks for stored output. Exactly one of attempt_id, job_id,
+ * run_id and deployment says whose.
  *
  * @generated from message drover.log.v1.ReadLogsRequest
  */
@@ -211,6 +235,26 @@ export type ReadLogsRequest = Message<"drover.log.v1.ReadLogsRequest"> & {
    * @generated from field: string page_token = 14;
    */
   pageToken: string;
+
+  /**
+   * Every attempt of the jobs of this deployment's replicas that are not
+   * stopped (as GetDeployment lists them), merged by time. Its name, as in
+   * drover.deploy.v1.GetDeploymentRequest: 1-63 lowercase letters, digits
+   * and '-', starting with a letter and not ending with '-'. An unknown
+   * deployment is NOT_FOUND.
+   *
+   * @generated from field: string deployment = 15;
+   */
+  deployment: string;
+
+  /**
+   * With deployment: only the replica with this id, or the replicas in
+   * this slot (at most 64 characters); one the deployment does not have is
+   * NOT_FOUND.
+   *
+   * @generated from field: string replica = 16;
+   */
+  replica: string;
 };
 
 /**
@@ -224,7 +268,8 @@ export const ReadLogsRequestSchema: GenMessage<ReadLogsRequest> = /*@__PURE__*/
  * ReadLogsResponse returns stored output in order: attempts oldest first;
  * within an attempt its streams' lines merged by the time the agent read
  * them, like a terminal showed them (ties: stdout, stderr, system), each
- * stream in offset order.
+ * stream in offset order. For a deployment, the lines of all its replicas'
+ * attempts merged by time (ties: stream, then attempt id).
  *
  * @generated from message drover.log.v1.ReadLogsResponse
  */
@@ -259,8 +304,8 @@ export const ReadLogsResponseSchema: GenMessage<ReadLogsResponse> = /*@__PURE__*
   messageDesc(file_drover_log_v1_log_service, 2);
 
 /**
- * FollowLogsRequest says what to follow. Exactly one of attempt_id, job_id
- * and run_id.
+ * FollowLogsRequest says what to follow. Exactly one of attempt_id, job_id,
+ * run_id and deployment.
  *
  * @generated from message drover.log.v1.FollowLogsRequest
  */
@@ -327,6 +372,24 @@ export type FollowLogsRequest = Message<"drover.log.v1.FollowLogsRequest"> & {
    * @generated from field: bool regex = 9;
    */
   regex: boolean;
+
+  /**
+   * Every replica of this deployment, including those a rollout starts
+   * while following (the Deploy service is asked again every 2 s). Its
+   * name: 1-63 lowercase letters, digits and '-', starting with a letter
+   * and not ending with '-'. An unknown deployment is NOT_FOUND.
+   *
+   * @generated from field: string deployment = 10;
+   */
+  deployment: string;
+
+  /**
+   * With deployment: only the replica with this id, or the replicas in
+   * this slot (a replacement in the slot included); at most 64 characters.
+   *
+   * @generated from field: string replica = 11;
+   */
+  replica: string;
 };
 
 /**
@@ -492,7 +555,8 @@ export const FollowFromSchema: GenEnum<FollowFrom> = /*@__PURE__*/
 export const LogService: GenService<{
   /**
    * ReadLogs reads stored output of an attempt, of every attempt of a job,
-   * or of the stages of a run, line by line, paginated by cursor.
+   * of the stages of a run, or of a deployment's replicas, line by line,
+   * paginated by cursor.
    *
    * @generated from rpc drover.log.v1.LogService.ReadLogs
    */
@@ -504,9 +568,10 @@ export const LogService: GenService<{
   /**
    * FollowLogs sends stored output from a starting position and then new
    * output as it is stored, from any Log replica. Several attempts (all
-   * attempts of a job, all stages of a run) are merged, each line naming its
-   * source. The stream ends when every followed attempt's output is complete
-   * (and, for a job or run, when it has ended).
+   * attempts of a job, all stages of a run, all replicas of a deployment)
+   * are merged, each line naming its source. The stream ends when every
+   * followed attempt's output is complete (and, for a job or run, when it
+   * has ended); a deployment's goes on until the deployment is deleted.
    *
    * @generated from rpc drover.log.v1.LogService.FollowLogs
    */

@@ -18,13 +18,15 @@ const _ = grpc.SupportPackageIsVersion7
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 type LogServiceClient interface {
 	// ReadLogs reads stored output of an attempt, of every attempt of a job,
-	// or of the stages of a run, line by line, paginated by cursor.
+	// of the stages of a run, or of a deployment's replicas, line by line,
+	// paginated by cursor.
 	ReadLogs(ctx context.Context, in *ReadLogsRequest, opts ...grpc.CallOption) (*ReadLogsResponse, error)
 	// FollowLogs sends stored output from a starting position and then new
 	// output as it is stored, from any Log replica. Several attempts (all
-	// attempts of a job, all stages of a run) are merged, each line naming its
-	// source. The stream ends when every followed attempt's output is complete
-	// (and, for a job or run, when it has ended).
+	// attempts of a job, all stages of a run, all replicas of a deployment)
+	// are merged, each line naming its source. The stream ends when every
+	// followed attempt's output is complete (and, for a job or run, when it
+	// has ended); a deployment's goes on until the deployment is deleted.
 	FollowLogs(ctx context.Context, in *FollowLogsRequest, opts ...grpc.CallOption) (LogService_FollowLogsClient, error)
 	// IngestLogs stores frames agents sent and says how far each stream is
 	// stored. Idempotent by offset: bytes already stored are not stored
@@ -96,13 +98,15 @@ func (c *logServiceClient) IngestLogs(ctx context.Context, in *IngestLogsRequest
 // for forward compatibility
 type LogServiceServer interface {
 	// ReadLogs reads stored output of an attempt, of every attempt of a job,
-	// or of the stages of a run, line by line, paginated by cursor.
+	// of the stages of a run, or of a deployment's replicas, line by line,
+	// paginated by cursor.
 	ReadLogs(context.Context, *ReadLogsRequest) (*ReadLogsResponse, error)
 	// FollowLogs sends stored output from a starting position and then new
 	// output as it is stored, from any Log replica. Several attempts (all
-	// attempts of a job, all stages of a run) are merged, each line naming its
-	// source. The stream ends when every followed attempt's output is complete
-	// (and, for a job or run, when it has ended).
+	// attempts of a job, all stages of a run, all replicas of a deployment)
+	// are merged, each line naming its source. The stream ends when every
+	// followed attempt's output is complete (and, for a job or run, when it
+	// has ended); a deployment's goes on until the deployment is deleted.
 	FollowLogs(*FollowLogsRequest, LogService_FollowLogsServer) error
 	// IngestLogs stores frames agents sent and says how far each stream is
 	// stored. Idempotent by offset: bytes already stored are not stored

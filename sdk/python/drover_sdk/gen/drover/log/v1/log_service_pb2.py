@@ -16,7 +16,7 @@ from drover.fleet.v1 import agent_stream_pb2 as drover_dot_fleet_dot_v1_dot_agen
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x64rover/log/v1/log_service.proto\x12\rdrover.log.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\"drover/fleet/v1/agent_stream.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe8\x01\n\x07LogLine\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x12\n\nstage_name\x18\x03 \x01(\t\x12\x15\n\rcommand_index\x18\x04 \x01(\r\x12%\n\x06stream\x18\x05 \x01(\x0e\x32\x15.drover.log.v1.Stream\x12\x0e\n\x06offset\x18\x06 \x01(\x04\x12(\n\x04time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04\x64\x61ta\x18\x08 \x01(\x0c\x12\x0f\n\x07partial\x18\t \x01(\x08\x12\x0e\n\x06marker\x18\n \x01(\t\"\xd8\x03\n\x0fReadLogsRequest\x12\x1c\n\nattempt_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x01\x12/\n\x06stream\x18\x02 \x01(\x0e\x32\x15.drover.log.v1.StreamB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12\x0e\n\x06offset\x18\x03 \x01(\x04\x12\x1f\n\x0blimit_bytes\x18\x04 \x01(\rB\n\xbaH\x07*\x05\x18\x80\x80\x80\x08\x12\x18\n\x06job_id\x18\x05 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x01\x12\x18\n\x06run_id\x18\x06 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x01\x12\x1c\n\nstage_name\x18\x07 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x01\x12\x12\n\nend_offset\x18\x08 \x01(\x04\x12)\n\x05since\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1d\n\ntail_lines\x18\x0b \x01(\rB\t\xbaH\x06*\x04\x18\xa0\x8d\x06\x12\x18\n\x06\x66ilter\x18\x0c \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x08\x12\r\n\x05regex\x18\r \x01(\x08\x12\x1c\n\npage_token\x18\x0e \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x08:#\xbaH \"\x1e\n\nattempt_id\n\x06job_id\n\x06run_id\x10\x01\"s\n\x10ReadLogsResponse\x12\x11\n\ttruncated\x18\x02 \x01(\x08\x12%\n\x05lines\x18\x03 \x03(\x0b\x32\x16.drover.log.v1.LogLine\x12\x17\n\x0fnext_page_token\x18\x04 \x01(\tJ\x04\x08\x01\x10\x02R\x06\x63hunks\"\xd4\x02\n\x11\x46ollowLogsRequest\x12\x1c\n\nattempt_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x01\x12\x18\n\x06job_id\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x01\x12\x18\n\x06run_id\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x01\x12\x1c\n\nstage_name\x18\x04 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x01\x12/\n\x06stream\x18\x05 \x01(\x0e\x32\x15.drover.log.v1.StreamB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12\x31\n\x04\x66rom\x18\x06 \x01(\x0e\x32\x19.drover.log.v1.FollowFromB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12\x1d\n\ntail_lines\x18\x07 \x01(\rB\t\xbaH\x06*\x04\x18\xa0\x8d\x06\x12\x18\n\x06\x66ilter\x18\x08 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x08\x12\r\n\x05regex\x18\t \x01(\x08:#\xbaH \"\x1e\n\nattempt_id\n\x06job_id\n\x06run_id\x10\x01\";\n\x12\x46ollowLogsResponse\x12%\n\x05lines\x18\x01 \x03(\x0b\x32\x16.drover.log.v1.LogLine\"h\n\x11IngestLogsRequest\x12\x1b\n\x08\x61gent_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@\x12\x36\n\x06\x66rames\x18\x02 \x03(\x0b\x32\x19.drover.fleet.v1.LogFrameB\x0b\xbaH\x08\x92\x01\x05\x08\x01\x10\x80 \";\n\x12IngestLogsResponse\x12%\n\x04\x61\x63ks\x18\x01 \x03(\x0b\x32\x17.drover.fleet.v1.LogAck*Y\n\x06Stream\x12\x16\n\x12STREAM_UNSPECIFIED\x10\x00\x12\x11\n\rSTREAM_STDOUT\x10\x01\x12\x11\n\rSTREAM_STDERR\x10\x02\x12\x11\n\rSTREAM_SYSTEM\x10\x03*T\n\nFollowFrom\x12\x1b\n\x17\x46OLLOW_FROM_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x46OLLOW_FROM_END\x10\x01\x12\x14\n\x10\x46OLLOW_FROM_TAIL\x10\x02\x32\x81\x02\n\nLogService\x12K\n\x08ReadLogs\x12\x1e.drover.log.v1.ReadLogsRequest\x1a\x1f.drover.log.v1.ReadLogsResponse\x12S\n\nFollowLogs\x12 .drover.log.v1.FollowLogsRequest\x1a!.drover.log.v1.FollowLogsResponse0\x01\x12Q\n\nIngestLogs\x12 .drover.log.v1.IngestLogsRequest\x1a!.drover.log.v1.IngestLogsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x64rover/log/v1/log_service.proto\x12\rdrover.log.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\"drover/fleet/v1/agent_stream.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa4\x02\n\x07LogLine\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x12\n\nstage_name\x18\x03 \x01(\t\x12\x15\n\rcommand_index\x18\x04 \x01(\r\x12%\n\x06stream\x18\x05 \x01(\x0e\x32\x15.drover.log.v1.Stream\x12\x0e\n\x06offset\x18\x06 \x01(\x04\x12(\n\x04time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04\x64\x61ta\x18\x08 \x01(\x0c\x12\x0f\n\x07partial\x18\t \x01(\x08\x12\x0e\n\x06marker\x18\n \x01(\t\x12\x12\n\nreplica_id\x18\x0b \x01(\t\x12\x14\n\x0creplica_slot\x18\x0c \x01(\t\x12\x10\n\x08revision\x18\r \x01(\r\"\xb9\x04\n\x0fReadLogsRequest\x12\x1c\n\nattempt_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x01\x12/\n\x06stream\x18\x02 \x01(\x0e\x32\x15.drover.log.v1.StreamB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12\x0e\n\x06offset\x18\x03 \x01(\x04\x12\x1f\n\x0blimit_bytes\x18\x04 \x01(\rB\n\xbaH\x07*\x05\x18\x80\x80\x80\x08\x12\x18\n\x06job_id\x18\x05 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x01\x12\x18\n\x06run_id\x18\x06 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x01\x12\x1c\n\nstage_name\x18\x07 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x01\x12\x12\n\nend_offset\x18\x08 \x01(\x04\x12)\n\x05since\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1d\n\ntail_lines\x18\x0b \x01(\rB\t\xbaH\x06*\x04\x18\xa0\x8d\x06\x12\x18\n\x06\x66ilter\x18\x0c \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x08\x12\r\n\x05regex\x18\r \x01(\x08\x12\x1c\n\npage_token\x18\x0e \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x08\x12\x39\n\ndeployment\x18\x0f \x01(\tB%\xbaH\"r \x18?2\x1c^[a-z]([-a-z0-9]*[a-z0-9])?$\x12\x18\n\x07replica\x18\x10 \x01(\tB\x07\xbaH\x04r\x02\x18@:/\xbaH,\"*\n\nattempt_id\n\x06job_id\n\x06run_id\n\ndeployment\x10\x01\"s\n\x10ReadLogsResponse\x12\x11\n\ttruncated\x18\x02 \x01(\x08\x12%\n\x05lines\x18\x03 \x03(\x0b\x32\x16.drover.log.v1.LogLine\x12\x17\n\x0fnext_page_token\x18\x04 \x01(\tJ\x04\x08\x01\x10\x02R\x06\x63hunks\"\xb5\x03\n\x11\x46ollowLogsRequest\x12\x1c\n\nattempt_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x01\x12\x18\n\x06job_id\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x01\x12\x18\n\x06run_id\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x01\x12\x1c\n\nstage_name\x18\x04 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x01\x12/\n\x06stream\x18\x05 \x01(\x0e\x32\x15.drover.log.v1.StreamB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12\x31\n\x04\x66rom\x18\x06 \x01(\x0e\x32\x19.drover.log.v1.FollowFromB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12\x1d\n\ntail_lines\x18\x07 \x01(\rB\t\xbaH\x06*\x04\x18\xa0\x8d\x06\x12\x18\n\x06\x66ilter\x18\x08 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x08\x12\r\n\x05regex\x18\t \x01(\x08\x12\x39\n\ndeployment\x18\n \x01(\tB%\xbaH\"r \x18?2\x1c^[a-z]([-a-z0-9]*[a-z0-9])?$\x12\x18\n\x07replica\x18\x0b \x01(\tB\x07\xbaH\x04r\x02\x18@:/\xbaH,\"*\n\nattempt_id\n\x06job_id\n\x06run_id\n\ndeployment\x10\x01\";\n\x12\x46ollowLogsResponse\x12%\n\x05lines\x18\x01 \x03(\x0b\x32\x16.drover.log.v1.LogLine\"h\n\x11IngestLogsRequest\x12\x1b\n\x08\x61gent_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@\x12\x36\n\x06\x66rames\x18\x02 \x03(\x0b\x32\x19.drover.fleet.v1.LogFrameB\x0b\xbaH\x08\x92\x01\x05\x08\x01\x10\x80 \";\n\x12IngestLogsResponse\x12%\n\x04\x61\x63ks\x18\x01 \x03(\x0b\x32\x17.drover.fleet.v1.LogAck*Y\n\x06Stream\x12\x16\n\x12STREAM_UNSPECIFIED\x10\x00\x12\x11\n\rSTREAM_STDOUT\x10\x01\x12\x11\n\rSTREAM_STDERR\x10\x02\x12\x11\n\rSTREAM_SYSTEM\x10\x03*T\n\nFollowFrom\x12\x1b\n\x17\x46OLLOW_FROM_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x46OLLOW_FROM_END\x10\x01\x12\x14\n\x10\x46OLLOW_FROM_TAIL\x10\x02\x32\x81\x02\n\nLogService\x12K\n\x08ReadLogs\x12\x1e.drover.log.v1.ReadLogsRequest\x1a\x1f.drover.log.v1.ReadLogsResponse\x12S\n\nFollowLogs\x12 .drover.log.v1.FollowLogsRequest\x1a!.drover.log.v1.FollowLogsResponse0\x01\x12Q\n\nIngestLogs\x12 .drover.log.v1.IngestLogsRequest\x1a!.drover.log.v1.IngestLogsResponseb\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'drover.log.v1.log_service_pb2', globals())
@@ -41,8 +41,12 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _READLOGSREQUEST.fields_by_name['filter']._serialized_options = b'\272H\005r\003\030\200\010'
   _READLOGSREQUEST.fields_by_name['page_token']._options = None
   _READLOGSREQUEST.fields_by_name['page_token']._serialized_options = b'\272H\005r\003\030\200\010'
+  _READLOGSREQUEST.fields_by_name['deployment']._options = None
+  _READLOGSREQUEST.fields_by_name['deployment']._serialized_options = b'\272H\"r \030?2\034^[a-z]([-a-z0-9]*[a-z0-9])?$'
+  _READLOGSREQUEST.fields_by_name['replica']._options = None
+  _READLOGSREQUEST.fields_by_name['replica']._serialized_options = b'\272H\004r\002\030@'
   _READLOGSREQUEST._options = None
-  _READLOGSREQUEST._serialized_options = b'\272H \"\036\n\nattempt_id\n\006job_id\n\006run_id\020\001'
+  _READLOGSREQUEST._serialized_options = b'\272H,\"*\n\nattempt_id\n\006job_id\n\006run_id\n\ndeployment\020\001'
   _FOLLOWLOGSREQUEST.fields_by_name['attempt_id']._options = None
   _FOLLOWLOGSREQUEST.fields_by_name['attempt_id']._serialized_options = b'\272H\005r\003\030\200\001'
   _FOLLOWLOGSREQUEST.fields_by_name['job_id']._options = None
@@ -59,30 +63,34 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _FOLLOWLOGSREQUEST.fields_by_name['tail_lines']._serialized_options = b'\272H\006*\004\030\240\215\006'
   _FOLLOWLOGSREQUEST.fields_by_name['filter']._options = None
   _FOLLOWLOGSREQUEST.fields_by_name['filter']._serialized_options = b'\272H\005r\003\030\200\010'
+  _FOLLOWLOGSREQUEST.fields_by_name['deployment']._options = None
+  _FOLLOWLOGSREQUEST.fields_by_name['deployment']._serialized_options = b'\272H\"r \030?2\034^[a-z]([-a-z0-9]*[a-z0-9])?$'
+  _FOLLOWLOGSREQUEST.fields_by_name['replica']._options = None
+  _FOLLOWLOGSREQUEST.fields_by_name['replica']._serialized_options = b'\272H\004r\002\030@'
   _FOLLOWLOGSREQUEST._options = None
-  _FOLLOWLOGSREQUEST._serialized_options = b'\272H \"\036\n\nattempt_id\n\006job_id\n\006run_id\020\001'
+  _FOLLOWLOGSREQUEST._serialized_options = b'\272H,\"*\n\nattempt_id\n\006job_id\n\006run_id\n\ndeployment\020\001'
   _INGESTLOGSREQUEST.fields_by_name['agent_id']._options = None
   _INGESTLOGSREQUEST.fields_by_name['agent_id']._serialized_options = b'\272H\006r\004\020\001\030@'
   _INGESTLOGSREQUEST.fields_by_name['frames']._options = None
   _INGESTLOGSREQUEST.fields_by_name['frames']._serialized_options = b'\272H\010\222\001\005\010\001\020\200 '
-  _STREAM._serialized_start=1546
-  _STREAM._serialized_end=1635
-  _FOLLOWFROM._serialized_start=1637
-  _FOLLOWFROM._serialized_end=1721
+  _STREAM._serialized_start=1800
+  _STREAM._serialized_end=1889
+  _FOLLOWFROM._serialized_start=1891
+  _FOLLOWFROM._serialized_end=1975
   _LOGLINE._serialized_start=149
-  _LOGLINE._serialized_end=381
-  _READLOGSREQUEST._serialized_start=384
-  _READLOGSREQUEST._serialized_end=856
-  _READLOGSRESPONSE._serialized_start=858
-  _READLOGSRESPONSE._serialized_end=973
-  _FOLLOWLOGSREQUEST._serialized_start=976
-  _FOLLOWLOGSREQUEST._serialized_end=1316
-  _FOLLOWLOGSRESPONSE._serialized_start=1318
-  _FOLLOWLOGSRESPONSE._serialized_end=1377
-  _INGESTLOGSREQUEST._serialized_start=1379
-  _INGESTLOGSREQUEST._serialized_end=1483
-  _INGESTLOGSRESPONSE._serialized_start=1485
-  _INGESTLOGSRESPONSE._serialized_end=1544
-  _LOGSERVICE._serialized_start=1724
-  _LOGSERVICE._serialized_end=1981
+  _LOGLINE._serialized_end=441
+  _READLOGSREQUEST._serialized_start=444
+  _READLOGSREQUEST._serialized_end=1013
+  _READLOGSRESPONSE._serialized_start=1015
+  _READLOGSRESPONSE._serialized_end=1130
+  _FOLLOWLOGSREQUEST._serialized_start=1133
+  _FOLLOWLOGSREQUEST._serialized_end=1570
+  _FOLLOWLOGSRESPONSE._serialized_start=1572
+  _FOLLOWLOGSRESPONSE._serialized_end=1631
+  _INGESTLOGSREQUEST._serialized_start=1633
+  _INGESTLOGSREQUEST._serialized_end=1737
+  _INGESTLOGSRESPONSE._serialized_start=1739
+  _INGESTLOGSRESPONSE._serialized_end=1798
+  _LOGSERVICE._serialized_start=1978
+  _LOGSERVICE._serialized_end=2235
 # @@protoc_insertion_point(module_scope)

@@ -17,25 +17,29 @@ STREAM_SYSTEM: Stream
 STREAM_UNSPECIFIED: Stream
 
 class FollowLogsRequest(_message.Message):
-    __slots__ = ["attempt_id", "filter", "job_id", "regex", "run_id", "stage_name", "stream", "tail_lines"]
+    __slots__ = ["attempt_id", "deployment", "filter", "job_id", "regex", "replica", "run_id", "stage_name", "stream", "tail_lines"]
     ATTEMPT_ID_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
     FROM_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     REGEX_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     STAGE_NAME_FIELD_NUMBER: _ClassVar[int]
     STREAM_FIELD_NUMBER: _ClassVar[int]
     TAIL_LINES_FIELD_NUMBER: _ClassVar[int]
     attempt_id: str
+    deployment: str
     filter: str
     job_id: str
     regex: bool
+    replica: str
     run_id: str
     stage_name: str
     stream: Stream
     tail_lines: int
-    def __init__(self, attempt_id: _Optional[str] = ..., job_id: _Optional[str] = ..., run_id: _Optional[str] = ..., stage_name: _Optional[str] = ..., stream: _Optional[_Union[Stream, str]] = ..., tail_lines: _Optional[int] = ..., filter: _Optional[str] = ..., regex: bool = ..., **kwargs) -> None: ...
+    def __init__(self, attempt_id: _Optional[str] = ..., job_id: _Optional[str] = ..., run_id: _Optional[str] = ..., stage_name: _Optional[str] = ..., stream: _Optional[_Union[Stream, str]] = ..., tail_lines: _Optional[int] = ..., filter: _Optional[str] = ..., regex: bool = ..., deployment: _Optional[str] = ..., replica: _Optional[str] = ..., **kwargs) -> None: ...
 
 class FollowLogsResponse(_message.Message):
     __slots__ = ["lines"]
@@ -58,7 +62,7 @@ class IngestLogsResponse(_message.Message):
     def __init__(self, acks: _Optional[_Iterable[_Union[_agent_stream_pb2.LogAck, _Mapping]]] = ...) -> None: ...
 
 class LogLine(_message.Message):
-    __slots__ = ["attempt_id", "command_index", "data", "job_id", "marker", "offset", "partial", "stage_name", "stream", "time"]
+    __slots__ = ["attempt_id", "command_index", "data", "job_id", "marker", "offset", "partial", "replica_id", "replica_slot", "revision", "stage_name", "stream", "time"]
     ATTEMPT_ID_FIELD_NUMBER: _ClassVar[int]
     COMMAND_INDEX_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
@@ -66,6 +70,9 @@ class LogLine(_message.Message):
     MARKER_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     PARTIAL_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_ID_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_SLOT_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
     STAGE_NAME_FIELD_NUMBER: _ClassVar[int]
     STREAM_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
@@ -76,14 +83,18 @@ class LogLine(_message.Message):
     marker: str
     offset: int
     partial: bool
+    replica_id: str
+    replica_slot: str
+    revision: int
     stage_name: str
     stream: Stream
     time: _timestamp_pb2.Timestamp
-    def __init__(self, attempt_id: _Optional[str] = ..., job_id: _Optional[str] = ..., stage_name: _Optional[str] = ..., command_index: _Optional[int] = ..., stream: _Optional[_Union[Stream, str]] = ..., offset: _Optional[int] = ..., time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., data: _Optional[bytes] = ..., partial: bool = ..., marker: _Optional[str] = ...) -> None: ...
+    def __init__(self, attempt_id: _Optional[str] = ..., job_id: _Optional[str] = ..., stage_name: _Optional[str] = ..., command_index: _Optional[int] = ..., stream: _Optional[_Union[Stream, str]] = ..., offset: _Optional[int] = ..., time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., data: _Optional[bytes] = ..., partial: bool = ..., marker: _Optional[str] = ..., replica_id: _Optional[str] = ..., replica_slot: _Optional[str] = ..., revision: _Optional[int] = ...) -> None: ...
 
 class ReadLogsRequest(_message.Message):
-    __slots__ = ["attempt_id", "end_offset", "filter", "job_id", "limit_bytes", "offset", "page_token", "regex", "run_id", "since", "stage_name", "stream", "tail_lines", "until"]
+    __slots__ = ["attempt_id", "deployment", "end_offset", "filter", "job_id", "limit_bytes", "offset", "page_token", "regex", "replica", "run_id", "since", "stage_name", "stream", "tail_lines", "until"]
     ATTEMPT_ID_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
     END_OFFSET_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
@@ -91,6 +102,7 @@ class ReadLogsRequest(_message.Message):
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     REGEX_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     SINCE_FIELD_NUMBER: _ClassVar[int]
     STAGE_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -98,6 +110,7 @@ class ReadLogsRequest(_message.Message):
     TAIL_LINES_FIELD_NUMBER: _ClassVar[int]
     UNTIL_FIELD_NUMBER: _ClassVar[int]
     attempt_id: str
+    deployment: str
     end_offset: int
     filter: str
     job_id: str
@@ -105,13 +118,14 @@ class ReadLogsRequest(_message.Message):
     offset: int
     page_token: str
     regex: bool
+    replica: str
     run_id: str
     since: _timestamp_pb2.Timestamp
     stage_name: str
     stream: Stream
     tail_lines: int
     until: _timestamp_pb2.Timestamp
-    def __init__(self, attempt_id: _Optional[str] = ..., stream: _Optional[_Union[Stream, str]] = ..., offset: _Optional[int] = ..., limit_bytes: _Optional[int] = ..., job_id: _Optional[str] = ..., run_id: _Optional[str] = ..., stage_name: _Optional[str] = ..., end_offset: _Optional[int] = ..., since: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., tail_lines: _Optional[int] = ..., filter: _Optional[str] = ..., regex: bool = ..., page_token: _Optional[str] = ...) -> None: ...
+    def __init__(self, attempt_id: _Optional[str] = ..., stream: _Optional[_Union[Stream, str]] = ..., offset: _Optional[int] = ..., limit_bytes: _Optional[int] = ..., job_id: _Optional[str] = ..., run_id: _Optional[str] = ..., stage_name: _Optional[str] = ..., end_offset: _Optional[int] = ..., since: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., tail_lines: _Optional[int] = ..., filter: _Optional[str] = ..., regex: bool = ..., page_token: _Optional[str] = ..., deployment: _Optional[str] = ..., replica: _Optional[str] = ...) -> None: ...
 
 class ReadLogsResponse(_message.Message):
     __slots__ = ["lines", "next_page_token", "truncated"]

@@ -40,7 +40,8 @@ class LogServiceServicer(object):
 
     def ReadLogs(self, request, context):
         """ReadLogs reads stored output of an attempt, of every attempt of a job,
-        or of the stages of a run, line by line, paginated by cursor.
+        of the stages of a run, or of a deployment's replicas, line by line,
+        paginated by cursor.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -49,9 +50,10 @@ class LogServiceServicer(object):
     def FollowLogs(self, request, context):
         """FollowLogs sends stored output from a starting position and then new
         output as it is stored, from any Log replica. Several attempts (all
-        attempts of a job, all stages of a run) are merged, each line naming its
-        source. The stream ends when every followed attempt's output is complete
-        (and, for a job or run, when it has ended).
+        attempts of a job, all stages of a run, all replicas of a deployment)
+        are merged, each line naming its source. The stream ends when every
+        followed attempt's output is complete (and, for a job or run, when it
+        has ended); a deployment's goes on until the deployment is deleted.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
