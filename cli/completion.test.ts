@@ -15,7 +15,7 @@ describe("drover completion", () => {
       assert.ok(paths.includes(`drover ${cmd.name()}`), cmd.name());
       for (const sub of cmd.commands) assert.ok(paths.includes(`drover ${cmd.name()} ${sub.name()}`), `${cmd.name()} ${sub.name()}`);
     }
-    for (const name of ["login", "logout", "completion", "jobs", "tokens"]) assert.ok(paths.includes(`drover ${name}`), name);
+    for (const name of ["login", "logout", "completion", "jobs", "tokens", "deploy", "deploy apply", "deploy rollback"]) assert.ok(paths.includes(`drover ${name}`), name);
     const submit = completionTree(program).find((n) => n.path === "drover jobs submit")!;
     const longs = submit.options.map((o) => o.long);
     assert.ok(longs.includes("--name") && longs.includes("--addr") && longs.includes("--help"), longs.join(" "));
@@ -34,6 +34,8 @@ describe("drover completion", () => {
         .trim()
         .split("\n");
     assert.deepEqual(complete("drover", "jobs", "su"), ["submit"]);
+    assert.deepEqual(complete("drover", "deploy", "r").sort(), ["restart", "resume", "rm", "rollback"], "the deploy subcommands, from the tree");
+    assert.ok(complete("drover", "deploy", "apply", "--w").includes("--wait"));
     assert.ok(complete("drover", "lo").includes("login") && complete("drover", "lo").includes("logout"));
     assert.deepEqual(complete("drover", "-o", ""), ["table", "text", "json", "yaml"]);
     assert.deepEqual(complete("drover", "completion", ""), ["bash", "zsh", "fish"], "the choices of its <shell> argument");

@@ -10,6 +10,7 @@ import { Code, createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { BidService } from "../gen/ts/drover/bid/v1/bid_service_pb.ts";
 import { FleetService } from "../gen/ts/drover/fleet/v1/fleet_service_pb.ts";
+import { DeployService } from "../gen/ts/drover/deploy/v1/deploy_service_pb.ts";
 import { LogService } from "../gen/ts/drover/log/v1/log_service_pb.ts";
 import { SchedulerService } from "../gen/ts/drover/scheduler/v1/scheduler_service_pb.ts";
 import { bearer } from "../lib/clients.ts";
@@ -73,6 +74,7 @@ export interface CliClients {
   bid: Client<typeof BidService>;
   scheduler: Client<typeof SchedulerService>;
   log: Client<typeof LogService>;
+  deploy: Client<typeof DeployService>;
 }
 
 export function createCliClients(conn: Connection): CliClients {
@@ -82,5 +84,6 @@ export function createCliClients(conn: Connection): CliClients {
     bid: createClient(BidService, transport),
     scheduler: createClient(SchedulerService, transport),
     log: createClient(LogService, transport),
+    deploy: createClient(DeployService, transport),
   };
 }

@@ -6,6 +6,7 @@ import { Command, Option } from "commander";
 import { agentsCommand } from "./agents.ts";
 import { completionCommand } from "./completion.ts";
 import { DEFAULT_ADDR } from "./connection.ts";
+import { deployCommand } from "./deploy.ts";
 import { devCommand } from "./dev.ts";
 import { exitCodesHelp } from "./errors.ts";
 import { jobsCommand } from "./jobs.ts";
@@ -31,7 +32,7 @@ export function createProgram(): Command {
     .configureOutput({ outputError: (text, write) => write(`drover: usage: ${text.replace(/^error: /, "")}`) })
     .addHelpText("after", `\n${exitCodesHelp}\n\nErrors print one line on stderr: drover: <grpc code>: <message>`);
 
-  for (const command of [devCommand(), tokensCommand(), agentTokensCommand(), agentsCommand(), jobsCommand(), runCommand(), logsCommand(), runsCommand(), schedulesCommand(), loginCommand(), logoutCommand(), completionCommand()]) {
+  for (const command of [devCommand(), tokensCommand(), agentTokensCommand(), agentsCommand(), jobsCommand(), runCommand(), logsCommand(), runsCommand(), schedulesCommand(), deployCommand(), loginCommand(), logoutCommand(), completionCommand()]) {
     program.addCommand(copySettings(command, program));
   }
   return program;
