@@ -29,6 +29,8 @@ const BENCHMARKS = [
   { name: "agent", file: "bench/agent.ts", limitSec: 420 },
   // 256 MiB through agent → Fleet → Log → Postgres, then 10 MiB/s followed for 15 s (~2 min).
   { name: "logs", file: "bench/logs.ts", limitSec: 420 },
+  // 100 replicas over 20 simulated agents: first rollout, rolling update (max_parallel 10), an agent lost (~1 min).
+  { name: "deploy", file: "bench/deploy.ts", limitSec: 240 },
 ];
 
 const wanted = process.argv.slice(2);

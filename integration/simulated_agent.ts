@@ -14,6 +14,9 @@
 //   ["sim", "hang-first", "<ms>"]  the job's first attempt runs until it is
 //                                  cancelled or its agent killed; later ones
 //                                  succeed after ms
+//   a service replica (Assignment.service), any argv ["sim", _, "<ms>"]:
+//                                  reports itself healthy after ms, then runs
+//                                  until cancelled
 //
 // Each agent reaches Fleet through its own TCP relay, so kill() can cut the
 // connection the way a killed process or a dead link does, with no goodbye.
@@ -33,6 +36,7 @@ import { JobEventOutbox } from "../agent/job_events.ts";
 import type { MachineProbe, MachineSample } from "../agent/metrics.ts";
 import type { OfferAnswer, WorkHandler } from "../agent/work_handler.ts";
 import { ResourcesSchema } from "../gen/ts/drover/common/v1/resources_pb.ts";
+import { HealthState } from "../gen/ts/drover/common/v1/service_pb.ts";
 import { AttemptState, MetricsSchema, type Assignment, type Cancel, type Offer } from "../gen/ts/drover/fleet/v1/agent_stream_pb.ts";
 import { createLogger, type Logger } from "../lib/logger.ts";
 import { eventually } from "../services/fleet/testing.ts";
@@ -123,6 +127,11 @@ class SimulatedWork implements WorkHandler {
       free.memoryBytes -= reserved.memoryBytes;
       free.diskBytes -= reserved.diskBytes;
     }
+    // Bids answered at once can win more than fits (the agent does not hold
+    // what it bid for): never report less than nothing.
+    free.cpuMillis = Math.max(0, free.cpuMillis);
+    if (free.memoryBytes < 0n) free.memoryBytes = 0n;
+    if (free.diskBytes < 0n) free.diskBytes = 0n;
     return free;
   }
 
@@ -149,6 +158,14 @@ class SimulatedWork implements WorkHandler {
     this.events.add({ attemptId: a.attemptId, state: AttemptState.RUNNING });
     if (tool !== "sim") return this.finish(record, "failed", 127, `not a simulated command: ${tool}`);
     if (behaviour === "hang-first" && this.ledger.isFirstOfJob(record)) return; // until cancelled or killed
+    if (a.service) {
+      // A service replica: healthy after ms, then runs until cancelled.
+      attempt.timer = setTimeout(() => {
+        if (this.silent) return;
+        this.events.add({ attemptId: a.attemptId, state: AttemptState.RUNNING, health: { n: 1, state: HealthState.HEALTHY, message: "", since: new Date(), restarts: 0, port: 0 } });
+      }, Number(ms));
+      return;
+    }
     attempt.timer = setTimeout(() => {
       if (behaviour === "fail-once" && !this.ledger.finishOnce(a.jobId)) this.finish(record, "failed", 1, "exited with code 1");
       else this.finish(record, "succeeded", 0, "");

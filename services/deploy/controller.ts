@@ -45,6 +45,8 @@ export class Controller {
   private running: Promise<void> | undefined;
   private stopped = false;
   private wakeSoon = false;
+  /** When the earliest replica will have been healthy for min_healthy_time (ms since epoch). */
+  private nextDue = Infinity;
 
   constructor(private readonly deps: ControllerDeps) {}
 
@@ -77,7 +79,9 @@ export class Controller {
           if (this.stopped) return;
           const again = this.wakeSoon;
           this.wakeSoon = false;
-          this.schedule(again ? 0 : this.deps.settings.tickMs);
+          // Look again at the tick, or sooner when a replica will have been healthy long enough.
+          const due = this.nextDue === Infinity ? Infinity : Math.max(0, this.nextDue - Date.now());
+          this.schedule(again ? 0 : Math.min(this.deps.settings.tickMs, due));
         });
     }, ms);
     this.timer.unref?.();
@@ -85,6 +89,8 @@ export class Controller {
 
   /** One pass over the deployments this replica holds. Exposed for tests. */
   async tick(): Promise<void> {
+    const started = performance.now();
+    this.nextDue = Infinity;
     const ids = await this.claim();
     for (const id of ids) {
       if (this.stopped) return;
@@ -94,6 +100,8 @@ export class Controller {
         this.deps.logger.warn({ err, deployment: id }, "reconciling a deployment failed");
       }
     }
+    const ms = performance.now() - started;
+    if (ids.length > 0) this.deps.logger.debug({ ms: Math.round(ms), deployments: ids.length }, "deploy tick");
   }
 
   /** Claims (or renews) every deployment that is free or already ours; returns their ids. */
@@ -126,11 +134,15 @@ export class Controller {
     const jobs = await this.jobsOf(rows);
     const now = Date.now();
     const views: ReplicaView[] = [];
+    const changed: ReplicaRow[] = [];
+    const cancelAgain: ReplicaRow[] = [];
     for (const r of rows) {
       const job = r.jobId ? jobs.get(r.jobId) : undefined;
-      const synced = await this.sync(r, job, now);
+      const synced = this.sync(r, job, now, changed, cancelAgain);
       if (synced) views.push(synced);
     }
+    await writeReplicas(db, changed);
+    await Promise.all(cancelAgain.map((r) => this.cancel(r, "stopping again")));
     const slots = await this.slotsOf(dep, spec);
     const view: DeploymentView = {
       revision: dep.currentRevision,
@@ -145,7 +157,10 @@ export class Controller {
       state: dep.state as DeployState,
     };
     const decision = decide(view, views, now);
-    await this.apply(dep, spec, view, views, decision);
+    for (const r of views) {
+      if (r.healthyAt === null && r.health === "healthy" && r.healthSince !== null) this.nextDue = Math.min(this.nextDue, r.healthSince + view.strategy.minHealthyMs + 5);
+    }
+    await this.apply(dep, spec, view, views, new Map(rows.map((r) => [r.id, r])), decision);
   }
 
   /** The deployment's replica slots: "0".."n-1", or the ids of matching agents not offline or draining. */
@@ -178,12 +193,12 @@ export class Controller {
   }
 
   /**
-   * Copies the job's view into the replica row (agent, health, restarts),
-   * finishes stops whose job ended, and returns what decide() sees; null for
-   * a replica that is over.
+   * Copies the job's view into the replica row (agent, health, restarts) and
+   * finishes stops whose job ended, noting the rows it changed (written
+   * together by the caller); returns what decide() sees, null for a replica
+   * that is over.
    */
-  private async sync(r: ReplicaRow, job: Job | undefined, now: number): Promise<ReplicaView | null> {
-    const { db } = this.deps;
+  private sync(r: ReplicaRow, job: Job | undefined, now: number, changed: ReplicaRow[], cancelAgain: ReplicaRow[]): ReplicaView | null {
     const attempt = job?.attempts.at(-1);
     const liveAttempt = job && (job.state === JobState.ASSIGNED || job.state === JobState.RUNNING) ? attempt : undefined;
     const agentId = liveAttempt?.agentId || null;
@@ -193,26 +208,27 @@ export class Controller {
     const ended = !!job && ENDED.has(job.state);
     if (r.state === "stopping") {
       if (ended || !r.jobId) {
-        await db.replica.update({ where: { id: r.id }, data: { state: "stopped", endedAt: new Date(now), agentId: agentId ?? r.agentId } });
+        Object.assign(r, { state: "stopped", endedAt: new Date(now), agentId: agentId ?? r.agentId });
+        changed.push(r);
         return null;
       }
-      if (r.stopRequestedAt && now - r.stopRequestedAt.getTime() > CANCEL_AGAIN_MS) await this.cancel(r, "stopping again");
+      if (r.stopRequestedAt && now - r.stopRequestedAt.getTime() > CANCEL_AGAIN_MS) cancelAgain.push(r);
     }
-    const changed: Partial<ReplicaRow> = {};
+    const next: Partial<ReplicaRow> = {};
     if (agentId !== r.agentId && !ended) {
-      changed.agentId = agentId;
-      if (r.agentId) changed.healthyAt = null; // moved: count it again where it is now
+      next.agentId = agentId;
+      if (r.agentId) next.healthyAt = null; // moved: count it again where it is now
     }
-    if (health !== r.health) changed.health = health;
-    if ((h?.message ?? "") !== r.healthMessage) changed.healthMessage = h?.message ?? "";
-    if ((healthSince?.getTime() ?? null) !== (r.healthSince?.getTime() ?? null)) changed.healthSince = healthSince;
-    if ((h?.restarts ?? r.restarts) !== r.restarts) changed.restarts = h!.restarts;
-    if (h?.port && h.port !== r.port) changed.port = h.port;
+    if (health !== r.health) next.health = health;
+    if ((h?.message ?? "") !== r.healthMessage) next.healthMessage = h?.message ?? "";
+    if ((healthSince?.getTime() ?? null) !== (r.healthSince?.getTime() ?? null)) next.healthSince = healthSince;
+    if ((h?.restarts ?? r.restarts) !== r.restarts) next.restarts = h!.restarts;
+    if (h?.port && h.port !== r.port) next.port = h.port;
     const state = ended ? r.state : liveAttempt ? "running" : "pending";
-    if (state !== r.state && r.state !== "stopping") changed.state = state;
-    if (Object.keys(changed).length > 0) {
-      await db.replica.update({ where: { id: r.id }, data: changed });
-      Object.assign(r, changed);
+    if (state !== r.state && r.state !== "stopping") next.state = state;
+    if (Object.keys(next).length > 0) {
+      Object.assign(r, next);
+      changed.push(r);
     }
     return {
       id: r.id,
@@ -234,14 +250,14 @@ export class Controller {
   }
 
   /** Writes the decision (if the deployment is as it was read and still ours), then talks to the Scheduler. */
-  private async apply(dep: DeploymentRow, spec: ServiceSpec, view: DeploymentView, replicas: readonly ReplicaView[], d: Decision): Promise<void> {
+  private async apply(dep: DeploymentRow, spec: ServiceSpec, view: DeploymentView, replicas: readonly ReplicaView[], rows: ReadonlyMap<string, ReplicaRow>, d: Decision): Promise<void> {
     const { db } = this.deps;
     const byId = new Map(replicas.map((r) => [r.id, r]));
     const failureLines = d.failing.length > 0 && (d.state === "reverting" || d.state === "failed") && d.state !== dep.state ? await this.lastLines(d.failing[0]!) : "";
     const message = (d.message || dep.statusMessage) + failureLines;
     const events: { kind: string; message: string; revision: number; replicaId?: string }[] = [];
     const starts: ReplicaRow[] = [];
-    const stops: string[] = [];
+    const stops: ReplicaRow[] = [];
     const now = new Date();
     const applied = await db.$transaction(async (tx) => {
       const fresh = await tx.$queryRawUnsafe<{ n: number }[]>(
@@ -254,30 +270,48 @@ export class Controller {
       if (fresh.length === 0) return false; // changed by an API call meanwhile: decide again next tick
       let revision = view.revision;
       const patch: Record<string, unknown> = {};
+      const touched = new Set<ReplicaRow>();
       for (const a of d.actions) {
         switch (a.kind) {
           case "start": {
-            const row = await tx.replica.create({
-              data: { deploymentId: dep.id, revision: a.revision, generation: a.generation, slot: a.slot, canary: a.canary, avoidAgents: a.avoidAgents, message: a.reason },
-            });
+            const row: ReplicaRow = {
+              ...NEW_REPLICA,
+              id: randomUUID(),
+              deploymentId: dep.id,
+              revision: a.revision,
+              generation: a.generation,
+              slot: a.slot,
+              canary: a.canary,
+              avoidAgents: a.avoidAgents,
+              message: a.reason,
+              createdAt: now,
+            };
             starts.push(row);
             events.push({ kind: "replica_started", message: `replica ${short(row.id)} of revision ${a.revision} for slot ${a.slot}: ${a.reason}`, revision: a.revision, replicaId: row.id });
             break;
           }
           case "stop": {
-            await tx.replica.update({ where: { id: a.replicaId }, data: { state: "stopping", stopRequestedAt: now, message: a.reason } });
-            stops.push(a.replicaId);
-            events.push({ kind: "replica_stopped", message: `replica ${short(a.replicaId)} stopped: ${a.reason}`, revision: byId.get(a.replicaId)?.revision ?? 0, replicaId: a.replicaId });
+            const row = rows.get(a.replicaId)!;
+            Object.assign(row, { state: "stopping", stopRequestedAt: now, message: a.reason });
+            stops.push(row);
+            touched.add(row);
+            events.push({ kind: "replica_stopped", message: `replica ${short(a.replicaId)} stopped: ${a.reason}`, revision: row.revision, replicaId: a.replicaId });
             break;
           }
-          case "counted":
-            await tx.replica.update({ where: { id: a.replicaId }, data: { healthyAt: now } });
-            events.push({ kind: "replica_healthy", message: `replica ${short(a.replicaId)} healthy on ${byId.get(a.replicaId)?.agentId ?? "?"}`, revision: byId.get(a.replicaId)?.revision ?? 0, replicaId: a.replicaId });
+          case "counted": {
+            const row = rows.get(a.replicaId)!;
+            row.healthyAt = now;
+            touched.add(row);
+            events.push({ kind: "replica_healthy", message: `replica ${short(a.replicaId)} healthy on ${byId.get(a.replicaId)?.agentId ?? "?"}`, revision: row.revision, replicaId: a.replicaId });
             break;
-          case "ended":
-            await tx.replica.update({ where: { id: a.replicaId }, data: { state: "failed", endedAt: now, message: a.reason } });
-            events.push({ kind: "replica_failed", message: `replica ${short(a.replicaId)} ended: ${a.reason}`, revision: byId.get(a.replicaId)?.revision ?? 0, replicaId: a.replicaId });
+          }
+          case "ended": {
+            const row = rows.get(a.replicaId)!;
+            Object.assign(row, { state: "failed", endedAt: now, message: a.reason });
+            touched.add(row);
+            events.push({ kind: "replica_failed", message: `replica ${short(a.replicaId)} ended: ${a.reason}`, revision: row.revision, replicaId: a.replicaId });
             break;
+          }
           case "revert":
             revision = a.toRevision;
             Object.assign(patch, { currentRevision: a.toRevision, promoted: true, rolloutFrom: view.revision, rolloutStartedAt: now, rolloutEndedAt: null });
@@ -289,6 +323,8 @@ export class Controller {
             break;
         }
       }
+      if (starts.length > 0) await tx.replica.createMany({ data: starts.map(({ jobId: _job, ...row }) => row) });
+      await writeReplicas(tx, [...touched]);
       if (d.stable !== undefined) {
         patch["stableRevision"] = d.stable;
         patch["rolloutEndedAt"] = now;
@@ -321,11 +357,9 @@ export class Controller {
       return true;
     });
     if (!applied) return;
-    for (const id of stops) {
-      const row = await db.replica.findUnique({ where: { id } });
-      if (row) await this.cancel(row, row.message);
-    }
-    for (const row of starts) await this.submit(dep, row, spec);
+    // New replicas first (they are what the rollout waits for), all at once.
+    await Promise.all(starts.map((row) => this.submit(dep, row, spec)));
+    await Promise.all(stops.map((row) => this.cancel(row, row.message)));
   }
 
   /** Submits a replica's job (idempotent by key) and records its id. */
@@ -370,6 +404,54 @@ export class Controller {
       return "";
     }
   }
+}
+
+/** Defaults of a replica row not yet written (what the table's defaults give). */
+const NEW_REPLICA: Omit<ReplicaRow, "id" | "deploymentId" | "revision" | "generation" | "slot" | "createdAt"> = {
+  canary: false,
+  state: "pending",
+  jobId: null,
+  agentId: null,
+  avoidAgents: [],
+  health: "unknown",
+  healthMessage: "",
+  healthSince: null,
+  restarts: 0,
+  port: 0,
+  healthyAt: null,
+  message: "",
+  stopRequestedAt: null,
+  endedAt: null,
+};
+
+type Writer = Pick<PrismaClient, "$executeRawUnsafe">;
+
+/** Writes the mutable columns of many replica rows in one statement. */
+async function writeReplicas(db: Writer, rows: readonly ReplicaRow[]): Promise<void> {
+  if (rows.length === 0) return;
+  const data = rows.map((r) => ({
+    id: r.id,
+    state: r.state,
+    agent_id: r.agentId,
+    health: r.health,
+    health_message: r.healthMessage,
+    health_since: r.healthSince?.toISOString() ?? null,
+    restarts: r.restarts,
+    port: r.port,
+    healthy_at: r.healthyAt?.toISOString() ?? null,
+    message: r.message,
+    stop_requested_at: r.stopRequestedAt?.toISOString() ?? null,
+    ended_at: r.endedAt?.toISOString() ?? null,
+  }));
+  await db.$executeRawUnsafe(
+    `UPDATE deploy.replicas r SET state = c.state, agent_id = c.agent_id, health = c.health, health_message = c.health_message,
+            health_since = c.health_since, restarts = c.restarts, port = c.port, healthy_at = c.healthy_at, message = c.message,
+            stop_requested_at = c.stop_requested_at, ended_at = c.ended_at
+     FROM jsonb_to_recordset($1::jsonb) AS c(id uuid, state text, agent_id text, health text, health_message text, health_since timestamptz,
+          restarts int, port int, healthy_at timestamptz, message text, stop_requested_at timestamptz, ended_at timestamptz)
+     WHERE r.id = c.id`,
+    JSON.stringify(data),
+  );
 }
 
 export type { Action };
