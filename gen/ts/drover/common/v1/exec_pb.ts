@@ -163,7 +163,8 @@ export const ExecSpecSchema: GenMessage<ExecSpec> = /*@__PURE__*/
  */
 export type CommandResult = Message<"drover.common.v1.CommandResult"> & {
   /**
-   * Index of the command in the ExecSpec.
+   * Index of the command's run: its index in the ExecSpec, or past the end
+   * for a service replica's restarts of its last command.
    *
    * @generated from field: uint32 index = 1;
    */

@@ -626,7 +626,8 @@ export type LogFrame = Message<"drover.fleet.v1.LogFrame"> & {
   attemptId: string;
 
   /**
-   * Index of the command in the ExecSpec.
+   * Index of the command's run: its index in the ExecSpec, or past the end
+   * for a service replica's restarts of its last command.
    *
    * @generated from field: uint32 command_index = 2;
    */

@@ -45,7 +45,8 @@ export type LogLine = Message<"drover.log.v1.LogLine"> & {
   stageName: string;
 
   /**
-   * Index of the command in the job's exec block.
+   * Index of the command's run in the job's exec block (past the end for a
+   * service replica's restarts).
    *
    * @generated from field: uint32 command_index = 4;
    */

@@ -385,7 +385,8 @@ export type Job = Message<"drover.scheduler.v1.Job"> & {
   updateTime?: Timestamp | undefined;
 
   /**
-   * Its attempts, oldest first (GetJob and WatchJob; ListJobs leaves it empty).
+   * Its attempts, oldest first (GetJob and WatchJob; ListJobs: only the
+   * latest, so a caller sees a service replica's health without a GetJob).
    *
    * @generated from field: repeated drover.scheduler.v1.Attempt attempts = 7;
    */
@@ -626,7 +627,7 @@ export const ListJobsRequestSchema: GenMessage<ListJobsRequest> = /*@__PURE__*/
  */
 export type ListJobsResponse = Message<"drover.scheduler.v1.ListJobsResponse"> & {
   /**
-   * The jobs, newest first, without their attempts.
+   * The jobs, newest first, each with its latest attempt only.
    *
    * @generated from field: repeated drover.scheduler.v1.Job jobs = 1;
    */

@@ -250,7 +250,8 @@ type CommandResult struct {
 	sizeCache     protoimpl.SizeCache
 	unknownFields protoimpl.UnknownFields
 
-	// Index of the command in the ExecSpec.
+	// Index of the command's run: its index in the ExecSpec, or past the end
+	// for a service replica's restarts of its last command.
 	Index uint32 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
 	// Exit code; -1 when a signal ended it or it never started.
 	ExitCode int32 `protobuf:"varint,2,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`

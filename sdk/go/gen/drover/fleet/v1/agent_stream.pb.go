@@ -1215,7 +1215,8 @@ type LogFrame struct {
 
 	// The attempt.
 	AttemptId string `protobuf:"bytes,1,opt,name=attempt_id,json=attemptId,proto3" json:"attempt_id,omitempty"`
-	// Index of the command in the ExecSpec.
+	// Index of the command's run: its index in the ExecSpec, or past the end
+	// for a service replica's restarts of its last command.
 	CommandIndex uint32 `protobuf:"varint,2,opt,name=command_index,json=commandIndex,proto3" json:"command_index,omitempty"`
 	// Which output.
 	Stream LogStream `protobuf:"varint,3,opt,name=stream,proto3,enum=drover.fleet.v1.LogStream" json:"stream,omitempty"`

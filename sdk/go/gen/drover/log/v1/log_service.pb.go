@@ -145,7 +145,8 @@ type LogLine struct {
 	JobId string `protobuf:"bytes,2,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
 	// The run's stage the job is, if any.
 	StageName string `protobuf:"bytes,3,opt,name=stage_name,json=stageName,proto3" json:"stage_name,omitempty"`
-	// Index of the command in the job's exec block.
+	// Index of the command's run in the job's exec block (past the end for a
+	// service replica's restarts).
 	CommandIndex uint32 `protobuf:"varint,4,opt,name=command_index,json=commandIndex,proto3" json:"command_index,omitempty"`
 	// Which output.
 	Stream Stream `protobuf:"varint,5,opt,name=stream,proto3,enum=drover.log.v1.Stream" json:"stream,omitempty"`

@@ -951,7 +951,8 @@ type Job struct {
 	CreateTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
 	// When it last changed.
 	UpdateTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
-	// Its attempts, oldest first (GetJob and WatchJob; ListJobs leaves it empty).
+	// Its attempts, oldest first (GetJob and WatchJob; ListJobs: only the
+	// latest, so a caller sees a service replica's health without a GetJob).
 	Attempts []*Attempt `protobuf:"bytes,7,rep,name=attempts,proto3" json:"attempts,omitempty"`
 	// How many attempts were made.
 	AttemptCount uint32 `protobuf:"varint,8,opt,name=attempt_count,json=attemptCount,proto3" json:"attempt_count,omitempty"`
@@ -1434,7 +1435,7 @@ type ListJobsResponse struct {
 	sizeCache     protoimpl.SizeCache
 	unknownFields protoimpl.UnknownFields
 
-	// The jobs, newest first, without their attempts.
+	// The jobs, newest first, each with its latest attempt only.
 	Jobs []*Job `protobuf:"bytes,1,rep,name=jobs,proto3" json:"jobs,omitempty"`
 	// Pass back to get the next page; empty on the last page.
 	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
