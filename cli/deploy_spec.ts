@@ -24,6 +24,7 @@ import { Code } from "@connectrpc/connect";
 import { isMap, isSeq, LineCounter, parseDocument, type Document, type Node as YamlNode } from "yaml";
 import { ApplyDeploymentRequestSchema, ServiceSpecSchema, type ServiceSpec } from "../gen/ts/drover/deploy/v1/deploy_service_pb.ts";
 import { CliError } from "./errors.ts";
+import { fails, faultOf, isWellKnown } from "./run_spec.ts";
 
 /** What a deployment file asks for: a name and the spec to apply under it. */
 export interface DeploymentFile {
@@ -171,25 +172,6 @@ function locateFault(schema: DescMessage, value: JsonValue, path: DocPath): Faul
     }
   }
   return { path, message: explainField(err) || "not accepted", keyOnly: false };
-}
-
-/** fromJson's complaint about `value`, or "" when it has none. */
-function faultOf(schema: DescMessage, value: JsonValue): string {
-  try {
-    fromJson(schema, value);
-    return "";
-  } catch (err) {
-    return (err as Error).message;
-  }
-}
-
-function fails(schema: DescMessage, value: JsonValue): boolean {
-  return faultOf(schema, value) !== "";
-}
-
-/** google.protobuf messages have their own JSON forms (a Duration is "90s"); their errors are explained, not descended into. */
-function isWellKnown(schema: DescMessage): boolean {
-  return schema.typeName.startsWith("google.protobuf.");
 }
 
 function explainWellKnown(schema: DescMessage, message: string, value: JsonValue): string {

@@ -81,7 +81,7 @@ function locateFault(schema: DescMessage, value: JsonValue, path: string): strin
 }
 
 /** fromJson's complaint about `value`, or "" when it has none. */
-function faultOf(schema: DescMessage, value: JsonValue): string {
+export function faultOf(schema: DescMessage, value: JsonValue): string {
   try {
     fromJson(schema, value);
     return "";
@@ -90,12 +90,12 @@ function faultOf(schema: DescMessage, value: JsonValue): string {
   }
 }
 
-function fails(schema: DescMessage, value: JsonValue): boolean {
+export function fails(schema: DescMessage, value: JsonValue): boolean {
   return faultOf(schema, value) !== "";
 }
 
 /** google.protobuf messages have their own JSON forms (a Duration is "90s"); their errors are explained, not descended into. */
-function isWellKnown(schema: DescMessage): boolean {
+export function isWellKnown(schema: DescMessage): boolean {
   return schema.typeName.startsWith("google.protobuf.");
 }
 

@@ -101,15 +101,20 @@ describe("deployments in split mode", { skip: postgresUrl === null || redisUrl =
     for (let i = 0; i < 2; i++) {
       const dir = tempDir("drover-deploy-it-");
       stateDirs.push(dir);
-      agents.push(startAgent(["--server", procs.fleet.grpcUrl, "--state-dir", dir, "--token", secret], { env: { DROVER_RECONNECT_MAX_MS: "300" } }));
+      // The first agent is the only "edge" one: a per-agent deployment selects it.
+      // Replicas hold attempt slots (DROVER_MAX_ATTEMPTS, default: the cores), so give them room.
+      const labels = i === 0 ? ["--labels", "role=edge"] : [];
+      agents.push(startAgent(["--server", procs.fleet.grpcUrl, "--state-dir", dir, "--token", secret, ...labels], { env: { DROVER_RECONNECT_MAX_MS: "300", DROVER_MAX_ATTEMPTS: "8" } }));
     }
     await eventually(async () => ((await fleet.listAgents({ status: AgentStatus.ONLINE })).agents.length === 2 ? true : undefined), 30_000, "both agents online");
   });
 
   after(async () => {
-    // Stop the deployment's replicas first: they are detached from the agents.
-    await deploy?.stopDeployment({ name: "web" }).catch(() => {});
-    await eventually(async () => ((await deploy.getDeployment({ name: "web" })).deployment?.replicas.length === 0 ? true : undefined), 20_000, "replicas stopped").catch(() => {});
+    // Stop the deployments' replicas first: they are detached from the agents.
+    for (const name of ["web", "edge"]) {
+      await deploy?.stopDeployment({ name }).catch(() => {});
+      await eventually(async () => ((await deploy.getDeployment({ name })).deployment?.replicas.length === 0 ? true : undefined), 20_000, "replicas stopped").catch(() => {});
+    }
     await Promise.all(agents.map((a) => a.stop("SIGTERM")));
     await Promise.all(Object.values(procs).map((p) => p.stop("SIGKILL")));
     await sql?.end();
@@ -202,5 +207,26 @@ describe("deployments in split mode", { skip: postgresUrl === null || redisUrl =
     assert.deepEqual(rows.map((r) => [r.slot, Number(r.n)]), [["0", 1], ["1", 1], ["2", 1]], "one replica of revision 4 per slot");
     const jobs = await sql.query<{ n: string }>(`SELECT count(*)::text AS n FROM scheduler.jobs WHERE idempotency_key LIKE 'deploy:replica:%' AND (spec->'service'->>'revision')::int = 4`);
     assert.equal(Number(jobs.rows[0]!.n), 3, "one job per replica");
+  });
+
+  it("runs one replica on each matching agent for a per-agent deployment, pinned there", async () => {
+    const edge = (await fleet.listAgents({ labelSelector: { role: "edge" } })).agents;
+    assert.equal(edge.length, 1);
+    const perAgent = { ...spec(server("edge"), 0), replicas: 0, perAgent: { labels: { role: "edge" } } };
+    await deploy.applyDeployment({ name: "edge", spec: perAgent });
+    const d = await eventually(
+      async () => {
+        const { deployment } = await deploy.getDeployment({ name: "edge" });
+        return deployment?.state === DeploymentState.RUNNING && deployment.replicas.length === 1 ? deployment : undefined;
+      },
+      30_000,
+      "edge running",
+    ).catch(async (err: unknown) => {
+      const { deployment, events } = await deploy.getDeployment({ name: "edge" });
+      throw new Error(`${String(err)}: ${DeploymentState[deployment!.state]} "${deployment!.statusMessage}" replicas ${JSON.stringify(deployment!.replicas.map((r) => [r.slot, r.agentId, ReplicaState[r.state], r.message]))} events ${events.map((e) => e.message).join("; ")}`);
+    });
+    assert.deepEqual(d.replicas.map((r) => [r.slot, r.agentId]), [[edge[0]!.id, edge[0]!.id]]);
+    assert.equal(d.desiredReplicas, 1);
+    assert.deepEqual(await answers(d), ["edge"]);
   });
 });

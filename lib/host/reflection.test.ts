@@ -47,6 +47,7 @@ const schedulerClosure = [
   "buf/validate/validate.proto",
   "drover/common/v1/exec.proto",
   "drover/common/v1/resources.proto",
+  "drover/common/v1/service.proto",
   "drover/fleet/v1/agent_stream.proto",
   "google/protobuf/descriptor.proto",
   "google/protobuf/duration.proto",
