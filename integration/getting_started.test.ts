@@ -236,7 +236,7 @@ describe("docs/getting-started.md", () => {
       }
     });
 
-    it("every marked command works as printed, in order", { timeout: 240_000 }, async () => {
+    it("every marked command works as printed, in order", { timeout: 480_000 }, async () => {
       const addr = `http://127.0.0.1:${grpcPort}`;
       const cliEnv = cleanEnv({ DROVER_ADDR: addr });
       const serverEnv = cleanEnv({ DROVER_GRPC_PORT: String(grpcPort), DROVER_HTTP_PORT: String(httpPort), DROVER_LOG_LEVEL: "info" });

@@ -263,9 +263,9 @@ export class Controller {
       const fresh = await tx.$queryRawUnsafe<{ n: number }[]>(
         `SELECT 1 AS n FROM deploy.deployments
          WHERE id = $1::uuid AND claimed_by = $2 AND current_revision = $3 AND generation = $4 AND stopped = $5 AND paused = $6 AND promoted = $7
-           AND desired_replicas = $8 AND state = $9
+           AND desired_replicas = $8 AND state = $9 AND event_seq = $10
          FOR UPDATE`,
-        dep.id, this.id, dep.currentRevision, dep.generation, dep.stopped, dep.paused, dep.promoted, dep.desiredReplicas, dep.state,
+        dep.id, this.id, dep.currentRevision, dep.generation, dep.stopped, dep.paused, dep.promoted, dep.desiredReplicas, dep.state, dep.eventSeq,
       );
       if (fresh.length === 0) return false; // changed by an API call meanwhile: decide again next tick
       let revision = view.revision;
