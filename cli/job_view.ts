@@ -11,6 +11,7 @@ import {
 } from "../gen/ts/drover/bid/v1/bid_service_pb.ts";
 import type { CommandResult } from "../gen/ts/drover/common/v1/exec_pb.ts";
 import { AttemptState, JobState, type Attempt, type Job, type RunMode } from "../gen/ts/drover/scheduler/v1/scheduler_service_pb.ts";
+import { durationText } from "../lib/host/time.ts";
 import { ago, enumText, formatFields, formatTable, labelText } from "./output.ts";
 import { enumWords, parseEnumWord } from "./parse.ts";
 
@@ -74,16 +75,6 @@ export function truncate(text: string, max: number): string {
   return line.length <= max ? line : `${line.slice(0, max - 1)}…`;
 }
 
-/** 850 → "850ms", 75_000 → "1m15s", 7_500_000 → "2h5m". */
-export function durationText(ms: number): string {
-  if (ms < 1000) return `${Math.max(0, Math.round(ms))}ms`;
-  if (ms < 60_000) return `${(ms / 1000).toFixed(ms < 10_000 && ms % 1000 !== 0 ? 1 : 0)}s`;
-  const s = Math.round(ms / 1000);
-  if (s < 3600) return `${Math.floor(s / 60)}m${s % 60 ? `${s % 60}s` : ""}`;
-  const m = Math.round(s / 60);
-  if (m < 1440) return `${Math.floor(m / 60)}h${m % 60 ? `${m % 60}m` : ""}`;
-  return `${Math.floor(m / 1440)}d${Math.floor((m % 1440) / 60) ? `${Math.floor((m % 1440) / 60)}h` : ""}`;
-}
 
 /** 0 → "-" (not measured), 512 → "512B", 5_242_880 → "5.0Mi", 3 GiB → "3.0Gi": binary units, as --mem takes them. */
 export function bytesText(bytes: bigint): string {
@@ -295,3 +286,5 @@ export function explainText(job: Job, res: ExplainPlacementResponse, bold: (s: s
   });
   return [head, `${res.explanation}\n`, ...blocks].join("\n");
 }
+
+export { durationText };

@@ -344,8 +344,3 @@ function readDeploySettings(r: EnvReader): DeploySettings {
     claimMs: r.integer("DROVER_DEPLOY_CLAIM_MS", 10_000, 500, 600_000),
   };
 }
-
-/** Deploy settings with every default: what an empty environment gives. */
-export function defaultDeploySettings(): DeploySettings {
-  return readDeploySettings(new EnvReader({}));
-}

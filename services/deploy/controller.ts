@@ -22,7 +22,7 @@ import { AgentStatus, Schedulability } from "../../gen/ts/drover/fleet/v1/fleet_
 import { JobState, type Job } from "../../gen/ts/drover/scheduler/v1/scheduler_service_pb.ts";
 import type { DroverClients } from "../../lib/clients.ts";
 import type { DeploySettings } from "../../lib/config.ts";
-import { decide, short, type Action, type Decision, type DeployState, type DeploymentView, type Health, type ReplicaView } from "./rollout.ts";
+import { decide, short, type Decision, type DeployState, type DeploymentView, type Health, type ReplicaView } from "./rollout.ts";
 import { replicaJobSpec, strategyOf } from "./spec.ts";
 
 const ENDED: ReadonlySet<JobState> = new Set([JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.TIMED_OUT, JobState.DEAD]);
@@ -454,4 +454,3 @@ async function writeReplicas(db: Writer, rows: readonly ReplicaRow[]): Promise<v
   );
 }
 
-export type { Action };

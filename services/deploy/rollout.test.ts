@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { DEFAULT_STRATEGY, decide, durationText, type Action, type DeploymentView, type ReplicaView } from "./rollout.ts";
+import { durationText } from "../../lib/host/time.ts";
+import { DEFAULT_STRATEGY, decide, type Action, type DeploymentView, type ReplicaView } from "./rollout.ts";
 
 // A harness in the spirit of Nomad's scheduler tests: a deployment and its
 // replicas built from healthy defaults, one decide() call, assertions on the

@@ -33,6 +33,8 @@
 // 8. Every wanted slot holding exactly one replica, current and counted, and
 //    nothing else running: the rollout succeeded and the revision is stable.
 
+import { durationText } from "../../lib/host/time.ts";
+
 export type DeployState = "rolling_out" | "running" | "paused" | "waiting_promotion" | "failed" | "stopped" | "reverting";
 export type Health = "unknown" | "healthy" | "unhealthy";
 
@@ -127,7 +129,8 @@ export interface Decision {
   progress: Progress;
 }
 
-const IN_ROLLOUT: ReadonlySet<DeployState> = new Set(["rolling_out", "reverting", "paused", "waiting_promotion"]);
+/** The states in which a rollout is under way (paused and waiting for promotion included). */
+export const IN_ROLLOUT: ReadonlySet<DeployState> = new Set(["rolling_out", "reverting", "paused", "waiting_promotion"]);
 
 export function decide(d: DeploymentView, replicas: readonly ReplicaView[], now: number): Decision {
   const actions: Action[] = [];
@@ -311,14 +314,4 @@ function result(actions: Action[], state: DeployState, message: string, failing:
 
 export function short(id: string): string {
   return id.slice(0, 8);
-}
-
-/** 1m30s, 10s, 250ms. */
-export function durationText(ms: number): string {
-  if (ms < 1000) return `${Math.round(ms)}ms`;
-  const total = Math.round(ms / 1000);
-  const h = Math.floor(total / 3600);
-  const m = Math.floor((total % 3600) / 60);
-  const sec = total % 60;
-  return `${h ? `${h}h` : ""}${m ? `${m}m` : ""}${sec || (!h && !m) ? `${sec}s` : ""}`;
 }

@@ -32,6 +32,8 @@ import {
 import { isUniqueViolation } from "../../lib/db/errors.ts";
 import type { AccessRule } from "../../lib/host/interceptors.ts";
 import { decodePageToken, encodePageToken } from "../../lib/host/paging.ts";
+import { sleep } from "../../lib/timers.ts";
+import { IN_ROLLOUT, type DeployState } from "./rollout.ts";
 import { checkServiceSpec, strategyOf } from "./spec.ts";
 import { specHash } from "./spec_hash.ts";
 
@@ -254,7 +256,7 @@ export class DeployServiceImpl implements ServiceImpl<typeof DeployService> {
   }
 
   async pauseDeployment(req: PauseDeploymentRequest) {
-    return this.update(req.name, async (row) => (row.paused ? null : { data: { paused: true, ...(IN_ROLLOUT.has(row.state) ? { state: "paused", statusMessage: "paused" } : {}) }, kind: "paused", message: "rollout paused" }));
+    return this.update(req.name, async (row) => (row.paused ? null : { data: { paused: true, ...(IN_ROLLOUT.has(row.state as DeployState) ? { state: "paused", statusMessage: "paused" } : {}) }, kind: "paused", message: "rollout paused" }));
   }
 
   async resumeDeployment(req: ResumeDeploymentRequest) {
@@ -265,7 +267,7 @@ export class DeployServiceImpl implements ServiceImpl<typeof DeployService> {
 
   async promoteDeployment(req: PromoteDeploymentRequest) {
     return this.update(req.name, async (row) => {
-      if (row.state !== "waiting_promotion" && !(IN_ROLLOUT.has(row.state) && !row.promoted)) {
+      if (row.state !== "waiting_promotion" && !(IN_ROLLOUT.has(row.state as DeployState) && !row.promoted)) {
         throw new ConnectError(`deployment ${row.name} has no canaries waiting for promotion (it is ${row.state.replace("_", " ")})`, Code.FailedPrecondition);
       }
       return { data: { promoted: true, ...(row.state === "waiting_promotion" ? { state: "rolling_out", statusMessage: "promoted" } : {}) }, kind: "promoted", message: "canaries promoted" };
@@ -378,20 +380,6 @@ export class DeployServiceImpl implements ServiceImpl<typeof DeployService> {
 }
 
 type Tx = Parameters<Parameters<PrismaClient["$transaction"]>[0]>[0];
-
-const IN_ROLLOUT: ReadonlySet<string> = new Set(["rolling_out", "reverting", "paused", "waiting_promotion"]);
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const t = setTimeout(done, ms);
-    function done() {
-      clearTimeout(t);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-    signal.addEventListener("abort", done, { once: true });
-  });
-}
 
 export function deployRoutes(impl: DeployServiceImpl) {
   return (router: ConnectRouter) => router.service(DeployService, impl);
