@@ -619,6 +619,31 @@ describe("scheduling", () => {
     await scheduler.cancelJob({ id: gone.job!.id });
   });
 
+  it("spreads a deployment's replicas over agents, within one auction round and across rounds, where plain jobs would pack", async () => {
+    const hold = (x: Assignment, agent: BiddingAgent) => agent.report(x.attemptId, Reported.RUNNING);
+    const pool = [await BiddingAgent.start({ pool: "spread" }, { run: hold }), await BiddingAgent.start({ pool: "spread" }, { run: hold }), await BiddingAgent.start({ pool: "spread" }, { run: hold })];
+    agents.push(...pool);
+    await eventually(async () => ((await fleet.listAgents({ labelSelector: { pool: "spread" } })).agents.length === 3 ? true : undefined), 5_000, "three agents listed");
+    await new Promise((r) => setTimeout(r, 200)); // Bid's view follows Fleet's by a few ms
+    const replica = () => ({ exec, service: { deployment: "spread-web", revision: 1, replicaId: randomUUID() }, constraints: { labels: { pool: "spread" } } });
+    const placed = async (ids: string[]) => Promise.all(ids.map(async (id) => (await until(id, [JobState.RUNNING], 15_000)).attempts.at(-1)!.agentId));
+    const perAgent = (agentIds: string[]) => pool.map((a) => agentIds.filter((x) => x === a.id).length);
+    // Three submitted together are claimed and auctioned in one round: one per agent.
+    const firstRound = await Promise.all([1, 2, 3].map(async () => (await scheduler.submitJob({ spec: replica() })).job!.id));
+    assert.deepEqual(perAgent(await placed(firstRound)), [1, 1, 1]);
+    // Three more, one at a time: each sees where the running ones are (PlaceableJob.sibling_agent_ids).
+    const later: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const { job } = await scheduler.submitJob({ spec: replica() });
+      await until(job!.id, [JobState.RUNNING], 15_000);
+      later.push(job!.id);
+    }
+    assert.deepEqual(perAgent(await placed([...firstRound, ...later])), [2, 2, 2]);
+    const explained = await bid.explainPlacement({ jobId: later[0]! });
+    assert.match(explained.explanation, /replicas? of the service, .*replicas are spread|placed on agent/);
+    await Promise.all([...firstRound, ...later].map((id) => scheduler.cancelJob({ id })));
+  });
+
   it("lists jobs by id: all of them in one page whatever the page size, only those, in a stable order", async () => {
     const spec = { exec, constraints: { labels: { zone: "nowhere" } } };
     const ids = await Promise.all(Array.from({ length: 150 }, async () => (await scheduler.submitJob({ spec })).job!.id));

@@ -55,6 +55,26 @@ function viewOf(agent: Agent): AgentView {
   };
 }
 
+/** The deployment a service replica belongs to, which its siblings share; undefined for other jobs. */
+function deploymentOf(job: PlaceableJob): string | undefined {
+  return job.spec?.service?.deployment || undefined;
+}
+
+/** Replicas per agent: the Scheduler's count at claim time plus those this round placed (or is about to). */
+function siblingCounts(job: PlaceableJob, inRound: ReadonlyMap<string, number> | undefined): Map<string, number> {
+  const counts = new Map(inRound);
+  for (const id of job.siblingAgentIds) counts.set(id, (counts.get(id) ?? 0) + 1);
+  return counts;
+}
+
+/** Adds one to a deployment's count on an agent, in a round's map of deployment → agent → count. */
+function countOne(round: Map<string, Map<string, number>>, deployment: string | undefined, agentId: string | undefined): void {
+  if (deployment === undefined || agentId === undefined) return;
+  let counts = round.get(deployment);
+  if (!counts) round.set(deployment, (counts = new Map()));
+  counts.set(agentId, (counts.get(agentId) ?? 0) + 1);
+}
+
 function needsOf(job: PlaceableJob): JobNeeds {
   const spec = job.spec!;
   return {
@@ -135,10 +155,16 @@ export class Auctioneer {
     const views = [...this.agents.values()].map((a) => this.current(a, now));
     // Pinned jobs look their agents up here instead of passing over the fleet.
     const byId = jobs.some((j) => (j.spec?.constraints?.agentIds.length ?? 0) > 0) ? new Map(views.map((v) => [v.id, v])) : undefined;
+    // Replicas of one deployment in this round spread too: each selection
+    // counts the likely winners (the first offered) of the ones before it.
+    const likely = new Map<string, Map<string, number>>();
     const auctions = jobs.map((job) => {
       const needs = needsOf(job);
+      const deployment = deploymentOf(job);
+      if (deployment !== undefined) needs.siblings = siblingCounts(job, likely.get(deployment));
       const selection: CandidateSelection = selectCandidates(views, needs, settings.offersPerJob, random, byId);
-      return { job, needs, selection, auctionId: randomUUID(), offers: selection.offered.map((a, i) => ({ agentId: a.id, offerId: `${job.claimId}:${i}` })) };
+      countOne(likely, deployment, selection.offered[0]?.id);
+      return { job, needs, deployment, selection, auctionId: randomUUID(), offers: selection.offered.map((a, i) => ({ agentId: a.id, offerId: `${job.claimId}:${i}` })) };
     });
     const offers = auctions.flatMap((a) =>
       a.offers.map((o) => ({
@@ -151,19 +177,31 @@ export class Auctioneer {
     const byOffer = new Map(replies.map((r) => [r.offerId, r]));
     this.adaptWindow(offers.length, replies.length, windowMs);
 
+    // What each agent said it had free when it bid replaces our view of it
+    // before any job of the round is decided.
+    for (const r of replies) {
+      if (r.reply.case === "bid" && r.reply.value.free) this.reported(r.agentId, res(r.reply.value.free), now);
+    }
     const records: { id: string; jobId: string; state: string; winnerAgentId: string | null; explanation: object; closedAt: Date }[] = [];
+    // Replicas this round placed, by deployment: the next sibling's decision counts them.
+    const won = new Map<string, Map<string, number>>();
     const placements = auctions.map((a) => {
       const answers = a.offers.map((o) => {
         const r = byOffer.get(o.offerId);
-        if (r?.reply.case === "bid") {
-          if (r.reply.value.free) this.reported(o.agentId, res(r.reply.value.free), now);
-          return { agentId: o.agentId, bid: { score: r.reply.value.score } };
-        }
+        if (r?.reply.case === "bid") return { agentId: o.agentId, bid: { score: r.reply.value.score } };
         if (r?.reply.case === "decline") return { agentId: o.agentId, decline: { reason: r.reply.value.reason } };
         return { agentId: o.agentId };
       });
       const noCandidates = a.selection.offered.length === 0;
-      const decision = noCandidates ? undefined : decide(a.needs, a.selection.offered, answers, a.selection);
+      if (a.deployment !== undefined) a.needs.siblings = siblingCounts(a.job, won.get(a.deployment));
+      // The offered agents as they are now, with what this round already gave away reserved:
+      // every agent bid with the same free capacity, and only the first jobs may take it.
+      const offered = a.selection.offered.map((v) => {
+        const agent = this.agents.get(v.id);
+        return agent ? this.current(agent, now) : v;
+      });
+      const decision = noCandidates ? undefined : decide(a.needs, offered, answers, a.selection);
+      countOne(won, a.deployment, decision?.winnerAgentId);
       const summary = noCandidates ? explainNoCandidates(a.selection) : decision!.winnerAgentId ? decision!.summary : explainNoWinner(decision!);
       records.push({
         id: a.auctionId,
@@ -174,7 +212,9 @@ export class Auctioneer {
         closedAt: new Date(),
       });
       if (decision?.winnerAgentId) this.reserve(decision.winnerAgentId, a.needs.resources, now);
-      const unanswered = !decision?.winnerAgentId && decision?.candidates.some((c) => c.outcome === "no_answer");
+      // Offered agents that did not answer, or whose capacity went to jobs before
+      // this one in the round, say nothing about the fleet being full: try again soon.
+      const unanswered = !decision?.winnerAgentId && decision?.candidates.some((c) => c.outcome === "no_answer" || c.outcome === "outbid");
       const silent = unanswered ? (this.silent.get(a.job.jobId) ?? 0) + 1 : 0;
       if (silent > 0 && this.silent.size < MAX_SILENT_TRACKED) this.silent.set(a.job.jobId, silent);
       else this.silent.delete(a.job.jobId);

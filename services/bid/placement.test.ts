@@ -448,3 +448,51 @@ describe("agents the job is pinned to or avoids", () => {
   });
 });
 
+
+describe("spreading a service's replicas (siblings)", () => {
+  const siblings = (counts: Record<string, number>) => new Map(Object.entries(counts));
+
+  it("offers the agents running fewest replicas of the deployment first, whatever the fit", () => {
+    // a-1 is the best fit (busiest), but it runs two replicas already.
+    const agents = [agent("a-1", { free: res(2, 4, 100) }), agent("a-2", { free: res(6, 12, 100) }), agent("a-3")];
+    const replica = job({ siblings: siblings({ "a-1": 2, "a-2": 1 }) });
+    assert.deepEqual(ids(selectCandidates(agents, replica, 3, never).offered), ["a-3", "a-2", "a-1"]);
+    // The same job without siblings packs: best fit first.
+    assert.deepEqual(ids(selectCandidates(agents, job(), 3, never).offered), ["a-1", "a-2", "a-3"]);
+  });
+
+  it("lets the bid with fewer siblings win over a higher score, and says why the other lost", () => {
+    const agents = [agent("a-1"), agent("a-2")];
+    const replica = job({ siblings: siblings({ "a-1": 1 }) });
+    const d = decide(replica, agents, [bid("a-1", 1), bid("a-2", 0.1)]);
+    assert.equal(d.winnerAgentId, "a-2");
+    assert.equal(d.candidates[1]!.agentId, "a-1");
+    assert.equal(d.candidates[1]!.reason, "runs 1 replica of the service, a-2 0; replicas are spread");
+  });
+
+  it("still places a replica beside its siblings when no other agent bid", () => {
+    const replica = job({ siblings: siblings({ "a-1": 3 }) });
+    const d = decide(replica, [agent("a-1"), agent("a-2")], [bid("a-1", 1), decline("a-2", "disk full")]);
+    assert.equal(d.winnerAgentId, "a-1");
+  });
+});
+
+describe("decide with what the round already gave away", () => {
+  it("passes over a bid whose capacity went to a job placed before this one, to the next bid", () => {
+    // Both agents bid with 8 free cores; a-1 has since been given 7.5 cores by this round.
+    const taken = agent("a-1", { reserved: res(7.5, 1) });
+    const d = decide(job({ resources: res(1, 1) }), [taken, agent("a-2")], [bid("a-1", 1), bid("a-2", 0.2)]);
+    assert.equal(d.winnerAgentId, "a-2");
+    const lost = d.candidates.find((c) => c.agentId === "a-1")!;
+    assert.equal(lost.outcome, "outbid");
+    assert.equal(lost.reason, "no longer eligible when the auction closed: needs 1 CPU core, 0.5 free");
+  });
+
+  it("places nothing when every bidder is taken, and the summary says why instead of 'no agent bid'", () => {
+    const taken = agent("a-1", { reserved: res(8, 0) });
+    const d = decide(job(), [taken], [bid("a-1", 1)]);
+    assert.equal(d.winnerAgentId, undefined);
+    assert.equal(d.summary, "no usable bid: a-1 no longer eligible when the auction closed: needs 1 CPU core, 0 free");
+    assert.equal(explainNoWinner(d), d.summary);
+  });
+});

@@ -51,6 +51,24 @@ export interface JobNeeds {
   avoidAgentIds?: string[];
   /** Agents of previous attempts: offered and chosen only after every other eligible agent. */
   previousAgentIds?: string[];
+  /**
+   * A service replica's siblings: how many replicas of its deployment each
+   * agent runs (absent: none). Fewer first, before fit, so a deployment
+   * spreads over agents (see siblingsOn).
+   */
+  siblings?: ReadonlyMap<string, number>;
+}
+
+/**
+ * How many of the job's siblings the agent runs. Replicas of one service
+ * are spread, not packed: with every replica on the agent that fits best,
+ * one machine going down takes the whole service with it. This is Nomad's
+ * job anti-affinity, made a rule rather than a weight: an agent with fewer
+ * siblings always comes first, and fit decides among equals, so batch jobs
+ * (which have no siblings) still pack.
+ */
+export function siblingsOn(job: JobNeeds, agentId: string): number {
+  return job.siblings?.get(agentId) ?? 0;
 }
 
 /** The agents offered a job, and what the selection saw on the way. */
@@ -329,8 +347,8 @@ export function selectCandidates(
 
   const avoid = new Set(job.previousAgentIds ?? []);
   const ranked = eligible
-    .map((agent) => ({ agent, avoided: avoid.has(agent.id), fit: fit(agent, job) }))
-    .sort((a, b) => Number(a.avoided) - Number(b.avoided) || b.fit - a.fit || compareIds(a.agent.id, b.agent.id));
+    .map((agent) => ({ agent, avoided: avoid.has(agent.id), siblings: siblingsOn(job, agent.id), fit: fit(agent, job) }))
+    .sort((a, b) => Number(a.avoided) - Number(b.avoided) || a.siblings - b.siblings || b.fit - a.fit || compareIds(a.agent.id, b.agent.id));
 
   return {
     offered: ranked.slice(0, want).map((r) => r.agent),
@@ -355,18 +373,23 @@ export function explainNoCandidates(selection: CandidateSelection): string {
  * BID_WEIGHT × bid score + FIT_WEIGHT × fit, bid scores clamped to 0..1.
  *
  * Ranking matches selection: an agent in previousAgentIds wins only when no other
- * agent bid, then higher score, then agent id (so equal scores always pick
- * the same agent). Answers from agents that were not offered the job, and
- * answers after an agent's first, are ignored; an answer carrying a decline
- * counts as a decline even if it also carries a bid. Pass the selection to
- * have the summary say why other agents were not offered the job.
+ * agent bid, then fewer of the job's siblings (siblingsOn), then higher
+ * score, then agent id (so equal scores always pick the same agent). Answers
+ * from agents that were not offered the job, and answers after an agent's
+ * first, are ignored; an answer carrying a decline counts as a decline even
+ * if it also carries a bid. Pass the selection to have the summary say why
+ * other agents were not offered the job.
+ *
+ * `offered` should be the agents as they are now: a bid from an agent that
+ * is no longer eligible (the capacity it bid with went to jobs placed before
+ * this one in the same round, or it went away) loses to every other bid.
  */
 export function decide(job: JobNeeds, offered: readonly AgentView[], answers: readonly Answer[], selection?: CandidateSelection): Decision {
   const answerOf = new Map<string, Answer>();
   for (const a of answers) if (!answerOf.has(a.agentId)) answerOf.set(a.agentId, a);
   const avoid = new Set(job.previousAgentIds ?? []);
 
-  const bids: { agentId: string; score: number; avoided: boolean }[] = [];
+  const bids: { agentId: string; score: number; avoided: boolean; siblings: number; gone: string | null }[] = [];
   const declines: Outcome[] = [];
   const silent: Outcome[] = [];
   for (const agent of offered) {
@@ -375,31 +398,44 @@ export function decide(job: JobNeeds, offered: readonly AgentView[], answers: re
       declines.push({ agentId: agent.id, outcome: "declined", score: 0, reason: answer.decline.reason });
     } else if (answer?.bid) {
       const score = BID_WEIGHT * clamp01(answer.bid.score) + FIT_WEIGHT * fit(agent, job);
-      bids.push({ agentId: agent.id, score, avoided: avoid.has(agent.id) });
+      bids.push({ agentId: agent.id, score, avoided: avoid.has(agent.id), siblings: siblingsOn(job, agent.id), gone: ineligibility(agent, job) });
     } else {
       silent.push({ agentId: agent.id, outcome: "no_answer", score: 0, reason: "did not answer in time" });
     }
   }
-  bids.sort((a, b) => Number(a.avoided) - Number(b.avoided) || b.score - a.score || compareIds(a.agentId, b.agentId));
+  bids.sort(
+    (a, b) =>
+      Number(a.gone !== null) - Number(b.gone !== null) ||
+      Number(a.avoided) - Number(b.avoided) ||
+      a.siblings - b.siblings ||
+      b.score - a.score ||
+      compareIds(a.agentId, b.agentId),
+  );
+  // A bid from an agent that is no longer eligible wins nothing, even alone.
+  const usable = bids.filter((b) => b.gone === null);
   declines.sort((a, b) => compareIds(a.agentId, b.agentId));
   silent.sort((a, b) => compareIds(a.agentId, b.agentId));
 
-  const winner = bids[0];
+  const winner = usable[0];
   const bidOutcomes: Outcome[] = bids.map((b, i) => {
-    if (i === 0) return { agentId: b.agentId, outcome: "won", score: b.score, reason: bids.length === 1 ? "the only bid" : `best of ${bids.length} bids` };
+    if (b.gone !== null) return { agentId: b.agentId, outcome: "outbid", score: b.score, reason: `no longer eligible when the auction closed: ${b.gone}` };
+    if (i === 0) return { agentId: b.agentId, outcome: "won", score: b.score, reason: usable.length === 1 ? "the only bid" : `best of ${usable.length} bids` };
     const best = winner!;
     const reason =
       b.avoided && !best.avoided
         ? `ran a previous attempt; ${best.agentId} preferred`
-        : b.score === best.score
-          ? `tied with ${best.agentId} at ${score2(b.score)}; ${best.agentId} sorts first`
-          : `outbid by ${best.agentId} (${score2(best.score)} > ${score2(b.score)})`;
+        : b.siblings > best.siblings
+          ? `runs ${b.siblings} ${b.siblings === 1 ? "replica" : "replicas"} of the service, ${best.agentId} ${best.siblings}; replicas are spread`
+          : b.score === best.score
+            ? `tied with ${best.agentId} at ${score2(b.score)}; ${best.agentId} sorts first`
+            : `outbid by ${best.agentId} (${score2(best.score)} > ${score2(b.score)})`;
     return { agentId: b.agentId, outcome: "outbid", score: b.score, reason };
   });
   const candidates = [...bidOutcomes, ...declines, ...silent];
 
   const parts: string[] = [];
   if (winner) parts.push(`placed on agent ${winner.agentId} (score ${score2(winner.score)}): ${bidOutcomes[0]!.reason}`);
+  else if (bids.length > 0) parts.push(`no usable bid: ${bidOutcomes.map((b) => `${b.agentId} ${b.reason}`).join("; ")}`);
   else parts.push(offered.length === 0 ? "no agent was offered the job" : "no agent bid");
   parts.push(...answerParts(declines, silent));
   if (selection && selection.ineligible.length > 0) {
@@ -417,7 +453,9 @@ export function explainNoWinner(decision: Decision): string {
   if (decision.candidates.length === 0) return "no agent was offered the job";
   const declines = decision.candidates.filter((c) => c.outcome === "declined");
   const silent = decision.candidates.filter((c) => c.outcome === "no_answer");
-  return ["no agent bid", ...answerParts(declines, silent)].join("; ");
+  const gone = decision.candidates.filter((c) => c.outcome === "outbid");
+  const head = gone.length > 0 ? `no usable bid: ${gone.map((b) => `${b.agentId} ${b.reason}`).join("; ")}` : "no agent bid";
+  return [head, ...answerParts(declines, silent)].join("; ");
 }
 
 // ---------------------------------------------------------------------------

@@ -144,6 +144,8 @@ function newJobInput(j: NewJob) {
 export interface ClaimedJob {
   job: JobRow;
   previousAgentIds: string[];
+  /** A service replica's: the agents of its deployment's other live replicas, one entry per replica. */
+  siblingAgentIds: string[];
 }
 
 /** A change to write to an attempt and, with it, its job, guarded by the states read. */
@@ -317,7 +319,28 @@ export class JobStore {
       );
       for (const a of attempts) previous.set(a.jobId, [...(previous.get(a.jobId) ?? []), a.agentId]);
     }
-    return jobs.map((job) => ({ job, previousAgentIds: previous.get(job.id) ?? [] }));
+    const siblings = await this.siblingsOf(jobs);
+    return jobs.map((job) => ({ job, previousAgentIds: previous.get(job.id) ?? [], siblingAgentIds: siblings.get(deploymentOf(job) ?? "") ?? [] }));
+  }
+
+  /**
+   * For the deployments of the service replicas among `jobs`: the agents
+   * their live (assigned or running) replicas hold, one entry per replica,
+   * by deployment name. One query, answered by jobs_live_service_deployment.
+   */
+  private async siblingsOf(jobs: readonly JobRow[]): Promise<Map<string, string[]>> {
+    const names = [...new Set(jobs.map(deploymentOf).filter((d): d is string => d !== undefined))];
+    const out = new Map<string, string[]>();
+    if (names.length === 0) return out;
+    const rows = await this.db.$queryRawUnsafe<{ deployment: string; agentId: string }[]>(
+      `SELECT j.spec -> 'service' ->> 'deployment' AS deployment, a.agent_id AS "agentId"
+         FROM "scheduler"."jobs" j JOIN "scheduler"."attempts" a ON a.id = j.current_attempt_id
+        WHERE j.state IN ('assigned', 'running')
+          AND j.spec -> 'service' ->> 'deployment' IN (SELECT jsonb_array_elements_text($1::jsonb))`,
+      JSON.stringify(names),
+    );
+    for (const r of rows) out.set(r.deployment, [...(out.get(r.deployment) ?? []), r.agentId]);
+    return out;
   }
 
   /**
@@ -658,4 +681,10 @@ export class JobStore {
     );
     return rows[0] ? jobRow(rows[0]) : null;
   }
+}
+
+/** The deployment a service replica belongs to (JobSpec.service.deployment); undefined for other jobs. */
+function deploymentOf(job: JobRow): string | undefined {
+  const service = (job.spec as { service?: { deployment?: unknown } } | null)?.service;
+  return typeof service?.deployment === "string" && service.deployment !== "" ? service.deployment : undefined;
 }

@@ -311,12 +311,13 @@ export class SchedulerServiceImpl implements JobMethods {
         if (claimed.length === req.maxJobs) signals.nudge();
         signals.changed(claimed.map((c) => c.job.id));
         return {
-          jobs: claimed.map(({ job, previousAgentIds }) => ({
+          jobs: claimed.map(({ job, previousAgentIds, siblingAgentIds }) => ({
             jobId: job.id,
             claimId: job.claimId!,
             spec: fromJson(JobSpecSchema, job.spec as JsonValue, { ignoreUnknownFields: true }),
             attemptNumber: job.attemptCount + 1,
             previousAgentIds,
+            siblingAgentIds,
           })),
           claimExpireTime: ts(claimed[0]!.job.claimExpiresAt),
         };
