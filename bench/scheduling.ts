@@ -40,6 +40,7 @@
 //   BENCH_SCHED_BUDGET_SEC=270                            time for the measurements; optional steps past it are skipped
 //   BENCH_SCHED_NODELAY=0                                 agents' sockets keep Nagle's algorithm (see load.ts)
 //   BENCH_SCHED_PROFILE_DIR=/tmp/dir                      keep the .cpuprofile files there
+//   BENCH_SCHED_PROBE_RATE=20                             a diagnosis: one latency run at 20 jobs/s per mode, its hops printed, nothing saved
 //
 // Results: bench/results/scheduling.json.
 
@@ -92,6 +93,7 @@ const began = performance.now();
 const skipped: string[] = [];
 /** One throughput run and the profile, nothing else: a diagnosis, not a result to compare. */
 const QUICK = process.env.BENCH_SCHED_QUICK === "1";
+const PROBE_RATE = process.env.BENCH_SCHED_PROBE_RATE ? Number(process.env.BENCH_SCHED_PROBE_RATE) : undefined;
 
 // ---- The measured processes ------------------------------------------------------
 
@@ -291,6 +293,13 @@ interface ModeResult {
   profile?: { run: ThroughputRun; processes: Record<string, ProfileSummary> };
 }
 
+/** BENCH_SCHED_PROBE_RATE: one latency run and its hops on stdout, then exit (a diagnosis of fixed delays). */
+async function probe(mode: Mode, load: Load, rate: number): Promise<never> {
+  const run = await load.run<LatencyRun>({ cmd: "latency", rate, sec: LATENCY_SEC });
+  console.log(JSON.stringify({ mode, rate, submitToAssignment: run.submitToAssignment, hops: run.hops }, null, 1));
+  throw new Error("probe done (BENCH_SCHED_PROBE_RATE): nothing saved");
+}
+
 async function measureMode(cleanup: Cleanup, mode: Mode, deadline: number): Promise<ModeResult> {
   // An optional step starts only if this mode's share of the budget leaves it room.
   const room = (step: string, needMs: number) => {
@@ -304,6 +313,7 @@ async function measureMode(cleanup: Cleanup, mode: Mode, deadline: number): Prom
   const load = await Load.start(cleanup, plane);
   progress(`scheduling ${mode}: ${AGENTS} agents registered; warm-up`);
   const warmup = await throughput(plane, load, FIXED_JOBS ? Math.min(500, FIXED_JOBS) : 500, 64);
+  if (PROBE_RATE) await probe(mode, load, PROBE_RATE);
   const jobsPerRun = FIXED_JOBS ?? Math.min(20_000, Math.max(500, Math.round((warmup.jobsPerSec * RUN_SEC) / 500) * 500));
   const runs: ThroughputRun[] = [];
   for (let i = 0; i < (QUICK ? 1 : REPEATS); i++) {
