@@ -15,6 +15,8 @@ function agent(overrides: Partial<AgentView> = {}): AgentView {
     reserved: { cpuMillis: 0, memoryBytes: 0n, diskBytes: 0n },
     running: 0,
     maxAttempts: 8,
+    runningServices: 0,
+    maxServices: 16,
     cpuPercent: 10,
     load1: 0.4,
     cores: 4,
@@ -55,6 +57,17 @@ describe("decideOffer", () => {
 
   it("declines when it already runs as many attempts as DROVER_MAX_ATTEMPTS allows", () => {
     assert.equal(reasonOf(decideOffer(needs(), agent({ running: 8, maxAttempts: 8 }))), "running 8 attempts, the most this agent takes (DROVER_MAX_ATTEMPTS)");
+  });
+
+  it("counts service replicas apart from attempts: each kind declines only at its own limit", () => {
+    const service = { ...needs(), service: true };
+    // Every attempt slot is taken, but a replica still fits; and the reverse.
+    scoreOf(decideOffer(service, agent({ running: 8, maxAttempts: 8, runningServices: 3 })));
+    assert.equal(reasonOf(decideOffer(service, agent({ runningServices: 16, maxServices: 16 }))), "running 16 service replicas, the most this agent takes (DROVER_MAX_SERVICES)");
+    scoreOf(decideOffer(needs(), agent({ runningServices: 16, maxServices: 16 })));
+    // The slots part of a score is the offer's own kind's.
+    assert.ok(scoreOf(decideOffer(service, agent({ runningServices: 12 }))) < scoreOf(decideOffer(service, agent({ runningServices: 0 }))));
+    assert.equal(scoreOf(decideOffer(service, agent({ running: 7 }))), scoreOf(decideOffer(service, agent({ running: 0 }))));
   });
 
   it("declines a job that needs more memory than is free, in MiB", () => {

@@ -7,7 +7,8 @@
 // waits or sends, because an answer has to be ready within the auction's
 // ~50 ms window.
 //
-// Order of the checks: driver, then the attempt count, then each resource.
+// Order of the checks: driver, then the count (of attempts, or of service
+// replicas for a service's offer), then each resource.
 // The first that fails is the reason given, so a user sees the most basic
 // mismatch first (no docker here says more than "not enough memory").
 
@@ -27,6 +28,8 @@ export interface OfferNeeds {
   driver: string;
   /** What the job needs; a zero amount is no requirement. Undefined: needs nothing. */
   resources: Amounts | undefined;
+  /** A service replica (Offer.service): counted against maxServices, not maxAttempts. */
+  service?: boolean;
 }
 
 /** The agent as the decision sees it. */
@@ -39,10 +42,14 @@ export interface AgentView {
   free: Amounts | undefined;
   /** Resources held by attempts the agent runs (what their assignments reserved). */
   reserved: Amounts;
-  /** Attempts running now. */
+  /** Attempts running now that are not service replicas. */
   running: number;
-  /** The most attempts this agent runs at once (DROVER_MAX_ATTEMPTS). */
+  /** The most of those this agent runs at once (DROVER_MAX_ATTEMPTS). */
   maxAttempts: number;
+  /** Service replicas running now. */
+  runningServices: number;
+  /** The most service replicas this agent runs (DROVER_MAX_SERVICES). */
+  maxServices: number;
   /** CPU busy at the last sample, 0-100 across all cores. */
   cpuPercent: number;
   /** Load average over one minute. */
@@ -55,6 +62,9 @@ export interface AgentView {
 export type OfferDecision =
   | { kind: "bid"; score: number; free: Amounts }
   | { kind: "decline"; reason: string };
+
+/** DROVER_MAX_SERVICES when unset: replicas mostly wait on the network, so many more than cores. */
+export const DEFAULT_MAX_SERVICES = 128;
 
 /** The driver an offer or assignment means when it names none. */
 export const DEFAULT_DRIVER = "process";
@@ -75,7 +85,11 @@ export function decideOffer(offer: OfferNeeds, agent: AgentView): OfferDecision 
   if (!agent.drivers.includes(driver)) {
     return { kind: "decline", reason: `driver ${driver} not available here (this agent has: ${agent.drivers.join(", ") || "none"})` };
   }
-  if (agent.running >= agent.maxAttempts) {
+  if (offer.service && agent.runningServices >= agent.maxServices) {
+    const replicas = agent.runningServices === 1 ? "replica" : "replicas";
+    return { kind: "decline", reason: `running ${agent.runningServices} service ${replicas}, the most this agent takes (DROVER_MAX_SERVICES)` };
+  }
+  if (!offer.service && agent.running >= agent.maxAttempts) {
     return { kind: "decline", reason: `running ${agent.running} attempts, the most this agent takes (DROVER_MAX_ATTEMPTS)` };
   }
   const need = offer.resources ?? ZERO;
@@ -83,7 +97,7 @@ export function decideOffer(offer: OfferNeeds, agent: AgentView): OfferDecision 
   if (!available) {
     // Not measured yet (the first sample comes before Hello, so this is rare):
     // a job with no requirement can still go here; one with needs cannot be checked.
-    if (isZero(need)) return { kind: "bid", score: score(agent, ZERO, ZERO), free: ZERO };
+    if (isZero(need)) return { kind: "bid", score: score(agent, ZERO, ZERO, offer.service), free: ZERO };
     return { kind: "decline", reason: "this agent has not measured its free resources yet" };
   }
   if (need.cpuMillis > 0 && need.cpuMillis > available.cpuMillis) {
@@ -95,7 +109,7 @@ export function decideOffer(offer: OfferNeeds, agent: AgentView): OfferDecision 
   if (need.diskBytes > 0n && need.diskBytes > available.diskBytes) {
     return { kind: "decline", reason: `needs ${mibUp(need.diskBytes)} MiB disk, ${mibDown(available.diskBytes)} MiB free` };
   }
-  return { kind: "bid", score: score(agent, available, need), free: available };
+  return { kind: "bid", score: score(agent, available, need, offer.service), free: available };
 }
 
 /** Adds amounts, for the resources running attempts reserve. */
@@ -110,9 +124,9 @@ export const ZERO: Amounts = Object.freeze({ cpuMillis: 0, memoryBytes: 0n, disk
  * A score in [0, 1]: headroom left after placing the job (the mean over CPU,
  * memory and disk of what stays free as a share of the machine), how idle the
  * machine is (the busier of CPU percent and load per core), and how many
- * attempt slots stay open.
+ * slots of the offer's kind (attempts, or service replicas) stay open.
  */
-function score(agent: AgentView, available: Amounts, need: Amounts): number {
+function score(agent: AgentView, available: Amounts, need: Amounts, service = false): number {
   const shares: number[] = [];
   const total = agent.total;
   if (total) {
@@ -124,7 +138,8 @@ function score(agent: AgentView, available: Amounts, need: Amounts): number {
   const headroom = shares.length ? shares.reduce((sum, s) => sum + clamp01(s), 0) / shares.length : 0.5;
   const busy = Math.max(agent.cpuPercent / 100, agent.cores > 0 ? agent.load1 / agent.cores : 0);
   const idle = 1 - clamp01(Number.isFinite(busy) ? busy : 1);
-  const slots = agent.maxAttempts > 0 ? 1 - clamp01(agent.running / agent.maxAttempts) : 0;
+  const [used, most] = service ? [agent.runningServices, agent.maxServices] : [agent.running, agent.maxAttempts];
+  const slots = most > 0 ? 1 - clamp01(used / most) : 0;
   return clamp01(HEADROOM_WEIGHT * headroom + IDLE_WEIGHT * idle + SLOTS_WEIGHT * slots);
 }
 

@@ -1,6 +1,7 @@
 import os from "node:os";
 import { parseArgs } from "node:util";
 import { ConfigError, EnvReader, LOG_LEVELS, type LogLevel } from "../lib/config.ts";
+import { DEFAULT_MAX_SERVICES } from "./bidding.ts";
 
 /** How the agent is configured: flags first, then environment variables. */
 export interface AgentConfig {
@@ -26,8 +27,10 @@ export interface AgentConfig {
   pingTimeoutMs: number;
   /** Longest wait from dialling to Welcome, the dial included (DROVER_WELCOME_TIMEOUT_MS), default 15000. */
   welcomeTimeoutMs: number;
-  /** The most attempts run at once (DROVER_MAX_ATTEMPTS), default the number of cores (at least 1); offers beyond it are declined. */
+  /** The most attempts run at once (DROVER_MAX_ATTEMPTS), default the number of cores (at least 1); offers beyond it are declined. Service replicas do not count. */
   maxAttempts: number;
+  /** The most service replicas run at once (DROVER_MAX_SERVICES), default 128; offers of replicas beyond it are declined. */
+  maxServices: number;
   /**
    * Whether jobs may run their commands through /bin/sh -c (DROVER_ALLOW_SHELL,
    * true or false), default false: a job's allow_shell is honoured only when
@@ -100,6 +103,7 @@ export function readAgentConfig(
     pingTimeoutMs: r.integer("DROVER_PING_TIMEOUT_MS", 10_000, 100, 600_000),
     welcomeTimeoutMs: r.integer("DROVER_WELCOME_TIMEOUT_MS", 15_000, 100, 600_000),
     maxAttempts: r.integer("DROVER_MAX_ATTEMPTS", Math.max(1, machine.cores), 1, 4_096),
+    maxServices: r.integer("DROVER_MAX_SERVICES", DEFAULT_MAX_SERVICES, 1, 4_096),
     allowShell: r.oneOf("DROVER_ALLOW_SHELL", "false", ["true", "false"]) === "true",
     allowedRoots: (r.string("DROVER_ALLOWED_ROOTS") ?? "").split(":").filter(Boolean),
     ...(r.string("DROVER_DOCKER_SOCKET") ? { dockerSocket: r.string("DROVER_DOCKER_SOCKET") } : {}),

@@ -26,7 +26,7 @@ import { durationMs } from "@bufbuild/protobuf/wkt";
 
 import { AssignmentSchema, AttemptState, type Assignment, type Cancel, type JobEvent, type LogAck, type Offer } from "../gen/ts/drover/fleet/v1/agent_stream_pb.ts";
 import type { Logger } from "../lib/logger.ts";
-import { addAmounts, decideOffer, DEFAULT_DRIVER, ZERO, type Amounts } from "./bidding.ts";
+import { addAmounts, decideOffer, DEFAULT_DRIVER, DEFAULT_MAX_SERVICES, ZERO, type Amounts } from "./bidding.ts";
 import { ASSIGNMENT, bundleDir, closeBundle, listBundles, markReported, readManifest, type Manifest } from "./bundle.ts";
 import type { JobEventOutbox } from "./job_events.ts";
 import { FINAL_STATES, JobRunner, secretValues, type AttemptUpdate } from "./job_runner.ts";
@@ -51,8 +51,10 @@ export interface JobHandlerOptions {
   /** Recorded in manifests. */
   hostname?: string;
   agentId?: () => string | undefined;
-  /** The most attempts at once (DROVER_MAX_ATTEMPTS). */
+  /** The most attempts at once that are not service replicas (DROVER_MAX_ATTEMPTS). */
   maxAttempts: number;
+  /** The most service replicas at once (DROVER_MAX_SERVICES); default 128. */
+  maxServices?: number;
   /** Whether jobs may use a shell (DROVER_ALLOW_SHELL). */
   allowShell: boolean;
   /** The last machine sample (RememberingProbe.latest); undefined before the first. */
@@ -71,6 +73,8 @@ export interface JobHandlerOptions {
 /** An attempt this agent runs. */
 interface Running {
   jobId: string;
+  /** A service replica: counted against maxServices, not maxAttempts. */
+  service: boolean;
   runner: JobRunner;
   reserved: Amounts;
   done: Promise<AttemptUpdate>;
@@ -149,15 +153,18 @@ export class JobHandler implements WorkHandler {
   async offer(offer: Offer): Promise<OfferAnswer> {
     if (this.closing) return { case: "decline", value: { offerId: offer.offerId, reason: "the agent is stopping" } };
     const sample = this.o.lastSample();
+    const services = this.runningServices();
     const decision = decideOffer(
-      { driver: offer.driver, resources: offer.resources },
+      { driver: offer.driver, resources: offer.resources, service: offer.service },
       {
         drivers: this.drivers,
         total: sample?.total,
         free: sample?.free,
         reserved: this.reserved(),
-        running: this.attempts.size,
+        running: this.attempts.size - services,
         maxAttempts: this.o.maxAttempts,
+        runningServices: services,
+        maxServices: this.o.maxServices ?? DEFAULT_MAX_SERVICES,
         cpuPercent: sample?.metrics.cpuPercent ?? 0,
         load1: sample?.metrics.load1 ?? 0,
         cores: (sample?.total.cpuMillis ?? 0) / 1000,
@@ -204,13 +211,24 @@ export class JobHandler implements WorkHandler {
       this.remember(attemptId, AttemptState.FAILED);
       return;
     }
-    if (this.attempts.size >= this.o.maxAttempts) {
+    const services = this.runningServices();
+    const [kind, used, most] = assignment.service
+      ? (["DROVER_MAX_SERVICES", services, this.o.maxServices ?? DEFAULT_MAX_SERVICES] as const)
+      : (["DROVER_MAX_ATTEMPTS", this.attempts.size - services, this.o.maxAttempts] as const);
+    if (used >= most) {
       // Fleet decided; the limit is for bidding. Running it beats leaving it
       // to time out, and the next offers are declined until one ends.
-      log.warn({ running: this.attempts.size, maxAttempts: this.o.maxAttempts }, "assigned an attempt beyond DROVER_MAX_ATTEMPTS; running it");
+      log.warn({ running: used, most }, `assigned an attempt beyond ${kind}; running it`);
     }
     this.start(assignment, runner);
     log.info({ commands: assignment.exec.commands.length }, "running an attempt");
+  }
+
+  /** Service replicas among the running attempts. */
+  private runningServices(): number {
+    let n = 0;
+    for (const r of this.attempts.values()) if (r.service) n++;
+    return n;
   }
 
   /** Starts (or, with a manifest, resumes) an attempt's JobRunner and tracks it until it ends. */
@@ -249,6 +267,7 @@ export class JobHandler implements WorkHandler {
     const resources = assignment.resources;
     const running: Running = {
       jobId,
+      service: assignment.service !== undefined,
       runner,
       reserved: resources ? { cpuMillis: resources.cpuMillis, memoryBytes: resources.memoryBytes, diskBytes: resources.diskBytes } : ZERO,
       done: resume ? runner.resume(resume) : runner.run(),

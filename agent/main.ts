@@ -84,6 +84,7 @@ const work = new JobHandler({
   hostname: os.hostname() || "unknown",
   agentId: () => credentials.current()?.agentId,
   maxAttempts: config.maxAttempts,
+  maxServices: config.maxServices,
   allowShell: config.allowShell,
   lastSample: () => machine.latest,
   events,

@@ -78,12 +78,12 @@ interface Agent {
 }
 
 /** A worker with a JobHandler and a LogShipper against url; always cancels what runs, stops everything and removes the state directory. */
-async function withAgent(url: string, fn: (agent: Agent) => Promise<void>): Promise<void> {
+async function withAgent(url: string, fn: (agent: Agent) => Promise<void>, limits: { maxAttempts?: number; maxServices?: number } = {}): Promise<void> {
   const stateDir = await mkdtemp(join(tmpdir(), "drover-service-test-"));
   const logger = createLogger("silent");
   const events = new JobEventOutbox();
   const logs = new LogShipper({ logger });
-  const work = new JobHandler({ stateDir, maxAttempts: 4, allowShell: false, lastSample: () => machine.latest, events, logs, logger, defaultCancelGraceMs: 1_000 });
+  const work = new JobHandler({ stateDir, maxAttempts: 4, ...limits, allowShell: false, lastSample: () => machine.latest, events, logs, logger, defaultCancelGraceMs: 1_000 });
   const worker = new AgentWorker({
     server: url,
     registrationToken: "registration-token-1",
@@ -266,6 +266,22 @@ describe("service replicas on a real stream", () => {
       const up = await health(stream, "HEALTHY", (e) => e.health!.state === HEALTHY);
       assert.equal(up.health!.message, "check command sh exited with code 0");
     });
+  });
+
+  it("counts a replica against DROVER_MAX_SERVICES, not DROVER_MAX_ATTEMPTS: with both at 1 and a replica running, it bids for a batch job and declines another replica", async () => {
+    await withAgent(fleet.url, async () => {
+      const { stream } = await fleet.accept();
+      assignService(stream, "svc-limit", ["sleep", "30"], {});
+      await eventually("the replica running", () => stream.all("jobEvent").find((e) => e.attemptId === "svc-limit" && e.state === AttemptState.RUNNING));
+      stream.send({ message: { case: "offer", value: { offerId: "batch-1", jobId: "job-batch", driver: "process" } } });
+      assert.equal((await stream.next("bid")).offerId, "batch-1");
+      stream.send({ message: { case: "offer", value: { offerId: "svc-2", jobId: "job-svc-2", driver: "process", service: true } } });
+      const declined = await stream.next("decline");
+      assert.equal(declined.offerId, "svc-2");
+      assert.equal(declined.reason, "running 1 service replica, the most this agent takes (DROVER_MAX_SERVICES)");
+      cancel(stream, "svc-limit");
+      await eventually("the replica cancelled", () => finalEvents(stream).find((e) => e.attemptId === "svc-limit"));
+    }, { maxAttempts: 1, maxServices: 1 });
   });
 
   it("on Cancel stops the service with SIGTERM and ends CANCELLED, without a restart", async () => {

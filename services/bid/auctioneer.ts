@@ -150,6 +150,7 @@ export class Auctioneer {
       { signal },
     );
     if (jobs.length === 0) return 0;
+    const claimedAt = performance.now();
     const random = this.deps.random ?? Math.random;
     const now = Date.now();
     const views = [...this.agents.values()].map((a) => this.current(a, now));
@@ -169,11 +170,13 @@ export class Auctioneer {
     const offers = auctions.flatMap((a) =>
       a.offers.map((o) => ({
         agentId: o.agentId,
-        offer: { offerId: o.offerId, jobId: a.job.jobId, resources: a.job.spec?.resources, driver: a.job.spec?.driver || "process" },
+        offer: { offerId: o.offerId, jobId: a.job.jobId, resources: a.job.spec?.resources, driver: a.job.spec?.driver || "process", service: a.deployment !== undefined || a.job.spec?.service !== undefined },
       })),
     );
     const windowMs = this.windowMs;
+    const offeredAt = performance.now();
     const replies = offers.length > 0 ? (await clients.fleet.requestBids({ offers, window: durationFromMs(windowMs) }, { signal })).replies : [];
+    const answeredAt = performance.now();
     const byOffer = new Map(replies.map((r) => [r.offerId, r]));
     this.adaptWindow(offers.length, replies.length, windowMs);
 
@@ -237,6 +240,11 @@ export class Auctioneer {
       const p = placements[i]!;
       if (p.agentId && !r.accepted) this.release(p.agentId, auctions[i]!.needs.resources);
     });
+    const ms = (t: number) => Math.round(t * 10) / 10;
+    this.deps.log.debug(
+      { jobs: jobs.length, offers: offers.length, answers: replies.length, windowMs, selectMs: ms(offeredAt - claimedAt), bidsMs: ms(answeredAt - offeredAt), recordMs: ms(performance.now() - answeredAt) },
+      "auction round",
+    );
     this.stats.auctions += auctions.length;
     this.stats.placed += placements.filter((p) => p.agentId).length;
     this.stats.waiting += placements.filter((p) => !p.agentId).length;

@@ -269,18 +269,20 @@ class Metrics(_message.Message):
     def __init__(self, cpu_percent: _Optional[float] = ..., memory_used_bytes: _Optional[int] = ..., memory_total_bytes: _Optional[int] = ..., disk_used_bytes: _Optional[int] = ..., disk_total_bytes: _Optional[int] = ..., load_1: _Optional[float] = ..., load_5: _Optional[float] = ..., load_15: _Optional[float] = ..., uptime_seconds: _Optional[int] = ..., agent_rss_bytes: _Optional[int] = ...) -> None: ...
 
 class Offer(_message.Message):
-    __slots__ = ["deadline", "driver", "job_id", "offer_id", "resources"]
+    __slots__ = ["deadline", "driver", "job_id", "offer_id", "resources", "service"]
     DEADLINE_FIELD_NUMBER: _ClassVar[int]
     DRIVER_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     OFFER_ID_FIELD_NUMBER: _ClassVar[int]
     RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
     deadline: _timestamp_pb2.Timestamp
     driver: str
     job_id: str
     offer_id: str
     resources: _resources_pb2.Resources
-    def __init__(self, offer_id: _Optional[str] = ..., job_id: _Optional[str] = ..., resources: _Optional[_Union[_resources_pb2.Resources, _Mapping]] = ..., driver: _Optional[str] = ..., deadline: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    service: bool
+    def __init__(self, offer_id: _Optional[str] = ..., job_id: _Optional[str] = ..., resources: _Optional[_Union[_resources_pb2.Resources, _Mapping]] = ..., driver: _Optional[str] = ..., deadline: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., service: bool = ...) -> None: ...
 
 class RunningAttempt(_message.Message):
     __slots__ = ["attempt_id", "job_id", "state"]
