@@ -10,7 +10,7 @@ import { openPostgres, type Database } from "../../lib/db/database.ts";
 import { migrate } from "../../lib/db/migrate.ts";
 import { createTestDatabase, openTempPglite, type TestDatabase } from "../../lib/db/testing.ts";
 import { requirePostgres } from "../../lib/testing/services.ts";
-import { JobStore, type NewJob } from "./job_store.ts";
+import { JobStore, MAX_COMMAND_RESULTS, type NewJob } from "./job_store.ts";
 
 const pgUrl = await requirePostgres();
 
@@ -113,6 +113,20 @@ function contract(name: string, open: () => Promise<Database & { cleanup?: () =>
       await store.recordCommands([report(0), report(1)]);
       assert.deepEqual([...(await store.recordCommands([report(7), report(2), report(1)]))], [attempt.jobId]);
       assert.deepEqual((await store.attemptsOf(attempt.jobId))[0]!.commands.map((c) => (c as { index: number }).index), [0, 1, 2, 7]);
+    });
+
+    it("keeps only the latest MAX_COMMAND_RESULTS results of a crash-looping replica, and an older one resent changes nothing", async () => {
+      const attempt = await runningAttempt("ag_loop");
+      const report = (index: number) => ({ attemptId: attempt.id, agentId: "ag_loop", result: { index, exitCode: 1 } });
+      const indices = async () => (await store.attemptsOf(attempt.jobId))[0]!.commands.map((c) => (c as { index: number }).index);
+      // 60 restarts, reported ten at a time.
+      for (let from = 0; from < 60; from += 10) await store.recordCommands(Array.from({ length: 10 }, (_, i) => report(from + i)));
+      const latest = Array.from({ length: MAX_COMMAND_RESULTS }, (_, i) => 60 - MAX_COMMAND_RESULTS + i);
+      assert.deepEqual(await indices(), latest);
+      assert.deepEqual([...(await store.recordCommands([report(3)]))], [], "older than every result kept: not new");
+      assert.deepEqual(await indices(), latest);
+      assert.deepEqual([...(await store.recordCommands([report(60)]))], [attempt.jobId]);
+      assert.deepEqual(await indices(), [...latest.slice(1), 60]);
     });
 
     it("keeps the health of the greatest sequence from the attempt's agent while it is live, whatever order the events come in", async () => {

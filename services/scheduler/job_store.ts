@@ -141,6 +141,9 @@ function newJobInput(j: NewJob) {
 }
 
 /** A claimed job, for placement. */
+/** The most command results an attempt keeps, the latest by index (a service's restarts add one each). */
+export const MAX_COMMAND_RESULTS = 50;
+
 export interface ClaimedJob {
   job: JobRow;
   previousAgentIds: string[];
@@ -603,7 +606,9 @@ export class JobStore {
    *   after the final event). Idempotent by index: a result already stored
    *   is kept, so one reported again (a resent event) changes nothing. Any
    *   index is kept, also past the spec's command count (a service's
-   *   restarts).
+   *   restarts), but only the MAX_COMMAND_RESULTS greatest: a replica
+   *   crash-looping for weeks adds one result per restart, and every event
+   *   rewrites the list. A result older than all of those kept is not new.
    * - Health, while the attempt is assigned or running: the report with the
    *   greatest sequence wins, in the batch and against the stored one, so
    *   a late or resent event changes nothing.
@@ -617,7 +622,9 @@ export class JobStore {
     // Each condition is written against "at", the row the UPDATE writes
     // (re-read under the row lock if another statement changed it first).
     const newCommands = `(i.results IS NOT NULL AND EXISTS (SELECT 1 FROM jsonb_array_elements(i.results) AS r(c)
-                           WHERE NOT at.commands @> jsonb_build_array(jsonb_build_object('index', r.c->'index'))))`;
+                           WHERE NOT at.commands @> jsonb_build_array(jsonb_build_object('index', r.c->'index'))
+                             AND (jsonb_array_length(at.commands) < ${MAX_COMMAND_RESULTS}
+                                  OR (r.c->>'index')::int > (SELECT min((s.c->>'index')::int) FROM jsonb_array_elements(at.commands) AS s(c)))))`;
     const newHealth = `(i.health IS NOT NULL AND at.state IN ('assigned', 'running')
                          AND (at.health_sequence IS NULL OR i.sequence > at.health_sequence))`;
     const rows = await this.db.$queryRawUnsafe<{ job_id: string }[]>(
@@ -637,11 +644,12 @@ export class JobStore {
        UPDATE "scheduler"."attempts" AS at
           SET commands = CASE WHEN NOT ${newCommands} THEN at.commands ELSE (
                 SELECT jsonb_agg(c ORDER BY (c->>'index')::int)
-                  FROM (SELECT DISTINCT ON ((c->>'index')::int) c
-                          FROM (SELECT c, 0 AS rank FROM jsonb_array_elements(at.commands) AS stored(c)
-                                UNION ALL
-                                SELECT c, 1 AS rank FROM jsonb_array_elements(i.results) AS reported(c)) AS both_
-                         ORDER BY (c->>'index')::int, rank) AS one_per_index) END,
+                  FROM (SELECT c FROM (SELECT DISTINCT ON ((c->>'index')::int) c
+                                         FROM (SELECT c, 0 AS rank FROM jsonb_array_elements(at.commands) AS stored(c)
+                                               UNION ALL
+                                               SELECT c, 1 AS rank FROM jsonb_array_elements(i.results) AS reported(c)) AS both_
+                                        ORDER BY (c->>'index')::int, rank) AS one_per_index
+                         ORDER BY (c->>'index')::int DESC LIMIT ${MAX_COMMAND_RESULTS}) AS latest) END,
               health = CASE WHEN ${newHealth} THEN i.health ELSE at.health END,
               health_sequence = CASE WHEN ${newHealth} THEN i.sequence ELSE at.health_sequence END
          FROM input i

@@ -265,7 +265,7 @@ export class SchedulerServiceImpl implements JobMethods {
           changed = false;
           const row = await this.mustGet(req.id);
           const attempts = await store.attemptsOf(row.id);
-          const version = `${row.updatedAt.getTime()}:${row.state}:${attempts.map((a) => `${a.state}/${a.commands.length}/${JSON.stringify(a.health)}`).join(",")}`;
+          const version = `${row.updatedAt.getTime()}:${row.state}:${attempts.map((a) => `${a.state}/${a.commands.length}:${(a.commands.at(-1) as { index?: number } | undefined)?.index ?? ""}/${JSON.stringify(a.health)}`).join(",")}`;
           if (version !== last) {
             last = version;
             yield { job: jobMessage(row, attempts) } as WatchJobResponse;
