@@ -76,6 +76,8 @@ const AGENTS = 50;
 const REPEATS = 3;
 const CONCURRENCY = 128;
 const CONCURRENCY_CURVE = [16, 64, 256];
+/** Jobs per SubmitJobs call in the batched throughput run. */
+const BATCH = 100;
 const TARGET_RATE = 500;
 const RATE_CURVE = [100, 1000];
 const LATENCY_SEC = 4;
@@ -212,6 +214,8 @@ interface Hops {
 interface ThroughputRun {
   jobs: number;
   concurrency: number;
+  /** Jobs per SubmitJobs call; 1: one SubmitJob per job. */
+  batch: number;
   complete: boolean;
   succeeded: number;
   ms: number;
@@ -247,12 +251,12 @@ async function machineTicks(): Promise<{ busy: number; total: number }> {
   return { busy: total - idle, total };
 }
 
-async function throughput(plane: Plane, load: Load, jobs: number, concurrency: number): Promise<ThroughputRun> {
+async function throughput(plane: Plane, load: Load, jobs: number, concurrency: number, batch = 1): Promise<ThroughputRun> {
   const pids = { ...Object.fromEntries(Object.entries(plane.procs).map(([n, p]) => [n, p.pid])), load: load.proc.pid };
   const before = Object.fromEntries(await Promise.all(Object.entries(pids).map(async ([n, pid]) => [n, (await cpuMsOf(pid)) ?? 0] as const)));
   const m0 = await machineTicks();
   const t0 = performance.now();
-  const run = await load.run<ThroughputRun>({ cmd: "throughput", jobs, concurrency });
+  const run = await load.run<ThroughputRun>({ cmd: "throughput", jobs, concurrency, batch });
   const elapsed = performance.now() - t0;
   const m1 = await machineTicks();
   const cpu: Record<string, number> = {};
@@ -285,6 +289,7 @@ interface ModeResult {
   throughput: ThroughputRun[];
   throughputMedian: number;
   curve: ThroughputRun[];
+  batched?: ThroughputRun;
   latency: LatencyRun[];
   latencyMedian: { p50: number; p99: number };
   rateCurve: LatencyRun[];
@@ -327,6 +332,12 @@ async function measureMode(cleanup: Cleanup, mode: Mode, deadline: number): Prom
     curve.push(await throughput(plane, load, jobsPerRun, c));
     progress(`scheduling ${mode}: throughput at ${c} in flight: ${curve.at(-1)!.jobsPerSec} jobs/s`);
   }
+  // The same jobs submitted 100 to a SubmitJobs call, 4 calls in flight: what a client that enqueues in bulk gets.
+  let batched: ThroughputRun | undefined;
+  if (room(`throughput with SubmitJobs batches of ${BATCH}`, runMs)) {
+    batched = await throughput(plane, load, jobsPerRun, 4, BATCH);
+    progress(`scheduling ${mode}: throughput with SubmitJobs batches of ${BATCH}: ${batched.jobsPerSec} jobs/s`);
+  }
   // A rate well above what this plane just sustained only measures a growing
   // queue (and may not drain within the time limit): say so instead.
   const capacity = median(runs.map((r) => r.jobsPerSec));
@@ -358,6 +369,7 @@ async function measureMode(cleanup: Cleanup, mode: Mode, deadline: number): Prom
     throughput: runs,
     throughputMedian: median(runs.map((r) => r.jobsPerSec)),
     curve,
+    batched,
     latency,
     latencyMedian: latency.length
       ? { p50: median(latency.map((l) => l.submitToAssignment.p50)), p99: median(latency.map((l) => l.submitToAssignment.p99)) }
@@ -417,6 +429,14 @@ function tableFor(r: ModeResult): [string, string, string][] {
     "submit→answer / submit→offer / offer→assignment / assignment→succeeded committed",
   ]);
   for (const c of r.curve) rows.push([`${r.mode}: throughput, ${c.concurrency} in flight`, `${c.jobsPerSec} jobs/s`, `one run; submits accepted at ${c.submitPerSec}/s`]);
+  if (r.batched) {
+    const b = r.batched;
+    rows.push([
+      `${r.mode}: throughput, SubmitJobs of ${b.batch}`,
+      `${b.jobsPerSec} jobs/s`,
+      `one run, ${b.concurrency} calls in flight; submits accepted at ${b.submitPerSec}/s; CPU ${cpuCell(b)}`,
+    ]);
+  }
   if (r.latency.length === 0) rows.push([`${r.mode}: submit→Assignment at ${TARGET_RATE}/s`, "not measured", "skipped (see the conclusion)"]);
   else rows.push([
     `${r.mode}: submit→Assignment at ${TARGET_RATE}/s`,

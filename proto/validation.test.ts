@@ -132,6 +132,7 @@ import {
   ResubmitJobRequestSchema,
   RetryPolicySchema,
   SubmitJobRequestSchema,
+  SubmitJobsRequestSchema,
   WatchJobRequestSchema,
   file_drover_scheduler_v1_scheduler_service,
 } from "../gen/ts/drover/scheduler/v1/scheduler_service_pb.ts";
@@ -529,6 +530,14 @@ describe("drover.scheduler.v1 rules", () => {
     expect: { path: "idempotency_key", ruleId: "string.max_len" },
     valid: { spec: jobSpec, idempotencyKey: chars(128) },
   });
+  rule(
+    "SubmitJobsRequest.jobs holds 1 to 1000 jobs, each checked as a SubmitJob",
+    SubmitJobsRequestSchema,
+    "jobs",
+    { invalid: { jobs: [] }, expect: { path: "jobs", ruleId: "repeated.min_items" }, valid: { jobs: [{ spec: jobSpec }] } },
+    { invalid: { jobs: items(1001, { spec: jobSpec }) }, expect: { path: "jobs", ruleId: "repeated.max_items" }, valid: { jobs: items(1000, { spec: jobSpec }) } },
+    { invalid: { jobs: [{ spec: jobSpec }, {}] }, expect: { path: "jobs[1].spec", ruleId: "required" }, valid: { jobs: [{ spec: jobSpec }, { spec: jobSpec }] } },
+  );
   rule("JobSpec.exec is required", JobSpecSchema, "exec", {
     invalid: { name: "build" },
     expect: { path: "exec", ruleId: "required" },

@@ -18,6 +18,7 @@
 // Commands (stdin, one JSON object a line), each answered by one stdout line
 // {"id": <id>, "result": {...}} (or {"id", "error"}):
 //   {"id", "cmd": "throughput", "jobs": N, "concurrency": C}  N jobs, C SubmitJob calls in flight
+//     (with "batch": B, SubmitJobs calls of B jobs, C of them in flight)
 //   {"id", "cmd": "latency", "rate": R, "sec": S}             R jobs/s on a fixed schedule for S seconds
 //   {"id", "cmd": "unfinished"}                               jobs not in a final state (ListJobs)
 // Times are performance.now() of this process; `clock` gives the CLOCK_MONOTONIC
@@ -211,6 +212,26 @@ function submit(run: Run, seq: number): Promise<void> {
   );
 }
 
+/** Jobs seq .. seq+n-1 in one SubmitJobs call. */
+function submitMany(run: Run, seq: number, n: number): Promise<void> {
+  const at = performance.now();
+  const seqs = Array.from({ length: n }, (_, i) => seq + i);
+  for (const q of seqs) run.submitAt[q] = at;
+  return scheduler.submitJobs({ jobs: seqs.map((q) => spec(run.prefix, q)) }).then(
+    (res) => {
+      const now = performance.now();
+      seqs.forEach((q, i) => {
+        run.respondedAt[q] = now;
+        run.jobIds[q] = res.jobs[i]!.job!.id;
+      });
+    },
+    (err) => {
+      for (const q of seqs) run.respondedAt[q] = performance.now();
+      run.error(err);
+    },
+  );
+}
+
 function percentiles(values: number[]) {
   const s = values.filter((v) => Number.isFinite(v)).sort((a, b) => a - b);
   const at = (q: number) => (s.length ? s[Math.min(s.length - 1, Math.floor(q * s.length))]! : NaN);
@@ -247,7 +268,8 @@ function hops(run: Run) {
 const clockUs = () => Number(process.hrtime.bigint() / 1000n);
 let runs = 0;
 
-async function throughput(jobs: number, concurrency: number) {
+/** `batch` > 1: SubmitJobs calls of that many jobs, `concurrency` calls in flight. */
+async function throughput(jobs: number, concurrency: number, batch = 1) {
   const run = (current = new Run(`r${++runs}:`));
   const cpu0 = process.cpuUsage();
   const clockStart = clockUs();
@@ -255,7 +277,13 @@ async function throughput(jobs: number, concurrency: number) {
   let next = 0;
   await Promise.all(
     Array.from({ length: concurrency }, async () => {
-      while (next < jobs) await submit(run, next++);
+      while (next < jobs) {
+        if (batch > 1) {
+          const n = Math.min(batch, jobs - next);
+          next += n;
+          await submitMany(run, next - n, n);
+        } else await submit(run, next++);
+      }
     }),
   );
   const submitted = performance.now();
@@ -267,6 +295,7 @@ async function throughput(jobs: number, concurrency: number) {
   return {
     jobs,
     concurrency,
+    batch,
     complete,
     succeeded: run.done,
     ms: Math.round(ms),
@@ -351,13 +380,13 @@ console.log(JSON.stringify({ ready: true, agents: agents.length }));
 
 let queue = Promise.resolve();
 createInterface({ input: process.stdin }).on("line", (line) => {
-  const command = JSON.parse(line) as { id: string; cmd: string; jobs?: number; concurrency?: number; rate?: number; sec?: number };
+  const command = JSON.parse(line) as { id: string; cmd: string; jobs?: number; concurrency?: number; batch?: number; rate?: number; sec?: number };
   // One command at a time, in order.
   queue = queue.then(async () => {
     try {
       const result =
         command.cmd === "throughput"
-          ? await throughput(command.jobs!, command.concurrency!)
+          ? await throughput(command.jobs!, command.concurrency!, command.batch)
           : command.cmd === "latency"
             ? await latency(command.rate!, command.sec!)
             : command.cmd === "unfinished"

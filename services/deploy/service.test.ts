@@ -109,6 +109,32 @@ describe("the operator's levers", () => {
     assert.equal(res.deployment.state, DeploymentState.ROLLING_OUT);
   });
 
+  it("rolls back to the last revision that rolled out, passing over one with the current spec, when no revision is named", async () => {
+    const v1 = { exec, replicas: 1 };
+    const v2 = { exec: { commands: [{ argv: ["serve", "--v2"] }] }, replicas: 1 };
+    const rollback = () => svc().rollbackDeployment({ $typeName: "drover.deploy.v1.RollbackDeploymentRequest", name: "rb2", revision: 0 });
+    const rolledOut = async (revision: number) => {
+      // What the controller records when a revision rolls out, and makes it the stable one.
+      const d = await db.prismaFor("deploy").deployment.findUniqueOrThrow({ where: { name: "rb2" } });
+      const sequence = BigInt(Date.now()) * 1000n + BigInt(revision);
+      await db.prismaFor("deploy").event.create({ data: { deploymentId: d.id, sequence, kind: "rollout_succeeded", message: "rolled out", revision } });
+      await db.prismaFor("deploy").deployment.update({ where: { id: d.id }, data: { stableRevision: revision, state: "running" } });
+    };
+    await apply("rb2", v1);
+    await rolledOut(1);
+    await apply("rb2", v2); // revision 2: it fails, say, and is reverted to 1
+    await apply("rb2", v2); // the same spec again: no new revision
+    await svc().rollbackDeployment({ $typeName: "drover.deploy.v1.RollbackDeploymentRequest", name: "rb2", revision: 1 });
+    await apply("rb2", { ...v2, replicas: 1 }); // v2 once more, now revision 3, and it rolls out
+    const now = await svc().getDeployment({ $typeName: "drover.deploy.v1.GetDeploymentRequest", name: "rb2" });
+    assert.equal(now.deployment.currentRevision?.number, 3);
+    await rolledOut(3);
+    // Stable is current: not revision 2 (v2 again, which never rolled out), but 1.
+    const res = await rollback();
+    assert.equal(res.deployment.currentRevision?.number, 1);
+    assert.equal(res.deployment.rollout?.fromRevision, 3);
+  });
+
   it("pauses and resumes a rollout", async () => {
     await apply("pz", { exec, replicas: 1 });
     const paused = await svc().pauseDeployment({ $typeName: "drover.deploy.v1.PauseDeploymentRequest", name: "pz" });

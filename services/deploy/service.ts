@@ -238,11 +238,10 @@ export class DeployServiceImpl implements ServiceImpl<typeof DeployService> {
 
   async rollbackDeployment(req: RollbackDeploymentRequest) {
     return this.update(req.name, async (row, tx) => {
-      let to = req.revision;
-      if (to === 0) to = row.stableRevision && row.stableRevision !== row.currentRevision ? row.stableRevision : row.currentRevision - 1;
+      const to = req.revision === 0 ? await rollbackTarget(tx, row) : req.revision;
       const exists = to >= 1 && (await tx.revision.count({ where: { deploymentId: row.id, number: to } })) === 1;
       if (!exists) {
-        const why = req.revision === 0 ? `deployment ${row.name} has no earlier revision` : `deployment ${row.name} has no revision ${req.revision}`;
+        const why = req.revision === 0 ? `deployment ${row.name} has no earlier revision with another spec` : `deployment ${row.name} has no revision ${req.revision}`;
         throw new ConnectError(`revision: ${why}`, Code.InvalidArgument);
       }
       if (to === row.currentRevision) return null;
@@ -383,4 +382,29 @@ type Tx = Parameters<Parameters<PrismaClient["$transaction"]>[0]>[0];
 
 export function deployRoutes(impl: DeployServiceImpl) {
   return (router: ConnectRouter) => router.service(DeployService, impl);
+}
+
+/**
+ * RollbackDeployment's revision 0: the stable revision when it is not the
+ * current one; otherwise the latest earlier revision that rolled out fully
+ * (a rollout_succeeded or reverted event names it), or failing that the
+ * latest earlier one. Revisions with the current one's spec are passed over:
+ * going back to them would change nothing, and a revision re-applied after
+ * it failed would otherwise be the first candidate. 0 when there is none.
+ */
+async function rollbackTarget(tx: Tx, row: DeploymentRow): Promise<number> {
+  if (row.stableRevision && row.stableRevision !== row.currentRevision) return row.stableRevision;
+  const current = await tx.revision.findUnique({ where: { deploymentId_number: { deploymentId: row.id, number: row.currentRevision } }, select: { specHash: true } });
+  const earlier = await tx.revision.findMany({
+    where: { deploymentId: row.id, number: { lt: row.currentRevision }, ...(current ? { specHash: { not: current.specHash } } : {}) },
+    orderBy: { number: "desc" },
+    select: { number: true },
+  });
+  if (earlier.length === 0) return 0;
+  const rolledOut = await tx.event.findMany({
+    where: { deploymentId: row.id, kind: { in: ["rollout_succeeded", "reverted"] }, revision: { in: earlier.map((r) => r.number) } },
+    select: { revision: true },
+  });
+  const good = new Set(rolledOut.map((e) => e.revision));
+  return (earlier.find((r) => good.has(r.number)) ?? earlier[0]!).number;
 }

@@ -25,6 +25,7 @@ import {
   type ReportRunningAttemptsRequest,
   type ResubmitJobRequest,
   type SubmitJobRequest,
+  type SubmitJobsRequest,
   type WatchJobRequest,
   type WatchJobResponse,
 } from "../../gen/ts/drover/scheduler/v1/scheduler_service_pb.ts";
@@ -201,6 +202,14 @@ export class SchedulerServiceImpl implements JobMethods {
     this.checkSpec(req.spec!, "spec");
     const { job, created } = await this.submits.add(newJobOf(req.spec!, req.idempotencyKey || null));
     return { job: jobMessage(job), created };
+  }
+
+  async submitJobs(req: SubmitJobsRequest) {
+    req.jobs.forEach((j, i) => this.checkSpec(j.spec!, `jobs[${i}].spec`));
+    // One statement for all of them (not the batcher, which may split them): all or none.
+    const results = await this.deps.store.insert(req.jobs.map((j) => newJobOf(j.spec!, j.idempotencyKey || null)));
+    if (results.some((r) => r.created)) this.deps.signals.placeable();
+    return { jobs: results.map(({ job, created }) => ({ job: jobMessage(job), created })) };
   }
 
   async getJob(req: GetJobRequest) {

@@ -798,8 +798,9 @@ export type RollbackDeploymentRequest = Message<"drover.deploy.v1.RollbackDeploy
   name: string;
 
   /**
-   * The revision to run again; 0: the last one that rolled out fully
-   * before the current one.
+   * The revision to run again. 0: the stable revision; or, when that is the
+   * current one, the latest earlier revision that rolled out fully (else the
+   * latest earlier one), passing over revisions with the current one's spec.
    *
    * @generated from field: uint32 revision = 2;
    */

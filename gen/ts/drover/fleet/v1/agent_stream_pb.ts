@@ -107,7 +107,9 @@ export const ConnectRequestSchema: GenMessage<ConnectRequest> = /*@__PURE__*/
 export type ConnectResponse = Message<"drover.fleet.v1.ConnectResponse"> & {
   /**
    * Id of this message, unique per agent; the agent acknowledges it with Ack.
-   * Empty for messages that need no acknowledgement (Welcome, LogAck).
+   * Empty for messages that need no acknowledgement: Welcome, Offer (it is
+   * answered with Bid or Decline instead), EventAck, LogAck, and the Drain
+   * that Fleet repeats after Welcome to an agent that is draining.
    *
    * @generated from field: string message_id = 1;
    */
@@ -853,7 +855,10 @@ export type Assignment = Message<"drover.fleet.v1.Assignment"> & {
   resources?: Resources | undefined;
 
   /**
-   * The attempt's lease ends here unless renewed by heartbeats.
+   * When the attempt's lease would end as of the assignment: the agent must
+   * confirm it (RUNNING) before then (DROVER_CONFIRM_MS). After that the
+   * Scheduler renews the lease for as long as the agent stays online; the
+   * agent need not act on this time.
    *
    * @generated from field: google.protobuf.Timestamp lease_expire_time = 6;
    */
@@ -1019,7 +1024,8 @@ export type Drain = Message<"drover.fleet.v1.Drain"> & {
   draining: boolean;
 
   /**
-   * Running work should end by this time; unset: let it finish.
+   * When the operator wants running work to have ended, for the agent to
+   * report (logged); nothing is stopped at this time. Unset: let it finish.
    *
    * @generated from field: google.protobuf.Timestamp deadline = 2;
    */

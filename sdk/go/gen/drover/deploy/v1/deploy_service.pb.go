@@ -1500,8 +1500,9 @@ type RollbackDeploymentRequest struct {
 
 	// The deployment's name.
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	// The revision to run again; 0: the last one that rolled out fully
-	// before the current one.
+	// The revision to run again. 0: the stable revision; or, when that is the
+	// current one, the latest earlier revision that rolled out fully (else the
+	// latest earlier one), passing over revisions with the current one's spec.
 	Revision uint32 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
 }
 

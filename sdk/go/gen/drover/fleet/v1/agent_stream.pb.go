@@ -319,7 +319,9 @@ type ConnectResponse struct {
 	unknownFields protoimpl.UnknownFields
 
 	// Id of this message, unique per agent; the agent acknowledges it with Ack.
-	// Empty for messages that need no acknowledgement (Welcome, LogAck).
+	// Empty for messages that need no acknowledgement: Welcome, Offer (it is
+	// answered with Bid or Decline instead), EventAck, LogAck, and the Drain
+	// that Fleet repeats after Welcome to an agent that is draining.
 	MessageId string `protobuf:"bytes,1,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
 	// The message; exactly one is set.
 	//
@@ -1564,7 +1566,10 @@ type Assignment struct {
 	Driver string `protobuf:"bytes,4,opt,name=driver,proto3" json:"driver,omitempty"`
 	// Resources reserved for it.
 	Resources *v1.Resources `protobuf:"bytes,5,opt,name=resources,proto3" json:"resources,omitempty"`
-	// The attempt's lease ends here unless renewed by heartbeats.
+	// When the attempt's lease would end as of the assignment: the agent must
+	// confirm it (RUNNING) before then (DROVER_CONFIRM_MS). After that the
+	// Scheduler renews the lease for as long as the agent stays online; the
+	// agent need not act on this time.
 	LeaseExpireTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=lease_expire_time,json=leaseExpireTime,proto3" json:"lease_expire_time,omitempty"`
 	// Longest the whole attempt may run; unset: no limit.
 	Timeout *durationpb.Duration `protobuf:"bytes,7,opt,name=timeout,proto3" json:"timeout,omitempty"`
@@ -1892,7 +1897,8 @@ type Drain struct {
 
 	// True: take no new work. False: the drain is over.
 	Draining bool `protobuf:"varint,1,opt,name=draining,proto3" json:"draining,omitempty"`
-	// Running work should end by this time; unset: let it finish.
+	// When the operator wants running work to have ended, for the agent to
+	// report (logged); nothing is stopped at this time. Unset: let it finish.
 	Deadline *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=deadline,proto3" json:"deadline,omitempty"`
 	// Why, in words.
 	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`

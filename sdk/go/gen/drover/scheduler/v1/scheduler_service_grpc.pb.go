@@ -20,6 +20,12 @@ type SchedulerServiceClient interface {
 	// SubmitJob accepts a job and stores it as pending. With an idempotency
 	// key, submitting again returns the job first created with that key.
 	SubmitJob(ctx context.Context, in *SubmitJobRequest, opts ...grpc.CallOption) (*SubmitJobResponse, error)
+	// SubmitJobs submits up to 1000 jobs in one call, each as SubmitJob would:
+	// every job is checked first, and one invalid job refuses the call
+	// (INVALID_ARGUMENT naming jobs[i]) with nothing stored; the jobs are then
+	// stored in one statement, all or none. For many jobs at once this costs
+	// a fraction of a call per job.
+	SubmitJobs(ctx context.Context, in *SubmitJobsRequest, opts ...grpc.CallOption) (*SubmitJobsResponse, error)
 	// GetJob returns one job with its attempts and, while it waits, why.
 	GetJob(ctx context.Context, in *GetJobRequest, opts ...grpc.CallOption) (*GetJobResponse, error)
 	// ListJobs lists jobs, newest first, optionally in one state (state DEAD
@@ -97,6 +103,15 @@ func NewSchedulerServiceClient(cc grpc.ClientConnInterface) SchedulerServiceClie
 func (c *schedulerServiceClient) SubmitJob(ctx context.Context, in *SubmitJobRequest, opts ...grpc.CallOption) (*SubmitJobResponse, error) {
 	out := new(SubmitJobResponse)
 	err := c.cc.Invoke(ctx, "/drover.scheduler.v1.SchedulerService/SubmitJob", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *schedulerServiceClient) SubmitJobs(ctx context.Context, in *SubmitJobsRequest, opts ...grpc.CallOption) (*SubmitJobsResponse, error) {
+	out := new(SubmitJobsResponse)
+	err := c.cc.Invoke(ctx, "/drover.scheduler.v1.SchedulerService/SubmitJobs", in, out, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -322,6 +337,12 @@ type SchedulerServiceServer interface {
 	// SubmitJob accepts a job and stores it as pending. With an idempotency
 	// key, submitting again returns the job first created with that key.
 	SubmitJob(context.Context, *SubmitJobRequest) (*SubmitJobResponse, error)
+	// SubmitJobs submits up to 1000 jobs in one call, each as SubmitJob would:
+	// every job is checked first, and one invalid job refuses the call
+	// (INVALID_ARGUMENT naming jobs[i]) with nothing stored; the jobs are then
+	// stored in one statement, all or none. For many jobs at once this costs
+	// a fraction of a call per job.
+	SubmitJobs(context.Context, *SubmitJobsRequest) (*SubmitJobsResponse, error)
 	// GetJob returns one job with its attempts and, while it waits, why.
 	GetJob(context.Context, *GetJobRequest) (*GetJobResponse, error)
 	// ListJobs lists jobs, newest first, optionally in one state (state DEAD
@@ -395,6 +416,9 @@ type UnimplementedSchedulerServiceServer struct {
 
 func (UnimplementedSchedulerServiceServer) SubmitJob(context.Context, *SubmitJobRequest) (*SubmitJobResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method SubmitJob not implemented")
+}
+func (UnimplementedSchedulerServiceServer) SubmitJobs(context.Context, *SubmitJobsRequest) (*SubmitJobsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method SubmitJobs not implemented")
 }
 func (UnimplementedSchedulerServiceServer) GetJob(context.Context, *GetJobRequest) (*GetJobResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method GetJob not implemented")
@@ -486,6 +510,24 @@ func _SchedulerService_SubmitJob_Handler(srv interface{}, ctx context.Context, d
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(SchedulerServiceServer).SubmitJob(ctx, req.(*SubmitJobRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _SchedulerService_SubmitJobs_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SubmitJobsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SchedulerServiceServer).SubmitJobs(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/drover.scheduler.v1.SchedulerService/SubmitJobs",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SchedulerServiceServer).SubmitJobs(ctx, req.(*SubmitJobsRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -878,6 +920,10 @@ var _SchedulerService_serviceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SubmitJob",
 			Handler:    _SchedulerService_SubmitJob_Handler,
+		},
+		{
+			MethodName: "SubmitJobs",
+			Handler:    _SchedulerService_SubmitJobs_Handler,
 		},
 		{
 			MethodName: "GetJob",

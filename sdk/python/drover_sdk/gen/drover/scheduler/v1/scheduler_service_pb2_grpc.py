@@ -20,6 +20,11 @@ class SchedulerServiceStub(object):
                 request_serializer=drover_dot_scheduler_dot_v1_dot_scheduler__service__pb2.SubmitJobRequest.SerializeToString,
                 response_deserializer=drover_dot_scheduler_dot_v1_dot_scheduler__service__pb2.SubmitJobResponse.FromString,
                 )
+        self.SubmitJobs = channel.unary_unary(
+                '/drover.scheduler.v1.SchedulerService/SubmitJobs',
+                request_serializer=drover_dot_scheduler_dot_v1_dot_scheduler__service__pb2.SubmitJobsRequest.SerializeToString,
+                response_deserializer=drover_dot_scheduler_dot_v1_dot_scheduler__service__pb2.SubmitJobsResponse.FromString,
+                )
         self.GetJob = channel.unary_unary(
                 '/drover.scheduler.v1.SchedulerService/GetJob',
                 request_serializer=drover_dot_scheduler_dot_v1_dot_scheduler__service__pb2.GetJobRequest.SerializeToString,
@@ -134,6 +139,17 @@ class SchedulerServiceServicer(object):
     def SubmitJob(self, request, context):
         """SubmitJob accepts a job and stores it as pending. With an idempotency
         key, submitting again returns the job first created with that key.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SubmitJobs(self, request, context):
+        """SubmitJobs submits up to 1000 jobs in one call, each as SubmitJob would:
+        every job is checked first, and one invalid job refuses the call
+        (INVALID_ARGUMENT naming jobs[i]) with nothing stored; the jobs are then
+        stored in one statement, all or none. For many jobs at once this costs
+        a fraction of a call per job.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -316,6 +332,11 @@ def add_SchedulerServiceServicer_to_server(servicer, server):
                     request_deserializer=drover_dot_scheduler_dot_v1_dot_scheduler__service__pb2.SubmitJobRequest.FromString,
                     response_serializer=drover_dot_scheduler_dot_v1_dot_scheduler__service__pb2.SubmitJobResponse.SerializeToString,
             ),
+            'SubmitJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitJobs,
+                    request_deserializer=drover_dot_scheduler_dot_v1_dot_scheduler__service__pb2.SubmitJobsRequest.FromString,
+                    response_serializer=drover_dot_scheduler_dot_v1_dot_scheduler__service__pb2.SubmitJobsResponse.SerializeToString,
+            ),
             'GetJob': grpc.unary_unary_rpc_method_handler(
                     servicer.GetJob,
                     request_deserializer=drover_dot_scheduler_dot_v1_dot_scheduler__service__pb2.GetJobRequest.FromString,
@@ -446,6 +467,23 @@ class SchedulerService(object):
         return grpc.experimental.unary_unary(request, target, '/drover.scheduler.v1.SchedulerService/SubmitJob',
             drover_dot_scheduler_dot_v1_dot_scheduler__service__pb2.SubmitJobRequest.SerializeToString,
             drover_dot_scheduler_dot_v1_dot_scheduler__service__pb2.SubmitJobResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def SubmitJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/drover.scheduler.v1.SchedulerService/SubmitJobs',
+            drover_dot_scheduler_dot_v1_dot_scheduler__service__pb2.SubmitJobsRequest.SerializeToString,
+            drover_dot_scheduler_dot_v1_dot_scheduler__service__pb2.SubmitJobsResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
 
