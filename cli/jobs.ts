@@ -16,6 +16,7 @@ import { explainText, isFinal, jobDetails, jobExitHelp, jobExitStatus, JOB_LIST_
 import { formatTable } from "./output.ts";
 import { addLimitOptions, collectPages, limitFrom } from "./pages.ts";
 import { parseDurationMs } from "./parse.ts";
+import type { ProgressLine } from "./progress.ts";
 
 const timeout = { timeoutMs: CALL_TIMEOUT_MS };
 
@@ -54,7 +55,7 @@ function listCommand(name: string, description: string, fixedState?: JobState): 
 }
 
 /** `jobs watch` and `run --follow`: follow the job, then exit with its status (jobExitHelp). */
-export async function watchAndExit(ctx: CommandContext, id: string, opts: { beforeEnd?: () => Promise<void> } = {}): Promise<void> {
+export async function watchAndExit(ctx: CommandContext, id: string, opts: { beforeEnd?: () => Promise<void>; progress?: ProgressLine } = {}): Promise<void> {
   const job = await followJob(ctx, id, undefined, opts);
   process.exitCode = jobExitStatus(job) ?? 1;
 }

@@ -8,6 +8,8 @@
 // Text output writes the bytes as they are: stdout lines to stdout, stderr
 // and system lines to stderr, with a source prefix only when several
 // sources are merged (logs_view.ts). -o json prints one object per line.
+// A read of several pages into a file or a pipe shows its progress on a
+// terminal's stderr (progress.ts).
 
 import { once } from "node:events";
 import { timestampDate, timestampFromMs } from "@bufbuild/protobuf/wkt";
@@ -20,6 +22,7 @@ import { CALL_TIMEOUT_MS, contextFor, type CommandContext } from "./context.ts";
 import { CliError } from "./errors.ts";
 import { formatYaml } from "./output.ts";
 import { parseInteger } from "./parse.ts";
+import { addPage, progressEnabled, ProgressLine, readLine, type ReadProgress } from "./progress.ts";
 import { lineJson, parseStream, parseTarget, parseTime, sourceLabel, TARGET_HELP, TextLineWriter, type LogTarget, type Outputs } from "./logs_view.ts";
 
 const timeout = { timeoutMs: CALL_TIMEOUT_MS };
@@ -82,7 +85,7 @@ Examples:
       const { whose, names } = await resolveTarget(ctx.clients, parsed);
       const printer = new LinePrinter(ctx.format, names, processOutputs);
       if (opts.follow) await follow(ctx.clients, whose, query, printer);
-      else await read(ctx.clients, whose, query, printer);
+      else await read(ctx.clients, whose, query, printer, readProgress(ctx.format));
     });
 }
 
@@ -171,25 +174,46 @@ async function resolveTarget(clients: CliClients, target: LogTarget): Promise<{ 
   }
 }
 
-async function read(clients: CliClients, whose: Whose, query: Query, printer: LinePrinter): Promise<void> {
+/**
+ * The progress of a read: on stderr, when it is a terminal and the output
+ * goes elsewhere (`drover logs JOB > out.log`). Printed on the terminal,
+ * the lines themselves show how far the read has come.
+ */
+function readProgress(format: CommandContext["format"]): ProgressLine {
+  return new ProgressLine(process.stderr, progressEnabled(format, process.stderr) && process.stdout.isTTY !== true);
+}
+
+async function read(clients: CliClients, whose: Whose, query: Query, printer: LinePrinter, progress?: ProgressLine): Promise<void> {
+  const started = Date.now();
+  let tally: ReadProgress = { pages: 0, bytes: 0, lines: 0 };
   let pageToken = "";
-  do {
-    const res = await clients.log.readLogs(
-      {
-        ...whose,
-        stream: query.stream,
-        tailLines: query.tail ?? 0,
-        since: query.since === undefined ? undefined : timestampFromMs(query.since),
-        until: query.until === undefined ? undefined : timestampFromMs(query.until),
-        filter: query.filter,
-        regex: query.regex,
-        pageToken,
-      },
-      timeout,
-    );
-    await printer.print(res.lines);
-    pageToken = res.nextPageToken;
-  } while (pageToken !== "");
+  try {
+    do {
+      const res = await clients.log.readLogs(
+        {
+          ...whose,
+          stream: query.stream,
+          tailLines: query.tail ?? 0,
+          since: query.since === undefined ? undefined : timestampFromMs(query.since),
+          until: query.until === undefined ? undefined : timestampFromMs(query.until),
+          filter: query.filter,
+          regex: query.regex,
+          pageToken,
+        },
+        timeout,
+      );
+      tally = addPage(tally, res.lines);
+      // stderr lines of the log go to the same terminal as the progress line.
+      progress?.clear();
+      await printer.print(res.lines);
+      pageToken = res.nextPageToken;
+      // Only a read of more than one page is long enough to need it, and
+      // never over the start of a stderr line that the next page goes on with.
+      if (pageToken !== "" && !printer.midLine("stderr")) progress?.show(readLine(tally, Date.now() - started));
+    } while (pageToken !== "");
+  } finally {
+    progress?.clear();
+  }
 }
 
 async function follow(clients: CliClients, whose: Whose, query: Query, printer: LinePrinter, signal?: AbortSignal): Promise<void> {
@@ -318,6 +342,11 @@ class LinePrinter {
 
   finish(): void {
     if (this.format === "table") this.text.finish();
+  }
+
+  /** Whether a text line printed on `fd` has not ended yet. */
+  midLine(fd: "stdout" | "stderr"): boolean {
+    return this.format === "table" && this.text.isOpen(fd);
   }
 }
 

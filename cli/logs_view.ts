@@ -164,6 +164,11 @@ export class TextLineWriter {
     else this.open.set(fd, key);
   }
 
+  /** Whether a line printed on `fd` has not ended yet (a progress line there would clobber it). */
+  isOpen(fd: "stdout" | "stderr"): boolean {
+    return this.open.has(fd);
+  }
+
   /** Ends a line left open (output that ended without a newline) so that what is printed next starts on its own line; `run --follow` does before its last state line. */
   finish(): void {
     for (const fd of this.open.keys()) this.out[fd]("\n");

@@ -11,6 +11,7 @@ import { jobExitHelp } from "./job_view.ts";
 import { watchAndExit } from "./jobs.ts";
 import { followJobOutput } from "./logs.ts";
 import { render } from "./output.ts";
+import { stderrProgress } from "./progress.ts";
 
 /** How long run --follow waits, once the job ended, for the rest of its output to be stored. */
 const OUTPUT_GRACE_MS = 5000;
@@ -52,7 +53,18 @@ Ctrl-C stops following (exit 130); the job goes on.`,
     if (ctx.format === "table") {
       process.stdout.write(created ? `job ${job!.id}\n` : `job ${job!.id} (already submitted with this idempotency key)\n`);
     }
-    const output = followJobOutput(ctx, job!.id);
-    await watchAndExit(ctx, job!.id, { beforeEnd: () => output.finish(OUTPUT_GRACE_MS) });
+    // One progress line (waiting for placement, on a terminal) that the job's output clears before it prints.
+    const progress = stderrProgress(ctx.format);
+    const output = followJobOutput(ctx, job!.id, {
+      stdout: (bytes) => {
+        progress.clear();
+        process.stdout.write(bytes);
+      },
+      stderr: (bytes) => {
+        progress.clear();
+        process.stderr.write(bytes);
+      },
+    });
+    await watchAndExit(ctx, job!.id, { beforeEnd: () => output.finish(OUTPUT_GRACE_MS), progress });
   });
 }

@@ -202,6 +202,8 @@ describe("docs/getting-started.md", () => {
       "npx drover schedules ls",
       "npx drover schedules rm",
       "npx drover agents ls",
+      "npx drover deploy apply",
+      "npx drover deploy rollback",
     ]) {
       assert.ok(replayed.some((c) => c.includes(step)), `a replayed command starting "${step}"; replayed:\n${replayed.join("\n")}`);
     }
@@ -301,4 +303,12 @@ function check(command: string, stdout: string): void {
   if (/^npx drover schedules ls$/.test(command)) says(/^hello-every-5min\s+\*\/5 \* \* \* \*\s+UTC\s+no\s/m);
   if (/^npx drover agents ls --label site=garage$/.test(command)) says(/\bonline\b.*\bsite=garage\b/);
   if (/^npx drover run -f --label site=garage /.test(command)) says(/^\S+\s+succeeded\s+1\s+ag_\S+/m);
+  if (/^npx drover deploy apply \S+ --wait$/.test(command)) says(/^hello-web: revision \d+ running, 2\/2 healthy$/m);
+  if (/^npx drover deploy rollback hello-web --wait$/.test(command)) says(/^hello-web: revision 1 running, 2\/2 healthy$/m);
+  if (/^npx drover deploy history hello-web$/.test(command)) says(/^1\s+current, stable\s/m);
+  // Only the replicas running now: after the rollback, revision 1's again.
+  if (/^npx drover logs deployment\/hello-web$/.test(command)) {
+    says(/^\[slot [01]\] saying hello on port \d+$/m);
+    assert.doesNotMatch(stdout, /hello again/, `\`${command}\` printed:\n${stdout}`);
+  }
 }
