@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import os from "node:os";
+import { resolve } from "node:path";
 import { describe, it } from "node:test";
 
 import { ConfigError } from "../lib/config.ts";
@@ -23,7 +24,7 @@ describe("readAgentConfig", () => {
       server: "http://fleet:7070",
       token: "t-1",
       labels: {},
-      stateDir: ".drover-agent",
+      stateDir: resolve(".drover-agent"),
       logLevel: "info",
       reconnectMaxMs: 30_000,
       pingIntervalMs: 15_000,
@@ -107,6 +108,8 @@ describe("readAgentConfig", () => {
 
   it("takes at least one attempt at a time, whatever the core count says", () => {
     assert.equal(readAgentConfig(["--server", "http://x:1"], {}, { cores: 0 }).maxAttempts, 1);
+    // A relative state directory is made absolute: commands run elsewhere, and their shims write into it.
+    assert.equal(readAgentConfig(["--server", "http://x:1", "--state-dir", "rel/agent"], {}).stateDir, resolve("rel/agent"));
     assert.equal(readAgentConfig(["--server", "http://x:1"], {}).maxAttempts, os.availableParallelism());
   });
 

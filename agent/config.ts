@@ -1,4 +1,5 @@
 import os from "node:os";
+import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { ConfigError, EnvReader, LOG_LEVELS, type LogLevel } from "../lib/config.ts";
 import { DEFAULT_MAX_SERVICES } from "./bidding.ts";
@@ -96,7 +97,9 @@ export function readAgentConfig(
     server,
     token,
     labels,
-    stateDir: r.string("DROVER_STATE_DIR", ".drover-agent"),
+    // Absolute: commands run in their own work directories, and paths handed to them
+    // (a shim's status file, say) must not depend on the cwd.
+    stateDir: resolve(r.string("DROVER_STATE_DIR", ".drover-agent")),
     logLevel: r.oneOf("DROVER_LOG_LEVEL", "info", LOG_LEVELS),
     reconnectMaxMs: r.integer("DROVER_RECONNECT_MAX_MS", 30_000, 100, 3_600_000),
     pingIntervalMs: r.integer("DROVER_PING_INTERVAL_MS", 15_000, 100, 3_600_000),

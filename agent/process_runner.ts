@@ -45,7 +45,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { constants, openSync, closeSync, readFileSync } from "node:fs";
 import { access, readFile } from "node:fs/promises";
-import { delimiter, isAbsolute, join } from "node:path";
+import { delimiter, isAbsolute, join, resolve } from "node:path";
 import { constants as osConstants } from "node:os";
 
 import type { Availability, CommandExit, CommandHandle, CommandStatus, CommandTask, Runner, RunnerCapabilities, SavedHandle } from "./runner.ts";
@@ -118,7 +118,8 @@ export class ProcessRunner implements Runner {
     const argv = task.shell ? ["/bin/sh", "-c", task.command.argv.join(" ")] : task.command.argv;
     const missing = await executableProblem(argv[0]!, task.env.PATH ?? "", task.cwd);
     if (missing) throw new Error(missing);
-    const statusPath = join(task.bundleDir, statusFileName(task.index));
+    // Absolute: the shim runs in the command's cwd, not the agent's.
+    const statusPath = resolve(task.bundleDir, statusFileName(task.index));
     const memoryKiB = task.exec.memoryLimitBytes > 0n ? String(task.exec.memoryLimitBytes / 1024n) : "0";
     const out = openSync(task.stdoutPath, "a");
     const err = openSync(task.stderrPath, "a");
