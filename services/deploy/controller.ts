@@ -246,6 +246,7 @@ export class Controller {
       restarts: r.restarts,
       agentId: r.agentId,
       endReason: ended ? job!.endReason || JobState[job!.state].toLowerCase() : undefined,
+      waitReason: !ended && !liveAttempt ? job?.waitReason || undefined : undefined,
     };
   }
 

@@ -152,6 +152,13 @@ describe("decide: failure and auto-revert", () => {
     assert.deepEqual(starts(d.actions), []);
   });
 
+  it("a new replica never placed within healthy_deadline reverts with the Scheduler's reason it waits, not a health message", () => {
+    const unplaced = fresh(0, 2, 61_000, { phase: "pending", waitReason: "no eligible agent: 3 have less than 4 CPU cores free" });
+    const d = decide(dep(), [rep(0, 1), rep(1, 1), rep(2, 1), unplaced], T);
+    assert.equal(d.state, "reverting");
+    assert.match(d.message, /not placed within 1m: no eligible agent: 3 have less than 4 CPU cores free; reverting to revision 1/);
+  });
+
   it("a new replica whose job ended fails the rollout at once", () => {
     const gone = fresh(0, 2, 2000, { phase: "ended", endReason: "cwd escapes the work directory" });
     const d = decide(dep(), [rep(0, 1), rep(1, 1), rep(2, 1), gone], T);

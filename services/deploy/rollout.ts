@@ -100,6 +100,8 @@ export interface ReplicaView {
   agentId: string | null;
   /** Why its job ended (phase "ended"). */
   endReason?: string;
+  /** Why its job waits for an agent (phase "pending"), as the Scheduler says. */
+  waitReason?: string;
 }
 
 export type Action =
@@ -283,7 +285,11 @@ function failure(r: ReplicaView, s: Strategy, now: number): string | undefined {
   const detail = r.healthMessage ? `: ${r.healthMessage}` : "";
   if (r.phase === "ended") return `replica ${short(r.id)} ended: ${r.endReason ?? "its job ended"}`;
   if (r.restarts >= FAILING_RESTARTS && r.health !== "healthy") return `replica ${short(r.id)} restarted ${r.restarts} times without becoming healthy${detail}`;
-  if (now - r.createdAt > s.healthyDeadlineMs) return `replica ${short(r.id)} not healthy within ${durationText(s.healthyDeadlineMs)}${detail}`;
+  if (now - r.createdAt > s.healthyDeadlineMs) {
+    // Never placed: the deadline passed waiting for an agent, and the reason is the Scheduler's, not health.
+    if (r.phase === "pending") return `replica ${short(r.id)} not placed within ${durationText(s.healthyDeadlineMs)}: ${r.waitReason || "no agent took it"}`;
+    return `replica ${short(r.id)} not healthy within ${durationText(s.healthyDeadlineMs)}${detail}`;
+  }
   return undefined;
 }
 
