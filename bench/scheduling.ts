@@ -40,6 +40,7 @@
 //   BENCH_SCHED_BUDGET_SEC=270                            time for the measurements; optional steps past it are skipped
 //   BENCH_SCHED_NODELAY=0                                 agents' sockets keep Nagle's algorithm (see load.ts)
 //   BENCH_SCHED_PROFILE_DIR=/tmp/dir                      keep the .cpuprofile files there
+//   BENCH_SCHED_BATCH=100                                 the measured and profiled runs use SubmitJobs calls of 100 jobs
 //   BENCH_SCHED_PROBE_RATE=20                             a diagnosis: one latency run at 20 jobs/s per mode, its hops printed, nothing saved
 //
 // Results: bench/results/scheduling.json.
@@ -78,6 +79,8 @@ const CONCURRENCY = 128;
 const CONCURRENCY_CURVE = [16, 64, 256];
 /** Jobs per SubmitJobs call in the batched throughput run. */
 const BATCH = 100;
+/** BENCH_SCHED_BATCH: the measured and profiled runs submit with SubmitJobs calls of this many jobs (a diagnosis). */
+const MAIN_BATCH = Number(process.env.BENCH_SCHED_BATCH ?? 1);
 const TARGET_RATE = 500;
 const RATE_CURVE = [100, 1000];
 const LATENCY_SEC = 4;
@@ -144,8 +147,13 @@ async function startPlane(cleanup: Cleanup, mode: Mode, profileDir?: string): Pr
     DROVER_FLEET_URL: `http://127.0.0.1:${ports.fleet}`,
     DROVER_SCHEDULER_URL: `http://127.0.0.1:${ports.scheduler}`,
   };
+  // Bid at debug: one "auction round" line per round (it serves almost no calls to log).
   const start = (name: "fleet" | "scheduler" | "bid") =>
-    spawnNode(cleanup, name, [...nodeArgs(name), "--import", "tsx", `services/${name}/main.ts`], { ...shared, DROVER_GRPC_PORT: String(ports[name]) });
+    spawnNode(cleanup, name, [...nodeArgs(name), "--import", "tsx", `services/${name}/main.ts`], {
+      ...shared,
+      DROVER_GRPC_PORT: String(ports[name]),
+      ...(name === "bid" ? { DROVER_LOG_LEVEL: "debug" } : {}),
+    });
   // Fleet first: it migrates its schema and stores the admin token the others present.
   const fleet = start("fleet");
   await fleet.waitForLine(ready, 60_000);
@@ -211,11 +219,24 @@ interface Hops {
   submitToSucceededAck: Percentiles;
 }
 
+/** Bid's auction rounds during a run (split mode): p50s, and offers answered in the window. */
+interface AuctionRounds {
+  rounds: number;
+  jobs: number;
+  windowMs: number;
+  selectMs: number;
+  bidsMs: number;
+  recordMs: number;
+  offers: number;
+  answers: number;
+}
+
 interface ThroughputRun {
   jobs: number;
   concurrency: number;
   /** Jobs per SubmitJobs call; 1: one SubmitJob per job. */
   batch: number;
+  rounds?: AuctionRounds;
   complete: boolean;
   succeeded: number;
   ms: number;
@@ -256,13 +277,23 @@ async function throughput(plane: Plane, load: Load, jobs: number, concurrency: n
   const before = Object.fromEntries(await Promise.all(Object.entries(pids).map(async ([n, pid]) => [n, (await cpuMsOf(pid)) ?? 0] as const)));
   const m0 = await machineTicks();
   const t0 = performance.now();
+  const from = Date.now();
   const run = await load.run<ThroughputRun>({ cmd: "throughput", jobs, concurrency, batch });
   const elapsed = performance.now() - t0;
+  const rounds = plane.procs.bid ? auctionRounds(plane.procs.bid, from, Date.now()) : undefined;
   const m1 = await machineTicks();
   const cpu: Record<string, number> = {};
   for (const [n, pid] of Object.entries(pids)) cpu[n] = round((((await cpuMsOf(pid)) ?? 0) - before[n]!) / elapsed, 2);
   cpu.machine = round((m1.busy - m0.busy) / Math.max(1, m1.total - m0.total), 2);
-  return { ...run, cpu };
+  return { ...run, cpu, rounds };
+}
+
+/** Bid's rounds between two times (its debug line "auction round"): how many, and the p50 of each part. */
+function auctionRounds(bid: ManagedProcess, from: number, to: number): AuctionRounds {
+  const lines = bid.lines.filter((l) => l.msg === "auction round" && Number(l.time) >= from && Number(l.time) <= to);
+  const p50 = (key: string) => median(lines.map((l) => Number(l[key])));
+  const sum = (key: string) => lines.reduce((n, l) => n + Number(l[key]), 0);
+  return { rounds: lines.length, jobs: p50("jobs"), windowMs: p50("windowMs"), selectMs: p50("selectMs"), bidsMs: p50("bidsMs"), recordMs: p50("recordMs"), offers: sum("offers"), answers: sum("answers") };
 }
 
 const median = (xs: number[]) => {
@@ -322,7 +353,7 @@ async function measureMode(cleanup: Cleanup, mode: Mode, deadline: number): Prom
   const jobsPerRun = FIXED_JOBS ?? Math.min(20_000, Math.max(500, Math.round((warmup.jobsPerSec * RUN_SEC) / 500) * 500));
   const runs: ThroughputRun[] = [];
   for (let i = 0; i < (QUICK ? 1 : REPEATS); i++) {
-    runs.push(await throughput(plane, load, jobsPerRun, CONCURRENCY));
+    runs.push(await throughput(plane, load, jobsPerRun, CONCURRENCY, MAIN_BATCH));
     progress(`scheduling ${mode}: throughput ${i + 1}/${REPEATS}: ${runs.at(-1)!.jobsPerSec} jobs/s (${jobsPerRun} jobs, ${CONCURRENCY} in flight)`);
   }
   const curve: ThroughputRun[] = [];
@@ -390,7 +421,7 @@ async function profileMode(cleanup: Cleanup, mode: Mode, jobs: number): Promise<
   const plane = await startPlane(cleanup, mode, dir);
   const load = await Load.start(cleanup, plane);
   await throughput(plane, load, Math.min(500, jobs), 64);
-  const run = await throughput(plane, load, jobs, CONCURRENCY);
+  const run = await throughput(plane, load, jobs, CONCURRENCY, MAIN_BATCH);
   progress(`scheduling ${mode}: profiled run: ${run.jobsPerSec} jobs/s`);
   await load.stop();
   // The profiles are written when the processes exit.
@@ -423,6 +454,14 @@ function tableFor(r: ModeResult): [string, string, string][] {
   ]);
   const mid = [...t].sort((a, b) => a.jobsPerSec - b.jobsPerSec)[t.length >> 1]!;
   rows.push([`${r.mode}: CPU in the median run (of one core)`, cpuCell(mid), "load = the agents and submitters"]);
+  if (mid.rounds) {
+    const a = mid.rounds;
+    rows.push([
+      `${r.mode}: auction rounds in the median run (p50)`,
+      `${a.rounds} rounds of ${a.jobs} jobs; select ${a.selectMs} / bids ${a.bidsMs} (window ${a.windowMs}) / record ${a.recordMs} ms`,
+      `Bid, from a claim's answer to placements recorded; ${a.answers} of ${a.offers} offers answered in the window`,
+    ]);
+  }
   rows.push([
     `${r.mode}: hops in the median run (p50)`,
     `${ms(mid.hops.submitToResponse.p50)} / ${ms(mid.hops.submitToOffer.p50)} / ${ms(mid.hops.offerToAssignment.p50)} / ${ms(mid.hops.assignmentToSucceededAck.p50)}`,
@@ -434,7 +473,7 @@ function tableFor(r: ModeResult): [string, string, string][] {
     rows.push([
       `${r.mode}: throughput, SubmitJobs of ${b.batch}`,
       `${b.jobsPerSec} jobs/s`,
-      `one run, ${b.concurrency} calls in flight; submits accepted at ${b.submitPerSec}/s; CPU ${cpuCell(b)}`,
+      `one run, ${b.concurrency} calls in flight; submits accepted at ${b.submitPerSec}/s; CPU ${cpuCell(b)}${b.rounds ? `; ${b.rounds.rounds} auction rounds of ${b.rounds.jobs} jobs, bids ${b.rounds.bidsMs} ms, record ${b.rounds.recordMs} ms (p50)` : ""}`,
     ]);
   }
   if (r.latency.length === 0) rows.push([`${r.mode}: submit→Assignment at ${TARGET_RATE}/s`, "not measured", "skipped (see the conclusion)"]);
