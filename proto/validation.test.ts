@@ -1038,6 +1038,11 @@ describe("drover.deploy.v1 rules", () => {
     expect: { path: "spec", ruleId: "required" },
     valid: { name: "web", spec: serviceSpec },
   });
+  rule("GetDeploymentRequest.ended_replicas is at most 1000", GetDeploymentRequestSchema, "ended_replicas", {
+    invalid: { name: "web", endedReplicas: 1001 },
+    expect: { path: "ended_replicas", ruleId: "uint32.lte" },
+    valid: { name: "web", endedReplicas: 1000 },
+  });
   rule(
     "GetDeploymentRequest.name must be a DNS label",
     GetDeploymentRequestSchema,

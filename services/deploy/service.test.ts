@@ -58,7 +58,7 @@ describe("ApplyDeployment", () => {
     assert.equal(scaled.changed, true);
     assert.equal(scaled.deployment.currentRevision?.number, 1);
     assert.equal(scaled.deployment.desiredReplicas, 4);
-    const got = await svc().getDeployment({ $typeName: "drover.deploy.v1.GetDeploymentRequest", name: "worker" });
+    const got = await svc().getDeployment({ $typeName: "drover.deploy.v1.GetDeploymentRequest", name: "worker", endedReplicas: 0 });
     assert.deepEqual(got.events.map((e) => e.kind), ["applied", "scaled"]);
     assert.match(got.events[1]!.message, /from 1 to 4/);
   });
@@ -126,7 +126,7 @@ describe("the operator's levers", () => {
     await apply("rb2", v2); // the same spec again: no new revision
     await svc().rollbackDeployment({ $typeName: "drover.deploy.v1.RollbackDeploymentRequest", name: "rb2", revision: 1 });
     await apply("rb2", { ...v2, replicas: 1 }); // v2 once more, now revision 3, and it rolls out
-    const now = await svc().getDeployment({ $typeName: "drover.deploy.v1.GetDeploymentRequest", name: "rb2" });
+    const now = await svc().getDeployment({ $typeName: "drover.deploy.v1.GetDeploymentRequest", name: "rb2", endedReplicas: 0 });
     assert.equal(now.deployment.currentRevision?.number, 3);
     await rolledOut(3);
     // Stable is current: not revision 2 (v2 again, which never rolled out), but 1.
@@ -163,7 +163,7 @@ describe("the operator's levers", () => {
     const stopped = await svc().stopDeployment({ $typeName: "drover.deploy.v1.StopDeploymentRequest", name: "del" });
     assert.equal(stopped.deployment.desiredReplicas, 0);
     await svc().deleteDeployment({ $typeName: "drover.deploy.v1.DeleteDeploymentRequest", name: "del" });
-    const gone = await failure(svc().getDeployment({ $typeName: "drover.deploy.v1.GetDeploymentRequest", name: "del" }));
+    const gone = await failure(svc().getDeployment({ $typeName: "drover.deploy.v1.GetDeploymentRequest", name: "del", endedReplicas: 0 }));
     assert.equal(gone.code, Code.NotFound);
   });
 

@@ -9,6 +9,7 @@ import {
   DeploymentSchema,
   DeploymentState,
   ReplicaSchema,
+  type Replica,
   ReplicaState,
   RevisionSchema,
   ServiceSpecSchema,
@@ -120,8 +121,12 @@ function deployment(row: DeploymentRow, rev: RevisionRow, replicas?: readonly Re
     batch: Math.min(batches, Math.floor(counted.size / per) + 1),
     batches,
   };
-  d.replicas = replicas.map((r) =>
-    create(ReplicaSchema, {
+  d.replicas = replicas.map(replicaMessage);
+  return d;
+}
+
+function replicaMessage(r: ReplicaRow): Replica {
+  return create(ReplicaSchema, {
       id: r.id,
       revision: r.revision,
       slot: r.slot,
@@ -133,9 +138,7 @@ function deployment(row: DeploymentRow, rev: RevisionRow, replicas?: readonly Re
       createTime: timestampFromDate(r.createdAt),
       message: r.message,
       generation: r.generation,
-    }),
-  );
-  return d;
+  });
 }
 
 export interface DeployServiceDeps {
@@ -208,8 +211,12 @@ export class DeployServiceImpl implements ServiceImpl<typeof DeployService> {
 
   async getDeployment(req: GetDeploymentRequest) {
     const { row, rev } = await this.load(req.name);
-    const [replicas, events] = await Promise.all([this.liveReplicas(row.id), this.events(row.id, 50)]);
-    return { deployment: deployment(row, rev, replicas), events: events.map(event) };
+    const [replicas, events, ended] = await Promise.all([
+      this.liveReplicas(row.id),
+      this.events(row.id, 50),
+      req.endedReplicas > 0 ? this.db.replica.findMany({ where: { deploymentId: row.id, state: { notIn: LIVE } }, orderBy: { createdAt: "desc" }, take: req.endedReplicas }) : [],
+    ]);
+    return { deployment: deployment(row, rev, replicas), events: events.map(event), endedReplicas: ended.map(replicaMessage) };
   }
 
   async listDeployments(req: ListDeploymentsRequest) {

@@ -1,13 +1,18 @@
 // Whose output a deployment's logs are. The Log service does not know
 // deployments: it asks the Deploy service (GetDeployment) for the replicas
-// that are not stopped and reads the Scheduler jobs that run them. Reading
-// asks once; following asks again every few seconds, so that replicas a
-// rollout starts are followed too.
+// and reads the Scheduler jobs that run them. Reading asks once, for the
+// live replicas and the latest ENDED_REPLICAS that stopped or failed (a
+// failed rollout's output is what one reads logs for); following asks for
+// the live ones again every few seconds, so that replicas a rollout starts
+// are followed too.
 
 import { Code, ConnectError } from "@connectrpc/connect";
 
 import type { Replica } from "../../gen/ts/drover/deploy/v1/deploy_service_pb.ts";
 import type { DroverClients } from "../../lib/clients.ts";
+
+/** How many ended replicas a read includes, newest first. */
+export const ENDED_REPLICAS = 100;
 
 /** Which replica of a deployment a job runs: what each of its lines says about its source. */
 export interface ReplicaRef {
@@ -45,8 +50,9 @@ export async function resolveDeployment(
   name: string,
   replica: string,
   signal?: AbortSignal,
+  ended = 0,
 ): Promise<ReplicaJobs> {
-  const replicas = await getReplicas(deploy, name, signal);
+  const replicas = await getReplicas(deploy, name, signal, ended);
   if (replicas === null) throw new ConnectError(`deployment "${name}" not found`, Code.NotFound);
   const { jobs, matched } = replicaJobs(replicas, replica);
   if (!matched) {
@@ -56,11 +62,11 @@ export async function resolveDeployment(
   return jobs;
 }
 
-/** The deployment's replicas that are not stopped; null when the Deploy service does not know it. */
-export async function getReplicas(deploy: DroverClients["deploy"], name: string, signal?: AbortSignal): Promise<Replica[] | null> {
+/** The deployment's replicas that are not stopped, then up to `ended` that are; null when the Deploy service does not know it. */
+export async function getReplicas(deploy: DroverClients["deploy"], name: string, signal?: AbortSignal, ended = 0): Promise<Replica[] | null> {
   try {
-    const { deployment } = await deploy.getDeployment({ name }, { signal, timeoutMs: 10_000 });
-    return deployment?.replicas ?? [];
+    const res = await deploy.getDeployment({ name, endedReplicas: ended }, { signal, timeoutMs: 10_000 });
+    return [...(res.deployment?.replicas ?? []), ...res.endedReplicas];
   } catch (err) {
     const error = ConnectError.from(err);
     if (error.code === Code.NotFound) return null;

@@ -39,7 +39,7 @@ import {
 } from "../../gen/ts/drover/log/v1/log_service_pb.ts";
 import type { DroverClients } from "../../lib/clients.ts";
 import type { Logger } from "../../lib/logger.ts";
-import { resolveDeployment, type ReplicaRef } from "./deployment.ts";
+import { ENDED_REPLICAS, resolveDeployment, type ReplicaRef } from "./deployment.ts";
 import { LineSplitter, sliceChunk, type ChunkInput, type Line } from "./lines.ts";
 import type { StreamName } from "./types.ts";
 
@@ -700,7 +700,7 @@ export class LogReader {
     const hash = requestHash(req);
     const token = req.pageToken ? decodeToken(req.pageToken, hash) : undefined;
     if (token && !token.k) throw new ConnectError("page_token: does not match this request", Code.InvalidArgument);
-    const jobs = await resolveDeployment(this.clients.deploy, req.deployment, req.replica);
+    const jobs = await resolveDeployment(this.clients.deploy, req.deployment, req.replica, undefined, ENDED_REPLICAS);
     const attempts = await this.attempts({ jobs });
     const byId = new Map(attempts.map((a) => [a.attemptId, a]));
     const states = await this.streamStates(attempts.map((a) => a.attemptId));

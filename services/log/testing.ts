@@ -19,6 +19,8 @@ export interface FakeReplica {
 /** GetDeployment over fixed replicas; a deployment not in `deployments` is NOT_FOUND, as Deploy answers. */
 export class FakeDeploy {
   readonly deployments = new Map<string, FakeReplica[]>();
+  /** Replicas that ended, newest first, by deployment: answered when GetDeployment asks for ended ones. */
+  readonly ended = new Map<string, FakeReplica[]>();
   /** GetDeployment calls answered, for tests that wait for a follow to ask again. */
   calls = 0;
   readonly client: DroverClients["deploy"];
@@ -38,6 +40,7 @@ export class FakeDeploy {
                 name: req.name,
                 replicas: replicas.map((r) => ({ ...r, state: r.jobId ? ReplicaState.RUNNING : ReplicaState.PENDING })),
               },
+              endedReplicas: (self.ended.get(req.name) ?? []).slice(0, req.endedReplicas).map((r) => ({ ...r, state: ReplicaState.STOPPED })),
             };
           },
         }),

@@ -97,18 +97,22 @@ class DeploymentEvent(_message.Message):
     def __init__(self, sequence: _Optional[int] = ..., time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., kind: _Optional[str] = ..., message: _Optional[str] = ..., revision: _Optional[int] = ..., replica_id: _Optional[str] = ...) -> None: ...
 
 class GetDeploymentRequest(_message.Message):
-    __slots__ = ["name"]
+    __slots__ = ["ended_replicas", "name"]
+    ENDED_REPLICAS_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
+    ended_replicas: int
     name: str
-    def __init__(self, name: _Optional[str] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., ended_replicas: _Optional[int] = ...) -> None: ...
 
 class GetDeploymentResponse(_message.Message):
-    __slots__ = ["deployment", "events"]
+    __slots__ = ["deployment", "ended_replicas", "events"]
     DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
+    ENDED_REPLICAS_FIELD_NUMBER: _ClassVar[int]
     EVENTS_FIELD_NUMBER: _ClassVar[int]
     deployment: Deployment
+    ended_replicas: _containers.RepeatedCompositeFieldContainer[Replica]
     events: _containers.RepeatedCompositeFieldContainer[DeploymentEvent]
-    def __init__(self, deployment: _Optional[_Union[Deployment, _Mapping]] = ..., events: _Optional[_Iterable[_Union[DeploymentEvent, _Mapping]]] = ...) -> None: ...
+    def __init__(self, deployment: _Optional[_Union[Deployment, _Mapping]] = ..., events: _Optional[_Iterable[_Union[DeploymentEvent, _Mapping]]] = ..., ended_replicas: _Optional[_Iterable[_Union[Replica, _Mapping]]] = ...) -> None: ...
 
 class ListDeploymentsRequest(_message.Message):
     __slots__ = ["page_size", "page_token"]
