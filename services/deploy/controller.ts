@@ -129,7 +129,7 @@ export class Controller {
     const rows = await db.replica.findMany({ where: { deploymentId: id, state: { in: ["pending", "running", "stopping"] } }, orderBy: { createdAt: "asc" } });
 
     // Jobs for replicas whose submit did not finish (a crash, the Scheduler down).
-    for (const r of rows) if (!r.jobId && r.state !== "stopping") await this.submit(dep, r);
+    await this.submit(dep, rows.filter((r) => !r.jobId && r.state !== "stopping"));
 
     const jobs = await this.jobsOf(rows);
     const now = Date.now();
@@ -359,27 +359,46 @@ export class Controller {
     });
     if (!applied) return;
     // New replicas first (they are what the rollout waits for), all at once.
-    await Promise.all(starts.map((row) => this.submit(dep, row, spec)));
+    await this.submit(dep, starts, spec);
     await Promise.all(stops.map((row) => this.cancel(row, row.message)));
   }
 
-  /** Submits a replica's job (idempotent by key) and records its id. */
-  private async submit(dep: DeploymentRow, r: ReplicaRow, spec?: ServiceSpec): Promise<void> {
+  /**
+   * Submits replicas' jobs in one SubmitJobs call (idempotent by key, so a
+   * replica submitted before a crash gets its job back) and records their
+   * ids in one statement. On a failure nothing is recorded, and the next
+   * tick tries again.
+   */
+  private async submit(dep: DeploymentRow, all: readonly ReplicaRow[], current?: ServiceSpec): Promise<void> {
+    // SubmitJobs takes at most 1000 jobs.
+    for (let i = 0; i < all.length; i += 1000) await this.submitSome(dep, all.slice(i, i + 1000), current);
+  }
+
+  private async submitSome(dep: DeploymentRow, rows: readonly ReplicaRow[], current?: ServiceSpec): Promise<void> {
     const { db, clients, logger } = this.deps;
     try {
-      let s = spec;
-      if (!s || r.revision !== dep.currentRevision) {
-        const rev = await db.revision.findUniqueOrThrow({ where: { deploymentId_number: { deploymentId: dep.id, number: r.revision } } });
-        s = fromJson(ServiceSpecSchema, rev.spec as JsonValue);
+      const specs = new Map<number, ServiceSpec>(current ? [[dep.currentRevision, current]] : []);
+      for (const revision of new Set(rows.map((r) => r.revision))) {
+        if (specs.has(revision)) continue;
+        const rev = await db.revision.findUniqueOrThrow({ where: { deploymentId_number: { deploymentId: dep.id, number: revision } } });
+        specs.set(revision, fromJson(ServiceSpecSchema, rev.spec as JsonValue));
       }
-      const res = await clients.scheduler.submitJob({
-        spec: replicaJobSpec(s, { deployment: dep.name, revision: r.revision, replicaId: r.id, slot: r.slot, pinAgent: s.perAgent ? r.slot : null, avoidAgents: r.avoidAgents }),
-        idempotencyKey: `deploy:replica:${r.id}`,
+      const { jobs } = await clients.scheduler.submitJobs({
+        jobs: rows.map((r) => {
+          const s = specs.get(r.revision)!;
+          return {
+            spec: replicaJobSpec(s, { deployment: dep.name, revision: r.revision, replicaId: r.id, slot: r.slot, pinAgent: s.perAgent ? r.slot : null, avoidAgents: r.avoidAgents }),
+            idempotencyKey: `deploy:replica:${r.id}`,
+          };
+        }),
       });
-      await db.replica.update({ where: { id: r.id }, data: { jobId: res.job!.id } });
-      r.jobId = res.job!.id;
+      rows.forEach((r, i) => (r.jobId = jobs[i]!.job!.id));
+      await db.$executeRawUnsafe(
+        `UPDATE deploy.replicas r SET job_id = c.job_id FROM jsonb_to_recordset($1::jsonb) AS c(id uuid, job_id uuid) WHERE r.id = c.id`,
+        JSON.stringify(rows.map((r) => ({ id: r.id, job_id: r.jobId }))),
+      );
     } catch (err) {
-      logger.warn({ err, replica: r.id }, "submitting a replica's job failed; trying again next tick");
+      logger.warn({ err, replicas: rows.map((r) => r.id) }, "submitting replicas' jobs failed; trying again next tick");
     }
   }
 
