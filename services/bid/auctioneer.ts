@@ -170,7 +170,7 @@ export class Auctioneer {
     const offers = auctions.flatMap((a) =>
       a.offers.map((o) => ({
         agentId: o.agentId,
-        offer: { offerId: o.offerId, jobId: a.job.jobId, resources: a.job.spec?.resources, driver: a.job.spec?.driver || "process", service: a.deployment !== undefined || a.job.spec?.service !== undefined },
+        offer: { offerId: o.offerId, jobId: a.job.jobId, resources: a.job.spec?.resources, driver: a.job.spec?.driver || "process", service: a.job.spec?.service !== undefined },
       })),
     );
     const windowMs = this.windowMs;
