@@ -16,23 +16,29 @@
 //         the window.
 //
 // Targets (issue 3): 10,000 agents at 5 s heartbeats, < 1 core, < 1 GiB RSS,
-// p99 < 100 ms. Before the load, a real drover-agent (agent/bin.mjs) runs
-// against the same Fleet for a warm-up and a window: its RSS and CPU% idle
-// (targets ≤ 60 MiB, ≤ 0.5 %).
+// p99 < 100 ms. Before the load, a real drover-agent runs against the same
+// Fleet for a warm-up and a window: its RSS and CPU% idle (targets ≤ 60 MiB,
+// ≤ 0.5 %), in the form operators run (the bundle scripts/build-agent.sh
+// makes, with the Node flags of its #! line; built into dist/ for the run,
+// removed after), and with BENCH_FLEET_IDLE_AGENT=both also as agent/bin.mjs
+// (tsx compiling TypeScript at run time), for comparison.
 //
 //   node --import tsx bench/fleet_load.ts                  1k and 5k agents (npm run bench)
 //   BENCH_FLEET_AGENTS=1000,5000,10000 node --import tsx bench/fleet_load.ts
 //   BENCH_FLEET_CONNECTIONS=shared ...                      all agents on one HTTP/2 connection
 //   BENCH_FLEET_WINDOW_SEC=30 (default)
 //   BENCH_FLEET_IDLE_AGENT=0                                skip the idle drover-agent
+//   BENCH_FLEET_IDLE_AGENT=both                             agent/bin.mjs (tsx) too, after the bundle (+40 s)
 //   BENCH_FLEET_NODE_ARGS=--max-semi-space-size=64       Node/V8 flags for Fleet alone
 //   BENCH_FLEET_HEAP_SNAPSHOT=/tmp/dir                      a heap snapshot of Fleet after the last level
 //
 // Results: bench/results/fleet_load.json.
 
-import { mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, rmdirSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { FleetService } from "../gen/ts/drover/fleet/v1/fleet_service_pb.ts";
@@ -64,8 +70,10 @@ const AGENT_WARMUP_SEC = 10;
 const AGENT_WINDOW_SEC = 30;
 /** A directory: Fleet writes a heap snapshot there after the last level (for investigating memory; slow, large). */
 const HEAP_SNAPSHOT_DIR = process.env.BENCH_FLEET_HEAP_SNAPSHOT;
-/** 0 skips the idle drover-agent measurement (when only Fleet is of interest). */
-const MEASURE_AGENT = process.env.BENCH_FLEET_IDLE_AGENT !== "0";
+/** Which forms of drover-agent are measured idle: the bundle; "both": then agent/bin.mjs too; "0": none (when only Fleet is of interest). */
+const AGENT_FORMS: AgentForm[] =
+  process.env.BENCH_FLEET_IDLE_AGENT === "0" ? [] : process.env.BENCH_FLEET_IDLE_AGENT === "both" ? ["bundle", "tsx"] : ["bundle"];
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 
 const MiB = 2 ** 20;
 const TARGET = { agents: 10_000, cpuCores: 1, rssBytes: 2 ** 30, p99Ms: 100, agentRssBytes: 60 * MiB, agentCpuPercent: 0.5 };
@@ -109,6 +117,8 @@ function loadLines(fleet: ManagedProcess, since: number) {
     heapTotalMiB: number;
     externalMiB: number;
     rssMiB: number;
+    gc?: { pauses: number; totalMs: number; maxMs: number; minorMs?: number; minorMaxMs?: number };
+    involuntarySwitches?: number;
   }[];
 }
 
@@ -130,18 +140,43 @@ async function startFleet(cleanup: Cleanup) {
   return { fleet, grpcUrl: String(ready.grpcUrl), adminToken };
 }
 
+/** How drover-agent is run: the bundle as its own executable (as shipped), or agent/bin.mjs (tsx at run time). */
+type AgentForm = "bundle" | "tsx";
+
+/** Builds the bundle into dist/ (inside the repository, so it finds systeminformation); removed by cleanup. */
+function buildAgentBundle(cleanup: Cleanup): string {
+  const distExisted = existsSync(join(ROOT, "dist"));
+  const file = join(ROOT, "dist", `drover-agent-fleet-load-${process.pid}.mjs`);
+  cleanup.defer(`remove ${file}`, () => {
+    rmSync(file, { force: true });
+    if (!distExisted && readdirSync(join(ROOT, "dist")).length === 0) rmdirSync(join(ROOT, "dist"));
+  });
+  const built = spawnSync("bash", [join(ROOT, "scripts", "build-agent.sh"), file], { cwd: ROOT, encoding: "utf8" });
+  if (built.status !== 0) throw new Error(`scripts/build-agent.sh failed: ${built.stderr}`);
+  return file;
+}
+
+/** The Node flags on a script's `#!/usr/bin/env -S node ...` line: the bundle runs as its own executable would. */
+function hashbangNodeFlags(file: string): string[] {
+  const first = readFileSync(file, "utf8").slice(0, 200).split("\n", 1)[0]!;
+  const words = first.startsWith("#!") ? first.slice(2).trim().split(/\s+/) : [];
+  const node = words.indexOf("node");
+  return node >= 0 ? words.slice(node + 1) : [];
+}
+
 /** A real drover-agent, idle, against Fleet: its RSS and CPU after a warm-up. */
-async function measureIdleAgent(cleanup: Cleanup, grpcUrl: string, token: string) {
+async function measureIdleAgent(cleanup: Cleanup, grpcUrl: string, token: string, form: AgentForm) {
   const stateDir = mkdtempSync(join(tmpdir(), "drover-bench-agent-"));
   cleanup.defer(`remove ${stateDir}`, () => rmSync(stateDir, { recursive: true, force: true }));
-  const agent = spawnNode(cleanup, "drover-agent", ["agent/bin.mjs", "--server", grpcUrl, "--token", token, "--state-dir", stateDir], {
+  const entry = form === "bundle" ? buildAgentBundle(cleanup) : join(ROOT, "agent", "bin.mjs");
+  const agent = spawnNode(cleanup, `drover-agent (${form})`, [...hashbangNodeFlags(entry), entry, "--server", grpcUrl, "--token", token, "--state-dir", stateDir], {
     DROVER_LOG_LEVEL: "info",
   });
   try {
     await agent.waitForLine((l) => l.msg === "connected to Fleet", 30_000);
     await sleep(AGENT_WARMUP_SEC * 1000);
     const w = await watch(agent.pid, AGENT_WINDOW_SEC);
-    return { ...w, cpuPercent: round(w.cpuCores * 100, 2) };
+    return { form, ...w, cpuPercent: round(w.cpuCores * 100, 2) };
   } finally {
     await agent.stop();
   }
@@ -156,6 +191,14 @@ interface Level {
   eventLoopDelayP99Ms: number;
   eventLoopDelayP99MedianMs: number;
   eventLoopDelayMaxMs: number;
+  /** Garbage-collection pauses in the window: the longest, and their share of the time. */
+  gcMaxPauseMs: number;
+  gcPercent: number;
+  /** The same for scavenges (young generation) alone. */
+  gcMinorMaxPauseMs: number;
+  gcMinorPercent: number;
+  /** Times per second the kernel took the CPU away from Fleet (a busy machine). */
+  involuntarySwitchesPerSec: number;
   heartbeatsPerSec: number;
   heapUsedMiB: number;
   heapTotalMiB: number;
@@ -198,6 +241,11 @@ async function measureLevel(fleet: ManagedProcess, client: ManagedProcess, agent
     eventLoopDelayP99Ms: p99s.at(-1) ?? NaN,
     eventLoopDelayP99MedianMs: p99s[p99s.length >> 1] ?? NaN,
     eventLoopDelayMaxMs: Math.max(...loads.map((l) => l.eventLoopDelayMs.max)),
+    gcMaxPauseMs: Math.max(0, ...loads.map((l) => l.gc?.maxMs ?? 0)),
+    gcPercent: round((loads.reduce((sum, l) => sum + (l.gc?.totalMs ?? 0), 0) / (loads.length * 5000)) * 100, 2),
+    gcMinorMaxPauseMs: Math.max(0, ...loads.map((l) => l.gc?.minorMaxMs ?? 0)),
+    gcMinorPercent: round((loads.reduce((sum, l) => sum + (l.gc?.minorMs ?? 0), 0) / (loads.length * 5000)) * 100, 2),
+    involuntarySwitchesPerSec: Math.round(loads.reduce((sum, l) => sum + (l.involuntarySwitches ?? 0), 0) / (loads.length * 5)),
     heartbeatsPerSec: loads[loads.length >> 1]?.heartbeatsPerSec ?? NaN,
     heapUsedMiB: loads.at(-1)?.heapUsedMiB ?? NaN,
     heapTotalMiB: loads.at(-1)?.heapTotalMiB ?? NaN,
@@ -221,9 +269,12 @@ await runBenchmark("fleet_load", async (cleanup) => {
     tokens.push((await admin.createAgentToken({ name: `bench-${i}`, labels: { bench: "fleet-load" } })).secret);
   }
 
-  if (MEASURE_AGENT) progress(`fleet_load: a real drover-agent, idle, ${AGENT_WARMUP_SEC} s warm-up + ${AGENT_WINDOW_SEC} s`);
   const agentToken = tokens.pop()!;
-  const agentIdle = MEASURE_AGENT ? await measureIdleAgent(cleanup, grpcUrl, agentToken) : undefined;
+  const agentIdle: Awaited<ReturnType<typeof measureIdleAgent>>[] = [];
+  for (const form of AGENT_FORMS) {
+    progress(`fleet_load: a real drover-agent (${form}), idle, ${AGENT_WARMUP_SEC} s warm-up + ${AGENT_WINDOW_SEC} s`);
+    agentIdle.push(await measureIdleAgent(cleanup, grpcUrl, agentToken, form));
+  }
 
   await sleep(2000);
   const baseline = await watch(fleet.pid, 5);
@@ -252,13 +303,16 @@ await runBenchmark("fleet_load", async (cleanup) => {
   }
 
   const table: [string, string, string][] = [
-    agentIdle
-      ? [
-          "drover-agent idle: RSS / CPU",
-          `${mib(agentIdle.rssMedian)} / ${agentIdle.cpuPercent} %`,
-          `target ≤ 60 MiB, ≤ 0.5 %: ${verdict(agentIdle.rssMedian <= TARGET.agentRssBytes && agentIdle.cpuPercent <= TARGET.agentCpuPercent)}`,
-        ]
-      : ["drover-agent idle", "not measured", "BENCH_FLEET_IDLE_AGENT=0"],
+    ...agentIdle.map((a): [string, string, string] =>
+      a.form === "bundle"
+        ? [
+            "drover-agent idle (bundle): RSS / CPU",
+            `${mib(a.rssMedian)} / ${a.cpuPercent} %`,
+            `target ≤ 60 MiB, ≤ 0.5 %: ${verdict(a.rssMedian <= TARGET.agentRssBytes && a.cpuPercent <= TARGET.agentCpuPercent)}`,
+          ]
+        : ["drover-agent idle (agent/bin.mjs, tsx): RSS / CPU", `${mib(a.rssMedian)} / ${a.cpuPercent} %`, "for comparison: tsx compiles at run time"],
+    ),
+    ...(agentIdle.length === 0 ? [["drover-agent idle", "not measured", "BENCH_FLEET_IDLE_AGENT=0"] as [string, string, string]] : []),
     ["fleet, no agents: RSS", mib(baseline.rssMedian), `${CONNECTIONS} HTTP/2 connections below`],
   ];
   for (const l of levels) {
@@ -273,6 +327,11 @@ await runBenchmark("fleet_load", async (cleanup) => {
         `${l.agents} agents: p99 event-loop delay`,
         `${round(l.eventLoopDelayP99Ms)} ms`,
         `worst 5 s p99 (median ${round(l.eventLoopDelayP99MedianMs)} ms, max ${round(l.eventLoopDelayMaxMs)} ms); < 100 ms: ${pass(l.eventLoopDelayP99Ms < TARGET.p99Ms)}`,
+      ],
+      [
+        `${l.agents} agents: GC; preempted`,
+        `${l.gcPercent} % of the time; ${l.involuntarySwitchesPerSec}/s`,
+        `longest GC pause ${round(l.gcMaxPauseMs)} ms (scavenges: ${l.gcMinorPercent} %, longest ${round(l.gcMinorMaxPauseMs)} ms); involuntary context switches (other work on the machine)`,
       ],
     );
   }

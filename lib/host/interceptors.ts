@@ -56,17 +56,19 @@ export function loggingInterceptor(logger: Logger): Interceptor {
 }
 
 /** Logs a failed call and puts its request id on the error. */
-function callFailed(log: Logger, requestId: string, started: number, err: unknown): void {
+export function callFailed(log: Logger, requestId: string, started: number, err: unknown): void {
   const code = ConnectError.from(err).code;
   log.info({ ms: elapsed(started), code: Code[code] }, "call failed");
   if (err instanceof ConnectError) err.metadata.set(REQUEST_ID_HEADER, requestId);
 }
 
-function sanitizeRequestId(value: string | null): string | undefined {
+/** A caller's request id if it is a sane one (letters, digits, `._:-`, ≤ 128). */
+export function sanitizeRequestId(value: string | null): string | undefined {
   return value && /^[A-Za-z0-9._:-]{1,128}$/.test(value) ? value : undefined;
 }
 
-function elapsed(started: number): number {
+/** Milliseconds since `started` (performance.now()), to 0.01 ms. */
+export function elapsed(started: number): number {
   return Math.round((performance.now() - started) * 100) / 100;
 }
 
@@ -160,15 +162,7 @@ export function authInterceptor(authenticator: Authenticator, policy: AccessPoli
  * is checked as it arrives; a bad one ends the call.
  */
 export function validationInterceptor(validator: Validator = createValidator()): Interceptor {
-  const check = (schema: DescMessage, message: unknown) => {
-    // The message was decoded from `schema` by the router, so the cast holds.
-    const result = validator.validate(schema, message as Parameters<Validator["validate"]>[1]);
-    if (result.kind === "valid") return;
-    if (result.kind === "error") throw new ConnectError(`cannot validate request: ${result.error.message}`, Code.Internal);
-    // Violation.toString() reads "spec.exec.commands[0].argv: value must ... [rule.id]".
-    const detail = result.violations.map((v) => v.toString()).join("; ");
-    throw new ConnectError(`invalid ${schema.name}: ${detail}`, Code.InvalidArgument);
-  };
+  const check = (schema: DescMessage, message: unknown) => validateMessage(validator, schema, message);
   return (next) => async (req) => {
     if (!req.stream) {
       check(req.method.input, req.message);
@@ -184,6 +178,20 @@ export function validationInterceptor(validator: Validator = createValidator()):
       }),
     });
   };
+}
+
+/**
+ * Throws INVALID_ARGUMENT naming the fields when a request message breaks
+ * its protovalidate rules (INTERNAL when the rules cannot be evaluated).
+ * `message` must have been decoded from `schema`.
+ */
+export function validateMessage(validator: Validator, schema: DescMessage, message: unknown): void {
+  const result = validator.validate(schema, message as Parameters<Validator["validate"]>[1]);
+  if (result.kind === "valid") return;
+  if (result.kind === "error") throw new ConnectError(`cannot validate request: ${result.error.message}`, Code.Internal);
+  // Violation.toString() reads "spec.exec.commands[0].argv: value must ... [rule.id]".
+  const detail = result.violations.map((v) => v.toString()).join("; ");
+  throw new ConnectError(`invalid ${schema.name}: ${detail}`, Code.InvalidArgument);
 }
 
 /** What a TappedStream tells about the stream it passes on. */

@@ -7,15 +7,20 @@
 //      HTTP/2 clients get GOAWAY, so they open new calls elsewhere;
 //   2. in-flight unary calls get up to `shutdownGraceMs` to finish;
 //   3. streams still open are ended with UNAVAILABLE, which clients (agents)
-//      treat as "reconnect";
+//      treat as "reconnect" (Connect's streams and the raw gRPC ones alike);
 //   4. connections still open after that are destroyed.
 // The caller closes its database and bus after close() resolves.
+//
+// A route may serve one bidi method for gRPC clients straight on node:http2
+// (serveGrpcStream, grpc_stream.ts): those streams bypass Connect's pipeline
+// on the HTTP/2 listener; everything else goes through the Connect adapter.
 
 import * as http from "node:http";
 import * as http2 from "node:http2";
 import type { AddressInfo } from "node:net";
 import { setMaxListeners } from "node:events";
 import type { DescService } from "@bufbuild/protobuf";
+import { createValidator, type Validator } from "@bufbuild/protovalidate";
 import { Code, ConnectError, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { ListenConfig } from "../config.ts";
@@ -23,6 +28,7 @@ import type { Logger } from "../logger.ts";
 import type { Authenticator } from "../auth/tokens.ts";
 import { HealthState, ServingStatus, healthRoutes } from "./health.ts";
 import { reflectionRoutes } from "./reflection.ts";
+import { GrpcStreams, grpcStreamRoutes } from "./grpc_stream.ts";
 import { authInterceptor, errorInterceptor, loggingInterceptor, validationInterceptor, type AccessPolicy } from "./interceptors.ts";
 
 /** What a server serves and how. */
@@ -60,8 +66,8 @@ export interface RunningServer {
 }
 
 /** The standard interceptors, outermost first (see interceptors.ts). */
-export function standardInterceptors(logger: Logger, authenticator: Authenticator, policy: AccessPolicy): Interceptor[] {
-  return [loggingInterceptor(logger), errorInterceptor(logger), authInterceptor(authenticator, policy), validationInterceptor()];
+export function standardInterceptors(logger: Logger, authenticator: Authenticator, policy: AccessPolicy, validator?: Validator): Interceptor[] {
+  return [loggingInterceptor(logger), errorInterceptor(logger), authInterceptor(authenticator, policy), validationInterceptor(validator)];
 }
 
 /** Counts calls in flight, so shutdown knows when unary calls are done. */
@@ -102,20 +108,27 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   // connect-node adds a listener per call; many calls are normal, not a leak.
   setMaxListeners(0, shutdown.signal);
   const inFlight = new InFlight();
+  const validator = createValidator();
 
+  // connectNodeAdapter calls `routes` at once with the router it builds;
+  // kept, to learn which methods asked for the raw gRPC path on it.
+  let router: ConnectRouter | undefined;
   const handler = connectNodeAdapter({
-    routes: (router) => {
-      opts.routes(router);
-      healthRoutes(health)(router);
-      reflectionRoutes(opts.services)(router);
+    routes: (r) => {
+      router = r;
+      opts.routes(r);
+      healthRoutes(health)(r);
+      reflectionRoutes(opts.services)(r);
     },
-    interceptors: [inFlight.interceptor(), ...standardInterceptors(opts.logger, opts.authenticator, opts.policy)],
+    interceptors: [inFlight.interceptor(), ...standardInterceptors(opts.logger, opts.authenticator, opts.policy, validator)],
     shutdownSignal: shutdown.signal,
   });
+  const grpcStreams = new GrpcStreams({ routes: grpcStreamRoutes(router!), logger: opts.logger, validator, policy: opts.policy });
 
   // No Nagle: gRPC writes small frames (an offer, a bid, an ack) that must
   // not wait for the peer's delayed ACK (~40 ms) behind an earlier one.
   const h2 = http2.createServer({}, handler);
+  grpcStreams.install(h2);
   h2.on("connection", (socket: import("node:net").Socket) => socket.setNoDelay(true));
   const sessions = new Set<http2.ServerHttp2Session>();
   h2.on("session", (session) => {
@@ -141,7 +154,9 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       for (const session of sessions) session.close();
       h1.closeIdleConnections();
       await inFlight.drained(opts.shutdownGraceMs);
-      shutdown.abort(new ConnectError("server is shutting down", Code.Unavailable));
+      const reason = new ConnectError("server is shutting down", Code.Unavailable);
+      shutdown.abort(reason);
+      grpcStreams.abortAll(reason);
       // Give ended streams a moment to flush their trailers before cutting what remains.
       await Promise.race([Promise.all([h2Closed, h1Closed]), delay(500)]);
       for (const session of sessions) session.destroy();

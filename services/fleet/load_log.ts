@@ -3,8 +3,11 @@
 // the event loop as their frames are read (a few field writes each), so how
 // late the loop runs is how late a heartbeat is handled: the delay's p99 is
 // the figure the load benchmark (bench/fleet_load.ts) reads and reports.
+// Two figures say what a long delay was: the garbage collector's pauses in
+// the same 5 s, and how often the kernel took the CPU away from the process
+// (involuntary context switches: a machine busy with other work).
 
-import { monitorEventLoopDelay } from "node:perf_hooks";
+import { constants, monitorEventLoopDelay, PerformanceObserver } from "node:perf_hooks";
 import type { Logger } from "../../lib/logger.ts";
 import type { AgentHub } from "./hub.ts";
 
@@ -19,6 +22,22 @@ export function startLoadLog(hub: AgentHub, log: Logger): () => void {
   delay.enable();
   let lastHeartbeats = hub.getStats().heartbeats;
   let lastAt = performance.now();
+  let lastSwitches = process.resourceUsage().involuntaryContextSwitches;
+  // Scavenges of the young generation apart from the rest (mark-compact and its incremental steps).
+  const newGc = () => ({ pauses: 0, totalMs: 0, maxMs: 0, minorMs: 0, minorMaxMs: 0 });
+  let gc = newGc();
+  const gcObserver = new PerformanceObserver((entries) => {
+    for (const entry of entries.getEntries()) {
+      gc.pauses++;
+      gc.totalMs += entry.duration;
+      gc.maxMs = Math.max(gc.maxMs, entry.duration);
+      if ((entry as { detail?: { kind?: number } }).detail?.kind === constants.NODE_PERFORMANCE_GC_MINOR) {
+        gc.minorMs += entry.duration;
+        gc.minorMaxMs = Math.max(gc.minorMaxMs, entry.duration);
+      }
+    }
+  });
+  gcObserver.observe({ entryTypes: ["gc"] });
   // The histogram records the time between two ticks of a `resolutionMs`
   // timer; the delay is what exceeds the period.
   const ms = (ns: number) => Math.max(0, Math.round((ns / 1e6 - resolutionMs) * 100) / 100);
@@ -26,6 +45,7 @@ export function startLoadLog(hub: AgentHub, log: Logger): () => void {
     const now = performance.now();
     const stats = hub.getStats();
     const memory = process.memoryUsage();
+    const switches = process.resourceUsage().involuntaryContextSwitches;
     log.debug(
       {
         sessions: stats.sessions,
@@ -36,16 +56,27 @@ export function startLoadLog(hub: AgentHub, log: Logger): () => void {
         arrayBuffersMiB: Math.round(memory.arrayBuffers / 2 ** 20),
         externalMiB: Math.round(memory.external / 2 ** 20),
         rssMiB: Math.round(memory.rss / 2 ** 20),
+        gc: {
+          pauses: gc.pauses,
+          totalMs: Math.round(gc.totalMs),
+          maxMs: Math.round(gc.maxMs * 10) / 10,
+          minorMs: Math.round(gc.minorMs),
+          minorMaxMs: Math.round(gc.minorMaxMs * 10) / 10,
+        },
+        involuntarySwitches: switches - lastSwitches,
       },
       "fleet load",
     );
     lastHeartbeats = stats.heartbeats;
     lastAt = now;
+    lastSwitches = switches;
+    gc = newGc();
     delay.reset();
   }, LOAD_LOG_INTERVAL_MS);
   timer.unref();
   return () => {
     clearInterval(timer);
+    gcObserver.disconnect();
     delay.disable();
   };
 }

@@ -1,7 +1,7 @@
 import { clone, create } from "@bufbuild/protobuf";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ConnectRouter, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
-import { ConnectResponseSchema, type ConnectResponse } from "../../gen/ts/drover/fleet/v1/agent_stream_pb.ts";
+import { ConnectResponseSchema, type ConnectRequest, type ConnectResponse } from "../../gen/ts/drover/fleet/v1/agent_stream_pb.ts";
 import {
   ApiTokenSchema,
   FleetService,
@@ -32,6 +32,7 @@ import {
 } from "../../gen/ts/drover/fleet/v1/fleet_service_pb.ts";
 import type { Bus } from "../../lib/bus/bus.ts";
 import type { FleetSettings } from "../../lib/config.ts";
+import { serveGrpcStream, type GrpcStreamHandler } from "../../lib/host/grpc_stream.ts";
 import type { AccessRule } from "../../lib/host/interceptors.ts";
 import { decodePageToken, pageSize, splitPage } from "../../lib/host/paging.ts";
 import { durationMs } from "../../lib/host/time.ts";
@@ -39,7 +40,7 @@ import type { Logger } from "../../lib/logger.ts";
 import type { AgentStore, Schedulability } from "./agent_store.ts";
 import type { AgentTokenStore } from "./agent_token_store.ts";
 import { agentChannel, encodeCommand, presenceKey } from "./bus_protocol.ts";
-import { connectHandler } from "./connect.ts";
+import { connectHandler, grpcConnectHandler } from "./connect.ts";
 import { agentMessage, agentTokenMessage, livenessOf, ts } from "./convert.ts";
 import type { AgentEvents } from "./events.ts";
 import type { AgentHub } from "./hub.ts";
@@ -102,12 +103,16 @@ export const DEFAULT_BID_WINDOW_MS = 50;
  */
 export class FleetServiceImpl implements Partial<ServiceImpl<typeof FleetService>> {
   readonly connect: ServiceImpl<typeof FleetService>["connect"] | undefined;
+  /** Connect for gRPC clients on the raw HTTP/2 path (see fleetRoutes). */
+  readonly grpcConnect: GrpcStreamHandler<ConnectRequest, ConnectResponse> | undefined;
 
   constructor(
     private readonly tokens: TokenStore,
     private readonly parts?: AgentParts,
   ) {
-    this.connect = parts ? connectHandler({ tokens, store: parts.store, hub: parts.hub, settings: parts.settings, log: parts.log }) : undefined;
+    const deps = parts && { tokens, store: parts.store, hub: parts.hub, settings: parts.settings, log: parts.log };
+    this.connect = deps && connectHandler(deps);
+    this.grpcConnect = deps && grpcConnectHandler(deps);
   }
 
   private get agents(): AgentParts {
@@ -384,6 +389,10 @@ function notFound(agentId: string): ConnectError {
   return new ConnectError(`agent ${agentId} not found`, Code.NotFound);
 }
 
+/** FleetService on the router; on a server, Connect's gRPC streams (agents) are served straight on node:http2 (connect.ts). */
 export function fleetRoutes(impl: FleetServiceImpl) {
-  return (router: ConnectRouter) => router.service(FleetService, impl);
+  return (router: ConnectRouter) => {
+    router.service(FleetService, impl);
+    if (impl.grpcConnect) serveGrpcStream(router, FleetService.method.connect, impl.grpcConnect);
+  };
 }
