@@ -16,39 +16,42 @@ import { killGroup } from "./process_runner.ts";
 import { startAgent, within, type AgentProcess } from "./testing/agent_process.ts";
 import { eventually, FakeFleet, type FakeStream } from "./testing/fake_fleet.ts";
 
-describe("agent restart recovery (drover-agent killed with SIGKILL, then started again)", () => {
-  let fleet: FakeFleet;
+// The tests run side by side, each with a FakeFleet of its own: most of a
+// test is waiting for agent processes to start.
+describe("agent restart recovery (drover-agent killed with SIGKILL, then started again)", { concurrency: true }, () => {
+  const fleets: FakeFleet[] = [];
   let root: string;
   const agents: AgentProcess[] = [];
   const pids: number[] = [];
   let n = 0;
 
   before(async () => {
-    fleet = await FakeFleet.start();
     root = await mkdtemp(join(tmpdir(), "drover-agent-recovery-"));
   });
   after(async () => {
     for (const a of agents) a.child.kill("SIGKILL");
     for (const pid of pids) killGroup(pid, "SIGKILL");
-    await fleet.close();
+    await Promise.all(fleets.map((f) => f.close()));
     await rm(root, { recursive: true, force: true });
   });
 
-  /** A fresh state directory and an agent on it, welcomed. */
-  async function firstAgent(): Promise<{ stateDir: string; stream: FakeStream; agent: AgentProcess }> {
+  /** A fresh FakeFleet, a fresh state directory and an agent on it, welcomed. */
+  async function firstAgent(): Promise<{ fleet: FakeFleet; stateDir: string; stream: FakeStream; agent: AgentProcess }> {
     n += 1;
     const stateDir = join(root, `agent-${n}`);
+    const fleet = await FakeFleet.start();
+    fleets.push(fleet);
     const agent = startAgent(["--server", fleet.url, "--token", "X", "--state-dir", stateDir]);
     agents.push(agent);
     const stream = await fleet.nextStream(15_000);
     await stream.next("hello");
     stream.welcome({ agentId: `agent-r${n}`, agentCredential: `credential-r${n}`, heartbeatIntervalMs: 200 });
     await eventually("the stored credential", () => (agent.stdout().includes("stored the agent's credential") ? true : undefined), 15_000);
-    return { stateDir, stream, agent };
+    return { fleet, stateDir, stream, agent };
   }
 
   /** kill -9, then the same agent again; resolves with its new stream's Hello (not yet welcomed). */
-  async function restart(stateDir: string, agent: AgentProcess, beforeStart?: () => Promise<void>) {
+  async function restart(fleet: FakeFleet, stateDir: string, agent: AgentProcess, beforeStart?: () => Promise<void>) {
     agent.child.kill("SIGKILL");
     await within(agent.exited, 5_000);
     await beforeStart?.();
@@ -64,7 +67,7 @@ describe("agent restart recovery (drover-agent killed with SIGKILL, then started
   }
 
   it("re-attaches to a command still running, runs the rest once, and reports SUCCEEDED with the next sequence numbers", async () => {
-    const { stateDir, stream, agent } = await firstAgent();
+    const { fleet, stateDir, stream, agent } = await firstAgent();
     const marker = join(root, "ran-once-1");
     const ids = { attemptId: "attempt-r1", jobId: "job-r1" };
     const dir = bundleDir(stateDir, ids);
@@ -76,7 +79,7 @@ describe("agent restart recovery (drover-agent killed with SIGKILL, then started
     const shim = Number((await readManifest(dir))?.commands[0]?.handle?.id);
     pids.push(shim);
 
-    const { stream: second, hello } = await restart(stateDir, agent);
+    const { stream: second, hello } = await restart(fleet, stateDir, agent);
     assert.deepEqual(
       hello.running.map((r) => [r.attemptId, AttemptState[r.state]]),
       [["attempt-r1", "RUNNING"]],
@@ -111,12 +114,12 @@ describe("agent restart recovery (drover-agent killed with SIGKILL, then started
   });
 
   it("reads how a command ended while the agent was down, then runs the next command", async () => {
-    const { stateDir, stream, agent } = await firstAgent();
+    const { fleet, stateDir, stream, agent } = await firstAgent();
     const ids = { attemptId: "attempt-r2", jobId: "job-r2" };
     assign(stream, { ...ids, exec: { commands: [{ argv: ["sleep", "0.3"] }, { argv: ["echo", "after"] }] } });
     await eventually("RUNNING", () => stream.all("jobEvent").find((e) => e.state === AttemptState.RUNNING));
     const dir = bundleDir(stateDir, ids);
-    const { stream: second } = await restart(stateDir, agent, async () => {
+    const { stream: second } = await restart(fleet, stateDir, agent, async () => {
       await waitFor(async () => (existsSync(join(dir, "cmd-000.status")) ? true : undefined));
     });
     second.welcome({ heartbeatIntervalMs: 200 });
@@ -126,14 +129,14 @@ describe("agent restart recovery (drover-agent killed with SIGKILL, then started
   });
 
   it("reports an attempt lost when its command died with the agent and left no exit status", async () => {
-    const { stateDir, stream, agent } = await firstAgent();
+    const { fleet, stateDir, stream, agent } = await firstAgent();
     const ids = { attemptId: "attempt-r3", jobId: "job-r3" };
     assign(stream, { ...ids, exec: { commands: [{ argv: ["sleep", "30"] }] } });
     await eventually("RUNNING", () => stream.all("jobEvent").find((e) => e.state === AttemptState.RUNNING));
     const dir = bundleDir(stateDir, ids);
     const shim = Number((await readManifest(dir))?.commands[0]?.handle?.id);
     pids.push(shim);
-    const { stream: second } = await restart(stateDir, agent, async () => {
+    const { stream: second } = await restart(fleet, stateDir, agent, async () => {
       // The whole group, shim included, as an OOM kill or a reboot would.
       killGroup(shim, "SIGKILL");
       await waitFor(async () => (existsSync(`/proc/${shim}`) ? undefined : true));
@@ -144,13 +147,13 @@ describe("agent restart recovery (drover-agent killed with SIGKILL, then started
   });
 
   it("sends the final event again after a restart when Fleet never confirmed it", async () => {
-    const { stateDir, stream, agent } = await firstAgent();
+    const { fleet, stateDir, stream, agent } = await firstAgent();
     const ids = { attemptId: "attempt-r4", jobId: "job-r4" };
     assign(stream, { ...ids, exec: { commands: [{ argv: ["echo", "hi"] }] } });
     const first = await eventually("SUCCEEDED", () => stream.all("jobEvent").find((e) => e.state === AttemptState.SUCCEEDED));
     const dir = bundleDir(stateDir, ids);
     await waitFor(async () => ((await readManifest(dir))?.closed ? true : undefined));
-    const { stream: second, hello } = await restart(stateDir, agent);
+    const { stream: second, hello } = await restart(fleet, stateDir, agent);
     assert.deepEqual(hello.running, [], "an ended attempt is not running");
     second.welcome({ heartbeatIntervalMs: 200 });
     const again = await eventually("SUCCEEDED again", () => second.all("jobEvent").find((e) => e.state === AttemptState.SUCCEEDED));

@@ -382,14 +382,15 @@ describe("service replicas on a real stream", () => {
   });
 });
 
-describe("service replicas across an agent restart (drover-agent killed with SIGKILL)", () => {
-  let fleet: FakeFleet;
+// The tests run side by side, each with a FakeFleet of its own: most of a
+// test is waiting for agent processes to start.
+describe("service replicas across an agent restart (drover-agent killed with SIGKILL)", { concurrency: true }, () => {
+  const fleets: FakeFleet[] = [];
   let root: string;
   const agents: AgentProcess[] = [];
   const stateDirs: string[] = [];
 
   before(async () => {
-    fleet = await FakeFleet.start();
     root = await mkdtemp(join(tmpdir(), "drover-service-recovery-"));
   });
   after(async () => {
@@ -399,14 +400,22 @@ describe("service replicas across an agent restart (drover-agent killed with SIG
       const m = await readManifest(bundleDir(dir, { attemptId: "svc", jobId: "job-svc" }));
       for (const c of m?.commands ?? []) if (c.handle) killGroup(Number(c.handle.id), "SIGKILL");
     }
-    await fleet.close();
+    await Promise.all(fleets.map((f) => f.close()));
     await rm(root, { recursive: true, force: true });
   });
 
-  /** A fresh agent welcomed, with a service whose stdout says its PORT, HEALTHY. */
-  async function agentWithService(name: string): Promise<{ stateDir: string; agent: AgentProcess; stream: FakeStream; port: number; shim: number }> {
+  /** A FakeFleet of the test's own. */
+  async function newFleet(): Promise<FakeFleet> {
+    const fleet = await FakeFleet.start();
+    fleets.push(fleet);
+    return fleet;
+  }
+
+  /** A fresh agent welcomed by a fresh FakeFleet, with a service whose stdout says its PORT, HEALTHY. */
+  async function agentWithService(name: string): Promise<{ fleet: FakeFleet; stateDir: string; agent: AgentProcess; stream: FakeStream; port: number; shim: number }> {
     const stateDir = join(root, name);
     stateDirs.push(stateDir);
+    const fleet = await newFleet();
     const agent = startAgent(["--server", fleet.url, "--token", "X", "--state-dir", stateDir]);
     agents.push(agent);
     const stream = await fleet.nextStream(15_000);
@@ -419,10 +428,10 @@ describe("service replicas across an agent restart (drover-agent killed with SIG
     });
     const healthy = await health(stream, "HEALTHY", (e) => e.health!.state === HEALTHY, 15_000);
     const m = await readManifest(bundleDir(stateDir, { attemptId: "svc", jobId: "job-svc" }));
-    return { stateDir, agent, stream, port: healthy.health!.port, shim: Number(m!.commands[0]!.handle!.id) };
+    return { fleet, stateDir, agent, stream, port: healthy.health!.port, shim: Number(m!.commands[0]!.handle!.id) };
   }
 
-  async function restartAgent(stateDir: string, agent: AgentProcess, whileDown?: () => Promise<void>): Promise<{ stream: FakeStream; agent: AgentProcess; running: string[] }> {
+  async function restartAgent(fleet: FakeFleet, stateDir: string, agent: AgentProcess, whileDown?: () => Promise<void>): Promise<{ stream: FakeStream; agent: AgentProcess; running: string[] }> {
     agent.child.kill("SIGKILL");
     await within(agent.exited, 5_000);
     await whileDown?.();
@@ -439,9 +448,9 @@ describe("service replicas across an agent restart (drover-agent killed with SIG
     waitUntil(async () => (await readFile(join(bundleDir(stateDir, { attemptId: "svc", jobId: "job-svc" }), `cmd-00${index}.stdout.log`), "utf8").catch(() => "")) || undefined);
 
   it("re-attaches to a service still running and keeps supervising it: killed later, it is restarted on the same port", async () => {
-    const { stateDir, agent, stream, port, shim } = await agentWithService("live");
+    const { fleet, stateDir, agent, stream, port, shim } = await agentWithService("live");
     const lastBefore = healthEvents(stream).at(-1)!;
-    const { stream: second, agent: again, running } = await restartAgent(stateDir, agent);
+    const { stream: second, agent: again, running } = await restartAgent(fleet, stateDir, agent);
     assert.deepEqual(running, ["svc:RUNNING"], "Hello lists the replica");
     const resent = await health(second, "the last health event again", () => true);
     assert.deepEqual([resent.eventId, resent.sequence, resent.health!.state], [lastBefore.eventId, lastBefore.sequence, HEALTHY], "the same event, so Fleet applies it once");
@@ -467,9 +476,9 @@ describe("service replicas across an agent restart (drover-agent killed with SIG
   });
 
   it("restarts a service that exited while the agent was down, reporting how its shim saw it end, on the same port", async () => {
-    const { stateDir, agent, port, shim } = await agentWithService("exited");
+    const { fleet, stateDir, agent, port, shim } = await agentWithService("exited");
     assert.equal(await outputOf(stateDir, 0), `${port}\n`);
-    const { stream: second, agent: again, running } = await restartAgent(stateDir, agent, async () => {
+    const { stream: second, agent: again, running } = await restartAgent(fleet, stateDir, agent, async () => {
       const service = Number(readFileSync(`/proc/${shim}/task/${shim}/children`, "utf8").trim().split(" ")[0]);
       process.kill(service, "SIGKILL");
       await waitUntil(async () => (existsSync(`/proc/${shim}`) ? undefined : true));
@@ -488,8 +497,8 @@ describe("service replicas across an agent restart (drover-agent killed with SIG
   });
 
   it("restarts a service whose whole process group died with the agent, though it left no exit status", async () => {
-    const { stateDir, agent, port, shim } = await agentWithService("gone");
-    const { stream: second, agent: again } = await restartAgent(stateDir, agent, async () => {
+    const { fleet, stateDir, agent, port, shim } = await agentWithService("gone");
+    const { stream: second, agent: again } = await restartAgent(fleet, stateDir, agent, async () => {
       killGroup(shim, "SIGKILL");
       await waitUntil(async () => (existsSync(`/proc/${shim}`) ? undefined : true));
     });
@@ -504,6 +513,7 @@ describe("service replicas across an agent restart (drover-agent killed with SIG
   it("restarts a service the agent was waiting to restart when it died, after the same delay, not a doubled one", async () => {
     const stateDir = join(root, "delay");
     stateDirs.push(stateDir);
+    const fleet = await newFleet();
     const agent = startAgent(["--server", fleet.url, "--token", "X", "--state-dir", stateDir]);
     agents.push(agent);
     const stream = await fleet.nextStream(15_000);
@@ -513,7 +523,7 @@ describe("service replicas across an agent restart (drover-agent killed with SIG
     assignService(stream, "svc", ["sh", "-c", "if [ -e ran ]; then exec sleep 30; fi; touch ran; exit 4"], { restart: { initialDelay: durationFromMs(1_000), maxDelay: durationFromMs(10_000) } });
     await eventually("the first run's end", () => stream.all("jobEvent").find((e) => e.command?.index === 0), 15_000);
     const killedAt = Date.now();
-    const { stream: second, agent: again, running } = await restartAgent(stateDir, agent);
+    const { stream: second, agent: again, running } = await restartAgent(fleet, stateDir, agent);
     assert.deepEqual(running, ["svc:RUNNING"]);
     await health(second, "the restart", (e) => e.health!.restarts === 1, 10_000);
     const m = await readManifest(bundleDir(stateDir, { attemptId: "svc", jobId: "job-svc" }));

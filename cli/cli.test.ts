@@ -1,10 +1,11 @@
 // The drover CLI as people run it: a child process against a real dev-mode
-// server, checking what it prints and how it exits.
+// server, checking what it prints and how it exits. The child runs the CLI's
+// code bundled once for this file (lib/testing/cli.ts); the first test runs
+// it through cli/bin.mjs and tsx, as it is installed.
 
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
@@ -14,43 +15,15 @@ import { AgentStatus, FleetService } from "../gen/ts/drover/fleet/v1/fleet_servi
 import { JobState, SchedulerService } from "../gen/ts/drover/scheduler/v1/scheduler_service_pb.ts";
 import { ROOT, removeDir, startAgent, startDev, tempDir, type AgentProcess, type DevProcess } from "../integration/harness.ts";
 import { bearer } from "../lib/clients.ts";
+import { bundleCli, cleanEnv, runCli, TSX_CLI, type BundledCli, type CliOutcome as Outcome } from "../lib/testing/cli.ts";
 import { eventually } from "../services/fleet/testing.ts";
 
 const run = promisify(execFile);
 
-/** How one `drover` invocation ended. */
-interface Outcome {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/**
- * The environment without any DROVER_* variable the developer may have set,
- * and with DROVER_CONFIG pointing at no file, so their `drover login` is not read either.
- */
-function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("DROVER_")));
-  return { ...env, NO_COLOR: "1", DROVER_CONFIG: join(tmpdir(), `drover-cli-test-${process.pid}-none`, "config.json"), ...extra };
-}
-
-/** Runs `drover ARGS`; with input, writes it to stdin and closes it. */
-async function drover(args: string[], env: NodeJS.ProcessEnv = cleanEnv(), input?: string): Promise<Outcome> {
-  try {
-    const pending = run(process.execPath, ["--import", "tsx", "cli/main.ts", ...args], { cwd: ROOT, env });
-    if (input !== undefined) pending.child.stdin!.end(input);
-    const { stdout, stderr } = await pending;
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
-
 describe("drover on PATH (cli/bin.mjs)", () => {
   test("answers --version without loading the CLI, with the same version the CLI itself reports, and runs real commands through tsx", async () => {
     const fast = await run(process.execPath, ["cli/bin.mjs", "--version"], { cwd: ROOT, env: cleanEnv() });
-    const full = await drover(["--version"]);
+    const full = await runCli(TSX_CLI, ["--version"]);
     assert.equal(full.code, 0);
     assert.equal(fast.stdout, full.stdout);
     assert.match(fast.stdout, /^\d+\.\d+\.\d+\n$/);
@@ -61,18 +34,41 @@ describe("drover on PATH (cli/bin.mjs)", () => {
 
 describe("drover CLI against dev mode", () => {
   let dev: DevProcess;
+  // The CLI's code bundled once (while dev mode starts), so that each of the
+  // many invocations below starts in a fraction of the time tsx takes (see
+  // lib/testing/cli.ts).
+  let cli: BundledCli;
+  /** Runs `drover ARGS`; with input, writes it to stdin and closes it. */
+  const drover = (args: string[], env: NodeJS.ProcessEnv = cleanEnv(), input?: string): Promise<Outcome> => cli.run(args, env, input);
   /** `drover --addr <dev> --token <admin> ARGS`. */
   const admin = (...args: string[]) => drover(["--addr", dev.grpcUrl, "--token", dev.adminToken, ...args]);
 
   before(async () => {
     // Fast heartbeats and sweeps, so the agent of the jobs tests below is online and placed on quickly.
-    dev = await startDev({
-      env: { DROVER_HEARTBEAT_INTERVAL_MS: "200", DROVER_SWEEP_INTERVAL_MS: "100", DROVER_SCHEDULER_SWEEP_MS: "100", DROVER_PRESENCE_REFRESH_MS: "200" },
-    });
+    // A stale agent gets no offers: the threshold is loose enough that a busy
+    // machine's late heartbeats do not make it flap, and a job that found no
+    // agent is auctioned again within a moment, not after the default 10 s.
+    const bundling = bundleCli();
+    try {
+      dev = await startDev({
+        prepared: true,
+        env: {
+          DROVER_HEARTBEAT_INTERVAL_MS: "200",
+          DROVER_STALE_AFTER_MS: "5000",
+          DROVER_SWEEP_INTERVAL_MS: "100",
+          DROVER_SCHEDULER_SWEEP_MS: "100",
+          DROVER_PRESENCE_REFRESH_MS: "200",
+          DROVER_WAIT_RETRY_MS: "300",
+        },
+      });
+    } finally {
+      cli = await bundling;
+    }
   });
   after(async () => {
     await dev?.stop();
     if (dev) removeDir(dev.dataDir);
+    cli?.remove();
   });
 
   test("tokens create, ls and revoke round-trip a token", async () => {

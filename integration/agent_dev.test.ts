@@ -50,7 +50,7 @@ describe("drover-agent against Fleet in dev mode", () => {
 
   /** Starts dev mode on the same data directory and port every time, so the agent can find it again. */
   async function startFleet(dataDir?: string): Promise<DevProcess> {
-    const started = await startDev({ dataDir, env: { ...FAST, DROVER_GRPC_PORT: String(port) } });
+    const started = await startDev({ dataDir, prepared: true, env: { ...FAST, DROVER_GRPC_PORT: String(port) } });
     admin = createClient(FleetService, createGrpcTransport({ baseUrl: started.grpcUrl, interceptors: [bearer(started.adminToken)] }));
     return started;
   }

@@ -94,7 +94,7 @@ describe("drover-agent in its own network namespace", { skip: unavailable ?? fal
     ip("-n", ns, "link", "set", nsVeth, "up");
     ip("-n", ns, "link", "set", "lo", "up");
 
-    dev = await startDev({ env: { ...FAST, DROVER_HOST: hostAddress } });
+    dev = await startDev({ prepared: true, env: { ...FAST, DROVER_HOST: hostAddress } });
     assert.match(dev.grpcUrl, new RegExp(`^http://${hostAddress.replaceAll(".", "\\.")}:\\d+`));
     admin = createClient(FleetService, createGrpcTransport({ baseUrl: dev.grpcUrl, interceptors: [bearer(dev.adminToken)] }));
   });

@@ -28,7 +28,7 @@ describe("an agent restarted after SIGKILL keeps its running attempt (dev mode)"
 
   before(async () => {
     // Offline only after 30 s: the restart below comes well before.
-    dev = await startDev({ env: { DROVER_HEARTBEAT_INTERVAL_MS: "200", DROVER_STALE_AFTER_MS: "10000", DROVER_OFFLINE_AFTER_MS: "30000" } });
+    dev = await startDev({ prepared: true, env: { DROVER_HEARTBEAT_INTERVAL_MS: "200", DROVER_STALE_AFTER_MS: "10000", DROVER_OFFLINE_AFTER_MS: "30000" } });
     dirs.push(dev.dataDir);
     const transport = createGrpcTransport({ baseUrl: dev.grpcUrl, interceptors: [bearer(dev.adminToken)] });
     fleet = createClient(FleetService, transport);

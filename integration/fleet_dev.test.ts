@@ -23,7 +23,7 @@ describe("Fleet in dev mode", () => {
   });
 
   it("serves an agent, ends its stream with UNAVAILABLE on SIGTERM, and knows it again after a restart", async () => {
-    dev = await startDev({ env: { DROVER_HEARTBEAT_INTERVAL_MS: "200" } });
+    dev = await startDev({ prepared: true, env: { DROVER_HEARTBEAT_INTERVAL_MS: "200" } });
     const admin = () => createClient(FleetService, createGrpcTransport({ baseUrl: dev!.grpcUrl, interceptors: [bearer(dev!.adminToken)] }));
     const { secret } = await admin().createAgentToken({ name: "dev", labels: { mode: "dev" } });
     const agent = await TestAgent.register(dev.grpcUrl, secret, { hostname: "laptop" });

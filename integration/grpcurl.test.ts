@@ -217,7 +217,7 @@ describe("the README's grpcurl and buf curl commands, against dev mode and a rea
   const examples = parseBlock(readmeBlock());
 
   before(async () => {
-    dev = await startDev({ env: { DROVER_HEARTBEAT_INTERVAL_MS: "200", DROVER_SCHEDULER_SWEEP_MS: "100" } });
+    dev = await startDev({ prepared: true, env: { DROVER_HEARTBEAT_INTERVAL_MS: "200", DROVER_SCHEDULER_SWEEP_MS: "100" } });
     dirs.push(dev.dataDir);
     const fleet = createClient(FleetService, createGrpcTransport({ baseUrl: dev.grpcUrl, interceptors: [bearer(dev.adminToken)] }));
     const { secret } = await fleet.createAgentToken({ name: "grpcurl" });

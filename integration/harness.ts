@@ -12,6 +12,8 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 
+import { preparedDataDir } from "../lib/testing/dev_data.ts";
+
 export { createTestDatabase } from "../lib/db/testing.ts";
 
 /** The repository root, where the processes run. */
@@ -119,9 +121,13 @@ export interface DevProcess extends DroverProcess {
   adminToken: string;
 }
 
-/** Starts dev mode on `dataDir` (a new temporary directory when omitted). */
-export async function startDev(opts: { dataDir?: string; env?: Record<string, string> } = {}): Promise<DevProcess> {
-  const dataDir = opts.dataDir ?? tempDir("drover-dev-");
+/**
+ * Starts dev mode on `dataDir`, or when omitted on a new temporary directory:
+ * an empty one, as a new user's, or with `prepared` one whose database is
+ * already created and migrated, which saves seconds (lib/testing/dev_data.ts).
+ */
+export async function startDev(opts: { dataDir?: string; prepared?: boolean; env?: Record<string, string> } = {}): Promise<DevProcess> {
+  const dataDir = opts.dataDir ?? (opts.prepared ? await preparedDataDir() : tempDir("drover-dev-"));
   const proc = await spawnDrover("services/dev/main.ts", ["--data-dir", dataDir], opts.env ?? {}, "drover dev mode ready", 60_000);
   const adminToken = readFileSync(join(dataDir, "admin-token"), "utf8").trim();
   return { ...proc, dataDir, adminToken };

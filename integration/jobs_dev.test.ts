@@ -43,22 +43,24 @@ describe("jobs on real agents in dev mode", () => {
   }
 
   before(async () => {
-    dev = await startDev({ env: FAST });
+    dev = await startDev({ prepared: true, env: FAST });
     dirs.push(dev.dataDir);
     const transport = createGrpcTransport({ baseUrl: dev.grpcUrl, interceptors: [bearer(dev.adminToken)] });
     fleet = createClient(FleetService, transport);
     scheduler = createClient(SchedulerService, transport);
     const { secret } = await fleet.createAgentToken({ name: "jobs" });
+    // Both agents start at once; ids and dirs keep the order of agents.
     for (const name of ["one", "two"]) {
       const dir = tempDir(`drover-agent-${name}-`);
       dirs.push(dir);
-      const a = startAgent(["--server", dev.grpcUrl, "--state-dir", dir, "--labels", `name=${name}`, "--token", secret], {
-        env: { DROVER_RECONNECT_MAX_MS: "200" },
-      });
-      agents.push(a);
-      const registered = await a.waitForLog((l) => l.msg === "registered; stored the agent's credential", 20_000);
-      ids.push(String(registered.agentId));
+      agents.push(
+        startAgent(["--server", dev.grpcUrl, "--state-dir", dir, "--labels", `name=${name}`, "--token", secret], {
+          env: { DROVER_RECONNECT_MAX_MS: "200" },
+        }),
+      );
     }
+    const registered = await Promise.all(agents.map((a) => a.waitForLog((l) => l.msg === "registered; stored the agent's credential", 20_000)));
+    ids.push(...registered.map((r) => String(r.agentId)));
     await eventually(async () => ((await fleet.listAgents({ status: AgentStatus.ONLINE })).agents.length === 2 ? true : undefined), 10_000, "two agents online");
   });
 

@@ -134,7 +134,7 @@ describe("the Go SDK", { skip: unavailable ?? false }, () => {
     // Awaited by the tests; this only keeps a failed build from being an unhandled rejection meanwhile.
     built.catch(() => {});
 
-    dev = await startDev();
+    dev = await startDev({ prepared: true });
     const fleet = createClient(FleetService, createGrpcTransport({ baseUrl: dev.grpcUrl, interceptors: [bearer(dev.adminToken)] }));
     const { secret } = await fleet.createAgentToken({ name: "sdk-go" });
     agentDir = tempDir("drover-agent-sdk-go-");

@@ -95,7 +95,7 @@ describe("the Python SDK", { skip: unavailable ?? false }, () => {
 
   before(async () => {
     work = tempDir("drover-sdk-python-");
-    dev = await startDev();
+    dev = await startDev({ prepared: true });
     const fleet = createClient(FleetService, createGrpcTransport({ baseUrl: dev.grpcUrl, interceptors: [bearer(dev.adminToken)] }));
     const { secret } = await fleet.createAgentToken({ name: "sdk-python" });
     agentDir = tempDir("drover-agent-sdk-python-");

@@ -48,7 +48,7 @@ describe("the TypeScript SDK against dev mode and a real agent", () => {
   before(async () => {
     // A fixed port, so that dev mode can come back where clients expect it.
     env = { ...FAST, DROVER_GRPC_PORT: String(await freePort()) };
-    dev = await startDev({ env });
+    dev = await startDev({ prepared: true, env });
     dirs.push(dev.dataDir);
     drover = createDroverClient({ addr: dev.grpcUrl, token: dev.adminToken });
     const { secret } = await drover.fleet.createAgentToken({ name: "sdk-ts" });

@@ -5,9 +5,7 @@
 // follow-up loop moves runs and chains along as the agent's events arrive.
 
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { rmSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { createClient } from "@connectrpc/connect";
@@ -18,6 +16,7 @@ import { JobState, RunState, SchedulerService, StageState } from "../gen/ts/drov
 import { bearer } from "../lib/clients.ts";
 import { readDevConfig } from "../lib/config.ts";
 import { createLogger } from "../lib/logger.ts";
+import { preparedDataDir } from "../lib/testing/dev_data.ts";
 import { startDev, type DevPlane } from "./dev/dev.ts";
 import { eventually, TestAgent } from "./fleet/testing.ts";
 
@@ -30,7 +29,8 @@ let stopped = false;
 const assigned: Assignment[] = [];
 
 before(async () => {
-  dir = mkdtempSync(join(tmpdir(), "drover-runs-"));
+  // Its database already created and migrated: these tests are not about a first start.
+  dir = await preparedDataDir("drover-runs-");
   const config = readDevConfig({
     DROVER_DATA_DIR: dir,
     DROVER_GRPC_PORT: "0",

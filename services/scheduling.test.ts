@@ -6,9 +6,7 @@
 
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { rmSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
 import { createClient, Code, ConnectError } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
@@ -21,6 +19,7 @@ import { AttemptState, JobSchema, JobState, SchedulerService, type Job } from ".
 import { bearer } from "../lib/clients.ts";
 import { readDevConfig } from "../lib/config.ts";
 import { createLogger } from "../lib/logger.ts";
+import { preparedDataDir } from "../lib/testing/dev_data.ts";
 import { startDev, type DevPlane } from "./dev/dev.ts";
 import { eventually, TestAgent } from "./fleet/testing.ts";
 
@@ -32,7 +31,8 @@ let fleet: ReturnType<typeof createClient<typeof FleetService>>;
 let token: string;
 
 before(async () => {
-  dir = mkdtempSync(join(tmpdir(), "drover-scheduling-"));
+  // Its database already created and migrated: these tests are not about a first start.
+  dir = await preparedDataDir("drover-scheduling-");
   const config = readDevConfig({
     DROVER_DATA_DIR: dir,
     DROVER_GRPC_PORT: "0",
@@ -298,6 +298,31 @@ describe("scheduling", () => {
     assert.equal(err.code, Code.InvalidArgument);
     assert.match(err.rawMessage, /spec\.exec\.allow_shell/);
     assert.equal((await scheduler.listJobs({ pageSize: 1000 })).jobs.length, before);
+  });
+
+  it("submits many jobs in one SubmitJobs call, in order, idempotent per key, all or none", async () => {
+    const agent = await BiddingAgent.start({ pool: "bulk" });
+    agents.push(agent);
+    const spec = { exec, constraints: { labels: { pool: "bulk" } } };
+    const key = `bulk-${randomUUID()}`;
+    const refused = async (jobs: { spec?: object; idempotencyKey?: string }[], message: RegExp) => {
+      const before = (await scheduler.listJobs({ pageSize: 1000 })).jobs.length;
+      const err = await scheduler.submitJobs({ jobs }).then(() => assert.fail("accepted"), (e) => ConnectError.from(e));
+      assert.equal(err.code, Code.InvalidArgument);
+      assert.match(err.rawMessage, message);
+      assert.equal((await scheduler.listJobs({ pageSize: 1000 })).jobs.length, before, "nothing stored");
+    };
+    // One bad job refuses the call, the good ones before it included: the policy check and the schema's.
+    await refused([{ spec, idempotencyKey: key }, { spec }, { spec: { exec: { ...exec, allowShell: true } } }], /^jobs\[2\]\.spec\.exec\.allow_shell: /);
+    await refused([{ spec, idempotencyKey: key }, {}], /jobs\[1\]\.spec/);
+
+    const { jobs } = await scheduler.submitJobs({ jobs: [{ spec, idempotencyKey: key }, { spec: { ...spec, name: "second" } }, { spec, idempotencyKey: key }] });
+    assert.deepEqual(jobs.map((j) => j.created), [true, true, false], "the key's first job is created once, in the same call");
+    assert.equal(jobs[2]!.job!.id, jobs[0]!.job!.id);
+    assert.equal(jobs[1]!.job!.spec?.name, "second", "answers in the request's order");
+    for (const id of [jobs[0]!.job!.id, jobs[1]!.job!.id]) await until(id, [JobState.SUCCEEDED], 15_000);
+    const again = await scheduler.submitJobs({ jobs: [{ spec, idempotencyKey: key }] });
+    assert.deepEqual([again.jobs[0]!.created, again.jobs[0]!.job!.id], [false, jobs[0]!.job!.id]);
   });
 
   it("refuses what no agent could run as asked, naming the field under SubmitJob, SubmitRun and CreateSchedule, and stores nothing", async () => {

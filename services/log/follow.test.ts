@@ -256,307 +256,334 @@ if (pgUrl && redisUrl) {
   });
 }
 
-for (const setup of setups) {
-  describe(`FollowLogs on ${setup.name}`, () => {
-    let s: Stack;
-    let database: Database;
-    let cleanup: () => Promise<void>;
-    let publisher: BusLivePublisher;
-    const follows: Follow[] = [];
-    const follow = (follower: LogFollower, init: MessageInitShape<typeof FollowLogsRequestSchema>) => {
-      const f = new Follow(follower, init);
-      follows.push(f);
-      return f;
-    };
-
-    before(async () => {
-      const opened = await setup.open();
-      database = opened.database;
-      cleanup = opened.cleanup;
-      await migrate(database.executor, "log");
-      const db = database.prismaFor("log");
-      const scheduler = new FakeScheduler();
-      const deploy = new FakeDeploy();
-      const clients = { scheduler: scheduler.client, deploy: deploy.client } as DroverClients;
-      const settings = { maxBytesPerAttempt: 1 << 30, retentionDays: 7, retentionIntervalMs: 600_000 };
-      const [pubBus, followBus, otherBus] = opened.buses;
-      publisher = new BusLivePublisher({ bus: pubBus, logger });
-      const writer = new Writer(scheduler, new Ingest({ db, clients, logger, settings, live: publisher }));
-      const silent = writer.sharing(new Ingest({ db, clients, logger, settings }));
-      const reader = new LogReader({ db, clients, logger });
-      const followerBus = flaky(followBus);
-      s = {
-        db,
-        scheduler,
-        deploy,
-        writer,
-        silent,
-        followerBus,
-        reader,
-        follower: new LogFollower({ db, bus: followerBus, clients, logger, reader }),
-        other: new LogFollower({ db, bus: otherBus, clients, logger, reader }),
+// The setups run side by side, and so do the tests of each: every test
+// builds its own stack (followers, publisher, writers, fakes) on the setup's
+// database and buses, so what it counts (taps, failing taps, calls to Deploy)
+// is its own. Most of a follow is waiting for the follower's timers.
+describe("FollowLogs", { concurrency: true }, () => {
+  for (const setup of setups) {
+    describe(`FollowLogs on ${setup.name}`, { concurrency: true }, () => {
+      let database: Database;
+      let buses: [Bus, Bus, Bus];
+      let cleanup: () => Promise<void>;
+      const publishers: BusLivePublisher[] = [];
+      const follows: Follow[] = [];
+      const follow = (follower: LogFollower, init: MessageInitShape<typeof FollowLogsRequestSchema>) => {
+        const f = new Follow(follower, init);
+        follows.push(f);
+        return f;
       };
-    });
 
-    after(async () => {
-      await Promise.all(follows.map((f) => f.stop()));
-      await publisher?.close();
-      await database?.close();
-      await cleanup?.();
-    });
+      before(async () => {
+        const opened = await setup.open();
+        database = opened.database;
+        buses = opened.buses;
+        cleanup = opened.cleanup;
+        await migrate(database.executor, "log");
+      });
 
-    it("sends stored output from the beginning, then live output, and ends when the attempt is complete", async () => {
-      const a = `attempt-${randomUUID()}`;
-      const owner = { jobId: `job-${randomUUID()}` };
-      await s.writer.write(a, owner, [[LogStream.STDOUT, "one\n"], [LogStream.STDERR, "two\n"]]);
-      const f = follow(s.follower, { attemptId: a });
-      await f.until("stored lines", (x) => x.lines.length === 2);
-      await s.writer.write(a, owner, [[LogStream.STDOUT, "three\nfo"]]);
-      await f.until("live lines", (x) => x.text.includes("fo"));
-      await s.writer.write(a, owner, [[LogStream.STDOUT, "ur\n"]], true);
-      await f.ends();
-      assert.deepEqual(f.text, ["one\n", "two\n", "three\n", "fo", "ur\n"]);
-      assert.deepEqual(f.lines.map((l) => l.partial), [false, false, false, true, false]);
-      assert.ok(f.lines.every((l) => l.attemptId === a && l.jobId === owner.jobId));
-    });
+      after(async () => {
+        await Promise.all(follows.map((f) => f.stop()));
+        await Promise.all(publishers.map((p) => p.close()));
+        await database?.close();
+        await cleanup?.();
+      });
 
-    it("sees output published through another replica's bus connection", async () => {
-      const a = `attempt-${randomUUID()}`;
-      const owner = { jobId: `job-${randomUUID()}` };
-      await s.writer.write(a, owner, [[LogStream.STDOUT, "before\n"]]);
-      const here = follow(s.follower, { attemptId: a, from: FollowFrom.END });
-      const there = follow(s.other, { attemptId: a, from: FollowFrom.END });
-      // FROM_END sends nothing stored; wait until both joined their live streams.
-      await here.until("joined", () => s.follower.tapCount > 0);
-      await there.until("joined", () => s.other.tapCount > 0);
-      await s.writer.write(a, owner, [[LogStream.STDOUT, "after\n"]], true);
-      await here.ends();
-      await there.ends();
-      assert.deepEqual(here.text, ["after\n"]);
-      assert.deepEqual(there.text, ["after\n"]);
-    });
-
-    it("shares one read of a live stream among every follow of it on a replica", async () => {
-      const job = `job-${randomUUID()}`;
-      const a = `attempt-${randomUUID()}`;
-      const before = s.other.tapCount;
-      // Known to the Scheduler, no output yet.
-      s.scheduler.attempts.set(a, { jobId: job });
-      const fs = [follow(s.other, { jobId: job }), follow(s.other, { jobId: job, from: FollowFrom.END }), follow(s.other, { attemptId: a })];
-      await fs[0]!.until("joined", () => s.other.tapCount === before + 1);
-      await s.writer.write(a, { jobId: job }, [[LogStream.STDOUT, "shared\n"]], true);
-      s.scheduler.endedJobs.set(job, Date.now());
-      for (const f of fs) {
-        await f.ends();
-        assert.deepEqual(f.text, ["shared\n"]);
+      /** A new stack on the shared database and buses. */
+      function stack(): Stack {
+        const db = database.prismaFor("log");
+        const scheduler = new FakeScheduler();
+        const deploy = new FakeDeploy();
+        const clients = { scheduler: scheduler.client, deploy: deploy.client } as DroverClients;
+        const settings = { maxBytesPerAttempt: 1 << 30, retentionDays: 7, retentionIntervalMs: 600_000 };
+        const [pubBus, followBus, otherBus] = buses;
+        const publisher = new BusLivePublisher({ bus: pubBus, logger });
+        publishers.push(publisher);
+        const writer = new Writer(scheduler, new Ingest({ db, clients, logger, settings, live: publisher }));
+        const silent = writer.sharing(new Ingest({ db, clients, logger, settings }));
+        const reader = new LogReader({ db, clients, logger });
+        const followerBus = flaky(followBus);
+        return {
+          db,
+          scheduler,
+          deploy,
+          writer,
+          silent,
+          followerBus,
+          reader,
+          follower: new LogFollower({ db, bus: followerBus, clients, logger, reader }),
+          other: new LogFollower({ db, bus: otherBus, clients, logger, reader }),
+        };
       }
-      assert.equal(s.other.tapCount, before);
-    });
 
-    it("starts from the last N lines with FOLLOW_FROM_TAIL", async () => {
-      const a = `attempt-${randomUUID()}`;
-      const owner = { jobId: `job-${randomUUID()}` };
-      await s.writer.write(a, owner, [[LogStream.STDOUT, "1\n2\n3\n4\n"]]);
-      const f = follow(s.follower, { attemptId: a, from: FollowFrom.TAIL, tailLines: 2 });
-      await f.until("the tail", (x) => x.lines.length === 2);
-      await s.writer.write(a, owner, [[LogStream.STDOUT, "5\n"]], true);
-      await f.ends();
-      assert.deepEqual(f.text, ["3\n", "4\n", "5\n"]);
-    });
-
-    it("returns a finished attempt's stored output and ends", async () => {
-      const a = `attempt-${randomUUID()}`;
-      await s.writer.write(a, { jobId: `job-${randomUUID()}` }, [[LogStream.SYSTEM, "done\n"]], true);
-      const f = follow(s.follower, { attemptId: a });
-      await f.ends();
-      assert.deepEqual(f.text, ["done\n"]);
-    });
-
-    it("ends at once, with nothing, for an attempt nobody has heard of", async () => {
-      const f = follow(s.follower, { attemptId: `attempt-${randomUUID()}` });
-      await f.ends();
-      assert.deepEqual(f.lines, []);
-    });
-
-    it("reads from storage what the live stream missed", async () => {
-      const a = `attempt-${randomUUID()}`;
-      const owner = { jobId: `job-${randomUUID()}` };
-      await s.writer.write(a, owner, [[LogStream.STDOUT, "a\n"]]);
-      const f = follow(s.follower, { attemptId: a, stream: Stream.STDOUT });
-      await f.until("stored", (x) => x.lines.length === 1);
-      // Stored, never published: the next live entry starts past what was sent.
-      await s.silent.write(a, owner, [[LogStream.STDOUT, "b\n"], [LogStream.STDOUT, "c\n"]]);
-      await s.writer.write(a, owner, [[LogStream.STDOUT, "d\n"]]);
-      await f.until("the gap and the live line", (x) => x.lines.length === 4);
-      await s.writer.write(a, owner, [], true);
-      await f.ends();
-      assert.deepEqual(f.text, ["a\n", "b\n", "c\n", "d\n"]);
-    });
-
-    it("polls storage while the bus fails, and goes back to the bus when it recovers", async () => {
-      const a = `attempt-${randomUUID()}`;
-      const owner = { jobId: `job-${randomUUID()}` };
-      s.followerBus.down = true;
-      try {
-        const f = follow(s.follower, { attemptId: a, filter: "line" });
-        await s.writer.write(a, owner, [[LogStream.STDOUT, "line 1\n"]]);
-        await f.until("a polled line", (x) => x.lines.length === 1);
-        await f.until("the bus counted as failing", () => s.follower.failingTaps > 0);
-        s.followerBus.down = false;
-        await f.until("the bus back", () => s.follower.failingTaps === 0);
-        await s.writer.write(a, owner, [[LogStream.STDOUT, "line 2\nskipped\n"]], true);
+      it("sends stored output from the beginning, then live output, and ends when the attempt is complete", async () => {
+        const s = stack();
+        const a = `attempt-${randomUUID()}`;
+        const owner = { jobId: `job-${randomUUID()}` };
+        await s.writer.write(a, owner, [[LogStream.STDOUT, "one\n"], [LogStream.STDERR, "two\n"]]);
+        const f = follow(s.follower, { attemptId: a });
+        await f.until("stored lines", (x) => x.lines.length === 2);
+        await s.writer.write(a, owner, [[LogStream.STDOUT, "three\nfo"]]);
+        await f.until("live lines", (x) => x.text.includes("fo"));
+        await s.writer.write(a, owner, [[LogStream.STDOUT, "ur\n"]], true);
         await f.ends();
-        assert.deepEqual(f.text, ["line 1\n", "line 2\n"]);
-      } finally {
-        s.followerBus.down = false;
-      }
+        assert.deepEqual(f.text, ["one\n", "two\n", "three\n", "fo", "ur\n"]);
+        assert.deepEqual(f.lines.map((l) => l.partial), [false, false, false, true, false]);
+        assert.ok(f.lines.every((l) => l.attemptId === a && l.jobId === owner.jobId));
+      });
+
+      it("sees output published through another replica's bus connection", async () => {
+        const s = stack();
+        const a = `attempt-${randomUUID()}`;
+        const owner = { jobId: `job-${randomUUID()}` };
+        await s.writer.write(a, owner, [[LogStream.STDOUT, "before\n"]]);
+        const here = follow(s.follower, { attemptId: a, from: FollowFrom.END });
+        const there = follow(s.other, { attemptId: a, from: FollowFrom.END });
+        // FROM_END sends nothing stored; wait until both joined their live streams.
+        await here.until("joined", () => s.follower.tapCount > 0);
+        await there.until("joined", () => s.other.tapCount > 0);
+        await s.writer.write(a, owner, [[LogStream.STDOUT, "after\n"]], true);
+        await here.ends();
+        await there.ends();
+        assert.deepEqual(here.text, ["after\n"]);
+        assert.deepEqual(there.text, ["after\n"]);
+      });
+
+      it("shares one read of a live stream among every follow of it on a replica", async () => {
+        const s = stack();
+        const job = `job-${randomUUID()}`;
+        const a = `attempt-${randomUUID()}`;
+        const before = s.other.tapCount;
+        // Known to the Scheduler, no output yet.
+        s.scheduler.attempts.set(a, { jobId: job });
+        const fs = [follow(s.other, { jobId: job }), follow(s.other, { jobId: job, from: FollowFrom.END }), follow(s.other, { attemptId: a })];
+        await fs[0]!.until("joined", () => s.other.tapCount === before + 1);
+        await s.writer.write(a, { jobId: job }, [[LogStream.STDOUT, "shared\n"]], true);
+        s.scheduler.endedJobs.set(job, Date.now());
+        for (const f of fs) {
+          await f.ends();
+          assert.deepEqual(f.text, ["shared\n"]);
+        }
+        assert.equal(s.other.tapCount, before);
+      });
+
+      it("starts from the last N lines with FOLLOW_FROM_TAIL", async () => {
+        const s = stack();
+        const a = `attempt-${randomUUID()}`;
+        const owner = { jobId: `job-${randomUUID()}` };
+        await s.writer.write(a, owner, [[LogStream.STDOUT, "1\n2\n3\n4\n"]]);
+        const f = follow(s.follower, { attemptId: a, from: FollowFrom.TAIL, tailLines: 2 });
+        await f.until("the tail", (x) => x.lines.length === 2);
+        await s.writer.write(a, owner, [[LogStream.STDOUT, "5\n"]], true);
+        await f.ends();
+        assert.deepEqual(f.text, ["3\n", "4\n", "5\n"]);
+      });
+
+      it("returns a finished attempt's stored output and ends", async () => {
+        const s = stack();
+        const a = `attempt-${randomUUID()}`;
+        await s.writer.write(a, { jobId: `job-${randomUUID()}` }, [[LogStream.SYSTEM, "done\n"]], true);
+        const f = follow(s.follower, { attemptId: a });
+        await f.ends();
+        assert.deepEqual(f.text, ["done\n"]);
+      });
+
+      it("ends at once, with nothing, for an attempt nobody has heard of", async () => {
+        const s = stack();
+        const f = follow(s.follower, { attemptId: `attempt-${randomUUID()}` });
+        await f.ends();
+        assert.deepEqual(f.lines, []);
+      });
+
+      it("reads from storage what the live stream missed", async () => {
+        const s = stack();
+        const a = `attempt-${randomUUID()}`;
+        const owner = { jobId: `job-${randomUUID()}` };
+        await s.writer.write(a, owner, [[LogStream.STDOUT, "a\n"]]);
+        const f = follow(s.follower, { attemptId: a, stream: Stream.STDOUT });
+        await f.until("stored", (x) => x.lines.length === 1);
+        // Stored, never published: the next live entry starts past what was sent.
+        await s.silent.write(a, owner, [[LogStream.STDOUT, "b\n"], [LogStream.STDOUT, "c\n"]]);
+        await s.writer.write(a, owner, [[LogStream.STDOUT, "d\n"]]);
+        await f.until("the gap and the live line", (x) => x.lines.length === 4);
+        await s.writer.write(a, owner, [], true);
+        await f.ends();
+        assert.deepEqual(f.text, ["a\n", "b\n", "c\n", "d\n"]);
+      });
+
+      it("polls storage while the bus fails, and goes back to the bus when it recovers", async () => {
+        const s = stack();
+        const a = `attempt-${randomUUID()}`;
+        const owner = { jobId: `job-${randomUUID()}` };
+        s.followerBus.down = true;
+        try {
+          const f = follow(s.follower, { attemptId: a, filter: "line" });
+          await s.writer.write(a, owner, [[LogStream.STDOUT, "line 1\n"]]);
+          await f.until("a polled line", (x) => x.lines.length === 1);
+          await f.until("the bus counted as failing", () => s.follower.failingTaps > 0);
+          s.followerBus.down = false;
+          await f.until("the bus back", () => s.follower.failingTaps === 0);
+          await s.writer.write(a, owner, [[LogStream.STDOUT, "line 2\nskipped\n"]], true);
+          await f.ends();
+          assert.deepEqual(f.text, ["line 1\n", "line 2\n"]);
+        } finally {
+          s.followerBus.down = false;
+        }
+      });
+
+      it("follows every attempt of a job, naming each line's source, until the job ends", async () => {
+        const s = stack();
+        const job = `job-${randomUUID()}`;
+        const first = `attempt-1-${randomUUID()}`;
+        const retry = `attempt-2-${randomUUID()}`;
+        await s.writer.write(first, { jobId: job }, [[LogStream.STDOUT, "try 1\n"]]);
+        const f = follow(s.follower, { jobId: job });
+        await f.until("the first attempt", (x) => x.lines.length === 1);
+        await s.writer.write(first, { jobId: job }, [[LogStream.STDERR, "failed\n"]], true);
+        await s.writer.write(retry, { jobId: job }, [[LogStream.STDOUT, "try 2\n"]]);
+        await f.until("the retry", (x) => x.lines.length === 3);
+        // Both attempts complete, the job still running: the follow goes on.
+        await s.writer.write(retry, { jobId: job }, [], true);
+        assert.equal(f.ended, false);
+        s.scheduler.endedJobs.set(job, Date.now());
+        await f.ends();
+        assert.deepEqual(f.lines.map((l) => [l.attemptId, dec(l.data)]), [
+          [first, "try 1\n"],
+          [first, "failed\n"],
+          [retry, "try 2\n"],
+        ]);
+      });
+
+      it("follows a run's stages and ends when the run ended, even with an attempt lost long ago", async () => {
+        const s = stack();
+        const run = `run-${randomUUID()}`;
+        const build = `attempt-${randomUUID()}`;
+        const lost = `attempt-${randomUUID()}`;
+        const f = follow(s.follower, { runId: run });
+        await f.until("joined", () => s.follower.tapCount > 0);
+        await s.writer.write(build, { jobId: `job-${randomUUID()}`, runId: run, stageName: "build" }, [[LogStream.STDOUT, "built\n"]], true);
+        await s.writer.write(lost, { jobId: `job-${randomUUID()}`, runId: run, stageName: "test" }, [[LogStream.STDOUT, "testing\n"]]);
+        await f.until("both stages", (x) => x.lines.length === 2);
+        s.scheduler.endedRuns.set(run, Date.now() - LOST_GRACE_MS - 1000);
+        await f.ends();
+        assert.deepEqual(f.lines.map((l) => [l.stageName, dec(l.data)]).sort(), [["build", "built\n"], ["test", "testing\n"]]);
+      });
+
+      it("follows a deployment's replicas merged by time, picks up the replica a rollout starts, and ends only once the deployment is deleted", async () => {
+        const s = stack();
+        const name = `web-${randomUUID().slice(0, 8)}`;
+        const [jobA, jobB, jobC] = [`job-a-${randomUUID()}`, `job-b-${randomUUID()}`, `job-c-${randomUUID()}`];
+        const [a, b, c] = [`attempt-a-${randomUUID()}`, `attempt-b-${randomUUID()}`, `attempt-c-${randomUUID()}`];
+        const rA = { id: randomUUID(), slot: "0", revision: 1, jobId: jobA };
+        const rB = { id: randomUUID(), slot: "1", revision: 1, jobId: jobB };
+        s.deploy.deployments.set(name, [rA, rB]);
+        const t = Date.now() - 10_000;
+        await s.writer.write(a, { jobId: jobA }, [[LogStream.STDOUT, "a one\n", t], [LogStream.STDOUT, "a three\n", t + 2]]);
+        await s.writer.write(b, { jobId: jobB }, [[LogStream.STDOUT, "b two\n", t + 1]]);
+        const f = follow(s.follower, { deployment: name });
+        await f.until("the stored lines", (x) => x.lines.length === 3);
+        // Stored output of replicas side by side comes merged by time, each line naming its replica.
+        assert.deepEqual(f.lines.map((l) => [dec(l.data), l.replicaSlot, l.replicaId, l.revision]), [
+          ["a one\n", "0", rA.id, 1],
+          ["b two\n", "1", rB.id, 1],
+          ["a three\n", "0", rA.id, 1],
+        ]);
+        await s.writer.write(b, { jobId: jobB }, [[LogStream.STDOUT, "b live\n"]]);
+        await f.until("a live line", (x) => x.text.includes("b live\n"));
+
+        // A rollout starts revision 2 in slot 0; it writes before the follow has heard of it.
+        const rC = { id: randomUUID(), slot: "0", revision: 2, jobId: jobC };
+        await s.writer.write(c, { jobId: jobC }, [[LogStream.STDOUT, "c ready\n"]]);
+        s.deploy.deployments.set(name, [rA, rB, rC]);
+        await f.until("the new replica's stored line", (x) => x.text.includes("c ready\n"));
+        await s.writer.write(c, { jobId: jobC }, [[LogStream.STDOUT, "c serving\n"]]);
+        await f.until("the new replica's live line", (x) => x.text.includes("c serving\n"));
+        const fromC = f.lines.filter((l) => l.jobId === jobC);
+        assert.deepEqual(fromC.map((l) => [dec(l.data), l.replicaSlot, l.replicaId, l.revision]), [
+          ["c ready\n", "0", rC.id, 2],
+          ["c serving\n", "0", rC.id, 2],
+        ]);
+
+        // The old replicas stop and their output is complete: a service's follow goes on.
+        await s.writer.write(a, { jobId: jobA }, [], true);
+        await s.writer.write(b, { jobId: jobB }, [], true);
+        s.deploy.deployments.set(name, [rC]);
+        const asked = s.deploy.calls;
+        await f.until("Deploy asked twice more", () => s.deploy.calls >= asked + 2);
+        assert.equal(f.ended, false);
+        await s.writer.write(c, { jobId: jobC }, [[LogStream.STDERR, "c stopping\n"]], true);
+        await f.until("the last line", (x) => x.text.includes("c stopping\n"));
+        assert.equal(f.ended, false);
+
+        // Deleted: the follow ends.
+        s.deploy.deployments.delete(name);
+        await f.ends();
+        assert.equal(f.lines.length, new Set(f.lines.map((l) => `${l.attemptId} ${l.stream} ${l.offset}`)).size, "no line twice");
+      });
+
+      it("starts a deployment's follow from each replica's last lines, merged by time, and narrows to a slot", async () => {
+        const s = stack();
+        const name = `api-${randomUUID().slice(0, 8)}`;
+        const [jobA, jobB] = [`job-a-${randomUUID()}`, `job-b-${randomUUID()}`];
+        const [a, b] = [`attempt-a-${randomUUID()}`, `attempt-b-${randomUUID()}`];
+        s.deploy.deployments.set(name, [
+          { id: randomUUID(), slot: "0", revision: 5, jobId: jobA },
+          { id: randomUUID(), slot: "1", revision: 5, jobId: jobB },
+        ]);
+        const t = Date.now() - 10_000;
+        await s.writer.write(a, { jobId: jobA }, [[LogStream.STDOUT, "a0\n", t], [LogStream.STDOUT, "a2\n", t + 2], [LogStream.STDOUT, "a4\n", t + 4]]);
+        await s.writer.write(b, { jobId: jobB }, [[LogStream.STDOUT, "b1\n", t + 1], [LogStream.STDOUT, "b3\n", t + 3]]);
+        const tail = follow(s.follower, { deployment: name, from: FollowFrom.TAIL, tailLines: 2 });
+        const one = follow(s.follower, { deployment: name, replica: "1" });
+        await tail.until("the tails", (x) => x.lines.length === 4);
+        assert.deepEqual(tail.text, ["b1\n", "a2\n", "b3\n", "a4\n"]);
+        await one.until("slot 1's lines", (x) => x.lines.length === 2);
+        await s.writer.write(a, { jobId: jobA }, [[LogStream.STDOUT, "a5\n"]]);
+        await s.writer.write(b, { jobId: jobB }, [[LogStream.STDOUT, "b6\n"]]);
+        await one.until("slot 1's live line", (x) => x.lines.length === 3);
+        await tail.until("both live lines", (x) => x.lines.length === 6);
+        assert.deepEqual(one.text, ["b1\n", "b3\n", "b6\n"]);
+        await tail.stop();
+        await one.stop();
+      });
+
+      it("fails a follow of an unknown deployment, or replica, with NOT_FOUND naming it", async () => {
+        const s = stack();
+        const unknown = follow(s.follower, { deployment: "no-such-service" });
+        await unknown.until("the end", (x) => x.ended);
+        assert.ok(unknown.error instanceof ConnectError);
+        assert.equal(unknown.error.code, Code.NotFound);
+        assert.match(unknown.error.message, /no-such-service/);
+        s.deploy.deployments.set("one-replica", [{ id: randomUUID(), slot: "0", revision: 1, jobId: `job-${randomUUID()}` }]);
+        const replica = follow(s.follower, { deployment: "one-replica", replica: "3" });
+        await replica.until("the end", (x) => x.ended);
+        assert.equal((replica.error as ConnectError).code, Code.NotFound);
+        assert.match((replica.error as ConnectError).message, /"3"/);
+      });
+
+      it("serves ReadLogs and FollowLogs over Connect", async () => {
+        const s = stack();
+        const a = `attempt-${randomUUID()}`;
+        await s.writer.write(a, { jobId: `job-${randomUUID()}` }, [[LogStream.STDOUT, "over the wire\n"]], true);
+        const impl = new LogServiceImpl({ ingest: s.writer.ingest, reader: s.reader, follower: s.follower });
+        const client = createClient(LogService, createRouterTransport(logRoutes(impl)));
+        const read = await client.readLogs({ attemptId: a });
+        assert.deepEqual(read.lines.map((l) => dec(l.data)), ["over the wire\n"]);
+        const followed: string[] = [];
+        for await (const res of client.followLogs({ attemptId: a })) followed.push(...res.lines.map((l) => dec(l.data)));
+        assert.deepEqual(followed, ["over the wire\n"]);
+      });
+
+      it("stops when the client goes away and frees its live streams", async () => {
+        const s = stack();
+        const a = `attempt-${randomUUID()}`;
+        await s.writer.write(a, { jobId: `job-${randomUUID()}` }, [[LogStream.STDOUT, "x\n"]]);
+        const f = follow(s.other, { attemptId: a });
+        await f.until("the line", (x) => x.lines.length === 1);
+        await f.stop();
+        assert.equal(f.ended, true);
+        assert.equal(s.other.tapCount, 0);
+      });
     });
-
-    it("follows every attempt of a job, naming each line's source, until the job ends", async () => {
-      const job = `job-${randomUUID()}`;
-      const first = `attempt-1-${randomUUID()}`;
-      const retry = `attempt-2-${randomUUID()}`;
-      await s.writer.write(first, { jobId: job }, [[LogStream.STDOUT, "try 1\n"]]);
-      const f = follow(s.follower, { jobId: job });
-      await f.until("the first attempt", (x) => x.lines.length === 1);
-      await s.writer.write(first, { jobId: job }, [[LogStream.STDERR, "failed\n"]], true);
-      await s.writer.write(retry, { jobId: job }, [[LogStream.STDOUT, "try 2\n"]]);
-      await f.until("the retry", (x) => x.lines.length === 3);
-      // Both attempts complete, the job still running: the follow goes on.
-      await s.writer.write(retry, { jobId: job }, [], true);
-      assert.equal(f.ended, false);
-      s.scheduler.endedJobs.set(job, Date.now());
-      await f.ends();
-      assert.deepEqual(f.lines.map((l) => [l.attemptId, dec(l.data)]), [
-        [first, "try 1\n"],
-        [first, "failed\n"],
-        [retry, "try 2\n"],
-      ]);
-    });
-
-    it("follows a run's stages and ends when the run ended, even with an attempt lost long ago", async () => {
-      const run = `run-${randomUUID()}`;
-      const build = `attempt-${randomUUID()}`;
-      const lost = `attempt-${randomUUID()}`;
-      const f = follow(s.follower, { runId: run });
-      await f.until("joined", () => s.follower.tapCount > 0);
-      await s.writer.write(build, { jobId: `job-${randomUUID()}`, runId: run, stageName: "build" }, [[LogStream.STDOUT, "built\n"]], true);
-      await s.writer.write(lost, { jobId: `job-${randomUUID()}`, runId: run, stageName: "test" }, [[LogStream.STDOUT, "testing\n"]]);
-      await f.until("both stages", (x) => x.lines.length === 2);
-      s.scheduler.endedRuns.set(run, Date.now() - LOST_GRACE_MS - 1000);
-      await f.ends();
-      assert.deepEqual(f.lines.map((l) => [l.stageName, dec(l.data)]).sort(), [["build", "built\n"], ["test", "testing\n"]]);
-    });
-
-    it("follows a deployment's replicas merged by time, picks up the replica a rollout starts, and ends only once the deployment is deleted", async () => {
-      const name = `web-${randomUUID().slice(0, 8)}`;
-      const [jobA, jobB, jobC] = [`job-a-${randomUUID()}`, `job-b-${randomUUID()}`, `job-c-${randomUUID()}`];
-      const [a, b, c] = [`attempt-a-${randomUUID()}`, `attempt-b-${randomUUID()}`, `attempt-c-${randomUUID()}`];
-      const rA = { id: randomUUID(), slot: "0", revision: 1, jobId: jobA };
-      const rB = { id: randomUUID(), slot: "1", revision: 1, jobId: jobB };
-      s.deploy.deployments.set(name, [rA, rB]);
-      const t = Date.now() - 10_000;
-      await s.writer.write(a, { jobId: jobA }, [[LogStream.STDOUT, "a one\n", t], [LogStream.STDOUT, "a three\n", t + 2]]);
-      await s.writer.write(b, { jobId: jobB }, [[LogStream.STDOUT, "b two\n", t + 1]]);
-      const f = follow(s.follower, { deployment: name });
-      await f.until("the stored lines", (x) => x.lines.length === 3);
-      // Stored output of replicas side by side comes merged by time, each line naming its replica.
-      assert.deepEqual(f.lines.map((l) => [dec(l.data), l.replicaSlot, l.replicaId, l.revision]), [
-        ["a one\n", "0", rA.id, 1],
-        ["b two\n", "1", rB.id, 1],
-        ["a three\n", "0", rA.id, 1],
-      ]);
-      await s.writer.write(b, { jobId: jobB }, [[LogStream.STDOUT, "b live\n"]]);
-      await f.until("a live line", (x) => x.text.includes("b live\n"));
-
-      // A rollout starts revision 2 in slot 0; it writes before the follow has heard of it.
-      const rC = { id: randomUUID(), slot: "0", revision: 2, jobId: jobC };
-      await s.writer.write(c, { jobId: jobC }, [[LogStream.STDOUT, "c ready\n"]]);
-      s.deploy.deployments.set(name, [rA, rB, rC]);
-      await f.until("the new replica's stored line", (x) => x.text.includes("c ready\n"));
-      await s.writer.write(c, { jobId: jobC }, [[LogStream.STDOUT, "c serving\n"]]);
-      await f.until("the new replica's live line", (x) => x.text.includes("c serving\n"));
-      const fromC = f.lines.filter((l) => l.jobId === jobC);
-      assert.deepEqual(fromC.map((l) => [dec(l.data), l.replicaSlot, l.replicaId, l.revision]), [
-        ["c ready\n", "0", rC.id, 2],
-        ["c serving\n", "0", rC.id, 2],
-      ]);
-
-      // The old replicas stop and their output is complete: a service's follow goes on.
-      await s.writer.write(a, { jobId: jobA }, [], true);
-      await s.writer.write(b, { jobId: jobB }, [], true);
-      s.deploy.deployments.set(name, [rC]);
-      const asked = s.deploy.calls;
-      await f.until("Deploy asked twice more", () => s.deploy.calls >= asked + 2);
-      assert.equal(f.ended, false);
-      await s.writer.write(c, { jobId: jobC }, [[LogStream.STDERR, "c stopping\n"]], true);
-      await f.until("the last line", (x) => x.text.includes("c stopping\n"));
-      assert.equal(f.ended, false);
-
-      // Deleted: the follow ends.
-      s.deploy.deployments.delete(name);
-      await f.ends();
-      assert.equal(f.lines.length, new Set(f.lines.map((l) => `${l.attemptId} ${l.stream} ${l.offset}`)).size, "no line twice");
-    });
-
-    it("starts a deployment's follow from each replica's last lines, merged by time, and narrows to a slot", async () => {
-      const name = `api-${randomUUID().slice(0, 8)}`;
-      const [jobA, jobB] = [`job-a-${randomUUID()}`, `job-b-${randomUUID()}`];
-      const [a, b] = [`attempt-a-${randomUUID()}`, `attempt-b-${randomUUID()}`];
-      s.deploy.deployments.set(name, [
-        { id: randomUUID(), slot: "0", revision: 5, jobId: jobA },
-        { id: randomUUID(), slot: "1", revision: 5, jobId: jobB },
-      ]);
-      const t = Date.now() - 10_000;
-      await s.writer.write(a, { jobId: jobA }, [[LogStream.STDOUT, "a0\n", t], [LogStream.STDOUT, "a2\n", t + 2], [LogStream.STDOUT, "a4\n", t + 4]]);
-      await s.writer.write(b, { jobId: jobB }, [[LogStream.STDOUT, "b1\n", t + 1], [LogStream.STDOUT, "b3\n", t + 3]]);
-      const tail = follow(s.follower, { deployment: name, from: FollowFrom.TAIL, tailLines: 2 });
-      const one = follow(s.follower, { deployment: name, replica: "1" });
-      await tail.until("the tails", (x) => x.lines.length === 4);
-      assert.deepEqual(tail.text, ["b1\n", "a2\n", "b3\n", "a4\n"]);
-      await one.until("slot 1's lines", (x) => x.lines.length === 2);
-      await s.writer.write(a, { jobId: jobA }, [[LogStream.STDOUT, "a5\n"]]);
-      await s.writer.write(b, { jobId: jobB }, [[LogStream.STDOUT, "b6\n"]]);
-      await one.until("slot 1's live line", (x) => x.lines.length === 3);
-      await tail.until("both live lines", (x) => x.lines.length === 6);
-      assert.deepEqual(one.text, ["b1\n", "b3\n", "b6\n"]);
-      await tail.stop();
-      await one.stop();
-    });
-
-    it("fails a follow of an unknown deployment, or replica, with NOT_FOUND naming it", async () => {
-      const unknown = follow(s.follower, { deployment: "no-such-service" });
-      await unknown.until("the end", (x) => x.ended);
-      assert.ok(unknown.error instanceof ConnectError);
-      assert.equal(unknown.error.code, Code.NotFound);
-      assert.match(unknown.error.message, /no-such-service/);
-      s.deploy.deployments.set("one-replica", [{ id: randomUUID(), slot: "0", revision: 1, jobId: `job-${randomUUID()}` }]);
-      const replica = follow(s.follower, { deployment: "one-replica", replica: "3" });
-      await replica.until("the end", (x) => x.ended);
-      assert.equal((replica.error as ConnectError).code, Code.NotFound);
-      assert.match((replica.error as ConnectError).message, /"3"/);
-    });
-
-    it("serves ReadLogs and FollowLogs over Connect", async () => {
-      const a = `attempt-${randomUUID()}`;
-      await s.writer.write(a, { jobId: `job-${randomUUID()}` }, [[LogStream.STDOUT, "over the wire\n"]], true);
-      const impl = new LogServiceImpl({ ingest: s.writer.ingest, reader: s.reader, follower: s.follower });
-      const client = createClient(LogService, createRouterTransport(logRoutes(impl)));
-      const read = await client.readLogs({ attemptId: a });
-      assert.deepEqual(read.lines.map((l) => dec(l.data)), ["over the wire\n"]);
-      const followed: string[] = [];
-      for await (const res of client.followLogs({ attemptId: a })) followed.push(...res.lines.map((l) => dec(l.data)));
-      assert.deepEqual(followed, ["over the wire\n"]);
-    });
-
-    it("stops when the client goes away and frees its live streams", async () => {
-      const a = `attempt-${randomUUID()}`;
-      await s.writer.write(a, { jobId: `job-${randomUUID()}` }, [[LogStream.STDOUT, "x\n"]]);
-      const f = follow(s.other, { attemptId: a });
-      await f.until("the line", (x) => x.lines.length === 1);
-      await f.stop();
-      assert.equal(f.ended, true);
-      assert.equal(s.other.tapCount, 0);
-    });
-  });
-}
+  }
+});

@@ -129,60 +129,115 @@ describe("schedules", () => {
     await testDb?.drop();
   });
 
-  it("fires a job every second, each with the schedule's id and its tick's idempotency key, within moments of the tick", async () => {
-    const { schedule } = await a.client.createSchedule({ spec: everySecond({ overlap: OverlapPolicy.ALLOW }) });
-    const id = schedule!.id;
-    assert.ok(schedule!.nextFireTime, "a next fire time from the start");
-    const jobs = await eventually(async () => {
-      const rows = await jobsOf(id);
-      return rows.length >= 2 ? rows : undefined;
-    }, 10_000, "two jobs");
-    await a.client.pauseSchedule({ id });
-    for (const job of jobs) {
-      assert.equal(job.scheduleId, id);
-      assert.match(job.key, new RegExp(`^schedule:${id}:\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d\\.000Z$`));
-    }
-    const ticks = jobs.map((j) => tickOf(j.key).getTime());
-    assert.equal(new Set(ticks).size, ticks.length, "one job per tick");
-    const lateness = jobs.map((j) => j.created.getTime() - tickOf(j.key).getTime());
-    // Tens of ms on a quiet machine; a busy two-core one gets slack (later than 1 s would count as missed).
-    assert.ok(lateness.every((ms) => ms >= 0 && ms < 1000), `created this late after their ticks (ms): ${lateness}`);
-    const { job } = await a.client.getJob({ id: jobs[0]!.id });
-    assert.equal(job?.scheduleId, id);
-    const got = (await a.client.getSchedule({ id })).schedule!;
-    assert.ok(got.fireCount >= 2n);
-    assert.equal(got.skipCount, 0n);
-    assert.ok(got.lastFireTime);
-    assert.ok(jobs.some((j) => j.id === got.lastJobId));
-  });
+  // Each of these waits for ticks a second apart, on a schedule of its own:
+  // they wait side by side.
+  describe("on a schedule firing every second", { concurrency: true }, () => {
+    it("fires a job every second, each with the schedule's id and its tick's idempotency key, within moments of the tick", async () => {
+      const { schedule } = await a.client.createSchedule({ spec: everySecond({ overlap: OverlapPolicy.ALLOW }) });
+      const id = schedule!.id;
+      assert.ok(schedule!.nextFireTime, "a next fire time from the start");
+      const jobs = await eventually(async () => {
+        const rows = await jobsOf(id);
+        return rows.length >= 2 ? rows : undefined;
+      }, 10_000, "two jobs");
+      await a.client.pauseSchedule({ id });
+      for (const job of jobs) {
+        assert.equal(job.scheduleId, id);
+        assert.match(job.key, new RegExp(`^schedule:${id}:\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d\\.000Z$`));
+      }
+      const ticks = jobs.map((j) => tickOf(j.key).getTime());
+      assert.equal(new Set(ticks).size, ticks.length, "one job per tick");
+      const lateness = jobs.map((j) => j.created.getTime() - tickOf(j.key).getTime());
+      // Tens of ms on a quiet machine; a busy two-core one gets slack (later than 1 s would count as missed).
+      assert.ok(lateness.every((ms) => ms >= 0 && ms < 1000), `created this late after their ticks (ms): ${lateness}`);
+      const { job } = await a.client.getJob({ id: jobs[0]!.id });
+      assert.equal(job?.scheduleId, id);
+      const got = (await a.client.getSchedule({ id })).schedule!;
+      assert.ok(got.fireCount >= 2n);
+      assert.equal(got.skipCount, 0n);
+      assert.ok(got.lastFireTime);
+      assert.ok(jobs.some((j) => j.id === got.lastJobId));
+    });
 
-  it("pauses (no next fire time, nothing fired), resumes from now without firing the ticks missed meanwhile, and deletes", async () => {
-    const { schedule } = await a.client.createSchedule({ spec: everySecond({ overlap: OverlapPolicy.ALLOW, missed: MissedPolicy.BACKFILL }) });
-    const id = schedule!.id;
-    await eventually(async () => ((await jobsOf(id)).length >= 1 ? true : undefined), 10_000, "a first job");
-    const paused = (await a.client.pauseSchedule({ id: schedule!.spec!.name })).schedule!;
-    assert.equal(paused.paused, true);
-    assert.equal(paused.nextFireTime, undefined);
-    assert.equal((await a.client.pauseSchedule({ id })).schedule!.paused, true, "pausing again is harmless");
-    const atPause = (await jobsOf(id)).length;
-    await new Promise((r) => setTimeout(r, 1100));
-    assert.equal((await jobsOf(id)).length, atPause, "nothing fired while paused");
-    const resumedAt = Date.now();
-    const resumed = (await a.client.resumeSchedule({ id })).schedule!;
-    assert.equal(resumed.paused, false);
-    assert.ok(resumed.nextFireTime && timestampDate(resumed.nextFireTime).getTime() > resumedAt - 1000, "next tick from now");
-    const after = await eventually(async () => {
-      const rows = await jobsOf(id);
-      return rows.length > atPause ? rows : undefined;
-    }, 10_000, "a job after resuming");
-    const newTicks = after.slice(atPause).map((j) => tickOf(j.key).getTime());
-    assert.ok(newTicks.every((t) => t >= resumedAt - 1000), "no tick from the paused time was fired (even with BACKFILL)");
-    await a.client.deleteSchedule({ id });
-    const err = await a.client.getSchedule({ id }).then(() => assert.fail("found"), (e) => ConnectError.from(e));
-    assert.equal(err.code, Code.NotFound);
-    const gone = await sql.executor.query(`SELECT 1 FROM scheduler.schedules WHERE id = $1::uuid`, [id]);
-    assert.equal(gone.length, 0, "no row left for a ticker to claim");
-    assert.equal((await a.client.deleteSchedule({ id }).catch((e) => ConnectError.from(e))) instanceof ConnectError, true, "deleting again is NOT_FOUND");
+    it("pauses (no next fire time, nothing fired), resumes from now without firing the ticks missed meanwhile, and deletes", async () => {
+      const { schedule } = await a.client.createSchedule({ spec: everySecond({ overlap: OverlapPolicy.ALLOW, missed: MissedPolicy.BACKFILL }) });
+      const id = schedule!.id;
+      await eventually(async () => ((await jobsOf(id)).length >= 1 ? true : undefined), 10_000, "a first job");
+      const paused = (await a.client.pauseSchedule({ id: schedule!.spec!.name })).schedule!;
+      assert.equal(paused.paused, true);
+      assert.equal(paused.nextFireTime, undefined);
+      assert.equal((await a.client.pauseSchedule({ id })).schedule!.paused, true, "pausing again is harmless");
+      const atPause = (await jobsOf(id)).length;
+      await new Promise((r) => setTimeout(r, 1100));
+      assert.equal((await jobsOf(id)).length, atPause, "nothing fired while paused");
+      const resumedAt = Date.now();
+      const resumed = (await a.client.resumeSchedule({ id })).schedule!;
+      assert.equal(resumed.paused, false);
+      assert.ok(resumed.nextFireTime && timestampDate(resumed.nextFireTime).getTime() > resumedAt - 1000, "next tick from now");
+      const after = await eventually(async () => {
+        const rows = await jobsOf(id);
+        return rows.length > atPause ? rows : undefined;
+      }, 10_000, "a job after resuming");
+      const newTicks = after.slice(atPause).map((j) => tickOf(j.key).getTime());
+      assert.ok(newTicks.every((t) => t >= resumedAt - 1000), "no tick from the paused time was fired (even with BACKFILL)");
+      await a.client.deleteSchedule({ id });
+      const err = await a.client.getSchedule({ id }).then(() => assert.fail("found"), (e) => ConnectError.from(e));
+      assert.equal(err.code, Code.NotFound);
+      const gone = await sql.executor.query(`SELECT 1 FROM scheduler.schedules WHERE id = $1::uuid`, [id]);
+      assert.equal(gone.length, 0, "no row left for a ticker to claim");
+      assert.equal((await a.client.deleteSchedule({ id }).catch((e) => ConnectError.from(e))) instanceof ConnectError, true, "deleting again is NOT_FOUND");
+    });
+
+    it("with overlap SKIP fires nothing while the previous job has not ended, and counts each skipped tick with the reason", async () => {
+      const { schedule } = await a.client.createSchedule({ spec: everySecond({ overlap: OverlapPolicy.SKIP }) });
+      const id = schedule!.id;
+      const got = await eventually(async () => {
+        const s = (await a.client.getSchedule({ id })).schedule!;
+        return s.skipCount >= 1n ? s : undefined;
+      }, 10_000, "a skipped tick");
+      await a.client.pauseSchedule({ id });
+      const jobs = await jobsOf(id);
+      assert.equal(jobs.length, 1, "only the first tick fired: no agent ever ends its job");
+      assert.equal(jobs[0]!.state, "pending");
+      assert.equal(got.fireCount, 1n);
+      assert.match(got.lastSkipReason, new RegExp(`job ${jobs[0]!.id} \\(pending\\) is still going \\(overlap policy SKIP\\)`));
+    });
+
+    it("with overlap CANCEL_PREVIOUS cancels the previous job, then fires", async () => {
+      const { schedule } = await a.client.createSchedule({ spec: everySecond({ overlap: OverlapPolicy.CANCEL_PREVIOUS }) });
+      const id = schedule!.id;
+      const jobs = await eventually(async () => {
+        const rows = await jobsOf(id);
+        return rows.length >= 2 ? rows : undefined;
+      }, 10_000, "two jobs");
+      await a.client.pauseSchedule({ id });
+      const [first, second] = jobs;
+      assert.equal(first!.state, "cancelled");
+      assert.match(first!.endReason!, /cancelled by schedule s\d+: tick .* replaces it \(overlap policy CANCEL_PREVIOUS\)/);
+      assert.ok(tickOf(second!.key) > tickOf(first!.key));
+      assert.equal((await a.client.getSchedule({ id })).schedule!.skipCount, 0n);
+    });
+
+    it("with a run template and overlap CANCEL_PREVIOUS cancels the previous run, still running, then fires the next", async () => {
+      const run = { stages: [{ name: "only", job: { exec } }] };
+      const { schedule } = await a.client.createSchedule({ spec: everySecond({ template: { case: "run", value: run }, overlap: OverlapPolicy.CANCEL_PREVIOUS }) });
+      const id = schedule!.id;
+      const runsOf = () => sql.executor.query<{ id: string; key: string; state: string; cancelled: boolean }>(
+        `SELECT id::text, idempotency_key AS key, state, cancel_requested_at IS NOT NULL AS cancelled FROM scheduler.runs WHERE schedule_id = $1::uuid ORDER BY idempotency_key`,
+        [id],
+      );
+      const runs = await eventually(async () => {
+        const rows = await runsOf();
+        return rows.length >= 2 ? rows : undefined;
+      }, 10_000, "two runs");
+      await a.client.pauseSchedule({ id });
+      assert.equal(runs[0]!.cancelled, true, "the first run was asked to stop");
+      assert.match(runs[0]!.key, new RegExp(`^schedule:${id}:`));
+      await eventually(async () => ((await runsOf())[0]!.state === "cancelled" ? true : undefined), 10_000, "the first run cancelled");
+      const got = (await a.client.getSchedule({ id })).schedule!;
+      assert.ok([runs[0]!.id, runs[1]!.id, ...(await runsOf()).map((r) => r.id)].includes(got.lastRunId));
+      assert.equal(got.lastJobId, "", "a run template fires no job of its own");
+    });
   });
 
   it("refuses a bad cron expression, an unknown time zone, a job with a run mode and an expression that never fires, naming the field, and stores nothing", async () => {
@@ -229,57 +284,6 @@ describe("schedules", () => {
     assert.ok(first.nextPageToken !== "" && second.nextPageToken === "");
     assert.ok([...first.schedules, ...second.schedules].every((s) => s.paused || s.nextFireTime), "every schedule not paused shows its next fire time");
     for (const id of made) await a.client.deleteSchedule({ id });
-  });
-
-  it("with overlap SKIP fires nothing while the previous job has not ended, and counts each skipped tick with the reason", async () => {
-    const { schedule } = await a.client.createSchedule({ spec: everySecond({ overlap: OverlapPolicy.SKIP }) });
-    const id = schedule!.id;
-    const got = await eventually(async () => {
-      const s = (await a.client.getSchedule({ id })).schedule!;
-      return s.skipCount >= 1n ? s : undefined;
-    }, 10_000, "a skipped tick");
-    await a.client.pauseSchedule({ id });
-    const jobs = await jobsOf(id);
-    assert.equal(jobs.length, 1, "only the first tick fired: no agent ever ends its job");
-    assert.equal(jobs[0]!.state, "pending");
-    assert.equal(got.fireCount, 1n);
-    assert.match(got.lastSkipReason, new RegExp(`job ${jobs[0]!.id} \\(pending\\) is still going \\(overlap policy SKIP\\)`));
-  });
-
-  it("with overlap CANCEL_PREVIOUS cancels the previous job, then fires", async () => {
-    const { schedule } = await a.client.createSchedule({ spec: everySecond({ overlap: OverlapPolicy.CANCEL_PREVIOUS }) });
-    const id = schedule!.id;
-    const jobs = await eventually(async () => {
-      const rows = await jobsOf(id);
-      return rows.length >= 2 ? rows : undefined;
-    }, 10_000, "two jobs");
-    await a.client.pauseSchedule({ id });
-    const [first, second] = jobs;
-    assert.equal(first!.state, "cancelled");
-    assert.match(first!.endReason!, /cancelled by schedule s\d+: tick .* replaces it \(overlap policy CANCEL_PREVIOUS\)/);
-    assert.ok(tickOf(second!.key) > tickOf(first!.key));
-    assert.equal((await a.client.getSchedule({ id })).schedule!.skipCount, 0n);
-  });
-
-  it("with a run template and overlap CANCEL_PREVIOUS cancels the previous run, still running, then fires the next", async () => {
-    const run = { stages: [{ name: "only", job: { exec } }] };
-    const { schedule } = await a.client.createSchedule({ spec: everySecond({ template: { case: "run", value: run }, overlap: OverlapPolicy.CANCEL_PREVIOUS }) });
-    const id = schedule!.id;
-    const runsOf = () => sql.executor.query<{ id: string; key: string; state: string; cancelled: boolean }>(
-      `SELECT id::text, idempotency_key AS key, state, cancel_requested_at IS NOT NULL AS cancelled FROM scheduler.runs WHERE schedule_id = $1::uuid ORDER BY idempotency_key`,
-      [id],
-    );
-    const runs = await eventually(async () => {
-      const rows = await runsOf();
-      return rows.length >= 2 ? rows : undefined;
-    }, 10_000, "two runs");
-    await a.client.pauseSchedule({ id });
-    assert.equal(runs[0]!.cancelled, true, "the first run was asked to stop");
-    assert.match(runs[0]!.key, new RegExp(`^schedule:${id}:`));
-    await eventually(async () => ((await runsOf())[0]!.state === "cancelled" ? true : undefined), 10_000, "the first run cancelled");
-    const got = (await a.client.getSchedule({ id })).schedule!;
-    assert.ok([runs[0]!.id, runs[1]!.id, ...(await runsOf()).map((r) => r.id)].includes(got.lastRunId));
-    assert.equal(got.lastJobId, "", "a run template fires no job of its own");
   });
 
   describe("after downtime (next_fire_at written days in the past, then found by the ticker)", () => {

@@ -4,9 +4,7 @@
 // stops with the plane.
 
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { rmSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { createClient, type Client } from "@connectrpc/connect";
@@ -15,6 +13,7 @@ import { JobState, OverlapPolicy, SchedulerService } from "../../gen/ts/drover/s
 import { bearer } from "../../lib/clients.ts";
 import { readDevConfig } from "../../lib/config.ts";
 import { createLogger } from "../../lib/logger.ts";
+import { preparedDataDir } from "../../lib/testing/dev_data.ts";
 import { startDev, type DevPlane } from "../dev/dev.ts";
 import { eventually } from "../fleet/testing.ts";
 
@@ -23,7 +22,8 @@ let plane: DevPlane;
 let scheduler: Client<typeof SchedulerService>;
 
 before(async () => {
-  dir = mkdtempSync(join(tmpdir(), "drover-schedules-"));
+  // Its database already created and migrated: these tests are not about a first start.
+  dir = await preparedDataDir("drover-schedules-");
   const config = readDevConfig({ DROVER_DATA_DIR: dir, DROVER_GRPC_PORT: "0", DROVER_HTTP_PORT: "0", DROVER_SCHEDULER_SWEEP_MS: "100" });
   plane = await startDev(config, createLogger((process.env.DROVER_TEST_LOG_LEVEL as "debug" | undefined) ?? "silent"));
   scheduler = createClient(SchedulerService, createGrpcTransport({ baseUrl: plane.server.grpcUrl, interceptors: [bearer(plane.adminToken)] }));
