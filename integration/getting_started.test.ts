@@ -306,9 +306,14 @@ function check(command: string, stdout: string): void {
   if (/^npx drover deploy apply \S+ --wait$/.test(command)) says(/^hello-web: revision \d+ running, 2\/2 healthy$/m);
   if (/^npx drover deploy rollback hello-web --wait$/.test(command)) says(/^hello-web: revision 1 running, 2\/2 healthy$/m);
   if (/^npx drover deploy history hello-web$/.test(command)) says(/^1\s+current, stable\s/m);
-  // Only the replicas running now: after the rollback, revision 1's again.
+  // Every replica's output, the stopped ones' too: revision 1's, and after the rollback revision 2's,
+  // each line naming its slot, and its revision once there are two.
   if (/^npx drover logs deployment\/hello-web$/.test(command)) {
-    says(/^\[slot [01]\] saying hello on port \d+$/m);
-    assert.doesNotMatch(stdout, /hello again/, `\`${command}\` printed:\n${stdout}`);
+    says(/^\[slot [01](?: rev 1)?\] saying hello on port \d+$/m);
+    // Revisions are named once two appear: after the rollback, revision 2's stopped replicas are read too.
+    if (/ rev 1\]/.test(stdout)) says(/^\[slot [01] rev 2\] saying hello again on port \d+$/m);
+    for (const line of stdout.split("\n").filter((l) => l.includes("hello again"))) {
+      assert.match(line, /^\[slot [01] rev 2\] saying hello again on port \d+$/, `\`${command}\` printed:\n${stdout}`);
+    }
   }
 }
