@@ -7,13 +7,12 @@
 // the agent has to find out by itself (its HTTP/2 PING goes unanswered, up to
 // 25 s: the longest part of this file).
 //
-//   host: Fleet on 10.213.X.1 ── veth drvh<pid> ══ drvn<pid> ── netns drover-it-<pid>: agent on 10.213.X.2
+//   host: Fleet on the host end of the veth ══ netns (integration/netns.ts): the agent
 //
 // Needs root and `ip` (iproute2). Without them it is skipped locally and
 // fails in CI (CI=true), like the tests that need PostgreSQL and Redis.
 
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
 import { after, before, describe, it } from "node:test";
 import { createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
@@ -22,6 +21,7 @@ import { AgentStatus, FleetService, type Agent } from "../gen/ts/drover/fleet/v1
 import { bearer } from "../lib/clients.ts";
 import { eventually } from "../services/fleet/testing.ts";
 import { removeDir, startAgent, startDev, tempDir, type AgentProcess, type DevProcess } from "./harness.ts";
+import { ip, Netns, requireNetnsInCi } from "./netns.ts";
 
 const STALE_AFTER_MS = 600;
 const OFFLINE_AFTER_MS = 1500;
@@ -44,37 +44,11 @@ const FAST = {
   DROVER_KEEPALIVE_MS: "1000",
 };
 
-// One namespace, veth pair and /30 per run, so parallel runs do not collide.
 const REGISTERED = "registered; stored the agent's credential";
 const CONNECTED = "connected to Fleet";
 
-const ns = `drover-it-${process.pid}`;
-const hostVeth = `drvh${process.pid % 1_000_000}`;
-const nsVeth = `drvn${process.pid % 1_000_000}`;
-const subnet = `10.213.${(process.pid % 250) + 1}`;
-const hostAddress = `${subnet}.1`;
-const agentAddress = `${subnet}.2`;
-
-function ip(...args: string[]): string {
-  return execFileSync("ip", args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
-}
-
-/** Why network namespaces cannot be used here, or null when they can. */
-function netnsUnavailable(): string | null {
-  if (process.platform !== "linux") return `network namespaces need Linux, this is ${process.platform}`;
-  if (process.getuid?.() !== 0) return "creating a network namespace needs root";
-  try {
-    ip("netns", "list");
-  } catch (err) {
-    return `\`ip netns\` does not work: ${(err as Error).message.split("\n")[0]}`;
-  }
-  return null;
-}
-
-const unavailable = netnsUnavailable();
-if (unavailable !== null && process.env.CI === "true") {
-  throw new Error(`the network-namespace test is required in CI but cannot run: ${unavailable}`);
-}
+const net = new Netns("it");
+const unavailable = requireNetnsInCi("the network-namespace test");
 
 describe("drover-agent in its own network namespace", { skip: unavailable ?? false }, () => {
   let dev: DevProcess | undefined;
@@ -84,18 +58,9 @@ describe("drover-agent in its own network namespace", { skip: unavailable ?? fal
   let agentId: string;
 
   before(async () => {
-    // A namespace left by a run that died (same pid, unlikely) would make `add` fail.
-    teardownNetwork();
-    ip("netns", "add", ns);
-    ip("link", "add", hostVeth, "type", "veth", "peer", "name", nsVeth, "netns", ns);
-    ip("addr", "add", `${hostAddress}/30`, "dev", hostVeth);
-    ip("link", "set", hostVeth, "up");
-    ip("-n", ns, "addr", "add", `${agentAddress}/30`, "dev", nsVeth);
-    ip("-n", ns, "link", "set", nsVeth, "up");
-    ip("-n", ns, "link", "set", "lo", "up");
-
-    dev = await startDev({ prepared: true, env: { ...FAST, DROVER_HOST: hostAddress } });
-    assert.match(dev.grpcUrl, new RegExp(`^http://${hostAddress.replaceAll(".", "\\.")}:\\d+`));
+    net.create();
+    dev = await startDev({ prepared: true, env: { ...FAST, DROVER_HOST: net.hostAddress } });
+    assert.match(dev.grpcUrl, new RegExp(`^http://${net.hostAddress.replaceAll(".", "\\.")}:\\d+`));
     admin = createClient(FleetService, createGrpcTransport({ baseUrl: dev.grpcUrl, interceptors: [bearer(dev.adminToken)] }));
   });
 
@@ -104,7 +69,7 @@ describe("drover-agent in its own network namespace", { skip: unavailable ?? fal
       await agent?.stop("SIGKILL");
       await dev?.stop("SIGKILL");
     } finally {
-      teardownNetwork();
+      net.teardown();
       if (dev) removeDir(dev.dataDir);
       if (stateDir) removeDir(stateDir);
     }
@@ -126,14 +91,14 @@ describe("drover-agent in its own network namespace", { skip: unavailable ?? fal
   }
 
   /** Cuts the link on the agent's side: nothing it sends leaves the namespace, nothing reaches it. */
-  const cutLink = () => ip("-n", ns, "link", "set", nsVeth, "down");
-  const restoreLink = () => ip("-n", ns, "link", "set", nsVeth, "up");
+  const cutLink = () => net.cut();
+  const restoreLink = () => net.restore();
 
   it("registers from inside the namespace and is online", async () => {
     const { secret } = await admin.createAgentToken({ name: "netns" });
     stateDir = tempDir("drover-agent-netns-");
     agent = startAgent(["--server", dev!.grpcUrl, "--token", secret, "--state-dir", stateDir, "--labels", "zone=a"], {
-      prefix: ["ip", "netns", "exec", ns],
+      prefix: net.prefix,
       env: {
         DROVER_RECONNECT_MAX_MS: String(RECONNECT_MAX_MS),
         DROVER_PING_INTERVAL_MS: String(PING_MS),
@@ -142,7 +107,7 @@ describe("drover-agent in its own network namespace", { skip: unavailable ?? fal
       },
     });
     agentId = String((await agent.waitForLog((l) => l.msg === REGISTERED, 20_000)).agentId);
-    assert.equal(ip("netns", "identify", String(agent.child.pid)).trim(), ns, "the agent runs in the namespace");
+    assert.equal(ip("netns", "identify", String(agent.child.pid)).trim(), net.name, "the agent runs in the namespace");
     await reaches(AgentStatus.ONLINE, 5000);
   });
 
@@ -221,14 +186,3 @@ describe("drover-agent in its own network namespace", { skip: unavailable ?? fal
     ]);
   });
 });
-
-/** Deleting the namespace deletes the veth pair with it; the host end is deleted too in case the pair was half made. */
-function teardownNetwork(): void {
-  for (const args of [["netns", "del", ns], ["link", "del", hostVeth]]) {
-    try {
-      ip(...args);
-    } catch {
-      // Not there: nothing to remove.
-    }
-  }
-}
