@@ -61,7 +61,7 @@ await runBenchmark("deploy", async (cleanup) => {
   const procs: Record<string, ManagedProcess> = {};
   for (const name of names) {
     // Deploy logs each tick's duration at debug: the table reports them.
-    procs[name] = spawnNode(cleanup, name, ["--import", "tsx", `services/${name}/main.ts`], { ...shared, DROVER_LOG_LEVEL: name === "deploy" ? "debug" : "info", DROVER_GRPC_PORT: String(ports[name]) });
+    procs[name] = spawnNode(cleanup, name, ["--import", "tsx", `services/${name}/main.ts`], { ...shared, DROVER_LOG_LEVEL: name === "deploy" || name === "bid" ? "debug" : "info", DROVER_GRPC_PORT: String(ports[name]) });
     await procs[name].waitForLine((l) => typeof l.msg === "string" && l.msg.includes("ready"), 60_000);
   }
   const transport = (baseUrl: string) => createGrpcTransport({ baseUrl, interceptors: [bearer(adminToken)] });
@@ -116,9 +116,11 @@ await runBenchmark("deploy", async (cleanup) => {
 
   progress(`rolling update: max_parallel ${MAX_PARALLEL}, min_healthy_time ${MIN_HEALTHY_MS} ms`);
   t = performance.now();
+  const rollFrom = Date.now();
   await deploy.applyDeployment({ name: "bench", spec: spec("v2") });
   await until(2, 120_000);
   const rollMs = performance.now() - t;
+  const rollTo = Date.now();
   const cpu1 = Object.fromEntries(await Promise.all(names.map(async (n) => [n, await cpuMsOf(procs[n]!.pid)])));
   // Where a batch's time goes, from the replicas of revision 2: created → healthy (placement, start,
   // health check, events) and healthy → counted (min_healthy_time plus the controller's tick).
@@ -140,6 +142,11 @@ await runBenchmark("deploy", async (cleanup) => {
   await sql.end();
   const theoreticalMs = Math.ceil(REPLICAS / MAX_PARALLEL) * MIN_HEALTHY_MS;
   const ticks = percentiles(procs.deploy!.lines.filter((l) => l.msg === "deploy tick").map((l) => Number(l.ms)));
+  // Bid's rounds (its debug line "auction round"): where "job → attempt" goes once a claim returns.
+  const rounds = procs.bid!.lines.filter((l) => l.msg === "auction round" && Number(l.time) >= rollFrom && Number(l.time) <= rollTo);
+  const roundPart = (key: string) => percentiles(rounds.map((l) => Number(l[key]))).p50;
+  const sum = (key: string) => rounds.reduce((n, l) => n + Number(l[key]), 0);
+  const auction = { rounds: rounds.length, offers: sum("offers"), answers: sum("answers"), jobsP50: roundPart("jobs"), selectMs: roundPart("selectMs"), bidsMs: roundPart("bidsMs"), recordMs: roundPart("recordMs"), placeMs: roundPart("placeMs"), storeMs: roundPart("storeMs") };
 
   progress("agent offline: killing one agent");
   const { deployment } = await deploy.getDeployment({ name: "bench" });
@@ -177,6 +184,7 @@ await runBenchmark("deploy", async (cleanup) => {
     ["    job → attempt (placed)", `${path!.place} ms`, "claim, auction, RecordPlacements"],
     ["    attempt → running", `${path!.run} ms`, "Assignment delivered, RUNNING event recorded"],
     ["    running → healthy", `${path!.health} ms`, `the simulated replica reports healthy after ${HEALTHY_AFTER_MS} ms`],
+    ["  auction round p50: select / bids / record", `${auction.selectMs} / ${auction.bidsMs} / ${auction.recordMs} ms (RecordPlacements ${auction.placeMs}, auction rows ${auction.storeMs})`, `Bid, from claim returned to placements recorded; ${auction.rounds} rounds, ${auction.jobsP50} jobs each (p50); ${auction.answers} of ${auction.offers} offers answered in the window`],
     ["  controller tick p50 / p99", `${round(ticks.p50)} / ${round(ticks.p99)} ms`, "load, sync with the Scheduler, decide, write, submit/cancel"],
     ["  healthy → counted (mean)", `${hops!.count} ms`, `min_healthy_time ${MIN_HEALTHY_MS} ms + the controller's tick`],
     [`agent killed → offline`, `${round(detectMs / 1000, 2)} s`, `DROVER_OFFLINE_AFTER_MS ${OFFLINE_AFTER_MS}`],
@@ -191,7 +199,7 @@ await runBenchmark("deploy", async (cleanup) => {
     durationSec: round((performance.now() - began) / 1000),
     table,
     conclusion: [`rolling update ${round(rollMs / 1000, 2)} s for ${theoreticalMs / 1000} s theoretical (${round(rollMs / theoreticalMs, 2)}×)`],
-    details: { hops, path, ticks, agents: AGENTS, replicas: REPLICAS, maxParallel: MAX_PARALLEL, minHealthyMs: MIN_HEALTHY_MS, healthyAfterMs: HEALTHY_AFTER_MS, firstMs, rollMs, theoreticalMs, detectMs, replacedMs, lost, cpuPercent: Object.fromEntries(names.map((n) => [n, cpuPct(n)])) },
+    details: { hops, path, ticks, auction, agents: AGENTS, replicas: REPLICAS, maxParallel: MAX_PARALLEL, minHealthyMs: MIN_HEALTHY_MS, healthyAfterMs: HEALTHY_AFTER_MS, firstMs, rollMs, theoreticalMs, detectMs, replacedMs, lost, cpuPercent: Object.fromEntries(names.map((n) => [n, cpuPct(n)])) },
   });
   console.log(`results: ${file}`);
 });

@@ -232,9 +232,13 @@ export class Auctioneer {
       };
     });
     // The record is for ExplainPlacement; placing the jobs need not wait for it.
+    let storedAt = 0;
+    let placedAt = 0;
     const [, { results }] = await Promise.all([
-      this.storeAuctions(records).catch((err) => this.deps.log.warn({ err, auctions: records.length }, "could not store auctions; ExplainPlacement will lack them")),
-      clients.scheduler.recordPlacements({ placements }, { signal }),
+      this.storeAuctions(records)
+        .catch((err) => this.deps.log.warn({ err, auctions: records.length }, "could not store auctions; ExplainPlacement will lack them"))
+        .finally(() => (storedAt = performance.now())),
+      clients.scheduler.recordPlacements({ placements }, { signal }).finally(() => (placedAt = performance.now())),
     ]);
     results.forEach((r, i) => {
       const p = placements[i]!;
@@ -242,7 +246,17 @@ export class Auctioneer {
     });
     const ms = (t: number) => Math.round(t * 10) / 10;
     this.deps.log.debug(
-      { jobs: jobs.length, offers: offers.length, answers: replies.length, windowMs, selectMs: ms(offeredAt - claimedAt), bidsMs: ms(answeredAt - offeredAt), recordMs: ms(performance.now() - answeredAt) },
+      {
+        jobs: jobs.length,
+        offers: offers.length,
+        answers: replies.length,
+        windowMs,
+        selectMs: ms(offeredAt - claimedAt),
+        bidsMs: ms(answeredAt - offeredAt),
+        recordMs: ms(performance.now() - answeredAt),
+        placeMs: ms(placedAt - answeredAt),
+        storeMs: ms(storedAt - answeredAt),
+      },
       "auction round",
     );
     this.stats.auctions += auctions.length;

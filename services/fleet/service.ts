@@ -282,7 +282,7 @@ export class FleetServiceImpl implements Partial<ServiceImpl<typeof FleetService
   }
 
   async sendToAgents(req: SendToAgentsRequest) {
-    const { outbox, bus, log } = this.agents;
+    const { outbox, bus, log, hub } = this.agents;
     const messages = req.messages.map((m, i) => {
       const message = clone(ConnectResponseSchema, m.message!);
       const c = message.message.case;
@@ -300,21 +300,28 @@ export class FleetServiceImpl implements Partial<ServiceImpl<typeof FleetService
       if (outcomes[j] === "no-agent") throw new ConnectError(`messages[${m.i}].agent_id: agent ${m.agentId} not found`, Code.NotFound);
       if (outcomes[j] === "acked") skip.add(m.i);
     });
+    // An agent whose stream this replica holds gets its messages here and now; the others
+    // through the bus, to whichever replica holds them (presence says whether one does).
+    const local = (agentId: string) => {
+      const session = hub.session(agentId);
+      return session?.ready && !session.ended ? session : undefined;
+    };
     const agents = [...new Set(messages.map((m) => m.agentId))];
     const present = new Map<string, boolean>();
     await Promise.all(
-      agents.map(async (agentId) => present.set(agentId, (await bus.getPresence(presenceKey(agentId)).catch(() => null)) !== null)),
+      agents.map(async (agentId) => present.set(agentId, local(agentId) !== undefined || (await bus.getPresence(presenceKey(agentId)).catch(() => null)) !== null)),
     );
     await Promise.all(
-      messages.map(({ agentId, message }, i) =>
-        skip.has(i)
-          ? undefined
-          : bus.publish(agentChannel(agentId), encodeCommand({ kind: "deliver", message })).catch((err) => {
-              // Stored ones go out on the agent's next Hello.
-              log.warn({ err, agentId, messageId: message.messageId }, "could not publish an agent message");
-              if (!needsAck(message)) present.set(agentId, false);
-            }),
-      ),
+      messages.map(({ agentId, message }, i) => {
+        if (skip.has(i)) return undefined;
+        const session = local(agentId);
+        if (session) return void session.deliver(message);
+        return bus.publish(agentChannel(agentId), encodeCommand({ kind: "deliver", message })).catch((err) => {
+          // Stored ones go out on the agent's next Hello.
+          log.warn({ err, agentId, messageId: message.messageId }, "could not publish an agent message");
+          if (!needsAck(message)) present.set(agentId, false);
+        });
+      }),
     );
     return {
       results: messages.map(({ agentId, message }, i) => ({ messageId: message.messageId, delivered: skip.has(i) || (present.get(agentId) ?? false) })),
