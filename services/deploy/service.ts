@@ -127,17 +127,17 @@ function deployment(row: DeploymentRow, rev: RevisionRow, replicas?: readonly Re
 
 function replicaMessage(r: ReplicaRow): Replica {
   return create(ReplicaSchema, {
-      id: r.id,
-      revision: r.revision,
-      slot: r.slot,
-      agentId: r.agentId ?? "",
-      jobId: r.jobId ?? "",
-      state: REPLICA_STATES[r.state] ?? ReplicaState.UNSPECIFIED,
-      health: { state: HEALTH[r.health] ?? HealthState.UNSPECIFIED, message: r.healthMessage, since: r.healthSince ? timestampFromDate(r.healthSince) : undefined, restarts: r.restarts, port: r.port },
-      canary: r.canary,
-      createTime: timestampFromDate(r.createdAt),
-      message: r.message,
-      generation: r.generation,
+    id: r.id,
+    revision: r.revision,
+    slot: r.slot,
+    agentId: r.agentId ?? "",
+    jobId: r.jobId ?? "",
+    state: REPLICA_STATES[r.state] ?? ReplicaState.UNSPECIFIED,
+    health: { state: HEALTH[r.health] ?? HealthState.UNSPECIFIED, message: r.healthMessage, since: r.healthSince ? timestampFromDate(r.healthSince) : undefined, restarts: r.restarts, port: r.port },
+    canary: r.canary,
+    createTime: timestampFromDate(r.createdAt),
+    message: r.message,
+    generation: r.generation,
   });
 }
 

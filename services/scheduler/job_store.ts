@@ -140,10 +140,10 @@ function newJobInput(j: NewJob) {
   };
 }
 
-/** A claimed job, for placement. */
 /** The most command results an attempt keeps, the latest by index (a service's restarts add one each). */
 export const MAX_COMMAND_RESULTS = 50;
 
+/** A claimed job, for placement. */
 export interface ClaimedJob {
   job: JobRow;
   previousAgentIds: string[];
