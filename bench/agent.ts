@@ -37,8 +37,8 @@
 //
 // Results: bench/results/agent.json.
 
-import { execFileSync, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, statSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
@@ -50,6 +50,7 @@ import { AgentSession, FINAL, type SeenEvent } from "./agent/fleet_side.ts";
 import { watchFirstByte, type FirstByte } from "./agent/first_byte.ts";
 import { killLeftovers } from "./agent/leftovers.ts";
 import {
+  buildAgentBundle,
   cpuMsOf,
   machine,
   ManagedProcess,
@@ -168,24 +169,12 @@ function collectWarnings(proc: ManagedProcess): { byMessage: Map<string, number>
   return { byMessage, examples };
 }
 
-/** Builds the bundle into dist/ (inside the repository, so it finds systeminformation); removed by cleanup. */
-function buildBundle(cleanup: Cleanup): string {
-  const distExisted = existsSync(join(ROOT, "dist"));
-  const file = join(ROOT, "dist", `drover-agent-bench-${process.pid}.mjs`);
-  cleanup.defer(`remove ${file}`, () => {
-    rmSync(file, { force: true });
-    if (!distExisted && readdirSync(join(ROOT, "dist")).length === 0) rmdirSync(join(ROOT, "dist"));
-  });
-  const built = spawnSync("bash", [join(ROOT, "scripts", "build-agent.sh"), file], { cwd: ROOT, encoding: "utf8" });
-  if (built.status !== 0) throw new Error(`scripts/build-agent.sh failed: ${built.stderr}`);
-  return file;
-}
 
 /** drover-agent against the FakeFleet, registered and welcomed; resolves its process and the session. */
 async function startAgent(cleanup: Cleanup, fleet: FakeFleet, stateDir: string) {
   // Node flags for the agent alone, e.g. --cpu-prof --cpu-prof-dir=/tmp/prof (written when it exits).
   const nodeArgs = (process.env.BENCH_AGENT_NODE_ARGS ?? "").split(" ").filter(Boolean);
-  const entry = [...nodeArgs, ...(ENTRY === "bundle" ? [buildBundle(cleanup)] : ["--import", "tsx", join(ROOT, "agent", "main.ts")])];
+  const entry = [...nodeArgs, ...(ENTRY === "bundle" ? [buildAgentBundle(cleanup, "bench")] : ["--import", "tsx", join(ROOT, "agent", "main.ts")])];
   // The caller's DROVER_* variables stay out: the agent is configured here alone.
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("DROVER_")));
   const agent = new ManagedProcess("drover-agent", process.execPath, [...entry, "--server", fleet.url, "--token", "bench", "--state-dir", stateDir], {

@@ -34,8 +34,7 @@
 //
 // Results: bench/results/fleet_load.json.
 
-import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, rmdirSync, statSync } from "node:fs";
+import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -44,6 +43,7 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import { FleetService } from "../gen/ts/drover/fleet/v1/fleet_service_pb.ts";
 import { bearer } from "../lib/clients.ts";
 import {
+  buildAgentBundle,
   cpuMsOf,
   machine,
   printTable,
@@ -143,18 +143,6 @@ async function startFleet(cleanup: Cleanup) {
 /** How drover-agent is run: the bundle as its own executable (as shipped), or agent/bin.mjs (tsx at run time). */
 type AgentForm = "bundle" | "tsx";
 
-/** Builds the bundle into dist/ (inside the repository, so it finds systeminformation); removed by cleanup. */
-function buildAgentBundle(cleanup: Cleanup): string {
-  const distExisted = existsSync(join(ROOT, "dist"));
-  const file = join(ROOT, "dist", `drover-agent-fleet-load-${process.pid}.mjs`);
-  cleanup.defer(`remove ${file}`, () => {
-    rmSync(file, { force: true });
-    if (!distExisted && readdirSync(join(ROOT, "dist")).length === 0) rmdirSync(join(ROOT, "dist"));
-  });
-  const built = spawnSync("bash", [join(ROOT, "scripts", "build-agent.sh"), file], { cwd: ROOT, encoding: "utf8" });
-  if (built.status !== 0) throw new Error(`scripts/build-agent.sh failed: ${built.stderr}`);
-  return file;
-}
 
 /** The Node flags on a script's `#!/usr/bin/env -S node ...` line: the bundle runs as its own executable would. */
 function hashbangNodeFlags(file: string): string[] {
@@ -168,7 +156,7 @@ function hashbangNodeFlags(file: string): string[] {
 async function measureIdleAgent(cleanup: Cleanup, grpcUrl: string, token: string, form: AgentForm) {
   const stateDir = mkdtempSync(join(tmpdir(), "drover-bench-agent-"));
   cleanup.defer(`remove ${stateDir}`, () => rmSync(stateDir, { recursive: true, force: true }));
-  const entry = form === "bundle" ? buildAgentBundle(cleanup) : join(ROOT, "agent", "bin.mjs");
+  const entry = form === "bundle" ? buildAgentBundle(cleanup, "fleet-load") : join(ROOT, "agent", "bin.mjs");
   const agent = spawnNode(cleanup, `drover-agent (${form})`, [...hashbangNodeFlags(entry), entry, "--server", grpcUrl, "--token", token, "--state-dir", stateDir], {
     DROVER_LOG_LEVEL: "info",
   });

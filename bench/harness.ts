@@ -6,8 +6,8 @@
 // a deadline) and undoes everything it made (processes, databases, Redis
 // keys, temporary directories) through a Cleanup, whichever way it ends.
 
-import { spawn, type ChildProcess } from "node:child_process";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { existsSync, mkdirSync, readdirSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { cpus, totalmem } from "node:os";
@@ -408,4 +408,21 @@ async function deleteRedisKeys(prefix: string): Promise<void> {
   } finally {
     redis.disconnect();
   }
+}
+
+/**
+ * Builds the agent bundle (scripts/build-agent.sh) into dist/, inside the
+ * repository so that it finds systeminformation; cleanup removes it, and
+ * dist/ too when the build made it. `tag` names the file.
+ */
+export function buildAgentBundle(cleanup: Cleanup, tag: string): string {
+  const distExisted = existsSync(join(ROOT, "dist"));
+  const file = join(ROOT, "dist", `drover-agent-${tag}-${process.pid}.mjs`);
+  cleanup.defer(`remove ${file}`, () => {
+    rmSync(file, { force: true });
+    if (!distExisted && readdirSync(join(ROOT, "dist")).length === 0) rmdirSync(join(ROOT, "dist"));
+  });
+  const built = spawnSync("bash", [join(ROOT, "scripts", "build-agent.sh"), file], { cwd: ROOT, encoding: "utf8" });
+  if (built.status !== 0) throw new Error(`scripts/build-agent.sh failed: ${built.stderr}`);
+  return file;
 }
