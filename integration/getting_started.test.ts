@@ -30,6 +30,7 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { after, before, describe, it } from "node:test";
 import { freePort, removeDir, ROOT, tempDir } from "./harness.ts";
+import { cleanEnv } from "../lib/testing/cli.ts";
 
 const DOC = join(ROOT, "docs", "getting-started.md");
 
@@ -74,12 +75,6 @@ function commandsOf(body: string): string[] {
     .split("\n")
     .map((l) => l.trim())
     .filter((l) => l !== "" && !l.startsWith("#"));
-}
-
-/** The environment without any DROVER_* variable the developer may have set. */
-function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
-  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("DROVER_")));
-  return { ...env, NO_COLOR: "1", ...extra };
 }
 
 /** A directory that works like a fresh clone of this repository (see the top of the file). */

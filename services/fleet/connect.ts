@@ -68,7 +68,7 @@ export function grpcConnectHandler(deps: ConnectDeps): GrpcStreamHandler<Connect
   return async (call, header) => {
     const opening = { authorization: header("authorization") ?? null, signal: call.signal, log: call.log };
     const session = await handshake(deps, call.requests, opening);
-    const onEnd = endAndDetach(deps.hub, session, call.signal);
+    const onEnd = endOnAbort(session, call.signal, deps.hub);
     call.signal.addEventListener("abort", onEnd, { once: true });
     if (call.signal.aborted) onEnd();
     void deps.hub.read(session, call.requests, call.signal);
@@ -76,22 +76,19 @@ export function grpcConnectHandler(deps: ConnectDeps): GrpcStreamHandler<Connect
   };
 }
 
-/** Like endOnAbort, and then forgets the session (what connectHandler's `finally` does). */
-function endAndDetach(hub: AgentHub, session: AgentSession, signal: AbortSignal): () => void {
+/**
+ * The abort listener that ends the session and, given the hub, detaches
+ * it. Made here rather than as a named arrow in the handler: tsx compiles
+ * with keepNames, which gives each named closure made at run time a
+ * property array of its own (~300 bytes for every stream, held as long as
+ * the agent is connected).
+ */
+function endOnAbort(session: AgentSession, signal: AbortSignal, detachFrom?: AgentHub): () => void {
   return () => {
     session.end(ConnectError.from(signal.reason ?? new ConnectError("the call was cancelled", Code.Canceled)));
-    hub.detach(session);
+    // The raw gRPC path has no `finally` of its own (connectHandler's): it forgets the session here.
+    detachFrom?.detach(session);
   };
-}
-
-/**
- * The abort listener that ends the session. Made here rather than as a named
- * arrow in the handler: tsx compiles with keepNames, which gives each named
- * closure made at run time a property array of its own (~300 bytes for every
- * stream, held as long as the agent is connected).
- */
-function endOnAbort(session: AgentSession, signal: AbortSignal): () => void {
-  return () => session.end(ConnectError.from(signal.reason ?? new ConnectError("the call was cancelled", Code.Canceled)));
 }
 
 /** What the handshake needs of a call, whichever path it came by. */

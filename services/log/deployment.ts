@@ -49,10 +49,9 @@ export async function resolveDeployment(
   deploy: DroverClients["deploy"],
   name: string,
   replica: string,
-  signal?: AbortSignal,
-  ended = 0,
+  opts: { signal?: AbortSignal; ended?: number } = {},
 ): Promise<ReplicaJobs> {
-  const replicas = await getReplicas(deploy, name, signal, ended);
+  const replicas = await getReplicas(deploy, name, opts.signal, opts.ended);
   if (replicas === null) throw new ConnectError(`deployment "${name}" not found`, Code.NotFound);
   const { jobs, matched } = replicaJobs(replicas, replica);
   if (!matched) {

@@ -312,7 +312,7 @@ class Follow {
     try {
       // 1. The live position first.
       if (this.kind === "deployment") {
-        const jobs = await resolveDeployment(clients.deploy, this.req.deployment, this.req.replica, this.signal);
+        const jobs = await resolveDeployment(clients.deploy, this.req.deployment, this.req.replica, { signal: this.signal });
         for (const [jobId, replica] of jobs) this.addJob(jobId, replica);
         this.nextEndCheck = Date.now() + END_CHECK_MS;
       } else {

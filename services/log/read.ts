@@ -700,7 +700,7 @@ export class LogReader {
     const hash = requestHash(req);
     const token = req.pageToken ? decodeToken(req.pageToken, hash) : undefined;
     if (token && !token.k) throw new ConnectError("page_token: does not match this request", Code.InvalidArgument);
-    const jobs = await resolveDeployment(this.clients.deploy, req.deployment, req.replica, undefined, ENDED_REPLICAS);
+    const jobs = await resolveDeployment(this.clients.deploy, req.deployment, req.replica, { ended: ENDED_REPLICAS });
     const attempts = await this.attempts({ jobs });
     const byId = new Map(attempts.map((a) => [a.attemptId, a]));
     const states = await this.streamStates(attempts.map((a) => a.attemptId));
