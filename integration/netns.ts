@@ -1,12 +1,13 @@
 // A network namespace joined to the host by a veth pair, for tests that put
 // a drover-agent on "another machine" and cut its link:
 //
-//   host: 10.213.X.1 ── veth drvh<id> ══ drvn<id> ── netns drover-<tag>-<id>: 10.213.X.2
+//   host: 10.(214+index).X.1 ── veth dvh<id> ══ dvn<id> ── netns drover-<tag>-<id>: 10.(214+index).X.2
 //
-// One namespace, pair and /30 per (process, tag), so test files running at
-// the same time do not collide. Needs root and `ip` (iproute2): `unavailable`
-// says why not, and a test is skipped locally and fails in CI (CI=true), like
-// the tests that need PostgreSQL and Redis.
+// One namespace, pair and /30 per (process, index), so test files running at
+// the same time do not collide. Needs root and `ip` (iproute2):
+// netnsUnavailable says why not, and requireNetnsInCi makes a test skip
+// locally and fail in CI (CI=true), like the tests that need PostgreSQL and
+// Redis.
 
 import { execFileSync } from "node:child_process";
 
