@@ -9,7 +9,6 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { removeDir, startDev, tempDir, type DevProcess } from "../integration/harness.ts";
 import { bundleCli, type BundledCli } from "../lib/testing/cli.ts";
-import { eventually } from "../services/fleet/testing.ts";
 
 describe("drover deploy against dev mode", { concurrency: true }, () => {
   let dev: DevProcess;
@@ -121,15 +120,13 @@ describe("drover deploy against dev mode", { concurrency: true }, () => {
       assert.equal(early.code, 1);
       assert.equal(early.stderr, "drover: failed_precondition: deployment web is not stopped: stop it first (StopDeployment)\n");
 
-      const stopped = await admin("deploy", "stop", "web");
+      // Its pending replicas' jobs are cancelled by the controller; --wait returns once none is left.
+      const stopped = await admin("deploy", "stop", "web", "--wait");
       assert.equal(stopped.code, 0, stopped.stderr);
-      assert.match(stopped.stdout, /^web: stop requested; \w+ at revision 1/);
-      // Its pending replicas' jobs are cancelled by the controller; rm works once none is left.
-      const removed = await eventually(async () => {
-        const out = await admin("deploy", "rm", "web");
-        return out.code === 0 ? out : undefined;
-      }, 30_000, "the deployment could be removed");
-      assert.equal(removed.stdout, "deleted deployment web\n");
+      assert.match(stopped.stdout, /^web: stop requested; stopping at revision 1\n/);
+      assert.match(stopped.stdout, /\bstopped\s+every replica stopped\nweb: stopped, no replica runs\n$/);
+      const removed = await admin("deploy", "rm", "web");
+      assert.equal(removed.stdout, "deleted deployment web\n", removed.stderr);
       const status = await admin("deploy", "status", "web");
       assert.equal(status.code, 3);
       assert.equal(status.stderr, "drover: not_found: deployment web not found\n");

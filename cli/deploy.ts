@@ -36,6 +36,7 @@ import {
   progressKey,
   revisionOf,
   ttyProgress,
+  stopWaitExitHelp,
   waitExitHelp,
   waitOutcome,
   type WaitTarget,
@@ -151,6 +152,7 @@ async function leverAndMaybeWait(
   wait: boolean | undefined,
   pull: (deploy: DeployClient) => Promise<Deployment>,
   did: (d: Deployment) => string,
+  targetOf: (d: Deployment) => WaitTarget = (d) => ({ revision: revisionOf(d) }),
 ): Promise<void> {
   const ctx = contextFor(cmd);
   const before = wait ? await ctx.clients.deploy.getDeployment({ name }, timeout) : undefined;
@@ -160,7 +162,7 @@ async function leverAndMaybeWait(
     return;
   }
   if (ctx.format === "table") process.stdout.write(leverText(d, did(d)));
-  process.exitCode = await followDeployment(ctx, name, { target: { revision: revisionOf(d) }, afterSequence: lastSequence(before) });
+  process.exitCode = await followDeployment(ctx, name, { target: targetOf(d), afterSequence: lastSequence(before) });
 }
 
 /** A deployment's name as every command takes it. */
@@ -272,7 +274,6 @@ export function deployCommand(): Command {
     ["pause", "stop a rollout where it is: no replica is started or stopped for it (crashed ones are still replaced)", async (c, name) => (await c.pauseDeployment({ name }, timeout)).deployment!, "paused"],
     ["resume", "go on with a paused rollout", async (c, name) => (await c.resumeDeployment({ name }, timeout)).deployment!, "resumed"],
     ["promote", "let a rollout waiting on its healthy canaries go on to every replica", async (c, name) => (await c.promoteDeployment({ name }, timeout)).deployment!, "promoted"],
-    ["stop", "stop every replica (drover deploy apply starts them again; drover deploy rm deletes it)", async (c, name) => (await c.stopDeployment({ name }, timeout)).deployment!, "stop requested"],
   ];
   for (const [verb, description, call, did] of levers) {
     deploy
@@ -281,6 +282,16 @@ export function deployCommand(): Command {
       .argument("<name>", NAME_HELP)
       .action((name: string, _opts, cmd: Command) => leverAndMaybeWait(cmd, name, false, (c) => call(c, name), () => did));
   }
+
+  deploy
+    .command("stop")
+    .description("stop every replica (drover deploy apply starts them again; drover deploy rm deletes it); with --wait, until none is left")
+    .argument("<name>", NAME_HELP)
+    .option("--wait", "follow the stop until every replica has stopped")
+    .addHelpText("after", `\n${stopWaitExitHelp}`)
+    .action((name: string, opts: { wait?: boolean }, cmd: Command) =>
+      leverAndMaybeWait(cmd, name, opts.wait, async (deploy) => (await deploy.stopDeployment({ name }, timeout)).deployment!, () => "stop requested", (d) => ({ revision: revisionOf(d), stopped: true })),
+    );
 
   deploy
     .command("rm")

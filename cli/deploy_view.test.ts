@@ -224,7 +224,7 @@ test("apply says whether it made a revision, changed nothing, scaled, or started
 
 test("a lever's line shows the state after it, and the status only when it says more", () => {
   assert.equal(leverText(deployment({ state: DeploymentState.PAUSED, statusMessage: "paused" }), "paused"), "web: paused; paused at revision 3\n");
-  assert.equal(leverText(deployment({ statusMessage: "stopping" }), "stop requested"), "web: stop requested; rolling_out at revision 3: stopping\n");
+  assert.equal(leverText(deployment({ state: DeploymentState.STOPPING, statusMessage: "stopping" }), "stop requested"), "web: stop requested; stopping at revision 3\n");
 });
 
 // ---- following a rollout ---------------------------------------------------------------
@@ -248,8 +248,16 @@ describe("--wait", () => {
     const reverting = waitOutcome(deployment({ state: DeploymentState.REVERTING, currentRevision: { number: 2 }, statusMessage: "revision 3 failed: x; reverting to revision 2" }), target);
     assert.deepEqual(reverting, { code: 1, line: "web: revision 3 failed: x; reverting to revision 2" });
     assert.equal(waitOutcome(deployment({ state: DeploymentState.STOPPED, statusMessage: "stopped" }), target)?.code, 1);
+    assert.equal(waitOutcome(deployment({ state: DeploymentState.STOPPING, statusMessage: "stopping 2 replicas" }), target)?.line, "web: stopped: stopping 2 replicas");
     const moved = waitOutcome(deployment({ state: DeploymentState.RUNNING, currentRevision: { number: 4 }, statusMessage: "4 of 4 healthy" }), target);
     assert.deepEqual(moved, { code: 1, line: "web: revision 3 is no longer current, revision 4 is: 4 of 4 healthy" });
+  });
+
+  test("stop --wait goes on while replicas stop, exits 0 once none is left and 1 if started again", () => {
+    const stop = { revision: 3, stopped: true };
+    assert.equal(waitOutcome(deployment({ state: DeploymentState.STOPPING, statusMessage: "stopping 2 replicas" }), stop), undefined);
+    assert.deepEqual(waitOutcome(deployment({ state: DeploymentState.STOPPED, statusMessage: "stopped" }), stop), { code: 0, line: "web: stopped, no replica runs" });
+    assert.deepEqual(waitOutcome(deployment({ state: DeploymentState.ROLLING_OUT, statusMessage: "" }), stop), { code: 1, line: "web: started again meanwhile; rolling_out at revision 3" });
   });
 
   test("the progress line says the state, the batch and how many are healthy", () => {

@@ -212,9 +212,10 @@ export function leverText(d: Deployment, did: string): string {
 
 // ---- following a rollout ---------------------------------------------------------
 
-/** What `--wait` waits for: the deployment running this revision. */
+/** What `--wait` waits for: the deployment running this revision, or (stop) no replica left. */
 export interface WaitTarget {
   revision: number;
+  stopped?: boolean;
 }
 
 /** What `--wait` exits with; the commands' --help prints this. */
@@ -224,16 +225,27 @@ export const waitExitHelp = `With --wait, exit status once the rollout is over:
      moved to another revision meanwhile (the status message says why,
      with the failing replica's last output when there is some)`;
 
+/** What `deploy stop --wait` exits with. */
+export const stopWaitExitHelp = `With --wait, exit status:
+  0  every replica has stopped
+  1  the deployment was started again (deploy apply) before that`;
+
 /** How a followed rollout ended: the exit status and the last line; undefined while it goes on. */
 export function waitOutcome(d: Deployment, target: WaitTarget): { code: number; line: string } | undefined {
   const rev = revisionOf(d);
   const status = d.statusMessage ? `: ${d.statusMessage}` : "";
+  if (target.stopped) {
+    if (d.state === DeploymentState.STOPPED) return { code: 0, line: `${d.name}: stopped, no replica runs` };
+    if (d.state === DeploymentState.STOPPING) return undefined;
+    return { code: 1, line: `${d.name}: started again meanwhile; ${stateText(d.state)} at revision ${rev}${status}` };
+  }
   // The controller's status messages say what failed and why ("revision 3 failed: replica 1a2b3c4d ..."), with the replica's last output.
   switch (d.state) {
     case DeploymentState.FAILED:
       return { code: 1, line: `${d.name}: ${d.statusMessage || `revision ${rev} failed`}` };
     case DeploymentState.REVERTING:
       return { code: 1, line: `${d.name}: ${d.statusMessage || `revision ${target.revision} failed; reverting to revision ${rev}`}` };
+    case DeploymentState.STOPPING:
     case DeploymentState.STOPPED:
       return { code: 1, line: `${d.name}: stopped${status}` };
   }

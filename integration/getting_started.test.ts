@@ -301,6 +301,7 @@ function check(command: string, stdout: string): void {
   if (/^npx drover deploy apply \S+ --wait$/.test(command)) says(/^hello-web: revision \d+ running, 2\/2 healthy$/m);
   if (/^npx drover deploy rollback hello-web --wait$/.test(command)) says(/^hello-web: revision 1 running, 2\/2 healthy$/m);
   if (/^npx drover deploy history hello-web$/.test(command)) says(/^1\s+current, stable\s/m);
+  if (/^npx drover deploy stop hello-web --wait$/.test(command)) says(/^hello-web: stopped, no replica runs$/m);
   // Every replica's output, the stopped ones' too: revision 1's, and after the rollback revision 2's,
   // each line naming its slot, and its revision once there are two.
   if (/^npx drover logs deployment\/hello-web$/.test(command)) {

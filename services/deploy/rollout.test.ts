@@ -271,8 +271,15 @@ describe("decide: remediation and scaling", () => {
     const rs = [rep(0, 2), fresh(1, 2, 100)];
     const d = decide(dep({ stopped: true }), rs, T);
     assert.deepEqual(stops(d.actions), rs.map((r) => r.id));
-    assert.equal(d.state, "stopped");
-    assert.equal(decide(dep({ stopped: true }), [], T).message, "stopped");
+    assert.equal(d.state, "stopping");
+    assert.equal(d.message, "stopping 2 replicas");
+    // Asked to stop, not yet gone: still stopping, nothing asked twice.
+    const asked = decide(dep({ stopped: true, state: "stopping" }), rs.map((r) => ({ ...r, stopping: true })), T);
+    assert.deepEqual(asked.actions, []);
+    assert.equal(asked.state, "stopping");
+    const none = decide(dep({ stopped: true, state: "stopping" }), [], T);
+    assert.equal(none.state, "stopped");
+    assert.equal(none.message, "stopped");
   });
 
   it("a replica being stopped is left to the loop", () => {

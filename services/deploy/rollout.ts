@@ -8,7 +8,8 @@
 //
 // 1. A replica whose job ended without being asked to is marked ended; its
 //    slot is empty again.
-// 2. Stopped deployment: stop every replica.
+// 2. Stopped deployment: stop every replica; it is stopping until none is
+//    left, then stopped.
 // 3. A current replica (current revision and restart generation) healthy
 //    for min_healthy_time is counted healthy, once (sticky).
 // 4. Replicas in slots no longer wanted (scaled down, agent no longer
@@ -35,7 +36,7 @@
 
 import { durationText } from "../../lib/host/time.ts";
 
-export type DeployState = "rolling_out" | "running" | "paused" | "waiting_promotion" | "failed" | "stopped" | "reverting";
+export type DeployState = "rolling_out" | "running" | "paused" | "waiting_promotion" | "failed" | "stopping" | "stopped" | "reverting";
 export type Health = "unknown" | "healthy" | "unhealthy";
 
 /** How a new revision replaces the old one, in milliseconds and counts. */
@@ -148,7 +149,8 @@ export function decide(d: DeploymentView, replicas: readonly ReplicaView[], now:
   if (d.stopped) {
     for (const r of live) actions.push({ kind: "stop", replicaId: r.id, reason: "the deployment is stopped" });
     const left = replicas.filter((r) => r.phase !== "ended").length;
-    return result(actions, "stopped", left === 0 ? "stopped" : `stopping ${left} replica${left === 1 ? "" : "s"}`, [], progressOf(d, live, isCurrent, () => false));
+    if (left === 0) return result(actions, "stopped", "stopped", [], progressOf(d, live, isCurrent, () => false));
+    return result(actions, "stopping", `stopping ${left} replica${left === 1 ? "" : "s"}`, [], progressOf(d, live, isCurrent, () => false));
   }
 
   // 3. Counted healthy.

@@ -162,6 +162,7 @@ describe("the operator's levers", () => {
     assert.match(early.rawMessage, /not stopped: stop it first/);
     const stopped = await svc().stopDeployment({ $typeName: "drover.deploy.v1.StopDeploymentRequest", name: "del" });
     assert.equal(stopped.deployment.desiredReplicas, 0);
+    assert.equal(stopped.deployment.state, DeploymentState.STOPPING);
     await svc().deleteDeployment({ $typeName: "drover.deploy.v1.DeleteDeploymentRequest", name: "del" });
     const gone = await failure(svc().getDeployment({ $typeName: "drover.deploy.v1.GetDeploymentRequest", name: "del", endedReplicas: 0 }));
     assert.equal(gone.code, Code.NotFound);

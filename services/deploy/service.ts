@@ -52,6 +52,7 @@ const STATES: Record<string, DeploymentState> = {
   paused: DeploymentState.PAUSED,
   waiting_promotion: DeploymentState.WAITING_PROMOTION,
   failed: DeploymentState.FAILED,
+  stopping: DeploymentState.STOPPING,
   stopped: DeploymentState.STOPPED,
   reverting: DeploymentState.REVERTING,
 };
@@ -301,7 +302,7 @@ export class DeployServiceImpl implements ServiceImpl<typeof DeployService> {
   }
 
   async stopDeployment(req: StopDeploymentRequest) {
-    return this.update(req.name, async (row) => (row.stopped ? null : { data: { stopped: true, state: "rolling_out", statusMessage: "stopping" }, kind: "stopping", message: "stop requested" }));
+    return this.update(req.name, async (row) => (row.stopped ? null : { data: { stopped: true, state: "stopping", statusMessage: "stopping" }, kind: "stopping", message: "stop requested" }));
   }
 
   async deleteDeployment(req: DeleteDeploymentRequest) {
