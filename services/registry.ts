@@ -95,7 +95,7 @@ export const services: { [N in ServiceName]: ServiceDefinition<N> } = {
     name: "deploy",
     desc: DeployService,
     access: deployAccess,
-    build: ({ db, clients, logger, settings }) => createDeploy({ db, clients, logger, settings: settings.deploy }),
+    build: ({ db, bus, clients, logger, settings }) => createDeploy({ db, bus, clients, logger, settings: settings.deploy }),
   },
   log: {
     name: "log",

@@ -5,6 +5,12 @@
 // that checks the deployment did not change meanwhile, then submit and
 // cancel the replicas' jobs.
 //
+// Between ticks, the Scheduler's job-changes doorbell (signals.ts) wakes a
+// pass over just the deployments whose replicas' jobs changed (placed,
+// running, healthy, ended), and a timer wakes one when a replica will have
+// been healthy for min_healthy_time: a rollout waits on its replicas, not
+// on the tick.
+//
 // Restart-safe by construction: a replica row is written before its job is
 // submitted, and the job is submitted with the idempotency key
 // deploy:replica:<id>; a replica without a job id is submitted again on the
@@ -23,6 +29,7 @@ import { JobState, type Job } from "../../gen/ts/drover/scheduler/v1/scheduler_s
 import type { DroverClients } from "../../lib/clients.ts";
 import type { DeploySettings } from "../../lib/config.ts";
 import { decide, short, type Decision, type DeployState, type DeploymentView, type Health, type ReplicaView } from "./rollout.ts";
+import type { DeploySignals } from "./signals.ts";
 import { replicaJobSpec, strategyOf } from "./spec.ts";
 
 const ENDED: ReadonlySet<JobState> = new Set([JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.TIMED_OUT, JobState.DEAD]);
@@ -34,6 +41,8 @@ export interface ControllerDeps {
   clients: DroverClients;
   logger: Logger;
   settings: DeploySettings;
+  /** Told which deployments a pass changed (WatchDeployment streams wait on it). */
+  signals?: DeploySignals;
 }
 
 type DeploymentRow = Awaited<ReturnType<PrismaClient["deployment"]["findUniqueOrThrow"]>>;
@@ -44,9 +53,20 @@ export class Controller {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private stopped = false;
+  /** Run again as soon as the running pass ends. */
   private wakeSoon = false;
+  /** The next pass claims and looks at every deployment (an API call changed one, or the tick is due). */
+  private fullSoon = true;
+  private lastFull = 0;
   /** When the earliest replica will have been healthy for min_healthy_time (ms since epoch). */
   private nextDue = Infinity;
+  /** The deployments this replica drives, as the last full pass claimed them. */
+  private held: string[] = [];
+  /** Job id → deployment, for the live replicas of the deployments held: which doorbells are ours. */
+  private readonly replicaJobs = new Map<string, string>();
+  private readonly jobsOfDeployment = new Map<string, string[]>();
+  /** Deployments whose replicas' jobs changed since they were last looked at. */
+  private readonly dirty = new Set<string>();
 
   constructor(private readonly deps: ControllerDeps) {}
 
@@ -63,8 +83,25 @@ export class Controller {
     await this.deps.db.deployment.updateMany({ where: { claimedBy: this.id }, data: { claimedBy: null, claimUntil: null } }).catch(() => {});
   }
 
-  /** Run a tick soon (after an API call changed a deployment). */
+  /** Run a full pass soon (after an API call changed a deployment). */
   wake(): void {
+    this.fullSoon = true;
+    this.kick();
+  }
+
+  /** The Scheduler says these jobs changed: look at the deployments whose replicas they are, soon. */
+  jobsChanged(ids: readonly string[]): void {
+    let ours = false;
+    for (const id of ids) {
+      const deployment = this.replicaJobs.get(id);
+      if (deployment === undefined) continue;
+      this.dirty.add(deployment);
+      ours = true;
+    }
+    if (ours) this.kick();
+  }
+
+  private kick(): void {
     if (this.running) this.wakeSoon = true;
     else if (!this.stopped) this.schedule(0);
   }
@@ -72,7 +109,12 @@ export class Controller {
   private schedule(ms: number): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = setTimeout(() => {
-      this.running = this.tick()
+      // A doorbell's pass looks only at its deployments, unless the tick is due anyway: claims are renewed and new deployments taken by full passes.
+      const full = this.fullSoon || this.dirty.size === 0 || Date.now() - this.lastFull >= this.deps.settings.tickMs;
+      const only = full ? undefined : new Set(this.dirty);
+      this.fullSoon = false;
+      this.dirty.clear();
+      this.running = this.tick(only)
         .catch((err: unknown) => this.deps.logger.warn({ err }, "deploy tick failed"))
         .finally(() => {
           this.running = undefined;
@@ -81,27 +123,41 @@ export class Controller {
           this.wakeSoon = false;
           // Look again at the tick, or sooner when a replica will have been healthy long enough.
           const due = this.nextDue === Infinity ? Infinity : Math.max(0, this.nextDue - Date.now());
-          this.schedule(again ? 0 : Math.min(this.deps.settings.tickMs, due));
+          const tick = Math.max(0, this.lastFull + this.deps.settings.tickMs - Date.now());
+          this.schedule(again ? 0 : Math.min(tick, due));
         });
     }, ms);
     this.timer.unref?.();
   }
 
-  /** One pass over the deployments this replica holds. Exposed for tests. */
-  async tick(): Promise<void> {
+  /**
+   * One pass: over every deployment this replica holds (claiming free ones
+   * and renewing its claims), or, given `only`, over those of them. Exposed
+   * for tests.
+   */
+  async tick(only?: ReadonlySet<string>): Promise<void> {
     const started = performance.now();
-    this.nextDue = Infinity;
-    const ids = await this.claim();
+    let ids: string[];
+    if (only) ids = this.held.filter((id) => only.has(id));
+    else {
+      this.lastFull = Date.now();
+      this.nextDue = Infinity;
+      ids = this.held = await this.claim();
+      const held = new Set(ids);
+      for (const deployment of [...this.jobsOfDeployment.keys()]) if (!held.has(deployment)) this.noteJobs(deployment, []);
+    }
+    const changed: string[] = [];
     for (const id of ids) {
       if (this.stopped) return;
       try {
-        await this.reconcile(id);
+        if (await this.reconcile(id)) changed.push(id);
       } catch (err) {
         this.deps.logger.warn({ err, deployment: id }, "reconciling a deployment failed");
       }
     }
+    this.deps.signals?.changed(changed);
     const ms = performance.now() - started;
-    if (ids.length > 0) this.deps.logger.debug({ ms: Math.round(ms), deployments: ids.length }, "deploy tick");
+    if (ids.length > 0) this.deps.logger.debug({ ms: Math.round(ms), deployments: ids.length, full: !only }, "deploy tick");
   }
 
   /**
@@ -133,16 +189,29 @@ export class Controller {
     return rows.map((r) => r.id).sort();
   }
 
-  private async reconcile(id: string): Promise<void> {
+  /** Which jobs are the deployment's live replicas' now, for jobsChanged. */
+  private noteJobs(deployment: string, jobs: readonly string[]): void {
+    for (const job of this.jobsOfDeployment.get(deployment) ?? []) this.replicaJobs.delete(job);
+    for (const job of jobs) this.replicaJobs.set(job, deployment);
+    if (jobs.length > 0) this.jobsOfDeployment.set(deployment, [...jobs]);
+    else this.jobsOfDeployment.delete(deployment);
+  }
+
+  /** Looks at one deployment and acts; true when it wrote anything a watcher would see. */
+  private async reconcile(id: string): Promise<boolean> {
     const { db } = this.deps;
     const dep = await db.deployment.findUnique({ where: { id } });
-    if (!dep || dep.claimedBy !== this.id) return;
+    if (!dep || dep.claimedBy !== this.id) {
+      this.noteJobs(id, []);
+      return false;
+    }
     const rev = await db.revision.findUniqueOrThrow({ where: { deploymentId_number: { deploymentId: id, number: dep.currentRevision } } });
     const spec = fromJson(ServiceSpecSchema, rev.spec as JsonValue);
     const rows = await db.replica.findMany({ where: { deploymentId: id, state: { in: ["pending", "running", "stopping"] } }, orderBy: { createdAt: "asc" } });
 
     // Jobs for replicas whose submit did not finish (a crash, the Scheduler down).
     await this.submit(dep, rows.filter((r) => !r.jobId && r.state !== "stopping"));
+    this.noteJobs(id, rows.flatMap((r) => (r.jobId ? [r.jobId] : [])));
 
     const jobs = await this.jobsOf(rows);
     const now = Date.now();
@@ -173,7 +242,8 @@ export class Controller {
     for (const r of views) {
       if (r.healthyAt === null && r.health === "healthy" && r.healthSince !== null) this.nextDue = Math.min(this.nextDue, r.healthSince + view.strategy.minHealthyMs + 5);
     }
-    await this.apply(dep, spec, view, views, new Map(rows.map((r) => [r.id, r])), decision);
+    const wrote = await this.apply(dep, spec, view, views, new Map(rows.map((r) => [r.id, r])), decision);
+    return wrote || changed.length > 0;
   }
 
   /** The deployment's replica slots: "0".."n-1", or the ids of matching agents not offline or draining. */
@@ -263,8 +333,11 @@ export class Controller {
     };
   }
 
-  /** Writes the decision (if the deployment is as it was read and still ours), then talks to the Scheduler. */
-  private async apply(dep: DeploymentRow, spec: ServiceSpec, view: DeploymentView, replicas: readonly ReplicaView[], rows: ReadonlyMap<string, ReplicaRow>, d: Decision): Promise<void> {
+  /**
+   * Writes the decision (if the deployment is as it was read and still
+   * ours), then talks to the Scheduler; true when it wrote anything.
+   */
+  private async apply(dep: DeploymentRow, spec: ServiceSpec, view: DeploymentView, replicas: readonly ReplicaView[], rows: ReadonlyMap<string, ReplicaRow>, d: Decision): Promise<boolean> {
     const { db } = this.deps;
     const byId = new Map(replicas.map((r) => [r.id, r]));
     const failureLines = d.failing.length > 0 && (d.state === "reverting" || d.state === "failed") && d.state !== dep.state ? await this.lastLines(d.failing[0]!) : "";
@@ -368,12 +441,13 @@ export class Controller {
         patch["eventSeq"] = BigInt(seq + events.length);
       }
       if (Object.keys(patch).length > 0) await tx.deployment.update({ where: { id: dep.id }, data: patch });
-      return true;
+      return starts.length > 0 || touched.size > 0 || events.length > 0 || Object.keys(patch).length > 0;
     });
-    if (!applied) return;
+    if (!applied) return false;
     // New replicas first (they are what the rollout waits for), all at once.
     await this.submit(dep, starts, spec);
     await Promise.all(stops.map((row) => this.cancel(row, row.message)));
+    return true;
   }
 
   /**
@@ -406,6 +480,7 @@ export class Controller {
         }),
       });
       rows.forEach((r, i) => (r.jobId = jobs[i]!.job!.id));
+      this.noteJobs(dep.id, [...(this.jobsOfDeployment.get(dep.id) ?? []), ...rows.map((r) => r.jobId!)]);
       await db.$executeRawUnsafe(
         `UPDATE deploy.replicas r SET job_id = c.job_id FROM jsonb_to_recordset($1::jsonb) AS c(id uuid, job_id uuid) WHERE r.id = c.id`,
         JSON.stringify(rows.map((r) => ({ id: r.id, job_id: r.jobId }))),

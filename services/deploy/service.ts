@@ -35,6 +35,7 @@ import type { AccessRule } from "../../lib/host/interceptors.ts";
 import { decodePageToken, encodePageToken } from "../../lib/host/paging.ts";
 import { sleep } from "../../lib/timers.ts";
 import { IN_ROLLOUT, type DeployState } from "./rollout.ts";
+import type { DeploySignals } from "./signals.ts";
 import { checkServiceSpec, strategyOf } from "./spec.ts";
 import { specHash } from "./spec_hash.ts";
 
@@ -65,7 +66,10 @@ const REPLICA_STATES: Record<string, ReplicaState> = {
 };
 const HEALTH: Record<string, HealthState> = { unknown: HealthState.UNSPECIFIED, healthy: HealthState.HEALTHY, unhealthy: HealthState.UNHEALTHY };
 const LIVE = ["pending", "running", "stopping"];
+/** How often WatchDeployment looks without a bus to wake it. */
 const WATCH_POLL_MS = 250;
+/** How often it looks anyway with one: a doorbell can be lost (Redis restarting). */
+const WATCH_FALLBACK_MS = 2_000;
 
 function revision(rev: RevisionRow) {
   return create(RevisionSchema, {
@@ -146,17 +150,27 @@ export interface DeployServiceDeps {
   db: PrismaClient;
   /** Called after a change, so the controller looks at once. */
   wake?: () => void;
+  /** Told of changes, and waited on by WatchDeployment (without it, watchers poll). */
+  signals?: DeploySignals;
 }
 
 /** DeployService: deployments, revisions, and the operator's levers on rollouts; the controller does the rolling. */
 export class DeployServiceImpl implements ServiceImpl<typeof DeployService> {
   private readonly db: PrismaClient;
-  private readonly wake: () => void;
+  private readonly wakeController: () => void;
+  private readonly signals: DeploySignals | undefined;
 
   constructor(deps: DeployServiceDeps | PrismaClient) {
-    const d = "db" in deps ? deps : { db: deps };
+    const d: DeployServiceDeps = "db" in deps ? deps : { db: deps };
     this.db = d.db;
-    this.wake = d.wake ?? (() => {});
+    this.wakeController = d.wake ?? (() => {});
+    this.signals = d.signals;
+  }
+
+  /** A deployment changed: the controller looks at it, and its watchers see it, at once. */
+  private wake(id: string): void {
+    this.wakeController();
+    this.signals?.changed([id]);
   }
 
   async applyDeployment(req: ApplyDeploymentRequest) {
@@ -202,7 +216,7 @@ export class DeployServiceImpl implements ServiceImpl<typeof DeployService> {
           );
           return { deployment: deployment(row, next), changed: true };
         });
-        if (res.changed) this.wake();
+        if (res.changed) this.wake(res.deployment.id);
         return res;
       } catch (err) {
         if (!isUniqueViolation(err) || attempt >= 3) throw err;
@@ -315,6 +329,7 @@ export class DeployServiceImpl implements ServiceImpl<typeof DeployService> {
       );
     }
     await this.db.deployment.delete({ where: { id: row.id } });
+    this.signals?.changed([row.id]); // its watchers end
     return {};
   }
 
@@ -323,6 +338,8 @@ export class DeployServiceImpl implements ServiceImpl<typeof DeployService> {
     let lastSeq = -1n;
     let lastBytes = "";
     while (!ctx.signal.aborted) {
+      // Listening before reading: a change made while we read wakes the next look.
+      const next = this.signals ? this.signals.untilChanged(row.id, WATCH_FALLBACK_MS, ctx.signal) : sleep(WATCH_POLL_MS, ctx.signal);
       const fresh = await this.db.deployment.findUnique({ where: { id: row.id } });
       if (!fresh) throw new ConnectError(`deployment ${req.name} was deleted`, Code.NotFound);
       row = fresh;
@@ -339,7 +356,7 @@ export class DeployServiceImpl implements ServiceImpl<typeof DeployService> {
         if (events.length > 0) lastSeq = events.at(-1)!.sequence;
         else if (lastSeq < 0n) lastSeq = row.eventSeq;
       }
-      await sleep(WATCH_POLL_MS, ctx.signal);
+      await next;
     }
   }
 
@@ -381,7 +398,7 @@ export class DeployServiceImpl implements ServiceImpl<typeof DeployService> {
       const rev = await tx.revision.findUniqueOrThrow({ where: { deploymentId_number: { deploymentId: row.id, number: row.currentRevision } } });
       return { row, rev, changed: !!change };
     });
-    if (res.changed) this.wake();
+    if (res.changed) this.wake(res.row.id);
     return { deployment: deployment(res.row, res.rev, await this.liveReplicas(res.row.id)) };
   }
 }
