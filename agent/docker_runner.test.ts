@@ -275,7 +275,19 @@ describe("DockerRunner running a command", () => {
       assert.equal(body.HostConfig?.Memory, 256 * 1024 * 1024);
       assert.equal(body.HostConfig?.MemorySwap, 256 * 1024 * 1024);
       assert.equal(body.HostConfig?.Init, true);
+      assert.equal(body.ExposedPorts, undefined);
+      assert.equal(body.HostConfig?.PortBindings, undefined);
       assert.ok(docker.requests.every((r) => r.version === "v1.43"), "every request names API v1.43");
+    });
+  });
+
+  it("publishes a replica's assigned port on the host under the same number", async () => {
+    await withDocker(async (docker, runner) => {
+      const task = { ...(await newTask(["web"], { env: { PORT: "31234" } })), port: 31234 };
+      await runner.wait(await runner.start(task));
+      const body = createBody(docker, task);
+      assert.deepEqual(body.ExposedPorts, { "31234/tcp": {} });
+      assert.deepEqual(body.HostConfig?.PortBindings, { "31234/tcp": [{ HostIp: "", HostPort: "31234" }] });
     });
   });
 

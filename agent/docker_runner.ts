@@ -359,6 +359,8 @@ export class DockerRunner implements Runner {
   private async create(task: CommandTask, workingDir: string): Promise<string> {
     const argv = task.command.argv;
     const memory = Number(task.exec.memoryLimitBytes);
+    // A replica's port, published on every interface as a process listening on it would be.
+    const port = task.port ? `${task.port}/tcp` : undefined;
     const body = {
       Image: task.exec.image,
       Cmd: task.shell ? ["/bin/sh", "-c", argv.join(" ")] : argv,
@@ -369,6 +371,7 @@ export class DockerRunner implements Runner {
         "drover.job_id": task.jobId,
         "drover.command_index": String(task.index),
       },
+      ...(port ? { ExposedPorts: { [port]: {} } } : {}),
       Tty: false,
       OpenStdin: false,
       AttachStdin: false,
@@ -381,6 +384,7 @@ export class DockerRunner implements Runner {
         Init: true,
         // MemorySwap equal to Memory: no swap on top, so the cap is a cap.
         ...(memory > 0 ? { Memory: memory, MemorySwap: memory } : {}),
+        ...(port ? { PortBindings: { [port]: [{ HostIp: "", HostPort: String(task.port) }] } } : {}),
       },
     };
     const name = containerName(task);

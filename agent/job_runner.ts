@@ -551,6 +551,7 @@ export class JobRunner {
       stderrPath: join(this.directory, logFileName(index, "stderr")),
       env: this.environment(command),
       shell: this.o.exec.allowShell && this.o.allowShell,
+      ...(this.manifest?.service?.port ? { port: this.manifest.service.port } : {}),
       logger: this.log.child({ command: index }),
     };
   }

@@ -53,6 +53,12 @@ export interface CommandTask {
   env: Record<string, string>;
   /** Run through /bin/sh -c (the job asked and the agent allows it). */
   shell: boolean;
+  /**
+   * A service replica's assigned port (its PORT), when it has one. The
+   * docker driver publishes it on the host under the same number, so the
+   * agent's tcp and http checks, and clients, reach the container there.
+   */
+  port?: number;
   logger: Logger;
 }
 

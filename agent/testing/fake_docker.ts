@@ -75,7 +75,8 @@ export interface CreateBody {
   Env?: string[];
   WorkingDir?: string;
   Labels?: Record<string, string>;
-  HostConfig?: { Binds?: string[]; Memory?: number; MemorySwap?: number; Init?: boolean };
+  ExposedPorts?: Record<string, object>;
+  HostConfig?: { Binds?: string[]; Memory?: number; MemorySwap?: number; Init?: boolean; PortBindings?: Record<string, { HostIp: string; HostPort: string }[]> };
 }
 
 export interface FakeDockerOptions {

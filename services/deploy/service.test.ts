@@ -83,6 +83,10 @@ describe("ApplyDeployment", () => {
       [{ exec, replicas: 1, healthCheck: { check: { case: "tcp", value: {} } } }, /spec\.health_check\.tcp\.port/],
       [{ exec, replicas: 2, update: { canary: 3 } }, /spec\.update\.canary: more canaries \(3\) than replicas \(2\)/],
       [{ exec, replicas: 1, driver: "docker" }, /spec\.exec\.image/],
+      [
+        { exec: { image: "nginx:1.27", commands: [{ argv: ["nginx"] }] }, replicas: 1, driver: "docker", healthCheck: { check: { case: "http", value: { port: 80 } } } },
+        /spec\.health_check\.http\.port: a docker replica is checked on its assigned port/,
+      ],
     ];
     for (const [spec, message] of cases) {
       const err = await failure(apply("bad", spec));
@@ -93,6 +97,8 @@ describe("ApplyDeployment", () => {
     // A port check is fine with assign_port.
     const ok = await apply("good", { exec, replicas: 1, assignPort: true, healthCheck: { check: { case: "http", value: {} } } });
     assert.equal(ok.changed, true);
+    const docker = await apply("good-docker", { exec: { image: "nginx:1.27", commands: [{ argv: ["nginx"] }] }, driver: "docker", replicas: 1, assignPort: true, healthCheck: { check: { case: "tcp", value: {} } } });
+    assert.equal(docker.changed, true);
   });
 });
 

@@ -39,6 +39,10 @@ export function checkServiceSpec(spec: ServiceSpec, path = "spec"): void {
   const driver = spec.driver || "process";
   if (driver === "docker" && !spec.exec?.image) throw bad("exec.image", "the docker driver needs an image");
   if (driver === "process" && spec.exec?.image) throw bad("exec.image", "only the docker driver runs an image");
+  // The agent publishes a container's assigned port only: a check on another port would knock on a closed host port forever.
+  if (driver === "docker" && (check?.case === "tcp" || check?.case === "http") && check.value.port !== 0) {
+    throw bad(`health_check.${check.case}.port`, "a docker replica is checked on its assigned port: set 0 with assign_port (the container listens on $PORT, published on the host)");
+  }
   const s = strategyOf(spec);
   if (s.canary > 0 && spec.replicas > 0 && s.canary > spec.replicas) throw bad("update.canary", `more canaries (${s.canary}) than replicas (${spec.replicas})`);
 }

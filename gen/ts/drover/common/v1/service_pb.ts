@@ -63,7 +63,8 @@ export type ServiceRun = Message<"drover.common.v1.ServiceRun"> & {
 
   /**
    * Give the replica a free TCP port: the agent picks one, sets PORT in its
-   * environment and checks that port when a check's port is 0.
+   * environment and checks that port when a check's port is 0. The docker
+   * driver publishes it on the host under the same number.
    *
    * @generated from field: bool assign_port = 6;
    */

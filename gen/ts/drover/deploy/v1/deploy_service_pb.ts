@@ -95,7 +95,9 @@ export type ServiceSpec = Message<"drover.deploy.v1.ServiceSpec"> & {
   update?: UpdateStrategy | undefined;
 
   /**
-   * Give each replica a free TCP port in PORT (checks with port 0 use it).
+   * Give each replica a free TCP port in PORT (checks with port 0 use it;
+   * a docker replica's is published on the host, and its tcp and http
+   * checks must use it).
    *
    * @generated from field: bool assign_port = 10;
    */

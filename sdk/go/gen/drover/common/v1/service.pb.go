@@ -98,7 +98,8 @@ type ServiceRun struct {
 	// How the agent restarts the replica's process when it exits.
 	Restart *RestartPolicy `protobuf:"bytes,5,opt,name=restart,proto3" json:"restart,omitempty"`
 	// Give the replica a free TCP port: the agent picks one, sets PORT in its
-	// environment and checks that port when a check's port is 0.
+	// environment and checks that port when a check's port is 0. The docker
+	// driver publishes it on the host under the same number.
 	AssignPort bool `protobuf:"varint,6,opt,name=assign_port,json=assignPort,proto3" json:"assign_port,omitempty"`
 }
 

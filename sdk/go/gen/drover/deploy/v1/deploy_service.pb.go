@@ -196,7 +196,9 @@ type ServiceSpec struct {
 	Restart *v1.RestartPolicy `protobuf:"bytes,8,opt,name=restart,proto3" json:"restart,omitempty"`
 	// How a new revision replaces the old one.
 	Update *UpdateStrategy `protobuf:"bytes,9,opt,name=update,proto3" json:"update,omitempty"`
-	// Give each replica a free TCP port in PORT (checks with port 0 use it).
+	// Give each replica a free TCP port in PORT (checks with port 0 use it;
+	// a docker replica's is published on the host, and its tcp and http
+	// checks must use it).
 	AssignPort bool `protobuf:"varint,10,opt,name=assign_port,json=assignPort,proto3" json:"assign_port,omitempty"`
 	// A replica unhealthy this long is replaced on another agent; unset: 1 min.
 	ReplaceUnhealthyAfter *durationpb.Duration `protobuf:"bytes,11,opt,name=replace_unhealthy_after,json=replaceUnhealthyAfter,proto3" json:"replace_unhealthy_after,omitempty"`
