@@ -23,7 +23,7 @@
 //               Target: RSS ≤ 150 MiB.
 //
 // The agent runs as it ships, the bundle scripts/build-agent.sh makes (built
-// into dist/ for the run and removed after), with plain node;
+// into dist/ for the run and removed after), with the node flags of its #! line;
 // BENCH_AGENT_ENTRY=tsx runs agent/main.ts under tsx instead.
 //
 //   node --import tsx bench/agent.ts          (npm run bench -- agent), ~2 min
@@ -51,6 +51,7 @@ import { watchFirstByte, type FirstByte } from "./agent/first_byte.ts";
 import { killLeftovers } from "./agent/leftovers.ts";
 import {
   buildAgentBundle,
+  hashbangNodeFlags,
   cpuMsOf,
   machine,
   ManagedProcess,
@@ -174,7 +175,8 @@ function collectWarnings(proc: ManagedProcess): { byMessage: Map<string, number>
 async function startAgent(cleanup: Cleanup, fleet: FakeFleet, stateDir: string) {
   // Node flags for the agent alone, e.g. --cpu-prof --cpu-prof-dir=/tmp/prof (written when it exits).
   const nodeArgs = (process.env.BENCH_AGENT_NODE_ARGS ?? "").split(" ").filter(Boolean);
-  const entry = [...nodeArgs, ...(ENTRY === "bundle" ? [buildAgentBundle(cleanup, "bench")] : ["--import", "tsx", join(ROOT, "agent", "main.ts")])];
+  const bundle = ENTRY === "bundle" ? buildAgentBundle(cleanup, "bench") : undefined;
+  const entry = [...nodeArgs, ...(bundle ? [...hashbangNodeFlags(bundle), bundle] : ["--import", "tsx", join(ROOT, "agent", "main.ts")])];
   // The caller's DROVER_* variables stay out: the agent is configured here alone.
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("DROVER_")));
   const agent = new ManagedProcess("drover-agent", process.execPath, [...entry, "--server", fleet.url, "--token", "bench", "--state-dir", stateDir], {
@@ -359,7 +361,7 @@ await runBenchmark("agent", async (cleanup) => {
   const fleet = await FakeFleet.start();
   cleanup.defer("close the FakeFleet", () => fleet.close());
 
-  progress(`agent: starting drover-agent (${ENTRY === "bundle" ? "bundle, plain node" : "agent/main.ts under tsx"}); machine load ${loadAtStart.join(" ")}`);
+  progress(`agent: starting drover-agent (${ENTRY === "bundle" ? "bundle, with the node flags of its #! line" : "agent/main.ts under tsx"}); machine load ${loadAtStart.join(" ")}`);
   const { agent, session, warnings } = await startAgent(cleanup, fleet, stateDir);
   // Registered after the agent's stop, so it runs before it: on a failure, what the agent last said.
   let finished = false;
@@ -400,7 +402,7 @@ await runBenchmark("agent", async (cleanup) => {
   const warningsByMessage = Object.fromEntries(warnings.byMessage);
 
   const table: [string, string, string][] = [
-    ["agent", ENTRY === "bundle" ? "dist bundle, plain node" : "agent/main.ts under tsx", `FakeFleet on loopback HTTP/2; machine load at start ${loadAtStart.join(" ")}`],
+    ["agent", ENTRY === "bundle" ? "dist bundle, with the node flags of its #! line" : "agent/main.ts under tsx", `FakeFleet on loopback HTTP/2; machine load at start ${loadAtStart.join(" ")}`],
     [
       `send → first stdout byte, 1 in flight (n=${serial.firstByte.n})`,
       fmtP(serial.firstByte),

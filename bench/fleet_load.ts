@@ -34,7 +34,7 @@
 //
 // Results: bench/results/fleet_load.json.
 
-import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -44,6 +44,7 @@ import { FleetService } from "../gen/ts/drover/fleet/v1/fleet_service_pb.ts";
 import { bearer } from "../lib/clients.ts";
 import {
   buildAgentBundle,
+  hashbangNodeFlags,
   cpuMsOf,
   machine,
   printTable,
@@ -143,14 +144,6 @@ async function startFleet(cleanup: Cleanup) {
 /** How drover-agent is run: the bundle as its own executable (as shipped), or agent/bin.mjs (tsx at run time). */
 type AgentForm = "bundle" | "tsx";
 
-
-/** The Node flags on a script's `#!/usr/bin/env -S node ...` line: the bundle runs as its own executable would. */
-function hashbangNodeFlags(file: string): string[] {
-  const first = readFileSync(file, "utf8").slice(0, 200).split("\n", 1)[0]!;
-  const words = first.startsWith("#!") ? first.slice(2).trim().split(/\s+/) : [];
-  const node = words.indexOf("node");
-  return node >= 0 ? words.slice(node + 1) : [];
-}
 
 /** A real drover-agent, idle, against Fleet: its RSS and CPU after a warm-up. */
 async function measureIdleAgent(cleanup: Cleanup, grpcUrl: string, token: string, form: AgentForm) {

@@ -7,7 +7,7 @@
 // keys, temporary directories) through a Cleanup, whichever way it ends.
 
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { existsSync, mkdirSync, readdirSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { cpus, totalmem } from "node:os";
@@ -425,4 +425,12 @@ export function buildAgentBundle(cleanup: Cleanup, tag: string): string {
   const built = spawnSync("bash", [join(ROOT, "scripts", "build-agent.sh"), file], { cwd: ROOT, encoding: "utf8" });
   if (built.status !== 0) throw new Error(`scripts/build-agent.sh failed: ${built.stderr}`);
   return file;
+}
+
+/** The Node flags on a script's `#!/usr/bin/env -S node ...` line: the bundle runs as its own executable would. */
+export function hashbangNodeFlags(file: string): string[] {
+  const first = readFileSync(file, "utf8").slice(0, 200).split("\n", 1)[0]!;
+  const words = first.startsWith("#!") ? first.slice(2).trim().split(/\s+/) : [];
+  const node = words.indexOf("node");
+  return node >= 0 ? words.slice(node + 1) : [];
 }
