@@ -58,8 +58,8 @@ export class Controller {
   /** The next pass claims and looks at every deployment (an API call changed one, or the tick is due). */
   private fullSoon = true;
   private lastFull = 0;
-  /** When the earliest replica will have been healthy for min_healthy_time (ms since epoch). */
-  private nextDue = Infinity;
+  /** Per deployment, when its earliest replica will have been healthy for min_healthy_time (ms since epoch). */
+  private readonly due = new Map<string, number>();
   /** The deployments this replica drives, as the last full pass claimed them. */
   private held: string[] = [];
   /** Job id → deployment, for the live replicas of the deployments held: which doorbells are ours. */
@@ -109,8 +109,14 @@ export class Controller {
   private schedule(ms: number): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = setTimeout(() => {
-      // A doorbell's pass looks only at its deployments, unless the tick is due anyway: claims are renewed and new deployments taken by full passes.
-      const full = this.fullSoon || this.dirty.size === 0 || Date.now() - this.lastFull >= this.deps.settings.tickMs;
+      const now = Date.now();
+      for (const [id, at] of this.due) {
+        if (at > now) continue;
+        this.dirty.add(id);
+        this.due.delete(id);
+      }
+      // A doorbell's or a due replica's pass looks only at its deployments, unless the tick is due anyway: claims are renewed and new deployments taken by full passes.
+      const full = this.fullSoon || this.dirty.size === 0 || now - this.lastFull >= this.deps.settings.tickMs;
       const only = full ? undefined : new Set(this.dirty);
       this.fullSoon = false;
       this.dirty.clear();
@@ -122,7 +128,7 @@ export class Controller {
           const again = this.wakeSoon;
           this.wakeSoon = false;
           // Look again at the tick, or sooner when a replica will have been healthy long enough.
-          const due = this.nextDue === Infinity ? Infinity : Math.max(0, this.nextDue - Date.now());
+          const due = Math.max(0, Math.min(...this.due.values()) - Date.now());
           const tick = Math.max(0, this.lastFull + this.deps.settings.tickMs - Date.now());
           this.schedule(again ? 0 : Math.min(tick, due));
         });
@@ -141,10 +147,10 @@ export class Controller {
     if (only) ids = this.held.filter((id) => only.has(id));
     else {
       this.lastFull = Date.now();
-      this.nextDue = Infinity;
       ids = this.held = await this.claim();
       const held = new Set(ids);
       for (const deployment of [...this.jobsOfDeployment.keys()]) if (!held.has(deployment)) this.noteJobs(deployment, []);
+      for (const deployment of [...this.due.keys()]) if (!held.has(deployment)) this.due.delete(deployment);
     }
     const changed: string[] = [];
     for (const id of ids) {
@@ -239,9 +245,14 @@ export class Controller {
       state: dep.state as DeployState,
     };
     const decision = decide(view, views, now);
+    // The next look at this deployment: when a replica not yet counted will have been healthy long enough (+1: the clock's ms granularity).
+    const countedNow = new Set(decision.actions.flatMap((a) => (a.kind === "counted" ? [a.replicaId] : [])));
+    let due = Infinity;
     for (const r of views) {
-      if (r.healthyAt === null && r.health === "healthy" && r.healthSince !== null) this.nextDue = Math.min(this.nextDue, r.healthSince + view.strategy.minHealthyMs + 5);
+      if (r.healthyAt === null && !countedNow.has(r.id) && r.health === "healthy" && r.healthSince !== null) due = Math.min(due, r.healthSince + view.strategy.minHealthyMs + 1);
     }
+    if (due === Infinity) this.due.delete(id);
+    else this.due.set(id, due);
     const wrote = await this.apply(dep, spec, view, views, new Map(rows.map((r) => [r.id, r])), decision);
     return wrote || changed.length > 0;
   }
