@@ -35,6 +35,8 @@ import { replicaJobSpec, strategyOf } from "./spec.ts";
 const ENDED: ReadonlySet<JobState> = new Set([JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.TIMED_OUT, JobState.DEAD]);
 /** A stop not confirmed after this long is asked for again. */
 const CANCEL_AGAIN_MS = 10_000;
+/** Revisions' specs kept parsed in memory. */
+const SPECS_KEPT = 512;
 
 export interface ControllerDeps {
   db: PrismaClient;
@@ -67,6 +69,8 @@ export class Controller {
   private readonly jobsOfDeployment = new Map<string, string[]>();
   /** Deployments whose replicas' jobs changed since they were last looked at. */
   private readonly dirty = new Set<string>();
+  /** "deployment:revision" → its spec, least recently used first. */
+  private readonly specs = new Map<string, ServiceSpec>();
 
   constructor(private readonly deps: ControllerDeps) {}
 
@@ -195,6 +199,21 @@ export class Controller {
     return rows.map((r) => r.id).sort();
   }
 
+  /** A revision's spec; revisions never change, so each is read and parsed once (the latest few hundred kept). */
+  private async specOf(deployment: string, revision: number): Promise<ServiceSpec> {
+    const key = `${deployment}:${revision}`;
+    let spec = this.specs.get(key);
+    if (spec) {
+      this.specs.delete(key); // most recently used goes last
+    } else {
+      const rev = await this.deps.db.revision.findUniqueOrThrow({ where: { deploymentId_number: { deploymentId: deployment, number: revision } } });
+      spec = fromJson(ServiceSpecSchema, rev.spec as JsonValue);
+    }
+    this.specs.set(key, spec);
+    if (this.specs.size > SPECS_KEPT) this.specs.delete(this.specs.keys().next().value!);
+    return spec;
+  }
+
   /** Which jobs are the deployment's live replicas' now, for jobsChanged. */
   private noteJobs(deployment: string, jobs: readonly string[]): void {
     for (const job of this.jobsOfDeployment.get(deployment) ?? []) this.replicaJobs.delete(job);
@@ -211,8 +230,7 @@ export class Controller {
       this.noteJobs(id, []);
       return false;
     }
-    const rev = await db.revision.findUniqueOrThrow({ where: { deploymentId_number: { deploymentId: id, number: dep.currentRevision } } });
-    const spec = fromJson(ServiceSpecSchema, rev.spec as JsonValue);
+    const spec = await this.specOf(id, dep.currentRevision);
     const rows = await db.replica.findMany({ where: { deploymentId: id, state: { in: ["pending", "running", "stopping"] } }, orderBy: { createdAt: "asc" } });
 
     // Jobs for replicas whose submit did not finish (a crash, the Scheduler down).
@@ -477,9 +495,7 @@ export class Controller {
     try {
       const specs = new Map<number, ServiceSpec>(current ? [[dep.currentRevision, current]] : []);
       for (const revision of new Set(rows.map((r) => r.revision))) {
-        if (specs.has(revision)) continue;
-        const rev = await db.revision.findUniqueOrThrow({ where: { deploymentId_number: { deploymentId: dep.id, number: revision } } });
-        specs.set(revision, fromJson(ServiceSpecSchema, rev.spec as JsonValue));
+        if (!specs.has(revision)) specs.set(revision, await this.specOf(dep.id, revision));
       }
       const { jobs } = await clients.scheduler.submitJobs({
         jobs: rows.map((r) => {
