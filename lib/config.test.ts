@@ -66,7 +66,7 @@ describe("readDevConfig", () => {
       fleet: fleetDefaults,
       scheduling: schedulingDefaults,
       log: logDefaults,
-      deploy: { tickMs: 200, claimMs: 10_000 },
+      deploy: { tickMs: 1_000, claimMs: 10_000 },
       dataDir: ".drover",
     });
   });
@@ -89,7 +89,7 @@ describe("readDevConfig", () => {
       fleet: fleetDefaults,
       scheduling: schedulingDefaults,
       log: logDefaults,
-      deploy: { tickMs: 200, claimMs: 10_000 },
+      deploy: { tickMs: 1_000, claimMs: 10_000 },
       dataDir: "/var/lib/drover",
     });
   });
@@ -147,7 +147,7 @@ describe("readSplitConfig", () => {
       fleet: fleetDefaults,
       scheduling: schedulingDefaults,
       log: logDefaults,
-      deploy: { tickMs: 200, claimMs: 10_000 },
+      deploy: { tickMs: 1_000, claimMs: 10_000 },
       service: "scheduler",
       databaseUrl: splitEnv.DATABASE_URL,
       redisUrl: splitEnv.REDIS_URL,
@@ -316,6 +316,8 @@ describe("fleet settings", () => {
     assert.match(stale.message, /heartbeat interval/);
     const offline = configError(() => readDevConfig({ DROVER_STALE_AFTER_MS: "20000", DROVER_OFFLINE_AFTER_MS: "20000" }), "DROVER_OFFLINE_AFTER_MS");
     assert.match(offline.message, /stale threshold/);
+    const claim = configError(() => readDevConfig({ DROVER_DEPLOY_TICK_MS: "1000", DROVER_DEPLOY_CLAIM_MS: "3000" }), "DROVER_DEPLOY_CLAIM_MS");
+    assert.match(claim.message, /at least 4 times DROVER_DEPLOY_TICK_MS \(1000 ms\), got 3000/);
   });
 });
 

@@ -332,15 +332,21 @@ export function defaultLogSettings(): LogSettings {
 
 /** How the Deploy service drives rollouts. */
 export interface DeploySettings {
-  /** How often the controller looks at its deployments (DROVER_DEPLOY_TICK_MS), default 200. */
+  /**
+   * How often the controller looks at all its deployments and renews its
+   * claims (DROVER_DEPLOY_TICK_MS), default 1000. Replica changes wake it
+   * at once through the Scheduler's doorbell; the tick catches deadlines,
+   * agents that start or stop matching a per_agent selector, and lost doorbells.
+   */
   tickMs: number;
   /** How long a Deploy replica's claim on a deployment lasts unless renewed (DROVER_DEPLOY_CLAIM_MS), default 10000. */
   claimMs: number;
 }
 
 function readDeploySettings(r: EnvReader): DeploySettings {
-  return {
-    tickMs: r.integer("DROVER_DEPLOY_TICK_MS", 200, 10, 60_000),
-    claimMs: r.integer("DROVER_DEPLOY_CLAIM_MS", 10_000, 500, 600_000),
-  };
+  const tickMs = r.integer("DROVER_DEPLOY_TICK_MS", 1_000, 10, 60_000);
+  const claimMs = r.integer("DROVER_DEPLOY_CLAIM_MS", 10_000, 500, 600_000);
+  // A claim is renewed once half of it has run out, on a tick: two ticks must fit in that half.
+  if (claimMs < 4 * tickMs) r.problem("DROVER_DEPLOY_CLAIM_MS", `must be at least 4 times DROVER_DEPLOY_TICK_MS (${tickMs} ms), got ${claimMs}`);
+  return { tickMs, claimMs };
 }
