@@ -52,7 +52,7 @@ import { ASSIGNMENT, bundleDir, closeBundle, createBundle, logFileName, writeMan
 import { healthSettings } from "./health_check.ts";
 import type { NumberedHealth } from "./job_events.ts";
 import type { CommandExit, CommandHandle, CommandTask, Runner } from "./runner.ts";
-import { freePort, ReplicaHealth, restartDelayMs, restartDelays, type HealthReport, type RestartDelays } from "./service_supervisor.ts";
+import { ReplicaHealth, replicaPorts, restartDelayMs, restartDelays, type HealthReport, type RestartDelays } from "./service_supervisor.ts";
 
 /** A change of an attempt's state, as the runner reports it. */
 export interface AttemptUpdate {
@@ -212,7 +212,7 @@ export class JobRunner {
     let port = 0;
     if (this.replica?.run.assignPort) {
       try {
-        port = await freePort();
+        port = await replicaPorts.assign();
       } catch (err) {
         return this.finishWithoutBundle(`could not find a free TCP port for the replica: ${(err as Error).message}`);
       }
@@ -267,6 +267,7 @@ export class JobRunner {
     }
     if (this.replica) {
       manifest.service ??= { port: 0 };
+      replicaPorts.hold(manifest.service.port);
       this.resendLastHealth();
     }
     const index = manifest.commands.findIndex((c) => c.endTime === undefined);
@@ -687,6 +688,7 @@ export class JobRunner {
   /** Records the end in the manifest, reports it, then closes the bundle (hashing can take a while for big logs). */
   private async finish(state: AttemptState, message: string, again = false, last?: CommandRecord): Promise<AttemptUpdate> {
     const m = this.manifest!;
+    if (m.service?.port) replicaPorts.release(m.service.port);
     last ??= [...m.commands].reverse().find((c) => c.endTime !== undefined);
     const exitCode = last?.exitCode ?? -1;
     const signal = last?.signal ?? "";

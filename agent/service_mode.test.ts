@@ -26,7 +26,7 @@ import { JobHandler } from "./job_handler.ts";
 import { LogShipper } from "./log_shipper.ts";
 import { RememberingProbe, type MachineSample } from "./metrics.ts";
 import { killGroup } from "./process_runner.ts";
-import { MIN_DOUBLED_DELAY_MS, restartDelayMs, restartDelays, STABLE_RUN_MS } from "./service_supervisor.ts";
+import { MIN_DOUBLED_DELAY_MS, PortBook, restartDelayMs, restartDelays, STABLE_RUN_MS } from "./service_supervisor.ts";
 import { startAgent, within, type AgentProcess } from "./testing/agent_process.ts";
 import { eventually, FakeFleet, type FakeStream } from "./testing/fake_fleet.ts";
 
@@ -49,6 +49,21 @@ const HTTP_SERVER = [
   "-e",
   'require("http").createServer((q, s) => { s.statusCode = q.url === "/healthz" ? 200 : 404; s.end(String(process.pid)); }).listen(Number(process.env.PORT), "127.0.0.1")',
 ];
+
+describe("PortBook", () => {
+  it("never hands out a port a live replica holds, and hands it out again once released", async () => {
+    const offered = [5000, 5000, 5001, 5000];
+    const book = new PortBook(async () => offered.shift()!);
+    assert.equal(await book.assign(), 5000);
+    assert.equal(await book.assign(), 5001); // 5000 is held: its replica's process may be down between restarts
+    book.release(5000);
+    assert.equal(await book.assign(), 5000);
+    // A replica resumed after an agent restart holds its port; a system offering only held ports is an error, not a loop.
+    const full = new PortBook(async () => 7);
+    full.hold(7);
+    await assert.rejects(full.assign(), /held by another replica/);
+  });
+});
 
 describe("restartDelayMs (pure)", () => {
   const delays = { initialMs: 100, maxMs: 400 };

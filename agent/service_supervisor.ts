@@ -1,7 +1,9 @@
 // The parts of a service replica that are not about running commands (those
 // stay in job_runner.ts, which restarts the service command): the restart
-// delay (pure), the assigned port, and ReplicaHealth, which checks the
-// running process on a timer and says when its health changes.
+// delay (pure), the assigned port (held for the replica's life, so that a
+// replica whose process is down between restarts does not find its port
+// given to another), and ReplicaHealth, which checks the running process on
+// a timer and says when its health changes.
 //
 //   process starts ─▶ started(target, restarts): a new restart count → onChange;
 //                     initial_delay ─▶ check ─▶ interval ─▶ check ...
@@ -65,6 +67,40 @@ export function freePort(): Promise<number> {
     });
   });
 }
+
+/**
+ * The ports assigned to this agent's live replicas. The kernel hands out a
+ * port again once nothing listens on it, which is the case while a
+ * replica's process waits for its restart; the book skips those.
+ */
+export class PortBook {
+  private readonly held = new Set<number>();
+
+  constructor(private readonly pick: () => Promise<number> = freePort) {}
+
+  /** A free port no live replica holds, held until released. */
+  async assign(): Promise<number> {
+    for (let tries = 0; tries < 32; tries++) {
+      const port = await this.pick();
+      if (this.held.has(port)) continue;
+      this.held.add(port);
+      return port;
+    }
+    throw new Error("every free port the system offered is held by another replica");
+  }
+
+  /** A port a replica already has (resumed after an agent restart). */
+  hold(port: number): void {
+    if (port > 0) this.held.add(port);
+  }
+
+  release(port: number): void {
+    this.held.delete(port);
+  }
+}
+
+/** This agent process's replicas' ports. */
+export const replicaPorts = new PortBook();
 
 /** A replica's health as reported in HealthStatus. */
 export interface HealthReport {
