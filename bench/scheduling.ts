@@ -229,6 +229,9 @@ interface AuctionRounds {
   recordMs: number;
   offers: number;
   answers: number;
+  /** Jobs claimed, and those of them placed on a standing bid (no offer, no bid window). */
+  claimed: number;
+  standing: number;
 }
 
 interface ThroughputRun {
@@ -291,9 +294,10 @@ async function throughput(plane: Plane, load: Load, jobs: number, concurrency: n
 /** Bid's rounds between two times (its debug line "auction round"): how many, and the p50 of each part. */
 function auctionRounds(bid: ManagedProcess, from: number, to: number): AuctionRounds {
   const lines = bid.lines.filter((l) => l.msg === "auction round" && Number(l.time) >= from && Number(l.time) <= to);
-  const p50 = (key: string) => median(lines.map((l) => Number(l[key])));
-  const sum = (key: string) => lines.reduce((n, l) => n + Number(l[key]), 0);
-  return { rounds: lines.length, jobs: p50("jobs"), windowMs: p50("windowMs"), selectMs: p50("selectMs"), bidsMs: p50("bidsMs"), recordMs: p50("recordMs"), offers: sum("offers"), answers: sum("answers") };
+  // A round whose jobs all went to standing bids ran no auction: it has no bid or record times.
+  const p50 = (key: string) => median(lines.map((l) => Number(l[key])).filter(Number.isFinite));
+  const sum = (key: string) => lines.reduce((n, l) => n + (Number(l[key]) || 0), 0);
+  return { rounds: lines.length, jobs: p50("jobs"), windowMs: p50("windowMs"), selectMs: p50("selectMs"), bidsMs: p50("bidsMs"), recordMs: p50("recordMs"), offers: sum("offers"), answers: sum("answers"), claimed: sum("jobs"), standing: sum("standing") };
 }
 
 const median = (xs: number[]) => {
@@ -459,13 +463,13 @@ function tableFor(r: ModeResult): [string, string, string][] {
     rows.push([
       `${r.mode}: auction rounds in the median run (p50)`,
       `${a.rounds} rounds of ${a.jobs} jobs; select ${a.selectMs} / bids ${a.bidsMs} (window ${a.windowMs}) / record ${a.recordMs} ms`,
-      `Bid, from a claim's answer to placements recorded; ${a.answers} of ${a.offers} offers answered in the window`,
+      `Bid, from a claim's answer to placements recorded; ${a.answers} of ${a.offers} offers answered in the window; ${a.standing} of ${a.claimed} claimed jobs placed on standing bids (no offer)`,
     ]);
   }
   rows.push([
     `${r.mode}: hops in the median run (p50)`,
     `${ms(mid.hops.submitToResponse.p50)} / ${ms(mid.hops.submitToOffer.p50)} / ${ms(mid.hops.offerToAssignment.p50)} / ${ms(mid.hops.assignmentToSucceededAck.p50)}`,
-    "submit→answer / submit→offer / offer→assignment / assignment→succeeded committed",
+    "submit→answer / submit→offer / offer→assignment (jobs that were auctioned; a standing bid places a job with no offer) / assignment→succeeded committed",
   ]);
   for (const c of r.curve) rows.push([`${r.mode}: throughput, ${c.concurrency} in flight`, `${c.jobsPerSec} jobs/s`, `one run; submits accepted at ${c.submitPerSec}/s`]);
   if (r.batched) {
@@ -486,7 +490,7 @@ function tableFor(r: ModeResult): [string, string, string][] {
   if (l) rows.push([
     `${r.mode}: hops at ${TARGET_RATE}/s (p50)`,
     `${ms(l.hops.submitToResponse.p50)} / ${ms(l.hops.submitToOffer.p50)} / ${ms(l.hops.offerToAssignment.p50)} / ${ms(l.hops.assignmentToSucceededAck.p50)}`,
-    "submit→answer / submit→offer / offer→assignment / assignment→succeeded committed",
+    "submit→answer / submit→offer / offer→assignment (jobs that were auctioned; a standing bid places a job with no offer) / assignment→succeeded committed",
   ]);
   for (const c of r.rateCurve) {
     rows.push([

@@ -1,11 +1,12 @@
 // The Bid service's loop: claim placeable jobs from the Scheduler, run one
 // auction per job, record it, and settle the claims.
 //
-//   ClaimPlaceableJobs (long poll) → for each job: selectCandidates (power
-//   of k over the agent view) → one RequestBids to Fleet for the whole batch
-//   (closes when every offer is answered, or after the window) → decide →
-//   auctions stored → RecordPlacements (the Scheduler creates attempts and
-//   sends Assignments)
+//   ClaimPlaceableJobs (long poll) → jobs a standing bid (one that lost an
+//   earlier auction) answers are placed at once and recorded → for each
+//   other job: selectCandidates (power of k over the agent view) → one
+//   RequestBids to Fleet for the whole batch (closes when every offer is
+//   answered, or after the window) → decide → auctions stored →
+//   RecordPlacements (the Scheduler creates attempts and sends Assignments)
 //
 // The agent view comes from Fleet's WatchAgents; what this replica assigned
 // since an agent last reported its free capacity is held as `reserved`, so
@@ -15,7 +16,7 @@
 // wait for capacity.
 
 import { randomUUID } from "node:crypto";
-import { durationFromMs } from "@bufbuild/protobuf/wkt";
+import { durationFromMs, type Duration } from "@bufbuild/protobuf/wkt";
 import type { PrismaClient } from "../../gen/prisma/bid/client.ts";
 import { AgentStatus, Schedulability, WatchAgentsResponse_Kind as Kind, type Agent } from "../../gen/ts/drover/fleet/v1/fleet_service_pb.ts";
 import type { Resources } from "../../gen/ts/drover/common/v1/resources_pb.ts";
@@ -25,7 +26,7 @@ import type { DroverClients } from "../../lib/clients.ts";
 import type { SchedulingSettings } from "../../lib/config.ts";
 import type { Logger } from "../../lib/logger.ts";
 import { sleep } from "../../lib/timers.ts";
-import { decide, explainNoCandidates, explainNoWinner, selectCandidates, type AgentView, type CandidateSelection, type JobNeeds, type Res } from "./placement.ts";
+import { decide, decideStanding, explainNoCandidates, explainNoWinner, requiredDrivers, selectCandidates, type AgentView, type CandidateSelection, type JobNeeds, type Res, type StandingBid } from "./placement.ts";
 
 const JOBS_PER_ROUND = 200;
 // A job whose offered agents did not answer in the window is auctioned again
@@ -37,6 +38,35 @@ const NO_ANSWER_RETRY_MS = 250;
 const NO_ANSWER_RETRY_CAP_MS = 2_000;
 // Jobs whose silent auctions in a row this replica counts (a bound, not a cache size that matters).
 const MAX_SILENT_TRACKED = 100_000;
+// A bid that lost its auction answers later jobs of its size for this long:
+// long enough to serve the next rounds under load, short enough that the
+// agent is still as it described itself (its running jobs, its load).
+const STANDING_BID_MS = 1_000;
+// Standing bids kept at most (the oldest go first); more than a few rounds' worth buys nothing.
+const MAX_STANDING = 2_000;
+
+/** An auction as stored in bid.auctions. */
+interface AuctionRecord {
+  id: string;
+  jobId: string;
+  state: string;
+  winnerAgentId: string | null;
+  explanation: object;
+  closedAt: Date;
+}
+
+/** A settled claim, as RecordPlacements takes it. */
+interface Placement {
+  jobId: string;
+  claimId: string;
+  /** The winner; empty: the job waits. */
+  agentId: string;
+  auctionId: string;
+  waitReason: string;
+  retryAfter: Duration | undefined;
+}
+
+const ms = (t: number) => Math.round(t * 10) / 10;
 
 function res(r: Resources | undefined): Res {
   return { cpuMillis: r?.cpuMillis ?? 0, memoryBytes: Number(r?.memoryBytes ?? 0n), diskBytes: Number(r?.diskBytes ?? 0n) };
@@ -106,7 +136,11 @@ export class Auctioneer {
   private readonly stopping = new AbortController();
   private loops: Promise<void>[] = [];
   private wakeTimer?: NodeJS.Timeout;
-  readonly stats = { auctions: 0, placed: 0, waiting: 0 };
+  /** When capacity last appeared in the agent view (Date.now()); see round. */
+  private capacityAt = 0;
+  readonly stats = { auctions: 0, standing: 0, placed: 0, waiting: 0 };
+  /** Bids that lost their auctions, oldest first (see placeStanding). */
+  private standing: StandingBid[] = [];
   /** Silent auctions in a row, per job (see NO_ANSWER_RETRY_MS). */
   private readonly silent = new Map<string, number>();
   /** The bid window now: DROVER_BID_WINDOW_MS, longer while answers come late (see adaptWindow). */
@@ -141,18 +175,43 @@ export class Auctioneer {
     await Promise.allSettled(this.loops);
   }
 
-  /** One round: claim, auction, settle. Resolves how many jobs it handled. */
+  /**
+   * One round: claim; place at once the jobs a standing bid answers; auction
+   * the rest; settle. The placements made at once are recorded while the
+   * others' offers are out, so they never wait for a bid window. Resolves
+   * how many jobs it handled.
+   */
   async round(wait: boolean): Promise<number> {
+    const { clients, bidder } = this.deps;
+    const { jobs: claimed } = await clients.scheduler.claimPlaceableJobs(
+      { bidder, maxJobs: JOBS_PER_ROUND, wait: wait ? { seconds: 1n } : undefined },
+      { signal: this.stopping.signal },
+    );
+    if (claimed.length === 0) return 0;
+    const claimedAt = performance.now();
+    const now = Date.now();
+    const standing = this.placeStanding(claimed, now);
+    const jobs = claimed.filter((j) => !standing.placed.has(j.jobId));
+    const [, auctioned] = await Promise.all([this.settle(standing.records, standing.placements, standing.needs), this.auction(jobs, now)]);
+    this.deps.log.debug({ jobs: claimed.length, standing: standing.placed.size, selectMs: ms(auctioned.offeredAt - claimedAt), ...auctioned.round }, "auction round");
+    this.stats.auctions += jobs.length;
+    this.stats.standing += standing.placed.size;
+    const all = [...standing.placements, ...auctioned.placements];
+    this.stats.placed += all.filter((p) => p.agentId).length;
+    this.stats.waiting += all.filter((p) => !p.agentId).length;
+    // Capacity that appeared after this round read the agent view may have
+    // been announced (WakeWaitingJobs) before this round's jobs were set
+    // waiting for it: they would sleep DROVER_WAIT_RETRY_MS next to a free agent.
+    if (this.capacityAt >= now && all.some((p) => !p.agentId && !p.retryAfter)) this.wakeWaiting();
+    return claimed.length;
+  }
+
+  /** Auctions jobs and settles their claims; resolves the placements and how the round went, for the log. */
+  private async auction(jobs: readonly PlaceableJob[], now: number): Promise<{ placements: Placement[]; offeredAt: number; round: object }> {
     const { clients, settings, bidder } = this.deps;
     const signal = this.stopping.signal;
-    const { jobs } = await clients.scheduler.claimPlaceableJobs(
-      { bidder, maxJobs: JOBS_PER_ROUND, wait: wait ? { seconds: 1n } : undefined },
-      { signal },
-    );
-    if (jobs.length === 0) return 0;
-    const claimedAt = performance.now();
     const random = this.deps.random ?? Math.random;
-    const now = Date.now();
+    if (jobs.length === 0) return { placements: [], offeredAt: performance.now(), round: {} };
     const views = [...this.agents.values()].map((a) => this.current(a, now));
     // Pinned jobs look their agents up here instead of passing over the fleet.
     const byId = jobs.some((j) => (j.spec?.constraints?.agentIds.length ?? 0) > 0) ? new Map(views.map((v) => [v.id, v])) : undefined;
@@ -177,6 +236,7 @@ export class Auctioneer {
     const offeredAt = performance.now();
     const replies = offers.length > 0 ? (await clients.fleet.requestBids({ offers, window: durationFromMs(windowMs) }, { signal })).replies : [];
     const answeredAt = performance.now();
+    const bidAt = Date.now();
     const byOffer = new Map(replies.map((r) => [r.offerId, r]));
     this.adaptWindow(offers.length, replies.length, windowMs);
 
@@ -185,7 +245,7 @@ export class Auctioneer {
     for (const r of replies) {
       if (r.reply.case === "bid" && r.reply.value.free) this.reported(r.agentId, res(r.reply.value.free), now);
     }
-    const records: { id: string; jobId: string; state: string; winnerAgentId: string | null; explanation: object; closedAt: Date }[] = [];
+    const records: AuctionRecord[] = [];
     // Replicas this round placed, by deployment: the next sibling's decision counts them.
     const won = new Map<string, Map<string, number>>();
     const placements = auctions.map((a) => {
@@ -215,6 +275,15 @@ export class Auctioneer {
         closedAt: new Date(),
       });
       if (decision?.winnerAgentId) this.reserve(decision.winnerAgentId, a.needs.resources, now);
+      // The bids that lost stand for the next jobs of their size (see placeStanding);
+      // not a service replica's, whose agent also counted its replicas.
+      if (a.job.spec?.service === undefined) {
+        for (const ans of answers) {
+          if (ans.bid && ans.agentId !== decision?.winnerAgentId) {
+            this.standing.push({ agentId: ans.agentId, score: ans.bid.score, needs: a.needs.resources, drivers: requiredDrivers(a.needs), jobId: a.job.jobId, at: bidAt });
+          }
+        }
+      }
       // Offered agents that did not answer, or whose capacity went to jobs before
       // this one in the round, say nothing about the fleet being full: try again soon.
       const unanswered = !decision?.winnerAgentId && decision?.candidates.some((c) => c.outcome === "no_answer" || c.outcome === "outbid");
@@ -231,42 +300,95 @@ export class Auctioneer {
         retryAfter: unanswered ? durationFromMs(Math.round(retryMs * (0.5 + random()))) : undefined,
       };
     });
-    // The record is for ExplainPlacement; placing the jobs need not wait for it.
-    let storedAt = 0;
-    let placedAt = 0;
-    const [, { results }] = await Promise.all([
-      this.storeAuctions(records)
-        .catch((err) => this.deps.log.warn({ err, auctions: records.length }, "could not store auctions; ExplainPlacement will lack them"))
-        .finally(() => (storedAt = performance.now())),
-      clients.scheduler.recordPlacements({ placements }, { signal }).finally(() => (placedAt = performance.now())),
-    ]);
-    results.forEach((r, i) => {
-      const p = placements[i]!;
-      if (p.agentId && !r.accepted) this.release(p.agentId, auctions[i]!.needs.resources);
-    });
-    const ms = (t: number) => Math.round(t * 10) / 10;
-    this.deps.log.debug(
-      {
-        jobs: jobs.length,
+    if (this.standing.length > MAX_STANDING) this.standing.splice(0, this.standing.length - MAX_STANDING);
+    const timing = await this.settle(records, placements, auctions.map((a) => a.needs));
+    return {
+      placements,
+      offeredAt,
+      round: {
         offers: offers.length,
         answers: replies.length,
         windowMs,
-        selectMs: ms(offeredAt - claimedAt),
         bidsMs: ms(answeredAt - offeredAt),
         recordMs: ms(performance.now() - answeredAt),
-        placeMs: ms(placedAt - answeredAt),
-        storeMs: ms(storedAt - answeredAt),
+        placeMs: ms(timing.placedAt - answeredAt),
+        storeMs: ms(timing.storedAt - answeredAt),
       },
-      "auction round",
-    );
-    this.stats.auctions += auctions.length;
-    this.stats.placed += placements.filter((p) => p.agentId).length;
-    this.stats.waiting += placements.filter((p) => !p.agentId).length;
-    return jobs.length;
+    };
+  }
+
+  /**
+   * Places the jobs that a standing bid answers (decideStanding), each on
+   * its own bid, reserving as it goes so the next job sees what this one
+   * took. Service replicas are always auctioned: their agent's answer also
+   * counts its replicas (DROVER_MAX_SERVICES), which a bid for a batch job
+   * did not. Each placement is recorded as an auction with one candidate,
+   * so ExplainPlacement says which bid it used.
+   */
+  private placeStanding(jobs: readonly PlaceableJob[], now: number): { placed: Set<string>; records: AuctionRecord[]; placements: Placement[]; needs: JobNeeds[] } {
+    const out = { placed: new Set<string>(), records: [] as AuctionRecord[], placements: [] as Placement[], needs: [] as JobNeeds[] };
+    this.standing = this.standing.filter((b) => now - b.at <= STANDING_BID_MS);
+    if (this.standing.length === 0) return out;
+    // Views as this round leaves them; an agent's is dropped when a placement reserves on it.
+    const views = new Map<string, AgentView>();
+    const agentOf = (id: string) => {
+      let v = views.get(id);
+      if (!v) {
+        const a = this.agents.get(id);
+        if (!a) return undefined;
+        views.set(id, (v = this.current(a, now)));
+      }
+      return v;
+    };
+    for (const job of jobs) {
+      if (job.spec?.service !== undefined) continue;
+      const needs = needsOf(job);
+      const hit = decideStanding(needs, this.standing, agentOf, now, STANDING_BID_MS);
+      if (!hit) continue;
+      this.standing.splice(hit.index, 1);
+      const agentId = hit.decision.winnerAgentId!;
+      this.reserve(agentId, needs.resources, now);
+      views.delete(agentId);
+      const auctionId = randomUUID();
+      out.placed.add(job.jobId);
+      out.needs.push(needs);
+      out.records.push({
+        id: auctionId,
+        jobId: job.jobId,
+        state: "closed",
+        winnerAgentId: agentId,
+        explanation: { summary: hit.decision.summary, candidates: hit.decision.candidates, ineligible: [], eligibleCount: 1, attempt: job.attemptNumber, bidder: this.deps.bidder },
+        closedAt: new Date(),
+      });
+      out.placements.push({ jobId: job.jobId, claimId: job.claimId, agentId, auctionId, waitReason: "", retryAfter: undefined });
+      this.silent.delete(job.jobId);
+    }
+    return out;
+  }
+
+  /**
+   * Stores the auction records and settles the claims; a winner whose
+   * placement the Scheduler did not accept gives its reservation back.
+   * The record is for ExplainPlacement: placing the jobs does not wait for it.
+   */
+  private async settle(records: AuctionRecord[], placements: Placement[], needs: readonly JobNeeds[]): Promise<{ storedAt: number; placedAt: number }> {
+    const timing = { storedAt: performance.now(), placedAt: performance.now() };
+    if (placements.length === 0) return timing;
+    const [, { results }] = await Promise.all([
+      this.storeAuctions(records)
+        .catch((err) => this.deps.log.warn({ err, auctions: records.length }, "could not store auctions; ExplainPlacement will lack them"))
+        .finally(() => (timing.storedAt = performance.now())),
+      this.deps.clients.scheduler.recordPlacements({ placements }, { signal: this.stopping.signal }).finally(() => (timing.placedAt = performance.now())),
+    ]);
+    results.forEach((r, i) => {
+      const p = placements[i]!;
+      if (p.agentId && !r.accepted) this.release(p.agentId, needs[i]!.resources);
+    });
+    return timing;
   }
 
   /** One INSERT for a round's auctions (Prisma's createMany costs more CPU than the auction itself). */
-  private async storeAuctions(records: readonly { id: string; jobId: string; state: string; winnerAgentId: string | null; explanation: object; closedAt: Date }[]): Promise<void> {
+  private async storeAuctions(records: readonly AuctionRecord[]): Promise<void> {
     if (records.length === 0) return;
     await this.deps.db.$executeRawUnsafe(
       `INSERT INTO "bid"."auctions" (id, job_id, state, winner_agent_id, explanation, closed_at)
@@ -304,7 +426,7 @@ export class Auctioneer {
         onEvent: (res) => {
           if (res.kind === Kind.SYNCED) {
             this.synced = true;
-            this.wakeWaiting();
+            this.capacityAppeared();
             return;
           }
           const agent = res.agent;
@@ -318,7 +440,7 @@ export class Auctioneer {
           this.agents.set(agent.id, { ...view, reservations: before?.reservations ?? [] });
           // Capacity may have appeared: a new or returning agent, an undrain.
           const usable = view.status === "online" && view.schedulability === "schedulable";
-          if (usable && (!before || before.status !== "online" || before.schedulability !== "schedulable")) this.wakeWaiting();
+          if (usable && (!before || before.status !== "online" || before.schedulability !== "schedulable")) this.capacityAppeared();
         },
         onLost: () => {
           this.synced = false;
@@ -327,6 +449,11 @@ export class Auctioneer {
       this.stopping.signal,
       this.deps.log,
     );
+  }
+
+  private capacityAppeared(): void {
+    this.capacityAt = Date.now();
+    this.wakeWaiting();
   }
 
   /** Asks the Scheduler to re-auction jobs waiting for capacity, at most every 100 ms. */

@@ -6,6 +6,7 @@ import {
   FIT_WEIGHT,
   available,
   decide,
+  decideStanding,
   explainNoCandidates,
   explainNoWinner,
   fit,
@@ -15,6 +16,7 @@ import {
   requiredDrivers,
   sampleBound,
   selectCandidates,
+  type StandingBid,
 } from "./placement.ts";
 import { GiB, MiB, agent, bid, counting, decline, fleet, job, res, seeded } from "./placement_harness.ts";
 
@@ -494,5 +496,56 @@ describe("decide with what the round already gave away", () => {
     assert.equal(d.winnerAgentId, undefined);
     assert.equal(d.summary, "no usable bid: a-1 no longer eligible when the auction closed: needs 1 CPU core, 0 free");
     assert.equal(explainNoWinner(d), d.summary);
+  });
+});
+
+describe("decideStanding", () => {
+  const now = 10_000;
+  const standing = (agentId: string, score: number, overrides: Partial<StandingBid> = {}): StandingBid => ({
+    agentId,
+    score,
+    needs: res(1, 1),
+    drivers: ["process"],
+    jobId: "earlier",
+    at: now - 100,
+    ...overrides,
+  });
+  const lookup = (...agents: ReturnType<typeof agent>[]) => (id: string) => agents.find((a) => a.id === id);
+
+  it("places the job on the best standing bid and says which bid it used", () => {
+    const hit = decideStanding(job(), [standing("a-1", 0.3), standing("a-2", 0.9)], lookup(agent("a-1"), agent("a-2")), now, 500);
+    assert.equal(hit?.index, 1);
+    assert.equal(hit?.decision.winnerAgentId, "a-2");
+    assert.deepEqual(
+      hit?.decision.candidates.map((c) => [c.agentId, c.outcome]),
+      [["a-2", "won"]],
+    );
+    assert.match(hit!.decision.summary, /^placed on agent a-2 \(score 0\.\d\d\) without an auction: a standing bid: it bid for job earlier 100 ms ago/);
+  });
+
+  it("uses no bid older than the limit", () => {
+    assert.equal(decideStanding(job(), [standing("a-1", 1, { at: now - 501 })], lookup(agent("a-1")), now, 500), undefined);
+  });
+
+  it("uses no bid made for a smaller job, or for other drivers", () => {
+    const agents = lookup(agent("a-1", { drivers: ["process", "docker"] }));
+    assert.equal(decideStanding(job({ resources: res(2, 1) }), [standing("a-1", 1)], agents, now, 500), undefined);
+    assert.equal(decideStanding(job({ driver: "docker" }), [standing("a-1", 1)], agents, now, 500), undefined);
+    assert.equal(decideStanding(job({ resources: res(0.5, 0) }), [standing("a-1", 1)], agents, now, 500)?.decision.winnerAgentId, "a-1");
+  });
+
+  it("uses no bid of an agent that is no longer eligible: full since, draining, avoided, or a previous attempt's", () => {
+    const bids = [standing("a-1", 1)];
+    assert.equal(decideStanding(job(), bids, lookup(agent("a-1", { reserved: res(7.5, 0) })), now, 500), undefined);
+    assert.equal(decideStanding(job(), bids, lookup(agent("a-1", { schedulability: "draining" })), now, 500), undefined);
+    assert.equal(decideStanding(job({ avoidAgentIds: ["a-1"] }), bids, lookup(agent("a-1")), now, 500), undefined);
+    assert.equal(decideStanding(job({ previousAgentIds: ["a-1"] }), bids, lookup(agent("a-1")), now, 500), undefined);
+    assert.equal(decideStanding(job(), bids, lookup(), now, 500), undefined);
+  });
+
+  it("respects a job's pins", () => {
+    const bids = [standing("a-1", 1), standing("a-2", 0.1)];
+    const hit = decideStanding(job({ agentIds: ["a-2"] }), bids, lookup(agent("a-1"), agent("a-2")), now, 500);
+    assert.equal(hit?.decision.winnerAgentId, "a-2");
   });
 });

@@ -5,6 +5,7 @@
 //
 //   agents ──selectCandidates──▶ offered (best k of a random sample)
 //   offered + answers ──decide──▶ winner, one outcome per offered agent, summary
+//   standing bids (lost auctions) ──decideStanding──▶ a winner at once, or none
 //
 // The fleet may hold 10,000 agents, so selection never scores them all when
 // it does not have to ("power of k choices"): it samples a bounded number of
@@ -445,6 +446,71 @@ export function decide(job: JobNeeds, offered: readonly AgentView[], answers: re
   const decision: Decision = { candidates, summary: parts.join("; ") };
   if (winner) decision.winnerAgentId = winner.agentId;
   return decision;
+}
+
+/**
+ * A bid that lost its auction: the agent said it would take a job needing
+ * `needs` (with these drivers) and was not given it. It stands for a short
+ * while (see decideStanding) as an answer to the next job that needs no more.
+ */
+export interface StandingBid {
+  agentId: string;
+  /** The agent's own score for the offer it answered, 0-1. */
+  score: number;
+  /** What the job it bid for needed; a job needing no more of anything may use the bid. */
+  needs: Res;
+  /** The drivers that job needed (requiredDrivers). */
+  drivers: string[];
+  /** The job it bid for, named in the explanation. */
+  jobId: string;
+  /** When the bid was collected, ms on the caller's clock. */
+  at: number;
+}
+
+/**
+ * Places a job at once on a standing bid, without offering it to anyone: an
+ * agent that bid for a job needing at least as much (same drivers), lost,
+ * and is still eligible now (pins, avoids, liveness, labels, free minus
+ * reserved) already answered the offer this job would make. Bids older than
+ * `maxAgeMs` are not used: the agent's answer describes it as it was then.
+ * An agent of a previous attempt is not used (the auction offers it last).
+ * Among usable bids the highest combined score wins (as in decide), then
+ * agent id. Resolves the index of the bid used and a decision whose single
+ * candidate is the winner; undefined when no bid can be used (then the job
+ * is auctioned).
+ */
+export function decideStanding(
+  job: JobNeeds,
+  standing: readonly StandingBid[],
+  agentOf: (id: string) => AgentView | undefined,
+  now: number,
+  maxAgeMs: number,
+): { index: number; decision: Decision } | undefined {
+  const drivers = requiredDrivers(job);
+  const avoid = new Set(job.previousAgentIds ?? []);
+  let best: { index: number; score: number; bid: StandingBid } | undefined;
+  standing.forEach((bid, index) => {
+    if (now - bid.at > maxAgeMs || avoid.has(bid.agentId)) return;
+    const need = job.resources;
+    if (need.cpuMillis > bid.needs.cpuMillis || need.memoryBytes > bid.needs.memoryBytes || need.diskBytes > bid.needs.diskBytes) return;
+    if (!drivers.every((d) => bid.drivers.includes(d))) return;
+    const agent = agentOf(bid.agentId);
+    if (!agent || ineligibility(agent, job) !== null) return;
+    const score = BID_WEIGHT * clamp01(bid.score) + FIT_WEIGHT * fit(agent, job);
+    if (!best || score > best.score || (score === best.score && compareIds(bid.agentId, best.bid.agentId) < 0)) best = { index, score, bid };
+  });
+  if (!best) return undefined;
+  const { bid, score } = best;
+  const age = Math.max(0, Math.round(now - bid.at));
+  const reason = `a standing bid: it bid for job ${bid.jobId} ${age} ms ago, which needed as much or more, and lost`;
+  return {
+    index: best.index,
+    decision: {
+      winnerAgentId: bid.agentId,
+      candidates: [{ agentId: bid.agentId, outcome: "won", score, reason }],
+      summary: `placed on agent ${bid.agentId} (score ${score2(score)}) without an auction: ${reason}`,
+    },
+  };
 }
 
 /** Why a job waits after an auction nobody won, e.g. 'no agent bid: a-7 declined: "disk full"; 1 offered agent did not answer in time'. */

@@ -1,12 +1,14 @@
 // What the Scheduler says on the bus. Both are doorbells: losing one delays
 // a waiter until its next poll, nothing more.
 //
-//   channel  scheduler:placeable    a job became placeable (empty message):
-//                                   wakes ClaimPlaceableJobs long-polls
+//   channel  scheduler:placeable    a job became placeable (the sending
+//                                   replica's id): wakes ClaimPlaceableJobs
+//                                   long-polls on the other replicas
 //   channel  scheduler:job-changes  JSON array of job ids that changed:
 //                                   wakes WatchJob streams and the follow-up
 //                                   loop (runs.ts) on every replica
 
+import { randomUUID } from "node:crypto";
 import type { Bus, Unsubscribe } from "../../lib/bus/bus.ts";
 import type { Logger } from "../../lib/logger.ts";
 
@@ -19,6 +21,8 @@ export class SchedulerSignals {
   private readonly jobWatchers = new Map<string, Set<() => void>>();
   private readonly changeListeners = new Set<(ids: string[]) => void>();
   private unsubs: Unsubscribe[] = [];
+  /** Marks this replica's placeable doorbells, whose echo it ignores: it woke its own claimer already. */
+  private readonly self = new TextEncoder().encode(randomUUID());
 
   constructor(
     private readonly bus: Bus,
@@ -26,7 +30,12 @@ export class SchedulerSignals {
   ) {}
 
   async start(): Promise<void> {
-    this.unsubs.push(await this.bus.subscribe(PLACEABLE, () => this.wakePlaceable()));
+    this.unsubs.push(
+      await this.bus.subscribe(PLACEABLE, (bytes) => {
+        // Our own echo would wake a second claimer for the jobs the first is taking: an empty claim.
+        if (!Buffer.from(bytes).equals(this.self)) this.wakePlaceable();
+      }),
+    );
     this.unsubs.push(
       await this.bus.subscribe(JOB_CHANGES, (bytes) => {
         let ids: unknown;
@@ -51,7 +60,7 @@ export class SchedulerSignals {
   /** Jobs became placeable. */
   placeable(): void {
     this.wakePlaceable(); // this replica's waiters at once, without the round trip
-    this.bus.publish(PLACEABLE, new Uint8Array()).catch((err) => this.log.debug({ err }, "could not publish the placeable doorbell"));
+    this.bus.publish(PLACEABLE, this.self).catch((err) => this.log.debug({ err }, "could not publish the placeable doorbell"));
   }
 
   /** Jobs changed. */
