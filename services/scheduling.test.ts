@@ -386,8 +386,12 @@ describe("scheduling", () => {
     await refused(job({ runMode: { mode: { case: "nTimes", value: 3 } } }), "spec.service: a service job cannot have run_mode");
     await refused(job({ runMode: { mode: { case: "forever", value: true } } }), "spec.service: a service job cannot have run_mode");
     await refused(job({ timeout: { seconds: 60n } }), "spec.service: a service job cannot have timeout");
-    await refused(job({ service: check({ case: "tcp", value: { port: 0 } }) }), "spec.service.health_check.tcp.port: 0 needs assign_port");
-    await refused(job({ service: check({ case: "http", value: { port: 0, path: "/healthz" } }) }), "spec.service.health_check.http.port: 0 needs assign_port");
+    await refused(job({ service: check({ case: "tcp", value: { port: 0 } }) }), "spec.service.health_check.tcp.port: a port is required (or set assign_port to check the replica's own port)");
+    await refused(job({ service: check({ case: "http", value: { port: 0, path: "/healthz" } }) }), "spec.service.health_check.http.port: a port is required (or set assign_port to check the replica's own port)");
+    await refused(
+      job({ driver: "docker", exec: { ...exec, image: "nginx:1.27" }, service: check({ case: "http", value: { port: 80 } }) }),
+      "spec.service.health_check.http.port: a docker replica is checked on its assigned port: set 0 with assign_port (the container listens on $PORT, published on the host)",
+    );
     await refused(job({ service: check({ case: "command", value: { argv: ["curl", "-f", "localhost\0:80"] } }) }), "spec.service.health_check.command.argv[2]: contains a NUL byte");
     // A service is no run stage and no schedule's tick.
     await refused(

@@ -6,6 +6,7 @@ import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { ServiceSpec } from "../../gen/ts/drover/deploy/v1/deploy_service_pb.ts";
 import { JobSpecSchema, type JobSpec } from "../../gen/ts/drover/scheduler/v1/scheduler_service_pb.ts";
+import { healthCheckProblem } from "../../lib/health_check_rules.ts";
 import { durationMs } from "../../lib/host/time.ts";
 import { DEFAULT_STRATEGY, type Strategy } from "./rollout.ts";
 
@@ -25,24 +26,19 @@ export function strategyOf(spec: ServiceSpec): Strategy {
 
 /**
  * The rules protovalidate cannot say alone, each refused with the field's
- * path: a count or a selector, a network check with somewhere to connect.
+ * path: a count or a selector, a health check that can work
+ * (lib/health_check_rules.ts, which the Scheduler applies too), an image
+ * for docker only, no more canaries than replicas.
  */
 export function checkServiceSpec(spec: ServiceSpec, path = "spec"): void {
   const bad = (field: string, why: string) => new ConnectError(`${path}.${field}: ${why}`, Code.InvalidArgument);
   if (!spec.perAgent && spec.replicas === 0) throw bad("replicas", "must be at least 1 (or set per_agent)");
   if (spec.perAgent && spec.replicas !== 0) throw bad("replicas", "must be 0 with per_agent (one replica per matching agent)");
-  const check = spec.healthCheck?.check;
-  if ((check?.case === "tcp" || check?.case === "http") && check.value.port === 0 && !spec.assignPort) {
-    throw bad(`health_check.${check.case}.port`, "a port is required (or set assign_port to check the replica's own port)");
-  }
-  if (check?.case === "command" && check.value.argv.some((a) => a.includes("\0"))) throw bad("health_check.command.argv", "contains a NUL byte");
   const driver = spec.driver || "process";
+  const problem = healthCheckProblem(spec.healthCheck, spec.assignPort, driver);
+  if (problem) throw bad(problem.field, problem.why);
   if (driver === "docker" && !spec.exec?.image) throw bad("exec.image", "the docker driver needs an image");
   if (driver === "process" && spec.exec?.image) throw bad("exec.image", "only the docker driver runs an image");
-  // The agent publishes a container's assigned port only: a check on another port would knock on a closed host port forever.
-  if (driver === "docker" && (check?.case === "tcp" || check?.case === "http") && check.value.port !== 0) {
-    throw bad(`health_check.${check.case}.port`, "a docker replica is checked on its assigned port: set 0 with assign_port (the container listens on $PORT, published on the host)");
-  }
   const s = strategyOf(spec);
   if (s.canary > 0 && spec.replicas > 0 && s.canary > spec.replicas) throw bad("update.canary", `more canaries (${s.canary}) than replicas (${spec.replicas})`);
 }

@@ -32,6 +32,7 @@ import {
 import { Batcher } from "../../lib/batcher.ts";
 import type { DroverClients } from "../../lib/clients.ts";
 import type { SchedulingSettings } from "../../lib/config.ts";
+import { healthCheckProblem } from "../../lib/health_check_rules.ts";
 import type { AccessRule } from "../../lib/host/interceptors.ts";
 import { decodePageToken, pageSize, splitPage } from "../../lib/host/paging.ts";
 import { durationMs } from "../../lib/host/time.ts";
@@ -552,8 +553,8 @@ export class SchedulerServiceImpl implements JobMethods {
 
 /**
  * A service job runs until it is cancelled, so nothing may end or repeat it
- * by itself (run_mode, timeout); a health check on "the assigned port" needs
- * a port assigned; a check command is an argv like any other (no NUL). Run
+ * by itself (run_mode, timeout); its health check must be one that can work
+ * (lib/health_check_rules.ts, which Deploy applies too). Run
  * stages and schedule templates refuse service jobs themselves (runs.ts,
  * schedules.ts).
  */
@@ -562,18 +563,8 @@ function checkService(spec: JobSpec, field: string): void {
   const service = spec.service!;
   if (spec.runMode?.mode.case !== undefined || spec.runMode?.delay !== undefined) throw invalid("service", "a service job cannot have run_mode");
   if (spec.timeout !== undefined) throw invalid("service", "a service job cannot have timeout");
-  const check = service.healthCheck?.check;
-  switch (check?.case) {
-    case "tcp":
-    case "http":
-      if (check.value.port === 0 && !service.assignPort) throw invalid(`service.health_check.${check.case}.port`, "0 needs assign_port");
-      break;
-    case "command":
-      check.value.argv.forEach((arg, i) => {
-        if (arg.includes("\u0000")) throw invalid(`service.health_check.command.argv[${i}]`, "contains a NUL byte");
-      });
-      break;
-  }
+  const problem = healthCheckProblem(service.healthCheck, service.assignPort, spec.driver || "process");
+  if (problem) throw invalid(`service.${problem.field}`, problem.why);
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
