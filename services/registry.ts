@@ -18,6 +18,7 @@ import { SchedulerService } from "../gen/ts/drover/scheduler/v1/scheduler_servic
 import type { Bus } from "../lib/bus/bus.ts";
 import type { DroverClients } from "../lib/clients.ts";
 import type { PrismaClients } from "../lib/db/database.ts";
+import type { SqlExecutor } from "../lib/db/executor.ts";
 import type { DeploySettings, FleetSettings, LogSettings, SchedulingSettings, ServiceName } from "../lib/config.ts";
 import type { AccessRule } from "../lib/host/interceptors.ts";
 import type { Logger } from "../lib/logger.ts";
@@ -39,6 +40,8 @@ import { schedulerAccess } from "./scheduler/service.ts";
 export interface ServiceDeps<N extends ServiceName> {
   /** The service's own Prisma client: never another service's. */
   db: PrismaClients[N];
+  /** Raw SQL on the same database, for the few hot paths where Prisma costs too much (the Log service's ingestion). */
+  sql: SqlExecutor;
   bus: Bus;
   /** Clients of the other services (and of itself). */
   clients: DroverClients;
@@ -101,7 +104,7 @@ export const services: { [N in ServiceName]: ServiceDefinition<N> } = {
     name: "log",
     desc: LogService,
     access: logAccess,
-    build: ({ db, bus, clients, logger, settings }) => createLog({ db, bus, clients, logger, settings: settings.log }),
+    build: ({ db, sql, bus, clients, logger, settings }) => createLog({ db, sql, bus, clients, logger, settings: settings.log }),
   },
 };
 

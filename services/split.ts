@@ -59,6 +59,7 @@ export async function startSplitService<N extends ServiceName>(name: N, config: 
     const definition = services[name];
     const instance = definition.build({
       db: db.prismaFor(name),
+      sql: db.executor,
       bus,
       clients,
       logger: logger.child({ service: name }),

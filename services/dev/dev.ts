@@ -69,6 +69,7 @@ export async function startDev(config: DevConfig, logger: Logger): Promise<DevPl
     const build = <N extends ServiceName>(name: N) =>
       services[name].build({
         db: db.prismaFor(name),
+        sql: db.executor,
         bus,
         clients,
         logger: logger.child({ service: name }),

@@ -212,7 +212,7 @@ describe("with the real Log service", () => {
     );
     let logTransport: Transport | undefined;
     const clients = createClients((name) => (name === "scheduler" ? scheduler : logTransport!));
-      const log = createLog({ db: logDb.prismaFor("log"), bus: createMemoryBus(), clients, logger, settings: defaultLogSettings() });
+      const log = createLog({ db: logDb.prismaFor("log"), sql: logDb.executor, bus: createMemoryBus(), clients, logger, settings: defaultLogSettings() });
     logService = { routes: log.routes, stop: () => log.stop() };
     logTransport = createRouterTransport(log.routes);
     await log.start();

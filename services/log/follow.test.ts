@@ -299,8 +299,8 @@ describe("FollowLogs", { concurrency: true }, () => {
         const [pubBus, followBus, otherBus] = buses;
         const publisher = new BusLivePublisher({ bus: pubBus, logger });
         publishers.push(publisher);
-        const writer = new Writer(scheduler, new Ingest({ db, clients, logger, settings, live: publisher }));
-        const silent = writer.sharing(new Ingest({ db, clients, logger, settings }));
+        const writer = new Writer(scheduler, new Ingest({ sql: database.executor, clients, logger, settings, live: publisher }));
+        const silent = writer.sharing(new Ingest({ sql: database.executor, clients, logger, settings }));
         const reader = new LogReader({ db, clients, logger });
         const followerBus = flaky(followBus);
         return {
@@ -356,7 +356,9 @@ describe("FollowLogs", { concurrency: true }, () => {
         const before = s.other.tapCount;
         // Known to the Scheduler, no output yet.
         s.scheduler.attempts.set(a, { jobId: job });
-        const fs = [follow(s.other, { jobId: job }), follow(s.other, { jobId: job, from: FollowFrom.END }), follow(s.other, { attemptId: a })];
+        // From the beginning or the tail, not the end: a follow from the end
+        // that reads storage after the write rightly skips what it found there.
+        const fs = [follow(s.other, { jobId: job }), follow(s.other, { jobId: job, from: FollowFrom.TAIL, tailLines: 10 }), follow(s.other, { attemptId: a })];
         await fs[0]!.until("joined", () => s.other.tapCount === before + 1);
         await s.writer.write(a, { jobId: job }, [[LogStream.STDOUT, "shared\n"]], true);
         s.scheduler.endedJobs.set(job, Date.now());

@@ -14,6 +14,10 @@
 //      storage is polled too: it finds new attempts, completions and
 //      anything the bus lost. Redis down only slows a follow down.
 //
+// Marks: a Tap keeps its live stream marked followed (a presence key) while
+// it lives, and a follow waits for the mark before it reads storage:
+// publishers append only to marked streams (live.ts).
+//
 // Redis connections: a follower never blocks on Redis. Each LogFollower
 // keeps one Tap per live stream that any of its follows reads; a Tap reads
 // with non-blocking XREADs on the bus's shared command connection when
@@ -53,7 +57,7 @@ import type { DroverClients } from "../../lib/clients.ts";
 import type { Logger } from "../../lib/logger.ts";
 import { splitChunk, sliceChunk, type Line } from "./lines.ts";
 import { getReplicas, replicaJobs, resolveDeployment, type ReplicaJobs, type ReplicaRef } from "./deployment.ts";
-import { decodeEntry, jobStream, runStream, type LiveEntry } from "./live.ts";
+import { decodeEntry, FOLLOWED_TTL_MS, followedKey, jobStream, NOT_FOLLOWED_RECHECK_MS, runStream, type LiveEntry } from "./live.ts";
 import {
   ScanBudget,
   compileTextFilter,
@@ -125,6 +129,10 @@ class Tap {
   readonly subscribers = new Set<TapSubscriber>();
   /** The last read failed (or is overdue): follows poll storage. */
   failing = false;
+  /** Settles once the stream is first marked followed (or that failed): the publisher appends to it from then on. */
+  readonly marked: Promise<void>;
+  private markedAtMs = 0;
+  private marking: Promise<void> | undefined;
   private lastId = `${Date.now() - TAP_LOOKBACK_MS}-0`;
   private inflight: Promise<{ id: string; data: Uint8Array }[]> | undefined;
   private stopped = false;
@@ -136,8 +144,24 @@ class Tap {
     readonly key: string,
     private readonly logger: Logger,
   ) {
+    this.marked = this.mark();
     void this.listen();
     void this.loop();
+  }
+
+  // Tells publishers on every replica that this stream is followed (live.ts
+  // appends only to followed streams). A failure leaves it unmarked until
+  // the next try: the follows then get the output from storage.
+  private mark(): Promise<void> {
+    this.marking ??= (async () => {
+      try {
+        await this.bus.setPresence(followedKey(this.key), "1", FOLLOWED_TTL_MS);
+        this.markedAtMs = Date.now();
+      } catch (err) {
+        this.logger.debug({ err, key: this.key }, "cannot mark the live stream followed; retrying");
+      }
+    })().finally(() => (this.marking = undefined));
+    return this.marking;
   }
 
   stop(): void {
@@ -164,6 +188,7 @@ class Tap {
   private async loop(): Promise<void> {
     while (!this.stopped) {
       let more = false;
+      if (Date.now() - this.markedAtMs >= FOLLOWED_TTL_MS / 3) void this.mark();
       try {
         this.inflight ??= this.bus.read(this.key, this.lastId, { count: 256 });
         const entries = await withTimeout(this.inflight, TAP_READ_TIMEOUT_MS);
@@ -321,6 +346,11 @@ class Follow {
         if (key !== undefined) this.taps.set(key, this.owner.join(key, this.sub));
       }
 
+      // The publishers must know the stream is followed before storage is
+      // read: what is committed after the read then goes live (a bus that
+      // does not answer in time leaves it to the storage polls).
+      await withTimeout(Promise.all([...this.taps.values()].map((t) => t.marked)), TAP_READ_TIMEOUT_MS).catch(() => {});
+
       // 2. Stored output from the start.
       const rows = await reader.attempts(this.selector);
       const states = await reader.streamStates(rows.map((r) => r.attemptId));
@@ -347,7 +377,11 @@ class Follow {
       } else {
         for (const f of followed) yield* this.catchUp([f], states);
       }
-      this.nextPoll = Date.now() + POLL_UP_MS;
+      // A publisher may have believed the stream unfollowed for up to
+      // NOT_FOLLOWED_RECHECK_MS after the mark: what it committed meanwhile
+      // went to storage only. The first poll comes right after that window,
+      // so such a piece is late by a fraction of a second, not a full poll.
+      this.nextPoll = Date.now() + NOT_FOLLOWED_RECHECK_MS + 50;
 
       // 3 and 4, until done.
       for (;;) {

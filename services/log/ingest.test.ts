@@ -76,7 +76,7 @@ function contract(name: string, open: () => Promise<Database>) {
     });
 
     function ingestWith(settings: Partial<LogSettings> = {}): Ingest {
-      return new Ingest({ db: db.prismaFor("log"), clients: { scheduler: schedulerClient }, logger, settings: { ...defaultLogSettings(), ...settings }, live });
+      return new Ingest({ sql: db.executor, clients: { scheduler: schedulerClient }, logger, settings: { ...defaultLogSettings(), ...settings }, live });
     }
 
     /** A new attempt placed on agentId, of a job whose env holds the given secrets. */
@@ -312,7 +312,7 @@ function contract(name: string, open: () => Promise<Database>) {
     it("answers UNAVAILABLE and stores nothing when the Scheduler cannot be reached", async () => {
       // A port nothing listens on.
       const unreachable = createClient(SchedulerService, createGrpcTransport({ baseUrl: "http://127.0.0.1:1" }));
-      const ingest = new Ingest({ db: db.prismaFor("log"), clients: { scheduler: unreachable }, logger, settings: defaultLogSettings() });
+      const ingest = new Ingest({ sql: db.executor, clients: { scheduler: unreachable }, logger, settings: defaultLogSettings() });
       const a = randomUUID();
       const err = await failure(ingest.ingestLogs(create(IngestLogsRequestSchema, { agentId: "ag_x", frames: [frame(a, 0, "lost?\n")] })));
       assert.equal(err.code, Code.Unavailable);

@@ -25,11 +25,11 @@
 
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { PrismaClient } from "../../gen/prisma/log/client.ts";
 import { LogStream, type LogAck, type LogFrame } from "../../gen/ts/drover/fleet/v1/agent_stream_pb.ts";
 import type { IngestLogsRequest } from "../../gen/ts/drover/log/v1/log_service_pb.ts";
 import type { DroverClients } from "../../lib/clients.ts";
 import type { LogSettings } from "../../lib/config.ts";
+import type { SqlExecutor, SqlQueryable } from "../../lib/db/executor.ts";
 import type { Logger } from "../../lib/logger.ts";
 import { redact, secretPatterns } from "../../lib/redact.ts";
 import type { AttemptOwner, LivePublisher, StoredPiece, StreamName } from "./types.ts";
@@ -55,7 +55,13 @@ const STREAM_NAMES: Partial<Record<LogStream, StreamName>> = {
 export type IngestAck = Pick<LogAck, "attemptId" | "stream" | "offset" | "complete" | "refused">;
 
 export interface IngestDeps {
-  db: PrismaClient;
+  /**
+   * Raw SQL on the Log service's database (node-postgres or PGlite), not
+   * Prisma: Prisma passes every byte of a bytea parameter through base64 in
+   * JavaScript both ways, which cost more CPU than everything else of
+   * ingestion together; node-postgres sends a Buffer as a binary parameter.
+   */
+  sql: SqlExecutor;
   /** The Scheduler, which says whose attempts are (DescribeAttempts). */
   clients: Pick<DroverClients, "scheduler">;
   logger: Logger;
@@ -369,11 +375,11 @@ export class Ingest {
 
   /** Where streams that were only asked about are stored up to (no row: nothing yet). */
   private async positions(groups: readonly StreamGroup[]): Promise<Map<StreamGroup, StreamResult>> {
-    const rows = await this.deps.db.$queryRawUnsafe<{ attempt_id: string; stream: string; next: string; complete: boolean }[]>(
+    const rows = await this.deps.sql.query<{ attempt_id: string; stream: string; next: string; complete: boolean }>(
       `SELECT s.attempt_id, s.stream, s.next_offset::text AS next, s.complete
          FROM "log"."log_streams" s
          JOIN jsonb_to_recordset($1::jsonb) AS k(attempt_id text, stream text) ON s.attempt_id = k.attempt_id AND s.stream = k.stream`,
-      JSON.stringify(groups.map((g) => ({ attempt_id: g.attemptId, stream: g.name }))),
+      [JSON.stringify(groups.map((g) => ({ attempt_id: g.attemptId, stream: g.name })))],
     );
     const found = new Map(rows.map((r) => [key(r.attempt_id, r.stream), r]));
     return new Map(groups.map((g) => {
@@ -386,7 +392,7 @@ export class Ingest {
   private async store(groups: readonly StreamGroup[], infos: ReadonlyMap<string, AttemptInfo>): Promise<{ streams: Map<StreamGroup, StreamResult>; pieces: StoredPiece[] }> {
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.deps.db.$transaction((tx) => this.storeIn(tx, groups, infos), { maxWait: 10_000, timeout: 60_000 });
+        return await this.deps.sql.transaction((tx) => this.storeIn(tx, groups, infos));
       } catch (err) {
         if (!(err instanceof VanishedError)) throw err;
         if (attempt >= TRANSACTION_TRIES) throw new ConnectError(err.message, Code.Unavailable);
@@ -394,7 +400,7 @@ export class Ingest {
     }
   }
 
-  private async storeIn(tx: Sql, groups: readonly StreamGroup[], infos: ReadonlyMap<string, AttemptInfo>): Promise<{ streams: Map<StreamGroup, StreamResult>; pieces: StoredPiece[] }> {
+  private async storeIn(tx: SqlQueryable, groups: readonly StreamGroup[], infos: ReadonlyMap<string, AttemptInfo>): Promise<{ streams: Map<StreamGroup, StreamResult>; pieces: StoredPiece[] }> {
     const attemptIds = [...new Set(groups.map((g) => g.attemptId))];
     const streamKeys = groups.map((g) => ({ attempt_id: g.attemptId, stream: g.name }));
     const streamKeysJson = JSON.stringify(streamKeys);
@@ -405,36 +411,36 @@ export class Ingest {
     // exist first (ON CONFLICT waits for a concurrent inserter to commit),
     // so that the locks find every one of them; a second writer of a stream
     // gets its lock once the first has committed, and reads what it stored.
-    await tx.$executeRawUnsafe(
+    await tx.query(
       `INSERT INTO "log"."log_attempts" (attempt_id, job_id, agent_id, run_id, stage_name)
        SELECT attempt_id, job_id, agent_id, NULLIF(run_id, ''), NULLIF(stage_name, '')
          FROM jsonb_to_recordset($1::jsonb) AS t(attempt_id text, job_id text, agent_id text, run_id text, stage_name text)
         ORDER BY attempt_id
        ON CONFLICT (attempt_id) DO NOTHING`,
-      JSON.stringify(attemptIds.map((id) => {
+      [JSON.stringify(attemptIds.map((id) => {
         const o = infos.get(id)!.owner;
         return { attempt_id: id, job_id: o.jobId, agent_id: o.agentId, run_id: o.runId, stage_name: o.stageName };
-      })),
+      }))],
     );
-    await tx.$executeRawUnsafe(
+    await tx.query(
       `INSERT INTO "log"."log_streams" (attempt_id, stream)
        SELECT attempt_id, stream FROM jsonb_to_recordset($1::jsonb) AS t(attempt_id text, stream text)
         ORDER BY attempt_id, stream
        ON CONFLICT (attempt_id, stream) DO NOTHING`,
-      streamKeysJson,
+      [streamKeysJson],
     );
-    const attemptRows = await tx.$queryRawUnsafe<{ attempt_id: string; stored: string }[]>(
+    const attemptRows = await tx.query<{ attempt_id: string; stored: string }>(
       `SELECT attempt_id, stored_bytes::text AS stored FROM "log"."log_attempts"
         WHERE attempt_id IN (SELECT jsonb_array_elements_text($1::jsonb))
         ORDER BY attempt_id FOR UPDATE`,
-      JSON.stringify(attemptIds),
+      [JSON.stringify(attemptIds)],
     );
-    const streamRows = await tx.$queryRawUnsafe<{ attempt_id: string; stream: string; next: string; truncated: string | null; complete: boolean }[]>(
+    const streamRows = await tx.query<{ attempt_id: string; stream: string; next: string; truncated: string | null; complete: boolean }>(
       `SELECT s.attempt_id, s.stream, s.next_offset::text AS next, s.truncated_at::text AS truncated, s.complete
          FROM "log"."log_streams" s
         WHERE (s.attempt_id, s.stream) IN (SELECT attempt_id, stream FROM jsonb_to_recordset($1::jsonb) AS k(attempt_id text, stream text))
         ORDER BY s.attempt_id, s.stream FOR UPDATE`,
-      streamKeysJson,
+      [streamKeysJson],
     );
     // Retention may have deleted an idle attempt between the inserts and the locks.
     if (attemptRows.length !== attemptIds.length || streamRows.length !== streamKeys.length) {
@@ -448,7 +454,7 @@ export class Ingest {
     } satisfies StreamState]));
 
     // Read after the locks: a writer we waited for has committed its chunks.
-    const tailRows = await tx.$queryRawUnsafe<{ attempt_id: string; stream: string; id: string; command_index: number; end_offset: string; size: number }[]>(
+    const tailRows = await tx.query<{ attempt_id: string; stream: string; id: string; command_index: number; end_offset: string; size: number }>(
       `SELECT k.attempt_id, k.stream, c.id::text AS id, c.command_index, c.end_offset::text AS end_offset, c.size
          FROM jsonb_to_recordset($1::jsonb) AS k(attempt_id text, stream text)
          CROSS JOIN LATERAL (
@@ -456,7 +462,7 @@ export class Ingest {
              FROM "log"."log_chunks" c
             WHERE c.attempt_id = k.attempt_id AND c.stream = k.stream
             ORDER BY c.start_offset DESC LIMIT 1) c`,
-      JSON.stringify(streamKeys.filter((k) => states.get(key(k.attempt_id, k.stream))!.next > 0n)),
+      [JSON.stringify(streamKeys.filter((k) => states.get(key(k.attempt_id, k.stream))!.next > 0n))],
     );
     const tails = new Map(tailRows.map((r) => [key(r.attempt_id, r.stream), {
       id: BigInt(r.id),
@@ -529,57 +535,49 @@ export class Ingest {
       }
     }
 
-    // The rows' small fields travel as one JSON parameter; their bytes as
-    // bytea parameters of their own, row i's in $(i + 2): binary on the wire
-    // and no parsing, where bytes inside JSON (base64) made Postgres parse
-    // megabytes of JSON per call.
-    const bytesParams = (rows: ChunkRow[]) => rows.map((_, i) => `$${i + 2}::bytea`).join(", ");
-    const meta = (rows: ChunkRow[]) => JSON.stringify(rows.map(({ data: _data, ...row }, i) => ({ ...row, ord: i + 1 })));
-    if (inserts.length > 0) {
-      await tx.$executeRawUnsafe(
-        `INSERT INTO "log"."log_chunks" (attempt_id, stream, start_offset, end_offset, command_index, data, times, first_time, last_time)
-         SELECT attempt_id, stream, start_offset::bigint, end_offset::bigint, command_index, (ARRAY[${bytesParams(inserts)}])[t.ord], times,
-                to_timestamp(first_ms / 1000.0), to_timestamp(last_ms / 1000.0)
-           FROM jsonb_to_recordset($1::jsonb) AS t(attempt_id text, stream text, start_offset text, end_offset text,
-                command_index int, times jsonb, first_ms float8, last_ms float8, ord int)`,
-        meta(inserts),
-        ...inserts.map((r) => r.data),
-      );
-    }
-    if (appends.length > 0) {
-      await tx.$executeRawUnsafe(
-        `UPDATE "log"."log_chunks" AS c
-            SET data = c.data || (ARRAY[${bytesParams(appends)}])[t.ord], end_offset = t.end_offset::bigint, times = c.times || t.times,
-                first_time = COALESCE(c.first_time, to_timestamp(t.first_ms / 1000.0)), last_time = to_timestamp(t.last_ms / 1000.0)
-           FROM jsonb_to_recordset($1::jsonb) AS t(id text, end_offset text, times jsonb, first_ms float8, last_ms float8, ord int)
-          WHERE c.id = t.id::bigint`,
-        meta(appends),
-        ...appends.map((r) => r.data),
-      );
-    }
-    if (changedStreams.length > 0) {
-      await tx.$executeRawUnsafe(
-        `UPDATE "log"."log_streams" AS s
-            SET next_offset = t.next::bigint, truncated_at = t.truncated::bigint, complete = t.complete, updated_at = now()
-           FROM jsonb_to_recordset($1::jsonb) AS t(attempt_id text, stream text, next text, truncated text, complete boolean)
-          WHERE s.attempt_id = t.attempt_id AND s.stream = t.stream`,
-        JSON.stringify(changedStreams),
-      );
-      await tx.$executeRawUnsafe(
-        `UPDATE "log"."log_attempts" AS a SET stored_bytes = t.stored::bigint, updated_at = now()
-           FROM jsonb_to_recordset($1::jsonb) AS t(attempt_id text, stored text)
+    // One statement writes everything: chunks inserted and grown, streams
+    // and attempts advanced. The rows' small fields travel as JSON
+    // parameters, their bytes as bytea parameters of their own (binary on
+    // the wire, no parsing): inserted chunk i's in $(5 + i), then the
+    // appended ones'. The statement runs only when something changed.
+    if (inserts.length + appends.length + changedStreams.length > 0) {
+      const meta = (rows: ChunkRow[], first: number) => JSON.stringify(rows.map(({ data: _data, ...row }, i) => ({ ...row, param: first + i })));
+      const bytes = (rows: ChunkRow[], first: number) => (rows.length === 0 ? "NULL::bytea" : `(ARRAY[${rows.map((_, i) => `$${first + i}::bytea`).join(", ")}])[t.param - ${first - 1}]`);
+      const firstAppend = 5 + inserts.length;
+      await tx.query(
+        `WITH inserted AS (
+           INSERT INTO "log"."log_chunks" (attempt_id, stream, start_offset, end_offset, command_index, data, times, first_time, last_time)
+           SELECT attempt_id, stream, start_offset::bigint, end_offset::bigint, command_index, ${bytes(inserts, 5)}, times,
+                  to_timestamp(first_ms / 1000.0), to_timestamp(last_ms / 1000.0)
+             FROM jsonb_to_recordset($1::jsonb) AS t(attempt_id text, stream text, start_offset text, end_offset text,
+                  command_index int, times jsonb, first_ms float8, last_ms float8, param int)
+         ), appended AS (
+           UPDATE "log"."log_chunks" AS c
+              SET data = c.data || ${bytes(appends, firstAppend)}, end_offset = t.end_offset::bigint, times = c.times || t.times,
+                  first_time = COALESCE(c.first_time, to_timestamp(t.first_ms / 1000.0)), last_time = to_timestamp(t.last_ms / 1000.0)
+             FROM jsonb_to_recordset($2::jsonb) AS t(id text, end_offset text, times jsonb, first_ms float8, last_ms float8, param int)
+            WHERE c.id = t.id::bigint
+         ), streams AS (
+           UPDATE "log"."log_streams" AS s
+              SET next_offset = t.next::bigint, truncated_at = t.truncated::bigint, complete = t.complete, updated_at = now()
+             FROM jsonb_to_recordset($3::jsonb) AS t(attempt_id text, stream text, next text, truncated text, complete boolean)
+            WHERE s.attempt_id = t.attempt_id AND s.stream = t.stream
+         )
+         UPDATE "log"."log_attempts" AS a SET stored_bytes = t.stored::bigint, updated_at = now()
+           FROM jsonb_to_recordset($4::jsonb) AS t(attempt_id text, stored text)
           WHERE a.attempt_id = t.attempt_id`,
-        JSON.stringify([...changedAttempts].map((id) => ({ attempt_id: id, stored: String(stored.get(id)) }))),
+        [
+          meta(inserts, 5),
+          meta(appends, firstAppend),
+          JSON.stringify(changedStreams),
+          JSON.stringify([...changedAttempts].map((id) => ({ attempt_id: id, stored: String(stored.get(id)) }))),
+          ...inserts.map((r) => r.data),
+          ...appends.map((r) => r.data),
+        ],
       );
     }
     return { streams: results, pieces };
   }
-}
-
-/** The raw-SQL part of a Prisma transaction client. */
-interface Sql {
-  $queryRawUnsafe<T = unknown>(query: string, ...values: unknown[]): Promise<T>;
-  $executeRawUnsafe(query: string, ...values: unknown[]): Promise<number>;
 }
 
 /** A chunk to insert or append to, as the write statements' JSON input names it. */

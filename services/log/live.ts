@@ -5,10 +5,22 @@
 //                                         └────▶ bus.append("log:run:<runId>")   (run stages)
 //                                         └────▶ bus.publish(same names)        (a wake-up, no payload)
 //
-// Never in ingestion's way: publish() only queues; one drain loop appends in
-// order (so a follower sees a stream's pieces in offset order); a full queue
-// or a bus error drops pieces, counted and logged at most every few seconds.
+// Never in ingestion's way: publish() only queues; one drain loop appends
+// what is queued in one batch, in order (so a follower sees a stream's pieces
+// in offset order), then wakes each stream's followers once; a full queue or
+// a bus error drops pieces, counted and logged at most every few seconds.
 // Followers notice a dropped piece as a gap and read it from storage.
+//
+// Only what someone follows. Every Tap (follow.ts) keeps a presence key set
+// for its live stream (followedKey) while it lives; the publisher appends
+// only to streams whose key is set, asking again at most every
+// NOT_FOLLOWED_RECHECK_MS for a stream nobody followed. Most output is
+// never followed, and each appended byte cost the Log service and Redis
+// CPU, and Redis memory (LIVE_MAX_LEN entries of up to MAX_ENTRY_DATA per
+// job). Nothing is lost by it: a follow marks its stream before it reads
+// storage, so a piece is either in what it read or committed after the
+// mark; one committed in the moment before the publisher saw the mark
+// reaches the follower as a gap in offsets, which it reads from storage.
 //
 // Entry encoding (encodeEntry/decodeEntry): a 4-byte big-endian header
 // length, a UTF-8 JSON header, then the stored bytes. Pieces larger than
@@ -25,12 +37,27 @@ export const LIVE_MAX_LEN = 1000;
 export const MAX_ENTRY_DATA = 256 * 1024;
 // Pieces waiting for the bus; more are dropped.
 const MAX_QUEUED = 10_000;
+// Most pieces appended in one go.
+const MAX_BATCH = 500;
 // At most one warning per this long about dropped pieces.
 const WARN_EVERY_MS = 10_000;
 // After a bus error, pieces are dropped for this long instead of each waiting on a bus that is down.
 const BACKOFF_MS = 1_000;
 // How long close() waits for queued pieces to reach the bus.
 const CLOSE_WAIT_MS = 2_000;
+
+/** The presence key set while some replica follows a live stream. */
+export function followedKey(stream: string): string {
+  return `${stream}:followed`;
+}
+
+/** How long a follower's mark (followedKey) lasts unless set again; Taps set it again every third of this. */
+export const FOLLOWED_TTL_MS = 15_000;
+// How long the publisher trusts an answer about whether a stream is followed.
+export const NOT_FOLLOWED_RECHECK_MS = 250;
+const FOLLOWED_RECHECK_MS = 2_000;
+// Answers remembered, at most (expired ones go first).
+const MAX_REMEMBERED = 10_000;
 
 /** The live stream (and wake-up channel) of a job's output. */
 export function jobStream(jobId: string): string {
@@ -40,6 +67,11 @@ export function jobStream(jobId: string): string {
 /** The live stream (and wake-up channel) of a run's output. */
 export function runStream(runId: string): string {
   return `log:run:${runId}`;
+}
+
+/** The live streams a piece goes to: its job's, and its run's for a stage. */
+function liveStreamsOf(piece: StoredPiece): string[] {
+  return piece.attempt.runId ? [jobStream(piece.attempt.jobId), runStream(piece.attempt.runId)] : [jobStream(piece.attempt.jobId)];
 }
 
 /** One entry of a live stream: a piece, possibly without its bytes. */
@@ -126,6 +158,8 @@ export class BusLivePublisher implements LivePublisher {
   private dropped = 0;
   private lastWarnMs = 0;
   private backoffUntilMs = 0;
+  /** Per live stream: whether someone follows it, and until when that answer holds (epoch ms). */
+  private readonly followed = new Map<string, { yes: boolean; untilMs: number }>();
 
   constructor(deps: { bus: Bus; logger: Logger }) {
     this.bus = deps.bus;
@@ -162,25 +196,62 @@ export class BusLivePublisher implements LivePublisher {
 
   private async drain(): Promise<void> {
     while (this.queue.length > 0) {
-      const piece = this.queue.shift()!;
+      // Everything queued goes at once: the appends are issued together (one
+      // round trip for the batch, where awaiting two per piece made the
+      // queue's wait grow with the number of pieces), then one wake-up per
+      // live stream.
+      const batch = this.queue.splice(0, MAX_BATCH);
       if (Date.now() < this.backoffUntilMs) {
-        this.drop(1, undefined);
+        this.drop(batch.length, undefined);
         continue;
       }
-      const bytes = encodeEntry(piece);
-      const names = [jobStream(piece.attempt.jobId)];
-      if (piece.attempt.runId) names.push(runStream(piece.attempt.runId));
-      try {
-        for (const name of names) {
-          await this.bus.append(name, bytes, { maxLen: LIVE_MAX_LEN });
-          // A wake-up for followers' taps (follow.ts); losing one only delays them.
-          await this.bus.publish(name, EMPTY);
+      const followed = await this.followedOf(new Set(batch.flatMap(liveStreamsOf)));
+      const names = new Set<string>();
+      const appends: Promise<string>[] = [];
+      for (const piece of batch) {
+        const to = liveStreamsOf(piece).filter((name) => followed.has(name));
+        if (to.length === 0) continue;
+        const bytes = encodeEntry(piece);
+        for (const name of to) {
+          names.add(name);
+          appends.push(this.bus.append(name, bytes, { maxLen: LIVE_MAX_LEN }));
         }
-      } catch (err) {
-        this.backoffUntilMs = Date.now() + BACKOFF_MS;
-        this.drop(1, err);
+      }
+      const failed = (await Promise.allSettled(appends)).filter((r) => r.status === "rejected");
+      // A wake-up for followers' taps (follow.ts); losing one only delays them.
+      const wakeups = await Promise.allSettled([...names].map((name) => this.bus.publish(name, EMPTY)));
+      const err = failed[0]?.reason ?? wakeups.find((r) => r.status === "rejected")?.reason;
+      if (failed.length > 0) this.drop(failed.length, err);
+      if (err !== undefined) this.backoffUntilMs = Date.now() + BACKOFF_MS;
+    }
+  }
+
+  /** Which of the live streams someone follows: remembered answers, one presence read for each of the others. */
+  private async followedOf(names: Set<string>): Promise<Set<string>> {
+    const now = Date.now();
+    const out = new Set<string>();
+    const ask: string[] = [];
+    for (const name of names) {
+      const known = this.followed.get(name);
+      if (known && known.untilMs > now) {
+        if (known.yes) out.add(name);
+      } else {
+        ask.push(name);
       }
     }
+    // A bus that cannot answer counts as followed: the append then fails or succeeds on its own.
+    const answers = await Promise.all(ask.map((name) => this.bus.getPresence(followedKey(name)).then((v) => v !== null, () => true)));
+    ask.forEach((name, i) => {
+      const yes = answers[i]!;
+      if (yes) out.add(name);
+      this.followed.delete(name); // re-inserted last: the map stays in expiry order, roughly
+      this.followed.set(name, { yes, untilMs: now + (yes ? FOLLOWED_RECHECK_MS : NOT_FOLLOWED_RECHECK_MS) });
+    });
+    for (const [name, known] of this.followed) {
+      if (this.followed.size <= MAX_REMEMBERED && known.untilMs > now) break;
+      this.followed.delete(name);
+    }
+    return out;
   }
 
   private drop(n: number, err: unknown): void {

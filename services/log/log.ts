@@ -8,6 +8,7 @@ import type { PrismaClient } from "../../gen/prisma/log/client.ts";
 import type { Bus } from "../../lib/bus/bus.ts";
 import type { DroverClients } from "../../lib/clients.ts";
 import type { LogSettings } from "../../lib/config.ts";
+import type { SqlExecutor } from "../../lib/db/executor.ts";
 import type { Logger } from "../../lib/logger.ts";
 import type { ServiceInstance } from "../registry.ts";
 import { LogFollower } from "./follow.ts";
@@ -19,6 +20,8 @@ import { LogServiceImpl, logRoutes } from "./service.ts";
 
 export interface LogDeps {
   db: PrismaClient;
+  /** The same database in raw SQL, for ingestion (see IngestDeps.sql). */
+  sql: SqlExecutor;
   bus: Bus;
   /** The Scheduler, for whose attempts are (DescribeAttempts) and whether jobs ended; Deploy, for a deployment's replicas. */
   clients: DroverClients;
@@ -36,7 +39,7 @@ export interface Log extends ServiceInstance {
 export function createLog(deps: LogDeps): Log {
   const log = deps.logger.child({ component: "log" });
   const live = new BusLivePublisher({ bus: deps.bus, logger: log.child({ component: "log-live" }) });
-  const ingest = new Ingest({ db: deps.db, clients: deps.clients, logger: log.child({ component: "log-ingest" }), settings: deps.settings, live });
+  const ingest = new Ingest({ sql: deps.sql, clients: deps.clients, logger: log.child({ component: "log-ingest" }), settings: deps.settings, live });
   const reader = new LogReader({ db: deps.db, clients: deps.clients, logger: log.child({ component: "log-read" }) });
   const follower = new LogFollower({ db: deps.db, bus: deps.bus, clients: deps.clients, logger: log.child({ component: "log-follow" }), reader });
   const retention = new Retention({ db: deps.db, logger: log.child({ component: "log-retention" }), settings: deps.settings });

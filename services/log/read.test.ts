@@ -14,6 +14,7 @@ import { LogFrameSchema, LogStream } from "../../gen/ts/drover/fleet/v1/agent_st
 import { ReadLogsRequestSchema, Stream, type LogLine } from "../../gen/ts/drover/log/v1/log_service_pb.ts";
 import { SchedulerService } from "../../gen/ts/drover/scheduler/v1/scheduler_service_pb.ts";
 import { openPglite, openPostgres, type Database } from "../../lib/db/database.ts";
+import type { SqlExecutor } from "../../lib/db/executor.ts";
 import { migrate } from "../../lib/db/migrate.ts";
 import { createTestDatabase, type TestDatabase } from "../../lib/db/testing.ts";
 import { createLogger } from "../../lib/logger.ts";
@@ -39,7 +40,7 @@ class Store {
   readonly owners = new Map<string, Owner>();
   readonly ingest: Ingest;
 
-  constructor(db: PrismaClient, maxBytesPerAttempt = 1 << 30) {
+  constructor(sql: SqlExecutor, maxBytesPerAttempt = 1 << 30) {
     const owners = this.owners;
     const scheduler = createClient(
       SchedulerService,
@@ -55,7 +56,7 @@ class Store {
         }),
       ),
     );
-    this.ingest = new Ingest({ db, clients: { scheduler }, logger, settings: { maxBytesPerAttempt, retentionDays: 7, retentionIntervalMs: 600_000 } });
+    this.ingest = new Ingest({ sql, clients: { scheduler }, logger, settings: { maxBytesPerAttempt, retentionDays: 7, retentionIntervalMs: 600_000 } });
   }
 
   /** Stores one frame per [stream, text, ms] in order, offsets following on per stream. */
@@ -123,7 +124,7 @@ for (const kind of kinds) {
       }
       await migrate(database.executor, "log");
       db = database.prismaFor("log");
-      store = new Store(db);
+      store = new Store(database.executor);
       reader = new LogReader({ db, clients: { deploy: deploy.client }, logger });
       await store.write(attempt, { jobId: job }, [
         [LogStream.SYSTEM, "started\n", 500],
@@ -461,7 +462,7 @@ for (const kind of kinds) {
     });
 
     it("ends a stream that hit the per-attempt cap with a truncated marker", async () => {
-      const small = new Store(db, 1024);
+      const small = new Store(database.executor, 1024);
       const a = `attempt-${randomUUID()}`;
       const owner = { jobId: `job-${randomUUID()}` };
       const frames: Array<[LogStream, string, number]> = [];
