@@ -67,8 +67,15 @@ export class Controller {
   /** Job id → deployment, for the live replicas of the deployments held: which doorbells are ours. */
   private readonly replicaJobs = new Map<string, string>();
   private readonly jobsOfDeployment = new Map<string, string[]>();
-  /** Deployments whose replicas' jobs changed since they were last looked at. */
-  private readonly dirty = new Set<string>();
+  /** Deployments to look at in the next pass, with their replicas' jobs that changed since. */
+  private readonly dirty = new Map<string, Set<string>>();
+  /**
+   * The replicas' jobs as the Scheduler last described them. A full pass
+   * asks for every job; a doorbell's pass only for those that changed (and
+   * any not held), so a rollout's stream of job changes does not cost a
+   * ListJobs of every replica each time.
+   */
+  private readonly jobCache = new Map<string, Job>();
   /** "deployment:revision" → its spec, least recently used first. */
   private readonly specs = new Map<string, ServiceSpec>();
 
@@ -99,10 +106,16 @@ export class Controller {
     for (const id of ids) {
       const deployment = this.replicaJobs.get(id);
       if (deployment === undefined) continue;
-      this.dirty.add(deployment);
+      this.dirtied(deployment).add(id);
       ours = true;
     }
     if (ours) this.kick();
+  }
+
+  private dirtied(deployment: string): Set<string> {
+    let jobs = this.dirty.get(deployment);
+    if (!jobs) this.dirty.set(deployment, (jobs = new Set()));
+    return jobs;
   }
 
   private kick(): void {
@@ -116,12 +129,12 @@ export class Controller {
       const now = Date.now();
       for (const [id, at] of this.due) {
         if (at > now) continue;
-        this.dirty.add(id);
+        this.dirtied(id);
         this.due.delete(id);
       }
       // A doorbell's or a due replica's pass looks only at its deployments, unless the tick is due anyway: claims are renewed and new deployments taken by full passes.
       const full = this.fullSoon || this.dirty.size === 0 || now - this.lastFull >= this.deps.settings.tickMs;
-      const only = full ? undefined : new Set(this.dirty);
+      const only = full ? undefined : new Map(this.dirty);
       this.fullSoon = false;
       this.dirty.clear();
       this.running = this.tick(only)
@@ -142,10 +155,11 @@ export class Controller {
 
   /**
    * One pass: over every deployment this replica holds (claiming free ones
-   * and renewing its claims), or, given `only`, over those of them. Exposed
-   * for tests.
+   * and renewing its claims, asking for every replica's job), or, given
+   * `only`, over those of them, asking only for the jobs it names as
+   * changed. Exposed for tests.
    */
-  async tick(only?: ReadonlySet<string>): Promise<void> {
+  async tick(only?: ReadonlyMap<string, ReadonlySet<string>>): Promise<void> {
     const started = performance.now();
     let ids: string[];
     if (only) ids = this.held.filter((id) => only.has(id));
@@ -160,7 +174,7 @@ export class Controller {
     for (const id of ids) {
       if (this.stopped) return;
       try {
-        if (await this.reconcile(id)) changed.push(id);
+        if (await this.reconcile(id, only?.get(id))) changed.push(id);
       } catch (err) {
         this.deps.logger.warn({ err, deployment: id }, "reconciling a deployment failed");
       }
@@ -216,14 +230,22 @@ export class Controller {
 
   /** Which jobs are the deployment's live replicas' now, for jobsChanged. */
   private noteJobs(deployment: string, jobs: readonly string[]): void {
-    for (const job of this.jobsOfDeployment.get(deployment) ?? []) this.replicaJobs.delete(job);
+    const now = new Set(jobs);
+    for (const job of this.jobsOfDeployment.get(deployment) ?? []) {
+      this.replicaJobs.delete(job);
+      if (!now.has(job)) this.jobCache.delete(job);
+    }
     for (const job of jobs) this.replicaJobs.set(job, deployment);
     if (jobs.length > 0) this.jobsOfDeployment.set(deployment, [...jobs]);
     else this.jobsOfDeployment.delete(deployment);
   }
 
-  /** Looks at one deployment and acts; true when it wrote anything a watcher would see. */
-  private async reconcile(id: string): Promise<boolean> {
+  /**
+   * Looks at one deployment and acts; true when it wrote anything a watcher
+   * would see. `changedJobs`: only these of its replicas' jobs need asking
+   * about (undefined: all).
+   */
+  private async reconcile(id: string, changedJobs?: ReadonlySet<string>): Promise<boolean> {
     const { db } = this.deps;
     const dep = await db.deployment.findUnique({ where: { id } });
     if (!dep || dep.claimedBy !== this.id) {
@@ -237,7 +259,7 @@ export class Controller {
     await this.submit(dep, rows.filter((r) => !r.jobId && r.state !== "stopping"));
     this.noteJobs(id, rows.flatMap((r) => (r.jobId ? [r.jobId] : [])));
 
-    const jobs = await this.jobsOf(rows);
+    const jobs = await this.jobsOf(rows, changedJobs);
     const now = Date.now();
     const views: ReplicaView[] = [];
     const changed: ReplicaRow[] = [];
@@ -293,13 +315,21 @@ export class Controller {
     return ids.sort();
   }
 
-  private async jobsOf(rows: readonly ReplicaRow[]): Promise<Map<string, Job>> {
+  /** The replicas' jobs: asked of the Scheduler (all, or the changed ones and those not held), the rest from jobCache. */
+  private async jobsOf(rows: readonly ReplicaRow[], changed?: ReadonlySet<string>): Promise<Map<string, Job>> {
     const ids = rows.map((r) => r.jobId).filter((j): j is string => !!j);
-    const out = new Map<string, Job>();
-    for (let i = 0; i < ids.length; i += 1000) {
-      const chunk = ids.slice(i, i + 1000);
+    const ask = changed ? ids.filter((j) => changed.has(j) || !this.jobCache.has(j)) : ids;
+    for (let i = 0; i < ask.length; i += 1000) {
+      const chunk = ask.slice(i, i + 1000);
       const res = await this.deps.clients.scheduler.listJobs({ ids: chunk, pageSize: chunk.length });
-      for (const j of res.jobs) out.set(j.id, j);
+      // A job the Scheduler no longer has is left out, as it answered.
+      for (const id of chunk) this.jobCache.delete(id);
+      for (const j of res.jobs) this.jobCache.set(j.id, j);
+    }
+    const out = new Map<string, Job>();
+    for (const id of ids) {
+      const job = this.jobCache.get(id);
+      if (job) out.set(id, job);
     }
     return out;
   }
