@@ -145,7 +145,9 @@ export class Controller {
           const again = this.wakeSoon;
           this.wakeSoon = false;
           // Look again at the tick, or sooner when a replica will have been healthy long enough.
-          const due = Math.max(0, Math.min(...this.due.values()) - Date.now());
+          let earliest = Infinity;
+          for (const at of this.due.values()) earliest = Math.min(earliest, at);
+          const due = Math.max(0, earliest - Date.now());
           const tick = Math.max(0, this.lastFull + this.deps.settings.tickMs - Date.now());
           this.schedule(again ? 0 : Math.min(tick, due));
         });
