@@ -6,7 +6,8 @@
 //                                   long-polls on the other replicas
 //   channel  scheduler:job-changes  JSON array of job ids that changed:
 //                                   wakes WatchJob streams and the follow-up
-//                                   loop (runs.ts) on every replica
+//                                   loop (runs.ts) on every replica, and the
+//                                   Deploy controller (services/deploy/signals.ts)
 
 import { randomUUID } from "node:crypto";
 import type { Bus, Unsubscribe } from "../../lib/bus/bus.ts";
