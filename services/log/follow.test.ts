@@ -339,9 +339,9 @@ describe("FollowLogs", { concurrency: true }, () => {
         await s.writer.write(a, owner, [[LogStream.STDOUT, "before\n"]]);
         const here = follow(s.follower, { attemptId: a, from: FollowFrom.END });
         const there = follow(s.other, { attemptId: a, from: FollowFrom.END });
-        // FROM_END sends nothing stored; wait until both joined their live streams.
-        await here.until("joined", () => s.follower.tapCount > 0);
-        await there.until("joined", () => s.other.tapCount > 0);
+        // FROM_END sends nothing stored; wait until both have read where the end is.
+        await here.until("positioned", () => s.follower.positioned > 0);
+        await there.until("positioned", () => s.other.positioned > 0);
         await s.writer.write(a, owner, [[LogStream.STDOUT, "after\n"]], true);
         await here.ends();
         await there.ends();

@@ -129,7 +129,12 @@ class Tap {
   readonly subscribers = new Set<TapSubscriber>();
   /** The last read failed (or is overdue): follows poll storage. */
   failing = false;
-  /** Settles once the stream is first marked followed (or that failed): the publisher appends to it from then on. */
+  /**
+   * Settles once the stream is first marked followed and every publisher
+   * has had to see the mark (its "not followed" answers last
+   * NOT_FOLLOWED_RECHECK_MS), or once marking failed: what is committed
+   * from then on is appended live.
+   */
   readonly marked: Promise<void>;
   private markedAtMs = 0;
   private marking: Promise<void> | undefined;
@@ -144,7 +149,7 @@ class Tap {
     readonly key: string,
     private readonly logger: Logger,
   ) {
-    this.marked = this.mark();
+    this.marked = this.mark().then(() => (this.markedAtMs > 0 ? new Promise((resolve) => setTimeout(resolve, NOT_FOLLOWED_RECHECK_MS + 50)) : undefined));
     void this.listen();
     void this.loop();
   }
@@ -265,6 +270,9 @@ export class LogFollower {
     return this.taps.size;
   }
 
+  /** Follows that have read storage: anything committed after it reaches them live (for tests). */
+  positioned = 0;
+
   /** How many of them cannot be read from the bus right now (follows poll storage). */
   get failingTaps(): number {
     return [...this.taps.values()].filter((t) => t.failing).length;
@@ -347,13 +355,15 @@ class Follow {
       }
 
       // The publishers must know the stream is followed before storage is
-      // read: what is committed after the read then goes live (a bus that
-      // does not answer in time leaves it to the storage polls).
+      // read: what is committed after the read then goes live, in order
+      // behind what the read returns (a bus that does not answer in time
+      // leaves it to the storage polls).
       await withTimeout(Promise.all([...this.taps.values()].map((t) => t.marked)), TAP_READ_TIMEOUT_MS).catch(() => {});
 
       // 2. Stored output from the start.
       const rows = await reader.attempts(this.selector);
       const states = await reader.streamStates(rows.map((r) => r.attemptId));
+      this.owner.positioned += 1;
       const followed = rows.map((row) => {
         const f = this.add(row);
         this.noteStates(f, states.get(row.attemptId));
@@ -377,11 +387,7 @@ class Follow {
       } else {
         for (const f of followed) yield* this.catchUp([f], states);
       }
-      // A publisher may have believed the stream unfollowed for up to
-      // NOT_FOLLOWED_RECHECK_MS after the mark: what it committed meanwhile
-      // went to storage only. The first poll comes right after that window,
-      // so such a piece is late by a fraction of a second, not a full poll.
-      this.nextPoll = Date.now() + NOT_FOLLOWED_RECHECK_MS + 50;
+      this.nextPoll = Date.now() + POLL_UP_MS;
 
       // 3 and 4, until done.
       for (;;) {

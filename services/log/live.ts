@@ -17,10 +17,10 @@
 // NOT_FOLLOWED_RECHECK_MS for a stream nobody followed. Most output is
 // never followed, and each appended byte cost the Log service and Redis
 // CPU, and Redis memory (LIVE_MAX_LEN entries of up to MAX_ENTRY_DATA per
-// job). Nothing is lost by it: a follow marks its stream before it reads
-// storage, so a piece is either in what it read or committed after the
-// mark; one committed in the moment before the publisher saw the mark
-// reaches the follower as a gap in offsets, which it reads from storage.
+// job). Nothing is lost or reordered by it: a follow marks its stream, then
+// waits out NOT_FOLLOWED_RECHECK_MS (the longest any publisher trusts an
+// earlier "not followed"), then reads storage; a piece is either in what it
+// read or committed after that, when every publisher appends it.
 //
 // Entry encoding (encodeEntry/decodeEntry): a 4-byte big-endian header
 // length, a UTF-8 JSON header, then the stored bytes. Pieces larger than
