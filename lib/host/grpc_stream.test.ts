@@ -290,12 +290,7 @@ describe("raw gRPC streams", () => {
     const before = seen.calls.length;
     const abort = new AbortController();
     const client = createClient(FleetService, createGrpcTransport({ baseUrl: server.grpcUrl }));
-    let wake!: () => void;
-    const hold = new Promise<void>((resolve) => (wake = resolve));
-    const requests = async function* () {
-      yield create(ConnectRequestSchema, { message: { case: "hello", value: { hostname: "node-a" } } });
-      await hold;
-    };
+    const { requests, wake } = heldHello();
     const call = (async () => {
       for await (const _ of client.connect(requests(), { signal: abort.signal })) abort.abort();
     })();
@@ -332,18 +327,24 @@ describe("raw gRPC streams", () => {
   });
 });
 
+/** A client stream that says hello, then stays open until wake() is called. */
+function heldHello() {
+  let wake!: () => void;
+  const hold = new Promise<void>((resolve) => (wake = resolve));
+  const requests = async function* () {
+    yield create(ConnectRequestSchema, { message: { case: "hello", value: { hostname: "node-a" } } });
+    await hold;
+  };
+  return { requests, wake: () => wake() };
+}
+
 describe("raw gRPC streams at shutdown", () => {
   it("ends the streams still open with UNAVAILABLE when the server closes", async () => {
     const seen: Seen = { calls: [], produced: 0 };
     const server = await startEcho(seen);
     try {
       const client = createClient(FleetService, createGrpcTransport({ baseUrl: server.grpcUrl }));
-      let wake!: () => void;
-      const hold = new Promise<void>((resolve) => (wake = resolve));
-      const requests = async function* () {
-        yield create(ConnectRequestSchema, { message: { case: "hello", value: { hostname: "node-a" } } });
-        await hold;
-      };
+      const { requests, wake } = heldHello();
       const reasons: string[] = [];
       const call = (async () => {
         for await (const response of client.connect(requests())) {
