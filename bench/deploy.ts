@@ -16,6 +16,7 @@
 //                   replicas elsewhere
 //
 //   node --import tsx bench/deploy.ts        (npm run bench -- deploy)
+//   BENCH_DEPLOY_PROFILE=deploy,scheduler     CPU profiles into /tmp/drover-bench-deploy-prof
 //
 // Results: bench/results/deploy.json.
 
@@ -61,7 +62,9 @@ await runBenchmark("deploy", async (cleanup) => {
   const procs: Record<string, ManagedProcess> = {};
   for (const name of names) {
     // Deploy logs each tick's duration at debug: the table reports them.
-    procs[name] = spawnNode(cleanup, name, ["--import", "tsx", `services/${name}/main.ts`], { ...shared, DROVER_LOG_LEVEL: name === "deploy" || name === "bid" ? "debug" : "info", DROVER_GRPC_PORT: String(ports[name]) });
+    // BENCH_DEPLOY_PROFILE=deploy,scheduler: a CPU profile of those services into /tmp/drover-bench-deploy-prof.
+    const prof = (process.env.BENCH_DEPLOY_PROFILE ?? "").split(",").includes(name) ? ["--cpu-prof", "--cpu-prof-dir=/tmp/drover-bench-deploy-prof"] : [];
+    procs[name] = spawnNode(cleanup, name, [...prof, "--import", "tsx", `services/${name}/main.ts`], { ...shared, DROVER_LOG_LEVEL: name === "deploy" || name === "bid" ? "debug" : "info", DROVER_GRPC_PORT: String(ports[name]) });
     await procs[name].waitForLine((l) => typeof l.msg === "string" && l.msg.includes("ready"), 60_000);
   }
   const transport = (baseUrl: string) => createGrpcTransport({ baseUrl, interceptors: [bearer(adminToken)] });

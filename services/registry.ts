@@ -40,7 +40,7 @@ import { schedulerAccess } from "./scheduler/service.ts";
 export interface ServiceDeps<N extends ServiceName> {
   /** The service's own Prisma client: never another service's. */
   db: PrismaClients[N];
-  /** Raw SQL on the same database, for the few hot paths where Prisma costs too much (the Log service's ingestion). */
+  /** Raw SQL on the same database, for the few hot paths where Prisma costs too much (the Log service's ingestion, the Scheduler's job store). */
   sql: SqlExecutor;
   bus: Bus;
   /** Clients of the other services (and of itself). */
@@ -86,7 +86,7 @@ export const services: { [N in ServiceName]: ServiceDefinition<N> } = {
     name: "scheduler",
     desc: SchedulerService,
     access: schedulerAccess,
-    build: ({ db, bus, clients, logger, settings }) => createScheduler({ db, bus, clients, logger, settings: settings.scheduling }),
+    build: ({ db, sql, bus, clients, logger, settings }) => createScheduler({ db, sql, bus, clients, logger, settings: settings.scheduling }),
   },
   bid: {
     name: "bid",
@@ -98,7 +98,7 @@ export const services: { [N in ServiceName]: ServiceDefinition<N> } = {
     name: "deploy",
     desc: DeployService,
     access: deployAccess,
-    build: ({ db, bus, clients, logger, settings }) => createDeploy({ db, bus, clients, logger, settings: settings.deploy }),
+    build: ({ db, sql, bus, clients, logger, settings }) => createDeploy({ db, sql, bus, clients, logger, settings: settings.deploy }),
   },
   log: {
     name: "log",

@@ -27,12 +27,12 @@ after(async () => {
 
 // Claims read and write the deployments table alone: no other service is called.
 const controller = () =>
-  new Controller({ db: db.prismaFor("deploy"), clients: {} as DroverClients, logger: createLogger("silent"), settings: { tickMs: 200, claimMs: CLAIM_MS } });
+  new Controller({ db: db.prismaFor("deploy"), sql: db.executor, clients: {} as DroverClients, logger: createLogger("silent"), settings: { tickMs: 200, claimMs: CLAIM_MS } });
 
 const claimUntil = async (name: string) => (await db.prismaFor("deploy").deployment.findUniqueOrThrow({ where: { name } })).claimUntil!.getTime();
 
 it("holds a deployment for one replica, renews the claim at half its length, and lets another take it once it lapses", async () => {
-  const svc = new DeployServiceImpl({ db: db.prismaFor("deploy") });
+  const svc = new DeployServiceImpl({ db: db.prismaFor("deploy"), sql: db.executor });
   const { deployment } = await svc.applyDeployment(create(ApplyDeploymentRequestSchema, { name: "claimed", spec: { exec: { commands: [{ argv: ["serve"] }] }, replicas: 1 } }));
   const [a, b] = [controller(), controller()];
 

@@ -28,7 +28,9 @@ import { AgentStatus, Schedulability } from "../../gen/ts/drover/fleet/v1/fleet_
 import { JobState, type Job } from "../../gen/ts/drover/scheduler/v1/scheduler_service_pb.ts";
 import type { DroverClients } from "../../lib/clients.ts";
 import type { DeploySettings } from "../../lib/config.ts";
+import type { SqlExecutor } from "../../lib/db/executor.ts";
 import { decide, short, type Decision, type DeployState, type DeploymentView, type Health, type ReplicaView } from "./rollout.ts";
+import { insertEvents, insertReplicas, patchDeployment, readDeployment, readLiveReplicas, writeJobIds, writeReplicas, writeStopRequested, type DeploymentRow, type EventRow, type ReplicaRow } from "./rows.ts";
 import type { DeploySignals } from "./signals.ts";
 import { replicaJobSpec, strategyOf } from "./spec.ts";
 
@@ -40,15 +42,14 @@ const SPECS_KEPT = 512;
 
 export interface ControllerDeps {
   db: PrismaClient;
+  /** The same database below Prisma, for the rows every pass reads and writes (rows.ts). */
+  sql: SqlExecutor;
   clients: DroverClients;
   logger: Logger;
   settings: DeploySettings;
   /** Told which deployments a pass changed (WatchDeployment streams wait on it). */
   signals?: DeploySignals;
 }
-
-type DeploymentRow = Awaited<ReturnType<PrismaClient["deployment"]["findUniqueOrThrow"]>>;
-type ReplicaRow = Awaited<ReturnType<PrismaClient["replica"]["findUniqueOrThrow"]>>;
 
 export class Controller {
   readonly id = `${hostname()}-${process.pid}-${randomUUID().slice(0, 8)}`;
@@ -195,11 +196,11 @@ export class Controller {
   async claim(): Promise<string[]> {
     const done = `stopped AND state = 'stopped' AND NOT EXISTS (
                     SELECT 1 FROM deploy.replicas r WHERE r.deployment_id = d.id AND r.state IN ('pending', 'running', 'stopping'))`;
-    const rows = await this.deps.db.$queryRawUnsafe<{ id: string }[]>(
+    const rows = await this.deps.sql.query<{ id: string }>(
       `WITH renewed AS (
-         UPDATE deploy.deployments SET claimed_by = $1, claim_until = now() + $2 * interval '1 millisecond'
+         UPDATE deploy.deployments SET claimed_by = $1, claim_until = now() + $2::int * interval '1 millisecond'
           WHERE id IN (SELECT id FROM deploy.deployments d
-                        WHERE ((claimed_by = $1 AND claim_until < now() + $2 / 2 * interval '1 millisecond')
+                        WHERE ((claimed_by = $1 AND claim_until < now() + $2::int / 2 * interval '1 millisecond')
                                OR claim_until IS NULL OR claim_until < now())
                           AND NOT (${done})
                         FOR UPDATE SKIP LOCKED)
@@ -208,9 +209,8 @@ export class Controller {
        SELECT id FROM renewed
        UNION ALL
        SELECT id FROM deploy.deployments d
-        WHERE claimed_by = $1 AND claim_until >= now() + $2 / 2 * interval '1 millisecond' AND NOT (${done})`,
-      this.id,
-      this.deps.settings.claimMs,
+        WHERE claimed_by = $1 AND claim_until >= now() + $2::int / 2 * interval '1 millisecond' AND NOT (${done})`,
+      [this.id, this.deps.settings.claimMs],
     );
     return rows.map((r) => r.id).sort();
   }
@@ -248,14 +248,14 @@ export class Controller {
    * about (undefined: all).
    */
   private async reconcile(id: string, changedJobs?: ReadonlySet<string>): Promise<boolean> {
-    const { db } = this.deps;
-    const dep = await db.deployment.findUnique({ where: { id } });
+    const { sql } = this.deps;
+    const dep = await readDeployment(sql, { id });
     if (!dep || dep.claimedBy !== this.id) {
       this.noteJobs(id, []);
       return false;
     }
     const spec = await this.specOf(id, dep.currentRevision);
-    const rows = await db.replica.findMany({ where: { deploymentId: id, state: { in: ["pending", "running", "stopping"] } }, orderBy: { createdAt: "asc" } });
+    const rows = await readLiveReplicas(sql, id, "created");
 
     // Jobs for replicas whose submit did not finish (a crash, the Scheduler down).
     await this.submit(dep, rows.filter((r) => !r.jobId && r.state !== "stopping"));
@@ -271,8 +271,8 @@ export class Controller {
       const synced = this.sync(r, job, now, changed, cancelAgain);
       if (synced) views.push(synced);
     }
-    await writeReplicas(db, changed);
-    await Promise.all(cancelAgain.map((r) => this.cancel(r, "stopping again")));
+    await writeReplicas(sql, changed);
+    await this.cancel(cancelAgain, () => "stopping again");
     const slots = await this.slotsOf(dep, spec);
     const view: DeploymentView = {
       revision: dep.currentRevision,
@@ -399,7 +399,7 @@ export class Controller {
    * ours), then talks to the Scheduler; true when it wrote anything.
    */
   private async apply(dep: DeploymentRow, spec: ServiceSpec, view: DeploymentView, replicas: readonly ReplicaView[], rows: ReadonlyMap<string, ReplicaRow>, d: Decision): Promise<boolean> {
-    const { db } = this.deps;
+    const { sql } = this.deps;
     const byId = new Map(replicas.map((r) => [r.id, r]));
     const failureLines = d.failing.length > 0 && (d.state === "reverting" || d.state === "failed") && d.state !== dep.state ? await this.lastLines(d.failing[0]!) : "";
     const message = (d.message || dep.statusMessage) + failureLines;
@@ -407,17 +407,17 @@ export class Controller {
     const starts: ReplicaRow[] = [];
     const stops: ReplicaRow[] = [];
     const now = new Date();
-    const applied = await db.$transaction(async (tx) => {
-      const fresh = await tx.$queryRawUnsafe<{ n: number }[]>(
+    const applied = await sql.transaction(async (tx) => {
+      const fresh = await tx.query<{ n: number }>(
         `SELECT 1 AS n FROM deploy.deployments
          WHERE id = $1::uuid AND claimed_by = $2 AND current_revision = $3 AND generation = $4 AND stopped = $5 AND paused = $6 AND promoted = $7
-           AND desired_replicas = $8 AND state = $9 AND event_seq = $10
+           AND desired_replicas = $8 AND state = $9 AND event_seq = $10::bigint
          FOR UPDATE`,
-        dep.id, this.id, dep.currentRevision, dep.generation, dep.stopped, dep.paused, dep.promoted, dep.desiredReplicas, dep.state, dep.eventSeq,
+        [dep.id, this.id, dep.currentRevision, dep.generation, dep.stopped, dep.paused, dep.promoted, dep.desiredReplicas, dep.state, String(dep.eventSeq)],
       );
       if (fresh.length === 0) return false; // changed by an API call meanwhile: decide again next tick
       let revision = view.revision;
-      const patch: Record<string, unknown> = {};
+      const patch: Partial<DeploymentRow> = {};
       const touched = new Set<ReplicaRow>();
       for (const a of d.actions) {
         switch (a.kind) {
@@ -471,11 +471,11 @@ export class Controller {
             break;
         }
       }
-      if (starts.length > 0) await tx.replica.createMany({ data: starts.map(({ jobId: _job, ...row }) => row) });
+      await insertReplicas(tx, starts);
       await writeReplicas(tx, [...touched]);
       if (d.stable !== undefined) {
-        patch["stableRevision"] = d.stable;
-        patch["rolloutEndedAt"] = now;
+        patch.stableRevision = d.stable;
+        patch.rolloutEndedAt = now;
       }
       if (d.state !== dep.state) {
         if (d.state === "running" && (dep.state === "rolling_out" || dep.state === "reverting")) {
@@ -484,30 +484,30 @@ export class Controller {
             message: dep.state === "reverting" ? `reverted to revision ${revision}: ${d.message}` : `revision ${revision} rolled out: ${d.message}`,
             revision,
           });
-          patch["rolloutEndedAt"] = now;
+          patch.rolloutEndedAt = now;
         } else if (d.state === "failed") {
           events.push({ kind: "rollout_failed", message: message, revision });
-          patch["rolloutEndedAt"] = now;
+          patch.rolloutEndedAt = now;
         } else if (d.state === "stopped") {
           events.push({ kind: "stopped", message: "every replica stopped", revision });
         } else if (d.state === "waiting_promotion") {
           events.push({ kind: "waiting_promotion", message: d.message, revision });
         }
       }
-      if (d.state !== dep.state) patch["state"] = d.state;
-      if (message !== dep.statusMessage) patch["statusMessage"] = message;
+      if (d.state !== dep.state) patch.state = d.state;
+      if (message !== dep.statusMessage) patch.statusMessage = message;
       if (events.length > 0) {
-        const seq = Number(dep.eventSeq);
-        await tx.event.createMany({ data: events.map((e, i) => ({ deploymentId: dep.id, sequence: BigInt(seq + i + 1), kind: e.kind, message: e.message.slice(0, 8192), revision: e.revision, replicaId: e.replicaId ?? null })) });
-        patch["eventSeq"] = BigInt(seq + events.length);
+        const rows: EventRow[] = events.map((e, i) => ({ sequence: dep.eventSeq + BigInt(i + 1), kind: e.kind, message: e.message.slice(0, 8192), revision: e.revision, replicaId: e.replicaId ?? null }));
+        await insertEvents(tx, dep.id, rows);
+        patch.eventSeq = dep.eventSeq + BigInt(events.length);
       }
-      if (Object.keys(patch).length > 0) await tx.deployment.update({ where: { id: dep.id }, data: patch });
+      await patchDeployment(tx, dep.id, patch);
       return starts.length > 0 || touched.size > 0 || events.length > 0 || Object.keys(patch).length > 0;
     });
     if (!applied) return false;
     // New replicas first (they are what the rollout waits for), all at once.
     await this.submit(dep, starts, spec);
-    await Promise.all(stops.map((row) => this.cancel(row, row.message)));
+    await this.cancel(stops, (row) => row.message);
     return true;
   }
 
@@ -523,7 +523,7 @@ export class Controller {
   }
 
   private async submitSome(dep: DeploymentRow, rows: readonly ReplicaRow[], current?: ServiceSpec): Promise<void> {
-    const { db, clients, logger } = this.deps;
+    const { sql, clients, logger } = this.deps;
     try {
       const specs = new Map<number, ServiceSpec>(current ? [[dep.currentRevision, current]] : []);
       for (const revision of new Set(rows.map((r) => r.revision))) {
@@ -540,23 +540,27 @@ export class Controller {
       });
       rows.forEach((r, i) => (r.jobId = jobs[i]!.job!.id));
       this.noteJobs(dep.id, [...(this.jobsOfDeployment.get(dep.id) ?? []), ...rows.map((r) => r.jobId!)]);
-      await db.$executeRawUnsafe(
-        `UPDATE deploy.replicas r SET job_id = c.job_id FROM jsonb_to_recordset($1::jsonb) AS c(id uuid, job_id uuid) WHERE r.id = c.id`,
-        JSON.stringify(rows.map((r) => ({ id: r.id, job_id: r.jobId }))),
-      );
+      await writeJobIds(sql, rows);
     } catch (err) {
       logger.warn({ err, replicas: rows.map((r) => r.id) }, "submitting replicas' jobs failed; trying again next tick");
     }
   }
 
-  private async cancel(r: ReplicaRow, reason: string): Promise<void> {
-    if (!r.jobId) return;
-    try {
-      await this.deps.clients.scheduler.cancelJob({ id: r.jobId, reason: `deploy: ${reason}`.slice(0, 1024) });
-      await this.deps.db.replica.update({ where: { id: r.id }, data: { stopRequestedAt: new Date() } });
-    } catch (err) {
-      this.deps.logger.warn({ err, replica: r.id }, "cancelling a replica's job failed; trying again");
-    }
+  /** Cancels the replicas' jobs, all at once, and notes when in one statement; a failed cancel is asked again later. */
+  private async cancel(rows: readonly ReplicaRow[], reason: (r: ReplicaRow) => string): Promise<void> {
+    const asked: string[] = [];
+    await Promise.all(
+      rows.map(async (r) => {
+        if (!r.jobId) return;
+        try {
+          await this.deps.clients.scheduler.cancelJob({ id: r.jobId, reason: `deploy: ${reason(r)}`.slice(0, 1024) });
+          asked.push(r.id);
+        } catch (err) {
+          this.deps.logger.warn({ err, replica: r.id }, "cancelling a replica's job failed; trying again");
+        }
+      }),
+    );
+    await writeStopRequested(this.deps.sql, asked, new Date()).catch((err: unknown) => this.deps.logger.warn({ err, replicas: asked.length }, "could not note replicas' stops; they are asked again later"));
   }
 
   /** The failing replica's last lines of output, for the deployment's status. */
@@ -590,34 +594,3 @@ const NEW_REPLICA: Omit<ReplicaRow, "id" | "deploymentId" | "revision" | "genera
   stopRequestedAt: null,
   endedAt: null,
 };
-
-type Writer = Pick<PrismaClient, "$executeRawUnsafe">;
-
-/** Writes the mutable columns of many replica rows in one statement. */
-async function writeReplicas(db: Writer, rows: readonly ReplicaRow[]): Promise<void> {
-  if (rows.length === 0) return;
-  const data = rows.map((r) => ({
-    id: r.id,
-    state: r.state,
-    agent_id: r.agentId,
-    health: r.health,
-    health_message: r.healthMessage,
-    health_since: r.healthSince?.toISOString() ?? null,
-    restarts: r.restarts,
-    port: r.port,
-    healthy_at: r.healthyAt?.toISOString() ?? null,
-    message: r.message,
-    stop_requested_at: r.stopRequestedAt?.toISOString() ?? null,
-    ended_at: r.endedAt?.toISOString() ?? null,
-  }));
-  await db.$executeRawUnsafe(
-    `UPDATE deploy.replicas r SET state = c.state, agent_id = c.agent_id, health = c.health, health_message = c.health_message,
-            health_since = c.health_since, restarts = c.restarts, port = c.port, healthy_at = c.healthy_at, message = c.message,
-            stop_requested_at = c.stop_requested_at, ended_at = c.ended_at
-     FROM jsonb_to_recordset($1::jsonb) AS c(id uuid, state text, agent_id text, health text, health_message text, health_since timestamptz,
-          restarts int, port int, healthy_at timestamptz, message text, stop_requested_at timestamptz, ended_at timestamptz)
-     WHERE r.id = c.id`,
-    JSON.stringify(data),
-  );
-}
-

@@ -8,12 +8,15 @@ import type { PrismaClient } from "../../gen/prisma/deploy/client.ts";
 import type { Bus } from "../../lib/bus/bus.ts";
 import type { DroverClients } from "../../lib/clients.ts";
 import type { DeploySettings } from "../../lib/config.ts";
+import type { SqlExecutor } from "../../lib/db/executor.ts";
 import { Controller } from "./controller.ts";
 import { DeployServiceImpl, deployRoutes } from "./service.ts";
 import { DeploySignals } from "./signals.ts";
 
 export interface DeployDeps {
   db: PrismaClient;
+  /** The same database below Prisma, for the rows every controller pass and GetDeployment read (rows.ts). */
+  sql: SqlExecutor;
   bus: Bus;
   clients: DroverClients;
   logger: Logger;
@@ -22,8 +25,8 @@ export interface DeployDeps {
 
 export function createDeploy(deps: DeployDeps) {
   const signals = new DeploySignals(deps.bus, deps.logger);
-  const controller = new Controller({ db: deps.db, clients: deps.clients, logger: deps.logger.child({ component: "deploy-controller" }), settings: deps.settings, signals });
-  const impl = new DeployServiceImpl({ db: deps.db, wake: () => controller.wake(), signals });
+  const controller = new Controller({ db: deps.db, sql: deps.sql, clients: deps.clients, logger: deps.logger.child({ component: "deploy-controller" }), settings: deps.settings, signals });
+  const impl = new DeployServiceImpl({ db: deps.db, sql: deps.sql, wake: () => controller.wake(), signals });
   return {
     impl,
     controller,

@@ -18,7 +18,7 @@ import { DeployServiceImpl } from "./service.ts";
 
 let db: Database;
 let wakes = 0;
-const svc = () => new DeployServiceImpl({ db: db.prismaFor("deploy"), wake: () => wakes++ });
+const svc = () => new DeployServiceImpl({ db: db.prismaFor("deploy"), sql: db.executor, wake: () => wakes++ });
 
 before(async () => {
   db = await openPglite("memory://");

@@ -31,10 +31,12 @@ import {
   type WatchDeploymentRequest,
 } from "../../gen/ts/drover/deploy/v1/deploy_service_pb.ts";
 import { isUniqueViolation } from "../../lib/db/errors.ts";
+import type { SqlExecutor } from "../../lib/db/executor.ts";
 import type { AccessRule } from "../../lib/host/interceptors.ts";
 import { decodePageToken, encodePageToken } from "../../lib/host/paging.ts";
 import { sleep } from "../../lib/timers.ts";
 import { IN_ROLLOUT, type DeployState } from "./rollout.ts";
+import { readDeployment, readLiveReplicas, type DeploymentRow, type ReplicaRow } from "./rows.ts";
 import type { DeploySignals } from "./signals.ts";
 import { checkServiceSpec, strategyOf } from "./spec.ts";
 import { specHash } from "./spec_hash.ts";
@@ -42,9 +44,7 @@ import { specHash } from "./spec_hash.ts";
 /** Who may call what on DeployService (methods not listed: admin and operator). */
 export const deployAccess: Record<string, AccessRule> = {};
 
-type DeploymentRow = Awaited<ReturnType<PrismaClient["deployment"]["findUniqueOrThrow"]>>;
 type RevisionRow = { number: number; spec: unknown; specHash: string; createdAt: Date };
-type ReplicaRow = Awaited<ReturnType<PrismaClient["replica"]["findUniqueOrThrow"]>>;
 type EventRow = Awaited<ReturnType<PrismaClient["event"]["findUniqueOrThrow"]>>;
 
 const STATES: Record<string, DeploymentState> = {
@@ -148,6 +148,8 @@ function replicaMessage(r: ReplicaRow): Replica {
 
 export interface DeployServiceDeps {
   db: PrismaClient;
+  /** The same database below Prisma, for the rows GetDeployment and WatchDeployment read on every poll (rows.ts). */
+  sql: SqlExecutor;
   /** Called after a change, so the controller looks at once. */
   wake?: () => void;
   /** Told of changes, and waited on by WatchDeployment (without it, watchers poll). */
@@ -157,14 +159,15 @@ export interface DeployServiceDeps {
 /** DeployService: deployments, revisions, and the operator's levers on rollouts; the controller does the rolling. */
 export class DeployServiceImpl implements ServiceImpl<typeof DeployService> {
   private readonly db: PrismaClient;
+  private readonly sql: SqlExecutor;
   private readonly wakeController: () => void;
   private readonly signals: DeploySignals | undefined;
 
-  constructor(deps: DeployServiceDeps | PrismaClient) {
-    const d: DeployServiceDeps = "db" in deps ? deps : { db: deps };
-    this.db = d.db;
-    this.wakeController = d.wake ?? (() => {});
-    this.signals = d.signals;
+  constructor(deps: DeployServiceDeps) {
+    this.db = deps.db;
+    this.sql = deps.sql;
+    this.wakeController = deps.wake ?? (() => {});
+    this.signals = deps.signals;
   }
 
   /** A deployment changed: the controller looks at it, and its watchers see it, at once. */
@@ -361,14 +364,14 @@ export class DeployServiceImpl implements ServiceImpl<typeof DeployService> {
   }
 
   private async load(name: string): Promise<{ row: DeploymentRow; rev: RevisionRow }> {
-    const row = await this.db.deployment.findUnique({ where: { name } });
+    const row = await readDeployment(this.sql, { name });
     if (!row) throw new ConnectError(`deployment ${name} not found`, Code.NotFound);
     const rev = await this.db.revision.findUniqueOrThrow({ where: { deploymentId_number: { deploymentId: row.id, number: row.currentRevision } } });
     return { row, rev };
   }
 
   private liveReplicas(id: string) {
-    return this.db.replica.findMany({ where: { deploymentId: id, state: { in: LIVE } }, orderBy: [{ slot: "asc" }, { createdAt: "asc" }] });
+    return readLiveReplicas(this.sql, id, "slot");
   }
 
   private async events(id: string, n: number) {
