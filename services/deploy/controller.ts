@@ -79,6 +79,8 @@ export class Controller {
   private readonly jobCache = new Map<string, Job>();
   /** "deployment:revision" → its spec, least recently used first. */
   private readonly specs = new Map<string, ServiceSpec>();
+  /** Cancels still on their way (a pass does not wait for them; stop() does). */
+  private readonly cancelling = new Set<Promise<void>>();
 
   constructor(private readonly deps: ControllerDeps) {}
 
@@ -91,6 +93,7 @@ export class Controller {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     await this.running;
+    await Promise.all(this.cancelling);
     // Let another replica take over at once.
     await this.deps.db.deployment.updateMany({ where: { claimedBy: this.id }, data: { claimedBy: null, claimUntil: null } }).catch(() => {});
   }
@@ -507,7 +510,13 @@ export class Controller {
     if (!applied) return false;
     // New replicas first (they are what the rollout waits for), all at once.
     await this.submit(dep, starts, spec);
-    await this.cancel(stops, (row) => row.message);
+    // The stops go out while the next pass runs: a replica counted healthy
+    // frees a batch slot for the next one, and its siblings that come due
+    // a few ms later should not wait for the cancels' round trips. The stop
+    // is already written (state stopping); a cancel that fails is asked
+    // again after CANCEL_AGAIN_MS.
+    const cancelling = this.cancel(stops, (row) => row.message).finally(() => this.cancelling.delete(cancelling));
+    this.cancelling.add(cancelling);
     return true;
   }
 
