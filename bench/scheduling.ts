@@ -251,6 +251,13 @@ interface ThroughputRun {
   loadCpuMs: number;
   /** CPU used during the run, fraction of one core, per service process and for the load process; machine: busy share of all cores. */
   cpu?: Record<string, number>;
+  /**
+   * CPU ms per job during the run, per service process and for the load
+   * process: steadier than jobs/s on a shared machine, and what a change to
+   * one process moves (the load process's, whose code is the same in an
+   * A/B, shows how much the machine inflated everyone's).
+   */
+  cpuMsPerJob?: Record<string, number>;
 }
 
 interface LatencyRun {
@@ -286,9 +293,14 @@ async function throughput(plane: Plane, load: Load, jobs: number, concurrency: n
   const rounds = plane.procs.bid ? auctionRounds(plane.procs.bid, from, Date.now()) : undefined;
   const m1 = await machineTicks();
   const cpu: Record<string, number> = {};
-  for (const [n, pid] of Object.entries(pids)) cpu[n] = round((((await cpuMsOf(pid)) ?? 0) - before[n]!) / elapsed, 2);
+  const cpuMsPerJob: Record<string, number> = {};
+  for (const [n, pid] of Object.entries(pids)) {
+    const used = ((await cpuMsOf(pid)) ?? 0) - before[n]!;
+    cpu[n] = round(used / elapsed, 2);
+    cpuMsPerJob[n] = round(used / jobs, 3);
+  }
   cpu.machine = round((m1.busy - m0.busy) / Math.max(1, m1.total - m0.total), 2);
-  return { ...run, cpu, rounds };
+  return { ...run, cpu, cpuMsPerJob, rounds };
 }
 
 /** Bid's rounds between two times (its debug line "auction round"): how many, and the p50 of each part. */
@@ -444,7 +456,7 @@ const pass = (ok: boolean) => (ok ? "PASS" : "FAIL");
 const ms = (v: number) => `${round(v, 1)} ms`;
 const cpuCell = (r: ThroughputRun) =>
   Object.entries(r.cpu ?? {})
-    .map(([n, v]) => (n === "machine" ? `machine ${Math.round(v * 100)}%` : `${n} ${Math.round(v * 100)}%`))
+    .map(([n, v]) => (n === "machine" ? `machine ${Math.round(v * 100)}%` : `${n} ${Math.round(v * 100)}% (${r.cpuMsPerJob?.[n] ?? "?"} ms/job)`))
     .join(", ");
 
 function tableFor(r: ModeResult): [string, string, string][] {

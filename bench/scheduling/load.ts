@@ -14,7 +14,7 @@
 //
 // Input (env): FLEET_URL, SCHEDULER_URL, ADMIN_TOKEN, AGENTS (50), EVENTS
 // ("running+succeeded" or "succeeded"), ACK_FLUSH_MS (50), NO_DELAY ("0": agents'
-// sockets keep Nagle's algorithm, as connect-node's default transport does).
+// and submitters' sockets keep Nagle's algorithm, as connect-node's default transport does).
 // Commands (stdin, one JSON object a line), each answered by one stdout line
 // {"id": <id>, "result": {...}} (or {"id", "error"}):
 //   {"id", "cmd": "throughput", "jobs": N, "concurrency": C}  N jobs, C SubmitJob calls in flight
@@ -54,8 +54,12 @@ function agentTransport() {
   return createGrpcTransport({ baseUrl: FLEET_URL, nodeOptions: { createConnection: () => connect({ host: hostname, port: Number(port), noDelay: true }) } });
 }
 
-const fleet = createClient(FleetService, createGrpcTransport({ baseUrl: FLEET_URL, interceptors: [bearer(ADMIN_TOKEN)] }));
-const scheduler = createClient(SchedulerService, createGrpcTransport({ baseUrl: SCHEDULER_URL, interceptors: [bearer(ADMIN_TOKEN)] }));
+// The submitters' connections too, as the services' own clients (services/split.ts): with
+// Nagle's algorithm a SubmitJob's DATA frame, written after its HEADERS, waits for
+// the server's delayed ACK (~40 ms) before the job even reaches the Scheduler.
+const adminOptions = NO_DELAY ? { nodeOptions: { noDelay: true } as import("node:http2").SecureClientSessionOptions } : {};
+const fleet = createClient(FleetService, createGrpcTransport({ baseUrl: FLEET_URL, interceptors: [bearer(ADMIN_TOKEN)], ...adminOptions }));
+const scheduler = createClient(SchedulerService, createGrpcTransport({ baseUrl: SCHEDULER_URL, interceptors: [bearer(ADMIN_TOKEN)], ...adminOptions }));
 
 /** What the agents saw of one job, by job id (performance.now() times). */
 interface Seen {

@@ -24,14 +24,20 @@ function countByKey(rows: { concurrencyKey: string | null }[]): Record<string, n
   return out;
 }
 
+// Each database twice: the store's statements through Prisma (as inside a
+// transaction, followups.ts) and through the raw executor (as the service runs them).
 function contract(name: string, open: () => Promise<Database & { cleanup?: () => Promise<void> }>) {
+  for (const via of ["Prisma", "the raw executor"] as const) describeContract(`${name}, through ${via}`, open, via === "the raw executor");
+}
+
+function describeContract(name: string, open: () => Promise<Database & { cleanup?: () => Promise<void> }>, raw: boolean) {
   describe(`the job store on ${name}`, () => {
     let db: Database & { cleanup?: () => Promise<void> };
     let store: JobStore;
     before(async () => {
       db = await open();
       await migrate(db.executor, "scheduler");
-      store = new JobStore(db.prismaFor("scheduler"));
+      store = new JobStore(db.prismaFor("scheduler"), raw ? db.executor : undefined);
     });
     after(async () => {
       await db?.close();
@@ -156,6 +162,25 @@ function contract(name: string, open: () => Promise<Database & { cleanup?: () =>
       assert.equal((await store.attemptsOf(attempt.jobId))[0]!.state, "cancelled", "health never moves the state");
     });
 
+    it("claims the jobs without a key while keyed jobs wait for slots, and keyed jobs before them once a slot is free", async () => {
+      // One statement claims when no keyed job waits; this is the other way, through the keyed claim first.
+      // (A high priority puts these first among whatever earlier tests left pending.)
+      await store.insert([job("nightly", 1, 100), job("nightly", 1, 100)]);
+      const [holder] = await store.claim(1, 60_000);
+      assert.equal(holder!.job.concurrencyKey, "nightly");
+      const free = await store.insert([job(null, 1, 5), job(null, 1, 5)]);
+      const claimed = await store.claim(10, 60_000);
+      const ids = new Set(claimed.map((c) => c.job.id));
+      assert.ok(free.every((f) => ids.has(f.job.id)), "the waiting keyed job holds up nothing");
+      assert.deepEqual(claimed.filter((c) => c.job.concurrencyKey !== null), [], "and is not claimed: its slot is held");
+
+      // The slot comes back: the keyed job is claimed, ahead of a job with a higher priority and no key.
+      await store.wait([{ jobId: holder!.job.id, claimId: holder!.job.claimId!, reason: "no agent", retryMs: 60_000 }]);
+      await store.insert([job(null, 1, 99)]);
+      const next = await store.claim(1, 60_000);
+      assert.deepEqual(next.map((c) => c.job.concurrencyKey), ["nightly"]);
+    });
+
     it("lists only the jobs asked for by id, newest first, with each one's latest attempt", async () => {
       const inserted = await store.insert([job(null), job(null), job(null)]);
       const [a, b, c] = inserted.map((r) => r.job);
@@ -178,9 +203,8 @@ function contract(name: string, open: () => Promise<Database & { cleanup?: () =>
 contract("PGlite", async () => openTempPglite());
 
 if (pgUrl !== null) {
-  let testDb: TestDatabase;
   contract("PostgreSQL", async () => {
-    testDb = await createTestDatabase(pgUrl);
+    const testDb = await createTestDatabase(pgUrl);
     return { ...openPostgres(testDb.url), cleanup: () => testDb.drop() };
   });
 
@@ -203,7 +227,7 @@ if (pgUrl !== null) {
     // priority arriving, between two claimers' snapshots). This checks the
     // whole under contention, not the lock alone.
     it("never hands out more slots than a key has", async () => {
-      const stores = dbs.map((d) => new JobStore(d.prismaFor("scheduler")));
+      const stores = dbs.map((d) => new JobStore(d.prismaFor("scheduler"), d.executor));
       await stores[0]!.insert([...Array.from({ length: 40 }, (_, i) => job(`key-${i % 4}`, 3)), ...Array.from({ length: 20 }, () => job(null))]);
       // Three processes' worth of claimers, many at once, one job each.
       const claims = await Promise.all(Array.from({ length: 60 }, (_, i) => stores[i % 3]!.claim(1, 60_000)));

@@ -5,6 +5,7 @@ import type { PrismaClient } from "../../gen/prisma/scheduler/client.ts";
 import type { Bus } from "../../lib/bus/bus.ts";
 import type { DroverClients } from "../../lib/clients.ts";
 import type { SchedulingSettings } from "../../lib/config.ts";
+import type { SqlExecutor } from "../../lib/db/executor.ts";
 import type { Logger } from "../../lib/logger.ts";
 import type { ServiceInstance } from "../registry.ts";
 import { JobStore } from "./job_store.ts";
@@ -16,6 +17,8 @@ import { SchedulerSweeper } from "./sweeper.ts";
 
 export interface SchedulerBuildDeps {
   db: PrismaClient;
+  /** Raw SQL on the same database, for the job store's statements (job_store.ts); without it they go through Prisma. */
+  sql?: SqlExecutor;
   bus: Bus;
   clients: Pick<DroverClients, "fleet">;
   settings: SchedulingSettings;
@@ -24,7 +27,7 @@ export interface SchedulerBuildDeps {
 
 export function createScheduler(deps: SchedulerBuildDeps): ServiceInstance & { impl: SchedulerServiceImpl; runs: SchedulerRuns; schedules: SchedulerSchedules; sweeper: SchedulerSweeper } {
   const log = deps.logger.child({ component: "scheduler" });
-  const store = new JobStore(deps.db);
+  const store = new JobStore(deps.db, deps.sql);
   const signals = new SchedulerSignals(deps.bus, log);
   const impl = new SchedulerServiceImpl({ store, signals, clients: deps.clients, settings: deps.settings, log });
   const runs = new SchedulerRuns({ db: deps.db, store, signals, jobs: impl, settings: deps.settings, log: log.child({ component: "scheduler-runs" }) });

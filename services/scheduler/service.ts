@@ -92,15 +92,19 @@ function attemptMessage(a: AttemptRow) {
   });
 }
 
-/** A stored job as the API shows it. */
-export function jobMessage(row: JobRow, attempts: AttemptRow[] = [], holders?: ReadonlyMap<string, number>): Job {
+/**
+ * A stored job as the API shows it. `spec` is the job's spec when the caller
+ * has it parsed already (the request that created it): it is then redacted
+ * in place and used instead of parsing the stored one again.
+ */
+export function jobMessage(row: JobRow, attempts: AttemptRow[] = [], holders?: ReadonlyMap<string, number>, spec?: JobSpec): Job {
   const pending = row.state === "pending";
   const held = pending && row.concurrencyKey ? (holders?.get(row.concurrencyKey) ?? 0) : 0;
   const slotless = pending && row.concurrencyKey !== null && held >= row.concurrencyLimit;
   return create(JobSchema, {
     id: row.id,
     state: stateOf(JobState, row.state),
-    spec: redactJobSpec(fromJson(JobSpecSchema, row.spec as JsonValue, { ignoreUnknownFields: true })),
+    spec: redactJobSpec(spec ?? fromJson(JobSpecSchema, row.spec as JsonValue, { ignoreUnknownFields: true })),
     idempotencyKey: row.idempotencyKey ?? "",
     createTime: timestampFromDate(row.createdAt),
     updateTime: timestampFromDate(row.updatedAt),
@@ -172,6 +176,13 @@ export class SchedulerServiceImpl implements JobMethods {
   private readonly submits: Batcher<NewJob, { job: JobRow; created: boolean }>;
   private readonly events: Batcher<ReportJobEventsRequest["events"], void>;
   private readonly random: () => number;
+  /**
+   * The specs of the jobs this replica handed out in claims, parsed for the
+   * claim's answer, by claim id, until the claim's end: RecordPlacements
+   * builds the Assignments from them instead of parsing the stored specs
+   * again. Placements recorded through another replica parse them there.
+   */
+  private readonly claimedSpecs = new Map<string, { jobId: string; spec: JobSpec; expiresAt: number }>();
 
   constructor(private readonly deps: SchedulerDeps) {
     this.random = deps.random ?? Math.random;
@@ -202,7 +213,8 @@ export class SchedulerServiceImpl implements JobMethods {
   async submitJob(req: SubmitJobRequest) {
     this.checkSpec(req.spec!, "spec");
     const { job, created } = await this.submits.add(newJobOf(req.spec!, req.idempotencyKey || null));
-    return { job: jobMessage(job), created };
+    // A job it created has the request's spec (stored above as JSON): no need to parse it back.
+    return { job: jobMessage(job, [], undefined, created ? req.spec : undefined), created };
   }
 
   async submitJobs(req: SubmitJobsRequest) {
@@ -210,7 +222,7 @@ export class SchedulerServiceImpl implements JobMethods {
     // One statement for all of them (not the batcher, which may split them): all or none.
     const results = await this.deps.store.insert(req.jobs.map((j) => newJobOf(j.spec!, j.idempotencyKey || null)));
     if (results.some((r) => r.created)) this.deps.signals.placeable();
-    return { jobs: results.map(({ job, created }) => ({ job: jobMessage(job), created })) };
+    return { jobs: results.map(({ job, created }, i) => ({ job: jobMessage(job, [], undefined, created ? req.jobs[i]!.spec : undefined), created })) };
   }
 
   async getJob(req: GetJobRequest) {
@@ -320,15 +332,14 @@ export class SchedulerServiceImpl implements JobMethods {
       if (claimed.length > 0) {
         if (claimed.length === req.maxJobs) signals.nudge();
         signals.changed(claimed.map((c) => c.job.id));
+        const now = Date.now();
+        this.forgetLapsedClaims(now);
         return {
-          jobs: claimed.map(({ job, previousAgentIds, siblingAgentIds }) => ({
-            jobId: job.id,
-            claimId: job.claimId!,
-            spec: fromJson(JobSpecSchema, job.spec as JsonValue, { ignoreUnknownFields: true }),
-            attemptNumber: job.attemptCount + 1,
-            previousAgentIds,
-            siblingAgentIds,
-          })),
+          jobs: claimed.map(({ job, previousAgentIds, siblingAgentIds }) => {
+            const spec = fromJson(JobSpecSchema, job.spec as JsonValue, { ignoreUnknownFields: true });
+            this.claimedSpecs.set(job.claimId!, { jobId: job.id, spec, expiresAt: now + settings.claimMs });
+            return { jobId: job.id, claimId: job.claimId!, spec, attemptNumber: job.attemptCount + 1, previousAgentIds, siblingAgentIds };
+          }),
           claimExpireTime: ts(claimed[0]!.job.claimExpiresAt),
         };
       }
@@ -346,9 +357,16 @@ export class SchedulerServiceImpl implements JobMethods {
       .filter((p) => p.agentId === "")
       .map((p) => ({ jobId: p.jobId, claimId: p.claimId, reason: p.waitReason || "no agent took the job", retryMs: p.retryAfter ? durationMs(p.retryAfter) : settings.waitRetryMs }));
     const [assigned, waiting] = await Promise.all([store.assign(won, settings.confirmMs), store.wait(lost)]);
+    // Every claim named here has ended (placed, waiting, or lapsed meanwhile): its spec is taken or dropped.
+    const specs = new Map<string, JobSpec>();
+    for (const p of req.placements) {
+      const claimed = this.claimedSpecs.get(p.claimId);
+      if (claimed?.jobId === p.jobId) specs.set(p.jobId, claimed.spec);
+      this.claimedSpecs.delete(p.claimId);
+    }
     if (assigned.length > 0) {
       const messages = assigned.map(({ job, attempt }) => {
-        const spec = fromJson(JobSpecSchema, job.spec as JsonValue, { ignoreUnknownFields: true });
+        const spec = specs.get(job.id) ?? fromJson(JobSpecSchema, job.spec as JsonValue, { ignoreUnknownFields: true });
         return {
           agentId: attempt.agentId,
           message: {
@@ -475,6 +493,14 @@ export class SchedulerServiceImpl implements JobMethods {
     return this.deps.store.concurrencyHolders(rows.flatMap((r) => (r.state === "pending" && r.concurrencyKey ? [r.concurrencyKey] : [])));
   }
 
+  /** Drops the specs of claims that lapsed unplaced (their Bid replica went away); claims end in the order they were made. */
+  private forgetLapsedClaims(now: number): void {
+    for (const [claimId, { expiresAt }] of this.claimedSpecs) {
+      if (expiresAt > now) return;
+      this.claimedSpecs.delete(claimId);
+    }
+  }
+
   private async mustGet(id: string): Promise<JobRow> {
     const row = await this.deps.store.get(id);
     if (!row) throw new ConnectError(`job ${id} not found`, Code.NotFound);
@@ -494,20 +520,21 @@ export class SchedulerServiceImpl implements JobMethods {
     const cancels: { agentId: string; attemptId: string; graceMs: number; reason: string }[] = [];
     let placeable = false;
     for (let round = 0; round < 5 && todo.length > 0; round++) {
-      const rows = new Map((await store.attemptsWithJobs([...new Set(todo.map((e) => e.event!.attemptId))])).map((x) => [x.attempt.id, x]));
+      const rows = new Map((await store.attemptsWithJobs([...new Set(todo.map((e) => e.event!.attemptId))], { specRetryOnly: true })).map((x) => [x.attempt.id, x]));
       // Events of one attempt apply in order to the rows as they would be after each.
       const pending = new Map<string, { change: AttemptChange; events: typeof todo }>();
       for (const e of todo) {
         const event = e.event!;
         const x = rows.get(event.attemptId);
         if (!x || x.attempt.agentId !== e.agentId) continue; // not ours to apply: unknown attempt or wrong agent
+        const state = REPORTED[event.state]!;
         const outcome = onEvent(x.attempt, x.job, {
-          state: REPORTED[event.state]!,
+          state,
           exitCode: event.exitCode,
           signal: event.signal,
           message: event.message,
           time: event.time ? timestampDate(event.time) : new Date(),
-        }, { nowMs: Date.now(), random: this.random, leaseMs: settings.leaseMs, retry: retrySettings(jobRetry(x.job)) });
+        }, { nowMs: Date.now(), random: this.random, leaseMs: settings.leaseMs, retry: retrySettings(state === "failed" || state === "timed_out" ? jobRetry(x.job) : undefined) });
         if (outcome.kind === "stale") cancels.push({ agentId: e.agentId, attemptId: event.attemptId, graceMs: DEFAULT_CANCEL_GRACE_MS, reason: outcome.reason });
         if (outcome.kind !== "change") continue;
         const c = outcome.change;
@@ -586,6 +613,7 @@ function healthReport(e: ReportJobEventsRequest["events"][number]): HealthReport
   return [{ attemptId: e.event!.attemptId, agentId: e.agentId, sequence: e.event!.sequence, health: toJson(HealthStatusSchema, health) as Record<string, unknown> }];
 }
 
+/** A job's retry policy (only a failure needs it); its spec may hold nothing else (attemptsWithJobs' specRetryOnly). */
 function jobRetry(job: JobRow) {
   return fromJson(JobSpecSchema, job.spec as JsonValue, { ignoreUnknownFields: true }).retry;
 }

@@ -7,7 +7,12 @@
 //   channel  scheduler:job-changes  JSON array of job ids that changed:
 //                                   wakes WatchJob streams and the follow-up
 //                                   loop (runs.ts) on every replica, and the
-//                                   Deploy controller (services/deploy/signals.ts)
+//                                   Deploy controller (services/deploy/signals.ts).
+//                                   The ids of every change within
+//                                   CHANGES_COALESCE_MS go out as one message:
+//                                   under load, one per few batches instead of
+//                                   one per statement (each is heard by every
+//                                   replica and parsed again there).
 
 import { randomUUID } from "node:crypto";
 import type { Bus, Unsubscribe } from "../../lib/bus/bus.ts";
@@ -15,6 +20,8 @@ import type { Logger } from "../../lib/logger.ts";
 
 const PLACEABLE = "scheduler:placeable";
 const JOB_CHANGES = "scheduler:job-changes";
+/** How long changed job ids wait for others to share their message, ms. */
+export const CHANGES_COALESCE_MS = 2;
 
 /** Publishes and hears the Scheduler's doorbells; promises waiters are woken at least by their own timeouts. */
 export class SchedulerSignals {
@@ -22,6 +29,9 @@ export class SchedulerSignals {
   private readonly jobWatchers = new Map<string, Set<() => void>>();
   private readonly changeListeners = new Set<(ids: string[]) => void>();
   private unsubs: Unsubscribe[] = [];
+  /** Changed job ids not published yet, and the timer that will. */
+  private changes = new Set<string>();
+  private changesTimer: NodeJS.Timeout | undefined;
   /** Marks this replica's placeable doorbells, whose echo it ignores: it woke its own claimer already. */
   private readonly self = new TextEncoder().encode(randomUUID());
 
@@ -53,6 +63,7 @@ export class SchedulerSignals {
   }
 
   async stop(): Promise<void> {
+    this.publishChanges();
     await Promise.allSettled(this.unsubs.map((u) => u()));
     this.unsubs = [];
     this.wakePlaceable(true);
@@ -64,10 +75,19 @@ export class SchedulerSignals {
     this.bus.publish(PLACEABLE, this.self).catch((err) => this.log.debug({ err }, "could not publish the placeable doorbell"));
   }
 
-  /** Jobs changed. */
+  /** Jobs changed: published within CHANGES_COALESCE_MS, with the other changes of that time. */
   changed(ids: Iterable<string>): void {
-    const list = [...ids];
-    if (list.length === 0) return;
+    for (const id of ids) this.changes.add(id);
+    if (this.changes.size === 0 || this.changesTimer) return;
+    this.changesTimer = setTimeout(() => this.publishChanges(), CHANGES_COALESCE_MS);
+  }
+
+  private publishChanges(): void {
+    clearTimeout(this.changesTimer);
+    this.changesTimer = undefined;
+    if (this.changes.size === 0) return;
+    const list = [...this.changes];
+    this.changes = new Set();
     this.bus.publish(JOB_CHANGES, new TextEncoder().encode(JSON.stringify(list))).catch((err) => this.log.debug({ err }, "could not publish job changes"));
   }
 
