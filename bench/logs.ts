@@ -24,9 +24,11 @@
 
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
+import type { ClientHttp2Session } from "node:http2";
 import { join } from "node:path";
 import { createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
+import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { timestampMs } from "@bufbuild/protobuf/wkt";
 import pg from "pg";
 import { AgentStatus, FleetService } from "../gen/ts/drover/fleet/v1/fleet_service_pb.ts";
 import { FollowFrom, LogService, Stream } from "../gen/ts/drover/log/v1/log_service_pb.ts";
@@ -56,6 +58,7 @@ const PRINTERS = Number(process.env.BENCH_LOGS_PRINTERS ?? 8);
 const FOLLOWERS = Number(process.env.BENCH_LOGS_FOLLOWERS ?? 10);
 const FOLLOW_SEC = Number(process.env.BENCH_LOGS_FOLLOW_SEC ?? 15);
 const TARGET = { ingestMiBps: 50, followP99Ms: 100 };
+const debug = process.env.BENCH_LOGS_DEBUG === "1";
 
 /** argv[1]: bytes to print, in 100-byte lines, 64 KiB writes. */
 const FLOOD = `const fs = require("fs"); let left = Number(process.argv[1]); const buf = Buffer.from(("x".repeat(99) + "\\n").repeat(655)); while (left > 0) { const n = Math.min(left, buf.length); fs.writeSync(1, buf, 0, n); left -= n; }`;
@@ -74,6 +77,41 @@ async function cpuMsOfAll(comm: string): Promise<number> {
     }
   }
   return total;
+}
+
+/**
+ * The followers' connection to the Log service, with HTTP/2 receive windows
+ * of a few MiB: Node's client keeps the connection's at 64 KiB, and 10 follows
+ * at 1 MiB/s of output (~19 MiB/s of LogLines) then waited for a window
+ * update, a round trip through both event loops, every 64 KiB: seconds of
+ * latency with both processes busy. connect-node does not expose its
+ * sessions; as agent_worker.ts does, its private setState shows each one.
+ */
+function followerTransport(baseUrl: string, adminToken: string) {
+  const manager = new Http2SessionManager(baseUrl, undefined, { settings: { initialWindowSize: 1 << 20 } });
+  type State = { t: string; conn?: Promise<ClientHttp2Session> };
+  const internals = manager as unknown as { setState(state: State): void };
+  const setState = internals.setState.bind(manager);
+  internals.setState = (state: State) => {
+    if (state.t === "connecting" && state.conn) state.conn.then((session) => session.setLocalWindowSize(4 << 20), () => {});
+    setState(state);
+  };
+  return createGrpcTransport({ baseUrl, interceptors: [bearer(adminToken)], sessionManager: manager });
+}
+
+/** BENCH_LOGS_DEBUG: prints each process's CPU (% of a core) every second until stop(). */
+function sampleCpu(pids: Record<string, number>): { stop(): void } {
+  let last: Record<string, number> | undefined;
+  let lastAt = performance.now();
+  const timer = setInterval(async () => {
+    const now: Record<string, number> = {};
+    for (const [name, pid] of Object.entries(pids)) now[name] = (await cpuMsOf(pid)) ?? 0;
+    const at = performance.now();
+    if (last) progress(`cpu %: ${Object.keys(pids).map((n) => `${n} ${round(((now[n]! - last![n]!) / (at - lastAt)) * 100)}`).join(", ")}, load ${round(loadavg()[0]!)}`);
+    last = now;
+    lastAt = at;
+  }, 1000);
+  return { stop: () => clearInterval(timer) };
 }
 
 interface Plane {
@@ -100,8 +138,8 @@ async function startPlane(cleanup: Cleanup): Promise<Plane> {
   const ready = (l: Record<string, unknown>) => typeof l.msg === "string" && l.msg.includes("ready");
   const procs: Record<string, ManagedProcess> = {};
   for (const name of ["fleet", "scheduler", "log", "bid"] as const) {
-    const level = name === "log" && process.env.BENCH_LOGS_DEBUG === "1" ? { DROVER_LOG_LEVEL: "debug" } : {};
-    // BENCH_LOGS_PROFILE=fleet,log: a CPU profile of those services into /tmp/drover-bench-logs-prof.
+    const level = name === "log" && debug ? { DROVER_LOG_LEVEL: "debug" } : {};
+    // BENCH_LOGS_PROFILE=fleet,log (and agent): a CPU profile of those processes into /tmp/drover-bench-logs-prof.
     const profiled = (process.env.BENCH_LOGS_PROFILE ?? "").split(",").includes(name);
     const prof = profiled ? ["--cpu-prof", "--cpu-prof-dir=/tmp/drover-bench-logs-prof"] : [];
     procs[name] = spawnNode(cleanup, name, [...prof, "--import", "tsx", `services/${name}/main.ts`], { ...shared, ...level, DROVER_GRPC_PORT: String(ports[name]) });
@@ -116,21 +154,24 @@ await runBenchmark("logs", async (cleanup) => {
   const transport = (baseUrl: string) => createGrpcTransport({ baseUrl, interceptors: [bearer(plane.adminToken)] });
   const fleet = createClient(FleetService, transport(plane.fleetUrl));
   const scheduler = createClient(SchedulerService, transport(plane.schedulerUrl));
-  const logs = createClient(LogService, transport(plane.logUrl));
+  const logs = createClient(LogService, followerTransport(plane.logUrl, plane.adminToken));
   const sql = new pg.Pool({ connectionString: plane.databaseUrl, max: 2 });
   cleanup.defer("close the pg pool", () => sql.end());
 
   const stateDir = mkdtempSync(join(tmpdir(), "drover-bench-logs-"));
   cleanup.defer(`remove ${stateDir}`, () => rmSync(stateDir, { recursive: true, force: true }));
   const { secret } = await fleet.createAgentToken({ name: "bench-logs" });
-  const agent = spawnNode(cleanup, "agent", ["--import", "tsx", "agent/main.ts", "--server", plane.fleetUrl, "--state-dir", stateDir, "--token", secret], {
+  const agentProf = (process.env.BENCH_LOGS_PROFILE ?? "").split(",").includes("agent") ? ["--cpu-prof", "--cpu-prof-dir=/tmp/drover-bench-logs-prof"] : [];
+  const agent = spawnNode(cleanup, "agent", [...agentProf, "--import", "tsx", "agent/main.ts", "--server", plane.fleetUrl, "--state-dir", stateDir, "--token", secret], {
     DROVER_LOG_LEVEL: "info",
   });
   await within(30_000, "the agent online", (async () => {
     while ((await fleet.listAgents({ status: AgentStatus.ONLINE })).agents.length === 0) await sleep(100);
   })());
 
-  const small = { cpuMillis: 10, memoryBytes: 16n * BigInt(MiB) };
+  // No CPU requirement: the agent declines a job that needs more CPU than its last sample shows free,
+  // and on a machine busy with other work that started some of the followed jobs tens of seconds late.
+  const small = { cpuMillis: 0, memoryBytes: 16n * BigInt(MiB) };
   async function submit(argv: string[]): Promise<string> {
     const { job } = await scheduler.submitJob({ spec: { exec: { commands: [{ argv }] }, resources: small } });
     return job!.id;
@@ -186,9 +227,15 @@ await runBenchmark("logs", async (cleanup) => {
   // ---- Follow latency -------------------------------------------------------------
   progress(`follow: ${FOLLOWERS} jobs × 1 MiB/s for ${FOLLOW_SEC} s`);
   const latencies: number[] = [];
+  // The same latency in two parts, cut at the time the agent read the line (LogLine.time, ms):
+  // write → read is the agent's (inotify, its flush delay, its send window); read → receipt the rest.
+  const toAgentMs: number[] = [];
+  const fromAgentMs: number[] = [];
+  const bySecond: number[][] = [];
   let linesFollowed = 0;
   const followStart = performance.now();
   const fcpu0 = { agent: await cpuMsOf(agent.pid), fleet: await cpuMsOf(plane.procs.fleet!.pid), log: await cpuMsOf(plane.procs.log!.pid), bench: process.cpuUsage() };
+  const cpuSampler = debug ? sampleCpu({ agent: agent.pid, fleet: plane.procs.fleet!.pid, log: plane.procs.log!.pid }) : undefined;
   const tickIds = await Promise.all(Array.from({ length: FOLLOWERS }, () => submit([process.execPath, "-e", TICKER, "100", String(FOLLOW_SEC * 1000)])));
   const follows = tickIds.map(async (jobId) => {
     let pending = "";
@@ -202,19 +249,34 @@ await runBenchmark("logs", async (cleanup) => {
         const m = /^T=(\d+\.\d+) /.exec(text);
         if (!m) continue;
         linesFollowed++;
-        latencies.push(now - Number(m[1]));
+        const written = Number(m[1]);
+        latencies.push(now - written);
+        if (line.time) {
+          const readMs = timestampMs(line.time);
+          toAgentMs.push(readMs - written);
+          fromAgentMs.push(now - readMs);
+        }
+        if (debug) (bySecond[Math.floor((written - performance.timeOrigin - followStart) / 1000)] ??= []).push(now - written);
       }
     }
   });
   await within((FOLLOW_SEC + 120) * 1000, "the follows ended", Promise.all(follows));
   const followMs = performance.now() - followStart;
+  cpuSampler?.stop();
   const fcpu1 = { agent: await cpuMsOf(agent.pid), fleet: await cpuMsOf(plane.procs.fleet!.pid), log: await cpuMsOf(plane.procs.log!.pid) };
   const benchCpu = process.cpuUsage(fcpu0.bench);
   const followCpu = (name: "agent" | "fleet" | "log") => round((((fcpu1[name] ?? 0) - (fcpu0[name] ?? 0)) / followMs) * 100);
   const followCpuBench = round(((benchCpu.user + benchCpu.system) / 1000 / followMs) * 100);
+  // CPU per MiB delivered to the followers (100-byte lines): steadier than latency on a busy machine.
+  const followedMiB = (linesFollowed * 100) / MiB;
+  const followCpuPerMiB = (name: "agent" | "fleet" | "log") => round(((fcpu1[name] ?? 0) - (fcpu0[name] ?? 0)) / followedMiB);
+  const followCpuPerMiBBench = round((benchCpu.user + benchCpu.system) / 1000 / followedMiB);
   // The first second includes each job's start and the follower catching up from storage.
   const p = percentiles(latencies);
-  if (process.env.BENCH_LOGS_DEBUG === "1") {
+  const pToAgent = percentiles(toAgentMs);
+  const pFromAgent = percentiles(fromAgentMs);
+  if (debug) {
+    bySecond.forEach((ms, sec) => progress(`follow: lines written in second ${sec}: latency ${JSON.stringify(percentiles(ms))}`));
     const calls = plane.procs.log!.lines.filter((l) => l.msg === "call ok" && l.method === "IngestLogs").map((l) => Number(l.ms));
     progress(`IngestLogs calls: ${calls.length}, ms ${JSON.stringify(percentiles(calls))}`);
   }
@@ -226,7 +288,10 @@ await runBenchmark("logs", async (cleanup) => {
     ["ingestion: CPU PostgreSQL / Redis", `${cpuPct("postgres")} / ${cpuPct("redis")} %`, "every process of each (other work on the machine included)"],
     ["ingestion: CPU ms per MiB agent / Fleet / Log / PostgreSQL / Redis", `${cpuPerMiB("agent")} / ${cpuPerMiB("fleet")} / ${cpuPerMiB("log")} / ${cpuPerMiB("postgres")} / ${cpuPerMiB("redis")}`, "where the time goes; 50 MiB/s needs the sum under 40 ms on 2 cores"],
     ["follow: latency p50 / p90 / p99 / max", `${p.p50} / ${p.p90} / ${p.p99} / ${p.max} ms (${p.n} lines)`, `p99 < ${TARGET.followP99Ms} ms: ${p.p99 < TARGET.followP99Ms ? "PASS" : "FAIL"}`],
+    ["follow: latency write → agent read, p50 / p99", `${pToAgent.p50} / ${pToAgent.p99} ms`, "LogLine.time (ms): inotify, flush delay, send windows"],
+    ["follow: latency agent read → receipt, p50 / p99", `${pFromAgent.p50} / ${pFromAgent.p99} ms`, "Fleet, IngestLogs, the live stream, the follow"],
     ["follow: CPU agent / Fleet / Log / followers", `${followCpu("agent")} / ${followCpu("fleet")} / ${followCpu("log")} / ${followCpuBench} %`, "% of one core, while followed"],
+    ["follow: CPU ms per MiB followed agent / Fleet / Log / followers", `${followCpuPerMiB("agent")} / ${followCpuPerMiB("fleet")} / ${followCpuPerMiB("log")} / ${followCpuPerMiBBench}`, "whatever else shares the machine"],
     ["follow: aggregate write rate", `${round((FOLLOWERS * 100 * 100 * 100) / MiB)} MiB/s`, `${FOLLOWERS} jobs`],
     ["load average 1 / 5 / 15 min, at the end", loadavg().map((l) => round(l)).join(" / "), `${machine().cpus} cores; other work inflates wall-clock figures, not CPU per MiB`],
   ];
@@ -237,6 +302,6 @@ await runBenchmark("logs", async (cleanup) => {
     machine: machine(),
     durationSec: round((performance.now() - started) / 1000),
     table,
-    details: { totalMiB: TOTAL_MIB, printers: PRINTERS, followers: FOLLOWERS, followSec: FOLLOW_SEC, ingestSec, mibPerSec, cpuPercent: { agent: cpuPct("agent"), fleet: cpuPct("fleet"), log: cpuPct("log"), postgres: cpuPct("postgres"), redis: cpuPct("redis") }, cpuMsPerMiB: { agent: cpuPerMiB("agent"), fleet: cpuPerMiB("fleet"), log: cpuPerMiB("log"), postgres: cpuPerMiB("postgres"), redis: cpuPerMiB("redis") }, loadAverage: loadavg(), follow: p, followCpuPercent: { agent: followCpu("agent"), fleet: followCpu("fleet"), log: followCpu("log"), followers: followCpuBench }, linesFollowed, samples: samples.filter((_, i) => i % 5 === 0).map((s) => ({ atSec: round((s.atMs - firstAt) / 1000, 2), mib: round(s.bytes / MiB) })) },
+    details: { followToAgent: pToAgent, followFromAgent: pFromAgent, totalMiB: TOTAL_MIB, printers: PRINTERS, followers: FOLLOWERS, followSec: FOLLOW_SEC, ingestSec, mibPerSec, cpuPercent: { agent: cpuPct("agent"), fleet: cpuPct("fleet"), log: cpuPct("log"), postgres: cpuPct("postgres"), redis: cpuPct("redis") }, cpuMsPerMiB: { agent: cpuPerMiB("agent"), fleet: cpuPerMiB("fleet"), log: cpuPerMiB("log"), postgres: cpuPerMiB("postgres"), redis: cpuPerMiB("redis") }, loadAverage: loadavg(), follow: p, followCpuPercent: { agent: followCpu("agent"), fleet: followCpu("fleet"), log: followCpu("log"), followers: followCpuBench }, followCpuMsPerMiB: { agent: followCpuPerMiB("agent"), fleet: followCpuPerMiB("fleet"), log: followCpuPerMiB("log"), followers: followCpuPerMiBBench }, linesFollowed, samples: samples.filter((_, i) => i % 5 === 0).map((s) => ({ atSec: round((s.atMs - firstAt) / 1000, 2), mib: round(s.bytes / MiB) })) },
   });
 });

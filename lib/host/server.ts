@@ -101,6 +101,11 @@ class InFlight {
   }
 }
 
+/** HTTP/2 receive window per stream (SETTINGS_INITIAL_WINDOW_SIZE). */
+const STREAM_WINDOW_BYTES = 1 << 20;
+/** HTTP/2 receive window per connection (all of its streams together). */
+const CONNECTION_WINDOW_BYTES = 4 << 20;
+
 export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const log = opts.logger.child({ component: "server" });
   const health = new HealthState(opts.services.map((s) => s.typeName));
@@ -125,14 +130,21 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   });
   const grpcStreams = new GrpcStreams({ routes: grpcStreamRoutes(router!), logger: opts.logger, validator, policy: opts.policy });
 
+  // Receive windows larger than HTTP/2's 64 KiB: a sender has at most a
+  // window in flight until the receiver's event loop answers, so with both
+  // processes busy (5 ms stalls every 10 ms) the default windows took
+  // ~5 MiB/s into a server over one connection, these ~45 MiB/s; an agent's
+  // log stream and Fleet's IngestLogs calls each carry 10+ MiB/s. Memory: at
+  // most a window per connection waits for a handler that is slow to read.
+  const h2 = http2.createServer({ settings: { initialWindowSize: STREAM_WINDOW_BYTES } }, handler);
+  grpcStreams.install(h2);
   // No Nagle: gRPC writes small frames (an offer, a bid, an ack) that must
   // not wait for the peer's delayed ACK (~40 ms) behind an earlier one.
-  const h2 = http2.createServer({}, handler);
-  grpcStreams.install(h2);
   h2.on("connection", (socket: import("node:net").Socket) => socket.setNoDelay(true));
   const sessions = new Set<http2.ServerHttp2Session>();
   h2.on("session", (session) => {
     sessions.add(session);
+    session.setLocalWindowSize(CONNECTION_WINDOW_BYTES);
     session.on("close", () => sessions.delete(session));
     // A client that vanishes mid-stream must not take the process with it.
     session.on("error", (err) => log.debug({ err }, "http2 session error"));

@@ -8,13 +8,13 @@ import { after, before, describe, it } from "node:test";
 
 import { Redis } from "ioredis";
 
-import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { create, equals, toJson, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient, createRouterTransport, type HandlerContext } from "@connectrpc/connect";
 
 import type { PrismaClient } from "../../gen/prisma/log/client.ts";
 import { LogFrameSchema, LogStream } from "../../gen/ts/drover/fleet/v1/agent_stream_pb.ts";
-import { FollowFrom, FollowLogsRequestSchema, LogService, Stream, type LogLine } from "../../gen/ts/drover/log/v1/log_service_pb.ts";
+import { FollowFrom, FollowLogsRequestSchema, LogLineSchema, LogService, Stream, type LogLine } from "../../gen/ts/drover/log/v1/log_service_pb.ts";
 import { JobState, SchedulerService } from "../../gen/ts/drover/scheduler/v1/scheduler_service_pb.ts";
 import type { Bus } from "../../lib/bus/bus.ts";
 import { createMemoryBus } from "../../lib/bus/memory.ts";
@@ -125,7 +125,7 @@ class Follow {
   readonly done: Promise<void>;
 
   constructor(follower: LogFollower, init: MessageInitShape<typeof FollowLogsRequestSchema>) {
-    const iterable = follower.followLogs(create(FollowLogsRequestSchema, init), { signal: this.controller.signal } as HandlerContext);
+    const iterable = follower.followLogs(create(FollowLogsRequestSchema, init), { signal: this.controller.signal, requestHeader: new Headers() } as HandlerContext);
     this.done = (async () => {
       try {
         for await (const res of iterable) {
@@ -197,6 +197,12 @@ describe("followDone", () => {
   it("stops waiting for an attempt lost with its agent some seconds after the job ended", () => {
     assert.equal(followDone({ kind: "job", attemptsComplete: false, endedAtMs: now - LOST_GRACE_MS - 1, nowMs: now }), true);
     assert.equal(followDone({ kind: "attempt", attemptsComplete: false, endedAtMs: now - LOST_GRACE_MS - 1, nowMs: now }), true);
+  });
+  it("keeps waiting while output still comes after the job ended (the pipeline is behind), until none came for as long", () => {
+    const ended = now - LOST_GRACE_MS - 1;
+    assert.equal(followDone({ kind: "job", attemptsComplete: false, endedAtMs: ended, lastOutputMs: now - 1, nowMs: now }), false);
+    assert.equal(followDone({ kind: "attempt", attemptsComplete: false, endedAtMs: ended, lastOutputMs: now - 1, nowMs: now }), false);
+    assert.equal(followDone({ kind: "job", attemptsComplete: false, endedAtMs: ended, lastOutputMs: now - LOST_GRACE_MS - 1, nowMs: now }), true);
   });
 });
 
@@ -574,6 +580,26 @@ describe("FollowLogs", { concurrency: true }, () => {
         const followed: string[] = [];
         for await (const res of client.followLogs({ attemptId: a })) followed.push(...res.lines.map((l) => dec(l.data)));
         assert.deepEqual(followed, ["over the wire\n"]);
+      });
+
+      it("follows the same lines over the binary codec (lines encoded by wire.ts) and over JSON", async () => {
+        const s = stack();
+        const a = `attempt-${randomUUID()}`;
+        await s.writer.write(a, { jobId: `job-${randomUUID()}`, runId: `run-${randomUUID()}`, stageName: "test" }, [[LogStream.STDOUT, "one\ntwo\nthr"], [LogStream.STDERR, "oops\n"]], true);
+        const routes = logRoutes(new LogServiceImpl({ ingest: s.writer.ingest, reader: s.reader, follower: s.follower }));
+        const followAll = async (useBinaryFormat: boolean) => {
+          const client = createClient(LogService, createRouterTransport(routes, { transport: { useBinaryFormat } }));
+          const lines: LogLine[] = [];
+          for await (const res of client.followLogs({ attemptId: a })) lines.push(...res.lines);
+          return lines;
+        };
+        const binary = await followAll(true);
+        const json = await followAll(false);
+        assert.deepEqual(binary.map((l) => dec(l.data)), ["one\n", "two\n", "thr", "oops\n"]);
+        assert.equal(binary.length, json.length);
+        binary.forEach((l, i) => assert.ok(equals(LogLineSchema, l, json[i]!), `line ${i}: ${JSON.stringify(toJson(LogLineSchema, l))} ≠ ${JSON.stringify(toJson(LogLineSchema, json[i]!))}`));
+        assert.equal(binary[0]!.attemptId, a);
+        assert.equal(binary[0]!.stageName, "test");
       });
 
       it("stops when the client goes away and frees its live streams", async () => {

@@ -28,8 +28,9 @@
 //
 // End (followDone): an attempt when its followed streams are complete; a job
 // or run when the Scheduler says it ended and its attempts are complete, or
-// it ended more than LOST_GRACE_MS ago (an attempt lost with its agent never
-// completes).
+// it ended more than LOST_GRACE_MS ago and no output came for that long (an
+// attempt lost with its agent never completes; one whose output is still on
+// its way, behind a busy pipeline, sends more).
 //
 // A deployment: its replicas' jobs come from the Deploy service, asked again
 // every END_CHECK_MS; a new replica (a rollout, a replacement) gets its job's
@@ -39,14 +40,13 @@
 // run until stopped: the follow ends only when the deployment is deleted
 // (like a job that ended, with LOST_GRACE_MS for incomplete attempts).
 
-import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import type { MessageInitShape } from "@bufbuild/protobuf";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
 
 import type { PrismaClient } from "../../gen/prisma/log/client.ts";
 import {
   FollowFrom,
-  LogLineSchema,
   type FollowLogsRequest,
   type FollowLogsResponseSchema,
   type LogLine,
@@ -74,6 +74,7 @@ import {
   type StreamState,
 } from "./read.ts";
 import type { StreamName } from "./types.ts";
+import { encodedResponse, isBinaryContentType } from "./wire.ts";
 
 /** How long after its job (or run) ended an incomplete attempt stops being waited for. */
 export const LOST_GRACE_MS = 5_000;
@@ -104,12 +105,14 @@ export interface EndView {
   attemptsComplete: boolean;
   /** When the Scheduler says the job or run (for an attempt: its job) ended, or Deploy that the deployment is gone, epoch ms; undefined while it has not, or nobody knows. */
   endedAtMs: number | undefined;
+  /** When the follow last sent a line, epoch ms (0: never). */
+  lastOutputMs?: number;
   nowMs: number;
 }
 
 /** Whether a follow is over; see the top of this file. */
 export function followDone(v: EndView): boolean {
-  const lost = v.endedAtMs !== undefined && v.nowMs - v.endedAtMs > LOST_GRACE_MS;
+  const lost = v.endedAtMs !== undefined && v.nowMs - Math.max(v.endedAtMs, v.lastOutputMs ?? 0) > LOST_GRACE_MS;
   if (v.kind === "attempt") return v.attemptsComplete || lost;
   return v.endedAtMs !== undefined && (v.attemptsComplete || lost);
 }
@@ -142,6 +145,8 @@ class Tap {
   private inflight: Promise<{ id: string; data: Uint8Array }[]> | undefined;
   private stopped = false;
   private kick: (() => void) | undefined;
+  // A wake-up came while no pause was waiting for one (a read was in flight): the next pause does not wait.
+  private woken = false;
   private unsubscribe: Unsubscribe | undefined;
 
   constructor(
@@ -171,7 +176,7 @@ class Tap {
 
   stop(): void {
     this.stopped = true;
-    this.kick?.();
+    this.wake();
     void this.unsubscribe?.().catch(() => {});
   }
 
@@ -179,7 +184,7 @@ class Tap {
   private async listen(): Promise<void> {
     while (!this.stopped) {
       try {
-        const unsubscribe = await this.bus.subscribe(this.key, () => this.kick?.());
+        const unsubscribe = await this.bus.subscribe(this.key, () => this.wake());
         if (this.stopped) await unsubscribe();
         else this.unsubscribe = unsubscribe;
         return;
@@ -226,17 +231,27 @@ class Tap {
     for (const s of this.subscribers) s.wake();
   }
 
+  // A wake-up that comes during a read may be for entries appended after
+  // the read was answered: it is kept for the next pause, which then does
+  // not wait (dropped, the entries waited for the next wake-up or TAP_POLL_MS).
+  private wake(): void {
+    if (this.kick) this.kick();
+    else this.woken = true;
+  }
+
   private pause(ms: number): Promise<void> {
+    if (this.woken) {
+      this.woken = false;
+      return Promise.resolve();
+    }
     return new Promise((resolve) => {
-      const timer = setTimeout(done, ms);
-      function done() {
+      const done = () => {
         clearTimeout(timer);
-        resolve();
-      }
-      this.kick = () => {
         this.kick = undefined;
-        done();
+        resolve();
       };
+      const timer = setTimeout(done, ms);
+      this.kick = done;
     });
   }
 }
@@ -282,7 +297,7 @@ export class LogFollower {
     // Checked before the stream starts, so a bad filter is the call's error.
     const text = compileTextFilter(req.filter, req.regex);
     if (req.replica !== "" && req.deployment === "") throw new ConnectError("replica: only with deployment", Code.InvalidArgument);
-    return new Follow(this, req, { text }, ctx.signal).run();
+    return new Follow(this, req, { text }, ctx.signal, isBinaryContentType(ctx.requestHeader.get("content-type"))).run();
   }
 
   /** @internal */
@@ -324,6 +339,7 @@ class Follow {
   private readonly jobs: ReplicaJobs = new Map();
   private waker: (() => void) | undefined;
   private endedAtMs: number | undefined;
+  private lastOutputMs = 0;
   private nextEndCheck = 0;
   private nextPoll = 0;
 
@@ -332,6 +348,8 @@ class Follow {
     private readonly req: FollowLogsRequest,
     private readonly filter: LineFilter,
     private readonly signal: AbortSignal,
+    /** The client reads protobuf (not JSON): responses carry their lines encoded by wire.ts. */
+    private readonly binary: boolean,
   ) {
     this.kind = req.attemptId ? "attempt" : req.jobId ? "job" : req.runId ? "run" : "deployment";
     this.selector =
@@ -378,14 +396,14 @@ class Follow {
         for (const f of followed) {
           const t = await reader.tail(f.row, this.streams, states.get(f.row.attemptId), this.req.tailLines, { filter: this.filter });
           for (const s of this.streams) f.sent[s] = t.ends[s] ?? 0n;
-          tails.push(t.lines.map((l) => ({ key: keyOf(f.row.attemptId, l), line: create(LogLineSchema, toLogLine(f.row, l)) })));
+          tails.push(t.lines.map((l) => ({ key: keyOf(f.row.attemptId, l), line: toLogLine(f.row, l) })));
         }
         const merged = this.kind === "deployment" ? mergeSortedBy(tails, (a, b) => keyOrder(a.key, b.key)) : tails.flat();
-        yield* batches(merged.map((x) => x.line));
+        yield* batches(this.binary, merged.map((x) => x.line));
       } else if (this.kind === "deployment") {
-        yield* this.catchUp(followed, states);
+        yield* this.respond(this.catchUp(followed, states));
       } else {
-        for (const f of followed) yield* this.catchUp([f], states);
+        for (const f of followed) yield* this.respond(this.catchUp([f], states));
       }
       this.nextPoll = Date.now() + POLL_UP_MS;
 
@@ -396,20 +414,21 @@ class Follow {
         while (this.sub.entries.length > 0) {
           const entry = this.sub.entries.shift()!;
           for await (const lines of this.apply(entry)) out.push(...lines);
-          if (out.length >= BATCH_LINES) yield* batches(out.splice(0));
+          if (out.length >= BATCH_LINES) yield* batches(this.binary, out.splice(0));
         }
-        yield* batches(out);
+        if (out.length > 0) this.lastOutputMs = Date.now();
+        yield* batches(this.binary, out);
         // A deployment with no replica running has nothing live to read: not a failing bus.
         const taps = [...this.taps.values()];
         const failing = (taps.length === 0 && this.kind !== "deployment") || taps.some((t) => t.failing) || this.sub.overflowed;
         if (failing || Date.now() >= this.nextPoll) {
           this.sub.overflowed = false;
-          yield* this.poll();
+          yield* this.respond(this.poll());
           this.nextPoll = Date.now() + (failing ? POLL_DOWN_MS : POLL_UP_MS);
         }
         if (await this.done()) {
           // What was stored just before the end still goes out.
-          yield* this.poll();
+          yield* this.respond(this.poll());
           return;
         }
         await this.wait(Math.max(0, Math.min(this.nextPoll, this.nextEndCheck) - Date.now()));
@@ -421,6 +440,14 @@ class Follow {
       throw new ConnectError("following the logs failed", Code.Internal);
     } finally {
       for (const tap of this.taps.values()) this.owner.leave(tap, this.sub);
+    }
+  }
+
+  /** Responses of the lines a source finds (lines stay LogLine messages until here, encoded for a binary codec). */
+  private async *respond(source: AsyncIterable<LogLine[]>): AsyncGenerator<MessageInitShape<typeof FollowLogsResponseSchema>> {
+    for await (const lines of source) {
+      if (lines.length > 0) this.lastOutputMs = Date.now();
+      yield* batches(this.binary, lines);
     }
   }
 
@@ -513,7 +540,7 @@ class Follow {
   }
 
   /** Reads attempts' stored output from what was sent on, merged by time (one attempt: its streams). */
-  private async *catchUp(fs: Followed[], states?: Map<string, Map<StreamName, StreamState>>): AsyncGenerator<MessageInitShape<typeof FollowLogsResponseSchema>> {
+  private async *catchUp(fs: Followed[], states?: Map<string, Map<StreamName, StreamState>>): AsyncGenerator<LogLine[]> {
     const { reader } = this.owner.deps;
     states ??= await reader.streamStates(fs.map((f) => f.row.attemptId));
     for (const f of fs) this.noteStates(f, states.get(f.row.attemptId));
@@ -527,13 +554,13 @@ class Follow {
     for (;;) {
       const next = await merge.nextWithSource();
       if (!next) break;
-      out.push(create(LogLineSchema, toLogLine(byId.get(next.cursor.attemptId)!.row, next.line)));
+      out.push(toLogLine(byId.get(next.cursor.attemptId)!.row, next.line));
       if (out.length >= BATCH_LINES) {
-        yield* batches(out);
+        yield out;
         out = [];
       }
     }
-    yield* batches(out);
+    if (out.length > 0) yield out;
     for (const c of merge.cursors) {
       const f = byId.get(c.attemptId)!;
       let to = c.readTo;
@@ -545,7 +572,7 @@ class Follow {
   }
 
   /** New attempts, completions and anything the bus did not bring, from storage. */
-  private async *poll(): AsyncGenerator<MessageInitShape<typeof FollowLogsResponseSchema>> {
+  private async *poll(): AsyncGenerator<LogLine[]> {
     const { reader } = this.owner.deps;
     const rows = await reader.attempts(this.selector);
     for (const row of rows) if (!this.attempts.has(row.attemptId)) this.add(row);
@@ -568,7 +595,7 @@ class Follow {
     const f = this.attempts.get(e.attempt.attemptId) ?? this.add({ ...e.attempt, storedBytes: 0n });
     if (e.offset > f.sent[e.stream] || (e.data === undefined && e.endOffset > f.sent[e.stream])) {
       // A gap (or bytes the entry left out): storage has them, committed before the entry was published.
-      for await (const res of this.catchUp([f])) yield res.lines as LogLine[];
+      yield* this.catchUp([f]);
     }
     const sent = f.sent[e.stream];
     if (e.data !== undefined && e.endOffset > sent) {
@@ -576,11 +603,11 @@ class Follow {
       const fresh = sent > e.offset ? sliceChunk(chunk, Number(sent - e.offset)) : chunk;
       const lines = splitChunk(e.stream, fresh, !e.complete).filter((l: Line) => passes(this.filter, l));
       f.sent[e.stream] = e.endOffset;
-      yield lines.map((l) => create(LogLineSchema, toLogLine(f.row, l)));
+      yield lines.map((l) => toLogLine(f.row, l));
     }
     if (e.complete && !f.complete.has(e.stream)) {
       // Complete: storage may still hold a truncation marker to show.
-      for await (const res of this.catchUp([f])) yield res.lines as LogLine[];
+      yield* this.catchUp([f]);
       f.complete.add(e.stream);
     }
   }
@@ -597,7 +624,7 @@ class Follow {
       this.nextEndCheck = now + END_CHECK_MS;
       this.endedAtMs ??= await this.askEnded();
     }
-    return followDone({ kind: this.kind, attemptsComplete: attemptsComplete && this.attempts.size > 0, endedAtMs: this.endedAtMs, nowMs: now })
+    return followDone({ kind: this.kind, attemptsComplete: attemptsComplete && this.attempts.size > 0, endedAtMs: this.endedAtMs, lastOutputMs: this.lastOutputMs, nowMs: now })
       || (this.kind !== "attempt" && this.endedAtMs !== undefined && this.attempts.size === 0);
   }
 
@@ -651,19 +678,20 @@ interface LogLineWithKey {
   line: LogLine;
 }
 
-/** Lines in responses of at most BATCH_LINES lines and about BATCH_BYTES. */
-function* batches(lines: LogLine[]): Generator<MessageInitShape<typeof FollowLogsResponseSchema>> {
+/** Lines in responses of at most BATCH_LINES lines and about BATCH_BYTES; for a binary codec, encoded here (wire.ts). */
+function* batches(binary: boolean, lines: LogLine[]): Generator<MessageInitShape<typeof FollowLogsResponseSchema>> {
+  const response = (part: LogLine[]) => (binary ? encodedResponse(part) : { lines: part });
   let start = 0;
   let bytes = 0;
   for (let i = 0; i < lines.length; i++) {
     bytes += lines[i]!.data.length;
     if (i + 1 - start >= BATCH_LINES || bytes >= BATCH_BYTES) {
-      yield { lines: lines.slice(start, i + 1) };
+      yield response(lines.slice(start, i + 1));
       start = i + 1;
       bytes = 0;
     }
   }
-  if (start < lines.length) yield { lines: lines.slice(start) };
+  if (start < lines.length) yield response(lines.slice(start));
 }
 
 const TIMEOUT = Symbol("timeout");
