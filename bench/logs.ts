@@ -96,7 +96,11 @@ function followerTransport(baseUrl: string, adminToken: string) {
     if (state.t === "connecting" && state.conn) state.conn.then((session) => session.setLocalWindowSize(4 << 20), () => {});
     setState(state);
   };
-  return createGrpcTransport({ baseUrl, interceptors: [bearer(adminToken)], sessionManager: manager });
+  // No gzip either, as between Drover's services: log output compresses
+  // tenfold, but zlib was the largest item of the Log service's profile
+  // while followed (2.4 s of ~19 s busy) and the follower paid again to
+  // inflate. A client across a slow link may prefer it: it asks, by default.
+  return createGrpcTransport({ baseUrl, interceptors: [bearer(adminToken)], sessionManager: manager, acceptCompression: [] });
 }
 
 /** BENCH_LOGS_DEBUG: prints each process's CPU (% of a core) every second until stop(). */
