@@ -30,7 +30,7 @@ import type { DroverClients } from "../../lib/clients.ts";
 import type { DeploySettings } from "../../lib/config.ts";
 import type { SqlExecutor } from "../../lib/db/executor.ts";
 import { decide, short, type Decision, type DeployState, type DeploymentView, type Health, type ReplicaView } from "./rollout.ts";
-import { insertEvents, insertReplicas, patchDeployment, readDeployment, readLiveReplicas, writeJobIds, writeReplicas, writeStopRequested, type DeploymentRow, type EventRow, type ReplicaRow } from "./rows.ts";
+import { NEW_REPLICA, insertEvents, insertReplicas, patchDeployment, readDeployment, readLiveReplicas, writeJobIds, writeReplicas, writeStopRequested, type DeploymentRow, type EventRow, type ReplicaRow } from "./rows.ts";
 import type { DeploySignals } from "./signals.ts";
 import { replicaJobSpec, strategyOf } from "./spec.ts";
 
@@ -585,21 +585,3 @@ export class Controller {
     }
   }
 }
-
-/** Defaults of a replica row not yet written (what the table's defaults give). */
-const NEW_REPLICA: Omit<ReplicaRow, "id" | "deploymentId" | "revision" | "generation" | "slot" | "createdAt"> = {
-  canary: false,
-  state: "pending",
-  jobId: null,
-  agentId: null,
-  avoidAgents: [],
-  health: "unknown",
-  healthMessage: "",
-  healthSince: null,
-  restarts: 0,
-  port: 0,
-  healthyAt: null,
-  message: "",
-  stopRequestedAt: null,
-  endedAt: null,
-};

@@ -10,7 +10,7 @@ import { openPostgres, type Database } from "../../lib/db/database.ts";
 import { migrate } from "../../lib/db/migrate.ts";
 import { createTestDatabase, openTempPglite } from "../../lib/db/testing.ts";
 import { requirePostgres } from "../../lib/testing/services.ts";
-import { insertEvents, insertReplicas, patchDeployment, readDeployment, readLiveReplicas, writeJobIds, writeReplicas, writeStopRequested, type ReplicaRow } from "./rows.ts";
+import { NEW_REPLICA, insertEvents, insertReplicas, patchDeployment, readDeployment, readLiveReplicas, writeJobIds, writeReplicas, writeStopRequested, type ReplicaRow } from "./rows.ts";
 
 const pgUrl = await requirePostgres();
 
@@ -30,26 +30,14 @@ function contract(name: string, open: () => Promise<Database & { cleanup?: () =>
       db.prismaFor("deploy").deployment.create({ data: { name, currentRevision: 1, desiredReplicas: 3, eventSeq: 9_007_199_254_740_993n, claimedBy: "me", claimUntil: new Date(Date.UTC(2030, 0, 2, 3, 4, 5, 678)) } });
 
     const replica = (deploymentId: string, slot: string, createdAt: Date, extra: Partial<ReplicaRow> = {}): ReplicaRow => ({
+      ...NEW_REPLICA,
       id: randomUUID(),
       deploymentId,
       revision: 1,
       generation: 0,
       slot,
-      canary: false,
-      state: "pending",
-      jobId: null,
-      agentId: null,
-      avoidAgents: [],
-      health: "unknown",
-      healthMessage: "",
-      healthSince: null,
-      restarts: 0,
-      port: 0,
-      healthyAt: null,
       message: "slot is empty",
       createdAt,
-      stopRequestedAt: null,
-      endedAt: null,
       ...extra,
     });
 

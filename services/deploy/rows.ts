@@ -116,6 +116,24 @@ function replicaOf(r: Raw): ReplicaRow {
   };
 }
 
+/** Defaults of a replica row not yet written (what the table's defaults give). */
+export const NEW_REPLICA: Omit<ReplicaRow, "id" | "deploymentId" | "revision" | "generation" | "slot" | "createdAt"> = {
+  canary: false,
+  state: "pending",
+  jobId: null,
+  agentId: null,
+  avoidAgents: [],
+  health: "unknown",
+  healthMessage: "",
+  healthSince: null,
+  restarts: 0,
+  port: 0,
+  healthyAt: null,
+  message: "",
+  stopRequestedAt: null,
+  endedAt: null,
+};
+
 /** A deployment by id or by name; undefined when there is none. */
 export async function readDeployment(db: SqlQueryable, by: { id: string } | { name: string }): Promise<DeploymentRow | undefined> {
   const [where, value] = "id" in by ? ["id = $1::uuid", by.id] : ["name = $1", by.name];
