@@ -113,6 +113,11 @@ function cases(open: () => Promise<Database>) {
     await followUp(); // nothing has ended: nothing to do
     assert.deepEqual([...(await stageJobs(run.id)).keys()], ["a"]);
 
+    // Claimed by Bid, its job is in an auction: the stage still says why it waits.
+    assert.deepEqual((await s.store.claim(10, 60_000)).map((c) => c.job.stageName), ["a"]);
+    const { run: offered } = await s.runs.getRun({ id: run.id } as never);
+    assert.deepEqual([StageState[offered.stages[0]!.state], offered.stages[0]!.reason], ["PENDING", "offered to agents: collecting bids"]);
+
     await end((await stageJobs(run.id)).get("a")!.id);
     await followUp();
     assert.deepEqual([...(await stageJobs(run.id)).keys()].sort(), ["a", "b", "c"]);

@@ -224,7 +224,8 @@ export function runMessage(row: RunRow, jobs: JobRow[] | null): Run {
       stage.jobId = job.id;
       stage.jobState = stateOf(JobState, job.state);
       stage.attemptCount = job.attemptCount;
-      stage.reason = shown.waitReason || shown.endReason;
+      // An offered job is in an auction (claimed by Bid): it has no wait reason, but it does wait.
+      stage.reason = shown.waitReason || shown.endReason || (job.state === "offered" ? "offered to agents: collecting bids" : "");
       stage.startTime = timestampFromDate(job.createdAt);
       if (job.endedAt) stage.endTime = timestampFromDate(job.endedAt);
     } else if (row.skipped[def.name]) {
