@@ -26,7 +26,6 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { durationMs, timestampDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
-import type { ClientHttp2Session } from "node:http2";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 
 import {
@@ -39,6 +38,7 @@ import {
   type Welcome,
 } from "../gen/ts/drover/fleet/v1/agent_stream_pb.ts";
 import { FleetService } from "../gen/ts/drover/fleet/v1/fleet_service_pb.ts";
+import { onEachSession } from "../lib/http2_sessions.ts";
 import type { Logger } from "../lib/logger.ts";
 import { backoffDelayMs, nextAttempt, type BackoffPolicy } from "./backoff.ts";
 import type { AgentIdentity, CredentialStore } from "./credentials.ts";
@@ -582,23 +582,8 @@ function logFrameBytes(frame: LogFrameInit): number {
  * kills the process: an agent would die on the first dead link (seen in
  * integration/agent_netns.test.ts). The manager's state machine still sees
  * the failure through its own listeners and the stream's end; this listener
- * only keeps the late event from being fatal. Patches the instance's private
- * setState, so it is tied to connect-node 2.2 (pinned); the netns test fails
- * if a new version changes it.
+ * only keeps the late event from being fatal.
  */
 function guardSessions(manager: Http2SessionManager): Http2SessionManager {
-  type State = { t: string; conn?: Promise<ClientHttp2Session> };
-  const internals = manager as unknown as { setState(state: State): void };
-  const setState = internals.setState.bind(manager);
-  if (typeof setState !== "function") throw new Error("connect-node changed: Http2SessionManager.setState is gone");
-  internals.setState = (state: State) => {
-    if (state.t === "connecting" && state.conn) {
-      state.conn.then(
-        (session) => session.on("error", () => {}),
-        () => {},
-      );
-    }
-    setState(state);
-  };
-  return manager;
+  return onEachSession(manager, (session) => session.on("error", () => {}));
 }

@@ -24,7 +24,6 @@
 
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
-import type { ClientHttp2Session } from "node:http2";
 import { join } from "node:path";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
@@ -34,6 +33,7 @@ import { AgentStatus, FleetService } from "../gen/ts/drover/fleet/v1/fleet_servi
 import { FollowFrom, LogService, Stream } from "../gen/ts/drover/log/v1/log_service_pb.ts";
 import { JobState, SchedulerService } from "../gen/ts/drover/scheduler/v1/scheduler_service_pb.ts";
 import { bearer } from "../lib/clients.ts";
+import { onEachSession } from "../lib/http2_sessions.ts";
 import {
   cpuMsOf,
   freePort,
@@ -85,17 +85,10 @@ async function cpuMsOfAll(comm: string): Promise<number> {
  * at 1 MiB/s of output (~19 MiB/s of LogLines) then waited for a window
  * update, a round trip through both event loops, every 64 KiB: seconds of
  * latency with both processes busy. connect-node does not expose its
- * sessions; as agent_worker.ts does, its private setState shows each one.
+ * sessions; onEachSession (lib/http2_sessions.ts) reaches each one.
  */
 function followerTransport(baseUrl: string, adminToken: string) {
-  const manager = new Http2SessionManager(baseUrl, undefined, { settings: { initialWindowSize: 1 << 20 } });
-  type State = { t: string; conn?: Promise<ClientHttp2Session> };
-  const internals = manager as unknown as { setState(state: State): void };
-  const setState = internals.setState.bind(manager);
-  internals.setState = (state: State) => {
-    if (state.t === "connecting" && state.conn) state.conn.then((session) => session.setLocalWindowSize(4 << 20), () => {});
-    setState(state);
-  };
+  const manager = onEachSession(new Http2SessionManager(baseUrl, undefined, { settings: { initialWindowSize: 1 << 20 } }), (session) => session.setLocalWindowSize(4 << 20));
   // No gzip either, as between Drover's services: log output compresses
   // tenfold, but zlib was the largest item of the Log service's profile
   // while followed (2.4 s of ~19 s busy) and the follower paid again to
