@@ -275,7 +275,7 @@ export class Controller {
       if (synced) views.push(synced);
     }
     await writeReplicas(sql, changed);
-    await this.cancel(cancelAgain, () => "stopping again");
+    await this.cancel(cancelAgain, () => "stopping again", true);
     const slots = await this.slotsOf(dep, spec);
     const view: DeploymentView = {
       revision: dep.currentRevision,
@@ -555,8 +555,13 @@ export class Controller {
     }
   }
 
-  /** Cancels the replicas' jobs, all at once, and notes when in one statement; a failed cancel is asked again later. */
-  private async cancel(rows: readonly ReplicaRow[], reason: (r: ReplicaRow) => string): Promise<void> {
+  /**
+   * Cancels the replicas' jobs, all at once; a failed cancel is asked again
+   * CANCEL_AGAIN_MS after the stop was noted. `again`: these were asked
+   * before, and the new time is noted (in one statement); a first stop's
+   * time was written with the stop itself.
+   */
+  private async cancel(rows: readonly ReplicaRow[], reason: (r: ReplicaRow) => string, again = false): Promise<void> {
     const asked: string[] = [];
     await Promise.all(
       rows.map(async (r) => {
@@ -569,6 +574,7 @@ export class Controller {
         }
       }),
     );
+    if (!again) return;
     await writeStopRequested(this.deps.sql, asked, new Date()).catch((err: unknown) => this.deps.logger.warn({ err, replicas: asked.length }, "could not note replicas' stops; they are asked again later"));
   }
 
