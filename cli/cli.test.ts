@@ -413,6 +413,15 @@ describe("drover CLI against dev mode", () => {
       const watched = await admin("jobs", "watch", id);
       assert.equal(watched.code, 1, watched.stderr);
       assert.match(lastLine(watched.stdout), /  cancelled  .*no longer needed$/);
+
+      // Several ids: one CancelJobs, a row per job in the order given.
+      const more = [idOf((await admin("run", "--", "sleep", "30")).stdout), idOf((await admin("run", "--", "sleep", "30")).stdout)];
+      const both = await admin("jobs", "cancel", ...more, "--reason", "batch", "-o", "json");
+      assert.equal(both.code, 0, both.stderr);
+      assert.deepEqual((JSON.parse(both.stdout) as { id: string }[]).map((j) => j.id), more);
+      const table = await admin("jobs", "cancel", id, ...more);
+      assert.equal(table.code, 0, table.stderr);
+      assert.deepEqual(table.stdout.trim().split("\n").slice(1).map((l) => l.split(/\s+/)[0]), [id, ...more]);
     });
 
     test("a job out of retries is in jobs dead and resubmits once per idempotency key", async () => {

@@ -87,16 +87,25 @@ export function jobsCommand(): Command {
 
   jobs
     .command("cancel")
-    .description("cancel a job: at once if not yet placed, else SIGTERM, then SIGKILL after the grace period")
-    .argument("<id>", "the job's id")
+    .description("cancel jobs: at once if not yet placed, else SIGTERM, then SIGKILL after the grace period")
+    .argument("<id...>", "the jobs' ids (several: one CancelJobs call, up to 1000)")
     .option("--grace <duration>", "time between SIGTERM and SIGKILL, e.g. 30s (default: the server's, 10s)")
     .option("--reason <text>", "why, kept on the job")
-    .action((id: string, opts: { grace?: string; reason?: string }, cmd: Command) =>
+    .action((ids: string[], opts: { grace?: string; reason?: string }, cmd: Command) =>
       print(cmd, async ({ clients, bold }) => {
         const gracePeriod = opts.grace === undefined ? undefined : durationFromMs(parseDurationMs("--grace", opts.grace));
-        const { job } = await clients.scheduler.cancelJob({ id, gracePeriod, reason: opts.reason ?? "" }, timeout);
-        const note = isFinal(job!.state) ? "" : `\nCancel requested: its agent stops the attempt; drover jobs watch ${id} follows it.\n`;
-        return { json: () => toJson(JobSchema, job!), table: () => jobDetails(job!, { bold }) + note };
+        const reason = opts.reason ?? "";
+        if (ids.length === 1) {
+          const { job } = await clients.scheduler.cancelJob({ id: ids[0]!, gracePeriod, reason }, timeout);
+          const note = isFinal(job!.state) ? "" : `\nCancel requested: its agent stops the attempt; drover jobs watch ${ids[0]} follows it.\n`;
+          return { json: () => toJson(JobSchema, job!), table: () => jobDetails(job!, { bold }) + note };
+        }
+        const { jobs: cancelled } = await clients.scheduler.cancelJobs({ jobs: ids.map((id) => ({ id, gracePeriod, reason })) }, timeout);
+        const now = Date.now();
+        return {
+          json: () => cancelled.map((j) => toJson(JobSchema, j)),
+          table: () => formatTable({ headers: JOB_LIST_HEADERS, rows: cancelled.map((j) => jobRow(j, now)) }, bold),
+        };
       }),
     );
 

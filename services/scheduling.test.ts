@@ -290,6 +290,42 @@ describe("scheduling", () => {
     assert.equal(cancelled.job?.state, JobState.CANCELLED);
   });
 
+  it("cancels many jobs in one CancelJobs: running ones get their Cancel, pending ones end at once, ended ones are left as they are", async () => {
+    const a = await BiddingAgent.start({ pool: "cancel-many" }, { run: (x, agent) => agent.report(x.attemptId, Reported.RUNNING) });
+    agents.push(a);
+    const running = [];
+    for (let i = 0; i < 3; i++) running.push((await scheduler.submitJob({ spec: { exec, constraints: { labels: { pool: "cancel-many" } } } })).job!.id);
+    for (const id of running) await until(id, [JobState.RUNNING]);
+    const pending = (await scheduler.submitJob({ spec: { exec, constraints: { labels: { zone: "nowhere" } } } })).job!.id;
+    const ended = (await scheduler.submitJob({ spec: { exec, constraints: { labels: { zone: "nowhere" } } } })).job!.id;
+    await scheduler.cancelJob({ id: ended, reason: "first" });
+
+    // An unknown id refuses the whole call, naming it, and cancels nothing.
+    const unknown = randomUUID();
+    const err = await scheduler
+      .cancelJobs({ jobs: [{ id: pending }, { id: unknown }] })
+      .then(() => assert.fail("accepted"), (e) => ConnectError.from(e));
+    assert.equal(err.code, Code.NotFound);
+    assert.match(err.rawMessage, new RegExp(`jobs\\[1\\]\\.id: job ${unknown} not found`));
+    assert.equal((await scheduler.getJob({ id: pending })).job?.state, JobState.PENDING);
+
+    const { jobs } = await scheduler.cancelJobs({
+      jobs: [...running.map((id) => ({ id, reason: "scaled down", gracePeriod: { seconds: 2n } })), { id: pending.toUpperCase(), reason: "not needed" }, { id: ended, reason: "again" }],
+    });
+    assert.deepEqual(jobs.map((j) => j.id), [...running, pending, ended], "one job per request, in order");
+    assert.equal(jobs[3]!.state, JobState.CANCELLED);
+    assert.equal(jobs[3]!.endReason, "not needed");
+    assert.equal(jobs[4]!.endReason, "first", "an ended job is left as it was");
+    await eventually(() => (a.cancels.length >= 3 ? true : undefined), 10_000, "the agent's three Cancels");
+    assert.deepEqual(new Set(a.cancels.map((c) => c.attemptId)), new Set(jobs.slice(0, 3).map((j) => j.attempts.at(-1)!.id)));
+    assert.ok(a.cancels.every((c) => c.gracePeriod?.seconds === 2n && c.reason === "scaled down"));
+    for (const id of running) assert.equal((await until(id, [JobState.CANCELLED])).endReason, "scaled down");
+
+    const invalid = await scheduler.cancelJobs({ jobs: [] }).then(() => assert.fail("accepted"), (e) => ConnectError.from(e));
+    assert.equal(invalid.code, Code.InvalidArgument);
+    assert.match(invalid.rawMessage, /jobs/);
+  });
+
   it("refuses a shell job when the server does not allow shells, naming the field, and stores nothing", async () => {
     const before = (await scheduler.listJobs({ pageSize: 1000 })).jobs.length;
     const err = await scheduler

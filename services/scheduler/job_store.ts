@@ -267,6 +267,16 @@ export class JobStore {
     return rows[0] ? jobRow(rows[0]) : null;
   }
 
+  /** The jobs of these ids that exist, in no particular order. */
+  async getMany(ids: readonly string[]): Promise<JobRow[]> {
+    if (ids.length === 0) return [];
+    const rows = await this.query<JobRow>(
+      `SELECT ${JOB_COLUMNS} FROM "scheduler"."jobs" j WHERE j.id IN (SELECT t.id::uuid FROM jsonb_array_elements_text($1::jsonb) AS t(id))`,
+      JSON.stringify(ids),
+    );
+    return rows.map(jobRow);
+  }
+
   /** Newest first, after the job `afterId` when given; only the jobs `ids` when given. */
   async list(opts: { state?: string; limit: number; afterId?: string; ids?: readonly string[] }): Promise<JobRow[]> {
     return (await newestFirst<JobRow>(this.db, `"scheduler"."jobs"`, "j", JOB_COLUMNS, opts)).map(jobRow);
@@ -283,6 +293,20 @@ export class JobStore {
       JSON.stringify([...new Set(jobIds)]),
     );
     return new Map(rows.map((r) => [r.jobId, attemptRow(r)]));
+  }
+
+  /** Every attempt of each job, oldest first, by job id (a job never placed has an empty list). */
+  async attemptsOfJobs(jobIds: readonly string[]): Promise<Map<string, AttemptRow[]>> {
+    const out = new Map<string, AttemptRow[]>(jobIds.map((id) => [id, []]));
+    if (jobIds.length === 0) return out;
+    const rows = await this.query<AttemptRow>(
+      `SELECT ${ATTEMPT_COLUMNS} FROM "scheduler"."attempts" a
+        WHERE a.job_id IN (SELECT t.id::uuid FROM jsonb_array_elements_text($1::jsonb) AS t(id))
+        ORDER BY a.job_id, a.number`,
+      JSON.stringify([...out.keys()]),
+    );
+    for (const r of rows) out.get(r.jobId)?.push(attemptRow(r));
+    return out;
   }
 
   async attemptsOf(jobId: string): Promise<AttemptRow[]> {
@@ -716,33 +740,37 @@ export class JobStore {
     return new Set(rows.map((r) => r.job_id));
   }
 
-  /** Cancels a job that no agent holds (pending or offered). Resolves the row when it did. */
-  async cancelUnplaced(id: string, reason: string): Promise<JobRow | null> {
+  /** Cancels the jobs that no agent holds (pending or offered), each with its reason. Resolves the rows it cancelled. */
+  async cancelUnplaced(jobs: readonly { id: string; reason: string }[]): Promise<JobRow[]> {
+    if (jobs.length === 0) return [];
     const rows = await this.query<JobRow>(
       `WITH j AS (
-         UPDATE "scheduler"."jobs" SET state = 'cancelled', end_reason = $2, ended_at = now(), cancel_requested_at = now(),
+         UPDATE "scheduler"."jobs" AS jobs
+            SET state = 'cancelled', end_reason = i.reason, ended_at = now(), cancel_requested_at = now(),
                 claim_id = NULL, claim_expires_at = NULL, updated_at = now()
-          WHERE id = $1::uuid AND state IN ('pending', 'offered')
-         RETURNING *
+           FROM (SELECT DISTINCT ON (id) * FROM jsonb_to_recordset($1::jsonb) AS t(id uuid, reason text)) i
+          WHERE jobs.id = i.id AND jobs.state IN ('pending', 'offered')
+         RETURNING jobs.*
        ) SELECT ${JOB_COLUMNS} FROM j`,
-      id,
-      reason,
+      JSON.stringify(jobs),
     );
-    return rows[0] ? jobRow(rows[0]) : null;
+    return rows.map(jobRow);
   }
 
-  /** Marks a job held by an attempt as to be cancelled. Resolves the row when it did. */
-  async requestCancel(id: string, reason: string): Promise<JobRow | null> {
+  /** Marks the jobs held by an attempt as to be cancelled (a reason already noted stays). Resolves the rows it marked. */
+  async requestCancel(jobs: readonly { id: string; reason: string }[]): Promise<JobRow[]> {
+    if (jobs.length === 0) return [];
     const rows = await this.query<JobRow>(
       `WITH j AS (
-         UPDATE "scheduler"."jobs" SET cancel_requested_at = COALESCE(cancel_requested_at, now()), end_reason = COALESCE(end_reason, $2), updated_at = now()
-          WHERE id = $1::uuid AND state IN ('assigned', 'running')
-         RETURNING *
+         UPDATE "scheduler"."jobs" AS jobs
+            SET cancel_requested_at = COALESCE(jobs.cancel_requested_at, now()), end_reason = COALESCE(jobs.end_reason, i.reason), updated_at = now()
+           FROM (SELECT DISTINCT ON (id) * FROM jsonb_to_recordset($1::jsonb) AS t(id uuid, reason text)) i
+          WHERE jobs.id = i.id AND jobs.state IN ('assigned', 'running')
+         RETURNING jobs.*
        ) SELECT ${JOB_COLUMNS} FROM j`,
-      id,
-      reason,
+      JSON.stringify(jobs),
     );
-    return rows[0] ? jobRow(rows[0]) : null;
+    return rows.map(jobRow);
   }
 }
 

@@ -14,6 +14,7 @@ import {
   JobState,
   SchedulerService,
   type CancelJobRequest,
+  type CancelJobsRequest,
   type ClaimPlaceableJobsRequest,
   type DescribeAttemptsRequest,
   type GetJobRequest,
@@ -246,30 +247,68 @@ export class SchedulerServiceImpl implements JobMethods {
   }
 
   async cancelJob(req: CancelJobRequest): Promise<{ job: Job }> {
-    const { store, signals } = this.deps;
-    const reason = req.reason || "cancelled by a user";
-    const unplaced = await store.cancelUnplaced(req.id, reason);
-    if (unplaced) {
-      signals.changed([unplaced.id]);
-      return { job: jobMessage(unplaced, await store.attemptsOf(unplaced.id)) };
-    }
-    const held = await store.requestCancel(req.id, reason);
-    if (held) {
-      const attempt = held.currentAttemptId ? (await store.attemptsOf(held.id)).find((a) => a.id === held.currentAttemptId) : undefined;
-      if (attempt) {
-        const graceMs = req.gracePeriod ? durationMs(req.gracePeriod) : DEFAULT_CANCEL_GRACE_MS;
-        await this.sendCancels([{ agentId: attempt.agentId, attemptId: attempt.id, graceMs, reason }]);
-      }
-      signals.changed([held.id]);
-      return { job: jobMessage(held, await store.attemptsOf(held.id)) };
-    }
-    const row = await this.mustGet(req.id);
-    if (row.state === "cancelled") return { job: jobMessage(row, await store.attemptsOf(row.id)) };
-    if (isFinalJobState(row.state)) {
+    const id = req.id.toLowerCase();
+    const { row, attempts } = (await this.cancel([req], () => "id")).get(id)!;
+    if (isFinalJobState(row.state) && row.state !== "cancelled") {
       throw new ConnectError(`job ${row.id} already ended: ${row.state}`, Code.FailedPrecondition);
     }
-    // It moved between the two statements (claimed, assigned): try again.
-    return this.cancelJob(req);
+    return { job: jobMessage(row, attempts) };
+  }
+
+  async cancelJobs(req: CancelJobsRequest): Promise<{ jobs: Job[] }> {
+    const after = await this.cancel(req.jobs, (i) => `jobs[${i}].id`);
+    return {
+      jobs: req.jobs.map((j) => {
+        const { row, attempts } = after.get(j.id.toLowerCase())!;
+        return jobMessage(row, attempts);
+      }),
+    };
+  }
+
+  /**
+   * Cancels jobs as CancelJob says, in a few statements however many there
+   * are, and tells the agents that hold some in one message. NOT_FOUND
+   * (naming `field(i)`) when a job does not exist, before anything is
+   * cancelled. Resolves each job as it is afterwards, by id.
+   */
+  private async cancel(reqs: readonly CancelJobRequest[], field: (i: number) => string): Promise<Map<string, { row: JobRow; attempts: AttemptRow[] }>> {
+    const { store, signals } = this.deps;
+    const byId = new Map<string, { id: string; reason: string; graceMs: number }>();
+    for (const r of reqs) {
+      const id = r.id.toLowerCase();
+      if (!byId.has(id)) byId.set(id, { id, reason: r.reason || "cancelled by a user", graceMs: r.gracePeriod ? durationMs(r.gracePeriod) : DEFAULT_CANCEL_GRACE_MS });
+    }
+    let rows = await store.getMany([...byId.keys()]);
+    if (rows.length < byId.size) {
+      const found = new Set(rows.map((r) => r.id));
+      const i = reqs.findIndex((r) => !found.has(r.id.toLowerCase()));
+      throw new ConnectError(`${field(i)}: job ${reqs[i]!.id} not found`, Code.NotFound);
+    }
+    const changed: string[] = [];
+    const cancels: { agentId: string; attemptId: string; graceMs: number; reason: string }[] = [];
+    // A job may move between the read and the write (claimed, assigned, ended): look again at those.
+    for (let round = 0; round < 10; round++) {
+      const live = rows.filter((r) => !isFinalJobState(r.state));
+      if (live.length === 0) break;
+      const unplaced = await store.cancelUnplaced(live.filter((r) => r.state === "pending" || r.state === "offered").map((r) => byId.get(r.id)!));
+      const held = await store.requestCancel(live.filter((r) => r.state === "assigned" || r.state === "running").map((r) => byId.get(r.id)!));
+      const current = await store.latestAttempts(held.flatMap((h) => (h.currentAttemptId ? [h.id] : [])));
+      for (const h of held) {
+        const attempt = current.get(h.id);
+        const { graceMs, reason } = byId.get(h.id)!;
+        if (attempt?.id === h.currentAttemptId) cancels.push({ agentId: attempt.agentId, attemptId: attempt.id, graceMs, reason });
+      }
+      const done = new Set([...unplaced, ...held].map((r) => r.id));
+      changed.push(...done);
+      const moved = live.filter((r) => !done.has(r.id));
+      if (moved.length === 0) break;
+      rows = await store.getMany(moved.map((r) => r.id));
+    }
+    await this.sendCancels(cancels);
+    signals.changed(changed);
+    const after = await store.getMany([...byId.keys()]);
+    const attempts = await store.attemptsOfJobs(after.map((r) => r.id));
+    return new Map(after.map((row) => [row.id, { row, attempts: attempts.get(row.id) ?? [] }]));
   }
 
   async *watchJob(req: WatchJobRequest, ctx: HandlerContext): AsyncGenerator<WatchJobResponse> {

@@ -35,6 +35,13 @@ type SchedulerServiceClient interface {
 	// running attempt gets SIGTERM, then SIGKILL after the grace period.
 	// Idempotent; FAILED_PRECONDITION when the job already ended otherwise.
 	CancelJob(ctx context.Context, in *CancelJobRequest, opts ...grpc.CallOption) (*CancelJobResponse, error)
+	// CancelJobs cancels up to 1000 jobs in one call, each as CancelJob would,
+	// in a few statements and one message to the agents: what a deployment
+	// stopping a batch of replicas, or a script clearing a queue, should use.
+	// An unknown id refuses the call (NOT_FOUND naming jobs[i]) with nothing
+	// cancelled; a job that already ended otherwise is returned as it is
+	// (its state says so), not refused.
+	CancelJobs(ctx context.Context, in *CancelJobsRequest, opts ...grpc.CallOption) (*CancelJobsResponse, error)
 	// WatchJob sends the job as it stands, then again after each change, and
 	// ends after the job reaches a final state.
 	WatchJob(ctx context.Context, in *WatchJobRequest, opts ...grpc.CallOption) (SchedulerService_WatchJobClient, error)
@@ -139,6 +146,15 @@ func (c *schedulerServiceClient) ListJobs(ctx context.Context, in *ListJobsReque
 func (c *schedulerServiceClient) CancelJob(ctx context.Context, in *CancelJobRequest, opts ...grpc.CallOption) (*CancelJobResponse, error) {
 	out := new(CancelJobResponse)
 	err := c.cc.Invoke(ctx, "/drover.scheduler.v1.SchedulerService/CancelJob", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *schedulerServiceClient) CancelJobs(ctx context.Context, in *CancelJobsRequest, opts ...grpc.CallOption) (*CancelJobsResponse, error) {
+	out := new(CancelJobsResponse)
+	err := c.cc.Invoke(ctx, "/drover.scheduler.v1.SchedulerService/CancelJobs", in, out, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -352,6 +368,13 @@ type SchedulerServiceServer interface {
 	// running attempt gets SIGTERM, then SIGKILL after the grace period.
 	// Idempotent; FAILED_PRECONDITION when the job already ended otherwise.
 	CancelJob(context.Context, *CancelJobRequest) (*CancelJobResponse, error)
+	// CancelJobs cancels up to 1000 jobs in one call, each as CancelJob would,
+	// in a few statements and one message to the agents: what a deployment
+	// stopping a batch of replicas, or a script clearing a queue, should use.
+	// An unknown id refuses the call (NOT_FOUND naming jobs[i]) with nothing
+	// cancelled; a job that already ended otherwise is returned as it is
+	// (its state says so), not refused.
+	CancelJobs(context.Context, *CancelJobsRequest) (*CancelJobsResponse, error)
 	// WatchJob sends the job as it stands, then again after each change, and
 	// ends after the job reaches a final state.
 	WatchJob(*WatchJobRequest, SchedulerService_WatchJobServer) error
@@ -428,6 +451,9 @@ func (UnimplementedSchedulerServiceServer) ListJobs(context.Context, *ListJobsRe
 }
 func (UnimplementedSchedulerServiceServer) CancelJob(context.Context, *CancelJobRequest) (*CancelJobResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method CancelJob not implemented")
+}
+func (UnimplementedSchedulerServiceServer) CancelJobs(context.Context, *CancelJobsRequest) (*CancelJobsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CancelJobs not implemented")
 }
 func (UnimplementedSchedulerServiceServer) WatchJob(*WatchJobRequest, SchedulerService_WatchJobServer) error {
 	return status.Errorf(codes.Unimplemented, "method WatchJob not implemented")
@@ -582,6 +608,24 @@ func _SchedulerService_CancelJob_Handler(srv interface{}, ctx context.Context, d
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(SchedulerServiceServer).CancelJob(ctx, req.(*CancelJobRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _SchedulerService_CancelJobs_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CancelJobsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SchedulerServiceServer).CancelJobs(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/drover.scheduler.v1.SchedulerService/CancelJobs",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SchedulerServiceServer).CancelJobs(ctx, req.(*CancelJobsRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -936,6 +980,10 @@ var _SchedulerService_serviceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CancelJob",
 			Handler:    _SchedulerService_CancelJob_Handler,
+		},
+		{
+			MethodName: "CancelJobs",
+			Handler:    _SchedulerService_CancelJobs_Handler,
 		},
 		{
 			MethodName: "ResubmitJob",

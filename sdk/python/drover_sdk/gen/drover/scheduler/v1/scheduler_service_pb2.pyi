@@ -126,6 +126,18 @@ class CancelJobResponse(_message.Message):
     job: Job
     def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ...) -> None: ...
 
+class CancelJobsRequest(_message.Message):
+    __slots__ = ["jobs"]
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    jobs: _containers.RepeatedCompositeFieldContainer[CancelJobRequest]
+    def __init__(self, jobs: _Optional[_Iterable[_Union[CancelJobRequest, _Mapping]]] = ...) -> None: ...
+
+class CancelJobsResponse(_message.Message):
+    __slots__ = ["jobs"]
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    jobs: _containers.RepeatedCompositeFieldContainer[Job]
+    def __init__(self, jobs: _Optional[_Iterable[_Union[Job, _Mapping]]] = ...) -> None: ...
+
 class CancelRunRequest(_message.Message):
     __slots__ = ["grace_period", "id", "reason"]
     GRACE_PERIOD_FIELD_NUMBER: _ClassVar[int]

@@ -40,6 +40,11 @@ class SchedulerServiceStub(object):
                 request_serializer=drover_dot_scheduler_dot_v1_dot_scheduler__service__pb2.CancelJobRequest.SerializeToString,
                 response_deserializer=drover_dot_scheduler_dot_v1_dot_scheduler__service__pb2.CancelJobResponse.FromString,
                 )
+        self.CancelJobs = channel.unary_unary(
+                '/drover.scheduler.v1.SchedulerService/CancelJobs',
+                request_serializer=drover_dot_scheduler_dot_v1_dot_scheduler__service__pb2.CancelJobsRequest.SerializeToString,
+                response_deserializer=drover_dot_scheduler_dot_v1_dot_scheduler__service__pb2.CancelJobsResponse.FromString,
+                )
         self.WatchJob = channel.unary_stream(
                 '/drover.scheduler.v1.SchedulerService/WatchJob',
                 request_serializer=drover_dot_scheduler_dot_v1_dot_scheduler__service__pb2.WatchJobRequest.SerializeToString,
@@ -174,6 +179,18 @@ class SchedulerServiceServicer(object):
         """CancelJob stops a job: one not yet assigned is cancelled at once; a
         running attempt gets SIGTERM, then SIGKILL after the grace period.
         Idempotent; FAILED_PRECONDITION when the job already ended otherwise.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelJobs(self, request, context):
+        """CancelJobs cancels up to 1000 jobs in one call, each as CancelJob would,
+        in a few statements and one message to the agents: what a deployment
+        stopping a batch of replicas, or a script clearing a queue, should use.
+        An unknown id refuses the call (NOT_FOUND naming jobs[i]) with nothing
+        cancelled; a job that already ended otherwise is returned as it is
+        (its state says so), not refused.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -351,6 +368,11 @@ def add_SchedulerServiceServicer_to_server(servicer, server):
                     servicer.CancelJob,
                     request_deserializer=drover_dot_scheduler_dot_v1_dot_scheduler__service__pb2.CancelJobRequest.FromString,
                     response_serializer=drover_dot_scheduler_dot_v1_dot_scheduler__service__pb2.CancelJobResponse.SerializeToString,
+            ),
+            'CancelJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelJobs,
+                    request_deserializer=drover_dot_scheduler_dot_v1_dot_scheduler__service__pb2.CancelJobsRequest.FromString,
+                    response_serializer=drover_dot_scheduler_dot_v1_dot_scheduler__service__pb2.CancelJobsResponse.SerializeToString,
             ),
             'WatchJob': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchJob,
@@ -535,6 +557,23 @@ class SchedulerService(object):
         return grpc.experimental.unary_unary(request, target, '/drover.scheduler.v1.SchedulerService/CancelJob',
             drover_dot_scheduler_dot_v1_dot_scheduler__service__pb2.CancelJobRequest.SerializeToString,
             drover_dot_scheduler_dot_v1_dot_scheduler__service__pb2.CancelJobResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def CancelJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/drover.scheduler.v1.SchedulerService/CancelJobs',
+            drover_dot_scheduler_dot_v1_dot_scheduler__service__pb2.CancelJobsRequest.SerializeToString,
+            drover_dot_scheduler_dot_v1_dot_scheduler__service__pb2.CancelJobsResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
 
