@@ -20,6 +20,7 @@ import { hostname } from "node:os";
 import { randomUUID } from "node:crypto";
 import { fromJson, type JsonValue } from "@bufbuild/protobuf";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import type { PrismaClient } from "../../gen/prisma/deploy/client.ts";
 import { HealthState } from "../../gen/ts/drover/common/v1/service_pb.ts";
@@ -37,6 +38,13 @@ import { replicaJobSpec, strategyOf } from "./spec.ts";
 const ENDED: ReadonlySet<JobState> = new Set([JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.TIMED_OUT, JobState.DEAD]);
 /** A stop not confirmed after this long is asked for again. */
 const CANCEL_AGAIN_MS = 10_000;
+/**
+ * Replicas that come due this close together are counted in one pass, at
+ * the last one's time: a batch's replicas turn healthy a few ms apart, and
+ * counting the first alone would leave its siblings waiting for that whole
+ * pass (tens of ms) and split the next batch in two.
+ */
+export const DUE_TOGETHER_MS = 20;
 /** Revisions' specs kept parsed in memory. */
 const SPECS_KEPT = 512;
 
@@ -290,13 +298,10 @@ export class Controller {
       state: dep.state as DeployState,
     };
     const decision = decide(view, views, now);
-    // The next look at this deployment: when a replica not yet counted will have been healthy long enough (+1: the clock's ms granularity).
+    // The next look at this deployment: when a replica not yet counted will have been healthy long enough.
     const countedNow = new Set(decision.actions.flatMap((a) => (a.kind === "counted" ? [a.replicaId] : [])));
-    let due = Infinity;
-    for (const r of views) {
-      if (r.healthyAt === null && !countedNow.has(r.id) && r.health === "healthy" && r.healthSince !== null) due = Math.min(due, r.healthSince + view.strategy.minHealthyMs + 1);
-    }
-    if (due === Infinity) this.due.delete(id);
+    const due = dueTime(views.flatMap((r) => (r.healthyAt === null && !countedNow.has(r.id) && r.health === "healthy" && r.healthSince !== null ? [r.healthSince] : [])), view.strategy.minHealthyMs);
+    if (due === undefined) this.due.delete(id);
     else this.due.set(id, due);
     const wrote = await this.apply(dep, spec, view, views, new Map(rows.map((r) => [r.id, r])), decision);
     return wrote || changed.length > 0;
@@ -556,26 +561,41 @@ export class Controller {
   }
 
   /**
-   * Cancels the replicas' jobs, all at once; a failed cancel is asked again
-   * CANCEL_AGAIN_MS after the stop was noted. `again`: these were asked
-   * before, and the new time is noted (in one statement); a first stop's
-   * time was written with the stop itself.
+   * Cancels the replicas' jobs in one CancelJobs call (per 1000); a failed
+   * cancel is asked again CANCEL_AGAIN_MS after the stop was noted.
+   * `again`: these were asked before, and the new time is noted (in one
+   * statement); a first stop's time was written with the stop itself.
    */
   private async cancel(rows: readonly ReplicaRow[], reason: (r: ReplicaRow) => string, again = false): Promise<void> {
+    const { clients, logger } = this.deps;
+    const withJobs = rows.filter((r) => r.jobId);
     const asked: string[] = [];
-    await Promise.all(
-      rows.map(async (r) => {
-        if (!r.jobId) return;
-        try {
-          await this.deps.clients.scheduler.cancelJob({ id: r.jobId, reason: `deploy: ${reason(r)}`.slice(0, 1024) });
-          asked.push(r.id);
-        } catch (err) {
-          this.deps.logger.warn({ err, replica: r.id }, "cancelling a replica's job failed; trying again");
+    const request = (r: ReplicaRow) => ({ id: r.jobId!, reason: `deploy: ${reason(r)}`.slice(0, 1024) });
+    for (let i = 0; i < withJobs.length; i += 1000) {
+      const some = withJobs.slice(i, i + 1000);
+      try {
+        await clients.scheduler.cancelJobs({ jobs: some.map(request) });
+        asked.push(...some.map((r) => r.id));
+      } catch (err) {
+        if (ConnectError.from(err).code !== Code.NotFound) {
+          logger.warn({ err, replicas: some.length }, "cancelling replicas' jobs failed; trying again");
+          continue;
         }
-      }),
-    );
+        // A job the Scheduler no longer has refuses the whole call: ask for the others one by one.
+        await Promise.all(
+          some.map(async (r) => {
+            try {
+              await clients.scheduler.cancelJob(request(r));
+              asked.push(r.id);
+            } catch (err) {
+              logger.warn({ err, replica: r.id }, "cancelling a replica's job failed; trying again");
+            }
+          }),
+        );
+      }
+    }
     if (!again) return;
-    await writeStopRequested(this.deps.sql, asked, new Date()).catch((err: unknown) => this.deps.logger.warn({ err, replicas: asked.length }, "could not note replicas' stops; they are asked again later"));
+    await writeStopRequested(this.deps.sql, asked, new Date()).catch((err: unknown) => logger.warn({ err, replicas: asked.length }, "could not note replicas' stops; they are asked again later"));
   }
 
   /** The failing replica's last lines of output, for the deployment's status. */
@@ -590,4 +610,20 @@ export class Controller {
       return "";
     }
   }
+}
+
+/**
+ * When to look at a deployment again, given the health_since times (ms) of
+ * its healthy replicas not yet counted: when the earliest will have been
+ * healthy for minHealthyMs, or up to DUE_TOGETHER_MS later, when the last
+ * of those due within that span will have been (+1: the clock's ms
+ * granularity). Undefined when none is waiting to be counted.
+ */
+export function dueTime(healthSince: readonly number[], minHealthyMs: number): number | undefined {
+  if (healthSince.length === 0) return undefined;
+  let first = Infinity;
+  for (const t of healthSince) first = Math.min(first, t);
+  let last = first;
+  for (const t of healthSince) if (t - first <= DUE_TOGETHER_MS && t > last) last = t;
+  return last + minHealthyMs + 1;
 }
