@@ -73,12 +73,12 @@ export const services: { [N in ServiceName]: ServiceDefinition<N> } = {
     name: "fleet",
     desc: FleetService,
     access: fleetAccess,
-    build: ({ db, bus, logger, settings, clients }) => {
+    build: ({ db, sql, bus, logger, settings, clients }) => {
       // Job events to the Scheduler, log frames to the Log service; LogSink
       // stops after the hub has (no more frames come), before the Log client goes.
       const logs = new LogSink(clients.log, logger.child({ component: "log-sink" }));
       const sink = new WorkSink({ jobs: new SchedulerSink(clients.scheduler, logger.child({ component: "scheduler-sink" })), logs });
-      const fleet = createFleet({ db, bus, logger, settings: settings.fleet, sink });
+      const fleet = createFleet({ db, sql, bus, logger, settings: settings.fleet, sink });
       return { routes: fleet.routes, start: () => fleet.start(), stop: async () => { await fleet.stop(); await logs.close(); } };
     },
   },

@@ -8,6 +8,7 @@ import type { ConnectRouter } from "@connectrpc/connect";
 import type { PrismaClient } from "../../gen/prisma/fleet/client.ts";
 import type { Bus } from "../../lib/bus/bus.ts";
 import type { FleetSettings } from "../../lib/config.ts";
+import type { SqlExecutor } from "../../lib/db/executor.ts";
 import type { Logger } from "../../lib/logger.ts";
 import { AgentStore } from "./agent_store.ts";
 import { AgentTokenStore } from "./agent_token_store.ts";
@@ -24,6 +25,8 @@ import { Transitions } from "./transitions.ts";
 
 export interface FleetDeps {
   db: PrismaClient;
+  /** The same database below Prisma, for the outbox's hot statements. */
+  sql: SqlExecutor;
   bus: Bus;
   settings: FleetSettings;
   logger: Logger;
@@ -52,7 +55,7 @@ export function createFleet(deps: FleetDeps): Fleet {
   const log = deps.logger.child({ component: "fleet", replica });
   const tokens = new TokenStore(deps.db);
   const store = new AgentStore(deps.db);
-  const outbox = new Outbox(deps.db);
+  const outbox = new Outbox(deps.db, deps.sql);
   const events = new AgentEvents(deps.bus, log);
   const transitions = new Transitions(store, events, log);
   const sink = deps.sink ?? new CountingSink(log.child({ component: "agent-sink" }));

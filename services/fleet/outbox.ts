@@ -8,6 +8,7 @@ import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import type { PrismaClient } from "../../gen/prisma/fleet/client.ts";
 import { ConnectResponseSchema, type ConnectResponse } from "../../gen/ts/drover/fleet/v1/agent_stream_pb.ts";
 import { isUniqueViolation } from "../../lib/db/errors.ts";
+import type { SqlExecutor } from "../../lib/db/executor.ts";
 
 /** How long acknowledged messages are kept (to recognise a resent message id) before they are pruned. */
 export const ACKED_RETENTION_MS = 24 * 3600_000;
@@ -36,6 +37,8 @@ export type StoreOutcome =
 export class Outbox {
   constructor(
     private readonly db: PrismaClient,
+    /** The same database below Prisma, for the statements every assignment and ack runs. */
+    private readonly sql: SqlExecutor,
     private readonly now: () => Date = () => new Date(),
   ) {}
 
@@ -70,7 +73,7 @@ export class Outbox {
     });
     // The outer SELECT sees the table as it was before the INSERT, so a row
     // found in "m" is one stored earlier: a resend.
-    const found = await this.db.$queryRawUnsafe<{ ord: number; stored: boolean; agent: boolean; acked: boolean }[]>(
+    const found = await this.sql.query<{ ord: number; stored: boolean; agent: boolean; acked: boolean }>(
       `WITH input AS (
          SELECT * FROM jsonb_to_recordset($1::jsonb) AS t(ord int, agent_id text, message_id text, payload text)
        ), ins AS (
@@ -87,7 +90,7 @@ export class Outbox {
          LEFT JOIN "fleet"."agents" a ON a.id = i.agent_id
          LEFT JOIN "fleet"."agent_messages" m ON m.agent_id = i.agent_id AND m.message_id = i.message_id
         ORDER BY i.ord`,
-      JSON.stringify(rows),
+      [JSON.stringify(rows)],
     );
     const outcomes: StoreOutcome[] = new Array(items.length).fill("pending");
     for (const r of found) outcomes[r.ord] = !r.agent ? "no-agent" : r.stored ? "stored" : r.acked ? "acked" : "pending";
@@ -106,11 +109,17 @@ export class Outbox {
 
   /** Marks messages acknowledged; resolves how many were pending (ids unknown or acknowledged before do not count). */
   async ack(agentId: string, messageIds: readonly string[]): Promise<number> {
-    const { count } = await this.db.agentMessage.updateMany({
-      where: { agentId, messageId: { in: [...messageIds] }, ackedAt: null },
-      data: { ackedAt: this.now() },
-    });
-    return count;
+    if (messageIds.length === 0) return 0;
+    const [row] = await this.sql.query<{ n: number }>(
+      `WITH acked AS (
+         UPDATE "fleet"."agent_messages" SET "acked_at" = $3::timestamptz
+          WHERE "agent_id" = $1 AND "acked_at" IS NULL
+            AND "message_id" IN (SELECT jsonb_array_elements_text($2::jsonb))
+         RETURNING 1
+       ) SELECT count(*)::int AS n FROM acked`,
+      [agentId, JSON.stringify(messageIds), this.now().toISOString()],
+    );
+    return row?.n ?? 0;
   }
 
   /** Deletes acknowledged messages older than the retention. */

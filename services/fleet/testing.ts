@@ -59,7 +59,7 @@ export async function startTestFleet(
   const logger = opts.logger ?? createLogger((process.env.DROVER_TEST_LOG_LEVEL as "debug" | undefined) ?? "silent");
   const settings = { ...defaultFleetSettings(), ...opts.settings };
   await migrate(db.executor, "fleet");
-  const fleet = createFleet({ db: db.prismaFor("fleet"), bus, settings, logger, replica: opts.replica, sink: opts.sink });
+  const fleet = createFleet({ db: db.prismaFor("fleet"), sql: db.executor, bus, settings, logger, replica: opts.replica, sink: opts.sink });
   const { secret: adminSecret } = await fleet.tokens.create("test admin", Role.ADMIN);
   await fleet.start();
   const server = await startServer({
