@@ -1,7 +1,8 @@
 // The durable outbox of server-to-agent messages that need an acknowledgement
-// (everything but Welcome and LogAck). A message is stored before it is sent,
-// so that whatever happens to the stream, the replica or the bus, the agent
-// gets it on its next Hello: at least once, in the order it was stored.
+// (everything but Welcome and LogAck). A message is stored before it is sent
+// (an Assignment to a stream this replica holds: while it is stored), so that
+// whatever happens to the stream, the replica or the bus, the agent gets it on
+// its next Hello: at least once, in the order it was stored.
 
 import { randomUUID } from "node:crypto";
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
@@ -35,6 +36,9 @@ export type StoreOutcome =
   | "no-agent";
 
 export class Outbox {
+  /** storeMany calls in flight, by agent (see ack). */
+  private readonly storing = new Map<string, Set<Promise<StoreOutcome[]>>>();
+
   constructor(
     private readonly db: PrismaClient,
     /** The same database below Prisma, for the statements every assignment and ack runs. */
@@ -65,8 +69,27 @@ export class Outbox {
    * Stores many messages (message_ids set) in one statement, in order;
    * resolves one outcome per message, as store() would.
    */
-  async storeMany(items: readonly { agentId: string; message: ConnectResponse }[]): Promise<StoreOutcome[]> {
-    if (items.length === 0) return [];
+  storeMany(items: readonly { agentId: string; message: ConnectResponse }[]): Promise<StoreOutcome[]> {
+    if (items.length === 0) return Promise.resolve([]);
+    const stored = this.insertMany(items);
+    const agents = new Set(items.map((i) => i.agentId));
+    for (const agentId of agents) {
+      let pending = this.storing.get(agentId);
+      if (!pending) this.storing.set(agentId, (pending = new Set()));
+      pending.add(stored);
+    }
+    const settled = () => {
+      for (const agentId of agents) {
+        const pending = this.storing.get(agentId);
+        pending?.delete(stored);
+        if (pending?.size === 0) this.storing.delete(agentId);
+      }
+    };
+    stored.then(settled, settled);
+    return stored;
+  }
+
+  private async insertMany(items: readonly { agentId: string; message: ConnectResponse }[]): Promise<StoreOutcome[]> {
     const rows = items.map(({ agentId, message }, ord) => {
       if (!message.messageId) throw new Error("Outbox.storeMany: a message has no message_id");
       return { ord, agent_id: agentId, message_id: message.messageId, payload: Buffer.from(toBinary(ConnectResponseSchema, message)).toString("base64") };
@@ -110,6 +133,10 @@ export class Outbox {
   /** Marks messages acknowledged; resolves how many were pending (ids unknown or acknowledged before do not count). */
   async ack(agentId: string, messageIds: readonly string[]): Promise<number> {
     if (messageIds.length === 0) return 0;
+    // A message can reach its agent while it is being stored (see FleetServiceImpl.sendToAgents):
+    // the ack must not look for its row before the INSERT is done.
+    const pending = this.storing.get(agentId);
+    if (pending) await Promise.allSettled(pending);
     const [row] = await this.sql.query<{ n: number }>(
       `WITH acked AS (
          UPDATE "fleet"."agent_messages" SET "acked_at" = $3::timestamptz

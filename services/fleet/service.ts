@@ -294,18 +294,31 @@ export class FleetServiceImpl implements Partial<ServiceImpl<typeof FleetService
       return { agentId: m.agentId, message };
     });
     const durable = messages.map((m, i) => ({ ...m, i })).filter((m) => needsAck(m.message));
-    const outcomes = await outbox.storeMany(durable);
-    const skip = new Set<number>();
-    durable.forEach((m, j) => {
-      if (outcomes[j] === "no-agent") throw new ConnectError(`messages[${m.i}].agent_id: agent ${m.agentId} not found`, Code.NotFound);
-      if (outcomes[j] === "acked") skip.add(m.i);
-    });
     // An agent whose stream this replica holds gets its messages here and now; the others
     // through the bus, to whichever replica holds them (presence says whether one does).
     const local = (agentId: string) => {
       const session = hub.session(agentId);
       return session?.ready && !session.ended ? session : undefined;
     };
+    const storing = outbox.storeMany(durable);
+    // An Assignment to a stream held here goes out while it is stored, not after: it is the
+    // message a placement waits on, and the store is most of SendToAgents' time. That is safe
+    // because the attempt is already durable in the Scheduler (should the store fail, its lease
+    // lapses and the job is placed again), an agent acknowledges a message id it has seen
+    // without acting twice, and an Ack that outruns the INSERT waits for it (Outbox.ack).
+    const early = new Set<number>();
+    messages.forEach(({ agentId, message }, i) => {
+      const session = message.message.case === "assignment" ? local(agentId) : undefined;
+      if (!session) return;
+      session.deliver(message);
+      early.add(i);
+    });
+    const outcomes = await storing;
+    const skip = new Set<number>(early);
+    durable.forEach((m, j) => {
+      if (outcomes[j] === "no-agent") throw new ConnectError(`messages[${m.i}].agent_id: agent ${m.agentId} not found`, Code.NotFound);
+      if (outcomes[j] === "acked") skip.add(m.i);
+    });
     const agents = [...new Set(messages.map((m) => m.agentId))];
     const present = new Map<string, boolean>();
     await Promise.all(
