@@ -45,6 +45,11 @@ const CANCEL_AGAIN_MS = 10_000;
  * pass (tens of ms) and split the next batch in two.
  */
 export const DUE_TOGETHER_MS = 20;
+/**
+ * Doorbells that ring this close before a replica comes due wait for that
+ * pass (about a pass's length, so one started earlier has ended by then).
+ */
+export const QUIET_BEFORE_DUE_MS = 50;
 /** Revisions' specs kept parsed in memory. */
 const SPECS_KEPT = 512;
 
@@ -132,7 +137,22 @@ export class Controller {
 
   private kick(): void {
     if (this.running) this.wakeSoon = true;
-    else if (!this.stopped) this.schedule(0);
+    else if (!this.stopped) this.schedule(this.delay(true));
+  }
+
+  /**
+   * How long until the next pass: `soon`, at once, unless a replica comes
+   * due within QUIET_BEFORE_DUE_MS (then at that time: the pass that counts
+   * it is the one a rollout waits on, it should not queue behind another,
+   * and it takes the doorbells along); else at the tick or when the
+   * earliest replica comes due.
+   */
+  private delay(soon: boolean): number {
+    let earliest = Infinity;
+    for (const at of this.due.values()) earliest = Math.min(earliest, at);
+    const due = Math.max(0, earliest - Date.now());
+    if (soon) return due <= QUIET_BEFORE_DUE_MS ? due : 0;
+    return Math.min(due, Math.max(0, this.lastFull + this.deps.settings.tickMs - Date.now()));
   }
 
   private schedule(ms: number): void {
@@ -157,11 +177,7 @@ export class Controller {
           const again = this.wakeSoon;
           this.wakeSoon = false;
           // Look again at the tick, or sooner when a replica will have been healthy long enough.
-          let earliest = Infinity;
-          for (const at of this.due.values()) earliest = Math.min(earliest, at);
-          const due = Math.max(0, earliest - Date.now());
-          const tick = Math.max(0, this.lastFull + this.deps.settings.tickMs - Date.now());
-          this.schedule(again ? 0 : Math.min(tick, due));
+          this.schedule(this.delay(again));
         });
     }, ms);
     this.timer.unref?.();
