@@ -374,11 +374,16 @@ export class Auctioneer {
   private async settle(records: AuctionRecord[], placements: Placement[], needs: readonly JobNeeds[]): Promise<{ storedAt: number; placedAt: number }> {
     const timing = { storedAt: performance.now(), placedAt: performance.now() };
     if (placements.length === 0) return timing;
-    const [, { results }] = await Promise.all([
-      this.storeAuctions(records)
+    // The placements go out first: they are what the jobs wait on. Storing the auctions'
+    // records (a JSON document each, encoded before the statement is sent) waits a turn of
+    // the event loop, so that encoding does not hold the placements' request back.
+    const placed = this.deps.clients.scheduler.recordPlacements({ placements }, { signal: this.stopping.signal }).finally(() => (timing.placedAt = performance.now()));
+    const [{ results }] = await Promise.all([
+      placed,
+      new Promise((resolve) => setImmediate(resolve))
+        .then(() => this.storeAuctions(records))
         .catch((err) => this.deps.log.warn({ err, auctions: records.length }, "could not store auctions; ExplainPlacement will lack them"))
         .finally(() => (timing.storedAt = performance.now())),
-      this.deps.clients.scheduler.recordPlacements({ placements }, { signal: this.stopping.signal }).finally(() => (timing.placedAt = performance.now())),
     ]);
     results.forEach((r, i) => {
       const p = placements[i]!;
