@@ -23,7 +23,7 @@
 // cancelled run that were never asked to stop.
 
 import { create, fromJson, type JsonValue } from "@bufbuild/protobuf";
-import { CancelJobRequestSchema, JobSpecSchema, RunSpecSchema, type JobSpec, type RunMode } from "../../gen/ts/drover/scheduler/v1/scheduler_service_pb.ts";
+import { CancelJobRequestSchema, CancelJobsRequestSchema, JobSpecSchema, RunSpecSchema, type JobSpec, type RunMode } from "../../gen/ts/drover/scheduler/v1/scheduler_service_pb.ts";
 import type { PrismaClient } from "../../gen/prisma/scheduler/client.ts";
 import type { SchedulingSettings } from "../../lib/config.ts";
 import { durationMs } from "../../lib/host/time.ts";
@@ -274,8 +274,9 @@ export class Followups {
   /** Cancels live stage jobs of cancelled runs that a CancelRun which died half-way never stopped. Resolves how many. */
   async repairCancels(): Promise<number> {
     const left = await new RunStore(this.deps.db).uncancelledStageJobs(CANCEL_REPAIR_AFTER_MS, BATCH);
-    for (const { jobId, reason } of left) {
-      await this.deps.jobs.cancelJob(create(CancelJobRequestSchema, { id: jobId, reason })).catch((err) => this.deps.log.debug({ err, jobId }, "could not cancel a stage job of a cancelled run"));
+    if (left.length > 0) {
+      const jobs = left.map(({ jobId, reason }) => create(CancelJobRequestSchema, { id: jobId, reason }));
+      await this.deps.jobs.cancelJobs(create(CancelJobsRequestSchema, { jobs })).catch((err) => this.deps.log.debug({ err, jobs: jobs.length }, "could not cancel the stage jobs of cancelled runs"));
     }
     if (left.length > 0) this.deps.log.info({ jobs: left.length, runs: [...new Set(left.map((l) => l.runId))] }, "cancelled stage jobs a CancelRun left running");
     return left.length;

@@ -17,6 +17,7 @@ import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import type { PrismaClient } from "../../gen/prisma/scheduler/client.ts";
 import {
   CancelJobRequestSchema,
+  CancelJobsRequestSchema,
   JobState,
   RunSchema,
   RunSpecSchema,
@@ -151,11 +152,10 @@ export class SchedulerRuns implements RunMethods {
       return this.show(id);
     }
     const live = (await this.runs.stageJobs(id)).filter((j) => !isFinalJobState(j.state));
-    for (const job of live) {
-      await this.deps.jobs.cancelJob(create(CancelJobRequestSchema, { id: job.id, reason: `run cancelled: ${reason}`, gracePeriod })).catch((err) => {
-        // It ended meanwhile: its own end is what the run shows.
-        if (!(err instanceof ConnectError && err.code === Code.FailedPrecondition)) throw err;
-      });
+    // One CancelJobs per 1000 stages; a job that ended meanwhile is left as it is, and its own end is what the run shows.
+    for (let i = 0; i < live.length; i += 1000) {
+      const jobs = live.slice(i, i + 1000).map((job) => create(CancelJobRequestSchema, { id: job.id, reason: `run cancelled: ${reason}`, gracePeriod }));
+      await this.deps.jobs.cancelJobs(create(CancelJobsRequestSchema, { jobs }));
     }
     this.deps.log.info({ runId: id, liveStages: live.map((j) => j.stageName) }, "run cancel requested");
     // Ended stage jobs have follow-ups to do; do not wait for the next poll.
