@@ -70,15 +70,45 @@ describe("CachingAuthenticator", () => {
     const cache = new CachingAuthenticator(inner, 5_000, 500, 10_000, () => now);
 
     assert.deepEqual(await cache.authenticate("s1"), alice);
-    now += 4_999;
+    now += 3_999;
     assert.deepEqual(await cache.authenticate("s1"), alice);
     assert.equal(inner.calls, 1);
 
-    // Revoked meanwhile: the cache still answers until the ttl is over.
+    // Revoked meanwhile: the cache still answers until the ttl is over (or, from its last
+    // fifth on, until a background check comes back; see the next test).
     inner.principals.delete("s1");
-    now += 1;
+    assert.deepEqual(await cache.authenticate("s1"), alice);
+    assert.equal(inner.calls, 1);
+    now += 1_001;
     assert.equal(await cache.authenticate("s1"), null);
     assert.equal(inner.calls, 2);
+  });
+
+  it("checks a known secret again in the background in the last fifth of its ttl, so no call waits for it", async () => {
+    let release!: (p: Principal | null) => void;
+    let calls = 0;
+    const inner: Authenticator = {
+      authenticate: () => {
+        calls++;
+        return calls === 1 ? Promise.resolve(alice) : new Promise((resolve) => (release = resolve));
+      },
+    };
+    let now = 0;
+    const cache = new CachingAuthenticator(inner, 5_000, 500, 10_000, () => now);
+    assert.deepEqual(await cache.authenticate("s6"), alice);
+    now = 3_999;
+    assert.deepEqual(await cache.authenticate("s6"), alice);
+    assert.equal(calls, 1, "not yet in the last fifth");
+    now = 4_500;
+    // Answered from the cache at once while the check is still out.
+    assert.deepEqual(await cache.authenticate("s6"), alice);
+    assert.deepEqual(await cache.authenticate("s6"), alice);
+    assert.equal(calls, 2, "one background check for both calls");
+    // The check says the token is gone: refused from then on, before the old ttl would have ended.
+    release(null);
+    await new Promise((r) => setImmediate(r));
+    assert.equal(await cache.authenticate("s6"), null);
+    assert.equal(calls, 2);
   });
 
   it("remembers an unknown secret only for the shorter negative ttl", async () => {

@@ -95,7 +95,19 @@ export class CachingAuthenticator implements Authenticator {
   async authenticate(secret: string): Promise<Principal | null> {
     const key = hashSecret(secret);
     const hit = this.cache.get(key);
-    if (hit && hit.until > this.now()) return hit.principal;
+    const now = this.now();
+    if (hit && hit.until > now) {
+      // In the last fifth of its time a known token is checked again in the background,
+      // so that a caller who keeps calling never waits for the check (a round trip to
+      // Fleet every ttl, on whatever call came first). It is never answered past `until`.
+      if (hit.principal && hit.until - now <= this.ttlMs / 5 && !this.inFlight.has(key)) this.check(key, secret).catch(() => {});
+      return hit.principal;
+    }
+    return this.check(key, secret);
+  }
+
+  /** Asks the inner authenticator, once for all callers of one secret at a time, and remembers the answer. */
+  private check(key: string, secret: string): Promise<Principal | null> {
     let check = this.inFlight.get(key);
     if (!check) {
       check = this.inner.authenticate(secret).then((principal) => {
