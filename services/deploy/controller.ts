@@ -50,6 +50,15 @@ export const DUE_TOGETHER_MS = 20;
  * pass (about a pass's length, so one started earlier has ended by then).
  */
 export const QUIET_BEFORE_DUE_MS = 50;
+/**
+ * A pass that starts replicas and stops others sends the stops once the
+ * started ones are placed (or wait for capacity), and at most this long
+ * after: placing them is what the rollout waits on, and a stop's work (the
+ * cancel, the agent ending the process, its events) competed with it for
+ * the control plane. The stop is written at once (state stopping); the
+ * replicas it stops run that much longer.
+ */
+export const STOPS_AFTER_STARTS_MS = 500;
 /** Revisions' specs kept parsed in memory. */
 const SPECS_KEPT = 512;
 
@@ -94,6 +103,8 @@ export class Controller {
   private readonly specs = new Map<string, ServiceSpec>();
   /** Cancels still on their way (a pass does not wait for them; stop() does). */
   private readonly cancelling = new Set<Promise<void>>();
+  /** Per deployment, stops waiting for the replicas started with them to be placed (see STOPS_AFTER_STARTS_MS). */
+  private readonly heldStops = new Map<string, { rows: ReplicaRow[]; placing: Set<string>; until: number }[]>();
 
   constructor(private readonly deps: ControllerDeps) {}
 
@@ -106,6 +117,7 @@ export class Controller {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     await this.running;
+    for (const deployment of [...this.heldStops.keys()]) this.releaseStops(deployment, undefined, Infinity);
     await Promise.all(this.cancelling);
     // Let another replica take over at once.
     await this.deps.db.deployment.updateMany({ where: { claimedBy: this.id }, data: { claimedBy: null, claimUntil: null } }).catch(() => {});
@@ -199,6 +211,7 @@ export class Controller {
       const held = new Set(ids);
       for (const deployment of [...this.jobsOfDeployment.keys()]) if (!held.has(deployment)) this.noteJobs(deployment, []);
       for (const deployment of [...this.due.keys()]) if (!held.has(deployment)) this.due.delete(deployment);
+      for (const deployment of [...this.heldStops.keys()]) if (!held.has(deployment)) this.releaseStops(deployment, undefined, Infinity);
     }
     const changed: string[] = [];
     for (const id of ids) {
@@ -290,6 +303,7 @@ export class Controller {
 
     const jobs = await this.jobsOf(rows, changedJobs);
     const now = Date.now();
+    this.releaseStops(id, jobs, now);
     const views: ReplicaView[] = [];
     const changed: ReplicaRow[] = [];
     const cancelAgain: ReplicaRow[] = [];
@@ -317,8 +331,9 @@ export class Controller {
     // The next look at this deployment: when a replica not yet counted will have been healthy long enough.
     const countedNow = new Set(decision.actions.flatMap((a) => (a.kind === "counted" ? [a.replicaId] : [])));
     const due = dueTime(views.flatMap((r) => (r.healthyAt === null && !countedNow.has(r.id) && r.health === "healthy" && r.healthSince !== null ? [r.healthSince] : [])), view.strategy.minHealthyMs);
-    if (due === undefined) this.due.delete(id);
-    else this.due.set(id, due);
+    const next = Math.min(due ?? Infinity, ...(this.heldStops.get(id) ?? []).map((h) => h.until));
+    if (next === Infinity) this.due.delete(id);
+    else this.due.set(id, next);
     const wrote = await this.apply(dep, spec, view, views, new Map(rows.map((r) => [r.id, r])), decision);
     return wrote || changed.length > 0;
   }
@@ -531,14 +546,49 @@ export class Controller {
     if (!applied) return false;
     // New replicas first (they are what the rollout waits for), all at once.
     await this.submit(dep, starts, spec);
-    // The stops go out while the next pass runs: a replica counted healthy
-    // frees a batch slot for the next one, and its siblings that come due
-    // a few ms later should not wait for the cancels' round trips. The stop
-    // is already written (state stopping); a cancel that fails is asked
-    // again after CANCEL_AGAIN_MS.
-    const cancelling = this.cancel(stops, (row) => row.message).finally(() => this.cancelling.delete(cancelling));
-    this.cancelling.add(cancelling);
+    const placing = starts.flatMap((r) => (r.jobId ? [r.jobId] : []));
+    if (stops.length > 0 && placing.length > 0) {
+      // The stops wait for the new replicas' placement (see STOPS_AFTER_STARTS_MS).
+      const until = Date.now() + STOPS_AFTER_STARTS_MS;
+      this.heldStops.set(dep.id, [...(this.heldStops.get(dep.id) ?? []), { rows: stops, placing: new Set(placing), until }]);
+      this.due.set(dep.id, Math.min(this.due.get(dep.id) ?? Infinity, until));
+    } else this.stopNow(stops);
     return true;
+  }
+
+  /**
+   * Sends the held stops of a deployment whose started replicas are placed
+   * (their jobs as `jobs` says: not pending, unless waiting for capacity,
+   * and not offered) or whose time is up; `jobs` undefined: all of them.
+   */
+  private releaseStops(deployment: string, jobs: ReadonlyMap<string, Job> | undefined, now: number): void {
+    const held = this.heldStops.get(deployment);
+    if (!held) return;
+    const left = held.filter((h) => {
+      for (const id of h.placing) {
+        const job = jobs?.get(id);
+        const placing = job && (job.state === JobState.OFFERED || (job.state === JobState.PENDING && !job.waitReason));
+        if (jobs && !placing) h.placing.delete(id);
+      }
+      if (jobs && h.placing.size > 0 && now < h.until) return true;
+      this.stopNow(h.rows);
+      return false;
+    });
+    if (left.length > 0) this.heldStops.set(deployment, left);
+    else this.heldStops.delete(deployment);
+  }
+
+  /**
+   * Cancels the stopped replicas' jobs without waiting (the pass goes on; a
+   * replica counted healthy frees a batch slot, and its siblings due a few
+   * ms later should not wait for the cancels' round trips). The stop is
+   * already written (state stopping); a cancel that fails is asked again
+   * after CANCEL_AGAIN_MS.
+   */
+  private stopNow(rows: readonly ReplicaRow[]): void {
+    if (rows.length === 0) return;
+    const cancelling = this.cancel(rows, (row) => row.message).finally(() => this.cancelling.delete(cancelling));
+    this.cancelling.add(cancelling);
   }
 
   /**
