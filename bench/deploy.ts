@@ -17,6 +17,7 @@
 //
 //   node --import tsx bench/deploy.ts        (npm run bench -- deploy)
 //   BENCH_DEPLOY_PROFILE=deploy,scheduler     CPU profiles into /tmp/drover-bench-deploy-prof
+//   BENCH_DEPLOY_TIMELINE=1                   each new replica's hops and Bid's rounds, printed
 //
 // Results: bench/results/deploy.json.
 
@@ -25,7 +26,6 @@ import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { DeployService, DeploymentState } from "../gen/ts/drover/deploy/v1/deploy_service_pb.ts";
 import { AgentStatus, FleetService } from "../gen/ts/drover/fleet/v1/fleet_service_pb.ts";
-import { JobState, SchedulerService } from "../gen/ts/drover/scheduler/v1/scheduler_service_pb.ts";
 import { bearer } from "../lib/clients.ts";
 import { Ledger, SimulatedAgent } from "../integration/simulated_agent.ts";
 import { cpuMsOf, freePort, machine, percentiles, printTable, progress, round, runBenchmark, sleep, spawnNode, splitBackends, within, writeResult, type ManagedProcess } from "./harness.ts";
@@ -68,10 +68,11 @@ await runBenchmark("deploy", async (cleanup) => {
     procs[name] = spawnNode(cleanup, name, [...prof, "--import", "tsx", `services/${name}/main.ts`], { ...shared, DROVER_LOG_LEVEL: name === "deploy" || name === "bid" ? "debug" : "info", DROVER_GRPC_PORT: String(ports[name]) });
     await procs[name].waitForLine((l) => typeof l.msg === "string" && l.msg.includes("ready"), 60_000);
   }
-  const transport = (baseUrl: string) => createGrpcTransport({ baseUrl, interceptors: [bearer(adminToken)] });
+  // The observer asks for no compression: gzip of every WatchDeployment message would cost Deploy and
+  // this process (which also hosts the simulated agents) CPU that an operator watching remotely pays alone.
+  const transport = (baseUrl: string) => createGrpcTransport({ baseUrl, interceptors: [bearer(adminToken)], acceptCompression: [] });
   const fleet = createClient(FleetService, transport(url(ports.fleet)));
   const deploy = createClient(DeployService, transport(url(ports.deploy)));
-  const scheduler = createClient(SchedulerService, transport(url(ports.scheduler)));
 
   progress(`starting ${AGENTS} simulated agents`);
   const { secret } = await fleet.createAgentToken({ name: "bench-deploy" });
@@ -89,25 +90,26 @@ await runBenchmark("deploy", async (cleanup) => {
     resources: { cpuMillis: 100, memoryBytes: 64n << 20n },
     update: { maxParallel: MAX_PARALLEL, minHealthyTime: { seconds: BigInt(MIN_HEALTHY_MS / 1000), nanos: 0 }, healthyDeadline: { seconds: 60n } },
   });
+  // Follows the deployment as `drover deploy apply --wait` does (WatchDeployment), so the end is
+  // seen when it happens, not at the next poll.
   async function until(revision: number, timeoutMs: number, healthy = REPLICAS): Promise<number> {
     const t0 = performance.now();
-    await within(timeoutMs, `revision ${revision} running`, (async () => {
-      for (;;) {
-        const { deployment } = await deploy.getDeployment({ name: "bench" });
-        if (deployment?.state === DeploymentState.RUNNING && deployment.currentRevision?.number === revision && deployment.healthyReplicas >= healthy && deployment.replicas.length === REPLICAS) return;
-        if (process.env.BENCH_DEPLOY_DEBUG === "1" && Math.random() < 0.02) {
-          const states: Record<string, number> = {};
-          for (const r of deployment?.replicas ?? []) states[`${r.revision}:${r.state}:${r.health?.state ?? 0}`] = (states[`${r.revision}:${r.state}:${r.health?.state ?? 0}`] ?? 0) + 1;
-          progress(`${DeploymentState[deployment?.state ?? 0]} "${deployment?.statusMessage}" healthy ${deployment?.healthyReplicas} ${JSON.stringify(states)}`);
-          const pending = deployment?.replicas.find((r) => r.state === 1);
-          if (pending?.jobId) {
-            const { job } = await scheduler.getJob({ id: pending.jobId });
-            progress(`  pending replica ${pending.id.slice(0, 8)} job ${pending.jobId.slice(0, 8)}: ${JobState[job?.state ?? 0]} ${job?.waitReason} attempts ${job?.attempts.map((a) => `${a.agentId.slice(0, 6)}:${a.state}:${a.reason}`).join(",")}`);
-          } else if (pending) progress(`  pending replica ${pending.id.slice(0, 8)} has no job`);
+    const stop = new AbortController();
+    try {
+      await within(timeoutMs, `revision ${revision} running`, (async () => {
+        for await (const { deployment } of deploy.watchDeployment({ name: "bench" }, { signal: stop.signal })) {
+          if (deployment?.state === DeploymentState.RUNNING && deployment.currentRevision?.number === revision && deployment.healthyReplicas >= healthy && deployment.replicas.length === REPLICAS) return;
+          if (process.env.BENCH_DEPLOY_DEBUG === "1") {
+            const states: Record<string, number> = {};
+            for (const r of deployment?.replicas ?? []) states[`${r.revision}:${r.state}:${r.health?.state ?? 0}`] = (states[`${r.revision}:${r.state}:${r.health?.state ?? 0}`] ?? 0) + 1;
+            progress(`${DeploymentState[deployment?.state ?? 0]} "${deployment?.statusMessage}" healthy ${deployment?.healthyReplicas} ${JSON.stringify(states)}`);
+          }
         }
-        await sleep(100);
-      }
-    })());
+        throw new Error("WatchDeployment ended");
+      })());
+    } finally {
+      stop.abort();
+    }
     return performance.now() - t0;
   }
 
@@ -143,6 +145,26 @@ await runBenchmark("deploy", async (cleanup) => {
      FROM deploy.replicas r JOIN scheduler.jobs j ON j.id = r.job_id JOIN scheduler.attempts a ON a.job_id = j.id
      WHERE r.revision = 2 AND r.healthy_at IS NOT NULL`,
   );
+  // BENCH_DEPLOY_TIMELINE=1: each new replica's hops (ms from the rollout's first replica) and Bid's rounds.
+  if (process.env.BENCH_DEPLOY_TIMELINE === "1") {
+    const { rows } = await sql.query<Record<string, number | string>>(
+      `SELECT r.slot, extract(epoch FROM r.created_at) * 1000 AS created, extract(epoch FROM j.created_at) * 1000 AS submitted,
+              extract(epoch FROM b.closed_at) * 1000 AS bids, extract(epoch FROM a.created_at) * 1000 AS placed,
+              extract(epoch FROM a.started_at) * 1000 AS started,
+              extract(epoch FROM r.health_since) * 1000 AS healthy, extract(epoch FROM r.healthy_at) * 1000 AS counted
+         FROM deploy.replicas r JOIN scheduler.jobs j ON j.id = r.job_id JOIN scheduler.attempts a ON a.job_id = j.id
+         LEFT JOIN bid.auctions b ON b.id = a.auction_id
+        WHERE r.revision = 2 ORDER BY r.created_at, r.slot`,
+    );
+    const t0 = Number(rows[0]?.created ?? 0);
+    const at = (v: number | string | null) => (v === null ? "-" : String(Math.round(Number(v) - t0))).padStart(7);
+    console.log("slot created submitted bids-in placed started healthy counted");
+    for (const r of rows) console.log(`${String(r.slot).padStart(4)} ${at(r.created)} ${at(r.submitted)} ${at(r.bids)} ${at(r.placed)} ${at(r.started)} ${at(r.healthy)} ${at(r.counted)}`);
+    const passes = procs.deploy!.lines.filter((l) => l.msg === "deploy tick" && Number(l.time) >= rollFrom && Number(l.time) <= rollTo);
+    console.log(`deploy passes during the rolling update: ${passes.length} (${passes.filter((l) => l.full).length} full), busy ${Math.round(passes.reduce((n, l) => n + Number(l.ms), 0))} ms`);
+    for (const l of passes) if (l.full) console.log(`full pass ended ${at(Number(l.time))}: ${l.ms} ms`);
+    for (const l of procs.bid!.lines) if (l.msg === "auction round") console.log(`bid round ended ${at(Number(l.time))}: ${JSON.stringify({ ...l, level: undefined, time: undefined, pid: undefined, service: undefined, component: undefined, bidder: undefined, msg: undefined })}`);
+  }
   await sql.end();
   const theoreticalMs = Math.ceil(REPLICAS / MAX_PARALLEL) * MIN_HEALTHY_MS;
   const ticks = percentiles(procs.deploy!.lines.filter((l) => l.msg === "deploy tick").map((l) => Number(l.ms)));
