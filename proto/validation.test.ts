@@ -102,6 +102,7 @@ import {
 import {
   AgentJobEventSchema,
   CancelJobRequestSchema,
+  CancelJobsRequestSchema,
   CancelRunRequestSchema,
   ClaimPlaceableJobsRequestSchema,
   CreateScheduleRequestSchema,
@@ -661,6 +662,14 @@ describe("drover.scheduler.v1 rules", () => {
       expect: { path: "grace_period", ruleId: "duration.gte_lte" },
       valid: { id: uuid, gracePeriod: { seconds: 3600n } },
     },
+  );
+  rule(
+    "CancelJobsRequest.jobs holds 1 to 1000 jobs, each checked as a CancelJob",
+    CancelJobsRequestSchema,
+    "jobs",
+    { invalid: { jobs: [] }, expect: { path: "jobs", ruleId: "repeated.min_items" }, valid: { jobs: [{ id: uuid }] } },
+    { invalid: { jobs: items(1001, { id: uuid }) }, expect: { path: "jobs", ruleId: "repeated.max_items" }, valid: { jobs: items(1000, { id: uuid }) } },
+    { invalid: { jobs: [{ id: uuid }, { id: "job-2" }] }, expect: { path: "jobs[1].id", ruleId: "string.uuid" }, valid: { jobs: [{ id: uuid }, { id: uuid, reason: "done" }] } },
   );
   rule("CancelJobRequest.reason is at most 1024 characters", CancelJobRequestSchema, "reason", {
     invalid: { id: uuid, reason: chars(1025) },
