@@ -83,7 +83,11 @@ export class Controller {
   /** The next pass claims and looks at every deployment (an API call changed one, or the tick is due). */
   private fullSoon = true;
   private lastFull = 0;
-  /** Per deployment, when its earliest replica will have been healthy for min_healthy_time (ms since epoch). */
+  /**
+   * Per deployment, when it next needs a pass of its own (ms since epoch):
+   * when its earliest replica not yet counted will have been healthy for
+   * min_healthy_time, or when its held stops are due to go out.
+   */
   private readonly due = new Map<string, number>();
   /** The deployments this replica drives, as the last full pass claimed them. */
   private held: string[] = [];
@@ -117,7 +121,7 @@ export class Controller {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     await this.running;
-    for (const deployment of [...this.heldStops.keys()]) this.releaseStops(deployment, undefined, Infinity);
+    for (const deployment of [...this.heldStops.keys()]) this.releaseStops(deployment);
     await Promise.all(this.cancelling);
     // Let another replica take over at once.
     await this.deps.db.deployment.updateMany({ where: { claimedBy: this.id }, data: { claimedBy: null, claimUntil: null } }).catch(() => {});
@@ -211,7 +215,7 @@ export class Controller {
       const held = new Set(ids);
       for (const deployment of [...this.jobsOfDeployment.keys()]) if (!held.has(deployment)) this.noteJobs(deployment, []);
       for (const deployment of [...this.due.keys()]) if (!held.has(deployment)) this.due.delete(deployment);
-      for (const deployment of [...this.heldStops.keys()]) if (!held.has(deployment)) this.releaseStops(deployment, undefined, Infinity);
+      for (const deployment of [...this.heldStops.keys()]) if (!held.has(deployment)) this.releaseStops(deployment);
     }
     const changed: string[] = [];
     for (const id of ids) {
@@ -303,7 +307,7 @@ export class Controller {
 
     const jobs = await this.jobsOf(rows, changedJobs);
     const now = Date.now();
-    this.releaseStops(id, jobs, now);
+    this.releaseStops(id, jobs);
     const views: ReplicaView[] = [];
     const changed: ReplicaRow[] = [];
     const cancelAgain: ReplicaRow[] = [];
@@ -559,11 +563,12 @@ export class Controller {
   /**
    * Sends the held stops of a deployment whose started replicas are placed
    * (their jobs as `jobs` says: not pending, unless waiting for capacity,
-   * and not offered) or whose time is up; `jobs` undefined: all of them.
+   * and not offered) or whose time is up; without `jobs`, all of them.
    */
-  private releaseStops(deployment: string, jobs: ReadonlyMap<string, Job> | undefined, now: number): void {
+  private releaseStops(deployment: string, jobs?: ReadonlyMap<string, Job>): void {
     const held = this.heldStops.get(deployment);
     if (!held) return;
+    const now = Date.now();
     const left = held.filter((h) => {
       for (const id of h.placing) {
         const job = jobs?.get(id);

@@ -263,8 +263,7 @@ export class JobStore {
   }
 
   async get(id: string): Promise<JobRow | null> {
-    const rows = await this.query<JobRow>(`SELECT ${JOB_COLUMNS} FROM "scheduler"."jobs" j WHERE j.id = $1::uuid`, id);
-    return rows[0] ? jobRow(rows[0]) : null;
+    return (await this.getMany([id]))[0] ?? null;
   }
 
   /** The jobs of these ids that exist, in no particular order. */
@@ -295,9 +294,9 @@ export class JobStore {
     return new Map(rows.map((r) => [r.jobId, attemptRow(r)]));
   }
 
-  /** Every attempt of each job, oldest first, by job id (a job never placed has an empty list). */
+  /** Every attempt of each job, oldest first, by job id in lower case (a job never placed has an empty list). */
   async attemptsOfJobs(jobIds: readonly string[]): Promise<Map<string, AttemptRow[]>> {
-    const out = new Map<string, AttemptRow[]>(jobIds.map((id) => [id, []]));
+    const out = new Map<string, AttemptRow[]>(jobIds.map((id) => [id.toLowerCase(), []]));
     if (jobIds.length === 0) return out;
     const rows = await this.query<AttemptRow>(
       `SELECT ${ATTEMPT_COLUMNS} FROM "scheduler"."attempts" a
@@ -310,11 +309,7 @@ export class JobStore {
   }
 
   async attemptsOf(jobId: string): Promise<AttemptRow[]> {
-    const rows = await this.query<AttemptRow>(
-      `SELECT ${ATTEMPT_COLUMNS} FROM "scheduler"."attempts" a WHERE a.job_id = $1::uuid ORDER BY a.number`,
-      jobId,
-    );
-    return rows.map(attemptRow);
+    return (await this.attemptsOfJobs([jobId])).get(jobId.toLowerCase())!;
   }
 
   /**
