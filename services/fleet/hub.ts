@@ -77,6 +77,8 @@ const SNAPSHOT_BATCH = 1000;
 
 // Job events of one stream waiting for the sink before its reading pauses (backpressure).
 const MAX_EVENTS_WAITING = 1000;
+// Acks of one stream waiting to be written before its reading pauses (an agent sends one every 50 ms at most).
+const MAX_ACKS_WAITING = 64;
 // Most job events of one stream handed to the sink, and acknowledged, together.
 const EVENTS_PER_GROUP = 500;
 
@@ -302,8 +304,8 @@ export class AgentHub {
         if (step === CALL_ENDED || step.done || session.ended) break;
         await this.handle(session, step.value);
       }
-      // The agent closed its side: what it reported is acknowledged before the stream ends.
-      await session.events;
+      // The agent closed its side: what it reported is acknowledged, and its acks written, before the stream ends.
+      await Promise.all([session.events, session.acks]);
       session.end();
     } catch (err) {
       session.end(ConnectError.from(err));
@@ -319,16 +321,8 @@ export class AgentHub {
     switch (m.case) {
       case "heartbeat":
         return this.heartbeat(session, m.value);
-      case "ack": {
-        const acked = await this.deps.outbox.ack(session.agentId, m.value.messageIds);
-        if (acked < m.value.messageIds.length) {
-          this.deps.log.debug(
-            { agentId: session.agentId, ids: m.value.messageIds.length, acked },
-            "an Ack named messages that are unknown or were acknowledged before; ignored",
-          );
-        }
-        return;
-      }
+      case "ack":
+        return this.ack(session, m.value.messageIds);
       case "bid":
       case "decline":
         return this.deps.offers.answer(session, m);
@@ -358,6 +352,32 @@ export class AgentHub {
     session.eventsWaiting.push(event);
     if (!session.passingEvents) session.events = this.passEvents(session);
     if (session.eventsWaiting.length >= MAX_EVENTS_WAITING) await session.events;
+  }
+
+  /**
+   * An Ack: written after the ones before it on this stream, while the
+   * stream is read on. An ack's UPDATE waits for the outbox INSERT of the
+   * messages it names (Outbox.ack), and a bid or a job event read after it
+   * must not wait for both (a bid has a 50 ms window). Reading pauses only
+   * when too many acks wait. A failed write ends the stream; the messages
+   * stay unacknowledged and go out again on the next one, which the agent
+   * recognises.
+   */
+  private async ack(session: AgentSession, messageIds: readonly string[]): Promise<void> {
+    session.acksWaiting++;
+    session.acks = session.acks.then(async () => {
+      try {
+        const acked = await this.deps.outbox.ack(session.agentId, messageIds);
+        if (acked < messageIds.length) {
+          this.deps.log.debug({ agentId: session.agentId, ids: messageIds.length, acked }, "an Ack named messages that are unknown or were acknowledged before; ignored");
+        }
+      } catch (err) {
+        session.end(ConnectError.from(err));
+      } finally {
+        session.acksWaiting--;
+      }
+    });
+    if (session.acksWaiting >= MAX_ACKS_WAITING) await session.acks;
   }
 
   /**

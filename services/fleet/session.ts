@@ -39,6 +39,9 @@ export class AgentSession {
   /** Job events are being handed to the sink; `events` settles when none wait any more. */
   passingEvents = false;
   events: Promise<void> = Promise.resolve();
+  /** Acks read and not yet written, one after another in stream order (hub.ts ack); `acks` settles when all are. */
+  acksWaiting = 0;
+  acks: Promise<void> = Promise.resolve();
   /** Offers sent on this stream and not yet answered: where each answer goes, and until when (ms). */
   readonly offers = new Map<string, { replyTo: string; until: number }>();
 
