@@ -127,6 +127,16 @@ describe("decide: rolling update", () => {
     assert.deepEqual(d.actions, []);
   });
 
+  it("the pass that counts the last batch stops its old replicas and is running already", () => {
+    const old = [0, 1, 2].map((i) => rep(i, 1));
+    const last = [0, 1, 2].map((i) => fresh(i, 2, 3000, { health: "healthy", healthSince: T - 1000 }));
+    const d = decide(dep(), [...old, ...last], T);
+    assert.deepEqual(stops(d.actions).sort(), old.map((r) => r.id).sort());
+    assert.equal(d.state, "running");
+    assert.equal(d.stable, 2);
+    assert.equal(d.message, "3 of 3 healthy");
+  });
+
   it("a paused rollout starts no replacement but still fills an empty slot", () => {
     const rs = [rep(0, 1), rep(1, 1)];
     const d = decide(dep({ paused: true, state: "paused" }), rs, T);

@@ -258,7 +258,7 @@ export function decide(d: DeploymentView, replicas: readonly ReplicaView[], now:
     d.slots.every((slot) => {
       const here = (bySlot.get(slot) ?? []).filter((r) => !stopped.has(r.id));
       return here.length === 1 && isCurrent(here[0]!) && isCounted(here[0]!);
-    }) && alive.every((r) => wanted.has(r.slot) && !stopped.has(r.id)) && !actions.some((a) => a.kind === "start");
+    }) && alive.every((r) => wanted.has(r.slot) || stopped.has(r.id)) && !actions.some((a) => a.kind === "start");
   const sick = alive.filter((r) => isCounted(r) && !stopped.has(r.id) && r.health === "unhealthy").length;
   const healthyText = `${progress.healthy - sick} of ${progress.desired} healthy`;
   if (done) {
