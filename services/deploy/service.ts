@@ -337,27 +337,31 @@ export class DeployServiceImpl implements ServiceImpl<typeof DeployService> {
   }
 
   async *watchDeployment(req: WatchDeploymentRequest, ctx: HandlerContext) {
-    let { row } = await this.load(req.name);
+    let { row, rev } = await this.load(req.name);
     let lastSeq = -1n;
-    let lastBytes = "";
+    let lastBytes: Uint8Array | undefined;
     while (!ctx.signal.aborted) {
       // Listening before reading: a change made while we read wakes the next look.
       const next = this.signals ? this.signals.untilChanged(row.id, WATCH_FALLBACK_MS, ctx.signal) : sleep(WATCH_POLL_MS, ctx.signal);
-      const fresh = await this.db.deployment.findUnique({ where: { id: row.id } });
+      // Three reads at once (each is a round trip, and a rollout wakes this on every pass); a
+      // revision never changes once written, so it is read again only when the deployment moves to another.
+      const [fresh, replicas, events] = await Promise.all([
+        readDeployment(this.sql, { id: row.id }),
+        this.liveReplicas(row.id),
+        lastSeq < 0n ? this.events(row.id, 50) : this.db.event.findMany({ where: { deploymentId: row.id, sequence: { gt: lastSeq } }, orderBy: { sequence: "asc" } }),
+      ]);
       if (!fresh) throw new ConnectError(`deployment ${req.name} was deleted`, Code.NotFound);
       row = fresh;
-      const rev = await this.db.revision.findUniqueOrThrow({ where: { deploymentId_number: { deploymentId: row.id, number: row.currentRevision } } });
-      const replicas = await this.liveReplicas(row.id);
-      const events = lastSeq < 0n ? await this.events(row.id, 50) : await this.db.event.findMany({ where: { deploymentId: row.id, sequence: { gt: lastSeq } }, orderBy: { sequence: "asc" } });
+      if (rev.number !== row.currentRevision) rev = await this.db.revision.findUniqueOrThrow({ where: { deploymentId_number: { deploymentId: row.id, number: row.currentRevision } } });
       const d = deployment(row, rev, replicas);
       d.updateTime = undefined; // not a change on its own
-      const bytes = Buffer.from(toBinary(DeploymentSchema, d)).toString("base64");
-      if (events.length > 0 || bytes !== lastBytes) {
+      const bytes = toBinary(DeploymentSchema, d);
+      if (events.length > 0 || !lastBytes || !Buffer.from(bytes).equals(lastBytes)) {
         d.updateTime = timestampFromDate(row.updatedAt);
         yield { deployment: d, events: events.map(event) };
         lastBytes = bytes;
         if (events.length > 0) lastSeq = events.at(-1)!.sequence;
-        else if (lastSeq < 0n) lastSeq = row.eventSeq;
+        else if (lastSeq < 0n) lastSeq = 0n; // none yet (not row.eventSeq: one written between the reads would be skipped)
       }
       await next;
     }
