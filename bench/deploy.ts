@@ -158,6 +158,7 @@ await runBenchmark("deploy", async (cleanup) => {
     );
     const t0 = Number(rows[0]?.created ?? 0);
     const at = (v: number | string | null) => (v === null ? "-" : String(Math.round(Number(v) - t0))).padStart(7);
+    console.log(`apply called at ${at(rollFrom)}, RUNNING seen at ${at(rollTo)}`);
     console.log("slot created submitted bids-in placed started healthy counted");
     for (const r of rows) console.log(`${String(r.slot).padStart(4)} ${at(r.created)} ${at(r.submitted)} ${at(r.bids)} ${at(r.placed)} ${at(r.started)} ${at(r.healthy)} ${at(r.counted)}`);
     const passes = procs.deploy!.lines.filter((l) => l.msg === "deploy tick" && Number(l.time) >= rollFrom && Number(l.time) <= rollTo);
