@@ -20,8 +20,9 @@
 // grandchild appends to it later are not shipped). A frame never spans two
 // commands. Output is held in memory only in the frames waiting in the link
 // (≤ 512 KiB, agent_worker.ts): what is not acknowledged is read again from
-// the files. The growing file of each running stream stays open between
-// reads (at most MAX_OPEN_FILES, closed after OPEN_FILE_IDLE_MS unread).
+// the files. The file a stream reads stays open between reads, also once
+// its attempt ended (at most MAX_OPEN_FILES, closed after OPEN_FILE_IDLE_MS
+// unread or when read to its end).
 //
 // Why inotify with a slow poll: a directory watch costs nothing while
 // nothing is written and tells within a millisecond when something is, so a
@@ -123,7 +124,7 @@ const KINDS: readonly Kind[] = ["stdout", "stderr", "system"];
 const STREAM_OF: Record<Kind, LogStream> = { stdout: LogStream.STDOUT, stderr: LogStream.STDERR, system: LogStream.SYSTEM };
 const COMMAND_FILE = /^cmd-(\d{3,})\.(stdout|stderr)\.log$/;
 const REDACTED_LENGTH = 10; // "[REDACTED]"
-/** Files of running attempts kept open between reads, at most (an open, a read and a close per frame cost three times one read). */
+/** Files kept open between reads, at most (an open, a read and a close per frame cost three times one read). */
 const MAX_OPEN_FILES = 128;
 /** A kept file unread this long is closed, ms. */
 const OPEN_FILE_IDLE_MS = 5_000;
@@ -538,7 +539,6 @@ export class LogShipper {
     b.closed = true;
     b.lastIndex = Math.max(manifest.commands.length - 1, b.maxSeen, 0);
     this.unwatch(b);
-    this.closeFiles(b);
     for (const s of b.streams) this.touch(s);
     this.persistSoon(b);
     if (b.streams.every((s) => s.complete || s.refused)) void this.shipped(b);
@@ -651,7 +651,7 @@ export class LogShipper {
       // Sampled before the read: a file known final then has all its bytes in it.
       const final = b.closed || (s.kind !== "system" && b.maxSeen > s.openIndex);
       const inFile = at - s.frozenEnd;
-      const data = await this.read(join(b.dir, fileOf(s.kind, s.openIndex)), inFile, b.readBytes, !b.closed);
+      const data = await this.read(join(b.dir, fileOf(s.kind, s.openIndex)), inFile, b.readBytes);
       s.openSize = Math.max(s.openSize, inFile + data.length);
       const endOfFile = final && data.length < b.readBytes;
       if (endOfFile && data.length === 0) {
@@ -699,10 +699,13 @@ export class LogShipper {
 
   /**
    * Up to length bytes of path from position, copied out of the scratch
-   * buffer; empty when the file does not exist. keep: the file grows (a
-   * running attempt's): it stays open for the next read.
+   * buffer; empty when the file does not exist. The file stays open for the
+   * next read (a stream reads its file front to back, after its attempt
+   * ended too: an open and a close per frame cost the agent as much as the
+   * reads) until it is read to its end, idle for OPEN_FILE_IDLE_MS, pushed
+   * out by MAX_OPEN_FILES others, or its bundle is untracked.
    */
-  private async read(path: string, position: number, length: number, keep = false): Promise<Buffer> {
+  private async read(path: string, position: number, length: number): Promise<Buffer> {
     let handle = this.openFiles.get(path)?.handle;
     if (handle) {
       this.openFiles.delete(path); // re-inserted last: the least recently read go first
@@ -714,10 +717,8 @@ export class LogShipper {
         if ((err as NodeJS.ErrnoException).code === "ENOENT") return Buffer.alloc(0);
         throw err;
       }
-      if (keep) {
-        if (this.openFiles.size >= MAX_OPEN_FILES) this.closeFile(this.openFiles.keys().next().value!);
-        this.openFiles.set(path, { handle, usedMs: this.o.now() });
-      }
+      if (this.openFiles.size >= MAX_OPEN_FILES) this.closeFile(this.openFiles.keys().next().value!);
+      this.openFiles.set(path, { handle, usedMs: this.o.now() });
     }
     try {
       if (this.scratch.length < length) this.scratch = Buffer.allocUnsafe(length);
