@@ -254,11 +254,14 @@ export function decide(d: DeploymentView, replicas: readonly ReplicaView[], now:
   }
 
   const progress = progressOf(d, live.filter((r) => !stopped.has(r.id)), isCurrent, isCounted);
+  // Done: every wanted slot holds one current replica, counted, and nothing
+  // else (unwanted slots were stopped in step 4). A replica this pass stops
+  // counts as gone already, as it does in every later pass.
   const done =
     d.slots.every((slot) => {
       const here = (bySlot.get(slot) ?? []).filter((r) => !stopped.has(r.id));
       return here.length === 1 && isCurrent(here[0]!) && isCounted(here[0]!);
-    }) && alive.every((r) => wanted.has(r.slot) || stopped.has(r.id)) && !actions.some((a) => a.kind === "start");
+    }) && !actions.some((a) => a.kind === "start");
   const sick = alive.filter((r) => isCounted(r) && !stopped.has(r.id) && r.health === "unhealthy").length;
   const healthyText = `${progress.healthy - sick} of ${progress.desired} healthy`;
   if (done) {

@@ -339,7 +339,7 @@ export class DeployServiceImpl implements ServiceImpl<typeof DeployService> {
   async *watchDeployment(req: WatchDeploymentRequest, ctx: HandlerContext) {
     let { row, rev } = await this.load(req.name);
     let lastSeq = -1n;
-    let lastBytes: Uint8Array | undefined;
+    let lastBytes: Buffer | undefined;
     while (!ctx.signal.aborted) {
       // Listening before reading: a change made while we read wakes the next look.
       const next = this.signals ? this.signals.untilChanged(row.id, WATCH_FALLBACK_MS, ctx.signal) : sleep(WATCH_POLL_MS, ctx.signal);
@@ -355,8 +355,9 @@ export class DeployServiceImpl implements ServiceImpl<typeof DeployService> {
       if (rev.number !== row.currentRevision) rev = await this.db.revision.findUniqueOrThrow({ where: { deploymentId_number: { deploymentId: row.id, number: row.currentRevision } } });
       const d = deployment(row, rev, replicas);
       d.updateTime = undefined; // not a change on its own
-      const bytes = toBinary(DeploymentSchema, d);
-      if (events.length > 0 || !lastBytes || !Buffer.from(bytes).equals(lastBytes)) {
+      const encoded = toBinary(DeploymentSchema, d);
+      const bytes = Buffer.from(encoded.buffer, encoded.byteOffset, encoded.byteLength);
+      if (events.length > 0 || !lastBytes || !bytes.equals(lastBytes)) {
         d.updateTime = timestampFromDate(row.updatedAt);
         yield { deployment: d, events: events.map(event) };
         lastBytes = bytes;
