@@ -34,12 +34,32 @@ export async function createTestDatabase(adminUrl: string): Promise<TestDatabase
   return {
     name,
     url: url.toString(),
-    drop: () =>
-      // FORCE ends sessions a failed test left open (PostgreSQL 13+).
-      (dropped ??= withAdmin(adminUrl, (admin) => admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)).then(
-        () => {},
-      )),
+    drop: () => (dropped ??= withAdmin(adminUrl, (admin) => dropDatabase(admin, name))),
   };
+}
+
+// SQLSTATE 55006: the database is being accessed by other users.
+const OBJECT_IN_USE = "55006";
+
+/**
+ * Drops a database, first without FORCE for up to ~1 s while sessions are
+ * still connected: a pg.Pool's end() resolves before its connections have
+ * closed, and FORCE ending one under it raised "terminating connection due
+ * to administrator command" on a client with no listener left (seen once in
+ * integration/deploy_split.test.ts). FORCE then ends what a failed test
+ * left open (PostgreSQL 13+).
+ */
+async function dropDatabase(admin: pg.Client, name: string): Promise<void> {
+  for (let i = 0; i < 20; i++) {
+    try {
+      await admin.query(`DROP DATABASE IF EXISTS ${name}`);
+      return;
+    } catch (err) {
+      if ((err as { code?: string }).code !== OBJECT_IN_USE) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+  await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
 }
 
 /** Runs fn on a short-lived connection to the maintenance database. */
