@@ -57,7 +57,7 @@ import type { DroverClients } from "../../lib/clients.ts";
 import type { Logger } from "../../lib/logger.ts";
 import { splitChunk, sliceChunk, type Line } from "./lines.ts";
 import { getReplicas, replicaJobs, resolveDeployment, type ReplicaJobs, type ReplicaRef } from "./deployment.ts";
-import { decodeEntry, FOLLOWED_TTL_MS, followedKey, jobStream, NOT_FOLLOWED_RECHECK_MS, runStream, type LiveEntry } from "./live.ts";
+import { decodeEntry, FOLLOWED_TTL_MS, followedKey, jobStream, runStream, type LiveEntry } from "./live.ts";
 import {
   ScanBudget,
   compileTextFilter,
@@ -132,12 +132,7 @@ class Tap {
   readonly subscribers = new Set<TapSubscriber>();
   /** The last read failed (or is overdue): follows poll storage. */
   failing = false;
-  /**
-   * Settles once the stream is first marked followed and every publisher
-   * has had to see the mark (its "not followed" answers last
-   * NOT_FOLLOWED_RECHECK_MS), or once marking failed: what is committed
-   * from then on is appended live.
-   */
+  /** Settles once the stream is first marked followed (what is committed from then on is appended live), or marking failed. */
   readonly marked: Promise<void>;
   private markedAtMs = 0;
   private marking: Promise<void> | undefined;
@@ -154,7 +149,7 @@ class Tap {
     readonly key: string,
     private readonly logger: Logger,
   ) {
-    this.marked = this.mark().then(() => (this.markedAtMs > 0 ? new Promise((resolve) => setTimeout(resolve, NOT_FOLLOWED_RECHECK_MS + 50)) : undefined));
+    this.marked = this.mark();
     void this.listen();
     void this.loop();
   }

@@ -13,14 +13,17 @@
 //
 // Only what someone follows. Every Tap (follow.ts) keeps a presence key set
 // for its live stream (followedKey) while it lives; the publisher appends
-// only to streams whose key is set, asking again at most every
-// NOT_FOLLOWED_RECHECK_MS for a stream nobody followed. Most output is
-// never followed, and each appended byte cost the Log service and Redis
-// CPU, and Redis memory (LIVE_MAX_LEN entries of up to MAX_ENTRY_DATA per
-// job). Nothing is lost or reordered by it: a follow marks its stream, then
-// waits out NOT_FOLLOWED_RECHECK_MS (the longest any publisher trusts an
-// earlier "not followed"), then reads storage; a piece is either in what it
-// read or committed after that, when every publisher appends it.
+// only to streams whose key is set. Most output is never followed, and each
+// appended byte cost the Log service and Redis CPU, and Redis memory
+// (LIVE_MAX_LEN entries of up to MAX_ENTRY_DATA per job). Nothing is lost
+// or reordered by it: a "followed" answer is trusted for FOLLOWED_RECHECK_MS
+// (appending too much is harmless), a "not followed" one is asked again for
+// every batch. A follow marks its stream, then reads storage: a piece whose
+// publisher saw no mark was committed before that look at the key, so
+// before the mark and the read, and the read has it; every piece committed
+// after the read is appended. (Trusting "not followed" for 250 ms made each
+// follow wait that long before its first read, and every follow's first
+// lines with it.)
 //
 // Entry encoding (encodeEntry/decodeEntry): a 4-byte big-endian header
 // length, a UTF-8 JSON header, then the stored bytes. Pieces larger than
@@ -53,8 +56,7 @@ export function followedKey(stream: string): string {
 
 /** How long a follower's mark (followedKey) lasts unless set again; Taps set it again every third of this. */
 export const FOLLOWED_TTL_MS = 15_000;
-// How long the publisher trusts an answer about whether a stream is followed.
-export const NOT_FOLLOWED_RECHECK_MS = 250;
+// How long the publisher trusts a "followed" answer ("not followed" is asked again every batch).
 const FOLLOWED_RECHECK_MS = 2_000;
 // Answers remembered, at most (expired ones go first).
 const MAX_REMEMBERED = 10_000;
@@ -158,8 +160,8 @@ export class BusLivePublisher implements LivePublisher {
   private dropped = 0;
   private lastWarnMs = 0;
   private backoffUntilMs = 0;
-  /** Per live stream: whether someone follows it, and until when that answer holds (epoch ms). */
-  private readonly followed = new Map<string, { yes: boolean; untilMs: number }>();
+  /** Live streams someone follows, and until when that answer holds (epoch ms). */
+  private readonly followed = new Map<string, { untilMs: number }>();
 
   constructor(deps: { bus: Bus; logger: Logger }) {
     this.bus = deps.bus;
@@ -233,19 +235,16 @@ export class BusLivePublisher implements LivePublisher {
     const ask: string[] = [];
     for (const name of names) {
       const known = this.followed.get(name);
-      if (known && known.untilMs > now) {
-        if (known.yes) out.add(name);
-      } else {
-        ask.push(name);
-      }
+      if (known && known.untilMs > now) out.add(name);
+      else ask.push(name);
     }
     // A bus that cannot answer counts as followed: the append then fails or succeeds on its own.
     const answers = await Promise.all(ask.map((name) => this.bus.getPresence(followedKey(name)).then((v) => v !== null, () => true)));
     ask.forEach((name, i) => {
-      const yes = answers[i]!;
-      if (yes) out.add(name);
+      if (!answers[i]) return;
+      out.add(name);
       this.followed.delete(name); // re-inserted last: the map stays in expiry order, roughly
-      this.followed.set(name, { yes, untilMs: now + (yes ? FOLLOWED_RECHECK_MS : NOT_FOLLOWED_RECHECK_MS) });
+      this.followed.set(name, { untilMs: now + FOLLOWED_RECHECK_MS });
     });
     for (const [name, known] of this.followed) {
       if (this.followed.size <= MAX_REMEMBERED && known.untilMs > now) break;
