@@ -8,6 +8,7 @@ import { after, before, describe, it } from "node:test";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { AttemptState, type JobEvent } from "../../gen/ts/drover/fleet/v1/agent_stream_pb.ts";
 import { eventually, startTestFleet, TestAgent, type TestFleet } from "./testing.ts";
+import type { Outbox } from "./outbox.ts";
 import type { AgentMessageSink } from "./sink.ts";
 
 // A sink that records job events, and can be made to fail.
@@ -41,6 +42,39 @@ after(async () => {
 const offer = (offerId: string, jobId = "00000000-0000-4000-8000-000000000001") => ({ offerId, jobId, driver: "process", resources: { cpuMillis: 100 } });
 
 describe("RequestBids", () => {
+  it("answers a bid that the agent sent after an Ack still being written (an ack waits for its outbox row)", async () => {
+    const a = await TestAgent.register(t.grpcUrl, token, { hostname: "slow-ack" });
+    // The hub's outbox, its ack held until released: as when the UPDATE waits for the INSERT of the message it names.
+    const outbox = (t.fleet.hub as unknown as { deps: { outbox: Outbox } }).deps.outbox;
+    const ack = outbox.ack.bind(outbox);
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const acking: string[][] = [];
+    outbox.ack = async (agentId, ids) => {
+      acking.push([...ids]);
+      await held;
+      return ack(agentId, ids);
+    };
+    try {
+      const { messageId } = await t.admin.sendToAgent({ agentId: a.agentId, message: { message: { case: "cancel", value: { attemptId: "x" } } } });
+      assert.equal((await a.next()).messageId, messageId);
+      a.ack(messageId);
+      await eventually(() => (acking.length === 1 ? true : undefined), 5000, "the ack being written");
+      const call = t.admin.requestBids({ offers: [{ agentId: a.agentId, offer: offer("o-after-ack") }], window: { seconds: 5n } });
+      assert.equal((await a.next()).message.case, "offer");
+      const started = Date.now();
+      a.send({ message: { case: "bid", value: { offerId: "o-after-ack", score: 0.4 } } });
+      const { replies } = await call;
+      assert.equal(replies.length, 1, "the bid came back");
+      assert.ok(Date.now() - started < 4000, "before the window ended, while the ack was still held");
+      assert.deepEqual(acking, [[messageId]], "and the ack was still being written");
+    } finally {
+      release();
+      outbox.ack = ack;
+      await a.cancel();
+    }
+  });
+
   it("delivers offers to agents and returns their bids and declines as soon as every offer is answered", async () => {
     const a = await TestAgent.register(t.grpcUrl, token, { hostname: "a" });
     const b = await TestAgent.register(t.grpcUrl, token, { hostname: "b" });
