@@ -101,7 +101,10 @@ await runBenchmark("deploy", async (cleanup) => {
           if (deployment?.state === DeploymentState.RUNNING && deployment.currentRevision?.number === revision && deployment.healthyReplicas >= healthy && deployment.replicas.length === REPLICAS) return;
           if (process.env.BENCH_DEPLOY_DEBUG === "1") {
             const states: Record<string, number> = {};
-            for (const r of deployment?.replicas ?? []) states[`${r.revision}:${r.state}:${r.health?.state ?? 0}`] = (states[`${r.revision}:${r.state}:${r.health?.state ?? 0}`] ?? 0) + 1;
+            for (const r of deployment?.replicas ?? []) {
+              const key = `${r.revision}:${r.state}:${r.health?.state ?? 0}`;
+              states[key] = (states[key] ?? 0) + 1;
+            }
             progress(`${DeploymentState[deployment?.state ?? 0]} "${deployment?.statusMessage}" healthy ${deployment?.healthyReplicas} ${JSON.stringify(states)}`);
           }
         }

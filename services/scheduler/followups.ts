@@ -274,11 +274,10 @@ export class Followups {
   /** Cancels live stage jobs of cancelled runs that a CancelRun which died half-way never stopped. Resolves how many. */
   async repairCancels(): Promise<number> {
     const left = await new RunStore(this.deps.db).uncancelledStageJobs(CANCEL_REPAIR_AFTER_MS, BATCH);
-    if (left.length > 0) {
-      const jobs = left.map(({ jobId, reason }) => create(CancelJobRequestSchema, { id: jobId, reason }));
-      await this.deps.jobs.cancelJobs(create(CancelJobsRequestSchema, { jobs })).catch((err) => this.deps.log.debug({ err, jobs: jobs.length }, "could not cancel the stage jobs of cancelled runs"));
-    }
-    if (left.length > 0) this.deps.log.info({ jobs: left.length, runs: [...new Set(left.map((l) => l.runId))] }, "cancelled stage jobs a CancelRun left running");
+    if (left.length === 0) return 0;
+    const jobs = left.map(({ jobId, reason }) => create(CancelJobRequestSchema, { id: jobId, reason }));
+    await this.deps.jobs.cancelJobs(create(CancelJobsRequestSchema, { jobs })).catch((err) => this.deps.log.debug({ err, jobs: jobs.length }, "could not cancel the stage jobs of cancelled runs"));
+    this.deps.log.info({ jobs: left.length, runs: [...new Set(left.map((l) => l.runId))] }, "cancelled stage jobs a CancelRun left running");
     return left.length;
   }
 
