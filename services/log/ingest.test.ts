@@ -19,6 +19,7 @@ import { SchedulerService } from "../../gen/ts/drover/scheduler/v1/scheduler_ser
 import { createMemoryBus } from "../../lib/bus/memory.ts";
 import { defaultLogSettings, defaultSchedulingSettings, type LogSettings } from "../../lib/config.ts";
 import { openPostgres, type Database } from "../../lib/db/database.ts";
+import type { SqlExecutor } from "../../lib/db/executor.ts";
 import { migrate } from "../../lib/db/migrate.ts";
 import { createTestDatabase, openTempPglite } from "../../lib/db/testing.ts";
 import { createLogger } from "../../lib/logger.ts";
@@ -307,6 +308,77 @@ function contract(name: string, open: () => Promise<Database>) {
         [1, 16],
       ]);
       assert.equal((await stored(a)).data.length, offset + huge.length);
+    });
+
+    it("stores a stream it wrote before in one statement, outside a transaction", async () => {
+      // Counts what ingestion asks of the database.
+      const seen = { statements: 0, transactions: 0 };
+      const counted: SqlExecutor = {
+        query: (sql, params) => (seen.statements++, db.executor.query(sql, params)),
+        exec: (script) => db.executor.exec(script),
+        transaction: (fn) => (seen.transactions++, db.executor.transaction(fn)),
+        session: (fn) => db.executor.session(fn),
+      };
+      const ingest = new Ingest({ sql: counted, clients: { scheduler: schedulerClient }, logger, settings: defaultLogSettings(), live });
+      const a = await attempt("ag_fast");
+      await ingest.ingestLogs(create(IngestLogsRequestSchema, { agentId: "ag_fast", frames: [frame(a, 0, "one\n")] }));
+      assert.deepEqual(seen, { statements: 0, transactions: 1 }, "the first write locks and reads the stream");
+      const res = await ingest.ingestLogs(create(IngestLogsRequestSchema, { agentId: "ag_fast", frames: [frame(a, 4, "two\n"), frame(a, 8, "three\n")] }));
+      assert.deepEqual(seen, { statements: 1, transactions: 1 }, "the next is one statement");
+      assert.equal(res.acks[0]!.offset, 14n);
+      assert.equal((await stored(a)).data.toString(), "one\ntwo\nthree\n");
+      assert.equal((await streamRow(a))?.nextOffset, 14n);
+      assert.equal((await db.prismaFor("log").logAttempt.findUnique({ where: { attemptId: a } }))?.storedBytes, 14n);
+      // Bytes sent again are answered from what it remembers, with no statement at all.
+      const again = await ingest.ingestLogs(create(IngestLogsRequestSchema, { agentId: "ag_fast", frames: [frame(a, 4, "two\n")] }));
+      assert.deepEqual([again.acks[0]!.offset, seen.statements, seen.transactions], [14n, 1, 1]);
+    });
+
+    it("stores each byte once when another replica wrote the stream after this one last did", async () => {
+      const one = ingestWith();
+      const two = ingestWith();
+      const a = await attempt("ag_replicas");
+      const source = Buffer.from("0123456789abcdefghijklmnopqrstuvwxyz");
+      // From 10 on, a second command: its bytes start a chunk of their own, so only the stream's state tells what was stored.
+      const send = (ingest: Ingest, from: number, to: number) =>
+        ingest.ingestLogs(create(IngestLogsRequestSchema, { agentId: "ag_replicas", frames: [frame(a, from, source.subarray(from, to), { commandIndex: from < 10 ? 0 : 1 })] }));
+      await send(one, 0, 10);
+      await send(two, 0, 20); // two has not written it: it locks, and stores 10..20
+      // One remembers the stream at 10: its guard fails, it locks, and stores only 20..30.
+      assert.equal((await send(one, 10, 30)).acks[0]!.offset, 30n);
+      // And two, which remembers 20, finds 30 stored and takes only what is new.
+      assert.equal((await send(two, 20, 33)).acks[0]!.offset, 33n);
+      // A frame past what one remembers (33, where two stopped) is not a gap: storage says where the stream is.
+      assert.equal((await send(one, 33, 36)).acks[0]!.offset, 36n);
+      assert.equal((await stored(a)).data.toString(), source.toString());
+      assert.equal((await db.prismaFor("log").logAttempt.findUnique({ where: { attemptId: a } }))?.storedBytes, 36n);
+      const pieces = live.of(a).map((p) => [p.offset, p.endOffset]);
+      assert.deepEqual(pieces, [[0n, 10n], [10n, 20n], [20n, 30n], [30n, 33n], [33n, 36n]], "each byte is published once");
+    });
+
+    it("keeps the cap when another replica stored bytes of the attempt's other stream since", async () => {
+      const one = ingestWith({ maxBytesPerAttempt: 100 });
+      const two = ingestWith({ maxBytesPerAttempt: 100 });
+      const a = await attempt("ag_cap_replicas");
+      await one.ingestLogs(create(IngestLogsRequestSchema, { agentId: "ag_cap_replicas", frames: [frame(a, 0, "x".repeat(50))] }));
+      await two.ingestLogs(create(IngestLogsRequestSchema, { agentId: "ag_cap_replicas", frames: [frame(a, 0, "e".repeat(40), { stream: LogStream.STDERR })] }));
+      // One remembers 50 bytes stored: 30 more would fit by that count, not by storage's (90).
+      const res = await one.ingestLogs(create(IngestLogsRequestSchema, { agentId: "ag_cap_replicas", frames: [frame(a, 50, "y".repeat(30))] }));
+      assert.equal(res.acks[0]!.offset, 80n);
+      assert.equal((await stored(a)).data.toString(), "x".repeat(50) + "y".repeat(10));
+      assert.equal((await streamRow(a))?.truncatedAt, 60n);
+      assert.equal((await db.prismaFor("log").logAttempt.findUnique({ where: { attemptId: a } }))?.storedBytes, 100n);
+    });
+
+    it("stores nothing of a remembered stream whose rows retention deleted, and answers where storage is", async () => {
+      const ingest = ingestWith();
+      const a = await attempt("ag_gone");
+      await ingest.ingestLogs(create(IngestLogsRequestSchema, { agentId: "ag_gone", frames: [frame(a, 0, "kept\n")] }));
+      for (const table of ["log_chunks", "log_streams", "log_attempts"]) await db.executor.query(`DELETE FROM "log"."${table}" WHERE attempt_id = $1`, [a]);
+      const res = await ingest.ingestLogs(create(IngestLogsRequestSchema, { agentId: "ag_gone", frames: [frame(a, 5, "more\n")] }));
+      assert.equal(res.acks[0]!.offset, 0n, "a gap from the start: the agent resends from 0");
+      assert.equal((await stored(a)).data.length, 0);
+      assert.equal((await streamRow(a))?.nextOffset, 0n);
     });
 
     it("answers UNAVAILABLE and stores nothing when the Scheduler cannot be reached", async () => {
