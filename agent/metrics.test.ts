@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 
-import { filesystemOf, SystemMetrics, type FsEntry, type SystemSources } from "./metrics.ts";
+import { CpuCounter, filesystemOf, parseProcStat, SystemMetrics, type CpuTimes, type FsEntry, type SystemSources } from "./metrics.ts";
 
 const GiB = 1024 ** 3;
 
@@ -110,6 +110,33 @@ describe("SystemMetrics", () => {
     assert.ok(free.diskBytes > 0n && free.diskBytes <= total.diskBytes);
     assert.ok(metrics.uptimeSeconds > 0n);
     assert.ok(metrics.agentRssBytes > 0n);
+  });
+});
+
+describe("CPU busy", () => {
+  it("reads /proc/stat's cpu line: idle and iowait are not busy, steal is", () => {
+    const text = "cpu  100 5 20 800 50 3 2 10 7 0\ncpu0 50 2 10 400 25 1 1 5 3 0\nintr 12345\n";
+    assert.deepEqual(parseProcStat(text), { busy: 140, total: 990 });
+    assert.equal(parseProcStat("intr 1 2 3\n"), undefined);
+  });
+
+  it("reports the share busy since the previous reading, and the last share while no tick passed", async () => {
+    const readings: CpuTimes[] = [{ busy: 100, total: 1000 }, { busy: 160, total: 1100 }, { busy: 160, total: 1100 }, { busy: 160, total: 1300 }];
+    const counter = new CpuCounter(async () => readings.shift()!);
+    assert.equal(await counter.percent(), 10, "first: since boot");
+    assert.equal(await counter.percent(), 60);
+    assert.equal(await counter.percent(), 60, "no tick passed");
+    assert.equal(await counter.percent(), 0);
+  });
+
+  it("reads this machine's counters and sees a busy core", async () => {
+    const counter = new CpuCounter();
+    await counter.percent();
+    // Keep a core busy for a while: the next reading must see it.
+    const until = Date.now() + 300;
+    while (Date.now() < until);
+    const busy = await counter.percent();
+    assert.ok(busy > 0 && busy <= 100, `busy ${busy}`);
   });
 });
 

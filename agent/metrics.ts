@@ -1,14 +1,14 @@
 // The machine's vital signs and capacity, for Hello and every Heartbeat.
 //
 // Cheap on purpose: the agent's idle budget is 60 MiB and 0.5 % of a core.
-// CPU load comes from systeminformation's currentLoad (a difference of the
-// kernel's CPU counters since the previous call, so each heartbeat reports
-// the load over its own interval), memory from /proc/meminfo via mem(), load
+// CPU load is a difference of the kernel's CPU counters since the previous
+// call (CpuCounter), so each heartbeat reports the load over its own
+// interval; memory comes from /proc/meminfo via systeminformation's mem(), load
 // average, uptime and the agent's RSS from Node. Disk is the expensive one
 // (fsSize runs `df`), and it changes slowly, so it is refreshed at most
 // every diskRefreshMs and reused in between.
 
-import { realpath, statfs } from "node:fs/promises";
+import { readFile, realpath, statfs } from "node:fs/promises";
 import { createRequire } from "node:module";
 import os from "node:os";
 
@@ -63,18 +63,17 @@ export interface SystemSources {
   now(): number;
 }
 
-// Only the three parts of systeminformation the agent reads: its index loads
+// Only the two parts of systeminformation the agent reads: its index loads
 // all twenty (graphics, wifi, docker, printers...), which costs about 7 MiB
 // of RSS for nothing.
 const require = createRequire(import.meta.url);
 const si = {
-  ...(require("systeminformation/lib/cpu.js") as Pick<typeof SI, "currentLoad">),
   ...(require("systeminformation/lib/memory.js") as Pick<typeof SI, "mem">),
   ...(require("systeminformation/lib/filesystem.js") as Pick<typeof SI, "fsSize">),
 };
 
 export const systemSources: SystemSources = {
-  cpuPercent: async () => (await si.currentLoad()).currentLoad,
+  cpuPercent: () => cpuCounter.percent(),
   memory: async () => {
     const m = await si.mem();
     return { total: m.total, available: m.available };
@@ -90,6 +89,70 @@ export const systemSources: SystemSources = {
   rss: () => process.memoryUsage.rss(),
   now: () => Date.now(),
 };
+
+/** The kernel's CPU time counters, all cores together (any unit, as long as it is the same). */
+export interface CpuTimes {
+  busy: number;
+  total: number;
+}
+
+/**
+ * The `cpu` line of /proc/stat (clock ticks since boot, all cores): user,
+ * nice, system, idle, iowait, irq, softirq, steal (guest time is already in
+ * user). Idle and iowait are not busy.
+ */
+export function parseProcStat(text: string): CpuTimes | undefined {
+  const line = text.split("\n", 1)[0] ?? "";
+  const fields = line.trim().split(/\s+/);
+  if (fields[0] !== "cpu" || fields.length < 5) return undefined;
+  const [user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0] = fields.slice(1).map(Number);
+  const busy = user + nice + system + irq + softirq + steal;
+  const total = busy + idle + iowait;
+  return Number.isFinite(total) ? { busy, total } : undefined;
+}
+
+/** This machine's CPU times: /proc/stat read without blocking on Linux, os.cpus() elsewhere. */
+async function readCpuTimes(): Promise<CpuTimes> {
+  if (process.platform === "linux") {
+    const times = parseProcStat(await readFile("/proc/stat", "utf8"));
+    if (times) return times;
+  }
+  let busy = 0;
+  let total = 0;
+  for (const { times: t } of os.cpus()) {
+    busy += t.user + t.nice + t.sys + t.irq;
+    total += t.user + t.nice + t.sys + t.irq + t.idle;
+  }
+  return { busy, total };
+}
+
+/**
+ * CPU busy since the previous reading, 0-100 (the first reading: since
+ * boot). Not systeminformation's currentLoad: on Linux it runs `cat
+ * /proc/stat | grep cpu` through execSync, a shell forked from the agent's
+ * process with its event loop stopped until the shell is done: 71-85 ms a
+ * call in a CPU profile of the agent under bench/logs (profiled, so
+ * inflated; forking alone costs ~8 ms at the agent's ~160 MB RSS). Every
+ * frame of output and every bid waited for it.
+ */
+export class CpuCounter {
+  private last: CpuTimes | undefined;
+  private lastPercent = 0;
+
+  constructor(private readonly read: () => Promise<CpuTimes> = readCpuTimes) {}
+
+  async percent(): Promise<number> {
+    const now = await this.read();
+    const before = this.last ?? { busy: 0, total: 0 };
+    this.last = now;
+    const total = now.total - before.total;
+    // No tick since the previous reading (two heartbeats in the same tick): the same answer.
+    if (total > 0) this.lastPercent = clamp(((now.busy - before.busy) / total) * 100, 0, 100);
+    return this.lastPercent;
+  }
+}
+
+const cpuCounter = new CpuCounter();
 
 export interface SystemMetricsOptions {
   /** The agent's state directory: disk figures are those of its filesystem. */
