@@ -297,8 +297,8 @@ await runBenchmark("logs", async (cleanup) => {
     return round;
   }
 
-  // The first follow after the services start runs cold (V8 compiles the follow path,
-  // pools and heaps grow): its first seconds waited ~1 s. Measured and shown apart.
+  // The first follow after the services start runs cold (most likely V8 compiling the
+  // follow path): its first seconds waited 0.5-1.3 s. Measured and shown apart.
   progress(`follow, cold: ${FOLLOWERS} jobs × 1 MiB/s for ${COLD_SEC} s`);
   const cold = percentiles((await followRound(COLD_SEC)).latencies);
   progress(`follow: ${FOLLOWERS} jobs × 1 MiB/s for ${FOLLOW_SEC} s`);
