@@ -370,6 +370,23 @@ function contract(name: string, open: () => Promise<Database>) {
       assert.equal((await db.prismaFor("log").logAttempt.findUnique({ where: { attemptId: a } }))?.storedBytes, 100n);
     });
 
+    it("counts an attempt's bytes exactly when two replicas write its two streams at the same time", async () => {
+      const one = ingestWith();
+      const two = ingestWith();
+      const a = await attempt("ag_two_streams");
+      const rounds = 40;
+      const write = async (ingest: Ingest, stream: LogStream, letter: string) => {
+        for (let i = 0; i < rounds; i++) {
+          const res = await ingest.ingestLogs(create(IngestLogsRequestSchema, { agentId: "ag_two_streams", frames: [frame(a, i * 10, letter.repeat(9) + "\n", { stream })] }));
+          assert.equal(res.acks[0]!.offset, BigInt((i + 1) * 10));
+        }
+      };
+      await Promise.all([write(one, LogStream.STDOUT, "o"), write(two, LogStream.STDERR, "e")]);
+      assert.equal((await stored(a)).data.toString(), ("o".repeat(9) + "\n").repeat(rounds));
+      assert.equal((await stored(a, "stderr")).data.toString(), ("e".repeat(9) + "\n").repeat(rounds));
+      assert.equal((await db.prismaFor("log").logAttempt.findUnique({ where: { attemptId: a } }))?.storedBytes, BigInt(2 * 10 * rounds));
+    });
+
     it("stores nothing of a remembered stream whose rows retention deleted, and answers where storage is", async () => {
       const ingest = ingestWith();
       const a = await attempt("ag_gone");

@@ -736,12 +736,12 @@ export class Ingest {
       const last = a.writes.at(-1);
       if (last) {
         const id = last.appendTo ?? inserted.get(`${a.key}\u0000${last.offset}`);
-        tail = id === undefined ? null : { id, commandIndex: last.commandIndex, endOffset: last.endOffset, size: last.baseSize + last.size };
         if (id === undefined) {
           // Not returned (cannot happen once written): forget the stream rather than guess.
           this.streams.delete(a.key);
           continue;
         }
+        tail = { id, commandIndex: last.commandIndex, endOffset: last.endOffset, size: last.baseSize + last.size };
       }
       // Re-inserted last: the first in the map is the least recently written.
       this.streams.delete(a.key);
