@@ -108,13 +108,13 @@ class SinkSlot implements AgentMessageSink {
 describe("batching, order and retries (a fake Log client, no network)", () => {
   /** A fake IngestLogs that records calls and answers after `delayMs`, acknowledging every stream up to its last frame's end. */
   function fakeLog(opts: { delayMs?: () => number; fail?: (call: number) => Code | undefined } = {}) {
-    const calls: { agentId: string; frames: LogFrame[] }[] = [];
+    const calls: { agentId: string; frames: LogFrame[]; at: number }[] = [];
     const inFlight = new Map<string, number>();
     let most = 0;
     let overlapped = false;
     const client = {
       ingestLogs: (async (req: { agentId: string; frames: LogFrame[] }) => {
-        const n = calls.push({ agentId: req.agentId, frames: req.frames });
+        const n = calls.push({ agentId: req.agentId, frames: req.frames, at: performance.now() });
         const now = (inFlight.get(req.agentId) ?? 0) + 1;
         if (now > 1) overlapped = true;
         inFlight.set(req.agentId, now);
@@ -160,6 +160,23 @@ describe("batching, order and retries (a fake Log client, no network)", () => {
     assert.ok(fake.calls.every((c) => c.frames.length <= 7 && c.frames.every((f) => f.attemptId === `att${c.agentId.slice(2)}`)), "a call carries one agent's frames, at most 7");
     assert.ok(fake.calls.length < 1000 / 2, `frames were batched (${fake.calls.length} calls)`);
     assert.equal(replies.acks.at(-1)!.ack.offset > 0n, true);
+    await sink.close();
+  });
+
+  it("sends frames that came while a batch was in flight as soon as it is answered: they waited for company already", async () => {
+    const fake = fakeLog({ delayMs: () => 400 });
+    const sink = new LogSink(fake.client, logger, { delayMs: 300, lanesPerAgent: 1 });
+    sink.bind(recordingReplies());
+    const t0 = performance.now();
+    sink.logFrame("ag", dataFrame("att", 0, "a\n"));
+    await eventually(() => (fake.calls.length === 1 ? true : undefined), 3000, "the first call");
+    sink.logFrame("ag", dataFrame("att", 2, "b\n"));
+    await eventually(() => (sink.stats().forwarded === 2 ? true : undefined), 5000, "both forwarded");
+    const [first, second] = fake.calls;
+    assert.ok(first!.at - t0 >= 290, `a first frame waits delayMs for company (${Math.round(first!.at - t0)} ms)`);
+    // The first call is answered 400 ms after it started; waiting delayMs again would start the second 300 ms after that.
+    const after = second!.at - (first!.at + 400);
+    assert.ok(after < 150, `the second call started ${Math.round(after)} ms after the first was answered`);
     await sink.close();
   });
 

@@ -45,7 +45,7 @@ export interface LogSinkOptions {
   maxFrames: number;
   /** Most bytes of frame data in one call, give or take one frame. */
   maxBatchBytes: number;
-  /** How long the first frame of a batch waits for company, ms. */
+  /** How long the first frame of a batch waits for company, ms, from its arrival (one that came during the lane's previous call may go when that call is answered). */
   delayMs: number;
   /** Most bytes one agent may have queued or in flight; past it its frames are dropped. */
   maxQueuedBytesPerAgent: number;
@@ -118,6 +118,8 @@ interface AgentQueue {
   /** A batch of it is in flight or waiting for a call slot: nothing else of it may go. */
   busy: boolean;
   timer: NodeJS.Timeout | undefined;
+  /** When the oldest frame waiting came (performance.now()); its batch goes delayMs after. */
+  firstAt: number;
   /** Per stream (streamKey): offset of the first frame dropped; later frames are dropped until the agent resends from at most there. */
   gaps: Map<string, bigint>;
   /** Streams the Log service refused for good: their frames are dropped here. */
@@ -168,6 +170,7 @@ export class LogSink implements AgentMessageSink {
       if (held.attemptId === "" || held.stream === 0) continue; // IngestLogs would reject the whole call
       const queue = this.queueOf(agentId, this.laneOf(held));
       // Not counted against the bounds: a few bytes each, once per connect.
+      if (queue.frames.length === 0) queue.firstAt = performance.now();
       queue.frames.push(create(LogFrameSchema, { attemptId: held.attemptId, stream: held.stream, offset: 0n }));
       this.counts.queuedFrames++;
       touched.add(queue);
@@ -189,6 +192,7 @@ export class LogSink implements AgentMessageSink {
       this.dropFrames(queue, [frame], "memory", "dropped log frames: too many bytes waiting for the Log service; the agent resends them");
       return;
     }
+    if (queue.frames.length === 0) queue.firstAt = performance.now();
     queue.frames.push(frame);
     queue.bytes += size;
     this.agentBytes.set(agentId, agentBytes + size);
@@ -217,7 +221,7 @@ export class LogSink implements AgentMessageSink {
     const key = queueKey(agentId, lane);
     let queue = this.queues.get(key);
     if (!queue) {
-      queue = { agentId, lane, frames: [], bytes: 0, busy: false, timer: undefined, gaps: new Map(), refused: new Set() };
+      queue = { agentId, lane, frames: [], bytes: 0, busy: false, timer: undefined, firstAt: 0, gaps: new Map(), refused: new Set() };
       this.queues.set(key, queue);
     }
     return queue;
@@ -266,10 +270,17 @@ export class LogSink implements AgentMessageSink {
       return;
     }
     if (queue.timer) return;
+    // Frames that came while the previous batch was in flight have waited
+    // for company already: they go at once, not delayMs after it.
+    const wait = queue.firstAt + this.options.delayMs - performance.now();
+    if (wait <= 0) {
+      this.markReady(queue);
+      return;
+    }
     queue.timer = setTimeout(() => {
       queue.timer = undefined;
       if (!queue.busy && queue.frames.length > 0 && !this.closed) this.markReady(queue);
-    }, this.options.delayMs);
+    }, wait);
     queue.timer.unref();
   }
 
