@@ -28,7 +28,7 @@
 // Why two ways: the transaction is eight round trips to PostgreSQL (BEGIN,
 // five reads and locks, the write, COMMIT), and an agent's streams are
 // written by the same replica call after call. From what it remembers, one
-// round trip does: IngestLogs p50 17 → 8 ms at 10 MiB/s followed
+// round trip does: IngestLogs p50 15-17 → 7.4-8.6 ms at 10 MiB/s followed
 // (bench/logs), and an attempt's row is locked for one statement instead
 // of a whole transaction.
 //
@@ -429,7 +429,7 @@ export class Ingest {
         return remembered;
       }
       // Another writer (a replica, retention) changed a stream since: ask storage.
-      for (const g of groups) this.streams.delete(key(g.attemptId, g.name));
+      this.forget(groups);
     }
     for (let attempt = 1; ; attempt++) {
       try {
@@ -438,11 +438,16 @@ export class Ingest {
         this.remember(planned, written);
         return planned;
       } catch (err) {
-        for (const g of groups) this.streams.delete(key(g.attemptId, g.name));
+        this.forget(groups);
         if (!(err instanceof VanishedError)) throw err;
         if (attempt >= TRANSACTION_TRIES) throw new ConnectError(err.message, Code.Unavailable);
       }
     }
+  }
+
+  /** Drops what this replica remembers of the groups' streams: the next call reads them under locks. */
+  private forget(groups: readonly StreamGroup[]): void {
+    for (const g of groups) this.streams.delete(key(g.attemptId, g.name));
   }
 
   /**
