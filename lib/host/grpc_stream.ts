@@ -136,25 +136,13 @@ export class GrpcStreams {
     }
   }
 
-  /**
-   * Puts this module in front of node:http2's compatibility API on `server`.
-   * That API is itself the server's one 'stream' listener (it wraps each
-   * stream in Http2ServerRequest/Response and emits 'request'); it is taken
-   * off and called only for the streams this module does not serve, so
-   * those cost nothing of it.
-   */
-  install(server: http2.Http2Server): void {
-    if (this.byPath.size === 0) return;
-    const listeners = server.listeners("stream");
-    if (listeners.length !== 1) throw new Error(`expected node:http2's compatibility 'stream' listener alone, found ${listeners.length}`);
-    const compat = listeners[0] as (...args: unknown[]) => void;
-    server.removeAllListeners("stream");
-    server.on("stream", (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, flags: number, rawHeaders: string[]) => {
-      const route = this.routeOf(headers);
-      if (!route) return compat.call(server, stream, headers, flags, rawHeaders);
-      const call = new GrpcStream(route, stream, headers);
-      if (this.closing) call.abort(this.closing);
-    });
+  /** Takes the stream if it is a gRPC call of one of these methods; false leaves it to others. */
+  serve(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): boolean {
+    const route = this.routeOf(headers);
+    if (!route) return false;
+    const call = new GrpcStream(route, stream, headers);
+    if (this.closing) call.abort(this.closing);
+    return true;
   }
 
   /** Shutdown: aborts every open call with `reason`, and every call opened from now on. */
@@ -171,6 +159,26 @@ export class GrpcStreams {
     if ((encoding !== undefined && encoding !== "identity") || headers["grpc-timeout"] !== undefined) return undefined;
     return route;
   }
+}
+
+/** Takes a stream (true) or leaves it (false). */
+export type RawGrpcServer = (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => boolean;
+
+/**
+ * Puts the raw gRPC paths (`serve`) in front of node:http2's compatibility
+ * API on `server`. That API is itself the server's one 'stream' listener (it
+ * wraps each stream in Http2ServerRequest/Response and emits 'request'); it
+ * is taken off and called only for the streams `serve` leaves, so those cost
+ * nothing of it.
+ */
+export function installRawGrpc(server: http2.Http2Server, serve: RawGrpcServer): void {
+  const listeners = server.listeners("stream");
+  if (listeners.length !== 1) throw new Error(`expected node:http2's compatibility 'stream' listener alone, found ${listeners.length}`);
+  const compat = listeners[0] as (...args: unknown[]) => void;
+  server.removeAllListeners("stream");
+  server.on("stream", (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, flags: number, rawHeaders: string[]) => {
+    if (!serve(stream, headers)) compat.call(server, stream, headers, flags, rawHeaders);
+  });
 }
 
 /** What every call of one method shares. */

@@ -12,7 +12,7 @@ import { Code, ConnectError, type Interceptor, type StreamRequest, type UnaryReq
 import type { DescMessage, DescMethod } from "@bufbuild/protobuf";
 import { createValidator, type Validator } from "@bufbuild/protovalidate";
 import type { Logger } from "../logger.ts";
-import type { Authenticator } from "../auth/tokens.ts";
+import type { Authenticator, Principal } from "../auth/tokens.ts";
 import { Role } from "../../gen/ts/drover/fleet/v1/fleet_service_pb.ts";
 import { kLogger, kPrincipal } from "./context.ts";
 
@@ -138,22 +138,27 @@ export function authInterceptor(authenticator: Authenticator, policy: AccessPoli
   return (next) => async (req) => {
     const rule = policy(req.method);
     if (rule === "open") return next(req);
-    const header = req.header.get("authorization");
-    const match = header ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
-    if (!match) {
-      throw new ConnectError("missing bearer token: send the header \"authorization: Bearer <token>\"", Code.Unauthenticated);
-    }
-    const principal = await authenticator.authenticate(match[1]!);
-    if (!principal) throw new ConnectError("token is unknown, revoked or expired", Code.Unauthenticated);
-    if (!rule.includes(principal.role)) {
-      throw new ConnectError(
-        `role ${Role[principal.role].toLowerCase()} may not call ${req.method.parent.typeName}/${req.method.name}`,
-        Code.PermissionDenied,
-      );
-    }
-    req.contextValues.set(kPrincipal, principal);
+    req.contextValues.set(kPrincipal, await authorize(authenticator, rule, req.method, req.header.get("authorization")));
     return next(req);
   };
+}
+
+/**
+ * The caller a bearer token in `header` names, if `rule` lets it call
+ * `method`; else throws UNAUTHENTICATED or PERMISSION_DENIED. The auth
+ * interceptor's check, shared with the raw gRPC unary path (grpc_unary.ts).
+ */
+export async function authorize(authenticator: Authenticator, rule: readonly Role[], method: DescMethod, header: string | null | undefined): Promise<Principal> {
+  const match = header ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
+  if (!match) {
+    throw new ConnectError("missing bearer token: send the header \"authorization: Bearer <token>\"", Code.Unauthenticated);
+  }
+  const principal = await authenticator.authenticate(match[1]!);
+  if (!principal) throw new ConnectError("token is unknown, revoked or expired", Code.Unauthenticated);
+  if (!rule.includes(principal.role)) {
+    throw new ConnectError(`role ${Role[principal.role].toLowerCase()} may not call ${method.parent.typeName}/${method.name}`, Code.PermissionDenied);
+  }
+  return principal;
 }
 
 /**

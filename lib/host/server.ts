@@ -28,7 +28,8 @@ import type { Logger } from "../logger.ts";
 import type { Authenticator } from "../auth/tokens.ts";
 import { HealthState, ServingStatus, healthRoutes } from "./health.ts";
 import { reflectionRoutes } from "./reflection.ts";
-import { GrpcStreams, grpcStreamRoutes } from "./grpc_stream.ts";
+import { GrpcStreams, grpcStreamRoutes, installRawGrpc } from "./grpc_stream.ts";
+import { GrpcUnary, collectUnaryRoutes, type CallCounter, type UnaryRoute } from "./grpc_unary.ts";
 import { authInterceptor, errorInterceptor, loggingInterceptor, validationInterceptor, type AccessPolicy } from "./interceptors.ts";
 
 /** What a server serves and how. */
@@ -70,22 +71,30 @@ export function standardInterceptors(logger: Logger, authenticator: Authenticato
   return [loggingInterceptor(logger), errorInterceptor(logger), authInterceptor(authenticator, policy), validationInterceptor(validator)];
 }
 
-/** Counts calls in flight, so shutdown knows when unary calls are done. */
-class InFlight {
+/** Counts calls in flight, so shutdown knows when unary calls are done: Connect's (the interceptor) and the raw gRPC path's. */
+class InFlight implements CallCounter {
   unary = 0;
   private idle: (() => void)[] = [];
 
   interceptor(): Interceptor {
     return (next) => async (req) => {
       if (req.stream) return next(req);
-      this.unary++;
+      this.enter();
       try {
         return await next(req);
       } finally {
-        this.unary--;
-        if (this.unary === 0) for (const wake of this.idle.splice(0)) wake();
+        this.leave();
       }
     };
+  }
+
+  enter(): void {
+    this.unary++;
+  }
+
+  leave(): void {
+    this.unary--;
+    if (this.unary === 0) for (const wake of this.idle.splice(0)) wake();
   }
 
   /** Resolves when no unary call is in flight, or after `ms`. */
@@ -116,19 +125,30 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const validator = createValidator();
 
   // connectNodeAdapter calls `routes` at once with the router it builds;
-  // kept, to learn which methods asked for the raw gRPC path on it.
+  // kept, to learn which methods asked for the raw gRPC stream path on it,
+  // and which unary methods it serves (each also served on the raw path).
   let router: ConnectRouter | undefined;
+  const unaryRoutes: UnaryRoute[] = [];
   const handler = connectNodeAdapter({
     routes: (r) => {
-      router = r;
-      opts.routes(r);
-      healthRoutes(health)(r);
-      reflectionRoutes(opts.services)(r);
+      router = collectUnaryRoutes(r, unaryRoutes);
+      opts.routes(router);
+      healthRoutes(health)(router);
+      reflectionRoutes(opts.services)(router);
     },
     interceptors: [inFlight.interceptor(), ...standardInterceptors(opts.logger, opts.authenticator, opts.policy, validator)],
     shutdownSignal: shutdown.signal,
   });
   const grpcStreams = new GrpcStreams({ routes: grpcStreamRoutes(router!), logger: opts.logger, validator, policy: opts.policy });
+  const grpcUnary = new GrpcUnary({
+    routes: unaryRoutes,
+    logger: opts.logger,
+    authenticator: opts.authenticator,
+    policy: opts.policy,
+    validator,
+    calls: inFlight,
+    shutdownSignal: shutdown.signal,
+  });
 
   // Receive windows larger than HTTP/2's 64 KiB: a sender has at most a
   // window in flight until the receiver's event loop answers, so with both
@@ -137,7 +157,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   // log stream and Fleet's IngestLogs calls each carry 10+ MiB/s. Memory: at
   // most a window per connection waits for a handler that is slow to read.
   const h2 = http2.createServer({ settings: { initialWindowSize: STREAM_WINDOW_BYTES } }, handler);
-  grpcStreams.install(h2);
+  installRawGrpc(h2, (stream, headers) => grpcStreams.serve(stream, headers) || grpcUnary.serve(stream, headers));
   // No Nagle: gRPC writes small frames (an offer, a bid, an ack) that must
   // not wait for the peer's delayed ACK (~40 ms) behind an earlier one.
   h2.on("connection", (socket: import("node:net").Socket) => socket.setNoDelay(true));
