@@ -7,7 +7,7 @@
 import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { Code, createClient, type Client } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
+import { createDroverTransport } from "../lib/grpc_transport.ts";
 import { BidService } from "../gen/ts/drover/bid/v1/bid_service_pb.ts";
 import { FleetService } from "../gen/ts/drover/fleet/v1/fleet_service_pb.ts";
 import { DeployService } from "../gen/ts/drover/deploy/v1/deploy_service_pb.ts";
@@ -78,7 +78,7 @@ export interface CliClients {
 }
 
 export function createCliClients(conn: Connection): CliClients {
-  const transport = createGrpcTransport({ baseUrl: conn.addr, interceptors: [bearer(conn.token)] });
+  const transport = createDroverTransport({ baseUrl: conn.addr, interceptors: [bearer(conn.token)] });
   return {
     fleet: createClient(FleetService, transport),
     bid: createClient(BidService, transport),

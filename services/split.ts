@@ -2,11 +2,11 @@
 // signals, and the other services reached over HTTP/2 at configured
 // addresses. services/<name>/main.ts calls runSplitService(name).
 
-import { createGrpcTransport } from "@connectrpc/connect-node";
 import { Role } from "../gen/ts/drover/fleet/v1/fleet_service_pb.ts";
 import { CachingAuthenticator, type Authenticator } from "../lib/auth/tokens.ts";
 import { createRedisBus } from "../lib/bus/redis.ts";
 import { bearer, createClients, FleetAuthenticator } from "../lib/clients.ts";
+import { createDroverTransport } from "../lib/grpc_transport.ts";
 import { ConfigError, readSplitConfig, type ServiceName, type SplitConfig } from "../lib/config.ts";
 import { openPostgres } from "../lib/db/database.ts";
 import { migrate } from "../lib/db/migrate.ts";
@@ -36,11 +36,10 @@ export async function startSplitService<N extends ServiceName>(name: N, config: 
       // No Nagle between services: RequestBids, placements and events are small writes on a hot path.
       // No compression either: the services share a data centre (or a machine), and gzip on every
       // answer over 1 KiB (claims, job lists) costs both ends CPU that the wire does not need.
-      return createGrpcTransport({
+      return createDroverTransport({
         baseUrl,
         interceptors: [bearer(config.adminToken)],
         nodeOptions: { noDelay: true } as import("node:http2").SecureClientSessionOptions,
-        acceptCompression: [],
       });
     });
 

@@ -1,8 +1,9 @@
 // The raw gRPC unary path (grpc_unary.ts) on a real server on port 0, over
-// real sockets. Each behaviour is checked three ways, which must agree: the
-// generated client over gRPC (the raw path), over the Connect protocol on
-// the same HTTP/2 listener, and over gRPC with gzip (both left to the
-// Connect adapter and the standard interceptors). A bare node:http2 client
+// real sockets. Each behaviour is checked four ways, which must agree: the
+// generated client over gRPC (the raw path), the same client over Drover's
+// own transport (lib/grpc_transport.ts: raw on both ends), over the Connect
+// protocol on the same HTTP/2 listener, and over gRPC with gzip (both left
+// to the Connect adapter and the standard interceptors). A bare node:http2 client
 // sends the malformed bodies. The services are small fakes, not Drover's.
 
 import assert from "node:assert/strict";
@@ -21,6 +22,7 @@ import type { Authenticator, Principal } from "../auth/tokens.ts";
 import type { Logger } from "../logger.ts";
 import { failure } from "../testing/connect.ts";
 import { kLogger, kPrincipal } from "./context.ts";
+import { createDroverTransport } from "../grpc_transport.ts";
 import { isRawGrpcCall } from "./grpc_unary.ts";
 import { REQUEST_ID_HEADER, accessPolicy } from "./interceptors.ts";
 import { startServer, type RunningServer } from "./server.ts";
@@ -109,9 +111,10 @@ async function start(seen: Seen, logger: Logger): Promise<RunningServer> {
 const bearer = (secret: string, extra: Record<string, string> = {}) => ({ headers: { authorization: `Bearer ${secret}`, ...extra } });
 const validJob = { spec: { exec: { commands: [{ argv: ["echo", "hi"] }] } } };
 
-/** The three ways in: only plain gRPC takes the raw path. */
+/** The ways in: only plain gRPC takes the raw path. */
 const WAYS: { name: string; raw: boolean; transport: (url: string) => Transport }[] = [
   { name: "gRPC (raw path)", raw: true, transport: (baseUrl) => createGrpcTransport({ baseUrl }) },
+  { name: "gRPC from Drover's transport (raw paths both ends)", raw: true, transport: (baseUrl) => createDroverTransport({ baseUrl }) },
   { name: "Connect protocol (adapter)", raw: false, transport: (baseUrl) => createConnectTransport({ baseUrl, httpVersion: "2" }) },
   { name: "gRPC with gzip (adapter)", raw: false, transport: (baseUrl) => createGrpcTransport({ baseUrl, sendCompression: compressionGzip }) },
 ];

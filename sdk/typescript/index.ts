@@ -4,9 +4,10 @@
 //   const drover = createDroverClient({ addr: "http://127.0.0.1:7070" });
 //   const { job } = await drover.scheduler.submitJob({ spec, idempotencyKey });
 
-import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { Http2SessionManager } from "@connectrpc/connect-node";
 import type { Transport } from "@connectrpc/connect";
 import { bearer, createClients, type DroverClients } from "../../lib/clients.ts";
+import { createDroverTransport } from "../../lib/grpc_transport.ts";
 import { DEFAULT_BACKOFF, retryUnavailable, type Backoff } from "./retry.ts";
 
 export { backoffMs, DEFAULT_BACKOFF, isSafeToRetry, retryUnavailable, type Backoff } from "./retry.ts";
@@ -57,7 +58,7 @@ export function createDroverClient(options: DroverClientOptions = {}, env: NodeJ
   if (!Number.isInteger(retries) || retries < 0) throw new Error(`drover sdk: retries must be a whole number >= 0, got ${retries}`);
 
   const sessionManager = new Http2SessionManager(addr);
-  const transport = createGrpcTransport({
+  const transport = createDroverTransport({
     baseUrl: addr,
     sessionManager,
     // The retry interceptor wraps the bearer one, so every try carries the token.

@@ -1,0 +1,93 @@
+// Drover's gRPC transport (grpc_transport.ts) against a real server on port
+// 0, over real sockets. What each call means (errors, codes, metadata,
+// deadlines, cancellation) is checked in lib/host/grpc_unary.test.ts, where
+// this transport is one of the ways in; here: sizes, concurrency, streams
+// and a server that is not there.
+
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+
+import { Code, createClient, type ConnectRouter } from "@connectrpc/connect";
+import { pino } from "pino";
+
+import { LogStream } from "../gen/ts/drover/fleet/v1/agent_stream_pb.ts";
+import { LogService } from "../gen/ts/drover/log/v1/log_service_pb.ts";
+import { JobState, SchedulerService } from "../gen/ts/drover/scheduler/v1/scheduler_service_pb.ts";
+import { Health, HealthCheckResponse_ServingStatus } from "../gen/ts/grpc/health/v1/health_pb.ts";
+import { createDroverTransport } from "./grpc_transport.ts";
+import { startServer, type RunningServer } from "./host/server.ts";
+import { failure } from "./testing/connect.ts";
+
+const MiB = 2 ** 20;
+
+function routes(router: ConnectRouter): void {
+  router.service(SchedulerService, {
+    // Answers with an argv as long as the id's last digit says, in MiB.
+    getJob(req) {
+      const size = Number(req.id.at(-1)) * MiB;
+      return { job: { id: req.id, state: JobState.RUNNING, spec: { exec: { commands: [{ argv: ["x".repeat(size)] }] } } } };
+    },
+  });
+  router.service(LogService, {
+    // Acknowledges each frame at the end of its bytes.
+    ingestLogs(req) {
+      return { acks: req.frames.map((f) => ({ attemptId: f.attemptId, stream: f.stream, offset: f.offset + BigInt(f.data.length) })) };
+    },
+  });
+}
+
+describe("Drover's gRPC transport", () => {
+  let server: RunningServer;
+  before(async () => {
+    server = await startServer({
+      services: [SchedulerService, LogService],
+      routes,
+      listen: { host: "127.0.0.1", grpcPort: 0, httpPort: 0 },
+      logger: pino({ level: "silent" }),
+      authenticator: { authenticate: async () => null },
+      policy: () => "open",
+      shutdownGraceMs: 100,
+    });
+  });
+  after(() => server.close());
+
+  it("carries a request and an answer of several MiB, past HTTP/2's flow-control windows", async () => {
+    const transport = createDroverTransport({ baseUrl: server.grpcUrl });
+    const log = createClient(LogService, transport);
+    const frames = [0, 1, 2].map((i) => ({ attemptId: `a-${i}`, stream: LogStream.STDOUT, offset: BigInt(i), data: new Uint8Array(MiB).fill(i + 1) }));
+    const { acks } = await log.ingestLogs({ agentId: "agent-1", frames });
+    assert.deepEqual(
+      acks.map((a) => [a.attemptId, a.offset]),
+      [["a-0", BigInt(MiB)], ["a-1", BigInt(MiB + 1)], ["a-2", BigInt(MiB + 2)]],
+    );
+    const scheduler = createClient(SchedulerService, transport);
+    const { job } = await scheduler.getJob({ id: "11111111-1111-4111-8111-111111111113" });
+    assert.equal(job?.spec?.exec?.commands[0]?.argv[0]?.length, 3 * MiB);
+  });
+
+  it("keeps 500 calls in flight on one connection, each with its own answer", async () => {
+    const scheduler = createClient(SchedulerService, createDroverTransport({ baseUrl: server.grpcUrl }));
+    const ids = Array.from({ length: 500 }, (_, i) => `11111111-1111-4111-8111-${String(i).padStart(11, "0")}0`);
+    const answers = await Promise.all(ids.map((id) => scheduler.getJob({ id })));
+    assert.deepEqual(
+      answers.map((a) => a.job?.id),
+      ids,
+    );
+  });
+
+  it("sends server streams through connect-node's transport", async () => {
+    const health = createClient(Health, createDroverTransport({ baseUrl: server.grpcUrl }));
+    const controller = new AbortController();
+    for await (const res of health.watch({}, { signal: controller.signal })) {
+      assert.equal(res.status, HealthCheckResponse_ServingStatus.SERVING);
+      controller.abort();
+      break;
+    }
+  });
+
+  it("answers UNAVAILABLE when nothing listens at the address", async () => {
+    const scheduler = createClient(SchedulerService, createDroverTransport({ baseUrl: "http://127.0.0.1:1" }));
+    const err = await failure(scheduler.getJob({ id: "11111111-1111-4111-8111-111111111110" }));
+    assert.equal(err.code, Code.Unavailable);
+  });
+});
