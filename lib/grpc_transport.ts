@@ -100,7 +100,7 @@ async function call<I extends DescMessage, O extends DescMessage>(manager: Http2
   frame[0] = 0;
   frame.writeUInt32BE(body.length, 1);
   frame.set(body, FRAME_HEADER);
-  const headers: http2.OutgoingHttpHeaders = { ":method": "POST", ":path": path };
+  const headers: http2.OutgoingHttpHeaders = {};
   req.header.forEach((value, name) => (headers[name] = value));
 
   if (req.signal.aborted) throw ConnectError.from(req.signal.reason, Code.Canceled);
@@ -123,14 +123,19 @@ async function call<I extends DescMessage, O extends DescMessage>(manager: Http2
       chunks.push(chunk);
       manager.notifyResponseByteRead(stream);
     });
-    stream.on("trailers", (t) => (trailer = toHeaders(t)));
+    let trailersSeen = false;
+    stream.on("trailers", (t) => {
+      trailersSeen = true;
+      trailer = toHeaders(t);
+    });
     stream.on("error", (err) => {
       req.signal.removeEventListener("abort", onAbort);
       reject(streamError(err, stream.rstCode));
     });
     stream.on("close", () => {
       req.signal.removeEventListener("abort", onAbort);
-      if (status === 0) reject(streamError(undefined, stream.rstCode));
+      // Cut before the answer, or reset after its headers but before its trailers.
+      if (status === 0 || (stream.rstCode && !trailersSeen && !header.has("grpc-status"))) reject(streamError(undefined, stream.rstCode));
       else resolve({ status, header, trailer, data: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks) });
     });
     stream.end(frame);
