@@ -13,7 +13,7 @@
 // Uncompressed only: no grpc-encoding is sent or accepted.
 
 import type * as http2 from "node:http2";
-import { create, fromBinary, isMessage, toBinary, type DescMessage, type DescMethodUnary, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
+import { create, isMessage, toBinary, type DescMessage, type DescMethodUnary, type MessageInitShape } from "@bufbuild/protobuf";
 import {
   Code,
   ConnectError,
@@ -27,6 +27,7 @@ import {
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import { createMethodUrl, runUnaryCall } from "@connectrpc/connect/protocol";
 import { requestHeader, validateResponse, validateTrailer } from "@connectrpc/connect/protocol-grpc";
+import { decodeUnary, envelope } from "./host/grpc_wire.ts";
 
 export interface DroverTransportOptions {
   /** Base URL of a Drover gRPC port (h2c or TLS). */
@@ -40,7 +41,6 @@ export interface DroverTransportOptions {
   sessionManager?: Http2SessionManager;
 }
 
-const FRAME_HEADER = 5;
 const NGHTTP2_CANCEL = 8;
 
 /** A gRPC transport: unary calls on node:http2 directly, streams through connect-node. */
@@ -95,11 +95,7 @@ export function createDroverTransport(options: DroverTransportOptions): Transpor
 /** One unary call on the wire: the request's envelope out, the answer's headers, envelope and trailers in. */
 async function call<I extends DescMessage, O extends DescMessage>(manager: Http2SessionManager, path: string, req: UnaryRequest<I, O>): Promise<UnaryResponse<I, O>> {
   const input = req.method.input;
-  const body = toBinary(input, isMessage(req.message, input) ? req.message : create(input, req.message as MessageInitShape<I>));
-  const frame = Buffer.allocUnsafe(FRAME_HEADER + body.length);
-  frame[0] = 0;
-  frame.writeUInt32BE(body.length, 1);
-  frame.set(body, FRAME_HEADER);
+  const frame = envelope(toBinary(input, isMessage(req.message, input) ? req.message : create(input, req.message as MessageInitShape<I>)));
   const headers: http2.OutgoingHttpHeaders = {};
   req.header.forEach((value, name) => (headers[name] = value));
 
@@ -145,7 +141,7 @@ async function call<I extends DescMessage, O extends DescMessage>(manager: Http2
   if (answer.header.has("grpc-encoding") && answer.header.get("grpc-encoding") !== "identity") {
     throw new ConnectError(`unsupported response encoding "${answer.header.get("grpc-encoding")}"`, Code.Internal, answer.header);
   }
-  const message = decodeOne(req.method.output, answer.data);
+  const message = decodeUnary(req.method.output, answer.data, "output");
   validateTrailer(answer.trailer, answer.header);
   if (message === undefined) {
     if (headerError) throw headerError;
@@ -153,21 +149,6 @@ async function call<I extends DescMessage, O extends DescMessage>(manager: Http2
   }
   if (headerError) throw new ConnectError("protocol error: received output message for unary method with error status", Code.Unknown);
   return { stream: false, service: req.service, method: req.method, header: answer.header, message, trailer: answer.trailer };
-}
-
-/** The answer's one message, undefined for none; throws Connect's errors for a broken envelope. */
-function decodeOne<O extends DescMessage>(schema: O, data: Buffer): MessageShape<O> | undefined {
-  if (data.length === 0) return undefined;
-  if (data.length < FRAME_HEADER) throw new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument);
-  const end = FRAME_HEADER + data.readUInt32BE(1);
-  if (data.length < end) throw new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument);
-  if (data.length > end) throw new ConnectError("protocol error: received extra output message for unary method", Code.Unimplemented);
-  if ((data[0]! & 1) === 1) throw new ConnectError("received compressed envelope, but do not know how to decompress", Code.Internal);
-  try {
-    return fromBinary(schema, data.subarray(FRAME_HEADER, end));
-  } catch (err) {
-    throw new ConnectError(`parse binary: ${err instanceof Error ? err.message : String(err)}`, Code.Internal);
-  }
 }
 
 function toHeaders(h: http2.IncomingHttpHeaders): Headers {

@@ -53,6 +53,7 @@ import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
 import { grpcStatusOk, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import type { Logger } from "../logger.ts";
 import { REQUEST_ID_HEADER, callFailed, elapsed, sanitizeRequestId, validateMessage, type AccessPolicy } from "./interceptors.ts";
+import { FRAME_HEADER, envelope, headerValue, listen, type StreamEvents } from "./grpc_wire.ts";
 
 /** What a handler sees of one call. */
 export interface GrpcStreamCall<I> {
@@ -111,7 +112,6 @@ export const DEFAULT_MAX_MESSAGE_BYTES = 4 * 2 ** 20;
 
 const CONTENT_TYPE = /^application\/grpc(?:\+proto)?$/i;
 const RESPONSE_CONTENT_TYPE = "application/grpc+proto";
-const FRAME_HEADER = 5;
 const NGHTTP2_CANCEL = 8;
 
 /** The calls of one server: which streams are theirs, and ending them all at shutdown. */
@@ -192,11 +192,8 @@ interface Route {
   open: Set<GrpcStream>;
 }
 
-const kCall = Symbol("drover.grpcStream");
-type CallStream = http2.ServerHttp2Stream & { [kCall]: GrpcStream };
-
 /** One call: reads requests, writes responses, ends with trailers. */
-class GrpcStream implements GrpcStreamCall<unknown>, AsyncIterator<unknown> {
+class GrpcStream implements GrpcStreamCall<unknown>, AsyncIterator<unknown>, StreamEvents {
   private readonly controller = new AbortController();
   private readonly started = performance.now();
   private readonly requestId: string;
@@ -224,13 +221,7 @@ class GrpcStream implements GrpcStreamCall<unknown>, AsyncIterator<unknown> {
     headers: http2.IncomingHttpHeaders,
   ) {
     this.requestId = sanitizeRequestId(headerValue(headers, REQUEST_ID_HEADER) ?? null) ?? randomUUID();
-    (stream as CallStream)[kCall] = this;
-    stream.on("data", onData);
-    stream.on("end", onEnd);
-    stream.on("drain", onDrain);
-    stream.on("wantTrailers", onWantTrailers);
-    stream.on("close", onClose);
-    stream.on("error", onError);
+    listen(stream, this);
     route.open.add(this);
     route.handler(this, (name) => headerValue(headers, name))
       .then(
@@ -401,11 +392,7 @@ class GrpcStream implements GrpcStreamCall<unknown>, AsyncIterator<unknown> {
   /** Writes one message; false when the stream's buffer is full (wait for 'drain'). */
   private write(message: unknown): boolean {
     if (this.stream.destroyed || this.stream.closed) return true; // gone: the signal is aborted, the messages end
-    const body = toBinary(this.route.method.output, message as MessageShape<DescMessage>);
-    const frame = Buffer.allocUnsafe(FRAME_HEADER + body.length);
-    frame[0] = 0;
-    frame.writeUInt32BE(body.length, 1);
-    frame.set(body, FRAME_HEADER);
+    const frame = envelope(toBinary(this.route.method.output, message as MessageShape<DescMessage>));
     this.sendHeaders();
     return this.stream.write(frame);
   }
@@ -483,28 +470,4 @@ class GrpcStream implements GrpcStreamCall<unknown>, AsyncIterator<unknown> {
   failed(err: unknown): void {
     this.route.log.debug({ err, requestId: this.requestId }, "http2 stream error");
   }
-}
-
-function onData(this: CallStream, chunk: Buffer): void {
-  this[kCall].received(chunk);
-}
-function onEnd(this: CallStream): void {
-  this[kCall].inputDone();
-}
-function onDrain(this: CallStream): void {
-  this[kCall].drained();
-}
-function onWantTrailers(this: CallStream): void {
-  this[kCall].sendTrailers();
-}
-function onClose(this: CallStream): void {
-  this[kCall].closed();
-}
-function onError(this: CallStream, err: unknown): void {
-  this[kCall].failed(err);
-}
-
-function headerValue(headers: http2.IncomingHttpHeaders, name: string): string | undefined {
-  const value = headers[name];
-  return Array.isArray(value) ? value.join(", ") : value;
 }

@@ -32,17 +32,19 @@
 //
 // What makes it cheap: the context's signal, headers and logger are made
 // only when the implementation asks for them (most never do), and the node
-// stream's listeners are module functions, so no closures are made per call.
+// stream's listeners are module functions (grpc_wire.ts), so no closures
+// are made per call.
 
 import type * as http2 from "node:http2";
 import { randomUUID } from "node:crypto";
-import { create, fromBinary, isMessage, toBinary, type DescMethodUnary, type MessageShape } from "@bufbuild/protobuf";
+import { create, isMessage, toBinary, type DescMethodUnary, type MessageShape } from "@bufbuild/protobuf";
 import type { Validator } from "@bufbuild/protovalidate";
 import { Code, ConnectError, type ConnectRouter, type ContextKey, type ContextValues, type HandlerContext } from "@connectrpc/connect";
 import { grpcStatusOk, parseTimeout, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import type { Authenticator } from "../auth/tokens.ts";
 import type { Logger } from "../logger.ts";
 import { kLogger, kPrincipal } from "./context.ts";
+import { decodeUnary, envelope, headerValue, listen, type StreamEvents } from "./grpc_wire.ts";
 import { REQUEST_ID_HEADER, authorize, callFailed, elapsed, sanitizeRequestId, validateMessage, type AccessPolicy, type AccessRule } from "./interceptors.ts";
 
 /** A unary method's implementation, as a router was given it. */
@@ -90,7 +92,6 @@ export interface GrpcUnaryOptions {
 
 const CONTENT_TYPE = /^application\/grpc(?:\+proto)?$/i;
 const RESPONSE_CONTENT_TYPE = "application/grpc+proto";
-const FRAME_HEADER = 5;
 const OK_TRAILERS = { "grpc-status": grpcStatusOk };
 
 /** What every call of one method shares. */
@@ -137,11 +138,8 @@ export function isRawGrpcCall(context: HandlerContext): boolean {
   return context instanceof UnaryCall;
 }
 
-const kCall = Symbol("drover.grpcUnary");
-type CallStream = http2.ServerHttp2Stream & { [kCall]: UnaryCall };
-
 /** One call, and the HandlerContext its implementation gets. */
-class UnaryCall implements HandlerContext {
+class UnaryCall implements HandlerContext, StreamEvents {
   readonly requestMethod = "POST";
   readonly protocolName = "grpc";
   readonly values: ContextValues = new CallValues(this);
@@ -179,12 +177,7 @@ class UnaryCall implements HandlerContext {
         this.deadline = setTimeout(onDeadline, parsed.timeoutMs, this);
       }
     }
-    (stream as CallStream)[kCall] = this;
-    stream.on("data", onData);
-    stream.on("end", onEnd);
-    stream.on("wantTrailers", onWantTrailers);
-    stream.on("close", onClose);
-    stream.on("error", onError);
+    listen(stream, this);
   }
 
   // ---- HandlerContext ------------------------------------------------------
@@ -248,6 +241,13 @@ class UnaryCall implements HandlerContext {
     this.size += chunk.length;
   }
 
+  inputDone(): void {
+    // run() answers every failure itself; a throw past it would be a bug, and must not end the process.
+    this.run().catch((err: unknown) => this.failed(err));
+  }
+
+  drained(): void {} // the answer is one write: nothing waits for 'drain'
+
   /** The request is complete: runs the call and answers it. */
   async run(): Promise<void> {
     const { route } = this;
@@ -275,17 +275,9 @@ class UnaryCall implements HandlerContext {
   private decode(): unknown {
     const data = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.size);
     this.chunks = [];
-    if (data.length === 0) throw new ConnectError("protocol error: missing input message for unary method", Code.Unimplemented);
-    if (data.length < FRAME_HEADER) throw new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument);
-    const end = FRAME_HEADER + data.readUInt32BE(1);
-    if (data.length < end) throw new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument);
-    if (data.length > end) throw new ConnectError("protocol error: received extra input message for unary method", Code.Unimplemented);
-    if ((data[0]! & 1) === 1) throw new ConnectError("received compressed envelope, but do not know how to decompress", Code.Internal);
-    try {
-      return fromBinary(this.route.method.input, data.subarray(FRAME_HEADER, end));
-    } catch (err) {
-      throw new ConnectError(`parse binary: ${err instanceof Error ? err.message : String(err)}`, Code.Internal);
-    }
+    const message = decodeUnary(this.route.method.input, data, "input");
+    if (message === undefined) throw new ConnectError("protocol error: missing input message for unary method", Code.Unimplemented);
+    return message;
   }
 
   /** As the error interceptor: an error that is not a ConnectError is logged and becomes INTERNAL, without its message. */
@@ -315,15 +307,8 @@ class UnaryCall implements HandlerContext {
     }
     try {
       stream.respond(head, { waitForTrailers: true });
-      if (body) {
-        const frame = Buffer.allocUnsafe(FRAME_HEADER + body.length);
-        frame[0] = 0;
-        frame.writeUInt32BE(body.length, 1);
-        frame.set(body, FRAME_HEADER);
-        stream.end(frame);
-      } else {
-        stream.end();
-      }
+      if (body) stream.end(envelope(body));
+      else stream.end();
     } catch (err) {
       this.failed(err); // the stream went meanwhile
     }
@@ -395,27 +380,6 @@ class CallValues implements ContextValues {
   }
 }
 
-function onData(this: CallStream, chunk: Buffer): void {
-  this[kCall].received(chunk);
-}
-function onEnd(this: CallStream): void {
-  // run() answers every failure itself; a throw past it would be a bug, and must not end the process.
-  this[kCall].run().catch((err: unknown) => this[kCall].failed(err));
-}
-function onWantTrailers(this: CallStream): void {
-  this[kCall].sendTrailers();
-}
-function onClose(this: CallStream): void {
-  this[kCall].closed();
-}
-function onError(this: CallStream, err: unknown): void {
-  this[kCall].failed(err);
-}
 function onDeadline(call: UnaryCall): void {
   call.timedOut();
-}
-
-function headerValue(headers: http2.IncomingHttpHeaders, name: string): string | undefined {
-  const value = headers[name];
-  return Array.isArray(value) ? value.join(", ") : value;
 }
