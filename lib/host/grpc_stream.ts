@@ -42,7 +42,7 @@
 //
 // Per stream there is one GrpcStream object, an AbortController and the
 // suspended pump(); the event listeners on the node stream are module
-// functions that find their GrpcStream through a symbol property, so no
+// functions (grpc_wire.ts) that find their GrpcStream through a symbol, so no
 // closures are made per stream.
 
 import type * as http2 from "node:http2";

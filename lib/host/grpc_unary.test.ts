@@ -312,6 +312,35 @@ describe("malformed gRPC bodies on the raw unary path", () => {
     }
   });
 
+  it("keeps a call whose grpc-timeout lies past setTimeout's range (99999999H) until the client cancels it", async () => {
+    const seen: Seen = {};
+    const own = await start(seen, pino({ level: "silent" }));
+    const client = http2.connect(own.grpcUrl);
+    try {
+      const claim = frame(toBinary(ClaimPlaceableJobsRequestSchema, create(ClaimPlaceableJobsRequestSchema, { bidder: "t", maxJobs: 1 })));
+      const waiting = new Promise<void>((resolve) => (seen.waiting = resolve));
+      const stream = client.request({
+        ":method": "POST",
+        ":path": "/drover.scheduler.v1.SchedulerService/ClaimPlaceableJobs",
+        "content-type": "application/grpc",
+        authorization: `Bearer ${OPERATOR}`,
+        "grpc-timeout": "99999999H",
+      });
+      stream.resume();
+      stream.end(claim);
+      await waiting;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      assert.equal(seen.aborted, undefined, "the deadline did not fire");
+      assert.ok(seen.timeoutMs !== undefined && seen.timeoutMs > 3.5e14, `timeoutMs ${seen.timeoutMs}`);
+      stream.close(http2.constants.NGHTTP2_CANCEL);
+      await until(() => seen.aborted !== undefined);
+      assert.equal(abortedCode(seen), Code.Canceled);
+    } finally {
+      client.close();
+      await own.close();
+    }
+  });
+
   const cases: [string, Buffer, http2.OutgoingHttpHeaders, Code, RegExp][] = [
     ["no message", Buffer.alloc(0), {}, Code.Unimplemented, /missing input message/],
     ["two messages", Buffer.concat([getJob, getJob]), {}, Code.Unimplemented, /extra input message/],

@@ -93,6 +93,7 @@ export interface GrpcUnaryOptions {
 const CONTENT_TYPE = /^application\/grpc(?:\+proto)?$/i;
 const RESPONSE_CONTENT_TYPE = "application/grpc+proto";
 const OK_TRAILERS = { "grpc-status": grpcStatusOk };
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** What every call of one method shares. */
 interface Route extends UnaryRoute {
@@ -174,7 +175,8 @@ class UnaryCall implements HandlerContext, StreamEvents {
       this.timeoutError = parsed.error;
       if (parsed.timeoutMs !== undefined && !parsed.error) {
         this.deadlineAt = Date.now() + parsed.timeoutMs;
-        this.deadline = setTimeout(onDeadline, parsed.timeoutMs, this);
+        // Past setTimeout's range (~24.8 days) a timer would fire at once: such a deadline never comes in a call's life.
+        if (parsed.timeoutMs <= MAX_TIMER_MS) this.deadline = setTimeout(onDeadline, parsed.timeoutMs, this);
       }
     }
     listen(stream, this);

@@ -11,9 +11,10 @@
 //   4. connections still open after that are destroyed.
 // The caller closes its database and bus after close() resolves.
 //
-// A route may serve one bidi method for gRPC clients straight on node:http2
-// (serveGrpcStream, grpc_stream.ts): those streams bypass Connect's pipeline
-// on the HTTP/2 listener; everything else goes through the Connect adapter.
+// Plain gRPC calls on the HTTP/2 listener bypass Connect's pipeline: every
+// unary method (grpc_unary.ts) and a route's bidi method that asked for it
+// (serveGrpcStream, grpc_stream.ts) are served on node:http2 directly;
+// everything else goes through the Connect adapter.
 
 import * as http from "node:http";
 import * as http2 from "node:http2";
