@@ -35,8 +35,6 @@ export interface DroverTransportOptions {
   interceptors?: Interceptor[];
   /** Options for the HTTP/2 session (noDelay, TLS). */
   nodeOptions?: http2.ClientSessionOptions | http2.SecureClientSessionOptions;
-  /** PINGs to keep the connection checked; connect-node's defaults otherwise. */
-  pingIntervalMs?: number;
   /** An existing session manager to share (its connection carries both kinds of call). */
   sessionManager?: Http2SessionManager;
 }
@@ -45,9 +43,7 @@ const NGHTTP2_CANCEL = 8;
 
 /** A gRPC transport: unary calls on node:http2 directly, streams through connect-node. */
 export function createDroverTransport(options: DroverTransportOptions): Transport {
-  const manager =
-    options.sessionManager ??
-    new Http2SessionManager(options.baseUrl, options.pingIntervalMs === undefined ? undefined : { pingIntervalMs: options.pingIntervalMs }, options.nodeOptions);
+  const manager = options.sessionManager ?? new Http2SessionManager(options.baseUrl, undefined, options.nodeOptions);
   const streams = createGrpcTransport({ baseUrl: options.baseUrl, interceptors: options.interceptors, sessionManager: manager, acceptCompression: [] });
   const interceptors = options.interceptors ?? [];
   const pathOf = new Map<DescMethodUnary, { url: string; path: string }>();

@@ -24,6 +24,7 @@ import { failure } from "../testing/connect.ts";
 import { kLogger, kPrincipal } from "./context.ts";
 import { createDroverTransport } from "../grpc_transport.ts";
 import { isRawGrpcCall } from "./grpc_unary.ts";
+import { envelope } from "./grpc_wire.ts";
 import { REQUEST_ID_HEADER, accessPolicy } from "./interceptors.ts";
 import { startServer, type RunningServer } from "./server.ts";
 
@@ -277,76 +278,58 @@ describe("malformed gRPC bodies on the raw unary path", () => {
     });
   }
 
-  const frame = (payload: Uint8Array, flags = 0) => {
-    const out = Buffer.alloc(5 + payload.length);
-    out[0] = flags;
-    out.writeUInt32BE(payload.length, 1);
-    out.set(payload, 5);
-    return out;
-  };
-  const getJob = frame(toBinary(GetJobRequestSchema, create(GetJobRequestSchema, { id: JOB })));
+  const getJob = envelope(toBinary(GetJobRequestSchema, create(GetJobRequestSchema, { id: JOB })));
+  const compressedFlag = Buffer.from(getJob);
+  compressedFlag[0] = 1;
 
-  it("aborts the implementation's signal with DEADLINE_EXCEEDED when the grpc-timeout passes", async () => {
+  /** A ClaimPlaceableJobs (the fake's long poll) sent with `timeout` to a server of its own; `drive` looks on. */
+  async function rawClaim(timeout: string, drive: (stream: http2.ClientHttp2Stream, seen: Seen) => Promise<void>): Promise<void> {
     const seen: Seen = {};
     const own = await start(seen, pino({ level: "silent" }));
     const client = http2.connect(own.grpcUrl);
     try {
-      const claim = frame(toBinary(ClaimPlaceableJobsRequestSchema, create(ClaimPlaceableJobsRequestSchema, { bidder: "t", maxJobs: 1 })));
       const stream = client.request({
         ":method": "POST",
         ":path": "/drover.scheduler.v1.SchedulerService/ClaimPlaceableJobs",
         "content-type": "application/grpc",
         authorization: `Bearer ${OPERATOR}`,
-        "grpc-timeout": "100m",
+        "grpc-timeout": timeout,
       });
-      const trailers = new Promise<http2.IncomingHttpHeaders>((resolve) => stream.on("trailers", resolve));
       stream.resume();
-      stream.end(claim);
+      stream.end(envelope(toBinary(ClaimPlaceableJobsRequestSchema, create(ClaimPlaceableJobsRequestSchema, { bidder: "t", maxJobs: 1 }))));
+      await drive(stream, seen);
+    } finally {
+      client.close();
+      await own.close();
+    }
+  }
+
+  it("aborts the implementation's signal with DEADLINE_EXCEEDED when the grpc-timeout passes", () =>
+    rawClaim("100m", async (stream, seen) => {
+      const trailers = new Promise<http2.IncomingHttpHeaders>((resolve) => stream.on("trailers", resolve));
       await until(() => seen.aborted !== undefined);
       assert.equal(abortedCode(seen), Code.DeadlineExceeded);
       assert.ok(seen.timeoutMs !== undefined && seen.timeoutMs > 0 && seen.timeoutMs <= 100, `timeoutMs ${seen.timeoutMs}`);
       assert.equal((await trailers)["grpc-status"], "0", "the implementation's answer still goes out, as Connect's does");
-    } finally {
-      client.close();
-      await own.close();
-    }
-  });
+    }));
 
-  it("keeps a call whose grpc-timeout lies past setTimeout's range (99999999H) until the client cancels it", async () => {
-    const seen: Seen = {};
-    const own = await start(seen, pino({ level: "silent" }));
-    const client = http2.connect(own.grpcUrl);
-    try {
-      const claim = frame(toBinary(ClaimPlaceableJobsRequestSchema, create(ClaimPlaceableJobsRequestSchema, { bidder: "t", maxJobs: 1 })));
-      const waiting = new Promise<void>((resolve) => (seen.waiting = resolve));
-      const stream = client.request({
-        ":method": "POST",
-        ":path": "/drover.scheduler.v1.SchedulerService/ClaimPlaceableJobs",
-        "content-type": "application/grpc",
-        authorization: `Bearer ${OPERATOR}`,
-        "grpc-timeout": "99999999H",
-      });
-      stream.resume();
-      stream.end(claim);
-      await waiting;
+  it("keeps a call whose grpc-timeout lies past setTimeout's range (99999999H) until the client cancels it", () =>
+    rawClaim("99999999H", async (stream, seen) => {
+      await until(() => seen.timeoutMs !== undefined);
       await new Promise((resolve) => setTimeout(resolve, 100));
       assert.equal(seen.aborted, undefined, "the deadline did not fire");
-      assert.ok(seen.timeoutMs !== undefined && seen.timeoutMs > 3.5e14, `timeoutMs ${seen.timeoutMs}`);
+      assert.ok(seen.timeoutMs! > 3.5e14, `timeoutMs ${seen.timeoutMs}`);
       stream.close(http2.constants.NGHTTP2_CANCEL);
       await until(() => seen.aborted !== undefined);
       assert.equal(abortedCode(seen), Code.Canceled);
-    } finally {
-      client.close();
-      await own.close();
-    }
-  });
+    }));
 
   const cases: [string, Buffer, http2.OutgoingHttpHeaders, Code, RegExp][] = [
     ["no message", Buffer.alloc(0), {}, Code.Unimplemented, /missing input message/],
     ["two messages", Buffer.concat([getJob, getJob]), {}, Code.Unimplemented, /extra input message/],
     ["a cut envelope", getJob.subarray(0, getJob.length - 3), {}, Code.InvalidArgument, /incomplete envelope/],
-    ["a compressed flag without grpc-encoding", frame(getJob.subarray(5), 1), {}, Code.Internal, /compressed envelope/],
-    ["bytes that do not decode", frame(Buffer.from([0x0a, 0xff])), {}, Code.Internal, /^parse binary/],
+    ["a compressed flag without grpc-encoding", compressedFlag, {}, Code.Internal, /compressed envelope/],
+    ["bytes that do not decode", envelope(Buffer.from([0x0a, 0xff])), {}, Code.Internal, /^parse binary/],
     ["a bad grpc-timeout", getJob, { "grpc-timeout": "soon" }, Code.InvalidArgument, /invalid grpc timeout/],
   ];
   for (const [what, body, extra, code, message] of cases) {
