@@ -19,6 +19,8 @@ import { startServer, type RunningServer } from "./host/server.ts";
 import { failure } from "./testing/connect.ts";
 
 const MiB = 2 ** 20;
+// The frames the last IngestLogs carried, as the server decoded them.
+let ingested: Array<{ attemptId: string; offset: bigint; data: Uint8Array }> = [];
 
 function routes(router: ConnectRouter): void {
   router.service(SchedulerService, {
@@ -31,6 +33,7 @@ function routes(router: ConnectRouter): void {
   router.service(LogService, {
     // Acknowledges each frame at the end of its bytes.
     ingestLogs(req) {
+      ingested = req.frames;
       return { acks: req.frames.map((f) => ({ attemptId: f.attemptId, stream: f.stream, offset: f.offset + BigInt(f.data.length) })) };
     },
   });
@@ -59,6 +62,11 @@ describe("Drover's gRPC transport", () => {
     assert.deepEqual(
       acks.map((a) => [a.attemptId, a.offset]),
       [["a-0", BigInt(MiB)], ["a-1", BigInt(MiB + 1)], ["a-2", BigInt(MiB + 2)]],
+    );
+    // IngestLogs is written by hand (lib/log_frame_wire.ts): every byte arrives.
+    assert.deepEqual(
+      ingested.map((f) => [f.attemptId, f.offset, Buffer.from(f.data).equals(Buffer.alloc(MiB, Number(f.offset) + 1))]),
+      [["a-0", 0n, true], ["a-1", 1n, true], ["a-2", 2n, true]],
     );
     const scheduler = createClient(SchedulerService, transport);
     const { job } = await scheduler.getJob({ id: "11111111-1111-4111-8111-111111111113" });

@@ -27,7 +27,9 @@ import {
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import { createMethodUrl, runUnaryCall } from "@connectrpc/connect/protocol";
 import { requestHeader, validateResponse, validateTrailer } from "@connectrpc/connect/protocol-grpc";
+import { IngestLogsRequestSchema, type IngestLogsRequest } from "../gen/ts/drover/log/v1/log_service_pb.ts";
 import { decodeUnary, envelope } from "./host/grpc_wire.ts";
+import { ingestLogsRequestEnvelope } from "./log_frame_wire.ts";
 
 export interface DroverTransportOptions {
   /** Base URL of a Drover gRPC port (h2c or TLS). */
@@ -40,6 +42,16 @@ export interface DroverTransportOptions {
 }
 
 const NGHTTP2_CANCEL = 8;
+
+/**
+ * Requests written by hand into their envelope rather than by protobuf-es:
+ * those that carry the bulk of the bytes a client sends (Fleet forwarding
+ * agents' log output). The same bytes, without protobuf-es's growing buffer
+ * and two copies; see lib/log_frame_wire.ts.
+ */
+const handEncoded = new Map<string, (message: never) => Buffer>([
+  [IngestLogsRequestSchema.typeName, (message: IngestLogsRequest) => ingestLogsRequestEnvelope(message)],
+]);
 
 /** A gRPC transport: unary calls on node:http2 directly, streams through connect-node. */
 export function createDroverTransport(options: DroverTransportOptions): Transport {
@@ -91,7 +103,9 @@ export function createDroverTransport(options: DroverTransportOptions): Transpor
 /** One unary call on the wire: the request's envelope out, the answer's headers, envelope and trailers in. */
 async function call<I extends DescMessage, O extends DescMessage>(manager: Http2SessionManager, path: string, req: UnaryRequest<I, O>): Promise<UnaryResponse<I, O>> {
   const input = req.method.input;
-  const frame = envelope(toBinary(input, isMessage(req.message, input) ? req.message : create(input, req.message as MessageInitShape<I>)));
+  const request = isMessage(req.message, input) ? req.message : create(input, req.message as MessageInitShape<I>);
+  const encode = handEncoded.get(input.typeName) as ((message: typeof request) => Buffer) | undefined;
+  const frame = encode ? encode(request) : envelope(toBinary(input, request));
   const headers: http2.OutgoingHttpHeaders = {};
   req.header.forEach((value, name) => (headers[name] = value));
 

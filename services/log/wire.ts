@@ -16,6 +16,7 @@
 
 import { WireType } from "@bufbuild/protobuf/wire";
 import type { FollowLogsResponse, LogLine } from "../../gen/ts/drover/log/v1/log_service_pb.ts";
+import { int32Size, int64Size, ProtoWriter, stringFieldSize, varintSize } from "../../lib/proto_writer.ts";
 
 /** LogLine's fields as this file writes them: number, name (log_service.proto). A test holds it to the generated schema. */
 export const LOG_LINE_FIELDS: ReadonlyArray<readonly [number, string]> = [
@@ -38,10 +39,6 @@ export const LOG_LINE_FIELDS: ReadonlyArray<readonly [number, string]> = [
 const LINES_FIELD = 1;
 // Its tag is one byte.
 const LINES_TAG_SIZE = 1;
-// Strings whose bytes are kept (ids repeat on every line of an attempt); past this many the cache starts over.
-const MAX_CACHED_STRINGS = 1024;
-const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
-const utf8Cache = new Map<string, Buffer>();
 
 /**
  * Whether a request's content type names a binary codec ("application/grpc",
@@ -59,7 +56,7 @@ export function encodedResponse(lines: readonly LogLine[]): FollowLogsResponse {
   const sizes = lines.map(lineSize);
   let total = 0;
   for (const size of sizes) total += LINES_TAG_SIZE + varintSize(size) + size;
-  const w = new Writer(Buffer.allocUnsafe(total - LINES_TAG_SIZE));
+  const w = new ProtoWriter(Buffer.allocUnsafe(total - LINES_TAG_SIZE));
   lines.forEach((line, i) => {
     if (i > 0) w.tag(LINES_FIELD, WireType.LengthDelimited);
     w.varint(sizes[i]!);
@@ -75,7 +72,7 @@ export function encodedResponse(lines: readonly LogLine[]): FollowLogsResponse {
 
 /** The bytes of one LogLine, as protobuf would encode it (for tests). */
 export function encodeLogLine(line: LogLine): Uint8Array {
-  const w = new Writer(Buffer.allocUnsafe(lineSize(line)));
+  const w = new ProtoWriter(Buffer.allocUnsafe(lineSize(line)));
   writeLine(w, line);
   return w.buf;
 }
@@ -97,7 +94,7 @@ function lineSize(l: LogLine): number {
   return n;
 }
 
-function writeLine(w: Writer, l: LogLine): void {
+function writeLine(w: ProtoWriter, l: LogLine): void {
   w.string(1, l.attemptId);
   w.string(2, l.jobId);
   w.string(3, l.stageName);
@@ -121,90 +118,6 @@ function timeSize(t: NonNullable<LogLine["time"]>): number {
   return (t.seconds !== 0n ? 1 + int64Size(t.seconds) : 0) + (t.nanos !== 0 ? 1 + int32Size(t.nanos) : 0);
 }
 
-function utf8(s: string): Buffer {
-  let b = utf8Cache.get(s);
-  if (!b) {
-    if (utf8Cache.size >= MAX_CACHED_STRINGS) utf8Cache.clear();
-    b = Buffer.from(s, "utf8");
-    utf8Cache.set(s, b);
-  }
-  return b;
-}
-
 function stringSize(s: string): number {
-  if (s === "") return 0;
-  const n = utf8(s).length;
-  return 1 + varintSize(n) + n;
-}
-
-/** Bytes of a varint of a non-negative safe integer. */
-function varintSize(n: number): number {
-  let size = 1;
-  while (n >= 128) {
-    n = Math.floor(n / 128);
-    size++;
-  }
-  return size;
-}
-
-function int64Size(v: bigint): number {
-  if (v >= 0n && v <= MAX_SAFE) return varintSize(Number(v));
-  let u = BigInt.asUintN(64, v);
-  let size = 1;
-  while (u >= 128n) {
-    u >>= 7n;
-    size++;
-  }
-  return size;
-}
-
-function int32Size(n: number): number {
-  // A negative int32 is sign-extended to ten bytes, as protobuf does.
-  return n < 0 ? 10 : varintSize(n);
-}
-
-class Writer {
-  pos = 0;
-  constructor(readonly buf: Buffer) {}
-
-  tag(field: number, type: WireType): this {
-    return this.varint((field << 3) | type);
-  }
-
-  varint(n: number): this {
-    const buf = this.buf;
-    while (n >= 128) {
-      buf[this.pos++] = (n % 128) | 128;
-      n = Math.floor(n / 128);
-    }
-    buf[this.pos++] = n;
-    return this;
-  }
-
-  int64(v: bigint): this {
-    if (v >= 0n && v <= MAX_SAFE) return this.varint(Number(v));
-    let u = BigInt.asUintN(64, v);
-    while (u >= 128n) {
-      this.buf[this.pos++] = Number(u & 127n) | 128;
-      u >>= 7n;
-    }
-    this.buf[this.pos++] = Number(u);
-    return this;
-  }
-
-  int32(n: number): this {
-    return n < 0 ? this.int64(BigInt(n)) : this.varint(n);
-  }
-
-  bytes(data: Uint8Array): this {
-    this.buf.set(data, this.pos);
-    this.pos += data.length;
-    return this;
-  }
-
-  string(field: number, s: string): void {
-    if (s === "") return;
-    const b = utf8(s);
-    this.tag(field, WireType.LengthDelimited).varint(b.length).bytes(b);
-  }
+  return stringFieldSize(1, s); // LogLine's string fields all have one-byte tags
 }
