@@ -26,7 +26,7 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { durationMs, timestampDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
-import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { Http2SessionManager } from "@connectrpc/connect-node";
 
 import {
   ConnectRequestSchema,
@@ -38,6 +38,7 @@ import {
   type Welcome,
 } from "../gen/ts/drover/fleet/v1/agent_stream_pb.ts";
 import { FleetService } from "../gen/ts/drover/fleet/v1/fleet_service_pb.ts";
+import { createDroverTransport } from "../lib/grpc_transport.ts";
 import { onEachSession } from "../lib/http2_sessions.ts";
 import type { Logger } from "../lib/logger.ts";
 import { backoffDelayMs, nextAttempt, type BackoffPolicy } from "./backoff.ts";
@@ -188,7 +189,9 @@ export class AgentWorker {
         { noDelay: true } as import("node:http2").SecureClientSessionOptions,
       ),
     );
-    this.client = createClient(FleetService, createGrpcTransport({ baseUrl: this.o.server, sessionManager: this.connection }));
+    // Drover's transport: its streams skip Connect's per-message pipeline, and
+    // log frames are written straight into their envelope (lib/grpc_transport.ts).
+    this.client = createClient(FleetService, createDroverTransport({ baseUrl: this.o.server, sessionManager: this.connection }));
   }
 
   /** True while Fleet has told the agent to take no new work. */

@@ -1,8 +1,8 @@
 // Drover's gRPC transport (grpc_transport.ts) against a real server on port
 // 0, over real sockets. What each call means (errors, codes, metadata,
 // deadlines, cancellation) is checked in lib/host/grpc_unary.test.ts, where
-// this transport is one of the ways in; here: sizes, concurrency, streams
-// and a server that is not there.
+// this transport is one of the ways in; here: sizes, concurrency and a
+// server that is not there. Streams: grpc_transport_stream.test.ts.
 
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
@@ -13,7 +13,6 @@ import { pino } from "pino";
 import { LogStream } from "../gen/ts/drover/fleet/v1/agent_stream_pb.ts";
 import { LogService } from "../gen/ts/drover/log/v1/log_service_pb.ts";
 import { JobState, SchedulerService } from "../gen/ts/drover/scheduler/v1/scheduler_service_pb.ts";
-import { Health, HealthCheckResponse_ServingStatus } from "../gen/ts/grpc/health/v1/health_pb.ts";
 import { createDroverTransport } from "./grpc_transport.ts";
 import { startServer, type RunningServer } from "./host/server.ts";
 import { failure } from "./testing/connect.ts";
@@ -81,16 +80,6 @@ describe("Drover's gRPC transport", () => {
       answers.map((a) => a.job?.id),
       ids,
     );
-  });
-
-  it("sends server streams through connect-node's transport", async () => {
-    const health = createClient(Health, createDroverTransport({ baseUrl: server.grpcUrl }));
-    const controller = new AbortController();
-    for await (const res of health.watch({}, { signal: controller.signal })) {
-      assert.equal(res.status, HealthCheckResponse_ServingStatus.SERVING);
-      controller.abort();
-      break;
-    }
   });
 
   it("answers UNAVAILABLE when nothing listens at the address", async () => {

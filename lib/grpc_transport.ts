@@ -13,23 +13,36 @@
 // Uncompressed only: no grpc-encoding is sent or accepted.
 
 import type * as http2 from "node:http2";
-import { create, isMessage, toBinary, type DescMessage, type DescMethodUnary, type MessageInitShape } from "@bufbuild/protobuf";
+import {
+  create,
+  fromBinary,
+  isMessage,
+  toBinary,
+  type DescMessage,
+  type DescMethodStreaming,
+  type DescMethodUnary,
+  type MessageInitShape,
+  type MessageShape,
+} from "@bufbuild/protobuf";
 import {
   Code,
   ConnectError,
   createContextValues,
   type ContextValues,
   type Interceptor,
+  type StreamRequest,
+  type StreamResponse,
   type Transport,
   type UnaryRequest,
   type UnaryResponse,
 } from "@connectrpc/connect";
-import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
-import { createMethodUrl, runUnaryCall } from "@connectrpc/connect/protocol";
+import { Http2SessionManager } from "@connectrpc/connect-node";
+import { createMethodUrl, runStreamingCall, runUnaryCall } from "@connectrpc/connect/protocol";
 import { requestHeader, validateResponse, validateTrailer } from "@connectrpc/connect/protocol-grpc";
+import { ConnectRequestSchema, type ConnectRequest } from "../gen/ts/drover/fleet/v1/agent_stream_pb.ts";
 import { IngestLogsRequestSchema, type IngestLogsRequest } from "../gen/ts/drover/log/v1/log_service_pb.ts";
-import { decodeUnary, envelope } from "./host/grpc_wire.ts";
-import { ingestLogsRequestEnvelope } from "./log_frame_wire.ts";
+import { decodeUnary, envelope, EnvelopeBuffer, FRAME_HEADER } from "./host/grpc_wire.ts";
+import { connectRequestEnvelope, ingestLogsRequestEnvelope } from "./log_frame_wire.ts";
 
 export interface DroverTransportOptions {
   /** Base URL of a Drover gRPC port (h2c or TLS). */
@@ -45,21 +58,28 @@ const NGHTTP2_CANCEL = 8;
 
 /**
  * Requests written by hand into their envelope rather than by protobuf-es:
- * those that carry the bulk of the bytes a client sends (Fleet forwarding
- * agents' log output). The same bytes, without protobuf-es's growing buffer
- * and two copies; see lib/log_frame_wire.ts.
+ * those that carry the bulk of the bytes a client sends (agents' log output,
+ * and Fleet forwarding it). The same bytes, without protobuf-es's growing
+ * buffer and two copies; see lib/log_frame_wire.ts. An encoder may decline
+ * a message (undefined): protobuf-es writes it.
  */
-const handEncoded = new Map<string, (message: never) => Buffer>([
+const handEncoded = new Map<string, (message: never) => Buffer | undefined>([
   [IngestLogsRequestSchema.typeName, (message: IngestLogsRequest) => ingestLogsRequestEnvelope(message)],
+  [ConnectRequestSchema.typeName, (message: ConnectRequest) => connectRequestEnvelope(message)],
 ]);
 
-/** A gRPC transport: unary calls on node:http2 directly, streams through connect-node. */
+/** A request in its envelope. */
+function encodeRequest<I extends DescMessage>(input: I, message: MessageShape<I>): Buffer {
+  const encode = handEncoded.get(input.typeName) as ((message: MessageShape<I>) => Buffer | undefined) | undefined;
+  return encode?.(message) ?? envelope(toBinary(input, message));
+}
+
+/** A gRPC transport on node:http2 directly, unary calls and streams. */
 export function createDroverTransport(options: DroverTransportOptions): Transport {
   const manager = options.sessionManager ?? new Http2SessionManager(options.baseUrl, undefined, options.nodeOptions);
-  const streams = createGrpcTransport({ baseUrl: options.baseUrl, interceptors: options.interceptors, sessionManager: manager, acceptCompression: [] });
   const interceptors = options.interceptors ?? [];
-  const pathOf = new Map<DescMethodUnary, { url: string; path: string }>();
-  const route = (method: DescMethodUnary) => {
+  const pathOf = new Map<DescMethodUnary | DescMethodStreaming, { url: string; path: string }>();
+  const route = (method: DescMethodUnary | DescMethodStreaming) => {
     let r = pathOf.get(method);
     if (!r) {
       const url = createMethodUrl(options.baseUrl, method);
@@ -96,18 +116,47 @@ export function createDroverTransport(options: DroverTransportOptions): Transpor
         next: (req) => call(manager, path, req),
       });
     },
-    stream: (...args) => streams.stream(...args),
+    async stream<I extends DescMessage, O extends DescMessage>(
+      method: DescMethodStreaming<I, O>,
+      signal: AbortSignal | undefined,
+      timeoutMs: number | undefined,
+      header: ConstructorParameters<typeof Headers>[0] | undefined,
+      input: AsyncIterable<MessageInitShape<I>>,
+      contextValues?: ContextValues,
+    ): Promise<StreamResponse<I, O>> {
+      const { url, path } = route(method as unknown as DescMethodStreaming);
+      timeoutMs = timeoutMs !== undefined && timeoutMs <= 0 ? undefined : timeoutMs;
+      return runStreamingCall<I, O>({
+        interceptors,
+        signal,
+        timeoutMs,
+        req: {
+          stream: true,
+          service: method.parent,
+          method,
+          requestMethod: "POST",
+          url,
+          header: requestHeader(true, timeoutMs, header),
+          contextValues: contextValues ?? createContextValues(),
+          message: input,
+        },
+        next: (req) => openStream(manager, path, req),
+      });
+    },
   };
+}
+
+function outgoing(header: Headers): http2.OutgoingHttpHeaders {
+  const headers: http2.OutgoingHttpHeaders = {};
+  header.forEach((value, name) => (headers[name] = value));
+  return headers;
 }
 
 /** One unary call on the wire: the request's envelope out, the answer's headers, envelope and trailers in. */
 async function call<I extends DescMessage, O extends DescMessage>(manager: Http2SessionManager, path: string, req: UnaryRequest<I, O>): Promise<UnaryResponse<I, O>> {
   const input = req.method.input;
-  const request = isMessage(req.message, input) ? req.message : create(input, req.message as MessageInitShape<I>);
-  const encode = handEncoded.get(input.typeName) as ((message: typeof request) => Buffer) | undefined;
-  const frame = encode ? encode(request) : envelope(toBinary(input, request));
-  const headers: http2.OutgoingHttpHeaders = {};
-  req.header.forEach((value, name) => (headers[name] = value));
+  const frame = encodeRequest(input, isMessage(req.message, input) ? req.message : create(input, req.message as MessageInitShape<I>));
+  const headers = outgoing(req.header);
 
   if (req.signal.aborted) throw ConnectError.from(req.signal.reason, Code.Canceled);
   const stream = await manager.request("POST", path, headers, {});
@@ -159,6 +208,180 @@ async function call<I extends DescMessage, O extends DescMessage>(manager: Http2
   }
   if (headerError) throw new ConnectError("protocol error: received output message for unary method with error status", Code.Unknown);
   return { stream: false, service: req.service, method: req.method, header: answer.header, message, trailer: answer.trailer };
+}
+
+/**
+ * A streaming call on the wire: the requests' envelopes go out as the
+ * caller's iterable yields them (waiting for the stream to drain), and the
+ * answer is read once its headers came; see ClientStream.
+ */
+async function openStream<I extends DescMessage, O extends DescMessage>(
+  manager: Http2SessionManager,
+  path: string,
+  req: StreamRequest<I, O>,
+): Promise<StreamResponse<I, O>> {
+  if (req.signal.aborted) throw ConnectError.from(req.signal.reason, Code.Canceled);
+  const stream = await manager.request("POST", path, outgoing(req.header), {});
+  const call = new ClientStream(stream, manager, req.method.output, req.signal);
+  void call.send(req.method.input, req.message);
+  const { status, header } = await call.response;
+  const { foundStatus, headerError } = validateResponse(status, header);
+  if (headerError) {
+    call.cancel();
+    throw headerError;
+  }
+  if (header.has("grpc-encoding") && header.get("grpc-encoding") !== "identity") {
+    call.cancel();
+    throw new ConnectError(`unsupported response encoding "${header.get("grpc-encoding")}"`, Code.Internal, header);
+  }
+  return { stream: true, service: req.service, method: req.method, header, trailer: call.trailer, message: call.messages(foundStatus, header) };
+}
+
+/**
+ * One streaming call's node stream, read and written without Connect's
+ * async-iterable pipeline (what connect-node's transport costs per message,
+ * and its envelope copies, were a fifth of an agent's CPU while shipping
+ * logs). The answer's messages are decoded as the caller asks for them;
+ * while a whole one waits unread, the stream is paused, so HTTP/2 flow
+ * control holds the server back.
+ */
+class ClientStream<O extends DescMessage> {
+  readonly response: Promise<{ status: number; header: Headers }>;
+  /** Filled when the trailers come. */
+  readonly trailer = new Headers();
+  private readonly input = new EnvelopeBuffer();
+  private ended = false;
+  private trailersSeen = false;
+  private error: ConnectError | undefined;
+  private wake: (() => void) | undefined;
+  private answered: ((value: { status: number; header: Headers }) => void) | undefined;
+  private refused: ((err: ConnectError) => void) | undefined;
+
+  constructor(
+    private readonly stream: http2.ClientHttp2Stream,
+    private readonly manager: Http2SessionManager,
+    private readonly output: O,
+    private readonly signal: AbortSignal,
+  ) {
+    this.response = new Promise((resolve, reject) => {
+      this.answered = resolve;
+      this.refused = reject;
+    });
+    // Not a rejection nobody handles when the call fails before anyone awaits it.
+    this.response.catch(() => undefined);
+    const onAbort = () => this.fail(ConnectError.from(signal.reason, Code.Canceled));
+    signal.addEventListener("abort", onAbort, { once: true });
+    stream.on("response", (h) => {
+      this.answered?.({ status: Number(h[":status"]), header: toHeaders(h) });
+      this.answered = this.refused = undefined;
+    });
+    stream.on("data", (chunk: Buffer) => {
+      this.input.push(chunk);
+      manager.notifyResponseByteRead(stream);
+      this.poke();
+    });
+    stream.on("trailers", (t) => {
+      this.trailersSeen = true;
+      for (const [name, value] of toHeaders(t)) this.trailer.append(name, value);
+    });
+    stream.on("end", () => {
+      this.ended = true;
+      this.poke();
+    });
+    stream.on("error", (err) => this.fail(streamError(err, stream.rstCode)));
+    stream.on("close", () => {
+      signal.removeEventListener("abort", onAbort);
+      // Reset before the end of the answer (after its end, "end" came first).
+      if (!this.ended) this.fail(streamError(undefined, stream.rstCode));
+    });
+  }
+
+  /** Writes the requests as they come, then ends the request side; a failing iterable fails the call. Never throws. */
+  async send<I extends DescMessage>(input: I, messages: AsyncIterable<MessageShape<I>>): Promise<void> {
+    const stream = this.stream;
+    try {
+      for await (const message of messages) {
+        if (this.error || stream.destroyed) return;
+        if (!stream.write(encodeRequest(input, message))) await this.drained();
+      }
+      if (!this.error && !stream.destroyed) stream.end();
+    } catch (err) {
+      this.fail(ConnectError.from(err));
+    }
+  }
+
+  /** Closes the stream (CANCEL) if it is still open. */
+  cancel(): void {
+    if (!this.stream.closed && !this.stream.destroyed) this.stream.close(NGHTTP2_CANCEL);
+  }
+
+  /** The answer's messages; at their end, the trailers' status (`foundStatus`: it came in the headers, already read). */
+  messages(foundStatus: boolean, header: Headers): AsyncIterable<MessageShape<O>> {
+    return {
+      [Symbol.asyncIterator]: () => ({
+        next: async (): Promise<IteratorResult<MessageShape<O>>> => {
+          for (;;) {
+            if (this.error) throw this.error;
+            const size = this.input.frameSize();
+            if (size !== undefined && this.input.buffered >= size) return { done: false, value: this.decode(this.input.consume(size)) };
+            if (this.ended) {
+              if (this.input.buffered > 0) throw this.fail(new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument));
+              if (!foundStatus) validateTrailer(this.trailer, header);
+              return { done: true, value: undefined };
+            }
+            this.stream.resume();
+            await new Promise<void>((resolve) => (this.wake = resolve));
+          }
+        },
+      }),
+    };
+  }
+
+  private decode(frame: Buffer): MessageShape<O> {
+    if ((frame[0]! & 1) === 1) throw this.fail(new ConnectError("received compressed envelope, but do not know how to decompress", Code.Internal));
+    try {
+      return fromBinary(this.output, frame.subarray(FRAME_HEADER));
+    } catch (err) {
+      throw this.fail(new ConnectError(`parse binary: ${err instanceof Error ? err.message : String(err)}`, Code.Internal));
+    }
+  }
+
+  /** Wakes a waiting read; with nobody waiting and a whole message here, pauses the stream. */
+  private poke(): void {
+    const wake = this.wake;
+    if (wake) {
+      this.wake = undefined;
+      wake();
+      return;
+    }
+    const size = this.input.frameSize();
+    if (size !== undefined && this.input.buffered >= size && !this.ended) this.stream.pause();
+  }
+
+  /** Fails the call with `error` (the first error wins), closes the stream. Returns the call's error. */
+  private fail(error: ConnectError): ConnectError {
+    if (!this.error) {
+      this.error = error;
+      this.input.clear();
+      this.refused?.(error);
+      this.answered = this.refused = undefined;
+      this.cancel();
+      this.poke();
+    }
+    return this.error;
+  }
+
+  private drained(): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const done = () => {
+        this.stream.off("drain", done);
+        this.stream.off("close", done);
+        resolve();
+      };
+      this.stream.on("drain", done);
+      this.stream.on("close", done);
+    });
+  }
 }
 
 function toHeaders(h: http2.IncomingHttpHeaders): Headers {

@@ -53,7 +53,7 @@ import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
 import { grpcStatusOk, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import type { Logger } from "../logger.ts";
 import { REQUEST_ID_HEADER, callFailed, elapsed, sanitizeRequestId, validateMessage, type AccessPolicy } from "./interceptors.ts";
-import { FRAME_HEADER, envelope, headerValue, listen, type StreamEvents } from "./grpc_wire.ts";
+import { EnvelopeBuffer, FRAME_HEADER, envelope, headerValue, listen, type StreamEvents } from "./grpc_wire.ts";
 
 /** What a handler sees of one call. */
 export interface GrpcStreamCall<I> {
@@ -200,8 +200,7 @@ class GrpcStream implements GrpcStreamCall<unknown>, AsyncIterator<unknown>, Str
 
   // The request side.
   /** DATA received and not yet cut into messages. */
-  private chunks: Buffer[] = [];
-  private buffered = 0;
+  private readonly input = new EnvelopeBuffer();
   /** The client closed its side (END_STREAM). */
   private inputEnded = false;
   /** Set once reading fails or stops; every later read fails with it. */
@@ -274,8 +273,7 @@ class GrpcStream implements GrpcStreamCall<unknown>, AsyncIterator<unknown>, Str
   /** DATA from the client. */
   received(chunk: Buffer): void {
     if (this.inputError) return; // nobody will read it
-    this.chunks.push(chunk);
-    this.buffered += chunk.length;
+    this.input.push(chunk);
     this.offer();
   }
 
@@ -293,8 +291,8 @@ class GrpcStream implements GrpcStreamCall<unknown>, AsyncIterator<unknown>, Str
   private offer(): void {
     const reader = this.reader;
     if (!reader) {
-      const size = this.frameSize();
-      if (size !== undefined && (this.buffered >= size || size > FRAME_HEADER + this.route.maxMessageBytes)) this.stream.pause();
+      const size = this.input.frameSize();
+      if (size !== undefined && (this.input.buffered >= size || size > FRAME_HEADER + this.route.maxMessageBytes)) this.stream.pause();
       return;
     }
     let result: IteratorResult<unknown> | undefined;
@@ -313,18 +311,18 @@ class GrpcStream implements GrpcStreamCall<unknown>, AsyncIterator<unknown>, Str
   /** The next message if a whole one is buffered, done at the end, undefined if more DATA is needed; throws what ends reading. */
   private read(): IteratorResult<unknown> | undefined {
     if (this.inputError) throw this.inputError;
-    const size = this.frameSize();
+    const size = this.input.frameSize();
     if (size !== undefined && size > FRAME_HEADER + this.route.maxMessageBytes) {
       throw this.stopReading(
         new ConnectError(`message size ${size - FRAME_HEADER} is larger than configured readMaxBytes ${this.route.maxMessageBytes}`, Code.ResourceExhausted),
       );
     }
-    if (size === undefined || this.buffered < size) {
+    if (size === undefined || this.input.buffered < size) {
       if (!this.inputEnded) return undefined;
-      if (this.buffered > 0) throw this.stopReading(new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument));
+      if (this.input.buffered > 0) throw this.stopReading(new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument));
       return { done: true, value: undefined };
     }
-    const frame = this.consume(size);
+    const frame = this.input.consume(size);
     if ((frame[0]! & 1) === 1) {
       throw this.stopReading(new ConnectError("received compressed envelope, but do not know how to decompress", Code.Internal));
     }
@@ -343,29 +341,10 @@ class GrpcStream implements GrpcStreamCall<unknown>, AsyncIterator<unknown>, Str
     return { done: false, value: message };
   }
 
-  /** Header plus payload of the next frame, once its 5-byte header is buffered. */
-  private frameSize(): number | undefined {
-    if (this.buffered < FRAME_HEADER) return undefined;
-    if (this.chunks[0]!.length < FRAME_HEADER) this.chunks = [Buffer.concat(this.chunks, this.buffered)];
-    return FRAME_HEADER + this.chunks[0]!.readUInt32BE(1);
-  }
-
-  /** Takes the first `size` buffered bytes (a view when they lie in one chunk). */
-  private consume(size: number): Buffer {
-    if (this.chunks[0]!.length < size) this.chunks = [Buffer.concat(this.chunks, this.buffered)];
-    const first = this.chunks[0]!;
-    const taken = first.subarray(0, size);
-    if (first.length === size) this.chunks.shift();
-    else this.chunks[0] = first.subarray(size);
-    this.buffered -= size;
-    return taken;
-  }
-
   /** Reading is over (the error says why): drops what is buffered, fails a waiting read. Returns the error. */
   private stopReading(error: ConnectError): ConnectError {
     this.inputError ??= error;
-    this.chunks = [];
-    this.buffered = 0;
+    this.input.clear();
     // Unread DATA would hold the client back for nothing: let it flow (and be dropped).
     if (!this.stream.destroyed) this.stream.resume();
     const reader = this.reader;

@@ -39,6 +39,41 @@ export function decodeUnary<T extends DescMessage>(schema: T, data: Buffer, side
   }
 }
 
+/** A stream's DATA as it comes, taken out one gRPC envelope at a time. */
+export class EnvelopeBuffer {
+  private chunks: Buffer[] = [];
+  /** Bytes held. */
+  buffered = 0;
+
+  push(chunk: Buffer): void {
+    this.chunks.push(chunk);
+    this.buffered += chunk.length;
+  }
+
+  /** Header plus payload of the next envelope, once its 5-byte header is here. */
+  frameSize(): number | undefined {
+    if (this.buffered < FRAME_HEADER) return undefined;
+    if (this.chunks[0]!.length < FRAME_HEADER) this.chunks = [Buffer.concat(this.chunks, this.buffered)];
+    return FRAME_HEADER + this.chunks[0]!.readUInt32BE(1);
+  }
+
+  /** Takes the first `size` bytes held (a view when they lie in one chunk). */
+  consume(size: number): Buffer {
+    if (this.chunks[0]!.length < size) this.chunks = [Buffer.concat(this.chunks, this.buffered)];
+    const first = this.chunks[0]!;
+    const taken = first.subarray(0, size);
+    if (first.length === size) this.chunks.shift();
+    else this.chunks[0] = first.subarray(size);
+    this.buffered -= size;
+    return taken;
+  }
+
+  clear(): void {
+    this.chunks = [];
+    this.buffered = 0;
+  }
+}
+
 /** A header as one string (repeated ones joined), as Headers.get() gives it. */
 export function headerValue(headers: http2.IncomingHttpHeaders, name: string): string | undefined {
   const value = headers[name];
