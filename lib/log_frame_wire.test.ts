@@ -5,10 +5,10 @@ import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { WireType } from "@bufbuild/protobuf/wire";
 
-import { LogFrameSchema, LogStream } from "../gen/ts/drover/fleet/v1/agent_stream_pb.ts";
+import { ConnectRequestSchema, LogFrameSchema, LogStream } from "../gen/ts/drover/fleet/v1/agent_stream_pb.ts";
 import { IngestLogsRequestSchema, type IngestLogsRequest } from "../gen/ts/drover/log/v1/log_service_pb.ts";
 import { envelope } from "./host/grpc_wire.ts";
-import { INGEST_LOGS_REQUEST_FIELDS, ingestLogsRequestEnvelope, LOG_FRAME_FIELDS } from "./log_frame_wire.ts";
+import { CONNECT_REQUEST_LOG_FRAME_FIELD, connectRequestEnvelope, INGEST_LOGS_REQUEST_FIELDS, ingestLogsRequestEnvelope, LOG_FRAME_FIELDS } from "./log_frame_wire.ts";
 
 const enc = (s: string) => new TextEncoder().encode(s);
 
@@ -50,6 +50,32 @@ const fromNewer = (() => {
   req.$unknown = [{ no: 2000, wireType: WireType.Bit32, data: Uint8Array.from([1, 2, 3, 4]) }];
   return req;
 })();
+
+describe("log_frame_wire: an agent's ConnectRequest with a LogFrame, encoded without protobuf-es", () => {
+  const frames = [...cases, ["from a newer agent", fromNewer] as [string, IngestLogsRequest]].flatMap(([name, req]) => req.frames.map((f, i) => [`${name}, frame ${i}`, f] as const));
+  for (const [name, frame] of frames) {
+    it(`writes the envelope protobuf-es and envelope() write: ${name}`, () => {
+      const req = create(ConnectRequestSchema, { message: { case: "logFrame", value: frame } });
+      assert.deepEqual(connectRequestEnvelope(req), envelope(toBinary(ConnectRequestSchema, req)));
+    });
+  }
+
+  it("keeps the request's own unknown fields", () => {
+    const req = create(ConnectRequestSchema, { message: { case: "logFrame", value: full } });
+    req.$unknown = [{ no: 99, wireType: WireType.Varint, data: Uint8Array.from([7]) }];
+    assert.deepEqual(connectRequestEnvelope(req), envelope(toBinary(ConnectRequestSchema, req)));
+  });
+
+  it("leaves the other kinds of request to protobuf-es", () => {
+    assert.equal(connectRequestEnvelope(create(ConnectRequestSchema, { message: { case: "heartbeat", value: {} } })), undefined);
+    assert.equal(connectRequestEnvelope(create(ConnectRequestSchema, {})), undefined);
+  });
+
+  it("knows ConnectRequest.log_frame by number and name", () => {
+    const field = ConnectRequestSchema.fields.find((f) => f.number === CONNECT_REQUEST_LOG_FRAME_FIELD[0]);
+    assert.equal(field?.name, CONNECT_REQUEST_LOG_FRAME_FIELD[1]);
+  });
+});
 
 describe("log_frame_wire: IngestLogsRequest encoded without protobuf-es", () => {
   for (const [name, req] of [...cases, ["unknown fields of a newer agent, kept", fromNewer] as [string, IngestLogsRequest]]) {
