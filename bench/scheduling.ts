@@ -39,6 +39,7 @@
 //   BENCH_SCHED_QUICK=1                                   one throughput run and the profile only (diagnosis)
 //   BENCH_SCHED_BUDGET_SEC=270                            time for the measurements; optional steps past it are skipped
 //   BENCH_SCHED_NODELAY=0                                 agents' sockets keep Nagle's algorithm (see load.ts)
+//   BENCH_SCHED_CLIENT=connect                            the load process uses connect-node's transport, not Drover's (see load.ts)
 //   BENCH_SCHED_PROFILE_DIR=/tmp/dir                      keep the .cpuprofile files there
 //   BENCH_SCHED_BATCH=100                                 the measured and profiled runs use SubmitJobs calls of 100 jobs
 //   BENCH_SCHED_PROBE_RATE=20                             a diagnosis: one latency run at 20 jobs/s per mode, its hops printed, nothing saved
@@ -73,6 +74,8 @@ const EVENTS = process.env.BENCH_SCHED_EVENTS === "succeeded" ? "succeeded" : "r
 const PROFILE = process.env.BENCH_SCHED_PROFILE !== "0";
 /** "0": the simulated agents' sockets keep Nagle's algorithm (connect-node's default); see load.ts. */
 const NO_DELAY = process.env.BENCH_SCHED_NODELAY !== "0";
+/** The load process's gRPC client: "drover" (lib/grpc_transport.ts, what drover-agent and the SDK use) or "connect" (connect-node's). */
+const CLIENT = process.env.BENCH_SCHED_CLIENT === "connect" ? "connect" : "drover";
 const AGENTS = 50;
 const REPEATS = 3;
 const CONCURRENCY = 128;
@@ -182,7 +185,7 @@ class Load {
       cleanup,
       "load",
       ["--import", "tsx", "bench/scheduling/load.ts"],
-      { FLEET_URL: plane.fleetUrl, SCHEDULER_URL: plane.schedulerUrl, ADMIN_TOKEN: plane.adminToken, AGENTS: String(AGENTS), EVENTS, NO_DELAY: NO_DELAY ? "1" : "0" },
+      { FLEET_URL: plane.fleetUrl, SCHEDULER_URL: plane.schedulerUrl, ADMIN_TOKEN: plane.adminToken, AGENTS: String(AGENTS), EVENTS, NO_DELAY: NO_DELAY ? "1" : "0", CLIENT },
       "pipe",
     );
     await proc.waitForLine((l) => l.ready === true, 60_000);
@@ -564,6 +567,7 @@ await runBenchmark("scheduling", async (cleanup) => {
       agents: AGENTS,
       events: EVENTS,
       agentSocketsNoDelay: NO_DELAY,
+      loadClient: CLIENT,
       quick: QUICK,
       skipped,
       concurrency: CONCURRENCY,

@@ -14,7 +14,10 @@
 //
 // Input (env): FLEET_URL, SCHEDULER_URL, ADMIN_TOKEN, AGENTS (50), EVENTS
 // ("running+succeeded" or "succeeded"), ACK_FLUSH_MS (50), NO_DELAY ("0": agents'
-// and submitters' sockets keep Nagle's algorithm, as connect-node's default transport does).
+// and submitters' sockets keep Nagle's algorithm, as connect-node's default transport does),
+// CLIENT ("drover": Drover's transport, lib/grpc_transport.ts, as drover-agent, the
+// services, the CLI and the TypeScript SDK use; "connect": connect-node's, as a plain
+// Connect client would, and as this process did until session 14).
 // Commands (stdin, one JSON object a line), each answered by one stdout line
 // {"id": <id>, "result": {...}} (or {"id", "error"}):
 //   {"id", "cmd": "throughput", "jobs": N, "concurrency": C}  N jobs, C SubmitJob calls in flight
@@ -25,13 +28,14 @@
 // window (µs) of a run, to cut other processes' CPU profiles to it.
 
 import { createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
+import { createGrpcTransport, type GrpcTransportOptions } from "@connectrpc/connect-node";
 import { connect } from "node:net";
 import { createInterface } from "node:readline";
 import { AttemptState as Reported, type ConnectResponse } from "../../gen/ts/drover/fleet/v1/agent_stream_pb.ts";
 import { FleetService } from "../../gen/ts/drover/fleet/v1/fleet_service_pb.ts";
 import { JobState, SchedulerService } from "../../gen/ts/drover/scheduler/v1/scheduler_service_pb.ts";
 import { bearer } from "../../lib/clients.ts";
+import { createDroverTransport } from "../../lib/grpc_transport.ts";
 import { TestAgent } from "../../services/fleet/testing.ts";
 
 const FLEET_URL = process.env.FLEET_URL!;
@@ -41,6 +45,11 @@ const AGENTS = Number(process.env.AGENTS ?? 50);
 const SUCCEED_ONLY = process.env.EVENTS === "succeeded";
 const ACK_FLUSH_MS = Number(process.env.ACK_FLUSH_MS ?? 50);
 const NO_DELAY = process.env.NO_DELAY !== "0";
+const CLIENT = process.env.CLIENT === "connect" ? "connect" : "drover";
+
+function transport(options: Pick<GrpcTransportOptions, "baseUrl" | "interceptors" | "nodeOptions">) {
+  return CLIENT === "connect" ? createGrpcTransport(options) : createDroverTransport(options);
+}
 
 /**
  * Each agent's own HTTP/2 connection. With NO_DELAY (the default) its socket
@@ -49,17 +58,17 @@ const NO_DELAY = process.env.NO_DELAY !== "0";
  * receiver's delayed ACK (~40 ms on Linux) makes bids miss the 50 ms window.
  */
 function agentTransport() {
-  if (!NO_DELAY) return createGrpcTransport({ baseUrl: FLEET_URL });
+  if (!NO_DELAY) return transport({ baseUrl: FLEET_URL });
   const { hostname, port } = new URL(FLEET_URL);
-  return createGrpcTransport({ baseUrl: FLEET_URL, nodeOptions: { createConnection: () => connect({ host: hostname, port: Number(port), noDelay: true }) } });
+  return transport({ baseUrl: FLEET_URL, nodeOptions: { createConnection: () => connect({ host: hostname, port: Number(port), noDelay: true }) } });
 }
 
 // The submitters' connections too, as the services' own clients (services/split.ts): with
 // Nagle's algorithm a SubmitJob's DATA frame, written after its HEADERS, waits for
 // the server's delayed ACK (~40 ms) before the job even reaches the Scheduler.
 const adminOptions = NO_DELAY ? { nodeOptions: { noDelay: true } as import("node:http2").SecureClientSessionOptions } : {};
-const fleet = createClient(FleetService, createGrpcTransport({ baseUrl: FLEET_URL, interceptors: [bearer(ADMIN_TOKEN)], ...adminOptions }));
-const scheduler = createClient(SchedulerService, createGrpcTransport({ baseUrl: SCHEDULER_URL, interceptors: [bearer(ADMIN_TOKEN)], ...adminOptions }));
+const fleet = createClient(FleetService, transport({ baseUrl: FLEET_URL, interceptors: [bearer(ADMIN_TOKEN)], ...adminOptions }));
+const scheduler = createClient(SchedulerService, transport({ baseUrl: SCHEDULER_URL, interceptors: [bearer(ADMIN_TOKEN)], ...adminOptions }));
 
 /** What the agents saw of one job, by job id (performance.now() times). */
 interface Seen {
