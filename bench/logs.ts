@@ -24,6 +24,8 @@
 //   node --import tsx bench/logs.ts          (npm run bench -- logs), ~2 min
 //   BENCH_LOGS_MIB=256  BENCH_LOGS_PRINTERS=8  BENCH_LOGS_FOLLOWERS=10  BENCH_LOGS_FOLLOW_SEC=15
 //   BENCH_LOGS_COLD_SEC=5  BENCH_LOGS_START_DELAY_MS=1000
+//   BENCH_LOGS_CLIENT=connect   the followers and the bench's calls use connect-node's transport, not
+//                               Drover's (lib/grpc_transport.ts, what the CLI and the SDK use)
 //
 // Results: bench/results/logs.json.
 
@@ -38,6 +40,7 @@ import { AgentStatus, FleetService } from "../gen/ts/drover/fleet/v1/fleet_servi
 import { FollowFrom, LogService, Stream } from "../gen/ts/drover/log/v1/log_service_pb.ts";
 import { JobState, SchedulerService } from "../gen/ts/drover/scheduler/v1/scheduler_service_pb.ts";
 import { bearer } from "../lib/clients.ts";
+import { createDroverTransport } from "../lib/grpc_transport.ts";
 import { onEachSession } from "../lib/http2_sessions.ts";
 import {
   cpuMsOf,
@@ -66,6 +69,7 @@ const COLD_SEC = Number(process.env.BENCH_LOGS_COLD_SEC ?? 5);
 const START_DELAY_MS = Number(process.env.BENCH_LOGS_START_DELAY_MS ?? 1000);
 const TARGET = { ingestMiBps: 50, followP99Ms: 100 };
 const debug = process.env.BENCH_LOGS_DEBUG === "1";
+const CLIENT = process.env.BENCH_LOGS_CLIENT === "connect" ? "connect" : "drover";
 
 /** argv[1]: bytes to print, in 100-byte lines, 64 KiB writes. */
 const FLOOD = `const fs = require("fs"); let left = Number(process.argv[1]); const buf = Buffer.from(("x".repeat(99) + "\\n").repeat(655)); while (left > 0) { const n = Math.min(left, buf.length); fs.writeSync(1, buf, 0, n); left -= n; }`;
@@ -119,6 +123,8 @@ async function cpuMsOfAll(comm: string): Promise<number> {
  * sessions; onEachSession (lib/http2_sessions.ts) reaches each one.
  */
 function followerTransport(baseUrl: string, adminToken: string) {
+  // Drover's transport (as `drover logs -f` and the TypeScript SDK) opens its connections with those windows itself.
+  if (CLIENT === "drover") return createDroverTransport({ baseUrl, interceptors: [bearer(adminToken)] });
   const manager = onEachSession(new Http2SessionManager(baseUrl, undefined, { settings: { initialWindowSize: 1 << 20 } }), (session) => session.setLocalWindowSize(4 << 20));
   // No gzip either, as between Drover's services: log output compresses
   // tenfold, but zlib was the largest item of the Log service's profile
@@ -179,7 +185,8 @@ async function startPlane(cleanup: Cleanup): Promise<Plane> {
 await runBenchmark("logs", async (cleanup) => {
   const started = performance.now();
   const plane = await startPlane(cleanup);
-  const transport = (baseUrl: string) => createGrpcTransport({ baseUrl, interceptors: [bearer(plane.adminToken)] });
+  const transport = (baseUrl: string) =>
+    CLIENT === "drover" ? createDroverTransport({ baseUrl, interceptors: [bearer(plane.adminToken)] }) : createGrpcTransport({ baseUrl, interceptors: [bearer(plane.adminToken)] });
   const fleet = createClient(FleetService, transport(plane.fleetUrl));
   const scheduler = createClient(SchedulerService, transport(plane.schedulerUrl));
   const logs = createClient(LogService, followerTransport(plane.logUrl, plane.adminToken));
@@ -348,6 +355,6 @@ await runBenchmark("logs", async (cleanup) => {
     machine: machine(),
     durationSec: round((performance.now() - started) / 1000),
     table,
-    details: { followToAgent: pToAgent, followFromAgent: pFromAgent, totalMiB: TOTAL_MIB, printers: PRINTERS, followers: FOLLOWERS, followSec: FOLLOW_SEC, ingestSec, mibPerSec, cpuPercent: { agent: cpuPct("agent"), fleet: cpuPct("fleet"), log: cpuPct("log"), postgres: cpuPct("postgres"), redis: cpuPct("redis") }, cpuMsPerMiB: { agent: cpuPerMiB("agent"), fleet: cpuPerMiB("fleet"), log: cpuPerMiB("log"), postgres: cpuPerMiB("postgres"), redis: cpuPerMiB("redis") }, loadAverage: loadavg(), follow: p, followCold: cold, coldSec: COLD_SEC, startDelayMs: START_DELAY_MS, followCpuPercent: { agent: followCpu("agent"), fleet: followCpu("fleet"), log: followCpu("log"), followers: followCpuBench }, followCpuMsPerMiB: { agent: followCpuPerMiB("agent"), fleet: followCpuPerMiB("fleet"), log: followCpuPerMiB("log"), followers: followCpuPerMiBBench }, linesFollowed, samples: samples.filter((_, i) => i % 5 === 0).map((s) => ({ atSec: round((s.atMs - firstAt) / 1000, 2), mib: round(s.bytes / MiB) })) },
+    details: { client: CLIENT, followToAgent: pToAgent, followFromAgent: pFromAgent, totalMiB: TOTAL_MIB, printers: PRINTERS, followers: FOLLOWERS, followSec: FOLLOW_SEC, ingestSec, mibPerSec, cpuPercent: { agent: cpuPct("agent"), fleet: cpuPct("fleet"), log: cpuPct("log"), postgres: cpuPct("postgres"), redis: cpuPct("redis") }, cpuMsPerMiB: { agent: cpuPerMiB("agent"), fleet: cpuPerMiB("fleet"), log: cpuPerMiB("log"), postgres: cpuPerMiB("postgres"), redis: cpuPerMiB("redis") }, loadAverage: loadavg(), follow: p, followCold: cold, coldSec: COLD_SEC, startDelayMs: START_DELAY_MS, followCpuPercent: { agent: followCpu("agent"), fleet: followCpu("fleet"), log: followCpu("log"), followers: followCpuBench }, followCpuMsPerMiB: { agent: followCpuPerMiB("agent"), fleet: followCpuPerMiB("fleet"), log: followCpuPerMiB("log"), followers: followCpuPerMiBBench }, linesFollowed, samples: samples.filter((_, i) => i % 5 === 0).map((s) => ({ atSec: round((s.atMs - firstAt) / 1000, 2), mib: round(s.bytes / MiB) })) },
   });
 });

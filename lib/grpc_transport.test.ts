@@ -5,6 +5,7 @@
 // server that is not there. Streams: grpc_transport_stream.test.ts.
 
 import assert from "node:assert/strict";
+import * as http2 from "node:http2";
 import { after, before, describe, it } from "node:test";
 
 import { Code, createClient, type ConnectRouter } from "@connectrpc/connect";
@@ -80,6 +81,30 @@ describe("Drover's gRPC transport", () => {
       answers.map((a) => a.job?.id),
       ids,
     );
+  });
+
+  it("opens its connections with receive windows of 1 MiB a stream and 4 MiB the connection, not Node's 64 KiB", async () => {
+    // A bare HTTP/2 server that answers every call UNIMPLEMENTED and notes what the client's session told it.
+    const seen: Array<{ streamWindow: number | undefined; connectionWindow: number | undefined }> = [];
+    const h2 = http2.createServer();
+    const sessions: http2.ServerHttp2Session[] = [];
+    h2.on("session", (session) => sessions.push(session));
+    h2.on("stream", (stream, _headers) => {
+      const session = stream.session!;
+      seen.push({ streamWindow: session.remoteSettings.initialWindowSize, connectionWindow: session.state.remoteWindowSize });
+      stream.respond({ ":status": 200, "content-type": "application/grpc", "grpc-status": String(Code.Unimplemented), "grpc-message": "no" }, { endStream: true });
+    });
+    await new Promise<void>((resolve) => h2.listen(0, "127.0.0.1", resolve));
+    try {
+      const { port } = h2.address() as import("node:net").AddressInfo;
+      const scheduler = createClient(SchedulerService, createDroverTransport({ baseUrl: `http://127.0.0.1:${port}` }));
+      const err = await failure(scheduler.getJob({ id: "11111111-1111-4111-8111-111111111110" }));
+      assert.equal(err.code, Code.Unimplemented);
+      assert.deepEqual(seen, [{ streamWindow: 1 << 20, connectionWindow: 4 << 20 }]);
+    } finally {
+      for (const session of sessions) session.destroy();
+      h2.close();
+    }
   });
 
   it("answers UNAVAILABLE when nothing listens at the address", async () => {
