@@ -9,14 +9,13 @@ import * as http2 from "node:http2";
 import { after, before, describe, it } from "node:test";
 
 import { Code, createClient, type ConnectRouter } from "@connectrpc/connect";
-import { pino } from "pino";
 
 import { LogStream } from "../gen/ts/drover/fleet/v1/agent_stream_pb.ts";
 import { LogService } from "../gen/ts/drover/log/v1/log_service_pb.ts";
 import { JobState, SchedulerService } from "../gen/ts/drover/scheduler/v1/scheduler_service_pb.ts";
 import { createDroverTransport } from "./grpc_transport.ts";
-import { startServer, type RunningServer } from "./host/server.ts";
-import { failure } from "./testing/connect.ts";
+import type { RunningServer } from "./host/server.ts";
+import { failure, startOpenServer } from "./testing/connect.ts";
 
 const MiB = 2 ** 20;
 // The frames the last IngestLogs carried, as the server decoded them.
@@ -42,15 +41,7 @@ function routes(router: ConnectRouter): void {
 describe("Drover's gRPC transport", () => {
   let server: RunningServer;
   before(async () => {
-    server = await startServer({
-      services: [SchedulerService, LogService],
-      routes,
-      listen: { host: "127.0.0.1", grpcPort: 0, httpPort: 0 },
-      logger: pino({ level: "silent" }),
-      authenticator: { authenticate: async () => null },
-      policy: () => "open",
-      shutdownGraceMs: 100,
-    });
+    server = await startOpenServer([SchedulerService, LogService], routes);
   });
   after(() => server.close());
 

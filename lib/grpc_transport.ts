@@ -67,6 +67,8 @@ const CONNECTION_WINDOW = 4 << 20;
 
 const NGHTTP2_CANCEL = 8;
 
+type HeadersInit = ConstructorParameters<typeof Headers>[0];
+
 /**
  * Requests written by hand into their envelope rather than by protobuf-es:
  * those that carry the bulk of the bytes a client sends (agents' log output,
@@ -104,59 +106,47 @@ export function createDroverTransport(options: DroverTransportOptions): Transpor
     return r;
   };
 
+  // What a call's request holds besides its kind, method and message; a timeout of 0 or less is none.
+  const prepare = (method: DescMethodUnary | DescMethodStreaming, timeoutMs: number | undefined, header: HeadersInit | undefined, contextValues: ContextValues | undefined) => {
+    const { url, path } = route(method);
+    const timeout = timeoutMs !== undefined && timeoutMs <= 0 ? undefined : timeoutMs;
+    const req = { service: method.parent, requestMethod: "POST", url, header: requestHeader(true, timeout, header), contextValues: contextValues ?? createContextValues() };
+    return { path, timeoutMs: timeout, req };
+  };
+
   return {
     async unary<I extends DescMessage, O extends DescMessage>(
       method: DescMethodUnary<I, O>,
       signal: AbortSignal | undefined,
       timeoutMs: number | undefined,
-      header: ConstructorParameters<typeof Headers>[0] | undefined,
+      header: HeadersInit | undefined,
       message: MessageInitShape<I>,
       contextValues?: ContextValues,
     ): Promise<UnaryResponse<I, O>> {
-      const { url, path } = route(method as unknown as DescMethodUnary);
-      timeoutMs = timeoutMs !== undefined && timeoutMs <= 0 ? undefined : timeoutMs;
+      const c = prepare(method as unknown as DescMethodUnary, timeoutMs, header, contextValues);
       return runUnaryCall<I, O>({
         interceptors,
         signal,
-        timeoutMs,
-        req: {
-          stream: false,
-          service: method.parent,
-          method,
-          requestMethod: "POST",
-          url,
-          header: requestHeader(true, timeoutMs, header),
-          contextValues: contextValues ?? createContextValues(),
-          message,
-        },
-        next: (req) => call(manager, path, req),
+        timeoutMs: c.timeoutMs,
+        req: { ...c.req, stream: false, method, message },
+        next: (req) => call(manager, c.path, req),
       });
     },
     async stream<I extends DescMessage, O extends DescMessage>(
       method: DescMethodStreaming<I, O>,
       signal: AbortSignal | undefined,
       timeoutMs: number | undefined,
-      header: ConstructorParameters<typeof Headers>[0] | undefined,
+      header: HeadersInit | undefined,
       input: AsyncIterable<MessageInitShape<I>>,
       contextValues?: ContextValues,
     ): Promise<StreamResponse<I, O>> {
-      const { url, path } = route(method as unknown as DescMethodStreaming);
-      timeoutMs = timeoutMs !== undefined && timeoutMs <= 0 ? undefined : timeoutMs;
+      const c = prepare(method as unknown as DescMethodStreaming, timeoutMs, header, contextValues);
       return runStreamingCall<I, O>({
         interceptors,
         signal,
-        timeoutMs,
-        req: {
-          stream: true,
-          service: method.parent,
-          method,
-          requestMethod: "POST",
-          url,
-          header: requestHeader(true, timeoutMs, header),
-          contextValues: contextValues ?? createContextValues(),
-          message: input,
-        },
-        next: (req) => openStream(manager, path, req),
+        timeoutMs: c.timeoutMs,
+        req: { ...c.req, stream: true, method, message: input },
+        next: (req) => openStream(manager, c.path, req),
       });
     },
   };

@@ -11,15 +11,14 @@ import { setTimeout as sleep } from "node:timers/promises";
 
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
-import { pino } from "pino";
 
 import { ConnectRequestSchema, ConnectResponseSchema, LogStream, type ConnectRequest, type ConnectResponse } from "../gen/ts/drover/fleet/v1/agent_stream_pb.ts";
 import { FleetService } from "../gen/ts/drover/fleet/v1/fleet_service_pb.ts";
 import { JobState, SchedulerService, type WatchJobResponseSchema } from "../gen/ts/drover/scheduler/v1/scheduler_service_pb.ts";
 import { createDroverTransport } from "./grpc_transport.ts";
 import { serveGrpcStream } from "./host/grpc_stream.ts";
-import { startServer, type RunningServer } from "./host/server.ts";
-import { failure } from "./testing/connect.ts";
+import type { RunningServer } from "./host/server.ts";
+import { failure, startOpenServer } from "./testing/connect.ts";
 
 const KiB = 1024;
 // Job ids whose last hex digit says what WatchJob does.
@@ -84,15 +83,7 @@ function routes(router: ConnectRouter): void {
 describe("Drover's gRPC transport: streams", () => {
   let server: RunningServer;
   before(async () => {
-    server = await startServer({
-      services: [SchedulerService, FleetService],
-      routes,
-      listen: { host: "127.0.0.1", grpcPort: 0, httpPort: 0 },
-      logger: pino({ level: "silent" }),
-      authenticator: { authenticate: async () => null },
-      policy: () => "open",
-      shutdownGraceMs: 100,
-    });
+    server = await startOpenServer([SchedulerService, FleetService], routes);
   });
   after(() => server.close());
 
