@@ -189,6 +189,20 @@ describe("LogShipper", () => {
       assert.deepEqual(finals, [[2507], [5], [0]], "one final frame per stream at its length, 0 for a missing system.log");
     }));
 
+  it("stop() waits for a bundle being marked shipped: nothing writes into the bundle after it", () =>
+    withShipper({}, async ({ stateDir, shipper, server }) => {
+      const { dir } = await openBundle(stateDir, "a-1", 1);
+      await writeFile(join(dir, logFileName(0, "stdout")), "out\n");
+      await close(dir);
+      await shipper.track({ dir });
+      shipper.connect(server);
+      // Untracked first; the acks file and the manifest are written after.
+      await eventually("untracked", () => (shipper.tracked.length === 0 ? true : undefined));
+      await shipper.stop();
+      assert.equal((await readManifest(dir))?.logsShipped, true);
+      assert.deepEqual(JSON.parse(await readFile(join(dir, LOG_ACKS), "utf8")).streams.stdout, { acked: 4, complete: true });
+    }));
+
   it("marks the bundle's logs shipped once all three streams are acknowledged complete, and stops tracking it", () =>
     withShipper({}, async ({ stateDir, shipper, server }) => {
       const { dir } = await openBundle(stateDir, "a-1", 1);

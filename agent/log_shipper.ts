@@ -200,6 +200,8 @@ export class LogShipper {
   private readonly log: Logger;
   private readonly bundles = new Map<string, Bundle>();
   private readonly tracking = new Map<string, Promise<void>>();
+  /** Bundles being marked shipped (shipped()): writes into bundles no longer tracked. */
+  private readonly marking = new Set<Promise<void>>();
   /** The streams that may have something to send, the only ones the pump looks at (oldest first, for fairness). */
   private readonly dirty = new Set<StreamState>();
   private link: LogLink | undefined;
@@ -347,7 +349,7 @@ export class LogShipper {
     this.link = undefined;
     clearInterval(this.tick);
     await Promise.all(this.tracking.values());
-    const writes: Promise<void>[] = [];
+    const writes: Promise<void>[] = [...this.marking];
     for (const b of this.bundles.values()) {
       this.unwatch(b);
       clearTimeout(b.flushTimer);
@@ -770,8 +772,11 @@ export class LogShipper {
     this.setSent(s, s.acked);
     this.setDirty(s, false);
     this.persistSoon(b, true);
-    if (b.streams.every((x) => x.complete || x.refused)) void this.shipped(b);
-    else this.schedulePump();
+    if (b.streams.every((x) => x.complete || x.refused)) {
+      // stop() waits for it: it writes into the bundle after the bundle is untracked.
+      const marking: Promise<void> = this.shipped(b).finally(() => this.marking.delete(marking));
+      this.marking.add(marking);
+    } else this.schedulePump();
   }
 
   /** Every stream is complete (or refused) and the bundle is closed: marks the manifest and forgets the bundle. */

@@ -257,7 +257,6 @@ class ClientStream<O extends DescMessage> {
   readonly trailer = new Headers();
   private readonly input = new EnvelopeBuffer();
   private ended = false;
-  private trailersSeen = false;
   private error: ConnectError | undefined;
   private wake: (() => void) | undefined;
   private answered: ((value: { status: number; header: Headers }) => void) | undefined;
@@ -265,9 +264,9 @@ class ClientStream<O extends DescMessage> {
 
   constructor(
     private readonly stream: http2.ClientHttp2Stream,
-    private readonly manager: Http2SessionManager,
+    manager: Http2SessionManager,
     private readonly output: O,
-    private readonly signal: AbortSignal,
+    signal: AbortSignal,
   ) {
     this.response = new Promise((resolve, reject) => {
       this.answered = resolve;
@@ -287,7 +286,6 @@ class ClientStream<O extends DescMessage> {
       this.poke();
     });
     stream.on("trailers", (t) => {
-      this.trailersSeen = true;
       for (const [name, value] of toHeaders(t)) this.trailer.append(name, value);
     });
     stream.on("end", () => {
@@ -377,8 +375,10 @@ class ClientStream<O extends DescMessage> {
     return this.error;
   }
 
+  /** Resolves when the stream takes writes again, or is gone. */
   private drained(): Promise<void> {
     return new Promise<void>((resolve) => {
+      if (this.stream.destroyed) return resolve();
       const done = () => {
         this.stream.off("drain", done);
         this.stream.off("close", done);
