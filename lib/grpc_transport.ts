@@ -15,7 +15,6 @@
 import type * as http2 from "node:http2";
 import {
   create,
-  fromBinary,
   isMessage,
   toBinary,
   type DescMessage,
@@ -41,7 +40,7 @@ import { createMethodUrl, runStreamingCall, runUnaryCall } from "@connectrpc/con
 import { requestHeader, validateResponse, validateTrailer } from "@connectrpc/connect/protocol-grpc";
 import { ConnectRequestSchema, type ConnectRequest } from "../gen/ts/drover/fleet/v1/agent_stream_pb.ts";
 import { IngestLogsRequestSchema, type IngestLogsRequest } from "../gen/ts/drover/log/v1/log_service_pb.ts";
-import { decodeUnary, envelope, EnvelopeBuffer, FRAME_HEADER } from "./host/grpc_wire.ts";
+import { decodeEnvelope, decodeUnary, envelope, EnvelopeBuffer } from "./host/grpc_wire.ts";
 import { onEachSession } from "./http2_sessions.ts";
 import { connectRequestEnvelope, ingestLogsRequestEnvelope } from "./log_frame_wire.ts";
 
@@ -342,11 +341,10 @@ class ClientStream<O extends DescMessage> {
   }
 
   private decode(frame: Buffer): MessageShape<O> {
-    if ((frame[0]! & 1) === 1) throw this.fail(new ConnectError("received compressed envelope, but do not know how to decompress", Code.Internal));
     try {
-      return fromBinary(this.output, frame.subarray(FRAME_HEADER));
+      return decodeEnvelope(this.output, frame);
     } catch (err) {
-      throw this.fail(new ConnectError(`parse binary: ${err instanceof Error ? err.message : String(err)}`, Code.Internal));
+      throw this.fail(err as ConnectError);
     }
   }
 

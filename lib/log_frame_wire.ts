@@ -18,7 +18,7 @@ import { WireType } from "@bufbuild/protobuf/wire";
 import type { ConnectRequest, LogFrame } from "../gen/ts/drover/fleet/v1/agent_stream_pb.ts";
 import type { IngestLogsRequest } from "../gen/ts/drover/log/v1/log_service_pb.ts";
 import { FRAME_HEADER } from "./host/grpc_wire.ts";
-import { delimitedFieldSize, int32Size, int64Size, ProtoWriter, stringFieldSize, unknownSize, varintSize } from "./proto_writer.ts";
+import { delimitedFieldSize, int32Size, int64Size, ProtoWriter, stringFieldSize, timestampSize, unknownSize, varintSize } from "./proto_writer.ts";
 
 /** ConnectRequest.log_frame. */
 const CONNECT_REQUEST_LOG_FRAME = 6;
@@ -39,8 +39,6 @@ export const LOG_FRAME_FIELDS: ReadonlyArray<readonly [number, string]> = [
   [7, "source_length"],
   [8, "final"],
 ];
-
-type Timestamp = NonNullable<LogFrame["time"]>;
 
 /**
  * An agent's ConnectRequest carrying a LogFrame, in an uncompressed gRPC
@@ -94,7 +92,7 @@ function frameSize(f: LogFrame): number {
   if (f.stream !== 0) n += 1 + int32Size(f.stream);
   if (f.offset !== 0n) n += 1 + int64Size(f.offset);
   if (f.data.length > 0) n += delimitedFieldSize(5, f.data.length);
-  if (f.time) n += delimitedFieldSize(6, timeSize(f.time));
+  if (f.time) n += delimitedFieldSize(6, timestampSize(f.time));
   if (f.sourceLength !== 0n) n += 1 + int64Size(f.sourceLength);
   if (f.final) n += 2;
   return n + unknownSize(f.$unknown);
@@ -106,17 +104,8 @@ function writeFrame(w: ProtoWriter, f: LogFrame): void {
   if (f.stream !== 0) w.tag(3, WireType.Varint).int32(f.stream);
   if (f.offset !== 0n) w.tag(4, WireType.Varint).int64(f.offset);
   if (f.data.length > 0) w.tag(5, WireType.LengthDelimited).varint(f.data.length).bytes(f.data);
-  if (f.time) {
-    w.tag(6, WireType.LengthDelimited).varint(timeSize(f.time));
-    if (f.time.seconds !== 0n) w.tag(1, WireType.Varint).int64(f.time.seconds);
-    if (f.time.nanos !== 0) w.tag(2, WireType.Varint).int32(f.time.nanos);
-    w.unknown(f.time.$unknown);
-  }
+  if (f.time) w.timestamp(6, f.time);
   if (f.sourceLength !== 0n) w.tag(7, WireType.Varint).int64(f.sourceLength);
   if (f.final) w.tag(8, WireType.Varint).varint(1);
   w.unknown(f.$unknown);
-}
-
-function timeSize(t: Timestamp): number {
-  return (t.seconds !== 0n ? 1 + int64Size(t.seconds) : 0) + (t.nanos !== 0 ? 1 + int32Size(t.nanos) : 0) + unknownSize(t.$unknown);
 }

@@ -79,6 +79,18 @@ export function delimitedFieldSize(field: number, length: number): number {
   return tagSize(field) + varintSize(length) + length;
 }
 
+/** A google.protobuf.Timestamp as protobuf-es holds it. */
+export interface Timestamp {
+  seconds: bigint;
+  nanos: number;
+  $unknown?: UnknownField[];
+}
+
+/** Bytes of a Timestamp's content (seconds, nanos, unknown fields). */
+export function timestampSize(t: Timestamp): number {
+  return (t.seconds !== 0n ? 1 + int64Size(t.seconds) : 0) + (t.nanos !== 0 ? 1 + int32Size(t.nanos) : 0) + unknownSize(t.$unknown);
+}
+
 /** Bytes of unknown fields as protobuf-es writes them (tag, then the kept data). */
 export function unknownSize(unknown: readonly UnknownField[] | undefined): number {
   if (!unknown) return 0;
@@ -139,6 +151,14 @@ export class ProtoWriter {
     if (s === "") return this;
     const b = utf8(s);
     return this.tag(field, WireType.LengthDelimited).varint(b.length).bytes(b);
+  }
+
+  /** A Timestamp field (present: proto3 writes a set message field even when it is empty). */
+  timestamp(field: number, t: Timestamp): this {
+    this.tag(field, WireType.LengthDelimited).varint(timestampSize(t));
+    if (t.seconds !== 0n) this.tag(1, WireType.Varint).int64(t.seconds);
+    if (t.nanos !== 0) this.tag(2, WireType.Varint).int32(t.nanos);
+    return this.unknown(t.$unknown);
   }
 
   unknown(unknown: readonly UnknownField[] | undefined): this {

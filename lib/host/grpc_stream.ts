@@ -47,13 +47,13 @@
 
 import type * as http2 from "node:http2";
 import { randomUUID } from "node:crypto";
-import { fromBinary, toBinary, type DescMessage, type DescMethodBiDiStreaming, type MessageShape } from "@bufbuild/protobuf";
+import { toBinary, type DescMessage, type DescMethodBiDiStreaming, type MessageShape } from "@bufbuild/protobuf";
 import type { Validator } from "@bufbuild/protovalidate";
 import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
 import { grpcStatusOk, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import type { Logger } from "../logger.ts";
 import { REQUEST_ID_HEADER, callFailed, elapsed, sanitizeRequestId, validateMessage, type AccessPolicy } from "./interceptors.ts";
-import { EnvelopeBuffer, FRAME_HEADER, envelope, headerValue, listen, type StreamEvents } from "./grpc_wire.ts";
+import { EnvelopeBuffer, FRAME_HEADER, decodeEnvelope, envelope, headerValue, listen, type StreamEvents } from "./grpc_wire.ts";
 
 /** What a handler sees of one call. */
 export interface GrpcStreamCall<I> {
@@ -322,18 +322,10 @@ class GrpcStream implements GrpcStreamCall<unknown>, AsyncIterator<unknown>, Str
       if (this.input.buffered > 0) throw this.stopReading(new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument));
       return { done: true, value: undefined };
     }
-    const frame = this.input.consume(size);
-    if ((frame[0]! & 1) === 1) {
-      throw this.stopReading(new ConnectError("received compressed envelope, but do not know how to decompress", Code.Internal));
-    }
     const { method, validator } = this.route;
     let message: unknown;
     try {
-      message = fromBinary(method.input, frame.subarray(FRAME_HEADER));
-    } catch (err) {
-      throw this.stopReading(new ConnectError(`parse binary: ${err instanceof Error ? err.message : String(err)}`, Code.Internal));
-    }
-    try {
+      message = decodeEnvelope(method.input, this.input.consume(size));
       validateMessage(validator, method.input, message);
     } catch (err) {
       throw this.stopReading(ConnectError.from(err));

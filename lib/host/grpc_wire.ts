@@ -31,9 +31,14 @@ export function decodeUnary<T extends DescMessage>(schema: T, data: Buffer, side
   const end = FRAME_HEADER + data.readUInt32BE(1);
   if (data.length < end) throw new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument);
   if (data.length > end) throw new ConnectError(`protocol error: received extra ${side} message for unary method`, Code.Unimplemented);
-  if ((data[0]! & 1) === 1) throw new ConnectError("received compressed envelope, but do not know how to decompress", Code.Internal);
+  return decodeEnvelope(schema, data.subarray(0, end));
+}
+
+/** The message in one whole envelope; throws the ConnectError Connect gives for a compressed or undecodable one. */
+export function decodeEnvelope<T extends DescMessage>(schema: T, frame: Buffer): MessageShape<T> {
+  if ((frame[0]! & 1) === 1) throw new ConnectError("received compressed envelope, but do not know how to decompress", Code.Internal);
   try {
-    return fromBinary(schema, data.subarray(FRAME_HEADER, end));
+    return fromBinary(schema, frame.subarray(FRAME_HEADER));
   } catch (err) {
     throw new ConnectError(`parse binary: ${err instanceof Error ? err.message : String(err)}`, Code.Internal);
   }

@@ -16,7 +16,7 @@
 
 import { WireType } from "@bufbuild/protobuf/wire";
 import type { FollowLogsResponse, LogLine } from "../../gen/ts/drover/log/v1/log_service_pb.ts";
-import { int32Size, int64Size, ProtoWriter, stringFieldSize, varintSize } from "../../lib/proto_writer.ts";
+import { delimitedFieldSize, int64Size, ProtoWriter, stringFieldSize, timestampSize, varintSize } from "../../lib/proto_writer.ts";
 
 /** LogLine's fields as this file writes them: number, name (log_service.proto). A test holds it to the generated schema. */
 export const LOG_LINE_FIELDS: ReadonlyArray<readonly [number, string]> = [
@@ -83,10 +83,7 @@ function lineSize(l: LogLine): number {
   if (l.commandIndex !== 0) n += 1 + varintSize(l.commandIndex);
   if (l.stream !== 0) n += 1 + varintSize(l.stream);
   if (l.offset !== 0n) n += 1 + int64Size(l.offset);
-  if (l.time) {
-    const t = timeSize(l.time);
-    n += 1 + varintSize(t) + t;
-  }
+  if (l.time) n += delimitedFieldSize(7, timestampSize(l.time));
   if (l.data.length > 0) n += 1 + varintSize(l.data.length) + l.data.length;
   if (l.partial) n += 2;
   n += stringSize(l.marker) + stringSize(l.replicaId) + stringSize(l.replicaSlot);
@@ -101,21 +98,13 @@ function writeLine(w: ProtoWriter, l: LogLine): void {
   if (l.commandIndex !== 0) w.tag(4, WireType.Varint).varint(l.commandIndex);
   if (l.stream !== 0) w.tag(5, WireType.Varint).varint(l.stream);
   if (l.offset !== 0n) w.tag(6, WireType.Varint).int64(l.offset);
-  if (l.time) {
-    w.tag(7, WireType.LengthDelimited).varint(timeSize(l.time));
-    if (l.time.seconds !== 0n) w.tag(1, WireType.Varint).int64(l.time.seconds);
-    if (l.time.nanos !== 0) w.tag(2, WireType.Varint).int32(l.time.nanos);
-  }
+  if (l.time) w.timestamp(7, l.time);
   if (l.data.length > 0) w.tag(8, WireType.LengthDelimited).varint(l.data.length).bytes(l.data);
   if (l.partial) w.tag(9, WireType.Varint).varint(1);
   w.string(10, l.marker);
   w.string(11, l.replicaId);
   w.string(12, l.replicaSlot);
   if (l.revision !== 0) w.tag(13, WireType.Varint).varint(l.revision);
-}
-
-function timeSize(t: NonNullable<LogLine["time"]>): number {
-  return (t.seconds !== 0n ? 1 + int64Size(t.seconds) : 0) + (t.nanos !== 0 ? 1 + int32Size(t.nanos) : 0);
 }
 
 function stringSize(s: string): number {
