@@ -484,6 +484,34 @@ export function busContract(name: string, make: () => Promise<Bus>): void {
           assert.ok(keys.every((k) => listed.get(k) === k));
           await Promise.all(keys.map((k) => bus.deletePresence(k)));
         }));
+
+      it("a presence set holds each member until its own mark lapses", () =>
+        withBus(async (bus) => {
+          const key = unique("followers");
+          assert.deepEqual(await bus.getPresenceMembers(key), [], "a set never marked");
+          await bus.setPresenceMember(key, "replica-a", 150);
+          await bus.setPresenceMember(key, "replica-b", 10_000);
+          assert.deepEqual((await bus.getPresenceMembers(key)).sort(), ["replica-a", "replica-b"]);
+
+          await sleep(250);
+
+          assert.deepEqual(await bus.getPresenceMembers(key), ["replica-b"], "replica-a's mark lapsed, replica-b's did not");
+        }));
+
+      it("marking a member again restarts its TTL, and the set lapses with its last member", () =>
+        withBus(async (bus) => {
+          const key = unique("followers");
+          await bus.setPresenceMember(key, "replica-a", 200);
+          await sleep(120);
+          await bus.setPresenceMember(key, "replica-a", 200);
+          await sleep(120);
+          assert.deepEqual(await bus.getPresenceMembers(key), ["replica-a"], "the refreshed mark lapsed on its first TTL");
+
+          await sleep(150);
+
+          assert.deepEqual(await bus.getPresenceMembers(key), []);
+          assert.equal(await bus.getPresence(key), null, "a presence set is not a presence key");
+        }));
     });
 
     describe("close", () => {
@@ -512,6 +540,8 @@ export function busContract(name: string, make: () => Promise<Bus>): void {
           bus.getPresence("p"),
           bus.deletePresence("p"),
           bus.listPresence("p"),
+          bus.setPresenceMember("p", "m", 1_000),
+          bus.getPresenceMembers("p"),
         ];
         for (const operation of refused) await assert.rejects(operation, BusClosedError);
       });

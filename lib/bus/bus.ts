@@ -74,6 +74,14 @@ export interface Bus {
   deletePresence(key: string): Promise<void>;
   /** Resolves every live key starting with prefix, with its value; keys that expire during the listing may be missing. */
   listPresence(prefix: string): Promise<Map<string, string>>;
+  /**
+   * Marks `member` present in the set `key` for ttlMs; marking it again before
+   * then refreshes it. Each member lapses on its own, so several processes can
+   * say "I am here" under one key without overwriting each other.
+   */
+  setPresenceMember(key: string, member: string, ttlMs: number): Promise<void>;
+  /** Resolves the members of `key` whose marks have not lapsed, in no particular order ([] for a key never set). */
+  getPresenceMembers(key: string): Promise<string[]>;
 
   /** Releases connections and ends waiting reads (they reject with BusClosedError); later calls resolve the same promise. */
   close(): Promise<void>;

@@ -58,6 +58,8 @@ export function createMemoryBus(options: MemoryBusOptions = {}): Bus {
   const streams = new Map<string, Stream>();
   const locks = new Map<string, Expiring<string>>();
   const presence = new Map<string, Expiring<string>>();
+  // Presence sets: member → until when its mark holds (epoch ms).
+  const memberSets = new Map<string, Map<string, number>>();
   // Waiting reads to reject when the bus closes.
   const closers = new Set<() => void>();
   let closed = false;
@@ -236,6 +238,26 @@ export function createMemoryBus(options: MemoryBusOptions = {}): Bus {
         if (value !== undefined) found.set(key, value);
       }
       return found;
+    },
+
+    async setPresenceMember(key, member, ttlMs) {
+      open();
+      checkTtl("ttlMs", ttlMs);
+      const now = Date.now();
+      const members = memberSets.get(key) ?? new Map<string, number>();
+      for (const [m, until] of members) if (until <= now) members.delete(m);
+      members.set(member, now + ttlMs);
+      memberSets.set(key, members);
+    },
+
+    async getPresenceMembers(key) {
+      open();
+      const now = Date.now();
+      const members = memberSets.get(key);
+      if (!members) return [];
+      for (const [m, until] of members) if (until <= now) members.delete(m);
+      if (members.size === 0) memberSets.delete(key);
+      return [...members.keys()];
     },
 
     async close() {

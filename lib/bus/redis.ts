@@ -58,9 +58,24 @@ const FIELD = "d";
 const EXTEND_LUA = `if redis.call("get", KEYS[1]) == ARGV[1] then return redis.call("pexpire", KEYS[1], ARGV[2]) else return 0 end`;
 const RELEASE_LUA = `if redis.call("get", KEYS[1]) == ARGV[1] then return redis.call("del", KEYS[1]) else return 0 end`;
 
+// A presence set is a sorted set scored by when each member's mark lapses,
+// on Redis's clock (TIME), so processes on hosts whose clocks disagree still
+// agree on who is present. The key itself lapses with its last member.
+const NOW_MS_LUA = `local t = redis.call("time") local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`;
+const MARK_MEMBER_LUA = `${NOW_MS_LUA}
+redis.call("zremrangebyscore", KEYS[1], "-inf", string.format("%d", now))
+redis.call("zadd", KEYS[1], string.format("%d", now + tonumber(ARGV[2])), ARGV[1])
+local last = redis.call("zrange", KEYS[1], -1, -1, "withscores")
+redis.call("pexpireat", KEYS[1], last[2])
+return 1`;
+const LIVE_MEMBERS_LUA = `${NOW_MS_LUA}
+return redis.call("zrangebyscore", KEYS[1], string.format("(%d", now), "+inf")`;
+
 interface LockScripts {
   droverLockExtend(key: string, token: string, ttlMs: number): Promise<number>;
   droverLockRelease(key: string, token: string): Promise<number>;
+  droverMarkMember(key: string, member: string, ttlMs: number): Promise<number>;
+  droverLiveMembers(key: string): Promise<string[]>;
 }
 
 type XReadReply = [key: Buffer, items: [id: Buffer, fields: Buffer[]][]][] | null;
@@ -86,6 +101,7 @@ export function createRedisBus(options: RedisBusOptions): Bus {
     stream: (name: string) => `${prefix}stream:${name}`,
     lock: (name: string) => `${prefix}lock:${name}`,
     presence: (name: string) => `${prefix}presence:${name}`,
+    presenceSet: (name: string) => `${prefix}presence-set:${name}`,
   };
 
   function connect(role: string): Redis {
@@ -102,6 +118,8 @@ export function createRedisBus(options: RedisBusOptions): Bus {
   const cmd = connect("commands") as Redis & LockScripts;
   cmd.defineCommand("droverLockExtend", { numberOfKeys: 1, lua: EXTEND_LUA });
   cmd.defineCommand("droverLockRelease", { numberOfKeys: 1, lua: RELEASE_LUA });
+  cmd.defineCommand("droverMarkMember", { numberOfKeys: 1, lua: MARK_MEMBER_LUA });
+  cmd.defineCommand("droverLiveMembers", { numberOfKeys: 1, lua: LIVE_MEMBERS_LUA });
 
   let closed = false;
   let closing: Promise<void> | undefined;
@@ -351,6 +369,17 @@ export function createRedisBus(options: RedisBusOptions): Bus {
         });
       } while (cursor !== "0");
       return found;
+    },
+
+    async setPresenceMember(name, member, ttlMs) {
+      open();
+      checkTtl("ttlMs", ttlMs);
+      await cmd.droverMarkMember(key.presenceSet(name), member, Math.ceil(ttlMs));
+    },
+
+    async getPresenceMembers(name) {
+      open();
+      return cmd.droverLiveMembers(key.presenceSet(name));
     },
 
     close() {

@@ -27,7 +27,7 @@ import { createLogger } from "../../lib/logger.ts";
 import { requirePostgres, requireRedis } from "../../lib/testing/services.ts";
 import { LOST_GRACE_MS, LogFollower, followDone } from "./follow.ts";
 import { Ingest } from "./ingest.ts";
-import { BusLivePublisher } from "./live.ts";
+import { BusLivePublisher, jobStream } from "./live.ts";
 import { LogReader } from "./read.ts";
 import { LogServiceImpl, logRoutes } from "./service.ts";
 import { FakeDeploy } from "./testing.ts";
@@ -295,20 +295,21 @@ describe("FollowLogs", { concurrency: true }, () => {
         await cleanup?.();
       });
 
-      /** A new stack on the shared database and buses. */
-      function stack(): Stack {
+      /** A new stack on the shared database and buses; `oneReplica`: the writer's publisher is the follower's replica's (LocalTaps). */
+      function stack(opts: { oneReplica?: boolean } = {}): Stack {
         const db = database.prismaFor("log");
         const scheduler = new FakeScheduler();
         const deploy = new FakeDeploy();
         const clients = { scheduler: scheduler.client, deploy: deploy.client } as DroverClients;
         const settings = { maxBytesPerAttempt: 1 << 30, retentionDays: 7, retentionIntervalMs: 600_000 };
         const [pubBus, followBus, otherBus] = buses;
-        const publisher = new BusLivePublisher({ bus: pubBus, logger });
+        const reader = new LogReader({ db, clients, logger });
+        const followerBus = flaky(followBus);
+        const follower = new LogFollower({ db, bus: followerBus, clients, logger, reader });
+        const publisher = new BusLivePublisher({ bus: pubBus, logger, local: opts.oneReplica ? follower : undefined });
         publishers.push(publisher);
         const writer = new Writer(scheduler, new Ingest({ sql: database.executor, clients, logger, settings, live: publisher }));
         const silent = writer.sharing(new Ingest({ sql: database.executor, clients, logger, settings }));
-        const reader = new LogReader({ db, clients, logger });
-        const followerBus = flaky(followBus);
         return {
           db,
           scheduler,
@@ -317,7 +318,7 @@ describe("FollowLogs", { concurrency: true }, () => {
           silent,
           followerBus,
           reader,
-          follower: new LogFollower({ db, bus: followerBus, clients, logger, reader }),
+          follower,
           other: new LogFollower({ db, bus: otherBus, clients, logger, reader }),
         };
       }
@@ -353,6 +354,30 @@ describe("FollowLogs", { concurrency: true }, () => {
         await there.ends();
         assert.deepEqual(here.text, ["after\n"]);
         assert.deepEqual(there.text, ["after\n"]);
+      });
+
+      it("hands a follow on the replica that stores the output its pieces without the bus, and uses the bus once another replica follows", async () => {
+        const s = stack({ oneReplica: true });
+        const a = `attempt-${randomUUID()}`;
+        const owner = { jobId: `job-${randomUUID()}` };
+        const onBus = async () => (await buses[0].read(jobStream(owner.jobId), "0")).length;
+        await s.writer.write(a, owner, [[LogStream.STDOUT, "stored\n"]]);
+        const here = follow(s.follower, { attemptId: a });
+        await here.until("the stored line", (x) => x.lines.length === 1);
+        await s.writer.write(a, owner, [[LogStream.STDOUT, "local 1\n"]]);
+        await s.writer.write(a, owner, [[LogStream.STDOUT, "local 2\n"]]);
+        await here.until("the live lines", (x) => x.lines.length === 3);
+        assert.equal(s.follower.handed, 2, "the live lines did not come from the publisher");
+        assert.equal(await onBus(), 0, "appended to the bus though only this replica follows");
+
+        const there = follow(s.other, { attemptId: a, from: FollowFrom.END });
+        await there.until("positioned", () => s.other.positioned > 0);
+        await s.writer.write(a, owner, [[LogStream.STDOUT, "both\n"]], true);
+        await here.ends();
+        await there.ends();
+        assert.deepEqual(here.text, ["stored\n", "local 1\n", "local 2\n", "both\n"], "each line once");
+        assert.deepEqual(there.text, ["both\n"]);
+        assert.ok((await onBus()) > 0, "nothing appended for the other replica's follow");
       });
 
       it("shares one read of a live stream among every follow of it on a replica", async () => {

@@ -14,9 +14,12 @@
 //      storage is polled too: it finds new attempts, completions and
 //      anything the bus lost. Redis down only slows a follow down.
 //
-// Marks: a Tap keeps its live stream marked followed (a presence key) while
-// it lives, and a follow waits for the mark before it reads storage:
-// publishers append only to marked streams (live.ts).
+// Marks: a Tap keeps its replica marked in its live stream's followers (a
+// presence set) while it lives, and a follow waits for the mark before it
+// reads storage: publishers on other replicas append only to streams marked
+// by a replica not their own, and the publisher on this one hands its Taps
+// their pieces directly (LocalTaps), from the moment a Tap is joined
+// (live.ts).
 //
 // Redis connections: a follower never blocks on Redis. Each LogFollower
 // keeps one Tap per live stream that any of its follows reads; a Tap reads
@@ -40,6 +43,7 @@
 // run until stopped: the follow ends only when the deployment is deleted
 // (like a job that ended, with LOST_GRACE_MS for incomplete attempts).
 
+import { randomUUID } from "node:crypto";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
@@ -57,7 +61,7 @@ import type { DroverClients } from "../../lib/clients.ts";
 import type { Logger } from "../../lib/logger.ts";
 import { splitChunk, sliceChunk, type Line } from "./lines.ts";
 import { getReplicas, replicaJobs, resolveDeployment, type ReplicaJobs, type ReplicaRef } from "./deployment.ts";
-import { decodeEntry, FOLLOWED_TTL_MS, followedKey, jobStream, runStream, type LiveEntry } from "./live.ts";
+import { decodeEntry, FOLLOWED_TTL_MS, followersKey, jobStream, runStream, type LiveEntry, type LocalTaps } from "./live.ts";
 import {
   ScanBudget,
   compileTextFilter,
@@ -147,6 +151,7 @@ class Tap {
   constructor(
     private readonly bus: Bus,
     readonly key: string,
+    private readonly replicaId: string,
     private readonly logger: Logger,
   ) {
     this.marked = this.mark();
@@ -154,13 +159,14 @@ class Tap {
     void this.loop();
   }
 
-  // Tells publishers on every replica that this stream is followed (live.ts
-  // appends only to followed streams). A failure leaves it unmarked until
-  // the next try: the follows then get the output from storage.
+  // Tells publishers on the other replicas that this one follows the stream
+  // (live.ts appends only to streams another replica follows). A failure
+  // leaves it unmarked until the next try: the follows then get the other
+  // replicas' output from storage.
   private mark(): Promise<void> {
     this.marking ??= (async () => {
       try {
-        await this.bus.setPresence(followedKey(this.key), "1", FOLLOWED_TTL_MS);
+        await this.bus.setPresenceMember(followersKey(this.key), this.replicaId, FOLLOWED_TTL_MS);
         this.markedAtMs = Date.now();
       } catch (err) {
         this.logger.debug({ err, key: this.key }, "cannot mark the live stream followed; retrying");
@@ -201,12 +207,7 @@ class Tap {
         if (this.failing) this.setFailing(false);
         if (entries.length > 0) {
           this.lastId = entries[entries.length - 1]!.id;
-          const decoded = entries.map((e) => decodeEntry(e.data)).filter((e): e is LiveEntry => e !== undefined);
-          for (const s of this.subscribers) {
-            if (s.entries.length + decoded.length > MAX_PENDING) s.overflowed = true;
-            else s.entries.push(...decoded);
-            s.wake();
-          }
+          this.deliver(entries.map((e) => decodeEntry(e.data)).filter((e): e is LiveEntry => e !== undefined));
           more = entries.length === 256;
         }
       } catch (err) {
@@ -218,6 +219,15 @@ class Tap {
         }
       }
       if (!more && !this.stopped) await this.pause(this.failing ? jitter(POLL_DOWN_MS) : TAP_POLL_MS);
+    }
+  }
+
+  /** Hands entries to every follow of the stream: read from the bus, or from this replica's publisher. */
+  deliver(entries: LiveEntry[]): void {
+    for (const s of this.subscribers) {
+      if (s.entries.length + entries.length > MAX_PENDING) s.overflowed = true;
+      else s.entries.push(...entries);
+      s.wake();
     }
   }
 
@@ -258,8 +268,9 @@ interface Followed {
   complete: Set<StreamName>;
 }
 
-/** Serves FollowLogs; one per Log replica, sharing its Taps among follows. */
-export class LogFollower {
+/** Serves FollowLogs; one per Log replica, sharing its Taps among follows. Its replica's publisher hands it pieces (LocalTaps). */
+export class LogFollower implements LocalTaps {
+  readonly replicaId: string;
   private readonly db: PrismaClient;
   private readonly bus: Bus;
   private readonly clients: DroverClients;
@@ -267,12 +278,24 @@ export class LogFollower {
   private readonly reader: LogReader;
   private readonly taps = new Map<string, Tap>();
 
-  constructor(deps: { db: PrismaClient; bus: Bus; clients: DroverClients; logger: Logger; reader: LogReader }) {
+  /** `replicaId`: how this replica's Taps mark the streams they follow (default: a new random id). */
+  constructor(deps: { db: PrismaClient; bus: Bus; clients: DroverClients; logger: Logger; reader: LogReader; replicaId?: string }) {
+    this.replicaId = deps.replicaId ?? randomUUID();
     this.db = deps.db;
     this.bus = deps.bus;
     this.clients = deps.clients;
     this.logger = deps.logger;
     this.reader = deps.reader;
+  }
+
+  /** Entries this replica's publisher handed to its Taps (for tests). */
+  handed = 0;
+
+  deliver(stream: string, entry: LiveEntry): void {
+    const tap = this.taps.get(stream);
+    if (!tap) return;
+    this.handed++;
+    tap.deliver([entry]);
   }
 
   /** How many live streams this replica reads (for tests and metrics). */
@@ -299,7 +322,7 @@ export class LogFollower {
   join(key: string, sub: TapSubscriber): Tap {
     let tap = this.taps.get(key);
     if (!tap) {
-      tap = new Tap(this.bus, key, this.logger);
+      tap = new Tap(this.bus, key, this.replicaId, this.logger);
       this.taps.set(key, tap);
     }
     tap.subscribers.add(sub);

@@ -1,5 +1,6 @@
-// The live publisher on both buses: what ingestion stored goes onto the
-// live streams that someone follows, in order, and nowhere else.
+// The live publisher on both buses: what ingestion stored goes to this
+// replica's follows at once, and onto the live streams that another replica
+// follows, in order, and nowhere else.
 
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
@@ -10,7 +11,7 @@ import { createMemoryBus } from "../../lib/bus/memory.ts";
 import { createRedisBus } from "../../lib/bus/redis.ts";
 import { createLogger } from "../../lib/logger.ts";
 import { requireRedis } from "../../lib/testing/services.ts";
-import { BusLivePublisher, decodeEntry, FOLLOWED_TTL_MS, followedKey, jobStream, runStream } from "./live.ts";
+import { BusLivePublisher, decodeEntry, FOLLOWED_TTL_MS, followersKey, jobStream, runStream, type LiveEntry, type LocalTaps } from "./live.ts";
 import type { StoredPiece } from "./types.ts";
 
 const logger = createLogger("silent");
@@ -32,8 +33,8 @@ function piece(jobId: string, offset: number, text: string, runId = ""): StoredP
 }
 
 /** Publishes the pieces through a publisher of its own and waits until they reached the bus. */
-async function publish(bus: Bus, pieces: StoredPiece[]): Promise<void> {
-  const publisher = new BusLivePublisher({ bus, logger });
+async function publish(bus: Bus, pieces: StoredPiece[], local?: LocalTaps): Promise<void> {
+  const publisher = new BusLivePublisher({ bus, logger, local });
   publisher.publish(pieces);
   await publisher.close();
 }
@@ -66,10 +67,38 @@ for (const setup of buses) {
       try {
         const job = `job-${randomUUID()}`;
         const run = `run-${randomUUID()}`;
-        await bus.setPresence(followedKey(jobStream(job)), "1", FOLLOWED_TTL_MS);
+        await bus.setPresenceMember(followersKey(jobStream(job)), "another-replica", FOLLOWED_TTL_MS);
         await publish(bus, [piece(job, 0, "one\n", run), piece(job, 4, "two\n", run), piece(job, 8, "three\n", run)]);
         assert.deepEqual(await texts(bus, jobStream(job)), ["one\n", "two\n", "three\n"]);
         assert.deepEqual(await texts(bus, runStream(run)), []);
+      } finally {
+        await bus.close();
+      }
+    });
+
+    it("hands this replica's follows their pieces, and appends them only once another replica follows too", async () => {
+      const bus = setup.open();
+      try {
+        const job = `job-${randomUUID()}`;
+        const run = `run-${randomUUID()}`;
+        const handed: Array<[string, string]> = [];
+        const here: LocalTaps = {
+          replicaId: "replica-here",
+          deliver: (stream: string, entry: LiveEntry) => handed.push([stream, new TextDecoder().decode(entry.data)]),
+        };
+        await bus.setPresenceMember(followersKey(jobStream(job)), here.replicaId, FOLLOWED_TTL_MS);
+        await publish(bus, [piece(job, 0, "one\n", run)], here);
+        assert.deepEqual(handed, [
+          [jobStream(job), "one\n"],
+          [runStream(run), "one\n"],
+        ]);
+        assert.deepEqual(await texts(bus, jobStream(job)), [], "appended though only this replica follows");
+
+        await bus.setPresenceMember(followersKey(jobStream(job)), "replica-there", FOLLOWED_TTL_MS);
+        await publish(bus, [piece(job, 4, "two\n", run)], here);
+        assert.deepEqual(await texts(bus, jobStream(job)), ["two\n"]);
+        assert.deepEqual(await texts(bus, runStream(run)), [], "nobody follows the run");
+        assert.equal(handed.length, 4);
       } finally {
         await bus.close();
       }

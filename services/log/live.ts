@@ -1,7 +1,9 @@
-// The live side of ingestion: what each commit stored goes onto bounded bus
-// streams that followers on every replica read (follow.ts).
+// The live side of ingestion: what each commit stored goes to the followers
+// on this replica at once, and onto bounded bus streams that followers on
+// the other replicas read (follow.ts).
 //
-//   Ingest ──publish(pieces)──▶ queue ──drain──▶ bus.append("log:job:<jobId>")
+//   Ingest ──publish(pieces)──▶ this replica's Taps (LocalTaps: no bus, no copy)
+//                          └──▶ queue ──drain──▶ bus.append("log:job:<jobId>")
 //                                         └────▶ bus.append("log:run:<runId>")   (run stages)
 //                                         └────▶ bus.publish(same names)        (a wake-up, no payload)
 //
@@ -11,19 +13,25 @@
 // a bus error drops pieces, counted and logged at most every few seconds.
 // Followers notice a dropped piece as a gap and read it from storage.
 //
-// Only what someone follows. Every Tap (follow.ts) keeps a presence key set
-// for its live stream (followedKey) while it lives; the publisher appends
-// only to streams whose key is set. Most output is never followed, and each
-// appended byte cost the Log service and Redis CPU, and Redis memory
-// (LIVE_MAX_LEN entries of up to MAX_ENTRY_DATA per job). Nothing is lost
-// or reordered by it: a "followed" answer is trusted for FOLLOWED_RECHECK_MS
-// (appending too much is harmless), a "not followed" one is asked again for
-// every batch. A follow marks its stream, then reads storage: a piece whose
-// publisher saw no mark was committed before that look at the key, so
+// Only what another replica follows. Every Tap (follow.ts) marks its
+// replica in a presence set for its live stream (followersKey) while it
+// lives; the publisher appends only to streams some *other* replica's Tap
+// marked, and hands its own replica's Taps their pieces directly. Most output
+// is never followed, and with one Log replica, or a follow on the replica
+// that stores its output, nothing goes through the bus at all: each appended
+// byte cost the Log service and Redis CPU (the append, the wake-up, the
+// Tap's read and decoding it back: ~16 % of the Log's CPU while followed at
+// 10 MiB/s), and Redis memory (LIVE_MAX_LEN entries of up to MAX_ENTRY_DATA
+// per job). Nothing is lost or reordered by it: a "followed" answer is
+// trusted for FOLLOWED_RECHECK_MS (appending too much is harmless), a "not
+// followed" one is asked again for every batch. A follow joins its Tap
+// (local from then on) and marks its stream, then reads storage: a piece
+// whose publisher saw no mark was committed before that look at the set, so
 // before the mark and the read, and the read has it; every piece committed
 // after the read is appended. (Trusting "not followed" for 250 ms made each
 // follow wait that long before its first read, and every follow's first
-// lines with it.)
+// lines with it.) A follow that gets a piece both ways sends it once
+// (follow.ts skips what it sent).
 //
 // Entry encoding (encodeEntry/decodeEntry): a 4-byte big-endian header
 // length, a UTF-8 JSON header, then the stored bytes. Pieces larger than
@@ -49,12 +57,12 @@ const BACKOFF_MS = 1_000;
 // How long close() waits for queued pieces to reach the bus.
 const CLOSE_WAIT_MS = 2_000;
 
-/** The presence key set while some replica follows a live stream. */
-export function followedKey(stream: string): string {
-  return `${stream}:followed`;
+/** The presence set in which each replica following a live stream marks itself (its replica id). */
+export function followersKey(stream: string): string {
+  return `${stream}:followers`;
 }
 
-/** How long a follower's mark (followedKey) lasts unless set again; Taps set it again every third of this. */
+/** How long a follower's mark (followersKey) lasts unless set again; Taps set it again every third of this. */
 export const FOLLOWED_TTL_MS = 15_000;
 // How long the publisher trusts a "followed" answer ("not followed" is asked again every batch).
 const FOLLOWED_RECHECK_MS = 2_000;
@@ -150,27 +158,48 @@ export function decodeEntry(bytes: Uint8Array): LiveEntry | undefined {
   }
 }
 
-/** Publishes stored pieces on the bus for followers; see the top of this file. */
+/** This replica's follows, as the publisher hands them pieces (follow.ts's LogFollower). */
+export interface LocalTaps {
+  /** The replica's id, as its Taps mark the streams they follow. */
+  readonly replicaId: string;
+  /** Hands an entry to this replica's Tap of the live stream, if it has one; never throws. */
+  deliver(stream: string, entry: LiveEntry): void;
+}
+
+/** The entry of a stored piece, handed over as it is (LocalTaps). */
+export function entryOf(piece: StoredPiece): LiveEntry {
+  const { attempt, stream, commandIndex, offset, endOffset, data, times, complete } = piece;
+  return { attempt, stream, commandIndex, offset, endOffset, data, times, complete };
+}
+
+/** Publishes stored pieces to this replica's follows and, on the bus, to other replicas'; see the top of this file. */
 export class BusLivePublisher implements LivePublisher {
   private readonly bus: Bus;
   private readonly logger: Logger;
+  private readonly local: LocalTaps | undefined;
   private readonly queue: StoredPiece[] = [];
   private draining: Promise<void> | undefined;
   private closed = false;
   private dropped = 0;
   private lastWarnMs = 0;
   private backoffUntilMs = 0;
-  /** Live streams someone follows, and until when that answer holds (epoch ms). */
+  /** Live streams another replica follows, and until when that answer holds (epoch ms). */
   private readonly followed = new Map<string, { untilMs: number }>();
 
-  constructor(deps: { bus: Bus; logger: Logger }) {
+  /** `local`: this replica's follows (without it, every follower counts as another replica's). */
+  constructor(deps: { bus: Bus; logger: Logger; local?: LocalTaps }) {
     this.bus = deps.bus;
     this.logger = deps.logger;
+    this.local = deps.local;
   }
 
   publish(pieces: readonly StoredPiece[]): void {
     if (this.closed) return;
     for (const piece of pieces) {
+      if (this.local) {
+        const entry = entryOf(piece);
+        for (const name of liveStreamsOf(piece)) this.local.deliver(name, entry);
+      }
       if (this.queue.length >= MAX_QUEUED || Date.now() < this.backoffUntilMs) this.drop(1, undefined);
       else this.queue.push(piece);
     }
@@ -228,7 +257,7 @@ export class BusLivePublisher implements LivePublisher {
     }
   }
 
-  /** Which of the live streams someone follows: remembered answers, one presence read for each of the others. */
+  /** Which of the live streams another replica follows: remembered answers, one presence read for each of the others. */
   private async followedOf(names: Set<string>): Promise<Set<string>> {
     const now = Date.now();
     const out = new Set<string>();
@@ -239,7 +268,10 @@ export class BusLivePublisher implements LivePublisher {
       else ask.push(name);
     }
     // A bus that cannot answer counts as followed: the append then fails or succeeds on its own.
-    const answers = await Promise.all(ask.map((name) => this.bus.getPresence(followedKey(name)).then((v) => v !== null, () => true)));
+    const self = this.local?.replicaId;
+    const answers = await Promise.all(
+      ask.map((name) => this.bus.getPresenceMembers(followersKey(name)).then((replicas) => replicas.some((r) => r !== self), () => true)),
+    );
     ask.forEach((name, i) => {
       if (!answers[i]) return;
       out.add(name);

@@ -38,10 +38,11 @@ export interface Log extends ServiceInstance {
 
 export function createLog(deps: LogDeps): Log {
   const log = deps.logger.child({ component: "log" });
-  const live = new BusLivePublisher({ bus: deps.bus, logger: log.child({ component: "log-live" }) });
-  const ingest = new Ingest({ sql: deps.sql, clients: deps.clients, logger: log.child({ component: "log-ingest" }), settings: deps.settings, live });
   const reader = new LogReader({ db: deps.db, clients: deps.clients, logger: log.child({ component: "log-read" }) });
   const follower = new LogFollower({ db: deps.db, bus: deps.bus, clients: deps.clients, logger: log.child({ component: "log-follow" }), reader });
+  // Follows on this replica get what it stores straight from the publisher; the bus carries it to other replicas'.
+  const live = new BusLivePublisher({ bus: deps.bus, logger: log.child({ component: "log-live" }), local: follower });
+  const ingest = new Ingest({ sql: deps.sql, clients: deps.clients, logger: log.child({ component: "log-ingest" }), settings: deps.settings, live });
   const retention = new Retention({ db: deps.db, logger: log.child({ component: "log-retention" }), settings: deps.settings });
   const impl = new LogServiceImpl({ ingest, reader, follower });
   return {
