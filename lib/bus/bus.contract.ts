@@ -488,14 +488,20 @@ export function busContract(name: string, make: () => Promise<Bus>): void {
       it("a presence set holds each member until its own mark lapses", () =>
         withBus(async (bus) => {
           const key = unique("followers");
-          assert.deepEqual(await bus.getPresenceMembers(key), [], "a set never marked");
+          const other = unique("followers");
+          assert.deepEqual(await bus.getPresenceMembers([key]), [[]], "a set never marked");
           await bus.setPresenceMember(key, "replica-a", 150);
           await bus.setPresenceMember(key, "replica-b", 10_000);
-          assert.deepEqual((await bus.getPresenceMembers(key)).sort(), ["replica-a", "replica-b"]);
+          await bus.setPresenceMember(other, "replica-c", 10_000);
+          const [members, others, none] = await bus.getPresenceMembers([key, other, unique("followers")]);
+          assert.deepEqual(members!.sort(), ["replica-a", "replica-b"]);
+          assert.deepEqual(others, ["replica-c"]);
+          assert.deepEqual(none, []);
+          assert.deepEqual(await bus.getPresenceMembers([]), []);
 
           await sleep(250);
 
-          assert.deepEqual(await bus.getPresenceMembers(key), ["replica-b"], "replica-a's mark lapsed, replica-b's did not");
+          assert.deepEqual(await bus.getPresenceMembers([key, other]), [["replica-b"], ["replica-c"]], "replica-a's mark lapsed, the others did not");
         }));
 
       it("marking a member again restarts its TTL, and the set lapses with its last member", () =>
@@ -505,11 +511,11 @@ export function busContract(name: string, make: () => Promise<Bus>): void {
           await sleep(120);
           await bus.setPresenceMember(key, "replica-a", 200);
           await sleep(120);
-          assert.deepEqual(await bus.getPresenceMembers(key), ["replica-a"], "the refreshed mark lapsed on its first TTL");
+          assert.deepEqual(await bus.getPresenceMembers([key]), [["replica-a"]], "the refreshed mark lapsed on its first TTL");
 
           await sleep(150);
 
-          assert.deepEqual(await bus.getPresenceMembers(key), []);
+          assert.deepEqual(await bus.getPresenceMembers([key]), [[]]);
           assert.equal(await bus.getPresence(key), null, "a presence set is not a presence key");
         }));
     });
@@ -541,7 +547,7 @@ export function busContract(name: string, make: () => Promise<Bus>): void {
           bus.deletePresence("p"),
           bus.listPresence("p"),
           bus.setPresenceMember("p", "m", 1_000),
-          bus.getPresenceMembers("p"),
+          bus.getPresenceMembers(["p"]),
         ];
         for (const operation of refused) await assert.rejects(operation, BusClosedError);
       });

@@ -80,8 +80,8 @@ export interface Bus {
    * say "I am here" under one key without overwriting each other.
    */
   setPresenceMember(key: string, member: string, ttlMs: number): Promise<void>;
-  /** Resolves the members of `key` whose marks have not lapsed, in no particular order ([] for a key never set). */
-  getPresenceMembers(key: string): Promise<string[]>;
+  /** Resolves, for each key, its members whose marks have not lapsed, in no particular order ([] for a key never set); one round trip for all. */
+  getPresenceMembers(keys: readonly string[]): Promise<string[][]>;
 
   /** Releases connections and ends waiting reads (they reject with BusClosedError); later calls resolve the same promise. */
   close(): Promise<void>;

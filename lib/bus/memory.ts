@@ -250,14 +250,16 @@ export function createMemoryBus(options: MemoryBusOptions = {}): Bus {
       memberSets.set(key, members);
     },
 
-    async getPresenceMembers(key) {
+    async getPresenceMembers(keys) {
       open();
       const now = Date.now();
-      const members = memberSets.get(key);
-      if (!members) return [];
-      for (const [m, until] of members) if (until <= now) members.delete(m);
-      if (members.size === 0) memberSets.delete(key);
-      return [...members.keys()];
+      return keys.map((key) => {
+        const members = memberSets.get(key);
+        if (!members) return [];
+        for (const [m, until] of members) if (until <= now) members.delete(m);
+        if (members.size === 0) memberSets.delete(key);
+        return [...members.keys()];
+      });
     },
 
     async close() {

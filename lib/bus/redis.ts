@@ -69,13 +69,15 @@ local last = redis.call("zrange", KEYS[1], -1, -1, "withscores")
 redis.call("pexpireat", KEYS[1], last[2])
 return 1`;
 const LIVE_MEMBERS_LUA = `${NOW_MS_LUA}
-return redis.call("zrangebyscore", KEYS[1], string.format("(%d", now), "+inf")`;
+local out = {}
+for i, key in ipairs(KEYS) do out[i] = redis.call("zrangebyscore", key, string.format("(%d", now), "+inf") end
+return out`;
 
 interface LockScripts {
   droverLockExtend(key: string, token: string, ttlMs: number): Promise<number>;
   droverLockRelease(key: string, token: string): Promise<number>;
   droverMarkMember(key: string, member: string, ttlMs: number): Promise<number>;
-  droverLiveMembers(key: string): Promise<string[]>;
+  droverLiveMembers(numberOfKeys: number, ...keys: string[]): Promise<string[][]>;
 }
 
 type XReadReply = [key: Buffer, items: [id: Buffer, fields: Buffer[]][]][] | null;
@@ -119,7 +121,7 @@ export function createRedisBus(options: RedisBusOptions): Bus {
   cmd.defineCommand("droverLockExtend", { numberOfKeys: 1, lua: EXTEND_LUA });
   cmd.defineCommand("droverLockRelease", { numberOfKeys: 1, lua: RELEASE_LUA });
   cmd.defineCommand("droverMarkMember", { numberOfKeys: 1, lua: MARK_MEMBER_LUA });
-  cmd.defineCommand("droverLiveMembers", { numberOfKeys: 1, lua: LIVE_MEMBERS_LUA });
+  cmd.defineCommand("droverLiveMembers", { lua: LIVE_MEMBERS_LUA }); // the number of keys comes first
 
   let closed = false;
   let closing: Promise<void> | undefined;
@@ -377,9 +379,10 @@ export function createRedisBus(options: RedisBusOptions): Bus {
       await cmd.droverMarkMember(key.presenceSet(name), member, Math.ceil(ttlMs));
     },
 
-    async getPresenceMembers(name) {
+    async getPresenceMembers(names) {
       open();
-      return cmd.droverLiveMembers(key.presenceSet(name));
+      if (names.length === 0) return [];
+      return cmd.droverLiveMembers(names.length, ...names.map((name) => key.presenceSet(name)));
     },
 
     close() {

@@ -257,7 +257,7 @@ export class BusLivePublisher implements LivePublisher {
     }
   }
 
-  /** Which of the live streams another replica follows: remembered answers, one presence read for each of the others. */
+  /** Which of the live streams another replica follows: remembered answers, one presence read for all the others. */
   private async followedOf(names: Set<string>): Promise<Set<string>> {
     const now = Date.now();
     const out = new Set<string>();
@@ -267,10 +267,11 @@ export class BusLivePublisher implements LivePublisher {
       if (known && known.untilMs > now) out.add(name);
       else ask.push(name);
     }
-    // A bus that cannot answer counts as followed: the append then fails or succeeds on its own.
+    // One read for all of them. A bus that cannot answer counts as followed: the appends then fail or succeed on their own.
     const self = this.local?.replicaId;
-    const answers = await Promise.all(
-      ask.map((name) => this.bus.getPresenceMembers(followersKey(name)).then((replicas) => replicas.some((r) => r !== self), () => true)),
+    const answers = await this.bus.getPresenceMembers(ask.map(followersKey)).then(
+      (sets) => sets.map((replicas) => replicas.some((r) => r !== self)),
+      () => ask.map(() => true),
     );
     ask.forEach((name, i) => {
       if (!answers[i]) return;
