@@ -24,6 +24,16 @@
 // its attempt ended (at most MAX_OPEN_FILES, closed after OPEN_FILE_IDLE_MS
 // unread or when read to its end).
 //
+// Reading the file a command is writing is synchronous (readSync): what a
+// child has just written sits in the page cache, and a read of it takes
+// microseconds, while the thread pool's hand-off cost the main thread ~45 µs
+// a read and waited for a pool thread. In the follow benchmark (ten jobs
+// printing every 10 ms) the agent's CPU per MiB went from ~24.5 to ~19.5 ms
+// and the p99 from a write to the agent's read from ~20 to ~10 ms. Earlier
+// bytes (a finished command's file, read again after a reconnect, possibly
+// long gone from the cache) are read asynchronously, so a slow disk never
+// holds up the agent's heartbeats.
+//
 // Why inotify with a slow poll: a directory watch costs nothing while
 // nothing is written and tells within a millisecond when something is, so a
 // line reaches the link about flushDelayMs (5 ms) after the child wrote it;
@@ -55,7 +65,7 @@
 // is removed when it closes): it is shipped unredacted, and the Log service
 // redacts it with the values it gets from the Scheduler.
 
-import { watch, type FSWatcher } from "node:fs";
+import { readSync, watch, type FSWatcher } from "node:fs";
 import { chmod, open, readdir, readFile, rename, writeFile, type FileHandle } from "node:fs/promises";
 import { basename, join } from "node:path";
 
@@ -642,7 +652,7 @@ export class LogShipper {
       const at = s.sent;
       if (at < s.frozenEnd) {
         const seg = s.segments.find((g) => at >= g.base && at < g.base + g.length)!;
-        const data = await this.read(join(b.dir, fileOf(s.kind, seg.index)), at - seg.base, Math.min(b.readBytes, seg.base + seg.length - at));
+        const data = await this.read(join(b.dir, fileOf(s.kind, seg.index)), at - seg.base, Math.min(b.readBytes, seg.base + seg.length - at), false);
         if (data.length === 0) throw Object.assign(new Error(`${fileOf(s.kind, seg.index)} is shorter than it was`), { code: "ESHRUNK" });
         return this.frame(b, s, seg.index, at, data, at + data.length === seg.base + seg.length);
       }
@@ -653,7 +663,7 @@ export class LogShipper {
       // Sampled before the read: a file known final then has all its bytes in it.
       const final = b.closed || (s.kind !== "system" && b.maxSeen > s.openIndex);
       const inFile = at - s.frozenEnd;
-      const data = await this.read(join(b.dir, fileOf(s.kind, s.openIndex)), inFile, b.readBytes);
+      const data = await this.read(join(b.dir, fileOf(s.kind, s.openIndex)), inFile, b.readBytes, true);
       s.openSize = Math.max(s.openSize, inFile + data.length);
       const endOfFile = final && data.length < b.readBytes;
       if (endOfFile && data.length === 0) {
@@ -705,9 +715,11 @@ export class LogShipper {
    * next read (a stream reads its file front to back, after its attempt
    * ended too: an open and a close per frame cost the agent as much as the
    * reads) until it is read to its end, idle for OPEN_FILE_IDLE_MS, pushed
-   * out by MAX_OPEN_FILES others, or its bundle is untracked.
+   * out by MAX_OPEN_FILES others, or its bundle is untracked. `fresh`: bytes
+   * just written (the open file's tail), read synchronously (see the top of
+   * this file).
    */
-  private async read(path: string, position: number, length: number): Promise<Buffer> {
+  private async read(path: string, position: number, length: number, fresh: boolean): Promise<Buffer> {
     let handle = this.openFiles.get(path)?.handle;
     if (handle) {
       this.openFiles.delete(path); // re-inserted last: the least recently read go first
@@ -724,7 +736,7 @@ export class LogShipper {
     }
     try {
       if (this.scratch.length < length) this.scratch = Buffer.allocUnsafe(length);
-      const { bytesRead } = await handle.read(this.scratch, 0, length, position);
+      const bytesRead = fresh ? readSync(handle.fd, this.scratch, 0, length, position) : (await handle.read(this.scratch, 0, length, position)).bytesRead;
       return Buffer.from(this.scratch.subarray(0, bytesRead));
     } finally {
       if (!this.openFiles.has(path)) await handle.close().catch(() => undefined);
