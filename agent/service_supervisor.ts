@@ -13,11 +13,11 @@
 // Checks of one process run one at a time and never outlive it: a verdict
 // that arrives after the process ended (or after stop()) is dropped.
 
-import net from "node:net";
 
 import { durationMs } from "@bufbuild/protobuf/wkt";
 
 import { HealthState, type RestartPolicy } from "../gen/ts/drover/common/v1/service_pb.ts";
+import { freePort } from "../lib/free_port.ts";
 import type { Logger } from "../lib/logger.ts";
 import { INITIAL_TALLY, runCheck, tallyExit, tallyStart, tallyVerdict, type CheckTarget, type HealthSettings, type HealthTally } from "./health_check.ts";
 
@@ -54,20 +54,6 @@ export function restartDelayMs(delays: RestartDelays, previousMs: number | undef
   return Math.min(delays.maxMs, Math.max(previousMs * 2, MIN_DOUBLED_DELAY_MS));
 }
 
-/** A TCP port free on this machine now: listen on port 0 (every interface), read the port, close. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.unref();
-    server.once("error", reject);
-    server.listen(0, () => {
-      const address = server.address();
-      const port = typeof address === "object" && address ? address.port : 0;
-      server.close(() => (port ? resolve(port) : reject(new Error("the system gave no port"))));
-    });
-  });
-}
-
 /**
  * The ports assigned to this agent's live replicas. The kernel hands out a
  * port again once nothing listens on it, which is the case while a
@@ -76,7 +62,7 @@ export function freePort(): Promise<number> {
 export class PortBook {
   private readonly held = new Set<number>();
 
-  constructor(private readonly pick: () => Promise<number> = freePort) {}
+  constructor(private readonly pick: () => Promise<number> = () => freePort()) {}
 
   /** A free port no live replica holds, held until released. */
   async assign(): Promise<number> {

@@ -9,7 +9,6 @@
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
-import { createServer } from "node:net";
 import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
@@ -97,17 +96,8 @@ export async function runBenchmark(name: string, body: (cleanup: Cleanup) => Pro
   }
 }
 
-/** A free TCP port on 127.0.0.1 (free when asked; the caller binds it soon after). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
+/** A TCP port for a server started soon after (lib/free_port.ts: outside the kernel's ephemeral range). */
+export { freePort } from "../lib/free_port.ts";
 
 /** A child process whose stdout is read as JSON log lines, and which stop() ends. */
 export class ManagedProcess {

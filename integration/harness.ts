@@ -7,12 +7,14 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { createServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 
 import { preparedDataDir } from "../lib/testing/dev_data.ts";
+
+/** A TCP port for a process that must come back on the same port after a restart (lib/free_port.ts: outside the kernel's ephemeral range). */
+export { freePort } from "../lib/free_port.ts";
 
 export { createTestDatabase } from "../lib/db/testing.ts";
 
@@ -171,15 +173,6 @@ export function removeDir(dir: string): void {
 /** A random secret usable as DROVER_ADMIN_TOKEN. */
 export function randomToken(): string {
   return `it_${randomBytes(24).toString("hex")}`;
-}
-
-/** A free TCP port on host, for a process that must come back on the same port after a restart. */
-export async function freePort(host = "127.0.0.1"): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((res, rej) => server.once("error", rej).listen(0, host, res));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((res) => server.close(() => res()));
-  return port;
 }
 
 /** A running `drover-agent` under test. */
