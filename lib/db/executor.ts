@@ -3,7 +3,7 @@
 // or a single Client) and PGlite, so that the migrator is written once and
 // runs the same in dev mode (embedded PGlite) and split mode (PostgreSQL).
 
-import type { PGlite, Transaction as PGliteTransaction } from "@electric-sql/pglite";
+import type { PGlite, Results, Transaction as PGliteTransaction, parse as pgliteParse, protocol as pgliteProtocol } from "@electric-sql/pglite";
 import pg from "pg";
 
 /** Runs SQL statements; what a transaction body is given. */
@@ -95,34 +95,157 @@ function connectionExecutor(client: pg.Client | pg.PoolClient, lock: Mutex): Sql
   return conn;
 }
 
-/** Wraps a PGlite instance, the embedded database of dev mode (a single connection). */
-export function pgliteExecutor(db: PGlite): SqlExecutor {
+/** What the executor uses of the PGlite module besides the instance (database.ts loads it lazily). */
+export interface PgliteModule {
+  protocol: typeof pgliteProtocol;
+  parse: typeof pgliteParse;
+}
+
+/**
+ * Wraps a PGlite instance, the embedded database of dev mode (a single
+ * connection). Given its PreparedStatements, statements run as named
+ * prepared statements (below).
+ */
+export function pgliteExecutor(db: PGlite, prepared?: PreparedStatements): SqlExecutor {
   const lock = sessionLock(db);
   const base: SqlExecutor = {
     async query<Row>(sql: string, params?: unknown[]) {
-      return (await db.query<Row>(sql, params)).rows;
+      return (prepared ? await prepared.query<Row>(sql, params ?? [], false) : await db.query<Row>(sql, params)).rows;
     },
     async exec(script: string) {
       await db.exec(script);
     },
     // PGlite's own transaction() holds its connection exclusively, so
     // Prisma's queries wait rather than land inside our transaction.
-    transaction: (fn) => db.transaction((tx) => fn(pgliteTx(tx))),
+    transaction: (fn) => db.transaction((tx) => fn(pgliteTx(tx, prepared))),
     session: (fn) => lock.run(() => fn(inSession)),
   };
   const inSession: SqlExecutor = { ...base, session: (fn) => fn(inSession) };
   return base;
 }
 
-function pgliteTx(tx: PGliteTransaction): SqlQueryable {
+function pgliteTx(tx: PGliteTransaction, prepared: PreparedStatements | undefined): SqlQueryable {
   return {
     async query<Row>(sql: string, params?: unknown[]) {
-      return (await tx.query<Row>(sql, params)).rows;
+      if (!prepared) return (await tx.query<Row>(sql, params)).rows;
+      if (tx.closed) throw new Error("Transaction is closed"); // as tx.query() says it
+      return (await prepared.query<Row>(sql, params ?? [], true)).rows;
     },
     async exec(script: string) {
       await tx.exec(script);
     },
   };
+}
+
+/** Most statements kept prepared; past it the least recently run is closed (SQL built with varying text must not grow the cache without end). */
+export const MAX_PREPARED = 256;
+
+/** A statement prepared on the connection: its name, its parameters' types and its rows' description. */
+interface Prepared {
+  name: string;
+  paramTypes: number[];
+  /** The RowDescription message, undefined for a statement that returns no rows. */
+  rowDescription: unknown;
+}
+
+/**
+ * Named prepared statements on PGlite. Its query() sends each statement as
+ * six protocol messages, one call into the wasm backend each: Parse,
+ * Describe, Bind (which plans it again), Describe, Execute, Sync. Here a
+ * statement is parsed and described once, the first time its text is seen;
+ * afterwards a run is Bind, Execute and Sync in one call, and PostgreSQL
+ * keeps the plan once a generic one is as good. A point select went from
+ * ~150 to ~45 µs; dev mode's job store, whose statements are few and
+ * repeated, spends most of its database time in them. A statement run once
+ * costs two calls instead of six. At most MAX_PREPARED are kept, the least
+ * recently run closed first.
+ *
+ * Locks as PGlite's query() takes them: outside a transaction, its
+ * transaction lock then its query lock; inside one (whose body holds the
+ * transaction lock), the query lock. Errors are PGlite's own (DatabaseError,
+ * with the code); the Sync goes with the Bind, so the connection is ready
+ * again after one. A statement a schema change made stale ("cached plan must
+ * not change result type") is prepared again once.
+ */
+export class PreparedStatements {
+  private readonly statements = new Map<string, Prepared>();
+  private next = 0;
+
+  constructor(
+    private readonly db: PGlite,
+    private readonly mod: PgliteModule,
+  ) {}
+
+  /** What PGlite's query() resolves; `inTransaction`: called from a transaction's body. */
+  async query<Row>(sql: string, params: unknown[], inTransaction: boolean): Promise<Results<Row>> {
+    const run = () =>
+      this.db.runExclusive(async () => {
+        let result: Results<Row>;
+        try {
+          result = await this.run<Row>(sql, params);
+        } catch (err) {
+          if ((err as { code?: unknown }).code !== STALE_PLAN) throw err;
+          this.statements.delete(sql);
+          result = await this.run<Row>(sql, params);
+        }
+        if (!inTransaction) await this.db.syncToFs();
+        return result;
+      });
+    return inTransaction ? run() : this.db._runExclusiveTransaction(run);
+  }
+
+  private async run<Row>(sql: string, params: unknown[]): Promise<Results<Row>> {
+    const { serialize } = this.mod.protocol;
+    let st = this.statements.get(sql);
+    if (st) {
+      this.statements.delete(sql); // re-inserted last: the map stays in order of use
+      this.statements.set(sql, st);
+    } else {
+      st = await this.prepare(sql);
+    }
+    const values = params.map((value, i) => {
+      if (value === null || value === undefined) return null;
+      const serializer = this.db.serializers[st.paramTypes[i]!];
+      return serializer ? serializer(value) : String(value);
+    });
+    const { messages } = await this.db.execProtocol(concat(serialize.bind({ statement: st.name, values }), serialize.execute({}), serialize.sync()), { syncToFs: false });
+    const described = st.rowDescription ? [st.rowDescription as (typeof messages)[number], ...messages] : messages;
+    return this.mod.parse.parseResults(described, this.db.parsers)[0] as Results<Row>;
+  }
+
+  private async prepare(sql: string): Promise<Prepared> {
+    const { serialize } = this.mod.protocol;
+    const name = `drover_${this.next++}`;
+    const evicted: Uint8Array[] = [];
+    for (const [text, old] of this.statements) {
+      if (this.statements.size < MAX_PREPARED) break;
+      this.statements.delete(text);
+      evicted.push(serialize.close({ type: "S", name: old.name }));
+    }
+    const { messages } = await this.db.execProtocol(concat(...evicted, serialize.parse({ name, text: sql }), serialize.describe({ type: "S", name }), serialize.sync()), {
+      syncToFs: false,
+    });
+    const st: Prepared = {
+      name,
+      paramTypes: this.mod.parse.parseDescribeStatementResults(messages),
+      rowDescription: messages.find((m) => m.name === "rowDescription"),
+    };
+    this.statements.set(sql, st);
+    return st;
+  }
+}
+
+/** PostgreSQL's "cached plan must not change result type" (feature_not_supported). */
+const STALE_PLAN = "0A000";
+
+function concat(...parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
 }
 
 // Every executor over the same single connection shares one lock.

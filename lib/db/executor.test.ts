@@ -1,0 +1,141 @@
+// The raw SQL executor on both wirings: the same statements give the same
+// rows, errors and transactions. On PGlite a repeated statement runs as a
+// named prepared statement (executor.ts, PreparedStatements), so each case
+// runs its statements more than once.
+
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+
+import { requirePostgres } from "../testing/services.ts";
+import { openPostgres, type Database } from "./database.ts";
+import { MAX_PREPARED } from "./executor.ts";
+import { createTestDatabase, openTempPglite, type TestDatabase } from "./testing.ts";
+
+const adminUrl = await requirePostgres();
+
+interface Row {
+  id: number;
+  name: string | null;
+  doc: unknown;
+  data: Uint8Array | null;
+  at: Date | null;
+  big: string | bigint | null;
+}
+
+function executorCases(open: () => Promise<Database>) {
+  let db: Database;
+  before(async () => {
+    db = await open();
+    await db.executor.exec(`CREATE TABLE ex (id int PRIMARY KEY, name text, doc jsonb, data bytea, at timestamptz, big int8)`);
+  });
+  after(async () => {
+    await db?.close();
+  });
+
+  const insert = `INSERT INTO ex (id, name, doc, data, at, big) VALUES ($1, $2, $3, $4, $5, $6) RETURNING *`;
+  const byId = `SELECT * FROM ex WHERE id = $1`;
+
+  it("runs a statement again and again with parameters and results of every kind, nulls included", async () => {
+    const at = new Date("2026-12-05T10:00:00.123Z");
+    for (let id = 1; id <= 3; id++) {
+      const [row] = await db.executor.query<Row>(insert, [id, `job ${id}`, JSON.stringify({ n: id, tags: ["a"] }), Buffer.from([0, id, 255]), at, "9007199254740993"]);
+      assert.equal(row!.id, id);
+    }
+    await db.executor.query(insert, [4, null, null, null, null, null]);
+    for (let id = 1; id <= 3; id++) {
+      const [row] = await db.executor.query<Row>(byId, [id]);
+      assert.equal(row!.name, `job ${id}`);
+      assert.deepEqual(row!.doc, { n: id, tags: ["a"] });
+      assert.deepEqual([...row!.data!], [0, id, 255]);
+      assert.equal(row!.at!.getTime(), at.getTime());
+      assert.equal(String(row!.big), "9007199254740993");
+    }
+    const [empty] = await db.executor.query<Row>(byId, [4]);
+    assert.deepEqual([empty!.name, empty!.doc, empty!.data, empty!.at, empty!.big], [null, null, null, null, null]);
+    assert.deepEqual(await db.executor.query(byId, [404]), []);
+    // No rows described: an UPDATE without RETURNING.
+    assert.deepEqual(await db.executor.query(`UPDATE ex SET name = $2 WHERE id = $1`, [4, "four"]), []);
+    assert.equal((await db.executor.query<Row>(byId, [4]))[0]!.name, "four");
+  });
+
+  it("keeps a statement prepared on PGlite, run as often as it is (PostgreSQL: run as node-postgres runs it)", async () => {
+    const count = `SELECT count(*)::int AS n FROM ex WHERE id > $1`;
+    for (let i = 0; i < 3; i++) await db.executor.query(count, [0]);
+    const prepared = await db.executor.query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_prepared_statements WHERE statement = $1`, [count]);
+    assert.equal(prepared[0]!.n, db.kind === "pglite" ? 1 : 0);
+  });
+
+  it("keeps at most MAX_PREPARED statements prepared, closing the least recently run", async () => {
+    const hot = `SELECT $1::int AS n`;
+    for (let i = 0; i < MAX_PREPARED + 40; i++) {
+      const [row] = await db.executor.query<{ n: number }>(`SELECT $1::int + ${i} AS n`, [1]);
+      assert.equal(row!.n, 1 + i);
+      await db.executor.query(hot, [i]);
+    }
+    const [kept] = await db.executor.query<{ n: number; hot: number }>(
+      `SELECT count(*)::int AS n, count(*) FILTER (WHERE statement = $1)::int AS hot FROM pg_prepared_statements`,
+      [hot],
+    );
+    if (db.kind === "pglite") {
+      assert.ok(kept!.n <= MAX_PREPARED, `${kept!.n} statements kept prepared`);
+      assert.equal(kept!.hot, 1, "the statement run all along was closed");
+    } else {
+      assert.equal(kept!.n, 0);
+    }
+  });
+
+  it("fails a statement with PostgreSQL's code and stays usable, for the same statement too", async () => {
+    await db.executor.query(insert, [10, "ten", null, null, null, null]);
+    for (let i = 0; i < 2; i++) {
+      await assert.rejects(db.executor.query(insert, [10, "again", null, null, null, null]), (err: { code?: string }) => err.code === "23505");
+    }
+    await assert.rejects(db.executor.query(`SELECT no_such_column FROM ex WHERE id = $1`, [1]), (err: { code?: string }) => err.code === "42703");
+    assert.equal((await db.executor.query<Row>(byId, [10]))[0]!.name, "ten");
+  });
+
+  it("runs statements inside a transaction, and a rollback undoes them", async () => {
+    await db.executor.transaction(async (tx) => {
+      await tx.query(insert, [20, "kept", null, null, null, null]);
+      assert.equal((await tx.query<Row>(byId, [20]))[0]!.name, "kept");
+    });
+    await assert.rejects(
+      db.executor.transaction(async (tx) => {
+        await tx.query(insert, [21, "undone", null, null, null, null]);
+        await tx.query(insert, [21, "a duplicate", null, null, null, null]);
+      }),
+      (err: { code?: string }) => err.code === "23505",
+    );
+    assert.equal((await db.executor.query<Row>(byId, [20]))[0]!.name, "kept");
+    assert.deepEqual(await db.executor.query(byId, [21]), []);
+  });
+
+  it("answers a statement after a schema change altered its rows", async () => {
+    await db.executor.query(insert, [30, "before", null, null, null, null]);
+    const select = `SELECT * FROM ex WHERE id = $1`;
+    assert.equal(Object.keys((await db.executor.query<Row>(select, [30]))[0]!).length, 6);
+    await db.executor.exec(`ALTER TABLE ex ADD COLUMN extra text DEFAULT 'x'`);
+    const [row] = await db.executor.query<Row & { extra: string }>(select, [30]);
+    assert.equal(row!.extra, "x");
+    assert.equal(row!.name, "before");
+    await db.executor.exec(`ALTER TABLE ex DROP COLUMN extra`);
+  });
+}
+
+describe("the SQL executor on the embedded database (PGlite)", () => {
+  executorCases(openTempPglite);
+});
+
+describe("the SQL executor on PostgreSQL", () => {
+  if (adminUrl === null) {
+    it("needs PostgreSQL", async (t) => {
+      await requirePostgres(t);
+    });
+    return;
+  }
+  let testDb: TestDatabase | undefined;
+  executorCases(async () => {
+    testDb = await createTestDatabase(adminUrl);
+    const db = openPostgres(testDb.url, { max: 2 });
+    return { ...db, close: () => db.close().finally(() => testDb!.drop()) };
+  });
+});
