@@ -4,9 +4,9 @@ import { after, before, describe, it } from "node:test";
 
 import { SERVICE_NAMES } from "../config.ts";
 import { requirePostgres } from "../testing/services.ts";
-import { openPglite, openPostgres, type Database } from "./database.ts";
+import { openPglite, type Database } from "./database.ts";
 import { migrate } from "./migrate.ts";
-import { createTestDatabase, openTempPglite, type TestDatabase } from "./testing.ts";
+import { openTempPglite, openTempPostgres } from "./testing.ts";
 
 const adminUrl = await requirePostgres();
 
@@ -101,12 +101,7 @@ describe("a Prisma client on PostgreSQL", () => {
     });
     return;
   }
-  let testDb: TestDatabase | undefined;
-  crudCases(async () => {
-    testDb = await createTestDatabase(adminUrl);
-    const db = openPostgres(testDb.url, { max: 4 });
-    return { ...db, close: () => db.close().finally(() => testDb!.drop()) };
-  });
+  crudCases(() => openTempPostgres(adminUrl, { max: 4 }));
 });
 
 describe("openPglite", () => {

@@ -7,9 +7,9 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 
 import { requirePostgres } from "../testing/services.ts";
-import { openPostgres, type Database } from "./database.ts";
+import type { Database } from "./database.ts";
 import { MAX_PREPARED } from "./executor.ts";
-import { createTestDatabase, openTempPglite, type TestDatabase } from "./testing.ts";
+import { openTempPglite, openTempPostgres } from "./testing.ts";
 
 const adminUrl = await requirePostgres();
 
@@ -132,10 +132,5 @@ describe("the SQL executor on PostgreSQL", () => {
     });
     return;
   }
-  let testDb: TestDatabase | undefined;
-  executorCases(async () => {
-    testDb = await createTestDatabase(adminUrl);
-    const db = openPostgres(testDb.url, { max: 2 });
-    return { ...db, close: () => db.close().finally(() => testDb!.drop()) };
-  });
+  executorCases(() => openTempPostgres(adminUrl, { max: 2 }));
 });

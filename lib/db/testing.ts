@@ -9,7 +9,7 @@ import { join } from "node:path";
 
 import pg from "pg";
 
-import { openPglite, type Database } from "./database.ts";
+import { openPglite, openPostgres, type Database, type PostgresOptions } from "./database.ts";
 
 /** A database made for one test run; drop() removes it, even with connections still open. */
 export interface TestDatabase {
@@ -95,4 +95,11 @@ export async function openTempPglite(): Promise<Database & { dataDir: string }> 
       }
     },
   };
+}
+
+/** A new PostgreSQL database made for a test (createTestDatabase) and opened; close() also drops it. */
+export async function openTempPostgres(adminUrl: string, options: PostgresOptions = {}): Promise<Database> {
+  const testDb = await createTestDatabase(adminUrl);
+  const db = openPostgres(testDb.url, options);
+  return { ...db, close: () => db.close().finally(() => testDb.drop()) };
 }

@@ -167,7 +167,7 @@ export interface LocalTaps {
 }
 
 /** The entry of a stored piece, handed over as it is (LocalTaps). */
-export function entryOf(piece: StoredPiece): LiveEntry {
+function entryOf(piece: StoredPiece): LiveEntry {
   const { attempt, stream, commandIndex, offset, endOffset, data, times, complete } = piece;
   return { attempt, stream, commandIndex, offset, endOffset, data, times, complete };
 }

@@ -26,7 +26,7 @@ import type { DroverClients } from "../../lib/clients.ts";
 import { defaultSchedulingSettings } from "../../lib/config.ts";
 import { openPostgres, type Database } from "../../lib/db/database.ts";
 import { migrate } from "../../lib/db/migrate.ts";
-import { createTestDatabase, openTempPglite, type TestDatabase } from "../../lib/db/testing.ts";
+import { createTestDatabase, openTempPglite, openTempPostgres, type TestDatabase } from "../../lib/db/testing.ts";
 import { createLogger } from "../../lib/logger.ts";
 import { requirePostgres } from "../../lib/testing/services.ts";
 import { JobStore, type JobRow } from "./job_store.ts";
@@ -298,12 +298,7 @@ describe("runs on PostgreSQL", () => {
     });
     return;
   }
-  let testDb: TestDatabase | undefined;
-  cases(async () => {
-    testDb = await createTestDatabase(adminUrl);
-    const db = openPostgres(testDb.url, { max: 4 });
-    return { ...db, close: () => db.close().finally(() => testDb!.drop()) };
-  });
+  cases(() => openTempPostgres(adminUrl, { max: 4 }));
 });
 
 describe("follow-ups on PostgreSQL with two processors", () => {
