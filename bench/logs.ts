@@ -134,7 +134,7 @@ function followerTransport(baseUrl: string, adminToken: string) {
 }
 
 /** BENCH_LOGS_DEBUG: prints each process's CPU (% of a core) every second until stop(). */
-function sampleCpu(pids: Record<string, number>): { stop(): void } {
+function sampleCpu(pids: Record<string, number>, everyMs = 1000): { stop(): void } {
   let last: Record<string, number> | undefined;
   let lastAt = performance.now();
   const timer = setInterval(async () => {
@@ -144,7 +144,7 @@ function sampleCpu(pids: Record<string, number>): { stop(): void } {
     if (last) progress(`cpu %: ${Object.keys(pids).map((n) => `${n} ${round(((now[n]! - last![n]!) / (at - lastAt)) * 100)}`).join(", ")}, load ${round(loadavg()[0]!)}`);
     last = now;
     lastAt = at;
-  }, 1000);
+  }, everyMs);
   return { stop: () => clearInterval(timer) };
 }
 
@@ -307,7 +307,14 @@ await runBenchmark("logs", async (cleanup) => {
   // The first follow after the services start runs cold (most likely V8 compiling the
   // follow path): its first seconds waited 0.5-1.3 s. Measured and shown apart.
   progress(`follow, cold: ${FOLLOWERS} jobs × 1 MiB/s for ${COLD_SEC} s`);
-  const cold = percentiles((await followRound(COLD_SEC)).latencies);
+  const coldSampler = debug ? sampleCpu({ agent: agent.pid, fleet: plane.procs.fleet!.pid, log: plane.procs.log!.pid }, 250) : undefined;
+  const coldRound = await followRound(COLD_SEC);
+  coldSampler?.stop();
+  const cold = percentiles(coldRound.latencies);
+  if (debug) {
+    coldRound.bySecond.forEach((ms, sec) => progress(`follow, cold: lines written in second ${sec}: latency ${JSON.stringify(percentiles(ms))}`));
+    progress(`follow, cold: write → agent read ${JSON.stringify(percentiles(coldRound.toAgentMs))}; agent read → receipt ${JSON.stringify(percentiles(coldRound.fromAgentMs))}`);
+  }
   progress(`follow: ${FOLLOWERS} jobs × 1 MiB/s for ${FOLLOW_SEC} s`);
   const followStart = performance.now();
   const fcpu0 = { agent: await cpuMsOf(agent.pid), fleet: await cpuMsOf(plane.procs.fleet!.pid), log: await cpuMsOf(plane.procs.log!.pid), bench: process.cpuUsage() };
