@@ -1,6 +1,9 @@
 // Logs end to end in split mode: a real drover-agent running real commands,
 // Fleet, Scheduler, Bid and Log each their own process on PostgreSQL and
-// Redis. Two faults from the Log issue:
+// Redis. Two Log replicas: a follower on the one that stores a job's output
+// gets it from that replica's publisher without Redis, a follower on a
+// second replica through Redis, each line once and in order. Two faults from
+// the Log issue:
 //
 //   - the Log service is killed with SIGKILL during a flood of output and
 //     started again: the stored output ends up byte for byte the file in
@@ -18,6 +21,7 @@ import { readFileSync } from "node:fs";
 import { createConnection, createServer, type Server, type Socket } from "node:net";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import { Redis } from "ioredis";
 import { createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import pg from "pg";
@@ -239,6 +243,54 @@ describe("logs in split mode", { skip: postgresUrl === null || redisUrl === null
       return out.length > 0 ? out : undefined;
     }, 30_000, "the output stored");
     assert.equal(stored.toString(), "[REDACTED]\n");
+  });
+
+  /** The job's stdout lines as a follow on `client` gets them, until the follow ends. */
+  async function followLines(client: Client<typeof LogService>, jobId: string): Promise<string[]> {
+    const received: string[] = [];
+    let pending = "";
+    for await (const res of client.followLogs({ jobId, stream: Stream.STDOUT })) {
+      for (const line of res.lines) {
+        pending += Buffer.from(line.data).toString();
+        if (!line.partial) {
+          received.push(...pending.split("\n").filter((l) => l !== ""));
+          pending = "";
+        }
+      }
+    }
+    return received;
+  }
+
+  it("two Log replicas: a follower on the one storing the output gets it without Redis, one on the other through Redis, each every line once", async () => {
+    const url = (port: number) => `http://127.0.0.1:${port}`;
+    const second = await startSplit("log", env, {
+      ...FAST,
+      DROVER_GRPC_PORT: String(await freePort()),
+      DROVER_FLEET_URL: url(Number(new URL(procs.fleet!.grpcUrl).port)),
+      DROVER_SCHEDULER_URL: url(Number(new URL(procs.scheduler!.grpcUrl).port)),
+    });
+    const redis = new Redis(redisUrl!);
+    try {
+      const there = createClient(LogService, createGrpcTransport({ baseUrl: second.grpcUrl, interceptors: [bearer(env.adminToken)] }));
+      const appended = async (jobId: string) => redis.exists(`${env.redisPrefix}stream:log:job:${jobId}`);
+      const script = "let i = 0; const t = setInterval(() => { console.log('tick ' + i++); if (i === 40) { clearInterval(t); } }, 25);";
+      const expected = Array.from({ length: 40 }, (_, i) => `tick ${i}`);
+
+      // Followed on the replica Fleet sends the output to (the first) only.
+      const { job: alone } = await scheduler.submitJob({ spec: { exec: { commands: [{ argv: [process.execPath, "-e", script] }] } } });
+      assert.deepEqual(await followLines(logs, alone!.id), expected);
+      assert.equal(await appended(alone!.id), 0, "the output went through Redis though only the storing replica follows it");
+
+      // Followed on both.
+      const { job: both } = await scheduler.submitJob({ spec: { exec: { commands: [{ argv: [process.execPath, "-e", script] }] } } });
+      const [here, away] = await Promise.all([followLines(logs, both!.id), followLines(there, both!.id)]);
+      assert.deepEqual(here, expected);
+      assert.deepEqual(away, expected);
+      assert.equal(await appended(both!.id), 1, "nothing went through Redis for the second replica's follower");
+    } finally {
+      await redis.quit();
+      await second.stop("SIGKILL");
+    }
   });
 
   it("a follower keeps getting every line, once and in order, while the Log service's Redis is cut, and its follow ends with the job", async () => {
