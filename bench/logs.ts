@@ -133,7 +133,7 @@ function followerTransport(baseUrl: string, adminToken: string) {
   return createGrpcTransport({ baseUrl, interceptors: [bearer(adminToken)], sessionManager: manager, acceptCompression: [] });
 }
 
-/** BENCH_LOGS_DEBUG: prints each process's CPU (% of a core) every second until stop(). */
+/** BENCH_LOGS_DEBUG: prints each process's CPU (% of a core) every `everyMs` until stop(). */
 function sampleCpu(pids: Record<string, number>, everyMs = 1000): { stop(): void } {
   let last: Record<string, number> | undefined;
   let lastAt = performance.now();
@@ -304,8 +304,9 @@ await runBenchmark("logs", async (cleanup) => {
     return round;
   }
 
-  // The first follow after the services start runs cold (most likely V8 compiling the
-  // follow path): its first seconds waited 0.5-1.3 s. Measured and shown apart.
+  // The first follow after the services start runs cold (the follow path's code running
+  // for the first time in each process): on the AMD machine its first seconds waited
+  // 0.5-1.3 s, on the Intel one its first second ~180 ms at p99. Measured and shown apart.
   progress(`follow, cold: ${FOLLOWERS} jobs × 1 MiB/s for ${COLD_SEC} s`);
   const coldSampler = debug ? sampleCpu({ agent: agent.pid, fleet: plane.procs.fleet!.pid, log: plane.procs.log!.pid }, 250) : undefined;
   const coldRound = await followRound(COLD_SEC);
