@@ -13,7 +13,6 @@
 // Checks of one process run one at a time and never outlive it: a verdict
 // that arrives after the process ended (or after stop()) is dropped.
 
-
 import { durationMs } from "@bufbuild/protobuf/wkt";
 
 import { HealthState, type RestartPolicy } from "../gen/ts/drover/common/v1/service_pb.ts";
@@ -62,7 +61,7 @@ export function restartDelayMs(delays: RestartDelays, previousMs: number | undef
 export class PortBook {
   private readonly held = new Set<number>();
 
-  constructor(private readonly pick: () => Promise<number> = () => freePort()) {}
+  constructor(private readonly pick: () => Promise<number> = freePort) {}
 
   /** A free port no live replica holds, held until released. */
   async assign(): Promise<number> {

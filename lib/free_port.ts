@@ -33,7 +33,7 @@ export async function freePort(host?: string): Promise<number> {
       return port;
     }
   }
-  // A machine whose ephemeral range leaves no room below it: port 0, as before.
+  // No room below the ephemeral range, or nothing free there in TRIES picks: port 0, as before.
   const port = await listenOn(0, host);
   remember(port);
   return port;

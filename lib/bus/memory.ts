@@ -60,6 +60,15 @@ export function createMemoryBus(options: MemoryBusOptions = {}): Bus {
   const presence = new Map<string, Expiring<string>>();
   // Presence sets: member → until when its mark holds (epoch ms).
   const memberSets = new Map<string, Map<string, number>>();
+  // A presence set without its lapsed members; undefined (and forgotten) once none is left.
+  const liveMembers = (key: string, now: number): Map<string, number> | undefined => {
+    const members = memberSets.get(key);
+    if (!members) return undefined;
+    for (const [m, until] of members) if (until <= now) members.delete(m);
+    if (members.size > 0) return members;
+    memberSets.delete(key);
+    return undefined;
+  };
   // Waiting reads to reject when the bus closes.
   const closers = new Set<() => void>();
   let closed = false;
@@ -244,8 +253,7 @@ export function createMemoryBus(options: MemoryBusOptions = {}): Bus {
       open();
       checkTtl("ttlMs", ttlMs);
       const now = Date.now();
-      const members = memberSets.get(key) ?? new Map<string, number>();
-      for (const [m, until] of members) if (until <= now) members.delete(m);
+      const members = liveMembers(key, now) ?? new Map<string, number>();
       members.set(member, now + ttlMs);
       memberSets.set(key, members);
     },
@@ -253,13 +261,7 @@ export function createMemoryBus(options: MemoryBusOptions = {}): Bus {
     async getPresenceMembers(keys) {
       open();
       const now = Date.now();
-      return keys.map((key) => {
-        const members = memberSets.get(key);
-        if (!members) return [];
-        for (const [m, until] of members) if (until <= now) members.delete(m);
-        if (members.size === 0) memberSets.delete(key);
-        return [...members.keys()];
-      });
+      return keys.map((key) => [...(liveMembers(key, now)?.keys() ?? [])]);
     },
 
     async close() {

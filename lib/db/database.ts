@@ -24,7 +24,7 @@ import { PrismaClient as DeployClient } from "../../gen/prisma/deploy/client.ts"
 import { PrismaClient as FleetClient } from "../../gen/prisma/fleet/client.ts";
 import { PrismaClient as LogClient } from "../../gen/prisma/log/client.ts";
 import { PrismaClient as SchedulerClient } from "../../gen/prisma/scheduler/client.ts";
-import { pgExecutor, pgliteExecutor, PreparedStatements, type SqlExecutor } from "./executor.ts";
+import { pgExecutor, pgliteExecutor, type SqlExecutor } from "./executor.ts";
 
 /** Each service's generated Prisma client type. */
 export interface PrismaClients {
@@ -97,7 +97,7 @@ export async function openPglite(dataDir: string): Promise<Database> {
     if (key !== undefined) openPgliteDirs.delete(key);
     throw error;
   }
-  return database("pglite", pgliteExecutor(pglite, new PreparedStatements(pglite, { protocol, parse })), () => new PrismaPGlite(pglite), async () => {
+  return database("pglite", pgliteExecutor(pglite, { protocol, parse }), () => new PrismaPGlite(pglite), async () => {
     try {
       await pglite.close();
     } finally {

@@ -103,14 +103,14 @@ export interface PgliteModule {
 
 /**
  * Wraps a PGlite instance, the embedded database of dev mode (a single
- * connection). Given its PreparedStatements, statements run as named
- * prepared statements (below).
+ * connection). Statements run as named prepared statements (PreparedStatements, below).
  */
-export function pgliteExecutor(db: PGlite, prepared?: PreparedStatements): SqlExecutor {
+export function pgliteExecutor(db: PGlite, mod: PgliteModule): SqlExecutor {
   const lock = sessionLock(db);
+  const prepared = new PreparedStatements(db, mod);
   const base: SqlExecutor = {
     async query<Row>(sql: string, params?: unknown[]) {
-      return (prepared ? await prepared.query<Row>(sql, params ?? [], false) : await db.query<Row>(sql, params)).rows;
+      return (await prepared.query<Row>(sql, params ?? [], false)).rows;
     },
     async exec(script: string) {
       await db.exec(script);
@@ -124,10 +124,9 @@ export function pgliteExecutor(db: PGlite, prepared?: PreparedStatements): SqlEx
   return base;
 }
 
-function pgliteTx(tx: PGliteTransaction, prepared: PreparedStatements | undefined): SqlQueryable {
+function pgliteTx(tx: PGliteTransaction, prepared: PreparedStatements): SqlQueryable {
   return {
     async query<Row>(sql: string, params?: unknown[]) {
-      if (!prepared) return (await tx.query<Row>(sql, params)).rows;
       if (tx.closed) throw new Error("Transaction is closed"); // as tx.query() says it
       return (await prepared.query<Row>(sql, params ?? [], true)).rows;
     },
@@ -167,7 +166,7 @@ interface Prepared {
  * again after one. A statement a schema change made stale ("cached plan must
  * not change result type") is prepared again once.
  */
-export class PreparedStatements {
+class PreparedStatements {
   private readonly statements = new Map<string, Prepared>();
   private next = 0;
 
@@ -208,7 +207,7 @@ export class PreparedStatements {
       const serializer = this.db.serializers[st.paramTypes[i]!];
       return serializer ? serializer(value) : String(value);
     });
-    const { messages } = await this.db.execProtocol(concat(serialize.bind({ statement: st.name, values }), serialize.execute({}), serialize.sync()), { syncToFs: false });
+    const { messages } = await this.db.execProtocol(Buffer.concat([serialize.bind({ statement: st.name, values }), serialize.execute({}), serialize.sync()]), { syncToFs: false });
     const described = st.rowDescription ? [st.rowDescription as (typeof messages)[number], ...messages] : messages;
     return this.mod.parse.parseResults(described, this.db.parsers)[0] as Results<Row>;
   }
@@ -222,7 +221,7 @@ export class PreparedStatements {
       this.statements.delete(text);
       evicted.push(serialize.close({ type: "S", name: old.name }));
     }
-    const { messages } = await this.db.execProtocol(concat(...evicted, serialize.parse({ name, text: sql }), serialize.describe({ type: "S", name }), serialize.sync()), {
+    const { messages } = await this.db.execProtocol(Buffer.concat([...evicted, serialize.parse({ name, text: sql }), serialize.describe({ type: "S", name }), serialize.sync()]), {
       syncToFs: false,
     });
     const st: Prepared = {
@@ -237,16 +236,6 @@ export class PreparedStatements {
 
 /** PostgreSQL's "cached plan must not change result type" (feature_not_supported). */
 const STALE_PLAN = "0A000";
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
 
 // Every executor over the same single connection shares one lock.
 const sessionLocks = new WeakMap<object, Mutex>();

@@ -166,12 +166,6 @@ export interface LocalTaps {
   deliver(stream: string, entry: LiveEntry): void;
 }
 
-/** The entry of a stored piece, handed over as it is (LocalTaps). */
-function entryOf(piece: StoredPiece): LiveEntry {
-  const { attempt, stream, commandIndex, offset, endOffset, data, times, complete } = piece;
-  return { attempt, stream, commandIndex, offset, endOffset, data, times, complete };
-}
-
 /** Publishes stored pieces to this replica's follows and, on the bus, to other replicas'; see the top of this file. */
 export class BusLivePublisher implements LivePublisher {
   private readonly bus: Bus;
@@ -196,10 +190,8 @@ export class BusLivePublisher implements LivePublisher {
   publish(pieces: readonly StoredPiece[]): void {
     if (this.closed) return;
     for (const piece of pieces) {
-      if (this.local) {
-        const entry = entryOf(piece);
-        for (const name of liveStreamsOf(piece)) this.local.deliver(name, entry);
-      }
+      // A stored piece is a live entry as it is (with its bytes).
+      if (this.local) for (const name of liveStreamsOf(piece)) this.local.deliver(name, piece);
       if (this.queue.length >= MAX_QUEUED || Date.now() < this.backoffUntilMs) this.drop(1, undefined);
       else this.queue.push(piece);
     }
