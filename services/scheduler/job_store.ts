@@ -234,7 +234,7 @@ export class JobStore {
            repeat_index, schedule_id, not_before, concurrency_key, concurrency_limit, followup_pending)
          SELECT id, 'pending', spec, priority, idempotency_key, run_id, stage_name, repeat_of,
            repeat_index, schedule_id, not_before, concurrency_key, concurrency_limit, followup_pending FROM input
-         ON CONFLICT (idempotency_key) DO NOTHING
+         ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
          RETURNING *
        )
        SELECT ${JOB_COLUMNS_BUT_SPEC} FROM j`,
@@ -247,7 +247,7 @@ export class JobStore {
     const existing = new Map<string, JobRow>();
     if (missingKeys.length > 0) {
       for (const r of await this.query<JobRow>(
-        `SELECT ${JOB_COLUMNS} FROM "scheduler"."jobs" j WHERE j.idempotency_key IN (SELECT jsonb_array_elements_text($1::jsonb))`,
+        `SELECT ${JOB_COLUMNS} FROM "scheduler"."jobs" j WHERE j.idempotency_key IS NOT NULL AND j.idempotency_key IN (SELECT jsonb_array_elements_text($1::jsonb))`,
         JSON.stringify(missingKeys),
       )) {
         existing.set(r.idempotencyKey!, jobRow(r));
@@ -412,7 +412,7 @@ export class JobStore {
     const rows = await this.query<{ deployment: string; agentId: string }>(
       `SELECT j.spec -> 'service' ->> 'deployment' AS deployment, a.agent_id AS "agentId"
          FROM "scheduler"."jobs" j JOIN "scheduler"."attempts" a ON a.id = j.current_attempt_id
-        WHERE j.state IN ('assigned', 'running')
+        WHERE j.state IN ('assigned', 'running') AND j.spec -> 'service' ->> 'deployment' IS NOT NULL
           AND j.spec -> 'service' ->> 'deployment' IN (SELECT jsonb_array_elements_text($1::jsonb))`,
       JSON.stringify(names),
     );
@@ -449,14 +449,15 @@ export class JobStore {
            SELECT jsonb_array_elements_text($1::jsonb) AS k
          ), live AS (
            SELECT concurrency_key AS k, count(*)::int AS n FROM "scheduler"."jobs"
-            WHERE concurrency_key IN (SELECT k FROM keys) AND state IN ('offered', 'assigned', 'running')
+            WHERE concurrency_key IS NOT NULL AND concurrency_key IN (SELECT k FROM keys) AND state IN ('offered', 'assigned', 'running')
             GROUP BY concurrency_key
          ), ranked AS (
            SELECT id, priority, created_at, concurrency_limit,
                   row_number() OVER (PARTITION BY concurrency_key ORDER BY priority DESC, created_at) AS rank,
                   COALESCE((SELECT n FROM live WHERE live.k = jobs.concurrency_key), 0) AS held
              FROM "scheduler"."jobs" jobs
-            WHERE state = 'pending' AND (not_before IS NULL OR not_before <= now()) AND concurrency_key IN (SELECT k FROM keys)
+            WHERE state = 'pending' AND (not_before IS NULL OR not_before <= now())
+              AND concurrency_key IS NOT NULL AND concurrency_key IN (SELECT k FROM keys)
          ), picked AS (
            SELECT id FROM ranked WHERE rank <= concurrency_limit - held ORDER BY priority DESC, created_at LIMIT $2
          ), j AS (
@@ -480,7 +481,8 @@ export class JobStore {
     if (keys.length === 0) return new Map();
     const rows = await this.query<{ k: string; n: number }>(
       `SELECT concurrency_key AS k, count(*)::int AS n FROM "scheduler"."jobs"
-        WHERE concurrency_key IN (SELECT jsonb_array_elements_text($1::jsonb)) AND state IN ('offered', 'assigned', 'running')
+        WHERE concurrency_key IS NOT NULL AND concurrency_key IN (SELECT jsonb_array_elements_text($1::jsonb))
+          AND state IN ('offered', 'assigned', 'running')
         GROUP BY concurrency_key`,
       JSON.stringify([...new Set(keys)]),
     );

@@ -144,7 +144,7 @@ export class RunStore {
   async uncancelledStageJobs(graceMs: number, limit: number): Promise<{ jobId: string; runId: string; reason: string }[]> {
     return this.db.$queryRawUnsafe(
       `SELECT j.id::text AS "jobId", r.id::text AS "runId", COALESCE(r.end_reason, 'run cancelled') AS reason
-         FROM "scheduler"."runs" r JOIN "scheduler"."jobs" j ON j.run_id = r.id
+         FROM "scheduler"."runs" r JOIN "scheduler"."jobs" j ON j.run_id = r.id AND j.run_id IS NOT NULL
         WHERE r.state = 'running' AND r.cancel_requested_at < now() - $1 * interval '1 millisecond'
           AND j.state NOT IN (${FINAL}) AND j.cancel_requested_at IS NULL
         LIMIT $2`,

@@ -453,14 +453,13 @@ export type JobOrderByWithRelationInput = {
 
 export type JobWhereUniqueInput = Prisma.AtLeast<{
   id?: string
-  idempotencyKey?: string
-  runId_stageName?: Prisma.JobRunIdStageNameCompoundUniqueInput
   AND?: Prisma.JobWhereInput | Prisma.JobWhereInput[]
   OR?: Prisma.JobWhereInput[]
   NOT?: Prisma.JobWhereInput | Prisma.JobWhereInput[]
   state?: Prisma.StringFilter<"Job"> | string
   spec?: Prisma.JsonFilter<"Job">
   priority?: Prisma.IntFilter<"Job"> | number
+  idempotencyKey?: Prisma.StringNullableFilter<"Job"> | string | null
   createdAt?: Prisma.DateTimeFilter<"Job"> | Date | string
   updatedAt?: Prisma.DateTimeFilter<"Job"> | Date | string
   attemptCount?: Prisma.IntFilter<"Job"> | number
@@ -485,7 +484,7 @@ export type JobWhereUniqueInput = Prisma.AtLeast<{
   concurrencyLimit?: Prisma.IntFilter<"Job"> | number
   followupPending?: Prisma.BoolFilter<"Job"> | boolean
   attempts?: Prisma.AttemptListRelationFilter
-}, "id" | "idempotencyKey" | "runId_stageName">
+}, "id">
 
 export type JobOrderByWithAggregationInput = {
   id?: Prisma.SortOrder
@@ -776,11 +775,6 @@ export type JobUncheckedUpdateManyInput = {
   concurrencyKey?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   concurrencyLimit?: Prisma.IntFieldUpdateOperationsInput | number
   followupPending?: Prisma.BoolFieldUpdateOperationsInput | boolean
-}
-
-export type JobRunIdStageNameCompoundUniqueInput = {
-  runId: string
-  stageName: string
 }
 
 export type JobCountOrderByAggregateInput = {
@@ -1266,7 +1260,8 @@ export type $JobPayload<ExtArgs extends runtime.Types.Extensions.InternalArgs = 
     priority: number
     /**
      * Set by clients that retry submissions: a second submit with the same key
-     * returns the first job instead of creating another.
+     * returns the first job instead of creating another. Unique where set: a
+     * partial index in the migration.
      */
     idempotencyKey: string | null
     createdAt: Date
