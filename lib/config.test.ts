@@ -152,6 +152,7 @@ describe("readSplitConfig", () => {
       databaseUrl: splitEnv.DATABASE_URL,
       redisUrl: splitEnv.REDIS_URL,
       redisPrefix: "drover:",
+      pgPrepare: true,
       adminToken: splitEnv.DROVER_ADMIN_TOKEN,
       serviceUrls: { fleet: splitEnv.DROVER_FLEET_URL },
     });
@@ -183,6 +184,12 @@ describe("readSplitConfig", () => {
     const { DATABASE_URL: _d, REDIS_URL: _r, ...env } = splitEnv;
     const err = configError(() => readSplitConfig("scheduler", env), "DATABASE_URL");
     assert.match(err.message, /REDIS_URL/);
+  });
+
+  it("reads DROVER_PG_PREPARE as on or off, naming it otherwise", () => {
+    assert.equal(readSplitConfig("scheduler", { ...splitEnv, DROVER_PG_PREPARE: "off" }).pgPrepare, false);
+    assert.equal(readSplitConfig("scheduler", { ...splitEnv, DROVER_PG_PREPARE: "on" }).pgPrepare, true);
+    configError(() => readSplitConfig("scheduler", { ...splitEnv, DROVER_PG_PREPARE: "yes" }), "DROVER_PG_PREPARE");
   });
 
   it("rejects a REDIS_URL with another scheme", () => {

@@ -272,6 +272,12 @@ export interface SplitConfig extends CommonConfig {
   /** Prefix of every Redis key, so deployments can share a Redis (DROVER_REDIS_PREFIX), default "drover:". */
   redisPrefix: string;
   /**
+   * Whether the hot statements go to PostgreSQL as named prepared statements,
+   * parsed once per connection (DROVER_PG_PREPARE, on or off), default on.
+   * Off behind a pooler in transaction mode that does not keep them.
+   */
+  pgPrepare: boolean;
+  /**
    * An admin token secret (DROVER_ADMIN_TOKEN). Fleet makes sure it exists;
    * the other services present it when they call Fleet. Required.
    */
@@ -300,6 +306,7 @@ export function readSplitConfig(service: ServiceName, env: Env = process.env): S
     databaseUrl: r.url("DATABASE_URL", ["postgres", "postgresql"]) ?? (r.required("DATABASE_URL", "in split mode"), ""),
     redisUrl: r.url("REDIS_URL", ["redis", "rediss"]) ?? (r.required("REDIS_URL", "in split mode"), ""),
     redisPrefix: r.string("DROVER_REDIS_PREFIX", "drover:"),
+    pgPrepare: r.oneOf("DROVER_PG_PREPARE", "on", ["on", "off"]) === "on",
     adminToken,
     serviceUrls,
   };

@@ -24,7 +24,7 @@ export interface SplitService {
 }
 
 export async function startSplitService<N extends ServiceName>(name: N, config: SplitConfig, logger: Logger): Promise<SplitService> {
-  const db = await openPostgres(config.databaseUrl);
+  const db = await openPostgres(config.databaseUrl, { prepare: config.pgPrepare });
   const bus = createRedisBus({ url: config.redisUrl, keyPrefix: config.redisPrefix, logger });
   try {
     // Concurrent replicas serialise on an advisory lock inside migrate().

@@ -24,7 +24,7 @@ import { PrismaClient as DeployClient } from "../../gen/prisma/deploy/client.ts"
 import { PrismaClient as FleetClient } from "../../gen/prisma/fleet/client.ts";
 import { PrismaClient as LogClient } from "../../gen/prisma/log/client.ts";
 import { PrismaClient as SchedulerClient } from "../../gen/prisma/scheduler/client.ts";
-import { pgExecutor, pgliteExecutor, type SqlExecutor } from "./executor.ts";
+import { pgExecutor, pgliteExecutor, type PgExecutorOptions, type SqlExecutor } from "./executor.ts";
 
 /** Each service's generated Prisma client type. */
 export interface PrismaClients {
@@ -57,17 +57,18 @@ export interface Database {
   close(): Promise<void>;
 }
 
-/** Options for openPostgres; anything pg.Pool accepts except the URL. */
-export type PostgresOptions = Omit<pg.PoolConfig, "connectionString">;
+/** Options for openPostgres; anything pg.Pool accepts except the URL, and how raw SQL is sent. */
+export type PostgresOptions = Omit<pg.PoolConfig, "connectionString"> & PgExecutorOptions;
 
 /** Connects to PostgreSQL at url (split mode) through one pool shared by the process's clients. */
 export function openPostgres(url: string, options: PostgresOptions = {}): Database {
-  const pool = new pg.Pool({ ...options, connectionString: url });
+  const { prepare, ...poolOptions } = options;
+  const pool = new pg.Pool({ ...poolOptions, connectionString: url });
   // An idle connection that the server drops emits "error" on the pool, and
   // an unhandled "error" event would end the process. The pool discards that
   // connection; the next query opens a new one or fails where it is awaited.
   pool.on("error", () => {});
-  return database("postgres", pgExecutor(pool), () => new PrismaPg(pool), () => pool.end());
+  return database("postgres", pgExecutor(pool, { prepare }), () => new PrismaPg(pool), () => pool.end());
 }
 
 // Resolved data directories of the PGlite instances open in this process.

@@ -30,19 +30,67 @@ export interface SqlExecutor extends SqlQueryable {
   session<T>(fn: (session: SqlExecutor) => Promise<T>): Promise<T>;
 }
 
-/** Wraps a node-postgres Pool (a connection per session or transaction) or a Client (one connection). */
-export function pgExecutor(db: pg.Pool | pg.Client | pg.PoolClient): SqlExecutor {
-  if (db instanceof pg.Pool) return poolExecutor(db);
-  return connectionExecutor(db, sessionLock(db));
+/** How a node-postgres executor sends its statements. */
+export interface PgExecutorOptions {
+  /**
+   * As named prepared statements (default true): each connection parses a
+   * statement text once, and PostgreSQL plans it once when a generic plan
+   * serves as well as planning each run again. Off: each run is parsed and
+   * planned (what a pooler in transaction mode that does not keep prepared
+   * statements needs, such as PgBouncer before 1.21).
+   */
+  prepare?: boolean;
 }
 
-function poolExecutor(pool: pg.Pool): SqlExecutor {
+/** Wraps a node-postgres Pool (a connection per session or transaction) or a Client (one connection). */
+export function pgExecutor(db: pg.Pool | pg.Client | pg.PoolClient, options: PgExecutorOptions = {}): SqlExecutor {
+  const names = new StatementNames(options.prepare ?? true);
+  if (db instanceof pg.Pool) return poolExecutor(db, names);
+  return connectionExecutor(db, sessionLock(db), names);
+}
+
+/**
+ * Names for statement texts, the same on every connection of an executor
+ * (node-postgres remembers per connection which names it parsed there). At
+ * most MAX_PREPARED texts get one; the rest run unnamed, so SQL built with
+ * varying text cannot grow every connection's statements without end.
+ */
+class StatementNames {
+  private readonly names = new Map<string, string>();
+
+  constructor(private readonly enabled: boolean) {}
+
+  /** The query to send for this text: named when it has (or may take) a name. */
+  query(text: string, values: unknown[] | undefined): pg.QueryConfig {
+    if (!this.enabled) return { text, values };
+    let name = this.names.get(text);
+    if (name === undefined && this.names.size < MAX_PREPARED) this.names.set(text, (name = newStatementName()));
+    return name === undefined ? { text, values } : { name, text, values };
+  }
+
+  /**
+   * Whether the error says the text's prepared plan went stale (a schema
+   * change altered its result's columns). The text then gets a new name, so
+   * that it is prepared afresh: the statement did not run and may be sent again.
+   */
+  stale(error: unknown, text: string): boolean {
+    if ((error as { code?: unknown }).code !== STALE_PLAN || !this.names.delete(text)) return false;
+    this.names.set(text, newStatementName());
+    return true;
+  }
+}
+
+// Unique in the process: two executors over one connection must not give one name to two texts.
+let statementCount = 0;
+const newStatementName = () => `drover_${statementCount++}`;
+
+function poolExecutor(pool: pg.Pool, names: StatementNames): SqlExecutor {
   const withClient = async <T>(fn: (session: SqlExecutor) => Promise<T>): Promise<T> => {
     const client = await pool.connect();
     let broken: unknown;
     try {
       // A fresh executor per checkout: the connection is ours alone here.
-      return await fn(connectionExecutor(client, new Mutex()));
+      return await fn(connectionExecutor(client, new Mutex(), names));
     } catch (error) {
       broken = error;
       throw error;
@@ -55,7 +103,13 @@ function poolExecutor(pool: pg.Pool): SqlExecutor {
   };
   return {
     async query<Row>(sql: string, params?: unknown[]) {
-      return (await pool.query(sql, params)).rows as Row[];
+      try {
+        return (await pool.query(names.query(sql, params))).rows as Row[];
+      } catch (error) {
+        // Outside a transaction a statement whose plan went stale can simply be sent again.
+        if (!names.stale(error, sql)) throw error;
+        return (await pool.query(names.query(sql, params))).rows as Row[];
+      }
     },
     async exec(script: string) {
       await pool.query(script);
@@ -67,10 +121,16 @@ function poolExecutor(pool: pg.Pool): SqlExecutor {
 
 // One connection: statements go straight to it. `lock` serialises sessions so
 // that two users of the same connection cannot interleave a session's state.
-function connectionExecutor(client: pg.Client | pg.PoolClient, lock: Mutex): SqlExecutor {
+function connectionExecutor(client: pg.Client | pg.PoolClient, lock: Mutex, names: StatementNames): SqlExecutor {
   const conn: SqlExecutor = {
     async query<Row>(sql: string, params?: unknown[]) {
-      return (await client.query(sql, params)).rows as Row[];
+      try {
+        return (await client.query(names.query(sql, params))).rows as Row[];
+      } catch (error) {
+        // Within a transaction the error has ended it: the next run prepares the statement afresh.
+        names.stale(error, sql);
+        throw error;
+      }
     },
     async exec(script: string) {
       // Without parameters node-postgres uses the simple query protocol,
