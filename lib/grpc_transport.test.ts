@@ -40,6 +40,11 @@ function routes(router: ConnectRouter): void {
 
 describe("Drover's gRPC transport", () => {
   let server: RunningServer;
+  // Node warns once per signal, in whichever case first adds an eleventh listener.
+  const warnings: Error[] = [];
+  const onWarning = (w: Error) => warnings.push(w);
+  before(() => process.on("warning", onWarning));
+  after(() => process.off("warning", onWarning));
   before(async () => {
     server = await startOpenServer([SchedulerService, LogService], routes);
   });
@@ -72,6 +77,38 @@ describe("Drover's gRPC transport", () => {
       answers.map((a) => a.job?.id),
       ids,
     );
+  });
+
+  it("runs its interceptors on every call, with or without a signal or deadline, and hands their errors back as ConnectErrors", async () => {
+    const seen: string[] = [];
+    {
+      const scheduler = createClient(
+        SchedulerService,
+        createDroverTransport({
+          baseUrl: server.grpcUrl,
+          interceptors: [
+            (next) => async (req) => {
+              if (req.header.get("x-fail") === "yes") throw new Error("refused by an interceptor");
+              const res = await next(req);
+              seen.push(`${req.method.name} ${req.signal.aborted ? "aborted" : "live"} ${res.stream ? "" : (res.message as { job?: { id: string } }).job?.id}`);
+              return res;
+            },
+          ],
+        }),
+      );
+      const id = "11111111-1111-4111-8111-111111111110";
+      await scheduler.getJob({ id });
+      await scheduler.getJob({ id }, { timeoutMs: 5_000 });
+      await scheduler.getJob({ id }, { signal: new AbortController().signal });
+      assert.deepEqual(seen, [`GetJob live ${id}`, `GetJob live ${id}`, `GetJob live ${id}`]);
+      const err = await failure(scheduler.getJob({ id }, { headers: { "x-fail": "yes" } }));
+      assert.equal(err.code, Code.Unknown);
+      assert.match(err.message, /refused by an interceptor/);
+      // Many calls at once with no signal of their own (here and in the cases before): no listeners pile up on a shared one.
+      await Promise.all(Array.from({ length: 50 }, () => scheduler.getJob({ id })));
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.deepEqual(warnings.map((w) => w.message), []);
+    }
   });
 
   it("opens its connections with receive windows of 1 MiB a stream and 4 MiB the connection, not Node's 64 KiB", async () => {

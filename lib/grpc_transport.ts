@@ -7,7 +7,7 @@
 // HTTP/2 connection.
 //
 // What stays Connect's: the interceptors, the call's signal and deadline
-// (runUnaryCall), the request headers (grpc-timeout, te, user agent), and
+// (runUnaryCall, for a call that has either), the request headers (grpc-timeout, te, user agent), and
 // the reading of the answer's status (validateResponse, validateTrailer), so
 // a caller sees the same messages, errors, codes and metadata either way.
 // Uncompressed only: no grpc-encoding is sent or accepted.
@@ -66,6 +66,9 @@ const CONNECTION_WINDOW = 4 << 20;
 
 const NGHTTP2_CANCEL = 8;
 
+/** The signal of a call that nothing can abort (see createDroverTransport's unary). */
+const NEVER: AbortSignal = new AbortController().signal;
+
 type HeadersInit = ConstructorParameters<typeof Headers>[0];
 
 /**
@@ -113,6 +116,16 @@ export function createDroverTransport(options: DroverTransportOptions): Transpor
     return { path, timeoutMs: timeout, req };
   };
 
+  // A call with neither the caller's signal nor a deadline has nothing that
+  // could abort it: it runs through the interceptors (wrapped once, here) with
+  // a signal that never aborts, not through runUnaryCall, whose signal linked
+  // to the caller's, aborted with a DOMException when the call ends, was a
+  // tenth of a SubmitJob caller's CPU (bench/README.md, "scheduling").
+  const unaryChain = interceptors.reduceRight<(req: UnaryRequest) => Promise<UnaryResponse>>(
+    (next, interceptor) => interceptor(next as never) as never,
+    (req) => call(manager, route(req.method).path, req),
+  );
+
   return {
     async unary<I extends DescMessage, O extends DescMessage>(
       method: DescMethodUnary<I, O>,
@@ -123,6 +136,13 @@ export function createDroverTransport(options: DroverTransportOptions): Transpor
       contextValues?: ContextValues,
     ): Promise<UnaryResponse<I, O>> {
       const c = prepare(method as unknown as DescMethodUnary, timeoutMs, header, contextValues);
+      if (signal === undefined && c.timeoutMs === undefined) {
+        const input = isMessage(message, method.input) ? message : create(method.input, message);
+        const req = { ...c.req, stream: false as const, method, message: input, signal: NEVER };
+        return (unaryChain(req as unknown as UnaryRequest) as Promise<UnaryResponse<I, O>>).catch((error: unknown) => {
+          throw ConnectError.from(error);
+        });
+      }
       return runUnaryCall<I, O>({
         interceptors,
         signal,
@@ -174,7 +194,9 @@ async function call<I extends DescMessage, O extends DescMessage>(manager: Http2
       if (!stream.closed) stream.close(NGHTTP2_CANCEL);
       reject(ConnectError.from(req.signal.reason, Code.Canceled));
     };
-    req.signal.addEventListener("abort", onAbort);
+    // Listeners on the one shared NEVER would pile up (and warn past ten).
+    const abortable = req.signal !== NEVER;
+    if (abortable) req.signal.addEventListener("abort", onAbort);
     stream.on("response", (h) => {
       status = Number(h[":status"]);
       header = toHeaders(h);
@@ -189,11 +211,11 @@ async function call<I extends DescMessage, O extends DescMessage>(manager: Http2
       trailer = toHeaders(t);
     });
     stream.on("error", (err) => {
-      req.signal.removeEventListener("abort", onAbort);
+      if (abortable) req.signal.removeEventListener("abort", onAbort);
       reject(streamError(err, stream.rstCode));
     });
     stream.on("close", () => {
-      req.signal.removeEventListener("abort", onAbort);
+      if (abortable) req.signal.removeEventListener("abort", onAbort);
       // Cut before the answer, or reset after its headers but before its trailers.
       if (status === 0 || (stream.rstCode && !trailersSeen && !header.has("grpc-status"))) reject(streamError(undefined, stream.rstCode));
       else resolve({ status, header, trailer, data: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks) });
