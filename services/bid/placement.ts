@@ -163,7 +163,7 @@ interface Verdict {
 //
 // The job's own choice of agents comes first: for an agent the job may never
 // run on, whether it is online or full is beside the point.
-function verdict(agent: AgentView, job: JobNeeds): Verdict | null {
+function verdict(agent: AgentView, job: JobNeeds, drivers: readonly string[] = requiredDrivers(job)): Verdict | null {
   if (job.agentIds?.length && !job.agentIds.includes(agent.id)) return same(NOT_PINNED);
   if (job.avoidAgentIds?.includes(agent.id)) return same(AVOIDED);
   if (agent.status === "offline") return same("offline");
@@ -178,7 +178,7 @@ function verdict(agent: AgentView, job: JobNeeds): Verdict | null {
     return { detail: have === undefined ? group : `label ${key} is ${have}, needs ${want}`, group };
   }
 
-  for (const driver of requiredDrivers(job)) {
+  for (const driver of drivers) {
     if (!agent.drivers.includes(driver)) return { detail: `no driver ${driver}`, group: `has no driver ${driver}` };
   }
 
@@ -248,7 +248,11 @@ export function available(agent: AgentView): Res {
  * whose total is unknown (0) is left out; with none known, fit is 0.5.
  */
 export function fit(agent: AgentView, job: JobNeeds): number {
-  if (verdict(agent, job) !== null) return 0;
+  return verdict(agent, job) === null ? fitEligible(agent, job) : 0;
+}
+
+/** fit() of an agent already found eligible for the job (selection and the standing bids judge each agent once). */
+function fitEligible(agent: AgentView, job: JobNeeds): number {
   const free = available(agent);
   const fractions: number[] = [];
   for (const [total, left, need] of [
@@ -292,10 +296,11 @@ export function selectCandidates(
   const eligible: AgentView[] = [];
   const groups = new Map<string, { reason: string; count: number; exampleAgentIds: string[] }>();
   let examined = 0;
+  const drivers = requiredDrivers(job);
 
   const examine = (agent: AgentView) => {
     examined++;
-    const v = verdict(agent, job);
+    const v = verdict(agent, job, drivers);
     if (v === null) {
       eligible.push(agent);
       return;
@@ -348,7 +353,7 @@ export function selectCandidates(
 
   const avoid = new Set(job.previousAgentIds ?? []);
   const ranked = eligible
-    .map((agent) => ({ agent, avoided: avoid.has(agent.id), siblings: siblingsOn(job, agent.id), fit: fit(agent, job) }))
+    .map((agent) => ({ agent, avoided: avoid.has(agent.id), siblings: siblingsOn(job, agent.id), fit: fitEligible(agent, job) }))
     .sort((a, b) => Number(a.avoided) - Number(b.avoided) || a.siblings - b.siblings || b.fit - a.fit || compareIds(a.agent.id, b.agent.id));
 
   return {
@@ -398,8 +403,9 @@ export function decide(job: JobNeeds, offered: readonly AgentView[], answers: re
     if (answer?.decline) {
       declines.push({ agentId: agent.id, outcome: "declined", score: 0, reason: answer.decline.reason });
     } else if (answer?.bid) {
-      const score = BID_WEIGHT * clamp01(answer.bid.score) + FIT_WEIGHT * fit(agent, job);
-      bids.push({ agentId: agent.id, score, avoided: avoid.has(agent.id), siblings: siblingsOn(job, agent.id), gone: ineligibility(agent, job) });
+      const gone = verdict(agent, job)?.detail ?? null;
+      const score = BID_WEIGHT * clamp01(answer.bid.score) + FIT_WEIGHT * (gone === null ? fitEligible(agent, job) : 0);
+      bids.push({ agentId: agent.id, score, avoided: avoid.has(agent.id), siblings: siblingsOn(job, agent.id), gone });
     } else {
       silent.push({ agentId: agent.id, outcome: "no_answer", score: 0, reason: "did not answer in time" });
     }
@@ -488,15 +494,21 @@ export function decideStanding(
 ): { index: number; decision: Decision } | undefined {
   const drivers = requiredDrivers(job);
   const avoid = new Set(job.previousAgentIds ?? []);
+  // An agent stands behind many bids: it is judged once for the job (its fit, or null when not eligible).
+  const fitOf = new Map<string, number | null>();
   let best: { index: number; score: number; bid: StandingBid } | undefined;
   standing.forEach((bid, index) => {
     if (now - bid.at > maxAgeMs || avoid.has(bid.agentId)) return;
     const need = job.resources;
     if (need.cpuMillis > bid.needs.cpuMillis || need.memoryBytes > bid.needs.memoryBytes || need.diskBytes > bid.needs.diskBytes) return;
     if (!drivers.every((d) => bid.drivers.includes(d))) return;
-    const agent = agentOf(bid.agentId);
-    if (!agent || ineligibility(agent, job) !== null) return;
-    const score = BID_WEIGHT * clamp01(bid.score) + FIT_WEIGHT * fit(agent, job);
+    let agentFit = fitOf.get(bid.agentId);
+    if (agentFit === undefined) {
+      const agent = agentOf(bid.agentId);
+      fitOf.set(bid.agentId, (agentFit = agent && verdict(agent, job, drivers) === null ? fitEligible(agent, job) : null));
+    }
+    if (agentFit === null) return;
+    const score = BID_WEIGHT * clamp01(bid.score) + FIT_WEIGHT * agentFit;
     if (!best || score > best.score || (score === best.score && compareIds(bid.agentId, best.bid.agentId) < 0)) best = { index, score, bid };
   });
   if (!best) return undefined;
