@@ -65,6 +65,16 @@ export interface AttemptRow {
   health: unknown | null;
 }
 
+/** A placement the store accepted: what its Assignment is built from. */
+export interface Assigned {
+  jobId: string;
+  runId: string | null;
+  stageName: string | null;
+  /** The stored spec (proto JSON form), for the jobs assign() was asked for it; undefined otherwise. */
+  spec?: unknown;
+  attempt: { id: string; jobId: string; agentId: string; leaseExpiresAt: Date };
+}
+
 /** A job's columns but its spec, as JobRow names them, from a table aliased "j". */
 const JOB_COLUMNS_BUT_SPEC = `j.id::text AS id, j.state, j.priority, j.idempotency_key AS "idempotencyKey",
   j.created_at AS "createdAt", j.updated_at AS "updatedAt", j.attempt_count AS "attemptCount",
@@ -495,9 +505,15 @@ export class JobStore {
    * job ids that were (jobs whose claim lapsed or that were cancelled are
    * left out).
    */
-  async assign(placements: readonly { jobId: string; claimId: string; agentId: string; auctionId: string | null; attemptId: string }[], leaseMs: number): Promise<{ job: JobRow; attempt: AttemptRow }[]> {
+  async assign(
+    placements: readonly { jobId: string; claimId: string; agentId: string; auctionId: string | null; attemptId: string }[],
+    leaseMs: number,
+    specsFor: readonly string[] = [],
+  ): Promise<Assigned[]> {
     if (placements.length === 0) return [];
-    const rows = await this.query<JobRow & { attempt: AttemptRow }>(
+    // Only what an Assignment needs comes back (RecordPlacements has most
+    // specs from the claim): every column parsed costs the Scheduler's CPU.
+    const rows = await this.query<Omit<Assigned, "attempt"> & { attemptId: string; agentId: string; leaseExpiresAt: Date }>(
       `WITH input AS (
          SELECT * FROM jsonb_to_recordset($1::jsonb) AS t(job_id uuid, claim_id uuid, agent_id text, auction_id uuid, attempt_id uuid)
        ), j AS (
@@ -507,19 +523,26 @@ export class JobStore {
                 not_before = NULL, updated_at = now()
            FROM input i
           WHERE jobs.id = i.job_id AND jobs.state = 'offered' AND jobs.claim_id = i.claim_id
-         RETURNING jobs.*
+         RETURNING jobs.id, jobs.attempt_count, jobs.run_id, jobs.stage_name, jobs.spec
        ), a AS (
          INSERT INTO "scheduler"."attempts" (id, job_id, number, agent_id, state, auction_id, lease_expires_at)
          SELECT i.attempt_id, j.id, j.attempt_count, i.agent_id, 'assigned', i.auction_id, now() + $2 * interval '1 millisecond'
            FROM j JOIN input i ON i.job_id = j.id
-         RETURNING *
+         RETURNING id, job_id, agent_id, lease_expires_at
        )
-       SELECT ${JOB_COLUMNS}, (SELECT row_to_json(x) FROM (SELECT ${ATTEMPT_COLUMNS} FROM a WHERE a.job_id = j.id) x) AS attempt
-         FROM j`,
+       SELECT j.id::text AS "jobId", j.run_id::text AS "runId", j.stage_name AS "stageName",
+              CASE WHEN j.id::text IN (SELECT jsonb_array_elements_text($3::jsonb)) THEN j.spec END AS spec,
+              a.id::text AS "attemptId", a.agent_id AS "agentId", a.lease_expires_at AS "leaseExpiresAt"
+         FROM j JOIN a ON a.job_id = j.id`,
       JSON.stringify(placements.map((p) => ({ job_id: p.jobId, claim_id: p.claimId, agent_id: p.agentId, auction_id: p.auctionId, attempt_id: p.attemptId }))),
       leaseMs,
+      JSON.stringify(specsFor.map((id) => id.toLowerCase())),
     );
-    return rows.map(({ attempt, ...job }) => ({ job: jobRow(job as JobRow), attempt: attemptRow(attempt) }));
+    return rows.map(({ attemptId, agentId, leaseExpiresAt, ...job }) => ({
+      ...job,
+      spec: job.spec ?? undefined,
+      attempt: { id: attemptId, jobId: job.jobId, agentId, leaseExpiresAt: new Date(leaseExpiresAt) },
+    }));
   }
 
   /**

@@ -395,7 +395,6 @@ export class SchedulerServiceImpl implements JobMethods {
     const lost = req.placements
       .filter((p) => p.agentId === "")
       .map((p) => ({ jobId: p.jobId, claimId: p.claimId, reason: p.waitReason || "no agent took the job", retryMs: p.retryAfter ? durationMs(p.retryAfter) : settings.waitRetryMs }));
-    const [assigned, waiting] = await Promise.all([store.assign(won, settings.confirmMs), store.wait(lost)]);
     // Every claim named here has ended (placed, waiting, or lapsed meanwhile): its spec is taken or dropped.
     const specs = new Map<string, JobSpec>();
     for (const p of req.placements) {
@@ -403,9 +402,13 @@ export class SchedulerServiceImpl implements JobMethods {
       if (claimed?.jobId === p.jobId) specs.set(p.jobId, claimed.spec);
       this.claimedSpecs.delete(p.claimId);
     }
+    // The store reads back only the specs this replica did not keep from the claim.
+    const unknownSpecs = won.filter((p) => !specs.has(p.jobId)).map((p) => p.jobId);
+    const [assigned, waiting] = await Promise.all([store.assign(won, settings.confirmMs, unknownSpecs), store.wait(lost)]);
     if (assigned.length > 0) {
-      const messages = assigned.map(({ job, attempt }) => {
-        const spec = specs.get(job.id) ?? fromJson(JobSpecSchema, job.spec as JsonValue, { ignoreUnknownFields: true });
+      const messages = assigned.map((job) => {
+        const { attempt } = job;
+        const spec = specs.get(job.jobId) ?? fromJson(JobSpecSchema, job.spec as JsonValue, { ignoreUnknownFields: true });
         return {
           agentId: attempt.agentId,
           message: {
@@ -414,7 +417,7 @@ export class SchedulerServiceImpl implements JobMethods {
               case: "assignment" as const,
               value: {
                 attemptId: attempt.id,
-                jobId: job.id,
+                jobId: job.jobId,
                 exec: spec.exec,
                 driver: spec.driver || "process",
                 resources: spec.resources,
@@ -435,8 +438,8 @@ export class SchedulerServiceImpl implements JobMethods {
       // its lease lapses and the job is placed again.
       await clients.fleet.sendToAgents({ messages }).catch((err) => log.warn({ err, attempts: messages.length }, "could not send assignments; their leases will lapse"));
     }
-    signals.changed([...assigned.map((a) => a.job.id), ...waiting]);
-    const byJob = new Map(assigned.map((a) => [a.job.id, a.attempt.id]));
+    signals.changed([...assigned.map((a) => a.jobId), ...waiting]);
+    const byJob = new Map(assigned.map((a) => [a.jobId, a.attempt.id]));
     const waited = new Set(waiting);
     return {
       results: req.placements.map((p) => ({

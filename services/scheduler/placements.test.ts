@@ -1,0 +1,94 @@
+// RecordPlacements builds each Assignment from the spec its claim parsed on
+// the replica that answered the claim, and reads the spec back from the
+// database on any other replica: either way the agent gets the job's
+// commands. Two Scheduler replicas on one database (PGlite and PostgreSQL),
+// each with a Fleet that keeps what it is asked to send.
+
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+
+import { create } from "@bufbuild/protobuf";
+
+import { ClaimPlaceableJobsRequestSchema, RecordPlacementsRequestSchema, SubmitJobRequestSchema } from "../../gen/ts/drover/scheduler/v1/scheduler_service_pb.ts";
+import type { SendToAgentsRequest } from "../../gen/ts/drover/fleet/v1/fleet_service_pb.ts";
+import { createMemoryBus } from "../../lib/bus/memory.ts";
+import type { DroverClients } from "../../lib/clients.ts";
+import { defaultSchedulingSettings } from "../../lib/config.ts";
+import type { Database } from "../../lib/db/database.ts";
+import { migrate } from "../../lib/db/migrate.ts";
+import { openTempPglite, openTempPostgres } from "../../lib/db/testing.ts";
+import { createLogger } from "../../lib/logger.ts";
+import { requirePostgres } from "../../lib/testing/services.ts";
+import { JobStore } from "./job_store.ts";
+import { SchedulerServiceImpl } from "./service.ts";
+import { SchedulerSignals } from "./signals.ts";
+
+const adminUrl = await requirePostgres();
+const log = createLogger("silent");
+
+/** A Scheduler replica whose Fleet keeps the argv of each Assignment it is asked to send, by job. */
+function replica(db: Database) {
+  const sent = new Map<string, string[]>();
+  const fleet = {
+    sendToAgents: async (req: { messages: SendToAgentsRequest["messages"] }) => {
+      for (const { message } of req.messages) {
+        if (message?.message.case === "assignment") sent.set(message.message.value.jobId, message.message.value.exec?.commands[0]?.argv ?? []);
+      }
+      return {};
+    },
+  } as unknown as DroverClients["fleet"];
+  const service = new SchedulerServiceImpl({
+    store: new JobStore(db.prismaFor("scheduler"), db.executor),
+    signals: new SchedulerSignals(createMemoryBus(), log),
+    clients: { fleet },
+    settings: defaultSchedulingSettings(),
+    log,
+  });
+  return { service, sent };
+}
+
+function cases(open: () => Promise<Database>) {
+  let db: Database;
+  before(async () => {
+    db = await open();
+    await migrate(db.executor, "scheduler");
+  });
+  after(async () => {
+    await db?.close();
+  });
+
+  it("sends each job's commands whichever replica records its placement", async () => {
+    const a = replica(db);
+    const b = replica(db);
+    const ids: string[] = [];
+    for (const word of ["kept", "read-back"]) {
+      const { job } = await a.service.submitJob(create(SubmitJobRequestSchema, { spec: { exec: { commands: [{ argv: ["echo", word] }] } } }));
+      ids.push(job.id);
+    }
+    const { jobs } = await a.service.claimPlaceableJobs(create(ClaimPlaceableJobsRequestSchema, { bidder: "test", maxJobs: 10 }), { signal: new AbortController().signal } as never);
+    assert.deepEqual(jobs.map((j) => j.jobId).sort(), [...ids].sort());
+    const placement = (jobId: string) => {
+      const claimed = jobs.find((j) => j.jobId === jobId)!;
+      return create(RecordPlacementsRequestSchema, { placements: [{ jobId, claimId: claimed.claimId, agentId: "ag_1" }] });
+    };
+    // The replica that answered the claim kept the spec; the other reads it back.
+    const [onA, onB] = await Promise.all([a.service.recordPlacements(placement(ids[0]!)), b.service.recordPlacements(placement(ids[1]!))]);
+    assert.ok(onA.results[0]!.accepted && onB.results[0]!.accepted);
+    assert.deepEqual([...a.sent], [[ids[0], ["echo", "kept"]]]);
+    assert.deepEqual([...b.sent], [[ids[1], ["echo", "read-back"]]]);
+  });
+}
+
+describe("placements recorded on either Scheduler replica (PGlite)", () => {
+  cases(openTempPglite);
+});
+
+describe("placements recorded on either Scheduler replica (PostgreSQL)", () => {
+  if (adminUrl === null) {
+    it("needs PostgreSQL", async (t) => {
+      await requirePostgres(t);
+    });
+    return;
+  }
+  cases(() => openTempPostgres(adminUrl));
+});
