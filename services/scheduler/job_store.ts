@@ -65,6 +65,23 @@ export interface AttemptRow {
   health: unknown | null;
 }
 
+/**
+ * The ids in $1 (a JSON array of text) as UUIDs, for `IN (...)`: cast so the
+ * primary key answers (id::text would scan the table); the CASE keeps ids
+ * that are not UUIDs from failing the cast (they name nothing).
+ */
+const UUIDS_OF_PARAM = `SELECT CASE WHEN t.id ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN t.id::uuid END
+                         FROM jsonb_array_elements_text($1::jsonb) AS t(id)`;
+
+/** An attempt and its job as job events are decided on them (eventRows). */
+export interface EventRow {
+  attempt: Pick<AttemptRow, "id" | "number" | "agentId" | "state" | "reason" | "startedAt">;
+  job: Pick<JobRow, "id" | "state" | "currentAttemptId" | "cancelRequestedAt" | "endReason" | "failureCount" | "lostCount" | "concurrencyKey"> & {
+    /** The spec's retry policy, proto JSON form; null when it has none. */
+    retry: unknown;
+  };
+}
+
 /** A placement the store accepted: what its Assignment is built from. */
 export interface Assigned {
   jobId: string;
@@ -322,24 +339,48 @@ export class JobStore {
     return (await this.attemptsOfJobs([jobId])).get(jobId.toLowerCase())!;
   }
 
-  /**
-   * Attempts with their jobs, by attempt id; ids that are not UUIDs name none.
-   * With `specRetryOnly` each job's spec holds its retry policy alone (what
-   * job events need of it), which is much less to read and parse.
-   */
-  async attemptsWithJobs(attemptIds: readonly string[], opts: { specRetryOnly?: boolean } = {}): Promise<{ attempt: AttemptRow; job: JobRow }[]> {
+  /** Attempts with their jobs, by attempt id; ids that are not UUIDs name none. */
+  async attemptsWithJobs(attemptIds: readonly string[]): Promise<{ attempt: AttemptRow; job: JobRow }[]> {
     if (attemptIds.length === 0) return [];
-    const jobColumns = opts.specRetryOnly ? `${JOB_COLUMNS_BUT_SPEC}, jsonb_strip_nulls(jsonb_build_object('retry', j.spec -> 'retry')) AS spec` : JOB_COLUMNS;
-    // Cast to uuid so the primary key answers (a.id::text would scan the
-    // table); the CASE keeps ids that are not UUIDs from failing the cast.
     const rows = await this.query<AttemptRow & { job: JobRow }>(
-      `SELECT ${ATTEMPT_COLUMNS}, (SELECT row_to_json(x) FROM (SELECT ${jobColumns} FROM "scheduler"."jobs" j WHERE j.id = a.job_id) x) AS job
+      `SELECT ${ATTEMPT_COLUMNS}, (SELECT row_to_json(x) FROM (SELECT ${JOB_COLUMNS} FROM "scheduler"."jobs" j WHERE j.id = a.job_id) x) AS job
          FROM "scheduler"."attempts" a
-        WHERE a.id IN (SELECT CASE WHEN t.id ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN t.id::uuid END
-                         FROM jsonb_array_elements_text($1::jsonb) AS t(id))`,
+        WHERE a.id IN (${UUIDS_OF_PARAM})`,
       JSON.stringify(attemptIds),
     );
     return rows.map(({ job, ...attempt }) => ({ attempt: attemptRow(attempt as AttemptRow), job: jobRow(job) }));
+  }
+
+  /**
+   * What job events are decided on (lifecycle.ts), by attempt id: the
+   * attempt's and its job's few columns that matter, and the job's retry
+   * policy. Every event of every job reads these, so nothing else is read.
+   */
+  async eventRows(attemptIds: readonly string[]): Promise<EventRow[]> {
+    if (attemptIds.length === 0) return [];
+    const rows = await this.query<EventRow["attempt"] & Omit<EventRow["job"], "id" | "state"> & { jobId: string; jobState: string }>(
+      `SELECT a.id::text AS id, a.number, a.agent_id AS "agentId", a.state, a.reason, a.started_at AS "startedAt",
+              j.id::text AS "jobId", j.state AS "jobState", j.current_attempt_id::text AS "currentAttemptId",
+              j.cancel_requested_at AS "cancelRequestedAt", j.end_reason AS "endReason", j.failure_count AS "failureCount",
+              j.lost_count AS "lostCount", j.concurrency_key AS "concurrencyKey", j.spec -> 'retry' AS retry
+         FROM "scheduler"."attempts" a JOIN "scheduler"."jobs" j ON j.id = a.job_id
+        WHERE a.id IN (${UUIDS_OF_PARAM})`,
+      JSON.stringify(attemptIds),
+    );
+    return rows.map((r) => ({
+      attempt: { id: r.id, number: r.number, agentId: r.agentId, state: r.state, reason: r.reason, startedAt: r.startedAt === null ? null : new Date(r.startedAt) },
+      job: {
+        id: r.jobId,
+        state: r.jobState,
+        currentAttemptId: r.currentAttemptId,
+        cancelRequestedAt: r.cancelRequestedAt === null ? null : new Date(r.cancelRequestedAt),
+        endReason: r.endReason,
+        failureCount: r.failureCount,
+        lostCount: r.lostCount,
+        concurrencyKey: r.concurrencyKey,
+        retry: r.retry,
+      },
+    }));
   }
 
   /**

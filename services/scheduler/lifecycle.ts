@@ -47,8 +47,13 @@ export type EventOutcome =
 
 const FINAL = new Set(["succeeded", "failed", "cancelled", "timed_out", "lost"]);
 
+/** What the lifecycle reads of an attempt. */
+export type LifecycleAttempt = Pick<AttemptRow, "id" | "number" | "agentId" | "state" | "reason">;
+/** What the lifecycle reads of a job. */
+export type LifecycleJob = Pick<JobRow, "id" | "state" | "currentAttemptId" | "cancelRequestedAt" | "endReason" | "failureCount" | "lostCount">;
+
 /** Decides what an agent's event does to an attempt and its job. */
-export function onEvent(attempt: AttemptRow, job: JobRow, event: ReportedEvent, ctx: LifecycleContext): EventOutcome {
+export function onEvent(attempt: LifecycleAttempt, job: LifecycleJob, event: ReportedEvent, ctx: LifecycleContext): EventOutcome {
   const live = attempt.state === "assigned" || attempt.state === "running";
   if (!live) {
     // A finished attempt hears nothing new, but one that was given away
@@ -82,7 +87,7 @@ function ended(event: ReportedEvent): Pick<AttemptChange, "state" | "endedAt" | 
   return { state: event.state, endedAt: event.time, exitCode: event.exitCode, signal: event.signal || undefined, reason: event.message || undefined };
 }
 
-function afterEnd(attempt: AttemptRow, job: JobRow, event: ReportedEvent, ctx: LifecycleContext): AttemptChange["job"] {
+function afterEnd(attempt: LifecycleAttempt, job: LifecycleJob, event: ReportedEvent, ctx: LifecycleContext): AttemptChange["job"] {
   const final = (state: string, reason: string) => ({ state, ended: true, endReason: reason, waitReason: null });
   if (event.state === "succeeded") return final("succeeded", `attempt ${attempt.number} succeeded on agent ${attempt.agentId}`);
   if (job.cancelRequestedAt) {
@@ -98,7 +103,7 @@ function afterEnd(attempt: AttemptRow, job: JobRow, event: ReportedEvent, ctx: L
 }
 
 // Back to pending for a new attempt, unless this has happened too often.
-function requeue(job: JobRow, why: string): AttemptChange["job"] {
+function requeue(job: LifecycleJob, why: string): AttemptChange["job"] {
   if (job.lostCount + 1 >= MAX_LOST_ATTEMPTS) {
     return { state: "dead", ended: true, endReason: `${why}; ${MAX_LOST_ATTEMPTS} attempts were lost, giving up`, lostInc: 1, waitReason: null };
   }
@@ -106,7 +111,7 @@ function requeue(job: JobRow, why: string): AttemptChange["job"] {
 }
 
 /** Decides what a lapsed lease does: the attempt is lost, the job placed again (or ended, if cancelled or lost too often). */
-export function onLeaseLapsed(attempt: AttemptRow, job: JobRow, why: string, nowMs: number): AttemptChange {
+export function onLeaseLapsed(attempt: LifecycleAttempt, job: LifecycleJob, why: string, nowMs: number): AttemptChange {
   const base = { attemptId: attempt.id, agentId: attempt.agentId, fromState: attempt.state, state: "lost", endedAt: new Date(nowMs), reason: why };
   if (job.currentAttemptId !== attempt.id || FINAL.has(job.state)) return base;
   if (job.cancelRequestedAt) return { ...base, job: { state: "cancelled", ended: true, endReason: job.endReason ?? "cancelled", waitReason: null } };

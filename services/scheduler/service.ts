@@ -11,6 +11,7 @@ import {
   AttemptState,
   JobSchema,
   JobSpecSchema,
+  RetryPolicySchema,
   JobState,
   SchedulerService,
   type CancelJobRequest,
@@ -38,7 +39,7 @@ import type { AccessRule } from "../../lib/host/interceptors.ts";
 import { decodePageToken, pageSize, splitPage } from "../../lib/host/paging.ts";
 import { durationMs } from "../../lib/host/time.ts";
 import type { Logger } from "../../lib/logger.ts";
-import { isFinalJobState, type AttemptChange, type AttemptRow, type CommandReport, type HealthReport, type JobRow, type JobStore, type NewJob } from "./job_store.ts";
+import { isFinalJobState, type AttemptChange, type AttemptRow, type CommandReport, type EventRow, type HealthReport, type JobRow, type JobStore, type NewJob } from "./job_store.ts";
 import { onEvent, type ReportedState } from "./lifecycle.ts";
 import { retrySettings } from "./retry.ts";
 import type { SchedulerRuns } from "./runs.ts";
@@ -562,7 +563,7 @@ export class SchedulerServiceImpl implements JobMethods {
     const cancels: { agentId: string; attemptId: string; graceMs: number; reason: string }[] = [];
     let placeable = false;
     for (let round = 0; round < 5 && todo.length > 0; round++) {
-      const rows = new Map((await store.attemptsWithJobs([...new Set(todo.map((e) => e.event!.attemptId))], { specRetryOnly: true })).map((x) => [x.attempt.id, x]));
+      const rows = new Map((await store.eventRows([...new Set(todo.map((e) => e.event!.attemptId))])).map((x) => [x.attempt.id, x]));
       // Events of one attempt apply in order to the rows as they would be after each.
       const pending = new Map<string, { change: AttemptChange; events: typeof todo }>();
       for (const e of todo) {
@@ -655,9 +656,9 @@ function healthReport(e: ReportJobEventsRequest["events"][number]): HealthReport
   return [{ attemptId: e.event!.attemptId, agentId: e.agentId, sequence: e.event!.sequence, health: toJson(HealthStatusSchema, health) as Record<string, unknown> }];
 }
 
-/** A job's retry policy (only a failure needs it); its spec may hold nothing else (attemptsWithJobs' specRetryOnly). */
-function jobRetry(job: JobRow) {
-  return fromJson(JobSpecSchema, job.spec as JsonValue, { ignoreUnknownFields: true }).retry;
+/** A job's retry policy (only a failure needs it), from its JSON form. */
+function jobRetry(job: EventRow["job"]) {
+  return job.retry === null || job.retry === undefined ? undefined : fromJson(RetryPolicySchema, job.retry as JsonValue, { ignoreUnknownFields: true });
 }
 
 /** An object's methods, bound to it, as plain properties (for composing one service from several classes). */
