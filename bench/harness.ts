@@ -8,7 +8,7 @@
 
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
-import { readFile } from "node:fs/promises";
+import { readdir, readFile } from "node:fs/promises";
 import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
@@ -362,6 +362,29 @@ export async function cpuMsOf(pid: number): Promise<number | undefined> {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * CPU time (ms) used by every process whose command name is `name` (e.g.
+ * "postgres", "redis-server"), including what their exited children used
+ * (PostgreSQL's backends are the postmaster's children), from /proc (Linux);
+ * undefined when no such process is visible (a server on another machine).
+ */
+export async function cpuMsOfCommand(name: string): Promise<number | undefined> {
+  let total: number | undefined;
+  for (const entry of await readdir("/proc").catch(() => [] as string[])) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = await readFile(`/proc/${entry}/stat`, "utf8");
+      if (stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")")) !== name) continue;
+      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      // utime, stime, cutime, cstime: fields 14-17 of stat, 11-14 here.
+      total = (total ?? 0) + (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) * 10;
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return total;
 }
 
 /** PostgreSQL (maintenance database) and Redis the benchmarks run split mode against. */

@@ -53,6 +53,7 @@ import { join } from "node:path";
 import pg from "pg";
 import {
   cpuMsOf,
+  cpuMsOfCommand,
   freePort,
   machine,
   printTable,
@@ -252,7 +253,11 @@ interface ThroughputRun {
   hops: Hops;
   clock: { startUs: number; endUs: number };
   loadCpuMs: number;
-  /** CPU used during the run, fraction of one core, per service process and for the load process; machine: busy share of all cores. */
+  /**
+   * CPU used during the run, fraction of one core, per service process and
+   * for the load process, and (split mode, when they run on this machine)
+   * for PostgreSQL and Redis; machine: busy share of all cores.
+   */
   cpu?: Record<string, number>;
   /**
    * CPU ms per job during the run, per service process and for the load
@@ -285,9 +290,21 @@ async function machineTicks(): Promise<{ busy: number; total: number }> {
   return { busy: total - idle, total };
 }
 
+/**
+ * Split mode's servers, when they run on this machine: their processes' CPU
+ * (PostgreSQL's backends included) is the rest of what a job costs.
+ */
+const SERVERS = { postgres: "postgres", redis: "redis-server" } as const;
+
+async function serversCpuMs(plane: Plane): Promise<Record<string, number | undefined>> {
+  if (plane.mode !== "split") return {};
+  return Object.fromEntries(await Promise.all(Object.entries(SERVERS).map(async ([n, command]) => [n, await cpuMsOfCommand(command)] as const)));
+}
+
 async function throughput(plane: Plane, load: Load, jobs: number, concurrency: number, batch = 1): Promise<ThroughputRun> {
   const pids = { ...Object.fromEntries(Object.entries(plane.procs).map(([n, p]) => [n, p.pid])), load: load.proc.pid };
   const before = Object.fromEntries(await Promise.all(Object.entries(pids).map(async ([n, pid]) => [n, (await cpuMsOf(pid)) ?? 0] as const)));
+  const serversBefore = await serversCpuMs(plane);
   const m0 = await machineTicks();
   const t0 = performance.now();
   const from = Date.now();
@@ -301,6 +318,12 @@ async function throughput(plane: Plane, load: Load, jobs: number, concurrency: n
     const used = ((await cpuMsOf(pid)) ?? 0) - before[n]!;
     cpu[n] = round(used / elapsed, 2);
     cpuMsPerJob[n] = round(used / jobs, 3);
+  }
+  for (const [n, after] of Object.entries(await serversCpuMs(plane))) {
+    const at = serversBefore[n];
+    if (after === undefined || at === undefined) continue;
+    cpu[n] = round((after - at) / elapsed, 2);
+    cpuMsPerJob[n] = round((after - at) / jobs, 3);
   }
   cpu.machine = round((m1.busy - m0.busy) / Math.max(1, m1.total - m0.total), 2);
   return { ...run, cpu, cpuMsPerJob, rounds };
