@@ -1,7 +1,10 @@
-// Raw SQL access for the few places that work below Prisma: the migrator and
-// tests. One small interface with two implementations, node-postgres (a Pool
-// or a single Client) and PGlite, so that the migrator is written once and
-// runs the same in dev mode (embedded PGlite) and split mode (PostgreSQL).
+// Raw SQL access for the places that work below Prisma: the migrator, the
+// hot statements of the job store, the outbox and the log store, and tests.
+// One small interface with two implementations, node-postgres (a Pool or a
+// single Client) and PGlite, so that each is written once and runs the same
+// in dev mode (embedded PGlite) and split mode (PostgreSQL). Both send a
+// repeated statement as a named prepared statement, parsed once per
+// connection (StatementNames, PreparedStatements).
 
 import type { PGlite, Results, Transaction as PGliteTransaction, parse as pgliteParse, protocol as pgliteProtocol } from "@electric-sql/pglite";
 import pg from "pg";

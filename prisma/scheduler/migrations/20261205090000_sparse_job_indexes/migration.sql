@@ -14,6 +14,10 @@
 --
 -- Partial indexes cannot be written in Prisma's schema: these live here
 -- only (prisma/schema-agreement.test.ts leaves partial indexes out).
+--
+-- Upgrading a large table: migrations run in a transaction, so these are
+-- built without CONCURRENTLY and hold off writes to jobs and attempts while
+-- they are built (each reads the table once; the new indexes are small).
 
 DROP INDEX "scheduler"."jobs_idempotency_key_key";
 CREATE UNIQUE INDEX "jobs_idempotency_key_key" ON "scheduler"."jobs"("idempotency_key")
