@@ -3,11 +3,12 @@
 -- Every state change of a job is an UPDATE that changes an indexed column
 -- (state), so PostgreSQL writes the new row version into every index of
 -- the table: a job's five writes (submit, claim, assignment, its events)
--- each went into all eight indexes, though most jobs have no idempotency
--- key, run, repeat chain or concurrency key, and a claim's expiry is set
--- only while the job is offered. Each of those indexes now holds only the
--- rows where its column is set, so a plain job's write touches three: the
--- primary key, the queue scan and (while offered) the claim's expiry. The
+-- each went into seven or eight indexes, though most jobs have no
+-- idempotency key, run, repeat chain or concurrency key, a claim's expiry
+-- is set only while the job is offered, and only service replicas have a
+-- deployment. Each of those indexes now holds only the rows where its
+-- column is set, so a plain job's write touches two or three: the primary
+-- key, the queue scan and (while offered) the claim's expiry. The
 -- same for an attempt's lease: only live attempts are swept for a lapsed
 -- one. Every query that uses these indexes names the column with an
 -- operator that implies it is set (`=`, `<`, `IN`), or says so.
