@@ -355,13 +355,18 @@ export async function rssOf(pid: number): Promise<number | undefined> {
 /** CPU time (user + system) a process has used, in ms, from /proc (Linux; clock ticks of 10 ms); undefined elsewhere. */
 export async function cpuMsOf(pid: number): Promise<number | undefined> {
   try {
-    const stat = await readFile(`/proc/${pid}/stat`, "utf8");
-    // Fields after the command name (which may contain spaces) start at state, field 3.
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return (Number(fields[11]) + Number(fields[12])) * 10;
+    return statCpuMs(await readFile(`/proc/${pid}/stat`, "utf8"), false);
   } catch {
     return undefined;
   }
+}
+
+/** The CPU ms a /proc/<pid>/stat line counts: utime + stime, and with `children` the reaped children's too. */
+function statCpuMs(stat: string, children: boolean): number {
+  // Fields after the command name (which may contain spaces) start at state, field 3:
+  // utime, stime, cutime, cstime (fields 14-17) are 11-14 here.
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(f[11]) + Number(f[12]) + (children ? Number(f[13]) + Number(f[14]) : 0)) * 10;
 }
 
 /**
@@ -377,9 +382,7 @@ export async function cpuMsOfCommand(name: string): Promise<number | undefined> 
     try {
       const stat = await readFile(`/proc/${entry}/stat`, "utf8");
       if (stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")")) !== name) continue;
-      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      // utime, stime, cutime, cstime: fields 14-17 of stat, 11-14 here.
-      total = (total ?? 0) + (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) * 10;
+      total = (total ?? 0) + statCpuMs(stat, true);
     } catch {
       // gone meanwhile
     }

@@ -367,13 +367,13 @@ export class JobStore {
         WHERE a.id IN (${UUIDS_OF_PARAM})`,
       JSON.stringify(attemptIds),
     );
-    return rows.map((r) => ({
-      attempt: { id: r.id, number: r.number, agentId: r.agentId, state: r.state, reason: r.reason, startedAt: r.startedAt === null ? null : new Date(r.startedAt) },
+    return rows.map((row) => withDates(row, ["startedAt", "cancelRequestedAt"])).map((r) => ({
+      attempt: { id: r.id, number: r.number, agentId: r.agentId, state: r.state, reason: r.reason, startedAt: r.startedAt },
       job: {
         id: r.jobId,
         state: r.jobState,
         currentAttemptId: r.currentAttemptId,
-        cancelRequestedAt: r.cancelRequestedAt === null ? null : new Date(r.cancelRequestedAt),
+        cancelRequestedAt: r.cancelRequestedAt,
         endReason: r.endReason,
         failureCount: r.failureCount,
         lostCount: r.lostCount,
@@ -579,10 +579,10 @@ export class JobStore {
       leaseMs,
       JSON.stringify(specsFor.map((id) => id.toLowerCase())),
     );
-    return rows.map(({ attemptId, agentId, leaseExpiresAt, ...job }) => ({
+    return rows.map((row) => withDates(row, ["leaseExpiresAt"])).map(({ attemptId, agentId, leaseExpiresAt, ...job }) => ({
       ...job,
       spec: job.spec ?? undefined,
-      attempt: { id: attemptId, jobId: job.jobId, agentId, leaseExpiresAt: new Date(leaseExpiresAt) },
+      attempt: { id: attemptId, jobId: job.jobId, agentId, leaseExpiresAt },
     }));
   }
 
