@@ -214,7 +214,8 @@ for (const way of WAYS) {
       seen.aborted = undefined;
       const err = await failure(scheduler.claimPlaceableJobs({ bidder: "t", maxJobs: 1 }, { ...bearer(OPERATOR), timeoutMs: 150 }));
       assert.equal(err.code, Code.DeadlineExceeded);
-      assert.ok(seen.timeoutMs !== undefined && seen.timeoutMs > 0 && seen.timeoutMs <= 150, `timeoutMs ${seen.timeoutMs}`);
+      // At most the deadline; below zero when the handler first ran after it had passed (a loaded machine).
+      assert.ok(Number.isFinite(seen.timeoutMs) && seen.timeoutMs! <= 150, `timeoutMs ${seen.timeoutMs}`);
       // The client's deadline and the server's pass together: either may end the signal first.
       await until(() => seen.aborted !== undefined);
     });
@@ -309,7 +310,8 @@ describe("malformed gRPC bodies on the raw unary path", () => {
       const trailers = new Promise<http2.IncomingHttpHeaders>((resolve) => stream.on("trailers", resolve));
       await until(() => seen.aborted !== undefined);
       assert.equal(abortedCode(seen), Code.DeadlineExceeded);
-      assert.ok(seen.timeoutMs !== undefined && seen.timeoutMs > 0 && seen.timeoutMs <= 100, `timeoutMs ${seen.timeoutMs}`);
+      // At most the deadline; below zero when the handler first ran after it had passed (a loaded machine).
+      assert.ok(Number.isFinite(seen.timeoutMs) && seen.timeoutMs! <= 100, `timeoutMs ${seen.timeoutMs}`);
       assert.equal((await trailers)["grpc-status"], "0", "the implementation's answer still goes out, as Connect's does");
     }));
 
