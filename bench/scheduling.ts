@@ -42,7 +42,8 @@
 //   BENCH_SCHED_CLIENT=connect                            the load process uses connect-node's transport, not Drover's (see load.ts)
 //   BENCH_SCHED_PROFILE_DIR=/tmp/dir                      keep the .cpuprofile files there
 //   BENCH_SCHED_BATCH=100                                 the measured and profiled runs use SubmitJobs calls of 100 jobs
-//   BENCH_SCHED_PROBE_RATE=20                             a diagnosis: one latency run at 20 jobs/s per mode, its hops printed, nothing saved
+//   BENCH_SCHED_PROBE_RATE=20                             a diagnosis: one latency run at 20 jobs/s per mode, its hops and CPU printed (with
+//                                                         BENCH_SCHED_PROFILE_DIR, each service's profile within it too), nothing saved
 //
 // Results: bench/results/scheduling.json.
 
@@ -302,13 +303,18 @@ async function serversCpuMs(plane: Plane): Promise<Record<string, number | undef
 }
 
 async function throughput(plane: Plane, load: Load, jobs: number, concurrency: number, batch = 1): Promise<ThroughputRun> {
+  return withCpu(plane, load, jobs, () => load.run<ThroughputRun>({ cmd: "throughput", jobs, concurrency, batch }));
+}
+
+/** Runs one load command and adds what each process used meanwhile: a fraction of one core, and ms per job. */
+async function withCpu<T extends object>(plane: Plane, load: Load, jobs: number, command: () => Promise<T>): Promise<T & Pick<ThroughputRun, "cpu" | "cpuMsPerJob" | "rounds">> {
   const pids = { ...Object.fromEntries(Object.entries(plane.procs).map(([n, p]) => [n, p.pid])), load: load.proc.pid };
   const before = Object.fromEntries(await Promise.all(Object.entries(pids).map(async ([n, pid]) => [n, (await cpuMsOf(pid)) ?? 0] as const)));
   const serversBefore = await serversCpuMs(plane);
   const m0 = await machineTicks();
   const t0 = performance.now();
   const from = Date.now();
-  const run = await load.run<ThroughputRun>({ cmd: "throughput", jobs, concurrency, batch });
+  const run = await command();
   const elapsed = performance.now() - t0;
   const rounds = plane.procs.bid ? auctionRounds(plane.procs.bid, from, Date.now()) : undefined;
   const m1 = await machineTicks();
@@ -372,9 +378,22 @@ interface ModeResult {
 }
 
 /** BENCH_SCHED_PROBE_RATE: one latency run and its hops on stdout, then exit (a diagnosis of fixed delays). */
-async function probe(mode: Mode, load: Load, rate: number): Promise<never> {
-  const run = await load.run<LatencyRun>({ cmd: "latency", rate, sec: LATENCY_SEC });
-  console.log(JSON.stringify({ mode, rate, submitToAssignment: run.submitToAssignment, hops: run.hops }, null, 1));
+async function probe(plane: Plane, load: Load, rate: number): Promise<never> {
+  const clockUs = () => Number(process.hrtime.bigint() / 1000n);
+  const startUs = clockUs();
+  const run = await withCpu(plane, load, rate * LATENCY_SEC, () => load.run<LatencyRun>({ cmd: "latency", rate, sec: LATENCY_SEC }));
+  const endUs = clockUs();
+  const { submitToAssignment, hops, cpu, cpuMsPerJob, rounds } = run;
+  console.log(JSON.stringify({ mode: plane.mode, rate, submitToAssignment, hops, cpu, cpuMsPerJob, rounds }, null, 1));
+  // With BENCH_SCHED_PROFILE_DIR the services ran with --cpu-prof: their self time within the probe.
+  if (Object.keys(plane.profileDirs).length > 0) {
+    await load.stop();
+    await stopPlane(plane);
+    for (const [name, d] of Object.entries(plane.profileDirs)) {
+      const file = readdirSync(d).find((f) => f.endsWith(".cpuprofile"));
+      if (file) console.log(name, JSON.stringify(summarizeProfile(join(d, file), { windowUs: { startUs, endUs }, top: 25 }), null, 1));
+    }
+  }
   throw new Error("probe done (BENCH_SCHED_PROBE_RATE): nothing saved");
 }
 
@@ -387,11 +406,11 @@ async function measureMode(cleanup: Cleanup, mode: Mode, deadline: number): Prom
     return false;
   };
   progress(`scheduling ${mode}: starting the services`);
-  const plane = await startPlane(cleanup, mode);
+  const plane = await startPlane(cleanup, mode, PROBE_RATE ? process.env.BENCH_SCHED_PROFILE_DIR : undefined);
   const load = await Load.start(cleanup, plane);
   progress(`scheduling ${mode}: ${AGENTS} agents registered; warm-up`);
   const warmup = await throughput(plane, load, FIXED_JOBS ? Math.min(500, FIXED_JOBS) : 500, 64);
-  if (PROBE_RATE) await probe(mode, load, PROBE_RATE);
+  if (PROBE_RATE) await probe(plane, load, PROBE_RATE);
   const jobsPerRun = FIXED_JOBS ?? Math.min(20_000, Math.max(500, Math.round((warmup.jobsPerSec * RUN_SEC) / 500) * 500));
   const runs: ThroughputRun[] = [];
   for (let i = 0; i < (QUICK ? 1 : REPEATS); i++) {
