@@ -92,7 +92,7 @@ export const services: { [N in ServiceName]: ServiceDefinition<N> } = {
     name: "bid",
     desc: BidService,
     access: bidAccess,
-    build: ({ db, clients, logger, settings }) => createBid({ db, clients, logger, settings: settings.scheduling }),
+    build: ({ db, sql, clients, logger, settings }) => createBid({ db, sql, clients, logger, settings: settings.scheduling }),
   },
   deploy: {
     name: "deploy",

@@ -24,6 +24,7 @@ import type { PlaceableJob } from "../../gen/ts/drover/scheduler/v1/scheduler_se
 import { followAgents } from "../../lib/agent_watch.ts";
 import type { DroverClients } from "../../lib/clients.ts";
 import type { SchedulingSettings } from "../../lib/config.ts";
+import type { SqlExecutor } from "../../lib/db/executor.ts";
 import type { Logger } from "../../lib/logger.ts";
 import { sleep } from "../../lib/timers.ts";
 import { decide, decideStanding, explainNoCandidates, explainNoWinner, requiredDrivers, selectCandidates, type AgentView, type CandidateSelection, type JobNeeds, type Res, type StandingBid } from "./placement.ts";
@@ -121,6 +122,8 @@ function needsOf(job: PlaceableJob): JobNeeds {
 
 export interface AuctioneerDeps {
   db: PrismaClient;
+  /** Raw SQL on the same database for storeAuctions, which every round runs; without it, Prisma's raw queries. */
+  sql?: SqlExecutor;
   clients: Pick<DroverClients, "fleet" | "scheduler">;
   settings: SchedulingSettings;
   /** This replica's name, for claims and logs. */
@@ -392,15 +395,20 @@ export class Auctioneer {
     return timing;
   }
 
-  /** One INSERT for a round's auctions (Prisma's createMany costs more CPU than the auction itself). */
+  /**
+   * One INSERT for a round's auctions (Prisma's createMany costs more CPU
+   * than the auction itself), on the raw executor when there is one: at a
+   * low rate every job is a round of its own, and Prisma's raw query costs
+   * more than the statement.
+   */
   private async storeAuctions(records: readonly AuctionRecord[]): Promise<void> {
     if (records.length === 0) return;
-    await this.deps.db.$executeRawUnsafe(
-      `INSERT INTO "bid"."auctions" (id, job_id, state, winner_agent_id, explanation, closed_at)
+    const statement = `INSERT INTO "bid"."auctions" (id, job_id, state, winner_agent_id, explanation, closed_at)
        SELECT id, job_id, state, winner_agent_id, explanation, closed_at
-         FROM jsonb_to_recordset($1::jsonb) AS t(id uuid, job_id uuid, state text, winner_agent_id text, explanation jsonb, closed_at timestamptz)`,
-      JSON.stringify(records.map((r) => ({ id: r.id, job_id: r.jobId, state: r.state, winner_agent_id: r.winnerAgentId, explanation: r.explanation, closed_at: r.closedAt.toISOString() }))),
-    );
+         FROM jsonb_to_recordset($1::jsonb) AS t(id uuid, job_id uuid, state text, winner_agent_id text, explanation jsonb, closed_at timestamptz)`;
+    const rows = JSON.stringify(records.map((r) => ({ id: r.id, job_id: r.jobId, state: r.state, winner_agent_id: r.winnerAgentId, explanation: r.explanation, closed_at: r.closedAt.toISOString() })));
+    if (this.deps.sql) await this.deps.sql.query(statement, [rows]);
+    else await this.deps.db.$executeRawUnsafe(statement, rows);
   }
 
   private async placeLoop(): Promise<void> {

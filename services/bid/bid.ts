@@ -7,6 +7,7 @@ import { hostname } from "node:os";
 import type { PrismaClient } from "../../gen/prisma/bid/client.ts";
 import type { DroverClients } from "../../lib/clients.ts";
 import type { SchedulingSettings } from "../../lib/config.ts";
+import type { SqlExecutor } from "../../lib/db/executor.ts";
 import type { Logger } from "../../lib/logger.ts";
 import type { ServiceInstance } from "../registry.ts";
 import { Auctioneer } from "./auctioneer.ts";
@@ -14,6 +15,8 @@ import { BidServiceImpl, bidRoutes } from "./service.ts";
 
 export interface BidBuildDeps {
   db: PrismaClient;
+  /** Raw SQL on the same database, for the statement every round runs (storing its auctions); without it, Prisma's raw queries. */
+  sql?: SqlExecutor;
   clients: Pick<DroverClients, "fleet" | "scheduler">;
   settings: SchedulingSettings;
   logger: Logger;
@@ -22,7 +25,7 @@ export interface BidBuildDeps {
 export function createBid(deps: BidBuildDeps): ServiceInstance & { auctioneer: Auctioneer } {
   const bidder = `${hostname()}:${process.pid}:${randomBytes(3).toString("hex")}`;
   const log = deps.logger.child({ component: "bid", bidder });
-  const auctioneer = new Auctioneer({ db: deps.db, clients: deps.clients, settings: deps.settings, bidder, log: log.child({ component: "auctioneer" }) });
+  const auctioneer = new Auctioneer({ db: deps.db, sql: deps.sql, clients: deps.clients, settings: deps.settings, bidder, log: log.child({ component: "auctioneer" }) });
   let stopped: Promise<void> | undefined;
   return {
     auctioneer,

@@ -179,6 +179,7 @@ export const TX_OPTIONS = { maxWait: 30_000, timeout: 60_000 } as const;
 
 export interface FollowupDeps {
   db: PrismaClient;
+  store: JobStore;
   signals: SchedulerSignals;
   jobs: SchedulerServiceImpl;
   settings: Pick<SchedulingSettings, "sweepIntervalMs">;
@@ -224,10 +225,10 @@ export class Followups {
    * directly; the loop repeats it while batches come back full).
    */
   async processDue(limit = BATCH): Promise<number> {
-    const { db, signals } = this.deps;
+    const { db, store, signals } = this.deps;
     // Most rounds find nothing: look first, so that an idle round opens no
     // transaction (on PGlite a transaction holds up every other query).
-    if (!(await new RunStore(db).anyFollowupDue())) return 0;
+    if (!(await store.anyFollowupDue())) return 0;
     const done = await db.$transaction(async (tx) => {
       const runs = new RunStore(tx);
       const due = await runs.claimFollowups(limit);

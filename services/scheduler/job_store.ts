@@ -248,6 +248,18 @@ export class JobStore {
     return this.raw ? this.raw.query<T>(sql, params) : this.db.$queryRawUnsafe<T[]>(sql, ...params);
   }
 
+  /**
+   * Whether any ended job has a follow-up to do (followups.ts): a cheap look,
+   * outside any transaction, before claiming. Every job-changes doorbell
+   * asks it, so it runs on the raw executor, not through Prisma.
+   */
+  async anyFollowupDue(): Promise<boolean> {
+    const rows = await this.query<unknown>(
+      `SELECT 1 FROM "scheduler"."jobs" WHERE followup_pending AND ended_at IS NOT NULL AND state IN (${FINAL_JOB_STATES.map((s) => `'${s}'`).join(", ")}) LIMIT 1`,
+    );
+    return rows.length > 0;
+  }
+
   /** Inserts jobs in one statement; resolves each job, and whether it was created (false: its idempotency key had one already). */
   async insert(jobs: readonly NewJob[]): Promise<{ job: JobRow; created: boolean }[]> {
     const input = jobs.map(newJobInput);

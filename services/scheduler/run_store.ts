@@ -155,14 +155,6 @@ export class RunStore {
 
   // ---- Follow-ups --------------------------------------------------------------------
 
-  /** Whether any ended job has a follow-up to do: a cheap look, outside any transaction, before claiming. */
-  async anyFollowupDue(): Promise<boolean> {
-    const rows = await this.db.$queryRawUnsafe<unknown[]>(
-      `SELECT 1 FROM "scheduler"."jobs" WHERE followup_pending AND ended_at IS NOT NULL AND state IN (${FINAL}) LIMIT 1`,
-    );
-    return rows.length > 0;
-  }
-
   /**
    * Ended jobs whose follow-up is still to do, oldest end first, locked
    * until the transaction ends. SKIP LOCKED: processors on other replicas

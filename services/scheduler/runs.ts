@@ -62,7 +62,7 @@ export class SchedulerRuns implements RunMethods {
 
   constructor(private readonly deps: RunsDeps) {
     this.runs = new RunStore(deps.db);
-    this.followups = new Followups({ db: deps.db, signals: deps.signals, jobs: deps.jobs, settings: deps.settings, log: deps.log });
+    this.followups = new Followups({ db: deps.db, store: deps.store, signals: deps.signals, jobs: deps.jobs, settings: deps.settings, log: deps.log });
   }
 
   /** Starts the follow-up loop. */

@@ -368,6 +368,7 @@ export class SchedulerServiceImpl implements JobMethods {
     const { store, signals, settings } = this.deps;
     const deadline = Date.now() + (req.wait ? durationMs(req.wait) : 0);
     for (;;) {
+      signals.claiming();
       const claimed = await store.claim(req.maxJobs, settings.claimMs);
       if (claimed.length > 0) {
         if (claimed.length === req.maxJobs) signals.nudge();
@@ -385,8 +386,9 @@ export class SchedulerServiceImpl implements JobMethods {
       }
       const left = deadline - Date.now();
       if (left <= 0 || ctx.signal.aborted) return { jobs: [] };
-      // Retries come due without a doorbell; look again at least every 250 ms.
-      await signals.untilPlaceable(Math.min(left, 250), ctx.signal);
+      // Retries come due without a doorbell: the signals' due poll wakes one
+      // waiting claimer DUE_POLL_MS after the replica's last claim.
+      await signals.untilPlaceable(left, ctx.signal);
     }
   }
 

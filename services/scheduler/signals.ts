@@ -22,6 +22,14 @@ const PLACEABLE = "scheduler:placeable";
 const JOB_CHANGES = "scheduler:job-changes";
 /** How long changed job ids wait for others to share their message, ms. */
 export const CHANGES_COALESCE_MS = 2;
+/**
+ * While claimers wait, the longest a replica goes without a claim: jobs
+ * whose not_before passes (a retry's backoff, a wait for capacity) come due
+ * with no doorbell. One waiting claimer is woken, and only when no claim ran
+ * meanwhile: under load the doorbells' claims make it unnecessary, and an
+ * idle replica claims four times a second, not once per waiter.
+ */
+export const DUE_POLL_MS = 250;
 
 /** Publishes and hears the Scheduler's doorbells; promises waiters are woken at least by their own timeouts. */
 export class SchedulerSignals {
@@ -34,6 +42,9 @@ export class SchedulerSignals {
   private changesTimer: NodeJS.Timeout | undefined;
   /** Marks this replica's placeable doorbells, whose echo it ignores: it woke its own claimer already. */
   private readonly self = new TextEncoder().encode(randomUUID());
+  /** When this replica's last claim started (Date.now()), and the timer that polls for jobs come due (see DUE_POLL_MS). */
+  private lastClaimAt = 0;
+  private dueTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly bus: Bus,
@@ -63,6 +74,8 @@ export class SchedulerSignals {
   }
 
   async stop(): Promise<void> {
+    clearTimeout(this.dueTimer);
+    this.dueTimer = undefined;
     this.publishChanges();
     await Promise.allSettled(this.unsubs.map((u) => u()));
     this.unsubs = [];
@@ -91,7 +104,15 @@ export class SchedulerSignals {
     this.bus.publish(JOB_CHANGES, new TextEncoder().encode(JSON.stringify(list))).catch((err) => this.log.debug({ err }, "could not publish job changes"));
   }
 
-  /** Resolves when jobs may have become placeable, after ms at the latest, or when the signal aborts. */
+  /** A claim is about to look at the placeable jobs: the due poll waits DUE_POLL_MS from now. */
+  claiming(): void {
+    this.lastClaimAt = Date.now();
+  }
+
+  /**
+   * Resolves when jobs may have become placeable (a doorbell, or the due
+   * poll), after ms at the latest, or when the signal aborts.
+   */
   untilPlaceable(ms: number, signal?: AbortSignal): Promise<void> {
     return new Promise((resolve) => {
       const done = () => {
@@ -103,7 +124,23 @@ export class SchedulerSignals {
       const timer = setTimeout(done, ms);
       this.placeableWaiters.add(done);
       signal?.addEventListener("abort", done, { once: true });
+      this.armDuePoll();
     });
+  }
+
+  /** Runs while claimers wait: wakes one when DUE_POLL_MS passed since the last claim. */
+  private armDuePoll(): void {
+    if (this.dueTimer) return;
+    this.dueTimer = setTimeout(() => {
+      this.dueTimer = undefined;
+      if (this.placeableWaiters.size === 0) return; // the next waiter arms it again
+      if (Date.now() - this.lastClaimAt >= DUE_POLL_MS) {
+        this.wakePlaceable();
+        this.lastClaimAt = Date.now(); // the woken claimer is about to claim
+      }
+      this.armDuePoll();
+    }, Math.max(0, this.lastClaimAt + DUE_POLL_MS - Date.now()));
+    this.dueTimer.unref();
   }
 
   /** Calls wake whenever the job may have changed, until the returned function is called. */

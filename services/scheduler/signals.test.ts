@@ -1,0 +1,76 @@
+// The Scheduler's doorbells and its due poll: claimers waiting in
+// ClaimPlaceableJobs are woken by a placeable doorbell at once, and without
+// one, a waiting claimer is woken DUE_POLL_MS after the replica's last claim
+// (jobs whose not_before passes come due silently), one claimer at a time.
+
+import assert from "node:assert/strict";
+import { afterEach, beforeEach, describe, it } from "node:test";
+
+import { createMemoryBus } from "../../lib/bus/memory.ts";
+import { createLogger } from "../../lib/logger.ts";
+import { DUE_POLL_MS, SchedulerSignals } from "./signals.ts";
+
+/** Waits as a claimer does; resolves how long it waited (ms). */
+async function wait(signals: SchedulerSignals, ms: number): Promise<number> {
+  const t0 = performance.now();
+  await signals.untilPlaceable(ms);
+  return performance.now() - t0;
+}
+
+describe("SchedulerSignals", () => {
+  let signals: SchedulerSignals;
+
+  beforeEach(async () => {
+    signals = new SchedulerSignals(createMemoryBus(), createLogger("silent"));
+    await signals.start();
+  });
+
+  afterEach(async () => {
+    await signals.stop();
+  });
+
+  it("wakes one waiting claimer at once on a placeable doorbell", async () => {
+    signals.claiming(); // as a claim would: the due poll stays away for DUE_POLL_MS
+    const woken: number[] = [];
+    const waits = [0, 1].map((i) => wait(signals, 2_000).then((ms) => (woken.push(i), ms)));
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    signals.placeable();
+    const first = await waits[0]!;
+    assert.ok(first < DUE_POLL_MS, `woken after ${first} ms`);
+    assert.deepEqual(woken, [0], "only one claimer is woken");
+    signals.placeable();
+    await waits[1];
+  });
+
+  it("wakes one waiting claimer DUE_POLL_MS after the last claim, not every waiter", async () => {
+    signals.claiming();
+    const woken: number[] = [];
+    const waits = [0, 1, 2].map((i) => wait(signals, 5_000).then((ms) => (woken.push(i), ms)));
+    const first = await Promise.race(waits);
+    assert.ok(first >= DUE_POLL_MS - 5 && first < DUE_POLL_MS * 4, `woken after ${first} ms`);
+    assert.equal(woken.length, 1, "one claimer per poll");
+    // The woken claimer claims (claiming()), and the next poll comes DUE_POLL_MS after that.
+    signals.claiming();
+    await new Promise((resolve) => setTimeout(resolve, DUE_POLL_MS / 2));
+    assert.equal(woken.length, 1, "no second claimer within DUE_POLL_MS of a claim");
+    await Promise.race(waits.filter((_, i) => !woken.includes(i)));
+    assert.equal(woken.length, 2);
+    signals.placeable();
+    await Promise.all(waits);
+  });
+
+  it("does not poll while claims keep running (doorbells under load)", async () => {
+    let woken = false;
+    const waiting = wait(signals, 60_000).then(() => (woken = true));
+    const until = Date.now() + DUE_POLL_MS * 3;
+    while (Date.now() < until) {
+      signals.claiming();
+      await new Promise((resolve) => setTimeout(resolve, DUE_POLL_MS / 5));
+    }
+    assert.equal(woken, false, "a replica whose claims run needs no poll");
+    const stopped = performance.now();
+    await waiting;
+    const after = performance.now() - stopped;
+    assert.ok(after < DUE_POLL_MS * 4, `the waiter is polled once the claims stop, here after ${after} ms`);
+  });
+});
