@@ -2,13 +2,16 @@
 // ClaimPlaceableJobs are woken by a placeable doorbell at once, and without
 // one, a waiting claimer is woken DUE_POLL_MS after the replica's last claim
 // (jobs whose not_before passes come due silently), one claimer at a time.
+// What goes on the bus is coalesced: one message for the rings and changes
+// of a few milliseconds.
 
 import assert from "node:assert/strict";
 import { afterEach, beforeEach, describe, it } from "node:test";
 
+import type { Bus } from "../../lib/bus/bus.ts";
 import { createMemoryBus } from "../../lib/bus/memory.ts";
 import { createLogger } from "../../lib/logger.ts";
-import { DUE_POLL_MS, SchedulerSignals } from "./signals.ts";
+import { CHANGES_COALESCE_MS, DUE_POLL_MS, PLACEABLE_COALESCE_MS, SchedulerSignals } from "./signals.ts";
 
 /** Waits as a claimer does; resolves how long it waited (ms). */
 async function wait(signals: SchedulerSignals, ms: number): Promise<number> {
@@ -18,10 +21,12 @@ async function wait(signals: SchedulerSignals, ms: number): Promise<number> {
 }
 
 describe("SchedulerSignals", () => {
+  let bus: Bus;
   let signals: SchedulerSignals;
 
   beforeEach(async () => {
-    signals = new SchedulerSignals(createMemoryBus(), createLogger("silent"));
+    bus = createMemoryBus();
+    signals = new SchedulerSignals(bus, createLogger("silent"));
     await signals.start();
   });
 
@@ -72,5 +77,47 @@ describe("SchedulerSignals", () => {
     await waiting;
     const after = performance.now() - stopped;
     assert.ok(after < DUE_POLL_MS * 4, `the waiter is polled once the claims stop, here after ${after} ms`);
+  });
+
+  it("puts one placeable doorbell on the bus for the rings of PLACEABLE_COALESCE_MS, and wakes this replica's claimer at once", async () => {
+    let heard = 0;
+    const unsubscribe = await bus.subscribe("scheduler:placeable", () => heard++);
+    signals.claiming();
+    const waiting = wait(signals, 5_000);
+    for (let i = 0; i < 5; i++) signals.placeable();
+    const waited = await waiting;
+    assert.ok(waited < PLACEABLE_COALESCE_MS, `this replica's claimer woken after ${waited} ms`);
+    await new Promise((resolve) => setTimeout(resolve, PLACEABLE_COALESCE_MS * 5));
+    assert.equal(heard, 1, "one message for five rings");
+    signals.placeable();
+    await new Promise((resolve) => setTimeout(resolve, PLACEABLE_COALESCE_MS * 5));
+    assert.equal(heard, 2, "a later ring has its own");
+    await unsubscribe();
+  });
+
+  it("puts the job ids changed within CHANGES_COALESCE_MS in one message", async () => {
+    const messages: string[][] = [];
+    signals.onChanges((ids) => messages.push(ids));
+    signals.changed(["a", "b"]);
+    signals.changed(["b", "c"]);
+    await new Promise((resolve) => setTimeout(resolve, CHANGES_COALESCE_MS * 5));
+    assert.deepEqual(messages, [["a", "b", "c"]]);
+  });
+
+  it("sends what it holds back when it stops", async () => {
+    let placeable = 0;
+    const messages: string[][] = [];
+    const unsubscribe = await bus.subscribe("scheduler:placeable", () => placeable++);
+    const other = new SchedulerSignals(bus, createLogger("silent")); // another replica hears the first's messages
+    await other.start();
+    other.onChanges((ids) => messages.push(ids));
+    signals.placeable();
+    signals.changed(["a"]);
+    await signals.stop();
+    await new Promise((resolve) => setImmediate(resolve)); // well before the coalescing timers would have fired
+    assert.equal(placeable, 1);
+    assert.deepEqual(messages, [["a"]]);
+    await other.stop();
+    await unsubscribe();
   });
 });

@@ -3,16 +3,23 @@
 //
 //   channel  scheduler:placeable    a job became placeable (the sending
 //                                   replica's id): wakes ClaimPlaceableJobs
-//                                   long-polls on the other replicas
+//                                   long-polls on the other replicas. This
+//                                   replica's own are woken at once; the bus
+//                                   hears one message per PLACEABLE_COALESCE_MS.
 //   channel  scheduler:job-changes  JSON array of job ids that changed:
 //                                   wakes WatchJob streams and the follow-up
 //                                   loop (runs.ts) on every replica, and the
 //                                   Deploy controller (services/deploy/signals.ts).
 //                                   The ids of every change within
 //                                   CHANGES_COALESCE_MS go out as one message:
-//                                   under load, one per few batches instead of
-//                                   one per statement (each is heard by every
-//                                   replica and parsed again there).
+//                                   one per few batches instead of one per
+//                                   statement (each is heard by every replica
+//                                   and parsed again there).
+//
+// A doorbell costs each process it passes through a write, a read and a
+// wake-up, and on a small or virtualised machine those system calls are
+// what a job costs at a low rate (bench/README.md, scheduling): below a
+// hundred jobs a second every change of every job rang its own.
 
 import { randomUUID } from "node:crypto";
 import type { Bus, Unsubscribe } from "../../lib/bus/bus.ts";
@@ -20,8 +27,10 @@ import type { Logger } from "../../lib/logger.ts";
 
 const PLACEABLE = "scheduler:placeable";
 const JOB_CHANGES = "scheduler:job-changes";
-/** How long changed job ids wait for others to share their message, ms. */
-export const CHANGES_COALESCE_MS = 2;
+/** How long changed job ids wait for others to share their message, ms (what WatchJob streams and follow-ups may wait on top). */
+export const CHANGES_COALESCE_MS = 10;
+/** How long a placeable doorbell for other replicas waits for others to share its message, ms. */
+export const PLACEABLE_COALESCE_MS = 10;
 /**
  * While claimers wait, the longest a replica goes without a claim: jobs
  * whose not_before passes (a retry's backoff, a wait for capacity) come due
@@ -42,6 +51,8 @@ export class SchedulerSignals {
   private changesTimer: NodeJS.Timeout | undefined;
   /** Marks this replica's placeable doorbells, whose echo it ignores: it woke its own claimer already. */
   private readonly self = new TextEncoder().encode(randomUUID());
+  /** The timer that publishes a placeable doorbell (see PLACEABLE_COALESCE_MS). */
+  private placeableTimer: NodeJS.Timeout | undefined;
   /** When this replica's last claim started (Date.now()), and the timer that polls for jobs come due (see DUE_POLL_MS). */
   private lastClaimAt = 0;
   private dueTimer: NodeJS.Timeout | undefined;
@@ -76,15 +87,22 @@ export class SchedulerSignals {
   async stop(): Promise<void> {
     clearTimeout(this.dueTimer);
     this.dueTimer = undefined;
+    if (this.placeableTimer) this.publishPlaceable();
     this.publishChanges();
     await Promise.allSettled(this.unsubs.map((u) => u()));
     this.unsubs = [];
     this.wakePlaceable(true);
   }
 
-  /** Jobs became placeable. */
+  /** Jobs became placeable: this replica's waiters at once, the other replicas' within PLACEABLE_COALESCE_MS. */
   placeable(): void {
-    this.wakePlaceable(); // this replica's waiters at once, without the round trip
+    this.wakePlaceable();
+    this.placeableTimer ??= setTimeout(() => this.publishPlaceable(), PLACEABLE_COALESCE_MS);
+  }
+
+  private publishPlaceable(): void {
+    clearTimeout(this.placeableTimer);
+    this.placeableTimer = undefined;
     this.bus.publish(PLACEABLE, this.self).catch((err) => this.log.debug({ err }, "could not publish the placeable doorbell"));
   }
 
