@@ -56,8 +56,10 @@ describe("SchedulerSignals", () => {
     assert.equal(woken.length, 1, "one claimer per poll");
     // The woken claimer claims (claiming()), and the next poll comes DUE_POLL_MS after that.
     signals.claiming();
+    const claimedAt = performance.now();
     await new Promise((resolve) => setTimeout(resolve, DUE_POLL_MS / 2));
-    assert.equal(woken.length, 1, "no second claimer within DUE_POLL_MS of a claim");
+    // (Unless this process stalled past the poll meanwhile, which a loaded machine may do.)
+    if (performance.now() - claimedAt < DUE_POLL_MS) assert.equal(woken.length, 1, "no second claimer within DUE_POLL_MS of a claim");
     await Promise.race(waits.filter((_, i) => !woken.includes(i)));
     assert.equal(woken.length, 2);
     signals.placeable();
