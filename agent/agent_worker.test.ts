@@ -96,6 +96,7 @@ async function withAgent(
     await fn({ worker, stateDir, work, done });
   } finally {
     await worker.stop();
+    fleet.dropOpened();
     await rm(stateDir, { recursive: true, force: true });
   }
 }

@@ -197,6 +197,16 @@ export class FakeFleet {
     return stream;
   }
 
+  /**
+   * Ends the streams opened so far and skips them in nextStream(): what a
+   * stopped agent dialed before it stopped (a retry after a refusal, say)
+   * does not become the next test's stream.
+   */
+  dropOpened(): void {
+    for (const stream of this.streams.slice(this.taken)) stream.end();
+    this.taken = this.streams.length;
+  }
+
   /** Waits for the next stream, expects Hello, answers Welcome; returns both. */
   async accept(welcome: Parameters<FakeStream["welcome"]>[0] = {}): Promise<{ stream: FakeStream; hello: RequestOf<"hello"> }> {
     const stream = await this.nextStream();
