@@ -79,6 +79,7 @@ async function withAgent(fleet: FakeFleet, fn: (agent: Agent) => Promise<void>):
   } finally {
     await work.shutdown(0);
     await worker.stop();
+    fleet.dropOpened(); // what it dialed before it stopped is not the next test's stream
     await rm(stateDir, { recursive: true, force: true });
   }
 }
