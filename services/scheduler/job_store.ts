@@ -112,6 +112,15 @@ const ATTEMPT_COLUMNS = `a.id::text AS id, a.job_id::text AS "jobId", a.number, 
 
 /** States a job ends in. */
 export const FINAL_JOB_STATES = ["succeeded", "failed", "cancelled", "timed_out", "dead"] as const;
+/** The same, as an SQL list for `state IN (…)`. */
+export const FINAL_STATES_SQL = FINAL_JOB_STATES.map((s) => `'${s}'`).join(", ");
+
+/**
+ * The jobs (aliased j) whose follow-up is due: ended, flagged. The cheap look
+ * (JobStore.anyFollowupDue) and the claim (RunStore.claimFollowups) say the
+ * same.
+ */
+export const FOLLOWUP_DUE = `j.followup_pending AND j.ended_at IS NOT NULL AND j.state IN (${FINAL_STATES_SQL})`;
 
 /** Whether a stored job state is one it ends in. */
 export function isFinalJobState(state: string): boolean {
@@ -250,13 +259,12 @@ export class JobStore {
 
   /**
    * Whether any ended job has a follow-up to do (followups.ts): a cheap look,
-   * outside any transaction, before claiming. Every job-changes doorbell
-   * asks it, so it runs on the raw executor, not through Prisma.
+   * outside any transaction, before claiming. The follow-up loop asks it on
+   * job-changes doorbells (at most every 50 ms), so it runs on the raw
+   * executor, not through Prisma.
    */
   async anyFollowupDue(): Promise<boolean> {
-    const rows = await this.query<unknown>(
-      `SELECT 1 FROM "scheduler"."jobs" WHERE followup_pending AND ended_at IS NOT NULL AND state IN (${FINAL_JOB_STATES.map((s) => `'${s}'`).join(", ")}) LIMIT 1`,
-    );
+    const rows = await this.query<unknown>(`SELECT 1 FROM "scheduler"."jobs" j WHERE ${FOLLOWUP_DUE} LIMIT 1`);
     return rows.length > 0;
   }
 

@@ -6,7 +6,7 @@
 // run changes are made atomic (see runs.ts). It uses only raw SQL, so
 // either kind of client will do.
 
-import { FINAL_JOB_STATES, JOB_COLUMNS, jobRow, type JobRow } from "./job_store.ts";
+import { FINAL_STATES_SQL, FOLLOWUP_DUE, JOB_COLUMNS, jobRow, type JobRow } from "./job_store.ts";
 import { newestFirst, withDates, type Sql } from "./sql.ts";
 
 export type { Sql };
@@ -41,8 +41,6 @@ export interface RunRow {
 const RUN_COLUMNS = `r.id::text AS id, r.state, r.spec, r.idempotency_key AS "idempotencyKey", r.schedule_id::text AS "scheduleId",
   r.skipped, r.cancel_requested_at AS "cancelRequestedAt", r.end_reason AS "endReason", r.created_at AS "createdAt",
   r.updated_at AS "updatedAt", r.ended_at AS "endedAt"`;
-
-const FINAL = FINAL_JOB_STATES.map((s) => `'${s}'`).join(", ");
 
 function runRow(r: RunRow): RunRow {
   withDates(r, ["cancelRequestedAt", "createdAt", "updatedAt", "endedAt"]);
@@ -146,7 +144,7 @@ export class RunStore {
       `SELECT j.id::text AS "jobId", r.id::text AS "runId", COALESCE(r.end_reason, 'run cancelled') AS reason
          FROM "scheduler"."runs" r JOIN "scheduler"."jobs" j ON j.run_id = r.id AND j.run_id IS NOT NULL
         WHERE r.state = 'running' AND r.cancel_requested_at < now() - $1 * interval '1 millisecond'
-          AND j.state NOT IN (${FINAL}) AND j.cancel_requested_at IS NULL
+          AND j.state NOT IN (${FINAL_STATES_SQL}) AND j.cancel_requested_at IS NULL
         LIMIT $2`,
       graceMs,
       limit,
@@ -163,7 +161,7 @@ export class RunStore {
   async claimFollowups(limit: number): Promise<JobRow[]> {
     const rows = await this.db.$queryRawUnsafe<JobRow[]>(
       `SELECT ${JOB_COLUMNS} FROM "scheduler"."jobs" j
-        WHERE j.followup_pending AND j.ended_at IS NOT NULL AND j.state IN (${FINAL})
+        WHERE ${FOLLOWUP_DUE}
         ORDER BY j.ended_at LIMIT $1 FOR UPDATE SKIP LOCKED`,
       limit,
     );
