@@ -377,16 +377,60 @@ function statCpuMs(stat: string, children: boolean): number {
  */
 export async function cpuMsOfCommand(name: string): Promise<number | undefined> {
   let total: number | undefined;
+  for (const { stat } of await processesNamed(name)) total = (total ?? 0) + statCpuMs(stat, true);
+  return total;
+}
+
+/** Every live process whose command name is `name`, with its /proc/<pid>/stat line. */
+async function processesNamed(name: string): Promise<{ pid: number; stat: string }[]> {
+  const found: { pid: number; stat: string }[] = [];
   for (const entry of await readdir("/proc").catch(() => [] as string[])) {
     if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = await readFile(`/proc/${entry}/stat`, "utf8");
-      if (stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")")) !== name) continue;
-      total = (total ?? 0) + statCpuMs(stat, true);
-    } catch {
-      // gone meanwhile
-    }
+    const stat = await readFile(`/proc/${entry}/stat`, "utf8").catch(() => ""); // "": gone meanwhile
+    if (stat && stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")")) === name) found.push({ pid: Number(entry), stat });
   }
+  return found;
+}
+
+/**
+ * Context switches (voluntary and not) of every thread of a process, from
+ * /proc (Linux): each is a wake-up or a preemption, which on a virtualised
+ * machine can cost more than the work it wakes for.
+ */
+export async function switchesOf(pid: number): Promise<number | undefined> {
+  try {
+    let n = 0;
+    for (const tid of await readdir(`/proc/${pid}/task`)) n += threadSwitches(await readFile(`/proc/${pid}/task/${tid}/status`, "utf8").catch(() => ""));
+    return n;
+  } catch {
+    return undefined;
+  }
+}
+
+function threadSwitches(status: string): number {
+  let n = 0;
+  for (const m of status.matchAll(/^(?:non)?voluntary_ctxt_switches:\s+(\d+)$/gm)) n += Number(m[1]);
+  return n;
+}
+
+/**
+ * Context switches of every live process whose command name is `name`, by
+ * pid: a process that exits between two readings (a PostgreSQL backend)
+ * is left out of their difference by `switchesBetween`.
+ */
+export async function switchesOfCommand(name: string): Promise<Map<number, number>> {
+  const found = new Map<number, number>();
+  for (const { pid } of await processesNamed(name)) {
+    const n = await switchesOf(pid);
+    if (n !== undefined) found.set(pid, n);
+  }
+  return found;
+}
+
+/** The context switches between two readings of `switchesOfCommand`, over the processes in both; undefined when there are none. */
+export function switchesBetween(before: Map<number, number>, after: Map<number, number>): number | undefined {
+  let total: number | undefined;
+  for (const [pid, n] of after) if (before.has(pid)) total = (total ?? 0) + n - before.get(pid)!;
   return total;
 }
 

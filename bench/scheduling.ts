@@ -19,6 +19,8 @@
 //   latency     jobs submitted on a fixed schedule (open loop) at R/s;
 //               submit → Assignment received by the agent, p50/p99. 3 runs
 //               at 500/s (median of each percentile), and a curve over R.
+//   idle        10 s with the agents connected and nothing submitted: each
+//               process's CPU and context switches per second.
 //   hops        per job, from the load process's side: submit → SubmitJob
 //               answered, submit → first Offer at an agent (claim + candidate
 //               selection + RequestBids), Offer → Assignment (bid window,
@@ -42,6 +44,8 @@
 //   BENCH_SCHED_CLIENT=connect                            the load process uses connect-node's transport, not Drover's (see load.ts)
 //   BENCH_SCHED_PROFILE_DIR=/tmp/dir                      keep the .cpuprofile files there
 //   BENCH_SCHED_BATCH=100                                 the measured and profiled runs use SubmitJobs calls of 100 jobs
+//   BENCH_SCHED_IDLE_SEC=10                               how long the idle measurement lasts (0: none)
+//   BENCH_SCHED_PROBE_RATE=0                              a diagnosis: the idle measurement alone, printed, nothing saved
 //   BENCH_SCHED_PROBE_RATE=20                             a diagnosis: one latency run at 20 jobs/s per mode, its hops and CPU printed (with
 //                                                         BENCH_SCHED_PROFILE_DIR, each service's profile within it too), nothing saved
 //
@@ -55,6 +59,9 @@ import pg from "pg";
 import {
   cpuMsOf,
   cpuMsOfCommand,
+  switchesOf,
+  switchesOfCommand,
+  switchesBetween,
   freePort,
   machine,
   printTable,
@@ -89,6 +96,8 @@ const MAIN_BATCH = Number(process.env.BENCH_SCHED_BATCH ?? 1);
 const TARGET_RATE = 500;
 const RATE_CURVE = [100, 1000];
 const LATENCY_SEC = 4;
+/** How long the idle measurement lasts: the agents connected, no jobs. */
+const IDLE_SEC = Number(process.env.BENCH_SCHED_IDLE_SEC ?? 10);
 /** How long a sized throughput run should take, s. */
 const RUN_SEC = 4;
 const TARGET = { split: 5000, dev: 1000, p50Ms: 2, p99Ms: 10 };
@@ -267,6 +276,13 @@ interface ThroughputRun {
    * A/B, shows how much the machine inflated everyone's).
    */
   cpuMsPerJob?: Record<string, number>;
+  /**
+   * Context switches per job during the run, per process as in cpuMsPerJob
+   * (of PostgreSQL's and Redis's, those alive throughout the run): below
+   * saturation each job is a chain of wake-ups, and on a virtualised
+   * machine a wake-up can cost more than the work it wakes for.
+   */
+  switchesPerJob?: Record<string, number>;
 }
 
 interface LatencyRun {
@@ -302,37 +318,46 @@ async function serversCpuMs(plane: Plane): Promise<Record<string, number | undef
   return Object.fromEntries(await Promise.all(Object.entries(SERVERS).map(async ([n, command]) => [n, await cpuMsOfCommand(command)] as const)));
 }
 
+async function serversSwitches(plane: Plane): Promise<Record<string, Map<number, number>>> {
+  if (plane.mode !== "split") return {};
+  return Object.fromEntries(await Promise.all(Object.entries(SERVERS).map(async ([n, command]) => [n, await switchesOfCommand(command)] as const)));
+}
+
 async function throughput(plane: Plane, load: Load, jobs: number, concurrency: number, batch = 1): Promise<ThroughputRun> {
   return withCpu(plane, load, jobs, () => load.run<ThroughputRun>({ cmd: "throughput", jobs, concurrency, batch }));
 }
 
 /** Runs one load command and adds what each process used meanwhile: a fraction of one core, and ms per job. */
-async function withCpu<T extends object>(plane: Plane, load: Load, jobs: number, command: () => Promise<T>): Promise<T & Pick<ThroughputRun, "cpu" | "cpuMsPerJob" | "rounds">> {
+async function withCpu<T extends object>(plane: Plane, load: Load, jobs: number, command: () => Promise<T>): Promise<T & Pick<ThroughputRun, "cpu" | "cpuMsPerJob" | "switchesPerJob" | "rounds">> {
   const pids = { ...Object.fromEntries(Object.entries(plane.procs).map(([n, p]) => [n, p.pid])), load: load.proc.pid };
-  const before = Object.fromEntries(await Promise.all(Object.entries(pids).map(async ([n, pid]) => [n, (await cpuMsOf(pid)) ?? 0] as const)));
-  const serversBefore = await serversCpuMs(plane);
-  const m0 = await machineTicks();
+  const snapshot = async () => ({
+    cpu: { ...Object.fromEntries(await Promise.all(Object.entries(pids).map(async ([n, pid]) => [n, await cpuMsOf(pid)] as const))), ...(await serversCpuMs(plane)) },
+    switches: Object.fromEntries(await Promise.all(Object.entries(pids).map(async ([n, pid]) => [n, new Map([[pid, (await switchesOf(pid)) ?? 0]])] as const))),
+    serverSwitches: await serversSwitches(plane),
+    machine: await machineTicks(),
+  });
+  const before = await snapshot();
   const t0 = performance.now();
   const from = Date.now();
   const run = await command();
   const elapsed = performance.now() - t0;
   const rounds = plane.procs.bid ? auctionRounds(plane.procs.bid, from, Date.now()) : undefined;
-  const m1 = await machineTicks();
+  const after = await snapshot();
   const cpu: Record<string, number> = {};
   const cpuMsPerJob: Record<string, number> = {};
-  for (const [n, pid] of Object.entries(pids)) {
-    const used = ((await cpuMsOf(pid)) ?? 0) - before[n]!;
-    cpu[n] = round(used / elapsed, 2);
-    cpuMsPerJob[n] = round(used / jobs, 3);
+  const switchesPerJob: Record<string, number> = {};
+  for (const [n, used] of Object.entries(after.cpu)) {
+    const at = before.cpu[n];
+    if (used === undefined || at === undefined) continue;
+    cpu[n] = round((used - at) / elapsed, 2);
+    cpuMsPerJob[n] = round((used - at) / jobs, 3);
   }
-  for (const [n, after] of Object.entries(await serversCpuMs(plane))) {
-    const at = serversBefore[n];
-    if (after === undefined || at === undefined) continue;
-    cpu[n] = round((after - at) / elapsed, 2);
-    cpuMsPerJob[n] = round((after - at) / jobs, 3);
+  for (const [n, count] of Object.entries({ ...after.switches, ...after.serverSwitches })) {
+    const used = switchesBetween(before.switches[n] ?? before.serverSwitches[n] ?? new Map(), count);
+    if (used !== undefined) switchesPerJob[n] = round(used / jobs, 1);
   }
-  cpu.machine = round((m1.busy - m0.busy) / Math.max(1, m1.total - m0.total), 2);
-  return { ...run, cpu, cpuMsPerJob, rounds };
+  cpu.machine = round((after.machine.busy - before.machine.busy) / Math.max(1, after.machine.total - before.machine.total), 2);
+  return { ...run, cpu, cpuMsPerJob, switchesPerJob, rounds };
 }
 
 /** Bid's rounds between two times (its debug line "auction round"): how many, and the p50 of each part. */
@@ -361,10 +386,27 @@ async function jobsByState(databaseUrl: string): Promise<Record<string, number>>
   }
 }
 
+/** What the control plane costs with its agents connected and no jobs. */
+interface IdleRun {
+  sec: number;
+  /** Fraction of one core per process, as in ThroughputRun.cpu. */
+  cpu: Record<string, number>;
+  /** Context switches per second per process. */
+  switchesPerSec: Record<string, number>;
+}
+
+/** IDLE_SEC with nothing submitted, after the warm-up's work has settled. */
+async function idle(plane: Plane, load: Load): Promise<IdleRun> {
+  await new Promise((r) => setTimeout(r, 2000));
+  const { cpu, switchesPerJob } = await withCpu(plane, load, IDLE_SEC, () => new Promise<object>((r) => setTimeout(() => r({}), IDLE_SEC * 1000)));
+  return { sec: IDLE_SEC, cpu: cpu!, switchesPerSec: switchesPerJob! };
+}
+
 interface ModeResult {
   mode: Mode;
   jobsPerRun: number;
   warmup: ThroughputRun;
+  idle?: IdleRun;
   throughput: ThroughputRun[];
   throughputMedian: number;
   curve: ThroughputRun[];
@@ -380,11 +422,12 @@ interface ModeResult {
 /** BENCH_SCHED_PROBE_RATE: one latency run and its hops on stdout, then exit (a diagnosis of fixed delays). */
 async function probe(plane: Plane, load: Load, rate: number): Promise<never> {
   const clockUs = () => Number(process.hrtime.bigint() / 1000n);
+  progress(`scheduling ${plane.mode}: probe at ${rate} jobs/s for ${LATENCY_SEC} s`);
   const startUs = clockUs();
   const run = await withCpu(plane, load, rate * LATENCY_SEC, () => load.run<LatencyRun>({ cmd: "latency", rate, sec: LATENCY_SEC }));
   const endUs = clockUs();
-  const { submitToAssignment, hops, cpu, cpuMsPerJob, rounds } = run;
-  console.log(JSON.stringify({ mode: plane.mode, rate, submitToAssignment, hops, cpu, cpuMsPerJob, rounds }, null, 1));
+  const { submitToAssignment, hops, cpu, cpuMsPerJob, switchesPerJob, rounds } = run;
+  console.log(JSON.stringify({ mode: plane.mode, rate, submitToAssignment, hops, cpu, cpuMsPerJob, switchesPerJob, rounds }, null, 1));
   // With BENCH_SCHED_PROFILE_DIR the services ran with --cpu-prof: their self time within the probe.
   if (Object.keys(plane.profileDirs).length > 0) {
     await load.stop();
@@ -410,7 +453,13 @@ async function measureMode(cleanup: Cleanup, mode: Mode, deadline: number): Prom
   const load = await Load.start(cleanup, plane);
   progress(`scheduling ${mode}: ${AGENTS} agents registered; warm-up`);
   const warmup = await throughput(plane, load, FIXED_JOBS ? Math.min(500, FIXED_JOBS) : 500, 64);
+  if (PROBE_RATE === 0) {
+    console.log(JSON.stringify({ mode, idle: await idle(plane, load) }, null, 1));
+    throw new Error("probe done (BENCH_SCHED_PROBE_RATE=0, idle): nothing saved");
+  }
   if (PROBE_RATE) await probe(plane, load, PROBE_RATE);
+  const idleRun = IDLE_SEC > 0 && !QUICK ? await idle(plane, load) : undefined;
+  if (idleRun) progress(`scheduling ${mode}: idle for ${IDLE_SEC} s: ${idleCell(idleRun)}`);
   const jobsPerRun = FIXED_JOBS ?? Math.min(20_000, Math.max(500, Math.round((warmup.jobsPerSec * RUN_SEC) / 500) * 500));
   const runs: ThroughputRun[] = [];
   for (let i = 0; i < (QUICK ? 1 : REPEATS); i++) {
@@ -458,6 +507,7 @@ async function measureMode(cleanup: Cleanup, mode: Mode, deadline: number): Prom
     mode,
     jobsPerRun,
     warmup,
+    idle: idleRun,
     throughput: runs,
     throughputMedian: median(runs.map((r) => r.jobsPerSec)),
     curve,
@@ -504,6 +554,11 @@ const cpuCell = (r: ThroughputRun) =>
     .map(([n, v]) => (n === "machine" ? `machine ${Math.round(v * 100)}%` : `${n} ${Math.round(v * 100)}% (${r.cpuMsPerJob?.[n] ?? "?"} ms/job)`))
     .join(", ");
 
+const idleCell = (r: IdleRun) =>
+  Object.entries(r.cpu)
+    .map(([n, v]) => `${n} ${round(v * 100, 1)}% (${r.switchesPerSec[n] ?? "?"} switches/s)`)
+    .join(", ");
+
 function tableFor(r: ModeResult): [string, string, string][] {
   const target = TARGET[r.mode];
   const rows: [string, string, string][] = [];
@@ -515,6 +570,7 @@ function tableFor(r: ModeResult): [string, string, string][] {
   ]);
   const mid = [...t].sort((a, b) => a.jobsPerSec - b.jobsPerSec)[t.length >> 1]!;
   rows.push([`${r.mode}: CPU in the median run (of one core)`, cpuCell(mid), "load = the agents and submitters"]);
+  if (r.idle) rows.push([`${r.mode}: idle, ${AGENTS} agents, no jobs (of one core)`, idleCell(r.idle), `${r.idle.sec} s after the warm-up settled; switches: context switches, each a wake-up or a preemption`]);
   if (mid.rounds) {
     const a = mid.rounds;
     rows.push([
