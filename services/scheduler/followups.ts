@@ -16,9 +16,10 @@
 // carry idempotency keys (run:<run>:<stage>, repeat:<first>:<index>) as a
 // second guard.
 //
-// Woken by the scheduler:job-changes doorbell, and polls every sweep
-// interval because doorbells can be lost; a round that finds nothing due
-// costs one indexed look and no transaction. Every few seconds the loop also
+// Woken when a job with a follow-up ends on this replica (the signals'
+// followupsDue), and polls every sweep interval for what another replica
+// left behind (it died before its own loop got to it); a round that finds
+// nothing due costs one indexed look and no transaction. Every few seconds the loop also
 // repairs what a CancelRun that died half-way left: live stage jobs of a
 // cancelled run that were never asked to stop.
 
@@ -190,7 +191,7 @@ export interface FollowupDeps {
 const BATCH = 100;
 /** How old a run's cancel must be before the repair takes over its stage jobs. */
 const CANCEL_REPAIR_AFTER_MS = 5_000;
-// Least time between two rounds woken by doorbells (one comes with every batch of job changes).
+// Least time between two rounds woken one after another (each batch of events that ends such jobs wakes the loop).
 const MIN_ROUND_GAP_MS = 50;
 
 /** The follow-up loop; promises each ended job's follow-up is done once, by one replica. */
@@ -204,7 +205,7 @@ export class Followups {
 
   start(): void {
     if (this.loop) return;
-    this.unsubscribe = this.deps.signals.onChanges(() => this.wake());
+    this.unsubscribe = this.deps.signals.onFollowupsDue(() => this.wake());
     this.loop = this.run();
   }
 
@@ -301,8 +302,8 @@ export class Followups {
       }
       if (signal.aborted) continue;
       if (this.alarm.rang()) {
-        // Doorbells come with every batch of job changes: let them gather
-        // for a moment rather than look once per doorbell.
+        // Woken again while it looked: let the wake-ups gather for a moment
+        // rather than look once per batch of events.
         await sleep(MIN_ROUND_GAP_MS, signal);
         continue;
       }

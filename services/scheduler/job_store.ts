@@ -259,9 +259,9 @@ export class JobStore {
 
   /**
    * Whether any ended job has a follow-up to do (followups.ts): a cheap look,
-   * outside any transaction, before claiming. The follow-up loop asks it on
-   * job-changes doorbells (at most every 50 ms), so it runs on the raw
-   * executor, not through Prisma.
+   * outside any transaction, before claiming. The follow-up loop asks it
+   * whenever a job with a follow-up ends here (at most every 50 ms) and on
+   * its poll, so it runs on the raw executor, not through Prisma.
    */
   async anyFollowupDue(): Promise<boolean> {
     const rows = await this.query<unknown>(`SELECT 1 FROM "scheduler"."jobs" j WHERE ${FOLLOWUP_DUE} LIMIT 1`);
@@ -683,10 +683,11 @@ export class JobStore {
   /**
    * Applies attempt changes in one statement; each only if its attempt is
    * still in `fromState`, and its job change only if the attempt is still
-   * the job's current one. Resolves the attempt ids changed and the job ids changed.
+   * the job's current one. Resolves the attempt ids changed, the job ids
+   * changed, and of those the jobs it ended whose follow-up is pending.
    */
-  async applyAttemptChanges(changes: readonly AttemptChange[]): Promise<{ attempts: Set<string>; jobs: Set<string> }> {
-    if (changes.length === 0) return { attempts: new Set(), jobs: new Set() };
+  async applyAttemptChanges(changes: readonly AttemptChange[]): Promise<{ attempts: Set<string>; jobs: Set<string>; followups: Set<string> }> {
+    if (changes.length === 0) return { attempts: new Set(), jobs: new Set(), followups: new Set() };
     const input = changes.map((c) => ({
       attempt_id: c.attemptId,
       agent_id: c.agentId,
@@ -710,7 +711,7 @@ export class JobStore {
       lost_inc: c.job?.lostInc ?? 0,
       release_attempt: c.job?.releaseAttempt ?? false,
     }));
-    const rows = await this.query<{ attempt_id: string; job_id: string | null }>(
+    const rows = await this.query<{ attempt_id: string; job_id: string | null; followup: boolean | null }>(
       `WITH input AS (
          SELECT * FROM jsonb_to_recordset($1::jsonb) AS t(
            attempt_id uuid, agent_id text, from_state text, state text, started_at timestamptz, ended_at timestamptz,
@@ -743,12 +744,16 @@ export class JobStore {
                 updated_at = now()
            FROM a JOIN input i ON i.attempt_id = a.id
           WHERE i.has_job AND jobs.id = a.job_id AND jobs.current_attempt_id = a.id AND jobs.state IN ('assigned', 'running')
-         RETURNING jobs.id
+         RETURNING jobs.id, i.ended AND jobs.followup_pending AS followup
        )
-       SELECT a.id::text AS attempt_id, (SELECT j.id::text FROM j WHERE j.id = a.job_id) AS job_id FROM a`,
+       SELECT a.id::text AS attempt_id, j.id::text AS job_id, j.followup FROM a LEFT JOIN j ON j.id = a.job_id`,
       JSON.stringify(input),
     );
-    return { attempts: new Set(rows.map((r) => r.attempt_id)), jobs: new Set(rows.flatMap((r) => (r.job_id ? [r.job_id] : []))) };
+    return {
+      attempts: new Set(rows.map((r) => r.attempt_id)),
+      jobs: new Set(rows.flatMap((r) => (r.job_id ? [r.job_id] : []))),
+      followups: new Set(rows.flatMap((r) => (r.job_id && r.followup ? [r.job_id] : []))),
+    };
   }
 
   /** Records command results alone (recordReports without health). */

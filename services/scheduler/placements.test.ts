@@ -5,6 +5,7 @@
 // each with a Fleet that keeps what it is asked to send.
 
 import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
 import { after, before, describe, it } from "node:test";
 
 import { create } from "@bufbuild/protobuf";
@@ -37,15 +38,23 @@ function replica(db: Database) {
       return {};
     },
   } as unknown as DroverClients["fleet"];
+  const store = new JobStore(db.prismaFor("scheduler"), db.executor);
+  // Counts the claim statements run (the store itself is the real one).
+  const looks = { n: 0 };
+  const claim = store.claim.bind(store);
+  store.claim = (...args) => (looks.n++, claim(...args));
   const service = new SchedulerServiceImpl({
-    store: new JobStore(db.prismaFor("scheduler"), db.executor),
+    store,
     signals: new SchedulerSignals(createMemoryBus(), log),
     clients: { fleet },
     settings: defaultSchedulingSettings(),
     log,
   });
-  return { service, sent };
+  return { service, sent, looks };
 }
+
+const longPoll = (service: SchedulerServiceImpl, waitMs: number) =>
+  service.claimPlaceableJobs(create(ClaimPlaceableJobsRequestSchema, { bidder: "test", maxJobs: 10, wait: { nanos: waitMs * 1_000_000 } }), { signal: new AbortController().signal } as never);
 
 function cases(open: () => Promise<Database>) {
   let db: Database;
@@ -76,6 +85,41 @@ function cases(open: () => Promise<Database>) {
     assert.ok(onA.results[0]!.accepted && onB.results[0]!.accepted);
     assert.deepEqual([...a.sent], [[ids[0], ["echo", "kept"]]]);
     assert.deepEqual([...b.sent], [[ids[1], ["echo", "read-back"]]]);
+  });
+
+  it("a long poll right after a claim that found the queue drained waits without looking, until a doorbell rings", async () => {
+    const a = replica(db);
+    assert.deepEqual((await longPoll(a.service, 50)).jobs, []);
+    assert.equal(a.looks.n, 1, "the first long poll looked once, found nothing, and waited");
+    assert.deepEqual((await longPoll(a.service, 50)).jobs, []);
+    assert.equal(a.looks.n, 1, "nothing rang since: the second did not look");
+    // A submit rings the doorbell: the next long poll looks, as does a waiting one.
+    const { job } = await a.service.submitJob(create(SubmitJobRequestSchema, { spec: { exec: { commands: [{ argv: ["true"] }] } } }));
+    assert.deepEqual((await longPoll(a.service, 50)).jobs.map((j) => j.jobId), [job.id]);
+    assert.equal(a.looks.n, 2);
+    const waiting = longPoll(a.service, 5_000);
+    const { job: next } = await a.service.submitJob(create(SubmitJobRequestSchema, { spec: { exec: { commands: [{ argv: ["true"] }] } } }));
+    assert.deepEqual((await waiting).jobs.map((j) => j.jobId), [next.id]);
+    assert.equal(a.looks.n, 3, "the waiting poll looked once, when the doorbell woke it");
+    // A claim without a wait always looks: it cannot wait for a doorbell.
+    assert.deepEqual((await a.service.claimPlaceableJobs(create(ClaimPlaceableJobsRequestSchema, { bidder: "test", maxJobs: 10 }), { signal: new AbortController().signal } as never)).jobs, []);
+    assert.equal(a.looks.n, 4);
+  });
+
+  it("a job that comes due silently (not_before passes) is still found by a skipping long poll, through the due poll", async () => {
+    const a = replica(db);
+    assert.deepEqual((await longPoll(a.service, 50)).jobs, []);
+    // Stored behind the replica's back: no doorbell rings for it, as for a retry whose backoff ends.
+    const executor = db.executor;
+    const id = randomUUID();
+    await executor.query(
+      `INSERT INTO "scheduler"."jobs" (id, spec, state, priority, created_at, updated_at) VALUES ($1::uuid, $2::jsonb, 'pending', 0, now(), now())`,
+      [id, JSON.stringify({ exec: { commands: [{ argv: ["true"] }] } })],
+    );
+    const t0 = performance.now();
+    const { jobs } = await longPoll(a.service, 5_000);
+    assert.deepEqual(jobs.map((j) => j.jobId), [id]);
+    assert.ok(performance.now() - t0 < 4_000, "found by the due poll, not at the end of the wait");
   });
 }
 

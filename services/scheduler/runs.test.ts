@@ -13,6 +13,10 @@ import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { PrismaClient } from "../../gen/prisma/scheduler/client.ts";
 import {
+  CancelJobRequestSchema,
+  ClaimPlaceableJobsRequestSchema,
+  RecordPlacementsRequestSchema,
+  ReportJobEventsRequestSchema,
   RunSpecSchema,
   RunState,
   SubmitJobRequestSchema,
@@ -21,6 +25,7 @@ import {
   type JobSpec,
   type RunSpec,
 } from "../../gen/ts/drover/scheduler/v1/scheduler_service_pb.ts";
+import { AttemptState } from "../../gen/ts/drover/fleet/v1/agent_stream_pb.ts";
 import { createMemoryBus } from "../../lib/bus/memory.ts";
 import type { DroverClients } from "../../lib/clients.ts";
 import { defaultSchedulingSettings } from "../../lib/config.ts";
@@ -258,27 +263,41 @@ function cases(open: () => Promise<Database>) {
     assert.equal(n, 5);
   });
 
-  it("the loop does follow-ups by itself once started, woken by the job-changes doorbell", async () => {
+  it("the loop does follow-ups by itself once started, woken when this replica ends a job with one (its events, a cancel)", async () => {
     const bus = createMemoryBus();
     const signals = new SchedulerSignals(bus, log);
     await signals.start();
-    const settings = { ...defaultSchedulingSettings(), sweepIntervalMs: 60_000 }; // the doorbell, not the poll
+    const settings = { ...defaultSchedulingSettings(), sweepIntervalMs: 60_000 }; // the wake-up, not the poll
     const store = new JobStore(prisma);
     const fleet = { sendToAgents: async () => ({}) } as unknown as DroverClients["fleet"];
     const jobs = new SchedulerServiceImpl({ store, signals, clients: { fleet }, settings, log });
     const runs = new SchedulerRuns({ db: prisma, store, signals, jobs, settings, log });
     runs.start();
-    try {
-      const { run } = await runs.submit(runSpec({ a: [], b: ["a"] }), null);
-      await new Promise((r) => setTimeout(r, 200)); // the loop's first round has passed
-      const a = (await stageJobs(run.id)).get("a")!;
-      await end(a.id);
-      signals.changed([a.id]);
+    const until = async (what: string, done: () => Promise<boolean>) => {
       const deadline = Date.now() + 20_000;
-      while (!(await stageJobs(run.id)).has("b")) {
-        assert.ok(Date.now() < deadline, "b was released");
-        await new Promise((r) => setTimeout(r, 50));
+      while (!(await done())) {
+        assert.ok(Date.now() < deadline, what);
+        await new Promise((r) => setTimeout(r, 20));
       }
+    };
+    try {
+      const { run } = await runs.submit(runSpec({ a: [], b: ["a"], c: ["b"] }), null);
+      await new Promise((r) => setTimeout(r, 200)); // the loop's first round has passed
+      // a ends as an agent's SUCCEEDED event reports it: claimed, placed, then the event.
+      const a = (await stageJobs(run.id)).get("a")!;
+      // (Earlier tests left pending jobs in this database: the claim may take them too.)
+      const { jobs: claimed } = await jobs.claimPlaceableJobs(create(ClaimPlaceableJobsRequestSchema, { bidder: "test", maxJobs: 1000 }), { signal: new AbortController().signal } as never);
+      const claim = claimed.find((j) => j.jobId === a.id);
+      assert.ok(claim, "a was claimed");
+      const placed = await jobs.recordPlacements(create(RecordPlacementsRequestSchema, { placements: [{ jobId: a.id, claimId: claim.claimId, agentId: "ag_f" }] }));
+      const attemptId = placed.results[0]!.attemptId;
+      await jobs.reportJobEvents(create(ReportJobEventsRequestSchema, { events: [{ agentId: "ag_f", event: { eventId: "e1", attemptId, state: AttemptState.SUCCEEDED, exitCode: 0 } }] }));
+      assert.equal((await store.get(a.id))!.state, "succeeded");
+      await until("b was released", async () => (await stageJobs(run.id)).has("b"));
+      // b is cancelled while pending: c can never run, and the run ends.
+      await jobs.cancelJob(create(CancelJobRequestSchema, { id: (await stageJobs(run.id)).get("b")!.id, reason: "not today" }));
+      await until("the run ended", async () => (await prisma.$queryRawUnsafe<{ ended: boolean }[]>(`SELECT ended_at IS NOT NULL AS ended FROM "scheduler"."runs" WHERE id = $1::uuid`, run.id))[0]!.ended);
+      assert.equal((await stageView(run.id)).c, StageState[StageState.SKIPPED]);
     } finally {
       await runs.stop();
       await signals.stop();

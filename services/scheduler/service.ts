@@ -287,11 +287,15 @@ export class SchedulerServiceImpl implements JobMethods {
     }
     const changed: string[] = [];
     const cancels: { agentId: string; attemptId: string; graceMs: number; reason: string }[] = [];
+    let slotFreed = false;
+    let followups = false;
     // A job may move between the read and the write (claimed, assigned, ended): look again at those.
     for (let round = 0; round < 10; round++) {
       const live = rows.filter((r) => !isFinalJobState(r.state));
       if (live.length === 0) break;
       const unplaced = await store.cancelUnplaced(live.filter((r) => r.state === "pending" || r.state === "offered").map((r) => byId.get(r.id)!));
+      slotFreed ||= unplaced.some((r) => r.concurrencyKey);
+      followups ||= unplaced.some((r) => r.followupPending);
       const held = await store.requestCancel(live.filter((r) => r.state === "assigned" || r.state === "running").map((r) => byId.get(r.id)!));
       const current = await store.latestAttempts(held.flatMap((h) => (h.currentAttemptId ? [h.id] : [])));
       for (const h of held) {
@@ -307,6 +311,9 @@ export class SchedulerServiceImpl implements JobMethods {
     }
     await this.sendCancels(cancels);
     signals.changed(changed);
+    // An offered job with a concurrency key held one of its key's slots.
+    if (slotFreed) signals.placeable();
+    if (followups) signals.followupsDue();
     const after = await store.getMany([...byId.keys()]);
     const attempts = await store.attemptsOfJobs(after.map((r) => r.id));
     return new Map(after.map((row) => [row.id, { row, attempts: attempts.get(row.id) ?? [] }]));
@@ -367,22 +374,16 @@ export class SchedulerServiceImpl implements JobMethods {
   async claimPlaceableJobs(req: ClaimPlaceableJobsRequest, ctx: HandlerContext) {
     const { store, signals, settings } = this.deps;
     const deadline = Date.now() + (req.wait ? durationMs(req.wait) : 0);
+    const waits = deadline > Date.now();
     for (;;) {
-      signals.claiming();
-      const claimed = await store.claim(req.maxJobs, settings.claimMs);
-      if (claimed.length > 0) {
-        if (claimed.length === req.maxJobs) signals.nudge();
-        signals.changed(claimed.map((c) => c.job.id));
-        const now = Date.now();
-        this.forgetLapsedClaims(now);
-        return {
-          jobs: claimed.map(({ job, previousAgentIds, siblingAgentIds }) => {
-            const spec = fromJson(JobSpecSchema, job.spec as JsonValue, { ignoreUnknownFields: true });
-            this.claimedSpecs.set(job.claimId!, { jobId: job.id, spec, expiresAt: now + settings.claimMs });
-            return { jobId: job.id, claimId: job.claimId!, spec, attemptNumber: job.attemptCount + 1, previousAgentIds, siblingAgentIds };
-          }),
-          claimExpireTime: ts(claimed[0]!.job.claimExpiresAt),
-        };
+      // A claim right after one that left nothing placeable finds nothing
+      // either, unless a wake-up came since: a caller that waits skips it.
+      if (!(waits && signals.drainedSinceLastRing)) {
+        const rings = signals.claiming();
+        const claimed = await store.claim(req.maxJobs, settings.claimMs);
+        if (claimed.length < req.maxJobs) signals.drained(rings);
+        else signals.nudge(); // more may be left: another claimer of this replica looks too
+        if (claimed.length > 0) return this.claimedResponse(claimed);
       }
       const left = deadline - Date.now();
       if (left <= 0 || ctx.signal.aborted) return { jobs: [] };
@@ -390,6 +391,22 @@ export class SchedulerServiceImpl implements JobMethods {
       // waiting claimer DUE_POLL_MS after the replica's last claim.
       await signals.untilPlaceable(left, ctx.signal);
     }
+  }
+
+  /** What a claim that took jobs answers; keeps their specs for their RecordPlacements. */
+  private claimedResponse(claimed: Awaited<ReturnType<JobStore["claim"]>>) {
+    const { signals, settings } = this.deps;
+    signals.changed(claimed.map((c) => c.job.id));
+    const now = Date.now();
+    this.forgetLapsedClaims(now);
+    return {
+      jobs: claimed.map(({ job, previousAgentIds, siblingAgentIds }) => {
+        const spec = fromJson(JobSpecSchema, job.spec as JsonValue, { ignoreUnknownFields: true });
+        this.claimedSpecs.set(job.claimId!, { jobId: job.id, spec, expiresAt: now + settings.claimMs });
+        return { jobId: job.id, claimId: job.claimId!, spec, attemptNumber: job.attemptCount + 1, previousAgentIds, siblingAgentIds };
+      }),
+      claimExpireTime: ts(claimed[0]!.job.claimExpiresAt),
+    };
   }
 
   async recordPlacements(req: RecordPlacementsRequest) {
@@ -564,6 +581,7 @@ export class SchedulerServiceImpl implements JobMethods {
     let todo = events.filter((e) => REPORTED[e.event!.state] !== undefined);
     const cancels: { agentId: string; attemptId: string; graceMs: number; reason: string }[] = [];
     let placeable = false;
+    let followups = false;
     for (let round = 0; round < 5 && todo.length > 0; round++) {
       const rows = new Map((await store.eventRows([...new Set(todo.map((e) => e.event!.attemptId))])).map((x) => [x.attempt.id, x]));
       // Events of one attempt apply in order to the rows as they would be after each.
@@ -593,6 +611,7 @@ export class SchedulerServiceImpl implements JobMethods {
       const changes = [...pending.values()];
       const applied = await store.applyAttemptChanges(changes.map((p) => p.change));
       for (const id of applied.jobs) changedJobs.add(id);
+      followups ||= applied.followups.size > 0;
       for (const p of changes) {
         if (!applied.attempts.has(p.change.attemptId) || !p.change.job) continue;
         // Back to pending, or a concurrency slot freed: something may be placeable now.
@@ -604,6 +623,7 @@ export class SchedulerServiceImpl implements JobMethods {
     await this.sendCancels(cancels);
     signals.changed(changedJobs);
     if (placeable) signals.placeable();
+    if (followups) signals.followupsDue();
   }
 
   /** Sends Cancels through Fleet (stored there, so they reach agents that are away now). */

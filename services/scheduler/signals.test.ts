@@ -3,7 +3,9 @@
 // one, a waiting claimer is woken DUE_POLL_MS after the replica's last claim
 // (jobs whose not_before passes come due silently), one claimer at a time.
 // What goes on the bus is coalesced: one message for the rings and changes
-// of a few milliseconds.
+// of a few milliseconds. A claim that found the queue drained lets the next
+// long poll skip its look until a wake-up comes, and a job that ends with a
+// follow-up wakes this replica's follow-up loop alone.
 
 import assert from "node:assert/strict";
 import { afterEach, beforeEach, describe, it } from "node:test";
@@ -121,5 +123,35 @@ describe("SchedulerSignals", () => {
     assert.deepEqual(messages, [["a"]]);
     await other.stop();
     await unsubscribe();
+  });
+
+  it("says the queue is drained from a claim that took less than it could until a wake-up comes, including one that came during the claim", async () => {
+    assert.equal(signals.drainedSinceLastRing, false, "no claim yet");
+    signals.drained(signals.claiming());
+    assert.equal(signals.drainedSinceLastRing, true);
+    signals.placeable();
+    assert.equal(signals.drainedSinceLastRing, false, "a doorbell of this replica");
+    const during = signals.claiming();
+    await bus.publish("scheduler:placeable", new TextEncoder().encode("another replica"));
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    signals.drained(during);
+    assert.equal(signals.drainedSinceLastRing, false, "another replica's doorbell rang while the claim looked");
+    signals.drained(signals.claiming());
+    assert.equal(signals.drainedSinceLastRing, true);
+    signals.nudge();
+    assert.equal(signals.drainedSinceLastRing, false, "a full claim's nudge");
+  });
+
+  it("wakes this replica's follow-up loop when a job with a follow-up ends here, and puts nothing on the bus", async () => {
+    const other = new SchedulerSignals(bus, createLogger("silent"));
+    await other.start();
+    let here = 0;
+    let there = 0;
+    signals.onFollowupsDue(() => here++);
+    other.onFollowupsDue(() => there++);
+    signals.followupsDue();
+    await new Promise((resolve) => setTimeout(resolve, CHANGES_COALESCE_MS * 5));
+    assert.deepEqual([here, there], [1, 0]);
+    await other.stop();
   });
 });

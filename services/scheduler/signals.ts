@@ -7,14 +7,22 @@
 //                                   replica's own are woken at once; the bus
 //                                   hears one message per PLACEABLE_COALESCE_MS.
 //   channel  scheduler:job-changes  JSON array of job ids that changed:
-//                                   wakes WatchJob streams and the follow-up
-//                                   loop (runs.ts) on every replica, and the
-//                                   Deploy controller (services/deploy/signals.ts).
+//                                   wakes WatchJob streams on every replica,
+//                                   and the Deploy controller
+//                                   (services/deploy/signals.ts).
 //                                   The ids of every change within
 //                                   CHANGES_COALESCE_MS go out as one message:
 //                                   one per few batches instead of one per
 //                                   statement (each is heard by every replica
 //                                   and parsed again there).
+//
+// Two more live in this replica alone. A job that ends with a follow-up
+// (a run's stage, a repeating job) wakes this replica's follow-up loop
+// (followupsDue), which does the follow-up itself; the other replicas'
+// loops are the fallback only, on their poll. And a claim that came back
+// with room to spare notes the placeable wake-ups it started after
+// (drained): until another rings, a new long poll waits instead of looking
+// again at a queue just found empty.
 //
 // A doorbell costs each process it passes through a write, a read and a
 // wake-up, and on a small or virtualised machine those system calls are
@@ -56,6 +64,11 @@ export class SchedulerSignals {
   /** When this replica's last claim started (Date.now()), and the timer that polls for jobs come due (see DUE_POLL_MS). */
   private lastClaimAt = 0;
   private dueTimer: NodeJS.Timeout | undefined;
+  /** Placeable wake-ups so far (doorbells heard or rung here, the due poll, nudges). */
+  private rings = 0;
+  /** `rings` when the latest claim that left nothing placeable behind started; -1: none yet. */
+  private drainedAt = -1;
+  private readonly followupListeners = new Set<() => void>();
 
   constructor(
     private readonly bus: Bus,
@@ -122,9 +135,31 @@ export class SchedulerSignals {
     this.bus.publish(JOB_CHANGES, new TextEncoder().encode(JSON.stringify(list))).catch((err) => this.log.debug({ err }, "could not publish job changes"));
   }
 
-  /** A claim is about to look at the placeable jobs: the due poll waits DUE_POLL_MS from now. */
-  claiming(): void {
+  /**
+   * A claim is about to look at the placeable jobs: the due poll waits
+   * DUE_POLL_MS from now. Returns the wake-ups so far, for drained().
+   */
+  claiming(): number {
     this.lastClaimAt = Date.now();
+    return this.rings;
+  }
+
+  /**
+   * The claim that started when claiming() returned `rings` took fewer jobs
+   * than it could: nothing else was placeable for it.
+   */
+  drained(rings: number): void {
+    this.drainedAt = Math.max(this.drainedAt, rings);
+  }
+
+  /**
+   * True while no placeable wake-up came since a claim found nothing left:
+   * a claim now would find nothing either. A change that rang no doorbell
+   * here (one lost on the bus) is found by the due poll, as for a claimer
+   * already waiting.
+   */
+  get drainedSinceLastRing(): boolean {
+    return this.drainedAt === this.rings;
   }
 
   /**
@@ -172,6 +207,17 @@ export class SchedulerSignals {
     };
   }
 
+  /** Jobs with a follow-up ended on this replica: its follow-up loop looks now. */
+  followupsDue(): void {
+    for (const listener of this.followupListeners) listener();
+  }
+
+  /** Calls listener whenever followupsDue() is called here, until the returned function is called. */
+  onFollowupsDue(listener: () => void): () => void {
+    this.followupListeners.add(listener);
+    return () => this.followupListeners.delete(listener);
+  }
+
   /** Calls listener with the ids of every job-changes doorbell heard (from any replica), until the returned function is called. */
   onChanges(listener: (ids: string[]) => void): () => void {
     this.changeListeners.add(listener);
@@ -184,6 +230,7 @@ export class SchedulerSignals {
    * batch wakes the next (nudge), so a backlog still gets every claimer.
    */
   private wakePlaceable(all = false): void {
+    this.rings++;
     for (const wake of [...this.placeableWaiters]) {
       wake();
       if (!all) return;

@@ -92,6 +92,7 @@ export class SchedulerSweeper {
     await impl.sendCancels(lost.map((c) => ({ agentId: c.agentId, attemptId: c.attemptId, graceMs: DEFAULT_CANCEL_GRACE_MS, reason: `lease lapsed: ${c.reason}` })));
     signals.changed(applied.jobs);
     signals.placeable();
+    if (applied.followups.size > 0) signals.followupsDue(); // dead after too many lost attempts
   }
 
   private async sweepLoop(): Promise<void> {
