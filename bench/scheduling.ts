@@ -349,14 +349,14 @@ async function withCpu<T extends object>(plane: Plane, load: Load, jobs: number,
   for (const [n, used] of Object.entries(after.cpu)) {
     const at = before.cpu[n];
     if (used === undefined || at === undefined) continue;
-    cpu[n] = round((used - at) / elapsed, 2);
+    cpu[n] = round((used - at) / elapsed, 3);
     cpuMsPerJob[n] = round((used - at) / jobs, 3);
   }
   for (const [n, count] of Object.entries({ ...after.switches, ...after.serverSwitches })) {
     const used = switchesBetween(before.switches[n] ?? before.serverSwitches[n] ?? new Map(), count);
     if (used !== undefined) switchesPerJob[n] = round(used / jobs, 1);
   }
-  cpu.machine = round((after.machine.busy - before.machine.busy) / Math.max(1, after.machine.total - before.machine.total), 2);
+  cpu.machine = round((after.machine.busy - before.machine.busy) / Math.max(1, after.machine.total - before.machine.total), 3);
   return { ...run, cpu, cpuMsPerJob, switchesPerJob, rounds };
 }
 
@@ -556,7 +556,7 @@ const cpuCell = (r: ThroughputRun) =>
 
 const idleCell = (r: IdleRun) =>
   Object.entries(r.cpu)
-    .map(([n, v]) => `${n} ${round(v * 100, 1)}% (${r.switchesPerSec[n] ?? "?"} switches/s)`)
+    .map(([n, v]) => (n === "machine" ? `machine ${round(v * 100, 1)}%` : `${n} ${round(v * 100, 1)}% (${r.switchesPerSec[n] ?? "?"} switches/s)`))
     .join(", ");
 
 function tableFor(r: ModeResult): [string, string, string][] {
@@ -575,7 +575,7 @@ function tableFor(r: ModeResult): [string, string, string][] {
     const a = mid.rounds;
     rows.push([
       `${r.mode}: auction rounds in the median run (p50)`,
-      `${a.rounds} rounds of ${a.jobs} jobs; select ${a.selectMs} / bids ${a.bidsMs} (window ${a.windowMs}) / record ${a.recordMs} ms`,
+      `${a.rounds} rounds of ${a.jobs} jobs; select ${round(a.selectMs, 2)} / bids ${round(a.bidsMs, 2)} (window ${a.windowMs}) / record ${round(a.recordMs, 2)} ms`,
       `Bid, from a claim's answer to placements recorded; ${a.answers} of ${a.offers} offers answered in the window; ${a.standing} of ${a.claimed} claimed jobs placed on standing bids (no offer)`,
     ]);
   }
