@@ -68,6 +68,7 @@ describe("readDevConfig", () => {
       log: logDefaults,
       deploy: { tickMs: 1_000, claimMs: 10_000 },
       dataDir: ".drover",
+      vacuumIntervalMs: 5_000,
     });
   });
 
@@ -80,6 +81,7 @@ describe("readDevConfig", () => {
       DROVER_GRPC_PORT: "0",
       DROVER_HTTP_PORT: "9090",
       DROVER_DATA_DIR: "/var/lib/drover",
+      DROVER_VACUUM_INTERVAL_MS: "0",
     });
     assert.deepEqual(config, {
       logLevel: "debug",
@@ -91,7 +93,12 @@ describe("readDevConfig", () => {
       log: logDefaults,
       deploy: { tickMs: 1_000, claimMs: 10_000 },
       dataDir: "/var/lib/drover",
+      vacuumIntervalMs: 0,
     });
+  });
+
+  it("rejects a negative DROVER_VACUUM_INTERVAL_MS naming the variable", () => {
+    configError(() => readDevConfig({ DROVER_VACUUM_INTERVAL_MS: "-5" }), "DROVER_VACUUM_INTERVAL_MS");
   });
 
   it("treats an empty variable as unset", () => {

@@ -249,6 +249,12 @@ export function defaultFleetSettings(): FleetSettings {
 export interface DevConfig extends CommonConfig {
   /** Where the embedded database and the admin token live (DROVER_DATA_DIR), default ./.drover. */
   dataDir: string;
+  /**
+   * How often the embedded database is vacuumed, at least (it has no
+   * autovacuum; lib/db/embedded_vacuum.ts), ms (DROVER_VACUUM_INTERVAL_MS),
+   * default 5000; 0: never.
+   */
+  vacuumIntervalMs: number;
 }
 
 export function readDevConfig(env: Env = process.env, overrides: Partial<Pick<DevConfig, "dataDir">> = {}): DevConfig {
@@ -256,6 +262,7 @@ export function readDevConfig(env: Env = process.env, overrides: Partial<Pick<De
   const config: DevConfig = {
     ...readCommon(r, { grpcPort: 7070, httpPort: 7080 }),
     dataDir: overrides.dataDir ?? r.string("DROVER_DATA_DIR", ".drover"),
+    vacuumIntervalMs: r.integer("DROVER_VACUUM_INTERVAL_MS", 5_000, 0, 86_400_000),
   };
   r.done();
   return config;

@@ -13,6 +13,7 @@ import { createMemoryBus } from "../../lib/bus/memory.ts";
 import { bearer, createClients } from "../../lib/clients.ts";
 import { SERVICE_NAMES, type DevConfig, type ServiceName } from "../../lib/config.ts";
 import { openPglite, type Database } from "../../lib/db/database.ts";
+import { EmbeddedVacuum } from "../../lib/db/embedded_vacuum.ts";
 import { lockDataDir } from "../../lib/data_dir_lock.ts";
 import { migrate } from "../../lib/db/migrate.ts";
 import { accessPolicy } from "../../lib/host/interceptors.ts";
@@ -96,6 +97,8 @@ export async function startDev(config: DevConfig, logger: Logger): Promise<DevPl
       throw err;
     }
     if (created) logger.info({ adminTokenFile }, "created the dev admin token");
+    const vacuum = new EmbeddedVacuum(db.executor, logger, config.vacuumIntervalMs);
+    vacuum.start();
 
     let closing: Promise<void> | undefined;
     const close = () =>
@@ -104,6 +107,7 @@ export async function startDev(config: DevConfig, logger: Logger): Promise<DevPl
         // services' background work, which may still write to both.
         await server.close();
         await stopAll(instances).catch((err) => logger.error({ err }, "a service failed to stop cleanly"));
+        await vacuum.stop();
         await bus.close();
         await db.close();
         unlock();
