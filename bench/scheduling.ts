@@ -46,6 +46,7 @@
 //   BENCH_SCHED_BATCH=100                                 the measured and profiled runs use SubmitJobs calls of 100 jobs
 //   BENCH_SCHED_IDLE_SEC=10                               how long the idle measurement lasts (0: none)
 //   BENCH_SCHED_PROBE_RATE=0                              a diagnosis: the idle measurement alone, printed, nothing saved
+//   BENCH_SCHED_PROBE_AFTER=20000                         the probe's warm-up: that many jobs first (default 500)
 //   BENCH_SCHED_PROBE_RATE=20                             a diagnosis: one latency run at 20 jobs/s per mode, its hops and CPU printed (with
 //                                                         BENCH_SCHED_PROFILE_DIR, each service's profile within it too), nothing saved
 //
@@ -113,6 +114,7 @@ const skipped: string[] = [];
 /** One throughput run and the profile, nothing else: a diagnosis, not a result to compare. */
 const QUICK = process.env.BENCH_SCHED_QUICK === "1";
 const PROBE_RATE = process.env.BENCH_SCHED_PROBE_RATE ? Number(process.env.BENCH_SCHED_PROBE_RATE) : undefined;
+const PROBE_AFTER = process.env.BENCH_SCHED_PROBE_AFTER ? Number(process.env.BENCH_SCHED_PROBE_AFTER) : undefined;
 
 // ---- The measured processes ------------------------------------------------------
 
@@ -452,7 +454,9 @@ async function measureMode(cleanup: Cleanup, mode: Mode, deadline: number): Prom
   const plane = await startPlane(cleanup, mode, PROBE_RATE ? process.env.BENCH_SCHED_PROFILE_DIR : undefined);
   const load = await Load.start(cleanup, plane);
   progress(`scheduling ${mode}: ${AGENTS} agents registered; warm-up`);
-  const warmup = await throughput(plane, load, FIXED_JOBS ? Math.min(500, FIXED_JOBS) : 500, 64);
+  // A probe may come after a longer history (BENCH_SCHED_PROBE_AFTER): what a long-lived plane has to carry.
+  const warmupJobs = PROBE_RATE !== undefined && PROBE_AFTER ? PROBE_AFTER : FIXED_JOBS ? Math.min(500, FIXED_JOBS) : 500;
+  const warmup = await throughput(plane, load, warmupJobs, 64);
   if (PROBE_RATE === 0) {
     console.log(JSON.stringify({ mode, idle: await idle(plane, load) }, null, 1));
     throw new Error("probe done (BENCH_SCHED_PROBE_RATE=0, idle): nothing saved");
