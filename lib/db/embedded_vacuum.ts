@@ -54,12 +54,11 @@ export class EmbeddedVacuum {
     const started = performance.now();
     try {
       await this.db.exec("VACUUM");
+      this.log.debug({ ms: Math.round(performance.now() - started) }, "vacuumed the embedded database");
     } catch (err) {
       if (!this.stopped) this.log.warn({ err }, "could not vacuum the embedded database; trying again later");
     }
-    const ms = performance.now() - started;
-    this.log.debug({ ms: Math.round(ms) }, "vacuumed the embedded database");
-    return ms;
+    return performance.now() - started;
   }
 
   private schedule(delayMs: number): void {

@@ -19,9 +19,9 @@
 // Woken when a job with a follow-up ends on this replica (the signals'
 // followupsDue), and polls every sweep interval for what another replica
 // left behind (it died before its own loop got to it); a round that finds
-// nothing due costs one indexed look and no transaction. Every few seconds the loop also
-// repairs what a CancelRun that died half-way left: live stage jobs of a
-// cancelled run that were never asked to stop.
+// nothing due costs one indexed look and no transaction. Every few seconds
+// the loop also repairs what a CancelRun that died half-way left: live
+// stage jobs of a cancelled run that were never asked to stop.
 
 import { create, fromJson, type JsonValue } from "@bufbuild/protobuf";
 import { CancelJobRequestSchema, CancelJobsRequestSchema, JobSpecSchema, RunSpecSchema, type JobSpec, type RunMode } from "../../gen/ts/drover/scheduler/v1/scheduler_service_pb.ts";
