@@ -7,13 +7,13 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 
 import { createLogger } from "../logger.ts";
+import { sleep } from "../timers.ts";
 import type { Database } from "./database.ts";
 import { EmbeddedVacuum, MAX_SHARE_DIVISOR, nextVacuumDelay } from "./embedded_vacuum.ts";
 import type { SqlQueryable } from "./executor.ts";
 import { openTempPglite } from "./testing.ts";
 
 const log = createLogger("silent");
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe("nextVacuumDelay", () => {
   it("waits the interval, or MAX_SHARE_DIVISOR times the last vacuum when that is longer", () => {

@@ -39,7 +39,7 @@ import type { AccessRule } from "../../lib/host/interceptors.ts";
 import { decodePageToken, pageSize, splitPage } from "../../lib/host/paging.ts";
 import { durationMs } from "../../lib/host/time.ts";
 import type { Logger } from "../../lib/logger.ts";
-import { isFinalJobState, type AttemptChange, type AttemptRow, type CommandReport, type EventRow, type HealthReport, type JobRow, type JobStore, type NewJob } from "./job_store.ts";
+import { isFinalJobState, type AttemptChange, type ClaimedJob, type AttemptRow, type CommandReport, type EventRow, type HealthReport, type JobRow, type JobStore, type NewJob } from "./job_store.ts";
 import { onEvent, type ReportedState } from "./lifecycle.ts";
 import { retrySettings } from "./retry.ts";
 import type { SchedulerRuns } from "./runs.ts";
@@ -394,7 +394,7 @@ export class SchedulerServiceImpl implements JobMethods {
   }
 
   /** What a claim that took jobs answers; keeps their specs for their RecordPlacements. */
-  private claimedResponse(claimed: Awaited<ReturnType<JobStore["claim"]>>) {
+  private claimedResponse(claimed: readonly ClaimedJob[]) {
     const { signals, settings } = this.deps;
     signals.changed(claimed.map((c) => c.job.id));
     const now = Date.now();

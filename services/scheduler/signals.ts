@@ -25,9 +25,9 @@
 // again at a queue just found empty.
 //
 // A doorbell costs each process it passes through a write, a read and a
-// wake-up, and on a small or virtualised machine those system calls are
-// what a job costs at a low rate (bench/README.md, scheduling): below a
-// hundred jobs a second every change of every job rang its own.
+// wake-up, and on a small or virtualised machine the wake-ups are what a
+// job costs at a low rate (bench/README.md, scheduling): below a hundred
+// jobs a second every change of every job rang its own.
 
 import { randomUUID } from "node:crypto";
 import type { Bus, Unsubscribe } from "../../lib/bus/bus.ts";
