@@ -47,6 +47,11 @@ function contract(name: string, open: () => Promise<Database & { cleanup?: () =>
       assert.deepEqual(await outbox.storeMany([{ agentId: "a1", message: assignment("x1") }, { agentId: "a1", message: assignment("x2") }]), ["acked", "pending"]);
       assert.deepEqual((await outbox.unacked("a1")).map((m) => m.messageId), ["assign:x2"]);
       assert.equal(await outbox.ack("a1", []), 0);
+      // An acknowledged message keeps its id (a resend is recognised, above) but not its payload.
+      const rows = await db.executor.query<{ message_id: string; bytes: number }>(
+        `SELECT message_id, length(payload) AS bytes FROM "fleet"."agent_messages" WHERE agent_id = 'a1' ORDER BY seq`,
+      );
+      assert.deepEqual(rows.map((r) => [r.message_id, Number(r.bytes) > 0]), [["assign:x1", false], ["assign:x2", true]]);
     });
 
     it("an ack sent while its messages are being stored finds them", async () => {

@@ -130,7 +130,12 @@ export class Outbox {
     return rows.map((r) => fromBinary(ConnectResponseSchema, r.payload));
   }
 
-  /** Marks messages acknowledged; resolves how many were pending (ids unknown or acknowledged before do not count). */
+  /**
+   * Marks messages acknowledged; resolves how many were pending (ids unknown
+   * or acknowledged before do not count). An acknowledged message keeps its
+   * id, to recognise a resend, but not its payload: nothing reads it again,
+   * and a day of assignments' payloads would be most of the table.
+   */
   async ack(agentId: string, messageIds: readonly string[]): Promise<number> {
     if (messageIds.length === 0) return 0;
     // A message can reach its agent while it is being stored (see FleetServiceImpl.sendToAgents):
@@ -139,7 +144,7 @@ export class Outbox {
     if (pending) await Promise.allSettled(pending);
     const [row] = await this.sql.query<{ n: number }>(
       `WITH acked AS (
-         UPDATE "fleet"."agent_messages" SET "acked_at" = $3::timestamptz
+         UPDATE "fleet"."agent_messages" SET "acked_at" = $3::timestamptz, "payload" = ''::bytea
           WHERE "agent_id" = $1 AND "acked_at" IS NULL
             AND "message_id" IN (SELECT jsonb_array_elements_text($2::jsonb))
          RETURNING 1
