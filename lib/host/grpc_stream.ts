@@ -51,6 +51,7 @@ import { toBinary, type DescMessage, type DescMethodBiDiStreaming, type MessageS
 import type { Validator } from "@bufbuild/protovalidate";
 import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
 import { grpcStatusOk, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
+import { encodedBefore } from "../encode_once.ts";
 import type { Logger } from "../logger.ts";
 import { REQUEST_ID_HEADER, callFailed, elapsed, sanitizeRequestId, validateMessage, type AccessPolicy } from "./interceptors.ts";
 import { EnvelopeBuffer, FRAME_HEADER, decodeEnvelope, envelope, headerValue, listen, type StreamEvents } from "./grpc_wire.ts";
@@ -363,7 +364,8 @@ class GrpcStream implements GrpcStreamCall<unknown>, AsyncIterator<unknown>, Str
   /** Writes one message; false when the stream's buffer is full (wait for 'drain'). */
   private write(message: unknown): boolean {
     if (this.stream.destroyed || this.stream.closed) return true; // gone: the signal is aborted, the messages end
-    const frame = envelope(toBinary(this.route.method.output, message as MessageShape<DescMessage>));
+    const output = this.route.method.output;
+    const frame = envelope(encodedBefore(output, message as object) ?? toBinary(output, message as MessageShape<DescMessage>));
     this.sendHeaders();
     return this.stream.write(frame);
   }

@@ -13,6 +13,7 @@
 //   lock      fleet:sweeper         held by the replica that runs the sweeper
 
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
+import { encodedBefore } from "../../lib/encode_once.ts";
 import { ConnectResponseSchema, type ConnectResponse } from "../../gen/ts/drover/fleet/v1/agent_stream_pb.ts";
 
 export const AGENT_EVENTS_CHANNEL = "fleet:agent-events";
@@ -73,7 +74,7 @@ const OFFER = 4;
 
 export function encodeCommand(command: AgentCommand): Uint8Array {
   if (command.kind === "deliver") {
-    const body = toBinary(ConnectResponseSchema, command.message);
+    const body = encodedBefore(ConnectResponseSchema, command.message) ?? toBinary(ConnectResponseSchema, command.message);
     const out = new Uint8Array(body.length + 1);
     out[0] = DELIVER;
     out.set(body, 1);

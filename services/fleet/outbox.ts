@@ -9,6 +9,7 @@ import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import type { PrismaClient } from "../../gen/prisma/fleet/client.ts";
 import { ConnectResponseSchema, type ConnectResponse } from "../../gen/ts/drover/fleet/v1/agent_stream_pb.ts";
 import { isUniqueViolation } from "../../lib/db/errors.ts";
+import { encodeOnce } from "../../lib/encode_once.ts";
 import type { SqlExecutor } from "../../lib/db/executor.ts";
 
 /** How long acknowledged messages are kept (to recognise a resent message id) before they are pruned. */
@@ -92,7 +93,9 @@ export class Outbox {
   private async insertMany(items: readonly { agentId: string; message: ConnectResponse }[]): Promise<StoreOutcome[]> {
     const rows = items.map(({ agentId, message }, ord) => {
       if (!message.messageId) throw new Error("Outbox.storeMany: a message has no message_id");
-      return { ord, agent_id: agentId, message_id: message.messageId, payload: Buffer.from(toBinary(ConnectResponseSchema, message)).toString("base64") };
+      // Encoded once: the stream and the bus send these bytes too (encode_once.ts).
+      const payload = encodeOnce(ConnectResponseSchema, message);
+      return { ord, agent_id: agentId, message_id: message.messageId, payload: Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength).toString("base64") };
     });
     // The outer SELECT sees the table as it was before the INSERT, so a row
     // found in "m" is one stored earlier: a resend.

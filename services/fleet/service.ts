@@ -284,7 +284,8 @@ export class FleetServiceImpl implements Partial<ServiceImpl<typeof FleetService
   async sendToAgents(req: SendToAgentsRequest) {
     const { outbox, bus, log, hub } = this.agents;
     const messages = req.messages.map((m, i) => {
-      const message = clone(ConnectResponseSchema, m.message!);
+      // A shallow copy: only message_id is set here, and the request is this call's alone.
+      const message: ConnectResponse = { ...m.message! };
       const c = message.message.case;
       if (c === undefined || c === "welcome") {
         throw new ConnectError(`messages[${i}].message: one of offer, assignment, cancel, log_ack, event_ack or drain must be set`, Code.InvalidArgument);
