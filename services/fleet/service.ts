@@ -284,7 +284,8 @@ export class FleetServiceImpl implements Partial<ServiceImpl<typeof FleetService
   async sendToAgents(req: SendToAgentsRequest) {
     const { outbox, bus, log, hub } = this.agents;
     const messages = req.messages.map((m, i) => {
-      // A shallow copy: only message_id is set here, and the request is this call's alone.
+      // A shallow copy: only message_id is set here, and the request is this call's alone
+      // (ConnectResponse is proto3, so every field is the message's own property and the copy has it).
       const message: ConnectResponse = { ...m.message! };
       const c = message.message.case;
       if (c === undefined || c === "welcome") {

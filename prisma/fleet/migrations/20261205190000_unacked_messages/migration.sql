@@ -11,6 +11,10 @@
 --
 -- Partial indexes cannot be written in Prisma's schema: this one lives here
 -- only (prisma/schema-agreement.test.ts leaves partial indexes out).
+--
+-- Upgrading a large outbox: migrations run in a transaction, so the index
+-- is built without CONCURRENTLY and holds off writes to agent_messages
+-- while it is built (it reads the table once; the new index is small).
 
 DROP INDEX "fleet"."agent_messages_agent_id_acked_at_seq_idx";
 CREATE INDEX "agent_messages_unacked" ON "fleet"."agent_messages" ("agent_id", "seq") WHERE "acked_at" IS NULL;
