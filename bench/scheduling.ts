@@ -400,6 +400,7 @@ interface IdleRun {
 /** IDLE_SEC with nothing submitted, after the warm-up's work has settled. */
 async function idle(plane: Plane, load: Load): Promise<IdleRun> {
   await new Promise((r) => setTimeout(r, 2000));
+  // Per "job" with IDLE_SEC jobs is per second.
   const { cpu, switchesPerJob } = await withCpu(plane, load, IDLE_SEC, () => new Promise<object>((r) => setTimeout(() => r({}), IDLE_SEC * 1000)));
   return { sec: IDLE_SEC, cpu: cpu!, switchesPerSec: switchesPerJob! };
 }

@@ -53,11 +53,11 @@ export class EmbeddedVacuum {
   }
 
   /**
-   * One round now (the timer's, and tests'): every table outside the system
-   * schemas, one VACUUM each. A failure is logged, not thrown, and ends the
-   * round. Resolves how long it took, ms.
+   * One round: every table outside the system schemas, one VACUUM each. A
+   * failure is logged, not thrown, and ends the round. Resolves how long it
+   * took, ms.
    */
-  async vacuum(): Promise<number> {
+  private async vacuum(): Promise<number> {
     const started = performance.now();
     try {
       const tables = await this.db.query<{ name: string }>(

@@ -22,6 +22,11 @@ async function wait(signals: SchedulerSignals, ms: number): Promise<number> {
   return performance.now() - t0;
 }
 
+/** Collects the job ids of every job-changes doorbell on the bus, as Deploy's controller hears them. */
+function listenForChanges(bus: Bus, into: string[][]) {
+  return bus.subscribe("scheduler:job-changes", (bytes) => into.push(JSON.parse(new TextDecoder().decode(bytes)) as string[]));
+}
+
 describe("SchedulerSignals", () => {
   let bus: Bus;
   let signals: SchedulerSignals;
@@ -101,27 +106,26 @@ describe("SchedulerSignals", () => {
 
   it("puts the job ids changed within CHANGES_COALESCE_MS in one message", async () => {
     const messages: string[][] = [];
-    signals.onChanges((ids) => messages.push(ids));
+    const unsubscribe = await listenForChanges(bus, messages);
     signals.changed(["a", "b"]);
     signals.changed(["b", "c"]);
     await new Promise((resolve) => setTimeout(resolve, CHANGES_COALESCE_MS * 5));
     assert.deepEqual(messages, [["a", "b", "c"]]);
+    await unsubscribe();
   });
 
   it("sends what it holds back when it stops", async () => {
     let placeable = 0;
     const messages: string[][] = [];
     const unsubscribe = await bus.subscribe("scheduler:placeable", () => placeable++);
-    const other = new SchedulerSignals(bus, createLogger("silent")); // another replica hears the first's messages
-    await other.start();
-    other.onChanges((ids) => messages.push(ids));
+    const changes = await listenForChanges(bus, messages); // as another replica or Deploy hears them
     signals.placeable();
     signals.changed(["a"]);
     await signals.stop();
     await new Promise((resolve) => setImmediate(resolve)); // well before the coalescing timers would have fired
     assert.equal(placeable, 1);
     assert.deepEqual(messages, [["a"]]);
-    await other.stop();
+    await changes();
     await unsubscribe();
   });
 

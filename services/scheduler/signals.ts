@@ -52,7 +52,6 @@ export const DUE_POLL_MS = 250;
 export class SchedulerSignals {
   private readonly placeableWaiters = new Set<() => void>();
   private readonly jobWatchers = new Map<string, Set<() => void>>();
-  private readonly changeListeners = new Set<(ids: string[]) => void>();
   private unsubs: Unsubscribe[] = [];
   /** Changed job ids not published yet, and the timer that will. */
   private changes = new Set<string>();
@@ -92,7 +91,6 @@ export class SchedulerSignals {
         }
         if (!Array.isArray(ids)) return;
         for (const id of ids) for (const wake of this.jobWatchers.get(String(id)) ?? []) wake();
-        for (const listener of this.changeListeners) listener(ids.map(String));
       }),
     );
   }
@@ -216,12 +214,6 @@ export class SchedulerSignals {
   onFollowupsDue(listener: () => void): () => void {
     this.followupListeners.add(listener);
     return () => this.followupListeners.delete(listener);
-  }
-
-  /** Calls listener with the ids of every job-changes doorbell heard (from any replica), until the returned function is called. */
-  onChanges(listener: (ids: string[]) => void): () => void {
-    this.changeListeners.add(listener);
-    return () => this.changeListeners.delete(listener);
   }
 
   /**
