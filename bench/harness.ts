@@ -282,10 +282,11 @@ export interface Percentiles {
   max: number;
 }
 
-export function percentiles(values: number[]): Percentiles {
+/** p50, p90, p99 and max, rounded to `digits` decimals. */
+export function percentiles(values: number[], digits = 1): Percentiles {
   const sorted = values.filter((v) => Number.isFinite(v)).sort((a, b) => a - b);
-  const at = (p: number) => round(sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] ?? NaN);
-  return { n: sorted.length, p50: at(50), p90: at(90), p99: at(99), max: round(sorted.at(-1) ?? NaN) };
+  const at = (p: number) => round(sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] ?? NaN, digits);
+  return { n: sorted.length, p50: at(50), p90: at(90), p99: at(99), max: round(sorted.at(-1) ?? NaN, digits) };
 }
 
 export function round(value: number, digits = 1): number {
