@@ -13,6 +13,12 @@
 //              transport, no database
 //   get_job    SchedulerService.GetJob of an unknown id on the same dev mode:
 //              the same, plus one read of the embedded database (NotFound)
+//   send_to_agent  FleetService.SendToAgents on the same dev mode, timed from
+//              the call to the message's arrival on a connected agent's
+//              stream: a request in, one durable write (Fleet's outbox) and
+//              a message out, the shape of submit → Assignment with nothing
+//              in between (a Cancel for no attempt; the agent acknowledges
+//              every 50 ms, as drover-agent does)
 //   pg_insert  a one-row INSERT committed on PostgreSQL (node-postgres, a
 //              pool of 4 as a service has, prepared): split mode's durable write
 //   pglite_insert  the same on an embedded database (PGlite) on a data
@@ -38,11 +44,13 @@ import { join } from "node:path";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import pg from "pg";
 import { Health } from "../gen/ts/grpc/health/v1/health_pb.ts";
+import { FleetService } from "../gen/ts/drover/fleet/v1/fleet_service_pb.ts";
 import { SchedulerService } from "../gen/ts/drover/scheduler/v1/scheduler_service_pb.ts";
 import { bearer } from "../lib/clients.ts";
 import { openPglite } from "../lib/db/database.ts";
 import { createTestDatabase } from "../lib/db/testing.ts";
 import { createDroverTransport } from "../lib/grpc_transport.ts";
+import { TestAgent } from "../services/fleet/testing.ts";
 import {
   ADMIN_PG_URL,
   machine,
@@ -142,6 +150,42 @@ async function devMode(cleanup: Cleanup): Promise<{ url: string; token: string }
   return { url: String(line.grpcUrl), token: readFileSync(join(dataDir, "admin-token"), "utf8").trim() };
 }
 
+/**
+ * A message through Fleet to an agent connected to it: resolves when Fleet has
+ * answered (the message is stored) and the agent has it. The agent
+ * acknowledges what it got every 50 ms, in one Ack, as drover-agent does.
+ */
+async function sendToAgent(cleanup: Cleanup, url: string, fleet: ReturnType<typeof createClient<typeof FleetService>>): Promise<Call> {
+  const { secret } = await fleet.createAgentToken({ name: "bench floor" });
+  const agent = await TestAgent.register(url, secret, { hostname: "floor", drivers: ["process"] });
+  cleanup.defer("close the agent's stream", () => agent.cancel());
+  const waiting = new Map<string, () => void>();
+  const unacked: string[] = [];
+  const acks = setInterval(() => {
+    if (unacked.length > 0) agent.ack(...unacked.splice(0));
+  }, 50);
+  cleanup.defer("stop the agent's acks", () => clearInterval(acks));
+  void (async () => {
+    for (;;) {
+      const message = await agent.next(3_600_000).catch(() => undefined);
+      if (!message) return;
+      unacked.push(message.messageId);
+      waiting.get(message.messageId)?.();
+      waiting.delete(message.messageId);
+    }
+  })();
+  let n = 0;
+  return async () => {
+    const messageId = `floor:${n++}`;
+    const arrived = new Promise<void>((resolve) => waiting.set(messageId, resolve));
+    const [{ results }] = await Promise.all([
+      fleet.sendToAgents({ messages: [{ agentId: agent.agentId, message: { messageId, message: { case: "cancel", value: { attemptId: "00000000-0000-4000-8000-000000000000", reason: "bench floor" } } } }] }),
+      arrived,
+    ]);
+    if (!results[0]?.delivered) throw new Error(`SendToAgents did not deliver ${messageId}`);
+  };
+}
+
 async function pgInsert(cleanup: Cleanup): Promise<Call> {
   const db = await createTestDatabase(ADMIN_PG_URL);
   cleanup.defer(`drop database ${db.name}`, () => db.drop());
@@ -167,6 +211,7 @@ const WHAT: Record<string, string> = {
   http2: "bare node:http2 POST, another process",
   health: "Health/Check on dev mode (no database)",
   get_job: "GetJob, unknown id, on dev mode (one embedded read)",
+  send_to_agent: "SendToAgents → at the agent, dev mode (one embedded write)",
   pg_insert: "one-row INSERT committed, PostgreSQL",
   pglite_insert: "one-row INSERT committed, PGlite on a directory",
 };
@@ -179,6 +224,7 @@ await runBenchmark("floor", async (cleanup) => {
   const transport = createDroverTransport({ baseUrl: dev.url, interceptors: [bearer(dev.token)] });
   const health = createClient(Health, transport);
   const scheduler = createClient(SchedulerService, transport);
+  const fleet = createClient(FleetService, transport);
   const unknownJob = "00000000-0000-4000-8000-000000000000";
   const calls: Record<string, Call> = {
     tcp: await tcpCall(cleanup, ports.tcp),
@@ -190,6 +236,7 @@ await runBenchmark("floor", async (cleanup) => {
         () => Promise.reject(new Error(`GetJob ${unknownJob} found a job`)),
         (err: unknown) => (ConnectError.from(err).code === Code.NotFound ? undefined : Promise.reject(err)),
       ),
+    send_to_agent: await sendToAgent(cleanup, dev.url, fleet),
     pg_insert: await pgInsert(cleanup),
     pglite_insert: await pgliteInsert(cleanup),
   };
