@@ -100,6 +100,7 @@ async function bareServers(cleanup: Cleanup): Promise<{ h2: number; tcp: number 
       "-e",
       `const http2 = require("node:http2"), net = require("node:net");
        const h2 = http2.createServer().on("stream", (s) => { s.respond({ ":status": 200 }); s.end("ok"); });
+       h2.on("connection", (socket) => socket.setNoDelay(true));
        const tcp = net.createServer((c) => { c.setNoDelay(true); c.on("data", (d) => c.write(d)); });
        h2.listen(0, "127.0.0.1", () => tcp.listen(0, "127.0.0.1", () =>
          console.log(JSON.stringify({ h2: h2.address().port, tcp: tcp.address().port }))));`,
@@ -111,7 +112,7 @@ async function bareServers(cleanup: Cleanup): Promise<{ h2: number; tcp: number 
 }
 
 function http2Call(cleanup: Cleanup, port: number): Call {
-  const session = http2.connect(`http://127.0.0.1:${port}`);
+  const session = http2.connect(`http://127.0.0.1:${port}`, { createConnection: () => net.connect({ host: "127.0.0.1", port, noDelay: true }) });
   cleanup.defer("close the HTTP/2 session", () => void session.close());
   return () =>
     new Promise<void>((resolve, reject) => {
@@ -157,7 +158,10 @@ async function devMode(cleanup: Cleanup): Promise<{ url: string; token: string }
  */
 async function sendToAgent(cleanup: Cleanup, url: string, fleet: ReturnType<typeof createClient<typeof FleetService>>): Promise<Call> {
   const { secret } = await fleet.createAgentToken({ name: "bench floor" });
-  const agent = await TestAgent.register(url, secret, { hostname: "floor", drivers: ["process"] });
+  // On Drover's transport with TCP_NODELAY, as drover-agent and the scheduling benchmark's agents.
+  const { hostname, port } = new URL(url);
+  const agentTransport = createDroverTransport({ baseUrl: url, nodeOptions: { createConnection: () => net.connect({ host: hostname, port: Number(port), noDelay: true }) } });
+  const agent = await TestAgent.register(url, secret, { hostname: "floor", drivers: ["process"] }, { transport: agentTransport });
   cleanup.defer("close the agent's stream", () => agent.cancel());
   const waiting = new Map<string, () => void>();
   const unacked: string[] = [];
@@ -221,7 +225,9 @@ await runBenchmark("floor", async (cleanup) => {
   progress("floor: starting the servers and dev mode");
   const ports = await bareServers(cleanup);
   const dev = await devMode(cleanup);
-  const transport = createDroverTransport({ baseUrl: dev.url, interceptors: [bearer(dev.token)] });
+  // Sockets without Nagle's algorithm, as the services' own clients and the
+  // scheduling benchmark's load have (bench/README.md, "scheduling").
+  const transport = createDroverTransport({ baseUrl: dev.url, interceptors: [bearer(dev.token)], nodeOptions: { noDelay: true } as http2.SecureClientSessionOptions });
   const health = createClient(Health, transport);
   const scheduler = createClient(SchedulerService, transport);
   const fleet = createClient(FleetService, transport);
