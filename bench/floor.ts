@@ -169,11 +169,16 @@ async function sendToAgent(cleanup: Cleanup, url: string, fleet: ReturnType<type
     if (unacked.length > 0) agent.ack(...unacked.splice(0));
   }, 50);
   cleanup.defer("stop the agent's acks", () => clearInterval(acks));
+  // Heartbeats at the interval Welcome gave, so that Fleet keeps the agent online through the other series.
+  const interval = agent.welcome?.heartbeatInterval;
+  let sequence = 0;
+  const heartbeats = setInterval(() => agent.heartbeat(++sequence), interval ? Number(interval.seconds) * 1000 + interval.nanos / 1e6 : 5000);
+  cleanup.defer("stop the agent's heartbeats", () => clearInterval(heartbeats));
   void (async () => {
     for (;;) {
       const message = await agent.next(3_600_000).catch(() => undefined);
       if (!message) return;
-      unacked.push(message.messageId);
+      if (message.messageId) unacked.push(message.messageId);
       waiting.get(message.messageId)?.();
       waiting.delete(message.messageId);
     }
