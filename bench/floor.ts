@@ -19,6 +19,8 @@
 //              a message out, the shape of submit → Assignment with nothing
 //              in between (a Cancel for no attempt; the agent acknowledges
 //              every 50 ms, as drover-agent does)
+//   send_to_agent_split  the same on split mode's Fleet (services/fleet/main.ts
+//              on PostgreSQL and Redis, a database of its own)
 //   pg_insert  a one-row INSERT committed on PostgreSQL (node-postgres, a
 //              pool of 4 as a service has, prepared): split mode's durable write
 //   pglite_insert  the same on an embedded database (PGlite) on a data
@@ -53,6 +55,7 @@ import { createDroverTransport } from "../lib/grpc_transport.ts";
 import { TestAgent } from "../services/fleet/testing.ts";
 import {
   ADMIN_PG_URL,
+  freePort,
   machine,
   percentiles,
   printTable,
@@ -61,6 +64,7 @@ import {
   runBenchmark,
   sleep,
   spawnNode,
+  splitBackends,
   within,
   writeResult,
   type Cleanup,
@@ -151,6 +155,20 @@ async function devMode(cleanup: Cleanup): Promise<{ url: string; token: string }
   return { url: String(line.grpcUrl), token: readFileSync(join(dataDir, "admin-token"), "utf8").trim() };
 }
 
+/** Split mode's Fleet alone, on a database and Redis prefix of its own; its gRPC URL and admin token. */
+async function splitFleet(cleanup: Cleanup): Promise<{ url: string; token: string }> {
+  const { env, adminToken } = await splitBackends(cleanup);
+  const port = await freePort();
+  const fleet = spawnNode(cleanup, "fleet", ["--import", "tsx", "services/fleet/main.ts"], {
+    ...env,
+    DROVER_GRPC_PORT: String(port),
+    DROVER_HTTP_PORT: "0",
+    DROVER_LOG_LEVEL: "info",
+  });
+  await fleet.waitForLine((l) => l.msg === "ready", 60_000);
+  return { url: `http://127.0.0.1:${port}`, token: adminToken };
+}
+
 /**
  * A message through Fleet to an agent connected to it: resolves when Fleet has
  * answered (the message is stored) and the agent has it. The agent
@@ -221,13 +239,14 @@ const WHAT: Record<string, string> = {
   health: "Health/Check on dev mode (no database)",
   get_job: "GetJob, unknown id, on dev mode (one embedded read)",
   send_to_agent: "SendToAgents → at the agent, dev mode (one embedded write)",
+  send_to_agent_split: "SendToAgents → at the agent, split Fleet (one PostgreSQL write)",
   pg_insert: "one-row INSERT committed, PostgreSQL",
   pglite_insert: "one-row INSERT committed, PGlite on a directory",
 };
 
 await runBenchmark("floor", async (cleanup) => {
   const started = performance.now();
-  progress("floor: starting the servers and dev mode");
+  progress("floor: starting the servers, dev mode and split mode's Fleet");
   const ports = await bareServers(cleanup);
   const dev = await devMode(cleanup);
   // Sockets without Nagle's algorithm, as the services' own clients and the
@@ -236,6 +255,8 @@ await runBenchmark("floor", async (cleanup) => {
   const health = createClient(Health, transport);
   const scheduler = createClient(SchedulerService, transport);
   const fleet = createClient(FleetService, transport);
+  const split = await splitFleet(cleanup);
+  const splitTransport = createDroverTransport({ baseUrl: split.url, interceptors: [bearer(split.token)], nodeOptions: { noDelay: true } as http2.SecureClientSessionOptions });
   const unknownJob = "00000000-0000-4000-8000-000000000000";
   const calls: Record<string, Call> = {
     tcp: await tcpCall(cleanup, ports.tcp),
@@ -248,6 +269,7 @@ await runBenchmark("floor", async (cleanup) => {
         (err: unknown) => (ConnectError.from(err).code === Code.NotFound ? undefined : Promise.reject(err)),
       ),
     send_to_agent: await sendToAgent(cleanup, dev.url, fleet),
+    send_to_agent_split: await sendToAgent(cleanup, split.url, createClient(FleetService, splitTransport)),
     pg_insert: await pgInsert(cleanup),
     pglite_insert: await pgliteInsert(cleanup),
   };
