@@ -38,7 +38,7 @@
 // Results: bench/results/floor.json.
 
 import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import http2 from "node:http2";
 import net from "node:net";
 import { tmpdir } from "node:os";
@@ -65,6 +65,7 @@ import {
   sleep,
   spawnNode,
   splitBackends,
+  startDevMode,
   within,
   writeResult,
   type Cleanup,
@@ -140,19 +141,6 @@ async function tcpCall(cleanup: Cleanup, port: number): Promise<Call> {
       waiting.push(resolve);
       socket.write("x");
     });
-}
-
-/** Dev mode on a fresh data directory; its gRPC URL and admin token. */
-async function devMode(cleanup: Cleanup): Promise<{ url: string; token: string }> {
-  const dataDir = mkdtempSync(join(tmpdir(), "drover-bench-floor-"));
-  cleanup.defer(`remove ${dataDir}`, () => rmSync(dataDir, { recursive: true, force: true }));
-  const dev = spawnNode(cleanup, "dev", ["--import", "tsx", "services/dev/main.ts", "--data-dir", dataDir], {
-    DROVER_GRPC_PORT: "0",
-    DROVER_HTTP_PORT: "0",
-    DROVER_LOG_LEVEL: "info",
-  });
-  const line = await dev.waitForLine((l) => typeof l.grpcUrl === "string", 60_000);
-  return { url: String(line.grpcUrl), token: readFileSync(join(dataDir, "admin-token"), "utf8").trim() };
 }
 
 /** Split mode's Fleet alone, on a database and Redis prefix of its own; its gRPC URL and admin token. */
@@ -248,10 +236,10 @@ await runBenchmark("floor", async (cleanup) => {
   const started = performance.now();
   progress("floor: starting the servers, dev mode and split mode's Fleet");
   const ports = await bareServers(cleanup);
-  const dev = await devMode(cleanup);
+  const dev = await startDevMode(cleanup);
   // Sockets without Nagle's algorithm, as the services' own clients and the
   // scheduling benchmark's load have (bench/README.md, "scheduling").
-  const transport = createDroverTransport({ baseUrl: dev.url, interceptors: [bearer(dev.token)], nodeOptions: { noDelay: true } as http2.SecureClientSessionOptions });
+  const transport = createDroverTransport({ baseUrl: dev.url, interceptors: [bearer(dev.adminToken)], nodeOptions: { noDelay: true } as http2.SecureClientSessionOptions });
   const health = createClient(Health, transport);
   const scheduler = createClient(SchedulerService, transport);
   const fleet = createClient(FleetService, transport);

@@ -7,9 +7,9 @@
 // keys, temporary directories) through a Cleanup, whichever way it ends.
 
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from "node:fs";
 import { readdir, readFile } from "node:fs/promises";
-import { cpus, totalmem } from "node:os";
+import { cpus, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
@@ -454,6 +454,24 @@ export async function splitBackends(cleanup: Cleanup): Promise<{ env: NodeJS.Pro
     env: { DATABASE_URL: db.url, REDIS_URL, DROVER_REDIS_PREFIX: redisPrefix, DROVER_ADMIN_TOKEN: adminToken },
     adminToken,
   };
+}
+
+/**
+ * Dev mode (services/dev/main.ts) on a fresh data directory, removed by
+ * `cleanup`, with ephemeral ports; resolves once it logged ready, with its
+ * gRPC URL and the admin token it wrote. `nodeArgs` go before the script
+ * (--cpu-prof, say).
+ */
+export async function startDevMode(cleanup: Cleanup, nodeArgs: string[] = []): Promise<{ proc: ManagedProcess; url: string; adminToken: string }> {
+  const dataDir = mkdtempSync(join(tmpdir(), "drover-bench-dev-"));
+  cleanup.defer(`remove ${dataDir}`, () => rmSync(dataDir, { recursive: true, force: true }));
+  const proc = spawnNode(cleanup, "dev", [...nodeArgs, "--import", "tsx", "services/dev/main.ts", "--data-dir", dataDir], {
+    DROVER_GRPC_PORT: "0",
+    DROVER_HTTP_PORT: "0",
+    DROVER_LOG_LEVEL: "info",
+  });
+  const line = await proc.waitForLine((l) => l.msg === "drover dev mode ready", 60_000);
+  return { proc, url: String(line.grpcUrl), adminToken: readFileSync(join(dataDir, "admin-token"), "utf8").trim() };
 }
 
 async function deleteRedisKeys(prefix: string): Promise<void> {

@@ -25,8 +25,8 @@ const BENCHMARKS = [
   },
   // Split and dev mode, each measured and then profiled (~3-4 min on a quiet machine).
   { name: "scheduling", file: "bench/scheduling.ts", limitSec: 330 },
-  // The latency floor under submit → Assignment: hops and one durable write at 20, 100 and 500/s (~1.5 min).
-  { name: "floor", file: "bench/floor.ts", limitSec: 180 },
+  // The latency floor under submit → Assignment: hops and one durable write at 20, 100 and 500/s (~2 min).
+  { name: "floor", file: "bench/floor.ts", limitSec: 240 },
   // 1,000 trivial jobs twice, then 200 printing jobs for 15 s (~3.5 min while the agent takes ~60 ms a job).
   { name: "agent", file: "bench/agent.ts", limitSec: 420 },
   // 256 MiB through agent → Fleet → Log → Postgres, then 10 MiB/s followed for 15 s (~2 min).

@@ -52,7 +52,7 @@
 //
 // Results: bench/results/scheduling.json.
 
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -71,6 +71,7 @@ import {
   runBenchmark,
   spawnNode,
   splitBackends,
+  startDevMode,
   writeResult,
   type Cleanup,
   type ManagedProcess,
@@ -131,7 +132,7 @@ interface Plane {
   profileDirs: Record<string, string>;
 }
 
-const ready = (l: Record<string, unknown>) => l.msg === "ready" || l.msg === "drover dev mode ready";
+const ready = (l: Record<string, unknown>) => l.msg === "ready";
 
 async function startPlane(cleanup: Cleanup, mode: Mode, profileDir?: string): Promise<Plane> {
   const profileDirs: Record<string, string> = {};
@@ -142,16 +143,8 @@ async function startPlane(cleanup: Cleanup, mode: Mode, profileDir?: string): Pr
     return ["--cpu-prof", "--cpu-prof-dir", profileDirs[name]!];
   };
   if (mode === "dev") {
-    const dataDir = mkdtempSync(join(tmpdir(), "drover-bench-sched-"));
-    cleanup.defer(`remove ${dataDir}`, () => rmSync(dataDir, { recursive: true, force: true }));
-    const dev = spawnNode(cleanup, "dev", [...nodeArgs("dev"), "--import", "tsx", "services/dev/main.ts", "--data-dir", dataDir], {
-      DROVER_GRPC_PORT: "0",
-      DROVER_HTTP_PORT: "0",
-      DROVER_LOG_LEVEL: "info",
-    });
-    const line = await dev.waitForLine(ready, 60_000);
-    const adminToken = readFileSync(join(dataDir, "admin-token"), "utf8").trim();
-    return { mode, procs: { dev }, fleetUrl: String(line.grpcUrl), schedulerUrl: String(line.grpcUrl), adminToken, profileDirs };
+    const { proc: dev, url, adminToken } = await startDevMode(cleanup, nodeArgs("dev"));
+    return { mode, procs: { dev }, fleetUrl: url, schedulerUrl: url, adminToken, profileDirs };
   }
   const { env, adminToken } = await splitBackends(cleanup);
   // Fixed ports: Fleet calls the Scheduler (job events) and the Scheduler calls Fleet (assignments).
