@@ -693,7 +693,7 @@ describe("scheduling", () => {
     const replica = () => ({ exec, service: { deployment: "spread-web", revision: 1, replicaId: randomUUID() }, constraints: { labels: { pool: "spread" } } });
     const placed = async (ids: string[]) => Promise.all(ids.map(async (id) => (await until(id, [JobState.RUNNING], 15_000)).attempts.at(-1)!.agentId));
     const perAgent = (agentIds: string[]) => pool.map((a) => agentIds.filter((x) => x === a.id).length);
-    // Three submitted together are claimed and auctioned in one round: one per agent.
+    // Three submitted together are claimed in one round, or in overlapping ones that count each other's: one per agent.
     const firstRound = await Promise.all([1, 2, 3].map(async () => (await scheduler.submitJob({ spec: replica() })).job!.id));
     assert.deepEqual(perAgent(await placed(firstRound)), [1, 1, 1]);
     // Three more, one at a time: each sees where the running ones are (PlaceableJob.sibling_agent_ids).

@@ -3,6 +3,7 @@
 // a standing bid looks like from outside.
 
 import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
 import { rmSync } from "node:fs";
 import { setTimeout } from "node:timers/promises";
 import { after, before, describe, it } from "node:test";
@@ -24,17 +25,19 @@ let plane: DevPlane;
 let scheduler: ReturnType<typeof createClient<typeof SchedulerService>>;
 let bid: ReturnType<typeof createClient<typeof BidService>>;
 const agents: { stream: TestAgent; offeredJobs: Set<string>; stop: () => Promise<void> }[] = [];
+let secret: string;
 
 before(async () => {
   dir = await preparedDataDir("drover-auctioneer-");
   plane = await startDev(
-    readDevConfig({ DROVER_DATA_DIR: dir, DROVER_GRPC_PORT: "0", DROVER_HTTP_PORT: "0", DROVER_HEARTBEAT_INTERVAL_MS: "200" }),
+    // A long bid window: an agent here may hold its answers back on purpose; every auction closes when all are in.
+    readDevConfig({ DROVER_DATA_DIR: dir, DROVER_GRPC_PORT: "0", DROVER_HTTP_PORT: "0", DROVER_HEARTBEAT_INTERVAL_MS: "200", DROVER_BID_WINDOW_MS: "3000" }),
     createLogger((process.env.DROVER_TEST_LOG_LEVEL as "debug" | undefined) ?? "silent"),
   );
   const transport = createGrpcTransport({ baseUrl: plane.server.grpcUrl, interceptors: [bearer(plane.adminToken)] });
   scheduler = createClient(SchedulerService, transport);
   bid = createClient(BidService, transport);
-  const { secret } = await createClient(FleetService, transport).createAgentToken({ name: "auctioneer tests" });
+  ({ secret } = await createClient(FleetService, transport).createAgentToken({ name: "auctioneer tests" }));
   for (let i = 0; i < 2; i++) agents.push(await biddingAgent(secret));
 });
 
@@ -44,10 +47,16 @@ after(async () => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-/** An agent that bids on every offer, notes which jobs it was offered, and finishes every assignment at once. */
-async function biddingAgent(token: string) {
+/**
+ * An agent that bids on every offer, notes which jobs it was offered, and
+ * finishes every assignment at once; with `hold`, it bids once the promise
+ * `hold` gives for the offer resolves, runs its assignments until they are
+ * cancelled, and labels itself pool=hold.
+ */
+async function biddingAgent(token: string, hold?: (jobId: string) => Promise<void>) {
   const capacity = { cpuMillis: 4000, memoryBytes: 8n << 30n };
-  const stream = await TestAgent.register(plane.server.grpcUrl, token, { hostname: "sim", labels: { pool: "standing" }, drivers: ["process"], total: capacity, free: capacity });
+  const labels = { pool: hold ? "hold" : "standing" };
+  const stream = await TestAgent.register(plane.server.grpcUrl, token, { hostname: "sim", labels, drivers: ["process"], total: capacity, free: capacity });
   const offeredJobs = new Set<string>();
   let seq = 0;
   let stopped = false;
@@ -58,11 +67,18 @@ async function biddingAgent(token: string) {
       if (!m) return;
       if (m.messageId) stream.ack(m.messageId);
       if (m.message.case === "offer") {
-        offeredJobs.add(m.message.value.jobId);
-        stream.send({ message: { case: "bid", value: { offerId: m.message.value.offerId, score: 0.5, free: capacity } } });
+        const { jobId, offerId } = m.message.value;
+        offeredJobs.add(jobId);
+        const bid = () => stream.send({ message: { case: "bid", value: { offerId, score: 0.5, free: capacity } } });
+        if (hold) void hold(jobId).then(bid);
+        else bid();
       } else if (m.message.case === "assignment") {
         const attemptId = m.message.value.attemptId;
-        stream.send({ message: { case: "jobEvent", value: { eventId: `${attemptId}:done`, attemptId, state: Reported.SUCCEEDED } } });
+        const state = hold ? Reported.RUNNING : Reported.SUCCEEDED;
+        stream.send({ message: { case: "jobEvent", value: { eventId: `${attemptId}:${state}`, attemptId, state } } });
+      } else if (m.message.case === "cancel") {
+        const attemptId = m.message.value.attemptId;
+        stream.send({ message: { case: "jobEvent", value: { eventId: `${attemptId}:cancelled`, attemptId, state: Reported.CANCELLED } } });
       }
     }
   })();
@@ -117,5 +133,45 @@ describe("auctioneer", () => {
       return;
     }
     assert.fail("no job of 10 pairs was placed on a standing bid");
+  });
+
+  it("spreads a deployment's replicas that overlapping rounds place: a round counts the replicas another is still auctioning", async () => {
+    // Both agents hold their bids for the first replica until the second's
+    // offers arrive too: the first replica's round is still waiting for bids
+    // when another round claims the second, so the Scheduler has placed
+    // neither and the second's claim counts no sibling. Equal agents sort the
+    // same way for both (packing ties go to the lower id): without counting
+    // the first round's replica, both would go to one agent.
+    const offered = new Set<string>();
+    let bothOffered!: () => void;
+    const both = new Promise<void>((resolve) => (bothOffered = resolve));
+    let heldTooLong = false;
+    const hold = (jobId: string) => {
+      offered.add(jobId);
+      if (offered.size >= 2) bothOffered();
+      return Promise.race([both, setTimeout(2_500).then(() => void (heldTooLong = true))]);
+    };
+    const pool = [await biddingAgent(secret, hold), await biddingAgent(secret, hold)];
+    agents.push(...pool);
+    const fleet = createClient(FleetService, createGrpcTransport({ baseUrl: plane.server.grpcUrl, interceptors: [bearer(plane.adminToken)] }));
+    await eventually(async () => ((await fleet.listAgents({ labelSelector: { pool: "hold" } })).agents.length === 2 ? true : undefined), 5_000, "two agents listed");
+    await setTimeout(200); // Bid's view follows Fleet's by a few ms
+    const replica = () => ({ ...spec, constraints: { labels: { pool: "hold" } }, service: { deployment: "overlap", revision: 1, replicaId: randomUUID() } });
+
+    const first = (await scheduler.submitJob({ spec: replica() })).job!.id;
+    await eventually(async () => (pool.every((a) => a.offeredJobs.has(first)) ? true : undefined), 5_000, "the first replica offered to both agents");
+    const second = (await scheduler.submitJob({ spec: replica() })).job!.id;
+    const agentOf = async (id: string) => {
+      const job = await eventually(async () => {
+        const { job } = await scheduler.getJob({ id });
+        return job?.state === JobState.RUNNING ? job : undefined;
+      }, 10_000, `job ${id} running`);
+      return job.attempts.at(-1)!.agentId;
+    };
+    const placed = [await agentOf(first), await agentOf(second)];
+    assert.equal(heldTooLong, false, "the second replica was offered while the first's bids were held");
+    assert.notEqual(placed[0], placed[1], "one replica on each agent");
+    assert.deepEqual(new Set(placed), new Set(pool.map((a) => a.stream.agentId)));
+    await Promise.all([first, second].map((id) => scheduler.cancelJob({ id })));
   });
 });

@@ -28,6 +28,7 @@ import type { SqlExecutor } from "../../lib/db/executor.ts";
 import type { Logger } from "../../lib/logger.ts";
 import { sleep } from "../../lib/timers.ts";
 import { decide, decideStanding, explainNoCandidates, explainNoWinner, requiredDrivers, selectCandidates, type AgentView, type CandidateSelection, type JobNeeds, type Res, type StandingBid } from "./placement.ts";
+import { ReplicasInFlight } from "./replicas_in_flight.ts";
 
 const JOBS_PER_ROUND = 200;
 // A job whose offered agents did not answer in the window is auctioned again
@@ -91,10 +92,15 @@ function deploymentOf(job: PlaceableJob): string | undefined {
   return job.spec?.service?.deployment || undefined;
 }
 
-/** Replicas per agent: the Scheduler's count at claim time plus those this round placed (or is about to). */
-function siblingCounts(job: PlaceableJob, inRound: ReadonlyMap<string, number> | undefined): Map<string, number> {
+/**
+ * Replicas per agent: the Scheduler's count at claim time, plus those this
+ * round placed (or is about to), plus those other rounds of this replica
+ * are placing that the count missed.
+ */
+function siblingCounts(job: PlaceableJob, inRound: ReadonlyMap<string, number> | undefined, inFlight: ReplicasInFlight, round: number, deployment: string): Map<string, number> {
   const counts = new Map(inRound);
   for (const id of job.siblingAgentIds) counts.set(id, (counts.get(id) ?? 0) + 1);
+  inFlight.addUncounted(counts, round, deployment, job.siblingJobIds);
   return counts;
 }
 
@@ -148,6 +154,8 @@ export class Auctioneer {
   private readonly silent = new Map<string, number>();
   /** The bid window now: DROVER_BID_WINDOW_MS, longer while answers come late (see adaptWindow). */
   private windowMs: number;
+  /** Service replicas this replica's rounds are placing, which overlapping rounds' claims may not count. */
+  readonly replicasInFlight = new ReplicasInFlight();
 
   constructor(private readonly deps: AuctioneerDeps) {
     this.windowMs = deps.settings.bidWindowMs;
@@ -185,6 +193,15 @@ export class Auctioneer {
    * how many jobs it handled.
    */
   async round(wait: boolean): Promise<number> {
+    const roundId = this.replicasInFlight.begin();
+    try {
+      return await this.claimAndPlace(roundId, wait);
+    } finally {
+      this.replicasInFlight.end(roundId);
+    }
+  }
+
+  private async claimAndPlace(roundId: number, wait: boolean): Promise<number> {
     const { clients, bidder } = this.deps;
     const { jobs: claimed } = await clients.scheduler.claimPlaceableJobs(
       { bidder, maxJobs: JOBS_PER_ROUND, wait: wait ? { seconds: 1n } : undefined },
@@ -195,7 +212,7 @@ export class Auctioneer {
     const now = Date.now();
     const standing = this.placeStanding(claimed, now);
     const jobs = claimed.filter((j) => !standing.placed.has(j.jobId));
-    const [, auctioned] = await Promise.all([this.settle(standing.records, standing.placements, standing.needs), this.auction(jobs, now)]);
+    const [, auctioned] = await Promise.all([this.settle(standing.records, standing.placements, standing.needs), this.auction(roundId, jobs, now)]);
     this.deps.log.debug({ jobs: claimed.length, standing: standing.placed.size, selectMs: ms(auctioned.offeredAt - claimedAt), ...auctioned.round }, "auction round");
     this.stats.auctions += jobs.length;
     this.stats.standing += standing.placed.size;
@@ -210,7 +227,7 @@ export class Auctioneer {
   }
 
   /** Auctions jobs and settles their claims; resolves the placements and how the round went, for the log. */
-  private async auction(jobs: readonly PlaceableJob[], now: number): Promise<{ placements: Placement[]; offeredAt: number; round: object }> {
+  private async auction(roundId: number, jobs: readonly PlaceableJob[], now: number): Promise<{ placements: Placement[]; offeredAt: number; round: object }> {
     const { clients, settings, bidder } = this.deps;
     const signal = this.stopping.signal;
     const random = this.deps.random ?? Math.random;
@@ -224,9 +241,10 @@ export class Auctioneer {
     const auctions = jobs.map((job) => {
       const needs = needsOf(job);
       const deployment = deploymentOf(job);
-      if (deployment !== undefined) needs.siblings = siblingCounts(job, likely.get(deployment));
+      if (deployment !== undefined) needs.siblings = siblingCounts(job, likely.get(deployment), this.replicasInFlight, roundId, deployment);
       const selection: CandidateSelection = selectCandidates(views, needs, settings.offersPerJob, random, byId);
       countOne(likely, deployment, selection.offered[0]?.id);
+      if (deployment !== undefined) this.replicasInFlight.note(roundId, deployment, job.jobId, selection.offered[0]?.id);
       return { job, needs, deployment, selection, auctionId: randomUUID(), offers: selection.offered.map((a, i) => ({ agentId: a.id, offerId: `${job.claimId}:${i}` })) };
     });
     const offers = auctions.flatMap((a) =>
@@ -259,7 +277,7 @@ export class Auctioneer {
         return { agentId: o.agentId };
       });
       const noCandidates = a.selection.offered.length === 0;
-      if (a.deployment !== undefined) a.needs.siblings = siblingCounts(a.job, won.get(a.deployment));
+      if (a.deployment !== undefined) a.needs.siblings = siblingCounts(a.job, won.get(a.deployment), this.replicasInFlight, roundId, a.deployment);
       // The offered agents as they are now, with what this round already gave away reserved:
       // every agent bid with the same free capacity, and only the first jobs may take it.
       const offered = a.selection.offered.map((v) => {
@@ -268,6 +286,7 @@ export class Auctioneer {
       });
       const decision = noCandidates ? undefined : decide(a.needs, offered, answers, a.selection);
       countOne(won, a.deployment, decision?.winnerAgentId);
+      if (a.deployment !== undefined) this.replicasInFlight.note(roundId, a.deployment, a.job.jobId, decision?.winnerAgentId);
       const summary = noCandidates ? explainNoCandidates(a.selection) : decision!.winnerAgentId ? decision!.summary : explainNoWinner(decision!);
       records.push({
         id: a.auctionId,
@@ -391,6 +410,7 @@ export class Auctioneer {
     results.forEach((r, i) => {
       const p = placements[i]!;
       if (p.agentId && !r.accepted) this.release(p.agentId, needs[i]!.resources);
+      this.replicasInFlight.settled(p.jobId, r.accepted && p.agentId !== "");
     });
     return timing;
   }

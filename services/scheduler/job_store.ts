@@ -190,6 +190,8 @@ export interface ClaimedJob {
   previousAgentIds: string[];
   /** A service replica's: the agents of its deployment's other live replicas, one entry per replica. */
   siblingAgentIds: string[];
+  /** Those replicas' jobs, in the same order. */
+  siblingJobIds: string[];
 }
 
 /** A change to write to an attempt and, with it, its job, guarded by the states read. */
@@ -432,7 +434,10 @@ export class JobStore {
       for (const a of attempts) previous.set(a.jobId, [...(previous.get(a.jobId) ?? []), a.agentId]);
     }
     const siblings = await this.siblingsOf(jobs);
-    return jobs.map((job) => ({ job, previousAgentIds: previous.get(job.id) ?? [], siblingAgentIds: siblings.get(deploymentOf(job) ?? "") ?? [] }));
+    return jobs.map((job) => {
+      const live = siblings.get(deploymentOf(job) ?? "") ?? [];
+      return { job, previousAgentIds: previous.get(job.id) ?? [], siblingAgentIds: live.map((s) => s.agentId), siblingJobIds: live.map((s) => s.jobId) };
+    });
   }
 
   /**
@@ -473,21 +478,26 @@ export class JobStore {
 
   /**
    * For the deployments of the service replicas among `jobs`: the agents
-   * their live (assigned or running) replicas hold, one entry per replica,
-   * by deployment name. One query, answered by jobs_live_service_deployment.
+   * their live (assigned or running) replicas hold, one entry per replica
+   * with its job, by deployment name. One query, answered by
+   * jobs_live_service_deployment.
    */
-  private async siblingsOf(jobs: readonly JobRow[]): Promise<Map<string, string[]>> {
+  private async siblingsOf(jobs: readonly JobRow[]): Promise<Map<string, { jobId: string; agentId: string }[]>> {
     const names = [...new Set(jobs.map(deploymentOf).filter((d): d is string => d !== undefined))];
-    const out = new Map<string, string[]>();
+    const out = new Map<string, { jobId: string; agentId: string }[]>();
     if (names.length === 0) return out;
-    const rows = await this.query<{ deployment: string; agentId: string }>(
-      `SELECT j.spec -> 'service' ->> 'deployment' AS deployment, a.agent_id AS "agentId"
+    const rows = await this.query<{ deployment: string; jobId: string; agentId: string }>(
+      `SELECT j.spec -> 'service' ->> 'deployment' AS deployment, j.id::text AS "jobId", a.agent_id AS "agentId"
          FROM "scheduler"."jobs" j JOIN "scheduler"."attempts" a ON a.id = j.current_attempt_id
         WHERE j.state IN ('assigned', 'running') AND j.spec -> 'service' ->> 'deployment' IS NOT NULL
           AND j.spec -> 'service' ->> 'deployment' IN (SELECT jsonb_array_elements_text($1::jsonb))`,
       JSON.stringify(names),
     );
-    for (const r of rows) out.set(r.deployment, [...(out.get(r.deployment) ?? []), r.agentId]);
+    for (const r of rows) {
+      const live = out.get(r.deployment);
+      if (live) live.push({ jobId: r.jobId, agentId: r.agentId });
+      else out.set(r.deployment, [{ jobId: r.jobId, agentId: r.agentId }]);
+    }
     return out;
   }
 

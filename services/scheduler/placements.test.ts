@@ -87,6 +87,25 @@ function cases(open: () => Promise<Database>) {
     assert.deepEqual([...b.sent], [[ids[1], ["echo", "read-back"]]]);
   });
 
+  it("tells a claimed service replica where its deployment's live replicas run, and which jobs they are", async () => {
+    const a = replica(db);
+    const claimNow = async () => (await a.service.claimPlaceableJobs(create(ClaimPlaceableJobsRequestSchema, { bidder: "test", maxJobs: 10 }), { signal: new AbortController().signal } as never)).jobs;
+    const submit = async (deployment: string) =>
+      (await a.service.submitJob(create(SubmitJobRequestSchema, { spec: { exec: { commands: [{ argv: ["true"] }] }, service: { deployment, revision: 1, replicaId: randomUUID() } } }))).job.id;
+    const placed = [await submit("sib-web"), await submit("sib-web"), await submit("sib-api")];
+    const claimed = await claimNow();
+    const results = await a.service.recordPlacements(
+      create(RecordPlacementsRequestSchema, { placements: claimed.map((j, i) => ({ jobId: j.jobId, claimId: j.claimId, agentId: `ag_${i}` })) }),
+    );
+    assert.ok(results.results.every((r) => r.accepted));
+    const agentOf = new Map(claimed.map((j, i) => [j.jobId, `ag_${i}`]));
+    const next = await submit("sib-web");
+    const [job] = await claimNow();
+    assert.equal(job?.jobId, next);
+    const siblings = job.siblingJobIds.map((id, i) => [id, job.siblingAgentIds[i]]).sort();
+    assert.deepEqual(siblings, placed.slice(0, 2).map((id) => [id, agentOf.get(id)]).sort(), "the two live sib-web replicas, each with its agent; not sib-api's");
+  });
+
   it("a long poll right after a claim that found the queue drained waits without looking, until a doorbell rings", async () => {
     const a = replica(db);
     assert.deepEqual((await longPoll(a.service, 50)).jobs, []);

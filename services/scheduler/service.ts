@@ -400,10 +400,10 @@ export class SchedulerServiceImpl implements JobMethods {
     const now = Date.now();
     this.forgetLapsedClaims(now);
     return {
-      jobs: claimed.map(({ job, previousAgentIds, siblingAgentIds }) => {
+      jobs: claimed.map(({ job, previousAgentIds, siblingAgentIds, siblingJobIds }) => {
         const spec = fromJson(JobSpecSchema, job.spec as JsonValue, { ignoreUnknownFields: true });
         this.claimedSpecs.set(job.claimId!, { jobId: job.id, spec, expiresAt: now + settings.claimMs });
-        return { jobId: job.id, claimId: job.claimId!, spec, attemptNumber: job.attemptCount + 1, previousAgentIds, siblingAgentIds };
+        return { jobId: job.id, claimId: job.claimId!, spec, attemptNumber: job.attemptCount + 1, previousAgentIds, siblingAgentIds, siblingJobIds };
       }),
       claimExpireTime: ts(claimed[0]!.job.claimExpiresAt),
     };

@@ -379,20 +379,22 @@ class PauseScheduleResponse(_message.Message):
     def __init__(self, schedule: _Optional[_Union[Schedule, _Mapping]] = ...) -> None: ...
 
 class PlaceableJob(_message.Message):
-    __slots__ = ["attempt_number", "claim_id", "job_id", "previous_agent_ids", "sibling_agent_ids", "spec"]
+    __slots__ = ["attempt_number", "claim_id", "job_id", "previous_agent_ids", "sibling_agent_ids", "sibling_job_ids", "spec"]
     ATTEMPT_NUMBER_FIELD_NUMBER: _ClassVar[int]
     CLAIM_ID_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     PREVIOUS_AGENT_IDS_FIELD_NUMBER: _ClassVar[int]
     SIBLING_AGENT_IDS_FIELD_NUMBER: _ClassVar[int]
+    SIBLING_JOB_IDS_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     attempt_number: int
     claim_id: str
     job_id: str
     previous_agent_ids: _containers.RepeatedScalarFieldContainer[str]
     sibling_agent_ids: _containers.RepeatedScalarFieldContainer[str]
+    sibling_job_ids: _containers.RepeatedScalarFieldContainer[str]
     spec: JobSpec
-    def __init__(self, job_id: _Optional[str] = ..., claim_id: _Optional[str] = ..., spec: _Optional[_Union[JobSpec, _Mapping]] = ..., attempt_number: _Optional[int] = ..., previous_agent_ids: _Optional[_Iterable[str]] = ..., sibling_agent_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    def __init__(self, job_id: _Optional[str] = ..., claim_id: _Optional[str] = ..., spec: _Optional[_Union[JobSpec, _Mapping]] = ..., attempt_number: _Optional[int] = ..., previous_agent_ids: _Optional[_Iterable[str]] = ..., sibling_agent_ids: _Optional[_Iterable[str]] = ..., sibling_job_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Placement(_message.Message):
     __slots__ = ["agent_id", "auction_id", "claim_id", "job_id", "retry_after", "wait_reason"]
