@@ -75,7 +75,7 @@ class BiddingAgent {
 
   private constructor(
     readonly stream: TestAgent,
-    private readonly opts: { decline?: string; run?: (a: Assignment, agent: BiddingAgent) => void },
+    private readonly opts: { decline?: string; run?: (a: Assignment, agent: BiddingAgent) => void; silent?: (jobId: string) => boolean },
   ) {
     this.beat = setInterval(() => stream.heartbeat(++this.seq), 50);
     this.loop = this.serve();
@@ -105,6 +105,7 @@ class BiddingAgent {
       if (m.messageId) this.stream.ack(m.messageId);
       switch (m.message.case) {
         case "offer":
+          if (this.opts.silent?.(m.message.value.jobId)) break;
           if (this.opts.decline) this.stream.send({ message: { case: "decline", value: { offerId: m.message.value.offerId, reason: this.opts.decline } } });
           else this.stream.send({ message: { case: "bid", value: { offerId: m.message.value.offerId, score: 0.5 } } });
           break;
@@ -707,6 +708,40 @@ describe("scheduling", () => {
     const explained = await bid.explainPlacement({ jobId: later[0]! });
     assert.match(explained.explanation, /replicas? of the service, .*replicas are spread|placed on agent/);
     await Promise.all([...firstRound, ...later].map((id) => scheduler.cancelJob({ id })));
+  });
+
+  it("auctions a replica again rather than beside its sibling while an agent running none has not answered, a few times at most", async () => {
+    const hold = (x: Assignment, agent: BiddingAgent) => agent.report(x.attemptId, Reported.RUNNING);
+    let silences = 0; // offers the second agent leaves unanswered from now on
+    const busy = await BiddingAgent.start({ pool: "patient" }, { run: hold });
+    const quiet = await BiddingAgent.start({ pool: "patient" }, { run: hold, silent: () => silences-- > 0 });
+    agents.push(busy, quiet);
+    await eventually(async () => ((await fleet.listAgents({ labelSelector: { pool: "patient" } })).agents.length === 2 ? true : undefined), 5_000, "two agents listed");
+    await new Promise((r) => setTimeout(r, 200)); // Bid's view follows Fleet's by a few ms
+    const replica = (deployment: string, agentIds: string[] = []) => ({ exec, service: { deployment, revision: 1, replicaId: randomUUID() }, constraints: { labels: { pool: "patient" }, agentIds } });
+    const run = async (spec: ReturnType<typeof replica>) => (await until((await scheduler.submitJob({ spec })).job!.id, [JobState.RUNNING], 15_000));
+
+    // One replica on the busy agent; the quiet one misses its next offer.
+    const first = await run(replica("patient-a", [busy.id]));
+    silences = 1;
+    const second = await run(replica("patient-a"));
+    assert.equal(second.attempts.at(-1)!.agentId, quiet.id, "the replica waited for the agent running none");
+    const { auctions } = await bid.explainPlacement({ jobId: second.id }); // newest first
+    const deferred = auctions.find((a) => a.candidates.some((c) => c.outcome === Candidate_Outcome.DEFERRED));
+    assert.ok(deferred, "an auction deferred the busy agent's bid");
+    assert.equal(deferred.winnerAgentId, "");
+    assert.match(deferred.explanation, new RegExp(`^not placed yet: ${busy.id} runs 1 replica of the service; ${quiet.id} runs 0 and did not answer in time`));
+    assert.equal(auctions[0]!.winnerAgentId, quiet.id);
+
+    // An agent that never answers is waited for only so long: then the replica goes beside its sibling.
+    silences = Infinity;
+    const pinned = await run(replica("patient-b", [busy.id]));
+    const patient = await run(replica("patient-b"));
+    assert.equal(patient.attempts.at(-1)!.agentId, busy.id);
+    const outcomes = (await bid.explainPlacement({ jobId: patient.id })).auctions.map((a) => a.candidates.find((c) => c.agentId === busy.id)?.outcome);
+    assert.deepEqual(outcomes, [Candidate_Outcome.WON, Candidate_Outcome.DEFERRED, Candidate_Outcome.DEFERRED], "newest first: deferred twice, then placed");
+    silences = 0;
+    await Promise.all([first, second, pinned, patient].map((j) => scheduler.cancelJob({ id: j.id })));
   });
 
   it("lists jobs by id: all of them in one page whatever the page size, only those, in a stable order", async () => {

@@ -38,6 +38,11 @@ const JOBS_PER_ROUND = 200;
 // fleet is not flooded with offers it cannot answer.
 const NO_ANSWER_RETRY_MS = 250;
 const NO_ANSWER_RETRY_CAP_MS = 2_000;
+// A service replica is auctioned again rather than placed beside its
+// siblings while an offered agent running fewer of them has not answered
+// (decide's spreadFirst), in up to this many silent auctions in a row
+// (~250 ms and ~500 ms later, jittered); after that it takes the best bid.
+const SPREAD_PATIENCE = 2;
 // Jobs whose silent auctions in a row this replica counts (a bound, not a cache size that matters).
 const MAX_SILENT_TRACKED = 100_000;
 // A bid that lost its auction answers later jobs of its size for this long:
@@ -284,7 +289,8 @@ export class Auctioneer {
         const agent = this.agents.get(v.id);
         return agent ? this.current(agent, now) : v;
       });
-      const decision = noCandidates ? undefined : decide(a.needs, offered, answers, a.selection);
+      const spreadFirst = a.deployment !== undefined && (this.silent.get(a.job.jobId) ?? 0) < SPREAD_PATIENCE;
+      const decision = noCandidates ? undefined : decide(a.needs, offered, answers, a.selection, spreadFirst);
       countOne(won, a.deployment, decision?.winnerAgentId);
       if (a.deployment !== undefined) this.replicasInFlight.note(roundId, a.deployment, a.job.jobId, decision?.winnerAgentId);
       const summary = noCandidates ? explainNoCandidates(a.selection) : decision!.winnerAgentId ? decision!.summary : explainNoWinner(decision!);

@@ -477,6 +477,35 @@ describe("spreading a service's replicas (siblings)", () => {
     const d = decide(replica, [agent("a-1"), agent("a-2")], [bid("a-1", 1), decline("a-2", "disk full")]);
     assert.equal(d.winnerAgentId, "a-1");
   });
+
+  it("with spreadFirst, defers a replica whose best bid runs more siblings than an agent that did not answer, and says so", () => {
+    const agents = [agent("a-1"), agent("a-2"), agent("a-3")];
+    const replica = job({ siblings: siblings({ "a-1": 1, "a-3": 1 }) });
+    const answers = [bid("a-1", 1), bid("a-3", 0.5)]; // a-2, with none, is silent
+    const d = decide(replica, agents, answers, undefined, true);
+    assert.equal(d.winnerAgentId, undefined);
+    assert.deepEqual(
+      d.candidates.map((c) => [c.agentId, c.outcome]),
+      [["a-1", "deferred"], ["a-3", "outbid"], ["a-2", "no_answer"]],
+    );
+    assert.equal(d.candidates[0]!.reason, "runs 1 replica of the service; a-2 runs 0 and did not answer in time, so the job is auctioned again to hear from it");
+    assert.equal(explainNoWinner(d), d.summary);
+    assert.match(d.summary, /^not placed yet: a-1 runs 1 replica of the service; a-2 runs 0 /);
+    // Without spreadFirst (the caller's patience ran out) the best bid wins.
+    assert.equal(decide(replica, agents, answers).winnerAgentId, "a-1");
+  });
+
+  it("with spreadFirst, places as usual when the silent agents run as many siblings, when a bidder with fewer answered, and for other jobs", () => {
+    const agents = [agent("a-1"), agent("a-2"), agent("a-3")];
+    const even = job({ siblings: siblings({ "a-1": 1, "a-2": 1 }) });
+    assert.equal(decide(even, agents.slice(0, 2), [bid("a-1", 1)], undefined, true).winnerAgentId, "a-1", "a-2 runs as many");
+    const spread = job({ siblings: siblings({ "a-1": 1 }) });
+    assert.equal(decide(spread, agents, [bid("a-1", 1), bid("a-3", 0.1)], undefined, true).winnerAgentId, "a-3", "a-3 runs none and bid");
+    assert.equal(decide(job(), agents, [bid("a-1", 1)], undefined, true).winnerAgentId, "a-1", "a batch job has no siblings");
+    // A silent agent the job avoids (a previous attempt's) is not waited for.
+    const retried = job({ siblings: siblings({ "a-1": 1 }), previousAgentIds: ["a-2"] });
+    assert.equal(decide(retried, agents.slice(0, 2), [bid("a-1", 1)], undefined, true).winnerAgentId, "a-1");
+  });
 });
 
 describe("decide with what the round already gave away", () => {

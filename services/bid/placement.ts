@@ -102,7 +102,7 @@ export interface Answer {
 /** How one offered agent fared in the auction. */
 export interface Outcome {
   agentId: string;
-  outcome: "won" | "outbid" | "declined" | "no_answer";
+  outcome: "won" | "outbid" | "declined" | "no_answer" | "deferred";
   /** The combined score for a bid; 0 otherwise. */
   score: number;
   reason: string;
@@ -389,8 +389,14 @@ export function explainNoCandidates(selection: CandidateSelection): string {
  * `offered` should be the agents as they are now: a bid from an agent that
  * is no longer eligible (the capacity it bid with went to jobs placed before
  * this one in the same round, or it went away) loses to every other bid.
+ *
+ * `spreadFirst`: a service replica is not placed beside its siblings while
+ * an offered agent that runs fewer of them has not answered; the best bid is
+ * `deferred` and there is no winner, so that the job is auctioned again (the
+ * caller bounds how often: spreading is worth a few hundred milliseconds of
+ * a long-running replica's start, not an unanswering agent's wait).
  */
-export function decide(job: JobNeeds, offered: readonly AgentView[], answers: readonly Answer[], selection?: CandidateSelection): Decision {
+export function decide(job: JobNeeds, offered: readonly AgentView[], answers: readonly Answer[], selection?: CandidateSelection, spreadFirst = false): Decision {
   const answerOf = new Map<string, Answer>();
   for (const a of answers) if (!answerOf.has(a.agentId)) answerOf.set(a.agentId, a);
   const avoid = new Set(job.previousAgentIds ?? []);
@@ -423,11 +429,16 @@ export function decide(job: JobNeeds, offered: readonly AgentView[], answers: re
   declines.sort((a, b) => compareIds(a.agentId, b.agentId));
   silent.sort((a, b) => compareIds(a.agentId, b.agentId));
 
-  const winner = usable[0];
+  const best = usable[0];
+  const spreader = best && spreadFirst ? silent.find((s) => (!avoid.has(s.agentId) || best.avoided) && siblingsOn(job, s.agentId) < best.siblings) : undefined;
+  const winner = spreader ? undefined : best;
   const bidOutcomes: Outcome[] = bids.map((b, i) => {
     if (b.gone !== null) return { agentId: b.agentId, outcome: "outbid", score: b.score, reason: `no longer eligible when the auction closed: ${b.gone}` };
+    if (i === 0 && spreader) {
+      const reason = `runs ${b.siblings} ${b.siblings === 1 ? "replica" : "replicas"} of the service; ${spreader.agentId} runs ${siblingsOn(job, spreader.agentId)} and did not answer in time, so the job is auctioned again to hear from it`;
+      return { agentId: b.agentId, outcome: "deferred", score: b.score, reason };
+    }
     if (i === 0) return { agentId: b.agentId, outcome: "won", score: b.score, reason: usable.length === 1 ? "the only bid" : `best of ${usable.length} bids` };
-    const best = winner!;
     const reason =
       b.avoided && !best.avoided
         ? `ran a previous attempt; ${best.agentId} preferred`
@@ -442,6 +453,7 @@ export function decide(job: JobNeeds, offered: readonly AgentView[], answers: re
 
   const parts: string[] = [];
   if (winner) parts.push(`placed on agent ${winner.agentId} (score ${score2(winner.score)}): ${bidOutcomes[0]!.reason}`);
+  else if (spreader) parts.push(`not placed yet: ${best!.agentId} ${bidOutcomes[0]!.reason}`);
   else if (bids.length > 0) parts.push(`no usable bid: ${bidOutcomes.map((b) => `${b.agentId} ${b.reason}`).join("; ")}`);
   else parts.push(offered.length === 0 ? "no agent was offered the job" : "no agent bid");
   parts.push(...answerParts(declines, silent));
@@ -528,6 +540,7 @@ export function decideStanding(
 /** Why a job waits after an auction nobody won, e.g. 'no agent bid: a-7 declined: "disk full"; 1 offered agent did not answer in time'. */
 export function explainNoWinner(decision: Decision): string {
   if (decision.winnerAgentId !== undefined) return `placed on agent ${decision.winnerAgentId}`;
+  if (decision.candidates.some((c) => c.outcome === "deferred")) return decision.summary;
   if (decision.candidates.length === 0) return "no agent was offered the job";
   const declines = decision.candidates.filter((c) => c.outcome === "declined");
   const silent = decision.candidates.filter((c) => c.outcome === "no_answer");

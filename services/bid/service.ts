@@ -48,6 +48,7 @@ const OUTCOMES: Record<string, Candidate_Outcome> = {
   outbid: Candidate_Outcome.OUTBID,
   declined: Candidate_Outcome.DECLINED,
   no_answer: Candidate_Outcome.NO_ANSWER,
+  deferred: Candidate_Outcome.DEFERRED,
 };
 
 function auction(row: AuctionRow): Auction {

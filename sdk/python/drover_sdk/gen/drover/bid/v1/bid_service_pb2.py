@@ -15,7 +15,7 @@ from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x64rover/bid/v1/bid_service.proto\x12\rdrover.bid.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xda\x02\n\x07\x41uction\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12*\n\x05state\x18\x03 \x01(\x0e\x32\x1b.drover.bid.v1.AuctionState\x12\x17\n\x0fwinner_agent_id\x18\x04 \x01(\t\x12\x13\n\x0b\x65xplanation\x18\x05 \x01(\t\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nclose_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\ncandidates\x18\x08 \x03(\x0b\x32\x18.drover.bid.v1.Candidate\x12\x32\n\nineligible\x18\t \x03(\x0b\x32\x1e.drover.bid.v1.IneligibleGroup\x12\x16\n\x0e\x65ligible_count\x18\n \x01(\r\"\xe5\x01\n\tCandidate\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x31\n\x07outcome\x18\x02 \x01(\x0e\x32 .drover.bid.v1.Candidate.Outcome\x12\r\n\x05score\x18\x03 \x01(\x01\x12\x0e\n\x06reason\x18\x04 \x01(\t\"t\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x0f\n\x0bOUTCOME_WON\x10\x01\x12\x12\n\x0eOUTCOME_OUTBID\x10\x02\x12\x14\n\x10OUTCOME_DECLINED\x10\x03\x12\x15\n\x11OUTCOME_NO_ANSWER\x10\x04\"K\n\x0fIneligibleGroup\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\r\x12\x19\n\x11\x65xample_agent_ids\x18\x03 \x03(\t\"3\n\x17\x45xplainPlacementRequest\x12\x18\n\x06job_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\"Y\n\x18\x45xplainPlacementResponse\x12\x13\n\x0b\x65xplanation\x18\x01 \x01(\t\x12(\n\x08\x61uctions\x18\x02 \x03(\x0b\x32\x16.drover.bid.v1.Auction\"p\n\x13ListAuctionsRequest\x12\x1e\n\x06job_id\x18\x01 \x01(\tB\x0e\xbaH\x05r\x03\xb0\x01\x01\xbaH\x03\xd8\x01\x01\x12\x1b\n\tpage_size\x18\x02 \x01(\rB\x08\xbaH\x05*\x03\x18\xe8\x07\x12\x1c\n\npage_token\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x02\"Y\n\x14ListAuctionsResponse\x12(\n\x08\x61uctions\x18\x01 \x03(\x0b\x32\x16.drover.bid.v1.Auction\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*\x80\x01\n\x0c\x41uctionState\x12\x1d\n\x19\x41UCTION_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x41UCTION_STATE_OPEN\x10\x01\x12\x18\n\x14\x41UCTION_STATE_CLOSED\x10\x02\x12\x1f\n\x1b\x41UCTION_STATE_NO_CANDIDATES\x10\x03\x32\xca\x01\n\nBidService\x12W\n\x0cListAuctions\x12\".drover.bid.v1.ListAuctionsRequest\x1a#.drover.bid.v1.ListAuctionsResponse\x12\x63\n\x10\x45xplainPlacement\x12&.drover.bid.v1.ExplainPlacementRequest\x1a\'.drover.bid.v1.ExplainPlacementResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x64rover/bid/v1/bid_service.proto\x12\rdrover.bid.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xda\x02\n\x07\x41uction\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12*\n\x05state\x18\x03 \x01(\x0e\x32\x1b.drover.bid.v1.AuctionState\x12\x17\n\x0fwinner_agent_id\x18\x04 \x01(\t\x12\x13\n\x0b\x65xplanation\x18\x05 \x01(\t\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nclose_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\ncandidates\x18\x08 \x03(\x0b\x32\x18.drover.bid.v1.Candidate\x12\x32\n\nineligible\x18\t \x03(\x0b\x32\x1e.drover.bid.v1.IneligibleGroup\x12\x16\n\x0e\x65ligible_count\x18\n \x01(\r\"\xfc\x01\n\tCandidate\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x31\n\x07outcome\x18\x02 \x01(\x0e\x32 .drover.bid.v1.Candidate.Outcome\x12\r\n\x05score\x18\x03 \x01(\x01\x12\x0e\n\x06reason\x18\x04 \x01(\t\"\x8a\x01\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x0f\n\x0bOUTCOME_WON\x10\x01\x12\x12\n\x0eOUTCOME_OUTBID\x10\x02\x12\x14\n\x10OUTCOME_DECLINED\x10\x03\x12\x15\n\x11OUTCOME_NO_ANSWER\x10\x04\x12\x14\n\x10OUTCOME_DEFERRED\x10\x05\"K\n\x0fIneligibleGroup\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\r\x12\x19\n\x11\x65xample_agent_ids\x18\x03 \x03(\t\"3\n\x17\x45xplainPlacementRequest\x12\x18\n\x06job_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\"Y\n\x18\x45xplainPlacementResponse\x12\x13\n\x0b\x65xplanation\x18\x01 \x01(\t\x12(\n\x08\x61uctions\x18\x02 \x03(\x0b\x32\x16.drover.bid.v1.Auction\"p\n\x13ListAuctionsRequest\x12\x1e\n\x06job_id\x18\x01 \x01(\tB\x0e\xbaH\x05r\x03\xb0\x01\x01\xbaH\x03\xd8\x01\x01\x12\x1b\n\tpage_size\x18\x02 \x01(\rB\x08\xbaH\x05*\x03\x18\xe8\x07\x12\x1c\n\npage_token\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x02\"Y\n\x14ListAuctionsResponse\x12(\n\x08\x61uctions\x18\x01 \x03(\x0b\x32\x16.drover.bid.v1.Auction\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*\x80\x01\n\x0c\x41uctionState\x12\x1d\n\x19\x41UCTION_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x41UCTION_STATE_OPEN\x10\x01\x12\x18\n\x14\x41UCTION_STATE_CLOSED\x10\x02\x12\x1f\n\x1b\x41UCTION_STATE_NO_CANDIDATES\x10\x03\x32\xca\x01\n\nBidService\x12W\n\x0cListAuctions\x12\".drover.bid.v1.ListAuctionsRequest\x1a#.drover.bid.v1.ListAuctionsResponse\x12\x63\n\x10\x45xplainPlacement\x12&.drover.bid.v1.ExplainPlacementRequest\x1a\'.drover.bid.v1.ExplainPlacementResponseb\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'drover.bid.v1.bid_service_pb2', globals())
@@ -30,24 +30,24 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _LISTAUCTIONSREQUEST.fields_by_name['page_size']._serialized_options = b'\272H\005*\003\030\350\007'
   _LISTAUCTIONSREQUEST.fields_by_name['page_token']._options = None
   _LISTAUCTIONSREQUEST.fields_by_name['page_token']._serialized_options = b'\272H\005r\003\030\200\002'
-  _AUCTIONSTATE._serialized_start=1120
-  _AUCTIONSTATE._serialized_end=1248
+  _AUCTIONSTATE._serialized_start=1143
+  _AUCTIONSTATE._serialized_end=1271
   _AUCTION._serialized_start=113
   _AUCTION._serialized_end=459
   _CANDIDATE._serialized_start=462
-  _CANDIDATE._serialized_end=691
-  _CANDIDATE_OUTCOME._serialized_start=575
-  _CANDIDATE_OUTCOME._serialized_end=691
-  _INELIGIBLEGROUP._serialized_start=693
-  _INELIGIBLEGROUP._serialized_end=768
-  _EXPLAINPLACEMENTREQUEST._serialized_start=770
-  _EXPLAINPLACEMENTREQUEST._serialized_end=821
-  _EXPLAINPLACEMENTRESPONSE._serialized_start=823
-  _EXPLAINPLACEMENTRESPONSE._serialized_end=912
-  _LISTAUCTIONSREQUEST._serialized_start=914
-  _LISTAUCTIONSREQUEST._serialized_end=1026
-  _LISTAUCTIONSRESPONSE._serialized_start=1028
-  _LISTAUCTIONSRESPONSE._serialized_end=1117
-  _BIDSERVICE._serialized_start=1251
-  _BIDSERVICE._serialized_end=1453
+  _CANDIDATE._serialized_end=714
+  _CANDIDATE_OUTCOME._serialized_start=576
+  _CANDIDATE_OUTCOME._serialized_end=714
+  _INELIGIBLEGROUP._serialized_start=716
+  _INELIGIBLEGROUP._serialized_end=791
+  _EXPLAINPLACEMENTREQUEST._serialized_start=793
+  _EXPLAINPLACEMENTREQUEST._serialized_end=844
+  _EXPLAINPLACEMENTRESPONSE._serialized_start=846
+  _EXPLAINPLACEMENTRESPONSE._serialized_end=935
+  _LISTAUCTIONSREQUEST._serialized_start=937
+  _LISTAUCTIONSREQUEST._serialized_end=1049
+  _LISTAUCTIONSRESPONSE._serialized_start=1051
+  _LISTAUCTIONSRESPONSE._serialized_end=1140
+  _BIDSERVICE._serialized_start=1274
+  _BIDSERVICE._serialized_end=1476
 # @@protoc_insertion_point(module_scope)

@@ -42,6 +42,7 @@ class Candidate(_message.Message):
         __slots__ = []
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     OUTCOME_DECLINED: Candidate.Outcome
+    OUTCOME_DEFERRED: Candidate.Outcome
     OUTCOME_FIELD_NUMBER: _ClassVar[int]
     OUTCOME_NO_ANSWER: Candidate.Outcome
     OUTCOME_OUTBID: Candidate.Outcome
