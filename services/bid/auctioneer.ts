@@ -105,7 +105,7 @@ function deploymentOf(job: PlaceableJob): string | undefined {
 function siblingCounts(job: PlaceableJob, inRound: ReadonlyMap<string, number> | undefined, inFlight: ReplicasInFlight, round: number, deployment: string): Map<string, number> {
   const counts = new Map(inRound);
   for (const id of job.siblingAgentIds) counts.set(id, (counts.get(id) ?? 0) + 1);
-  inFlight.addUncounted(counts, round, deployment, job.siblingJobIds);
+  inFlight.addUncounted(counts, round, deployment, job.jobId, job.siblingJobIds);
   return counts;
 }
 

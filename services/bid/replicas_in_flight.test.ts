@@ -3,9 +3,9 @@ import { setTimeout } from "node:timers/promises";
 import { describe, it } from "node:test";
 import { ReplicasInFlight } from "./replicas_in_flight.ts";
 
-const uncounted = (r: ReplicasInFlight, round: number, deployment: string, counted: string[] = []) => {
+const uncounted = (r: ReplicasInFlight, round: number, deployment: string, counted: string[] = [], jobId = "j-claimed") => {
   const counts = new Map<string, number>();
-  r.addUncounted(counts, round, deployment, counted);
+  r.addUncounted(counts, round, deployment, jobId, counted);
   return Object.fromEntries(counts);
 };
 
@@ -21,6 +21,7 @@ describe("ReplicasInFlight", () => {
     assert.deepEqual(uncounted(r, b, "web"), { "agent-1": 2 });
     assert.deepEqual(uncounted(r, a, "web"), { "agent-3": 1 });
     assert.deepEqual(uncounted(r, b, "db"), {});
+    assert.deepEqual(uncounted(r, b, "web", [], "j1"), { "agent-1": 1 }, "a job is not its own sibling");
   });
 
   it("follows a replica from its likely agent to the winner, and forgets one that found none or that the Scheduler refused", () => {

@@ -54,20 +54,21 @@ export class ReplicasInFlight {
   }
 
   /**
-   * Adds to `counts` (agent → replicas) the deployment's replicas that
-   * other rounds placed, or are placing, and that the given round's claim
-   * did not count: not among the job's `counted` siblings (the Scheduler's,
-   * PlaceableJob.sibling_job_ids), and not recorded before the claim was
-   * sent (one recorded before that and not counted has ended since).
+   * Adds to `counts` (agent → replicas) the deployment's replicas, other
+   * than `jobId` itself, that other rounds placed, or are placing, and that
+   * the given round's claim did not count: not among the job's `counted`
+   * siblings (the Scheduler's, PlaceableJob.sibling_job_ids), and not
+   * recorded before the claim was sent (one recorded before that and not
+   * counted has ended since).
    */
-  addUncounted(counts: Map<string, number>, round: number, deployment: string, counted: readonly string[]): void {
+  addUncounted(counts: Map<string, number>, round: number, deployment: string, jobId: string, counted: readonly string[]): void {
     const jobs = this.byDeployment.get(deployment);
     if (!jobs) return;
     const claimedAt = this.open.get(round) ?? 0;
     const known = new Set(counted);
     for (const id of jobs) {
       const e = this.byJob.get(id)!;
-      if (e.round === round || known.has(id)) continue;
+      if (e.round === round || id === jobId || known.has(id)) continue;
       if (e.settledAt !== undefined && e.settledAt < claimedAt) continue;
       counts.set(e.agentId, (counts.get(e.agentId) ?? 0) + 1);
     }
