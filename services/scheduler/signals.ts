@@ -83,6 +83,7 @@ export class SchedulerSignals {
     );
     this.unsubs.push(
       await this.bus.subscribe(JOB_CHANGES, (bytes) => {
+        if (this.jobWatchers.size === 0) return; // no WatchJob here: nothing to parse the ids for
         let ids: unknown;
         try {
           ids = JSON.parse(new TextDecoder().decode(bytes));
