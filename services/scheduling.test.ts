@@ -11,7 +11,7 @@ import { after, before, describe, it } from "node:test";
 import { createClient, Code, ConnectError } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { BidService, Candidate_Outcome } from "../gen/ts/drover/bid/v1/bid_service_pb.ts";
-import { AttemptState as Reported, type Assignment, type Cancel } from "../gen/ts/drover/fleet/v1/agent_stream_pb.ts";
+import { AttemptState as Reported, type Assignment, type Cancel, type Offer } from "../gen/ts/drover/fleet/v1/agent_stream_pb.ts";
 import { FleetService } from "../gen/ts/drover/fleet/v1/fleet_service_pb.ts";
 import { toJson } from "@bufbuild/protobuf";
 import { HealthState } from "../gen/ts/drover/common/v1/service_pb.ts";
@@ -75,7 +75,7 @@ class BiddingAgent {
 
   private constructor(
     readonly stream: TestAgent,
-    private readonly opts: { decline?: string; run?: (a: Assignment, agent: BiddingAgent) => void; silent?: (jobId: string) => boolean },
+    private readonly opts: { decline?: string; run?: (a: Assignment, agent: BiddingAgent) => void; silent?: (offer: Offer) => boolean },
   ) {
     this.beat = setInterval(() => stream.heartbeat(++this.seq), 50);
     this.loop = this.serve();
@@ -105,7 +105,7 @@ class BiddingAgent {
       if (m.messageId) this.stream.ack(m.messageId);
       switch (m.message.case) {
         case "offer":
-          if (this.opts.silent?.(m.message.value.jobId)) break;
+          if (this.opts.silent?.(m.message.value)) break;
           if (this.opts.decline) this.stream.send({ message: { case: "decline", value: { offerId: m.message.value.offerId, reason: this.opts.decline } } });
           else this.stream.send({ message: { case: "bid", value: { offerId: m.message.value.offerId, score: 0.5 } } });
           break;
@@ -712,9 +712,9 @@ describe("scheduling", () => {
 
   it("auctions a replica again rather than beside its sibling while an agent running none has not answered, a few times at most", async () => {
     const hold = (x: Assignment, agent: BiddingAgent) => agent.report(x.attemptId, Reported.RUNNING);
-    let silences = 0; // offers the second agent leaves unanswered from now on
+    let silences = 0; // offers of service replicas the second agent leaves unanswered from now on
     const busy = await BiddingAgent.start({ pool: "patient" }, { run: hold });
-    const quiet = await BiddingAgent.start({ pool: "patient" }, { run: hold, silent: () => silences-- > 0 });
+    const quiet = await BiddingAgent.start({ pool: "patient" }, { run: hold, silent: (offer) => offer.service && silences-- > 0 });
     agents.push(busy, quiet);
     await eventually(async () => ((await fleet.listAgents({ labelSelector: { pool: "patient" } })).agents.length === 2 ? true : undefined), 5_000, "two agents listed");
     await new Promise((r) => setTimeout(r, 200)); // Bid's view follows Fleet's by a few ms
