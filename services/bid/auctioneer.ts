@@ -160,7 +160,7 @@ export class Auctioneer {
   /** The bid window now: DROVER_BID_WINDOW_MS, longer while answers come late (see adaptWindow). */
   private windowMs: number;
   /** Service replicas this replica's rounds are placing, which overlapping rounds' claims may not count. */
-  readonly replicasInFlight = new ReplicasInFlight();
+  private readonly replicasInFlight = new ReplicasInFlight();
 
   constructor(private readonly deps: AuctioneerDeps) {
     this.windowMs = deps.settings.bidWindowMs;
