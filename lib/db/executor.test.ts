@@ -96,6 +96,26 @@ function executorCases(open: () => Promise<Database>, prepares: boolean) {
     assert.equal((await db.executor.query<Row>(byId, [10]))[0]!.name, "ten");
   });
 
+  it("reads a result larger than the wire buffer, multi-byte text, arrays and a repeated column name", async () => {
+    const text = "é漢字🙂".repeat(25);
+    const many = `SELECT g AS n, $1::text || g AS t, ARRAY[g, g + 1] AS ints, ARRAY['a', $1::text] AS texts FROM generate_series(1, $2::int) g`;
+    for (const count of [3000, 2]) {
+      const rows = await db.executor.query<{ n: number; t: string; ints: number[]; texts: string[] }>(many, [text, count]);
+      assert.equal(rows.length, count);
+      assert.deepEqual(rows[count - 1], { n: count, t: `${text}${count}`, ints: [count, count + 1], texts: ["a", text] });
+    }
+    // The last column of a name wins, as in node-postgres's rows.
+    assert.deepEqual(await db.executor.query(`SELECT $1::int AS a, 2 AS a, NULL::text AS b`, [1]), [{ a: 2, b: null }]);
+  });
+
+  it("fails a statement that errs after sending rows, with PostgreSQL's code", async () => {
+    const divide = `SELECT 10 / (g - $1::int) AS q FROM generate_series(1, 2000) g`;
+    for (let i = 0; i < 2; i++) {
+      await assert.rejects(db.executor.query(divide, [1500]), (err: { code?: string; message?: string }) => err.code === "22012" && /division by zero/.test(err.message!));
+    }
+    assert.equal((await db.executor.query(divide, [5000])).length, 2000);
+  });
+
   it("runs statements inside a transaction, and a rollback undoes them", async () => {
     await db.executor.transaction(async (tx) => {
       await tx.query(insert, [20, "kept", null, null, null, null]);

@@ -6,8 +6,9 @@
 // repeated statement as a named prepared statement, parsed once per
 // connection (StatementNames, PreparedStatements).
 
-import type { PGlite, Results, Transaction as PGliteTransaction, parse as pgliteParse, protocol as pgliteProtocol } from "@electric-sql/pglite";
+import type { PGlite, Transaction as PGliteTransaction, messages as pgliteMessages, parse as pgliteParse, protocol as pgliteProtocol } from "@electric-sql/pglite";
 import pg from "pg";
+import { columnsOf, readRows, WireOutput, type Columns } from "./pglite_rows.js";
 
 /** Runs SQL statements; what a transaction body is given. */
 export interface SqlQueryable {
@@ -173,7 +174,7 @@ export function pgliteExecutor(db: PGlite, mod: PgliteModule): SqlExecutor {
   const prepared = new PreparedStatements(db, mod);
   const base: SqlExecutor = {
     async query<Row>(sql: string, params?: unknown[]) {
-      return (await prepared.query<Row>(sql, params ?? [], false)).rows;
+      return prepared.query<Row>(sql, params ?? [], false);
     },
     async exec(script: string) {
       await db.exec(script);
@@ -191,7 +192,7 @@ function pgliteTx(tx: PGliteTransaction, prepared: PreparedStatements): SqlQuery
   return {
     async query<Row>(sql: string, params?: unknown[]) {
       if (tx.closed) throw new Error("Transaction is closed"); // as tx.query() says it
-      return (await prepared.query<Row>(sql, params ?? [], true)).rows;
+      return prepared.query<Row>(sql, params ?? [], true);
     },
     async exec(script: string) {
       await tx.exec(script);
@@ -206,8 +207,8 @@ export const MAX_PREPARED = 256;
 interface Prepared {
   name: string;
   paramTypes: number[];
-  /** The RowDescription message, undefined for a statement that returns no rows. */
-  rowDescription: unknown;
+  /** Its rows' columns (from the RowDescription), undefined for a statement that returns no rows. */
+  columns: Columns | undefined;
 }
 
 /**
@@ -220,7 +221,9 @@ interface Prepared {
  * ~150 to ~45 µs; dev mode's job store, whose statements are few and
  * repeated, spends most of its database time in them. A statement run once
  * costs two calls instead of six. At most MAX_PREPARED are kept, the least
- * recently run closed first.
+ * recently run closed first. A run's output is read in place (pglite_rows.ts)
+ * rather than through PGlite's message parser: a select of 100 rows of 9
+ * columns went from ~2.25 ms to ~0.64 ms, one row from ~170 to ~110 µs.
  *
  * Locks as PGlite's query() takes them: outside a transaction, its
  * transaction lock then its query lock; inside one (whose body holds the
@@ -232,17 +235,19 @@ interface Prepared {
 class PreparedStatements {
   private readonly statements = new Map<string, Prepared>();
   private next = 0;
+  // One statement runs at a time (under PGlite's lock), so one buffer serves them all.
+  private readonly wire = new WireOutput();
 
   constructor(
     private readonly db: PGlite,
     private readonly mod: PgliteModule,
   ) {}
 
-  /** What PGlite's query() resolves; `inTransaction`: called from a transaction's body. */
-  async query<Row>(sql: string, params: unknown[], inTransaction: boolean): Promise<Results<Row>> {
+  /** The rows PGlite's query() resolves; `inTransaction`: called from a transaction's body. */
+  async query<Row>(sql: string, params: unknown[], inTransaction: boolean): Promise<Row[]> {
     const run = () =>
       this.db.runExclusive(async () => {
-        let result: Results<Row>;
+        let result: Row[];
         try {
           result = await this.run<Row>(sql, params);
         } catch (err) {
@@ -256,7 +261,7 @@ class PreparedStatements {
     return inTransaction ? run() : this.db._runExclusiveTransaction(run);
   }
 
-  private async run<Row>(sql: string, params: unknown[]): Promise<Results<Row>> {
+  private async run<Row>(sql: string, params: unknown[]): Promise<Row[]> {
     const { serialize } = this.mod.protocol;
     let st = this.statements.get(sql);
     if (st) {
@@ -270,9 +275,24 @@ class PreparedStatements {
       const serializer = this.db.serializers[st.paramTypes[i]!];
       return serializer ? serializer(value) : String(value);
     });
-    const { messages } = await this.db.execProtocol(Buffer.concat([serialize.bind({ statement: st.name, values }), serialize.execute({}), serialize.sync()]), { syncToFs: false });
-    const described = st.rowDescription ? [st.rowDescription as (typeof messages)[number], ...messages] : messages;
-    return this.mod.parse.parseResults(described, this.db.parsers)[0] as Results<Row>;
+    const wire = this.wire;
+    wire.reset();
+    await this.db.execProtocolRawStream(Buffer.concat([serialize.bind({ statement: st.name, values }), serialize.execute({}), serialize.sync()]), {
+      syncToFs: false,
+      onRawData: wire.push,
+    });
+    const read = readRows(wire.bytes(), st.columns);
+    if (read.error) throw this.databaseError(wire.bytes());
+    return read.rows as Row[];
+  }
+
+  /** PGlite's own DatabaseError for an output that holds an ErrorResponse, parsed as its execProtocol would. */
+  private databaseError(wire: Uint8Array): Error {
+    let error: Error | undefined;
+    new this.mod.protocol.Parser().parse(wire, (message) => {
+      if (message.name === "error") error ??= message as unknown as Error;
+    });
+    return error ?? new Error("PGlite reported an error that could not be parsed");
   }
 
   private async prepare(sql: string): Promise<Prepared> {
@@ -287,10 +307,11 @@ class PreparedStatements {
     const { messages } = await this.db.execProtocol(Buffer.concat([...evicted, serialize.parse({ name, text: sql }), serialize.describe({ type: "S", name }), serialize.sync()]), {
       syncToFs: false,
     });
+    const rowDescription = messages.find((m): m is pgliteMessages.RowDescriptionMessage => m.name === "rowDescription");
     const st: Prepared = {
       name,
       paramTypes: this.mod.parse.parseDescribeStatementResults(messages),
-      rowDescription: messages.find((m) => m.name === "rowDescription"),
+      columns: rowDescription && columnsOf(rowDescription.fields, this.db.parsers),
     };
     this.statements.set(sql, st);
     return st;
