@@ -64,6 +64,7 @@ import {
   switchesOfCommand,
   switchesBetween,
   freePort,
+  calibrate,
   machine,
   printTable,
   progress,
@@ -635,11 +636,21 @@ function printProfiles(r: ModeResult): void {
 
 await runBenchmark("scheduling", async (cleanup) => {
   const results: ModeResult[] = [];
+  const speed: { when: string; calibrationMs: number }[] = [];
   for (const [i, mode] of MODES.entries()) {
+    speed.push({ when: `before ${mode}`, calibrationMs: calibrate() });
     const left = began + BUDGET_MS - performance.now();
     results.push(await measureMode(cleanup, mode, performance.now() + left / (MODES.length - i)));
   }
-  const table = results.flatMap(tableFor);
+  speed.push({ when: "at the end", calibrationMs: calibrate() });
+  const table: [string, string, string][] = [
+    [
+      "machine speed",
+      speed.map((s) => `${s.calibrationMs} ms ${s.when}`).join(", "),
+      "calibrate() in bench/harness.ts: fixed single-threaded work, lower is faster; compare figures only between runs at a like speed",
+    ],
+    ...results.flatMap(tableFor),
+  ];
   const conclusion = results.map((r) => {
     const target = TARGET[r.mode];
     return (
@@ -670,6 +681,7 @@ await runBenchmark("scheduling", async (cleanup) => {
       targetRate: TARGET_RATE,
       latencySec: LATENCY_SEC,
       done: "a job is done when its agent receives Fleet's EventAck for the SUCCEEDED event, sent after the Scheduler committed it",
+      speed,
       modes: results,
     },
   });
