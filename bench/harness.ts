@@ -315,10 +315,11 @@ export function machine() {
  * How fast this machine runs a fixed piece of single-threaded work right
  * now, in ms (lower is faster): JSON round trips of small job-like objects
  * and a SHA-256 of 4 MiB, the median of the last 5 of 10 passes (the first
- * ones wait for the JIT). The guests these
- * benchmarks run on change speed from hour to hour (the same code's split
- * throughput went from 1,522 to 972 jobs/s within an hour, with no steal
- * time reported), so a figure is compared with another only beside this.
+ * ones wait for the JIT). The guests these benchmarks run on change speed
+ * within minutes and report no steal time (the same code's split
+ * throughput went from 1,522 to 972 jobs/s within the hour; this measure
+ * went from ~21 to ~14 ms between two runs a minute apart), so a figure is
+ * compared with another only beside this.
  */
 export function calibrate(): number {
   const passes: number[] = [];
