@@ -1,7 +1,6 @@
-// The drover CLI as people run it: a child process against a real dev-mode
-// server, checking what it prints and how it exits. The child runs the CLI's
-// code bundled once for this file (lib/testing/cli.ts); the first test runs
-// it through cli/bin.mjs and tsx, as it is installed.
+// The drover CLI as people run it: a child process (cli/bin.mjs, which runs
+// the CLI's bundle) against a real dev-mode server, checking what it prints
+// and how it exits. The first tests are about how bin.mjs starts it.
 
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
@@ -15,31 +14,41 @@ import { AgentStatus, FleetService } from "../gen/ts/drover/fleet/v1/fleet_servi
 import { JobState, SchedulerService } from "../gen/ts/drover/scheduler/v1/scheduler_service_pb.ts";
 import { ROOT, removeDir, startAgent, startDev, tempDir, type AgentProcess, type DevProcess } from "../integration/harness.ts";
 import { bearer } from "../lib/clients.ts";
-import { bundleCli, cleanEnv, runCli, TSX_CLI, type BundledCli, type CliOutcome as Outcome } from "../lib/testing/cli.ts";
+import { cleanEnv, drover, prepareCli, runCli, TSX_CLI, type CliOutcome as Outcome } from "../lib/testing/cli.ts";
 import { eventually } from "../services/fleet/testing.ts";
 
 const run = promisify(execFile);
 
 describe("drover on PATH (cli/bin.mjs)", () => {
-  test("answers --version without loading the CLI, with the same version the CLI itself reports, and runs real commands through tsx", async () => {
+  test("answers --version without loading the CLI, with the same version the CLI itself reports", async () => {
     const fast = await run(process.execPath, ["cli/bin.mjs", "--version"], { cwd: ROOT, env: cleanEnv() });
     const full = await runCli(TSX_CLI, ["--version"]);
     assert.equal(full.code, 0);
     assert.equal(fast.stdout, full.stdout);
     assert.match(fast.stdout, /^\d+\.\d+\.\d+\n$/);
-    const help = await run(process.execPath, ["cli/bin.mjs", "--help"], { cwd: ROOT, env: cleanEnv() });
-    assert.match(help.stdout, /^Usage: drover/);
+  });
+
+  test("runs the CLI from its bundle in node_modules/.cache/drover, and through tsx with DROVER_CLI_BUNDLE=0, printing the same", async () => {
+    const bundled = await drover(["jobs", "submit", "--help"]);
+    assert.equal(bundled.code, 0, bundled.stderr);
+    assert.match(bundled.stdout, /^Usage: drover jobs submit/);
+    const cache = join(ROOT, "node_modules", ".cache", "drover");
+    const manifest = JSON.parse(readFileSync(join(cache, "cli.json"), "utf8")) as { entry: string; bundle: string; inputs: [string, number, number][] };
+    assert.equal(manifest.entry, join(ROOT, "cli", "main.ts"));
+    assert.ok(existsSync(join(cache, manifest.bundle)), manifest.bundle);
+    assert.ok(manifest.inputs.some(([path]) => path === join(ROOT, "cli", "jobs.ts")));
+
+    const unbundled = await drover(["jobs", "submit", "--help"], cleanEnv({ DROVER_CLI_BUNDLE: "0" }));
+    assert.equal(unbundled.code, 0, unbundled.stderr);
+    assert.equal(unbundled.stdout, bundled.stdout);
+    const usage = await drover(["jobs", "nonsense"]);
+    assert.equal(usage.code, 2);
+    assert.match(usage.stderr, /^drover: usage: unknown command 'nonsense'/);
   });
 });
 
 describe("drover CLI against dev mode", () => {
   let dev: DevProcess;
-  // The CLI's code bundled once (while dev mode starts), so that each of the
-  // many invocations below starts in a fraction of the time tsx takes (see
-  // lib/testing/cli.ts).
-  let cli: BundledCli;
-  /** Runs `drover ARGS`; with input, writes it to stdin and closes it. */
-  const drover = (args: string[], env: NodeJS.ProcessEnv = cleanEnv(), input?: string): Promise<Outcome> => cli.run(args, env, input);
   /** `drover --addr <dev> --token <admin> ARGS`. */
   const admin = (...args: string[]) => drover(["--addr", dev.grpcUrl, "--token", dev.adminToken, ...args]);
 
@@ -48,7 +57,8 @@ describe("drover CLI against dev mode", () => {
     // A stale agent gets no offers: the threshold is loose enough that a busy
     // machine's late heartbeats do not make it flap, and a job that found no
     // agent is auctioned again within a moment, not after the default 10 s.
-    const bundling = bundleCli();
+    // The CLI's bundle made current while dev mode starts (lib/testing/cli.ts).
+    const preparing = prepareCli();
     try {
       dev = await startDev({
         prepared: true,
@@ -62,13 +72,12 @@ describe("drover CLI against dev mode", () => {
         },
       });
     } finally {
-      cli = await bundling;
+      await preparing;
     }
   });
   after(async () => {
     await dev?.stop();
     if (dev) removeDir(dev.dataDir);
-    cli?.remove();
   });
 
   test("tokens create, ls and revoke round-trip a token", async () => {

@@ -1,5 +1,5 @@
-// `drover deploy` as people run it: a child process (the CLI's code bundled
-// once for this file, see lib/testing/cli.ts) against one real dev-mode server with no agents, so every deployment stays rolling_out
+// `drover deploy` as people run it: a child process (cli/bin.mjs, see
+// lib/testing/cli.ts) against one real dev-mode server with no agents, so every deployment stays rolling_out
 // with pending replicas (or fails, when its healthy_deadline passes). The
 // tests run concurrently, each on deployments of its own name.
 
@@ -8,13 +8,12 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { removeDir, startDev, tempDir, type DevProcess } from "../integration/harness.ts";
-import { bundleCli, type BundledCli } from "../lib/testing/cli.ts";
+import { drover, prepareCli } from "../lib/testing/cli.ts";
 
 describe("drover deploy against dev mode", { concurrency: true }, () => {
   let dev: DevProcess;
   let dir: string;
-  let cli: BundledCli;
-  const admin = (...args: string[]) => cli.run(["--addr", dev.grpcUrl, "--token", dev.adminToken, ...args]);
+  const admin = (...args: string[]) => drover(["--addr", dev.grpcUrl, "--token", dev.adminToken, ...args]);
   /** Writes a deployment file and returns its path. */
   const file = (name: string, text: string) => {
     const path = join(dir, name);
@@ -25,13 +24,12 @@ describe("drover deploy against dev mode", { concurrency: true }, () => {
     `name: ${name}\nreplicas: ${replicas}\nexec:\n  commands:\n    - argv: ${argv}\n${extra}`;
 
   before(async () => {
-    // The CLI's code bundled once, so that each invocation starts quickly
-    // (lib/testing/cli.ts), while the server starts.
-    const bundling = bundleCli();
+    // The CLI's bundle made current while the server starts (lib/testing/cli.ts).
+    const preparing = prepareCli();
     try {
       dev = await startDev({ prepared: true, env: { DROVER_DEPLOY_TICK_MS: "200" } });
     } finally {
-      cli = await bundling;
+      await preparing;
     }
     dir = tempDir("drover-cli-deploy-");
   });
@@ -39,7 +37,6 @@ describe("drover deploy against dev mode", { concurrency: true }, () => {
     await dev?.stop();
     if (dev) removeDir(dev.dataDir);
     if (dir) removeDir(dir);
-    cli?.remove();
   });
 
   // One deployment's life, in order: each test starts where the one before left it.

@@ -1,28 +1,18 @@
 // Runs the drover CLI as a child process, the way a test of what it prints
-// and how it exits needs it.
+// and how it exits needs it: through cli/bin.mjs, as it is installed, which
+// runs the CLI from its bundle (cli/bundle.mjs) in the repository's cache.
 //
-// A CLI test file makes a few dozen invocations. Through tsx each one spends
-// ~0.6 s of CPU compiling and loading the TypeScript modules, which is most
-// of such a file's run time; bundled once with esbuild (as
-// scripts/build-agent.sh does for the agent) the same code starts in ~0.15 s.
-// The bundle lives in a temporary directory laid out like the repository
-// (package.json, node_modules and services are links to it), so what the CLI
-// reads next to itself is found as from cli/main.ts.
-//
-//   const cli = await bundleCli();            // in before()
-//   const out = await cli.run(["agents", "ls"], cleanEnv());
-//   cli.remove();                             // in after()
+//   before(() => prepareCli());               // builds the bundle if it is not current
+//   const out = await drover(["agents", "ls"], cleanEnv());
 //
 // `node --import tsx cli/main.ts` stays available as TSX_CLI, for the tests
 // about how the CLI is started.
 
 import { execFile } from "node:child_process";
-import { mkdirSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { build } from "esbuild";
-import { ROOT, removeDir, tempDir } from "../../integration/harness.ts";
+import { ROOT } from "../../integration/harness.ts";
 
 const run = promisify(execFile);
 
@@ -33,16 +23,11 @@ export interface CliOutcome {
   stderr: string;
 }
 
-/** The node arguments that start the CLI from its TypeScript sources, as cli/bin.mjs does. */
-export const TSX_CLI = ["--import", "tsx", "cli/main.ts"];
+/** The node arguments that start `drover` as it is installed (from its bundle). */
+export const DROVER = ["cli/bin.mjs"];
 
-/** The CLI bundled into one module; `run` starts it, `remove` deletes the bundle. */
-export interface BundledCli {
-  /** Node arguments that start the bundle, in place of TSX_CLI. */
-  entry: string[];
-  run(args: string[], env?: NodeJS.ProcessEnv, input?: string): Promise<CliOutcome>;
-  remove(): void;
-}
+/** The node arguments that start the CLI from its TypeScript sources, through tsx. */
+export const TSX_CLI = ["--import", "tsx", "cli/main.ts"];
 
 /**
  * The environment without any DROVER_* variable the developer may have set,
@@ -67,28 +52,16 @@ export async function runCli(entry: string[], args: string[], env: NodeJS.Proces
   }
 }
 
-/** Bundles cli/main.ts with everything it imports into a temporary directory. */
-export async function bundleCli(): Promise<BundledCli> {
-  const dir = tempDir("drover-cli-bundle-");
-  try {
-    for (const name of ["package.json", "node_modules", "services"]) symlinkSync(join(ROOT, name), join(dir, name));
-    mkdirSync(join(dir, "cli"));
-    const outfile = join(dir, "cli", "main.mjs");
-    await build({
-      entryPoints: [join(ROOT, "cli", "main.ts")],
-      outfile,
-      bundle: true,
-      platform: "node",
-      format: "esm",
-      target: "node20",
-      logLevel: "warning",
-      // CommonJS dependencies require() Node's modules; an ES module has no require of its own.
-      banner: { js: "import { createRequire as __droverCreateRequire } from 'node:module'; const require = __droverCreateRequire(import.meta.url);" },
-    });
-    const entry = [outfile];
-    return { entry, run: (args, env, input) => runCli(entry, args, env, input), remove: () => removeDir(dir) };
-  } catch (err) {
-    removeDir(dir);
-    throw err;
-  }
+/** Runs `drover ARGS` (cli/bin.mjs) in the repository; with input, writes it to stdin and closes it. */
+export function drover(args: string[], env: NodeJS.ProcessEnv = cleanEnv(), input?: string): Promise<CliOutcome> {
+  return runCli(DROVER, args, env, input);
+}
+
+/**
+ * Builds the CLI's bundle unless it is current, so that the invocations a
+ * test file makes next do not each build it at once.
+ */
+export async function prepareCli(): Promise<void> {
+  const outcome = await drover(["--help"]);
+  if (outcome.code !== 0) throw new Error(`drover --help exited ${outcome.code}: ${outcome.stderr}`);
 }

@@ -1,0 +1,10 @@
+// Types for bundle.mjs, which is plain JavaScript because it runs before
+// anything that could load TypeScript.
+
+/**
+ * The path of a bundle of `entry` current with every file in it, built into
+ * `cacheDir` (as `NAME-HASH.mjs` beside `NAME.json`) when there is none.
+ * Undefined when it cannot be built or written there, and the caller should
+ * run the sources instead; `onError` hears why.
+ */
+export function currentBundle(options: { entry: string; cacheDir: string; name: string; onError?: (err: unknown) => void }): Promise<string | undefined>;

@@ -1,0 +1,103 @@
+// currentBundle (cli/bundle.mjs), on a small TypeScript project of its own in
+// a temporary directory: the bundle runs as the sources would, is built once,
+// is built again after an edit, and is given up on (undefined, the error
+// heard) when it cannot be built or written.
+
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { pathToFileURL } from "node:url";
+import { promisify } from "node:util";
+import { removeDir, tempDir } from "../integration/harness.ts";
+import { currentBundle } from "./bundle.mjs";
+
+const run = promisify(execFile);
+
+describe("currentBundle", () => {
+  let dir: string;
+  let project: string;
+  let entry: string;
+  before(() => {
+    dir = tempDir("drover-bundle-test-");
+    project = join(dir, "project");
+    mkdirSync(join(project, "lib"), { recursive: true });
+    entry = join(project, "main.ts");
+    writeFileSync(entry, 'import { greeting, here } from "./lib/greeting.ts";\nconsole.log(JSON.stringify({ greeting: greeting(), here }));\n');
+    writeFileSync(join(project, "lib", "greeting.txt"), "hello from a file beside the source");
+    writeFileSync(join(project, "lib", "greeting.ts"), greetingModule(""));
+  });
+  after(() => removeDir(dir));
+
+  /** lib/greeting.ts: reads greeting.txt beside itself, by its import.meta.url, and says where it is. */
+  function greetingModule(suffix: string): string {
+    return [
+      'import { readFileSync } from "node:fs";',
+      `export const greeting = (): string => readFileSync(new URL("./greeting.txt", import.meta.url), "utf8") + ${JSON.stringify(suffix)};`,
+      "export const here = { url: import.meta.url, filename: import.meta.filename, dirname: import.meta.dirname };",
+      "",
+    ].join("\n");
+  }
+
+  async function runBundle(bundle: string): Promise<{ greeting: string; here: { url: string; filename: string; dirname: string } }> {
+    const { stdout } = await run(process.execPath, [bundle]);
+    return JSON.parse(stdout);
+  }
+
+  test("builds a bundle that runs as the sources do, import.meta still the source file's, and reuses it while nothing changed", async () => {
+    const cacheDir = join(dir, "cache-reuse");
+    const errors: unknown[] = [];
+    const bundle = await currentBundle({ entry, cacheDir, name: "cli", onError: (err) => errors.push(err) });
+    assert.deepEqual(errors, []);
+    assert.ok(bundle && bundle.startsWith(join(cacheDir, "cli-")) && bundle.endsWith(".mjs"), String(bundle));
+    const source = join(project, "lib", "greeting.ts");
+    assert.deepEqual(await runBundle(bundle), {
+      greeting: "hello from a file beside the source",
+      here: { url: pathToFileURL(source).href, filename: source, dirname: join(project, "lib") },
+    });
+
+    const manifest = join(cacheDir, "cli.json");
+    const { inputs } = JSON.parse(readFileSync(manifest, "utf8")) as { inputs: [string, number, number][] };
+    assert.deepEqual(inputs.map(([path]) => path).sort(), [source, entry].sort());
+    const written = statSync(manifest).mtimeMs;
+    assert.equal(await currentBundle({ entry, cacheDir, name: "cli" }), bundle);
+    assert.equal(statSync(manifest).mtimeMs, written, "the manifest was written again: the bundle was rebuilt");
+  });
+
+  test("builds it again after a source changes, and the new bundle has the change", async () => {
+    const cacheDir = join(dir, "cache-edit");
+    const first = await currentBundle({ entry, cacheDir, name: "cli" });
+    assert.ok(first);
+    const source = join(project, "lib", "greeting.ts");
+    writeFileSync(source, greetingModule(", edited"));
+    try {
+      const second = await currentBundle({ entry, cacheDir, name: "cli" });
+      assert.ok(second);
+      assert.notEqual(second, first);
+      assert.equal((await runBundle(second)).greeting, "hello from a file beside the source, edited");
+      // The older bundle stays a while: another process may be loading it.
+      assert.ok(existsSync(first));
+      assert.equal(await currentBundle({ entry, cacheDir, name: "cli" }), second);
+    } finally {
+      writeFileSync(source, greetingModule(""));
+    }
+  });
+
+  test("gives undefined, and says why, when the sources do not build or the cache cannot be written", async () => {
+    const broken = join(project, "broken.ts");
+    writeFileSync(broken, 'import { missing } from "./nowhere.ts";\nconsole.log(missing);\n');
+    const errors: unknown[] = [];
+    assert.equal(await currentBundle({ entry: broken, cacheDir: join(dir, "cache-broken"), name: "cli", onError: (err) => errors.push(err) }), undefined);
+    assert.equal(errors.length, 1);
+    assert.match(String(errors[0]), /nowhere\.ts/);
+
+    // A cache directory under a regular file cannot be made.
+    const file = join(dir, "a-file");
+    writeFileSync(file, "");
+    errors.length = 0;
+    assert.equal(await currentBundle({ entry, cacheDir: join(file, "cache"), name: "cli", onError: (err) => errors.push(err) }), undefined);
+    assert.equal(errors.length, 1);
+    assert.match(String(errors[0]), /ENOTDIR/);
+  });
+});
