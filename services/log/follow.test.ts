@@ -25,7 +25,7 @@ import { migrate } from "../../lib/db/migrate.ts";
 import { createTestDatabase, type TestDatabase } from "../../lib/db/testing.ts";
 import { createLogger } from "../../lib/logger.ts";
 import { requirePostgres, requireRedis } from "../../lib/testing/services.ts";
-import { LOST_GRACE_MS, LogFollower, followDone } from "./follow.ts";
+import { END_CHECK_MS, LOST_GRACE_MS, LogFollower, followDone } from "./follow.ts";
 import { Ingest } from "./ingest.ts";
 import { BusLivePublisher, jobStream } from "./live.ts";
 import { LogReader } from "./read.ts";
@@ -485,6 +485,26 @@ describe("FollowLogs", { concurrency: true }, () => {
           [first, "failed\n"],
           [retry, "try 2\n"],
         ]);
+      });
+
+      it("ends a job's follow moments after the job ends once its attempts are complete, not at the next regular check", async () => {
+        const s = stack();
+        const job = `job-${randomUUID()}`;
+        const attempt = `attempt-${randomUUID()}`;
+        const f = follow(s.follower, { jobId: job });
+        await f.until("joined", () => s.follower.tapCount > 0);
+        await s.writer.write(attempt, { jobId: job }, [[LogStream.STDOUT, "hello\n"]], true);
+        await f.until("the line", (x) => x.lines.length === 1);
+        // The output complete, the job's end is committed a moment later (the agent sends both together).
+        await new Promise((r) => setTimeout(r, 150));
+        assert.equal(f.ended, false);
+        const endedAt = Date.now();
+        s.scheduler.endedJobs.set(job, endedAt);
+        await f.done;
+        assert.equal(f.error, undefined);
+        const took = Date.now() - endedAt;
+        assert.ok(took < END_CHECK_MS / 2, `the follow ended ${took} ms after the job`);
+        assert.deepEqual(f.text, ["hello\n"]);
       });
 
       it("follows a run's stages and ends when the run ended, even with an attempt lost long ago", async () => {

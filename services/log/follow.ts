@@ -95,7 +95,12 @@ const TAP_LOOKBACK_MS = 2_000;
 // Entries a follow holds before it drops them (and reads the gap from storage).
 const MAX_PENDING = 5_000;
 // How often the Scheduler is asked whether a followed job or run ended (and Deploy for a deployment's replicas).
-const END_CHECK_MS = 2_000;
+export const END_CHECK_MS = 2_000;
+// Once every followed attempt of a job or run is complete, its end is
+// usually moments away (the agent sends the last output and the attempt's
+// end together): the Scheduler is asked at once, then after 50, 100, 200 ...
+// ms, up to END_CHECK_MS. `drover run -f` waits for this before it exits.
+const SETTLING_CHECK_MS = 50;
 // Most lines / bytes per FollowLogsResponse.
 const BATCH_LINES = 500;
 const BATCH_BYTES = 1024 * 1024;
@@ -359,6 +364,8 @@ class Follow {
   private endedAtMs: number | undefined;
   private lastOutputMs = 0;
   private nextEndCheck = 0;
+  // Every followed attempt complete, the job or run not known to have ended: how many quick checks were made.
+  private settlingChecks: number | undefined;
   private nextPoll = 0;
 
   constructor(
@@ -637,10 +644,17 @@ class Follow {
   private async done(): Promise<boolean> {
     const attemptsComplete = [...this.attempts.values()].every((f) => this.isComplete(f));
     if (this.kind === "attempt" && attemptsComplete && this.attempts.size > 0) return true;
-    const now = Date.now();
+    let now = Date.now();
+    const settling = this.kind !== "deployment" && attemptsComplete && this.attempts.size > 0 && this.endedAtMs === undefined;
+    if (!settling) this.settlingChecks = undefined;
+    else if (this.settlingChecks === undefined) {
+      this.settlingChecks = 0;
+      this.nextEndCheck = now;
+    }
     if (now >= this.nextEndCheck) {
-      this.nextEndCheck = now + END_CHECK_MS;
       this.endedAtMs ??= await this.askEnded();
+      now = Date.now();
+      this.nextEndCheck = now + (this.settlingChecks === undefined ? END_CHECK_MS : Math.min(END_CHECK_MS, SETTLING_CHECK_MS * 2 ** this.settlingChecks++));
     }
     return followDone({ kind: this.kind, attemptsComplete: attemptsComplete && this.attempts.size > 0, endedAtMs: this.endedAtMs, lastOutputMs: this.lastOutputMs, nowMs: now })
       || (this.kind !== "attempt" && this.endedAtMs !== undefined && this.attempts.size === 0);
