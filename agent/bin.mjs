@@ -1,5 +1,28 @@
 #!/usr/bin/env node
-// `drover-agent` on PATH: registers tsx, then runs the TypeScript entry point.
-import { register } from "tsx/esm/api";
-register();
-await import("./main.ts");
+// `drover-agent` on PATH: runs the agent from its bundle (lib/bundle.mjs),
+// built into node_modules/.cache/drover on the first run and after any
+// change to its sources, with agent/web_headers.ts as its `Headers` as
+// scripts/build-agent.sh does: no tsx loader thread and no undici, ~25 MiB
+// less RSS (agent/README.md, "Footprint"). Where no bundle can be built or
+// written, or with DROVER_AGENT_BUNDLE=0, it registers tsx and runs the
+// TypeScript entry point itself.
+import { fileURLToPath, pathToFileURL } from "node:url";
+
+const { currentBundle } = await import("../lib/bundle.mjs");
+const source = (path) => fileURLToPath(new URL(path, import.meta.url));
+const bundle =
+  process.env.DROVER_AGENT_BUNDLE === "0"
+    ? undefined
+    : await currentBundle({
+        entry: source("./main.ts"),
+        inject: [source("./web_headers.ts")],
+        cacheDir: source("../node_modules/.cache/drover/"),
+        name: "agent",
+      });
+if (bundle) {
+  await import(pathToFileURL(bundle).href);
+} else {
+  const { register } = await import("tsx/esm/api");
+  register();
+  await import("./main.ts");
+}

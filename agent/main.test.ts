@@ -9,7 +9,7 @@ import { after, before, describe, it } from "node:test";
 
 import { AttemptState } from "../gen/ts/drover/fleet/v1/agent_stream_pb.ts";
 import { CREDENTIAL_FILE } from "./credentials.ts";
-import { REPO, startAgent, within } from "./testing/agent_process.ts";
+import { AGENT_MAIN, REPO, startAgent, within } from "./testing/agent_process.ts";
 import { FakeDocker } from "./testing/fake_docker.ts";
 import { eventually, FakeFleet } from "./testing/fake_fleet.ts";
 
@@ -121,6 +121,34 @@ describe("drover-agent (agent/main.ts)", () => {
     } finally {
       await rm(empty, { recursive: true, force: true });
     }
+  });
+
+  it("runs from its cached bundle as drover-agent (agent/bin.mjs), web_headers.ts as its Headers, and through tsx with DROVER_AGENT_BUNDLE=0", async () => {
+    const version = (JSON.parse(await readFile(join(REPO, "package.json"), "utf8")) as { version: string }).version;
+    for (const env of [{}, { DROVER_AGENT_BUNDLE: "0" }] as Record<string, string>[]) {
+      const dir = await mkdtemp(join(tmpdir(), "drover-agent-bin-"));
+      const agent = startAgent(["--server", fleet.url, "--token", "BIN", "--state-dir", dir], env);
+      try {
+        const stream = await fleet.nextStream(15_000);
+        const hello = await stream.next("hello");
+        assert.equal(hello.registrationToken, "BIN");
+        assert.equal(hello.version, version, "package.json is found beside the sources");
+        stream.welcome({ agentId: "agent-bin-1", agentCredential: "credential-bin-1", heartbeatIntervalMs: 100 });
+        const heartbeat = await stream.next("heartbeat");
+        assert.ok((heartbeat.metrics?.memoryTotalBytes ?? 0n) > 0n, "metrics come from systeminformation");
+        agent.child.kill("SIGTERM");
+        assert.equal(await within(agent.exited, 2_000), 0, `exit code; stderr: ${agent.stderr()}`);
+      } finally {
+        agent.child.kill("SIGKILL");
+        await rm(dir, { recursive: true, force: true });
+      }
+    }
+    const manifest = JSON.parse(await readFile(join(REPO, "node_modules", ".cache", "drover", "agent.json"), "utf8")) as {
+      options: { entry: string; inject: string[] };
+      bundle: string;
+    };
+    assert.deepEqual(manifest.options, { entry: AGENT_MAIN, inject: [join(REPO, "agent", "web_headers.ts")] });
+    assert.ok((await stat(join(REPO, "node_modules", ".cache", "drover", manifest.bundle))).size > 0);
   });
 
   it("runs as the bundle scripts/build-agent.sh makes, with plain node and no tsx", async () => {

@@ -21,14 +21,16 @@
 // ≤ 0.5 %), in the form operators run (the bundle scripts/build-agent.sh
 // makes, with the Node flags of its #! line; built into dist/ for the run,
 // removed after), and with BENCH_FLEET_IDLE_AGENT=both also as agent/bin.mjs
-// (tsx compiling TypeScript at run time), for comparison.
+// (drover-agent on PATH: its bundle, cached in node_modules/.cache/drover)
+// and as agent/bin.mjs with DROVER_AGENT_BUNDLE=0 (tsx compiling TypeScript
+// at run time), for comparison.
 //
 //   node --import tsx bench/fleet_load.ts                  1k and 5k agents (npm run bench)
 //   BENCH_FLEET_AGENTS=1000,5000,10000 node --import tsx bench/fleet_load.ts
 //   BENCH_FLEET_CONNECTIONS=shared ...                      all agents on one HTTP/2 connection
 //   BENCH_FLEET_WINDOW_SEC=30 (default)
 //   BENCH_FLEET_IDLE_AGENT=0                                skip the idle drover-agent
-//   BENCH_FLEET_IDLE_AGENT=both                             agent/bin.mjs (tsx) too, after the bundle (+40 s)
+//   BENCH_FLEET_IDLE_AGENT=both                             agent/bin.mjs, cached bundle and tsx, too, after the bundle (+80 s)
 //   BENCH_FLEET_NODE_ARGS=--max-semi-space-size=64       Node/V8 flags for Fleet alone
 //   BENCH_FLEET_HEAP_SNAPSHOT=/tmp/dir                      a heap snapshot of Fleet after the last level
 //
@@ -71,9 +73,9 @@ const AGENT_WARMUP_SEC = 10;
 const AGENT_WINDOW_SEC = 30;
 /** A directory: Fleet writes a heap snapshot there after the last level (for investigating memory; slow, large). */
 const HEAP_SNAPSHOT_DIR = process.env.BENCH_FLEET_HEAP_SNAPSHOT;
-/** Which forms of drover-agent are measured idle: the bundle; "both": then agent/bin.mjs too; "0": none (when only Fleet is of interest). */
+/** Which forms of drover-agent are measured idle: the bundle; "both": then agent/bin.mjs too, from its cached bundle and through tsx; "0": none (when only Fleet is of interest). */
 const AGENT_FORMS: AgentForm[] =
-  process.env.BENCH_FLEET_IDLE_AGENT === "0" ? [] : process.env.BENCH_FLEET_IDLE_AGENT === "both" ? ["bundle", "tsx"] : ["bundle"];
+  process.env.BENCH_FLEET_IDLE_AGENT === "0" ? [] : process.env.BENCH_FLEET_IDLE_AGENT === "both" ? ["bundle", "bin", "tsx"] : ["bundle"];
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 
 const MiB = 2 ** 20;
@@ -141,8 +143,12 @@ async function startFleet(cleanup: Cleanup) {
   return { fleet, grpcUrl: String(ready.grpcUrl), adminToken };
 }
 
-/** How drover-agent is run: the bundle as its own executable (as shipped), or agent/bin.mjs (tsx at run time). */
-type AgentForm = "bundle" | "tsx";
+/**
+ * How drover-agent is run: the bundle as its own executable (as shipped);
+ * agent/bin.mjs (on PATH from a checkout: its bundle, cached); the same with
+ * DROVER_AGENT_BUNDLE=0 (tsx at run time).
+ */
+type AgentForm = "bundle" | "bin" | "tsx";
 
 
 /** A real drover-agent, idle, against Fleet: its RSS and CPU after a warm-up. */
@@ -152,6 +158,7 @@ async function measureIdleAgent(cleanup: Cleanup, grpcUrl: string, token: string
   const entry = form === "bundle" ? buildAgentBundle(cleanup, "fleet-load") : join(ROOT, "agent", "bin.mjs");
   const agent = spawnNode(cleanup, `drover-agent (${form})`, [...hashbangNodeFlags(entry), entry, "--server", grpcUrl, "--token", token, "--state-dir", stateDir], {
     DROVER_LOG_LEVEL: "info",
+    ...(form === "tsx" ? { DROVER_AGENT_BUNDLE: "0" } : {}),
   });
   try {
     await agent.waitForLine((l) => l.msg === "connected to Fleet", 30_000);
@@ -291,7 +298,9 @@ await runBenchmark("fleet_load", async (cleanup) => {
             `${mib(a.rssMedian)} / ${a.cpuPercent} %`,
             `target ≤ 60 MiB, ≤ 0.5 %: ${verdict(a.rssMedian <= TARGET.agentRssBytes && a.cpuPercent <= TARGET.agentCpuPercent)}`,
           ]
-        : ["drover-agent idle (agent/bin.mjs, tsx): RSS / CPU", `${mib(a.rssMedian)} / ${a.cpuPercent} %`, "for comparison: tsx compiles at run time"],
+        : a.form === "bin"
+          ? ["drover-agent idle (agent/bin.mjs, cached bundle): RSS / CPU", `${mib(a.rssMedian)} / ${a.cpuPercent} %`, "drover-agent on PATH from a checkout"]
+          : ["drover-agent idle (agent/bin.mjs, tsx): RSS / CPU", `${mib(a.rssMedian)} / ${a.cpuPercent} %`, "for comparison: tsx compiles at run time"],
     ),
     ...(agentIdle.length === 0 ? [["drover-agent idle", "not measured", "BENCH_FLEET_IDLE_AGENT=0"] as [string, string, string]] : []),
     ["fleet, no agents: RSS", mib(baseline.rssMedian), `${CONNECTIONS} HTTP/2 connections below`],

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `drover` on PATH: runs the CLI from its bundle (bundle.mjs), built into
+// `drover` on PATH: runs the CLI from its bundle (lib/bundle.mjs), built into
 // node_modules/.cache/drover on the first run and after any change to its
 // sources. Where no bundle can be built or written (a read-only install),
 // or with DROVER_CLI_BUNDLE=0, it registers tsx and runs the TypeScript
@@ -14,7 +14,7 @@ const args = process.argv.slice(2);
 if (args.length === 1 && (args[0] === "--version" || args[0] === "-v")) {
   process.stdout.write(`${JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")).version}\n`);
 } else {
-  const { currentBundle } = await import("./bundle.mjs");
+  const { currentBundle } = await import("../lib/bundle.mjs");
   const bundle =
     process.env.DROVER_CLI_BUNDLE === "0"
       ? undefined

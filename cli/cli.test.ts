@@ -33,8 +33,8 @@ describe("drover on PATH (cli/bin.mjs)", () => {
     assert.equal(bundled.code, 0, bundled.stderr);
     assert.match(bundled.stdout, /^Usage: drover jobs submit/);
     const cache = join(ROOT, "node_modules", ".cache", "drover");
-    const manifest = JSON.parse(readFileSync(join(cache, "cli.json"), "utf8")) as { entry: string; bundle: string; inputs: [string, number, number][] };
-    assert.equal(manifest.entry, join(ROOT, "cli", "main.ts"));
+    const manifest = JSON.parse(readFileSync(join(cache, "cli.json"), "utf8")) as { options: { entry: string }; bundle: string; inputs: [string, number, number][] };
+    assert.equal(manifest.options.entry, join(ROOT, "cli", "main.ts"));
     assert.ok(existsSync(join(cache, manifest.bundle)), manifest.bundle);
     assert.ok(manifest.inputs.some(([path]) => path === join(ROOT, "cli", "jobs.ts")));
 

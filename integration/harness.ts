@@ -190,12 +190,12 @@ export interface AgentProcess {
 }
 
 /**
- * Starts the real `drover-agent` (`node --import tsx agent/main.ts ARGS`),
+ * Starts the real `drover-agent` (`node agent/bin.mjs ARGS`, as installed: from its bundle),
  * optionally behind a command prefix such as `ip netns exec NS`. It does not
  * wait for anything: use waitForLog.
  */
 export function startAgent(args: string[], opts: { env?: Record<string, string>; prefix?: string[] } = {}): AgentProcess {
-  const argv = [process.execPath, "--import", "tsx", "agent/main.ts", ...args];
+  const argv = [process.execPath, "agent/bin.mjs", ...args];
   const [command, ...rest] = [...(opts.prefix ?? []), ...argv];
   const child = spawn(command!, rest, {
     cwd: ROOT,

@@ -4,6 +4,8 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
 
 export const AGENT_MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
+/** drover-agent as it is installed: runs the agent's bundle (lib/bundle.mjs). */
+export const AGENT_BIN = fileURLToPath(new URL("../bin.mjs", import.meta.url));
 export const REPO = fileURLToPath(new URL("../..", import.meta.url));
 
 export interface AgentProcess {
@@ -14,8 +16,8 @@ export interface AgentProcess {
   exited: Promise<number | string>;
 }
 
-/** Starts drover-agent with args and an environment free of the caller's DROVER_* variables. */
-export function startAgent(args: string[], env: Record<string, string> = {}, entry: string[] = ["--import", "tsx", AGENT_MAIN]): AgentProcess {
+/** Starts drover-agent (agent/bin.mjs unless `entry` says otherwise) with args and an environment free of the caller's DROVER_* variables. */
+export function startAgent(args: string[], env: Record<string, string> = {}, entry: string[] = [AGENT_BIN]): AgentProcess {
   const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("DROVER_")));
   const child = spawn(process.execPath, [...entry, ...args], { cwd: REPO, env: { ...clean, ...env }, stdio: ["ignore", "pipe", "pipe"] });
   let out = "";

@@ -1,6 +1,6 @@
 // Runs the drover CLI as a child process, the way a test of what it prints
 // and how it exits needs it: through cli/bin.mjs, as it is installed, which
-// runs the CLI from its bundle (cli/bundle.mjs) in the repository's cache.
+// runs the CLI from its bundle (lib/bundle.mjs) in the repository's cache.
 //
 //   before(() => prepareCli());               // builds the bundle if it is not current
 //   const out = await drover(["agents", "ls"], cleanEnv());

@@ -1,4 +1,4 @@
-// currentBundle (cli/bundle.mjs), on a small TypeScript project of its own in
+// currentBundle (lib/bundle.mjs), on a small TypeScript project of its own in
 // a temporary directory: the bundle runs as the sources would, is built once,
 // is built again after an edit, and is given up on (undefined, the error
 // heard) when it cannot be built or written.
@@ -82,6 +82,21 @@ describe("currentBundle", () => {
     } finally {
       writeFileSync(source, greetingModule(""));
     }
+  });
+
+  test("injects a module's exports in place of the globals of the same name, and builds again when the injected modules change", async () => {
+    const cacheDir = join(dir, "cache-inject");
+    const headers = join(project, "headers.ts");
+    writeFileSync(headers, "export class Headers {\n  readonly injected = true;\n}\n");
+    const printer = join(project, "print_headers.ts");
+    writeFileSync(printer, "console.log(JSON.stringify({ injected: (new Headers() as unknown as { injected?: boolean }).injected ?? false }));\n");
+    const plain = await currentBundle({ entry: printer, cacheDir, name: "headers" });
+    assert.ok(plain);
+    assert.deepEqual(JSON.parse((await run(process.execPath, [plain])).stdout), { injected: false });
+    const injected = await currentBundle({ entry: printer, cacheDir, name: "headers", inject: [headers] });
+    assert.ok(injected);
+    assert.notEqual(injected, plain);
+    assert.deepEqual(JSON.parse((await run(process.execPath, [injected])).stdout), { injected: true });
   });
 
   test("gives undefined, and says why, when the sources do not build or the cache cannot be written", async () => {

@@ -1,10 +1,13 @@
 // An entry point's TypeScript sources and packages bundled once into one ES
 // module, kept in a cache directory and rebuilt when any file in it changed.
 //
-// `drover` runs from its bundle: through tsx every invocation spent ~0.8 s
-// of CPU registering the loader and compiling and resolving ~360 modules
-// one by one; from the bundle the same command starts in ~0.2 s. Plain
-// JavaScript, because it runs before anything that could load TypeScript.
+// `drover` (cli/bin.mjs) and `drover-agent` (agent/bin.mjs) run from their
+// bundles. Through tsx every `drover` command spent ~0.8 s of CPU
+// registering the loader and compiling and resolving ~360 modules one by
+// one; from the bundle it starts in ~0.15 s. An agent from its bundle has no
+// tsx loader thread, whose V8 heap is ~30 MiB of its RSS (agent/README.md,
+// "Footprint"). Plain JavaScript, because it runs before anything that could
+// load TypeScript.
 //
 // A bundle is current when every file esbuild read for it has the size and
 // modification time recorded when it was built (a manifest beside it, one
@@ -34,18 +37,23 @@ const STALE_BUNDLE_MS = 60_000;
 /**
  * The path of a bundle of `entry` current with every file in it, built into
  * `cacheDir` (as `NAME-HASH.mjs` beside `NAME.json`) when there is none.
- * Undefined when it cannot be built or written there, and the caller should
- * run the sources instead; `onError` hears why.
+ * `inject`: modules whose exports replace the globals of the same name
+ * within the bundle (esbuild's inject). Undefined when it cannot be built
+ * or written there, and the caller should run the sources instead;
+ * `onError` hears why.
  *
- * @param {{ entry: string, cacheDir: string, name: string, onError?: (err: unknown) => void }} options
+ * @param {{ entry: string, cacheDir: string, name: string, inject?: string[], onError?: (err: unknown) => void }} options
  * @returns {Promise<string | undefined>}
  */
-export async function currentBundle({ entry, cacheDir, name, onError }) {
+export async function currentBundle({ entry, cacheDir, name, inject = [], onError }) {
   const manifestPath = join(cacheDir, `${name}.json`);
   const manifest = readManifest(manifestPath);
-  if (manifest && manifest.entry === entry && inputsUnchanged(manifest.inputs)) return join(cacheDir, manifest.bundle);
+  const options = { entry, inject };
+  if (manifest && JSON.stringify(manifest.options) === JSON.stringify(options) && inputsUnchanged(manifest.inputs)) {
+    return join(cacheDir, manifest.bundle);
+  }
   try {
-    return await buildBundle(entry, cacheDir, name, manifestPath);
+    return await buildBundle(options, cacheDir, name, manifestPath);
   } catch (err) {
     onError?.(err);
     return undefined;
@@ -71,11 +79,12 @@ function inputsUnchanged(inputs) {
   return true;
 }
 
-async function buildBundle(entry, cacheDir, name, manifestPath) {
+async function buildBundle(options, cacheDir, name, manifestPath) {
   const { build } = await import("esbuild");
   const started = Date.now();
   const result = await build({
-    entryPoints: [entry],
+    entryPoints: [options.entry],
+    inject: options.inject,
     bundle: true,
     platform: "node",
     format: "esm",
@@ -103,7 +112,7 @@ async function buildBundle(entry, cacheDir, name, manifestPath) {
   // in the future, from a skewed clock, is not taken for one.)
   const finished = Date.now();
   if (!inputs.some(([, mtimeMs]) => mtimeMs >= started && mtimeMs <= finished)) {
-    writeAtomically(manifestPath, JSON.stringify({ format: FORMAT, entry, bundle, inputs }));
+    writeAtomically(manifestPath, JSON.stringify({ format: FORMAT, options, bundle, inputs }));
   }
   removeStaleBundles(cacheDir, name, bundle);
   return join(cacheDir, bundle);

@@ -1,0 +1,18 @@
+// Types for bundle.mjs, which is plain JavaScript because it runs before
+// anything that could load TypeScript.
+
+/**
+ * The path of a bundle of `entry` current with every file in it, built into
+ * `cacheDir` (as `NAME-HASH.mjs` beside `NAME.json`) when there is none.
+ * `inject`: modules whose exports replace the globals of the same name
+ * within the bundle (esbuild's inject). Undefined when it cannot be built
+ * or written there, and the caller should run the sources instead;
+ * `onError` hears why.
+ */
+export function currentBundle(options: {
+  entry: string;
+  cacheDir: string;
+  name: string;
+  inject?: string[];
+  onError?: (err: unknown) => void;
+}): Promise<string | undefined>;
