@@ -292,6 +292,12 @@ describe("drover CLI against dev mode", () => {
       assert.match(lines.at(-1)!, /^\d\d:\d\d:\d\d  \(run\)\s+cancelled\s+-\s+2 cancelled, 2 skipped$/);
     });
 
+    test("schedules create --run refuses a job option, naming the flag as typed", async () => {
+      const out = await admin("schedules", "create", "nightly", "--cron", "0 3 * * *", "--run", "nightly.yaml", "--concurrency-key", "db");
+      assert.equal(out.code, 2);
+      assert.match(out.stderr, /^drover: invalid_argument: --concurrency-key: describes a job template; with --run, put it in the spec file's stages\n$/);
+    });
+
     test("schedules create fires a job within seconds and schedules ls shows the counts in its zone", async () => {
       const created = await admin("schedules", "create", "cli-tick", "--cron", "*/1 * * * * *", "--tz", "Europe/Paris", "--cpu", "100m", "--", "echo", "tick");
       assert.equal(created.code, 0, created.stderr);
@@ -363,6 +369,24 @@ describe("drover CLI against dev mode", () => {
       assert.match(got.stdout, /^ended:\s+.*exit code 3/m);
       assert.match(got.stdout, /^#\s+AGENT\s+STATE\s+EXIT\s+STARTED\s+DURATION\s+REASON$/m);
       assert.match(got.stdout, new RegExp(`^1\\s+${agentId}\\s+failed\\s+3\\s+\\d+s ago\\s+\\S+\\s+`, "m"));
+    });
+
+    test("run --follow fails at once on a --non-retryable-exit code, and jobs get shows the retry policy, concurrency key and agent it was given", async () => {
+      const out = await admin(
+        "run", "-f", "--non-retryable-exit", "3,4", "--retry-backoff", "5s", "--concurrency-key", "cli-once", "--concurrency-limit", "2",
+        "--agent", agentId, "--", "sh", "-c", "exit 3",
+      );
+      assert.equal(out.code, 3, out.stderr);
+      const got = await admin("jobs", "get", idOf(out.stdout));
+      assert.equal(got.code, 0, got.stderr);
+      assert.match(got.stdout, /^state:\s+failed$/m);
+      assert.match(got.stdout, /^attempts:\s+1$/m);
+      assert.match(got.stdout, /^retries:\s+4, backoff 5s ×2 up to 5m; exit 3, 4 final$/m);
+      assert.match(got.stdout, /^concurrency:\s+key cli-once, at most 2 at a time$/m);
+      assert.match(got.stdout, new RegExp(`^agents:\\s+${agentId}$`, "m"));
+      const badLimit = await admin("run", "--concurrency-limit", "2", "--", "true");
+      assert.equal(badLimit.code, 2);
+      assert.match(badLimit.stderr, /^drover: invalid_argument: --concurrency-limit: needs --concurrency-key/);
     });
 
     test("run --follow -o json prints one Job per line and exits 0 when the job succeeds", async () => {

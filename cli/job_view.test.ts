@@ -103,6 +103,66 @@ test("the runner options set the image (and the docker driver), secrets, cwd, li
   assert.throws(() => jobSpecFrom(["true"], { ...defaults, memLimit: "lots" }), /--mem-limit/);
 });
 
+test("the scheduling options set a concurrency key and limit, a retry policy, agents, disk and the shell; a bad value names its flag", () => {
+  const spec = jobSpecFrom(["make && make test"], {
+    ...defaults,
+    concurrencyKey: "deploy-db",
+    concurrencyLimit: "2",
+    retryBackoff: "500ms",
+    retryMaxBackoff: "1m",
+    retryMultiplier: "3",
+    nonRetryableExit: ["2,64", "78"],
+    agent: ["ag_one", "ag_two"],
+    avoidAgent: ["ag_bad"],
+    disk: "10Gi",
+    shell: true,
+  });
+  assert.equal(spec.concurrencyKey, "deploy-db");
+  assert.equal(spec.concurrencyLimit, 2);
+  assert.equal(spec.retry?.maxRetries, 4, "backoff flags alone keep the default count of retries");
+  assert.equal(spec.retry?.initialBackoff?.nanos, 500_000_000);
+  assert.equal(spec.retry?.maxBackoff?.seconds, 60n);
+  assert.equal(spec.retry?.multiplier, 3);
+  assert.deepEqual(spec.retry?.nonRetryableExitCodes, [2, 64, 78]);
+  assert.deepEqual(spec.constraints?.agentIds, ["ag_one", "ag_two"]);
+  assert.deepEqual(spec.constraints?.avoidAgentIds, ["ag_bad"]);
+  assert.equal(spec.resources?.diskBytes, 10n * 2n ** 30n);
+  assert.equal(spec.exec?.allowShell, true);
+  assert.equal(jobSpecFrom(["true"], { ...defaults, retries: "1", nonRetryableExit: ["2"] }).retry?.maxRetries, 1);
+  const plain = jobSpecFrom(["true"], { ...defaults, concurrencyKey: "k" });
+  assert.equal(plain.concurrencyLimit, 0, "a key alone: the server's limit of 1");
+  assert.equal(plain.retry, undefined);
+  assert.equal(plain.exec?.allowShell, false);
+
+  assert.throws(() => jobSpecFrom(["true"], { ...defaults, concurrencyLimit: "3" }), /--concurrency-limit: needs --concurrency-key/);
+  assert.throws(() => jobSpecFrom(["true"], { ...defaults, concurrencyKey: "k", concurrencyLimit: "0" }), /--concurrency-limit: "0" must be 1 to 10000/);
+  assert.throws(() => jobSpecFrom(["true"], { ...defaults, retryMultiplier: "11" }), /--retry-multiplier: "11" must be a number from 1 to 10/);
+  assert.throws(() => jobSpecFrom(["true"], { ...defaults, retryMultiplier: "x" }), /--retry-multiplier/);
+  assert.throws(() => jobSpecFrom(["true"], { ...defaults, nonRetryableExit: ["2,x"] }), /--non-retryable-exit: "x" is not a whole number/);
+  assert.throws(() => jobSpecFrom(["true"], { ...defaults, retryBackoff: "soon" }), /--retry-backoff: "soon" is not a duration/);
+  assert.throws(() => jobSpecFrom(["true"], { ...defaults, disk: "big" }), /--disk/);
+});
+
+test("a job's details show its concurrency key, retry policy, agents, disk and shell", () => {
+  const spec = create(JobSpecSchema, {
+    exec: { commands: [{ argv: ["make && make test"] }], allowShell: true },
+    concurrencyKey: "deploy-db",
+    retry: { maxRetries: 3, initialBackoff: { seconds: 2n }, nonRetryableExitCodes: [2, 64] },
+    constraints: { agentIds: ["ag_one"], avoidAgentIds: ["ag_bad"] },
+    resources: { diskBytes: 2n ** 30n },
+  });
+  const text = jobDetails(job({ state: JobState.PENDING, spec }), { now: NOW });
+  assert.match(text, /^shell:\s+yes \(\/bin\/sh -c\)$/m);
+  assert.match(text, /^agents:\s+ag_one$/m);
+  assert.match(text, /^avoids agents:\s+ag_bad$/m);
+  assert.match(text, /^resources:\s+cpu -, mem -, disk 1024Mi$/m);
+  assert.match(text, /^retries:\s+3, backoff 2s ×2 up to 5m; exit 2, 64 final$/m);
+  assert.match(text, /^concurrency:\s+key deploy-db, at most 1 at a time$/m);
+  const none = jobDetails(job({ state: JobState.PENDING, spec: { exec: { commands: [{ argv: ["true"] }] }, retry: { maxRetries: 0 } } }), { now: NOW });
+  assert.match(none, /^retries:\s+0$/m);
+  assert.doesNotMatch(none, /^(shell|agents|concurrency):/m);
+});
+
 test("durations in milliseconds parse like 500ms, 10s and 5m", () => {
   assert.equal(parseDurationMs("--grace", "500ms"), 500);
   assert.equal(parseDurationMs("--grace", "10s"), 10_000);

@@ -10,8 +10,9 @@ import {
   type ExplainPlacementResponse,
 } from "../gen/ts/drover/bid/v1/bid_service_pb.ts";
 import type { CommandResult } from "../gen/ts/drover/common/v1/exec_pb.ts";
-import { AttemptState, JobState, type Attempt, type Job, type RunMode } from "../gen/ts/drover/scheduler/v1/scheduler_service_pb.ts";
+import { AttemptState, JobState, type Attempt, type Job, type RetryPolicy, type RunMode } from "../gen/ts/drover/scheduler/v1/scheduler_service_pb.ts";
 import { durationText } from "../lib/host/time.ts";
+import { DEFAULT_RETRY } from "../services/scheduler/retry.ts";
 import { ago, enumText, formatFields, formatTable, labelText } from "./output.ts";
 import { enumWords, parseEnumWord } from "./parse.ts";
 
@@ -149,11 +150,19 @@ export function jobDetails(job: Job, opts: { created?: boolean; bold?: (s: strin
     ["constraints", labelText(spec?.constraints?.labels ?? {})],
     ["priority", String(spec?.priority ?? 0)],
   );
+  if (spec?.exec?.allowShell) fields.push(["shell", "yes (/bin/sh -c)"]);
+  if (spec?.constraints?.agentIds.length) fields.push(["agents", spec.constraints.agentIds.join(", ")]);
+  if (spec?.constraints?.avoidAgentIds.length) fields.push(["avoids agents", spec.constraints.avoidAgentIds.join(", ")]);
   const cpu = spec?.resources?.cpuMillis ?? 0;
   const mem = spec?.resources?.memoryBytes ?? 0n;
-  if (cpu || mem) fields.push(["resources", `cpu ${cpu ? `${cpu / 1000}` : "-"}, mem ${mem ? `${(Number(mem) / 2 ** 20).toFixed(0)}Mi` : "-"}`]);
+  const disk = spec?.resources?.diskBytes ?? 0n;
+  if (cpu || mem || disk) {
+    const mib = (bytes: bigint) => (bytes ? `${(Number(bytes) / 2 ** 20).toFixed(0)}Mi` : "-");
+    fields.push(["resources", `cpu ${cpu ? `${cpu / 1000}` : "-"}, mem ${mib(mem)}${disk ? `, disk ${mib(disk)}` : ""}`]);
+  }
   if (spec?.timeout) fields.push(["timeout", durationText(durationMs(spec.timeout))]);
-  if (spec?.retry) fields.push(["retries", String(spec.retry.maxRetries)]);
+  if (spec?.retry) fields.push(["retries", retryText(spec.retry)]);
+  if (spec?.concurrencyKey) fields.push(["concurrency", `key ${spec.concurrencyKey}, at most ${spec.concurrencyLimit || 1} at a time`]);
   if (spec?.runMode?.mode.case) fields.push(["run mode", runModeText(spec.runMode)]);
   if (job.repeatIndex) fields.push(["repeat", repeatText(job)]);
   if (job.nextJobId) fields.push(["next job", job.nextJobId]);
@@ -189,6 +198,16 @@ export function commandsTable(commands: CommandResult[], job: Job, bold: (s: str
     },
     bold,
   );
+}
+
+/** "4, backoff 1s ×2 up to 5m; exit 2, 64 final": a stated retry policy, defaults filled in as the server does. */
+export function retryText(retry: RetryPolicy): string {
+  const initial = retry.initialBackoff ? durationMs(retry.initialBackoff) : DEFAULT_RETRY.initialMs;
+  const max = retry.maxBackoff ? durationMs(retry.maxBackoff) : DEFAULT_RETRY.maxMs;
+  const multiplier = retry.multiplier || DEFAULT_RETRY.multiplier;
+  const backoff = retry.maxRetries > 0 ? `, backoff ${durationText(initial)} ×${multiplier} up to ${durationText(max)}` : "";
+  const final = retry.nonRetryableExitCodes.length ? `; exit ${retry.nonRetryableExitCodes.join(", ")} final` : "";
+  return `${retry.maxRetries}${backoff}${final}`;
 }
 
 /** "3 times, 5s apart" or "forever, 1s apart": what --times / --forever asked for. */

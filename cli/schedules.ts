@@ -123,7 +123,10 @@ function templateFrom(name: string, argv: string[], opts: ScheduleOptions, cmd: 
   if (opts.run !== undefined) {
     if (argv.length > 0) throw new CliError(Code.InvalidArgument, "--run: a schedule fires either a run or a command (after --), not both");
     const given = JOB_OPTION_KEYS.find((key) => cmd.getOptionValueSource(key) === "cli");
-    if (given) throw new CliError(Code.InvalidArgument, `--${given}: describes a job template; with --run, put it in the spec file's stages`);
+    if (given) {
+      const flag = given.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+      throw new CliError(Code.InvalidArgument, `--${flag}: describes a job template; with --run, put it in the spec file's stages`);
+    }
     return { case: "run" as const, value: readRunSpec(opts.run) };
   }
   if (argv.length === 0) throw new CliError(Code.InvalidArgument, "what to fire: give -- CMD [ARGS...] or --run FILE");
