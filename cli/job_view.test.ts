@@ -161,6 +161,8 @@ test("a job's details show its concurrency key, retry policy, agents, disk and s
   const none = jobDetails(job({ state: JobState.PENDING, spec: { exec: { commands: [{ argv: ["true"] }] }, retry: { maxRetries: 0 } } }), { now: NOW });
   assert.match(none, /^retries:\s+0$/m);
   assert.doesNotMatch(none, /^(shell|agents|concurrency):/m);
+  const once = jobDetails(job({ state: JobState.SUCCEEDED, repeatIndex: 1, spec: { exec: { commands: [{ argv: ["true"] }] } } }), { now: NOW });
+  assert.doesNotMatch(once, /^repeat:/m, "a job without a run mode is not a repeat");
 });
 
 test("durations in milliseconds parse like 500ms, 10s and 5m", () => {

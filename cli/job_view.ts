@@ -164,7 +164,7 @@ export function jobDetails(job: Job, opts: { created?: boolean; bold?: (s: strin
   if (spec?.retry) fields.push(["retries", retryText(spec.retry)]);
   if (spec?.concurrencyKey) fields.push(["concurrency", `key ${spec.concurrencyKey}, at most ${spec.concurrencyLimit || 1} at a time`]);
   if (spec?.runMode?.mode.case) fields.push(["run mode", runModeText(spec.runMode)]);
-  if (job.repeatIndex) fields.push(["repeat", repeatText(job)]);
+  if (job.repeatIndex && spec?.runMode?.mode.case) fields.push(["repeat", repeatText(job)]);
   if (job.nextJobId) fields.push(["next job", job.nextJobId]);
   if (job.runId) fields.push(["run", `${job.runId}, stage ${job.stageName || "-"}`]);
   if (job.scheduleId) fields.push(["schedule", job.scheduleId]);
