@@ -201,14 +201,16 @@ describe("JobRunner", () => {
     await eventually(() => !alive(pid), `background process ${pid} outlived its command`);
   });
 
-  it("stops a command at its own timeout and ends TIMED_OUT", async () => {
-    const run = start({ commands: [{ argv: ["sleep", "30"], timeout: durationFromMs(200) }] });
+  it("stops a command at its own timeout and ends TIMED_OUT, its stderr the command's alone", async () => {
+    const run = start({ commands: [{ argv: ["sh", "-c", "echo before >&2; exec sleep 30"], timeout: durationFromMs(500) }] });
     const started = Date.now();
     const end = await run.done;
-    assert.ok(Date.now() - started < 2_000);
+    assert.ok(Date.now() - started < 2_500);
     assert.equal(AttemptState[end.state], "TIMED_OUT");
-    assert.equal(end.message, "command 1 (sleep) timed out after 0.2 s");
+    assert.equal(end.message, "command 1 (sh) timed out after 0.5 s");
     assert.equal(end.signal, "SIGTERM");
+    // Not the shim's "Terminated" (dash reports a child killed by SIGTERM on its stderr).
+    assert.equal(await readFile(join(run.runner.directory, "cmd-000.stderr.log"), "utf8"), "before\n");
   });
 
   it("stops the attempt at the attempt's timeout, between or during commands, and ends TIMED_OUT", async () => {

@@ -56,13 +56,21 @@ import { statusFileName } from "./bundle.ts";
  * Builtins only after the command ends: the status must be on disk before a
  * SIGKILL at the end of the grace period, even on a loaded machine. It is one
  * short write, read only once the shim is gone.
+ *
+ * The shell's own reports are not the command's output: dash prints
+ * "Terminated" on its stderr when the command it waits for is killed by
+ * SIGTERM (a timeout, a cancel), and that is the attempt's stderr file. So
+ * the shell's stderr is /dev/null, and the command gets the file (fd 3) in a
+ * subshell that execs it: a redirection on the command itself would be the
+ * waiting shell's too while it waits.
  */
 const SHIM = [
   // The shell exports PWD; commands get exactly the environment the spec built.
   'f=$1; m=$2; n=$3; shift 3; unset PWD OLDPWD',
   'trap : TERM INT HUP',
-  'if [ "$m" != 0 ]; then ulimit -v "$m" || exit 125; fi',
-  'if [ "$n" != 0 ]; then nice -n "$n" "$@"; else "$@"; fi',
+  'exec 3>&2 2>/dev/null',
+  'if [ "$m" != 0 ]; then ulimit -v "$m" 2>&3 || exit 125; fi',
+  'if [ "$n" != 0 ]; then (exec 2>&3 3>&-; exec nice -n "$n" "$@"); else (exec 2>&3 3>&-; exec "$@"); fi',
   's=$?',
   'echo "$s" > "$f"',
   'exit "$s"',
