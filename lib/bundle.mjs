@@ -24,7 +24,7 @@
 // so a reader sees an old pair or a new one, never half of either.
 
 import { createHash } from "node:crypto";
-import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { accessSync, constants, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 
@@ -80,6 +80,9 @@ function inputsUnchanged(inputs) {
 }
 
 async function buildBundle(options, cacheDir, name, manifestPath) {
+  // A cache that cannot be written (a read-only install) fails here, before ~0.5 s of building.
+  mkdirSync(cacheDir, { recursive: true });
+  accessSync(cacheDir, constants.W_OK);
   const { build } = await import("esbuild");
   const started = Date.now();
   const result = await build({
@@ -99,7 +102,6 @@ async function buildBundle(options, cacheDir, name, manifestPath) {
   });
   const code = result.outputFiles[0].contents;
   const bundle = `${name}-${createHash("sha256").update(code).digest("hex").slice(0, 16)}.mjs`;
-  mkdirSync(cacheDir, { recursive: true });
   writeAtomically(join(cacheDir, bundle), code);
 
   const inputs = Object.keys(result.metafile.inputs).map((input) => {
