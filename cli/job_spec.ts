@@ -80,7 +80,7 @@ export function addJobOptions(cmd: Command): Command {
     .option("--avoid-agent <id>", "never run on this agent (repeatable)", collect, [])
     .option("--concurrency-key <key>", "jobs with this key run at most --concurrency-limit at a time, across the fleet; the others wait")
     .option("--concurrency-limit <n>", "with --concurrency-key: how many may run at once, 1 to 10000 (default 1)")
-    .option("--retry-backoff <duration>", `the first retry's delay, before jitter (default 1s)`)
+    .option("--retry-backoff <duration>", "the first retry's delay, before jitter (default 1s)")
     .option("--retry-max-backoff <duration>", "the longest delay between retries (default 5m)")
     .option("--retry-multiplier <x>", "how much the delay grows per retry, 1 to 10 (default 2)")
     .option("--non-retryable-exit <codes>", "exit codes that fail the job at once, without a retry: 2 or 2,64 (repeatable)", collect, [])
