@@ -6,23 +6,14 @@
 // less RSS (agent/README.md, "Footprint"). Where no bundle can be built or
 // written, or with DROVER_AGENT_BUNDLE=0, it registers tsx and runs the
 // TypeScript entry point itself.
-import { fileURLToPath, pathToFileURL } from "node:url";
+import { fileURLToPath } from "node:url";
 
-const { currentBundle } = await import("../lib/bundle.mjs");
+const { runEntry } = await import("../lib/bundle.mjs");
 const source = (path) => fileURLToPath(new URL(path, import.meta.url));
-const bundle =
-  process.env.DROVER_AGENT_BUNDLE === "0"
-    ? undefined
-    : await currentBundle({
-        entry: source("./main.ts"),
-        inject: [source("./web_headers.ts")],
-        cacheDir: source("../node_modules/.cache/drover/"),
-        name: "agent",
-      });
-if (bundle) {
-  await import(pathToFileURL(bundle).href);
-} else {
-  const { register } = await import("tsx/esm/api");
-  register();
-  await import("./main.ts");
-}
+await runEntry({
+  entry: source("./main.ts"),
+  inject: [source("./web_headers.ts")],
+  cacheDir: source("../node_modules/.cache/drover/"),
+  name: "agent",
+  bundled: process.env.DROVER_AGENT_BUNDLE !== "0",
+});

@@ -9,7 +9,7 @@ import { after, before, describe, it } from "node:test";
 
 import { AttemptState } from "../gen/ts/drover/fleet/v1/agent_stream_pb.ts";
 import { CREDENTIAL_FILE } from "./credentials.ts";
-import { AGENT_MAIN, REPO, startAgent, within } from "./testing/agent_process.ts";
+import { AGENT_BIN, AGENT_MAIN, REPO, startAgent, within } from "./testing/agent_process.ts";
 import { FakeDocker } from "./testing/fake_docker.ts";
 import { eventually, FakeFleet } from "./testing/fake_fleet.ts";
 
@@ -123,26 +123,34 @@ describe("drover-agent (agent/main.ts)", () => {
     }
   });
 
-  it("runs from its cached bundle as drover-agent (agent/bin.mjs), web_headers.ts as its Headers, and through tsx with DROVER_AGENT_BUNDLE=0", async () => {
+  /**
+   * Starts drover-agent as `entry` (node arguments) with `env`, and checks
+   * that it registers with the version in package.json, sends metrics from
+   * systeminformation, and exits 0 on SIGTERM.
+   */
+  async function runsAgainstFleet(entry: string[], env: Record<string, string> = {}): Promise<void> {
     const version = (JSON.parse(await readFile(join(REPO, "package.json"), "utf8")) as { version: string }).version;
-    for (const env of [{}, { DROVER_AGENT_BUNDLE: "0" }] as Record<string, string>[]) {
-      const dir = await mkdtemp(join(tmpdir(), "drover-agent-bin-"));
-      const agent = startAgent(["--server", fleet.url, "--token", "BIN", "--state-dir", dir], env);
-      try {
-        const stream = await fleet.nextStream(15_000);
-        const hello = await stream.next("hello");
-        assert.equal(hello.registrationToken, "BIN");
-        assert.equal(hello.version, version, "package.json is found beside the sources");
-        stream.welcome({ agentId: "agent-bin-1", agentCredential: "credential-bin-1", heartbeatIntervalMs: 100 });
-        const heartbeat = await stream.next("heartbeat");
-        assert.ok((heartbeat.metrics?.memoryTotalBytes ?? 0n) > 0n, "metrics come from systeminformation");
-        agent.child.kill("SIGTERM");
-        assert.equal(await within(agent.exited, 2_000), 0, `exit code; stderr: ${agent.stderr()}`);
-      } finally {
-        agent.child.kill("SIGKILL");
-        await rm(dir, { recursive: true, force: true });
-      }
+    const dir = await mkdtemp(join(tmpdir(), "drover-agent-entry-"));
+    const agent = startAgent(["--server", fleet.url, "--token", "ENTRY", "--state-dir", dir], env, entry);
+    try {
+      const stream = await fleet.nextStream(15_000);
+      const hello = await stream.next("hello");
+      assert.equal(hello.registrationToken, "ENTRY");
+      assert.equal(hello.version, version, "package.json is found beside the sources");
+      stream.welcome({ agentId: "agent-entry-1", agentCredential: "credential-entry-1", heartbeatIntervalMs: 100 });
+      const heartbeat = await stream.next("heartbeat");
+      assert.ok((heartbeat.metrics?.memoryTotalBytes ?? 0n) > 0n, "metrics come from systeminformation");
+      agent.child.kill("SIGTERM");
+      assert.equal(await within(agent.exited, 2_000), 0, `exit code; stderr: ${agent.stderr()}`);
+    } finally {
+      agent.child.kill("SIGKILL");
+      await rm(dir, { recursive: true, force: true });
     }
+  }
+
+  it("runs from its cached bundle as drover-agent (agent/bin.mjs), web_headers.ts as its Headers, and through tsx with DROVER_AGENT_BUNDLE=0", async () => {
+    await runsAgainstFleet([AGENT_BIN]);
+    await runsAgainstFleet([AGENT_BIN], { DROVER_AGENT_BUNDLE: "0" });
     const manifest = JSON.parse(await readFile(join(REPO, "node_modules", ".cache", "drover", "agent.json"), "utf8")) as {
       options: { entry: string; inject: string[] };
       bundle: string;
@@ -154,25 +162,12 @@ describe("drover-agent (agent/main.ts)", () => {
   it("runs as the bundle scripts/build-agent.sh makes, with plain node and no tsx", async () => {
     // Inside the repository, so the bundle finds systeminformation in node_modules.
     const bundle = join(REPO, "dist", `drover-agent-test-${process.pid}.mjs`);
-    const bundleState = await mkdtemp(join(tmpdir(), "drover-agent-bundle-"));
     try {
       const built = spawnSync("bash", [join(REPO, "scripts", "build-agent.sh"), bundle], { cwd: REPO, encoding: "utf8" });
       assert.equal(built.status, 0, built.stderr);
-      const agent = startAgent(["--server", fleet.url, "--token", "B", "--state-dir", bundleState], {}, [bundle]);
-      try {
-        const stream = await fleet.nextStream(15_000);
-        assert.equal((await stream.next("hello")).registrationToken, "B");
-        stream.welcome({ agentId: "agent-bundle-1", agentCredential: "credential-bundle-1", heartbeatIntervalMs: 100 });
-        const heartbeat = await stream.next("heartbeat");
-        assert.ok((heartbeat.metrics?.memoryTotalBytes ?? 0n) > 0n, "metrics come from systeminformation");
-        agent.child.kill("SIGTERM");
-        assert.equal(await within(agent.exited, 2_000), 0, `exit code; stderr: ${agent.stderr()}`);
-      } finally {
-        agent.child.kill("SIGKILL");
-      }
+      await runsAgainstFleet([bundle]);
     } finally {
       await rm(bundle, { force: true });
-      await rm(bundleState, { recursive: true, force: true });
     }
   });
 });

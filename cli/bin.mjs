@@ -8,26 +8,17 @@
 // `drover --version` (alone) is answered before any of that: scripts and
 // shells call it to check for the tool, and Node itself starts in ~0.1 s.
 import { readFileSync } from "node:fs";
-import { fileURLToPath, pathToFileURL } from "node:url";
+import { fileURLToPath } from "node:url";
 
 const args = process.argv.slice(2);
 if (args.length === 1 && (args[0] === "--version" || args[0] === "-v")) {
   process.stdout.write(`${JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")).version}\n`);
 } else {
-  const { currentBundle } = await import("../lib/bundle.mjs");
-  const bundle =
-    process.env.DROVER_CLI_BUNDLE === "0"
-      ? undefined
-      : await currentBundle({
-          entry: fileURLToPath(new URL("./main.ts", import.meta.url)),
-          cacheDir: fileURLToPath(new URL("../node_modules/.cache/drover/", import.meta.url)),
-          name: "cli",
-        });
-  if (bundle) {
-    await import(pathToFileURL(bundle).href);
-  } else {
-    const { register } = await import("tsx/esm/api");
-    register();
-    await import("./main.ts");
-  }
+  const { runEntry } = await import("../lib/bundle.mjs");
+  await runEntry({
+    entry: fileURLToPath(new URL("./main.ts", import.meta.url)),
+    cacheDir: fileURLToPath(new URL("../node_modules/.cache/drover/", import.meta.url)),
+    name: "cli",
+    bundled: process.env.DROVER_CLI_BUNDLE !== "0",
+  });
 }

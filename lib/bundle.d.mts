@@ -16,3 +16,10 @@ export function currentBundle(options: {
   inject?: string[];
   onError?: (err: unknown) => void;
 }): Promise<string | undefined>;
+
+/**
+ * Runs `entry`: imports its current bundle (currentBundle), or, with
+ * `bundled` false or where no bundle can be had, registers tsx and imports
+ * the TypeScript itself. What cli/bin.mjs and agent/bin.mjs do.
+ */
+export function runEntry(options: { entry: string; cacheDir: string; name: string; inject?: string[]; bundled?: boolean }): Promise<unknown>;

@@ -60,6 +60,21 @@ export async function currentBundle({ entry, cacheDir, name, inject = [], onErro
   }
 }
 
+/**
+ * Runs `entry`: imports its current bundle (currentBundle), or, with
+ * `bundled` false or where no bundle can be had, registers tsx and imports
+ * the TypeScript itself. What cli/bin.mjs and agent/bin.mjs do.
+ *
+ * @param {{ entry: string, cacheDir: string, name: string, inject?: string[], bundled?: boolean }} options
+ */
+export async function runEntry({ bundled = true, ...options }) {
+  const bundle = bundled ? await currentBundle(options) : undefined;
+  if (bundle) return import(pathToFileURL(bundle).href);
+  const { register } = await import("tsx/esm/api");
+  register();
+  return import(pathToFileURL(options.entry).href);
+}
+
 /** The manifest at `path`, or undefined when there is none or it is not this format's. */
 function readManifest(path) {
   try {
