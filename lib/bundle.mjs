@@ -4,7 +4,7 @@
 // `drover` (cli/bin.mjs) and `drover-agent` (agent/bin.mjs) run from their
 // bundles. Through tsx every `drover` command spent ~0.8 s of CPU
 // registering the loader and compiling and resolving ~360 modules one by
-// one; from the bundle it starts in ~0.15 s. An agent from its bundle has no
+// one; from the bundle it starts in ~0.2 s. An agent from its bundle has no
 // tsx loader thread, whose V8 heap is ~30 MiB of its RSS (agent/README.md,
 // "Footprint"). Plain JavaScript, because it runs before anything that could
 // load TypeScript.
