@@ -13,7 +13,6 @@ const source = (path) => fileURLToPath(new URL(path, import.meta.url));
 await runEntry({
   entry: source("./main.ts"),
   inject: [source("./web_headers.ts")],
-  cacheDir: source("../node_modules/.cache/drover/"),
   name: "agent",
   bundled: process.env.DROVER_AGENT_BUNDLE !== "0",
 });

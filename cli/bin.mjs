@@ -17,7 +17,6 @@ if (args.length === 1 && (args[0] === "--version" || args[0] === "-v")) {
   const { runEntry } = await import("../lib/bundle.mjs");
   await runEntry({
     entry: fileURLToPath(new URL("./main.ts", import.meta.url)),
-    cacheDir: fileURLToPath(new URL("../node_modules/.cache/drover/", import.meta.url)),
     name: "cli",
     bundled: process.env.DROVER_CLI_BUNDLE !== "0",
   });

@@ -17,9 +17,13 @@ export function currentBundle(options: {
   onError?: (err: unknown) => void;
 }): Promise<string | undefined>;
 
+/** Where cli/bin.mjs and agent/bin.mjs keep their bundles: node_modules/.cache/drover in this repository. */
+export const REPOSITORY_CACHE: string;
+
 /**
- * Runs `entry`: imports its current bundle (currentBundle), or, with
- * `bundled` false or where no bundle can be had, registers tsx and imports
- * the TypeScript itself. What cli/bin.mjs and agent/bin.mjs do.
+ * Runs `entry`: imports its current bundle (currentBundle, in
+ * REPOSITORY_CACHE), or, with `bundled` false or where no bundle can be
+ * had, registers tsx and imports the TypeScript itself. What cli/bin.mjs
+ * and agent/bin.mjs do.
  */
-export function runEntry(options: { entry: string; cacheDir: string; name: string; inject?: string[]; bundled?: boolean }): Promise<unknown>;
+export function runEntry(options: { entry: string; name: string; inject?: string[]; bundled?: boolean }): Promise<unknown>;

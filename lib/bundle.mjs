@@ -26,7 +26,10 @@
 import { createHash } from "node:crypto";
 import { accessSync, constants, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
-import { pathToFileURL } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
+
+/** Where cli/bin.mjs and agent/bin.mjs keep their bundles: node_modules/.cache/drover in this repository. */
+export const REPOSITORY_CACHE = fileURLToPath(new URL("../node_modules/.cache/drover/", import.meta.url));
 
 /** Bumped when the way a bundle is built changes, so older bundles are rebuilt. */
 const FORMAT = 1;
@@ -61,14 +64,15 @@ export async function currentBundle({ entry, cacheDir, name, inject = [], onErro
 }
 
 /**
- * Runs `entry`: imports its current bundle (currentBundle), or, with
- * `bundled` false or where no bundle can be had, registers tsx and imports
- * the TypeScript itself. What cli/bin.mjs and agent/bin.mjs do.
+ * Runs `entry`: imports its current bundle (currentBundle, in
+ * REPOSITORY_CACHE), or, with `bundled` false or where no bundle can be
+ * had, registers tsx and imports the TypeScript itself. What cli/bin.mjs
+ * and agent/bin.mjs do.
  *
- * @param {{ entry: string, cacheDir: string, name: string, inject?: string[], bundled?: boolean }} options
+ * @param {{ entry: string, name: string, inject?: string[], bundled?: boolean }} options
  */
 export async function runEntry({ bundled = true, ...options }) {
-  const bundle = bundled ? await currentBundle(options) : undefined;
+  const bundle = bundled ? await currentBundle({ ...options, cacheDir: REPOSITORY_CACHE }) : undefined;
   if (bundle) return import(pathToFileURL(bundle).href);
   const { register } = await import("tsx/esm/api");
   register();

@@ -84,7 +84,7 @@ describe("currentBundle", () => {
     }
   });
 
-  test("injects a module's exports in place of the globals of the same name, and builds again when the injected modules change", async () => {
+  test("injects a module's exports in place of the globals of the same name, and builds again when the list of injected modules changes", async () => {
     const cacheDir = join(dir, "cache-inject");
     const headers = join(project, "headers.ts");
     writeFileSync(headers, "export class Headers {\n  readonly injected = true;\n}\n");
