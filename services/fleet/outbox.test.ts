@@ -54,6 +54,23 @@ function contract(name: string, open: () => Promise<Database & { cleanup?: () =>
       assert.deepEqual(rows.map((r) => [r.message_id, Number(r.bytes) > 0]), [["assign:x1", false], ["assign:x2", true]]);
     });
 
+    it("acks of several agents that arrive together each count their own agent's messages", async () => {
+      await outbox.storeMany([
+        { agentId: "a1", message: assignment("z1") },
+        { agentId: "a1", message: assignment("z2") },
+        { agentId: "a2", message: assignment("z3") },
+      ]);
+      // One statement for all three (they wait together); an id acks only its own agent's row.
+      const counts = await Promise.all([
+        outbox.ack("a1", ["assign:z1", "assign:z3"]),
+        outbox.ack("a2", ["assign:z1", "assign:z3"]),
+        outbox.ack("a1", ["assign:z2", "assign:z2"]),
+      ]);
+      assert.deepEqual(counts, [1, 1, 1]);
+      assert.deepEqual((await outbox.unacked("a1")).map((m) => m.messageId), ["assign:x2"]);
+      assert.deepEqual((await outbox.unacked("a2")).map((m) => m.messageId), ["assign:x4"]);
+    });
+
     it("an ack sent while its messages are being stored finds them", async () => {
       const messages = Array.from({ length: 200 }, (_, i) => ({ agentId: "a2", message: assignment(`y${i}`) }));
       // On PostgreSQL, hold the INSERT back: it waits for a lock on the agent's row (its foreign

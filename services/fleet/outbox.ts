@@ -9,6 +9,7 @@ import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import type { PrismaClient } from "../../gen/prisma/fleet/client.ts";
 import { ConnectResponseSchema, type ConnectResponse } from "../../gen/ts/drover/fleet/v1/agent_stream_pb.ts";
 import { isUniqueViolation } from "../../lib/db/errors.ts";
+import { Batcher } from "../../lib/batcher.ts";
 import { encodeOnce } from "../../lib/encode_once.ts";
 import type { SqlExecutor } from "../../lib/db/executor.ts";
 
@@ -145,17 +146,33 @@ export class Outbox {
     // the ack must not look for its row before the INSERT is done.
     const pending = this.storing.get(agentId);
     if (pending) await Promise.allSettled(pending);
-    const [row] = await this.sql.query<{ n: number }>(
-      `WITH acked AS (
-         UPDATE "fleet"."agent_messages" SET "acked_at" = $3::timestamptz, "payload" = ''::bytea
-          WHERE "agent_id" = $1 AND "acked_at" IS NULL
-            AND "message_id" IN (SELECT jsonb_array_elements_text($2::jsonb))
-         RETURNING 1
-       ) SELECT count(*)::int AS n FROM acked`,
-      [agentId, JSON.stringify(messageIds), this.now().toISOString()],
-    );
-    return row?.n ?? 0;
+    return this.acks.add({ agentId, messageIds });
   }
+
+  /**
+   * Every stream's acks that wait at once, in one UPDATE: with 50 agents
+   * acknowledging every 50 ms, a statement per Ack was a statement per job.
+   */
+  private readonly acks = new Batcher<{ agentId: string; messageIds: readonly string[] }, number>(
+    async (items) => {
+      const rows = items.flatMap(({ agentId, messageIds }, ord) => messageIds.map((message_id) => ({ ord, agent_id: agentId, message_id })));
+      const counted = await this.sql.query<{ ord: number; n: number }>(
+        `WITH input AS (
+           SELECT * FROM jsonb_to_recordset($1::jsonb) AS t(ord int, agent_id text, message_id text)
+         ), acked AS (
+           UPDATE "fleet"."agent_messages" m SET "acked_at" = $2::timestamptz, "payload" = ''::bytea
+             FROM input i
+            WHERE m.agent_id = i.agent_id AND m.message_id = i.message_id AND m.acked_at IS NULL
+           RETURNING i.ord
+         ) SELECT ord, count(*)::int AS n FROM acked GROUP BY ord`,
+        [JSON.stringify(rows), this.now().toISOString()],
+      );
+      const n = new Array<number>(items.length).fill(0);
+      for (const r of counted) n[r.ord] = r.n;
+      return n;
+    },
+    { maxSize: 500 },
+  );
 
   /** Deletes acknowledged messages older than the retention. */
   async prune(): Promise<number> {
