@@ -23,7 +23,7 @@ const schedulingDefaults: SchedulingSettings = {
   sweepIntervalMs: 1000,
   waitRetryMs: 10_000,
   bidWindowMs: 50,
-  offersPerJob: 2,
+  offersPerJob: 4,
   auctionRounds: 4,
   allowShell: false,
 };
@@ -281,7 +281,7 @@ describe("fleet settings", () => {
       DROVER_SCHEDULER_SWEEP_MS: "50",
       DROVER_WAIT_RETRY_MS: "500",
       DROVER_BID_WINDOW_MS: "20",
-      DROVER_OFFERS_PER_JOB: "3",
+      DROVER_OFFERS_PER_JOB: "2",
       DROVER_AUCTION_ROUNDS: "2",
       DROVER_ALLOW_SHELL: "true",
     };
@@ -292,7 +292,7 @@ describe("fleet settings", () => {
       sweepIntervalMs: 50,
       waitRetryMs: 500,
       bidWindowMs: 20,
-      offersPerJob: 3,
+      offersPerJob: 2,
       auctionRounds: 2,
       allowShell: true,
     });

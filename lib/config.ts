@@ -165,7 +165,7 @@ export interface SchedulingSettings {
   waitRetryMs: number;
   /** How long an auction collects bids (DROVER_BID_WINDOW_MS), default 50. */
   bidWindowMs: number;
-  /** How many eligible agents get each offer: the k of power-of-k choices (DROVER_OFFERS_PER_JOB), default 2. */
+  /** How many eligible agents get each offer: the k of power-of-k choices (DROVER_OFFERS_PER_JOB), default 4 (bench/README.md, scheduling: "Four offers per auctioned job"). */
   offersPerJob: number;
   /** How many auction rounds (claim, offers, placements) a Bid replica keeps in flight (DROVER_AUCTION_ROUNDS), default 4. */
   auctionRounds: number;
@@ -182,7 +182,7 @@ function readSchedulingSettings(r: EnvReader): SchedulingSettings {
     sweepIntervalMs: r.integer("DROVER_SCHEDULER_SWEEP_MS", 1000, 10, 60_000),
     waitRetryMs: r.integer("DROVER_WAIT_RETRY_MS", 10_000, 10, DAY),
     bidWindowMs: r.integer("DROVER_BID_WINDOW_MS", 50, 1, 10_000),
-    offersPerJob: r.integer("DROVER_OFFERS_PER_JOB", 2, 1, 64),
+    offersPerJob: r.integer("DROVER_OFFERS_PER_JOB", 4, 1, 64),
     auctionRounds: r.integer("DROVER_AUCTION_ROUNDS", 4, 1, 32),
     allowShell: r.oneOf("DROVER_ALLOW_SHELL", "false", ["true", "false"] as const) === "true",
   };
