@@ -10,6 +10,10 @@
 //   3. where the time goes: bare `node`, `node --import tsx`, and loading
 //      each wiring's module graph without starting it.
 //
+// 1 and 2 start each process as users do, `node services/bin.mjs NAME`,
+// from its bundle (built by the unmeasured first start), and then as
+// before the bundle, `node --import tsx services/NAME/main.ts`.
+//
 // Run alone with `node --import tsx bench/startup.ts`; `npm run bench` runs it
 // with the others. Results: bench/results/startup.json.
 
@@ -110,20 +114,27 @@ function summaryOf(samples: StartSample[]) {
   };
 }
 
-async function measureDev(cleanup: Cleanup) {
+/** How a service process is started: from its bundle (services/bin.mjs, what users run) or its sources through tsx. */
+type Form = "bundle" | "tsx";
+
+function serviceArgs(form: Form, name: string, args: string[] = []): string[] {
+  return form === "bundle" ? ["services/bin.mjs", name, ...args] : ["--import", "tsx", `services/${name}/main.ts`, ...args];
+}
+
+async function measureDev(cleanup: Cleanup, form: Form) {
   const dataDir = mkdtempSync(join(tmpdir(), "drover-bench-dev-"));
   cleanup.defer(`remove ${dataDir}`, () => rmSync(dataDir, { recursive: true, force: true }));
-  const args = ["--import", "tsx", "services/dev/main.ts", "--data-dir", dataDir];
+  const args = serviceArgs(form, "dev", ["--data-dir", dataDir]);
   // Not measured: creates the embedded database and the admin token.
   const init = await startOnce(cleanup, "dev (initialise)", args, {}, "drover dev mode ready");
   const samples = await repeat(N, () => startOnce(cleanup, "dev", args, {}, "drover dev mode ready"));
   return { initialiseMs: init.spawnToServingMs, ...summaryOf(samples) };
 }
 
-async function measureSplit(cleanup: Cleanup) {
+async function measureSplit(cleanup: Cleanup, form: Form) {
   const { env } = await splitBackends(cleanup);
-  const fleetArgs = ["--import", "tsx", "services/fleet/main.ts"];
-  const schedulerArgs = ["--import", "tsx", "services/scheduler/main.ts"];
+  const fleetArgs = serviceArgs(form, "fleet");
+  const schedulerArgs = serviceArgs(form, "scheduler");
 
   // Not measured: each service applies its migrations on its first start.
   const fleetMigrate = await startOnce(cleanup, "fleet (migrate)", fleetArgs, env, "ready");
@@ -210,9 +221,12 @@ await runBenchmark("startup", async (cleanup) => {
   progress("startup: module loading");
   const loading = await measureLoading();
   progress("startup: dev mode");
-  const dev = await measureDev(cleanup);
+  const dev = await measureDev(cleanup, "bundle");
   progress("startup: split mode (fleet, scheduler)");
-  const split = await measureSplit(cleanup);
+  const split = await measureSplit(cleanup, "bundle");
+  progress("startup: dev and split mode through tsx");
+  const devTsx = await measureDev(cleanup, "tsx");
+  const splitTsx = await measureSplit(cleanup, "tsx");
 
   const ms = (s: Summary) => fmtSummary(s);
   const med = (s: Summary) => `${Math.round(s.median)} ms`;
@@ -227,6 +241,9 @@ await runBenchmark("startup", async (cleanup) => {
     ["scheduler: spawn → first SERVING health answer", ms(split.scheduler.spawnToServingMs), verdict(split.scheduler.spawnToServingMs, SPLIT_TARGET_MS)],
     ["scheduler:   of which in-process start (log `ms`)", ms(split.scheduler.inProcessMs), ""],
     ["split: SIGTERM → exit (fleet / scheduler median)", `${med(split.fleet.stopMs)} / ${med(split.scheduler.stopMs)}`, ""],
+    ["through tsx: dev, spawn → SERVING", ms(devTsx.spawnToServingMs), "node --import tsx services/dev/main.ts, as before services/bin.mjs"],
+    ["through tsx: fleet, spawn → SERVING", ms(splitTsx.fleet.spawnToServingMs), ""],
+    ["through tsx: scheduler, spawn → SERVING", ms(splitTsx.scheduler.spawnToServingMs), ""],
     ["load: node -e 0", ms(loading.nodeBare), "bare Node"],
     ["load: node --import tsx -e 0", ms(loading.nodeTsx), "Node + tsx hooks"],
     ["load: import services/split.ts (tsx)", ms(loading.splitGraph), "split-mode module graph, not started"],
@@ -236,10 +253,11 @@ await runBenchmark("startup", async (cleanup) => {
     ),
   ];
   const conclusion = [
-    `Split-mode start (median ${Math.round(split.fleet.spawnToServingMs.median)} ms fleet): ` +
-      `~${Math.round(loading.splitGraph.median)} ms is Node+tsx loading the module graph ` +
-      `(${Math.round(loading.nodeTsx.median)} ms of it Node+tsx alone), ~${Math.round(split.fleet.inProcessMs.median)} ms is the service starting.`,
-    `Dev-mode start (median ${Math.round(dev.spawnToServingMs.median)} ms): ~${Math.round(loading.devGraph.median)} ms loading, ` +
+    `Split-mode start from the bundle (median ${Math.round(split.fleet.spawnToServingMs.median)} ms fleet, ` +
+      `${Math.round(split.scheduler.spawnToServingMs.median)} ms scheduler; through tsx ${Math.round(splitTsx.fleet.spawnToServingMs.median)} / ` +
+      `${Math.round(splitTsx.scheduler.spawnToServingMs.median)} ms): ~${Math.round(split.fleet.inProcessMs.median)} ms of it is the service starting ` +
+      `(through tsx, loading the module graph took ~${Math.round(loading.splitGraph.median)} ms, ${Math.round(loading.nodeTsx.median)} ms of it Node+tsx alone).`,
+    `Dev-mode start from the bundle (median ${Math.round(dev.spawnToServingMs.median)} ms; through tsx ${Math.round(devTsx.spawnToServingMs.median)} ms): ` +
       `~${Math.round(dev.inProcessMs.median)} ms starting (mostly PGlite).`,
   ];
   printTable(`startup (N=${N}; min / median / max)`, table);
@@ -251,7 +269,7 @@ await runBenchmark("startup", async (cleanup) => {
     durationSec: round((performance.now() - began) / 1000),
     table,
     conclusion,
-    details: { n: N, targetsMs: { dev: DEV_TARGET_MS, split: SPLIT_TARGET_MS }, loading, dev, split },
+    details: { n: N, targetsMs: { dev: DEV_TARGET_MS, split: SPLIT_TARGET_MS }, started: "node services/bin.mjs NAME (the bundle)", loading, dev, split, tsx: { dev: devTsx, split: splitTsx } },
   });
   console.log(`results: ${file}`);
 });

@@ -11,10 +11,9 @@ export function devCommand(): Command {
     .description("run the whole control plane in one process (same as npm start); data in ./.drover")
     .option("--data-dir <dir>", "where the database and admin token live (default: $DROVER_DATA_DIR or ./.drover)")
     .action((opts: { dataDir?: string }) => {
-      const main = fileURLToPath(new URL("../services/dev/main.ts", import.meta.url));
-      // tsx is resolved from here, so `drover dev` works from any directory.
-      const tsx = import.meta.resolve("tsx");
-      const args = ["--import", tsx, main, ...(opts.dataDir ? ["--data-dir", opts.dataDir] : [])];
+      // services/bin.mjs runs dev mode from its bundle (or through tsx where it cannot be built).
+      const bin = fileURLToPath(new URL("../services/bin.mjs", import.meta.url));
+      const args = [bin, "dev", ...(opts.dataDir ? ["--data-dir", opts.dataDir] : [])];
       const child = spawn(process.execPath, args, { stdio: "inherit" });
       // The child gets Ctrl-C from the terminal itself; forward what arrives only to us.
       for (const signal of ["SIGINT", "SIGTERM"] as const) process.on(signal, () => child.kill(signal));

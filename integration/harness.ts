@@ -35,17 +35,20 @@ export interface DroverProcess {
 }
 
 /**
- * Spawns `node --import tsx <script>` and resolves once it logs `readyMsg`
- * with its URLs. Rejects (and kills it) if it exits or stays silent for `timeoutMs`.
+ * Spawns `node services/bin.mjs <service>` (dev mode or a split-mode
+ * service, from its bundle, as users start it) and resolves once it logs
+ * `readyMsg` with its URLs. Rejects (and kills it) if it exits or stays
+ * silent for `timeoutMs`.
  */
 export async function spawnDrover(
-  script: string,
+  service: string,
   args: string[],
   env: Record<string, string>,
   readyMsg: string,
   timeoutMs = 30_000,
 ): Promise<DroverProcess> {
-  const child = spawn(process.execPath, ["--import", "tsx", script, ...args], {
+  const script = `services/bin.mjs ${service}`;
+  const child = spawn(process.execPath, ["services/bin.mjs", service, ...args], {
     cwd: ROOT,
     env: { ...process.env, DROVER_GRPC_PORT: "0", DROVER_HTTP_PORT: "0", DROVER_LOG_LEVEL: "info", ...env },
     stdio: ["ignore", "pipe", "pipe"],
@@ -130,7 +133,7 @@ export interface DevProcess extends DroverProcess {
  */
 export async function startDev(opts: { dataDir?: string; prepared?: boolean; env?: Record<string, string> } = {}): Promise<DevProcess> {
   const dataDir = opts.dataDir ?? (opts.prepared ? await preparedDataDir() : tempDir("drover-dev-"));
-  const proc = await spawnDrover("services/dev/main.ts", ["--data-dir", dataDir], opts.env ?? {}, "drover dev mode ready", 60_000);
+  const proc = await spawnDrover("dev", ["--data-dir", dataDir], opts.env ?? {}, "drover dev mode ready", 60_000);
   const adminToken = readFileSync(join(dataDir, "admin-token"), "utf8").trim();
   return { ...proc, dataDir, adminToken };
 }
@@ -147,7 +150,7 @@ export interface SplitEnv {
 /** Starts one split-mode service process. */
 export function startSplit(service: string, env: SplitEnv, extra: Record<string, string> = {}): Promise<DroverProcess> {
   return spawnDrover(
-    `services/${service}/main.ts`,
+    service,
     [],
     {
       DATABASE_URL: env.databaseUrl,

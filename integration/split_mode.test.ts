@@ -138,7 +138,7 @@ describe("split mode", { skip: postgresUrl === null || redisUrl === null ? "need
   });
 
   it("a bad configuration stops the process with a message that names the variable", async () => {
-    const child = spawn(process.execPath, ["--import", "tsx", "services/scheduler/main.ts"], {
+    const child = spawn(process.execPath, ["services/bin.mjs", "scheduler"], {
       cwd: ROOT,
       env: { ...process.env, DATABASE_URL: "mysql://nope", REDIS_URL: redisUrl!, DROVER_ADMIN_TOKEN: env.adminToken, DROVER_FLEET_URL: env.fleetUrl!, DROVER_GRPC_PORT: "seventy" },
       stdio: ["ignore", "ignore", "pipe"],

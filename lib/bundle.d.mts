@@ -5,19 +5,22 @@
  * The path of a bundle of `entry` current with every file in it, built into
  * `cacheDir` (as `NAME-HASH.mjs` beside `NAME.json`) when there is none.
  * `inject`: modules whose exports replace the globals of the same name
- * within the bundle (esbuild's inject). Undefined when it cannot be built
- * or written there, and the caller should run the sources instead;
- * `onError` hears why.
+ * within the bundle (esbuild's inject). `packages`: "external" leaves npm
+ * packages out, imported from node_modules at run time as before (for
+ * packages that find their own files, as PGlite does its WebAssembly).
+ * Undefined when it cannot be built or written there, and the caller
+ * should run the sources instead; `onError` hears why.
  */
 export function currentBundle(options: {
   entry: string;
   cacheDir: string;
   name: string;
   inject?: string[];
+  packages?: "bundle" | "external";
   onError?: (err: unknown) => void;
 }): Promise<string | undefined>;
 
-/** Where cli/bin.mjs and agent/bin.mjs keep their bundles: node_modules/.cache/drover in this repository. */
+/** Where cli/bin.mjs, agent/bin.mjs and services/bin.mjs keep their bundles: node_modules/.cache/drover in this repository. */
 export const REPOSITORY_CACHE: string;
 
 /**
@@ -26,4 +29,4 @@ export const REPOSITORY_CACHE: string;
  * had, registers tsx and imports the TypeScript itself. What cli/bin.mjs
  * and agent/bin.mjs do.
  */
-export function runEntry(options: { entry: string; name: string; inject?: string[]; bundled?: boolean }): Promise<unknown>;
+export function runEntry(options: { entry: string; name: string; inject?: string[]; packages?: "bundle" | "external"; bundled?: boolean }): Promise<unknown>;

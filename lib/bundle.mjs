@@ -1,8 +1,9 @@
 // An entry point's TypeScript sources and packages bundled once into one ES
 // module, kept in a cache directory and rebuilt when any file in it changed.
 //
-// `drover` (cli/bin.mjs) and `drover-agent` (agent/bin.mjs) run from their
-// bundles. Through tsx every `drover` command spent ~0.8 s of CPU
+// `drover` (cli/bin.mjs), `drover-agent` (agent/bin.mjs) and the services
+// (services/bin.mjs: dev mode, which `npm start` runs, and each split-mode
+// service) run from their bundles. Through tsx every `drover` command spent ~0.8 s of CPU
 // registering the loader and compiling and resolving ~360 modules one by
 // one; from the bundle it starts in ~0.2 s. An agent from its bundle has no
 // tsx loader thread, whose V8 heap is ~30 MiB of its RSS (agent/README.md,
@@ -28,7 +29,7 @@ import { accessSync, constants, mkdirSync, readdirSync, readFileSync, renameSync
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 
-/** Where cli/bin.mjs and agent/bin.mjs keep their bundles: node_modules/.cache/drover in this repository. */
+/** Where cli/bin.mjs, agent/bin.mjs and services/bin.mjs keep their bundles: node_modules/.cache/drover in this repository. */
 export const REPOSITORY_CACHE = fileURLToPath(new URL("../node_modules/.cache/drover/", import.meta.url));
 
 /** Bumped when the way a bundle is built changes, so older bundles are rebuilt. */
@@ -41,17 +42,19 @@ const STALE_BUNDLE_MS = 60_000;
  * The path of a bundle of `entry` current with every file in it, built into
  * `cacheDir` (as `NAME-HASH.mjs` beside `NAME.json`) when there is none.
  * `inject`: modules whose exports replace the globals of the same name
- * within the bundle (esbuild's inject). Undefined when it cannot be built
- * or written there, and the caller should run the sources instead;
- * `onError` hears why.
+ * within the bundle (esbuild's inject). `packages`: "external" leaves npm
+ * packages out, imported from node_modules at run time as before (for
+ * packages that find their own files, as PGlite does its WebAssembly).
+ * Undefined when it cannot be built or written there, and the caller
+ * should run the sources instead; `onError` hears why.
  *
- * @param {{ entry: string, cacheDir: string, name: string, inject?: string[], onError?: (err: unknown) => void }} options
+ * @param {{ entry: string, cacheDir: string, name: string, inject?: string[], packages?: "bundle" | "external", onError?: (err: unknown) => void }} options
  * @returns {Promise<string | undefined>}
  */
-export async function currentBundle({ entry, cacheDir, name, inject = [], onError }) {
+export async function currentBundle({ entry, cacheDir, name, inject = [], packages = "bundle", onError }) {
   const manifestPath = join(cacheDir, `${name}.json`);
   const manifest = readManifest(manifestPath);
-  const options = { entry, inject };
+  const options = { entry, inject, packages };
   if (manifest && JSON.stringify(manifest.options) === JSON.stringify(options) && inputsUnchanged(manifest.inputs)) {
     return join(cacheDir, manifest.bundle);
   }
@@ -69,7 +72,7 @@ export async function currentBundle({ entry, cacheDir, name, inject = [], onErro
  * had, registers tsx and imports the TypeScript itself. What cli/bin.mjs
  * and agent/bin.mjs do.
  *
- * @param {{ entry: string, name: string, inject?: string[], bundled?: boolean }} options
+ * @param {{ entry: string, name: string, inject?: string[], packages?: "bundle" | "external", bundled?: boolean }} options
  */
 export async function runEntry({ bundled = true, ...options }) {
   const bundle = bundled ? await currentBundle({ ...options, cacheDir: REPOSITORY_CACHE }) : undefined;
@@ -108,6 +111,7 @@ async function buildBundle(options, cacheDir, name, manifestPath) {
     entryPoints: [options.entry],
     inject: options.inject,
     bundle: true,
+    packages: options.packages,
     platform: "node",
     format: "esm",
     target: "node20",

@@ -99,6 +99,28 @@ describe("currentBundle", () => {
     assert.deepEqual(JSON.parse((await run(process.execPath, [injected])).stdout), { injected: true });
   });
 
+  test("leaves npm packages out with packages: external, so a package finds its own files, and builds again when that option changes", async () => {
+    const cacheDir = join(dir, "cache-packages");
+    // A package that says where it runs from, as PGlite finds its WebAssembly beside itself.
+    const pkg = join(project, "node_modules", "where-am-i");
+    mkdirSync(pkg, { recursive: true });
+    writeFileSync(join(pkg, "package.json"), JSON.stringify({ name: "where-am-i", type: "module", exports: "./index.js" }));
+    writeFileSync(join(pkg, "index.js"), "export const where = import.meta.url;\n");
+    const printer = join(project, "print_where.ts");
+    writeFileSync(printer, 'import { where } from "where-am-i";\nconsole.log(JSON.stringify({ where }));\n');
+    const inlined = await currentBundle({ entry: printer, cacheDir, name: "where" });
+    assert.ok(inlined);
+    assert.deepEqual(JSON.parse((await run(process.execPath, [inlined])).stdout), { where: pathToFileURL(inlined).href });
+    // An external package is imported from where the bundle is: the cache must be in the project, as node_modules/.cache/drover is.
+    const external = await currentBundle({ entry: printer, cacheDir: join(project, "node_modules", ".cache", "t"), name: "where", packages: "external" });
+    assert.ok(external);
+    assert.doesNotMatch(readFileSync(external, "utf8"), /export const where/);
+    assert.deepEqual(JSON.parse((await run(process.execPath, [external])).stdout), { where: pathToFileURL(join(pkg, "index.js")).href });
+    const again = await currentBundle({ entry: printer, cacheDir, name: "where", packages: "external" });
+    assert.ok(again);
+    assert.notEqual(again, inlined, "a bundle built with packages inlined is not current for packages: external");
+  });
+
   test("gives undefined, and says why, when the sources do not build or the cache cannot be written", async () => {
     const broken = join(project, "broken.ts");
     writeFileSync(broken, 'import { missing } from "./nowhere.ts";\nconsole.log(missing);\n');
