@@ -152,10 +152,10 @@ describe("drover-agent (agent/main.ts)", () => {
     await runsAgainstFleet([AGENT_BIN]);
     await runsAgainstFleet([AGENT_BIN], { DROVER_AGENT_BUNDLE: "0" });
     const manifest = JSON.parse(await readFile(join(REPO, "node_modules", ".cache", "drover", "agent.json"), "utf8")) as {
-      options: { entry: string; inject: string[] };
+      options: { entry: string; inject: string[]; packages: string };
       bundle: string;
     };
-    assert.deepEqual(manifest.options, { entry: AGENT_MAIN, inject: [join(REPO, "agent", "web_headers.ts")] });
+    assert.deepEqual(manifest.options, { entry: AGENT_MAIN, inject: [join(REPO, "agent", "web_headers.ts")], packages: "bundle" });
     assert.ok((await stat(join(REPO, "node_modules", ".cache", "drover", manifest.bundle))).size > 0);
   });
 
