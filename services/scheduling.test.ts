@@ -275,6 +275,50 @@ describe("scheduling", () => {
     assert.equal(a.assignments.length + b.assignments.length, 5);
   });
 
+  it("keeps a job's place while its offered agent does not answer: a job of its key submitted after it does not go first", async () => {
+    const started: { jobId: string; attemptId: string }[] = [];
+    const hold = (x: Assignment, agent: BiddingAgent) => {
+      started.push({ jobId: x.jobId, attemptId: x.attemptId });
+      agent.report(x.attemptId, Reported.RUNNING);
+    };
+    const key = { concurrencyKey: "in-order", concurrencyLimit: 1, constraints: { labels: { pool: "in-order" } } };
+    // The two jobs differ in size only, so that the agent can tell their offers apart.
+    const firstSpec = { exec, ...key, resources: { cpuMillis: 100 } };
+    const secondSpec = { exec, ...key, resources: { cpuMillis: 200 } };
+    let silences = 2; // the first job's first two offers go unanswered
+    let second: Promise<string> | undefined;
+    const agent = await BiddingAgent.start({ pool: "in-order" }, {
+      run: hold,
+      silent: (offer) => {
+        if (offer.resources?.cpuMillis !== 100 || silences <= 0) return false;
+        silences--;
+        // The second job of the key arrives while the first is being auctioned.
+        second ??= scheduler.submitJob({ spec: secondSpec }).then((r) => r.job!.id);
+        return true;
+      },
+    });
+    agents.push(agent);
+    await eventually(async () => ((await fleet.listAgents({ labelSelector: { pool: "in-order" } })).agents.length === 1 ? true : undefined), 5_000, "the agent listed");
+    await new Promise((r) => setTimeout(r, 200)); // Bid's view follows Fleet's by a few ms
+    const first = (await scheduler.submitJob({ spec: firstSpec })).job!.id;
+    await eventually(() => (started.length > 0 ? true : undefined), 15_000, "a job of the key started");
+    const secondId = await second!;
+    assert.deepEqual(started.map((s) => s.jobId), [first], `the first job (${first}) ran first, not the second (${secondId})`);
+    assert.equal(silences, 0, "both of the first job's silent auctions happened");
+    await until(first, [JobState.RUNNING]);
+    const waiting = (await scheduler.getJob({ id: secondId })).job!;
+    assert.equal(waiting.state, JobState.PENDING);
+    assert.match(waiting.waitReason, /waiting for a concurrency slot/);
+    const outcomes = (await bid.explainPlacement({ jobId: first })).auctions.map((a) => a.candidates.find((c) => c.agentId === agent.id)?.outcome);
+    assert.deepEqual(outcomes, [Candidate_Outcome.WON, Candidate_Outcome.NO_ANSWER, Candidate_Outcome.NO_ANSWER], "newest first: unanswered twice, then placed");
+
+    agent.report(started[0]!.attemptId, Reported.SUCCEEDED);
+    await until(secondId, [JobState.RUNNING]);
+    assert.deepEqual(started.map((s) => s.jobId), [first, secondId]);
+    agent.report(started[1]!.attemptId, Reported.SUCCEEDED);
+    await until(secondId, [JobState.SUCCEEDED]);
+  });
+
   it("cancels a running job: the agent gets a Cancel with the grace period and the job ends cancelled", async () => {
     const a = await BiddingAgent.start({ pool: "cancel" }, { run: (x, agent) => agent.report(x.attemptId, Reported.RUNNING) });
     agents.push(a);

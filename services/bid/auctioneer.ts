@@ -35,9 +35,16 @@ const JOBS_PER_ROUND = 200;
 // after about this long (jittered ±50 %), not after the wait for capacity:
 // a slow answer is not a full agent. It doubles with each silent auction in
 // a row, up to 2 s (or the wait for capacity if shorter), so an overloaded
-// fleet is not flooded with offers it cannot answer.
+// fleet is not flooded with offers it cannot answer. Meanwhile this replica
+// keeps the job's claim (held): the job keeps its place, and with a
+// concurrency key its slot, so a job of the key submitted after it cannot
+// go first. A claim with too little time left for another auction goes back
+// to the Scheduler instead, the job pending until the retry.
 const NO_ANSWER_RETRY_MS = 250;
 const NO_ANSWER_RETRY_CAP_MS = 2_000;
+// A held job's claim must outlast its next auction by this much: the window,
+// RecordPlacements, and a loaded machine's delays.
+const HOLD_MARGIN_MS = 2_000;
 // A service replica is auctioned again rather than placed beside its
 // siblings while an offered agent running fewer of them has not answered
 // (decide's spreadFirst), in up to this many silent auctions in a row
@@ -157,6 +164,15 @@ export class Auctioneer {
   private standing: StandingBid[] = [];
   /** Silent auctions in a row, per job (see NO_ANSWER_RETRY_MS). */
   private readonly silent = new Map<string, number>();
+  /** When each claimed job's claim lapses, by this replica's clock (a little after the Scheduler's). */
+  private readonly claimEnds = new WeakMap<PlaceableJob, number>();
+  /** Claimed jobs whose offered agents did not answer, to be auctioned again at dueAt (see NO_ANSWER_RETRY_MS). */
+  private held: { job: PlaceableJob; dueAt: number }[] = [];
+  private heldTimer?: NodeJS.Timeout;
+  /** When heldTimer fires (Date.now()); undefined: not armed. */
+  private heldTimerAt?: number;
+  /** Auctions of held jobs in flight, for stop(). */
+  private readonly heldRounds = new Set<Promise<void>>();
   /** The bid window now: DROVER_BID_WINDOW_MS, longer while answers come late (see adaptWindow). */
   private windowMs: number;
   /** Service replicas this replica's rounds are placing, which overlapping rounds' claims may not count. */
@@ -188,7 +204,13 @@ export class Auctioneer {
   async stop(): Promise<void> {
     this.stopping.abort();
     clearTimeout(this.wakeTimer);
-    await Promise.allSettled(this.loops);
+    clearTimeout(this.heldTimer);
+    await Promise.allSettled([...this.loops, ...this.heldRounds]);
+    // Held jobs go back to the Scheduler, placeable at once, rather than wait for their claims to lapse.
+    const held = this.held.splice(0);
+    if (held.length === 0) return;
+    const placements = held.map(({ job }) => ({ jobId: job.jobId, claimId: job.claimId, agentId: "", auctionId: "", waitReason: "its Bid replica stopped before auctioning it again", retryAfter: durationFromMs(0) }));
+    await this.deps.clients.scheduler.recordPlacements({ placements }).catch((err) => this.deps.log.warn({ err, jobs: held.length }, "could not give held jobs back; their claims lapse"));
   }
 
   /**
@@ -213,6 +235,13 @@ export class Auctioneer {
       { signal: this.stopping.signal },
     );
     if (claimed.length === 0) return 0;
+    const claimEnds = Date.now() + this.deps.settings.claimMs;
+    for (const job of claimed) this.claimEnds.set(job, claimEnds);
+    return this.place(roundId, claimed);
+  }
+
+  /** Places claimed jobs: at once on standing bids, the rest by auction. Resolves how many it handled. */
+  private async place(roundId: number, claimed: readonly PlaceableJob[]): Promise<number> {
     const claimedAt = performance.now();
     const now = Date.now();
     const standing = this.placeStanding(claimed, now);
@@ -250,7 +279,9 @@ export class Auctioneer {
       const selection: CandidateSelection = selectCandidates(views, needs, settings.offersPerJob, random, byId);
       countOne(likely, deployment, selection.offered[0]?.id);
       if (deployment !== undefined) this.replicasInFlight.note(roundId, deployment, job.jobId, selection.offered[0]?.id);
-      return { job, needs, deployment, selection, auctionId: randomUUID(), offers: selection.offered.map((a, i) => ({ agentId: a.id, offerId: `${job.claimId}:${i}` })) };
+      // Offer ids are the auction's: a held job is auctioned again under the same claim, while Fleet may still hold its unanswered offers.
+      const auctionId = randomUUID();
+      return { job, needs, deployment, selection, auctionId, offers: selection.offered.map((a, i) => ({ agentId: a.id, offerId: `${auctionId}:${i}` })) };
     });
     const offers = auctions.flatMap((a) =>
       a.offers.map((o) => ({
@@ -318,20 +349,23 @@ export class Auctioneer {
       const silent = unanswered ? (this.silent.get(a.job.jobId) ?? 0) + 1 : 0;
       if (silent > 0 && this.silent.size < MAX_SILENT_TRACKED) this.silent.set(a.job.jobId, silent);
       else this.silent.delete(a.job.jobId);
-      const retryMs = Math.min(NO_ANSWER_RETRY_MS * 2 ** Math.min(silent - 1, 20), NO_ANSWER_RETRY_CAP_MS, settings.waitRetryMs);
+      const retryMs = Math.round(Math.min(NO_ANSWER_RETRY_MS * 2 ** Math.min(silent - 1, 20), NO_ANSWER_RETRY_CAP_MS, settings.waitRetryMs) * (0.5 + random()));
+      if (unanswered && this.hold(a.job, retryMs, windowMs)) return undefined;
       return {
         jobId: a.job.jobId,
         claimId: a.job.claimId,
         agentId: decision?.winnerAgentId ?? "",
         auctionId: a.auctionId,
         waitReason: decision?.winnerAgentId ? "" : summary,
-        retryAfter: unanswered ? durationFromMs(Math.round(retryMs * (0.5 + random()))) : undefined,
+        retryAfter: unanswered ? durationFromMs(retryMs) : undefined,
       };
     });
     if (this.standing.length > MAX_STANDING) this.standing.splice(0, this.standing.length - MAX_STANDING);
-    const timing = await this.settle(records, placements, auctions.map((a) => a.needs));
+    // Held jobs are settled by a later auction.
+    const settling = placements.flatMap((p, i) => (p ? [{ placement: p, needs: auctions[i]!.needs }] : []));
+    const timing = await this.settle(records, settling.map((x) => x.placement), settling.map((x) => x.needs));
     return {
-      placements,
+      placements: settling.map((x) => x.placement),
       offeredAt,
       round: {
         offers: offers.length,
@@ -343,6 +377,52 @@ export class Auctioneer {
         storeMs: ms(timing.storedAt - answeredAt),
       },
     };
+  }
+
+  /**
+   * Keeps a claimed job whose offered agents did not answer, to auction it
+   * again in `retryMs` (see NO_ANSWER_RETRY_MS), if its claim lasts that
+   * long and the next auction's window with HOLD_MARGIN_MS to spare.
+   * False: the claim is to go back to the Scheduler.
+   */
+  private hold(job: PlaceableJob, retryMs: number, windowMs: number): boolean {
+    const claimEnds = this.claimEnds.get(job);
+    const dueAt = Date.now() + retryMs;
+    if (this.stopping.signal.aborted || claimEnds === undefined || dueAt + windowMs + HOLD_MARGIN_MS > claimEnds) return false;
+    this.held.push({ job, dueAt });
+    if (this.heldTimerAt === undefined || dueAt < this.heldTimerAt) this.armHeld();
+    return true;
+  }
+
+  /** Runs the next auction of held jobs when the first of them is due. */
+  private armHeld(): void {
+    clearTimeout(this.heldTimer);
+    this.heldTimerAt = undefined;
+    if (this.held.length === 0 || this.stopping.signal.aborted) return;
+    let first = Infinity;
+    for (const h of this.held) first = Math.min(first, h.dueAt);
+    this.heldTimerAt = first;
+    this.heldTimer = setTimeout(() => {
+      const now = Date.now();
+      const due = this.held.filter((h) => h.dueAt <= now).slice(0, JOBS_PER_ROUND);
+      const jobs = new Set(due.map((h) => h.job));
+      this.held = this.held.filter((h) => !jobs.has(h.job));
+      this.armHeld();
+      if (due.length === 0) return;
+      const roundId = this.replicasInFlight.begin();
+      const placing: Promise<void> = this.place(roundId, [...jobs])
+        .then(
+          () => undefined,
+          (err) => {
+            if (!this.stopping.signal.aborted) this.deps.log.warn({ err, jobs: jobs.size }, "an auction of held jobs failed; their claims lapse and are retried");
+          },
+        )
+        .finally(() => {
+          this.replicasInFlight.end(roundId);
+          this.heldRounds.delete(placing);
+        });
+      this.heldRounds.add(placing);
+    }, Math.max(0, first - Date.now()));
   }
 
   /**
@@ -401,7 +481,12 @@ export class Auctioneer {
    */
   private async settle(records: AuctionRecord[], placements: Placement[], needs: readonly JobNeeds[]): Promise<{ storedAt: number; placedAt: number }> {
     const timing = { storedAt: performance.now(), placedAt: performance.now() };
-    if (placements.length === 0) return timing;
+    if (placements.length === 0) {
+      // Every job of the round is held for another auction: its record is all there is to keep.
+      await this.storeAuctions(records).catch((err) => this.deps.log.warn({ err, auctions: records.length }, "could not store auctions; ExplainPlacement will lack them"));
+      timing.storedAt = performance.now();
+      return timing;
+    }
     // The placements go out first: they are what the jobs wait on. Storing the auctions'
     // records (a JSON document each, encoded before the statement is sent) waits a turn of
     // the event loop, so that encoding does not hold the placements' request back.
