@@ -35,11 +35,14 @@ const JOBS_PER_ROUND = 200;
 // after about this long (jittered ±50 %), not after the wait for capacity:
 // a slow answer is not a full agent. It doubles with each silent auction in
 // a row, up to 2 s (or the wait for capacity if shorter), so an overloaded
-// fleet is not flooded with offers it cannot answer. Meanwhile this replica
-// keeps the job's claim (held): the job keeps its place, and with a
-// concurrency key its slot, so a job of the key submitted after it cannot
-// go first. A claim with too little time left for another auction goes back
-// to the Scheduler instead, the job pending until the retry.
+// fleet is not flooded with offers it cannot answer. A job with a
+// concurrency key stays claimed by this replica meanwhile (held), so that it
+// keeps its slot and a job of the key submitted after it cannot go first; a
+// claim with too little time left for another auction goes back to the
+// Scheduler instead, the job pending until the retry, as other jobs do.
+// (Holding every job was tried: under a burst of submits its small rounds of
+// retries sent six times the offers, most unanswered, and halved throughput;
+// bench/README.md, scheduling, session 24.)
 const NO_ANSWER_RETRY_MS = 250;
 const NO_ANSWER_RETRY_CAP_MS = 2_000;
 // A held job's claim must outlast its next auction by this much: the window,
@@ -380,15 +383,15 @@ export class Auctioneer {
   }
 
   /**
-   * Keeps a claimed job whose offered agents did not answer, to auction it
-   * again in `retryMs` (see NO_ANSWER_RETRY_MS), if its claim lasts that
-   * long and the next auction's window with HOLD_MARGIN_MS to spare.
-   * False: the claim is to go back to the Scheduler.
+   * Keeps a claimed job with a concurrency key whose offered agents did not
+   * answer, to auction it again in `retryMs` (see NO_ANSWER_RETRY_MS), if
+   * its claim lasts that long and the next auction's window with
+   * HOLD_MARGIN_MS to spare. False: the claim is to go back to the Scheduler.
    */
   private hold(job: PlaceableJob, retryMs: number, windowMs: number): boolean {
     const claimEnds = this.claimEnds.get(job);
     const dueAt = Date.now() + retryMs;
-    if (this.stopping.signal.aborted || claimEnds === undefined || dueAt + windowMs + HOLD_MARGIN_MS > claimEnds) return false;
+    if (!job.spec?.concurrencyKey || this.stopping.signal.aborted || claimEnds === undefined || dueAt + windowMs + HOLD_MARGIN_MS > claimEnds) return false;
     this.held.push({ job, dueAt });
     if (this.heldTimerAt === undefined || dueAt < this.heldTimerAt) this.armHeld();
     return true;
