@@ -26,7 +26,7 @@ export const REPOSITORY_CACHE: string;
 /**
  * Runs `entry`: imports its current bundle (currentBundle, in
  * REPOSITORY_CACHE), or, with `bundled` false or where no bundle can be
- * had, registers tsx and imports the TypeScript itself. What cli/bin.mjs
- * and agent/bin.mjs do.
+ * had, registers tsx and imports the TypeScript itself. What cli/bin.mjs,
+ * agent/bin.mjs and services/bin.mjs do.
  */
 export function runEntry(options: { entry: string; name: string; inject?: string[]; packages?: "bundle" | "external"; bundled?: boolean }): Promise<unknown>;

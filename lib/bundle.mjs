@@ -3,9 +3,9 @@
 //
 // `drover` (cli/bin.mjs), `drover-agent` (agent/bin.mjs) and the services
 // (services/bin.mjs: dev mode, which `npm start` runs, and each split-mode
-// service) run from their bundles. Through tsx every `drover` command spent ~0.8 s of CPU
-// registering the loader and compiling and resolving ~360 modules one by
-// one; from the bundle it starts in ~0.2 s. An agent from its bundle has no
+// service) run from their bundles. Through tsx every `drover` command spent
+// ~0.8 s of CPU registering the loader and compiling and resolving ~360
+// modules one by one; from the bundle it starts in ~0.2 s. An agent from its bundle has no
 // tsx loader thread, whose V8 heap is ~30 MiB of its RSS (agent/README.md,
 // "Footprint"). Plain JavaScript, because it runs before anything that could
 // load TypeScript.
@@ -69,8 +69,8 @@ export async function currentBundle({ entry, cacheDir, name, inject = [], packag
 /**
  * Runs `entry`: imports its current bundle (currentBundle, in
  * REPOSITORY_CACHE), or, with `bundled` false or where no bundle can be
- * had, registers tsx and imports the TypeScript itself. What cli/bin.mjs
- * and agent/bin.mjs do.
+ * had, registers tsx and imports the TypeScript itself. What cli/bin.mjs,
+ * agent/bin.mjs and services/bin.mjs do.
  *
  * @param {{ entry: string, name: string, inject?: string[], packages?: "bundle" | "external", bundled?: boolean }} options
  */

@@ -41,8 +41,8 @@ const JOBS_PER_ROUND = 200;
 // claim with too little time left for another auction goes back to the
 // Scheduler instead, the job pending until the retry, as other jobs do.
 // (Holding every job was tried: under a burst of submits its small rounds of
-// retries sent six times the offers, most unanswered, and halved throughput;
-// bench/README.md, scheduling, session 24.)
+// retries sent six times the offers, most unanswered, and throughput fell by
+// two fifths; bench/README.md, scheduling, session 24.)
 const NO_ANSWER_RETRY_MS = 250;
 const NO_ANSWER_RETRY_CAP_MS = 2_000;
 // A held job's claim must outlast its next auction by this much: the window,

@@ -8,8 +8,8 @@ import { randomUUID } from "node:crypto";
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import type { PrismaClient } from "../../gen/prisma/fleet/client.ts";
 import { ConnectResponseSchema, type ConnectResponse } from "../../gen/ts/drover/fleet/v1/agent_stream_pb.ts";
-import { isUniqueViolation } from "../../lib/db/errors.ts";
 import { Batcher } from "../../lib/batcher.ts";
+import { isUniqueViolation } from "../../lib/db/errors.ts";
 import { encodeOnce } from "../../lib/encode_once.ts";
 import type { SqlExecutor } from "../../lib/db/executor.ts";
 
@@ -40,6 +40,31 @@ export type StoreOutcome =
 export class Outbox {
   /** storeMany calls in flight, by agent (see ack). */
   private readonly storing = new Map<string, Set<Promise<StoreOutcome[]>>>();
+
+  /**
+   * Every stream's acks that wait at once, in one UPDATE: with 50 agents
+   * acknowledging every 50 ms, a statement per Ack was a statement per job.
+   */
+  private readonly acks = new Batcher<{ agentId: string; messageIds: readonly string[] }, number>(
+    async (items) => {
+      const rows = items.flatMap(({ agentId, messageIds }, ord) => messageIds.map((message_id) => ({ ord, agent_id: agentId, message_id })));
+      const counted = await this.sql.query<{ ord: number; n: number }>(
+        `WITH input AS (
+           SELECT * FROM jsonb_to_recordset($1::jsonb) AS t(ord int, agent_id text, message_id text)
+         ), acked AS (
+           UPDATE "fleet"."agent_messages" m SET "acked_at" = $2::timestamptz, "payload" = ''::bytea
+             FROM input i
+            WHERE m.agent_id = i.agent_id AND m.message_id = i.message_id AND m.acked_at IS NULL
+           RETURNING i.ord
+         ) SELECT ord, count(*)::int AS n FROM acked GROUP BY ord`,
+        [JSON.stringify(rows), this.now().toISOString()],
+      );
+      const n = new Array<number>(items.length).fill(0);
+      for (const r of counted) n[r.ord] = r.n;
+      return n;
+    },
+    { maxSize: 500 },
+  );
 
   constructor(
     private readonly db: PrismaClient,
@@ -148,31 +173,6 @@ export class Outbox {
     if (pending) await Promise.allSettled(pending);
     return this.acks.add({ agentId, messageIds });
   }
-
-  /**
-   * Every stream's acks that wait at once, in one UPDATE: with 50 agents
-   * acknowledging every 50 ms, a statement per Ack was a statement per job.
-   */
-  private readonly acks = new Batcher<{ agentId: string; messageIds: readonly string[] }, number>(
-    async (items) => {
-      const rows = items.flatMap(({ agentId, messageIds }, ord) => messageIds.map((message_id) => ({ ord, agent_id: agentId, message_id })));
-      const counted = await this.sql.query<{ ord: number; n: number }>(
-        `WITH input AS (
-           SELECT * FROM jsonb_to_recordset($1::jsonb) AS t(ord int, agent_id text, message_id text)
-         ), acked AS (
-           UPDATE "fleet"."agent_messages" m SET "acked_at" = $2::timestamptz, "payload" = ''::bytea
-             FROM input i
-            WHERE m.agent_id = i.agent_id AND m.message_id = i.message_id AND m.acked_at IS NULL
-           RETURNING i.ord
-         ) SELECT ord, count(*)::int AS n FROM acked GROUP BY ord`,
-        [JSON.stringify(rows), this.now().toISOString()],
-      );
-      const n = new Array<number>(items.length).fill(0);
-      for (const r of counted) n[r.ord] = r.n;
-      return n;
-    },
-    { maxSize: 500 },
-  );
 
   /** Deletes acknowledged messages older than the retention. */
   async prune(): Promise<number> {
