@@ -6,7 +6,7 @@
 import { mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type { ConnectRouter } from "@connectrpc/connect";
-import { createRouterTransport } from "@connectrpc/connect";
+import { createConnectRouter, createRouterTransport } from "@connectrpc/connect";
 import { Role } from "../../gen/ts/drover/fleet/v1/fleet_service_pb.ts";
 import { loadOrCreateAdminSecret } from "../../lib/admin_token.ts";
 import { createMemoryBus } from "../../lib/bus/memory.ts";
@@ -16,6 +16,8 @@ import { openPglite, type Database } from "../../lib/db/database.ts";
 import { EmbeddedVacuum } from "../../lib/db/embedded_vacuum.ts";
 import { lockDataDir } from "../../lib/data_dir_lock.ts";
 import { migrate } from "../../lib/db/migrate.ts";
+import { collectUnaryRoutes, type UnaryRoute } from "../../lib/host/grpc_unary.ts";
+import { createInProcessTransport } from "../../lib/host/in_process.ts";
 import { accessPolicy } from "../../lib/host/interceptors.ts";
 import { standardInterceptors, startServer, type RunningServer } from "../../lib/host/server.ts";
 import type { Logger } from "../../lib/logger.ts";
@@ -64,8 +66,15 @@ export async function startDev(config: DevConfig, logger: Logger): Promise<DevPl
     // share the instances, so state held in memory (agent streams) is one.
     const registrars: ((router: ConnectRouter) => void)[] = [];
     const routes = (router: ConnectRouter) => registrars.forEach((register) => register(router));
+    // Unary calls between the services go straight to the implementation, through the same
+    // interceptors (lib/host/in_process.ts); streams through Connect's router transport.
+    const unaryRoutes: UnaryRoute[] = [];
     const clients = createClients(() =>
-      createRouterTransport(routes, { router: { interceptors }, transport: { interceptors: [bearer(adminToken)] } }),
+      createInProcessTransport({
+        routes: unaryRoutes,
+        interceptors: [bearer(adminToken), ...interceptors],
+        fallback: createRouterTransport(routes, { router: { interceptors }, transport: { interceptors: [bearer(adminToken)] } }),
+      }),
     );
     const build = <N extends ServiceName>(name: N) =>
       services[name].build({
@@ -78,6 +87,7 @@ export async function startDev(config: DevConfig, logger: Logger): Promise<DevPl
       });
     const instances = SERVICE_NAMES.map((name) => build(name));
     for (const instance of instances) registrars.push(instance.routes);
+    routes(collectUnaryRoutes(createConnectRouter(), unaryRoutes));
 
     await startAll(instances);
     let server: RunningServer;
