@@ -31,8 +31,12 @@ export interface InProcessOptions {
 /** A Transport that calls the implementations in `routes` directly, through `interceptors`. */
 export function createInProcessTransport(opts: InProcessOptions): Transport {
   let byMethod = new Map<DescMethodUnary, UnaryRoute["impl"]>();
+  let indexed = 0; // routes in byMethod: a count, so that a method registered twice does not rebuild it on every call
   const lookup = (method: DescMethodUnary) => {
-    if (byMethod.size !== opts.routes.length) byMethod = new Map(opts.routes.map((r) => [r.method, r.impl]));
+    if (indexed !== opts.routes.length) {
+      byMethod = new Map(opts.routes.map((r) => [r.method, r.impl]));
+      indexed = opts.routes.length;
+    }
     return byMethod.get(method);
   };
   return {

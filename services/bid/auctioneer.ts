@@ -167,7 +167,7 @@ export class Auctioneer {
   private standing: StandingBid[] = [];
   /** Silent auctions in a row, per job (see NO_ANSWER_RETRY_MS). */
   private readonly silent = new Map<string, number>();
-  /** When each claimed job's claim lapses, by this replica's clock (a little after the Scheduler's). */
+  /** When each claimed job with a concurrency key (the only ones held) has its claim lapse, by this replica's clock (a little after the Scheduler's). */
   private readonly claimEnds = new WeakMap<PlaceableJob, number>();
   /** Claimed jobs whose offered agents did not answer, to be auctioned again at dueAt (see NO_ANSWER_RETRY_MS). */
   private held: { job: PlaceableJob; dueAt: number }[] = [];
@@ -239,7 +239,7 @@ export class Auctioneer {
     );
     if (claimed.length === 0) return 0;
     const claimEnds = Date.now() + this.deps.settings.claimMs;
-    for (const job of claimed) this.claimEnds.set(job, claimEnds);
+    for (const job of claimed) if (job.spec?.concurrencyKey) this.claimEnds.set(job, claimEnds);
     return this.place(roundId, claimed);
   }
 
@@ -383,15 +383,16 @@ export class Auctioneer {
   }
 
   /**
-   * Keeps a claimed job with a concurrency key whose offered agents did not
-   * answer, to auction it again in `retryMs` (see NO_ANSWER_RETRY_MS), if
-   * its claim lasts that long and the next auction's window with
-   * HOLD_MARGIN_MS to spare. False: the claim is to go back to the Scheduler.
+   * Keeps a claimed job with a concurrency key (one claimEnds knows) whose
+   * offered agents did not answer, to auction it again in `retryMs` (see
+   * NO_ANSWER_RETRY_MS), if its claim lasts that long and the next
+   * auction's window with HOLD_MARGIN_MS to spare. False: the claim is to go
+   * back to the Scheduler.
    */
   private hold(job: PlaceableJob, retryMs: number, windowMs: number): boolean {
     const claimEnds = this.claimEnds.get(job);
     const dueAt = Date.now() + retryMs;
-    if (!job.spec?.concurrencyKey || this.stopping.signal.aborted || claimEnds === undefined || dueAt + windowMs + HOLD_MARGIN_MS > claimEnds) return false;
+    if (this.stopping.signal.aborted || claimEnds === undefined || dueAt + windowMs + HOLD_MARGIN_MS > claimEnds) return false;
     this.held.push({ job, dueAt });
     if (this.heldTimerAt === undefined || dueAt < this.heldTimerAt) this.armHeld();
     return true;

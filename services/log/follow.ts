@@ -642,10 +642,10 @@ class Follow {
   }
 
   private async done(): Promise<boolean> {
-    const attemptsComplete = [...this.attempts.values()].every((f) => this.isComplete(f));
-    if (this.kind === "attempt" && attemptsComplete && this.attempts.size > 0) return true;
+    const attemptsComplete = this.attempts.size > 0 && [...this.attempts.values()].every((f) => this.isComplete(f));
+    if (this.kind === "attempt" && attemptsComplete) return true;
     let now = Date.now();
-    const settling = this.kind !== "deployment" && attemptsComplete && this.attempts.size > 0 && this.endedAtMs === undefined;
+    const settling = this.kind !== "deployment" && attemptsComplete && this.endedAtMs === undefined;
     if (!settling) this.settlingChecks = undefined;
     else if (this.settlingChecks === undefined) {
       this.settlingChecks = 0;
@@ -656,7 +656,7 @@ class Follow {
       now = Date.now();
       this.nextEndCheck = now + (this.settlingChecks === undefined ? END_CHECK_MS : Math.min(END_CHECK_MS, SETTLING_CHECK_MS * 2 ** this.settlingChecks++));
     }
-    return followDone({ kind: this.kind, attemptsComplete: attemptsComplete && this.attempts.size > 0, endedAtMs: this.endedAtMs, lastOutputMs: this.lastOutputMs, nowMs: now })
+    return followDone({ kind: this.kind, attemptsComplete, endedAtMs: this.endedAtMs, lastOutputMs: this.lastOutputMs, nowMs: now })
       || (this.kind !== "attempt" && this.endedAtMs !== undefined && this.attempts.size === 0);
   }
 
