@@ -3,10 +3,10 @@
 // bearer token, then logging, errors, auth and protovalidate, as the router
 // has them) and then the implementation itself, with the request message
 // as the caller made it: no encoding, no decoding, no HTTP exchange in
-// memory. Through Connect's router transport a SendToAgents cost 310-380
-// µs of CPU with 1 or 10 assignments and 1.24 ms with 128, through this one
-// 50-54 µs and 225 µs (bench/scheduling/transport_cost.ts); at a low rate a
-// job crosses five such calls. Streaming methods, and unary methods a
+// memory. Through Connect's router transport a SendToAgents cost 310-320
+// µs of CPU with 1 or 10 assignments and 790 µs with 128, through this one
+// 28-49 µs and 135 µs (bench/scheduling/transport_cost.ts, one run); at a
+// low rate a job crosses five such calls. Streaming methods, and unary methods a
 // router registered with options of their own, go through `fallback` (the
 // router transport) as before.
 //
@@ -27,6 +27,13 @@ export interface InProcessOptions {
   /** For everything not in `routes`. */
   fallback: Transport;
 }
+
+/**
+ * The reason a call's signal gives once the call has ended. One error for
+ * every call: abort() without a reason builds a DOMException, stack trace
+ * and all, per call.
+ */
+const CALL_ENDED = new Error("the call ended");
 
 /** A Transport that calls the implementations in `routes` directly, through `interceptors`. */
 export function createInProcessTransport(opts: InProcessOptions): Transport {
@@ -67,7 +74,7 @@ export function createInProcessTransport(opts: InProcessOptions): Transport {
             message: isMessage(output, method.output) ? output : create(method.output, output as never),
           };
         } finally {
-          ctx.abort(); // as a server does when a call ends: whatever waits on the signal stops
+          ctx.abort(CALL_ENDED); // as a server does when a call ends: whatever waits on the signal stops
         }
       };
       const run = opts.interceptors.reduceRight<(req: UnaryRequest) => Promise<UnaryResponse>>((next, interceptor) => interceptor(next as never) as never, call);
