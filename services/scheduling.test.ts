@@ -324,6 +324,40 @@ describe("scheduling", () => {
     await until(secondId, [JobState.SUCCEEDED]);
   });
 
+  it("holds on to a job of a key whose silent agent stops being eligible, so that the key's next job cannot take its slot", async () => {
+    const started: string[] = [];
+    let silent = true;
+    let cordoning: Promise<unknown> | undefined;
+    const agent = await BiddingAgent.start({ pool: "held-on" }, {
+      run: (x, a) => {
+        started.push(x.jobId);
+        a.report(x.attemptId, Reported.RUNNING);
+      },
+      silent: () => {
+        // Its first offer goes unanswered; then an operator cordons the agent.
+        cordoning ??= fleet.cordonAgent({ id: agent.id });
+        return silent;
+      },
+    });
+    await eventually(async () => ((await fleet.listAgents({ labelSelector: { pool: "held-on" } })).agents.length === 1 ? true : undefined), 5_000, "the agent listed");
+    await new Promise((r) => setTimeout(r, 200)); // Bid's view follows Fleet's by a few ms
+    const key = { concurrencyKey: "held-on", concurrencyLimit: 1, constraints: { labels: { pool: "held-on" } } };
+    const first = (await scheduler.submitJob({ spec: { exec, ...key } })).job!.id;
+    // Auctioned again while the agent is cordoned: no candidate at all.
+    await eventually(async () => ((await bid.explainPlacement({ jobId: first })).auctions.some((a) => a.candidates.length === 0) ? true : undefined), 10_000, "an auction with no candidate");
+    assert.equal((await scheduler.getJob({ id: first })).job!.state, JobState.OFFERED, "still held by Bid, its slot kept");
+    const second = (await scheduler.submitJob({ spec: { exec, ...key } })).job!.id;
+    await new Promise((r) => setTimeout(r, 300)); // time for a claim of the second, were the slot free
+    const waiting = (await scheduler.getJob({ id: second })).job!;
+    assert.equal(waiting.state, JobState.PENDING);
+    assert.match(waiting.waitReason, /waiting for a concurrency slot/);
+
+    silent = false;
+    await fleet.uncordonAgent({ id: agent.id });
+    await until(first, [JobState.RUNNING]);
+    assert.deepEqual(started, [first]);
+  });
+
   it("cancels a running job: the agent gets a Cancel with the grace period and the job ends cancelled", async () => {
     const a = await BiddingAgent.start({ pool: "cancel" }, { run: (x, agent) => agent.report(x.attemptId, Reported.RUNNING) });
     const { job } = await scheduler.submitJob({ spec: { exec, constraints: { labels: { pool: "cancel" } } } });

@@ -37,9 +37,10 @@ const JOBS_PER_ROUND = 200;
 // a row, up to 2 s (or the wait for capacity if shorter), so an overloaded
 // fleet is not flooded with offers it cannot answer. A job with a
 // concurrency key stays claimed by this replica meanwhile (held), so that it
-// keeps its slot and a job of the key submitted after it cannot go first; a
-// claim with too little time left for another auction goes back to the
-// Scheduler instead, the job pending until the retry, as other jobs do.
+// keeps its slot and a job of the key submitted after it cannot go first,
+// also through auctions that then find no eligible agent at all; a claim
+// with too little time left for another auction goes back to the Scheduler
+// instead, the job pending until the retry, as other jobs do.
 // (Holding every job was tried: under a burst of submits its small rounds of
 // retries sent six times the offers, most unanswered, and throughput fell by
 // two fifths; bench/README.md, scheduling, session 24.)
@@ -349,11 +350,15 @@ export class Auctioneer {
       // Offered agents that did not answer, or whose capacity went to jobs before
       // this one in the round, say nothing about the fleet being full: try again soon.
       const unanswered = !decision?.winnerAgentId && decision?.candidates.some((c) => c.outcome === "no_answer" || c.outcome === "outbid");
-      const silent = unanswered ? (this.silent.get(a.job.jobId) ?? 0) + 1 : 0;
+      // A held job (see hold) whose agents, silent before, are now not even
+      // eligible (stale, most often: a missed heartbeat or two) is held on:
+      // going back would free its slot for a job of its key submitted after it.
+      const stillHeld = noCandidates && !!a.job.spec?.concurrencyKey && (this.silent.get(a.job.jobId) ?? 0) > 0;
+      const silent = unanswered || stillHeld ? (this.silent.get(a.job.jobId) ?? 0) + 1 : 0;
       if (silent > 0 && this.silent.size < MAX_SILENT_TRACKED) this.silent.set(a.job.jobId, silent);
       else this.silent.delete(a.job.jobId);
       const retryMs = Math.round(Math.min(NO_ANSWER_RETRY_MS * 2 ** Math.min(silent - 1, 20), NO_ANSWER_RETRY_CAP_MS, settings.waitRetryMs) * (0.5 + random()));
-      if (unanswered && this.hold(a.job, retryMs, windowMs)) return undefined;
+      if ((unanswered || stillHeld) && this.hold(a.job, retryMs, windowMs)) return undefined;
       return {
         jobId: a.job.jobId,
         claimId: a.job.claimId,
