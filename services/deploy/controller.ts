@@ -52,11 +52,12 @@ export const DUE_TOGETHER_MS = 20;
 export const QUIET_BEFORE_DUE_MS = 50;
 /**
  * A pass that starts replicas and stops others sends the stops once the
- * started ones are placed (or wait for capacity), and at most this long
- * after: placing them is what the rollout waits on, and a stop's work (the
- * cancel, the agent ending the process, its events) competed with it for
- * the control plane. The stop is written at once (state stopping); the
- * replicas it stops run that much longer.
+ * started ones are placed, and at most this long after (a replica waiting
+ * for capacity that a stopped sibling holds gets it then): placing them is
+ * what the rollout waits on, and a stop's work (the cancel, the agent
+ * ending the process, its events) competed with it for the control plane.
+ * The stop is written at once (state stopping); the replicas it stops run
+ * that much longer.
  */
 export const STOPS_AFTER_STARTS_MS = 500;
 /** Revisions' specs kept parsed in memory. */
@@ -562,8 +563,11 @@ export class Controller {
 
   /**
    * Sends the held stops of a deployment whose started replicas are placed
-   * (their jobs as `jobs` says: not pending, unless waiting for capacity,
-   * and not offered) or whose time is up; without `jobs`, all of them.
+   * (their jobs as `jobs` says: neither pending nor offered) or whose time
+   * is up; without `jobs`, all of them. A pending job with a wait reason is
+   * not placed yet either: its offered agent may only have been slow to
+   * answer, and it is auctioned again within ~250 ms (CI once saw the stop
+   * sent 61 ms before such a retry placed the new replica).
    */
   private releaseStops(deployment: string, jobs?: ReadonlyMap<string, Job>): void {
     const held = this.heldStops.get(deployment);
@@ -572,7 +576,7 @@ export class Controller {
     const left = held.filter((h) => {
       for (const id of h.placing) {
         const job = jobs?.get(id);
-        const placing = job && (job.state === JobState.OFFERED || (job.state === JobState.PENDING && !job.waitReason));
+        const placing = job && (job.state === JobState.OFFERED || job.state === JobState.PENDING);
         if (jobs && !placing) h.placing.delete(id);
       }
       if (jobs && h.placing.size > 0 && now < h.until) return true;
