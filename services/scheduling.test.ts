@@ -345,6 +345,7 @@ describe("scheduling", () => {
     const first = (await scheduler.submitJob({ spec: { exec, ...key } })).job!.id;
     // Auctioned again while the agent is cordoned: no candidate at all.
     await eventually(async () => ((await bid.explainPlacement({ jobId: first })).auctions.some((a) => a.candidates.length === 0) ? true : undefined), 10_000, "an auction with no candidate");
+    await cordoning;
     assert.equal((await scheduler.getJob({ id: first })).job!.state, JobState.OFFERED, "still held by Bid, its slot kept");
     const second = (await scheduler.submitJob({ spec: { exec, ...key } })).job!.id;
     await new Promise((r) => setTimeout(r, 300)); // time for a claim of the second, were the slot free

@@ -6,9 +6,9 @@
 // memory. Through Connect's router transport a SendToAgents cost 310-320
 // µs of CPU with 1 or 10 assignments and 790 µs with 128, through this one
 // 28-49 µs and 135 µs (bench/scheduling/transport_cost.ts, one run); at a
-// low rate a job crosses five such calls. Streaming methods, and unary methods a
-// router registered with options of their own, go through `fallback` (the
-// router transport) as before.
+// low rate a job crosses five such calls. Streaming methods, and unary
+// methods a router registered with options of their own, go through
+// `fallback` (the router transport) as before.
 //
 // The request and the answer are not copied: the implementation and the
 // caller share them, so neither may change a message it has handed over
