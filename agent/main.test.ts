@@ -9,7 +9,7 @@ import { after, before, describe, it } from "node:test";
 
 import { AttemptState } from "../gen/ts/drover/fleet/v1/agent_stream_pb.ts";
 import { CREDENTIAL_FILE } from "./credentials.ts";
-import { AGENT_BIN, AGENT_MAIN, commandRunning, REPO, startAgent, within } from "./testing/agent_process.ts";
+import { AGENT_BIN, AGENT_MAIN, REPO, startAgent, untilCommandRunning, within } from "./testing/agent_process.ts";
 import { FakeDocker } from "./testing/fake_docker.ts";
 import { eventually, FakeFleet } from "./testing/fake_fleet.ts";
 
@@ -68,10 +68,7 @@ describe("drover-agent (agent/main.ts)", () => {
       stream.send({ messageId: "m-1", message: { case: "assignment", value: { attemptId: "attempt-1", jobId: "job-1", exec: { commands: [{ argv: ["sleep", "30"] }] } } } });
       await eventually("RUNNING", () => stream.all("jobEvent").find((e) => e.state === AttemptState.RUNNING));
       // RUNNING comes when the shim starts; the signal must find the command itself (commandRunning says why).
-      for (const deadline = Date.now() + 10_000; !(await commandRunning(agent.child.pid!, ["sleep", "30"])); ) {
-        assert.ok(Date.now() < deadline, "sleep 30 never ran under the agent");
-        await new Promise((r) => setTimeout(r, 5));
-      }
+      await untilCommandRunning(agent.child.pid!, ["sleep", "30"]);
       agent.child.kill("SIGTERM");
       assert.equal(await within(agent.exited, 3_000), 0, `exit code; stderr: ${agent.stderr()}`);
       const last = stream.all("jobEvent").at(-1);

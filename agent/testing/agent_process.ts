@@ -55,3 +55,11 @@ export async function commandRunning(agentPid: number, argv: readonly string[]):
   }
   return false;
 }
+
+/** Resolves once commandRunning(agentPid, argv); throws after timeoutMs. */
+export async function untilCommandRunning(agentPid: number, argv: readonly string[], timeoutMs = 10_000): Promise<void> {
+  for (const deadline = Date.now() + timeoutMs; !(await commandRunning(agentPid, argv)); ) {
+    if (Date.now() > deadline) throw new Error(`${argv.join(" ")} never ran under process ${agentPid}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
