@@ -197,7 +197,7 @@ describe("JobHandler on a real stream", () => {
       const { stream } = await fleet.accept();
       assign(stream, "m-4", { attemptId: "attempt-4", jobId: "job-4", exec: { commands: [{ argv: ["sleep", "30"] }] } });
       await eventsUntil(stream, AttemptState.RUNNING);
-      await untilCommandRunning(process.pid, ["sleep", "30"]); // not just its shim (commandRunning says why)
+      await untilCommandRunning(process.pid, ["sleep", "30"]); // not just its shim (untilCommandRunning says why)
       const started = Date.now();
       stream.send({ messageId: "m-5", message: { case: "cancel", value: { attemptId: "attempt-4", gracePeriod: durationFromMs(2_000), reason: "user asked" } } });
       const cancelled = await nextEvent(stream);

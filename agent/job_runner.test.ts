@@ -163,7 +163,7 @@ describe("JobRunner", () => {
   it("cancels with SIGTERM: a sleep ends CANCELLED at once", async () => {
     const run = start({ commands: [{ argv: ["sleep", "30"] }, { argv: ["echo", "never"] }] });
     await running(run);
-    await untilCommandRunning(process.pid, ["sleep", "30"]); // not just its shim (commandRunning says why)
+    await untilCommandRunning(process.pid, ["sleep", "30"]); // not just its shim (untilCommandRunning says why)
     const started = Date.now();
     run.runner.cancel(5_000, "the user cancelled the job");
     const end = await run.done;

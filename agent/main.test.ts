@@ -67,7 +67,7 @@ describe("drover-agent (agent/main.ts)", () => {
 
       stream.send({ messageId: "m-1", message: { case: "assignment", value: { attemptId: "attempt-1", jobId: "job-1", exec: { commands: [{ argv: ["sleep", "30"] }] } } } });
       await eventually("RUNNING", () => stream.all("jobEvent").find((e) => e.state === AttemptState.RUNNING));
-      // RUNNING comes when the shim starts; the signal must find the command itself (commandRunning says why).
+      // RUNNING comes when the shim starts; the signal must find the command itself (untilCommandRunning says why).
       await untilCommandRunning(agent.child.pid!, ["sleep", "30"]);
       agent.child.kill("SIGTERM");
       assert.equal(await within(agent.exited, 3_000), 0, `exit code; stderr: ${agent.stderr()}`);

@@ -47,8 +47,9 @@ export async function spawnDrover(
   readyMsg: string,
   timeoutMs = 30_000,
 ): Promise<DroverProcess> {
-  const script = `services/bin.mjs ${service}`;
-  const child = spawn(process.execPath, ["services/bin.mjs", service, ...args], {
+  const entry = ["services/bin.mjs", service];
+  const script = entry.join(" ");
+  const child = spawn(process.execPath, [...entry, ...args], {
     cwd: ROOT,
     env: { ...process.env, DROVER_GRPC_PORT: "0", DROVER_HTTP_PORT: "0", DROVER_LOG_LEVEL: "info", ...env },
     stdio: ["ignore", "pipe", "pipe"],

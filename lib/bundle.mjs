@@ -5,10 +5,10 @@
 // (services/bin.mjs: dev mode, which `npm start` runs, and each split-mode
 // service) run from their bundles. Through tsx every `drover` command spent
 // ~0.8 s of CPU registering the loader and compiling and resolving ~360
-// modules one by one; from the bundle it starts in ~0.2 s. An agent from its bundle has no
-// tsx loader thread, whose V8 heap is ~30 MiB of its RSS (agent/README.md,
-// "Footprint"). Plain JavaScript, because it runs before anything that could
-// load TypeScript.
+// modules one by one; from the bundle it starts in ~0.2 s. An agent from
+// its bundle has no tsx loader thread, whose V8 heap is ~30 MiB of its RSS
+// (agent/README.md, "Footprint"). Plain JavaScript, because it runs before
+// anything that could load TypeScript.
 //
 // A bundle is current when every file esbuild read for it has the size and
 // modification time recorded when it was built (a manifest beside it, one
