@@ -9,7 +9,7 @@ import { after, before, describe, it } from "node:test";
 
 import { AttemptState } from "../gen/ts/drover/fleet/v1/agent_stream_pb.ts";
 import { CREDENTIAL_FILE } from "./credentials.ts";
-import { AGENT_BIN, AGENT_MAIN, REPO, startAgent, untilCommandRunning, within } from "./testing/agent_process.ts";
+import { AGENT_BIN, AGENT_MAIN, REPO, startAgent, within } from "./testing/agent_process.ts";
 import { FakeDocker } from "./testing/fake_docker.ts";
 import { eventually, FakeFleet } from "./testing/fake_fleet.ts";
 
@@ -67,8 +67,6 @@ describe("drover-agent (agent/main.ts)", () => {
 
       stream.send({ messageId: "m-1", message: { case: "assignment", value: { attemptId: "attempt-1", jobId: "job-1", exec: { commands: [{ argv: ["sleep", "30"] }] } } } });
       await eventually("RUNNING", () => stream.all("jobEvent").find((e) => e.state === AttemptState.RUNNING));
-      // RUNNING comes when the shim starts; the signal must find the command itself (untilCommandRunning says why).
-      await untilCommandRunning(agent.child.pid!, ["sleep", "30"]);
       agent.child.kill("SIGTERM");
       assert.equal(await within(agent.exited, 3_000), 0, `exit code; stderr: ${agent.stderr()}`);
       const last = stream.all("jobEvent").at(-1);

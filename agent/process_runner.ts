@@ -23,6 +23,13 @@
 // shim's parent, reports SIGKILL from the shim's own end. When the shim has
 // ended, whatever is left of its group is killed.
 //
+// A stop waits for the command's exec before it signals. Until then the
+// process that becomes the command is the shim or its fork, and a TERM that
+// arrives there is lost: the shim's trap swallows it, and in the fork dash
+// catches it with the inherited handler, then resets its traps without
+// running it (about a quarter of the TERMs sent 0-4 ms after a start). The
+// command would then run until the grace period's SIGKILL.
+//
 // The shell reports a command killed by signal N as 128+N, so a command that
 // *exits* with 129-159 on its own is reported as killed by that signal, as
 // shells and Docker report it.
@@ -82,6 +89,8 @@ const SAMPLE_MS = 1_000;
 const FIRST_SAMPLE_MS = 50;
 /** How often a re-attached command (not our child) is checked for its end. */
 const REATTACH_POLL_MS = 250;
+/** The longest a stop waits for the command's exec before it signals anyway. */
+const EXEC_WAIT_MS = 1_000;
 
 interface ProcessHandle extends CommandHandle {
   readonly pid: number;
@@ -93,6 +102,7 @@ interface ProcessHandle extends CommandHandle {
   peakRssBytes: number;
   ended?: Promise<CommandExit>;
   killTimer?: NodeJS.Timeout;
+  stopping?: boolean;
   exited: boolean;
 }
 
@@ -171,7 +181,10 @@ export class ProcessRunner implements Runner {
 
   async stop(handle: CommandHandle, graceMs: number, signal: NodeJS.Signals = "SIGTERM"): Promise<void> {
     const h = handle as ProcessHandle;
-    if (h.exited || h.killTimer) return;
+    if (h.exited || h.stopping) return;
+    h.stopping = true;
+    if (signal !== "SIGKILL") await untilExecuted(h);
+    if (h.exited) return;
     killGroup(h.pid, signal);
     h.killTimer = setTimeout(() => {
       if (!h.exited) killGroup(h.pid, "SIGKILL");
@@ -328,6 +341,33 @@ async function sameProcess(pid: number, saved: SavedHandle): Promise<boolean> {
     return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
   } catch {
     return false;
+  }
+}
+
+/**
+ * Resolves once the shim's child is the command (its argv is no longer the
+ * shim's, which a fork keeps until it execs), the shim has ended, or after
+ * EXEC_WAIT_MS. Only for commands this agent process started: a re-attached
+ * one has long been running.
+ */
+async function untilExecuted(h: ProcessHandle): Promise<void> {
+  if (!h.child) return;
+  const shim = await cmdline(h.pid);
+  if (shim === undefined) return;
+  const deadline = performance.now() + EXEC_WAIT_MS;
+  while (!h.exited && performance.now() < deadline) {
+    const child = await firstChild(h.pid);
+    const argv = child === undefined ? undefined : await cmdline(child);
+    if (argv !== undefined && argv.length > 0 && !argv.equals(shim)) return;
+    await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+}
+
+async function cmdline(pid: number): Promise<Buffer | undefined> {
+  try {
+    return await readFile(`/proc/${pid}/cmdline`);
+  } catch {
+    return undefined;
   }
 }
 

@@ -1,7 +1,6 @@
 // drover-agent as a real child process, for tests.
 
 import { spawn, type ChildProcess } from "node:child_process";
-import { readdir, readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 
 export const AGENT_MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
@@ -33,32 +32,4 @@ export function startAgent(args: string[], env: Record<string, string> = {}, ent
 export function within<T>(promise: Promise<T>, ms: number): Promise<T | "timeout"> {
   let timer: NodeJS.Timeout;
   return Promise.race([promise, new Promise<"timeout">((resolve) => (timer = setTimeout(() => resolve("timeout"), ms)))]).finally(() => clearTimeout(timer));
-}
-
-/**
- * Resolves once `argv` runs as a command the agent `agentPid` started:
- * exec'd, the child of a shim that is the agent's child (process_runner.ts).
- * Until then a signal to the shim's group can miss the command: it may
- * arrive in the forked child before the shell has reset its trap, and be
- * dropped. Throws after timeoutMs.
- */
-export async function untilCommandRunning(agentPid: number, argv: readonly string[], timeoutMs = 10_000): Promise<void> {
-  const want = argv.join("\0") + "\0";
-  const parentOf = async (pid: string) => {
-    const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => "");
-    // "pid (comm) state ppid ...": comm may hold spaces, so read after its last ")".
-    return stat ? stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1] : undefined;
-  };
-  const running = async () => {
-    for (const pid of await readdir("/proc")) {
-      if (!/^\d+$/.test(pid) || (await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "")) !== want) continue;
-      const shim = await parentOf(pid);
-      if (shim && (await parentOf(shim)) === String(agentPid)) return true;
-    }
-    return false;
-  };
-  for (const deadline = Date.now() + timeoutMs; !(await running()); ) {
-    if (Date.now() > deadline) throw new Error(`${argv.join(" ")} never ran under process ${agentPid}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
 }
