@@ -69,6 +69,7 @@ describe("readDevConfig", () => {
       deploy: { tickMs: 1_000, claimMs: 10_000 },
       dataDir: ".drover",
       vacuumIntervalMs: 5_000,
+      dbFsync: true,
     });
   });
 
@@ -82,6 +83,7 @@ describe("readDevConfig", () => {
       DROVER_HTTP_PORT: "9090",
       DROVER_DATA_DIR: "/var/lib/drover",
       DROVER_VACUUM_INTERVAL_MS: "0",
+      DROVER_DB_FSYNC: "off",
     });
     assert.deepEqual(config, {
       logLevel: "debug",
@@ -94,11 +96,16 @@ describe("readDevConfig", () => {
       deploy: { tickMs: 1_000, claimMs: 10_000 },
       dataDir: "/var/lib/drover",
       vacuumIntervalMs: 0,
+      dbFsync: false,
     });
   });
 
   it("rejects a negative DROVER_VACUUM_INTERVAL_MS naming the variable", () => {
     configError(() => readDevConfig({ DROVER_VACUUM_INTERVAL_MS: "-5" }), "DROVER_VACUUM_INTERVAL_MS");
+  });
+
+  it("rejects a DROVER_DB_FSYNC other than on or off naming the variable", () => {
+    configError(() => readDevConfig({ DROVER_DB_FSYNC: "yes" }), "DROVER_DB_FSYNC");
   });
 
   it("treats an empty variable as unset", () => {

@@ -255,6 +255,13 @@ export interface DevConfig extends CommonConfig {
    * default 5000; 0: never.
    */
   vacuumIntervalMs: number;
+  /**
+   * Whether the embedded database flushes each commit to the disk (fsync),
+   * as PostgreSQL does (DROVER_DB_FSYNC, on or off), default on. Off, a
+   * crash of the machine (power loss, kernel panic; not of the process) may
+   * lose acknowledged writes or corrupt the database.
+   */
+  dbFsync: boolean;
 }
 
 export function readDevConfig(env: Env = process.env, overrides: Partial<Pick<DevConfig, "dataDir">> = {}): DevConfig {
@@ -263,6 +270,7 @@ export function readDevConfig(env: Env = process.env, overrides: Partial<Pick<De
     ...readCommon(r, { grpcPort: 7070, httpPort: 7080 }),
     dataDir: overrides.dataDir ?? r.string("DROVER_DATA_DIR", ".drover"),
     vacuumIntervalMs: r.integer("DROVER_VACUUM_INTERVAL_MS", 5_000, 0, 86_400_000),
+    dbFsync: r.oneOf("DROVER_DB_FSYNC", "on", ["on", "off"]) === "on",
   };
   r.done();
   return config;

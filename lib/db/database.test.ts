@@ -1,5 +1,8 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
+import fs, { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 
 import { SERVICE_NAMES } from "../config.ts";
@@ -112,6 +115,63 @@ describe("openPglite", () => {
     } finally {
       await db.close();
     }
+  });
+
+  // A power loss must not take a commit the caller saw: each one reaches the
+  // disk through fsync (PGlite alone stops at the page cache; durableStart).
+  describe("on a data directory", () => {
+    /** fsync() calls on the process's files while fn runs. */
+    async function fsyncsDuring(fn: () => Promise<void>): Promise<number> {
+      const original = fs.fsyncSync;
+      let calls = 0;
+      fs.fsyncSync = (fd) => {
+        calls += 1;
+        original(fd);
+      };
+      try {
+        await fn();
+      } finally {
+        fs.fsyncSync = original;
+      }
+      return calls;
+    }
+
+    for (const [name, options, flushed] of [
+      ["flushes each commit to the disk", {}, true],
+      ["flushes nothing with fsync: false", { fsync: false }, false],
+    ] as const) {
+      it(name, async () => {
+        const dataDir = mkdtempSync(join(tmpdir(), "drover-pglite-fsync-"));
+        const db = await openPglite(dataDir, options);
+        try {
+          assert.equal((await db.executor.query<{ fsync: string }>("SHOW fsync"))[0]!.fsync, flushed ? "on" : "off");
+          await db.executor.query("CREATE TABLE t (id int PRIMARY KEY)");
+          const calls = await fsyncsDuring(async () => {
+            for (let i = 0; i < 5; i++) await db.executor.query("INSERT INTO t VALUES ($1)", [i]);
+          });
+          if (flushed) assert.ok(calls >= 5, `${calls} fsync() calls for 5 commits`);
+          else assert.equal(calls, 0);
+        } finally {
+          await db.close();
+          rmSync(dataDir, { recursive: true, force: true });
+        }
+      });
+    }
+
+    it("keeps what it committed across a close and a reopen", async () => {
+      const dataDir = mkdtempSync(join(tmpdir(), "drover-pglite-fsync-"));
+      try {
+        let db = await openPglite(dataDir);
+        await db.executor.query("CREATE TABLE t (id int PRIMARY KEY)");
+        await db.executor.query("INSERT INTO t VALUES (1), (2)");
+        await db.close();
+        db = await openPglite(dataDir);
+        assert.deepEqual(await db.executor.query("SELECT id FROM t ORDER BY id"), [{ id: 1 }, { id: 2 }]);
+        await db.close();
+      } finally {
+        rmSync(dataDir, { recursive: true, force: true });
+      }
+    });
   });
 
   it("closes once however often close() is called, and no client is handed out afterwards", async () => {

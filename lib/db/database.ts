@@ -10,7 +10,7 @@
 // A client only ever touches its service's schema: every model carries
 // @@schema, so its queries name the schema and do not depend on search_path.
 
-import { mkdirSync } from "node:fs";
+import fs, { mkdirSync } from "node:fs";
 import { resolve } from "node:path";
 
 import type { PGlite } from "@electric-sql/pglite";
@@ -74,13 +74,21 @@ export function openPostgres(url: string, options: PostgresOptions = {}): Databa
 // Resolved data directories of the PGlite instances open in this process.
 const openPgliteDirs = new Set<string>();
 
+export interface PgliteOptions {
+  /**
+   * Flush each commit to the disk, as PostgreSQL does (default true; a
+   * "memory://" database has no disk). See durableStart().
+   */
+  fsync?: boolean;
+}
+
 /**
  * Opens (creating on first use) the embedded database persisted in dataDir,
  * for dev mode. One instance serves the whole process: opening the same
  * directory twice would corrupt it, so that throws. "memory://" gives an
  * in-memory database.
  */
-export async function openPglite(dataDir: string): Promise<Database> {
+export async function openPglite(dataDir: string, options: PgliteOptions = {}): Promise<Database> {
   const inMemory = dataDir.startsWith("memory://");
   const key = inMemory ? undefined : resolve(dataDir);
   if (key !== undefined) {
@@ -91,9 +99,11 @@ export async function openPglite(dataDir: string): Promise<Database> {
   // Loaded here, not at the top: split mode never uses PGlite, and importing
   // it (and its Prisma adapter) costs ~200 ms of every service's start-up.
   const [{ PGlite, protocol, parse }, { PrismaPGlite }] = await Promise.all([import("@electric-sql/pglite"), import("pglite-prisma-adapter")]);
+  const durable = key !== undefined && options.fsync !== false;
   let pglite: PGlite;
   try {
-    pglite = await PGlite.create(key ?? dataDir);
+    pglite = await PGlite.create(key ?? dataDir, durable ? { startParams: durableStartParams(PGlite.defaultStartParams) } : {});
+    if (durable) await durableStart(pglite);
   } catch (error) {
     if (key !== undefined) openPgliteDirs.delete(key);
     throw error;
@@ -105,6 +115,35 @@ export async function openPglite(dataDir: string): Promise<Database> {
       if (key !== undefined) openPgliteDirs.delete(key);
     }
   });
+}
+
+// PGlite starts PostgreSQL with -F (fsync off), and the Emscripten file
+// system it keeps a data directory on (NODEFS) has no fsync: a commit reaches
+// the kernel's page cache and no further. That survives a crash of the
+// process, not of the machine: a power loss could drop acknowledged writes,
+// or leave data pages on the disk ahead of the WAL that describes them, a
+// corrupt database. So a durable PGlite starts without -F, flushes the WAL
+// with fsync() (Emscripten makes fdatasync() a no-op, and fsync() calls the
+// file system's own), and NODEFS gets the fsync it lacks.
+
+/** PGlite's start parameters with fsync on and the WAL flushed with fsync(). */
+function durableStartParams(defaults: readonly string[]): string[] {
+  return [...defaults.filter((p) => p !== "-F"), "-c", "wal_sync_method=fsync"];
+}
+
+/** Gives the instance's NODEFS an fsync, then checkpoints what start-up wrote before it had one. */
+async function durableStart(pglite: PGlite): Promise<void> {
+  const nodefs = (pglite as unknown as { mod?: { NODEFS?: { stream_ops?: Record<string, unknown> } } }).mod?.NODEFS;
+  if (!nodefs?.stream_ops) {
+    await pglite.close();
+    throw new Error("this PGlite build does not expose its file system (NODEFS), so commits cannot be flushed to the disk; DROVER_DB_FSYNC=off runs without");
+  }
+  nodefs.stream_ops.fsync = (stream: { nfd?: number }) => {
+    // Looked up on the module at each call, so that a test can count them.
+    if (stream.nfd !== undefined) fs.fsyncSync(stream.nfd);
+    return 0;
+  };
+  await pglite.exec("CHECKPOINT");
 }
 
 function database(

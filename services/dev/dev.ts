@@ -41,7 +41,7 @@ export async function startDev(config: DevConfig, logger: Logger): Promise<DevPl
   const unlock = lockDataDir(dataDir);
   let db: Database;
   try {
-    db = await openPglite(join(dataDir, "pgdata"));
+    db = await openPglite(join(dataDir, "pgdata"), { fsync: config.dbFsync });
   } catch (err) {
     unlock();
     throw err;
