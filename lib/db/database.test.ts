@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import fs, { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -14,6 +15,23 @@ import { openTempPglite, openTempPostgres } from "./testing.ts";
 const adminUrl = await requirePostgres();
 
 const sha256 = (text: string) => createHash("sha256").update(text).digest("hex");
+
+/** A process that opens PGlite on argv[1], commits a row, says so, and waits to be killed. */
+const KILLED_HOLDER = `
+const { PGlite } = require("@electric-sql/pglite");
+(async () => {
+  const db = await PGlite.create(process.argv[1]);
+  await db.exec("CREATE TABLE t (id int); INSERT INTO t VALUES (7)");
+  console.log("committed");
+  setInterval(() => {}, 1000);
+})();
+`;
+
+function countFiles(dir: string): number {
+  let n = 0;
+  for (const e of fs.readdirSync(dir, { withFileTypes: true })) n += e.isDirectory() ? countFiles(join(dir, e.name)) : 1;
+  return n;
+}
 
 // The same script on either wiring: the generated client must behave alike.
 function crudCases(open: () => Promise<Database>) {
@@ -157,6 +175,40 @@ describe("openPglite", () => {
         }
       });
     }
+
+    it("after a process that held it was killed, syncs the whole directory before and after recovery, and keeps its commit", async () => {
+      const dataDir = mkdtempSync(join(tmpdir(), "drover-pglite-fsync-"));
+      try {
+        // PGlite in a process of its own, killed with SIGKILL once it committed: pg_control says "in production".
+        const child = spawn(process.execPath, ["-e", KILLED_HOLDER, dataDir], { cwd: process.cwd(), stdio: ["ignore", "pipe", "inherit"] });
+        const exited = new Promise((resolve) => child.once("exit", resolve));
+        await new Promise<void>((resolve, reject) => {
+          child.stdout.on("data", (d: Buffer) => d.toString().includes("committed") && resolve());
+          child.once("exit", (code) => reject(new Error(`the holder exited (${code}) before it committed`)));
+        });
+        child.kill("SIGKILL");
+        await exited;
+        const files = countFiles(dataDir);
+        let db: Database | undefined;
+        const calls = await fsyncsDuring(async () => {
+          db = await openPglite(dataDir);
+        });
+        try {
+          assert.ok(calls >= 2 * files, `${calls} fsync() calls on opening a directory of ${files} files after a crash`);
+          assert.deepEqual(await db!.executor.query("SELECT id FROM t"), [{ id: 7 }]);
+        } finally {
+          await db!.close();
+        }
+        // A clean shutdown leaves nothing to sync: the next open does not walk the directory.
+        const clean = await fsyncsDuring(async () => {
+          db = await openPglite(dataDir);
+        });
+        await db!.close();
+        assert.ok(clean < files, `${clean} fsync() calls on opening a directory of ${files} files after a clean shutdown`);
+      } finally {
+        rmSync(dataDir, { recursive: true, force: true });
+      }
+    });
 
     it("keeps what it committed across a close and a reopen", async () => {
       const dataDir = mkdtempSync(join(tmpdir(), "drover-pglite-fsync-"));

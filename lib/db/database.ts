@@ -10,8 +10,8 @@
 // A client only ever touches its service's schema: every model carries
 // @@schema, so its queries name the schema and do not depend on search_path.
 
-import fs, { mkdirSync } from "node:fs";
-import { resolve } from "node:path";
+import fs, { closeSync, mkdirSync, openSync, readdirSync, readFileSync } from "node:fs";
+import { join, resolve } from "node:path";
 
 import type { PGlite } from "@electric-sql/pglite";
 import { PrismaPg } from "@prisma/adapter-pg";
@@ -100,17 +100,25 @@ export async function openPglite(dataDir: string, options: PgliteOptions = {}): 
   // it (and its Prisma adapter) costs ~200 ms of every service's start-up.
   const [{ PGlite, protocol, parse }, { PrismaPGlite }] = await Promise.all([import("@electric-sql/pglite"), import("pglite-prisma-adapter")]);
   const durable = key !== undefined && options.fsync !== false;
-  let pglite: PGlite;
+  // As PostgreSQL does after a crash: what the last server left in the page
+  // cache reaches the disk before recovery builds on it, and what recovery
+  // wrote (before NODEFS had an fsync) reaches it afterwards.
+  const recovering = durable && crashedLastTime(key);
+  let pglite: PGlite | undefined;
   try {
+    if (recovering) syncTree(key);
     pglite = await PGlite.create(key ?? dataDir, durable ? { startParams: durableStartParams(PGlite.defaultStartParams) } : {});
     if (durable) await durableStart(pglite);
+    if (recovering) syncTree(key);
   } catch (error) {
+    await pglite?.close().catch(() => {});
     if (key !== undefined) openPgliteDirs.delete(key);
     throw error;
   }
-  return database("pglite", pgliteExecutor(pglite, { protocol, parse }), () => new PrismaPGlite(pglite), async () => {
+  const opened = pglite;
+  return database("pglite", pgliteExecutor(opened, { protocol, parse }), () => new PrismaPGlite(opened), async () => {
     try {
-      await pglite.close();
+      await opened.close();
     } finally {
       if (key !== undefined) openPgliteDirs.delete(key);
     }
@@ -135,7 +143,6 @@ function durableStartParams(defaults: readonly string[]): string[] {
 async function durableStart(pglite: PGlite): Promise<void> {
   const nodefs = (pglite as unknown as { mod?: { NODEFS?: { stream_ops?: Record<string, unknown> } } }).mod?.NODEFS;
   if (!nodefs?.stream_ops) {
-    await pglite.close();
     throw new Error("this PGlite build does not expose its file system (NODEFS), so commits cannot be flushed to the disk; DROVER_DB_FSYNC=off runs without");
   }
   nodefs.stream_ops.fsync = (stream: { nfd?: number }) => {
@@ -144,6 +151,40 @@ async function durableStart(pglite: PGlite): Promise<void> {
     return 0;
   };
   await pglite.exec("CHECKPOINT");
+}
+
+/**
+ * True when the data directory's last server did not shut down cleanly:
+ * pg_control's state (a 32-bit field after the system identifier and two
+ * version numbers) is neither "shut down" (1) nor "shut down in recovery" (2).
+ */
+function crashedLastTime(dir: string): boolean {
+  let control: Buffer;
+  try {
+    control = readFileSync(join(dir, "global", "pg_control"));
+  } catch {
+    return false; // a new directory
+  }
+  const state = control.length >= 20 ? control.readInt32LE(16) : -1;
+  return state !== 1 && state !== 2;
+}
+
+/** fsync()s every file and directory under dir, dir included. */
+function syncTree(dir: string): void {
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    if (entry.isDirectory()) syncTree(join(dir, entry.name));
+    else if (entry.isFile()) syncPath(join(dir, entry.name));
+  }
+  syncPath(dir);
+}
+
+function syncPath(path: string): void {
+  const fd = openSync(path, "r");
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 function database(
