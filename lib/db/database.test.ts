@@ -27,6 +27,18 @@ const { PGlite } = require("@electric-sql/pglite");
 })();
 `;
 
+/** Runs KILLED_HOLDER on dir and kills it with SIGKILL once it committed: pg_control then says "in production". */
+async function killedHolder(dir: string): Promise<void> {
+  const child = spawn(process.execPath, ["-e", KILLED_HOLDER, dir], { cwd: process.cwd(), stdio: ["ignore", "pipe", "inherit"] });
+  const exited = new Promise((resolve) => child.once("exit", resolve));
+  await new Promise<void>((resolve, reject) => {
+    child.stdout.on("data", (d: Buffer) => d.toString().includes("committed") && resolve());
+    child.once("exit", (code) => reject(new Error(`the holder exited (${code}) before it committed`)));
+  });
+  child.kill("SIGKILL");
+  await exited;
+}
+
 function countFiles(dir: string): number {
   let n = 0;
   for (const e of fs.readdirSync(dir, { withFileTypes: true })) n += e.isDirectory() ? countFiles(join(dir, e.name)) : 1;
@@ -179,15 +191,7 @@ describe("openPglite", () => {
     it("after a process that held it was killed, syncs the whole directory before and after recovery, and keeps its commit", async () => {
       const dataDir = mkdtempSync(join(tmpdir(), "drover-pglite-fsync-"));
       try {
-        // PGlite in a process of its own, killed with SIGKILL once it committed: pg_control says "in production".
-        const child = spawn(process.execPath, ["-e", KILLED_HOLDER, dataDir], { cwd: process.cwd(), stdio: ["ignore", "pipe", "inherit"] });
-        const exited = new Promise((resolve) => child.once("exit", resolve));
-        await new Promise<void>((resolve, reject) => {
-          child.stdout.on("data", (d: Buffer) => d.toString().includes("committed") && resolve());
-          child.once("exit", (code) => reject(new Error(`the holder exited (${code}) before it committed`)));
-        });
-        child.kill("SIGKILL");
-        await exited;
+        await killedHolder(dataDir);
         const files = countFiles(dataDir);
         let db: Database | undefined;
         const calls = await fsyncsDuring(async () => {
@@ -206,6 +210,33 @@ describe("openPglite", () => {
         await db!.close();
         assert.ok(clean < files, `${clean} fsync() calls on opening a directory of ${files} files after a clean shutdown`);
       } finally {
+        rmSync(dataDir, { recursive: true, force: true });
+      }
+    });
+
+    it("runs on a file system that refuses fsync on a directory, as some do (EINVAL)", async () => {
+      const dataDir = mkdtempSync(join(tmpdir(), "drover-pglite-fsync-"));
+      const original = fs.fsyncSync;
+      let refused = 0;
+      fs.fsyncSync = (fd) => {
+        if (fs.fstatSync(fd).isDirectory()) {
+          refused += 1;
+          throw Object.assign(new Error("EINVAL: invalid argument, fsync"), { code: "EINVAL" });
+        }
+        original(fd);
+      };
+      try {
+        await killedHolder(dataDir); // so that opening syncs the whole tree, directories too
+        const db = await openPglite(dataDir);
+        try {
+          await db.executor.query("INSERT INTO t VALUES (8)");
+          assert.deepEqual(await db.executor.query("SELECT id FROM t ORDER BY id"), [{ id: 7 }, { id: 8 }]);
+        } finally {
+          await db.close();
+        }
+        assert.ok(refused > 0, "no directory was synced");
+      } finally {
+        fs.fsyncSync = original;
         rmSync(dataDir, { recursive: true, force: true });
       }
     });
