@@ -187,9 +187,10 @@ function syncPath(path: string): void {
 }
 
 /**
- * fsync(), except where the file system has none to give: some refuse it on
- * a directory (EINVAL, EBADF), as PostgreSQL's fsync_fname() allows for.
- * Looked up on node:fs at each call, so that a test can count the calls.
+ * fsync(), passed over where the file system has none to give (EINVAL,
+ * EBADF, ENOTSUP): some refuse it on a directory, as PostgreSQL's
+ * fsync_fname() allows for. Any other error is thrown. Looked up on node:fs
+ * at each call, so that a test can count the calls.
  */
 function fsync(fd: number): void {
   try {
