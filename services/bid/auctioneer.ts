@@ -353,8 +353,9 @@ export class Auctioneer {
       // A held job (see hold) whose agents, silent before, are now not even
       // eligible (stale, most often: a missed heartbeat or two) is held on:
       // going back would free its slot for a job of its key submitted after it.
-      const stillHeld = noCandidates && !!a.job.spec?.concurrencyKey && (this.silent.get(a.job.jobId) ?? 0) > 0;
-      const silent = unanswered || stillHeld ? (this.silent.get(a.job.jobId) ?? 0) + 1 : 0;
+      const silentBefore = this.silent.get(a.job.jobId) ?? 0;
+      const stillHeld = noCandidates && !!a.job.spec?.concurrencyKey && silentBefore > 0;
+      const silent = unanswered || stillHeld ? silentBefore + 1 : 0;
       if (silent > 0 && this.silent.size < MAX_SILENT_TRACKED) this.silent.set(a.job.jobId, silent);
       else this.silent.delete(a.job.jobId);
       const retryMs = Math.round(Math.min(NO_ANSWER_RETRY_MS * 2 ** Math.min(silent - 1, 20), NO_ANSWER_RETRY_CAP_MS, settings.waitRetryMs) * (0.5 + random()));
